@@ -1,0 +1,2 @@
+/** JMH benchmarks of the nat-core hot paths; each runs against the reference model as its baseline. */
+package dev.egressd.benchmarks;

@@ -1,0 +1,2 @@
+/** The egressd allocator, destination ledger and kernel plan: pure Java, no I/O, no native code. */
+package dev.egressd.core;
