@@ -1,0 +1,77 @@
+package dev.egressd.core.model;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+class AddressTest
+{
+    @Test
+    void ipv4ParsesAndPrintsDottedQuad()
+    {
+        final Ipv4Address a = Ipv4Address.parse("203.0.113.10");
+        assertThat(a.bits()).isEqualTo(0xCB00710A);
+        assertThat(a).hasToString("203.0.113.10");
+        assertThat(Ipv4Address.parse("255.255.255.255").toString()).isEqualTo("255.255.255.255");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.4 ", "a.b.c.d", "1..2.3", "::1"})
+    void ipv4RefusesWhatIsNotADottedQuad(final String text)
+    {
+        assertThatThrownBy(() -> Ipv4Address.parse(text)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void ipv6ParsesAndPrintsCanonicalForm()
+    {
+        assertThat(Ipv6Address.parse("2001:DB8:0:0:0:0:0:10")).hasToString("2001:db8::10");
+        assertThat(Ipv6Address.parse("fd77::2")).hasToString("fd77::2");
+        assertThat(Ipv6Address.parse("::")).hasToString("::");
+        assertThat(Ipv6Address.parse("2001:db8:0:1:0:0:1:0")).hasToString("2001:db8:0:1::1:0");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"", "203.0.113.1", "::ffff:1.2.3.4", "fe80::1%eth0", "[::1]", "2001:db8::zz", "example.com"})
+    void ipv6RefusesWhatIsNotIpv6(final String text)
+    {
+        assertThatThrownBy(() -> Ipv6Address.parse(text)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Property
+    void ipv4RoundTripsThroughText(@ForAll final int bits)
+    {
+        assertThat(Ipv4Address.parse(new Ipv4Address(bits).toString()).bits()).isEqualTo(bits);
+    }
+
+    @Property
+    void ipv6RoundTripsThroughTextAndBytes(@ForAll final long high, @ForAll final long low)
+    {
+        final Ipv6Address a = new Ipv6Address(high, low);
+        if ((high == 0 && (low >>> 32) == 0xFFFFL))
+        {
+            return; // IPv4-mapped form is refused on purpose
+        }
+        assertThat(Ipv6Address.parse(a.toString())).isEqualTo(a);
+        assertThat(Ipv6Address.fromBytes(a.toBytes())).isEqualTo(a);
+    }
+
+    @Test
+    void blockZeroStartsAtPortOneAndBlocksTileThePortSpace()
+    {
+        final BlockLayout layout = BlockLayout.STANDARD;
+        assertThat(layout.firstPort(0)).isEqualTo(1);
+        assertThat(layout.lastPort(0)).isEqualTo(1023);
+        assertThat(layout.firstPort(1)).isEqualTo(1024);
+        assertThat(layout.lastPort(63)).isEqualTo(65535);
+        assertThat(layout.blockOf(0)).isEqualTo(-1);
+        assertThat(layout.blockOf(1)).isZero();
+        assertThat(layout.blockOf(2047)).isEqualTo(1);
+        assertThat(new BlockLayout(4, 16).blockOf(64)).isEqualTo(-1);
+    }
+}
