@@ -1,0 +1,95 @@
+package dev.egressd.agent.natives;
+
+import jnr.ffi.Pointer;
+import jnr.ffi.annotations.IgnoreError;
+import jnr.ffi.annotations.In;
+import jnr.ffi.annotations.Out;
+import jnr.ffi.byref.IntByReference;
+
+/**
+ * The libc calls egressd makes, C names kept (socket(2), bind(2), sendto(2), recvfrom(2), setns(2), ...).
+ * Loaded once by {@link Natives#libc()}; errno is read with {@code Natives.errno()} right after a call.
+ */
+public interface LibC
+{
+    /** {@code <sys/socket.h>} AF_NETLINK. */
+    int AF_NETLINK = 16;
+    /** {@code <sys/socket.h>} AF_INET. */
+    int AF_INET = 2;
+    /** {@code <sys/socket.h>} AF_INET6. */
+    int AF_INET6 = 10;
+    /** {@code <sys/socket.h>} SOCK_RAW. */
+    int SOCK_RAW = 3;
+    /** {@code <sys/socket.h>} SOCK_CLOEXEC. */
+    int SOCK_CLOEXEC = 02000000;
+    /** {@code <sys/socket.h>} SOL_SOCKET. */
+    int SOL_SOCKET = 1;
+    /** {@code <asm-generic/socket.h>} SO_RCVBUF. */
+    int SO_RCVBUF = 8;
+    /** {@code <asm-generic/socket.h>} SO_RCVBUFFORCE: beyond rmem_max, needs CAP_NET_ADMIN. */
+    int SO_RCVBUFFORCE = 33;
+    /** {@code <asm-generic/socket.h>} SO_RCVTIMEO (struct timeval). */
+    int SO_RCVTIMEO = 20;
+    /** {@code <linux/netlink.h>} SOL_NETLINK. */
+    int SOL_NETLINK = 270;
+    /** {@code <linux/netlink.h>} NETLINK_ADD_MEMBERSHIP. */
+    int NETLINK_ADD_MEMBERSHIP = 1;
+    /** {@code <linux/netlink.h>} NETLINK_ROUTE. */
+    int NETLINK_ROUTE = 0;
+    /** {@code <linux/netlink.h>} NETLINK_NETFILTER. */
+    int NETLINK_NETFILTER = 12;
+    /** {@code <sched.h>} CLONE_NEWNET. */
+    int CLONE_NEWNET = 0x40000000;
+    /** {@code <fcntl.h>} O_RDONLY. */
+    int O_RDONLY = 0;
+    /** {@code <fcntl.h>} O_CLOEXEC. */
+    int O_CLOEXEC = 02000000;
+    /** {@code <sys/socket.h>} MSG_DONTWAIT. */
+    int MSG_DONTWAIT = 0x40;
+
+    /** {@code <errno.h>} EINTR. */
+    int EINTR = 4;
+    /** {@code <errno.h>} EAGAIN. */
+    int EAGAIN = 11;
+    /** {@code <errno.h>} ENOENT. */
+    int ENOENT = 2;
+    /** {@code <errno.h>} EEXIST. */
+    int EEXIST = 17;
+    /** {@code <errno.h>} EPERM. */
+    int EPERM = 1;
+    /** {@code <errno.h>} ENOBUFS. */
+    int ENOBUFS = 105;
+    /** {@code <errno.h>} EADDRNOTAVAIL. */
+    int EADDRNOTAVAIL = 99;
+
+    int socket(int domain, int type, int protocol);
+
+    int bind(int sockfd, @In Pointer addr, int addrlen);
+
+    long sendto(int sockfd, @In Pointer buf, long len, int flags, @In Pointer destAddr, int addrlen);
+
+    long recvfrom(int sockfd, @Out Pointer buf, long len, int flags, @Out Pointer srcAddr, @Out IntByReference addrlen);
+
+    int setsockopt(int sockfd, int level, int optname, @In Pointer optval, int optlen);
+
+    int getsockname(int sockfd, @Out Pointer addr, @In @Out IntByReference addrlen);
+
+    int close(int fd);
+
+    int open(String pathname, int flags);
+
+    int setns(int fd, int nstype);
+
+    @IgnoreError
+    String strerror(int errnum);
+
+    @IgnoreError
+    int getpid();
+
+    @IgnoreError
+    int geteuid();
+
+    /** {@code <sys/syscall.h>} gettid is not in glibc 2.36's headers for every arch: use syscall(SYS_gettid). */
+    @IgnoreError
+    long syscall(long number);
+}
