@@ -8,8 +8,9 @@ import java.util.Map;
  * The minimal element changes that turn one plan into another.
  *
  * <p>Ordering: every ADD and REPLACE comes before any REMOVE ("add what is missing before removing what is
- * unused", as Cilium's reconciler does), and within each group uplink addresses lead, so that an egress
- * address is on the uplink before any map points a guest at it, and leaves it only after nothing does.
+ * unused", as Cilium's reconciler does); uplink addresses are added first and removed last, so that an
+ * egress address is on the uplink before any map points a guest at it, and leaves it only after nothing
+ * does.
  * nft applies one transaction atomically, so the order inside it never shows to a packet; the address
  * changes go through rtnetlink, outside that transaction, which is why their order matters.
  */
@@ -45,8 +46,9 @@ public final class PlanDiff
                 }
             }
         }
-        for (final String kind : KernelPlan.KINDS)
+        for (int k = KernelPlan.KINDS.size() - 1; k >= 0; k--)
         {
+            final String kind = KernelPlan.KINDS.get(k);
             final Map<Object, PlanElement> want = desired.elements(kind);
             for (final PlanElement held : actual.elements(kind).values())
             {
