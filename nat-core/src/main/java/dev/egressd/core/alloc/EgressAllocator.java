@@ -1113,7 +1113,7 @@ public final class EgressAllocator
     private static Refusal alreadyExists(final String machineId)
     {
         return new Refusal(Reason.ALREADY_EXISTS, "id",
-            "machine " + machineId + " already exists with another record or placement; restore only recreates");
+            "id " + machineId + " is already a machine with another record or placement; restore only recreates machines");
     }
 
     private static Object parseIpv4(final String text, final String field)
