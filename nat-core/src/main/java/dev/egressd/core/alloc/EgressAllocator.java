@@ -681,7 +681,8 @@ public final class EgressAllocator
         final Node existing = machines.get(machine.id());
         if (existing != null)
         {
-            if (existing.machine.equals(machine) && existing.pair == pair && SlotAllocator.blockOf(existing.slot) == block)
+            if (existing.machine.equals(machine) && existing.pair == pair
+                && SlotAllocator.blockOf(existing.slot) == block)
             {
                 return Done.NOTHING;
             }
@@ -980,7 +981,8 @@ public final class EgressAllocator
         final Pair pin = pairsByIpv4.get(machine.pin());
         if (pin == null)
         {
-            return new Refusal(Reason.UNKNOWN_PAIR, "pin", "pin " + machine.pin() + " is not an egress pair on this host");
+            return new Refusal(Reason.UNKNOWN_PAIR, "pin",
+                "pin " + machine.pin() + " is not an egress pair on this host");
         }
         if (!pin.app.id.equals(machine.app()))
         {
@@ -1102,18 +1104,21 @@ public final class EgressAllocator
 
     private static Refusal unknownMachine(final String machineId)
     {
-        return new Refusal(Reason.UNKNOWN_MACHINE, "machine", "machine " + quote(machineId) + " is not known on this host");
+        return new Refusal(Reason.UNKNOWN_MACHINE, "machine",
+            "machine " + quote(machineId) + " is not known on this host");
     }
 
     private static Refusal noScopedPair(final String machineId)
     {
-        return new Refusal(Reason.NO_MACHINE_SCOPED_PAIR, "machine", "machine " + machineId + " has no machine-scoped pair");
+        return new Refusal(Reason.NO_MACHINE_SCOPED_PAIR, "machine",
+            "machine " + machineId + " has no machine-scoped pair");
     }
 
     private static Refusal alreadyExists(final String machineId)
     {
         return new Refusal(Reason.ALREADY_EXISTS, "id",
-            "id " + machineId + " is already a machine with another record or placement; restore only recreates machines");
+            "id " + machineId + " is already a machine with another record or placement; "
+                + "restore only recreates machines");
     }
 
     private static Object parseIpv4(final String text, final String field)
@@ -1126,9 +1131,11 @@ public final class EgressAllocator
         {
             if (text != null && text.indexOf(':') >= 0)
             {
-                return new Refusal(Reason.WRONG_FAMILY, field, field + " must be an IPv4 address, got IPv6 " + quote(text));
+                return new Refusal(Reason.WRONG_FAMILY, field,
+                    field + " must be an IPv4 address, got IPv6 " + quote(text));
             }
-            return new Refusal(Reason.INVALID, field, field + " must be an IPv4 address (dotted quad), got " + quote(text));
+            return new Refusal(Reason.INVALID, field,
+                field + " must be an IPv4 address (dotted quad), got " + quote(text));
         }
     }
 

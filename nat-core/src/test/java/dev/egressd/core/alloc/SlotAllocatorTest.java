@@ -161,7 +161,8 @@ class SlotAllocatorTest
         final int slot = slots.place(APP);
         slots.release(slot);
         assertThatThrownBy(() -> slots.release(slot)).isInstanceOf(IllegalStateException.class);
-        assertThatThrownBy(() -> slots.release(SlotAllocator.slot(pair + 5, 1))).isInstanceOf(IllegalStateException.class);
+        assertThatThrownBy(() -> slots.release(SlotAllocator.slot(pair + 5, 1)))
+            .isInstanceOf(IllegalStateException.class);
     }
 
     @Test
