@@ -204,6 +204,38 @@ class AllocatorModelTest
                 checkChangedListed(before, after, done, action);
             }
         }
+        checkRebuildMovesNoMachine(fast, seed);
+    }
+
+    /** Invariant 6: rebuilding from the state (as after a restart) puts every machine back where it was. */
+    private static void checkRebuildMovesNoMachine(final EgressAllocator original, final long seed)
+    {
+        final Snapshot state = original.snapshot();
+        final EgressAllocator rebuilt = new EgressAllocator(HOST, ~seed);
+        state.apps().forEach(a -> assertThat(rebuilt.upsertApp(a.id(), a.failClosed()).ok()).isTrue());
+        for (final PairView p : state.pairs())
+        {
+            assertThat(rebuilt.addPair(p.app(), p.pair()).ok()).isTrue();
+            assertThat(rebuilt.setDrained(p.app(), p.pair().ipv4(), p.drained()).ok()).isTrue();
+        }
+        for (final MachineView m : state.machines())
+        {
+            final Egress e = m.egress();
+            if (e.scope() == Scope.APP)
+            {
+                assertThat(rebuilt.restoreMachine(m.machine(), e.pair().ipv4(), e.block()).ok()).isTrue();
+            }
+            else if (e.scope() == Scope.MACHINE)
+            {
+                assertThat(rebuilt.restoreMachineScoped(m.machine(), m.machineScopedPair()).ok()).isTrue();
+            }
+        }
+        final Map<String, MachineView> byId = new TreeMap<>();
+        state.machines().forEach(m -> byId.put(m.machine().id(), m));
+        state.apps().forEach(a -> a.waiting().forEach(id ->
+            assertThat(rebuilt.upsertMachine(byId.get(id).machine()).ok()).isTrue()));
+        assertThat(placements(rebuilt.snapshot())).isEqualTo(placements(state));
+        assertThat(rebuilt.apps()).isEqualTo(state.apps());
     }
 
     private static void checkInvariants(final Snapshot s)
