@@ -526,6 +526,19 @@ public final class Lab implements AutoCloseable
         }
 
         /**
+         * Discards every line already received.
+         *
+         * @return how many were discarded.
+         */
+        public int drain()
+        {
+            final List<String> old = new ArrayList<>();
+            lines.drainTo(old);
+            old.stream().filter("<eof>"::equals).forEach(lines::add);
+            return old.size();
+        }
+
+        /**
          * Waits for the client to end.
          *
          * @param timeout how long to wait.
