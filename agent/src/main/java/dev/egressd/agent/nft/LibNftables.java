@@ -10,8 +10,13 @@ import jnr.ffi.annotations.IgnoreError;
  *
  * <p>Errors are reported through return codes and the context's error buffer, never errno, so no call
  * saves errno ({@link IgnoreError}).
+ *
+ * <p><strong>Internal usage only!</strong> Use {@link NftablesClient}. The interface is public only
+ * because jnr-ffi's ASM loader implements it from its own class loader, which cannot implement a
+ * package-private interface ({@code IllegalAccessError}); its reflection fallback is a JVM-wide switch
+ * ({@code jnr.ffi.asm.enabled}) that would slow every other binding.
  */
-interface LibNftables
+public interface LibNftables
 {
     /** {@code libnftables.h}: {@code #define NFT_CTX_DEFAULT 0}. */
     int NFT_CTX_DEFAULT = 0;

@@ -54,6 +54,21 @@ public final class LibNftablesClient implements NftablesClient, AutoCloseable
     }
 
     @Override
+    public void check(final String script) throws NftException
+    {
+        final Pointer context = context();
+        lib.nft_ctx_set_dry_run(context, true);
+        try
+        {
+            execute(script, LibNftables.NFT_CTX_DEFAULT);
+        }
+        finally
+        {
+            lib.nft_ctx_set_dry_run(context, false);
+        }
+    }
+
+    @Override
     public String runJson(final String command) throws NftException
     {
         return execute(command, LibNftables.NFT_CTX_OUTPUT_JSON);

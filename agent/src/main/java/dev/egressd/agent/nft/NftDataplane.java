@@ -110,32 +110,70 @@ public final class NftDataplane
         {
             return;
         }
+        final String script = script(rendered);
+        try
+        {
+            nft.run(script);
+        }
+        catch (final NftException e)
+        {
+            final Blame blame = blame(rendered, e);
+            throw new NftException("nft transaction failed, nothing changed: " + blame.what() + ": "
+                + blame.cause().reason(), e.command(), e.error());
+        }
+    }
+
+    private record Blame(String what, NftException cause)
+    {
+    }
+
+    /**
+     * Which change nft refused. nft 1.0.6 does not say which line of a buffer failed, so on failure the
+     * prefixes of the transaction are dry-run, bisecting for the shortest one that fails: its last change
+     * is the culprit (a longer prefix fails whenever a shorter one does). log2(n) dry runs, on failure
+     * only.
+     */
+    private Blame blame(final List<PlanRenderer.Rendered> rendered, final NftException failure)
+    {
+        if (rendered.size() == 1)
+        {
+            return new Blame(rendered.get(0).change().toString(), failure);
+        }
+        int lo = 1;
+        int hi = rendered.size();
+        NftException cause = failure;
+        try
+        {
+            while (lo < hi)
+            {
+                final int mid = (lo + hi) >>> 1;
+                try
+                {
+                    nft.check(script(rendered.subList(0, mid)));
+                    lo = mid + 1;
+                }
+                catch (final NftException e)
+                {
+                    hi = mid;
+                    cause = e;
+                }
+            }
+        }
+        catch (final UnsupportedOperationException | IllegalStateException e)
+        {
+            return new Blame("one of " + rendered.size() + " changes", failure);
+        }
+        return new Blame(rendered.get(lo - 1).change().toString(), cause);
+    }
+
+    private static String script(final List<PlanRenderer.Rendered> rendered)
+    {
         final StringBuilder script = new StringBuilder();
         for (final PlanRenderer.Rendered r : rendered)
         {
             r.lines().forEach(line -> script.append(line).append('\n'));
         }
-        try
-        {
-            nft.run(script.toString());
-        }
-        catch (final NftException e)
-        {
-            final String blamed = e.failingLine();
-            PlanChange culprit = null;
-            for (final PlanRenderer.Rendered r : rendered)
-            {
-                if (!blamed.isEmpty() && r.lines().contains(blamed))
-                {
-                    culprit = r.change();
-                    break;
-                }
-            }
-            final String what = culprit != null ? culprit.toString()
-                : (rendered.size() == 1 ? rendered.get(0).change().toString() : rendered.size() + " changes");
-            throw new NftException("nft transaction failed, nothing changed: " + what + ": " + e.reason(),
-                e.command(), e.error());
-        }
+        return script.toString();
     }
 
     /**

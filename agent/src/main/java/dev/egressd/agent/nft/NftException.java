@@ -5,7 +5,9 @@ import java.io.IOException;
 /**
  * A failed nft command or transaction, carrying nft's own error text (the same format as the
  * {@code nft} CLI: an {@code Error:} line, the failing command line, a caret line) and the command text
- * that was run. Predicates classify the kernel's reason the way knftables does, from the text, because
+ * that was run. With buffer input, nft 1.0.6 prints the buffer's FIRST line under the error (with the
+ * caret columns of the failing one), so the text does not say which line failed; see
+ * {@link NftablesClient#check}. Predicates classify the kernel's reason the way knftables does, from the text, because
  * libnftables reports no errno.
  */
 public class NftException extends IOException
@@ -76,24 +78,6 @@ public class NftException extends IOException
             }
         }
         return error.trim();
-    }
-
-    /**
-     * The command line nft blamed: the line that follows the first {@code Error:} line.
-     *
-     * @return that line, trimmed, or empty when nft named none.
-     */
-    public String failingLine()
-    {
-        final String[] lines = error.split("\n");
-        for (int i = 0; i < lines.length - 1; i++)
-        {
-            if (lines[i].contains("Error: "))
-            {
-                return lines[i + 1].trim();
-            }
-        }
-        return "";
     }
 
     /**

@@ -37,7 +37,12 @@ public final class NftNatives
             }
             catch (final Throwable t)
             {
-                cause = new UnsatisfiedLinkError(MISSING_MESSAGE + " (" + t.getMessage() + ")");
+                // Tell "not installed" (the operator's fix) apart from a binding bug (ours).
+                final String text = String.valueOf(t.getMessage());
+                final boolean missing = text.contains("cannot open shared object") || text.contains("not found")
+                    || text.contains("No such file");
+                cause = new UnsatisfiedLinkError((missing ? MISSING_MESSAGE : SONAME + " could not be bound")
+                    + " (" + t + ")");
                 cause.initCause(t);
             }
             LIB = lib;
@@ -74,7 +79,7 @@ public final class NftNatives
     {
         if (!isAvailable())
         {
-            throw new IllegalStateException(MISSING_MESSAGE, Holder.CAUSE);
+            throw new IllegalStateException(Holder.CAUSE.getMessage(), Holder.CAUSE);
         }
     }
 

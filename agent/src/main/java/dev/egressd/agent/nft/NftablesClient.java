@@ -23,4 +23,19 @@ public interface NftablesClient
      * @throws NftException when the command fails, e.g. {@link NftException#isNotFound()} for no table.
      */
     String runJson(String command) throws NftException;
+
+    /**
+     * Runs a script as {@link #run} would, but only checks it: nft and the kernel validate the whole
+     * transaction (element clashes, missing or busy objects are caught) and nothing is committed. Used to
+     * find which change of a failed transaction nft refused, because libnftables 1.0.6 cannot say which
+     * line of a buffer failed.
+     *
+     * @param script the nft text.
+     * @throws NftException when the transaction would fail.
+     * @throws UnsupportedOperationException when the client cannot check (the default).
+     */
+    default void check(final String script) throws NftException
+    {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot check transactions");
+    }
 }
