@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.agent.nft.NftNatives;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -113,6 +114,10 @@ public final class Lab implements AutoCloseable
         {
             return "scripts/lab not found (set EGRESSD_PROJECT_DIR to the project root)";
         }
+        if (!NftNatives.isAvailable())
+        {
+            return "libnftables cannot be loaded: " + NftNatives.unavailabilityCause();
+        }
         return null;
     }
 
@@ -168,7 +173,13 @@ public final class Lab implements AutoCloseable
     public static Lab create(final int guests) throws IOException
     {
         requirePrivileged();
-        final String prefix = "e" + Integer.toString(ThreadLocalRandom.current().nextInt(36 * 36 * 36), 36);
+        String prefix;
+        do
+        {
+            // short and random: concurrent builds and other people's labs keep other prefixes
+            prefix = "e" + Integer.toString(ThreadLocalRandom.current().nextInt(36 * 36 * 36), 36);
+        }
+        while (Files.exists(Path.of("/run/netns", prefix + "-host")));
         final Lab lab = new Lab(prefix, guests, findProjectDir(), Files.createTempDirectory("egressd-lab-" + prefix));
         Runtime.getRuntime().addShutdownHook(lab.shutdownHook);
         try
