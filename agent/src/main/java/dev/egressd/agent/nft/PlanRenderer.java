@@ -87,8 +87,13 @@ public final class PlanRenderer
 
     private void add(final PlanElement element, final List<String> lines)
     {
+        if (element instanceof PlanElement.Snat4 snat)
+        {
+            checkPorts(element, snat.firstPort(), snat.lastPort());
+        }
         if (element instanceof PlanElement.Snat6 snat)
         {
+            checkPorts(element, snat.firstPort(), snat.lastPort());
             final String chain = Ruleset.snat6Chain(snat.guest());
             // The flush makes an ADD idempotent: if a stray chain of that name survived (drift), it ends
             // with exactly one rule instead of two. Flushing a chain added in the same transaction is fine.
@@ -131,6 +136,7 @@ public final class PlanRenderer
         {
             // Same guest, same chain (and vmap element): only the chain's one rule changes.
             final String chain = Ruleset.snat6Chain(snat.guest());
+            checkPorts(element, snat.firstPort(), snat.lastPort());
             lines.add("flush chain inet " + table + " " + chain);
             lines.add("add rule inet " + table + " " + chain + " "
                 + Ruleset.snat6Rule(snat.egress(), snat.firstPort(), snat.lastPort()));
@@ -143,6 +149,16 @@ public final class PlanRenderer
             remove(previous, lines);
         }
         add(element, lines);
+    }
+
+    /** nft would take a reversed or out-of-range block as a syntax error for the whole transaction. */
+    private static void checkPorts(final PlanElement element, final int firstPort, final int lastPort)
+    {
+        if (firstPort < 0 || lastPort > 65535 || firstPort > lastPort)
+        {
+            throw new IllegalArgumentException("ports: " + firstPort + "-" + lastPort
+                + " is not a port range (0 <= first <= last <= 65535) in " + element);
+        }
     }
 
     private String element(final String verb, final String set, final String text)

@@ -131,6 +131,32 @@ class NftDataplanePrivilegedTest
             .contains(Ruleset.snat6Chain(PlanFixtures.guest6(4)));
     }
 
+    /** Random walks between plans in the kernel: what is applied reads back equal, every step. */
+    @Test
+    void randomPlansRoundTripThroughTheKernel() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final java.util.Random random = new java.util.Random(7);
+        for (int step = 0; step < 15; step++)
+        {
+            final List<PlanElement> elements = new ArrayList<>();
+            for (int n = 1; n <= 10; n++)
+            {
+                if (random.nextInt(3) > 0)
+                {
+                    elements.addAll(PlanFixtures.machine(n, 1 + random.nextInt(63)).elements());
+                }
+            }
+            final KernelPlan desired = KernelPlan.of(elements);
+            ns.call(() ->
+            {
+                dataplane.apply(PlanDiff.between(dataplane.read(), desired));
+                return null;
+            });
+            assertThat(ns.call(dataplane::read)).as("step %d", step).isEqualTo(withoutUplinks(desired));
+        }
+    }
+
     @Test
     void aTransactionWithOneBadElementChangesNothing() throws Exception
     {

@@ -55,6 +55,28 @@ class NftDataplaneTest
         assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());
     }
 
+    /** Random walks between random plans: read(apply(diff(read, plan))) == plan, every step. */
+    @Test
+    void randomPlansRoundTrip() throws Exception
+    {
+        dataplane.ensureTable();
+        final java.util.Random random = new java.util.Random(42);
+        for (int step = 0; step < 40; step++)
+        {
+            final List<PlanElement> elements = new ArrayList<>();
+            for (int n = 1; n <= 12; n++)
+            {
+                if (random.nextInt(3) > 0)
+                {
+                    elements.addAll(machine(n, 1 + random.nextInt(63)).elements());
+                }
+            }
+            final KernelPlan desired = KernelPlan.of(elements);
+            dataplane.apply(PlanDiff.between(dataplane.read(), desired));
+            assertThat(dataplane.read()).as("step %d", step).isEqualTo(withoutUplinks(desired));
+        }
+    }
+
     @Test
     void oneInvalidElementFailsTheWholeTransactionAndNamesIt() throws Exception
     {

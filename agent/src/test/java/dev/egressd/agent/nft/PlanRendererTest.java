@@ -128,6 +128,15 @@ class PlanRendererTest
     }
 
     @Test
+    void aReversedPortRangeIsRefused()
+    {
+        assertThatIllegalArgumentException().isThrownBy(() -> renderer.render(List.of(
+            PlanChange.add(new PlanElement.Snat4(G4, E4, 2047, 1024))))).withMessageStartingWith("ports:");
+        assertThatIllegalArgumentException().isThrownBy(() -> renderer.render(List.of(
+            PlanChange.add(new PlanElement.Snat6(G6, E6, 1, 65536))))).withMessageStartingWith("ports:");
+    }
+
+    @Test
     void theTableNameComesFromTheConfig()
     {
         final PlanRenderer other = new PlanRenderer(new DataplaneConfig("lab", "uplink", "veth*", 3));
