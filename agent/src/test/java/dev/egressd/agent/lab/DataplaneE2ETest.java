@@ -1,0 +1,480 @@
+package dev.egressd.agent.lab;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.egressd.agent.lab.Lab.ClientResult;
+import dev.egressd.agent.lab.Lab.ConntrackEntry;
+import dev.egressd.agent.lab.Lab.RunningClient;
+import dev.egressd.agent.lab.Lab.Seen;
+import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.agent.nft.LibNftablesClient;
+import dev.egressd.agent.nft.NftDataplane;
+import dev.egressd.agent.nft.NftException;
+import dev.egressd.agent.nft.Ruleset;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.KernelPlanner;
+import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanDiff;
+import dev.egressd.core.plan.PlanElement;
+import dev.egressd.core.plan.PlannedMachine;
+
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Collectors;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * End-to-end: plans built by {@link KernelPlanner} applied through the real {@link NftDataplane}
+ * (libnftables, in-process) to a fresh routed lab, and what guests and the destination then see.
+ * Each test builds its own lab and removes it. Uplink addresses are put on by the fixture (the
+ * rtnetlink code is not under test here).
+ */
+@Tag("privileged")
+class DataplaneE2ETest
+{
+    private static final BlockLayout L = BlockLayout.STANDARD;
+    private static final String TABLE = "egressd";
+    private static final String DST4 = "198.51.100.10";
+    private static final String DST4B = "198.51.100.11";
+    private static final String DST6 = "2001:db8:100::10";
+    private static final String HOST4 = "192.0.2.1";
+    private static final String HOST6 = "2001:db8:1::1";
+    private static final EgressPair A = pair("203.0.113.10", "2001:db8:10::10");
+    private static final EgressPair B = pair("203.0.113.20", "2001:db8:10::20");
+    private static final EgressPair C = pair("203.0.113.30", "2001:db8:10::30");
+
+    private Lab lab;
+    private LibNftablesClient client;
+    private NftDataplane dataplane;
+
+    @AfterEach
+    void tearDown() throws IOException
+    {
+        try
+        {
+            if (client != null)
+            {
+                lab.host().call(() ->
+                {
+                    client.close();
+                    return null;
+                });
+            }
+        }
+        finally
+        {
+            if (lab != null)
+            {
+                lab.close();
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+
+    @Test
+    void twoMachinesOfOneAppLeaveFromThePairInsideTheirBlocks() throws Exception
+    {
+        start(2, 1024);
+        final List<PlannedMachine> machines = List.of(app(1, A, 1), app(2, A, 2));
+        apply(machines, List.of(A));
+
+        final StringBuilder figures = new StringBuilder("twoMachines:");
+        for (final int g : new int[] {1, 2})
+        {
+            final int first = L.firstPort(g);
+            final int last = L.lastPort(g);
+            final List<ClientResult> all = new ArrayList<>();
+            all.addAll(expectOk(lab.client(g, "tcp", DST4, 80, 3, 0), A.ipv4().toString(), first, last));
+            all.addAll(expectOk(lab.client(g, "udp", DST4, 5000, 2, 0), A.ipv4().toString(), first, last));
+            all.addAll(expectOk(lab.client(g, "tcp", DST6, 80, 3, 0), A.ipv6().toString(), first, last));
+            all.addAll(expectOk(lab.client(g, "udp", DST6, 5000, 2, 0), A.ipv6().toString(), first, last));
+            // ICMP echo: dst answers only the static ranges, so an answer means it was translated;
+            // conntrack shows the translated echo id inside the block
+            assertThat(lab.ping(g, DST4)).as("g%d ping v4", g).isTrue();
+            assertThat(lab.ping(g, DST6)).as("g%d ping v6", g).isTrue();
+            final ConntrackEntry icmp4 = onlyIcmp(lab.conntrack("ipv4"), guest4(g));
+            final ConntrackEntry icmp6 = onlyIcmp(lab.conntrack("ipv6"), guest6(g));
+            assertThat(icmp4.replyDst()).isEqualTo(A.ipv4().toString());
+            assertThat(icmp6.replyDst()).isEqualTo(A.ipv6().toString());
+            assertThat(icmp4.replyPort()).isBetween(first, last);
+            assertThat(icmp6.replyPort()).isBetween(first, last);
+            figures.append(String.format(" g%d[%d-%d] tcp/udp ports %s icmp ids v4 %d v6 %d;", g, first, last,
+                all.stream().map(ClientResult::seenPort).collect(Collectors.toList()), icmp4.replyPort(),
+                icmp6.replyPort()));
+        }
+        // everything the destination saw came from the pair, every port inside one of the two blocks
+        final List<Seen> seen = lab.destinationLog();
+        assertThat(seen).hasSize(20);
+        assertThat(seen).allSatisfy(s ->
+        {
+            assertThat(s.ip()).isIn(A.ipv4().toString(), A.ipv6().toString());
+            assertThat(L.blockOf(s.port())).isIn(1, 2);
+        });
+        assertThat(readTable()).isEqualTo(withoutUplinks(KernelPlanner.plan(machines, List.of(A))));
+        report(figures + " dst saw " + seen.size() + " flows, all from " + A.ipv4() + "/" + A.ipv6());
+    }
+
+    @Test
+    void twoPairsMachineScopedAndMasqueradedMachines() throws Exception
+    {
+        start(4, 1024);
+        final List<PlannedMachine> machines = List.of(app(1, A, 1), app(2, B, 1),
+            new PlannedMachine(machine(3), new Egress(Scope.MACHINE, C, -1, BlockLayout.ANY_FIRST_PORT,
+                BlockLayout.ANY_LAST_PORT, "machine-scoped")),
+            new PlannedMachine(machine(4), new Egress(Scope.HOST, null, -1, -1, -1, "no static egress")));
+        apply(machines, List.of(A, B, C));
+
+        final StringBuilder figures = new StringBuilder("twoPairs:");
+        final Object[][] expect = {
+            {1, A.ipv4().toString(), A.ipv6().toString(), L.firstPort(1), L.lastPort(1)},
+            {2, B.ipv4().toString(), B.ipv6().toString(), L.firstPort(1), L.lastPort(1)},
+            {3, C.ipv4().toString(), C.ipv6().toString(), 1, 65535},
+            {4, HOST4, HOST6, 1, 65535},
+        };
+        for (final Object[] e : expect)
+        {
+            final int g = (int)e[0];
+            final List<ClientResult> r4 = expectOk(lab.client(g, "tcp", DST4, 80, 2, 0), (String)e[1], (int)e[3], (int)e[4]);
+            final List<ClientResult> u4 = expectOk(lab.client(g, "udp", DST4, 5000, 1, 0), (String)e[1], (int)e[3], (int)e[4]);
+            final List<ClientResult> r6 = expectOk(lab.client(g, "tcp", DST6, 80, 2, 0), (String)e[2], (int)e[3], (int)e[4]);
+            figures.append(String.format(" g%d tcp4 %s udp4 %s tcp6 %s;", g, r4, u4, r6));
+        }
+        final List<Seen> seen = lab.destinationLog();
+        assertThat(seen).hasSize(20);
+        assertThat(seen.stream().filter(s -> s.ip().equals(HOST4) || s.ip().equals(HOST6)))
+            .as("only g4 is masqueraded").hasSize(5);
+        assertThat(readTable()).isEqualTo(withoutUplinks(KernelPlanner.plan(machines, List.of(A, B, C))));
+        report(figures.toString());
+    }
+
+    @Test
+    void aPendingStaticMachineIsRefusedAndReachesNothing() throws Exception
+    {
+        start(2, 1024);
+        final List<PlannedMachine> machines = List.of(
+            new PlannedMachine(machine(1), new Egress(Scope.PENDING, null, -1, -1, -1, "every pair is full")),
+            app(2, A, 1));
+        apply(machines, List.of(A));
+        final Map<String, Long> before = counters();
+
+        final long t0 = System.nanoTime();
+        final List<ClientResult> tcp4 = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2");
+        final long tcp4Millis = (System.nanoTime() - t0) / 1_000_000;
+        final List<ClientResult> tcp6 = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "2");
+        final List<ClientResult> udp4 = lab.client(1, "udp", DST4, 5000, 1, 0, "--timeout", "0.5");
+        final List<ClientResult> udp6 = lab.client(1, "udp", DST6, 5000, 1, 0, "--timeout", "0.5");
+        assertThat(tcp4).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
+        assertThat(tcp6).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
+        assertThat(tcp4Millis).as("refused at once, not timed out").isLessThan(1500);
+        assertThat(udp4).allSatisfy(r -> assertThat(r.ok()).isFalse());
+        assertThat(udp6).allSatisfy(r -> assertThat(r.ok()).isFalse());
+        assertThat(lab.ping(1, DST4)).isFalse();
+        assertThat(lab.ping(1, DST6)).isFalse();
+        assertThat(lab.destinationLog()).as("nothing from the pending machine, from any address").isEmpty();
+
+        final Map<String, Long> after = counters();
+        assertThat(after.get(Ruleset.COUNTER_UNMAPPED4)).isGreaterThan(before.get(Ruleset.COUNTER_UNMAPPED4));
+        assertThat(after.get(Ruleset.COUNTER_UNMAPPED6)).isGreaterThan(before.get(Ruleset.COUNTER_UNMAPPED6));
+        assertThat(after.get(Ruleset.COUNTER_BACKSTOP4)).isEqualTo(before.get(Ruleset.COUNTER_BACKSTOP4));
+        // the mapped neighbour is unaffected
+        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        report(String.format("pending: tcp4 %s in %d ms, tcp6 %s, udp4 %s, udp6 %s, ping refused; dst log empty; "
+            + "unmapped4 %d->%d unmapped6 %d->%d", tcp4, tcp4Millis, tcp6, udp4, udp6,
+            before.get(Ruleset.COUNTER_UNMAPPED4), after.get(Ruleset.COUNTER_UNMAPPED4),
+            before.get(Ruleset.COUNTER_UNMAPPED6), after.get(Ruleset.COUNTER_UNMAPPED6)));
+    }
+
+    @Test
+    void aGuestUsingAnotherGuestsAddressReachesNothingAndIsCounted() throws Exception
+    {
+        start(2, 1024);
+        apply(List.of(app(1, A, 1), app(2, A, 2)), List.of(A));
+        // g2 takes g1's addresses (g1 is mapped: without anti-spoofing these would leave as g1, from A)
+        lab.must("g2", "ip", "addr", "add", guest4(1) + "/32", "dev", "eth0");
+        lab.must("g2", "ip", "-6", "addr", "add", guest6(1) + "/128", "dev", "eth0", "nodad");
+        final Map<String, Long> before = counters();
+
+        final List<ClientResult> tcp4 = lab.client(2, "tcp", DST4, 80, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
+        final List<ClientResult> udp4 = lab.client(2, "udp", DST4, 5000, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
+        final List<ClientResult> tcp6 = lab.client(2, "tcp", DST6, 80, 1, 0, "--bind", guest6(1), "--timeout", "0.5");
+        assertThat(tcp4).extracting(ClientResult::error).containsExactly("ETIMEDOUT");
+        assertThat(udp4).extracting(ClientResult::ok).containsExactly(false);
+        assertThat(tcp6).extracting(ClientResult::error).containsExactly("ETIMEDOUT");
+        assertThat(lab.destinationLog()).as("nothing reached the destination").isEmpty();
+
+        final Map<String, Long> after = counters();
+        assertThat(after.get(Ruleset.COUNTER_SPOOF4)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF4) + 2);
+        assertThat(after.get(Ruleset.COUNTER_SPOOF6)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF6) + 1);
+        // both guests still work from their own addresses
+        expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0, "--bind", guest4(2)), A.ipv4().toString(), L.firstPort(2),
+            L.lastPort(2));
+        report(String.format("spoof: g2 as %s tcp4 %s udp4 %s, as %s tcp6 %s; dst log empty; spoof4 %d->%d spoof6 %d->%d",
+            guest4(1), tcp4, udp4, guest6(1), tcp6, before.get(Ruleset.COUNTER_SPOOF4), after.get(Ruleset.COUNTER_SPOOF4),
+            before.get(Ruleset.COUNTER_SPOOF6), after.get(Ruleset.COUNTER_SPOOF6)));
+    }
+
+    @Test
+    void theConnectionOverTheDestinationCapIsResetAtOnce() throws Exception
+    {
+        final int cap = 8;
+        start(1, cap);
+        apply(List.of(app(1, A, 1)), List.of(A));
+        final Map<String, Long> before = counters();
+
+        try (RunningClient held = lab.startClient(1, "tcp", DST4, "80", Integer.toString(cap), "5", "--timeout", "2"))
+        {
+            final List<ClientResult> first = new ArrayList<>();
+            for (int i = 0; i < cap; i++)
+            {
+                first.add(held.next(Duration.ofSeconds(5)));
+            }
+            // the 9th, while the 8 are held: a reset arrives at once (a dropped SYN would be retried after
+            // 1 s and time out after 2 s); the time includes starting the client, ~0.1-0.3 s
+            final long t0 = System.nanoTime();
+            final ClientResult over = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+            final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            assertThat(first).allSatisfy(r ->
+            {
+                assertThat(r.ok()).as(r.toString()).isTrue();
+                assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
+            });
+            assertThat(over.error()).isEqualTo("ECONNREFUSED");
+            assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
+            // another destination IP is a different key: still fine while the 8 are held
+            final List<ClientResult> other = lab.client(1, "tcp", DST4B, 80, 1, 0);
+            assertThat(other).extracting(ClientResult::seenIp).containsExactly(A.ipv4().toString());
+            // and IPv6 to the same destination host is counted separately
+            final List<ClientResult> v6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+            assertThat(v6).extracting(ClientResult::seenIp).containsExactly(A.ipv6().toString());
+            final Map<String, Long> after = counters();
+            assertThat(after.get(Ruleset.COUNTER_CAP4)).isGreaterThan(before.get(Ruleset.COUNTER_CAP4));
+            assertThat(lab.destinationLog().stream().filter(s -> s.localIp().equals(DST4))).hasSize(cap);
+            report(String.format("cap %d: first %d ok %s; #%d %s after %d ms; to %s %s; cap4 %d->%d", cap, cap, first,
+                cap + 1, over, overMillis, DST4B, other, before.get(Ruleset.COUNTER_CAP4),
+                after.get(Ruleset.COUNTER_CAP4)));
+        }
+    }
+
+    @Test
+    void remappingAppliesToNewConnectionsWhileAnEstablishedOneKeepsWorking() throws Exception
+    {
+        start(1, 1024);
+        apply(List.of(app(1, A, 1)), List.of(A, B));
+        try (RunningClient held = lab.startClient(1, "hold", DST4B, "80", "4", "--timeout", "1"))
+        {
+            final ClientResult established = held.next(Duration.ofSeconds(5));
+            assertThat(established.seenIp()).isEqualTo(A.ipv4().toString());
+            assertThat(established.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
+            assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo before the remap")
+                .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
+
+            final List<PlanChange> changes = apply(List.of(app(1, B, 2)), List.of(A, B));
+            assertThat(changes).filteredOn(c -> c.op() == PlanChange.Op.REPLACE)
+                .extracting(c -> c.element().kind()).containsExactlyInAnyOrder("snat4", "snat6");
+            held.drain();
+
+            final List<ClientResult> fresh4 = expectOk(lab.client(1, "tcp", DST4, 80, 2, 0), B.ipv4().toString(),
+                L.firstPort(2), L.lastPort(2));
+            final List<ClientResult> fresh6 = expectOk(lab.client(1, "tcp", DST6, 80, 2, 0), B.ipv6().toString(),
+                L.firstPort(2), L.lastPort(2));
+            final List<String> rest = held.awaitEnd(Duration.ofSeconds(6));
+            assertThat(rest).last().isEqualTo("done");
+            final List<String> echoes = rest.subList(0, rest.size() - 1);
+            assertThat(echoes).hasSizeGreaterThanOrEqualTo(3)
+                .allSatisfy(line -> assertThat(line).isEqualTo("echo " + established.seenIp() + " " + established.seenPort()));
+            report(String.format("remap: established %s kept (%d echoes after the remap, same ip:port); new v4 %s v6 %s",
+                established, echoes.size(), fresh4, fresh6));
+        }
+    }
+
+    @Test
+    void aTransactionWithOneBadElementChangesNothing() throws Exception
+    {
+        start(2, 1024);
+        final List<PlannedMachine> machines = List.of(app(1, A, 1),
+            new PlannedMachine(machine(2), new Egress(Scope.HOST, null, -1, -1, -1, "masquerade")));
+        apply(machines, List.of(A, B));
+        final KernelPlan before = readTable();
+
+        // g2 becomes static on B (valid), g1 is re-added with other data as an ADD (the kernel says "File exists")
+        final List<PlanChange> exists = List.of(
+            PlanChange.add(new PlanElement.Static4(Ipv4Address.parse(guest4(2)))),
+            PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(2)), B.ipv4(), L.firstPort(3), L.lastPort(3))),
+            PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), B.ipv4(), L.firstPort(4), L.lastPort(4))));
+        // ... and a removal of an element that is not there (the kernel says "No such file or directory")
+        final List<PlanChange> missing = List.of(
+            PlanChange.add(new PlanElement.Static4(Ipv4Address.parse(guest4(2)))),
+            PlanChange.remove(new PlanElement.Snat4(Ipv4Address.parse("10.77.0.99"), A.ipv4(), 1024, 2047)));
+        final List<String> errors = new ArrayList<>();
+        for (final List<PlanChange> bad : List.of(exists, missing))
+        {
+            assertThatThrownBy(() -> lab.host().call(() ->
+            {
+                dataplane.apply(bad);
+                return null;
+            })).isInstanceOf(NftException.class).satisfies(e -> errors.add(e.getMessage()));
+            assertThat(readTable()).isEqualTo(before);
+        }
+        // traffic is as before: g1 from A, g2 masqueraded
+        expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0), HOST4, 1, 65535);
+        report("bad transaction: read() unchanged after " + errors);
+    }
+
+    @Test
+    void readIsTheAppliedPlanAndDriftIsSeenAndRepaired() throws Exception
+    {
+        start(2, 1024);
+        final List<PlannedMachine> machines = List.of(app(1, A, 1), app(2, A, 2));
+        final KernelPlan desired = KernelPlanner.plan(machines, List.of(A));
+        apply(machines, List.of(A));
+        assertThat(readTable()).isEqualTo(withoutUplinks(desired));
+
+        // someone deletes elements by hand
+        lab.must("host", "nft", "delete element inet " + TABLE + " snat4 { " + guest4(1) + " }");
+        lab.must("host", "nft", "delete element inet " + TABLE + " guests6 { \"tap-g2\" . " + guest6(2) + " }");
+        final KernelPlan drifted = readTable();
+        final List<PlanChange> repair = PlanDiff.between(drifted, desired).stream()
+            .filter(c -> !isUplink(c.element())).collect(Collectors.toList());
+        assertThat(repair).containsExactlyInAnyOrder(
+            PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), A.ipv4(), L.firstPort(1), L.lastPort(1))),
+            PlanChange.add(new PlanElement.Guest6("tap-g2", Ipv6Address.parse(guest6(2)))));
+        // the drift shows: g1 (static, now unmapped) is refused, g2's IPv6 is dropped as foreign
+        assertThat(lab.client(1, "tcp", DST4, 80, 1, 0)).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
+        assertThat(lab.client(2, "tcp", DST6, 80, 1, 0, "--timeout", "0.5")).extracting(ClientResult::error)
+            .containsExactly("ETIMEDOUT");
+
+        lab.host().call(() ->
+        {
+            dataplane.apply(repair);
+            return null;
+        });
+        assertThat(readTable()).isEqualTo(withoutUplinks(desired));
+        final List<ClientResult> g1 = expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(),
+            L.firstPort(1), L.lastPort(1));
+        final List<ClientResult> g2 = expectOk(lab.client(2, "tcp", DST6, 80, 1, 0), A.ipv6().toString(),
+            L.firstPort(2), L.lastPort(2));
+        report("drift: " + withoutUplinks(desired).size() + " elements round-trip; repair " + repair
+            + "; after repair g1 " + g1 + " g2 " + g2);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+
+    private void start(final int guests, final int cap) throws IOException
+    {
+        lab = Lab.create(guests);
+        final DataplaneConfig config = new DataplaneConfig(TABLE, "uplink", "tap-*", cap);
+        client = lab.host().call(LibNftablesClient::open);
+        dataplane = new NftDataplane(client, config);
+        lab.host().call(dataplane::ensureTable);
+    }
+
+    /** Plans, puts the pairs on the uplink (fixture), and applies the diff from what the kernel holds. */
+    private List<PlanChange> apply(final Collection<PlannedMachine> machines, final Collection<EgressPair> pairs)
+        throws IOException
+    {
+        final KernelPlan desired = KernelPlanner.plan(machines, pairs);
+        final List<String> addresses = new ArrayList<>();
+        for (final EgressPair p : pairs)
+        {
+            addresses.add(p.ipv4().toString());
+            addresses.add(p.ipv6().toString());
+        }
+        lab.uplinkAdd(addresses.toArray(String[]::new));
+        return lab.host().call(() ->
+        {
+            final List<PlanChange> changes = PlanDiff.between(dataplane.read(), desired);
+            dataplane.apply(changes);
+            return changes;
+        });
+    }
+
+    private KernelPlan readTable() throws IOException
+    {
+        return lab.host().call(dataplane::read);
+    }
+
+    private Map<String, Long> counters() throws IOException
+    {
+        return lab.host().call(dataplane::counters);
+    }
+
+    private static boolean isUplink(final PlanElement e)
+    {
+        return e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6;
+    }
+
+    private static KernelPlan withoutUplinks(final KernelPlan plan)
+    {
+        return KernelPlan.of(plan.elements().stream().filter(e -> !isUplink(e)).collect(Collectors.toList()));
+    }
+
+    private static List<ClientResult> expectOk(final List<ClientResult> results, final String ip, final int first,
+        final int last)
+    {
+        assertThat(results).isNotEmpty().allSatisfy(r ->
+        {
+            assertThat(r.ok()).as("connection failed: %s", results).isTrue();
+            assertThat(r.seenIp()).isEqualTo(ip);
+            assertThat(r.seenPort()).isBetween(first, last);
+        });
+        return results;
+    }
+
+    private static ConntrackEntry onlyIcmp(final List<ConntrackEntry> entries, final String guest)
+    {
+        final List<ConntrackEntry> icmp = entries.stream()
+            .filter(e -> e.proto().startsWith("icmp") && guest.equals(e.origSrc())).collect(Collectors.toList());
+        assertThat(icmp).as("icmp conntrack entries of %s in %s", guest, entries).hasSize(1);
+        return icmp.get(0);
+    }
+
+    private static EgressPair pair(final String v4, final String v6)
+    {
+        return new EgressPair(Ipv4Address.parse(v4), Ipv6Address.parse(v6), "lab");
+    }
+
+    private static String guest4(final int g)
+    {
+        return "10.77.0." + (g + 1);
+    }
+
+    private static String guest6(final int g)
+    {
+        return "fd77::" + Integer.toHexString(g + 1);
+    }
+
+    private static Machine machine(final int g)
+    {
+        return new Machine("m" + g, "app1", "tap-g" + g, Ipv4Address.parse(guest4(g)), Ipv6Address.parse(guest6(g)),
+            null);
+    }
+
+    private static PlannedMachine app(final int g, final EgressPair pair, final int block)
+    {
+        return new PlannedMachine(machine(g), new Egress(Scope.APP, pair, block, L.firstPort(block), L.lastPort(block),
+            "slot " + block + " on " + pair.ipv4()));
+    }
+
+    private static void report(final String figures)
+    {
+        System.out.println("E2E " + figures);
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""A guest's client in the egressd lab (run inside a guest namespace). Standard library only.
+
+    lab-client.py tcp|udp ADDR PORT N HOLD_SECONDS [--bind SRC] [--timeout S]
+        Opens N connections (TCP) or connected sockets (UDP, one datagram each), one after another,
+        and keeps all of them open together for HOLD_SECONDS. Prints one line per connection as soon
+        as it is known:  "ok <seen ip> <seen port>"  or  "fail <errno name>"  (ETIMEDOUT on timeout),
+        where seen ip/port are what the destination saw. Opening them one after another makes the
+        N+1-th connection under a cap of N the one that is refused.
+    lab-client.py hold ADDR PORT SECONDS [--bind SRC] [--timeout S]
+        One TCP connection: prints "ok <seen ip> <seen port>", then every 0.2 s sends a line and prints
+        the answer as "echo <seen ip> <seen port>" (or "fail <errno name>" and stops); "done" at the end.
+"""
+import errno
+import socket
+import sys
+import time
+
+
+def errname(e):
+    if isinstance(e, socket.timeout):
+        return "ETIMEDOUT"
+    if isinstance(e, OSError) and e.errno in errno.errorcode:
+        return errno.errorcode[e.errno]
+    return type(e).__name__
+
+
+def family_of(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(256)
+        if not chunk:
+            raise ConnectionResetError(errno.ECONNRESET, "closed by peer")
+        buf += chunk
+    return buf.decode().strip()
+
+
+def out(line):
+    print(line, flush=True)
+
+
+def open_one(proto, addr, port, bind, timeout):
+    s = socket.socket(family_of(addr), socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    if bind:
+        s.bind((bind, 0))
+    try:
+        s.connect((addr, port))
+        if proto == "udp":
+            s.send(b"hello\n")
+            data = s.recv(256).decode().strip()
+        else:
+            data = read_line(s)
+        out("ok " + data)
+    except (OSError, socket.timeout) as e:
+        out("fail " + errname(e))
+    return s
+
+
+def main():
+    argv = sys.argv[1:]
+    bind, timeout = None, 2.0
+    rest = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--bind":
+            bind = argv[i + 1]
+            i += 2
+        elif argv[i] == "--timeout":
+            timeout = float(argv[i + 1])
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    if len(rest) >= 5 and rest[0] in ("tcp", "udp"):
+        proto, addr, port, n, hold = rest[0], rest[1], int(rest[2]), int(rest[3]), float(rest[4])
+        socks = [open_one(proto, addr, port, bind, timeout) for _ in range(n)]
+        time.sleep(hold)
+        for s in socks:
+            s.close()
+    elif len(rest) >= 4 and rest[0] == "hold":
+        addr, port, seconds = rest[1], int(rest[2]), float(rest[3])
+        s = socket.socket(family_of(addr), socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        if bind:
+            s.bind((bind, 0))
+        try:
+            s.connect((addr, port))
+            out("ok " + read_line(s))
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(0.2)
+                s.sendall(b"ping\n")
+                out("echo " + read_line(s))
+        except (OSError, socket.timeout) as e:
+            out("fail " + errname(e))
+        s.close()
+        out("done")
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
