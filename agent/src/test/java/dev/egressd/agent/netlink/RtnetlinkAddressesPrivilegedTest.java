@@ -182,8 +182,12 @@ class RtnetlinkAddressesPrivilegedTest
                 s.execute("RTM_NEWADDR on ifindex 999999", null);
             }
             return null;
-        })).isInstanceOfSatisfying(NetlinkException.class, e -> assertThat(e.isNotFound()).isTrue())
-            .hasMessageStartingWith("RTM_NEWADDR on ifindex 999999 failed: ");
+        })).isInstanceOfSatisfying(NetlinkException.class, e ->
+        {
+            assertThat(e.isNotFound()).isTrue();
+            // The extended ack (NETLINK_EXT_ACK) carries the kernel's own reason.
+            assertThat(e.kernelMessage()).contains("Device not found");
+        }).hasMessageStartingWith("RTM_NEWADDR on ifindex 999999 failed: ");
     }
 
     @Test
