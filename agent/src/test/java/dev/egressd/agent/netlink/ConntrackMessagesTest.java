@@ -145,6 +145,35 @@ class ConntrackMessagesTest
             + "02000000" + ORIG_V4 + ID);
     }
 
+    @Test
+    void parsingAllocatesNothing()
+    {
+        final java.lang.management.ThreadMXBean bean = java.lang.management.ManagementFactory.getThreadMXBean();
+        assumeTrue(bean instanceof com.sun.management.ThreadMXBean, "needs per-thread allocation counters");
+        final com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean)bean;
+        final ByteBuffer b = ByteBuffer.allocateDirect(0x94).order(ByteOrder.nativeOrder());
+        b.put(HEX.parseHex("94000000" + "0001" + "0006" + "00000000" + "00000000"
+            + "02000000" + ORIG_V4 + REPLY_V4 + STATUS + TIMEOUT + ID)).flip();
+        final ConntrackEvent e = new ConntrackEvent();
+        long sum = 0;
+        for (int i = 0; i < 20_000; i++)       // warm up, so the measured loop runs compiled code
+        {
+            ConntrackEvents.parse(b, 0, 0x94, e);
+            sum += e.replyDstPort();
+        }
+        final long tid = Thread.currentThread().getId();
+        final long before = threads.getThreadAllocatedBytes(tid);
+        for (int i = 0; i < 100_000; i++)
+        {
+            ConntrackEvents.parse(b, 0, 0x94, e);
+            sum += e.replyDstPort();
+        }
+        final long allocated = threads.getThreadAllocatedBytes(tid) - before;
+        assertThat(sum).isEqualTo(120_000L * 1038);
+        // 100,000 messages: anything per message would be megabytes; allow the counter call's own noise.
+        assertThat(allocated).isLessThan(4096);
+    }
+
     private static ByteBuffer buffer(final String hex)
     {
         return ByteBuffer.wrap(HEX.parseHex(hex)).order(ByteOrder.nativeOrder());
