@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -18,8 +19,10 @@ import org.junit.jupiter.api.Test;
 /**
  * ConntrackEvents against the kernel. Two namespaces joined by a veth pair:
  * <pre>
- *   host: eth-h 198.51.100.1/24, egress 203.0.113.10/32, nft SNAT tcp -> 203.0.113.10:40000-40099
- *   dst:  eth-d 198.51.100.2/24, route 203.0.113.0/24 via 198.51.100.1, TCP server on :8080
+ *   host: eth-h 198.51.100.1/24 2001:db8:1::1/64, egress 203.0.113.10/32 2001:db8:10::10/128 (added
+ *         by RtnetlinkAddresses), nft SNAT tcp -> 203.0.113.10:40000-40099 / [2001:db8:10::10]:40000-40099
+ *   dst:  eth-d 198.51.100.2/24 2001:db8:1::2/64, routes back to 203.0.113.0/24 and 2001:db8:10::/48
+ *         only, TCP servers on :8080
  * </pre>
  * A TCP client in host connects to dst; the events are read in host, where the SNAT happens.
  */
@@ -27,24 +30,29 @@ import org.junit.jupiter.api.Test;
 class ConntrackEventsPrivilegedTest
 {
     private static final String SERVER = String.join("\n",
-        "import socket",
-        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
-        "s.bind(('198.51.100.2', 8080)); s.listen(64); print('listening', flush=True)",
+        "import socket, sys",
+        "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)",
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+        "s.bind((sys.argv[1], 8080)); s.listen(128); print('listening', flush=True)",
         "held = []",
         "while True:",
         "    c, _ = s.accept(); held.append(c)");
-    /** Opens N connections, prints their local ports, holds them. */
+    /** Opens N connections (to argv[2], default the IPv4 server), prints their local ports, holds them. */
     private static final String CLIENT = String.join("\n",
         "import socket, sys, time",
         "held = []",
         "for i in range(int(sys.argv[1])):",
-        "    c = socket.create_connection(('198.51.100.2', 8080), timeout=5); held.append(c)",
+        "    c = socket.create_connection((sys.argv[2] if len(sys.argv) > 2 else '198.51.100.2', 8080), timeout=5)",
+        "    held.append(c)",
         "    print('connected', c.getsockname()[1], flush=True)",
         "time.sleep(60)");
 
     private static final Ipv4Address HOST = Ipv4Address.parse("198.51.100.1");
     private static final Ipv4Address DST = Ipv4Address.parse("198.51.100.2");
     private static final Ipv4Address EGRESS = Ipv4Address.parse("203.0.113.10");
+    private static final Ipv6Address HOST6 = Ipv6Address.parse("2001:db8:1::1");
+    private static final Ipv6Address DST6 = Ipv6Address.parse("2001:db8:1::2");
+    private static final Ipv6Address EGRESS6 = Ipv6Address.parse("2001:db8:10::10");
 
     private LabNamespace host;
     private LabNamespace dst;
@@ -63,21 +71,31 @@ class ConntrackEventsPrivilegedTest
         dst.ip("addr", "add", "198.51.100.2/24", "dev", "eth-d");
         dst.ip("link", "set", "eth-d", "up");
         dst.ip("route", "add", "203.0.113.0/24", "via", "198.51.100.1");
+        host.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "eth-h", "nodad");
+        dst.ip("-6", "addr", "add", "2001:db8:1::2/64", "dev", "eth-d", "nodad");
+        dst.ip("-6", "route", "add", "2001:db8:10::/48", "via", "2001:db8:1::1");
         host.exec("nft", "add table ip egr; "
             + "add chain ip egr post { type nat hook postrouting priority srcnat; policy accept; }; "
-            + "add rule ip egr post oifname \"eth-h\" meta l4proto tcp snat to 203.0.113.10:40000-40099");
+            + "add rule ip egr post oifname \"eth-h\" meta l4proto tcp snat to 203.0.113.10:40000-40099; "
+            + "add table ip6 egr6; "
+            + "add chain ip6 egr6 post { type nat hook postrouting priority srcnat; policy accept; }; "
+            + "add rule ip6 egr6 post oifname \"eth-h\" meta l4proto tcp snat to [2001:db8:10::10]:40000-40099");
         hostNs = NetNamespace.enter(host.name());
         hostNs.call(() ->
         {
             try (RtnetlinkAddresses a = RtnetlinkAddresses.open())
             {
                 a.add("eth-h", EGRESS);
+                a.add("eth-h", EGRESS6);
             }
             return null;
         });
-        final Process server = dst.spawn("python3", "-c", SERVER);
+        final Process server = dst.spawn("python3", "-c", SERVER, "198.51.100.2");
         processes.add(server);
         assertThat(firstLine(server)).isEqualTo("listening");
+        final Process server6 = dst.spawn("python3", "-c", SERVER, "2001:db8:1::2");
+        processes.add(server6);
+        assertThat(firstLine(server6)).isEqualTo("listening");
     }
 
     @AfterEach
@@ -153,6 +171,35 @@ class ConntrackEventsPrivilegedTest
     }
 
     @Test
+    void ipv6EventsCarryTheTranslatedSourceAndDeleteBySourceWorks() throws IOException
+    {
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200)))
+        {
+            final Process client = host.spawn("python3", "-c", CLIENT, "1", "2001:db8:1::2");
+            processes.add(client);
+            final String line = firstLine(client);
+            assertThat(line).startsWith("connected ");
+            final int clientPort = Integer.parseInt(line.substring("connected ".length()).trim());
+
+            final ConntrackEvent created = await(events, ConntrackEvent.Type.NEW);
+            assertThat(created.isIpv4()).isFalse();
+            assertThat(created.family()).isEqualTo(dev.egressd.agent.natives.LibC.AF_INET6);
+            assertThat(new Ipv6Address(created.origSrcHigh(), created.origSrcLow())).isEqualTo(HOST6);
+            assertThat(created.origSrcPort()).isEqualTo(clientPort);
+            assertThat(new Ipv6Address(created.origDstHigh(), created.origDstLow())).isEqualTo(DST6);
+            assertThat(new Ipv6Address(created.replySrcHigh(), created.replySrcLow())).isEqualTo(DST6);
+            assertThat(new Ipv6Address(created.replyDstHigh(), created.replyDstLow())).isEqualTo(EGRESS6);
+            assertThat(created.replyDstPort()).isBetween(40000, 40099);
+
+            assertThat(events.deleteByOrigSource(HOST)).isZero();      // the IPv4 source has no entries
+            assertThat(events.deleteByOrigSource(HOST6)).isEqualTo(1);
+            final ConntrackEvent destroyed = await(events, ConntrackEvent.Type.DESTROY);
+            assertThat(destroyed.id()).isEqualTo(created.id());
+            assertThat(new Ipv6Address(destroyed.replyDstHigh(), destroyed.replyDstLow())).isEqualTo(EGRESS6);
+        }
+    }
+
+    @Test
     void aTooSmallBufferReportsAnOverrunInsteadOfThrowing() throws IOException
     {
         // 1 byte becomes the kernel's minimum (about 2 KiB): a few unread events overflow it.
@@ -187,6 +234,50 @@ class ConntrackEventsPrivilegedTest
             }
             assertThat(overruns[0]).isGreaterThanOrEqualTo(1);
             assertThat(seen[0]).isLessThan(40);
+        }
+    }
+
+    @Test
+    void pollingEventsAllocatesNothingPerEvent() throws IOException
+    {
+        final java.lang.management.ThreadMXBean bean = java.lang.management.ManagementFactory.getThreadMXBean();
+        final com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean)bean;
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200)))
+        {
+            final int[] seen = {0};
+            final ConntrackEvents.Listener counting = new ConntrackEvents.Listener()
+            {
+                @Override
+                public void onEvent(final ConntrackEvent event)
+                {
+                    seen[0]++;
+                }
+
+                @Override
+                public void onOverrun()
+                {
+                    throw new AssertionError("overrun");
+                }
+            };
+            events.poll(counting);                       // one timed-out poll first: classes loaded, stubs bound
+            // 80 connections: the SNAT block has 100 ports to this one destination.
+            final Process client = host.spawn("python3", "-c", CLIENT, "80");
+            processes.add(client);
+            final BufferedReader out = reader(client);
+            for (int i = 0; i < 80; i++)
+            {
+                assertThat(out.readLine()).startsWith("connected ");
+            }
+            final long tid = Thread.currentThread().getId();
+            final long before = threads.getThreadAllocatedBytes(tid);
+            while (seen[0] < 80 && events.poll(counting) > 0)
+            {
+                // drain the queued NEW events
+            }
+            final long allocated = threads.getThreadAllocatedBytes(tid) - before;
+            assertThat(seen[0]).isEqualTo(80);
+            // Per-event allocation of even one small object would be 80 x 16+ bytes.
+            assertThat(allocated).as("bytes allocated while receiving 80 events").isLessThan(2048);
         }
     }
 
