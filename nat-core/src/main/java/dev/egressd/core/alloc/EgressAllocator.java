@@ -1,0 +1,1404 @@
+package dev.egressd.core.alloc;
+
+import dev.egressd.core.alloc.Outcome.Done;
+import dev.egressd.core.alloc.Outcome.Reason;
+import dev.egressd.core.alloc.Outcome.Refusal;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+
+/**
+ * The allocator the daemon calls: apps, their egress pairs, machines and which address each machine leaves from
+ * (DESIGN.md "Which address a machine leaves from"), on top of the allocation-free {@link SlotAllocator}.
+ *
+ * <p>Single-threaded: the daemon serialises calls. Every operation returns an {@link Outcome}: {@link Done} with
+ * the ids of the machines that changed, or a {@link Refusal} naming the field, in which case nothing changed
+ * (every check runs before the first mutation). Repeating an identical request succeeds and changes nothing.
+ *
+ * <p>Placement of a machine, in order:
+ * <ol>
+ *   <li>it has a machine-scoped pair: {@link Scope#MACHINE}, whole port range;</li>
+ *   <li>it is pinned: a slot on the pinned pair (the pin was checked to have room when the slot was needed);</li>
+ *   <li>else a slot on the app's non-drained pair with the most free slots, random among equals, lowest block
+ *       other than 0 first ({@link SlotAllocator#place});</li>
+ *   <li>else, if the app has pairs (all full or drained): {@link Scope#PENDING} when the app is fail-closed (the
+ *       default), {@link Scope#HOST} with a reason saying it fell back when the app opted out;</li>
+ *   <li>else (the app has no pair): {@link Scope#HOST}, masqueraded to the host address.</li>
+ * </ol>
+ * Machines in the last two states wait in a first-come-first-served queue per app and are placed as soon as a
+ * slot frees, a pair is added or undrained, or a machine-scoped pair is promoted. So the queue is non-empty only
+ * while no non-drained pair of the app has room.
+ *
+ * <p>A machine never moves while it keeps its slot: an update keeps the slot unless the app changes or a new pin
+ * names another pair; a restart puts every machine back on its exact (pair, block) with
+ * {@link #restoreMachine(Machine, Ipv4Address, int)} and {@link #restoreMachineScoped(Machine, EgressPair)}.
+ *
+ * <p>Restart order: {@link #upsertApp}, then {@link #addPair(String, EgressPair)} and {@link #setDrained} for every
+ * pair, then the restores for every machine that had a slot or a machine-scoped pair, then
+ * {@link #upsertMachine} for the waiting ones (in their old queue order).
+ */
+public final class EgressAllocator
+{
+    /** App and machine ids: a letter or digit, then letters, digits, {@code _ . -}; at most 128 characters. */
+    public static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+
+    /** Linux interface names: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or white space. */
+    public static final Pattern IFACE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,14}");
+
+    private enum OwnerKind
+    {
+        APP_PAIR("an egress pair of app "),
+        MACHINE_SCOPED("the machine-scoped pair of machine "),
+        GUEST("a guest address of machine ");
+
+        final String text;
+
+        OwnerKind(final String text)
+        {
+            this.text = text;
+        }
+    }
+
+    private record Owner(OwnerKind kind, String id)
+    {
+        @Override
+        public String toString()
+        {
+            return kind.text + id;
+        }
+    }
+
+    private static final class App
+    {
+        final String id;
+        final int index;
+        boolean failClosed = true;
+        final TreeMap<Ipv4Address, Pair> pairs = new TreeMap<>();
+        final LinkedHashSet<Node> waiting = new LinkedHashSet<>();
+
+        App(final String id, final int index)
+        {
+            this.id = id;
+            this.index = index;
+        }
+    }
+
+    private static final class Pair
+    {
+        final EgressPair pair;
+        final App app;
+        final int index;
+        final Node[] holders;
+
+        Pair(final EgressPair pair, final App app, final int index, final int blockCount)
+        {
+            this.pair = pair;
+            this.app = app;
+            this.index = index;
+            this.holders = new Node[blockCount];
+        }
+    }
+
+    private static final class Node
+    {
+        Machine machine;
+        final int handle;
+        Scope scope;
+        Pair pair;
+        int slot = SlotAllocator.NONE;
+        EgressPair scoped;
+        String reason;
+
+        Node(final Machine machine, final int handle)
+        {
+            this.machine = machine;
+            this.handle = handle;
+        }
+
+        String id()
+        {
+            return machine.id();
+        }
+    }
+
+    private record Placement(Scope scope, Pair pair, int slot, EgressPair scoped)
+    {
+    }
+
+    private final HostSettings settings;
+    private final BlockLayout layout;
+    private final SlotAllocator slots;
+    private final TreeMap<String, App> apps = new TreeMap<>();
+    private final TreeMap<String, Node> machines = new TreeMap<>();
+    private final HashMap<String, Node> byIface = new HashMap<>();
+    private final HashMap<Ipv4Address, Pair> pairsByIpv4 = new HashMap<>();
+    private Pair[] pairsByIndex = new Pair[16];
+    private final HashMap<Ipv4Address, Owner> ipv4Owners = new HashMap<>();
+    private final HashMap<Ipv6Address, Owner> ipv6Owners = new HashMap<>();
+    private final BitSet handles = new BitSet();
+
+    // Per-operation change tracking: the placement of each machine before the operation first touched it.
+    private final LinkedHashMap<Node, Placement> touched = new LinkedHashMap<>();
+    private final LinkedHashSet<String> order = new LinkedHashSet<>();
+    private final LinkedHashSet<String> forced = new LinkedHashSet<>();
+
+    /**
+     * Creates an empty allocator.
+     *
+     * @param settings the host's region and block layout.
+     * @param seed     seed of the tie-break among equally free pairs (tests fix it; the daemon may use any).
+     */
+    public EgressAllocator(final HostSettings settings, final long seed)
+    {
+        this.settings = Objects.requireNonNull(settings, "settings");
+        this.layout = settings.layout();
+        this.slots = new SlotAllocator(layout.blockCount(), seed);
+    }
+
+    /**
+     * Creates an empty allocator with a seed from the clock.
+     *
+     * @param settings the host's region and block layout.
+     */
+    public EgressAllocator(final HostSettings settings)
+    {
+        this(settings, System.nanoTime());
+    }
+
+    /**
+     * The host settings.
+     *
+     * @return the settings.
+     */
+    public HostSettings settings()
+    {
+        return settings;
+    }
+
+    // ------------------------------------------------------------------------------------------------ apps
+
+    /**
+     * Creates an app or changes whether it fails closed. Waiting machines switch between PENDING and HOST at once.
+     *
+     * @param appId      the app id.
+     * @param failClosed true (the default of implicitly created apps): a machine without a slot is refused
+     *                   traffic; false: it falls back to the host address.
+     * @return the outcome.
+     */
+    public Outcome upsertApp(final String appId, final boolean failClosed)
+    {
+        final Refusal bad = checkId(appId, "app");
+        if (bad != null)
+        {
+            return bad;
+        }
+        final App existing = apps.get(appId);
+        if (existing != null && existing.failClosed == failClosed)
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        final App app = ensureApp(appId);
+        app.failClosed = failClosed;
+        settle(app);
+        return finish();
+    }
+
+    // ----------------------------------------------------------------------------------------------- pairs
+
+    /**
+     * Adds an app-scoped pair from request text, refusing with the field at fault.
+     *
+     * @param appId  the app; created (fail-closed) if new.
+     * @param ipv4   the pair's IPv4 text (field {@code ipv4}).
+     * @param ipv6   the pair's IPv6 text (field {@code ipv6}).
+     * @param region the pair's region (field {@code region}); null means this host's region.
+     * @return the outcome; the app's waiting machines are placed at once.
+     */
+    public Outcome addPair(final String appId, final String ipv4, final String ipv6, final String region)
+    {
+        final Object v4 = parseIpv4(ipv4, "ipv4");
+        if (v4 instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        final Object v6 = parseIpv6(ipv6, "ipv6");
+        if (v6 instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        if (region != null && !region.equals(settings.region()))
+        {
+            return wrongRegion(region);
+        }
+        return addPair(appId, new EgressPair((Ipv4Address)v4, (Ipv6Address)v6, settings.region()));
+    }
+
+    /**
+     * Adds an app-scoped pair.
+     *
+     * @param appId the app; created (fail-closed) if new.
+     * @param pair  the pair; its region must be this host's.
+     * @return the outcome; the app's waiting machines are placed at once.
+     */
+    public Outcome addPair(final String appId, final EgressPair pair)
+    {
+        Refusal bad = checkId(appId, "app");
+        if (bad == null)
+        {
+            bad = checkPairAddresses(pair);
+        }
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Pair existing = pairsByIpv4.get(pair.ipv4());
+        if (existing != null && existing.app.id.equals(appId) && existing.pair.equals(pair))
+        {
+            return Done.NOTHING;
+        }
+        bad = checkFree(pair, null);
+        if (bad != null)
+        {
+            return bad;
+        }
+        begin();
+        final App app = ensureApp(appId);
+        newPair(app, pair);
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Releases an app-scoped pair from request text.
+     *
+     * @param appId the app.
+     * @param ipv4  the pair's IPv4 text.
+     * @return the outcome.
+     * @see #releasePair(String, Ipv4Address)
+     */
+    public Outcome releasePair(final String appId, final String ipv4)
+    {
+        final Object v4 = parseIpv4(ipv4, "ipv4");
+        return v4 instanceof Refusal refusal ? refusal : releasePair(appId, (Ipv4Address)v4);
+    }
+
+    /**
+     * Releases an app-scoped pair. Its machines, in block order, join the end of the app's waiting queue and are
+     * placed on the app's other pairs with room; those that find none become PENDING (fail-closed app) or HOST
+     * (fail-open app, or no pair left at all: DESIGN rule 3).
+     *
+     * <p>Machines pinned to the released pair lose the pin (their record's {@code pin} becomes null) and are
+     * placed like any other: a pin to a pair that no longer exists cannot be honoured, and refusing the release
+     * would let one machine's pin block an operator's decision about the app's addresses.
+     *
+     * @param appId the app.
+     * @param ipv4  the pair's IPv4.
+     * @return the outcome.
+     */
+    public Outcome releasePair(final String appId, final Ipv4Address ipv4)
+    {
+        final Object found = findPair(appId, ipv4);
+        if (found instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        final Pair pair = (Pair)found;
+        final App app = pair.app;
+        begin();
+        for (final Node node : machines.values())
+        {
+            if (ipv4.equals(node.machine.pin()))
+            {
+                setPin(node, null);
+            }
+        }
+        for (final Node node : pair.holders)
+        {
+            if (node != null)
+            {
+                freeSlot(node);
+                enqueue(node, app);
+            }
+        }
+        slots.removePair(pair.index);
+        pairsByIndex[pair.index] = null;
+        app.pairs.remove(ipv4);
+        pairsByIpv4.remove(ipv4);
+        ipv4Owners.remove(ipv4);
+        ipv6Owners.remove(pair.pair.ipv6());
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Drains or undrains a pair from request text.
+     *
+     * @param appId   the app.
+     * @param ipv4    the pair's IPv4 text.
+     * @param drained the new state.
+     * @return the outcome.
+     */
+    public Outcome setDrained(final String appId, final String ipv4, final boolean drained)
+    {
+        final Object v4 = parseIpv4(ipv4, "ipv4");
+        return v4 instanceof Refusal refusal ? refusal : setDrained(appId, (Ipv4Address)v4, drained);
+    }
+
+    /**
+     * Drains a pair (it keeps its machines and takes no new one) or undrains it (waiting machines are placed).
+     *
+     * @param appId   the app.
+     * @param ipv4    the pair's IPv4.
+     * @param drained the new state.
+     * @return the outcome.
+     */
+    public Outcome setDrained(final String appId, final Ipv4Address ipv4, final boolean drained)
+    {
+        final Object found = findPair(appId, ipv4);
+        if (found instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        final Pair pair = (Pair)found;
+        if (slots.isDrained(pair.index) == drained)
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        slots.drained(pair.index, drained);
+        settle(pair.app);
+        return finish();
+    }
+
+    // -------------------------------------------------------------------------------------------- machines
+
+    /**
+     * Creates or updates a machine and places it (see the class comment for the order of the rules).
+     *
+     * <p>An update keeps the machine's slot unless its app changes or its new pin names a pair other than the one
+     * it is on; setting a pin to the pair it already holds, or removing a pin, does not move it. A pin must name a
+     * pair of the machine's own app, with room and not drained whenever a new slot is needed.
+     *
+     * @param machine the machine as the orchestrator describes it.
+     * @return the outcome.
+     */
+    public Outcome upsertMachine(final Machine machine)
+    {
+        Refusal bad = checkMachine(machine);
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Node existing = machines.get(machine.id());
+        Pair pin = null;
+        if (machine.pin() != null)
+        {
+            final Object found = findPin(machine);
+            if (found instanceof Refusal refusal)
+            {
+                return refusal;
+            }
+            pin = (Pair)found;
+            final boolean needsSlot = existing == null || (existing.scoped == null && existing.pair != pin);
+            if (needsSlot && (bad = checkRoom(pin)) != null)
+            {
+                return bad;
+            }
+        }
+        if (existing != null && existing.machine.equals(machine))
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        final App app = ensureApp(machine.app());
+        if (existing == null)
+        {
+            placeNew(newNode(machine), app, pin);
+            return finish();
+        }
+
+        touch(existing);
+        forced.add(existing.id());
+        final Machine old = existing.machine;
+        final App oldApp = apps.get(old.app());
+        unclaimGuest(existing);
+        existing.machine = machine;
+        claimGuest(existing);
+        if (existing.scoped != null)
+        {
+            return finish();
+        }
+        final boolean sameApp = oldApp == app;
+        if (existing.slot != SlotAllocator.NONE)
+        {
+            if (!sameApp || (pin != null && pin != existing.pair))
+            {
+                freeSlot(existing);
+                placeNew(existing, app, pin);
+                settle(oldApp);
+            }
+        }
+        else if (!sameApp || pin != null)
+        {
+            oldApp.waiting.remove(existing);
+            placeNew(existing, app, pin);
+            if (!sameApp)
+            {
+                settle(oldApp);
+            }
+        }
+        return finish();
+    }
+
+    /**
+     * Removes a machine: frees its slot or its machine-scoped pair, then places the app's waiting machines.
+     *
+     * @param machineId the machine id (field {@code machine}).
+     * @return the outcome.
+     */
+    public Outcome removeMachine(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        if (node == null)
+        {
+            return unknownMachine(machineId);
+        }
+        begin();
+        touch(node);
+        forced.add(node.id());
+        final App app = apps.get(node.machine.app());
+        if (node.slot != SlotAllocator.NONE)
+        {
+            freeSlot(node);
+        }
+        app.waiting.remove(node);
+        if (node.scoped != null)
+        {
+            ipv4Owners.remove(node.scoped.ipv4());
+            ipv6Owners.remove(node.scoped.ipv6());
+        }
+        unclaimGuest(node);
+        handles.clear(node.handle);
+        machines.remove(machineId);
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Gives a machine a legacy machine-scoped pair from request text.
+     *
+     * @param machineId the machine.
+     * @param ipv4      the IPv4 text (field {@code ipv4}).
+     * @param ipv6      the IPv6 text (field {@code ipv6}).
+     * @return the outcome.
+     * @see #setMachineScopedPair(String, EgressPair)
+     */
+    public Outcome setMachineScopedPair(final String machineId, final String ipv4, final String ipv6)
+    {
+        if (!machines.containsKey(machineId))
+        {
+            return unknownMachine(machineId);
+        }
+        final Object v4 = parseIpv4(ipv4, "ipv4");
+        if (v4 instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        final Object v6 = parseIpv6(ipv6, "ipv6");
+        if (v6 instanceof Refusal refusal)
+        {
+            return refusal;
+        }
+        return setMachineScopedPair(machineId, new EgressPair((Ipv4Address)v4, (Ipv6Address)v6, settings.region()));
+    }
+
+    /**
+     * Gives a machine a legacy machine-scoped pair (DESIGN rule 1): it takes precedence over the app's pairs, so
+     * the machine's slot, if any, is freed and the app's waiting machines are placed. Replaces a previous
+     * machine-scoped pair of the same machine.
+     *
+     * @param machineId the machine.
+     * @param pair      the pair; its region must be this host's.
+     * @return the outcome.
+     */
+    public Outcome setMachineScopedPair(final String machineId, final EgressPair pair)
+    {
+        final Node node = machines.get(machineId);
+        if (node == null)
+        {
+            return unknownMachine(machineId);
+        }
+        Refusal bad = checkPairAddresses(pair);
+        if (bad != null)
+        {
+            return bad;
+        }
+        if (pair.equals(node.scoped))
+        {
+            return Done.NOTHING;
+        }
+        bad = checkFree(pair, machineId);
+        if (bad != null)
+        {
+            return bad;
+        }
+        begin();
+        touch(node);
+        if (node.scoped != null)
+        {
+            ipv4Owners.remove(node.scoped.ipv4());
+            ipv6Owners.remove(node.scoped.ipv6());
+        }
+        final App app = apps.get(node.machine.app());
+        if (node.slot != SlotAllocator.NONE)
+        {
+            freeSlot(node);
+        }
+        app.waiting.remove(node);
+        scope(node, pair);
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Releases a machine's machine-scoped pair: the machine goes back to its pin, its app's pairs, or the host.
+     *
+     * @param machineId the machine.
+     * @return the outcome; refused with {@code PAIR_FULL}/{@code PAIR_DRAINED} on field {@code pin} when the machine
+     *     is pinned to a pair that cannot take it now.
+     */
+    public Outcome releaseMachineScopedPair(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        if (node == null)
+        {
+            return unknownMachine(machineId);
+        }
+        if (node.scoped == null)
+        {
+            return noScopedPair(machineId);
+        }
+        final Pair pin = node.machine.pin() == null ? null : pairsByIpv4.get(node.machine.pin());
+        if (pin != null)
+        {
+            final Refusal bad = checkRoom(pin);
+            if (bad != null)
+            {
+                return bad;
+            }
+        }
+        begin();
+        touch(node);
+        ipv4Owners.remove(node.scoped.ipv4());
+        ipv6Owners.remove(node.scoped.ipv6());
+        node.scoped = null;
+        placeNew(node, apps.get(node.machine.app()), pin);
+        return finish();
+    }
+
+    /**
+     * Promotes a machine's machine-scoped pair to an app-scoped pair of its app, keeping both addresses (so
+     * partners' allowlists stay valid). The machine gets a slot on that very pair, never elsewhere; then the app's
+     * waiting machines are placed. A pin the machine had is dropped (its record's {@code pin} becomes null): the
+     * machine now sits on its own promoted pair, which a pin to another pair would contradict.
+     *
+     * @param machineId the machine.
+     * @return the outcome.
+     */
+    public Outcome promote(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        if (node == null)
+        {
+            return unknownMachine(machineId);
+        }
+        if (node.scoped == null)
+        {
+            return noScopedPair(machineId);
+        }
+        begin();
+        touch(node);
+        final EgressPair scoped = node.scoped;
+        final App app = apps.get(node.machine.app());
+        node.scoped = null;
+        if (node.machine.pin() != null)
+        {
+            setPin(node, null);
+        }
+        final Pair pair = newPair(app, scoped);
+        placeAt(node, pair, slots.placeOn(pair.index), "promoted from machine-scoped");
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Recreates a machine on an exact (pair, block), as after a restart, so that a restart never moves a machine.
+     * A drained pair is allowed (drain keeps the machines it has). Repeating the same restore changes nothing.
+     *
+     * @param machine the machine.
+     * @param pairIpv4 the IPv4 of a pair of the machine's app (field {@code pair}).
+     * @param block    the block it held (field {@code block}).
+     * @return the outcome; {@code SLOT_TAKEN} if another machine holds that block.
+     */
+    public Outcome restoreMachine(final Machine machine, final Ipv4Address pairIpv4, final int block)
+    {
+        Refusal bad = checkMachine(machine);
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Pair pair = pairIpv4 == null ? null : pairsByIpv4.get(pairIpv4);
+        if (pair == null || !pair.app.id.equals(machine.app()))
+        {
+            return new Refusal(Reason.UNKNOWN_PAIR, "pair",
+                "pair " + pairIpv4 + " is not an egress pair of app " + machine.app() + " on this host");
+        }
+        if (block < 0 || block >= layout.blockCount())
+        {
+            return new Refusal(Reason.INVALID, "block",
+                "block must be 0.." + (layout.blockCount() - 1) + ", got " + block);
+        }
+        final Node existing = machines.get(machine.id());
+        if (existing != null)
+        {
+            if (existing.machine.equals(machine) && existing.pair == pair && SlotAllocator.blockOf(existing.slot) == block)
+            {
+                return Done.NOTHING;
+            }
+            return alreadyExists(machine.id());
+        }
+        if (machine.pin() != null && !machine.pin().equals(pairIpv4))
+        {
+            return new Refusal(Reason.INVALID, "pin",
+                "machine " + machine.id() + " is pinned to " + machine.pin() + " but its slot is on " + pairIpv4);
+        }
+        if (pair.holders[block] != null)
+        {
+            return new Refusal(Reason.SLOT_TAKEN, "block",
+                "block " + block + " of pair " + pairIpv4 + " is already held by machine " + pair.holders[block].id());
+        }
+        begin();
+        ensureApp(machine.app());
+        final Node node = newNode(machine);
+        placeAt(node, pair, slots.assign(pair.index, block), "restored");
+        return finish();
+    }
+
+    /**
+     * Recreates a machine that has a machine-scoped pair, as after a restart, without ever giving it an app slot.
+     *
+     * @param machine the machine.
+     * @param scoped  its machine-scoped pair.
+     * @return the outcome.
+     */
+    public Outcome restoreMachineScoped(final Machine machine, final EgressPair scoped)
+    {
+        Refusal bad = checkMachine(machine);
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Node existing = machines.get(machine.id());
+        if (existing != null)
+        {
+            return existing.machine.equals(machine) && scoped.equals(existing.scoped)
+                ? Done.NOTHING : alreadyExists(machine.id());
+        }
+        bad = checkPairAddresses(scoped);
+        if (bad == null)
+        {
+            bad = checkFree(scoped, machine.id());
+        }
+        if (bad == null && machine.pin() != null)
+        {
+            final Object found = findPin(machine);
+            bad = found instanceof Refusal refusal ? refusal : null;
+        }
+        if (bad != null)
+        {
+            return bad;
+        }
+        begin();
+        ensureApp(machine.app());
+        final Node node = newNode(machine);
+        scope(node, scoped);
+        return finish();
+    }
+
+    // --------------------------------------------------------------------------------------------- queries
+
+    /**
+     * One machine as the API shows it.
+     *
+     * @param handle            a small int, stable while the machine exists (reused after removal), for the ledger
+     *                          and the kernel plan to key on.
+     * @param machine           the machine record.
+     * @param egress            which address it leaves from and why.
+     * @param machineScopedPair its machine-scoped pair, or null.
+     */
+    public record MachineView(int handle, Machine machine, Egress egress, EgressPair machineScopedPair)
+    {
+    }
+
+    /**
+     * One held block of a pair.
+     *
+     * @param block   the block index.
+     * @param machine the machine id holding it.
+     */
+    public record SlotHolder(int block, String machine)
+    {
+    }
+
+    /**
+     * One app-scoped pair as the API shows it.
+     *
+     * @param app      the owning app.
+     * @param pair     the addresses and region.
+     * @param capacity slots on the pair (the block count).
+     * @param used     held slots.
+     * @param free     free slots.
+     * @param drained  whether it takes new machines.
+     * @param slots    the held blocks in block order.
+     */
+    public record PairView(String app, EgressPair pair, int capacity, int used, int free, boolean drained,
+        List<SlotHolder> slots)
+    {
+    }
+
+    /**
+     * One app as the API shows it.
+     *
+     * @param id         the app id.
+     * @param failClosed whether machines without a slot are refused traffic (else masqueraded).
+     * @param pairs      its pairs' IPv4 addresses, in address order.
+     * @param freeSlots  free slots on its non-drained pairs.
+     * @param waiting    ids of its PENDING or HOST machines, first come first.
+     */
+    public record AppView(String id, boolean failClosed, List<Ipv4Address> pairs, int freeSlots, List<String> waiting)
+    {
+    }
+
+    /**
+     * The whole state, as values: two snapshots are equal exactly when the allocator state is the same (including
+     * the tie-break generator, so a refused call is shown to have drawn nothing).
+     *
+     * @param apps         apps by id.
+     * @param pairs        pairs by app, then address.
+     * @param machines     machines by id.
+     * @param randomState  the tie-break generator's state.
+     */
+    public record Snapshot(List<AppView> apps, List<PairView> pairs, List<MachineView> machines, long randomState)
+    {
+    }
+
+    /**
+     * Which address a machine leaves from.
+     *
+     * @param machineId the machine.
+     * @return its egress, or empty if unknown.
+     */
+    public Optional<Egress> egress(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        return node == null ? Optional.empty() : Optional.of(egressOf(node));
+    }
+
+    /**
+     * One machine.
+     *
+     * @param machineId the machine.
+     * @return its view, or empty if unknown.
+     */
+    public Optional<MachineView> machine(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        return node == null ? Optional.empty() : Optional.of(viewOf(node));
+    }
+
+    /**
+     * A machine's handle.
+     *
+     * @param machineId the machine.
+     * @return its handle, or -1 if unknown.
+     */
+    public int handle(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        return node == null ? -1 : node.handle;
+    }
+
+    /**
+     * All machines.
+     *
+     * @return machine views by id.
+     */
+    public List<MachineView> machines()
+    {
+        final List<MachineView> views = new ArrayList<>(machines.size());
+        for (final Node node : machines.values())
+        {
+            views.add(viewOf(node));
+        }
+        return views;
+    }
+
+    /**
+     * All app-scoped pairs.
+     *
+     * @return pair views by app, then address.
+     */
+    public List<PairView> pairs()
+    {
+        final List<PairView> views = new ArrayList<>();
+        for (final App app : apps.values())
+        {
+            for (final Pair pair : app.pairs.values())
+            {
+                final List<SlotHolder> holders = new ArrayList<>();
+                for (int b = 0; b < pair.holders.length; b++)
+                {
+                    if (pair.holders[b] != null)
+                    {
+                        holders.add(new SlotHolder(b, pair.holders[b].id()));
+                    }
+                }
+                final int used = slots.usedSlots(pair.index);
+                views.add(new PairView(app.id, pair.pair, layout.blockCount(), used, layout.blockCount() - used,
+                    slots.isDrained(pair.index), List.copyOf(holders)));
+            }
+        }
+        return views;
+    }
+
+    /**
+     * All apps.
+     *
+     * @return app views by id.
+     */
+    public List<AppView> apps()
+    {
+        final List<AppView> views = new ArrayList<>(apps.size());
+        for (final App app : apps.values())
+        {
+            final List<String> waiting = new ArrayList<>(app.waiting.size());
+            for (final Node node : app.waiting)
+            {
+                waiting.add(node.id());
+            }
+            views.add(new AppView(app.id, app.failClosed, List.copyOf(app.pairs.keySet()),
+                slots.freeSlotsOfApp(app.index), List.copyOf(waiting)));
+        }
+        return views;
+    }
+
+    /**
+     * The whole state as a value.
+     *
+     * @return a snapshot.
+     */
+    public Snapshot snapshot()
+    {
+        return new Snapshot(apps(), pairs(), machines(), slots.randomState());
+    }
+
+    // ---------------------------------------------------------------------------------------------- checks
+
+    private Refusal checkMachine(final Machine machine)
+    {
+        if (machine == null)
+        {
+            return new Refusal(Reason.INVALID, "machine", "machine must be given");
+        }
+        Refusal bad = checkId(machine.id(), "id");
+        if (bad == null)
+        {
+            bad = checkId(machine.app(), "app");
+        }
+        if (bad != null)
+        {
+            return bad;
+        }
+        if (machine.iface() == null || !IFACE.matcher(machine.iface()).matches())
+        {
+            return new Refusal(Reason.INVALID, "iface",
+                "iface must be a Linux interface name (1..15 of [A-Za-z0-9_.-]), got " + quote(machine.iface()));
+        }
+        if (machine.ipv4() == null && machine.ipv6() == null)
+        {
+            return new Refusal(Reason.INVALID, "ipv4",
+                "machine " + machine.id() + " needs at least one guest address (ipv4 or ipv6)");
+        }
+        final Node other = byIface.get(machine.iface());
+        if (other != null && !other.id().equals(machine.id()))
+        {
+            return new Refusal(Reason.DUPLICATE_INTERFACE, "iface",
+                "iface " + machine.iface() + " is already the interface of machine " + other.id());
+        }
+        final Owner guest = new Owner(OwnerKind.GUEST, machine.id());
+        if (machine.ipv4() != null)
+        {
+            final Owner owner = ipv4Owners.get(machine.ipv4());
+            if (owner != null && !owner.equals(guest))
+            {
+                return inUse("ipv4", machine.ipv4().toString(), owner);
+            }
+        }
+        if (machine.ipv6() != null)
+        {
+            final Owner owner = ipv6Owners.get(machine.ipv6());
+            if (owner != null && !owner.equals(guest))
+            {
+                return inUse("ipv6", machine.ipv6().toString(), owner);
+            }
+        }
+        return null;
+    }
+
+    private Object findPin(final Machine machine)
+    {
+        final Pair pin = pairsByIpv4.get(machine.pin());
+        if (pin == null)
+        {
+            return new Refusal(Reason.UNKNOWN_PAIR, "pin", "pin " + machine.pin() + " is not an egress pair on this host");
+        }
+        if (!pin.app.id.equals(machine.app()))
+        {
+            return new Refusal(Reason.PIN_FOREIGN_PAIR, "pin",
+                "pin " + machine.pin() + " is not a pair of app " + machine.app() + ": a machine may only be pinned "
+                    + "to a pair of its own app");
+        }
+        return pin;
+    }
+
+    private Refusal checkRoom(final Pair pin)
+    {
+        if (slots.isDrained(pin.index))
+        {
+            return new Refusal(Reason.PAIR_DRAINED, "pin",
+                "pin " + pin.pair.ipv4() + " is drained: it takes no new machine");
+        }
+        if (slots.freeSlots(pin.index) == 0)
+        {
+            return new Refusal(Reason.PAIR_FULL, "pin",
+                "pin " + pin.pair.ipv4() + " is full: all " + layout.blockCount() + " slots are held");
+        }
+        return null;
+    }
+
+    private Object findPair(final String appId, final Ipv4Address ipv4)
+    {
+        final Refusal bad = checkId(appId, "app");
+        if (bad != null)
+        {
+            return bad;
+        }
+        final App app = apps.get(appId);
+        if (app == null)
+        {
+            return new Refusal(Reason.UNKNOWN_APP, "app", "app " + appId + " is not known on this host");
+        }
+        final Pair pair = ipv4 == null ? null : app.pairs.get(ipv4);
+        if (pair == null)
+        {
+            return new Refusal(Reason.UNKNOWN_PAIR, "ipv4", "ipv4 " + ipv4 + " is not an egress pair of app " + appId);
+        }
+        return pair;
+    }
+
+    private Refusal checkPairAddresses(final EgressPair pair)
+    {
+        if (pair == null)
+        {
+            return new Refusal(Reason.INVALID, "ipv4", "a pair needs ipv4 and ipv6");
+        }
+        if (!settings.region().equals(pair.region()))
+        {
+            return wrongRegion(pair.region());
+        }
+        if (!usable(pair.ipv4()))
+        {
+            return new Refusal(Reason.INVALID, "ipv4", "ipv4 " + pair.ipv4()
+                + " cannot be an egress address (unspecified, loopback, broadcast or multicast)");
+        }
+        if (!usable(pair.ipv6()))
+        {
+            return new Refusal(Reason.INVALID, "ipv6", "ipv6 " + pair.ipv6()
+                + " cannot be an egress address (unspecified, loopback or multicast)");
+        }
+        return null;
+    }
+
+    /** An egress pair's addresses must be free, except that a machine may keep its own machine-scoped ones. */
+    private Refusal checkFree(final EgressPair pair, final String scopedMachine)
+    {
+        final Owner mine = scopedMachine == null ? null : new Owner(OwnerKind.MACHINE_SCOPED, scopedMachine);
+        final Owner owner4 = ipv4Owners.get(pair.ipv4());
+        if (owner4 != null && !owner4.equals(mine))
+        {
+            return inUse("ipv4", pair.ipv4().toString(), owner4);
+        }
+        final Owner owner6 = ipv6Owners.get(pair.ipv6());
+        if (owner6 != null && !owner6.equals(mine))
+        {
+            return inUse("ipv6", pair.ipv6().toString(), owner6);
+        }
+        return null;
+    }
+
+    private static boolean usable(final Ipv4Address address)
+    {
+        final int bits = address.bits();
+        final int first = bits >>> 24;
+        return bits != 0 && bits != -1 && first != 127 && (first & 0xF0) != 0xE0;
+    }
+
+    private static boolean usable(final Ipv6Address address)
+    {
+        final boolean unspecifiedOrLoopback = address.high() == 0 && (address.low() == 0 || address.low() == 1);
+        return !unspecifiedOrLoopback && (address.high() >>> 56) != 0xFF;
+    }
+
+    private static Refusal checkId(final String id, final String field)
+    {
+        if (id == null || !ID.matcher(id).matches())
+        {
+            return new Refusal(Reason.INVALID, field,
+                field + " must be 1..128 of [A-Za-z0-9_.-] starting with a letter or digit, got " + quote(id));
+        }
+        return null;
+    }
+
+    private Refusal wrongRegion(final String region)
+    {
+        return new Refusal(Reason.WRONG_REGION, "region",
+            "region " + quote(region) + " is not this host's region " + settings.region());
+    }
+
+    private static Refusal inUse(final String field, final String address, final Owner owner)
+    {
+        return new Refusal(Reason.ADDRESS_IN_USE, field, field + " " + address + " is already " + owner);
+    }
+
+    private static Refusal unknownMachine(final String machineId)
+    {
+        return new Refusal(Reason.UNKNOWN_MACHINE, "machine", "machine " + quote(machineId) + " is not known on this host");
+    }
+
+    private static Refusal noScopedPair(final String machineId)
+    {
+        return new Refusal(Reason.NO_MACHINE_SCOPED_PAIR, "machine", "machine " + machineId + " has no machine-scoped pair");
+    }
+
+    private static Refusal alreadyExists(final String machineId)
+    {
+        return new Refusal(Reason.ALREADY_EXISTS, "id",
+            "machine " + machineId + " already exists with another record or placement; restore only recreates");
+    }
+
+    private static Object parseIpv4(final String text, final String field)
+    {
+        try
+        {
+            return Ipv4Address.parse(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            if (text != null && text.indexOf(':') >= 0)
+            {
+                return new Refusal(Reason.WRONG_FAMILY, field, field + " must be an IPv4 address, got IPv6 " + quote(text));
+            }
+            return new Refusal(Reason.INVALID, field, field + " must be an IPv4 address (dotted quad), got " + quote(text));
+        }
+    }
+
+    private static Object parseIpv6(final String text, final String field)
+    {
+        if (text != null && Ipv4Address.isIpv4(text))
+        {
+            return new Refusal(Reason.WRONG_FAMILY, field, field + " must be an IPv6 address, got IPv4 " + quote(text));
+        }
+        try
+        {
+            return Ipv6Address.parse(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            if (text != null && text.indexOf(':') >= 0 && text.indexOf('.') >= 0)
+            {
+                return new Refusal(Reason.WRONG_FAMILY, field,
+                    field + " must be a plain IPv6 address, got an IPv4-mapped or mixed form " + quote(text));
+            }
+            return new Refusal(Reason.INVALID, field, field + " must be an IPv6 address, got " + quote(text));
+        }
+    }
+
+    private static String quote(final String text)
+    {
+        return text == null ? "nothing" : "\"" + text + "\"";
+    }
+
+    // ------------------------------------------------------------------------------------------- mutations
+
+    private App ensureApp(final String appId)
+    {
+        App app = apps.get(appId);
+        if (app == null)
+        {
+            app = new App(appId, apps.size());
+            apps.put(appId, app);
+        }
+        return app;
+    }
+
+    private Pair newPair(final App app, final EgressPair egressPair)
+    {
+        final int index = slots.addPair(app.index, egressPair.ipv4().bits());
+        if (index >= pairsByIndex.length)
+        {
+            pairsByIndex = Arrays.copyOf(pairsByIndex, Math.max(index + 1, pairsByIndex.length * 2));
+        }
+        final Pair pair = new Pair(egressPair, app, index, layout.blockCount());
+        pairsByIndex[index] = pair;
+        app.pairs.put(egressPair.ipv4(), pair);
+        pairsByIpv4.put(egressPair.ipv4(), pair);
+        final Owner owner = new Owner(OwnerKind.APP_PAIR, app.id);
+        ipv4Owners.put(egressPair.ipv4(), owner);
+        ipv6Owners.put(egressPair.ipv6(), owner);
+        return pair;
+    }
+
+    private Node newNode(final Machine machine)
+    {
+        final int handle = handles.nextClearBit(0);
+        handles.set(handle);
+        final Node node = new Node(machine, handle);
+        machines.put(machine.id(), node);
+        touch(node);
+        forced.add(machine.id());
+        claimGuest(node);
+        return node;
+    }
+
+    private void claimGuest(final Node node)
+    {
+        final Owner owner = new Owner(OwnerKind.GUEST, node.id());
+        byIface.put(node.machine.iface(), node);
+        if (node.machine.ipv4() != null)
+        {
+            ipv4Owners.put(node.machine.ipv4(), owner);
+        }
+        if (node.machine.ipv6() != null)
+        {
+            ipv6Owners.put(node.machine.ipv6(), owner);
+        }
+    }
+
+    private void unclaimGuest(final Node node)
+    {
+        byIface.remove(node.machine.iface());
+        if (node.machine.ipv4() != null)
+        {
+            ipv4Owners.remove(node.machine.ipv4());
+        }
+        if (node.machine.ipv6() != null)
+        {
+            ipv6Owners.remove(node.machine.ipv6());
+        }
+    }
+
+    private void setPin(final Node node, final Ipv4Address pin)
+    {
+        touch(node);
+        forced.add(node.id());
+        final Machine m = node.machine;
+        node.machine = new Machine(m.id(), m.app(), m.iface(), m.ipv4(), m.ipv6(), pin);
+    }
+
+    private void scope(final Node node, final EgressPair pair)
+    {
+        touch(node);
+        node.scoped = pair;
+        node.scope = Scope.MACHINE;
+        node.pair = null;
+        node.slot = SlotAllocator.NONE;
+        final Owner owner = new Owner(OwnerKind.MACHINE_SCOPED, node.id());
+        ipv4Owners.put(pair.ipv4(), owner);
+        ipv6Owners.put(pair.ipv6(), owner);
+        node.reason = "machine-scoped pair " + pair.ipv4() + " / " + pair.ipv6() + " (takes precedence over app pairs)";
+    }
+
+    /** A machine without a slot or machine-scoped pair: on its pin, or at the end of the app's queue. */
+    private void placeNew(final Node node, final App app, final Pair pin)
+    {
+        if (pin != null)
+        {
+            placeAt(node, pin, slots.placeOn(pin.index), "pinned");
+        }
+        else
+        {
+            enqueue(node, app);
+            settle(app);
+        }
+    }
+
+    private void placeAt(final Node node, final Pair pair, final int slot, final String why)
+    {
+        if (slot == SlotAllocator.NONE)
+        {
+            throw new IllegalStateException("no slot on " + pair.pair.ipv4() + " after checking it had room");
+        }
+        touch(node);
+        final int block = SlotAllocator.blockOf(slot);
+        node.scope = Scope.APP;
+        node.pair = pair;
+        node.slot = slot;
+        pair.holders[block] = node;
+        node.reason = "slot " + block + " on app pair " + pair.pair.ipv4() + " (" + why + ")";
+    }
+
+    private void freeSlot(final Node node)
+    {
+        touch(node);
+        slots.release(node.slot);
+        node.pair.holders[SlotAllocator.blockOf(node.slot)] = null;
+        node.pair = null;
+        node.slot = SlotAllocator.NONE;
+    }
+
+    private void enqueue(final Node node, final App app)
+    {
+        touch(node);
+        node.scope = Scope.PENDING;
+        app.waiting.add(node);
+    }
+
+    /** Places the app's waiting machines, first come first, while a slot can be had; then explains the rest. */
+    private void settle(final App app)
+    {
+        final Iterator<Node> it = app.waiting.iterator();
+        while (it.hasNext())
+        {
+            final Node node = it.next();
+            final int slot = slots.place(app.index);
+            if (slot == SlotAllocator.NONE)
+            {
+                break;
+            }
+            it.remove();
+            placeAt(node, pairsByIndex[SlotAllocator.pairOf(slot)], slot, "most free slots");
+        }
+        if (app.waiting.isEmpty())
+        {
+            return;
+        }
+        final int pairCount = app.pairs.size();
+        int drained = 0;
+        for (final Pair pair : app.pairs.values())
+        {
+            drained += slots.isDrained(pair.index) ? 1 : 0;
+        }
+        final String full = "all " + pairCount + (pairCount == 1 ? " pair" : " pairs") + " of app " + app.id
+            + (drained == 0 ? " are full" : " are full or drained (" + drained + " drained)");
+        for (final Node node : app.waiting)
+        {
+            touch(node);
+            if (pairCount == 0)
+            {
+                node.scope = Scope.HOST;
+                node.reason = "app " + app.id + " has no egress pairs in region " + settings.region()
+                    + ": masqueraded to the host address";
+            }
+            else if (app.failClosed)
+            {
+                node.scope = Scope.PENDING;
+                node.reason = full + ": pending (fail-closed), its traffic is refused until a slot frees";
+            }
+            else
+            {
+                node.scope = Scope.HOST;
+                node.reason = full + ": fell back to the host address (app " + app.id + " is not fail-closed)";
+            }
+        }
+    }
+
+    private void touch(final Node node)
+    {
+        if (!touched.containsKey(node))
+        {
+            touched.put(node, new Placement(node.scope, node.pair, node.slot, node.scoped));
+            order.add(node.id());
+        }
+    }
+
+    private void begin()
+    {
+        touched.clear();
+        order.clear();
+        forced.clear();
+    }
+
+    private Done finish()
+    {
+        final List<String> changed = new ArrayList<>();
+        final Map<String, Placement> before = new HashMap<>();
+        for (final Map.Entry<Node, Placement> e : touched.entrySet())
+        {
+            before.put(e.getKey().id(), e.getValue());
+        }
+        for (final String id : order)
+        {
+            final Node node = machines.get(id);
+            if (forced.contains(id) || node == null
+                || !before.get(id).equals(new Placement(node.scope, node.pair, node.slot, node.scoped)))
+            {
+                changed.add(id);
+            }
+        }
+        begin();
+        return changed.isEmpty() ? Done.NOTHING : new Done(changed);
+    }
+
+    private MachineView viewOf(final Node node)
+    {
+        return new MachineView(node.handle, node.machine, egressOf(node), node.scoped);
+    }
+
+    private Egress egressOf(final Node node)
+    {
+        switch (node.scope)
+        {
+            case APP:
+            {
+                final int block = SlotAllocator.blockOf(node.slot);
+                return new Egress(Scope.APP, node.pair.pair, block, layout.firstPort(block), layout.lastPort(block),
+                    node.reason);
+            }
+            case MACHINE:
+                return new Egress(Scope.MACHINE, node.scoped, -1, BlockLayout.ANY_FIRST_PORT, BlockLayout.ANY_LAST_PORT,
+                    node.reason);
+            default:
+                return new Egress(node.scope, null, -1, -1, -1, node.reason);
+        }
+    }
+}
