@@ -92,4 +92,40 @@ public interface LibC
     /** {@code <sys/syscall.h>} gettid is not in glibc 2.36's headers for every arch: use syscall(SYS_gettid). */
     @IgnoreError
     long syscall(long number);
+
+    // ---- appended for netlink (dev.egressd.agent.netlink) ----------------------------------------
+
+    /** {@code <sys/socket.h>} MSG_TRUNC: in msghdr.msg_flags, the datagram was longer than the buffer. */
+    int MSG_TRUNC = 0x20;
+    /** {@code <errno.h>} ESRCH. */
+    int ESRCH = 3;
+    /** {@code <errno.h>} ENODEV. */
+    int ENODEV = 19;
+    /** {@code <errno.h>} ETIMEDOUT. */
+    int ETIMEDOUT = 110;
+    /** {@code <errno.h>} EBADF. */
+    int EBADF = 9;
+
+    /**
+     * recvmsg(2): used instead of recvfrom so the sender address and MSG_TRUNC come back through
+     * preallocated memory (a struct msghdr the caller keeps), with no per-call allocation.
+     *
+     * @param sockfd the socket.
+     * @param msg    a struct msghdr in native memory.
+     * @param flags  MSG_* flags.
+     * @return bytes received, or -1 with errno.
+     */
+    long recvmsg(int sockfd, @In @Out Pointer msg, int flags);
+
+    /**
+     * getsockopt(2).
+     *
+     * @param sockfd  the socket.
+     * @param level   e.g. SOL_SOCKET.
+     * @param optname e.g. SO_RCVBUF.
+     * @param optval  where the value goes.
+     * @param optlen  in: room; out: the value's size.
+     * @return 0, or -1 with errno.
+     */
+    int getsockopt(int sockfd, int level, int optname, @Out Pointer optval, @In @Out IntByReference optlen);
 }

@@ -1,0 +1,247 @@
+package dev.egressd.agent.netlink;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.natives.LibC;
+import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * RtnetlinkAddresses against the kernel, in a fresh namespace per test with a link {@code up0} (dummy, or veth where the kernel lacks dummy);
+ * the kernel state is read back with {@code ip -j addr show}, independently of our own parser.
+ */
+@Tag("privileged")
+class RtnetlinkAddressesPrivilegedTest
+{
+    private static final Ipv4Address V4 = Ipv4Address.parse("203.0.113.10");
+    private static final Ipv6Address V6 = Ipv6Address.parse("2001:db8:10::10");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private LabNamespace lab;
+    private NetNamespace ns;
+
+    @BeforeEach
+    void createNamespace() throws IOException
+    {
+        LabNamespace.requireRoot();
+        lab = LabNamespace.create();
+        lab.addLink("up0");
+        ns = NetNamespace.enter(lab.name());
+    }
+
+    @AfterEach
+    void deleteNamespace() throws IOException
+    {
+        if (ns != null)
+        {
+            ns.close();
+        }
+        if (lab != null)
+        {
+            lab.close();
+        }
+    }
+
+    @Test
+    void addsAHostRouteV4AndADeprecatedNodadV6() throws IOException
+    {
+        final List<String> seen = new ArrayList<>();
+        final List<InterfaceAddress> ours = call(a ->
+        {
+            a.add("up0", V4);
+            a.add("up0", V6);
+            seen.add(a.listIpv4("up0").toString());
+            seen.add(a.listIpv6("up0").toString());
+            return a.addresses("up0");
+        });
+        assertThat(ours).anySatisfy(a ->
+        {
+            assertThat(a.ipv6()).isEqualTo(V6);
+            assertThat(a.preferredLifetime()).isZero();
+            assertThat(a.validLifetime()).isEqualTo(InterfaceAddress.FOREVER);
+            assertThat(a.hasFlag(NetlinkConstants.IFA_F_NODAD | NetlinkConstants.IFA_F_NOPREFIXROUTE)).isTrue();
+        });
+        assertThat(seen).containsExactly("[203.0.113.10]", "[2001:db8:10::10]");
+
+        final JsonNode v4 = kernelAddress("203.0.113.10");
+        assertThat(v4.get("prefixlen").asInt()).isEqualTo(32);
+        assertThat(v4.get("valid_life_time").asLong()).isEqualTo(0xFFFFFFFFL);
+        final JsonNode v6 = kernelAddress("2001:db8:10::10");
+        assertThat(v6.get("prefixlen").asInt()).isEqualTo(128);
+        assertThat(v6.get("preferred_life_time").asLong()).isZero();
+        assertThat(v6.get("valid_life_time").asLong()).isEqualTo(0xFFFFFFFFL);
+        assertThat(v6.path("nodad").asBoolean()).isTrue();
+        assertThat(v6.path("noprefixroute").asBoolean()).isTrue();
+        assertThat(v6.path("deprecated").asBoolean()).isTrue();
+        assertThat(v6.path("tentative").asBoolean()).isFalse();
+    }
+
+    @Test
+    void addAndRemoveAreIdempotent() throws IOException
+    {
+        final List<Boolean> removed = call(a ->
+        {
+            a.add("up0", V4);
+            a.add("up0", V4);
+            a.add("up0", V6);
+            a.add("up0", V6);
+            final List<Boolean> out = new ArrayList<>();
+            out.add(a.remove("up0", V4));
+            out.add(a.remove("up0", V4));
+            out.add(a.remove("up0", V6));
+            out.add(a.remove("up0", V6));
+            out.add(a.listIpv4("up0").isEmpty() && a.listIpv6("up0").isEmpty());
+            return out;
+        });
+        assertThat(removed).containsExactly(true, false, true, false, true);
+        assertThat(kernelAddresses()).noneMatch(n -> n.get("local").asText().startsWith("203.0.113.")
+            || n.get("local").asText().startsWith("2001:db8:"));
+    }
+
+    @Test
+    void reAddingCorrectsAnAddressThatWasPreferred() throws IOException
+    {
+        lab.ip("-6", "addr", "add", "2001:db8:10::10/128", "dev", "up0", "nodad");
+        assertThat(kernelAddress("2001:db8:10::10").get("preferred_life_time").asLong()).isEqualTo(0xFFFFFFFFL);
+        call(a ->
+        {
+            a.add("up0", V6);
+            return null;
+        });
+        assertThat(kernelAddress("2001:db8:10::10").get("preferred_life_time").asLong()).isZero();
+    }
+
+    @Test
+    void listReturnsOnlyHostPrefixesAndRemoveLeavesOtherPrefixLengthsAlone() throws IOException
+    {
+        lab.ip("addr", "add", "198.51.100.1/24", "dev", "up0");
+        lab.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad");
+        lab.ip("addr", "add", "203.0.113.11/32", "dev", "up0");
+        final List<Object> result = call(a ->
+        {
+            final List<Object> out = new ArrayList<>();
+            out.add(a.listIpv4("up0"));
+            out.add(a.listIpv6("up0"));
+            out.add(a.remove("up0", Ipv4Address.parse("198.51.100.1")));   // it is a /24, not ours
+            out.add(a.remove("up0", Ipv6Address.parse("2001:db8:1::1")));  // a /64
+            return out;
+        });
+        assertThat(result).containsExactly(List.of(Ipv4Address.parse("203.0.113.11")), List.of(), false, false);
+        assertThat(kernelAddress("198.51.100.1").get("prefixlen").asInt()).isEqualTo(24);
+        assertThat(kernelAddress("2001:db8:1::1").get("prefixlen").asInt()).isEqualTo(64);
+    }
+
+    @Test
+    void aMissingInterfaceIsAClearNotFoundError()
+    {
+        assertThatThrownBy(() -> call(a -> a.ifindex("nope0")))
+            .isInstanceOfSatisfying(NetlinkException.class, e ->
+            {
+                assertThat(e.isNotFound()).isTrue();
+                assertThat(e.errno()).isEqualTo(LibC.ENODEV);
+            })
+            .hasMessageContaining("interface nope0 does not exist");
+        assertThatThrownBy(() -> call(a ->
+        {
+            a.add("nope0", V4);
+            return null;
+        })).isInstanceOf(NetlinkException.class).hasMessageContaining("nope0");
+        assertThatThrownBy(() -> call(a -> a.ifindex("this-name-is-too-long")))
+            .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void ifindexMatchesTheKernel() throws IOException
+    {
+        final int expected = JSON.readTree(lab.ip("-j", "link", "show", "dev", "up0")).get(0).get("ifindex").asInt();
+        final int actual = call(a -> a.ifindex("up0"));
+        assertThat(actual).isEqualTo(expected);
+    }
+
+    @Test
+    void kernelErrorsAreTyped()
+    {
+        // An IPv4 address on a nonexistent ifindex: the kernel refuses, with errno and its own text.
+        assertThatThrownBy(() -> ns.call(() ->
+        {
+            try (NetlinkSocket s = NetlinkSocket.open(LibC.NETLINK_ROUTE).bind(0))
+            {
+                RtnetlinkAddresses.newAddress(s.request(NetlinkConstants.RTM_NEWADDR, RtnetlinkAddresses.ADD_FLAGS),
+                    999_999, V4);
+                s.execute("RTM_NEWADDR on ifindex 999999", null);
+            }
+            return null;
+        })).isInstanceOfSatisfying(NetlinkException.class, e ->
+        {
+            assertThat(e.isNotFound()).isTrue();
+            // The extended ack (NETLINK_EXT_ACK) carries the kernel's own reason.
+            assertThat(e.kernelMessage()).contains("Device not found");
+        }).hasMessageStartingWith("RTM_NEWADDR on ifindex 999999 failed: ");
+    }
+
+    @Test
+    void receiveBufferCanBeForcedBeyondRmemMax() throws IOException
+    {
+        final int size = ns.call(() ->
+        {
+            try (NetlinkSocket s = NetlinkSocket.open(LibC.NETLINK_ROUTE))
+            {
+                s.receiveBufferSize(8 << 20);
+                return s.receiveBufferSize();
+            }
+        });
+        assertThat(size).isEqualTo(16 << 20); // the kernel doubles the value for bookkeeping
+    }
+
+    private interface Body<T>
+    {
+        T apply(RtnetlinkAddresses a) throws IOException;
+    }
+
+    private <T> T call(final Body<T> body) throws IOException
+    {
+        return ns.call(() ->
+        {
+            try (RtnetlinkAddresses a = RtnetlinkAddresses.open())
+            {
+                return body.apply(a);
+            }
+        });
+    }
+
+    private List<JsonNode> kernelAddresses() throws IOException
+    {
+        final List<JsonNode> out = new ArrayList<>();
+        JSON.readTree(lab.ip("-j", "addr", "show", "dev", "up0")).get(0).get("addr_info").forEach(out::add);
+        return out;
+    }
+
+    private JsonNode kernelAddress(final String local) throws IOException
+    {
+        return kernelAddresses().stream().filter(n -> local.equals(n.get("local").asText())).findFirst()
+            .orElseThrow(() -> new AssertionError(local + " not on up0: " + kernelAddressesText()));
+    }
+
+    private String kernelAddressesText()
+    {
+        try
+        {
+            return lab.ip("addr", "show", "dev", "up0");
+        }
+        catch (final IOException e)
+        {
+            return e.toString();
+        }
+    }
+}
