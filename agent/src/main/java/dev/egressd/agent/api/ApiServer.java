@@ -98,10 +98,19 @@ public final class ApiServer implements AutoCloseable
         Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
         if (group != null)
         {
-            final GroupPrincipal principal = socket.getFileSystem().getUserPrincipalLookupService()
-                .lookupPrincipalByGroupName(group);
-            Files.getFileAttributeView(socket, java.nio.file.attribute.PosixFileAttributeView.class)
-                .setGroup(principal);
+            try
+            {
+                final GroupPrincipal principal = socket.getFileSystem().getUserPrincipalLookupService()
+                    .lookupPrincipalByGroupName(group);
+                Files.getFileAttributeView(socket, java.nio.file.attribute.PosixFileAttributeView.class)
+                    .setGroup(principal);
+            }
+            catch (final IOException e)
+            {
+                // Without CAP_CHOWN a process can only give a file to a group it is in (SupplementaryGroups=).
+                org.slf4j.LoggerFactory.getLogger(ApiServer.class).warn("cannot give {} to group {} ({}): only "
+                    + "root can connect; add SupplementaryGroups={} to the unit", socket, group, e.toString(), group);
+            }
         }
     }
 

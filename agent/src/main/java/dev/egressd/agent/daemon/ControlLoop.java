@@ -635,6 +635,11 @@ public final class ControlLoop
                 claimed.add(view.machine().ipv6());
             }
             ifaces.add(view.machine().iface());
+            if (view.machineScopedPair() != null)
+            {
+                claimed.add(view.machineScopedPair().ipv4());
+                claimed.add(view.machineScopedPair().ipv6());
+            }
         }
         for (final EgressAllocator.PairView view : allocator.pairs())
         {
