@@ -1,15 +1,65 @@
 package dev.egressd.agent;
 
+import dev.egressd.agent.config.BadSettingException;
+import dev.egressd.agent.config.EgressdConfig;
+import dev.egressd.agent.daemon.Daemon;
+import dev.egressd.agent.daemon.Kernel;
+import dev.egressd.agent.daemon.MemoryKernel;
+import dev.egressd.agent.daemon.NftKernel;
+import dev.egressd.agent.daemon.SystemChecks;
+import dev.egressd.agent.netlink.RtnetlinkAddresses;
+import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.agent.nft.LibNftablesClient;
+import dev.egressd.agent.nft.NftDataplane;
+import dev.egressd.agent.nft.NftNatives;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.Callable;
 
-/** The egressd daemon's entry point. */
-public final class Egressd
+/** The egressd daemon's entry point. Exit codes: 0 stopped, 1 start-up failed, 2 bad setting or usage. */
+@Command(name = "egressd", mixinStandardHelpOptions = true, versionProvider = Egressd.Version.class,
+    description = "Static egress IPs for the machines of this host. Every setting can be given in the config "
+        + "file (docs/config.md) or as a flag, which wins.")
+public final class Egressd implements Callable<Integer>
 {
-    private Egressd()
+    @Option(names = "--config", paramLabel = "FILE", description = "config file (default /etc/egressd/egressd.conf)")
+    Path config;
+
+    @Option(names = "--region", description = "this host's region, e.g. ord") String region;
+    @Option(names = "--uplink", description = "uplink interface carrying the egress addresses") String uplink;
+    @Option(names = "--guest-interfaces", description = "guest interface pattern (default tap-*)") String guests;
+    @Option(names = "--api-socket", description = "API unix socket (default /run/egressd/api.sock)") String socket;
+    @Option(names = "--api-group", description = "group allowed on the API besides root") String group;
+    @Option(names = "--metrics-listen", description = "host:port for /metrics, or off (default 127.0.0.1:9464)")
+    String metrics;
+    @Option(names = "--state-dir", description = "state directory (default /var/lib/egressd)") String stateDir;
+    @Option(names = "--table", description = "nftables table (default egressd)") String table;
+    @Option(names = "--destination-cap", description = "connections per machine per destination (default 1024)")
+    String cap;
+    @Option(names = "--block-count", description = "slots per egress pair (default 64)") String blockCount;
+    @Option(names = "--block-size", description = "ports per slot (default 1024)") String blockSize;
+    @Option(names = "--conntrack-drain-seconds", description = "how long a released address stays (default 350)")
+    String drain;
+    @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
+    boolean dryRun;
+
+    /** The picocli version provider. */
+    static final class Version implements CommandLine.IVersionProvider
     {
+        @Override
+        public String[] getVersion()
+        {
+            return new String[] {"egressd " + version()};
+        }
     }
 
     /**
@@ -36,17 +86,108 @@ public final class Egressd
     }
 
     /**
+     * The settings given as flags, by config key.
+     *
+     * @return key to value, only those given.
+     */
+    Map<String, String> flags()
+    {
+        final Map<String, String> flags = new LinkedHashMap<>();
+        put(flags, "region", region);
+        put(flags, "uplink", uplink);
+        put(flags, "guest-interfaces", guests);
+        put(flags, "api-socket", socket);
+        put(flags, "api-group", group);
+        put(flags, "metrics-listen", metrics);
+        put(flags, "state-dir", stateDir);
+        put(flags, "table", table);
+        put(flags, "destination-cap", cap);
+        put(flags, "block-count", blockCount);
+        put(flags, "block-size", blockSize);
+        put(flags, "conntrack-drain-seconds", drain);
+        return flags;
+    }
+
+    private static void put(final Map<String, String> map, final String key, final String value)
+    {
+        if (value != null)
+        {
+            map.put(key, value);
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception
+    {
+        final EgressdConfig settings;
+        try
+        {
+            settings = EgressdConfig.load(config, flags());
+        }
+        catch (final BadSettingException e)
+        {
+            System.err.println("egressd: " + e.getMessage());
+            return 2;
+        }
+        final Kernel kernel;
+        if (dryRun)
+        {
+            kernel = new MemoryKernel();
+        }
+        else
+        {
+            if (!NftNatives.isAvailable())
+            {
+                System.err.println("egressd: " + NftNatives.MISSING_MESSAGE + " (" + NftNatives.unavailabilityCause()
+                    + ")");
+                return 1;
+            }
+            final String cap = SystemChecks.checkNetAdmin();
+            if (cap != null)
+            {
+                System.err.println("egressd: " + cap);
+                return 1;
+            }
+            final NftDataplane nft = new NftDataplane(LibNftablesClient.open(), new DataplaneConfig(settings.table(),
+                settings.uplink(), settings.guestInterfaces(), settings.destinationCap()));
+            kernel = new NftKernel(nft, RtnetlinkAddresses.open(), settings.uplink());
+        }
+        final Daemon daemon = new Daemon(settings, config, flags(), kernel, version());
+        try
+        {
+            daemon.start();
+        }
+        catch (final Exception e)
+        {
+            System.err.println("egressd: start-up failed: " + e.getMessage());
+            org.slf4j.LoggerFactory.getLogger(Egressd.class).error("start-up failed", e);
+            daemon.stop();
+            return 1;
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "egressd-stop"));
+        Signals.onHangUp(daemon::reload);
+        daemon.awaitStop();
+        return 0;
+    }
+
+    /**
      * Starts the daemon.
      *
      * @param args command-line arguments.
      */
     public static void main(final String[] args)
     {
-        if (args.length > 0 && ("--version".equals(args[0]) || "version".equals(args[0])))
+        if (args.length > 0 && "version".equals(args[0]))
         {
             System.out.println("egressd " + version());
             return;
         }
-        System.out.println("egressd " + version());
+        final CommandLine cli = new CommandLine(new Egressd());
+        cli.setParameterExceptionHandler((ex, a) ->
+        {
+            System.err.println("egressd: " + ex.getMessage());
+            return 2;
+        });
+        System.exit(cli.execute(args));
     }
 }

@@ -1,0 +1,515 @@
+package dev.egressd.agent.api;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.egressd.agent.daemon.ControlLoop;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.QueryStringDecoder;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Supplier;
+
+/**
+ * The control-plane API (issue 4): HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
+ * through the {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
+ *
+ * <p>Errors are {@code {"error": {"code", "message", "field"}}}: 400 malformed JSON, unknown field, wrong type,
+ * bad value; 404 unknown app, machine or pair; 409 address in use, pair full or drained, foreign pin; 422 wrong
+ * family or region; 503 the kernel cannot be programmed. Nothing changes on any error.
+ */
+public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpRequest>
+{
+    private static final Logger LOG = LoggerFactory.getLogger(ApiHandler.class);
+    private static final Set<String> PAIR_FIELDS = Set.of("ipv4", "ipv6", "region");
+    private static final Set<String> APP_FIELDS = Set.of("fail_closed");
+    private static final Set<String> MACHINE_FIELDS = Set.of("app", "interface", "ipv4", "ipv6", "pin");
+    private static final Set<String> EGRESS_FIELDS = Set.of("ipv4", "ipv6");
+
+    private final ControlLoop loop;
+    private final String version;
+    private final Supplier<String> metrics;
+
+    /**
+     * Creates the handler.
+     *
+     * @param loop    the control loop.
+     * @param version the daemon's version, for {@code /v1/health}.
+     * @param metrics the Prometheus scrape text for {@code GET /metrics}, or null when not served here.
+     */
+    public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics)
+    {
+        this.loop = loop;
+        this.version = version;
+        this.metrics = metrics;
+    }
+
+    /** A response: status and JSON body (or plain text). */
+    private record Reply(int status, Object body)
+    {
+    }
+
+    @Override
+    protected void channelRead0(final ChannelHandlerContext ctx, final FullHttpRequest request)
+    {
+        final boolean keepAlive = HttpUtil.isKeepAlive(request);
+        final String method = request.method().name();
+        final String path = new QueryStringDecoder(request.uri()).path();
+        final byte[] body = ByteBufUtil.getBytes(request.content());
+        CompletableFuture<Reply> reply;
+        try
+        {
+            reply = route(method, path, body);
+        }
+        catch (final ApiException e)
+        {
+            reply = CompletableFuture.completedFuture(error(e));
+        }
+        reply.whenComplete((r, failure) ->
+        {
+            final Reply answer;
+            if (failure != null)
+            {
+                LOG.error("{} {} failed", method, path, failure);
+                answer = error(new ApiException(500, "internal", null, "internal error: " + failure));
+            }
+            else
+            {
+                answer = r;
+            }
+            if (ctx.executor().inEventLoop())
+            {
+                write(ctx, answer, keepAlive);
+            }
+            else
+            {
+                ctx.executor().execute(() -> write(ctx, answer, keepAlive));
+            }
+        });
+    }
+
+    private CompletableFuture<Reply> route(final String method, final String path, final byte[] body)
+        throws ApiException
+    {
+        final String[] s = segments(path);
+        if (s.length == 1 && "metrics".equals(s[0]) && metrics != null)
+        {
+            expect(method, "GET");
+            return CompletableFuture.completedFuture(new Reply(200, metrics.get()));
+        }
+        if (s.length < 2 || !"v1".equals(s[0]))
+        {
+            throw notFound(path);
+        }
+        switch (s[1])
+        {
+            case "health" ->
+            {
+                if (s.length != 2)
+                {
+                    throw notFound(path);
+                }
+                expect(method, "GET");
+                final ControlLoop.Health health = loop.health();
+                return CompletableFuture.completedFuture(new Reply(
+                    health.kernel() == ControlLoop.KernelStatus.UNAVAILABLE ? 503 : 200,
+                    Views.health(health, version)));
+            }
+            case "state" ->
+            {
+                if (s.length != 2)
+                {
+                    throw notFound(path);
+                }
+                expect(method, "GET");
+                return loop.query(l -> new Reply(200, Views.state(l, version)));
+            }
+            case "recovered" ->
+            {
+                if (s.length != 2)
+                {
+                    throw notFound(path);
+                }
+                expect(method, "DELETE");
+                return mutate("forget recovered", l -> l.forgetRecovered(),
+                    l -> Body.MAPPER.createObjectNode().put("recovered", l.recovered().size()));
+            }
+            case "apps" ->
+            {
+                return apps(method, path, s, body);
+            }
+            case "machines" ->
+            {
+                return machines(method, path, s, body);
+            }
+            default -> throw notFound(path);
+        }
+    }
+
+    private CompletableFuture<Reply> apps(final String method, final String path, final String[] s, final byte[] body)
+        throws ApiException
+    {
+        if (s.length < 3)
+        {
+            throw notFound(path);
+        }
+        final String app = s[2];
+        if (s.length == 3)
+        {
+            if ("GET".equals(method))
+            {
+                return loop.query(l -> Views.app(l.allocator(), app)
+                    .map(v -> new Reply(200, v))
+                    .orElseGet(() -> error(new ApiException(404, "unknown_app", "app", "app " + app + " is not known"))));
+            }
+            expect(method, "PUT", "GET");
+            final Boolean failClosed = Body.parse(body, APP_FIELDS).bool("fail_closed");
+            return mutate("put app " + app, l ->
+            {
+                final boolean current = Views.app(l.allocator(), app).map(v -> v.get("fail_closed").booleanValue())
+                    .orElse(true);
+                return l.allocator().upsertApp(app, failClosed == null ? current : failClosed);
+            }, l -> appView(l, app));
+        }
+        if (!"pairs".equals(s[3]))
+        {
+            throw notFound(path);
+        }
+        if (s.length == 4)
+        {
+            expect(method, "POST");
+            final Body b = Body.parse(body, PAIR_FIELDS);
+            final String ipv4 = b.string("ipv4", true);
+            final String ipv6 = b.string("ipv6", true);
+            final String region = b.string("region", false);
+            return mutate("add pair " + ipv4 + " to app " + app, l -> l.allocator().addPair(app, ipv4, ipv6, region),
+                l -> pairView(l, ipv4));
+        }
+        final String ipv4 = s[4];
+        if (s.length == 5)
+        {
+            expect(method, "DELETE");
+            Body.parse(body, Set.of());
+            return mutate("release pair " + ipv4 + " of app " + app, l -> l.allocator().releasePair(app, ipv4),
+                l -> appView(l, app));
+        }
+        if (s.length == 6 && "drain".equals(s[5]))
+        {
+            expect(method, "PUT", "DELETE");
+            Body.parse(body, Set.of());
+            final boolean drained = "PUT".equals(method);
+            return mutate((drained ? "drain" : "undrain") + " pair " + ipv4,
+                l -> l.allocator().setDrained(app, ipv4, drained), l -> pairView(l, ipv4));
+        }
+        throw notFound(path);
+    }
+
+    private CompletableFuture<Reply> machines(final String method, final String path, final String[] s,
+        final byte[] body) throws ApiException
+    {
+        if (s.length < 3)
+        {
+            throw notFound(path);
+        }
+        final String id = s[2];
+        if (s.length == 3)
+        {
+            switch (method)
+            {
+                case "GET" ->
+                {
+                    return loop.query(l -> l.allocator().machine(id)
+                        .map(v -> new Reply(200, Views.machine(v)))
+                        .orElseGet(() -> error(unknownMachine(id))));
+                }
+                case "PUT" ->
+                {
+                    final Machine machine = machine(id, Body.parse(body, MACHINE_FIELDS));
+                    return mutate("put machine " + id, l -> l.putMachine(machine), l -> machineView(l, id));
+                }
+                case "DELETE" ->
+                {
+                    Body.parse(body, Set.of());
+                    return mutate("delete machine " + id, l -> l.allocator().removeMachine(id),
+                        l -> Body.MAPPER.createObjectNode().put("deleted", id));
+                }
+                default -> throw methodNotAllowed(method, "GET, PUT, DELETE");
+            }
+        }
+        if (!"egress-ip".equals(s[3]))
+        {
+            throw notFound(path);
+        }
+        if (s.length == 4)
+        {
+            expect(method, "PUT", "DELETE");
+            if ("PUT".equals(method))
+            {
+                final Body b = Body.parse(body, EGRESS_FIELDS);
+                final String ipv4 = b.string("ipv4", true);
+                final String ipv6 = b.string("ipv6", true);
+                return mutate("set machine-scoped pair of " + id,
+                    l -> l.allocator().setMachineScopedPair(id, ipv4, ipv6), l -> machineView(l, id));
+            }
+            Body.parse(body, Set.of());
+            return mutate("release machine-scoped pair of " + id, l -> l.allocator().releaseMachineScopedPair(id),
+                l -> machineView(l, id));
+        }
+        if (s.length == 5 && "promote".equals(s[4]))
+        {
+            expect(method, "POST");
+            Body.parse(body, Set.of());
+            return mutate("promote machine-scoped pair of " + id, l -> l.allocator().promote(id),
+                l -> machineView(l, id));
+        }
+        throw notFound(path);
+    }
+
+    private CompletableFuture<Reply> mutate(final String what, final ControlLoop.Operation operation,
+        final java.util.function.Function<ControlLoop, JsonNode> view)
+    {
+        return loop.mutate(what, operation).thenCompose(result ->
+        {
+            if (result instanceof ControlLoop.Ok)
+            {
+                return loop.query(l -> new Reply(200, view.apply(l)));
+            }
+            if (result instanceof ControlLoop.Refused refused)
+            {
+                return CompletableFuture.completedFuture(error(refusal(refused.refusal())));
+            }
+            final ControlLoop.Unavailable unavailable = (ControlLoop.Unavailable)result;
+            return CompletableFuture.completedFuture(error(new ApiException(503, "kernel_unavailable", null,
+                unavailable.message() + "; nothing changed")));
+        });
+    }
+
+    private static JsonNode machineView(final ControlLoop l, final String id)
+    {
+        return l.allocator().machine(id).map(v -> (JsonNode)Views.machine(v))
+            .orElseGet(() -> Body.MAPPER.createObjectNode().put("id", id));
+    }
+
+    private static JsonNode appView(final ControlLoop l, final String app)
+    {
+        return Views.app(l.allocator(), app).map(v -> (JsonNode)v)
+            .orElseGet(() -> Body.MAPPER.createObjectNode().put("id", app));
+    }
+
+    private static JsonNode pairView(final ControlLoop l, final String ipv4)
+    {
+        for (final EgressAllocator.PairView pair : l.allocator().pairs())
+        {
+            if (pair.pair().ipv4().toString().equals(ipv4))
+            {
+                return Views.pair(pair);
+            }
+        }
+        return Body.MAPPER.createObjectNode().put("ipv4", ipv4);
+    }
+
+    private static Machine machine(final String id, final Body b) throws ApiException
+    {
+        final String app = b.string("app", true);
+        final String iface = b.string("interface", true);
+        final Ipv4Address ipv4 = ipv4(b.string("ipv4", false), "ipv4");
+        final Ipv6Address ipv6 = ipv6(b.string("ipv6", false), "ipv6");
+        final Ipv4Address pin = ipv4(b.string("pin", false), "pin");
+        return new Machine(id, app, iface, ipv4, ipv6, pin);
+    }
+
+    private static Ipv4Address ipv4(final String text, final String field) throws ApiException
+    {
+        if (text == null)
+        {
+            return null;
+        }
+        try
+        {
+            return Ipv4Address.parse(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            if (looksIpv6(text))
+            {
+                throw new ApiException(422, "wrong_family", field, field + " must be an IPv4 address, got IPv6 " + text);
+            }
+            throw new ApiException(400, "invalid", field, field + " is not an IPv4 address: " + text);
+        }
+    }
+
+    private static Ipv6Address ipv6(final String text, final String field) throws ApiException
+    {
+        if (text == null)
+        {
+            return null;
+        }
+        if (Ipv4Address.isIpv4(text))
+        {
+            throw new ApiException(422, "wrong_family", field, field + " must be an IPv6 address, got IPv4 " + text);
+        }
+        try
+        {
+            return Ipv6Address.parse(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new ApiException(400, "invalid", field, field + " is not an IPv6 address: " + text);
+        }
+    }
+
+    private static boolean looksIpv6(final String text)
+    {
+        try
+        {
+            Ipv6Address.parse(text);
+            return true;
+        }
+        catch (final IllegalArgumentException e)
+        {
+            return false;
+        }
+    }
+
+    /**
+     * The HTTP status of an allocator refusal.
+     *
+     * @param reason the refusal's code.
+     * @return 400, 404, 409 or 422.
+     */
+    static int status(final Outcome.Reason reason)
+    {
+        return switch (reason)
+        {
+            case INVALID -> 400;
+            case UNKNOWN_APP, UNKNOWN_MACHINE, UNKNOWN_PAIR, NO_MACHINE_SCOPED_PAIR -> 404;
+            case WRONG_REGION, WRONG_FAMILY -> 422;
+            case ADDRESS_IN_USE, DUPLICATE_INTERFACE, PAIR_FULL, PAIR_DRAINED, PIN_FOREIGN_PAIR, SLOT_TAKEN,
+                ALREADY_EXISTS -> 409;
+        };
+    }
+
+    private static ApiException refusal(final Outcome.Refusal refusal)
+    {
+        final String field = "iface".equals(refusal.field()) ? "interface" : refusal.field();
+        return new ApiException(status(refusal.code()), refusal.code().name().toLowerCase(Locale.ROOT), field,
+            refusal.message());
+    }
+
+    private static ApiException unknownMachine(final String id)
+    {
+        return new ApiException(404, "unknown_machine", "id", "machine " + id + " is not known");
+    }
+
+    private static ApiException notFound(final String path)
+    {
+        return new ApiException(404, "not_found", null, "no such path: " + path);
+    }
+
+    private static ApiException methodNotAllowed(final String method, final String allowed)
+    {
+        return new ApiException(405, "method_not_allowed", null, method + " is not allowed here (allowed: "
+            + allowed + ")");
+    }
+
+    private static void expect(final String method, final String... allowed) throws ApiException
+    {
+        if (!List.of(allowed).contains(method))
+        {
+            throw methodNotAllowed(method, String.join(", ", allowed));
+        }
+    }
+
+    private static String[] segments(final String path)
+    {
+        final String trimmed = path.startsWith("/") ? path.substring(1) : path;
+        final String[] s = trimmed.isEmpty() ? new String[0] : trimmed.split("/", -1);
+        for (int i = 0; i < s.length; i++)
+        {
+            s[i] = QueryStringDecoder.decodeComponent(s[i]);
+        }
+        return s;
+    }
+
+    private static Reply error(final ApiException e)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        final ObjectNode error = node.putObject("error");
+        error.put("code", e.code);
+        error.put("message", e.getMessage());
+        error.put("field", e.field);
+        return new Reply(e.status, node);
+    }
+
+    private static void write(final ChannelHandlerContext ctx, final Reply reply, final boolean keepAlive)
+    {
+        final byte[] bytes;
+        final String type;
+        if (reply.body() instanceof String text)
+        {
+            bytes = text.getBytes(StandardCharsets.UTF_8);
+            type = "text/plain; version=0.0.4; charset=utf-8";
+        }
+        else
+        {
+            try
+            {
+                bytes = Body.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(reply.body());
+            }
+            catch (final JsonProcessingException e)
+            {
+                throw new IllegalStateException(e);
+            }
+            type = "application/json";
+        }
+        final FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+            HttpResponseStatus.valueOf(reply.status()), Unpooled.wrappedBuffer(bytes, new byte[] {'\n'}));
+        response.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
+        response.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes());
+        if (keepAlive)
+        {
+            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
+            ctx.writeAndFlush(response);
+        }
+        else
+        {
+            ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+        }
+    }
+
+    /**
+     * Whether a method is one this API uses at all.
+     *
+     * @param method a method.
+     * @return true for GET, PUT, POST, DELETE.
+     */
+    static boolean known(final HttpMethod method)
+    {
+        return method == HttpMethod.GET || method == HttpMethod.PUT || method == HttpMethod.POST
+            || method == HttpMethod.DELETE;
+    }
+}

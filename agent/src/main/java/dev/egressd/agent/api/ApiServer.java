@@ -1,0 +1,126 @@
+package dev.egressd.agent.api;
+
+import dev.egressd.agent.daemon.ControlLoop;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.timeout.ReadTimeoutHandler;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.function.Supplier;
+
+/** Serves the API on a unix domain socket with Netty's epoll transport. */
+public final class ApiServer implements AutoCloseable
+{
+    /** The largest request body accepted. */
+    public static final int MAX_BODY = 64 * 1024;
+
+    private final EventLoopGroup eventLoops = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
+    private Channel channel;
+    private volatile PeerPolicy policy;
+
+    /**
+     * Creates the server; {@link #start} binds it.
+     *
+     * @param policy who may connect.
+     */
+    public ApiServer(final PeerPolicy policy)
+    {
+        this.policy = policy;
+    }
+
+    /**
+     * Changes who may connect (SIGHUP); applies to new connections.
+     *
+     * @param policy the new policy.
+     */
+    public void policy(final PeerPolicy policy)
+    {
+        this.policy = policy;
+    }
+
+    /**
+     * The pipeline of one connection: HTTP codec, aggregation, peer check, API.
+     *
+     * @param loop    the control loop.
+     * @param version the version.
+     * @param metrics the metrics scrape, or null.
+     * @return the initializer.
+     */
+    private ChannelInitializer<Channel> initializer(final ControlLoop loop, final String version,
+        final Supplier<String> metrics)
+    {
+        return new ChannelInitializer<>()
+        {
+            @Override
+            protected void initChannel(final Channel ch)
+            {
+                ch.pipeline().addLast(new ReadTimeoutHandler(300))
+                    .addLast(new HttpServerCodec())
+                    .addLast(new HttpObjectAggregator(MAX_BODY))
+                    .addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer))
+                    .addLast(new ApiHandler(loop, version, metrics));
+            }
+        };
+    }
+
+    /**
+     * Binds the socket (replacing a stale one) with mode 0660, group {@code group} if given.
+     *
+     * @param socket  the socket path.
+     * @param group   the api-group, or null.
+     * @param loop    the control loop.
+     * @param version the version.
+     * @param metrics the metrics scrape, or null.
+     * @throws IOException if it cannot be bound.
+     * @throws InterruptedException if interrupted while binding.
+     */
+    public void start(final Path socket, final String group, final ControlLoop loop, final String version,
+        final Supplier<String> metrics) throws IOException, InterruptedException
+    {
+        Files.createDirectories(socket.getParent());
+        Files.deleteIfExists(socket);
+        channel = new ServerBootstrap().group(eventLoops)
+            .channel(EpollServerDomainSocketChannel.class)
+            .childHandler(initializer(loop, version, metrics))
+            .bind(new DomainSocketAddress(socket.toFile())).sync().channel();
+        Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
+        if (group != null)
+        {
+            try
+            {
+                final GroupPrincipal principal = socket.getFileSystem().getUserPrincipalLookupService()
+                    .lookupPrincipalByGroupName(group);
+                Files.getFileAttributeView(socket, java.nio.file.attribute.PosixFileAttributeView.class)
+                    .setGroup(principal);
+            }
+            catch (final IOException e)
+            {
+                // Without CAP_CHOWN a process can only give a file to a group it is in (SupplementaryGroups=).
+                org.slf4j.LoggerFactory.getLogger(ApiServer.class).warn("cannot give {} to group {} ({}): only "
+                    + "root can connect; add SupplementaryGroups={} to the unit", socket, group, e.toString(), group);
+            }
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        if (channel != null)
+        {
+            channel.close().syncUninterruptibly();
+        }
+        eventLoops.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+    }
+}

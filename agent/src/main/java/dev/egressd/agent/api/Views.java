@@ -1,0 +1,173 @@
+package dev.egressd.agent.api;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.egressd.agent.daemon.ControlLoop;
+import dev.egressd.agent.daemon.StateMapper;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
+import dev.egressd.core.plan.PlanElement;
+
+import java.util.List;
+import java.util.Optional;
+
+/** The API's JSON views, built on the control loop thread. */
+final class Views
+{
+    private Views()
+    {
+    }
+
+    static ObjectNode machine(final EgressAllocator.MachineView view)
+    {
+        final Machine m = view.machine();
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("id", m.id());
+        node.put("app", m.app());
+        node.put("interface", m.iface());
+        node.put("ipv4", text(m.ipv4()));
+        node.put("ipv6", text(m.ipv6()));
+        node.put("pin", text(m.pin()));
+        final Egress egress = view.egress();
+        final ObjectNode e = node.putObject("egress");
+        e.put("scope", egress.scope().wireName());
+        e.put("ipv4", egress.pair() == null ? null : egress.pair().ipv4().toString());
+        e.put("ipv6", egress.pair() == null ? null : egress.pair().ipv6().toString());
+        if (egress.firstPort() > 0)
+        {
+            final ObjectNode ports = e.putObject("ports");
+            ports.put("first", egress.firstPort());
+            ports.put("last", egress.lastPort());
+        }
+        else
+        {
+            e.putNull("ports");
+        }
+        if (egress.scope() == Scope.APP)
+        {
+            e.put("block", egress.block());
+        }
+        e.put("reason", egress.reason());
+        if (view.machineScopedPair() != null)
+        {
+            final ObjectNode scoped = node.putObject("machine_scoped_pair");
+            scoped.put("ipv4", view.machineScopedPair().ipv4().toString());
+            scoped.put("ipv6", view.machineScopedPair().ipv6().toString());
+        }
+        return node;
+    }
+
+    static ObjectNode pair(final EgressAllocator.PairView view)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("ipv4", view.pair().ipv4().toString());
+        node.put("ipv6", view.pair().ipv6().toString());
+        node.put("region", view.pair().region());
+        node.put("app", view.app());
+        node.put("drained", view.drained());
+        final ObjectNode slots = node.putObject("slots");
+        slots.put("capacity", view.capacity());
+        slots.put("used", view.used());
+        slots.put("free", view.free());
+        final ArrayNode holders = node.putArray("holders");
+        for (final EgressAllocator.SlotHolder holder : view.slots())
+        {
+            holders.addObject().put("block", holder.block()).put("machine", holder.machine());
+        }
+        return node;
+    }
+
+    static Optional<ObjectNode> app(final EgressAllocator allocator, final String id)
+    {
+        for (final EgressAllocator.AppView app : allocator.apps())
+        {
+            if (app.id().equals(id))
+            {
+                return Optional.of(app(allocator, app));
+            }
+        }
+        return Optional.empty();
+    }
+
+    static ObjectNode app(final EgressAllocator allocator, final EgressAllocator.AppView app)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("id", app.id());
+        node.put("fail_closed", app.failClosed());
+        final ArrayNode pairs = node.putArray("pairs");
+        for (final EgressAllocator.PairView pair : allocator.pairs())
+        {
+            if (pair.app().equals(app.id()))
+            {
+                pairs.add(pair(pair));
+            }
+        }
+        node.put("free_slots", app.freeSlots());
+        final ArrayNode machines = node.putArray("machines");
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            if (view.machine().app().equals(app.id()))
+            {
+                machines.add(view.machine().id());
+            }
+        }
+        final ArrayNode waiting = node.putArray("waiting");
+        app.waiting().forEach(waiting::add);
+        return node;
+    }
+
+    static ObjectNode health(final ControlLoop.Health health, final String version)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("status", health.kernel() == ControlLoop.KernelStatus.UNAVAILABLE
+            || health.kernel() == ControlLoop.KernelStatus.STARTING ? "degraded" : "ok");
+        node.put("kernel", health.kernel().wireName());
+        node.put("version", version);
+        node.put("reconciles", health.reconciles());
+        node.put("repairs", health.repairs());
+        node.put("consecutive_failures", health.consecutiveFailures());
+        node.put("last_error", health.lastError());
+        node.put("last_repair", health.lastRepair());
+        return node;
+    }
+
+    static ObjectNode state(final ControlLoop loop, final String version)
+    {
+        final EgressAllocator allocator = loop.allocator();
+        final HostSettings settings = loop.settings();
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        final ObjectNode host = node.putObject("host");
+        host.put("region", settings.region());
+        host.put("block_count", settings.layout().blockCount());
+        host.put("block_size", settings.layout().blockSize());
+        host.put("destination_cap", settings.destinationCap());
+        node.set("health", health(loop.health(), version));
+        final ArrayNode apps = node.putArray("apps");
+        for (final EgressAllocator.AppView app : allocator.apps())
+        {
+            apps.add(app(allocator, app));
+        }
+        final ArrayNode machines = node.putArray("machines");
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            machines.add(machine(view));
+        }
+        final ArrayNode recovered = node.putArray("recovered");
+        final List<PlanElement> elements = List.copyOf(loop.recovered());
+        for (final PlanElement element : elements)
+        {
+            final DesiredState.Element data = StateMapper.toData(element);
+            recovered.add(Body.MAPPER.valueToTree(data));
+        }
+        return node;
+    }
+
+    private static String text(final Object o)
+    {
+        return o == null ? null : o.toString();
+    }
+}

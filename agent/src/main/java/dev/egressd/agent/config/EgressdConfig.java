@@ -1,0 +1,334 @@
+package dev.egressd.agent.config;
+
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.HostSettings;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+
+/**
+ * The daemon's settings: the config file (Java properties syntax, every key documented in
+ * {@code docs/config.md}) overlaid with command-line flags of the same names.
+ *
+ * @param region                the host's region, e.g. {@code ord} (required).
+ * @param uplink                the uplink interface that carries the egress addresses (required).
+ * @param guestInterfaces       the guest interface name pattern, nft wildcard syntax, e.g. {@code tap-*}.
+ * @param apiSocket             the control-plane API's unix socket.
+ * @param apiGroup              a group whose members may use the API besides root, or null.
+ * @param metricsListen         where {@code /metrics} is served, or null when {@code off}.
+ * @param stateDir              where {@code state.json} lives.
+ * @param table                 the nftables table owned by the daemon ({@code inet} family).
+ * @param destinationCap        the most concurrent connections per machine per destination IP.
+ * @param blockCount            blocks per egress IPv4 (slots per pair).
+ * @param blockSize             source ports per block.
+ * @param conntrackDrainSeconds how long a released egress address stays on the uplink so established
+ *                              connections can finish (the conntrack TCP established timeout is longer;
+ *                              350 s covers what NAT gateways commonly keep).
+ */
+public record EgressdConfig(
+    String region,
+    String uplink,
+    String guestInterfaces,
+    Path apiSocket,
+    String apiGroup,
+    InetSocketAddress metricsListen,
+    Path stateDir,
+    String table,
+    int destinationCap,
+    int blockCount,
+    int blockSize,
+    int conntrackDrainSeconds)
+{
+    /** The config file read when {@code --config} is not given; it may be absent. */
+    public static final Path DEFAULT_CONFIG_FILE = Path.of("/etc/egressd/egressd.conf");
+
+    /** Every setting, in the order docs/config.md lists them, with its default (null: none). */
+    public static final Map<String, String> DEFAULTS = defaults();
+
+    private static final Pattern REGION = Pattern.compile("[a-z0-9][a-z0-9-]{0,62}");
+    private static final Pattern IFNAME = Pattern.compile("[A-Za-z0-9_.-]{1,15}");
+    private static final Pattern IFPATTERN = Pattern.compile("[A-Za-z0-9_.-]{1,14}\\*?|[A-Za-z0-9_.-]{15}");
+    private static final Pattern GROUP = Pattern.compile("[A-Za-z_][A-Za-z0-9_.-]{0,31}");
+    private static final Pattern TABLE = Pattern.compile("[A-Za-z][A-Za-z0-9_]{0,31}");
+
+    /** The longest unix socket path: sun_path holds 108 bytes including the terminating NUL. */
+    private static final int MAX_SOCKET_PATH = 107;
+
+    private static Map<String, String> defaults()
+    {
+        final Map<String, String> map = new LinkedHashMap<>();
+        map.put("region", null);
+        map.put("uplink", null);
+        map.put("guest-interfaces", "tap-*");
+        map.put("api-socket", "/run/egressd/api.sock");
+        map.put("api-group", "");
+        map.put("metrics-listen", "127.0.0.1:9464");
+        map.put("state-dir", "/var/lib/egressd");
+        map.put("table", "egressd");
+        map.put("destination-cap", "1024");
+        map.put("block-count", "64");
+        map.put("block-size", "1024");
+        map.put("conntrack-drain-seconds", "350");
+        return java.util.Collections.unmodifiableMap(map);
+    }
+
+    /**
+     * The host settings the allocator works with.
+     *
+     * @return region, block layout and destination cap.
+     */
+    public HostSettings hostSettings()
+    {
+        return new HostSettings(region, new BlockLayout(blockCount, blockSize), destinationCap);
+    }
+
+    /**
+     * Loads the settings: defaults, then the config file, then the flags.
+     *
+     * @param configFile the config file, or null for {@link #DEFAULT_CONFIG_FILE}, which may be absent (an
+     *                   explicitly named file must exist).
+     * @param flags      settings given on the command line, by key; they win over the file.
+     * @return the validated settings.
+     * @throws BadSettingException naming the first bad setting.
+     */
+    public static EgressdConfig load(final Path configFile, final Map<String, String> flags)
+        throws BadSettingException
+    {
+        final Map<String, String> values = new LinkedHashMap<>(DEFAULTS);
+        final Path file = configFile == null ? DEFAULT_CONFIG_FILE : configFile;
+        try (Reader reader = Files.newBufferedReader(file, StandardCharsets.UTF_8))
+        {
+            final Properties properties = new Properties();
+            properties.load(reader);
+            for (final String key : new TreeSet<>(properties.stringPropertyNames()))
+            {
+                if (!DEFAULTS.containsKey(key))
+                {
+                    throw new BadSettingException(key, properties.getProperty(key),
+                        "unknown setting in " + file + " (known: " + String.join(", ", DEFAULTS.keySet()) + ")");
+                }
+                values.put(key, properties.getProperty(key).trim());
+            }
+        }
+        catch (final NoSuchFileException e)
+        {
+            if (configFile != null)
+            {
+                throw new BadSettingException("config", file.toString(), "no such file");
+            }
+        }
+        catch (final IOException | IllegalArgumentException e)
+        {
+            throw new BadSettingException("config", file.toString(), "cannot read: " + e.getMessage());
+        }
+        for (final Map.Entry<String, String> flag : flags.entrySet())
+        {
+            if (!DEFAULTS.containsKey(flag.getKey()))
+            {
+                throw new BadSettingException(flag.getKey(), flag.getValue(), "unknown setting");
+            }
+            if (flag.getValue() != null)
+            {
+                values.put(flag.getKey(), flag.getValue().trim());
+            }
+        }
+        return of(values);
+    }
+
+    /**
+     * Validates a complete map of settings.
+     *
+     * @param values every key of {@link #DEFAULTS}.
+     * @return the settings.
+     * @throws BadSettingException naming the first bad setting.
+     */
+    static EgressdConfig of(final Map<String, String> values) throws BadSettingException
+    {
+        final String region = matching(values, "region", REGION, "must be 1..63 of a-z, 0-9 and '-', e.g. ord");
+        final String uplink = matching(values, "uplink", IFNAME,
+            "must be an interface name of 1..15 letters, digits, '_', '.', '-'");
+        final String guests = matching(values, "guest-interfaces", IFPATTERN,
+            "must be an interface name or a prefix ending in '*', e.g. tap-*");
+        final Path apiSocket = absolutePath(values, "api-socket");
+        if (apiSocket.toString().getBytes(StandardCharsets.UTF_8).length > MAX_SOCKET_PATH)
+        {
+            throw new BadSettingException("api-socket", values.get("api-socket"),
+                "longer than the " + MAX_SOCKET_PATH + " bytes a unix socket path may have");
+        }
+        final String group = values.get("api-group");
+        if (group != null && !group.isEmpty() && !GROUP.matcher(group).matches())
+        {
+            throw new BadSettingException("api-group", group, "must be a group name, or empty for root only");
+        }
+        final InetSocketAddress metrics = listen(values.get("metrics-listen"));
+        final Path stateDir = absolutePath(values, "state-dir");
+        final String table = matching(values, "table", TABLE, "must be 1..32 letters, digits or '_', starting with a letter");
+        final int cap = integer(values, "destination-cap", 1, 65535);
+        final int blockCount = integer(values, "block-count", 1, 64);
+        final int blockSize = integer(values, "block-size", 2, 1024);
+        if (Integer.bitCount(blockSize) != 1)
+        {
+            throw new BadSettingException("block-size", values.get("block-size"), "must be a power of two in 2..1024");
+        }
+        if ((long)blockCount * blockSize > 65536)
+        {
+            throw new BadSettingException("block-count", values.get("block-count"),
+                "block-count * block-size must be at most 65536 (the ports of one address)");
+        }
+        final int drain = integer(values, "conntrack-drain-seconds", 0, 86400);
+        return new EgressdConfig(region, uplink, guests, apiSocket, group == null || group.isEmpty() ? null : group,
+            metrics, stateDir, table, cap, blockCount, blockSize, drain);
+    }
+
+    /**
+     * The settings as the config file would spell them, for logs and {@code GET /v1/health}.
+     *
+     * @return key to value, in documented order.
+     */
+    public Map<String, String> asMap()
+    {
+        final Map<String, String> map = new LinkedHashMap<>();
+        map.put("region", region);
+        map.put("uplink", uplink);
+        map.put("guest-interfaces", guestInterfaces);
+        map.put("api-socket", apiSocket.toString());
+        map.put("api-group", apiGroup == null ? "" : apiGroup);
+        map.put("metrics-listen", metricsListen == null ? "off"
+            : (metricsListen.getHostString().contains(":") ? "[" + metricsListen.getHostString() + "]"
+                : metricsListen.getHostString()) + ":" + metricsListen.getPort());
+        map.put("state-dir", stateDir.toString());
+        map.put("table", table);
+        map.put("destination-cap", Integer.toString(destinationCap));
+        map.put("block-count", Integer.toString(blockCount));
+        map.put("block-size", Integer.toString(blockSize));
+        map.put("conntrack-drain-seconds", Integer.toString(conntrackDrainSeconds));
+        return map;
+    }
+
+    /**
+     * The settings that can change on SIGHUP without a restart; the others need one (they shape the kernel
+     * table, the allocator's layout or the open socket).
+     */
+    public static final List<String> RELOADABLE = List.of("api-group", "conntrack-drain-seconds");
+
+    private static String required(final Map<String, String> values, final String key) throws BadSettingException
+    {
+        final String value = values.get(key);
+        if (value == null || value.isEmpty())
+        {
+            throw new BadSettingException(key, null, "missing: set " + key + "= in the config file or --" + key);
+        }
+        return value;
+    }
+
+    private static String matching(final Map<String, String> values, final String key, final Pattern pattern,
+        final String problem) throws BadSettingException
+    {
+        final String value = required(values, key);
+        if (!pattern.matcher(value).matches())
+        {
+            throw new BadSettingException(key, value, problem);
+        }
+        return value;
+    }
+
+    private static Path absolutePath(final Map<String, String> values, final String key) throws BadSettingException
+    {
+        final String value = required(values, key);
+        final Path path;
+        try
+        {
+            path = Path.of(value);
+        }
+        catch (final java.nio.file.InvalidPathException e)
+        {
+            throw new BadSettingException(key, value, "not a path: " + e.getReason());
+        }
+        if (!path.isAbsolute())
+        {
+            throw new BadSettingException(key, value, "must be an absolute path");
+        }
+        return path.normalize();
+    }
+
+    private static int integer(final Map<String, String> values, final String key, final int min, final int max)
+        throws BadSettingException
+    {
+        final String value = required(values, key);
+        final int n;
+        try
+        {
+            n = Integer.parseInt(value);
+        }
+        catch (final NumberFormatException e)
+        {
+            throw new BadSettingException(key, value, "must be a whole number " + min + ".." + max);
+        }
+        if (n < min || n > max)
+        {
+            throw new BadSettingException(key, value, "must be " + min + ".." + max);
+        }
+        return n;
+    }
+
+    private static InetSocketAddress listen(final String value) throws BadSettingException
+    {
+        final String key = "metrics-listen";
+        if (value == null || value.isEmpty())
+        {
+            throw new BadSettingException(key, null, "missing: give host:port, or off");
+        }
+        if ("off".equals(value))
+        {
+            return null;
+        }
+        final int colon = value.lastIndexOf(':');
+        if (colon <= 0)
+        {
+            throw new BadSettingException(key, value, "must be host:port (e.g. 127.0.0.1:9464, [::1]:9464) or off");
+        }
+        String host = value.substring(0, colon);
+        if (host.startsWith("[") && host.endsWith("]"))
+        {
+            host = host.substring(1, host.length() - 1);
+        }
+        else if (host.contains(":"))
+        {
+            throw new BadSettingException(key, value, "an IPv6 host must be in brackets, e.g. [::1]:9464");
+        }
+        final int port;
+        try
+        {
+            port = Integer.parseInt(value.substring(colon + 1));
+        }
+        catch (final NumberFormatException e)
+        {
+            throw new BadSettingException(key, value, "the port must be a number 1..65535");
+        }
+        if (port < 1 || port > 65535)
+        {
+            throw new BadSettingException(key, value, "the port must be 1..65535");
+        }
+        if (!host.matches("[0-9.]+|[0-9A-Fa-f:.]+"))
+        {
+            throw new BadSettingException(key, value, "the host must be an IP address literal, not a name");
+        }
+        final InetSocketAddress address = new InetSocketAddress(host, port);
+        if (address.isUnresolved())
+        {
+            throw new BadSettingException(key, value, "the host is not an IP address");
+        }
+        return address;
+    }
+}

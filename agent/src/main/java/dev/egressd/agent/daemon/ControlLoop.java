@@ -1,0 +1,747 @@
+package dev.egressd.agent.daemon;
+
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanDiff;
+import dev.egressd.core.plan.PlanElement;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.function.Function;
+import java.util.function.LongSupplier;
+
+/**
+ * The daemon's single writer: every mutation and every reconcile runs on one executor thread, so the allocator
+ * needs no locks (STYLE guidance 3).
+ *
+ * <p>A mutation: apply it to the allocator (a refusal changes nothing) → plan → diff against what the kernel
+ * actually holds → apply to the kernel → persist the state → answer. The answer leaves only after the kernel holds
+ * the change (the readiness gate). If the kernel or the disk fails, the allocator is rebuilt from the last
+ * persisted state and the kernel is put back, so nothing changes.
+ *
+ * <p>The reconcile loop ({@link #reconcile()}, every second) reads the kernel back, diffs it against the desired
+ * plan, repairs the drift, logs what it repaired and backs off (1 s doubling to 30 s) on repeated kernel errors.
+ * Following Cilium's egress gateway, the diff adds what is missing before it removes what is unused.
+ */
+public final class ControlLoop
+{
+    private static final Logger LOG = LoggerFactory.getLogger(ControlLoop.class);
+    private static final long SECOND = 1_000_000_000L;
+    private static final long MAX_BACKOFF = 30 * SECOND;
+
+    /** The kernel's status as {@code GET /v1/health} shows it. */
+    public enum KernelStatus
+    {
+        /** Not read yet. */
+        STARTING,
+        /** The kernel holds the desired plan. */
+        IN_SYNC,
+        /** The last reconcile found and repaired drift. */
+        REPAIRED_DRIFT,
+        /** The kernel could not be read or programmed; retrying with back-off. */
+        UNAVAILABLE;
+
+        /**
+         * The API's name.
+         *
+         * @return e.g. {@code in_sync}.
+         */
+        public String wireName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /**
+     * Health as of the last reconcile or mutation.
+     *
+     * @param kernel              the kernel's status.
+     * @param reconciles          reconcile runs so far.
+     * @param repairs             reconciles that had to change the kernel.
+     * @param consecutiveFailures kernel errors in a row.
+     * @param lastError           the last kernel error, or null.
+     * @param lastRepair          what the last repair changed, or null.
+     */
+    public record Health(KernelStatus kernel, long reconciles, long repairs, int consecutiveFailures, String lastError,
+        String lastRepair)
+    {
+    }
+
+    /** The result of a mutation. */
+    public sealed interface Result
+    {
+    }
+
+    /**
+     * Done: the kernel holds the change and the state is on disk.
+     *
+     * @param changed the ids of machines whose egress changed.
+     */
+    public record Ok(List<String> changed) implements Result
+    {
+    }
+
+    /**
+     * Refused by the allocator: nothing changed.
+     *
+     * @param refusal the refusal.
+     */
+    public record Refused(Outcome.Refusal refusal) implements Result
+    {
+    }
+
+    /**
+     * The kernel or the disk failed: nothing changed.
+     *
+     * @param message why.
+     */
+    public record Unavailable(String message) implements Result
+    {
+    }
+
+    /** An operation on the allocator, run on the loop thread. */
+    @FunctionalInterface
+    public interface Operation
+    {
+        /**
+         * Runs the operation.
+         *
+         * @param loop the loop, for its allocator and recovered elements.
+         * @return the allocator's outcome; on a refusal the operation must have changed nothing.
+         */
+        Outcome apply(ControlLoop loop);
+    }
+
+    private final HostSettings settings;
+    private final Kernel kernel;
+    private final StateStore store;
+    private final Executor executor;
+    private final LongSupplier nanoTime;
+    private volatile long drainNanos;
+
+    private EgressAllocator allocator;
+    private DesiredState committed;
+    private final Set<PlanElement> recovered = new LinkedHashSet<>();
+    private Set<PlanElement> committedRecovered = Set.of();
+    private final Map<PlanElement, Long> lingering = new LinkedHashMap<>();
+    /** Uplink addresses egressd has wanted in this process: the only ones it ever removes. */
+    private final Set<PlanElement> managedUplinks = new HashSet<>();
+    private long nextAttempt;
+    private volatile Health health = new Health(KernelStatus.STARTING, 0, 0, 0, null, null);
+
+    /**
+     * Creates the loop around a rebuilt allocator.
+     *
+     * @param settings     the host settings.
+     * @param state        the committed state to start from (already rebuilt into {@code allocator}).
+     * @param allocator    the allocator.
+     * @param recovered    recovered kernel elements to keep until claimed.
+     * @param kernel       the kernel.
+     * @param store        the state store.
+     * @param executor     the single thread everything runs on (tests pass a direct executor).
+     * @param nanoTime     the clock for back-off and address draining.
+     * @param drainSeconds how long a released egress address stays on the uplink.
+     */
+    public ControlLoop(final HostSettings settings, final DesiredState state, final EgressAllocator allocator,
+        final Set<PlanElement> recovered, final Kernel kernel, final StateStore store, final Executor executor,
+        final LongSupplier nanoTime, final int drainSeconds)
+    {
+        this.settings = settings;
+        this.committed = state;
+        this.allocator = allocator;
+        this.recovered.addAll(recovered);
+        this.committedRecovered = Set.copyOf(recovered);
+        this.kernel = kernel;
+        this.store = store;
+        this.executor = executor;
+        this.nanoTime = nanoTime;
+        this.drainNanos = drainSeconds * SECOND;
+    }
+
+    /**
+     * Builds a loop from a loaded state, without touching the kernel yet.
+     *
+     * @param settings     the host settings.
+     * @param state        the state (an empty one for a fresh start).
+     * @param kernel       the kernel.
+     * @param store        the store.
+     * @param executor     the loop's thread.
+     * @param nanoTime     the clock.
+     * @param drainSeconds the drain time.
+     * @return the loop.
+     */
+    public static ControlLoop of(final HostSettings settings, final DesiredState state, final Kernel kernel,
+        final StateStore store, final Executor executor, final LongSupplier nanoTime, final int drainSeconds)
+    {
+        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, state, System.nanoTime());
+        for (final String problem : rebuilt.problems())
+        {
+            LOG.warn("state: could not restore {}", problem);
+        }
+        final Set<PlanElement> recovered = new LinkedHashSet<>();
+        for (final DesiredState.Element element : state.recovered())
+        {
+            try
+            {
+                recovered.add(StateMapper.fromData(element));
+            }
+            catch (final IllegalArgumentException e)
+            {
+                LOG.warn("state: skipping recovered element {}: {}", element, e.getMessage());
+            }
+        }
+        return new ControlLoop(settings, StateMapper.export(rebuilt.allocator(), recovered), rebuilt.allocator(),
+            recovered, kernel, store, executor, nanoTime, drainSeconds);
+    }
+
+    /**
+     * The host settings.
+     *
+     * @return the settings.
+     */
+    public HostSettings settings()
+    {
+        return settings;
+    }
+
+    /**
+     * The allocator; only for operations and queries running on the loop thread.
+     *
+     * @return the allocator.
+     */
+    public EgressAllocator allocator()
+    {
+        return allocator;
+    }
+
+    /**
+     * Recovered kernel elements not yet claimed; only on the loop thread.
+     *
+     * @return the live set.
+     */
+    public Set<PlanElement> recovered()
+    {
+        return recovered;
+    }
+
+    /**
+     * The health as of the last reconcile or mutation.
+     *
+     * @return the health.
+     */
+    public Health health()
+    {
+        return health;
+    }
+
+    /**
+     * Changes how long released egress addresses stay on the uplink (SIGHUP).
+     *
+     * @param seconds the new drain time.
+     */
+    public void drainSeconds(final int seconds)
+    {
+        drainNanos = seconds * SECOND;
+    }
+
+    /**
+     * Runs a mutation on the loop thread.
+     *
+     * @param what      a short description for logs.
+     * @param operation the operation.
+     * @return the result, completed once the kernel holds the change and the state is on disk.
+     */
+    public CompletableFuture<Result> mutate(final String what, final Operation operation)
+    {
+        return CompletableFuture.supplyAsync(() -> run(what, operation), executor);
+    }
+
+    /**
+     * Runs a read-only query on the loop thread.
+     *
+     * @param query the query.
+     * @param <T>   its result type.
+     * @return its result.
+     */
+    public <T> CompletableFuture<T> query(final Function<ControlLoop, T> query)
+    {
+        return CompletableFuture.supplyAsync(() -> query.apply(this), executor);
+    }
+
+    /**
+     * Creates or updates a machine. A new machine whose guest address the kernel still maps (found when the state
+     * file was missing or corrupt) is put back on exactly that pair and block, so a lost state file moves nobody.
+     *
+     * @param machine the machine.
+     * @return the outcome.
+     */
+    public Outcome putMachine(final Machine machine)
+    {
+        if (allocator.machine(machine.id()).isEmpty() && !recovered.isEmpty())
+        {
+            final Outcome restored = restoreFromRecovered(machine);
+            if (restored != null)
+            {
+                return restored;
+            }
+        }
+        return allocator.upsertMachine(machine);
+    }
+
+    private Outcome restoreFromRecovered(final Machine machine)
+    {
+        PlanElement.Snat4 snat4 = null;
+        PlanElement.Snat6 snat6 = null;
+        for (final PlanElement element : recovered)
+        {
+            if (element instanceof PlanElement.Snat4 s && s.guest().equals(machine.ipv4()))
+            {
+                snat4 = s;
+            }
+            else if (element instanceof PlanElement.Snat6 s && s.guest().equals(machine.ipv6()))
+            {
+                snat6 = s;
+            }
+        }
+        if (snat4 == null && snat6 == null)
+        {
+            return null;
+        }
+        final int first = snat4 != null ? snat4.firstPort() : snat6.firstPort();
+        final int last = snat4 != null ? snat4.lastPort() : snat6.lastPort();
+        Outcome outcome = null;
+        if (first <= 1 && last == 65535 && snat4 != null && snat6 != null)
+        {
+            outcome = allocator.restoreMachineScoped(machine,
+                new EgressPair(snat4.egress(), snat6.egress(), settings.region()));
+        }
+        else
+        {
+            Ipv4Address pair = snat4 != null ? snat4.egress() : null;
+            if (pair == null)
+            {
+                for (final EgressAllocator.PairView view : allocator.pairs())
+                {
+                    if (view.pair().ipv6().equals(snat6.egress()))
+                    {
+                        pair = view.pair().ipv4();
+                    }
+                }
+            }
+            final int block = settings.layout().blockOf(first);
+            if (pair != null && block >= 0)
+            {
+                outcome = allocator.restoreMachine(machine, pair, block);
+            }
+        }
+        if (outcome == null || !outcome.ok())
+        {
+            LOG.warn("machine {}: the kernel had it on {} ports {}..{} but that cannot be restored ({}); placing anew",
+                machine.id(), snat4 != null ? snat4.egress() : snat6.egress(), first, last, outcome);
+            return null;
+        }
+        LOG.info("machine {}: restored from the kernel table on {} ports {}..{}", machine.id(),
+            snat4 != null ? snat4.egress() : snat6.egress(), first, last);
+        return outcome;
+    }
+
+    /**
+     * Forgets every recovered element (the operator says the orchestrator has re-sent all it still wants).
+     *
+     * @return the outcome.
+     */
+    public Outcome forgetRecovered()
+    {
+        recovered.clear();
+        return Outcome.Done.NOTHING;
+    }
+
+    private Result run(final String what, final Operation operation)
+    {
+        final Outcome outcome;
+        try
+        {
+            outcome = operation.apply(this);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("{}: allocator failed; restoring the last committed state", what, e);
+            rollback();
+            return new Unavailable("internal error: " + e);
+        }
+        if (outcome instanceof Outcome.Refusal refusal)
+        {
+            return new Refused(refusal);
+        }
+        pruneRecovered();
+        final List<PlanChange> applied;
+        try
+        {
+            applied = sync(true);
+        }
+        catch (final KernelException e)
+        {
+            LOG.error("{}: the kernel refused the change, nothing changed: {}", what, e.getMessage());
+            failed(e);
+            rollback();
+            return new Unavailable("the kernel cannot be programmed: " + e.getMessage());
+        }
+        final DesiredState next = StateMapper.export(allocator, recovered);
+        if (!next.equals(committed))
+        {
+            try
+            {
+                store.write(next);
+            }
+            catch (final IOException e)
+            {
+                LOG.error("{}: the state could not be written, undoing the kernel change: {}", what, e.toString());
+                rollback();
+                try
+                {
+                    sync(false);
+                }
+                catch (final KernelException k)
+                {
+                    failed(k);
+                }
+                return new Unavailable("the state could not be written: " + e.getMessage());
+            }
+            committed = next;
+            committedRecovered = Set.copyOf(recovered);
+        }
+        final List<String> changed = outcome instanceof Outcome.Done done ? done.changed() : List.of();
+        if (!applied.isEmpty() || !changed.isEmpty())
+        {
+            LOG.info("{}: {} kernel changes, machines changed {}", what, applied.size(), changed);
+        }
+        return new Ok(changed);
+    }
+
+    /**
+     * Puts the kernel in line with the desired plan.
+     *
+     * @param fromMutation whether a mutation asked (uplink addresses it stops using then linger for the drain
+     *                     time) rather than the reconcile loop.
+     * @return the changes applied.
+     * @throws KernelException if the kernel failed.
+     */
+    private List<PlanChange> sync(final boolean fromMutation) throws KernelException
+    {
+        kernel.ensureTable();
+        KernelPlan desired = desiredPlan();
+        final KernelPlan actual = readKernel(desired);
+        if (fromMutation && drainNanos > 0)
+        {
+            final long until = nanoTime.getAsLong() + drainNanos;
+            boolean added = false;
+            for (final String kind : List.of("uplink4", "uplink6"))
+            {
+                for (final PlanElement held : actual.elements(kind).values())
+                {
+                    if (!desired.contains(held) && !lingering.containsKey(held))
+                    {
+                        lingering.put(held, until);
+                        added = true;
+                    }
+                }
+            }
+            if (added)
+            {
+                desired = desiredPlan();
+            }
+        }
+        final List<PlanChange> changes = PlanDiff.between(actual, desired);
+        if (!changes.isEmpty())
+        {
+            kernel.apply(changes);
+        }
+        return changes;
+    }
+
+    /**
+     * Reads the kernel, keeping only the uplink addresses egressd manages (wanted now or earlier in this process),
+     * so an address someone else put on the uplink (the host's own /32, say) is never removed.
+     */
+    private KernelPlan readKernel(final KernelPlan desired) throws KernelException
+    {
+        for (final String kind : List.of("uplink4", "uplink6"))
+        {
+            managedUplinks.addAll(desired.elements(kind).values());
+        }
+        final KernelPlan raw = kernel.read();
+        final List<PlanElement> kept = new ArrayList<>();
+        for (final PlanElement element : raw.elements())
+        {
+            final boolean uplink = element instanceof PlanElement.Uplink4 || element instanceof PlanElement.Uplink6;
+            if (!uplink || managedUplinks.contains(element))
+            {
+                kept.add(element);
+            }
+        }
+        return kept.size() == raw.size() ? raw : KernelPlan.of(kept);
+    }
+
+    /**
+     * The plan the kernel should hold: the allocator's, plus unclaimed recovered elements, plus released addresses
+     * still draining.
+     *
+     * @return the plan.
+     */
+    public KernelPlan desiredPlan()
+    {
+        if (lingering.isEmpty())
+        {
+            return StateMapper.plan(allocator, recovered);
+        }
+        final List<PlanElement> extra = new ArrayList<>(recovered);
+        extra.addAll(lingering.keySet());
+        return StateMapper.plan(allocator, extra);
+    }
+
+    /** One reconcile: read the kernel, repair drift, expire drained addresses. Runs on the loop thread. */
+    public void reconcile()
+    {
+        final long now = nanoTime.getAsLong();
+        if (health.consecutiveFailures() > 0 && now - nextAttempt < 0)
+        {
+            return;
+        }
+        final List<PlanElement> expired = new ArrayList<>();
+        lingering.entrySet().removeIf(e ->
+        {
+            if (now - e.getValue() >= 0)
+            {
+                expired.add(e.getKey());
+                return true;
+            }
+            return false;
+        });
+        try
+        {
+            final boolean recreated = kernel.ensureTable();
+            final KernelPlan desired = desiredPlan();
+            final KernelPlan actual = readKernel(desired);
+            final List<PlanChange> changes = PlanDiff.between(actual, desired);
+            if (!changes.isEmpty())
+            {
+                kernel.apply(changes);
+            }
+            expired.forEach(managedUplinks::remove);
+            final Set<PlanChange> drift = new LinkedHashSet<>(changes);
+            drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
+            if (changes.size() != drift.size())
+            {
+                LOG.info("released drained egress addresses: {}", expired);
+            }
+            final Health h = health;
+            if (recreated || !drift.isEmpty())
+            {
+                final String repair = (recreated ? "recreated the table; " : "") + drift.size() + " changes: " + drift;
+                LOG.warn("reconcile repaired drift: {}", repair);
+                health = new Health(KernelStatus.REPAIRED_DRIFT, h.reconciles() + 1, h.repairs() + 1, 0, null,
+                    repair);
+            }
+            else
+            {
+                if (h.kernel() == KernelStatus.UNAVAILABLE)
+                {
+                    LOG.info("the kernel is back after {} failures", h.consecutiveFailures());
+                }
+                health = new Health(KernelStatus.IN_SYNC, h.reconciles() + 1, h.repairs(), 0, null, h.lastRepair());
+            }
+        }
+        catch (final KernelException e)
+        {
+            lingering.putAll(toMap(expired, now));
+            failed(e);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("reconcile failed", e);
+            failed(new KernelException(e.toString(), e));
+        }
+    }
+
+    private static Map<PlanElement, Long> toMap(final List<PlanElement> elements, final long now)
+    {
+        final Map<PlanElement, Long> map = new LinkedHashMap<>();
+        elements.forEach(e -> map.put(e, now));
+        return map;
+    }
+
+    private void failed(final KernelException e)
+    {
+        final Health h = health;
+        final int failures = h.consecutiveFailures() + 1;
+        final long backoff = Math.min(MAX_BACKOFF, SECOND << Math.min(failures - 1, 5));
+        nextAttempt = nanoTime.getAsLong() + backoff;
+        if (failures == 1 || Integer.bitCount(failures) == 1)
+        {
+            LOG.error("kernel unavailable ({} in a row, next try in {} ms): {}", failures, backoff / 1_000_000,
+                e.getMessage());
+        }
+        health = new Health(KernelStatus.UNAVAILABLE, h.reconciles() + 1, h.repairs(), failures, e.getMessage(),
+            h.lastRepair());
+    }
+
+    private void rollback()
+    {
+        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, committed, System.nanoTime());
+        for (final String problem : rebuilt.problems())
+        {
+            LOG.error("rollback: could not restore {}", problem);
+        }
+        allocator = rebuilt.allocator();
+        recovered.clear();
+        recovered.addAll(committedRecovered);
+    }
+
+    /** Drops recovered elements that machines or pairs of the allocator now account for. */
+    private void pruneRecovered()
+    {
+        if (recovered.isEmpty())
+        {
+            return;
+        }
+        final Set<Object> claimed = new HashSet<>();
+        final Set<String> ifaces = new HashSet<>();
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            if (view.machine().ipv4() != null)
+            {
+                claimed.add(view.machine().ipv4());
+            }
+            if (view.machine().ipv6() != null)
+            {
+                claimed.add(view.machine().ipv6());
+            }
+            ifaces.add(view.machine().iface());
+            if (view.machineScopedPair() != null)
+            {
+                claimed.add(view.machineScopedPair().ipv4());
+                claimed.add(view.machineScopedPair().ipv6());
+            }
+        }
+        for (final EgressAllocator.PairView view : allocator.pairs())
+        {
+            claimed.add(view.pair().ipv4());
+            claimed.add(view.pair().ipv6());
+        }
+        recovered.removeIf(e -> isClaimed(e, claimed, ifaces));
+    }
+
+    private static boolean isClaimed(final PlanElement e, final Set<Object> claimed, final Set<String> ifaces)
+    {
+        if (e instanceof PlanElement.Guest4 g)
+        {
+            return claimed.contains(g.address()) || ifaces.contains(g.iface());
+        }
+        if (e instanceof PlanElement.Guest6 g)
+        {
+            return claimed.contains(g.address()) || ifaces.contains(g.iface());
+        }
+        return claimed.contains(addressOf(e));
+    }
+
+    private static Object addressOf(final PlanElement e)
+    {
+        if (e instanceof PlanElement.Static4 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Static6 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Snat4 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Snat6 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Uplink4 u)
+        {
+            return u.address();
+        }
+        if (e instanceof PlanElement.Uplink6 u)
+        {
+            return u.address();
+        }
+        return null;
+    }
+
+    /**
+     * Start-up: when the state file was missing or corrupt, keep everything the kernel holds as recovered
+     * elements, so no running machine loses or changes its egress until the orchestrator re-sends it.
+     *
+     * @return how many elements were recovered.
+     * @throws KernelException if the kernel cannot be read.
+     */
+    public int recoverFromKernel() throws KernelException
+    {
+        final KernelPlan raw = kernel.read();
+        final KernelPlan own = StateMapper.plan(allocator, List.of());
+        final Set<Object> egresses = new HashSet<>();
+        for (final PlanElement element : raw.elements())
+        {
+            if (element instanceof PlanElement.Snat4 s)
+            {
+                egresses.add(s.egress());
+            }
+            else if (element instanceof PlanElement.Snat6 s)
+            {
+                egresses.add(s.egress());
+            }
+        }
+        int count = 0;
+        for (final PlanElement element : raw.elements())
+        {
+            final boolean uplink = element instanceof PlanElement.Uplink4 || element instanceof PlanElement.Uplink6;
+            if (uplink && !egresses.contains(addressOf(element)))
+            {
+                continue; // an address on the uplink no guest leaves from: not provably egressd's, never touched
+            }
+            if (!own.elements(element.kind()).containsKey(element.key()) && recovered.add(element))
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
+    /**
+     * The first sync at start-up (before the API serves): apply the desired plan, persist the state.
+     *
+     * @throws IOException if the kernel or the disk failed.
+     */
+    public void initialSync() throws IOException
+    {
+        sync(false);
+        final DesiredState next = StateMapper.export(allocator, recovered);
+        store.write(next);
+        committed = next;
+        committedRecovered = Set.copyOf(recovered);
+        health = new Health(KernelStatus.IN_SYNC, 1, 0, 0, null, null);
+    }
+}

@@ -1,0 +1,244 @@
+package dev.egressd.agent.daemon;
+
+import com.sun.net.httpserver.HttpServer;
+import dev.egressd.agent.api.ApiServer;
+import dev.egressd.agent.api.PeerPolicy;
+import dev.egressd.agent.config.BadSettingException;
+import dev.egressd.agent.config.EgressdConfig;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * The running daemon: load config → check natives → load state → read the kernel → reconcile → serve the API →
+ * READY=1; then reconcile every second until SIGTERM, which leaves the kernel state in place.
+ */
+public final class Daemon
+{
+    private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
+
+    private final EgressdConfig config;
+    private final Path configFile;
+    private final Map<String, String> flags;
+    private final Kernel kernel;
+    private final String version;
+    private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r ->
+    {
+        final Thread thread = new Thread(r, "egressd-control");
+        thread.setDaemon(true);
+        return thread;
+    });
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private final SdNotify notify = new SdNotify(System.getenv("NOTIFY_SOCKET"));
+    private StateStore store;
+    private ControlLoop loop;
+    private ApiServer api;
+    private HttpServer metricsServer;
+    private PrometheusMeterRegistry registry;
+
+    /**
+     * Creates the daemon.
+     *
+     * @param config     the settings.
+     * @param configFile the config file (re-read on SIGHUP), or null for the default.
+     * @param flags      the command-line settings (they keep winning on SIGHUP).
+     * @param kernel     the kernel.
+     * @param version    the version.
+     */
+    public Daemon(final EgressdConfig config, final Path configFile, final Map<String, String> flags,
+        final Kernel kernel, final String version)
+    {
+        this.config = config;
+        this.configFile = configFile;
+        this.flags = flags;
+        this.kernel = kernel;
+        this.version = version;
+    }
+
+    /**
+     * Starts everything; returns once the API serves and systemd has been told READY=1.
+     *
+     * @throws Exception if start-up fails; the message is the one line the operator sees.
+     */
+    public void start() throws Exception
+    {
+        final long t0 = System.nanoTime();
+        store = new StateStore(config.stateDir());
+        store.lock();
+        final StateStore.Loaded loaded = store.load();
+        final DesiredState state = loaded.state() != null ? loaded.state()
+            : DesiredState.empty(StateMapper.host(config.hostSettings()));
+        if (loaded.state() != null && !state.host().equals(StateMapper.host(config.hostSettings())))
+        {
+            LOG.warn("the state was written under {} but the config now says {}: placements that no longer fit are "
+                + "made anew", state.host(), StateMapper.host(config.hostSettings()));
+        }
+        loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
+            config.conntrackDrainSeconds());
+        notify.notify("STATUS=reading the kernel table");
+        executor.submit(() ->
+        {
+            if (loaded.status() != StateStore.Status.LOADED)
+            {
+                final int recovered = loop.recoverFromKernel();
+                if (loaded.status() == StateStore.Status.CORRUPT || recovered > 0)
+                {
+                    LOG.error("STATE {}: kept {} kernel elements as they are until the orchestrator re-sends its "
+                        + "machines (see GET /v1/state 'recovered'); nothing running moves", loaded.status(),
+                        recovered);
+                }
+            }
+            loop.initialSync();
+            return null;
+        }).get();
+        registry = metrics();
+        api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
+        final Supplier<String> scrape = registry::scrape;
+        api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape);
+        if (config.metricsListen() != null)
+        {
+            metricsServer = HttpServer.create(config.metricsListen(), 16);
+            metricsServer.createContext("/metrics", exchange ->
+            {
+                final byte[] body = registry.scrape().getBytes(StandardCharsets.UTF_8);
+                exchange.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                exchange.sendResponseHeaders(200, body.length);
+                try (OutputStream out = exchange.getResponseBody())
+                {
+                    out.write(body);
+                }
+            });
+            metricsServer.start();
+        }
+        executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
+        final String watchdog = System.getenv("WATCHDOG_USEC");
+        if (watchdog != null && notify.enabled())
+        {
+            final long half = Math.max(1, Long.parseLong(watchdog) / 2);
+            // Pinged from the control loop's own thread: a stuck loop stops the pings and systemd restarts us.
+            executor.scheduleWithFixedDelay(() -> notify.notify("WATCHDOG=1"), half, half, TimeUnit.MICROSECONDS);
+        }
+        final long ms = (System.nanoTime() - t0) / 1_000_000;
+        LOG.info("egressd {} serving {} (region {}, uplink {}, table {}) after {} ms", version, config.apiSocket(),
+            config.region(), config.uplink(), config.table(), ms);
+        notify.notify("READY=1\nSTATUS=serving; kernel in sync; started in " + ms + " ms");
+    }
+
+    private void reconcile()
+    {
+        try
+        {
+            final ControlLoop.KernelStatus before = loop.health().kernel();
+            loop.reconcile();
+            final ControlLoop.KernelStatus after = loop.health().kernel();
+            if (after != before)
+            {
+                notify.notify("STATUS=kernel " + after.wireName());
+            }
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("reconcile", e);
+        }
+    }
+
+    private PrometheusMeterRegistry metrics()
+    {
+        final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        final ControlLoop l = Objects.requireNonNull(loop);
+        FunctionCounter.builder("egressd.reconcile.runs", l, x -> x.health().reconciles())
+            .description("Reconcile passes (read kernel, diff, repair)").register(r);
+        FunctionCounter.builder("egressd.reconcile.repairs", l, x -> x.health().repairs())
+            .description("Reconcile passes that found drift and repaired it").register(r);
+        Gauge.builder("egressd.kernel.up", l, x -> x.health().kernel() == ControlLoop.KernelStatus.UNAVAILABLE ? 0 : 1)
+            .description("1 when the kernel can be read and programmed").register(r);
+        Gauge.builder("egressd.kernel.failures", l, x -> x.health().consecutiveFailures())
+            .description("Kernel errors in a row").register(r);
+        return r;
+    }
+
+    /** SIGHUP: re-reads the config; applies what is safe to change live, warns about the rest. */
+    public void reload()
+    {
+        notify.notify("RELOADING=1\nMONOTONIC_USEC=" + System.nanoTime() / 1000);
+        try
+        {
+            final EgressdConfig next = EgressdConfig.load(configFile, flags);
+            final Map<String, String> was = config.asMap();
+            final Map<String, String> now = next.asMap();
+            for (final String key : now.keySet())
+            {
+                if (!Objects.equals(was.get(key), now.get(key)) && !EgressdConfig.RELOADABLE.contains(key))
+                {
+                    LOG.warn("reload: {} changed from {} to {}; it takes effect only after a restart", key,
+                        was.get(key), now.get(key));
+                }
+            }
+            api.policy(PeerPolicy.resolve(next.apiGroup(), Path.of("/etc")));
+            loop.drainSeconds(next.conntrackDrainSeconds());
+            LOG.info("reload: api-group={} conntrack-drain-seconds={}", next.apiGroup(), next.conntrackDrainSeconds());
+        }
+        catch (final BadSettingException | IOException e)
+        {
+            LOG.error("reload refused, keeping the running settings: {}", e.getMessage());
+        }
+        notify.notify("READY=1\nSTATUS=serving; reloaded");
+    }
+
+    /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
+    public void stop()
+    {
+        notify.notify("STOPPING=1\nSTATUS=stopping; kernel state left in place");
+        if (metricsServer != null)
+        {
+            metricsServer.stop(0);
+        }
+        if (api != null)
+        {
+            api.close();
+        }
+        executor.shutdown();
+        try
+        {
+            executor.awaitTermination(5, TimeUnit.SECONDS);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        if (store != null)
+        {
+            store.unlock();
+        }
+        notify.close();
+        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place");
+        stopped.countDown();
+    }
+
+    /**
+     * Waits until {@link #stop()} has finished.
+     *
+     * @throws InterruptedException if interrupted.
+     */
+    public void awaitStop() throws InterruptedException
+    {
+        stopped.await();
+    }
+}

@@ -1,0 +1,346 @@
+package dev.egressd.agent.api;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.daemon.ControlLoop;
+import dev.egressd.agent.daemon.FakeKernel;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.plan.PlanElement;
+import dev.egressd.core.model.Ipv4Address;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.embedded.EmbeddedChannel;
+import io.netty.handler.codec.http.DefaultFullHttpRequest;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpVersion;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class ApiHandlerTest
+{
+    @TempDir
+    Path dir;
+
+    private final HostSettings settings = new HostSettings("ord", new BlockLayout(4, 1024), 1024);
+    private final AtomicLong clock = new AtomicLong();
+    private FakeKernel kernel;
+    private StateStore store;
+    private ControlLoop loop;
+
+    /** A response: status and parsed body. */
+    record Answer(int status, JsonNode body)
+    {
+    }
+
+    @BeforeEach
+    void setUp() throws Exception
+    {
+        kernel = new FakeKernel();
+        store = new StateStore(dir);
+        loop = ControlLoop.of(settings, DesiredState.empty(dummyHost()), kernel, store, Runnable::run,
+            clock::get, 350);
+        loop.initialSync();
+    }
+
+    private DesiredState.Host dummyHost()
+    {
+        return new DesiredState.Host("ord", 4, 1024, 1024);
+    }
+
+    Answer call(final String method, final String uri, final String body) throws Exception
+    {
+        final EmbeddedChannel channel = new EmbeddedChannel(
+            new PeerCheckHandler(PeerPolicy.ROOT_ONLY, c -> new PeerCheckHandler.Peer(1, 0, 0)),
+            new ApiHandler(loop, "test", () -> "egressd_up 1\n"));
+        final FullHttpRequest request = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.valueOf(method),
+            uri, body == null ? Unpooled.EMPTY_BUFFER : Unpooled.copiedBuffer(body, StandardCharsets.UTF_8));
+        channel.writeInbound(request);
+        final FullHttpResponse response = channel.readOutbound();
+        assertThat(response).as(method + " " + uri + " answered").isNotNull();
+        try
+        {
+            final String text = response.content().toString(StandardCharsets.UTF_8);
+            final JsonNode json = text.startsWith("{") ? Body.MAPPER.readTree(text) : Body.MAPPER.getNodeFactory()
+                .textNode(text);
+            return new Answer(response.status().code(), json);
+        }
+        finally
+        {
+            response.release();
+            channel.finishAndReleaseAll();
+        }
+    }
+
+    Answer ok(final String method, final String uri, final String body) throws Exception
+    {
+        final Answer answer = call(method, uri, body);
+        assertThat(answer.status()).as(method + " " + uri + " -> " + answer.body()).isEqualTo(200);
+        return answer;
+    }
+
+    void setUpHost() throws Exception
+    {
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\", \"region\": \"ord\"}");
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.11\", \"ipv6\": \"2001:db8::11\"}");
+        ok("PUT", "/v1/apps/a2", "{\"fail_closed\": false}");
+        ok("PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\","
+            + " \"ipv6\": \"fd77::2\"}");
+        ok("PUT", "/v1/machines/m2", "{\"app\": \"a2\", \"interface\": \"tap-m2\", \"ipv4\": \"10.77.0.3\"}");
+        ok("PUT", "/v1/machines/m3", "{\"app\": \"a1\", \"interface\": \"tap-m3\", \"ipv4\": \"10.77.0.4\"}");
+        ok("PUT", "/v1/machines/m3/egress-ip", "{\"ipv4\": \"203.0.113.20\", \"ipv6\": \"2001:db8::20\"}");
+    }
+
+    @Test
+    void healthSaysTheKernelIsInSync() throws Exception
+    {
+        final Answer answer = ok("GET", "/v1/health", null);
+        assertThat(answer.body().get("status").asText()).isEqualTo("ok");
+        assertThat(answer.body().get("kernel").asText()).isEqualTo("in_sync");
+    }
+
+    @Test
+    void aMachineOfAnAppWithPairsGetsASlotAndTheKernelHoldsItBeforeTheAnswer() throws Exception
+    {
+        setUpHost();
+        final JsonNode m1 = ok("GET", "/v1/machines/m1", null).body();
+        assertThat(m1.get("interface").asText()).isEqualTo("tap-m1");
+        final JsonNode egress = m1.get("egress");
+        assertThat(egress.get("scope").asText()).isEqualTo("app");
+        assertThat(egress.get("ipv4").asText()).startsWith("203.0.113.1");
+        assertThat(egress.get("ports").get("last").asInt() - egress.get("ports").get("first").asInt())
+            .isBetween(1022, 1023);
+        assertThat(kernel.plan.elements("snat4")).containsKey(Ipv4Address.parse("10.77.0.2"));
+        assertThat(kernel.plan.contains(new PlanElement.Static6(dev.egressd.core.model.Ipv6Address.parse("fd77::2"))))
+            .isTrue();
+        // a2 has no pair: host scope; m3 has a machine-scoped pair: any port.
+        assertThat(ok("GET", "/v1/machines/m2", null).body().get("egress").get("scope").asText()).isEqualTo("host");
+        final JsonNode m3 = ok("GET", "/v1/machines/m3", null).body().get("egress");
+        assertThat(m3.get("scope").asText()).isEqualTo("machine");
+        assertThat(m3.get("ports").get("first").asInt()).isEqualTo(1);
+        assertThat(m3.get("ports").get("last").asInt()).isEqualTo(65535);
+        // the state on disk has every placement
+        assertThat(Files.readString(store.file())).contains("\"tap-m1\"", "\"block\"", "203.0.113.20");
+    }
+
+    @Test
+    void stateShowsAppsPairsAndMachines() throws Exception
+    {
+        setUpHost();
+        final JsonNode state = ok("GET", "/v1/state", null).body();
+        assertThat(state.get("apps")).hasSize(2);
+        assertThat(state.get("machines")).hasSize(3);
+        final JsonNode pair = state.get("apps").get(0).get("pairs").get(0);
+        assertThat(pair.get("slots").get("capacity").asInt()).isEqualTo(4);
+        assertThat(pair.get("drained").asBoolean()).isFalse();
+        assertThat(state.get("host").get("region").asText()).isEqualTo("ord");
+    }
+
+    @Test
+    void theFifthMachineOnAFourSlotHostIsPendingAndTheSlotFreedGoesToIt() throws Exception
+    {
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\"}");
+        for (int i = 1; i <= 5; i++)
+        {
+            ok("PUT", "/v1/machines/m" + i, "{\"app\": \"a1\", \"interface\": \"tap-m" + i + "\", \"ipv4\": \"10.77.0."
+                + (i + 1) + "\"}");
+        }
+        final JsonNode m5 = ok("GET", "/v1/machines/m5", null).body().get("egress");
+        assertThat(m5.get("scope").asText()).isEqualTo("pending");
+        assertThat(kernel.plan.elements("snat4")).doesNotContainKey(Ipv4Address.parse("10.77.0.6"));
+        assertThat(kernel.plan.contains(new PlanElement.Static4(Ipv4Address.parse("10.77.0.6")))).isTrue();
+        ok("DELETE", "/v1/machines/m2", null);
+        assertThat(ok("GET", "/v1/machines/m5", null).body().get("egress").get("scope").asText()).isEqualTo("app");
+        assertThat(kernel.plan.elements("guests4")).hasSize(4);
+    }
+
+    @Test
+    void drainPromoteAndReleaseWork() throws Exception
+    {
+        setUpHost();
+        assertThat(ok("PUT", "/v1/apps/a1/pairs/203.0.113.10/drain", null).body().get("drained").asBoolean()).isTrue();
+        assertThat(ok("DELETE", "/v1/apps/a1/pairs/203.0.113.10/drain", null).body().get("drained").asBoolean())
+            .isFalse();
+        final JsonNode promoted = ok("POST", "/v1/machines/m3/egress-ip/promote", null).body();
+        assertThat(promoted.get("egress").get("scope").asText()).isEqualTo("app");
+        assertThat(promoted.get("egress").get("ipv4").asText()).isEqualTo("203.0.113.20");
+        assertThat(ok("GET", "/v1/apps/a1", null).body().get("pairs")).hasSize(3);
+        ok("DELETE", "/v1/apps/a1/pairs/203.0.113.20", null);
+        assertThat(ok("GET", "/v1/machines/m3", null).body().get("egress").get("ipv4").asText())
+            .isNotEqualTo("203.0.113.20");
+        // the released address lingers on the uplink for the drain time, then goes
+        assertThat(kernel.plan.contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isTrue();
+        clock.addAndGet(351_000_000_000L);
+        loop.reconcile();
+        assertThat(kernel.plan.contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isFalse();
+        ok("PUT", "/v1/machines/m2/egress-ip", "{\"ipv4\": \"203.0.113.30\", \"ipv6\": \"2001:db8::30\"}");
+        assertThat(ok("DELETE", "/v1/machines/m2/egress-ip", null).body().get("egress").get("scope").asText())
+            .isEqualTo("host");
+    }
+
+    @Test
+    void repeatingARequestIsHarmless() throws Exception
+    {
+        setUpHost();
+        final String before = Files.readString(store.file());
+        final int batches = kernel.applied.size();
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\", \"region\": \"ord\"}");
+        ok("PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\","
+            + " \"ipv6\": \"fd77::2\"}");
+        ok("PUT", "/v1/apps/a2", "{\"fail_closed\": false}");
+        assertThat(Files.readString(store.file())).isEqualTo(before);
+        assertThat(kernel.applied).hasSize(batches);
+    }
+
+    @Test
+    void whenTheKernelFailsTheAnswerIs503AndNothingChanges() throws Exception
+    {
+        setUpHost();
+        // After a rollback the placements are identical; only the reason text says "restored".
+        final String state = placements(ok("GET", "/v1/state", null).body().get("machines").toString());
+        final String file = Files.readString(store.file());
+        kernel.failing = "netlink: operation not permitted";
+        final Answer answer = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\","
+            + " \"ipv4\": \"10.77.0.9\"}");
+        assertThat(answer.status()).isEqualTo(503);
+        assertThat(answer.body().get("error").get("code").asText()).isEqualTo("kernel_unavailable");
+        kernel.failing = null;
+        assertThat(placements(ok("GET", "/v1/state", null).body().get("machines").toString())).isEqualTo(state);
+        assertThat(call("GET", "/v1/machines/m9", null).status()).isEqualTo(404);
+        assertThat(Files.readString(store.file())).isEqualTo(file);
+    }
+
+    private static String placements(final String json)
+    {
+        return json.replaceAll("\"reason\":\"[^\"]*\"", "");
+    }
+
+    @Test
+    void driftIsRepairedByTheReconcileLoop() throws Exception
+    {
+        setUpHost();
+        final var want = kernel.plan;
+        kernel.deleteTable();
+        loop.reconcile();
+        assertThat(kernel.plan).isEqualTo(want);
+        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.REPAIRED_DRIFT);
+        loop.reconcile();
+        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.IN_SYNC);
+        kernel.failing = "gone";
+        loop.reconcile();
+        assertThat(call("GET", "/v1/health", null).status()).isEqualTo(503);
+        assertThat(loop.health().consecutiveFailures()).isEqualTo(1);
+        loop.reconcile(); // backing off: not even tried
+        assertThat(loop.health().consecutiveFailures()).isEqualTo(1);
+        kernel.failing = null;
+        clock.addAndGet(1_000_000_000L);
+        loop.reconcile();
+        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.IN_SYNC);
+    }
+
+    @Test
+    void metricsAreServed() throws Exception
+    {
+        assertThat(ok("GET", "/metrics", null).body().asText()).contains("egressd_up");
+    }
+
+    @Test
+    void aPeerThatIsNotRootIsRefused() throws Exception
+    {
+        final EmbeddedChannel channel = new EmbeddedChannel(
+            new PeerCheckHandler(new PeerPolicy(1234, java.util.Set.of(1001)),
+                c -> new PeerCheckHandler.Peer(7, 1000, 1000)),
+            new ApiHandler(loop, "test", null));
+        channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.GET, "/v1/state"));
+        final FullHttpResponse response = channel.readOutbound();
+        assertThat(response.status().code()).isEqualTo(403);
+        response.release();
+        assertThat(channel.isOpen()).isFalse();
+        assertThat(new PeerPolicy(1234, java.util.Set.of(1001)).allows(1001, 5)).isTrue();
+        assertThat(new PeerPolicy(1234, java.util.Set.of()).allows(1000, 1234)).isTrue();
+        assertThat(PeerPolicy.ROOT_ONLY.allows(1000, 0)).isFalse();
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2} -> {3} {4}")
+    @CsvSource(delimiter = '|', value = {
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", |400|malformed_json|",
+        "PUT|/v1/machines/m9|[1, 2]|400|malformed_json|",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\", \"colour\": 1}|400|unknown_field|colour",
+        "PUT|/v1/machines/m9|{\"app\": 5, \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\"}|400|wrong_type|app",
+        "PUT|/v1/machines/m9|{\"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\"}|400|missing_field|app",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"fd77::9\"}|422|wrong_family|ipv4",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv6\": \"10.77.0.9\"}|422|wrong_family|ipv6",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.999\"}|400|invalid|ipv4",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\"}|400|invalid|ipv4",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap/m9\", \"ipv4\": \"10.77.0.9\"}|400|invalid|interface",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.9\"}|409|duplicate_interface|interface",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.2\"}|409|address_in_use|ipv4",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"203.0.113.10\"}|409|address_in_use|ipv4",
+        "PUT|/v1/machines/m9|{\"app\": \"a2\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\", \"pin\": \"203.0.113.10\"}|409|pin_foreign_pair|pin",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\", \"pin\": \"203.0.113.99\"}|404|unknown_pair|pin",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\", \"pin\": \"203.0.113.12\"}|409|pair_full|pin",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"2001:db8::50\", \"ipv6\": \"2001:db8::51\"}|422|wrong_family|ipv4",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"203.0.113.51\"}|422|wrong_family|ipv6",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"2001:db8::50\", \"region\": \"ams\"}|422|wrong_region|region",
+        "POST|/v1/apps/a2/pairs|{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::60\"}|409|address_in_use|ipv4",
+        "POST|/v1/apps/a2/pairs|{\"ipv4\": \"203.0.113.20\", \"ipv6\": \"2001:db8::20\"}|409|address_in_use|ipv4",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\"}|400|missing_field|ipv6",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"2001:db8::50\", \"extra\": true}|400|unknown_field|extra",
+        "DELETE|/v1/apps/a1/pairs/203.0.113.77||404|unknown_pair|",
+        "DELETE|/v1/apps/nope/pairs/203.0.113.10||404||",
+        "PUT|/v1/apps/a1/pairs/203.0.113.77/drain||404|unknown_pair|",
+        "GET|/v1/apps/nope||404|unknown_app|app",
+        "PUT|/v1/apps/a1|{\"fail_closed\": \"yes\"}|400|wrong_type|fail_closed",
+        "GET|/v1/machines/nope||404|unknown_machine|id",
+        "DELETE|/v1/machines/nope||404|unknown_machine|",
+        "PUT|/v1/machines/nope/egress-ip|{\"ipv4\": \"203.0.113.70\", \"ipv6\": \"2001:db8::70\"}|404|unknown_machine|",
+        "DELETE|/v1/machines/m1/egress-ip||404|no_machine_scoped_pair|",
+        "POST|/v1/machines/m1/egress-ip/promote||404|no_machine_scoped_pair|",
+        "PUT|/v1/machines/m1/egress-ip|{\"ipv4\": \"203.0.113.11\", \"ipv6\": \"2001:db8::11\"}|409|address_in_use|ipv4",
+        "GET|/v1/nothing||404|not_found|",
+        "PATCH|/v1/machines/m1|{}|405|method_not_allowed|",
+        "POST|/v1/health||405|method_not_allowed|",
+    })
+    void aBadRequestGetsTheRightStatusAndChangesNothing(final String method, final String uri, final String body,
+        final int status, final String code, final String field) throws Exception
+    {
+        setUpHost();
+        // fill pair 203.0.113.12 (a1) to make pins to a full pair possible
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.12\", \"ipv6\": \"2001:db8::12\"}");
+        for (int i = 0; i < 4; i++)
+        {
+            ok("PUT", "/v1/machines/p" + i, "{\"app\": \"a1\", \"interface\": \"tap-p" + i + "\", \"ipv4\": \"10.78.0."
+                + (i + 1) + "\", \"pin\": \"203.0.113.12\"}");
+        }
+        final String state = ok("GET", "/v1/state", null).body().toString();
+        final String file = Files.readString(store.file());
+        final var plan = kernel.plan;
+        final Answer answer = call(method, uri, body);
+        assertThat(answer.status()).as(answer.body().toString()).isEqualTo(status);
+        final JsonNode error = answer.body().get("error");
+        assertThat(error.get("message").asText()).isNotBlank();
+        if (code != null)
+        {
+            assertThat(error.get("code").asText()).isEqualTo(code);
+        }
+        if (field != null)
+        {
+            assertThat(error.get("field").asText()).isEqualTo(field);
+        }
+        assertThat(ok("GET", "/v1/state", null).body().toString()).isEqualTo(state);
+        assertThat(Files.readString(store.file())).isEqualTo(file);
+        assertThat(kernel.plan).isEqualTo(plan);
+    }
+}

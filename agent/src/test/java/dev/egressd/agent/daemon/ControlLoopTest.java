@@ -1,0 +1,142 @@
+package dev.egressd.agent.daemon;
+
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.PlanElement;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class ControlLoopTest
+{
+    @TempDir
+    Path dir;
+
+    private final HostSettings settings = new HostSettings("ord", new BlockLayout(8, 1024), 1024);
+    private final FakeKernel kernel = new FakeKernel();
+
+    private ControlLoop start() throws Exception
+    {
+        final StateStore store = new StateStore(dir);
+        final StateStore.Loaded loaded = store.load();
+        final DesiredState state = loaded.state() != null ? loaded.state()
+            : DesiredState.empty(StateMapper.host(settings));
+        final ControlLoop loop = ControlLoop.of(settings, state, kernel, store, Runnable::run, () -> 0L, 0);
+        if (loaded.status() != StateStore.Status.LOADED)
+        {
+            loop.recoverFromKernel();
+        }
+        loop.initialSync();
+        return loop;
+    }
+
+    private static Machine machine(final String id, final String app, final int n)
+    {
+        return new Machine(id, app, "tap-" + id, Ipv4Address.parse("10.77.0." + n), Ipv6Address.parse("fd77::" + n),
+            null);
+    }
+
+    private static Map<String, Egress> placements(final ControlLoop loop)
+    {
+        final Map<String, Egress> map = new LinkedHashMap<>();
+        for (final EgressAllocator.MachineView view : loop.allocator().machines())
+        {
+            final Egress e = view.egress();
+            map.put(view.machine().id(), new Egress(e.scope(), e.pair(), e.block(), e.firstPort(), e.lastPort(), ""));
+        }
+        return map;
+    }
+
+    private ControlLoop populated() throws Exception
+    {
+        final ControlLoop loop = start();
+        assertThat(loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
+        for (int i = 1; i <= 12; i++)
+        {
+            final Machine m = machine("m" + i, "a1", i + 1);
+            loop.mutate("machine", l -> l.putMachine(m)).get();
+        }
+        // churn so placements are not simply in creation order
+        loop.mutate("delete", l -> l.allocator().removeMachine("m3")).get();
+        loop.mutate("delete", l -> l.allocator().removeMachine("m7")).get();
+        final Machine late = machine("m20", "a1", 40);
+        loop.mutate("machine", l -> l.putMachine(late)).get();
+        final Machine scoped = machine("m21", "a1", 41);
+        loop.mutate("machine", l -> l.putMachine(scoped)).get();
+        loop.mutate("scoped", l -> l.allocator().setMachineScopedPair("m21", "203.0.113.20", "2001:db8::20")).get();
+        return loop;
+    }
+
+    @Test
+    void aRestartFromTheStateFileMovesNoMachineAndChangesNoKernelElement() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan;
+        final int batches = kernel.applied.size();
+        final ControlLoop after = start();
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.applied).hasSize(batches); // nothing to apply: the kernel already holds it all
+    }
+
+    @Test
+    void aLostStateFileMovesNoMachineOnceTheOrchestratorResendsIt() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan;
+        Files.writeString(dir.resolve(StateStore.FILE), "{garbage");
+        final ControlLoop after = start();
+        assertThat(Files.list(dir).map(p -> p.getFileName().toString()))
+            .anyMatch(n -> n.startsWith("state.json.corrupt-"));
+        // Nothing in the kernel changed: every element is kept as recovered.
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(after.recovered()).isNotEmpty();
+        // The orchestrator re-sends pairs, then machines in another order.
+        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
+        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        for (final String id : new String[] {"m21", "m20", "m12", "m1", "m2", "m4", "m5", "m6", "m8", "m9", "m10",
+            "m11"})
+        {
+            final EgressAllocator.MachineView view = before.allocator().machine(id).orElseThrow();
+            after.mutate("machine", l -> l.putMachine(view.machine())).get();
+        }
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(after.recovered()).isEmpty();
+        assertThat(kernel.plan).isEqualTo(plan);
+    }
+
+    @Test
+    void anAddressSomeoneElsePutOnTheUplinkIsNeverRemoved() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final PlanElement hostOwn = new PlanElement.Uplink4(Ipv4Address.parse("198.51.100.7"));
+        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
+            java.util.List.of(dev.egressd.core.plan.PlanChange.add(hostOwn)));
+        loop.reconcile();
+        assertThat(kernel.plan.contains(hostOwn)).isTrue();
+        // but a deleted snat element of ours is back after one reconcile
+        final PlanElement snat = kernel.plan.elements("snat4").values().iterator().next();
+        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        loop.reconcile();
+        assertThat(kernel.plan.contains(snat)).isTrue();
+        assertThat(loop.health().repairs()).isEqualTo(1);
+    }
+}
