@@ -13,9 +13,12 @@ import dev.egressd.core.model.Ipv6Address;
  * @param flags             IFA_F_* (from IFA_FLAGS when present, else ifa_flags).
  * @param preferredLifetime seconds left of the preferred lifetime; {@link #FOREVER} for ever.
  * @param validLifetime     seconds left of the valid lifetime; {@link #FOREVER} for ever.
+ * @param proto             IFA_PROTO, who added the address: {@link NetlinkConstants#IFAPROT_EGRESSD} for
+ *                          egressd, {@link NetlinkConstants#IFAPROT_UNSPEC} when absent (added by hand,
+ *                          or a kernel older than 6.1).
  */
 public record InterfaceAddress(Ipv4Address ipv4, Ipv6Address ipv6, int prefixLength, int flags,
-                               long preferredLifetime, long validLifetime)
+                               long preferredLifetime, long validLifetime, int proto)
 {
     /** Lifetime meaning "for ever" (INFINITY_LIFE_TIME as an unsigned u32). */
     public static final long FOREVER = 0xFFFFFFFFL;
@@ -28,6 +31,17 @@ public record InterfaceAddress(Ipv4Address ipv4, Ipv6Address ipv6, int prefixLen
     public boolean isHostPrefix()
     {
         return ipv4 != null ? prefixLength == 32 : prefixLength == 128;
+    }
+
+    /**
+     * Whether egressd added this address: a host prefix marked with egressd's IFA_PROTO. Only such
+     * addresses are egressd's to remove.
+     *
+     * @return true for a /32 or /128 with proto {@link NetlinkConstants#IFAPROT_EGRESSD}.
+     */
+    public boolean isOwned()
+    {
+        return proto == NetlinkConstants.IFAPROT_EGRESSD && isHostPrefix();
     }
 
     /**
@@ -47,6 +61,7 @@ public record InterfaceAddress(Ipv4Address ipv4, Ipv6Address ipv6, int prefixLen
         return (ipv4 != null ? ipv4.toString() : ipv6.toString()) + "/" + prefixLength
             + " flags 0x" + Integer.toHexString(flags)
             + " preferred " + (preferredLifetime == FOREVER ? "forever" : Long.toString(preferredLifetime))
-            + " valid " + (validLifetime == FOREVER ? "forever" : Long.toString(validLifetime));
+            + " valid " + (validLifetime == FOREVER ? "forever" : Long.toString(validLifetime))
+            + " proto 0x" + Integer.toHexString(proto);
     }
 }

@@ -117,6 +117,26 @@ public final class NetlinkConstants
     public static final int IFA_CACHEINFO = 6;
     /** {@code <linux/if_addr.h>} IFA_FLAGS: u32 that supersedes ifaddrmsg.ifa_flags. */
     public static final int IFA_FLAGS = 8;
+    /**
+     * {@code <linux/if_addr.h>} IFA_PROTO: u8, the "address protocol", i.e. who put the address there
+     * (kernel 6.1 and later; older kernels ignore it on add and never report it).
+     */
+    public static final int IFA_PROTO = 11;
+    /** {@code <linux/if_addr.h>} IFAPROT_UNSPEC: no protocol given (what {@code ip addr add} sets). */
+    public static final int IFAPROT_UNSPEC = 0;
+    /** {@code <linux/if_addr.h>} IFAPROT_KERNEL_LO: the kernel's loopback address. */
+    public static final int IFAPROT_KERNEL_LO = 1;
+    /** {@code <linux/if_addr.h>} IFAPROT_KERNEL_RA: set by the kernel from a router advertisement. */
+    public static final int IFAPROT_KERNEL_RA = 2;
+    /** {@code <linux/if_addr.h>} IFAPROT_KERNEL_LL: link-local set by the kernel. */
+    public static final int IFAPROT_KERNEL_LL = 3;
+    /**
+     * egressd's own IFA_PROTO value, not from any header: it marks the uplink addresses egressd added,
+     * so it removes only those (Cilium's rule: touch only what you own). {@code <linux/if_addr.h>}
+     * defines 0..3 (unspecified and the kernel's own); any other u8 is free for a user-space owner, and
+     * 0xE5 is far from both ends. The kernel stores it and reports it back, nothing more.
+     */
+    public static final int IFAPROT_EGRESSD = 0xE5;
     /** {@code <linux/if_addr.h>} IFA_F_NODAD. */
     public static final int IFA_F_NODAD = 0x02;
     /** {@code <linux/if_addr.h>} IFA_F_DADFAILED. */

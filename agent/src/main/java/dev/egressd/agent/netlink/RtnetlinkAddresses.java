@@ -7,6 +7,9 @@ import static dev.egressd.agent.netlink.NetlinkConstants.IFA_FLAGS;
 import static dev.egressd.agent.netlink.NetlinkConstants.IFA_F_NODAD;
 import static dev.egressd.agent.netlink.NetlinkConstants.IFA_F_NOPREFIXROUTE;
 import static dev.egressd.agent.netlink.NetlinkConstants.IFA_LOCAL;
+import static dev.egressd.agent.netlink.NetlinkConstants.IFA_PROTO;
+import static dev.egressd.agent.netlink.NetlinkConstants.IFAPROT_EGRESSD;
+import static dev.egressd.agent.netlink.NetlinkConstants.IFAPROT_UNSPEC;
 import static dev.egressd.agent.netlink.NetlinkConstants.INFINITY_LIFE_TIME;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLMSG_HDRLEN;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_CREATE;
@@ -42,11 +45,20 @@ import java.util.List;
  *     works.</li>
  * <li>IFA_F_NOPREFIXROUTE on both, so adding an address never adds a route to the main table:
  *     egressd changes addresses only, never routing.</li>
+ * <li>IFA_PROTO {@link NetlinkConstants#IFAPROT_EGRESSD} on both: the mark of ownership.</li>
  * </ul>
  *
+ * <p>Ownership, as Cilium touches only its own routing table: egressd removes only addresses that
+ * carry its IFA_PROTO mark ({@link InterfaceAddress#isOwned()}); an address put on the uplink by hand
+ * or by other software is never listed as owned and never removed, whatever its value. IFA_PROTO needs
+ * kernel 6.1: an older kernel ignores the mark, so nothing would ever be owned ({@code KernelChecks}
+ * refuses such a kernel at start-up).
+ *
  * <p>Idempotent: add uses NLM_F_CREATE|NLM_F_REPLACE, so re-adding an existing address succeeds and
- * also corrects its flags and lifetimes (an address someone added with the default preferred
- * lifetime is made deprecated); remove of an address that is not there succeeds and returns false.
+ * also corrects its flags, lifetimes and mark. Re-adding therefore also <em>claims</em> an address of
+ * the same value and prefix length that someone else added: the plan demands that address as an egress
+ * address, it must be deprecated (recipe pitfall 7), and from then on egressd owns it. Remove of an
+ * address that is not there, or not egressd's, changes nothing and returns false.
  *
  * <p>Not thread-safe; use it from one thread (the one that opened it).
  */
@@ -130,7 +142,8 @@ public final class RtnetlinkAddresses implements AutoCloseable
     }
 
     /**
-     * Adds an IPv4 address as a /32; harmless if it is already there.
+     * Adds an IPv4 address as a /32 marked as egressd's; harmless if it is already there (it is then
+     * claimed: see the class comment).
      *
      * @param ifname  the interface.
      * @param address the address.
@@ -144,8 +157,8 @@ public final class RtnetlinkAddresses implements AutoCloseable
     }
 
     /**
-     * Adds an IPv6 address as a /128, nodad, preferred lifetime 0 and valid for ever; harmless if it is
-     * already there (its flags and lifetimes are then corrected).
+     * Adds an IPv6 address as a /128, nodad, preferred lifetime 0 and valid for ever, marked as
+     * egressd's; harmless if it is already there (its flags, lifetimes and mark are then corrected).
      *
      * @param ifname  the interface.
      * @param address the address.
@@ -159,31 +172,42 @@ public final class RtnetlinkAddresses implements AutoCloseable
     }
 
     /**
-     * Removes an IPv4 /32; harmless if it is not there. An address with the same value but another
-     * prefix length is not egressd's and is left alone.
+     * Removes an IPv4 /32 that egressd added; harmless if it is not there. An address that is not
+     * egressd's (no IFAPROT_EGRESSD mark, or another prefix length) is left alone.
      *
      * @param ifname  the interface.
      * @param address the address.
-     * @return true if it was removed, false if it was not there.
+     * @return true if it was removed, false if it was not there or not egressd's.
      * @throws IOException if the interface does not exist or the kernel refuses.
      */
     public boolean remove(final String ifname, final Ipv4Address address) throws IOException
     {
+        // RTM_DELADDR does not match on IFA_PROTO, so ownership is checked here, by a dump first.
+        // Between the dump and the delete only a hand-made change of this very address could interfere.
+        if (!ownedAddresses(ifname).stream().anyMatch(a -> address.equals(a.ipv4())))
+        {
+            return false;
+        }
         final int ifindex = ifindex(ifname);
         deleteAddress(socket.request(RTM_DELADDR, 0), ifindex, address);
         return executeTolerating("RTM_DELADDR " + address + "/32 dev " + ifname, false);
     }
 
     /**
-     * Removes an IPv6 /128; harmless if it is not there.
+     * Removes an IPv6 /128 that egressd added; harmless if it is not there, left alone if it is not
+     * egressd's.
      *
      * @param ifname  the interface.
      * @param address the address.
-     * @return true if it was removed, false if it was not there.
+     * @return true if it was removed, false if it was not there or not egressd's.
      * @throws IOException if the interface does not exist or the kernel refuses.
      */
     public boolean remove(final String ifname, final Ipv6Address address) throws IOException
     {
+        if (!ownedAddresses(ifname).stream().anyMatch(a -> address.equals(a.ipv6())))
+        {
+            return false;
+        }
         final int ifindex = ifindex(ifname);
         deleteAddress(socket.request(RTM_DELADDR, 0), ifindex, address);
         return executeTolerating("RTM_DELADDR " + address + "/128 dev " + ifname, false);
@@ -267,6 +291,67 @@ public final class RtnetlinkAddresses implements AutoCloseable
         return out;
     }
 
+    /**
+     * The addresses egressd added to an interface ({@link InterfaceAddress#isOwned()}), both families,
+     * from one dump.
+     *
+     * @param ifname the interface.
+     * @return the owned addresses in kernel order.
+     * @throws IOException if the interface does not exist or the dump fails.
+     */
+    public List<InterfaceAddress> ownedAddresses(final String ifname) throws IOException
+    {
+        final List<InterfaceAddress> out = new ArrayList<>();
+        for (final InterfaceAddress a : addresses(ifname))
+        {
+            if (a.isOwned())
+            {
+                out.add(a);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The IPv4 /32 addresses egressd added to an interface: the only IPv4 addresses it may remove.
+     *
+     * @param ifname the interface.
+     * @return the addresses.
+     * @throws IOException if the interface does not exist or the dump fails.
+     */
+    public List<Ipv4Address> listOwned4(final String ifname) throws IOException
+    {
+        final List<Ipv4Address> out = new ArrayList<>();
+        for (final InterfaceAddress a : ownedAddresses(ifname))
+        {
+            if (a.ipv4() != null)
+            {
+                out.add(a.ipv4());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The IPv6 /128 addresses egressd added to an interface: the only IPv6 addresses it may remove.
+     *
+     * @param ifname the interface.
+     * @return the addresses.
+     * @throws IOException if the interface does not exist or the dump fails.
+     */
+    public List<Ipv6Address> listOwned6(final String ifname) throws IOException
+    {
+        final List<Ipv6Address> out = new ArrayList<>();
+        for (final InterfaceAddress a : ownedAddresses(ifname))
+        {
+            if (a.ipv6() != null)
+            {
+                out.add(a.ipv6());
+            }
+        }
+        return out;
+    }
+
     @Override
     public void close()
     {
@@ -302,6 +387,7 @@ public final class RtnetlinkAddresses implements AutoCloseable
         int address = -1;
         long preferred = InterfaceAddress.FOREVER;
         long valid = InterfaceAddress.FOREVER;
+        int proto = IFAPROT_UNSPEC;
         final int end = off + len;
         for (int a = NetlinkMessages.firstAttr(b, ifa + IFADDRMSG_SIZE, end); a >= 0;
              a = NetlinkMessages.nextAttr(b, a, end))
@@ -313,6 +399,7 @@ public final class RtnetlinkAddresses implements AutoCloseable
                 case IFA_LOCAL -> local = payloadLength >= size ? p : -1;
                 case IFA_ADDRESS -> address = payloadLength >= size ? p : -1;
                 case IFA_FLAGS -> flags = payloadLength >= 4 ? b.getInt(p) : flags;
+                case IFA_PROTO -> proto = payloadLength >= 1 ? b.get(p) & 0xFF : proto;
                 case IFA_CACHEINFO ->
                 {
                     if (payloadLength >= 8)
@@ -323,7 +410,7 @@ public final class RtnetlinkAddresses implements AutoCloseable
                 }
                 default ->
                 {
-                    // labels, broadcast, protocol: not needed
+                    // labels, broadcast, metric: not needed
                 }
             }
         }
@@ -336,14 +423,14 @@ public final class RtnetlinkAddresses implements AutoCloseable
         if (family == LibC.AF_INET)
         {
             return new InterfaceAddress(new Ipv4Address(NetlinkMessages.u32BE(b, at)), null, prefixLength, flags,
-                preferred, valid);
+                preferred, valid, proto);
         }
         return new InterfaceAddress(null, new Ipv6Address(NetlinkMessages.u64BE(b, at), NetlinkMessages.u64BE(b, at + 8)),
-            prefixLength, flags, preferred, valid);
+            prefixLength, flags, preferred, valid, proto);
     }
 
     /**
-     * The body of RTM_NEWADDR for an IPv4 /32.
+     * The body of RTM_NEWADDR for an IPv4 /32, marked as egressd's.
      *
      * @param w       a writer after {@link NetlinkWriter#begin}.
      * @param ifindex the interface.
@@ -353,11 +440,13 @@ public final class RtnetlinkAddresses implements AutoCloseable
     {
         ifaddrmsg(w, LibC.AF_INET, 32, IFA_F_NOPREFIXROUTE, ifindex);
         w.attrU32BE(IFA_LOCAL, address.bits()).attrU32BE(IFA_ADDRESS, address.bits())
-            .attrU32(IFA_FLAGS, IFA_F_NOPREFIXROUTE);
+            .attrU32(IFA_FLAGS, IFA_F_NOPREFIXROUTE)
+            .attrU8(IFA_PROTO, IFAPROT_EGRESSD);
     }
 
     /**
-     * The body of RTM_NEWADDR for an IPv6 /128: nodad, no prefix route, preferred 0, valid for ever.
+     * The body of RTM_NEWADDR for an IPv6 /128: nodad, no prefix route, preferred 0, valid for ever,
+     * marked as egressd's.
      *
      * @param w       a writer after {@link NetlinkWriter#begin}.
      * @param ifindex the interface.
@@ -370,7 +459,8 @@ public final class RtnetlinkAddresses implements AutoCloseable
         w.attrU128BE(IFA_LOCAL, address.high(), address.low())
             .attrU128BE(IFA_ADDRESS, address.high(), address.low())
             .attrU32(IFA_FLAGS, flags)
-            .attrCacheinfo(IFA_CACHEINFO, 0, INFINITY_LIFE_TIME);
+            .attrCacheinfo(IFA_CACHEINFO, 0, INFINITY_LIFE_TIME)
+            .attrU8(IFA_PROTO, IFAPROT_EGRESSD);
     }
 
     /**

@@ -3,13 +3,16 @@ package dev.egressd.agent.lab;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.lab.Lab.ClientResult;
 import dev.egressd.agent.lab.Lab.ConntrackEntry;
 import dev.egressd.agent.lab.Lab.RunningClient;
 import dev.egressd.agent.lab.Lab.Seen;
+import dev.egressd.agent.netlink.AddressProtocols;
+import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.nft.DataplaneConfig;
-import dev.egressd.agent.nft.LibNftablesClient;
-import dev.egressd.agent.nft.NftDataplane;
 import dev.egressd.agent.nft.NftException;
 import dev.egressd.agent.nft.Ruleset;
 import dev.egressd.core.model.BlockLayout;
@@ -39,10 +42,10 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
- * End-to-end: plans built by {@link KernelPlanner} applied through the real {@link NftDataplane}
- * (libnftables, in-process) to a fresh routed lab, and what guests and the destination then see.
- * Each test builds its own lab and removes it. Uplink addresses are put on by the fixture (the
- * rtnetlink code is not under test here).
+ * End-to-end: plans built by {@link KernelPlanner} applied through the real {@link KernelDataplane}
+ * (libnftables and rtnetlink, in-process, on the host namespace's thread) to a fresh routed lab, and what
+ * guests and the destination then see. The plans' uplink addresses are put on by KernelDataplane itself
+ * and checked with {@code ip -j addr}. Each test builds its own lab and removes it.
  */
 @Tag("privileged")
 class DataplaneE2ETest
@@ -58,20 +61,21 @@ class DataplaneE2ETest
     private static final EgressPair B = pair("203.0.113.20", "2001:db8:10::20");
     private static final EgressPair C = pair("203.0.113.30", "2001:db8:10::30");
 
+    private static final ObjectMapper JSON = new ObjectMapper();
+
     private Lab lab;
-    private LibNftablesClient client;
-    private NftDataplane dataplane;
+    private KernelDataplane kernel;
 
     @AfterEach
     void tearDown() throws IOException
     {
         try
         {
-            if (client != null)
+            if (kernel != null)
             {
                 lab.host().call(() ->
                 {
-                    client.close();
+                    kernel.close();
                     return null;
                 });
             }
@@ -126,7 +130,7 @@ class DataplaneE2ETest
             assertThat(s.ip()).isIn(A.ipv4().toString(), A.ipv6().toString());
             assertThat(L.blockOf(s.port())).isIn(1, 2);
         });
-        assertThat(readTable()).isEqualTo(withoutUplinks(KernelPlanner.plan(machines, List.of(A))));
+        assertThat(readKernel()).isEqualTo(KernelPlanner.plan(machines, List.of(A)));
         report(figures + " dst saw " + seen.size() + " flows, all from " + A.ipv4() + "/" + A.ipv6());
     }
 
@@ -159,7 +163,7 @@ class DataplaneE2ETest
         assertThat(seen).hasSize(20);
         assertThat(seen.stream().filter(s -> s.ip().equals(HOST4) || s.ip().equals(HOST6)))
             .as("only g4 is masqueraded").hasSize(5);
-        assertThat(readTable()).isEqualTo(withoutUplinks(KernelPlanner.plan(machines, List.of(A, B, C))));
+        assertThat(readKernel()).isEqualTo(KernelPlanner.plan(machines, List.of(A, B, C)));
         report(figures.toString());
     }
 
@@ -311,10 +315,13 @@ class DataplaneE2ETest
         final List<PlannedMachine> machines = List.of(app(1, A, 1),
             new PlannedMachine(machine(2), new Egress(Scope.HOST, null, -1, -1, -1, "masquerade")));
         apply(machines, List.of(A, B));
-        final KernelPlan before = readTable();
+        final KernelPlan before = readKernel();
 
-        // g2 becomes static on B (valid), g1 is re-added with other data as an ADD (the kernel says "File exists")
+        // C's addresses would go on first, then g2 becomes static on B (valid), and g1 is re-added with other
+        // data as an ADD (the kernel says "File exists"): C must come off again
         final List<PlanChange> exists = List.of(
+            PlanChange.add(new PlanElement.Uplink4(C.ipv4())),
+            PlanChange.add(new PlanElement.Uplink6(C.ipv6())),
             PlanChange.add(new PlanElement.Static4(Ipv4Address.parse(guest4(2)))),
             PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(2)), B.ipv4(), L.firstPort(3), L.lastPort(3))),
             PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), B.ipv4(), L.firstPort(4), L.lastPort(4))));
@@ -327,10 +334,12 @@ class DataplaneE2ETest
         {
             assertThatThrownBy(() -> lab.host().call(() ->
             {
-                dataplane.apply(bad);
+                kernel.apply(bad);
                 return null;
             })).isInstanceOf(NftException.class).satisfies(e -> errors.add(e.getMessage()));
-            assertThat(readTable()).isEqualTo(before);
+            assertThat(readKernel()).isEqualTo(before);
+            assertThat(uplinkAddresses()).extracting(a -> a.get("local").asText())
+                .doesNotContain(C.ipv4().toString(), C.ipv6().toString());
         }
         // traffic is as before: g1 from A, g2 masqueraded
         expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
@@ -345,17 +354,21 @@ class DataplaneE2ETest
         final List<PlannedMachine> machines = List.of(app(1, A, 1), app(2, A, 2));
         final KernelPlan desired = KernelPlanner.plan(machines, List.of(A));
         apply(machines, List.of(A));
-        assertThat(readTable()).isEqualTo(withoutUplinks(desired));
+        assertThat(readKernel()).isEqualTo(desired);
 
-        // someone deletes elements by hand
+        // someone deletes elements and an egress address by hand
         lab.must("host", "nft", "delete element inet " + TABLE + " snat4 { " + guest4(1) + " }");
         lab.must("host", "nft", "delete element inet " + TABLE + " guests6 { \"tap-g2\" . " + guest6(2) + " }");
-        final KernelPlan drifted = readTable();
-        final List<PlanChange> repair = PlanDiff.between(drifted, desired).stream()
-            .filter(c -> !isUplink(c.element())).collect(Collectors.toList());
-        assertThat(repair).containsExactlyInAnyOrder(
-            PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), A.ipv4(), L.firstPort(1), L.lastPort(1))),
-            PlanChange.add(new PlanElement.Guest6("tap-g2", Ipv6Address.parse(guest6(2)))));
+        lab.must("host", "ip", "-6", "addr", "del", A.ipv6() + "/128", "dev", "uplink");
+        final KernelPlan drifted = readKernel();
+        assertThat(drifted.contains(new PlanElement.Uplink6(A.ipv6()))).as("read() sees the address gone").isFalse();
+        assertThat(drifted.contains(new PlanElement.Uplink4(A.ipv4()))).isTrue();
+        final List<PlanChange> repair = PlanDiff.between(drifted, desired);
+        // in PlanDiff's order: the address first
+        assertThat(repair).containsExactly(
+            PlanChange.add(new PlanElement.Uplink6(A.ipv6())),
+            PlanChange.add(new PlanElement.Guest6("tap-g2", Ipv6Address.parse(guest6(2)))),
+            PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), A.ipv4(), L.firstPort(1), L.lastPort(1))));
         // the drift shows: g1 (static, now unmapped) is refused, g2's IPv6 is dropped as foreign
         assertThat(lab.client(1, "tcp", DST4, 80, 1, 0)).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
         assertThat(lab.client(2, "tcp", DST6, 80, 1, 0, "--timeout", "0.5")).extracting(ClientResult::error)
@@ -363,15 +376,16 @@ class DataplaneE2ETest
 
         lab.host().call(() ->
         {
-            dataplane.apply(repair);
+            kernel.apply(repair);
             return null;
         });
-        assertThat(readTable()).isEqualTo(withoutUplinks(desired));
+        assertThat(readKernel()).isEqualTo(desired);
+        assertUplinkHolds(List.of(A));
         final List<ClientResult> g1 = expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(),
             L.firstPort(1), L.lastPort(1));
         final List<ClientResult> g2 = expectOk(lab.client(2, "tcp", DST6, 80, 1, 0), A.ipv6().toString(),
             L.firstPort(2), L.lastPort(2));
-        report("drift: " + withoutUplinks(desired).size() + " elements round-trip; repair " + repair
+        report("drift: " + desired.size() + " elements round-trip; repair " + repair
             + "; after repair g1 " + g1 + " g2 " + g2);
     }
 
@@ -381,49 +395,73 @@ class DataplaneE2ETest
     {
         lab = Lab.create(guests);
         final DataplaneConfig config = new DataplaneConfig(TABLE, "uplink", "tap-*", cap);
-        client = lab.host().call(LibNftablesClient::open);
-        dataplane = new NftDataplane(client, config);
-        lab.host().call(dataplane::ensureTable);
+        // Opened on the host namespace's thread: the nft context and the rtnetlink socket live there.
+        kernel = lab.host().call(() -> KernelDataplane.open(config));
+        lab.host().call(kernel::ensureTable);
     }
 
-    /** Plans, puts the pairs on the uplink (fixture), and applies the diff from what the kernel holds. */
+    /**
+     * Plans and applies the diff from what the kernel holds, as the daemon's reconcile will: the pairs'
+     * addresses go on the uplink through KernelDataplane (rtnetlink), then the transaction.
+     */
     private List<PlanChange> apply(final Collection<PlannedMachine> machines, final Collection<EgressPair> pairs)
         throws IOException
     {
         final KernelPlan desired = KernelPlanner.plan(machines, pairs);
-        final List<String> addresses = new ArrayList<>();
-        for (final EgressPair p : pairs)
+        final List<PlanChange> changes = lab.host().call(() ->
         {
-            addresses.add(p.ipv4().toString());
-            addresses.add(p.ipv6().toString());
-        }
-        lab.uplinkAdd(addresses.toArray(String[]::new));
-        return lab.host().call(() ->
-        {
-            final List<PlanChange> changes = PlanDiff.between(dataplane.read(), desired);
-            dataplane.apply(changes);
-            return changes;
+            final List<PlanChange> diff = PlanDiff.between(kernel.read(), desired);
+            kernel.apply(diff);
+            return diff;
         });
+        assertUplinkHolds(pairs);
+        return changes;
     }
 
-    private KernelPlan readTable() throws IOException
+    /**
+     * Checks with {@code ip -j addr} that each pair is on the uplink as egressd puts it there: the IPv4 as
+     * a /32, the IPv6 as a /128 with preferred_lft 0 (never a source for masquerade, recipe pitfall 7),
+     * both marked with egressd's IFA_PROTO (read by a raw dump: iproute2 6.1 does not print it).
+     */
+    private void assertUplinkHolds(final Collection<EgressPair> pairs) throws IOException
     {
-        return lab.host().call(dataplane::read);
+        final List<JsonNode> addresses = uplinkAddresses();
+        final Map<String, Integer> protocols = AddressProtocols.parse(
+            lab.must("host", AddressProtocols.command("uplink").toArray(String[]::new)));
+        for (final EgressPair p : pairs)
+        {
+            final JsonNode v4 = find(addresses, p.ipv4().toString());
+            final JsonNode v6 = find(addresses, p.ipv6().toString());
+            assertThat(v4.get("prefixlen").asInt()).as("%s", v4).isEqualTo(32);
+            assertThat(v6.get("prefixlen").asInt()).as("%s", v6).isEqualTo(128);
+            assertThat(v6.get("preferred_life_time").asLong()).as("%s", v6).isZero();
+            assertThat(protocols).containsEntry(p.ipv4() + "/32", NetlinkConstants.IFAPROT_EGRESSD)
+                .containsEntry(p.ipv6() + "/128", NetlinkConstants.IFAPROT_EGRESSD);
+        }
+    }
+
+    private List<JsonNode> uplinkAddresses() throws IOException
+    {
+        final List<JsonNode> out = new ArrayList<>();
+        JSON.readTree(lab.must("host", "ip", "-j", "addr", "show", "dev", "uplink")).get(0).get("addr_info")
+            .forEach(out::add);
+        return out;
+    }
+
+    private static JsonNode find(final List<JsonNode> addresses, final String local)
+    {
+        return addresses.stream().filter(a -> local.equals(a.get("local").asText())).findFirst()
+            .orElseThrow(() -> new AssertionError(local + " is not on the uplink: " + addresses));
+    }
+
+    private KernelPlan readKernel() throws IOException
+    {
+        return lab.host().call(kernel::read);
     }
 
     private Map<String, Long> counters() throws IOException
     {
-        return lab.host().call(dataplane::counters);
-    }
-
-    private static boolean isUplink(final PlanElement e)
-    {
-        return e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6;
-    }
-
-    private static KernelPlan withoutUplinks(final KernelPlan plan)
-    {
-        return KernelPlan.of(plan.elements().stream().filter(e -> !isUplink(e)).collect(Collectors.toList()));
+        return lab.host().call(kernel::counters);
     }
 
     private static List<ClientResult> expectOk(final List<ClientResult> results, final String ip, final int first,

@@ -379,30 +379,6 @@ public final class Lab implements AutoCloseable
         }
     }
 
-    /**
-     * Puts static egress addresses on the host's uplink, as egressd's rtnetlink code will
-     * (IPv4 /32; IPv6 /128 nodad preferred_lft 0, so that masquerade never picks one).
-     *
-     * @param addresses the addresses.
-     */
-    public void uplinkAdd(final String... addresses)
-    {
-        final List<String> cmd = new ArrayList<>(List.of(script("lab").toString(), "uplink-add", "--prefix", prefix));
-        cmd.addAll(Arrays.asList(addresses));
-        try
-        {
-            final Exec exec = run(EXEC_TIMEOUT, cmd);
-            if (!exec.ok())
-            {
-                fail("uplink-add " + Arrays.toString(addresses) + ": " + exec.output());
-            }
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
-        }
-    }
-
     /** One connection's outcome as the guest's client saw it: the source the destination saw, or an errno name. */
     public record ClientResult(boolean ok, String seenIp, int seenPort, String error)
     {

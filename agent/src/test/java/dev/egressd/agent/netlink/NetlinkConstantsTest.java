@@ -68,6 +68,12 @@ class NetlinkConstantsTest
         expected.put("IFA_LABEL", 3);
         expected.put("IFA_CACHEINFO", 6);
         expected.put("IFA_FLAGS", 8);
+        expected.put("IFA_PROTO", 11);
+        expected.put("IFAPROT_UNSPEC", 0);
+        expected.put("IFAPROT_KERNEL_LO", 1);
+        expected.put("IFAPROT_KERNEL_RA", 2);
+        expected.put("IFAPROT_KERNEL_LL", 3);
+        expected.put("IFAPROT_EGRESSD", 0xE5);
         expected.put("IFA_F_NODAD", 0x2);
         expected.put("IFA_F_DADFAILED", 0x8);
         expected.put("IFA_F_DEPRECATED", 0x20);
@@ -132,6 +138,7 @@ class NetlinkConstantsTest
         byHeader.put("if_link.h", List.of("IFLA_IFNAME"));
         byHeader.put("if.h", List.of("IFNAMSIZ"));
         byHeader.put("if_addr.h", List.of("IFA_ADDRESS", "IFA_LOCAL", "IFA_LABEL", "IFA_CACHEINFO", "IFA_FLAGS",
+            "IFA_PROTO", "IFAPROT_UNSPEC", "IFAPROT_KERNEL_LO", "IFAPROT_KERNEL_RA", "IFAPROT_KERNEL_LL",
             "IFA_F_NODAD", "IFA_F_DADFAILED", "IFA_F_DEPRECATED", "IFA_F_TENTATIVE", "IFA_F_PERMANENT",
             "IFA_F_NOPREFIXROUTE"));
         byHeader.put("netfilter/nfnetlink.h", List.of("NFNETLINK_V0", "NFNL_SUBSYS_CTNETLINK",

@@ -27,33 +27,35 @@ class RtnetlinkMessagesTest
     }
 
     @Test
-    void newAddressIpv6IsA128WithNodadNoPrefixRouteAndPreferredZero()
+    void newAddressIpv6IsA128WithNodadNoPrefixRoutePreferredZeroAndOurProto()
     {
         final NetlinkWriter w = writer().begin(NetlinkConstants.RTM_NEWADDR,
             NetlinkConstants.NLM_F_REQUEST | NetlinkConstants.NLM_F_ACK | RtnetlinkAddresses.ADD_FLAGS, 7);
         RtnetlinkAddresses.newAddress(w, 3, Ipv6Address.parse("2001:db8:10::10"));
         final String expected = ""
-            + "5c000000" + "1400" + "0505" + "07000000" + "00000000"   // nlmsghdr: len 92, RTM_NEWADDR, REQ|ACK|REPLACE|CREATE, seq 7, pid 0
+            + "64000000" + "1400" + "0505" + "07000000" + "00000000"   // nlmsghdr: len 100, RTM_NEWADDR, REQ|ACK|REPLACE|CREATE, seq 7, pid 0
             + "0a" + "80" + "02" + "00" + "03000000"                    // ifaddrmsg: AF_INET6, /128, NODAD, universe, ifindex 3
             + "1400" + "0200" + "20010db8001000000000000000000010"      // IFA_LOCAL
             + "1400" + "0100" + "20010db8001000000000000000000010"      // IFA_ADDRESS
             + "0800" + "0800" + "02020000"                              // IFA_FLAGS = NODAD|NOPREFIXROUTE
-            + "1400" + "0600" + "00000000" + "ffffffff" + "00000000" + "00000000"; // IFA_CACHEINFO preferred 0, valid forever
+            + "1400" + "0600" + "00000000" + "ffffffff" + "00000000" + "00000000" // IFA_CACHEINFO preferred 0, valid forever
+            + "0500" + "0b00" + "e5000000";                             // IFA_PROTO = IFAPROT_EGRESSD (u8, padded to 4)
         assertThat(bytes(w)).isEqualTo(expected);
     }
 
     @Test
-    void newAddressIpv4IsA32WithNoPrefixRoute()
+    void newAddressIpv4IsA32WithNoPrefixRouteAndOurProto()
     {
         final NetlinkWriter w = writer().begin(NetlinkConstants.RTM_NEWADDR,
             NetlinkConstants.NLM_F_REQUEST | NetlinkConstants.NLM_F_ACK | RtnetlinkAddresses.ADD_FLAGS, 1);
         RtnetlinkAddresses.newAddress(w, 2, Ipv4Address.parse("203.0.113.10"));
         final String expected = ""
-            + "30000000" + "1400" + "0505" + "01000000" + "00000000"   // len 48
+            + "38000000" + "1400" + "0505" + "01000000" + "00000000"   // len 56
             + "02" + "20" + "00" + "00" + "02000000"                    // AF_INET, /32, ifa_flags low byte 0, ifindex 2
             + "0800" + "0200" + "cb00710a"                              // IFA_LOCAL 203.0.113.10
             + "0800" + "0100" + "cb00710a"                              // IFA_ADDRESS
-            + "0800" + "0800" + "00020000";                             // IFA_FLAGS = NOPREFIXROUTE
+            + "0800" + "0800" + "00020000"                              // IFA_FLAGS = NOPREFIXROUTE
+            + "0500" + "0b00" + "e5000000";                             // IFA_PROTO = IFAPROT_EGRESSD
         assertThat(bytes(w)).isEqualTo(expected);
     }
 
@@ -87,7 +89,7 @@ class RtnetlinkMessagesTest
             + "1400" + "0100" + "20010db8001000000000000000000010"      // IFA_ADDRESS
             + "1400" + "0600" + "00000000" + "ffffffff" + "10270000" + "10270000" // IFA_CACHEINFO
             + "0800" + "0800" + "a2020000"                              // IFA_FLAGS adds NOPREFIXROUTE
-            + "0500" + "0b00" + "00000000"                              // IFA_PROTO (u8), ignored
+            + "0500" + "0b00" + "e5000000"                              // IFA_PROTO = IFAPROT_EGRESSD
             + "0800" + "0900" + "00000000");                            // IFA_RT_PRIORITY, ignored
         final InterfaceAddress a = RtnetlinkAddresses.parse(b, 0, b.getInt(0), 3);
         assertThat(a).isNotNull();
@@ -100,6 +102,8 @@ class RtnetlinkMessagesTest
         assertThat(a.hasFlag(NetlinkConstants.IFA_F_NOPREFIXROUTE)).isTrue();
         assertThat(a.preferredLifetime()).isZero();
         assertThat(a.validLifetime()).isEqualTo(InterfaceAddress.FOREVER);
+        assertThat(a.proto()).isEqualTo(NetlinkConstants.IFAPROT_EGRESSD);
+        assertThat(a.isOwned()).isTrue();
     }
 
     @Test
@@ -118,7 +122,32 @@ class RtnetlinkMessagesTest
         assertThat(a.isHostPrefix()).isFalse();
         assertThat(a.flags()).isEqualTo(0x80);
         assertThat(a.validLifetime()).isEqualTo(InterfaceAddress.FOREVER);
+        assertThat(a.proto()).as("no IFA_PROTO: unspecified").isEqualTo(NetlinkConstants.IFAPROT_UNSPEC);
+        assertThat(a.isOwned()).isFalse();
         assertThat(RtnetlinkAddresses.parse(b, 0, b.getInt(0), 6)).isNull();
+    }
+
+    @Test
+    void aHostPrefixWithAnotherProtoOrOurProtoOnAWiderPrefixIsNotOwned()
+    {
+        // 203.0.113.10/32 marked by the kernel's RA protocol (2): someone else's.
+        final ByteBuffer other = buffer(""
+            + "28000000" + "1400" + "0200" + "09000000" + "00000000"
+            + "02" + "20" + "80" + "00" + "05000000"
+            + "0800" + "0200" + "cb00710a"
+            + "0500" + "0b00" + "02000000");
+        final InterfaceAddress a = RtnetlinkAddresses.parse(other, 0, other.getInt(0), 5);
+        assertThat(a.proto()).isEqualTo(NetlinkConstants.IFAPROT_KERNEL_RA);
+        assertThat(a.isOwned()).isFalse();
+        // our mark on a /24: not the shape egressd adds, so never egressd's to remove.
+        final ByteBuffer wide = buffer(""
+            + "28000000" + "1400" + "0200" + "09000000" + "00000000"
+            + "02" + "18" + "80" + "00" + "05000000"
+            + "0800" + "0200" + "cb00710a"
+            + "0500" + "0b00" + "e5000000");
+        final InterfaceAddress w = RtnetlinkAddresses.parse(wide, 0, wide.getInt(0), 5);
+        assertThat(w.proto()).isEqualTo(NetlinkConstants.IFAPROT_EGRESSD);
+        assertThat(w.isOwned()).isFalse();
     }
 
     @Test

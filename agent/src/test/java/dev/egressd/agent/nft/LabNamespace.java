@@ -13,10 +13,11 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * Test fixture: a throwaway network namespace with an "uplink" link inside. Fixtures may shell out to
+ * Test fixture: a throwaway network namespace with an "uplink" link inside (public: the kernel package's
+ * tests use it too). Fixtures may shell out to
  * {@code ip} and {@code nft}; product code never does.
  */
-final class LabNamespace implements AutoCloseable
+public final class LabNamespace implements AutoCloseable
 {
     private final String name;
 
@@ -29,7 +30,7 @@ final class LabNamespace implements AutoCloseable
      * Skips the test (or fails it when EGRESSD_REQUIRE_PRIVILEGED=1) unless we are root with libnftables,
      * {@code ip} and {@code nft} at hand.
      */
-    static void requirePrivileged()
+    public static void requirePrivileged()
     {
         final List<String> missing = new ArrayList<>();
         if (!Natives.isAvailable() || Natives.libc().geteuid() != 0)
@@ -63,7 +64,7 @@ final class LabNamespace implements AutoCloseable
      * Creates {@code egr-nft-<random>} with a veth pair (uplink, upeer) inside: veth, because the dummy
      * module is not loaded on every kernel we run on.
      */
-    static LabNamespace create() throws IOException
+    public static LabNamespace create() throws IOException
     {
         final String name = "egr-nft-" + Integer.toHexString(ThreadLocalRandom.current().nextInt(0x100000, 0xFFFFFF));
         sh("ip", "netns", "add", name);
@@ -80,13 +81,13 @@ final class LabNamespace implements AutoCloseable
         return ns;
     }
 
-    String name()
+    public String name()
     {
         return name;
     }
 
     /** Runs a command inside the namespace ({@code ip netns exec}). */
-    String exec(final String... command) throws IOException
+    public String exec(final String... command) throws IOException
     {
         final List<String> args = new ArrayList<>(List.of("ip", "netns", "exec", name));
         args.addAll(List.of(command));
