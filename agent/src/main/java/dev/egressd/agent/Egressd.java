@@ -6,12 +6,8 @@ import dev.egressd.agent.daemon.Daemon;
 import dev.egressd.agent.daemon.Kernel;
 import dev.egressd.agent.daemon.MemoryKernel;
 import dev.egressd.agent.daemon.NftKernel;
-import dev.egressd.agent.daemon.SystemChecks;
-import dev.egressd.agent.netlink.RtnetlinkAddresses;
+import dev.egressd.agent.kernel.KernelChecks;
 import dev.egressd.agent.nft.DataplaneConfig;
-import dev.egressd.agent.nft.LibNftablesClient;
-import dev.egressd.agent.nft.NftDataplane;
-import dev.egressd.agent.nft.NftNatives;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -22,6 +18,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.concurrent.Callable;
 
@@ -136,21 +133,15 @@ public final class Egressd implements Callable<Integer>
         }
         else
         {
-            if (!NftNatives.isAvailable())
+            final DataplaneConfig dataplane = new DataplaneConfig(settings.table(), settings.uplink(),
+                settings.guestInterfaces(), settings.destinationCap());
+            final Optional<String> problem = KernelChecks.check(dataplane);
+            if (problem.isPresent())
             {
-                System.err.println("egressd: " + NftNatives.MISSING_MESSAGE + " (" + NftNatives.unavailabilityCause()
-                    + ")");
+                System.err.println("egressd: " + problem.get());
                 return 1;
             }
-            final String cap = SystemChecks.checkNetAdmin();
-            if (cap != null)
-            {
-                System.err.println("egressd: " + cap);
-                return 1;
-            }
-            final NftDataplane nft = new NftDataplane(LibNftablesClient.open(), new DataplaneConfig(settings.table(),
-                settings.uplink(), settings.guestInterfaces(), settings.destinationCap()));
-            kernel = new NftKernel(nft, RtnetlinkAddresses.open(), settings.uplink());
+            kernel = new NftKernel(dataplane);
         }
         final Daemon daemon = new Daemon(settings, config, flags(), kernel, version());
         try

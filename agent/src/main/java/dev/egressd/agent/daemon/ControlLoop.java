@@ -142,8 +142,6 @@ public final class ControlLoop
     private final Set<PlanElement> recovered = new LinkedHashSet<>();
     private Set<PlanElement> committedRecovered = Set.of();
     private final Map<PlanElement, Long> lingering = new LinkedHashMap<>();
-    /** Uplink addresses egressd has wanted in this process: the only ones it ever removes. */
-    private final Set<PlanElement> managedUplinks = new HashSet<>();
     private long nextAttempt;
     private volatile Health health = new Health(KernelStatus.STARTING, 0, 0, 0, null, null);
 
@@ -448,7 +446,7 @@ public final class ControlLoop
     {
         kernel.ensureTable();
         KernelPlan desired = desiredPlan();
-        final KernelPlan actual = readKernel(desired);
+        final KernelPlan actual = kernel.read();
         if (fromMutation && drainNanos > 0)
         {
             final long until = nanoTime.getAsLong() + drainNanos;
@@ -475,29 +473,6 @@ public final class ControlLoop
             kernel.apply(changes);
         }
         return changes;
-    }
-
-    /**
-     * Reads the kernel, keeping only the uplink addresses egressd manages (wanted now or earlier in this process),
-     * so an address someone else put on the uplink (the host's own /32, say) is never removed.
-     */
-    private KernelPlan readKernel(final KernelPlan desired) throws KernelException
-    {
-        for (final String kind : List.of("uplink4", "uplink6"))
-        {
-            managedUplinks.addAll(desired.elements(kind).values());
-        }
-        final KernelPlan raw = kernel.read();
-        final List<PlanElement> kept = new ArrayList<>();
-        for (final PlanElement element : raw.elements())
-        {
-            final boolean uplink = element instanceof PlanElement.Uplink4 || element instanceof PlanElement.Uplink6;
-            if (!uplink || managedUplinks.contains(element))
-            {
-                kept.add(element);
-            }
-        }
-        return kept.size() == raw.size() ? raw : KernelPlan.of(kept);
     }
 
     /**
@@ -539,13 +514,12 @@ public final class ControlLoop
         {
             final boolean recreated = kernel.ensureTable();
             final KernelPlan desired = desiredPlan();
-            final KernelPlan actual = readKernel(desired);
+            final KernelPlan actual = kernel.read();
             final List<PlanChange> changes = PlanDiff.between(actual, desired);
             if (!changes.isEmpty())
             {
                 kernel.apply(changes);
             }
-            expired.forEach(managedUplinks::remove);
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
             if (changes.size() != drift.size())

@@ -1,47 +1,35 @@
 package dev.egressd.agent.daemon;
 
-import dev.egressd.agent.netlink.RtnetlinkAddresses;
-import dev.egressd.agent.nft.NftDataplane;
+import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.nft.DataplaneConfig;
 import dev.egressd.agent.nft.NftException;
-import dev.egressd.core.model.Ipv4Address;
-import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
-import dev.egressd.core.plan.PlanElement;
 
 import java.io.IOException;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
 /**
- * The real kernel: egressd's nftables table through {@link NftDataplane} and the egress addresses on the uplink
- * through {@link RtnetlinkAddresses}.
+ * The real kernel for the control loop: {@link KernelDataplane} (egressd's nftables table and the uplink
+ * addresses it owns), with its errors turned into {@link KernelException}.
  *
- * <p>Order of {@link #apply}: uplink additions first (an address is on the uplink before any map points a guest at
- * it), then the nft changes as one transaction, then uplink removals (an address leaves only after nothing points
- * at it). {@link dev.egressd.core.plan.PlanDiff} already orders the changes that way.
- *
- * <p>{@link #read} reports every /32 and /128 on the uplink; the control loop only ever removes those it manages.
+ * <p>The dataplane is opened on first use rather than in the constructor, because it may only be used from
+ * the thread that opened it and only the control loop's thread calls a {@link Kernel}.
  */
 public final class NftKernel implements Kernel
 {
-    private final NftDataplane nft;
-    private final RtnetlinkAddresses addresses;
-    private final String uplink;
+    private final DataplaneConfig config;
+    private KernelDataplane dataplane;
 
     /**
-     * Creates the kernel.
+     * Creates the kernel; nothing is opened yet.
      *
-     * @param nft       the nft dataplane.
-     * @param addresses the rtnetlink address client.
-     * @param uplink    the uplink interface.
+     * @param config the table, uplink, guest interfaces and destination cap.
      */
-    public NftKernel(final NftDataplane nft, final RtnetlinkAddresses addresses, final String uplink)
+    public NftKernel(final DataplaneConfig config)
     {
-        this.nft = nft;
-        this.addresses = addresses;
-        this.uplink = uplink;
+        this.config = config;
     }
 
     @Override
@@ -49,98 +37,47 @@ public final class NftKernel implements Kernel
     {
         try
         {
-            return nft.ensureTable();
+            return dataplane().ensureTable();
         }
-        catch (final NftException e)
+        catch (final IOException e)
         {
-            throw new KernelException("nft: " + e.getMessage(), e);
+            throw wrap(e);
         }
     }
 
     @Override
     public KernelPlan read() throws KernelException
     {
-        final List<PlanElement> elements = new ArrayList<>();
         try
         {
-            elements.addAll(nft.read().elements());
+            return dataplane().read();
         }
         catch (final NftException e)
         {
             if (!e.isNotFound())
             {
-                throw new KernelException("nft: " + e.getMessage(), e);
+                throw wrap(e);
             }
-        }
-        try
-        {
-            for (final Ipv4Address a : addresses.listIpv4(uplink))
-            {
-                elements.add(new PlanElement.Uplink4(a));
-            }
-            for (final Ipv6Address a : addresses.listIpv6(uplink))
-            {
-                elements.add(new PlanElement.Uplink6(a));
-            }
+            // The table was deleted by hand: put the static part back so the diff can refill it.
+            ensureTable();
+            return read();
         }
         catch (final IOException e)
         {
-            throw new KernelException("rtnetlink: " + e.getMessage(), e);
+            throw wrap(e);
         }
-        return KernelPlan.of(elements);
     }
 
     @Override
     public void apply(final List<PlanChange> changes) throws KernelException
     {
-        final List<PlanChange> table = new ArrayList<>();
-        final List<PlanChange> removals = new ArrayList<>();
         try
         {
-            for (final PlanChange change : changes)
-            {
-                final PlanElement e = change.element();
-                final boolean uplinkChange = e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6;
-                if (!uplinkChange)
-                {
-                    table.add(change);
-                }
-                else if (change.op() == PlanChange.Op.REMOVE)
-                {
-                    removals.add(change);
-                }
-                else if (e instanceof PlanElement.Uplink4 u)
-                {
-                    addresses.add(uplink, u.address());
-                }
-                else
-                {
-                    addresses.add(uplink, ((PlanElement.Uplink6)e).address());
-                }
-            }
-            if (!table.isEmpty())
-            {
-                nft.apply(table);
-            }
-            for (final PlanChange change : removals)
-            {
-                if (change.element() instanceof PlanElement.Uplink4 u)
-                {
-                    addresses.remove(uplink, u.address());
-                }
-                else
-                {
-                    addresses.remove(uplink, ((PlanElement.Uplink6)change.element()).address());
-                }
-            }
-        }
-        catch (final NftException e)
-        {
-            throw new KernelException("nft: " + e.getMessage(), e);
+            dataplane().apply(changes);
         }
         catch (final IOException e)
         {
-            throw new KernelException("rtnetlink: " + e.getMessage(), e);
+            throw wrap(e);
         }
     }
 
@@ -149,11 +86,25 @@ public final class NftKernel implements Kernel
     {
         try
         {
-            return nft.counters();
+            return dataplane().counters();
         }
-        catch (final NftException e)
+        catch (final IOException e)
         {
-            throw new KernelException("nft: " + e.getMessage(), e);
+            throw wrap(e);
         }
+    }
+
+    private KernelDataplane dataplane() throws IOException
+    {
+        if (dataplane == null)
+        {
+            dataplane = KernelDataplane.open(config);
+        }
+        return dataplane;
+    }
+
+    private static KernelException wrap(final IOException e)
+    {
+        return new KernelException((e instanceof NftException ? "nft: " : "rtnetlink: ") + e.getMessage(), e);
     }
 }

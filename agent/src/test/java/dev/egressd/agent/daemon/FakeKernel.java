@@ -16,6 +16,11 @@ public final class FakeKernel implements Kernel
     public boolean table;
     /** When set, every call fails with this message. */
     public String failing;
+    /**
+     * Uplink addresses someone else put there: the real kernel never lists them as egressd's (they lack its
+     * IFA_PROTO mark), so neither does the fake.
+     */
+    public final java.util.Set<dev.egressd.core.plan.PlanElement> foreignUplinks = new java.util.HashSet<>();
     /** Every batch applied. */
     public final List<List<PlanChange>> applied = new ArrayList<>();
 
