@@ -1,0 +1,970 @@
+package dev.egressd.core.ledger;
+
+import dev.egressd.core.model.HostSettings;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The allocation-free destination ledger the daemon runs: per machine and per destination IP, the live
+ * connections (keyed by conntrack id) and their count against the destination cap, fed by conntrack events.
+ *
+ * <h2>Implementation notes</h2>
+ *
+ * <b>Layout.</b> Three structures, all primitive arrays:
+ * <ol>
+ *     <li><i>Connections</i>: an open-addressing table keyed by conntrack id, power-of-two capacity, linear
+ *     probing, parallel arrays {@code connIds[i]} (long), {@code connEntries[i]} (the destination entry of the
+ *     connection, {@code EMPTY = -1} marks a free slot, so every long is a usable id), {@code connPorts[i]}
+ *     (translated port) and {@code connMarks[i]} (resync generation of the last open). The home slot is the top
+ *     bits of {@code id * golden ratio} (Fibonacci hashing), so sequential ids spread.</li>
+ *     <li><i>Destination entries</i>: one per live (machine, destination), in a pool with stable indices
+ *     ({@code entryMachines}, {@code entryHighs}, {@code entryLows}, {@code entryCounts}, a free-index stack), so a
+ *     connection can point at its entry and a close never hashes the destination. An open-addressing index
+ *     {@code entrySlots[i]} (pool index or {@code EMPTY}) finds the entry of a (machine, high, low) key.
+ *     Destinations are 128-bit keys; IPv4 is mapped into {@code ::ffff:0:0/96} ({@link LedgerKeys}), one code path.
+ *     An entry is freed when its count drops to 0, so memory follows live destinations, not history.</li>
+ *     <li><i>Machines</i>, indexed by handle: port range ({@code firstPort == 0} means not registered), live
+ *     connections, busiest count, and a histogram {@code machineHistograms[m][c]} = how many of the machine's
+ *     destinations hold exactly {@code c} connections ({@code c >= 1}).</li>
+ * </ol>
+ *
+ * <b>Deletion</b> is backward-shift (Knuth vol. 3, algorithm R): no tombstones, so probe lengths depend only on
+ * the live load, never on history, and no rehash is needed to clean up. Both tables are kept at most half full.
+ *
+ * <b>Busiest count without a scan.</b> Counts move by exactly 1 per event. Going up, the new max is
+ * {@code max(busiest, c)}. Going down from {@code c + 1 == busiest}, if the histogram says no other destination
+ * is still at {@code c + 1}, the new busiest is exactly {@code c}, because the destination just decremented
+ * sits there. So {@link #busiestCount} is a field read and each event costs O(1). The histogram grows (by
+ * doubling) only when a machine reaches a count it never reached before; steady state allocates nothing.
+ *
+ * <b>Saturation counters</b> ({@link #machinesAtWarning()}, {@link #machinesAtCritical()},
+ * {@link #machinesOverCap()}) are maintained, not scanned: whenever a machine's busiest count crosses a threshold
+ * the counter moves by one. Metrics read three ints every 15 s.
+ *
+ * <b>Ports in use</b> are not kept per entry: a bitmap cannot be decremented when two connections (different
+ * destination ports, or TCP and UDP) share a translated port, machines without a block span 65535 ports, and a
+ * per-port refcount costs 2 KiB per entry or a third hash lookup per event. The CLI is the only reader, so
+ * {@link #topDestinations} derives them from the connection table.
+ *
+ * <b>Resync</b> is mark-and-sweep: every open (and every duplicate open) stamps the connection with the current
+ * generation; {@link #beginResync()} increments it; {@link #endResync()} drops every connection whose stamp is
+ * older. The sweep scans the table from just after an empty slot, so backward shifts only ever move not-yet-seen
+ * connections into the slot being examined, which is examined again.
+ *
+ * <b>Invariants</b> (checked against {@code ReferenceLedger} by the property test):
+ * <ul>
+ *     <li>{@code entryCounts[e]} = live connections pointing at {@code e}, and is {@code >= 1} for every indexed
+ *     entry; {@code connSize} = sum of all counts = {@link #liveConnections()}.</li>
+ *     <li>{@code machineHistograms[m][c]} = entries of {@code m} with count {@code c}; {@code machineBusiest[m]}
+ *     = largest {@code c} with a non-zero histogram cell, 0 if none.</li>
+ *     <li>{@code atWarning} = machines with busiest {@code >= warningThreshold()}, likewise critical and over cap.
+ *     </li>
+ *     <li>No connection of an unregistered machine is live.</li>
+ * </ul>
+ *
+ * <b>Complexity.</b> {@link #open} and {@link #close}: expected O(1), two hash probes, no allocation (growth
+ * excepted). Counts, busiest and saturation: O(1). {@link #endResync()}, {@link #unregisterMachine(int)}: O(connection
+ * capacity). {@link #topDestinations}: O(entry pool + connection capacity + k log k), allocates. Measured by
+ * {@code DestinationLedgerBenchmark}.
+ *
+ * <p>Single writer, no locks (STYLE guidance 3).
+ */
+public final class DestinationLedger implements ConnectionLedger
+{
+    /** The highest machine handle: per-machine state is indexed by handle, so handles must stay small. */
+    public static final int MAX_MACHINE = (1 << 20) - 1;
+
+    private static final int EMPTY = -1;
+    private static final int MIN_CAPACITY = 16;
+    private static final int INITIAL_HISTOGRAM = 16;
+    private static final long GOLDEN = 0x9E3779B97F4A7C15L;
+    private static final long MACHINE_MIX = 0xC2B2AE3D27D4EB4FL;
+    private static final long HIGH_MIX = 0x165667B19E3779F9L;
+
+    private final int destinationCap;
+    private final int warningThreshold;
+    private final int criticalThreshold;
+
+    // Connections: open addressing keyed by conntrack id.
+    private long[] connIds;
+    private int[] connEntries;
+    private int[] connPorts;
+    private int[] connMarks;
+    private int connShift;
+    private int connSize;
+    private int connResizeAt;
+
+    // Destination entries: stable pool plus an open-addressing index over it.
+    private int[] entrySlots;
+    private int entryShift;
+    private int entrySize;
+    private int entryResizeAt;
+    private int[] entryMachines;
+    private long[] entryHighs;
+    private long[] entryLows;
+    private int[] entryCounts;
+    private int[] freeEntries;
+    private int freeCount;
+    private int entryHighWater;
+
+    // Machines, indexed by handle.
+    private int[] machineFirstPorts;
+    private int[] machineLastPorts;
+    private int[] machineConnections;
+    private int[] machineBusiest;
+    private int[][] machineHistograms;
+
+    private int atWarning;
+    private int atCritical;
+    private int overCap;
+    private int generation;
+    private boolean resyncing;
+
+    private long opens;
+    private long closes;
+    private long duplicateOpens;
+    private long replacedOpens;
+    private long unknownCloses;
+    private long violations;
+    private long overCapOpens;
+    private long unknownMachineOpens;
+    private long sweptConnections;
+
+    // The last RECENT_VIOLATIONS violations, a ring indexed by violations & (RECENT_VIOLATIONS - 1).
+    private final long[] violationIds = new long[RECENT_VIOLATIONS];
+    private final int[] violationMachines = new int[RECENT_VIOLATIONS];
+    private final long[] violationHighs = new long[RECENT_VIOLATIONS];
+    private final long[] violationLows = new long[RECENT_VIOLATIONS];
+    private final int[] violationPorts = new int[RECENT_VIOLATIONS];
+    private final int[] violationFirstPorts = new int[RECENT_VIOLATIONS];
+    private final int[] violationLastPorts = new int[RECENT_VIOLATIONS];
+
+    /** A ledger with the production cap of {@value HostSettings#DEFAULT_DESTINATION_CAP}. */
+    public DestinationLedger()
+    {
+        this(HostSettings.DEFAULT_DESTINATION_CAP);
+    }
+
+    /**
+     * A ledger with the given cap and small initial tables.
+     *
+     * @param destinationCap the most concurrent connections per machine per destination IP, 1..65535.
+     */
+    public DestinationLedger(final int destinationCap)
+    {
+        this(destinationCap, MIN_CAPACITY, MIN_CAPACITY);
+    }
+
+    /**
+     * A ledger sized up front, so a known load never grows the tables.
+     *
+     * @param destinationCap      the most concurrent connections per machine per destination IP, 1..65535.
+     * @param expectedConnections live connections to size for.
+     * @param expectedMachines    machine handles to size for.
+     */
+    public DestinationLedger(final int destinationCap, final int expectedConnections, final int expectedMachines)
+    {
+        if (destinationCap < 1 || destinationCap > 65535)
+        {
+            throw new IllegalArgumentException("destinationCap must be 1..65535, got " + destinationCap);
+        }
+        if (expectedConnections < 0 || expectedConnections > (1 << 28) || expectedMachines < 0)
+        {
+            throw new IllegalArgumentException("expected sizes out of range");
+        }
+        this.destinationCap = destinationCap;
+        this.warningThreshold = (destinationCap * 80 + 99) / 100;
+        this.criticalThreshold = (destinationCap * 95 + 99) / 100;
+
+        final int capacity = tableCapacity(expectedConnections);
+        allocateConnections(capacity);
+        allocateEntrySlots(capacity);
+        final int pool = capacity / 2;
+        entryMachines = new int[pool];
+        entryHighs = new long[pool];
+        entryLows = new long[pool];
+        entryCounts = new int[pool];
+        freeEntries = new int[pool];
+
+        final int machines = Math.max(MIN_CAPACITY, expectedMachines);
+        machineFirstPorts = new int[machines];
+        machineLastPorts = new int[machines];
+        machineConnections = new int[machines];
+        machineBusiest = new int[machines];
+        machineHistograms = new int[machines][];
+    }
+
+    @Override
+    public int destinationCap()
+    {
+        return destinationCap;
+    }
+
+    @Override
+    public int warningThreshold()
+    {
+        return warningThreshold;
+    }
+
+    @Override
+    public int criticalThreshold()
+    {
+        return criticalThreshold;
+    }
+
+    // ---------------------------------------------------------------- machines
+
+    @Override
+    public boolean registerMachine(final int machine, final int firstPort, final int lastPort)
+    {
+        if (machine < 0 || machine > MAX_MACHINE)
+        {
+            throw new IllegalArgumentException("machine must be 0.." + MAX_MACHINE + ", got " + machine);
+        }
+        if (firstPort < 1 || lastPort > 65535 || firstPort > lastPort)
+        {
+            throw new IllegalArgumentException("port range must lie in 1..65535, got " + firstPort + ".." + lastPort);
+        }
+        if (machine >= machineFirstPorts.length)
+        {
+            growMachines(machine);
+        }
+        final boolean isNew = machineFirstPorts[machine] == 0;
+        machineFirstPorts[machine] = firstPort;
+        machineLastPorts[machine] = lastPort;
+        if (isNew)
+        {
+            machineHistograms[machine] = new int[INITIAL_HISTOGRAM];
+        }
+        return isNew;
+    }
+
+    @Override
+    public int unregisterMachine(final int machine)
+    {
+        if (!isRegistered(machine))
+        {
+            return 0;
+        }
+        final int dropped = removeConnectionsWhere(machine);
+        machineFirstPorts[machine] = 0;
+        machineLastPorts[machine] = 0;
+        machineHistograms[machine] = null;
+        return dropped;
+    }
+
+    @Override
+    public boolean isRegistered(final int machine)
+    {
+        return machine >= 0 && machine < machineFirstPorts.length && machineFirstPorts[machine] != 0;
+    }
+
+    // ---------------------------------------------------------------- events (hot path)
+
+    @Override
+    public int open(final long connId, final int machine, final int destination, final int translatedPort)
+    {
+        return open(connId, machine, LedgerKeys.IPV4_HIGH, LedgerKeys.ipv4Low(destination), translatedPort);
+    }
+
+    @Override
+    public int open(
+        final long connId, final int machine, final long destinationHigh, final long destinationLow,
+        final int translatedPort)
+    {
+        final int[] machineFirstPorts = this.machineFirstPorts;
+        if (machine < 0 || machine >= machineFirstPorts.length || machineFirstPorts[machine] == 0)
+        {
+            unknownMachineOpens++;
+            return UNKNOWN_MACHINE;
+        }
+
+        final long[] connIds = this.connIds;
+        final int[] connEntries = this.connEntries;
+        final int mask = connIds.length - 1;
+        int index = (int)((connId * GOLDEN) >>> connShift);
+        int entry;
+        while (EMPTY != (entry = connEntries[index]))
+        {
+            if (connId == connIds[index])
+            {
+                return reopen(index, entry, connId, machine, destinationHigh, destinationLow, translatedPort);
+            }
+            index = (index + 1) & mask;
+        }
+
+        if (connSize >= connResizeAt)
+        {
+            growConnections();
+            index = freeConnectionSlot(connId);
+        }
+        connSize++;
+        return admit(index, connId, machine, destinationHigh, destinationLow, translatedPort, 0);
+    }
+
+    @Override
+    public int close(final long connId)
+    {
+        final long[] connIds = this.connIds;
+        final int[] connEntries = this.connEntries;
+        final int mask = connIds.length - 1;
+        int index = (int)((connId * GOLDEN) >>> connShift);
+        while (EMPTY != connEntries[index])
+        {
+            if (connId == connIds[index])
+            {
+                removeConnection(index);
+                closes++;
+                return CLOSED;
+            }
+            index = (index + 1) & mask;
+        }
+        unknownCloses++;
+        return NOT_FOUND;
+    }
+
+    private int reopen(
+        final int index, final int entry, final long connId, final int machine, final long high, final long low,
+        final int port)
+    {
+        if (entryMachines[entry] == machine && entryHighs[entry] == high && entryLows[entry] == low &&
+            connPorts[index] == port)
+        {
+            connMarks[index] = generation;
+            duplicateOpens++;
+            return DUPLICATE;
+        }
+        // The kernel never holds two live entries with one id: we missed this id's close, and it was reused.
+        machineConnections[entryMachines[entry]]--;
+        releaseEntry(entry);
+        replacedOpens++;
+        return admit(index, connId, machine, high, low, port, REPLACED);
+    }
+
+    private int admit(
+        final int index, final long connId, final int machine, final long high, final long low, final int port,
+        final int statusSoFar)
+    {
+        final int entry = acquireEntry(machine, high, low);
+        connIds[index] = connId;
+        connEntries[index] = entry;
+        connPorts[index] = port;
+        connMarks[index] = generation;
+
+        final int count = ++entryCounts[entry];
+        raise(machine, count);
+        machineConnections[machine]++;
+        opens++;
+
+        int status = statusSoFar | OPENED;
+        if (port < machineFirstPorts[machine] || port > machineLastPorts[machine])
+        {
+            status |= VIOLATION;
+            recordViolation(connId, machine, high, low, port);
+        }
+        if (count > destinationCap)
+        {
+            status |= OVER_CAP;
+            overCapOpens++;
+        }
+        return status;
+    }
+
+    private void removeConnection(final int index)
+    {
+        final int entry = connEntries[index];
+        machineConnections[entryMachines[entry]]--;
+        deleteConnectionSlot(index);
+        connSize--;
+        releaseEntry(entry);
+    }
+
+    private void raise(final int machine, final int count)
+    {
+        int[] histogram = machineHistograms[machine];
+        if (count >= histogram.length)
+        {
+            histogram = growHistogram(machine, count);
+        }
+        // Cell 0 is scratch (it counts nothing): writing it spares a branch on every first connection.
+        histogram[count - 1]--;
+        histogram[count]++;
+        if (count > machineBusiest[machine])
+        {
+            busiest(machine, count);
+        }
+    }
+
+    private void lower(final int machine, final int count)
+    {
+        final int[] histogram = machineHistograms[machine];
+        final int remainingAtOld = --histogram[count + 1];
+        histogram[count]++;
+        if (0 == remainingAtOld && machineBusiest[machine] == count + 1)
+        {
+            busiest(machine, count);
+        }
+    }
+
+    private void busiest(final int machine, final int busiest)
+    {
+        final int old = machineBusiest[machine];
+        machineBusiest[machine] = busiest;
+        atWarning += crossing(old, busiest, warningThreshold);
+        atCritical += crossing(old, busiest, criticalThreshold);
+        overCap += crossing(old, busiest, destinationCap + 1);
+    }
+
+    private static int crossing(final int from, final int to, final int threshold)
+    {
+        return (to >= threshold ? 1 : 0) - (from >= threshold ? 1 : 0);
+    }
+
+    private void recordViolation(final long connId, final int machine, final long high, final long low, final int port)
+    {
+        final int slot = (int)(violations & (RECENT_VIOLATIONS - 1));
+        violationIds[slot] = connId;
+        violationMachines[slot] = machine;
+        violationHighs[slot] = high;
+        violationLows[slot] = low;
+        violationPorts[slot] = port;
+        violationFirstPorts[slot] = machineFirstPorts[machine];
+        violationLastPorts[slot] = machineLastPorts[machine];
+        violations++;
+    }
+
+    // ---------------------------------------------------------------- destination entries
+
+    private static int entryHome(final int machine, final long high, final long low, final int shift)
+    {
+        final long key = low ^ (high * HIGH_MIX) ^ (machine * MACHINE_MIX);
+        return (int)(((key ^ (key >>> 31)) * GOLDEN) >>> shift);
+    }
+
+    private int findEntry(final int machine, final long high, final long low)
+    {
+        final int[] entrySlots = this.entrySlots;
+        final int[] entryMachines = this.entryMachines;
+        final long[] entryHighs = this.entryHighs;
+        final long[] entryLows = this.entryLows;
+        final int mask = entrySlots.length - 1;
+        int index = entryHome(machine, high, low, entryShift);
+        int entry;
+        while (EMPTY != (entry = entrySlots[index]))
+        {
+            if (entryLows[entry] == low && entryHighs[entry] == high && entryMachines[entry] == machine)
+            {
+                return entry;
+            }
+            index = (index + 1) & mask;
+        }
+        return EMPTY;
+    }
+
+    private int acquireEntry(final int machine, final long high, final long low)
+    {
+        int[] entrySlots = this.entrySlots;
+        final int[] entryMachines = this.entryMachines;
+        final long[] entryHighs = this.entryHighs;
+        final long[] entryLows = this.entryLows;
+        int mask = entrySlots.length - 1;
+        int index = entryHome(machine, high, low, entryShift);
+        int entry;
+        while (EMPTY != (entry = entrySlots[index]))
+        {
+            if (entryLows[entry] == low && entryHighs[entry] == high && entryMachines[entry] == machine)
+            {
+                return entry;
+            }
+            index = (index + 1) & mask;
+        }
+
+        if (entrySize >= entryResizeAt)
+        {
+            growEntrySlots();
+            entrySlots = this.entrySlots;
+            mask = entrySlots.length - 1;
+            index = entryHome(machine, high, low, entryShift);
+            while (EMPTY != entrySlots[index])
+            {
+                index = (index + 1) & mask;
+            }
+        }
+
+        final int fresh;
+        if (freeCount > 0)
+        {
+            fresh = freeEntries[--freeCount];
+        }
+        else
+        {
+            if (entryHighWater == this.entryMachines.length)
+            {
+                growEntryPool();
+            }
+            fresh = entryHighWater++;
+        }
+        this.entryMachines[fresh] = machine;
+        this.entryHighs[fresh] = high;
+        this.entryLows[fresh] = low;
+        this.entryCounts[fresh] = 0;
+        entrySlots[index] = fresh;
+        entrySize++;
+        return fresh;
+    }
+
+    private void releaseEntry(final int entry)
+    {
+        final int count = --entryCounts[entry];
+        lower(entryMachines[entry], count);
+        if (0 == count)
+        {
+            removeEntry(entry);
+        }
+    }
+
+    private void removeEntry(final int entry)
+    {
+        final int[] entrySlots = this.entrySlots;
+        final int[] entryMachines = this.entryMachines;
+        final long[] entryHighs = this.entryHighs;
+        final long[] entryLows = this.entryLows;
+        final int mask = entrySlots.length - 1;
+        final int shift = entryShift;
+
+        int hole = entryHome(entryMachines[entry], entryHighs[entry], entryLows[entry], shift);
+        while (entrySlots[hole] != entry)
+        {
+            hole = (hole + 1) & mask;
+        }
+        int index = hole;
+        int moving;
+        while (EMPTY != (moving = entrySlots[index = (index + 1) & mask]))
+        {
+            final int home = entryHome(entryMachines[moving], entryHighs[moving], entryLows[moving], shift);
+            // Move back unless its home lies cyclically in (hole, index]: then the hole does not cut its probe run.
+            if (((index - home) & mask) >= ((index - hole) & mask))
+            {
+                entrySlots[hole] = moving;
+                hole = index;
+            }
+        }
+        entrySlots[hole] = EMPTY;
+        entrySize--;
+        freeEntries[freeCount++] = entry;
+    }
+
+    // ---------------------------------------------------------------- connection table
+
+    private int freeConnectionSlot(final long connId)
+    {
+        final int[] connEntries = this.connEntries;
+        final int mask = connEntries.length - 1;
+        int index = (int)((connId * GOLDEN) >>> connShift);
+        while (EMPTY != connEntries[index])
+        {
+            index = (index + 1) & mask;
+        }
+        return index;
+    }
+
+    private void deleteConnectionSlot(final int slot)
+    {
+        final long[] connIds = this.connIds;
+        final int[] connEntries = this.connEntries;
+        final int[] connPorts = this.connPorts;
+        final int[] connMarks = this.connMarks;
+        final int mask = connIds.length - 1;
+        final int shift = connShift;
+
+        int hole = slot;
+        int index = slot;
+        while (EMPTY != connEntries[index = (index + 1) & mask])
+        {
+            final int home = (int)((connIds[index] * GOLDEN) >>> shift);
+            if (((index - home) & mask) >= ((index - hole) & mask))
+            {
+                connIds[hole] = connIds[index];
+                connEntries[hole] = connEntries[index];
+                connPorts[hole] = connPorts[index];
+                connMarks[hole] = connMarks[index];
+                hole = index;
+            }
+        }
+        connEntries[hole] = EMPTY;
+    }
+
+    /**
+     * Removes the connections of one machine, or (machine = EMPTY) those not marked since the resync began.
+     * Starts just after an empty slot so no probe run crosses the start; a removal can then only pull a
+     * not-yet-visited connection into the slot just examined, which is why that slot is examined again.
+     */
+    private int removeConnectionsWhere(final int machine)
+    {
+        final int[] connEntries = this.connEntries;
+        final int[] connMarks = this.connMarks;
+        final int[] entryMachines = this.entryMachines;
+        final int capacity = connEntries.length;
+        final int mask = capacity - 1;
+        final int generation = this.generation;
+
+        int start = 0;
+        while (EMPTY != connEntries[start])
+        {
+            start++;
+        }
+        int removed = 0;
+        int index = (start + 1) & mask;
+        for (int visited = 0; visited < capacity; )
+        {
+            final int entry = connEntries[index];
+            final boolean drop = EMPTY != entry &&
+                (EMPTY == machine ? connMarks[index] != generation : entryMachines[entry] == machine);
+            if (drop)
+            {
+                removeConnection(index);
+                removed++;
+            }
+            else
+            {
+                index = (index + 1) & mask;
+                visited++;
+            }
+        }
+        return removed;
+    }
+
+    // ---------------------------------------------------------------- resync
+
+    @Override
+    public void clear()
+    {
+        Arrays.fill(connEntries, EMPTY);
+        connSize = 0;
+        Arrays.fill(entrySlots, EMPTY);
+        entrySize = 0;
+        freeCount = 0;
+        entryHighWater = 0;
+        for (int machine = 0; machine < machineFirstPorts.length; machine++)
+        {
+            machineConnections[machine] = 0;
+            machineBusiest[machine] = 0;
+            if (null != machineHistograms[machine])
+            {
+                Arrays.fill(machineHistograms[machine], 0);
+            }
+        }
+        atWarning = 0;
+        atCritical = 0;
+        overCap = 0;
+    }
+
+    @Override
+    public void beginResync()
+    {
+        generation++;
+        resyncing = true;
+    }
+
+    @Override
+    public int endResync()
+    {
+        if (!resyncing)
+        {
+            return 0;
+        }
+        resyncing = false;
+        final int swept = removeConnectionsWhere(EMPTY);
+        sweptConnections += swept;
+        return swept;
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    @Override
+    public int count(final int machine, final int destination)
+    {
+        return count(machine, LedgerKeys.IPV4_HIGH, LedgerKeys.ipv4Low(destination));
+    }
+
+    @Override
+    public int count(final int machine, final long destinationHigh, final long destinationLow)
+    {
+        final int entry = findEntry(machine, destinationHigh, destinationLow);
+        return EMPTY == entry ? 0 : entryCounts[entry];
+    }
+
+    @Override
+    public int busiestCount(final int machine)
+    {
+        return isRegistered(machine) ? machineBusiest[machine] : 0;
+    }
+
+    @Override
+    public int machinesAtWarning()
+    {
+        return atWarning;
+    }
+
+    @Override
+    public int machinesAtCritical()
+    {
+        return atCritical;
+    }
+
+    @Override
+    public int machinesOverCap()
+    {
+        return overCap;
+    }
+
+    @Override
+    public List<DestinationUsage> topDestinations(final int machine, final int limit)
+    {
+        if (!isRegistered(machine) || limit <= 0)
+        {
+            return new ArrayList<>();
+        }
+        final List<Integer> entries = new ArrayList<>();
+        for (int entry = 0; entry < entryHighWater; entry++)
+        {
+            if (entryCounts[entry] > 0 && entryMachines[entry] == machine)
+            {
+                entries.add(entry);
+            }
+        }
+        entries.sort((a, b) ->
+        {
+            final int byCount = Integer.compare(entryCounts[b], entryCounts[a]);
+            if (byCount != 0)
+            {
+                return byCount;
+            }
+            final int byHigh = Long.compareUnsigned(entryHighs[a], entryHighs[b]);
+            return byHigh != 0 ? byHigh : Long.compareUnsigned(entryLows[a], entryLows[b]);
+        });
+        final List<Integer> top = entries.subList(0, Math.min(limit, entries.size()));
+
+        final Map<Integer, BitSet> ports = new HashMap<>();
+        for (final Integer entry : top)
+        {
+            ports.put(entry, new BitSet(65536));
+        }
+        for (int index = 0; index < connEntries.length; index++)
+        {
+            final BitSet bits = EMPTY == connEntries[index] ? null : ports.get(connEntries[index]);
+            if (null != bits)
+            {
+                bits.set(connPorts[index]);
+            }
+        }
+        final List<DestinationUsage> result = new ArrayList<>(top.size());
+        for (final Integer entry : top)
+        {
+            result.add(new DestinationUsage(
+                entryHighs[entry], entryLows[entry], entryCounts[entry], ports.get(entry).cardinality()));
+        }
+        return result;
+    }
+
+    @Override
+    public List<Violation> recentViolations()
+    {
+        final int kept = (int)Math.min(violations, RECENT_VIOLATIONS);
+        final List<Violation> result = new ArrayList<>(kept);
+        for (long n = violations - kept; n < violations; n++)
+        {
+            final int slot = (int)(n & (RECENT_VIOLATIONS - 1));
+            result.add(new Violation(
+                violationIds[slot], violationMachines[slot], violationHighs[slot], violationLows[slot],
+                violationPorts[slot], violationFirstPorts[slot], violationLastPorts[slot]));
+        }
+        return result;
+    }
+
+    @Override
+    public int liveConnections()
+    {
+        return connSize;
+    }
+
+    @Override
+    public int liveDestinations()
+    {
+        return entrySize;
+    }
+
+    @Override
+    public int machineConnections(final int machine)
+    {
+        return isRegistered(machine) ? machineConnections[machine] : 0;
+    }
+
+    @Override
+    public long opens()
+    {
+        return opens;
+    }
+
+    @Override
+    public long closes()
+    {
+        return closes;
+    }
+
+    @Override
+    public long duplicateOpens()
+    {
+        return duplicateOpens;
+    }
+
+    @Override
+    public long replacedOpens()
+    {
+        return replacedOpens;
+    }
+
+    @Override
+    public long unknownCloses()
+    {
+        return unknownCloses;
+    }
+
+    @Override
+    public long violations()
+    {
+        return violations;
+    }
+
+    @Override
+    public long overCapOpens()
+    {
+        return overCapOpens;
+    }
+
+    @Override
+    public long unknownMachineOpens()
+    {
+        return unknownMachineOpens;
+    }
+
+    @Override
+    public long sweptConnections()
+    {
+        return sweptConnections;
+    }
+
+    /**
+     * Slots in the connection table, for tests of growth.
+     *
+     * @return the current capacity.
+     */
+    public int connectionCapacity()
+    {
+        return connIds.length;
+    }
+
+    // ---------------------------------------------------------------- growth (allocates; never in steady state)
+
+    private static int tableCapacity(final int expected)
+    {
+        final int wanted = Math.max(MIN_CAPACITY, expected * 2);
+        return 1 << (Integer.SIZE - Integer.numberOfLeadingZeros(wanted - 1));
+    }
+
+    private void allocateConnections(final int capacity)
+    {
+        connIds = new long[capacity];
+        connEntries = new int[capacity];
+        connPorts = new int[capacity];
+        connMarks = new int[capacity];
+        Arrays.fill(connEntries, EMPTY);
+        connShift = Long.SIZE - Integer.numberOfTrailingZeros(capacity);
+        connResizeAt = capacity / 2;
+    }
+
+    private void allocateEntrySlots(final int capacity)
+    {
+        entrySlots = new int[capacity];
+        Arrays.fill(entrySlots, EMPTY);
+        entryShift = Long.SIZE - Integer.numberOfTrailingZeros(capacity);
+        entryResizeAt = capacity / 2;
+    }
+
+    private void growConnections()
+    {
+        final long[] oldIds = connIds;
+        final int[] oldEntries = connEntries;
+        final int[] oldPorts = connPorts;
+        final int[] oldMarks = connMarks;
+        allocateConnections(oldIds.length * 2);
+        final int mask = connIds.length - 1;
+        for (int i = 0; i < oldIds.length; i++)
+        {
+            if (EMPTY != oldEntries[i])
+            {
+                int index = (int)((oldIds[i] * GOLDEN) >>> connShift);
+                while (EMPTY != connEntries[index])
+                {
+                    index = (index + 1) & mask;
+                }
+                connIds[index] = oldIds[i];
+                connEntries[index] = oldEntries[i];
+                connPorts[index] = oldPorts[i];
+                connMarks[index] = oldMarks[i];
+            }
+        }
+    }
+
+    private void growEntrySlots()
+    {
+        final int[] oldSlots = entrySlots;
+        allocateEntrySlots(oldSlots.length * 2);
+        final int mask = entrySlots.length - 1;
+        for (final int entry : oldSlots)
+        {
+            if (EMPTY != entry)
+            {
+                int index = entryHome(entryMachines[entry], entryHighs[entry], entryLows[entry], entryShift);
+                while (EMPTY != entrySlots[index])
+                {
+                    index = (index + 1) & mask;
+                }
+                entrySlots[index] = entry;
+            }
+        }
+    }
+
+    private void growEntryPool()
+    {
+        final int capacity = entryMachines.length * 2;
+        entryMachines = Arrays.copyOf(entryMachines, capacity);
+        entryHighs = Arrays.copyOf(entryHighs, capacity);
+        entryLows = Arrays.copyOf(entryLows, capacity);
+        entryCounts = Arrays.copyOf(entryCounts, capacity);
+        freeEntries = Arrays.copyOf(freeEntries, capacity);
+    }
+
+    private int[] growHistogram(final int machine, final int count)
+    {
+        final int[] histogram = Arrays.copyOf(
+            machineHistograms[machine], Math.max(machineHistograms[machine].length * 2, count + 1));
+        machineHistograms[machine] = histogram;
+        return histogram;
+    }
+
+    private void growMachines(final int machine)
+    {
+        final int capacity = Math.max(machineFirstPorts.length * 2, machine + 1);
+        machineFirstPorts = Arrays.copyOf(machineFirstPorts, capacity);
+        machineLastPorts = Arrays.copyOf(machineLastPorts, capacity);
+        machineConnections = Arrays.copyOf(machineConnections, capacity);
+        machineBusiest = Arrays.copyOf(machineBusiest, capacity);
+        machineHistograms = Arrays.copyOf(machineHistograms, capacity);
+    }
+}
