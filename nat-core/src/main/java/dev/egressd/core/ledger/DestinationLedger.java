@@ -15,22 +15,25 @@ import java.util.Map;
  *
  * <h2>Implementation notes</h2>
  *
- * <b>Layout.</b> Three structures, all primitive arrays:
+ * <b>Layout.</b> Three structures, all primitive arrays, each record interleaved in one array so that one
+ * event touches one cache line per structure (Agrona's "one array holds keys and values"):
  * <ol>
  *     <li><i>Connections</i>: an open-addressing table keyed by conntrack id, power-of-two capacity, linear
- *     probing, parallel arrays {@code connIds[i]} (long), {@code connEntries[i]} (the destination entry of the
- *     connection, {@code EMPTY = -1} marks a free slot, so every long is a usable id), {@code connPorts[i]}
- *     (translated port) and {@code connMarks[i]} (resync generation of the last open). The home slot is the top
- *     bits of {@code id * golden ratio} (Fibonacci hashing), so sequential ids spread.</li>
- *     <li><i>Destination entries</i>: one per live (machine, destination), in a pool with stable indices
- *     ({@code entryMachines}, {@code entryHighs}, {@code entryLows}, {@code entryCounts}, a free-index stack), so a
- *     connection can point at its entry and a close never hashes the destination. An open-addressing index
- *     {@code entrySlots[i]} (pool index or {@code EMPTY}) finds the entry of a (machine, high, low) key.
+ *     probing, two longs per slot in {@code conns}: {@code [2i]} the id, {@code [2i+1]} the meta word
+ *     {@code entry << 32 | port << 16 | mark}, where entry is the connection's destination entry, port the
+ *     translated port (a u16, as conntrack gives it) and mark the low 16 bits of the resync generation of its
+ *     last open. {@code EMPTY_META = -1} (entry -1) marks a free slot, so every long is a usable id. The home
+ *     slot is the top bits of {@code id * golden ratio} (Fibonacci hashing), so sequential ids spread.</li>
+ *     <li><i>Destination entries</i>: one per live (machine, destination), in a pool with stable indices, three
+ *     longs each in {@code entries}: {@code [3e]} destination high, {@code [3e+1]} destination low,
+ *     {@code [3e+2]} {@code machine << 32 | count}. Stable indices let a connection point at its entry, so a close
+ *     never hashes the destination. An open-addressing index {@code entrySlots[i]} (pool index or {@code EMPTY})
+ *     finds the entry of a (machine, high, low) key; freed pool indices go on a stack for reuse.
  *     Destinations are 128-bit keys; IPv4 is mapped into {@code ::ffff:0:0/96} ({@link LedgerKeys}), one code path.
  *     An entry is freed when its count drops to 0, so memory follows live destinations, not history.</li>
- *     <li><i>Machines</i>, indexed by handle: port range ({@code firstPort == 0} means not registered), live
- *     connections, busiest count, and a histogram {@code machineHistograms[m][c]} = how many of the machine's
- *     destinations hold exactly {@code c} connections ({@code c >= 1}).</li>
+ *     <li><i>Machines</i>, indexed by handle, four ints each in {@code machines}: first port ({@code 0} = not
+ *     registered), last port, live connections, busiest count; and a histogram per machine,
+ *     {@code machineHistograms[m][c]} = how many of its destinations hold exactly {@code c} connections.</li>
  * </ol>
  *
  * <b>Deletion</b> is backward-shift (Knuth vol. 3, algorithm R): no tombstones, so probe lengths depend only on
@@ -53,15 +56,16 @@ import java.util.Map;
  *
  * <b>Resync</b> is mark-and-sweep: every open (and every duplicate open) stamps the connection with the current
  * generation; {@link #beginResync()} increments it; {@link #endResync()} drops every connection whose stamp is
- * older. The sweep scans the table from just after an empty slot, so backward shifts only ever move not-yet-seen
+ * older. Marks keep 16 bits: after a sweep every live mark equals the generation, so only 65,536 begins without
+ * an end could alias. The sweep scans the table from just after an empty slot, so backward shifts only ever move not-yet-seen
  * connections into the slot being examined, which is examined again.
  *
  * <b>Invariants</b> (checked against {@code ReferenceLedger} by the property test):
  * <ul>
- *     <li>{@code entryCounts[e]} = live connections pointing at {@code e}, and is {@code >= 1} for every indexed
+ *     <li>count of entry {@code e} = live connections pointing at {@code e}, and is {@code >= 1} for every indexed
  *     entry; {@code connSize} = sum of all counts = {@link #liveConnections()}.</li>
- *     <li>{@code machineHistograms[m][c]} = entries of {@code m} with count {@code c}; {@code machineBusiest[m]}
- *     = largest {@code c} with a non-zero histogram cell, 0 if none.</li>
+ *     <li>{@code machineHistograms[m][c]} = entries of {@code m} with count {@code c}; the busiest count of
+ *     {@code m} = largest {@code c} with a non-zero histogram cell, 0 if none.</li>
  *     <li>{@code atWarning} = machines with busiest {@code >= warningThreshold()}, likewise critical and over cap.
  *     </li>
  *     <li>No connection of an unregistered machine is live.</li>
@@ -80,43 +84,46 @@ public final class DestinationLedger implements ConnectionLedger
     public static final int MAX_MACHINE = (1 << 20) - 1;
 
     private static final int EMPTY = -1;
+    private static final long EMPTY_META = -1L;
     private static final int MIN_CAPACITY = 16;
     private static final int INITIAL_HISTOGRAM = 16;
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
     private static final long MACHINE_MIX = 0xC2B2AE3D27D4EB4FL;
     private static final long HIGH_MIX = 0x165667B19E3779F9L;
 
+    private static final int ENTRY_STRIDE = 3;
+    private static final int ENTRY_HIGH = 0;
+    private static final int ENTRY_LOW = 1;
+    private static final int ENTRY_MACHINE_COUNT = 2;
+
+    private static final int MACHINE_STRIDE = 4;
+    private static final int MACHINE_FIRST_PORT = 0;
+    private static final int MACHINE_LAST_PORT = 1;
+    private static final int MACHINE_CONNECTIONS = 2;
+    private static final int MACHINE_BUSIEST = 3;
+
     private final int destinationCap;
     private final int warningThreshold;
     private final int criticalThreshold;
 
-    // Connections: open addressing keyed by conntrack id.
-    private long[] connIds;
-    private int[] connEntries;
-    private int[] connPorts;
-    private int[] connMarks;
+    // Connections: open addressing keyed by conntrack id, [id, entry << 32 | port << 16 | mark] per slot.
+    private long[] conns;
     private int connShift;
     private int connSize;
     private int connResizeAt;
 
-    // Destination entries: stable pool plus an open-addressing index over it.
+    // Destination entries: a stable pool [high, low, machine << 32 | count] plus an open-addressing index over it.
     private int[] entrySlots;
     private int entryShift;
     private int entrySize;
     private int entryResizeAt;
-    private int[] entryMachines;
-    private long[] entryHighs;
-    private long[] entryLows;
-    private int[] entryCounts;
+    private long[] entries;
     private int[] freeEntries;
     private int freeCount;
     private int entryHighWater;
 
-    // Machines, indexed by handle.
-    private int[] machineFirstPorts;
-    private int[] machineLastPorts;
-    private int[] machineConnections;
-    private int[] machineBusiest;
+    // Machines, indexed by handle: [firstPort, lastPort, connections, busiest] each, and a count histogram.
+    private int[] machines;
     private int[][] machineHistograms;
 
     private int atWarning;
@@ -173,7 +180,8 @@ public final class DestinationLedger implements ConnectionLedger
         {
             throw new IllegalArgumentException("destinationCap must be 1..65535, got " + destinationCap);
         }
-        if (expectedConnections < 0 || expectedConnections > (1 << 28) || expectedMachines < 0)
+        if (expectedConnections < 0 || expectedConnections > (1 << 28) ||
+            expectedMachines < 0 || expectedMachines > MAX_MACHINE + 1)
         {
             throw new IllegalArgumentException("expected sizes out of range");
         }
@@ -185,18 +193,12 @@ public final class DestinationLedger implements ConnectionLedger
         allocateConnections(capacity);
         allocateEntrySlots(capacity);
         final int pool = capacity / 2;
-        entryMachines = new int[pool];
-        entryHighs = new long[pool];
-        entryLows = new long[pool];
-        entryCounts = new int[pool];
+        entries = new long[pool * ENTRY_STRIDE];
         freeEntries = new int[pool];
 
-        final int machines = Math.max(MIN_CAPACITY, expectedMachines);
-        machineFirstPorts = new int[machines];
-        machineLastPorts = new int[machines];
-        machineConnections = new int[machines];
-        machineBusiest = new int[machines];
-        machineHistograms = new int[machines][];
+        final int machineCapacity = Math.max(MIN_CAPACITY, expectedMachines);
+        machines = new int[machineCapacity * MACHINE_STRIDE];
+        machineHistograms = new int[machineCapacity][];
     }
 
     @Override
@@ -230,13 +232,14 @@ public final class DestinationLedger implements ConnectionLedger
         {
             throw new IllegalArgumentException("port range must lie in 1..65535, got " + firstPort + ".." + lastPort);
         }
-        if (machine >= machineFirstPorts.length)
+        if (machine >= machineHistograms.length)
         {
             growMachines(machine);
         }
-        final boolean isNew = machineFirstPorts[machine] == 0;
-        machineFirstPorts[machine] = firstPort;
-        machineLastPorts[machine] = lastPort;
+        final int base = machine * MACHINE_STRIDE;
+        final boolean isNew = machines[base + MACHINE_FIRST_PORT] == 0;
+        machines[base + MACHINE_FIRST_PORT] = firstPort;
+        machines[base + MACHINE_LAST_PORT] = lastPort;
         if (isNew)
         {
             machineHistograms[machine] = new int[INITIAL_HISTOGRAM];
@@ -252,8 +255,9 @@ public final class DestinationLedger implements ConnectionLedger
             return 0;
         }
         final int dropped = removeConnectionsWhere(machine);
-        machineFirstPorts[machine] = 0;
-        machineLastPorts[machine] = 0;
+        final int base = machine * MACHINE_STRIDE;
+        machines[base + MACHINE_FIRST_PORT] = 0;
+        machines[base + MACHINE_LAST_PORT] = 0;
         machineHistograms[machine] = null;
         return dropped;
     }
@@ -261,7 +265,8 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public boolean isRegistered(final int machine)
     {
-        return machine >= 0 && machine < machineFirstPorts.length && machineFirstPorts[machine] != 0;
+        return machine >= 0 && machine < machineHistograms.length &&
+            machines[machine * MACHINE_STRIDE + MACHINE_FIRST_PORT] != 0;
     }
 
     // ---------------------------------------------------------------- events (hot path)
@@ -277,23 +282,24 @@ public final class DestinationLedger implements ConnectionLedger
         final long connId, final int machine, final long destinationHigh, final long destinationLow,
         final int translatedPort)
     {
-        final int[] machineFirstPorts = this.machineFirstPorts;
-        if (machine < 0 || machine >= machineFirstPorts.length || machineFirstPorts[machine] == 0)
+        final int[] machines = this.machines;
+        final int base = machine * MACHINE_STRIDE;
+        // The mask test refuses negative and oversized handles before base can overflow.
+        if ((machine & ~MAX_MACHINE) != 0 || base >= machines.length || machines[base + MACHINE_FIRST_PORT] == 0)
         {
             unknownMachineOpens++;
             return UNKNOWN_MACHINE;
         }
 
-        final long[] connIds = this.connIds;
-        final int[] connEntries = this.connEntries;
-        final int mask = connIds.length - 1;
+        final long[] conns = this.conns;
+        final int mask = (conns.length >> 1) - 1;
         int index = (int)((connId * GOLDEN) >>> connShift);
-        int entry;
-        while (EMPTY != (entry = connEntries[index]))
+        long meta;
+        while (EMPTY_META != (meta = conns[(index << 1) + 1]))
         {
-            if (connId == connIds[index])
+            if (connId == conns[index << 1])
             {
-                return reopen(index, entry, connId, machine, destinationHigh, destinationLow, translatedPort);
+                return reopen(index, meta, connId, machine, destinationHigh, destinationLow, translatedPort);
             }
             index = (index + 1) & mask;
         }
@@ -310,15 +316,15 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public int close(final long connId)
     {
-        final long[] connIds = this.connIds;
-        final int[] connEntries = this.connEntries;
-        final int mask = connIds.length - 1;
+        final long[] conns = this.conns;
+        final int mask = (conns.length >> 1) - 1;
         int index = (int)((connId * GOLDEN) >>> connShift);
-        while (EMPTY != connEntries[index])
+        long meta;
+        while (EMPTY_META != (meta = conns[(index << 1) + 1]))
         {
-            if (connId == connIds[index])
+            if (connId == conns[index << 1])
             {
-                removeConnection(index);
+                removeConnection(index, meta);
                 closes++;
                 return CLOSED;
             }
@@ -329,18 +335,22 @@ public final class DestinationLedger implements ConnectionLedger
     }
 
     private int reopen(
-        final int index, final int entry, final long connId, final int machine, final long high, final long low,
+        final int index, final long meta, final long connId, final int machine, final long high, final long low,
         final int port)
     {
-        if (entryMachines[entry] == machine && entryHighs[entry] == high && entryLows[entry] == low &&
-            connPorts[index] == port)
+        final long[] entries = this.entries;
+        final int entry = (int)(meta >> 32);
+        final int at = entry * ENTRY_STRIDE;
+        final int oldMachine = (int)(entries[at + ENTRY_MACHINE_COUNT] >>> 32);
+        if (oldMachine == machine && entries[at + ENTRY_HIGH] == high && entries[at + ENTRY_LOW] == low &&
+            ((int)meta >>> 16) == port)
         {
-            connMarks[index] = generation;
+            conns[(index << 1) + 1] = (meta & ~0xFFFFL) | (generation & 0xFFFF);
             duplicateOpens++;
             return DUPLICATE;
         }
         // The kernel never holds two live entries with one id: we missed this id's close, and it was reused.
-        machineConnections[entryMachines[entry]]--;
+        machines[oldMachine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
         releaseEntry(entry);
         replacedOpens++;
         return admit(index, connId, machine, high, low, port, REPLACED);
@@ -351,18 +361,19 @@ public final class DestinationLedger implements ConnectionLedger
         final int statusSoFar)
     {
         final int entry = acquireEntry(machine, high, low);
-        connIds[index] = connId;
-        connEntries[index] = entry;
-        connPorts[index] = port;
-        connMarks[index] = generation;
+        final long[] conns = this.conns;
+        conns[index << 1] = connId;
+        conns[(index << 1) + 1] = ((long)entry << 32) | ((port & 0xFFFFL) << 16) | (generation & 0xFFFF);
 
-        final int count = ++entryCounts[entry];
+        final int count = (int)++entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT];
+        final int[] machines = this.machines;
+        final int base = machine * MACHINE_STRIDE;
+        machines[base + MACHINE_CONNECTIONS]++;
         raise(machine, count);
-        machineConnections[machine]++;
         opens++;
 
         int status = statusSoFar | OPENED;
-        if (port < machineFirstPorts[machine] || port > machineLastPorts[machine])
+        if (port < machines[base + MACHINE_FIRST_PORT] || port > machines[base + MACHINE_LAST_PORT])
         {
             status |= VIOLATION;
             recordViolation(connId, machine, high, low, port);
@@ -375,10 +386,11 @@ public final class DestinationLedger implements ConnectionLedger
         return status;
     }
 
-    private void removeConnection(final int index)
+    private void removeConnection(final int index, final long meta)
     {
-        final int entry = connEntries[index];
-        machineConnections[entryMachines[entry]]--;
+        final int entry = (int)(meta >> 32);
+        final int machine = (int)(entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT] >>> 32);
+        machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
         deleteConnectionSlot(index);
         connSize--;
         releaseEntry(entry);
@@ -394,7 +406,7 @@ public final class DestinationLedger implements ConnectionLedger
         // Cell 0 is scratch (it counts nothing): writing it spares a branch on every first connection.
         histogram[count - 1]--;
         histogram[count]++;
-        if (count > machineBusiest[machine])
+        if (count > machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST])
         {
             busiest(machine, count);
         }
@@ -405,7 +417,7 @@ public final class DestinationLedger implements ConnectionLedger
         final int[] histogram = machineHistograms[machine];
         final int remainingAtOld = --histogram[count + 1];
         histogram[count]++;
-        if (0 == remainingAtOld && machineBusiest[machine] == count + 1)
+        if (0 == remainingAtOld && machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] == count + 1)
         {
             busiest(machine, count);
         }
@@ -413,8 +425,9 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void busiest(final int machine, final int busiest)
     {
-        final int old = machineBusiest[machine];
-        machineBusiest[machine] = busiest;
+        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
+        final int old = machines[at];
+        machines[at] = busiest;
         atWarning += crossing(old, busiest, warningThreshold);
         atCritical += crossing(old, busiest, criticalThreshold);
         overCap += crossing(old, busiest, destinationCap + 1);
@@ -433,8 +446,8 @@ public final class DestinationLedger implements ConnectionLedger
         violationHighs[slot] = high;
         violationLows[slot] = low;
         violationPorts[slot] = port;
-        violationFirstPorts[slot] = machineFirstPorts[machine];
-        violationLastPorts[slot] = machineLastPorts[machine];
+        violationFirstPorts[slot] = machines[machine * MACHINE_STRIDE + MACHINE_FIRST_PORT];
+        violationLastPorts[slot] = machines[machine * MACHINE_STRIDE + MACHINE_LAST_PORT];
         violations++;
     }
 
@@ -449,15 +462,16 @@ public final class DestinationLedger implements ConnectionLedger
     private int findEntry(final int machine, final long high, final long low)
     {
         final int[] entrySlots = this.entrySlots;
-        final int[] entryMachines = this.entryMachines;
-        final long[] entryHighs = this.entryHighs;
-        final long[] entryLows = this.entryLows;
+        final long[] entries = this.entries;
         final int mask = entrySlots.length - 1;
+        final long machineWord = (long)machine << 32;
         int index = entryHome(machine, high, low, entryShift);
         int entry;
         while (EMPTY != (entry = entrySlots[index]))
         {
-            if (entryLows[entry] == low && entryHighs[entry] == high && entryMachines[entry] == machine)
+            final int at = entry * ENTRY_STRIDE;
+            if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
+                (entries[at + ENTRY_MACHINE_COUNT] & 0xFFFF_FFFF_0000_0000L) == machineWord)
             {
                 return entry;
             }
@@ -469,15 +483,16 @@ public final class DestinationLedger implements ConnectionLedger
     private int acquireEntry(final int machine, final long high, final long low)
     {
         int[] entrySlots = this.entrySlots;
-        final int[] entryMachines = this.entryMachines;
-        final long[] entryHighs = this.entryHighs;
-        final long[] entryLows = this.entryLows;
+        final long[] entries = this.entries;
         int mask = entrySlots.length - 1;
+        final long machineWord = (long)machine << 32;
         int index = entryHome(machine, high, low, entryShift);
         int entry;
         while (EMPTY != (entry = entrySlots[index]))
         {
-            if (entryLows[entry] == low && entryHighs[entry] == high && entryMachines[entry] == machine)
+            final int at = entry * ENTRY_STRIDE;
+            if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
+                (entries[at + ENTRY_MACHINE_COUNT] & 0xFFFF_FFFF_0000_0000L) == machineWord)
             {
                 return entry;
             }
@@ -503,16 +518,17 @@ public final class DestinationLedger implements ConnectionLedger
         }
         else
         {
-            if (entryHighWater == this.entryMachines.length)
+            if (entryHighWater == freeEntries.length)
             {
                 growEntryPool();
             }
             fresh = entryHighWater++;
         }
-        this.entryMachines[fresh] = machine;
-        this.entryHighs[fresh] = high;
-        this.entryLows[fresh] = low;
-        this.entryCounts[fresh] = 0;
+        final long[] pool = this.entries;
+        final int at = fresh * ENTRY_STRIDE;
+        pool[at + ENTRY_HIGH] = high;
+        pool[at + ENTRY_LOW] = low;
+        pool[at + ENTRY_MACHINE_COUNT] = machineWord;
         entrySlots[index] = fresh;
         entrySize++;
         return fresh;
@@ -520,24 +536,31 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void releaseEntry(final int entry)
     {
-        final int count = --entryCounts[entry];
-        lower(entryMachines[entry], count);
+        final int at = entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT;
+        final long word = --entries[at];
+        final int count = (int)word;
+        lower((int)(word >>> 32), count);
         if (0 == count)
         {
             removeEntry(entry);
         }
     }
 
+    private int entryHomeOf(final int entry, final int shift)
+    {
+        final long[] entries = this.entries;
+        final int at = entry * ENTRY_STRIDE;
+        return entryHome(
+            (int)(entries[at + ENTRY_MACHINE_COUNT] >>> 32), entries[at + ENTRY_HIGH], entries[at + ENTRY_LOW], shift);
+    }
+
     private void removeEntry(final int entry)
     {
         final int[] entrySlots = this.entrySlots;
-        final int[] entryMachines = this.entryMachines;
-        final long[] entryHighs = this.entryHighs;
-        final long[] entryLows = this.entryLows;
         final int mask = entrySlots.length - 1;
         final int shift = entryShift;
 
-        int hole = entryHome(entryMachines[entry], entryHighs[entry], entryLows[entry], shift);
+        int hole = entryHomeOf(entry, shift);
         while (entrySlots[hole] != entry)
         {
             hole = (hole + 1) & mask;
@@ -546,7 +569,7 @@ public final class DestinationLedger implements ConnectionLedger
         int moving;
         while (EMPTY != (moving = entrySlots[index = (index + 1) & mask]))
         {
-            final int home = entryHome(entryMachines[moving], entryHighs[moving], entryLows[moving], shift);
+            final int home = entryHomeOf(moving, shift);
             // Move back unless its home lies cyclically in (hole, index]: then the hole does not cut its probe run.
             if (((index - home) & mask) >= ((index - hole) & mask))
             {
@@ -563,10 +586,10 @@ public final class DestinationLedger implements ConnectionLedger
 
     private int freeConnectionSlot(final long connId)
     {
-        final int[] connEntries = this.connEntries;
-        final int mask = connEntries.length - 1;
+        final long[] conns = this.conns;
+        final int mask = (conns.length >> 1) - 1;
         int index = (int)((connId * GOLDEN) >>> connShift);
-        while (EMPTY != connEntries[index])
+        while (EMPTY_META != conns[(index << 1) + 1])
         {
             index = (index + 1) & mask;
         }
@@ -575,28 +598,26 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void deleteConnectionSlot(final int slot)
     {
-        final long[] connIds = this.connIds;
-        final int[] connEntries = this.connEntries;
-        final int[] connPorts = this.connPorts;
-        final int[] connMarks = this.connMarks;
-        final int mask = connIds.length - 1;
+        final long[] conns = this.conns;
+        final int mask = (conns.length >> 1) - 1;
         final int shift = connShift;
 
         int hole = slot;
         int index = slot;
-        while (EMPTY != connEntries[index = (index + 1) & mask])
+        long meta;
+        while (EMPTY_META != (meta = conns[((index = (index + 1) & mask) << 1) + 1]))
         {
-            final int home = (int)((connIds[index] * GOLDEN) >>> shift);
+            final long id = conns[index << 1];
+            final int home = (int)((id * GOLDEN) >>> shift);
+            // Move back unless its home lies cyclically in (hole, index]: then the hole does not cut its probe run.
             if (((index - home) & mask) >= ((index - hole) & mask))
             {
-                connIds[hole] = connIds[index];
-                connEntries[hole] = connEntries[index];
-                connPorts[hole] = connPorts[index];
-                connMarks[hole] = connMarks[index];
+                conns[hole << 1] = id;
+                conns[(hole << 1) + 1] = meta;
                 hole = index;
             }
         }
-        connEntries[hole] = EMPTY;
+        conns[(hole << 1) + 1] = EMPTY_META;
     }
 
     /**
@@ -606,15 +627,14 @@ public final class DestinationLedger implements ConnectionLedger
      */
     private int removeConnectionsWhere(final int machine)
     {
-        final int[] connEntries = this.connEntries;
-        final int[] connMarks = this.connMarks;
-        final int[] entryMachines = this.entryMachines;
-        final int capacity = connEntries.length;
+        final long[] conns = this.conns;
+        final long[] entries = this.entries;
+        final int capacity = conns.length >> 1;
         final int mask = capacity - 1;
-        final int generation = this.generation;
+        final int mark = generation & 0xFFFF;
 
         int start = 0;
-        while (EMPTY != connEntries[start])
+        while (EMPTY_META != conns[(start << 1) + 1])
         {
             start++;
         }
@@ -622,12 +642,13 @@ public final class DestinationLedger implements ConnectionLedger
         int index = (start + 1) & mask;
         for (int visited = 0; visited < capacity; )
         {
-            final int entry = connEntries[index];
-            final boolean drop = EMPTY != entry &&
-                (EMPTY == machine ? connMarks[index] != generation : entryMachines[entry] == machine);
+            final long meta = conns[(index << 1) + 1];
+            final boolean drop = EMPTY_META != meta && (EMPTY == machine ?
+                ((int)meta & 0xFFFF) != mark :
+                (int)(entries[(int)(meta >> 32) * ENTRY_STRIDE + ENTRY_MACHINE_COUNT] >>> 32) == machine);
             if (drop)
             {
-                removeConnection(index);
+                removeConnection(index, meta);
                 removed++;
             }
             else
@@ -644,16 +665,16 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public void clear()
     {
-        Arrays.fill(connEntries, EMPTY);
+        Arrays.fill(conns, EMPTY_META);
         connSize = 0;
         Arrays.fill(entrySlots, EMPTY);
         entrySize = 0;
         freeCount = 0;
         entryHighWater = 0;
-        for (int machine = 0; machine < machineFirstPorts.length; machine++)
+        for (int machine = 0; machine < machineHistograms.length; machine++)
         {
-            machineConnections[machine] = 0;
-            machineBusiest[machine] = 0;
+            machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS] = 0;
+            machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] = 0;
             if (null != machineHistograms[machine])
             {
                 Arrays.fill(machineHistograms[machine], 0);
@@ -696,13 +717,18 @@ public final class DestinationLedger implements ConnectionLedger
     public int count(final int machine, final long destinationHigh, final long destinationLow)
     {
         final int entry = findEntry(machine, destinationHigh, destinationLow);
-        return EMPTY == entry ? 0 : entryCounts[entry];
+        return EMPTY == entry ? 0 : entryCount(entry);
+    }
+
+    private int entryCount(final int entry)
+    {
+        return (int)entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT];
     }
 
     @Override
     public int busiestCount(final int machine)
     {
-        return isRegistered(machine) ? machineBusiest[machine] : 0;
+        return isRegistered(machine) ? machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] : 0;
     }
 
     @Override
@@ -730,44 +756,50 @@ public final class DestinationLedger implements ConnectionLedger
         {
             return new ArrayList<>();
         }
-        final List<Integer> entries = new ArrayList<>();
+        final long[] entries = this.entries;
+        final List<Integer> mine = new ArrayList<>();
         for (int entry = 0; entry < entryHighWater; entry++)
         {
-            if (entryCounts[entry] > 0 && entryMachines[entry] == machine)
+            final long word = entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT];
+            if ((int)word > 0 && (int)(word >>> 32) == machine)
             {
-                entries.add(entry);
+                mine.add(entry);
             }
         }
-        entries.sort((a, b) ->
+        mine.sort((a, b) ->
         {
-            final int byCount = Integer.compare(entryCounts[b], entryCounts[a]);
+            final int byCount = Integer.compare(entryCount(b), entryCount(a));
             if (byCount != 0)
             {
                 return byCount;
             }
-            final int byHigh = Long.compareUnsigned(entryHighs[a], entryHighs[b]);
-            return byHigh != 0 ? byHigh : Long.compareUnsigned(entryLows[a], entryLows[b]);
+            final int byHigh = Long.compareUnsigned(
+                entries[a * ENTRY_STRIDE + ENTRY_HIGH], entries[b * ENTRY_STRIDE + ENTRY_HIGH]);
+            return byHigh != 0 ? byHigh : Long.compareUnsigned(
+                entries[a * ENTRY_STRIDE + ENTRY_LOW], entries[b * ENTRY_STRIDE + ENTRY_LOW]);
         });
-        final List<Integer> top = entries.subList(0, Math.min(limit, entries.size()));
+        final List<Integer> top = mine.subList(0, Math.min(limit, mine.size()));
 
         final Map<Integer, BitSet> ports = new HashMap<>();
         for (final Integer entry : top)
         {
             ports.put(entry, new BitSet(65536));
         }
-        for (int index = 0; index < connEntries.length; index++)
+        for (int index = 0; index < conns.length >> 1; index++)
         {
-            final BitSet bits = EMPTY == connEntries[index] ? null : ports.get(connEntries[index]);
+            final long meta = conns[(index << 1) + 1];
+            final BitSet bits = EMPTY_META == meta ? null : ports.get((int)(meta >> 32));
             if (null != bits)
             {
-                bits.set(connPorts[index]);
+                bits.set((int)meta >>> 16);
             }
         }
         final List<DestinationUsage> result = new ArrayList<>(top.size());
         for (final Integer entry : top)
         {
             result.add(new DestinationUsage(
-                entryHighs[entry], entryLows[entry], entryCounts[entry], ports.get(entry).cardinality()));
+                entries[entry * ENTRY_STRIDE + ENTRY_HIGH], entries[entry * ENTRY_STRIDE + ENTRY_LOW],
+                entryCount(entry), ports.get(entry).cardinality()));
         }
         return result;
     }
@@ -802,7 +834,7 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public int machineConnections(final int machine)
     {
-        return isRegistered(machine) ? machineConnections[machine] : 0;
+        return isRegistered(machine) ? machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS] : 0;
     }
 
     @Override
@@ -866,7 +898,7 @@ public final class DestinationLedger implements ConnectionLedger
      */
     public int connectionCapacity()
     {
-        return connIds.length;
+        return conns.length >> 1;
     }
 
     // ---------------------------------------------------------------- growth (allocates; never in steady state)
@@ -879,11 +911,8 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void allocateConnections(final int capacity)
     {
-        connIds = new long[capacity];
-        connEntries = new int[capacity];
-        connPorts = new int[capacity];
-        connMarks = new int[capacity];
-        Arrays.fill(connEntries, EMPTY);
+        conns = new long[capacity << 1];
+        Arrays.fill(conns, EMPTY_META);
         connShift = Long.SIZE - Integer.numberOfTrailingZeros(capacity);
         connResizeAt = capacity / 2;
     }
@@ -898,25 +927,21 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void growConnections()
     {
-        final long[] oldIds = connIds;
-        final int[] oldEntries = connEntries;
-        final int[] oldPorts = connPorts;
-        final int[] oldMarks = connMarks;
-        allocateConnections(oldIds.length * 2);
-        final int mask = connIds.length - 1;
-        for (int i = 0; i < oldIds.length; i++)
+        final long[] old = conns;
+        allocateConnections(old.length);
+        final long[] conns = this.conns;
+        final int mask = (conns.length >> 1) - 1;
+        for (int i = 0; i < old.length; i += 2)
         {
-            if (EMPTY != oldEntries[i])
+            if (EMPTY_META != old[i + 1])
             {
-                int index = (int)((oldIds[i] * GOLDEN) >>> connShift);
-                while (EMPTY != connEntries[index])
+                int index = (int)((old[i] * GOLDEN) >>> connShift);
+                while (EMPTY_META != conns[(index << 1) + 1])
                 {
                     index = (index + 1) & mask;
                 }
-                connIds[index] = oldIds[i];
-                connEntries[index] = oldEntries[i];
-                connPorts[index] = oldPorts[i];
-                connMarks[index] = oldMarks[i];
+                conns[index << 1] = old[i];
+                conns[(index << 1) + 1] = old[i + 1];
             }
         }
     }
@@ -930,7 +955,7 @@ public final class DestinationLedger implements ConnectionLedger
         {
             if (EMPTY != entry)
             {
-                int index = entryHome(entryMachines[entry], entryHighs[entry], entryLows[entry], entryShift);
+                int index = entryHomeOf(entry, entryShift);
                 while (EMPTY != entrySlots[index])
                 {
                     index = (index + 1) & mask;
@@ -942,11 +967,8 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void growEntryPool()
     {
-        final int capacity = entryMachines.length * 2;
-        entryMachines = Arrays.copyOf(entryMachines, capacity);
-        entryHighs = Arrays.copyOf(entryHighs, capacity);
-        entryLows = Arrays.copyOf(entryLows, capacity);
-        entryCounts = Arrays.copyOf(entryCounts, capacity);
+        final int capacity = freeEntries.length * 2;
+        entries = Arrays.copyOf(entries, capacity * ENTRY_STRIDE);
         freeEntries = Arrays.copyOf(freeEntries, capacity);
     }
 
@@ -960,11 +982,8 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void growMachines(final int machine)
     {
-        final int capacity = Math.max(machineFirstPorts.length * 2, machine + 1);
-        machineFirstPorts = Arrays.copyOf(machineFirstPorts, capacity);
-        machineLastPorts = Arrays.copyOf(machineLastPorts, capacity);
-        machineConnections = Arrays.copyOf(machineConnections, capacity);
-        machineBusiest = Arrays.copyOf(machineBusiest, capacity);
+        final int capacity = Math.max(machineHistograms.length * 2, machine + 1);
+        machines = Arrays.copyOf(machines, capacity * MACHINE_STRIDE);
         machineHistograms = Arrays.copyOf(machineHistograms, capacity);
     }
 }

@@ -203,8 +203,13 @@ abstract class DestinationLedgerContract
     {
         assertThat(ledger.open(1, 9, DST_A, 1500)).isEqualTo(UNKNOWN_MACHINE);
         assertThat(ledger.open(2, -1, DST_A, 1500)).isEqualTo(UNKNOWN_MACHINE);
+        // 2^30 * 4 wraps to 0 in int arithmetic: it must not alias a registered machine.
+        ledger.registerMachine(0, 1, 65535);
+        assertThat(ledger.open(3, 1 << 30, DST_A, 1500)).isEqualTo(UNKNOWN_MACHINE);
+        assertThat(ledger.open(4, Integer.MIN_VALUE, DST_A, 1500)).isEqualTo(UNKNOWN_MACHINE);
+        assertThat(ledger.isRegistered(1 << 30)).isFalse();
         assertThat(ledger.liveConnections()).isZero();
-        assertThat(ledger.unknownMachineOpens()).isEqualTo(2);
+        assertThat(ledger.unknownMachineOpens()).isEqualTo(4);
         assertThat(ledger.close(1)).isEqualTo(NOT_FOUND);
     }
 
