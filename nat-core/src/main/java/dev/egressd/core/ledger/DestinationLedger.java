@@ -27,8 +27,10 @@ import java.util.Map;
  *     <li><i>Destination entries</i>: one per live (machine, destination), in a pool with stable indices, three
  *     longs each in {@code entries}: {@code [3e]} destination high, {@code [3e+1]} destination low,
  *     {@code [3e+2]} {@code machine << 32 | count}. Stable indices let a connection point at its entry, so a close
- *     never hashes the destination. An open-addressing index {@code entrySlots[i]} (pool index or {@code EMPTY})
- *     finds the entry of a (machine, high, low) key; freed pool indices go on a stack for reuse.
+ *     never hashes the destination. An open-addressing index {@code entrySlots[i]}
+ *     (a {@code long}: the key's 32-bit hash {@code << 32 | pool index}, {@code EMPTY_SLOT = -1}) finds the entry of
+ *     a (machine, high, low) key; keeping the hash in the slot lets probes skip other keys and lets backward
+ *     shifts and growth place entries without reading the pool. Freed pool indices go on a stack for reuse.
  *     Destinations are 128-bit keys; IPv4 is mapped into {@code ::ffff:0:0/96} ({@link LedgerKeys}), one code path.
  *     An entry is freed when its count drops to 0, so memory follows live destinations, not history.</li>
  *     <li><i>Machines</i>, indexed by handle, four ints each in {@code machines}: first port ({@code 0} = not
@@ -85,6 +87,8 @@ public final class DestinationLedger implements ConnectionLedger
 
     private static final int EMPTY = -1;
     private static final long EMPTY_META = -1L;
+    private static final long EMPTY_SLOT = -1L;
+    private static final long ENTRY_BITS = 0xFFFF_FFFFL;
     private static final int MIN_CAPACITY = 16;
     private static final int INITIAL_HISTOGRAM = 16;
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
@@ -113,7 +117,7 @@ public final class DestinationLedger implements ConnectionLedger
     private int connResizeAt;
 
     // Destination entries: a stable pool [high, low, machine << 32 | count] plus an open-addressing index over it.
-    private int[] entrySlots;
+    private long[] entrySlots;
     private int entryShift;
     private int entrySize;
     private int entryResizeAt;
@@ -453,27 +457,32 @@ public final class DestinationLedger implements ConnectionLedger
 
     // ---------------------------------------------------------------- destination entries
 
-    private static int entryHome(final int machine, final long high, final long low, final int shift)
+    private static int entryHash(final int machine, final long high, final long low)
     {
         final long key = low ^ (high * HIGH_MIX) ^ (machine * MACHINE_MIX);
-        return (int)(((key ^ (key >>> 31)) * GOLDEN) >>> shift);
+        return (int)(((key ^ (key >>> 31)) * GOLDEN) >>> 32);
     }
 
     private int findEntry(final int machine, final long high, final long low)
     {
-        final int[] entrySlots = this.entrySlots;
+        final long[] entrySlots = this.entrySlots;
         final long[] entries = this.entries;
         final int mask = entrySlots.length - 1;
         final long machineWord = (long)machine << 32;
-        int index = entryHome(machine, high, low, entryShift);
-        int entry;
-        while (EMPTY != (entry = entrySlots[index]))
+        final int hash = entryHash(machine, high, low);
+        int index = hash >>> entryShift;
+        long slot;
+        while (EMPTY_SLOT != (slot = entrySlots[index]))
         {
-            final int at = entry * ENTRY_STRIDE;
-            if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
-                (entries[at + ENTRY_MACHINE_COUNT] & 0xFFFF_FFFF_0000_0000L) == machineWord)
+            if ((int)(slot >>> 32) == hash)
             {
-                return entry;
+                final int entry = (int)slot;
+                final int at = entry * ENTRY_STRIDE;
+                if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
+                    (entries[at + ENTRY_MACHINE_COUNT] & ~ENTRY_BITS) == machineWord)
+                {
+                    return entry;
+                }
             }
             index = (index + 1) & mask;
         }
@@ -482,19 +491,24 @@ public final class DestinationLedger implements ConnectionLedger
 
     private int acquireEntry(final int machine, final long high, final long low)
     {
-        int[] entrySlots = this.entrySlots;
+        long[] entrySlots = this.entrySlots;
         final long[] entries = this.entries;
         int mask = entrySlots.length - 1;
         final long machineWord = (long)machine << 32;
-        int index = entryHome(machine, high, low, entryShift);
-        int entry;
-        while (EMPTY != (entry = entrySlots[index]))
+        final int hash = entryHash(machine, high, low);
+        int index = hash >>> entryShift;
+        long slot;
+        while (EMPTY_SLOT != (slot = entrySlots[index]))
         {
-            final int at = entry * ENTRY_STRIDE;
-            if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
-                (entries[at + ENTRY_MACHINE_COUNT] & 0xFFFF_FFFF_0000_0000L) == machineWord)
+            if ((int)(slot >>> 32) == hash)
             {
-                return entry;
+                final int entry = (int)slot;
+                final int at = entry * ENTRY_STRIDE;
+                if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
+                    (entries[at + ENTRY_MACHINE_COUNT] & ~ENTRY_BITS) == machineWord)
+                {
+                    return entry;
+                }
             }
             index = (index + 1) & mask;
         }
@@ -504,8 +518,8 @@ public final class DestinationLedger implements ConnectionLedger
             growEntrySlots();
             entrySlots = this.entrySlots;
             mask = entrySlots.length - 1;
-            index = entryHome(machine, high, low, entryShift);
-            while (EMPTY != entrySlots[index])
+            index = hash >>> entryShift;
+            while (EMPTY_SLOT != entrySlots[index])
             {
                 index = (index + 1) & mask;
             }
@@ -529,7 +543,7 @@ public final class DestinationLedger implements ConnectionLedger
         pool[at + ENTRY_HIGH] = high;
         pool[at + ENTRY_LOW] = low;
         pool[at + ENTRY_MACHINE_COUNT] = machineWord;
-        entrySlots[index] = fresh;
+        entrySlots[index] = ((long)hash << 32) | fresh;
         entrySize++;
         return fresh;
     }
@@ -546,30 +560,27 @@ public final class DestinationLedger implements ConnectionLedger
         }
     }
 
-    private int entryHomeOf(final int entry, final int shift)
-    {
-        final long[] entries = this.entries;
-        final int at = entry * ENTRY_STRIDE;
-        return entryHome(
-            (int)(entries[at + ENTRY_MACHINE_COUNT] >>> 32), entries[at + ENTRY_HIGH], entries[at + ENTRY_LOW], shift);
-    }
-
     private void removeEntry(final int entry)
     {
-        final int[] entrySlots = this.entrySlots;
+        final long[] entrySlots = this.entrySlots;
+        final long[] entries = this.entries;
         final int mask = entrySlots.length - 1;
         final int shift = entryShift;
+        final int at = entry * ENTRY_STRIDE;
+        final int hash = entryHash(
+            (int)(entries[at + ENTRY_MACHINE_COUNT] >>> 32), entries[at + ENTRY_HIGH], entries[at + ENTRY_LOW]);
+        final long target = ((long)hash << 32) | entry;
 
-        int hole = entryHomeOf(entry, shift);
-        while (entrySlots[hole] != entry)
+        int hole = hash >>> shift;
+        while (entrySlots[hole] != target)
         {
             hole = (hole + 1) & mask;
         }
         int index = hole;
-        int moving;
-        while (EMPTY != (moving = entrySlots[index = (index + 1) & mask]))
+        long moving;
+        while (EMPTY_SLOT != (moving = entrySlots[index = (index + 1) & mask]))
         {
-            final int home = entryHomeOf(moving, shift);
+            final int home = (int)(moving >>> 32) >>> shift;
             // Move back unless its home lies cyclically in (hole, index]: then the hole does not cut its probe run.
             if (((index - home) & mask) >= ((index - hole) & mask))
             {
@@ -577,7 +588,7 @@ public final class DestinationLedger implements ConnectionLedger
                 hole = index;
             }
         }
-        entrySlots[hole] = EMPTY;
+        entrySlots[hole] = EMPTY_SLOT;
         entrySize--;
         freeEntries[freeCount++] = entry;
     }
@@ -667,7 +678,7 @@ public final class DestinationLedger implements ConnectionLedger
     {
         Arrays.fill(conns, EMPTY_META);
         connSize = 0;
-        Arrays.fill(entrySlots, EMPTY);
+        Arrays.fill(entrySlots, EMPTY_SLOT);
         entrySize = 0;
         freeCount = 0;
         entryHighWater = 0;
@@ -919,9 +930,9 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void allocateEntrySlots(final int capacity)
     {
-        entrySlots = new int[capacity];
-        Arrays.fill(entrySlots, EMPTY);
-        entryShift = Long.SIZE - Integer.numberOfTrailingZeros(capacity);
+        entrySlots = new long[capacity];
+        Arrays.fill(entrySlots, EMPTY_SLOT);
+        entryShift = Integer.SIZE - Integer.numberOfTrailingZeros(capacity);
         entryResizeAt = capacity / 2;
     }
 
@@ -948,19 +959,20 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void growEntrySlots()
     {
-        final int[] oldSlots = entrySlots;
+        final long[] oldSlots = entrySlots;
         allocateEntrySlots(oldSlots.length * 2);
+        final long[] entrySlots = this.entrySlots;
         final int mask = entrySlots.length - 1;
-        for (final int entry : oldSlots)
+        for (final long slot : oldSlots)
         {
-            if (EMPTY != entry)
+            if (EMPTY_SLOT != slot)
             {
-                int index = entryHomeOf(entry, entryShift);
-                while (EMPTY != entrySlots[index])
+                int index = (int)(slot >>> 32) >>> entryShift;
+                while (EMPTY_SLOT != entrySlots[index])
                 {
                     index = (index + 1) & mask;
                 }
-                entrySlots[index] = entry;
+                entrySlots[index] = slot;
             }
         }
     }
