@@ -39,7 +39,8 @@ import java.util.Map;
  * </ol>
  *
  * <b>Deletion</b> is backward-shift (Knuth vol. 3, algorithm R): no tombstones, so probe lengths depend only on
- * the live load, never on history, and no rehash is needed to clean up. Both tables are kept at most half full.
+ * the live load, never on history, and no rehash is needed to clean up. The connection table is kept at most 1/2
+ * full, the entry index at most 3/8 (it churns: a destination's first open inserts, its last close deletes).
  *
  * <b>Busiest count without a scan.</b> Counts move by exactly 1 per event. Going up, the new max is
  * {@code max(busiest, c)}. Going down from {@code c + 1 == busiest}, if the histogram says no other destination
@@ -933,7 +934,9 @@ public final class DestinationLedger implements ConnectionLedger
         entrySlots = new long[capacity];
         Arrays.fill(entrySlots, EMPTY_SLOT);
         entryShift = Integer.SIZE - Integer.numberOfTrailingZeros(capacity);
-        entryResizeAt = capacity / 2;
+        // 3/8, not 1/2: every open to a new destination inserts and its close deletes, so the entry index churns
+        // and long probe runs cost twice (DestinationLedgerBenchmark, 1,000 entries at 0%: 44 -> 33 ns/op).
+        entryResizeAt = capacity * 3 / 8;
     }
 
     private void growConnections()
