@@ -119,7 +119,8 @@ public interface ConnectionLedger
      * @param connId         the conntrack id (CTA_ID).
      * @param machine        the machine handle.
      * @param destination    the destination IPv4 address bits.
-     * @param translatedPort the translated source port (the reply tuple's destination port).
+     * @param translatedPort the translated source port (the reply tuple's destination port), 0..65535: a u16 as
+     *                       conntrack gives it; the fast ledger keeps only those 16 bits.
      * @return status bits: {@link #OPENED}, {@link #DUPLICATE}, {@link #REPLACED}, {@link #VIOLATION},
      * {@link #OVER_CAP} or {@link #UNKNOWN_MACHINE}.
      */
@@ -132,7 +133,7 @@ public interface ConnectionLedger
      * @param machine         the machine handle.
      * @param destinationHigh the first 64 bits of the destination.
      * @param destinationLow  the last 64 bits of the destination.
-     * @param translatedPort  the translated source port.
+     * @param translatedPort  the translated source port, 0..65535.
      * @return status bits as for {@link #open(long, int, int, int)}.
      */
     int open(long connId, int machine, long destinationHigh, long destinationLow, int translatedPort);
