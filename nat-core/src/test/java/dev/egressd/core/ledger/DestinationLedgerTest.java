@@ -1,0 +1,110 @@
+package dev.egressd.core.ledger;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The contract, run against the allocation-free {@link DestinationLedger}, plus what only it has. */
+class DestinationLedgerTest extends DestinationLedgerContract
+{
+    @Override
+    ConnectionLedger newLedger(final int destinationCap)
+    {
+        return new DestinationLedger(destinationCap);
+    }
+
+    @Test
+    void defaultCapIsTheProductionCap()
+    {
+        assertThat(new DestinationLedger().destinationCap()).isEqualTo(1024);
+    }
+
+    @Test
+    void connectionTableDoublesWhenHalfFull()
+    {
+        final DestinationLedger fast = new DestinationLedger(CAP);
+        fast.registerMachine(0, 1, 65535);
+        final int initial = fast.connectionCapacity();
+        for (int i = 0; i < initial / 2; i++)
+        {
+            fast.open(i, 0, DST_A, 1000);
+        }
+        assertThat(fast.connectionCapacity()).isEqualTo(initial);
+        fast.open(initial, 0, DST_A, 1000);
+        assertThat(fast.connectionCapacity()).isEqualTo(2 * initial);
+        assertThat(fast.count(0, DST_A)).isEqualTo(initial / 2 + 1);
+    }
+
+    @Test
+    void idsSharingTheirLowBitsAreKeptApart()
+    {
+        final DestinationLedger fast = new DestinationLedger(CAP, 1000, 1);
+        fast.registerMachine(0, 1, 65535);
+        for (long i = 0; i < 500; i++)
+        {
+            fast.open(i << 40, 0, DST_A, 1000);
+        }
+        for (long i = 0; i < 500; i += 3)
+        {
+            assertThat(fast.close(i << 40)).isEqualTo(ConnectionLedger.CLOSED);
+        }
+        for (long i = 0; i < 500; i++)
+        {
+            assertThat(fast.close(i << 40)).isEqualTo(i % 3 == 0 ? ConnectionLedger.NOT_FOUND : ConnectionLedger.CLOSED);
+        }
+        assertThat(fast.liveConnections()).isZero();
+        assertThat(fast.count(0, DST_A)).isZero();
+    }
+
+    /**
+     * Long runs of collisions at load up to one half, with deletions from anywhere in a run: what backward-shift
+     * deletion must survive. The property test's small id space rarely builds such runs, so this seeded run does
+     * (it fails if either table skips a shift whose home is the hole itself).
+     */
+    @Test
+    void agreesWithTheReferenceThroughLongCollisionRuns()
+    {
+        final Random random = new Random(42);
+        final DestinationLedger fast = new DestinationLedger(CAP);
+        final ReferenceLedger reference = new ReferenceLedger(CAP);
+        for (int m = 0; m < 8; m++)
+        {
+            fast.registerMachine(m, 1024, 2047);
+            reference.registerMachine(m, 1024, 2047);
+        }
+        for (int step = 0; step < 200_000; step++)
+        {
+            final long id = random.nextInt(3000);
+            if (random.nextInt(100) < 55)
+            {
+                // One opening in ten goes to one hot destination of machine 0, which then runs over the cap.
+                final boolean hot = random.nextInt(10) == 0;
+                final int machine = hot ? 0 : random.nextInt(8);
+                final int destination = hot ? 0x0A0000FF : 0x0A000000 + random.nextInt(300);
+                final int port = 1000 + random.nextInt(1100);
+                assertThat(fast.open(id, machine, destination, port))
+                    .isEqualTo(reference.open(id, machine, destination, port));
+            }
+            else
+            {
+                assertThat(fast.close(id)).as("close %d at step %d", id, step).isEqualTo(reference.close(id));
+            }
+            if (step % 20_000 == 0)
+            {
+                assertThat(fast.liveConnections()).isEqualTo(reference.liveConnections());
+                assertThat(fast.liveDestinations()).isEqualTo(reference.liveDestinations());
+                for (int m = 0; m < 8; m++)
+                {
+                    assertThat(fast.busiestCount(m)).isEqualTo(reference.busiestCount(m));
+                    assertThat(fast.topDestinations(m, 400)).isEqualTo(reference.topDestinations(m, 400));
+                }
+            }
+        }
+        assertThat(fast.overCapOpens()).isEqualTo(reference.overCapOpens()).isPositive();
+        fast.beginResync();
+        reference.beginResync();
+        assertThat(fast.endResync()).isEqualTo(reference.endResync()).isPositive();
+        assertThat(fast.liveConnections()).isZero();
+    }
+}
