@@ -126,7 +126,7 @@ class DaemonIT
         final JsonNode m1 = putMachine("m1", "shop", 1).ok().json().get("egress");
         final JsonNode m2 = putMachine("m2", "shop", 2).ok().json().get("egress");
         putMachine("m3", "shop", 3).ok();
-        final JsonNode m3 = api.put("/v1/machines/m3/egress-ip", pair(C)).ok().json().get("egress");
+        final JsonNode m3 = api.put("/v1/machines/m3/egress-ip", addresses(C)).ok().json().get("egress");
         final JsonNode m4 = putMachine("m4", "blog", 4).ok().json().get("egress");
         putFiller("f1", "shop", 1).ok();
         putFiller("f2", "shop", 2).ok();
@@ -281,7 +281,7 @@ class DaemonIT
         api.post("/v1/apps/shop/pairs", pair(B)).ok();
         putMachine("m1", "shop", 1).ok();
         putMachine("m2", "shop", 2).ok();
-        api.put("/v1/machines/m2/egress-ip", pair(C)).ok();
+        api.put("/v1/machines/m2/egress-ip", addresses(C)).ok();
         putMachine("m3", "shop", 3).ok();
         final Map<String, String> before = placements(api.get("/v1/state").ok().json());
 
@@ -473,8 +473,7 @@ class DaemonIT
             {
                 lab.must("host", "nft", "delete", "element", "inet", "egressd", "snat4", "{ 10.77.0.2 }");
             }
-            final long t0 = System.nanoTime();
-            assertThat(snat4()).doesNotContainKey("10.77.0.2");
+            final long t0 = System.nanoTime(); // the nft command above returned: the element or table is gone
             while (!lab.exec("host", "nft", "get", "element", "inet", "egressd", "snat4", "{ 10.77.0.2 }").ok())
             {
                 assertThat(System.nanoTime() - t0).as("sanity bound: repaired within 5 s")
@@ -544,6 +543,11 @@ class DaemonIT
     private static String pair(final String[] p)
     {
         return "{\"ipv4\": \"" + p[0] + "\", \"ipv6\": \"" + p[1] + "\", \"region\": \"ord\"}";
+    }
+
+    private static String addresses(final String[] p)
+    {
+        return "{\"ipv4\": \"" + p[0] + "\", \"ipv6\": \"" + p[1] + "\"}";
     }
 
     /** A machine on lab guest {@code g}: interface tap-g<g>, 10.77.0.<g+1>, fd77::<g+1>. */
@@ -623,7 +627,7 @@ class DaemonIT
         facts.put("static6", holds("static6", v6));
         facts.put("guests6", holds("guests6", "\"tap-g" + g + "\" . " + v6));
         facts.put("chain snat6_*", lab.exec("host", "nft", "list", "chain", "inet", "egressd",
-            String.format("snat6_fd77%024x", g + 1)).ok());
+            String.format("snat6_fd77%028x", g + 1)).ok());
         return facts;
     }
 
