@@ -442,10 +442,10 @@ class DaemonIT
 
         report(String.format("kill -9 after %d of 200 acknowledged changes (in doubt: %s); %d acknowledged machines "
                 + "+ 3 others checked, none moved; %d machines after restart; first start %d ms, restart after "
-                + "kill -9 %d ms (process start to API answering), daemon down %d ms; held connections %s / %s "
+                + "kill -9 %d ms (process start to API answering; %d ms of it the daemon's own start-up after the JVM's), daemon down %d ms; held connections %s / %s "
                 + "answered %d / %d times meanwhile and still on the same address:port; %d new guest flows during "
                 + "the window, all static; destination saw %d flows, none from %s / %s",
-            acknowledged, doubt, checked, after.size(), firstStart, restartMs, downMs, held4, held6, linesDuring4,
+            acknowledged, doubt, checked, after.size(), firstStart, restartMs, daemon.loggedStartMillis(), downMs, held4, held6, linesDuring4,
             linesDuring6, traffic.size(), seen.size(), HOST4, HOST6));
     }
 

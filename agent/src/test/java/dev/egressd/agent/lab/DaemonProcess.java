@@ -135,6 +135,34 @@ final class DaemonProcess implements AutoCloseable
         return process.exitValue();
     }
 
+    /**
+     * The daemon's own account of its last start-up ("serving ... after N ms": state, kernel, first reconcile, API),
+     * i.e. the process start-up time without the JVM's own start.
+     *
+     * @return N, or -1 if not logged.
+     */
+    long loggedStartMillis()
+    {
+        try
+        {
+            long ms = -1;
+            final java.util.regex.Pattern p = java.util.regex.Pattern.compile("serving .* after (\\d+) ms");
+            for (final String line : Files.readAllLines(log))
+            {
+                final java.util.regex.Matcher m = p.matcher(line);
+                if (m.find())
+                {
+                    ms = Long.parseLong(m.group(1));
+                }
+            }
+            return ms;
+        }
+        catch (final IOException e)
+        {
+            return -1;
+        }
+    }
+
     String tail()
     {
         try
