@@ -1,0 +1,195 @@
+package dev.egressd.agent.lab;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The real egressd, as its own process from the built jar, inside a lab's host namespace
+ * ({@code ip netns exec P-host java -jar egressd.jar ...}; {@code ip netns exec} execs, so the process is the JVM
+ * itself and {@link #kill9()} is a real {@code kill -9} of the daemon). The fixture may shell out; the daemon never does.
+ */
+final class DaemonProcess implements AutoCloseable
+{
+    private final Lab lab;
+    private final Path stateDir;
+    private final Path socket;
+    private final Path log;
+    private final List<String> extra;
+    private Process process;
+    private long startedMillis = -1;
+
+    DaemonProcess(final Lab lab, final Path workDir, final String... extra) throws IOException
+    {
+        this.lab = lab;
+        this.stateDir = Files.createDirectories(workDir.resolve("state"));
+        this.socket = workDir.resolve("api.sock");
+        this.log = workDir.resolve("egressd.log");
+        this.extra = Arrays.asList(extra);
+    }
+
+    /**
+     * The built jar: {@code -Degressd.jar} (failsafe sets it), else {@code agent/target/egressd.jar}.
+     *
+     * @return the jar; the test fails when it is missing.
+     */
+    static Path jar()
+    {
+        final String property = System.getProperty("egressd.jar");
+        Path jar = property != null ? Path.of(property) : null;
+        if (jar == null || !Files.isRegularFile(jar))
+        {
+            final String dir = System.getenv().getOrDefault("EGRESSD_PROJECT_DIR", "..");
+            jar = Path.of(dir, "agent", "target", "egressd.jar");
+        }
+        if (!Files.isRegularFile(jar))
+        {
+            fail("egressd.jar not built (" + jar + "): these tests run in the integration-test phase, after package");
+        }
+        return jar.toAbsolutePath();
+    }
+
+    ApiClient api()
+    {
+        return new ApiClient(socket);
+    }
+
+    Path log()
+    {
+        return log;
+    }
+
+    /**
+     * Starts the daemon and waits until {@code GET /v1/health} answers 200.
+     *
+     * @return milliseconds from process start to the API's first answer.
+     * @throws Exception if it does not come up within 30 s.
+     */
+    long start() throws Exception
+    {
+        final List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", lab.ns("host"),
+            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
+            "--region", "ord", "--uplink", "uplink", "--state-dir", stateDir.toString(),
+            "--api-socket", socket.toString(), "--metrics-listen", "off"));
+        cmd.addAll(extra);
+        Files.writeString(log, "=== start " + String.join(" ", cmd) + "\n", java.nio.file.StandardOpenOption.CREATE,
+            java.nio.file.StandardOpenOption.APPEND);
+        final long t0 = System.nanoTime();
+        process = new ProcessBuilder(cmd).redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        final long deadline = t0 + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline)
+        {
+            if (!process.isAlive())
+            {
+                fail("egressd exited with " + process.exitValue() + " during start-up:\n" + tail());
+            }
+            try
+            {
+                if (Files.exists(socket) && api().get("/v1/health").status() == 200)
+                {
+                    startedMillis = (System.nanoTime() - t0) / 1_000_000;
+                    return startedMillis;
+                }
+            }
+            catch (final IOException e)
+            {
+                // not listening yet
+            }
+            Thread.sleep(5);
+        }
+        fail("egressd did not answer within 30 s:\n" + tail());
+        return -1;
+    }
+
+    /** kill -9: no shutdown hook, no last write; the kernel keeps what it had. */
+    void kill9() throws InterruptedException
+    {
+        process.destroyForcibly();
+        if (!process.waitFor(10, TimeUnit.SECONDS))
+        {
+            fail("egressd did not die on SIGKILL");
+        }
+    }
+
+    /**
+     * SIGTERM: the daemon stops and leaves the kernel state.
+     *
+     * @return the exit code.
+     * @throws InterruptedException if interrupted.
+     */
+    int stop() throws InterruptedException
+    {
+        process.destroy();
+        if (!process.waitFor(15, TimeUnit.SECONDS))
+        {
+            process.destroyForcibly();
+            fail("egressd did not stop on SIGTERM");
+        }
+        return process.exitValue();
+    }
+
+    /**
+     * The daemon's own account of its last start-up ("serving ... after N ms": state, kernel, first reconcile, API),
+     * i.e. the process start-up time without the JVM's own start.
+     *
+     * @return N, or -1 if not logged.
+     */
+    long loggedStartMillis()
+    {
+        try
+        {
+            long ms = -1;
+            final java.util.regex.Pattern p = java.util.regex.Pattern.compile("serving .* after (\\d+) ms");
+            for (final String line : Files.readAllLines(log))
+            {
+                final java.util.regex.Matcher m = p.matcher(line);
+                if (m.find())
+                {
+                    ms = Long.parseLong(m.group(1));
+                }
+            }
+            return ms;
+        }
+        catch (final IOException e)
+        {
+            return -1;
+        }
+    }
+
+    String tail()
+    {
+        try
+        {
+            final List<String> lines = Files.readAllLines(log);
+            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
+        }
+        catch (final IOException e)
+        {
+            return "(no log: " + e + ")";
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        if (process != null && process.isAlive())
+        {
+            process.destroyForcibly();
+            try
+            {
+                process.waitFor(10, TimeUnit.SECONDS);
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}
