@@ -56,7 +56,10 @@ public final class KernelChecks
         {
             return capability;
         }
-        final Optional<String> kernel = read("/proc/sys/kernel/osrelease").flatMap(KernelChecks::kernelProblem);
+        // os.version is uname(2)'s release: unlike /proc/sys/kernel/osrelease it is readable under the unit's
+        // ProcSubset=pid.
+        final Optional<String> kernel = Optional.ofNullable(System.getProperty("os.version"))
+            .flatMap(KernelChecks::kernelProblem);
         if (kernel.isPresent())
         {
             return kernel;
@@ -113,7 +116,7 @@ public final class KernelChecks
     }
 
     /**
-     * The kernel-version problem, from {@code /proc/sys/kernel/osrelease}. egressd marks the uplink
+     * The kernel-version problem, from the kernel release (uname, as in {@code /proc/sys/kernel/osrelease}). egressd marks the uplink
      * addresses it owns with IFA_PROTO (Linux 6.1); an older kernel drops the mark, so egressd could
      * never tell its addresses apart and would leave them behind. A release it cannot parse passes.
      *
