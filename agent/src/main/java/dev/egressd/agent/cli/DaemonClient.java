@@ -2,46 +2,22 @@ package dev.egressd.agent.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.netty.bootstrap.Bootstrap;
-import io.netty.buffer.ByteBufUtil;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.Channel;
-import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.EventLoopGroup;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.SimpleChannelInboundHandler;
-import io.netty.channel.epoll.EpollDomainSocketChannel;
-import io.netty.channel.epoll.EpollIoHandler;
-import io.netty.channel.unix.DomainSocketAddress;
-import io.netty.handler.codec.http.DefaultFullHttpRequest;
-import io.netty.handler.codec.http.FullHttpRequest;
-import io.netty.handler.codec.http.FullHttpResponse;
-import io.netty.handler.codec.http.HttpClientCodec;
-import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http.HttpHeaderValues;
-import io.netty.handler.codec.http.HttpMethod;
-import io.netty.handler.codec.http.HttpObjectAggregator;
-import io.netty.handler.codec.http.HttpVersion;
-import io.netty.util.internal.logging.InternalLoggerFactory;
-import io.netty.util.internal.logging.JdkLoggerFactory;
 
 import java.io.IOException;
-import java.nio.channels.ClosedChannelException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
+import java.util.Timer;
+import java.util.TimerTask;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * An HTTP/1.1 client of the egressd API over its unix socket, on Netty's epoll domain socket channel
- * ({@code EpollDomainSocketChannel} + {@code HttpClientCodec} + {@code HttpObjectAggregator}): one connection per
- * request ({@code Connection: close}), as a CLI makes a handful of requests.
+ * An HTTP/1.1 client of the egressd API over its unix socket: one connection per request ({@code Connection:
+ * close}), as a CLI makes a handful. The transport is the JDK's unix domain {@code SocketChannel} ({@link JdkHttp});
+ * {@code -Degressctl.transport=netty} uses Netty's epoll domain socket channel ({@link NettyHttp}) instead, which
+ * starts slower (docs/cli.md gives the figures).
  *
  * <p>Failures map to egressctl's exit codes: no socket, connection refused or no answer in time is
  * {@link ExitCodes#UNREACHABLE}; EACCES on the socket is {@link ExitCodes#PERMISSION}.
@@ -53,11 +29,6 @@ final class DaemonClient implements AutoCloseable
 
     static final ObjectMapper MAPPER = new ObjectMapper();
 
-    static
-    {
-        // Keep Netty away from logback (whose default configuration logs DEBUG to stdout) and start faster.
-        InternalLoggerFactory.setDefaultFactory(JdkLoggerFactory.INSTANCE);
-    }
 
     /**
      * An answer.
@@ -108,7 +79,9 @@ final class DaemonClient implements AutoCloseable
 
     private final Path socket;
     private final long timeoutMillis;
-    private EventLoopGroup group;
+    /** Whether to use the Netty transport ({@code -Degressctl.transport=netty}) instead of the JDK's. */
+    private final boolean useNetty = "netty".equals(System.getProperty("egressctl.transport"));
+    private NettyHttp netty;
 
     /**
      * Creates a client; nothing is opened until the first request.
@@ -138,114 +111,54 @@ final class DaemonClient implements AutoCloseable
             throw new CtlException(ExitCodes.UNREACHABLE, "cannot reach egressd: no socket at " + socket
                 + " (is egressd running? --socket or EGRESSD_SOCKET name another)");
         }
-        if (group == null)
-        {
-            group = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
-        }
-        final CompletableFuture<FullHttpResponse> answer = new CompletableFuture<>();
-        final Bootstrap bootstrap = new Bootstrap().group(group).channel(EpollDomainSocketChannel.class)
-            .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int)Math.min(Integer.MAX_VALUE, timeoutMillis))
-            .handler(new ChannelInitializer<Channel>()
-            {
-                @Override
-                protected void initChannel(final Channel ch)
-                {
-                    ch.pipeline().addLast(new HttpClientCodec())
-                        .addLast(new HttpObjectAggregator(MAX_ANSWER))
-                        .addLast(new SimpleChannelInboundHandler<FullHttpResponse>()
-                        {
-                            @Override
-                            protected void channelRead0(final ChannelHandlerContext ctx, final FullHttpResponse r)
-                            {
-                                answer.complete(r.retainedDuplicate());
-                                ctx.close();
-                            }
-
-                            @Override
-                            public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
-                            {
-                                answer.completeExceptionally(cause);
-                                ctx.close();
-                            }
-
-                            @Override
-                            public void channelInactive(final ChannelHandlerContext ctx)
-                            {
-                                answer.completeExceptionally(new ClosedChannelException());
-                            }
-                        });
-                }
-            });
-        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
-        final Channel channel;
-        try
-        {
-            final io.netty.channel.ChannelFuture connect = bootstrap.connect(new DomainSocketAddress(socket.toFile()));
-            if (!connect.await(timeoutMillis))
-            {
-                connect.cancel(false);
-                throw new CtlException(ExitCodes.UNREACHABLE, "cannot reach egressd at " + socket
-                    + ": no connection within " + timeoutMillis + " ms");
-            }
-            if (!connect.isSuccess())
-            {
-                throw connectFailure(connect.cause());
-            }
-            channel = connect.channel();
-        }
-        catch (final InterruptedException e)
-        {
-            Thread.currentThread().interrupt();
-            throw new CtlException(ExitCodes.UNREACHABLE, "interrupted");
-        }
         final byte[] bytes = body == null ? new byte[0] : body.getBytes(StandardCharsets.UTF_8);
-        final FullHttpRequest request = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.valueOf(method),
-            uri, Unpooled.wrappedBuffer(bytes));
-        request.headers().set(HttpHeaderNames.HOST, "egressd");
-        request.headers().set(HttpHeaderNames.USER_AGENT, "egressctl");
-        request.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
-        request.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, bytes.length);
-        if (body != null)
+        final Thread caller = Thread.currentThread();
+        final AtomicBoolean timedOut = new AtomicBoolean();
+        final Timer timer = new Timer("egressctl-timeout", true);
+        timer.schedule(new TimerTask()
         {
-            request.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
-        }
-        channel.writeAndFlush(request);
-        final FullHttpResponse response;
+            @Override
+            public void run()
+            {
+                timedOut.set(true);
+                caller.interrupt();
+            }
+        }, timeoutMillis);
         try
         {
-            response = answer.get(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())),
-                TimeUnit.MILLISECONDS);
+            if (useNetty)
+            {
+                if (netty == null)
+                {
+                    netty = new NettyHttp();
+                }
+                return netty.exchange(socket, method, uri, bytes, body != null, MAX_ANSWER, timeoutMillis);
+            }
+            return JdkHttp.exchange(socket, method, uri, bytes, body != null, MAX_ANSWER);
         }
-        catch (final TimeoutException e)
+        catch (final IOException | TimeoutException | InterruptedException e)
         {
-            channel.close();
-            throw new CtlException(ExitCodes.UNREACHABLE, "egressd at " + socket + " did not answer " + method + " "
-                + uri + " within " + timeoutMillis + " ms");
-        }
-        catch (final ExecutionException e)
-        {
-            throw new CtlException(ExitCodes.UNREACHABLE, "egressd at " + socket + " closed the connection without "
-                + "an answer to " + method + " " + uri + " (" + describe(e.getCause()) + ")");
-        }
-        catch (final InterruptedException e)
-        {
-            Thread.currentThread().interrupt();
-            throw new CtlException(ExitCodes.UNREACHABLE, "interrupted");
-        }
-        try
-        {
-            return new Answer(response.status().code(),
-                response.headers().get(HttpHeaderNames.CONTENT_TYPE, ""), ByteBufUtil.getBytes(response.content()));
+            if (timedOut.get() || e instanceof TimeoutException)
+            {
+                throw new CtlException(ExitCodes.UNREACHABLE, "egressd at " + socket + " did not answer " + method
+                    + " " + uri + " within " + timeoutMillis + " ms");
+            }
+            if (e instanceof InterruptedException)
+            {
+                throw new CtlException(ExitCodes.UNREACHABLE, "interrupted");
+            }
+            throw failure(method, uri, e);
         }
         finally
         {
-            response.release();
+            timer.cancel();
+            Thread.interrupted();
         }
     }
 
-    private CtlException connectFailure(final Throwable cause)
+    private CtlException failure(final String method, final String uri, final Exception e)
     {
-        final String text = describe(cause);
+        final String text = describe(e);
         final String lower = text.toLowerCase(Locale.ROOT);
         if (lower.contains("permission denied") || lower.contains("eacces") || !Files.isWritable(socket))
         {
@@ -257,7 +170,8 @@ final class DaemonClient implements AutoCloseable
             return new CtlException(ExitCodes.UNREACHABLE, "cannot reach egressd at " + socket
                 + ": connection refused (a stale socket: is egressd running?)");
         }
-        return new CtlException(ExitCodes.UNREACHABLE, "cannot reach egressd at " + socket + ": " + text);
+        return new CtlException(ExitCodes.UNREACHABLE, "egressd at " + socket + " gave no answer to " + method
+            + " " + uri + ": " + text);
     }
 
     private static String describe(final Throwable t)
@@ -272,9 +186,9 @@ final class DaemonClient implements AutoCloseable
     @Override
     public void close()
     {
-        if (group != null)
+        if (netty != null)
         {
-            group.shutdownGracefully(0, 0, TimeUnit.MILLISECONDS);
+            netty.close();
         }
     }
 }
