@@ -186,7 +186,13 @@ final class Commands
         int run() throws CtlException
         {
             final JsonNode machine = get("/v1/machines/" + path(id));
-            final JsonNode health = get("/v1/health");
+            // /v1/health answers 503 with the same body while the kernel is unavailable: still an explanation.
+            final DaemonClient.Answer healthAnswer = send("GET", "/v1/health", null);
+            if (healthAnswer.status() != 200 && !healthAnswer.json().has("kernel"))
+            {
+                throw daemonError("GET", "/v1/health", healthAnswer);
+            }
+            final JsonNode health = healthAnswer.json();
             final JsonNode egress = machine.path("egress");
             final String scope = egress.path("scope").asText();
             final DaemonClient.Answer appAnswer = send("GET", "/v1/apps/" + path(machine.path("app").asText()), null);
