@@ -40,7 +40,8 @@ import java.util.concurrent.Callable;
         "3:the daemon is unreachable: no socket, connection refused, no answer in time",
         "4:permission denied: the socket refused us (EACCES) or the daemon answered 403"},
     footerHeading = "%nEnvironment:%n",
-    footer = "  EGRESSD_SOCKET   the API socket when --socket is not given (default /run/egressd/api.sock)")
+    footer = {"  EGRESSD_SOCKET       the API socket when --socket is not given",
+        "  EGRESSCTL_JAVA_OPTS  JVM options for scripts/egressctl"})
 public final class Egressctl implements Callable<Integer>
 {
     /** The default API socket. */
