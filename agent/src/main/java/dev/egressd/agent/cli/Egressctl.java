@@ -52,7 +52,7 @@ public final class Egressctl implements Callable<Integer>
 
     @Option(names = "--socket", paramLabel = "PATH", scope = CommandLine.ScopeType.INHERIT,
         defaultValue = "${env:EGRESSD_SOCKET:-" + DEFAULT_SOCKET + "}",
-        description = "the egressd API socket (env EGRESSD_SOCKET; default ${DEFAULT-VALUE})")
+        description = "the egressd API socket (default: $EGRESSD_SOCKET, else " + DEFAULT_SOCKET + ")")
     Path socket;
 
     @Option(names = "--timeout", paramLabel = "SECONDS", scope = CommandLine.ScopeType.INHERIT, defaultValue = "30",
