@@ -9,10 +9,6 @@ import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.agent.metrics.EgressMetrics;
 import dev.egressd.agent.metrics.LedgerStats;
-import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
-import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
-import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
-import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.slf4j.Logger;
@@ -175,10 +171,7 @@ public final class Daemon
         metrics = new EgressMetrics(Objects.requireNonNull(loop));
         metrics.ledger(ledgerStats);
         metrics.bindTo(r);
-        new JvmMemoryMetrics().bindTo(r);
-        new JvmThreadMetrics().bindTo(r);
-        new ProcessorMetrics().bindTo(r);
-        new UptimeMetrics().bindTo(r);
+        EgressMetrics.bindProcessMeters(r);
         return r;
     }
 

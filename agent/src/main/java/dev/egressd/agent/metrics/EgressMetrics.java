@@ -13,6 +13,10 @@ import io.micrometer.core.instrument.MultiGauge;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.binder.MeterBinder;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -88,6 +92,20 @@ public final class EgressMetrics implements MeterBinder
     public void ledger(final LedgerStats stats)
     {
         ledger = stats == null ? LedgerStats.NONE : stats;
+    }
+
+    /**
+     * Binds Micrometer's JVM and process meters the daemon serves next to egressd's own (memory, threads, CPU,
+     * uptime), so a test can scrape exactly what the daemon serves.
+     *
+     * @param registry the registry.
+     */
+    public static void bindProcessMeters(final MeterRegistry registry)
+    {
+        new JvmMemoryMetrics().bindTo(registry);
+        new JvmThreadMetrics().bindTo(registry);
+        new ProcessorMetrics().bindTo(registry);
+        new UptimeMetrics().bindTo(registry);
     }
 
     @Override
