@@ -169,9 +169,9 @@ public final class Daemon
     {
         final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         metrics = new EgressMetrics(Objects.requireNonNull(loop));
+        EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
         metrics.ledger(ledgerStats);
         metrics.bindTo(r);
-        EgressMetrics.bindProcessMeters(r);
         return r;
     }
 

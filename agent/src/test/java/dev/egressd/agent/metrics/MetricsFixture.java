@@ -73,6 +73,55 @@ final class MetricsFixture
         loop.initialSync();
     }
 
+    /**
+     * A host with something in every series: two apps, pairs, machines in every scope, kernel counters, ledger
+     * figures, changes of every outcome and a reconcile.
+     *
+     * @param metrics the binder (already bound).
+     * @param ledger  the ledger figures it reads.
+     * @throws Exception if the loop fails.
+     */
+    void populate(final EgressMetrics metrics, final FakeLedgerStats ledger) throws Exception
+    {
+        metrics.ledger(ledger);
+        addPair("a1", 10);
+        addPair("a1", 11);
+        for (int i = 1; i <= 18; i++)
+        {
+            put(machine("m" + i, "a1", i + 1)); // 16 placed, 2 pending
+        }
+        app("a2", false);
+        put(machine("h1", "a2", 40));
+        loop.mutate("set machine-scoped pair of s1", l ->
+        {
+            l.putMachine(machine("s1", "a2", 41));
+            return l.allocator().setMachineScopedPair("s1", "203.0.113.20", "2001:db8::20");
+        }).get();
+        releasePair("a1", 99); // refused
+        kernel.fake.failing = "nft: busy";
+        delete("m2"); // unavailable
+        kernel.fake.failing = null;
+        for (final var m : loop.published().machines())
+        {
+            ledger.busiest.put(m.handle(), m.handle() % 11);
+        }
+        ledger.warning = 2;
+        ledger.critical = 1;
+        ledger.live = 321;
+        ledger.violations = 1;
+        ledger.resyncs = 1;
+        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.NEW, 400L);
+        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.DESTROY, 79L);
+        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.EXISTING, 12L);
+        for (final String counter : dev.egressd.agent.nft.Ruleset.COUNTERS)
+        {
+            kernel.counters.put(counter, (long)counter.length());
+        }
+        clock.addAndGet(5_000_000_000L); // past the back-off of the failure above
+        loop.reconcile();
+        metrics.refresh();
+    }
+
     static Machine machine(final String id, final String app, final int n)
     {
         return new Machine(id, app, "tap-" + id, Ipv4Address.parse("10.77.0." + n),
