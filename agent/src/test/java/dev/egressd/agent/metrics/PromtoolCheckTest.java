@@ -43,6 +43,25 @@ class PromtoolCheckTest
         assertThat(process.exitValue()).as("promtool exit code").isZero();
     }
 
+    @Test
+    void theRuleFileInTheOperationsGuideIsValid() throws Exception
+    {
+        final Path promtool = promtool();
+        final String doc = Files.readString(Path.of("..", "docs", "operations.md"));
+        final int section = doc.indexOf("## Rule file");
+        assertThat(section).as("docs/operations.md has a rule file").isNotNegative();
+        final int start = doc.indexOf("```yaml\n", section) + "```yaml\n".length();
+        final int end = doc.indexOf("```", start);
+        final Path rules = dir.resolve("egressd-rules.yml");
+        Files.writeString(rules, doc.substring(start, end));
+        final Process process = new ProcessBuilder(promtool.toString(), "check", "rules", rules.toString())
+            .redirectErrorStream(true).start();
+        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(process.waitFor(30, TimeUnit.SECONDS)).as("promtool finished").isTrue();
+        assertThat(process.exitValue()).as("promtool check rules: %s", output).isZero();
+        assertThat(output).contains("SUCCESS: 17 rules found");
+    }
+
     private static Path promtool()
     {
         final String path = System.getenv().getOrDefault("PATH", "/usr/bin:/bin");
