@@ -2,7 +2,6 @@ package dev.egressd.agent.metrics;
 
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -75,11 +74,6 @@ class PrometheusScrapeTest
         metrics.bindTo(registry);
         f.populate(metrics, new FakeLedgerStats());
         return registry.scrape();
-    }
-
-    @BeforeEach
-    void bind()
-    {
     }
 
     @Test
