@@ -117,6 +117,58 @@ public final class ControlLoop
     {
     }
 
+    /**
+     * Told about every mutation once it is answered, on the loop thread: it must be quick and must not throw
+     * (the metrics binder counts changes and records their latency).
+     */
+    @FunctionalInterface
+    public interface ChangeObserver
+    {
+        /** Observes nothing. */
+        ChangeObserver NONE = (operation, outcome, nanosToKernel) ->
+        {
+        };
+
+        /**
+         * A mutation was answered.
+         *
+         * @param operation     a bounded name, see {@link #operationOf(String)}.
+         * @param outcome       {@code ok}, {@code refused} or {@code unavailable}.
+         * @param nanosToKernel for {@code ok}: nanoseconds from the request being queued to the kernel holding
+         *                      the change; otherwise -1.
+         */
+        void changed(String operation, String outcome, long nanosToKernel);
+    }
+
+    /** The bounded operation names {@link #operationOf(String)} returns, besides {@code other}. */
+    public static final List<String> OPERATIONS = List.of("put_app", "add_pair", "release_pair", "drain_pair",
+        "undrain_pair", "put_machine", "delete_machine", "set_machine_pair", "release_machine_pair",
+        "promote_machine_pair", "forget_recovered");
+
+    private static final List<String> OPERATION_PREFIXES = List.of("put app ", "add pair ", "release pair ",
+        "drain pair ", "undrain pair ", "put machine ", "delete machine ", "set machine-scoped pair ",
+        "release machine-scoped pair ", "promote machine-scoped pair ", "forget recovered");
+
+    /**
+     * The bounded name of a mutation, for metrics: its description ({@code what} of {@link #mutate}) starts with
+     * the operation's words and goes on with ids, which must never become a tag.
+     *
+     * @param what the description, e.g. {@code "put machine m1"}.
+     * @return one of {@link #OPERATIONS}, or {@code other}.
+     */
+    public static String operationOf(final String what)
+    {
+        for (int i = 0; i < OPERATION_PREFIXES.size(); i++)
+        {
+            if (what != null && (what.startsWith(OPERATION_PREFIXES.get(i))
+                || what.equals(OPERATION_PREFIXES.get(i).strip())))
+            {
+                return OPERATIONS.get(i);
+            }
+        }
+        return "other";
+    }
+
     /** An operation on the allocator, run on the loop thread. */
     @FunctionalInterface
     public interface Operation
@@ -145,6 +197,16 @@ public final class ControlLoop
     private long nextAttempt;
     private volatile Health health = new Health(KernelStatus.STARTING, 0, 0, 0, null, null);
 
+    // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
+    private volatile EgressAllocator.Snapshot published;
+    private volatile Map<String, Long> kernelCounters = Map.of();
+    private final Map<String, long[]> counterTotals = new LinkedHashMap<>();
+    private volatile long reconcileRuns;
+    private volatile long reconcileFailures;
+    private volatile ChangeObserver changeObserver = ChangeObserver.NONE;
+    private long kernelHeldAt;
+    private boolean countersFailing;
+
     /**
      * Creates the loop around a rebuilt allocator.
      *
@@ -172,6 +234,7 @@ public final class ControlLoop
         this.executor = executor;
         this.nanoTime = nanoTime;
         this.drainNanos = drainSeconds * SECOND;
+        this.published = allocator.snapshot();
     }
 
     /**
@@ -269,7 +332,82 @@ public final class ControlLoop
      */
     public CompletableFuture<Result> mutate(final String what, final Operation operation)
     {
-        return CompletableFuture.supplyAsync(() -> run(what, operation), executor);
+        final long queued = nanoTime.getAsLong();
+        return CompletableFuture.supplyAsync(() -> observed(what, operation, queued), executor);
+    }
+
+    private Result observed(final String what, final Operation operation, final long queued)
+    {
+        kernelHeldAt = -1;
+        final Result result = run(what, operation);
+        if (!(result instanceof Refused))
+        {
+            published = allocator.snapshot();
+        }
+        final String outcome = result instanceof Ok ? "ok" : result instanceof Refused ? "refused" : "unavailable";
+        final long nanos = result instanceof Ok && kernelHeldAt != -1 ? Math.max(0, kernelHeldAt - queued) : -1;
+        try
+        {
+            changeObserver.changed(operationOf(what), outcome, nanos);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.warn("change observer failed", e);
+        }
+        return result;
+    }
+
+    /**
+     * Sets who is told about every answered mutation (the metrics binder).
+     *
+     * @param observer the observer, or null for none.
+     */
+    public void observeChanges(final ChangeObserver observer)
+    {
+        changeObserver = observer == null ? ChangeObserver.NONE : observer;
+    }
+
+    /**
+     * The allocator's state as of the last mutation, for readers on any thread: an immutable value replaced
+     * (never changed) after every mutation that may have changed the allocator.
+     *
+     * @return the snapshot.
+     */
+    public EgressAllocator.Snapshot published()
+    {
+        return published;
+    }
+
+    /**
+     * The table's named counters as of the last reconcile (every second), for readers on any thread. Each value
+     * never goes backwards: when the table is recreated and the kernel's counters restart from 0, the total
+     * carries on from where it was.
+     *
+     * @return counter name to packets since this process first read it; empty until the first reconcile.
+     */
+    public Map<String, Long> kernelCounters()
+    {
+        return kernelCounters;
+    }
+
+    /**
+     * Reconcile passes run so far (passes skipped while backing off are not counted), for any thread.
+     *
+     * @return the cumulative count.
+     */
+    public long reconcileRuns()
+    {
+        return reconcileRuns;
+    }
+
+    /**
+     * Reconcile passes that failed (the kernel could not be read or programmed), for any thread.
+     *
+     * @return the cumulative count.
+     */
+    public long reconcileFailures()
+    {
+        return reconcileFailures;
     }
 
     /**
@@ -394,6 +532,7 @@ public final class ControlLoop
         try
         {
             applied = sync(true);
+            kernelHeldAt = nanoTime.getAsLong();
         }
         catch (final KernelException e)
         {
@@ -500,6 +639,7 @@ public final class ControlLoop
         {
             return;
         }
+        reconcileRuns++;
         final List<PlanElement> expired = new ArrayList<>();
         lingering.entrySet().removeIf(e ->
         {
@@ -545,13 +685,61 @@ public final class ControlLoop
         }
         catch (final KernelException e)
         {
+            reconcileFailures++;
             lingering.putAll(toMap(expired, now));
             failed(e);
+            return;
         }
         catch (final RuntimeException e)
         {
+            reconcileFailures++;
             LOG.error("reconcile failed", e);
             failed(new KernelException(e.toString(), e));
+            return;
+        }
+        readCounters();
+    }
+
+    /**
+     * Caches the kernel's named counters for the metrics (read here because the kernel is single-threaded),
+     * keeping each total monotonic across a table recreation. A failure keeps the last values: the metrics must
+     * not fail a reconcile.
+     */
+    private void readCounters()
+    {
+        final Map<String, Long> raw;
+        try
+        {
+            raw = kernel.counters();
+        }
+        catch (final KernelException | RuntimeException e)
+        {
+            if (!countersFailing)
+            {
+                LOG.warn("cannot read the table's counters, metrics keep the last values: {}", e.getMessage());
+                countersFailing = true;
+            }
+            return;
+        }
+        countersFailing = false;
+        boolean changed = false;
+        for (final Map.Entry<String, Long> e : raw.entrySet())
+        {
+            final long value = e.getValue() == null ? 0 : e.getValue();
+            final long[] t = counterTotals.computeIfAbsent(e.getKey(), k -> new long[2]); // {last raw, total}
+            final long delta = value >= t[0] ? value - t[0] : value; // below the last value: the counter restarted
+            t[0] = value;
+            if (delta != 0)
+            {
+                t[1] += delta;
+                changed = true;
+            }
+        }
+        if (changed || kernelCounters.size() != counterTotals.size())
+        {
+            final Map<String, Long> next = new LinkedHashMap<>();
+            counterTotals.forEach((k, t) -> next.put(k, t[1]));
+            kernelCounters = java.util.Collections.unmodifiableMap(next);
         }
     }
 
@@ -716,6 +904,7 @@ public final class ControlLoop
         store.write(next);
         committed = next;
         committedRecovered = Set.copyOf(recovered);
+        published = allocator.snapshot();
         health = new Health(KernelStatus.IN_SYNC, 1, 0, 0, null, null);
     }
 }

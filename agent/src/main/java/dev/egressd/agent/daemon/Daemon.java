@@ -7,8 +7,8 @@ import dev.egressd.agent.config.BadSettingException;
 import dev.egressd.agent.config.EgressdConfig;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
-import io.micrometer.core.instrument.FunctionCounter;
-import io.micrometer.core.instrument.Gauge;
+import dev.egressd.agent.metrics.EgressMetrics;
+import dev.egressd.agent.metrics.LedgerStats;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.slf4j.Logger;
@@ -52,6 +52,8 @@ public final class Daemon
     private ApiServer api;
     private HttpServer metricsServer;
     private PrometheusMeterRegistry registry;
+    private volatile EgressMetrics metrics;
+    private volatile LedgerStats ledgerStats = LedgerStats.NONE;
 
     /**
      * Creates the daemon.
@@ -110,14 +112,18 @@ public final class Daemon
         }).get();
         registry = metrics();
         api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
-        final Supplier<String> scrape = registry::scrape;
+        final Supplier<String> scrape = () ->
+        {
+            metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go
+            return registry.scrape();
+        };
         api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape);
         if (config.metricsListen() != null)
         {
             metricsServer = HttpServer.create(config.metricsListen(), 16);
             metricsServer.createContext("/metrics", exchange ->
             {
-                final byte[] body = registry.scrape().getBytes(StandardCharsets.UTF_8);
+                final byte[] body = scrape.get().getBytes(StandardCharsets.UTF_8);
                 exchange.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
                 exchange.sendResponseHeaders(200, body.length);
                 try (OutputStream out = exchange.getResponseBody())
@@ -162,16 +168,26 @@ public final class Daemon
     private PrometheusMeterRegistry metrics()
     {
         final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-        final ControlLoop l = Objects.requireNonNull(loop);
-        FunctionCounter.builder("egressd.reconcile.runs", l, x -> x.health().reconciles())
-            .description("Reconcile passes (read kernel, diff, repair)").register(r);
-        FunctionCounter.builder("egressd.reconcile.repairs", l, x -> x.health().repairs())
-            .description("Reconcile passes that found drift and repaired it").register(r);
-        Gauge.builder("egressd.kernel.up", l, x -> x.health().kernel() == ControlLoop.KernelStatus.UNAVAILABLE ? 0 : 1)
-            .description("1 when the kernel can be read and programmed").register(r);
-        Gauge.builder("egressd.kernel.failures", l, x -> x.health().consecutiveFailures())
-            .description("Kernel errors in a row").register(r);
+        metrics = new EgressMetrics(Objects.requireNonNull(loop));
+        EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
+        metrics.ledger(ledgerStats);
+        metrics.bindTo(r);
         return r;
+    }
+
+    /**
+     * Wires the conntrack feed's figures into the metrics (before or after {@link #start()}).
+     *
+     * @param stats the figures, or null to report 0 again.
+     */
+    public void ledgerStats(final LedgerStats stats)
+    {
+        ledgerStats = stats == null ? LedgerStats.NONE : stats;
+        final EgressMetrics m = metrics;
+        if (m != null)
+        {
+            m.ledger(ledgerStats);
+        }
     }
 
     /** SIGHUP: re-reads the config; applies what is safe to change live, warns about the rest. */

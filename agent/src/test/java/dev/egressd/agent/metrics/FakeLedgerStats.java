@@ -1,0 +1,68 @@
+package dev.egressd.agent.metrics;
+
+import dev.egressd.agent.netlink.ConntrackEvent;
+
+import java.util.EnumMap;
+import java.util.HashMap;
+import java.util.Map;
+
+/** Ledger figures set by hand. */
+final class FakeLedgerStats implements LedgerStats
+{
+    int cap = 10;
+    final Map<Integer, Integer> busiest = new HashMap<>();
+    int warning;
+    int critical;
+    int live;
+    long violations;
+    final Map<ConntrackEvent.Type, Long> events = new EnumMap<>(ConntrackEvent.Type.class);
+    long resyncs;
+
+    @Override
+    public int destinationCap()
+    {
+        return cap;
+    }
+
+    @Override
+    public int busiestCount(final int handle)
+    {
+        return busiest.getOrDefault(handle, 0);
+    }
+
+    @Override
+    public int machinesAtWarning()
+    {
+        return warning;
+    }
+
+    @Override
+    public int machinesAtCritical()
+    {
+        return critical;
+    }
+
+    @Override
+    public int liveConnections()
+    {
+        return live;
+    }
+
+    @Override
+    public long violations()
+    {
+        return violations;
+    }
+
+    @Override
+    public long events(final ConntrackEvent.Type type)
+    {
+        return events.getOrDefault(type, 0L);
+    }
+
+    @Override
+    public long resyncs()
+    {
+        return resyncs;
+    }
+}
