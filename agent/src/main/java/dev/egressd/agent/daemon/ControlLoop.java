@@ -1,5 +1,6 @@
 package dev.egressd.agent.daemon;
 
+import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -144,6 +145,7 @@ public final class ControlLoop
     private final Map<PlanElement, Long> lingering = new LinkedHashMap<>();
     private long nextAttempt;
     private volatile Health health = new Health(KernelStatus.STARTING, 0, 0, 0, null, null);
+    private volatile ConntrackMonitor conntrack;
 
     /**
      * Creates the loop around a rebuilt allocator.
@@ -248,6 +250,36 @@ public final class ControlLoop
     public Health health()
     {
         return health;
+    }
+
+    /**
+     * Attaches the conntrack monitor: after every committed change (and the initial sync) it is told the machines,
+     * and every refusal goes to its refusal log. Call before {@link #initialSync()}.
+     *
+     * @param monitor the monitor.
+     */
+    public void attach(final ConntrackMonitor monitor)
+    {
+        this.conntrack = monitor;
+    }
+
+    /**
+     * The attached conntrack monitor.
+     *
+     * @return the monitor, or null if none.
+     */
+    public ConntrackMonitor conntrack()
+    {
+        return conntrack;
+    }
+
+    private void machinesChanged()
+    {
+        final ConntrackMonitor monitor = conntrack;
+        if (monitor != null)
+        {
+            monitor.machinesChanged(allocator.machines(), drainNanos);
+        }
     }
 
     /**
@@ -387,6 +419,12 @@ public final class ControlLoop
         }
         if (outcome instanceof Outcome.Refusal refusal)
         {
+            final ConntrackMonitor monitor = conntrack;
+            if (monitor != null)
+            {
+                monitor.refusals().refusal("api_" + refusal.code().name().toLowerCase(java.util.Locale.ROOT), null,
+                    null, null, 1, what + ": " + refusal.message());
+            }
             return new Refused(refusal);
         }
         pruneRecovered();
@@ -426,6 +464,7 @@ public final class ControlLoop
             committed = next;
             committedRecovered = Set.copyOf(recovered);
         }
+        machinesChanged();
         final List<String> changed = outcome instanceof Outcome.Done done ? done.changed() : List.of();
         if (!applied.isEmpty() || !changed.isEmpty())
         {
@@ -717,5 +756,6 @@ public final class ControlLoop
         committed = next;
         committedRecovered = Set.copyOf(recovered);
         health = new Health(KernelStatus.IN_SYNC, 1, 0, 0, null, null);
+        machinesChanged();
     }
 }
