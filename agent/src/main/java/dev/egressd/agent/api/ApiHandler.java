@@ -49,6 +49,10 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private static final Set<String> APP_FIELDS = Set.of("fail_closed");
     private static final Set<String> MACHINE_FIELDS = Set.of("app", "interface", "ipv4", "ipv6", "pin");
     private static final Set<String> EGRESS_FIELDS = Set.of("ipv4", "ipv6");
+    /** Destinations listed by {@code GET /v1/machines/{id}/connections} without {@code ?top=}. */
+    static final int DEFAULT_TOP = 10;
+    /** The most destinations {@code ?top=} may ask for. */
+    static final int MAX_TOP = 10_000;
 
     private final ControlLoop loop;
     private final String version;
@@ -78,12 +82,13 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     {
         final boolean keepAlive = HttpUtil.isKeepAlive(request);
         final String method = request.method().name();
-        final String path = new QueryStringDecoder(request.uri()).path();
+        final QueryStringDecoder uri = new QueryStringDecoder(request.uri());
+        final String path = uri.path();
         final byte[] body = ByteBufUtil.getBytes(request.content());
         CompletableFuture<Reply> reply;
         try
         {
-            reply = route(method, path, body);
+            reply = route(method, path, uri.parameters(), body);
         }
         catch (final ApiException e)
         {
@@ -112,8 +117,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         });
     }
 
-    private CompletableFuture<Reply> route(final String method, final String path, final byte[] body)
-        throws ApiException
+    private CompletableFuture<Reply> route(final String method, final String path,
+        final java.util.Map<String, List<String>> params, final byte[] body) throws ApiException
     {
         final String[] s = segments(path);
         if (s.length == 1 && "metrics".equals(s[0]) && metrics != null)
@@ -164,7 +169,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             case "machines" ->
             {
-                return machines(method, path, s, body);
+                return machines(method, path, s, params, body);
             }
             default -> throw notFound(path);
         }
@@ -229,7 +234,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     }
 
     private CompletableFuture<Reply> machines(final String method, final String path, final String[] s,
-        final byte[] body) throws ApiException
+        final java.util.Map<String, List<String>> params, final byte[] body) throws ApiException
     {
         if (s.length < 3)
         {
@@ -243,7 +248,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 case "GET" ->
                 {
                     return loop.query(l -> l.allocator().machine(id)
-                        .map(v -> new Reply(200, Views.machine(v)))
+                        .map(v -> new Reply(200, Views.machine(v, l.conntrack())))
                         .orElseGet(() -> error(unknownMachine(id))));
                 }
                 case "PUT" ->
@@ -259,6 +264,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 default -> throw methodNotAllowed(method, "GET, PUT, DELETE");
             }
+        }
+        if (s.length == 4 && "connections".equals(s[3]))
+        {
+            expect(method, "GET");
+            return connections(id, top(params));
         }
         if (!"egress-ip".equals(s[3]))
         {
@@ -308,9 +318,43 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         });
     }
 
+    private CompletableFuture<Reply> connections(final String id, final int top)
+    {
+        final dev.egressd.agent.conntrack.ConntrackMonitor monitor = loop.conntrack();
+        if (monitor == null)
+        {
+            return CompletableFuture.completedFuture(error(new ApiException(503, "conntrack_unavailable", null,
+                "the conntrack monitor is not running")));
+        }
+        return monitor.connections(id, top).thenApply(c -> c == null ? error(unknownMachine(id))
+            : new Reply(200, Views.connections(c)));
+    }
+
+    private static int top(final java.util.Map<String, List<String>> params) throws ApiException
+    {
+        final List<String> values = params.get("top");
+        if (values == null || values.isEmpty())
+        {
+            return DEFAULT_TOP;
+        }
+        try
+        {
+            final int top = Integer.parseInt(values.get(0));
+            if (top >= 0 && top <= MAX_TOP)
+            {
+                return top;
+            }
+        }
+        catch (final NumberFormatException e)
+        {
+            // answered below
+        }
+        throw new ApiException(400, "invalid", "top", "top must be an integer 0.." + MAX_TOP + ", got " + values.get(0));
+    }
+
     private static JsonNode machineView(final ControlLoop l, final String id)
     {
-        return l.allocator().machine(id).map(v -> (JsonNode)Views.machine(v))
+        return l.allocator().machine(id).map(v -> (JsonNode)Views.machine(v, l.conntrack()))
             .orElseGet(() -> Body.MAPPER.createObjectNode().put("id", id));
     }
 

@@ -2,10 +2,12 @@ package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.daemon.ControlLoop;
 import dev.egressd.agent.daemon.StateMapper;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.ledger.DestinationUsage;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Machine;
@@ -20,6 +22,46 @@ final class Views
 {
     private Views()
     {
+    }
+
+    static ObjectNode machine(final EgressAllocator.MachineView view, final ConntrackMonitor conntrack)
+    {
+        final ObjectNode node = machine(view);
+        if (conntrack != null)
+        {
+            final ConntrackMonitor.Stats stats = conntrack.stats();
+            final ConntrackMonitor.MachineSummary summary = stats.machines().get(view.machine().id());
+            final ObjectNode c = node.putObject("connections");
+            c.put("total", summary == null ? 0 : summary.total());
+            c.put("busiest_use", summary == null ? 0 : ConntrackMonitor.use(summary.busiest(), stats.cap()));
+        }
+        return node;
+    }
+
+    static ObjectNode connections(final ConntrackMonitor.Connections c)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("machine", c.machine());
+        node.put("cap", c.cap());
+        node.put("total", c.total());
+        if (c.busiest() == null)
+        {
+            node.putNull("busiest");
+        }
+        else
+        {
+            node.putObject("busiest").put("destination", c.busiest().destination())
+                .put("connections", c.busiest().count())
+                .put("use", ConntrackMonitor.use(c.busiest().count(), c.cap()));
+        }
+        final ArrayNode destinations = node.putArray("destinations");
+        for (final DestinationUsage d : c.destinations())
+        {
+            destinations.addObject().put("destination", d.destination()).put("connections", d.count())
+                .put("use", ConntrackMonitor.use(d.count(), c.cap())).put("ports_in_use", d.portsInUse());
+        }
+        node.put("violations", c.violations());
+        return node;
     }
 
     static ObjectNode machine(final EgressAllocator.MachineView view)

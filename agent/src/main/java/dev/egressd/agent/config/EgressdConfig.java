@@ -35,6 +35,7 @@ import java.util.regex.Pattern;
  * @param conntrackDrainSeconds how long a released egress address stays on the uplink so established
  *                              connections can finish (the conntrack TCP established timeout is longer;
  *                              350 s covers what NAT gateways commonly keep).
+ * @param logFormat             the refusal log's line format, {@code text} or {@code json}.
  */
 public record EgressdConfig(
     String region,
@@ -48,7 +49,8 @@ public record EgressdConfig(
     int destinationCap,
     int blockCount,
     int blockSize,
-    int conntrackDrainSeconds)
+    int conntrackDrainSeconds,
+    String logFormat)
 {
     /** The config file read when {@code --config} is not given; it may be absent. */
     public static final Path DEFAULT_CONFIG_FILE = Path.of("/etc/egressd/egressd.conf");
@@ -80,6 +82,7 @@ public record EgressdConfig(
         map.put("block-count", "64");
         map.put("block-size", "1024");
         map.put("conntrack-drain-seconds", "350");
+        map.put("log-format", "text");
         return java.util.Collections.unmodifiableMap(map);
     }
 
@@ -187,8 +190,13 @@ public record EgressdConfig(
                 "block-count * block-size must be at most 65536 (the ports of one address)");
         }
         final int drain = integer(values, "conntrack-drain-seconds", 0, 86400);
+        final String logFormat = values.get("log-format");
+        if (!"text".equals(logFormat) && !"json".equals(logFormat))
+        {
+            throw new BadSettingException("log-format", logFormat, "must be text or json");
+        }
         return new EgressdConfig(region, uplink, guests, apiSocket, group == null || group.isEmpty() ? null : group,
-            metrics, stateDir, table, cap, blockCount, blockSize, drain);
+            metrics, stateDir, table, cap, blockCount, blockSize, drain, logFormat);
     }
 
     /**
@@ -213,6 +221,7 @@ public record EgressdConfig(
         map.put("block-count", Integer.toString(blockCount));
         map.put("block-size", Integer.toString(blockSize));
         map.put("conntrack-drain-seconds", Integer.toString(conntrackDrainSeconds));
+        map.put("log-format", logFormat);
         return map;
     }
 

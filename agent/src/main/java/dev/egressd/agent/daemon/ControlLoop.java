@@ -1,5 +1,6 @@
 package dev.egressd.agent.daemon;
 
+import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -196,6 +197,7 @@ public final class ControlLoop
     private final Map<PlanElement, Long> lingering = new LinkedHashMap<>();
     private long nextAttempt;
     private volatile Health health = new Health(KernelStatus.STARTING, 0, 0, 0, null, null);
+    private volatile ConntrackMonitor conntrack;
 
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
@@ -311,6 +313,36 @@ public final class ControlLoop
     public Health health()
     {
         return health;
+    }
+
+    /**
+     * Attaches the conntrack monitor: after every committed change (and the initial sync) it is told the machines,
+     * and every refusal goes to its refusal log. Call before {@link #initialSync()}.
+     *
+     * @param monitor the monitor.
+     */
+    public void attach(final ConntrackMonitor monitor)
+    {
+        this.conntrack = monitor;
+    }
+
+    /**
+     * The attached conntrack monitor.
+     *
+     * @return the monitor, or null if none.
+     */
+    public ConntrackMonitor conntrack()
+    {
+        return conntrack;
+    }
+
+    private void machinesChanged()
+    {
+        final ConntrackMonitor monitor = conntrack;
+        if (monitor != null)
+        {
+            monitor.machinesChanged(allocator.machines(), drainNanos);
+        }
     }
 
     /**
@@ -525,6 +557,12 @@ public final class ControlLoop
         }
         if (outcome instanceof Outcome.Refusal refusal)
         {
+            final ConntrackMonitor monitor = conntrack;
+            if (monitor != null)
+            {
+                monitor.refusals().refusal("api_" + refusal.code().name().toLowerCase(java.util.Locale.ROOT), null,
+                    null, null, 1, what + ": " + refusal.message());
+            }
             return new Refused(refusal);
         }
         pruneRecovered();
@@ -565,6 +603,7 @@ public final class ControlLoop
             committed = next;
             committedRecovered = Set.copyOf(recovered);
         }
+        machinesChanged();
         final List<String> changed = outcome instanceof Outcome.Done done ? done.changed() : List.of();
         if (!applied.isEmpty() || !changed.isEmpty())
         {
@@ -906,5 +945,6 @@ public final class ControlLoop
         committedRecovered = Set.copyOf(recovered);
         published = allocator.snapshot();
         health = new Health(KernelStatus.IN_SYNC, 1, 0, 0, null, null);
+        machinesChanged();
     }
 }

@@ -5,6 +5,10 @@ import dev.egressd.agent.api.ApiServer;
 import dev.egressd.agent.api.PeerPolicy;
 import dev.egressd.agent.config.BadSettingException;
 import dev.egressd.agent.config.EgressdConfig;
+import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.KernelCounterWatch;
+import dev.egressd.agent.conntrack.RefusalLog;
+import dev.egressd.agent.netlink.ConntrackEvents;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.agent.metrics.EgressMetrics;
@@ -54,6 +58,8 @@ public final class Daemon
     private PrometheusMeterRegistry registry;
     private volatile EgressMetrics metrics;
     private volatile LedgerStats ledgerStats = LedgerStats.NONE;
+    private ConntrackMonitor conntrack;
+    private KernelCounterWatch counterWatch;
 
     /**
      * Creates the daemon.
@@ -94,6 +100,19 @@ public final class Daemon
         }
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
             config.conntrackDrainSeconds());
+        final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
+        if (refusals.format() == RefusalLog.Format.JSON)
+        {
+            RefusalLog.routeBareLines();
+        }
+        counterWatch = new KernelCounterWatch(refusals);
+        // The conntrack subscription is opened here, on the daemon's own thread, so it watches the namespace
+        // egressd runs in; a dry run (in-memory kernel) watches nothing, and its ledger stays empty.
+        final ConntrackEvents events = kernel instanceof NftKernel
+            ? ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, ConntrackMonitor.POLL_MILLIS, true) : null;
+        conntrack = new ConntrackMonitor(events, config.destinationCap(), refusals, System::nanoTime);
+        loop.attach(conntrack);
+        ledgerStats(conntrack);
         notify.notify("STATUS=reading the kernel table");
         executor.submit(() ->
         {
@@ -110,6 +129,7 @@ public final class Daemon
             loop.initialSync();
             return null;
         }).get();
+        conntrack.start();
         registry = metrics();
         api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
         final Supplier<String> scrape = () ->
@@ -134,6 +154,7 @@ public final class Daemon
             metricsServer.start();
         }
         executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
+        executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
         final String watchdog = System.getenv("WATCHDOG_USEC");
         if (watchdog != null && notify.enabled())
         {
@@ -162,6 +183,19 @@ public final class Daemon
         catch (final RuntimeException e)
         {
             LOG.error("reconcile", e);
+        }
+    }
+
+    /** Every 5 s on the loop thread: kernel refusal counters that moved become refusal-log lines. */
+    private void kernelCounters()
+    {
+        try
+        {
+            counterWatch.observe(kernel.counters());
+        }
+        catch (final KernelException | RuntimeException e)
+        {
+            LOG.debug("kernel counters: {}", e.toString());
         }
     }
 
@@ -238,6 +272,10 @@ public final class Daemon
         catch (final InterruptedException e)
         {
             Thread.currentThread().interrupt();
+        }
+        if (conntrack != null)
+        {
+            conntrack.close();
         }
         if (store != null)
         {

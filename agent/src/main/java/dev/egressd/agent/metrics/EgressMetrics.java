@@ -335,7 +335,7 @@ public final class EgressMetrics implements MeterBinder
         }
         final LedgerStats stats = ledger;
         final int cap = stats.destinationCap();
-        return cap > 0 ? (double)stats.busiestCount(m.handle()) / cap : 0.0;
+        return cap > 0 ? (double)stats.busiestCount(machine) / cap : 0.0;
     }
 
     private View view()

@@ -32,10 +32,10 @@ public interface LedgerStats
     /**
      * Live connections of a machine to its busiest destination IP.
      *
-     * @param handle the machine's handle ({@link dev.egressd.core.alloc.EgressAllocator#handle(String)}).
+     * @param machine the machine id.
      * @return the count, 0 if the machine is unknown or has no connection.
      */
-    default int busiestCount(final int handle)
+    default int busiestCount(final String machine)
     {
         return 0;
     }

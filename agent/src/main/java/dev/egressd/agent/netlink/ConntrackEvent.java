@@ -45,6 +45,7 @@ public final class ConntrackEvent
     int origDstPort;
     int icmpType;
     int icmpCode;
+    int tcpState;
 
     int replySrcV4;
     int replyDstV4;
@@ -79,6 +80,7 @@ public final class ConntrackEvent
         origDstPort = 0;
         icmpType = 0;
         icmpCode = 0;
+        tcpState = 0;
         replySrcV4 = 0;
         replyDstV4 = 0;
         replySrcHigh = 0;
@@ -113,6 +115,7 @@ public final class ConntrackEvent
         c.origDstPort = origDstPort;
         c.icmpType = icmpType;
         c.icmpCode = icmpCode;
+        c.tcpState = tcpState;
         c.replySrcV4 = replySrcV4;
         c.replyDstV4 = replyDstV4;
         c.replySrcHigh = replySrcHigh;
@@ -218,6 +221,97 @@ public final class ConntrackEvent
     public int icmpCode()
     {
         return icmpCode;
+    }
+
+    /**
+     * The TCP conntrack state from CTA_PROTOINFO (TCP_CONNTRACK_*: 3 ESTABLISHED, 7 TIME_WAIT, 8 CLOSE), 0 when
+     * the message carried none (not TCP, or an event without protocol info).
+     *
+     * @return the state.
+     */
+    public int tcpState()
+    {
+        return tcpState;
+    }
+
+    /**
+     * Fills this event as an IPv4 entry, for tests, benchmarks and replay (the parser fills events itself).
+     *
+     * @param type        the event type.
+     * @param id          CTA_ID.
+     * @param l4proto     the protocol number.
+     * @param status      CTA_STATUS bits.
+     * @param tcpState    the TCP state, 0 if none.
+     * @param origSrc     the original source (the guest).
+     * @param origSrcPort the original source port.
+     * @param origDst     the destination.
+     * @param origDstPort the destination port.
+     * @param replyDst    the translated source address.
+     * @param replyDstPort the translated source port.
+     * @return this event.
+     */
+    public ConntrackEvent fillIpv4(final Type type, final int id, final int l4proto, final int status,
+        final int tcpState, final int origSrc, final int origSrcPort, final int origDst, final int origDstPort,
+        final int replyDst, final int replyDstPort)
+    {
+        reset();
+        this.type = type;
+        this.family = LibC.AF_INET;
+        this.id = id;
+        this.hasId = true;
+        this.l4proto = l4proto;
+        this.status = status;
+        this.tcpState = tcpState;
+        this.origSrcV4 = origSrc;
+        this.origSrcPort = origSrcPort;
+        this.origDstV4 = origDst;
+        this.origDstPort = origDstPort;
+        this.replySrcV4 = origDst;
+        this.replySrcPort = origDstPort;
+        this.replyDstV4 = replyDst;
+        this.replyDstPort = replyDstPort;
+        return this;
+    }
+
+    /**
+     * Fills this event as an IPv6 entry, for tests, benchmarks and replay.
+     *
+     * @param type         the event type.
+     * @param id           CTA_ID.
+     * @param l4proto      the protocol number.
+     * @param status       CTA_STATUS bits.
+     * @param tcpState     the TCP state, 0 if none.
+     * @param srcHigh      the original source, first 64 bits.
+     * @param srcLow       the original source, last 64 bits.
+     * @param dstHigh      the destination, first 64 bits.
+     * @param dstLow       the destination, last 64 bits.
+     * @param replyDstHigh the translated source, first 64 bits.
+     * @param replyDstLow  the translated source, last 64 bits.
+     * @param replyDstPort the translated source port.
+     * @return this event.
+     */
+    public ConntrackEvent fillIpv6(final Type type, final int id, final int l4proto, final int status,
+        final int tcpState, final long srcHigh, final long srcLow, final long dstHigh, final long dstLow,
+        final long replyDstHigh, final long replyDstLow, final int replyDstPort)
+    {
+        reset();
+        this.type = type;
+        this.family = LibC.AF_INET6;
+        this.id = id;
+        this.hasId = true;
+        this.l4proto = l4proto;
+        this.status = status;
+        this.tcpState = tcpState;
+        this.origSrcHigh = srcHigh;
+        this.origSrcLow = srcLow;
+        this.origDstHigh = dstHigh;
+        this.origDstLow = dstLow;
+        this.replySrcHigh = dstHigh;
+        this.replySrcLow = dstLow;
+        this.replyDstHigh = replyDstHigh;
+        this.replyDstLow = replyDstLow;
+        this.replyDstPort = replyDstPort;
+        return this;
     }
 
     /** @return the reply source (the original destination, unless DNAT), IPv4. */

@@ -95,6 +95,23 @@ public final class ConntrackEvents implements AutoCloseable
      */
     public static ConntrackEvents open(final int receiveBufferBytes, final long pollTimeoutMillis) throws NativeException
     {
+        return open(receiveBufferBytes, pollTimeoutMillis, false);
+    }
+
+    /**
+     * Subscribes to NEW and DESTROY events, and UPDATE events too if asked, in the calling thread's network
+     * namespace. UPDATE carries every state change (TCP: SYN_RECV, ESTABLISHED, FIN_WAIT, ... TIME_WAIT), which
+     * is what tells a listener that a TCP entry stopped counting for {@code ct count} (nft-recipe pitfall 8).
+     *
+     * @param receiveBufferBytes the event socket's kernel buffer (SO_RCVBUFFORCE, else SO_RCVBUF).
+     * @param pollTimeoutMillis  how long {@link #poll} waits before returning 0; 0 for ever.
+     * @param updates            whether to join NFNLGRP_CONNTRACK_UPDATE as well.
+     * @return the subscription.
+     * @throws NativeException if a socket cannot be opened, bound or subscribed.
+     */
+    public static ConntrackEvents open(final int receiveBufferBytes, final long pollTimeoutMillis,
+        final boolean updates) throws NativeException
+    {
         final NetlinkSocket events = NetlinkSocket.open(LibC.NETLINK_NETFILTER);
         NetlinkSocket requests = null;
         try
@@ -104,6 +121,10 @@ public final class ConntrackEvents implements AutoCloseable
             events.bind(0);
             events.joinGroup(NetlinkConstants.NFNLGRP_CONNTRACK_NEW);
             events.joinGroup(NetlinkConstants.NFNLGRP_CONNTRACK_DESTROY);
+            if (updates)
+            {
+                events.joinGroup(NetlinkConstants.NFNLGRP_CONNTRACK_UPDATE);
+            }
             requests = NetlinkSocket.open(LibC.NETLINK_NETFILTER).bind(0);
             requests.receiveTimeout(10_000);
             return new ConntrackEvents(events, requests);
@@ -180,6 +201,37 @@ public final class ConntrackEvents implements AutoCloseable
     public int deleteByOrigSource(final Ipv6Address source) throws IOException
     {
         return deleteMatching(e -> !e.isIpv4() && e.origSrcHigh == source.high() && e.origSrcLow == source.low());
+    }
+
+    /**
+     * Deletes every entry whose original source is the guest address and whose translated source (the reply
+     * tuple's destination) is the given egress address: a guest's flows through an egress it no longer uses.
+     *
+     * @param source     the original source (the guest).
+     * @param translated the old egress address.
+     * @return how many entries were deleted.
+     * @throws IOException if the dump or a delete fails.
+     */
+    public int deleteByOrigSourceAndTranslated(final Ipv4Address source, final Ipv4Address translated)
+        throws IOException
+    {
+        return deleteMatching(e -> e.isIpv4() && e.origSrcV4 == source.bits() && e.replyDstV4 == translated.bits());
+    }
+
+    /**
+     * Deletes every entry whose original source is the guest address and whose translated source is the given
+     * egress address.
+     *
+     * @param source     the original source (the guest).
+     * @param translated the old egress address.
+     * @return how many entries were deleted.
+     * @throws IOException if the dump or a delete fails.
+     */
+    public int deleteByOrigSourceAndTranslated(final Ipv6Address source, final Ipv6Address translated)
+        throws IOException
+    {
+        return deleteMatching(e -> !e.isIpv4() && e.origSrcHigh == source.high() && e.origSrcLow == source.low()
+            && e.replyDstHigh == translated.high() && e.replyDstLow == translated.low());
     }
 
     /**
@@ -300,6 +352,7 @@ public final class ConntrackEvents implements AutoCloseable
             {
                 case CTA_TUPLE_ORIG -> tuple(b, p, NetlinkMessages.attrEnd(b, a), into, true);
                 case CTA_TUPLE_REPLY -> tuple(b, p, NetlinkMessages.attrEnd(b, a), into, false);
+                case NetlinkConstants.CTA_PROTOINFO -> protoinfo(b, p, NetlinkMessages.attrEnd(b, a), into);
                 case CTA_STATUS -> into.status = size >= 4 ? NetlinkMessages.u32BE(b, p) : 0;
                 case CTA_ID ->
                 {
@@ -316,6 +369,26 @@ public final class ConntrackEvents implements AutoCloseable
             }
         }
         return true;
+    }
+
+    private static void protoinfo(final ByteBuffer b, final int from, final int end, final ConntrackEvent e)
+    {
+        for (int a = NetlinkMessages.firstAttr(b, from, end); a >= 0; a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            if (NetlinkMessages.attrType(b, a) == NetlinkConstants.CTA_PROTOINFO_TCP)
+            {
+                final int tcpEnd = NetlinkMessages.attrEnd(b, a);
+                for (int t = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(a), tcpEnd); t >= 0;
+                     t = NetlinkMessages.nextAttr(b, t, tcpEnd))
+                {
+                    if (NetlinkMessages.attrType(b, t) == NetlinkConstants.CTA_PROTOINFO_TCP_STATE
+                        && NetlinkMessages.attrLength(b, t) > NetlinkConstants.NLA_HDRLEN)
+                    {
+                        e.tcpState = b.get(NetlinkMessages.payload(t)) & 0xFF;
+                    }
+                }
+            }
+        }
     }
 
     private static void tuple(final ByteBuffer b, final int from, final int end, final ConntrackEvent e,

@@ -183,6 +183,16 @@ public final class NetlinkConstants
     public static final int CTA_TUPLE_REPLY = 2;
     /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_STATUS (be32). */
     public static final int CTA_STATUS = 3;
+    /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_PROTOINFO (nested). */
+    public static final int CTA_PROTOINFO = 4;
+    /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_PROTOINFO_TCP (nested, in CTA_PROTOINFO). */
+    public static final int CTA_PROTOINFO_TCP = 1;
+    /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_PROTOINFO_TCP_STATE (u8, in CTA_PROTOINFO_TCP). */
+    public static final int CTA_PROTOINFO_TCP_STATE = 1;
+    /** {@code <linux/netfilter/nf_conntrack_tcp.h>} TCP_CONNTRACK_TIME_WAIT. */
+    public static final int TCP_CONNTRACK_TIME_WAIT = 7;
+    /** {@code <linux/netfilter/nf_conntrack_tcp.h>} TCP_CONNTRACK_CLOSE. */
+    public static final int TCP_CONNTRACK_CLOSE = 8;
     /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_ID (be32). */
     public static final int CTA_ID = 12;
     /** {@code <linux/netfilter/nfnetlink_conntrack.h>} CTA_TUPLE_IP. */

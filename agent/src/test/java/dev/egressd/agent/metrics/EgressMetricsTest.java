@@ -140,8 +140,7 @@ class EgressMetricsTest
         f.addPair("a1", 10);
         f.put(machine("m1", "a1", 2));
         f.put(machine("m2", "a1", 3));
-        ledger.busiest.put(f.loop.published().machines().stream()
-            .filter(m -> m.machine().id().equals("m1")).findFirst().orElseThrow().handle(), 8);
+        ledger.busiest.put("m1", 8);
         assertThat(gauge("egressd.machine.busiest.destination", "machine", "m1", "app", "a1")).isEqualTo(0.8);
         assertThat(gauge("egressd.machine.busiest.destination", "machine", "m2", "app", "a1")).isEqualTo(0.0);
         assertThat(meters("egressd.machine.busiest.destination")).hasSize(2);

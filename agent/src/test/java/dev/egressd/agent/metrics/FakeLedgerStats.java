@@ -10,7 +10,7 @@ import java.util.Map;
 final class FakeLedgerStats implements LedgerStats
 {
     int cap = 10;
-    final Map<Integer, Integer> busiest = new HashMap<>();
+    final Map<String, Integer> busiest = new HashMap<>();
     int warning;
     int critical;
     int live;
@@ -25,9 +25,9 @@ final class FakeLedgerStats implements LedgerStats
     }
 
     @Override
-    public int busiestCount(final int handle)
+    public int busiestCount(final String machine)
     {
-        return busiest.getOrDefault(handle, 0);
+        return busiest.getOrDefault(machine, 0);
     }
 
     @Override

@@ -103,7 +103,7 @@ final class MetricsFixture
         kernel.fake.failing = null;
         for (final var m : loop.published().machines())
         {
-            ledger.busiest.put(m.handle(), m.handle() % 11);
+            ledger.busiest.put(m.machine().id(), m.handle() % 11);
         }
         ledger.warning = 2;
         ledger.critical = 1;

@@ -95,6 +95,11 @@ class NetlinkConstantsTest
         expected.put("CTA_TUPLE_REPLY", 2);
         expected.put("CTA_STATUS", 3);
         expected.put("CTA_ID", 12);
+        expected.put("CTA_PROTOINFO", 4);
+        expected.put("CTA_PROTOINFO_TCP", 1);
+        expected.put("CTA_PROTOINFO_TCP_STATE", 1);
+        expected.put("TCP_CONNTRACK_TIME_WAIT", 7);
+        expected.put("TCP_CONNTRACK_CLOSE", 8);
         expected.put("CTA_TUPLE_IP", 1);
         expected.put("CTA_TUPLE_PROTO", 2);
         expected.put("CTA_IP_V4_SRC", 1);
@@ -147,7 +152,9 @@ class NetlinkConstantsTest
             "IPCTNL_MSG_CT_DELETE", "CTA_TUPLE_ORIG", "CTA_TUPLE_REPLY", "CTA_STATUS", "CTA_ID", "CTA_TUPLE_IP",
             "CTA_TUPLE_PROTO", "CTA_IP_V4_SRC", "CTA_IP_V4_DST", "CTA_IP_V6_SRC", "CTA_IP_V6_DST", "CTA_PROTO_NUM",
             "CTA_PROTO_SRC_PORT", "CTA_PROTO_DST_PORT", "CTA_PROTO_ICMP_ID", "CTA_PROTO_ICMP_TYPE",
-            "CTA_PROTO_ICMP_CODE", "CTA_PROTO_ICMPV6_ID", "CTA_PROTO_ICMPV6_TYPE", "CTA_PROTO_ICMPV6_CODE"));
+            "CTA_PROTO_ICMP_CODE", "CTA_PROTO_ICMPV6_ID", "CTA_PROTO_ICMPV6_TYPE", "CTA_PROTO_ICMPV6_CODE",
+            "CTA_PROTOINFO", "CTA_PROTOINFO_TCP", "CTA_PROTOINFO_TCP_STATE"));
+        byHeader.put("netfilter/nf_conntrack_tcp.h", List.of("TCP_CONNTRACK_TIME_WAIT", "TCP_CONNTRACK_CLOSE"));
         byHeader.put("netfilter/nf_conntrack_common.h", List.of("IPS_CONFIRMED", "IPS_SRC_NAT", "IPS_SRC_NAT_DONE"));
 
         final Map<String, Integer> ours = constants();

@@ -1,0 +1,295 @@
+package dev.egressd.agent.lab;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.RefusalLog;
+import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.lab.Lab.ConntrackEntry;
+import dev.egressd.agent.lab.Lab.RunningClient;
+import dev.egressd.agent.netlink.ConntrackEvents;
+import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.ledger.DestinationUsage;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
+import dev.egressd.core.plan.KernelPlanner;
+import dev.egressd.core.plan.PlanDiff;
+import dev.egressd.core.plan.PlannedMachine;
+
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import java.util.stream.Collectors;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The conntrack monitor against the kernel: a lab host programmed by {@link KernelDataplane} (as in
+ * {@link DataplaneE2ETest}), guests holding real connections through the NAT, and the monitor's ctnetlink
+ * subscription opened on the host namespace's thread. What the ledger says is compared with {@code conntrack -L}.
+ */
+@Tag("privileged")
+class ConntrackMonitorPrivilegedTest
+{
+    private static final BlockLayout L = BlockLayout.STANDARD;
+    private static final String DST4 = "198.51.100.10";
+    private static final String DST4B = "198.51.100.11";
+    private static final EgressPair A = new EgressPair(Ipv4Address.parse("203.0.113.10"),
+        Ipv6Address.parse("2001:db8:10::10"), "lab");
+
+    private Lab lab;
+    private KernelDataplane kernel;
+    private ConntrackMonitor monitor;
+    private final List<RunningClient> clients = new ArrayList<>();
+    private final List<String> refusalLines = Collections.synchronizedList(new ArrayList<>());
+
+    @AfterEach
+    void tearDown() throws IOException
+    {
+        try
+        {
+            clients.forEach(RunningClient::close);
+            if (monitor != null)
+            {
+                monitor.close();
+            }
+            if (kernel != null)
+            {
+                lab.host().call(() ->
+                {
+                    kernel.close();
+                    return null;
+                });
+            }
+        }
+        finally
+        {
+            if (lab != null)
+            {
+                lab.close();
+            }
+        }
+    }
+
+    @Test
+    void theLedgerCountsWhatConntrackListsForAGuestHoldingConnectionsToTwoDestinations() throws Exception
+    {
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER);
+        hold(1, DST4, 12);
+        hold(1, DST4B, 5);
+        hold(2, DST4, 3);
+        final Map<String, Integer> listed = listed(guest4(1));
+        assertThat(listed).containsEntry(DST4, 12).containsEntry(DST4B, 5);
+        awaitTrue(() -> ledger("m1").equals(listed), "ledger of m1 " + ledger("m1") + " = conntrack -L " + listed);
+        awaitTrue(() -> ledger("m2").equals(listed(guest4(2))), "ledger of m2 = conntrack -L");
+        final ConntrackMonitor.Connections c = monitor.connections("m1", 10).get(5, TimeUnit.SECONDS);
+        assertThat(c.total()).isEqualTo(17);
+        assertThat(c.busiest().destination()).isEqualTo(DST4);
+        assertThat(c.destinations()).allSatisfy(d -> assertThat(d.portsInUse()).isEqualTo(d.count()));
+        assertThat(c.violations()).isZero();
+        report("counts: conntrack -L " + listed + " / " + listed(guest4(2)) + "; ledger m1 " + ledger("m1")
+            + " m2 " + ledger("m2") + "; stats " + brief(monitor.stats()));
+    }
+
+    @Test
+    void saturationAt80And95PercentOfASmallCapAppearsInTheLedger() throws Exception
+    {
+        start(10, ConntrackEvents.DEFAULT_RECEIVE_BUFFER);
+        hold(1, DST4, 8);
+        awaitTrue(() -> monitor.stats().machinesAtWarning() == 1, "8 of 10: at warning");
+        assertThat(monitor.stats().machinesAtCritical()).isZero();
+        assertThat(monitor.stats().busiestUse("m1")).isEqualTo(0.8);
+        hold(1, DST4, 2);
+        awaitTrue(() -> monitor.stats().machinesAtCritical() == 1, "10 of 10: at critical");
+        assertThat(monitor.stats().busiestUse("m1")).isEqualTo(1.0);
+        assertThat(listed(guest4(1))).containsEntry(DST4, 10);
+        assertThat(refusalLines).anySatisfy(l -> assertThat(l).startsWith("limit reason=destination_cap_80 machine=m1"))
+            .anySatisfy(l -> assertThat(l).startsWith("limit reason=destination_cap_95 machine=m1"));
+        report("saturation: cap 10, 8 then 10 held; stats " + brief(monitor.stats()) + "; log " + refusalLines);
+    }
+
+    @Test
+    void deletingAMachineDeletesItsConntrackEntries() throws Exception
+    {
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER);
+        hold(1, DST4, 6);
+        hold(2, DST4, 4);
+        awaitTrue(() -> ledger("m1").getOrDefault(DST4, 0) == 6, "m1 counted");
+        final int before = listed(guest4(1)).getOrDefault(DST4, 0);
+        monitor.machinesChanged(List.of(view(2)), 0);
+        awaitTrue(() -> entriesOf(guest4(1)).isEmpty(), "conntrack -L shows nothing from " + guest4(1));
+        awaitTrue(() -> monitor.stats().flowsDeleted() >= 6, "flows deleted counted");
+        assertThat(listed(guest4(2))).as("the other machine keeps its flows").containsEntry(DST4, 4);
+        assertThat(monitor.connections("m1", 10).get(5, TimeUnit.SECONDS)).isNull();
+        report("hygiene: m1 had " + before + " entries, after delete conntrack -L shows " + entriesOf(guest4(1)).size()
+            + "; m2 keeps " + listed(guest4(2)) + "; flowsDeleted " + monitor.stats().flowsDeleted());
+    }
+
+    @Test
+    void anOverrunTriggersAResyncThatLeavesTheCountsRight() throws Exception
+    {
+        // the smallest buffer the kernel allows (it raises tiny values to its minimum, about 2 KiB)
+        start(1024, 1);
+        awaitTrue(() -> monitor.stats().resyncs() == 1, "the start dump");
+        // stop reading for 2 s while connections open and close: the kernel must drop events
+        final var paused = monitor.runOnMonitorThread(() -> sleep(2000));
+        lab.client(1, "tcp", DST4, 80, 20, 0);
+        hold(1, DST4, 7);
+        hold(1, DST4B, 3);
+        paused.get(10, TimeUnit.SECONDS);
+        awaitTrue(() -> monitor.stats().overruns() >= 1 && monitor.stats().resyncs() >= 2, "an overrun and a resync");
+        final Map<String, Integer> listed = listed(guest4(1));
+        awaitTrue(() -> ledger("m1").equals(listed), "after the resync: ledger " + ledger("m1") + " = " + listed);
+        report("overrun: stats " + brief(monitor.stats()) + "; ledger " + ledger("m1") + " = conntrack -L " + listed);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+
+    private void start(final int cap, final int receiveBuffer) throws Exception
+    {
+        lab = Lab.create(2);
+        final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", cap);
+        kernel = lab.host().call(() -> KernelDataplane.open(config));
+        lab.host().call(kernel::ensureTable);
+        final List<PlannedMachine> planned = List.of(planned(1), planned(2));
+        lab.host().call(() ->
+        {
+            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(planned, List.of(A))));
+            return null;
+        });
+        final ConntrackEvents events = lab.host().call(() -> ConntrackEvents.open(receiveBuffer,
+            ConntrackMonitor.POLL_MILLIS, true));
+        final RefusalLog log = new RefusalLog(RefusalLog.Format.TEXT, refusalLines::add, System::nanoTime);
+        monitor = new ConntrackMonitor(events, cap, log, System::nanoTime);
+        monitor.machinesChanged(List.of(view(1), view(2)), 0);
+        monitor.start();
+    }
+
+    private void hold(final int guest, final String dst, final int n) throws Exception
+    {
+        final RunningClient client = lab.startClient(guest, "tcp", dst, "80", Integer.toString(n), "60");
+        clients.add(client);
+        for (int i = 0; i < n; i++)
+        {
+            assertThat(client.next(Duration.ofSeconds(10)).ok()).isTrue();
+        }
+    }
+
+    private List<ConntrackEntry> entriesOf(final String guest)
+    {
+        return lab.conntrack("ipv4").stream().filter(e -> guest.equals(e.origSrc())).collect(Collectors.toList());
+    }
+
+    /** What {@code conntrack -L} lists from a guest, per destination: the entries {@code ct count} counts. */
+    private Map<String, Integer> listed(final String guest)
+    {
+        final Map<String, Integer> m = new TreeMap<>();
+        for (final ConntrackEntry e : entriesOf(guest))
+        {
+            if (!e.line().contains("TIME_WAIT") && !e.line().contains(" CLOSE "))
+            {
+                m.merge(e.origDst(), 1, Integer::sum);
+            }
+        }
+        return m;
+    }
+
+    private Map<String, Integer> ledger(final String machine)
+    {
+        try
+        {
+            final ConntrackMonitor.Connections c = monitor.connections(machine, 100).get(5, TimeUnit.SECONDS);
+            final Map<String, Integer> m = new TreeMap<>();
+            if (c != null)
+            {
+                for (final DestinationUsage d : c.destinations())
+                {
+                    m.put(d.destination(), d.count());
+                }
+            }
+            return m;
+        }
+        catch (final Exception e)
+        {
+            throw new AssertionError(e);
+        }
+    }
+
+    private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!condition.getAsBoolean())
+        {
+            if (System.nanoTime() > deadline)
+            {
+                throw new AssertionError("not within 10 s: " + what);
+            }
+            Thread.sleep(100);
+        }
+    }
+
+    private static void sleep(final long millis)
+    {
+        try
+        {
+            Thread.sleep(millis);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static String brief(final ConntrackMonitor.Stats s)
+    {
+        return String.format("new %d update %d destroy %d guest %d overruns %d resyncs %d live %d warn %d crit %d "
+            + "violations %d deleted %d", s.newEvents(), s.updateEvents(), s.destroyEvents(), s.guestEvents(),
+            s.overruns(), s.resyncs(), s.liveConnections(), s.machinesAtWarning(), s.machinesAtCritical(),
+            s.violations(), s.flowsDeleted());
+    }
+
+    private static String guest4(final int g)
+    {
+        return "10.77.0." + (g + 1);
+    }
+
+    private static Machine machine(final int g)
+    {
+        return new Machine("m" + g, "app1", "tap-g" + g, Ipv4Address.parse(guest4(g)),
+            Ipv6Address.parse("fd77::" + Integer.toHexString(g + 1)), null);
+    }
+
+    private static Egress egress(final int g)
+    {
+        return new Egress(Scope.APP, A, g, L.firstPort(g), L.lastPort(g), "slot " + g);
+    }
+
+    private static PlannedMachine planned(final int g)
+    {
+        return new PlannedMachine(machine(g), egress(g));
+    }
+
+    private static EgressAllocator.MachineView view(final int g)
+    {
+        return new EgressAllocator.MachineView(g, machine(g), egress(g), null);
+    }
+
+    private static void report(final String figures)
+    {
+        System.out.println("CONNTRACK " + figures);
+    }
+}
