@@ -46,9 +46,19 @@ record Scrape(String text, List<Sample> samples)
                     labels.put(l.group(1), l.group(2));
                 }
             }
-            samples.add(new Sample(m.group(1), labels, Double.parseDouble(m.group(4))));
+            samples.add(new Sample(m.group(1), labels, number(m.group(4))));
         }
         return new Scrape(text, samples);
+    }
+
+    private static double number(final String text)
+    {
+        return switch (text)
+        {
+            case "+Inf" -> Double.POSITIVE_INFINITY;
+            case "-Inf" -> Double.NEGATIVE_INFINITY;
+            default -> Double.parseDouble(text);
+        };
     }
 
     /**
