@@ -567,7 +567,7 @@ final class Commands
             {
                 final double use = d.path("use").asDouble();
                 table.row(text(d, "destination"), d.path("connections").asInt(), percent(use),
-                    text(d, "ports_in_use"), use >= 0.95 ? "critical" : use >= 0.80 ? "high" : "ok");
+                    text(d, "ports_in_use"), level(d.path("connections").asInt(), c.path("cap").asInt(), use));
             }
             if (table.size() > 0)
             {
@@ -575,6 +575,27 @@ final class Commands
             }
             return ExitCodes.OK;
         }
+    }
+
+    /**
+     * The LEVEL of a destination's use of the cap: {@code high} from {@code ceil(80% of the cap)} connections,
+     * {@code critical} from {@code ceil(95%)}: the ledger's own thresholds (DestinationLedger), so that LEVEL agrees
+     * with {@code egressd_machines_saturated} and the refusal log. The daemon's {@code use} is rounded to three
+     * decimals (819 of 1024 is 0.7998, answered as 0.8) and so cannot decide it.
+     *
+     * @param connections the destination's connections.
+     * @param cap         the destination cap (0 when the answer has none: then {@code use} decides).
+     * @param use         connections / cap, as answered.
+     * @return {@code ok}, {@code high} or {@code critical}.
+     */
+    static String level(final int connections, final int cap, final double use)
+    {
+        if (cap <= 0)
+        {
+            return use >= 0.95 ? "critical" : use >= 0.80 ? "high" : "ok";
+        }
+        return connections >= (cap * 95L + 99) / 100 ? "critical" : connections >= (cap * 80L + 99) / 100 ? "high"
+            : "ok";
     }
 
     /** drain and undrain. */

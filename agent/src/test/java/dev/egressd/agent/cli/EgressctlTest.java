@@ -312,6 +312,34 @@ class EgressctlTest
     }
 
     @Test
+    void connsLevelFollowsTheLedgersThresholdsNotTheRoundedUse() throws Exception
+    {
+        // 819 of 1024 is 79.98%: the daemon answers use 0.8 (three decimals), yet the ledger's warning threshold is
+        // ceil(819.2) = 820, so egressd_machines_saturated{threshold="0.8"} does not count it: neither may LEVEL.
+        daemon.answer("GET", "/v1/machines/m1/connections?top=10", 200, """
+            {"machine": "m1", "cap": 1024, "total": 2791, "busiest": {"destination": "198.51.100.10", "connections": 973,
+             "use": 0.95},
+             "destinations": [
+              {"destination": "198.51.100.10", "connections": 973, "use": 0.95, "ports_in_use": 973},
+              {"destination": "198.51.100.11", "connections": 972, "use": 0.949, "ports_in_use": 972},
+              {"destination": "198.51.100.12", "connections": 820, "use": 0.801, "ports_in_use": 820},
+              {"destination": "198.51.100.13", "connections": 819, "use": 0.8, "ports_in_use": 819}],
+             "violations": 0}""");
+        final Run r = run("conns", "m1");
+        assertThat(r.exit()).isZero();
+        assertThat(r.out()).contains(
+            "198.51.100.10  973          95.0%  973           critical\n",
+            "198.51.100.11  972          94.9%  972           high\n",
+            "198.51.100.12  820          80.1%  820           high\n",
+            "198.51.100.13  819          80.0%  819           ok\n");
+        assertThat(Commands.level(8, 10, 0.8)).isEqualTo("high");
+        assertThat(Commands.level(9, 10, 0.9)).isEqualTo("high");
+        assertThat(Commands.level(10, 10, 1.0)).isEqualTo("critical");
+        assertThat(Commands.level(7, 10, 0.7)).isEqualTo("ok");
+        assertThat(Commands.level(819, 0, 0.8)).as("no cap in the answer: use decides").isEqualTo("high");
+    }
+
+    @Test
     void connsDefaultsToTop10AndHandles404() throws Exception
     {
         final Run missing = run("conns", "m1");

@@ -65,6 +65,30 @@ final class DaemonProcess implements AutoCloseable
         return log;
     }
 
+    Path socket()
+    {
+        return socket;
+    }
+
+    /**
+     * Runs the real egressctl from the built jar against this daemon, inside the lab's host namespace (where the
+     * daemon runs, so that {@code check} sees the uplink's addresses): {@code ip netns exec P-host java -cp
+     * egressd.jar dev.egressd.agent.cli.Egressctl --socket S ARGS}, with the JVM options of
+     * {@code scripts/egressctl} (one compiler tier, serial GC) for a fast start.
+     *
+     * @param args the command and its options, e.g. {@code conns m1 --json}.
+     * @return its exit code, stdout and stderr.
+     */
+    Lab.Output egressctl(final String... args)
+    {
+        final List<String> cmd = new ArrayList<>(List.of(
+            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC", "-Xshare:auto", "-cp", jar().toString(), "dev.egressd.agent.cli.Egressctl",
+            "--socket", socket.toString()));
+        cmd.addAll(Arrays.asList(args));
+        return lab.execApart(java.time.Duration.ofSeconds(60), "host", cmd.toArray(String[]::new));
+    }
+
     /**
      * Starts the daemon and waits until {@code GET /v1/health} answers 200.
      *

@@ -71,7 +71,24 @@ public final class Lab implements AutoCloseable
      */
     public static void requirePrivileged()
     {
-        final String missing = missingRequirement();
+        requirePrivileged(new String[0]);
+    }
+
+    /**
+     * {@link #requirePrivileged()}, and also these tools on the PATH (e.g. {@code promtool}): a test that needs
+     * more than the lab's own tools is skipped without them, and fails without them under
+     * {@code EGRESSD_REQUIRE_PRIVILEGED=1}.
+     *
+     * @param extraTools the further tools the test needs.
+     */
+    public static void requirePrivileged(final String... extraTools)
+    {
+        String missing = missingRequirement();
+        if (missing == null)
+        {
+            final List<String> absent = Arrays.stream(extraTools).filter(t -> tool(t) == null).toList();
+            missing = absent.isEmpty() ? null : "missing tools " + absent;
+        }
         if (missing == null)
         {
             return;
@@ -135,15 +152,26 @@ public final class Lab implements AutoCloseable
 
     private static boolean onPath(final String tool)
     {
+        return tool(tool) != null;
+    }
+
+    /**
+     * Where a tool is: the first executable of that name on the PATH (then /usr/sbin, /sbin, /usr/bin, /bin).
+     *
+     * @param tool the tool's name, e.g. {@code promtool}.
+     * @return its absolute path, or null when it is not installed.
+     */
+    public static Path tool(final String tool)
+    {
         final String path = System.getenv().getOrDefault("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin";
         for (final String dir : path.split(":"))
         {
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool)))
             {
-                return true;
+                return Path.of(dir, tool).toAbsolutePath();
             }
         }
-        return false;
+        return null;
     }
 
     private static Path findProjectDir()
@@ -172,7 +200,20 @@ public final class Lab implements AutoCloseable
      */
     public static Lab create(final int guests) throws IOException
     {
-        requirePrivileged();
+        return create(guests, new String[0]);
+    }
+
+    /**
+     * {@link #create(int)} for a test that also needs further tools ({@link #requirePrivileged(String...)}).
+     *
+     * @param guests     the number of guests.
+     * @param extraTools the further tools, e.g. {@code promtool}.
+     * @return the running lab; close it.
+     * @throws IOException if the lab cannot be built (it is removed again).
+     */
+    public static Lab create(final int guests, final String... extraTools) throws IOException
+    {
+        requirePrivileged(extraTools);
         String prefix;
         do
         {
@@ -321,6 +362,57 @@ public final class Lab implements AutoCloseable
         catch (final IOException e)
         {
             throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The result of a command with its stdout and stderr apart (for output a test parses, e.g. JSON). */
+    public record Output(int exitCode, String stdout, String stderr)
+    {
+        @Override
+        public String toString()
+        {
+            return "exit " + exitCode + (stderr.isBlank() ? "" : ", stderr: " + stderr.strip()) + "\n" + stdout;
+        }
+    }
+
+    /**
+     * Runs a command inside a lab namespace, its stdout and stderr read apart.
+     *
+     * @param timeout     the longest it may run; then it is killed and the exit code is -1.
+     * @param nsShortName {@code host}, {@code dst}, {@code g1}...
+     * @param cmd         the command.
+     * @return its exit code, stdout and stderr.
+     */
+    public Output execApart(final Duration timeout, final String nsShortName, final String... cmd)
+    {
+        final List<String> full = new ArrayList<>(List.of("ip", "netns", "exec", ns(nsShortName)));
+        full.addAll(Arrays.asList(cmd));
+        try
+        {
+            final Process p = new ProcessBuilder(full).start();
+            p.getOutputStream().close();
+            final CompletableFuture<String> out = CompletableFuture.supplyAsync(() -> readAll(p.getInputStream()));
+            final CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> readAll(p.getErrorStream()));
+            if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS))
+            {
+                p.destroyForcibly();
+                p.waitFor(2, TimeUnit.SECONDS);
+                return new Output(-1, out.getNow(""), "timed out after " + timeout + ": " + err.getNow(""));
+            }
+            return new Output(p.exitValue(), out.get(5, TimeUnit.SECONDS), err.get(5, TimeUnit.SECONDS));
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+            throw new UncheckedIOException(new IOException("interrupted: " + full, e));
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
+        catch (final ExecutionException | TimeoutException e)
+        {
+            throw new UncheckedIOException(new IOException("reading the output of " + full, e));
         }
     }
 
@@ -630,6 +722,30 @@ public final class Lab implements AutoCloseable
     public record ConntrackEntry(String proto, String origSrc, String origDst, String replyDst, int replyPort,
         String line)
     {
+        /**
+         * The TCP state as conntrack shows it ({@code ESTABLISHED}, {@code TIME_WAIT}, ...).
+         *
+         * @return the state, or null for other protocols.
+         */
+        public String tcpState()
+        {
+            if (!proto.equals("tcp"))
+            {
+                return null;
+            }
+            final String[] tokens = line.trim().split("\\s+");
+            return tokens.length > 3 && !tokens[3].contains("=") ? tokens[3] : null;
+        }
+
+        /**
+         * Whether the source was translated: replies go to another address than the original source.
+         *
+         * @return true when source-NATed.
+         */
+        public boolean snat()
+        {
+            return replyDst != null && !replyDst.equals(origSrc);
+        }
     }
 
     /**
@@ -640,7 +756,21 @@ public final class Lab implements AutoCloseable
      */
     public List<ConntrackEntry> conntrack(final String family)
     {
-        final Exec exec = exec("host", "conntrack", "-L", "-f", family);
+        return conntrack(family, new String[0]);
+    }
+
+    /**
+     * The host's conntrack entries matching a filter of {@code conntrack -L}.
+     *
+     * @param family {@code ipv4} or {@code ipv6}.
+     * @param filter e.g. {@code -s 10.77.0.2}.
+     * @return the entries.
+     */
+    public List<ConntrackEntry> conntrack(final String family, final String... filter)
+    {
+        final List<String> cmd = new ArrayList<>(List.of("conntrack", "-L", "-f", family));
+        cmd.addAll(Arrays.asList(filter));
+        final Exec exec = exec("host", cmd.toArray(String[]::new));
         final List<ConntrackEntry> entries = new ArrayList<>();
         for (final String line : exec.output().split("\n"))
         {
