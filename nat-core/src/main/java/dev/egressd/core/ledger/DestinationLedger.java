@@ -121,6 +121,7 @@ public final class DestinationLedger implements ConnectionLedger
     private long[] entrySlots;
     private int entryShift;
     private int entrySize;
+    private int liveEntries;
     private int entryResizeAt;
     private long[] entries;
     private int[] freeEntries;
@@ -355,7 +356,6 @@ public final class DestinationLedger implements ConnectionLedger
             return DUPLICATE;
         }
         // The kernel never holds two live entries with one id: we missed this id's close, and it was reused.
-        machines[oldMachine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
         releaseEntry(entry);
         replacedOpens++;
         return admit(index, connId, machine, high, low, port, REPLACED);
@@ -371,6 +371,10 @@ public final class DestinationLedger implements ConnectionLedger
         conns[(index << 1) + 1] = ((long)entry << 32) | ((port & 0xFFFFL) << 16) | (generation & 0xFFFF);
 
         final int count = (int)++entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT];
+        if (1 == count)
+        {
+            liveEntries++;
+        }
         final int[] machines = this.machines;
         final int base = machine * MACHINE_STRIDE;
         machines[base + MACHINE_CONNECTIONS]++;
@@ -393,12 +397,9 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void removeConnection(final int index, final long meta)
     {
-        final int entry = (int)(meta >> 32);
-        final int machine = (int)(entries[entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT] >>> 32);
-        machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
         deleteConnectionSlot(index);
         connSize--;
-        releaseEntry(entry);
+        releaseEntry((int)(meta >> 32));
     }
 
     private void raise(final int machine, final int count)
@@ -411,9 +412,15 @@ public final class DestinationLedger implements ConnectionLedger
         // Cell 0 is scratch (it counts nothing): writing it spares a branch on every first connection.
         histogram[count - 1]--;
         histogram[count]++;
-        if (count > machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST])
+        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
+        if (count > machines[at])
         {
-            busiest(machine, count);
+            // Counts move by one, so the busiest count was count - 1 and rises by exactly one.
+            machines[at] = count;
+            if (count >= warningThreshold)
+            {
+                crossedUp(count);
+            }
         }
     }
 
@@ -422,25 +429,50 @@ public final class DestinationLedger implements ConnectionLedger
         final int[] histogram = machineHistograms[machine];
         final int remainingAtOld = --histogram[count + 1];
         histogram[count]++;
-        if (0 == remainingAtOld && machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] == count + 1)
+        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
+        if (0 == remainingAtOld && machines[at] == count + 1)
         {
-            busiest(machine, count);
+            // The destination just decremented now sits at count, so the busiest count falls by exactly one.
+            machines[at] = count;
+            if (count >= warningThreshold - 1)
+            {
+                crossedDown(count + 1);
+            }
         }
     }
 
-    private void busiest(final int machine, final int busiest)
+    /** The busiest count of a machine rose to {@code busiest} from {@code busiest - 1}. */
+    private void crossedUp(final int busiest)
     {
-        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
-        final int old = machines[at];
-        machines[at] = busiest;
-        atWarning += crossing(old, busiest, warningThreshold);
-        atCritical += crossing(old, busiest, criticalThreshold);
-        overCap += crossing(old, busiest, destinationCap + 1);
+        if (busiest == warningThreshold)
+        {
+            atWarning++;
+        }
+        if (busiest == criticalThreshold)
+        {
+            atCritical++;
+        }
+        if (busiest == destinationCap + 1)
+        {
+            overCap++;
+        }
     }
 
-    private static int crossing(final int from, final int to, final int threshold)
+    /** The busiest count of a machine fell from {@code old} to {@code old - 1}. */
+    private void crossedDown(final int old)
     {
-        return (to >= threshold ? 1 : 0) - (from >= threshold ? 1 : 0);
+        if (old == warningThreshold)
+        {
+            atWarning--;
+        }
+        if (old == criticalThreshold)
+        {
+            atCritical--;
+        }
+        if (old == destinationCap + 1)
+        {
+            overCap--;
+        }
     }
 
     private void recordViolation(final long connId, final int machine, final long high, final long low, final int port)
@@ -516,7 +548,7 @@ public final class DestinationLedger implements ConnectionLedger
 
         if (entrySize >= entryResizeAt)
         {
-            growEntrySlots();
+            makeEntryRoom();
             entrySlots = this.entrySlots;
             mask = entrySlots.length - 1;
             index = hash >>> entryShift;
@@ -551,33 +583,68 @@ public final class DestinationLedger implements ConnectionLedger
 
     private void releaseEntry(final int entry)
     {
+        final long[] entries = this.entries;
         final int at = entry * ENTRY_STRIDE + ENTRY_MACHINE_COUNT;
-        final long word = --entries[at];
+        final long word = entries[at] - 1;
+        entries[at] = word;
         final int count = (int)word;
-        lower((int)(word >>> 32), count);
+        final int machine = (int)(word >>> 32);
+        machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
+        lower(machine, count);
         if (0 == count)
         {
-            removeEntry(entry);
+            // Lazy free: the entry stays indexed, idle, so a destination that churns reuses it (makeEntryRoom).
+            liveEntries--;
         }
     }
 
-    private void removeEntry(final int entry)
+    /**
+     * Called when an insert finds the entry index at its load limit: drops every idle (count 0) entry, and doubles
+     * the index if live entries fill half the limit or more. Either way at least half the limit is free after, so
+     * the O(capacity) pass is amortized over as many inserts.
+     */
+    private void makeEntryRoom()
     {
+        if (liveEntries >= entryResizeAt / 2)
+        {
+            growEntrySlots();
+            return;
+        }
         final long[] entrySlots = this.entrySlots;
         final long[] entries = this.entries;
+        final int capacity = entrySlots.length;
+        final int mask = capacity - 1;
+        int start = 0;
+        while (EMPTY_SLOT != entrySlots[start])
+        {
+            start++;
+        }
+        // As removeConnectionsWhere: a removal only pulls a not-yet-visited slot into the one just examined.
+        int index = (start + 1) & mask;
+        for (int visited = 0; visited < capacity; )
+        {
+            final long slot = entrySlots[index];
+            if (EMPTY_SLOT != slot && 0 == (int)entries[(int)slot * ENTRY_STRIDE + ENTRY_MACHINE_COUNT])
+            {
+                deleteEntrySlot(index);
+                freeEntries[freeCount++] = (int)slot;
+                entrySize--;
+            }
+            else
+            {
+                index = (index + 1) & mask;
+                visited++;
+            }
+        }
+    }
+
+    private void deleteEntrySlot(final int slot)
+    {
+        final long[] entrySlots = this.entrySlots;
         final int mask = entrySlots.length - 1;
         final int shift = entryShift;
-        final int at = entry * ENTRY_STRIDE;
-        final int hash = entryHash(
-            (int)(entries[at + ENTRY_MACHINE_COUNT] >>> 32), entries[at + ENTRY_HIGH], entries[at + ENTRY_LOW]);
-        final long target = ((long)hash << 32) | entry;
-
-        int hole = hash >>> shift;
-        while (entrySlots[hole] != target)
-        {
-            hole = (hole + 1) & mask;
-        }
-        int index = hole;
+        int hole = slot;
+        int index = slot;
         long moving;
         while (EMPTY_SLOT != (moving = entrySlots[index = (index + 1) & mask]))
         {
@@ -590,8 +657,6 @@ public final class DestinationLedger implements ConnectionLedger
             }
         }
         entrySlots[hole] = EMPTY_SLOT;
-        entrySize--;
-        freeEntries[freeCount++] = entry;
     }
 
     // ---------------------------------------------------------------- connection table
@@ -681,6 +746,7 @@ public final class DestinationLedger implements ConnectionLedger
         connSize = 0;
         Arrays.fill(entrySlots, EMPTY_SLOT);
         entrySize = 0;
+        liveEntries = 0;
         freeCount = 0;
         entryHighWater = 0;
         for (int machine = 0; machine < machineHistograms.length; machine++)
@@ -840,7 +906,7 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public int liveDestinations()
     {
-        return entrySize;
+        return liveEntries;
     }
 
     @Override
@@ -965,11 +1031,22 @@ public final class DestinationLedger implements ConnectionLedger
         final long[] oldSlots = entrySlots;
         allocateEntrySlots(oldSlots.length * 2);
         final long[] entrySlots = this.entrySlots;
+        final long[] entries = this.entries;
         final int mask = entrySlots.length - 1;
+        entrySize = 0;
         for (final long slot : oldSlots)
         {
-            if (EMPTY_SLOT != slot)
+            if (EMPTY_SLOT == slot)
             {
+                continue;
+            }
+            if (0 == (int)entries[(int)slot * ENTRY_STRIDE + ENTRY_MACHINE_COUNT])
+            {
+                freeEntries[freeCount++] = (int)slot;
+            }
+            else
+            {
+                entrySize++;
                 int index = (int)(slot >>> 32) >>> entryShift;
                 while (EMPTY_SLOT != entrySlots[index])
                 {
