@@ -107,4 +107,62 @@ class DestinationLedgerTest extends DestinationLedgerContract
         assertThat(fast.endResync()).isEqualTo(reference.endResync()).isPositive();
         assertThat(fast.liveConnections()).isZero();
     }
+
+    /**
+     * Idle (count 0) entries stay indexed until an insert finds the index full; then they are swept or the index
+     * grows. Thousands of destinations opened and closed one at a time, next to long-lived ones and one that
+     * churns, force many sweeps; every figure must still agree with the reference.
+     */
+    @Test
+    void idleEntriesAreSweptWithoutChangingWhatIsObserved()
+    {
+        final DestinationLedger fast = new DestinationLedger(CAP);
+        final ReferenceLedger reference = new ReferenceLedger(CAP);
+        for (final ConnectionLedger ledger : new ConnectionLedger[] {fast, reference})
+        {
+            ledger.registerMachine(0, 1024, 2047);
+            ledger.registerMachine(1, 1024, 2047);
+            for (int d = 0; d < 40; d++)
+            {
+                ledger.open(1_000_000 + d, 1, 0x0B000000 + d, 1024 + d);
+            }
+        }
+        long id = 0;
+        for (int d = 0; d < 20_000; d++)
+        {
+            final int destination = 0x0A000000 + d;
+            final int churning = 0x0C000001;
+            for (final ConnectionLedger ledger : new ConnectionLedger[] {fast, reference})
+            {
+                assertThat(ledger.open(id, 0, destination, 1024 + (d & 1023))).isEqualTo(ConnectionLedger.OPENED);
+                assertThat(ledger.open(id + 1, 0, churning, 1024)).isEqualTo(ConnectionLedger.OPENED);
+                assertThat(ledger.close(id + 1)).isEqualTo(ConnectionLedger.CLOSED);
+                if (d % 3 != 0)
+                {
+                    assertThat(ledger.close(id)).isEqualTo(ConnectionLedger.CLOSED);
+                }
+            }
+            id += 2;
+            if (d % 997 == 0)
+            {
+                assertThat(fast.liveDestinations()).isEqualTo(reference.liveDestinations());
+                assertThat(fast.liveConnections()).isEqualTo(reference.liveConnections());
+                assertThat(fast.count(0, churning)).isZero();
+                assertThat(fast.count(0, destination)).isEqualTo(reference.count(0, destination));
+                for (int m = 0; m < 2; m++)
+                {
+                    assertThat(fast.busiestCount(m)).isEqualTo(reference.busiestCount(m));
+                    assertThat(fast.topDestinations(m, 50)).isEqualTo(reference.topDestinations(m, 50));
+                }
+            }
+        }
+        assertThat(fast.unregisterMachine(0)).isEqualTo(reference.unregisterMachine(0));
+        assertThat(fast.liveDestinations()).isEqualTo(reference.liveDestinations()).isEqualTo(40);
+        assertThat(fast.topDestinations(1, 100)).isEqualTo(reference.topDestinations(1, 100));
+        fast.registerMachine(0, 1024, 2047);
+        assertThat(fast.count(0, 0x0A000000 + 1)).isZero();
+        assertThat(fast.open(id, 0, 0x0A000000 + 1, 1024)).isEqualTo(ConnectionLedger.OPENED);
+        assertThat(fast.count(0, 0x0A000000 + 1)).isEqualTo(1);
+        assertThat(fast.liveDestinations()).isEqualTo(41);
+    }
 }
