@@ -140,4 +140,28 @@ class ControlLoopTest
         assertThat(kernel.plan.contains(snat)).isTrue();
         assertThat(loop.health().repairs()).isEqualTo(1);
     }
+
+    @Test
+    void aMutationDiffsAgainstWhatTheKernelLastHeldAndReadsItBackOnlyWhenThatFails() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final int reads = kernel.reads;
+        final Machine fresh = machine("m30", "a1", 60);
+        loop.mutate("machine", l -> l.putMachine(fresh)).get();
+        assertThat(kernel.reads).as("no read for a mutation when nothing changed behind egressd's back")
+            .isEqualTo(reads);
+        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
+
+        // someone deletes m30's snat4 element by hand; deleting m30 then removes a missing element, which nft
+        // refuses: the loop reads the kernel back and applies the right diff instead
+        final PlanElement snat = kernel.plan.elements("snat4").get(fresh.ipv4());
+        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        assertThat(loop.mutate("delete", l -> l.allocator().removeMachine("m30")).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        assertThat(kernel.reads).isEqualTo(reads + 1);
+        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
+        assertThat(kernel.plan.elements("guests4")).doesNotContainKey(
+            new PlanElement.Guest4("tap-m30", fresh.ipv4()));
+    }
 }

@@ -36,17 +36,41 @@ public final class FakeKernel implements Kernel
         return true;
     }
 
+    /** Times the kernel was read back. */
+    public int reads;
+
     @Override
     public KernelPlan read() throws KernelException
     {
         check();
+        reads++;
         return plan;
     }
 
+    /**
+     * Applies all-or-nothing and, like nft, refuses to remove what is missing, to add a key that is held (with
+     * other data), or to replace what is not held.
+     */
     @Override
     public void apply(final List<PlanChange> changes) throws KernelException
     {
         check();
+        for (final PlanChange change : changes)
+        {
+            final dev.egressd.core.plan.PlanElement e = change.element();
+            final dev.egressd.core.plan.PlanElement held = plan.elements(e.kind()).get(e.key());
+            final boolean ok = switch (change.op())
+            {
+                case ADD -> held == null || held.equals(e);
+                case REMOVE -> held != null;
+                case REPLACE -> held != null && held.equals(change.previous());
+            };
+            if (!ok)
+            {
+                throw new KernelException("nft: " + change + ": " + (held == null ? "No such file or directory"
+                    : "File exists"));
+            }
+        }
         plan = PlanDiff.apply(plan, changes);
         applied.add(List.copyOf(changes));
     }
