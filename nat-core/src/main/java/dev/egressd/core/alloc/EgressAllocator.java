@@ -33,13 +33,16 @@ import java.util.regex.Pattern;
  * <p>Single-threaded: the daemon serialises calls. Every operation returns an {@link Outcome}: {@link Done} with
  * the ids of the machines that changed, or a {@link Refusal} naming the field, in which case nothing changed
  * (every check runs before the first mutation). Repeating an identical request succeeds and changes nothing.
+ * A guest address must be one a guest can send from: not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or
+ * 255.255.255.255 (field {@code ipv4}), not ::, ::1, ff00::/8 or fe80::/10 (field {@code ipv6}).
  *
  * <p>Placement of a machine, in order:
  * <ol>
  *   <li>it has a machine-scoped pair: {@link Scope#MACHINE}, whole port range;</li>
  *   <li>it is pinned: a slot on the pinned pair (the pin was checked to have room when the slot was needed);</li>
  *   <li>else a slot on the app's non-drained pair with the most free slots, random among equals, lowest block
- *       other than 0 first ({@link SlotAllocator#place});</li>
+ *       other than 0 first; block 0 last across all the app's pairs: a block 0 only when no non-drained pair of
+ *       the app has a free block other than 0 ({@link SlotAllocator#place});</li>
  *   <li>else, if the app has pairs (all full or drained): {@link Scope#PENDING} when the app is fail-closed (the
  *       default), {@link Scope#HOST} with a reason saying it fell back when the app opted out;</li>
  *   <li>else (the app has no pair): {@link Scope#HOST}, masqueraded to the host address.</li>
@@ -950,6 +953,24 @@ public final class EgressAllocator
             return new Refusal(Reason.INVALID, "ipv4",
                 "machine " + machine.id() + " needs at least one guest address (ipv4 or ipv6)");
         }
+        if (machine.ipv4() != null)
+        {
+            final String problem = guestProblem(machine.ipv4());
+            if (problem != null)
+            {
+                return new Refusal(Reason.INVALID, "ipv4", "ipv4 " + machine.ipv4() + " is " + problem
+                    + ": a guest address must be a unicast address the guest can send from");
+            }
+        }
+        if (machine.ipv6() != null)
+        {
+            final String problem = guestProblem(machine.ipv6());
+            if (problem != null)
+            {
+                return new Refusal(Reason.INVALID, "ipv6", "ipv6 " + machine.ipv6() + " is " + problem
+                    + ": a guest address must be a unicast address the guest can send from");
+            }
+        }
         final Node other = byIface.get(machine.iface());
         if (other != null && !other.id().equals(machine.id()))
         {
@@ -1064,6 +1085,58 @@ public final class EgressAllocator
         if (owner6 != null && !owner6.equals(mine))
         {
             return inUse("ipv6", pair.ipv6().toString(), owner6);
+        }
+        return null;
+    }
+
+    /**
+     * Why an IPv4 cannot be a guest's source address, or null if it can. A guest's address is routed to its
+     * interface and used as a packet source, so it must be unicast and routable off the guest.
+     */
+    static String guestProblem(final Ipv4Address address)
+    {
+        final int bits = address.bits();
+        final int first = bits >>> 24;
+        if (bits == -1)
+        {
+            return "the limited broadcast address 255.255.255.255";
+        }
+        if (first == 0)
+        {
+            return "in 0.0.0.0/8 (\"this network\", not a source a guest can use)";
+        }
+        if (first == 127)
+        {
+            return "a loopback address (127.0.0.0/8)";
+        }
+        if ((first & 0xF0) == 0xE0)
+        {
+            return "a multicast address (224.0.0.0/4)";
+        }
+        return null;
+    }
+
+    /**
+     * Why an IPv6 cannot be a guest's source address, or null if it can.
+     */
+    static String guestProblem(final Ipv6Address address)
+    {
+        final long high = address.high();
+        if (high == 0 && address.low() == 0)
+        {
+            return "the unspecified address ::";
+        }
+        if (high == 0 && address.low() == 1)
+        {
+            return "the loopback address ::1";
+        }
+        if ((high >>> 56) == 0xFF)
+        {
+            return "a multicast address (ff00::/8)";
+        }
+        if ((high >>> 54) == (0xFE80L >>> 6))
+        {
+            return "a link-local address (fe80::/10), which is never routed to a guest";
         }
         return null;
     }

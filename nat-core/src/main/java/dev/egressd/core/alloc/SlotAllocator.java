@@ -27,13 +27,24 @@ import java.util.Arrays;
  *   - a (pair, block) is handed out at most once until it is released (place/placeOn/assign set a bit
  *     that was clear; release clears a bit that was set, or throws).
  *
- * Placement rule: among the app's non-drained pairs with room, the one with the MOST free slots
- * (fewest used bits: Long.bitCount); if several tie, one of them uniformly at random (SplitMix64, drawn
- * only when there are at least two, so a deterministic situation consumes no randomness). Inside the
- * pair the lowest free block other than 0 (Long.numberOfTrailingZeros of ~used & nonZeroMask); block 0,
- * whose range loses port 0, only when nothing else is free.
+ * Placement rule (place): block 0, whose range loses port 0, is the last resort across ALL the app's
+ * non-drained pairs, not just inside one pair. Each non-drained pair falls in one of three tiers, read off
+ * its used word with two masks and no allocation:
+ *   tier 1  (~used & nonZeroMask) != 0        it has a free block other than 0;
+ *   tier 2  not tier 1, (used & 1) == 0       its only free block is 0 (so exactly one free slot);
+ *   full    ~used & allMask == 0.
+ * If tier 1 is non-empty: the tier-1 pair with the MOST free slots (fewest used bits: Long.bitCount; block 0
+ * counts as a free slot here, it is still capacity), ties broken uniformly at random, and on it the lowest
+ * free block other than 0 (Long.lowestOneBit of ~used & nonZeroMask). Else, if tier 2 is non-empty: block 0
+ * of one tier-2 pair, uniformly at random (they all have one free slot, so "most free" is a tie among all).
+ * Else NONE. So a machine gets a block 0 only when no non-drained pair of the app has a free non-zero block.
+ * Randomness (SplitMix64) is drawn only when at least two pairs tie, so a deterministic situation consumes
+ * none. One pass classifies and ranks; a second pass, only on a tie, finds the r-th equal pair in the
+ * app list's (IPv4) order.
+ * placeOn (a pin) fixes the pair, so the rule applies inside that pair only: its lowest free non-zero block,
+ * block 0 when nothing else on it is free.
  *
- * Complexity: place(app) is O(pairs of the app), two passes at most, a popcount per pair; placeOn,
+ * Complexity: place(app) is O(pairs of the app), two passes at most, a popcount per tier-1 pair; placeOn,
  * assign and release are O(1). addPair/removePair are O(pairs of the app) (sorted insert/remove) and may
  * grow the arrays; they are control-plane operations. place/placeOn/assign/release allocate nothing
  * (see SlotAllocatorBenchmark: 0 B/op under -prof gc).
@@ -226,8 +237,11 @@ public final class SlotAllocator
     }
 
     /**
-     * Places one machine of an app: the non-drained pair with the most free slots (random among equals),
-     * then its lowest free block other than 0, block 0 last.
+     * Places one machine of an app. Block 0 (whose range loses port 0) is the app's last resort: among the app's
+     * non-drained pairs that still have a free block other than 0, the one with the most free slots (random among
+     * equals), and on it the lowest free block other than 0; only when no non-drained pair of the app has such a
+     * block, block 0 of a non-drained pair that has it free (random among those, which all have exactly one free
+     * slot).
      *
      * @param app the app index.
      * @return the slot, or {@link #NONE} when every pair of the app is full or drained (or it has none).
@@ -242,51 +256,91 @@ public final class SlotAllocator
         final int count = appPairCount[app];
         final long[] used = this.used;
         final boolean[] drained = this.drained;
+        final long nonZeroMask = this.nonZeroMask;
 
-        // Starting at blockCount means a full pair never qualifies.
-        int bestUsed = blockCount;
+        // One pass, two tiers. Tier 1: pairs with a free block other than 0, ranked by fewest used bits.
+        // Tier 2: pairs whose only free block is 0 (so each has exactly one free slot: they all tie).
+        int bestUsed = Integer.MAX_VALUE;
         int best = NONE;
         int ties = 0;
+        int zeroOnly = NONE;
+        int zeroOnlyCount = 0;
         for (int i = 0; i < count; i++)
         {
             final int pair = pairs[i];
-            if (!drained[pair])
+            if (drained[pair])
             {
-                final int u = Long.bitCount(used[pair]);
-                if (u < bestUsed)
+                continue;
+            }
+            final long u = used[pair];
+            if ((~u & nonZeroMask) != 0)
+            {
+                final int bits = Long.bitCount(u);
+                if (bits < bestUsed)
                 {
-                    bestUsed = u;
+                    bestUsed = bits;
                     best = pair;
                     ties = 1;
                 }
-                else if (u == bestUsed)
+                else if (bits == bestUsed)
                 {
                     ties++;
                 }
             }
+            else if ((u & 1L) == 0)
+            {
+                if (zeroOnlyCount++ == 0)
+                {
+                    zeroOnly = pair;
+                }
+            }
         }
-        if (best == NONE)
+        if (best != NONE)
+        {
+            if (ties > 1)
+            {
+                int pick = random.nextInt(ties);
+                for (int i = 0; i < count; i++)
+                {
+                    final int pair = pairs[i];
+                    final long u = used[pair];
+                    if (!drained[pair] && (~u & nonZeroMask) != 0 && Long.bitCount(u) == bestUsed && pick-- == 0)
+                    {
+                        best = pair;
+                        break;
+                    }
+                }
+            }
+            final long u = used[best];
+            final long bit = Long.lowestOneBit(~u & nonZeroMask);
+            used[best] = u | bit;
+            return slot(best, Long.numberOfTrailingZeros(bit));
+        }
+        if (zeroOnly == NONE)
         {
             return NONE;
         }
-        if (ties > 1)
+        if (zeroOnlyCount > 1)
         {
-            int pick = random.nextInt(ties);
+            int pick = random.nextInt(zeroOnlyCount);
             for (int i = 0; i < count; i++)
             {
                 final int pair = pairs[i];
-                if (!drained[pair] && Long.bitCount(used[pair]) == bestUsed && pick-- == 0)
+                final long u = used[pair];
+                if (!drained[pair] && (~u & nonZeroMask) == 0 && (u & 1L) == 0 && pick-- == 0)
                 {
-                    best = pair;
+                    zeroOnly = pair;
                     break;
                 }
             }
         }
-        return take(best);
+        used[zeroOnly] |= 1L;
+        return slot(zeroOnly, 0);
     }
 
     /**
-     * Places one machine on a given pair (pinning): its lowest free block other than 0, block 0 last.
+     * Places one machine on a given pair (pinning): its lowest free block other than 0, block 0 last. A pin is
+     * obeyed even when that means block 0 here while another pair of the app has a free non-zero block.
      *
      * @param pair the pair index.
      * @return the slot, or {@link #NONE} when the pair is full or drained.

@@ -517,6 +517,86 @@ class EgressAllocatorTest
             Reason.WRONG_FAMILY, "ipv4");
     }
 
+    @org.junit.jupiter.params.ParameterizedTest(name = "ipv4 {0}: {1}")
+    @org.junit.jupiter.params.provider.CsvSource({
+        "0.0.0.0, 0.0.0.0/8",
+        "0.1.2.3, 0.0.0.0/8",
+        "127.0.0.1, loopback",
+        "127.255.0.9, loopback",
+        "224.0.0.1, multicast",
+        "239.255.255.250, multicast",
+        "255.255.255.255, broadcast"})
+    void anUnusableGuestIpv4IsRefusedNamingTheProblem(final String address, final String problem)
+    {
+        addPair("a", P1);
+        upsert(machine("m1", "a"));
+        final Machine bad = new Machine("m9", "a", "tap9", v4(address), Ipv6Address.parse("fd00::9"), null);
+        assertRefused(() -> alloc.upsertMachine(bad), Reason.INVALID, "ipv4");
+        assertThat(((Outcome.Refusal)alloc.upsertMachine(bad)).message()).contains(address).contains(problem);
+        // An existing machine may not be updated to it either, and a restore refuses it too.
+        final Machine m1 = alloc.machine("m1").orElseThrow().machine();
+        assertRefused(() -> alloc.upsertMachine(new Machine("m1", "a", m1.iface(), v4(address), m1.ipv6(), null)),
+            Reason.INVALID, "ipv4");
+        assertRefused(() -> alloc.restoreMachine(bad, v4(P1), 2), Reason.INVALID, "ipv4");
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest(name = "ipv6 {0}: {1}")
+    @org.junit.jupiter.params.provider.CsvSource({
+        "::, unspecified",
+        "::1, loopback",
+        "fe80::1, link-local",
+        "febf:ffff::1, link-local",
+        "ff02::1, multicast",
+        "ff05::1:3, multicast"})
+    void anUnusableGuestIpv6IsRefusedNamingTheProblem(final String address, final String problem)
+    {
+        addPair("a", P1);
+        final Machine bad = new Machine("m9", "a", "tap9", v4("10.0.0.9"), Ipv6Address.parse(address), null);
+        assertRefused(() -> alloc.upsertMachine(bad), Reason.INVALID, "ipv6");
+        final Outcome.Refusal refusal = (Outcome.Refusal)alloc.upsertMachine(bad);
+        assertThat(refusal.message()).contains(Ipv6Address.parse(address).toString()).contains(problem);
+        assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "tap9", null, Ipv6Address.parse(address), null)),
+            Reason.INVALID, "ipv6");
+    }
+
+    @Test
+    void guestAddressesNextToTheUnusableRangesAreAccepted()
+    {
+        addPair("a", P1);
+        final String[][] fine = {
+            {"1.0.0.1", "fec0::1"}, {"126.255.255.254", "fe7f::1"}, {"128.0.0.1", "fc00::1"},
+            {"223.255.255.254", "fd77::2"}, {"240.0.0.1", "2001:db8::99"}, {"10.77.0.2", "::2"}};
+        for (int i = 0; i < fine.length; i++)
+        {
+            upsert(new Machine("m" + i, "a", "tap" + i, v4(fine[i][0]), Ipv6Address.parse(fine[i][1]), null));
+        }
+    }
+
+    @Test
+    void blockZeroIsTheLastBlockAcrossAllTheAppsPairs()
+    {
+        // P1 ends with only block 0 free, P2 with only block 2 free: the next machine gets P2's block 2.
+        for (long seed = 0; seed < 40; seed++)
+        {
+            final EgressAllocator a = new EgressAllocator(HOST, seed);
+            a.addPair("a", P1, "2001:db8::1", null);
+            a.addPair("a", P2, "2001:db8::2", null);
+            for (int b = 1; b <= 3; b++)
+            {
+                a.restoreMachine(machine("m" + b, "a"), v4(P1), b);
+            }
+            a.restoreMachine(machine("m4", "a"), v4(P2), 0);
+            a.restoreMachine(machine("m5", "a"), v4(P2), 1);
+            a.restoreMachine(machine("m6", "a"), v4(P2), 3);
+            a.upsertMachine(machine("m7", "a"));
+            assertThat(a.egress("m7").orElseThrow().pair().ipv4()).as("seed %d", seed).isEqualTo(v4(P2));
+            assertThat(a.egress("m7").orElseThrow().block()).isEqualTo(2);
+            a.upsertMachine(machine("m8", "a"));
+            assertThat(a.egress("m8").orElseThrow().pair().ipv4()).isEqualTo(v4(P1));
+            assertThat(a.egress("m8").orElseThrow().block()).isZero();
+        }
+    }
+
     @Test
     void releasingAMachineScopedPairIsRefusedWhenThePinnedPairHasNoRoom()
     {

@@ -21,7 +21,8 @@ import java.util.TreeSet;
  *
  * <p>It makes exactly the same choices as the fast allocator, so tests can demand identical placements: pairs are
  * considered in IPv4 order, a tie among the most-free pairs is broken by the same {@link SplitMix64} drawn only
- * when at least two pairs tie, and waiting machines are placed first come first.
+ * when at least two pairs tie, and waiting machines are placed first come first. Because it copies the tie-break,
+ * agreeing with it does not prove the placement RULE; {@code PlacementRuleTest} checks the rule on its own.
  *
  * <p>Two layers, so a benchmark can compare like with like: {@link #place(String)} / {@link #release(Slot)} is the
  * slot layer (what {@link SlotAllocator#place}/{@link SlotAllocator#release} do); the other methods are the domain
@@ -109,7 +110,9 @@ public final class ReferenceAllocator
     // ------------------------------------------------------------------------------------------ slot layer
 
     /**
-     * Places one slot for an app: most free non-drained pair, random among equals, lowest block but 0, 0 last.
+     * Places one slot for an app. Block 0 last across all the app's pairs: if some non-drained pair has a free
+     * block other than 0, the most free of those pairs (random among equals) and its lowest free block but 0;
+     * otherwise block 0 of a non-drained pair that has it free (random among those).
      *
      * @param app the app id.
      * @return the slot, or null if none can be had.
@@ -121,32 +124,69 @@ public final class ReferenceAllocator
         {
             return null;
         }
-        int bestFree = 0;
-        final List<RPair> best = new ArrayList<>();
+        final List<RPair> withNonZero = new ArrayList<>();
+        final List<RPair> withOnlyZero = new ArrayList<>();
         for (final RPair pair : a.pairs.values())
         {
-            final int free = blockCount - pair.used.size();
-            if (pair.drained || free == 0)
+            if (pair.drained)
             {
                 continue;
             }
-            if (free > bestFree)
+            if (lowestFreeNonZeroBlock(pair) >= 0)
             {
-                bestFree = free;
-                best.clear();
-                best.add(pair);
+                withNonZero.add(pair);
             }
-            else if (free == bestFree)
+            else if (!pair.used.contains(0))
             {
-                best.add(pair);
+                withOnlyZero.add(pair);
             }
         }
-        if (best.isEmpty())
+        if (!withNonZero.isEmpty())
         {
-            return null;
+            int mostFree = 0;
+            for (final RPair pair : withNonZero)
+            {
+                mostFree = Math.max(mostFree, blockCount - pair.used.size());
+            }
+            final List<RPair> best = new ArrayList<>();
+            for (final RPair pair : withNonZero)
+            {
+                if (blockCount - pair.used.size() == mostFree)
+                {
+                    best.add(pair);
+                }
+            }
+            final RPair chosen = pickOne(best);
+            final int block = lowestFreeNonZeroBlock(chosen);
+            chosen.used.add(block);
+            return new Slot(chosen.pair.ipv4(), block);
         }
-        final RPair chosen = best.size() == 1 ? best.get(0) : best.get(random.nextInt(best.size()));
-        return take(chosen);
+        if (!withOnlyZero.isEmpty())
+        {
+            final RPair chosen = pickOne(withOnlyZero);
+            chosen.used.add(0);
+            return new Slot(chosen.pair.ipv4(), 0);
+        }
+        return null;
+    }
+
+    /** One of several equal pairs (in IPv4 order), drawing a random number only when there are at least two. */
+    private RPair pickOne(final List<RPair> equals)
+    {
+        return equals.size() == 1 ? equals.get(0) : equals.get(random.nextInt(equals.size()));
+    }
+
+    /** The lowest free block of a pair other than block 0, or -1. */
+    private int lowestFreeNonZeroBlock(final RPair pair)
+    {
+        for (int block = 1; block < blockCount; block++)
+        {
+            if (!pair.used.contains(block))
+            {
+                return block;
+            }
+        }
+        return -1;
     }
 
     /**
@@ -639,6 +679,14 @@ public final class ReferenceAllocator
         {
             return refuse(Reason.INVALID, "ipv4");
         }
+        if (m.ipv4() != null && !usableGuest(m.ipv4()))
+        {
+            return refuse(Reason.INVALID, "ipv4");
+        }
+        if (m.ipv6() != null && !usableGuest(m.ipv6()))
+        {
+            return refuse(Reason.INVALID, "ipv6");
+        }
         for (final RMachine other : machines.values())
         {
             if (!other.machine.id().equals(m.id()) && other.machine.iface().equals(m.iface()))
@@ -765,6 +813,24 @@ public final class ReferenceAllocator
             }
         }
         return false;
+    }
+
+    /** Not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 (multicast) or 255.255.255.255. */
+    private static boolean usableGuest(final Ipv4Address a)
+    {
+        final int firstOctet = a.toBytes()[0] & 0xFF;
+        return firstOctet != 0 && firstOctet != 127 && !(firstOctet >= 224 && firstOctet <= 239)
+            && !a.toString().equals("255.255.255.255");
+    }
+
+    /** Not ::, ::1, ff00::/8 (multicast) or fe80::/10 (link-local). */
+    private static boolean usableGuest(final dev.egressd.core.model.Ipv6Address a)
+    {
+        final byte[] b = a.toBytes();
+        final int first = b[0] & 0xFF;
+        final int second = b[1] & 0xFF;
+        final boolean linkLocal = first == 0xFE && second >= 0x80 && second <= 0xBF;
+        return !a.toString().equals("::") && !a.toString().equals("::1") && first != 0xFF && !linkLocal;
     }
 
     private RPair pairAnywhere(final Ipv4Address ipv4)

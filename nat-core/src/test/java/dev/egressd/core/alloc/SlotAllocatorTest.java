@@ -82,6 +82,124 @@ class SlotAllocatorTest
     }
 
     @Test
+    void blockZeroIsLastAcrossPairsNotJustInsideOne()
+    {
+        // The reviewer's example: A has only block 0 free, B only block 5. They tie on free slots, yet B wins.
+        for (long seed = 0; seed < 64; seed++)
+        {
+            final SlotAllocator slots = new SlotAllocator(64, seed);
+            final int a = slots.addPair(APP, 1);
+            final int b = slots.addPair(APP, 2);
+            for (int block = 1; block < 64; block++)
+            {
+                slots.assign(a, block);
+                slots.assign(b, block == 5 ? 0 : block);
+            }
+            assertThat(slots.place(APP)).as("seed %d", seed).isEqualTo(SlotAllocator.slot(b, 5));
+            assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(a, 0));
+        }
+    }
+
+    @Test
+    void amongPairsWithAFreeNonZeroBlockTheMostFreeWinsAndBlockZerosComeLast()
+    {
+        final SlotAllocator slots = new SlotAllocator(4, 3);
+        final int zeroOnly = slots.addPair(APP, 1);
+        final int roomy = slots.addPair(APP, 2);
+        final int tight = slots.addPair(APP, 3);
+        slots.assign(zeroOnly, 1);
+        slots.assign(zeroOnly, 2);
+        slots.assign(zeroOnly, 3);
+        slots.assign(roomy, 1);
+        slots.assign(tight, 0);
+        slots.assign(tight, 1);
+        slots.assign(tight, 2);
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(roomy, 2));  // 3 free beats 1 free
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(roomy, 3));  // 2 free beats 1 free
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(tight, 3));  // the last non-zero block anywhere
+        assertThat(slots.place(APP)).isIn(SlotAllocator.slot(roomy, 0), SlotAllocator.slot(zeroOnly, 0));
+        assertThat(slots.place(APP)).isIn(SlotAllocator.slot(roomy, 0), SlotAllocator.slot(zeroOnly, 0));
+        assertThat(slots.place(APP)).isEqualTo(NONE);
+    }
+
+    @Test
+    void aDrainedPairsFreeNonZeroBlockDoesNotKeepBlockZeroElsewhereBack()
+    {
+        final SlotAllocator slots = new SlotAllocator(4, 1);
+        final int drained = slots.addPair(APP, 1);
+        final int open = slots.addPair(APP, 2);
+        slots.drained(drained, true);
+        for (int block = 1; block < 4; block++)
+        {
+            slots.assign(open, block);
+        }
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(open, 0));
+        assertThat(slots.place(APP)).isEqualTo(NONE);
+    }
+
+    @Test
+    void whenOnlyBlockZerosAreLeftEachIsChosenSometimes()
+    {
+        final int[] chosen = new int[3];
+        for (long seed = 0; seed < 150; seed++)
+        {
+            final SlotAllocator slots = new SlotAllocator(4, seed);
+            final int[] pairs = {slots.addPair(APP, 1), slots.addPair(APP, 2), slots.addPair(APP, 3)};
+            for (final int pair : pairs)
+            {
+                for (int block = 1; block < 4; block++)
+                {
+                    slots.assign(pair, block);
+                }
+            }
+            final int slot = slots.place(APP);
+            assertThat(blockOf(slot)).isZero();
+            for (int p = 0; p < 3; p++)
+            {
+                chosen[p] += pairOf(slot) == pairs[p] ? 1 : 0;
+            }
+        }
+        assertThat(java.util.Arrays.stream(chosen).min().orElseThrow()).isGreaterThan(20);
+    }
+
+    @Test
+    void randomnessIsDrawnOnlyWhenPairsTie()
+    {
+        final SlotAllocator slots = new SlotAllocator(4, 5);
+        final int a = slots.addPair(APP, 1);
+        final int b = slots.addPair(APP, 2);
+        slots.assign(a, 1);
+        slots.assign(a, 2);
+        slots.assign(a, 3);
+        final long state = slots.randomState();
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(b, 1)); // A offers only block 0: no tie
+        assertThat(slots.randomState()).isEqualTo(state);
+        slots.assign(b, 2);
+        slots.assign(b, 3);
+        assertThat(blockOf(slots.place(APP))).isZero(); // only block 0s left: A's and B's tie
+        assertThat(slots.randomState()).isNotEqualTo(state);
+    }
+
+    @Test
+    void oneBlockPairsHandOutBlockZero()
+    {
+        final SlotAllocator slots = new SlotAllocator(1, 1);
+        final int pair = slots.addPair(APP, 1);
+        assertThat(slots.place(APP)).isEqualTo(SlotAllocator.slot(pair, 0));
+        assertThat(slots.place(APP)).isEqualTo(NONE);
+    }
+
+    @Test
+    void aPinMayTakeBlockZeroWhileAnotherPairHasRoom()
+    {
+        final SlotAllocator slots = new SlotAllocator(2, 1);
+        final int pinned = slots.addPair(APP, 1);
+        slots.addPair(APP, 2);
+        slots.assign(pinned, 1);
+        assertThat(slots.placeOn(pinned)).isEqualTo(SlotAllocator.slot(pinned, 0));
+    }
+
+    @Test
     void aReleasedBlockIsTheNextOneHandedOut()
     {
         final SlotAllocator slots = new SlotAllocator(64, 1);
