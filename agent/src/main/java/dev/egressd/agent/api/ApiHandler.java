@@ -32,6 +32,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
@@ -57,19 +58,24 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private final ControlLoop loop;
     private final String version;
     private final Supplier<String> metrics;
+    private final Executor metricsExecutor;
 
     /**
      * Creates the handler.
      *
-     * @param loop    the control loop.
-     * @param version the daemon's version, for {@code /v1/health}.
-     * @param metrics the Prometheus scrape text for {@code GET /metrics}, or null when not served here.
+     * @param loop            the control loop.
+     * @param version         the daemon's version, for {@code /v1/health}.
+     * @param metrics         the Prometheus scrape text for {@code GET /metrics}, or null when not served here.
+     * @param metricsExecutor where a scrape runs: never the Netty event loop, which a scrape (a refresh of every
+     *                        per-machine series, then the text) would hold up for every other connection.
      */
-    public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics)
+    public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics,
+        final Executor metricsExecutor)
     {
         this.loop = loop;
         this.version = version;
         this.metrics = metrics;
+        this.metricsExecutor = metricsExecutor;
     }
 
     /** A response: status and JSON body (or plain text). */
@@ -124,7 +130,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         if (s.length == 1 && "metrics".equals(s[0]) && metrics != null)
         {
             expect(method, "GET");
-            return CompletableFuture.completedFuture(new Reply(200, metrics.get()));
+            return CompletableFuture.supplyAsync(() -> new Reply(200, metrics.get()), metricsExecutor);
         }
         if (s.length < 2 || !"v1".equals(s[0]))
         {
@@ -302,19 +308,25 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private CompletableFuture<Reply> mutate(final String what, final ControlLoop.Operation operation,
         final java.util.function.Function<ControlLoop, JsonNode> view)
     {
-        return loop.mutate(what, operation).thenCompose(result ->
+        // The view is built in the mutation's own loop task: a later task could already hold another mutation.
+        return loop.mutate(what, operation, view).thenApply(result ->
         {
-            if (result instanceof ControlLoop.Ok)
+            if (result instanceof ControlLoop.Ok ok)
             {
-                return loop.query(l -> new Reply(200, view.apply(l)));
+                if (ok.view() == null)
+                {
+                    return error(new ApiException(500, "internal", null, "the change was applied but its view "
+                        + "could not be built; GET it again"));
+                }
+                return new Reply(200, ok.view());
             }
             if (result instanceof ControlLoop.Refused refused)
             {
-                return CompletableFuture.completedFuture(error(refusal(refused.refusal())));
+                return error(refusal(refused.refusal()));
             }
             final ControlLoop.Unavailable unavailable = (ControlLoop.Unavailable)result;
-            return CompletableFuture.completedFuture(error(new ApiException(503, "kernel_unavailable", null,
-                unavailable.message() + "; nothing changed")));
+            return error(new ApiException(503, "kernel_unavailable", null,
+                unavailable.message() + "; nothing changed"));
         });
     }
 

@@ -18,6 +18,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /** Serves the API on a unix domain socket with Netty's epoll transport. */
@@ -56,10 +57,11 @@ public final class ApiServer implements AutoCloseable
      * @param loop    the control loop.
      * @param version the version.
      * @param metrics the metrics scrape, or null.
+     * @param metricsExecutor where a scrape runs (off the event loop).
      * @return the initializer.
      */
     private ChannelInitializer<Channel> initializer(final ControlLoop loop, final String version,
-        final Supplier<String> metrics)
+        final Supplier<String> metrics, final Executor metricsExecutor)
     {
         return new ChannelInitializer<>()
         {
@@ -70,7 +72,7 @@ public final class ApiServer implements AutoCloseable
                     .addLast(new HttpServerCodec())
                     .addLast(new HttpObjectAggregator(MAX_BODY))
                     .addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer))
-                    .addLast(new ApiHandler(loop, version, metrics));
+                    .addLast(new ApiHandler(loop, version, metrics, metricsExecutor));
             }
         };
     }
@@ -83,17 +85,18 @@ public final class ApiServer implements AutoCloseable
      * @param loop    the control loop.
      * @param version the version.
      * @param metrics the metrics scrape, or null.
+     * @param metricsExecutor where a scrape runs: not the event loop.
      * @throws IOException if it cannot be bound.
      * @throws InterruptedException if interrupted while binding.
      */
     public void start(final Path socket, final String group, final ControlLoop loop, final String version,
-        final Supplier<String> metrics) throws IOException, InterruptedException
+        final Supplier<String> metrics, final Executor metricsExecutor) throws IOException, InterruptedException
     {
         Files.createDirectories(socket.getParent());
         Files.deleteIfExists(socket);
         channel = new ServerBootstrap().group(eventLoops)
             .channel(EpollServerDomainSocketChannel.class)
-            .childHandler(initializer(loop, version, metrics))
+            .childHandler(initializer(loop, version, metrics, metricsExecutor))
             .bind(new DomainSocketAddress(socket.toFile())).sync().channel();
         Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
         if (group != null)
@@ -107,9 +110,20 @@ public final class ApiServer implements AutoCloseable
             }
             catch (final IOException e)
             {
-                // Without CAP_CHOWN a process can only give a file to a group it is in (SupplementaryGroups=).
+                // Without CAP_CHOWN a process can only give a file to a group it is in (SupplementaryGroups=),
+                // and the unit's system call filter must let chown through (SystemCallFilter=@chown).
                 org.slf4j.LoggerFactory.getLogger(ApiServer.class).warn("cannot give {} to group {} ({}): only "
-                    + "root can connect; add SupplementaryGroups={} to the unit", socket, group, e.toString(), group);
+                    + "root can connect; add SupplementaryGroups={} to the unit (docs/config.md, api-group)", socket,
+                    group, e.toString(), group);
+            }
+            final Path dir = socket.toAbsolutePath().getParent();
+            final var perms = Files.getPosixFilePermissions(dir);
+            if (!perms.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_EXECUTE)
+                && !perms.contains(java.nio.file.attribute.PosixFilePermission.GROUP_EXECUTE))
+            {
+                org.slf4j.LoggerFactory.getLogger(ApiServer.class).warn("{} is not traversable by group {} (mode {}): "
+                    + "only root can reach {}; make it 0755 (RuntimeDirectoryMode=0755)", dir, group,
+                    PosixFilePermissions.toString(perms), socket);
             }
         }
     }

@@ -227,9 +227,22 @@ public record EgressdConfig(
 
     /**
      * The settings that can change on SIGHUP without a restart; the others need one (they shape the kernel
-     * table, the allocator's layout or the open socket).
+     * table, the allocator's layout or the open socket: api-group is the socket's group, given to it when it is
+     * bound).
      */
-    public static final List<String> RELOADABLE = List.of("api-group", "conntrack-drain-seconds");
+    public static final List<String> RELOADABLE = List.of("conntrack-drain-seconds");
+
+    /**
+     * These settings with the reloadable ones ({@link #RELOADABLE}) taken from others: what a SIGHUP applies.
+     *
+     * @param reloaded the settings just read.
+     * @return the running settings after the reload.
+     */
+    public EgressdConfig withReloadable(final EgressdConfig reloaded)
+    {
+        return new EgressdConfig(region, uplink, guestInterfaces, apiSocket, apiGroup, metricsListen, stateDir, table,
+            destinationCap, blockCount, blockSize, reloaded.conntrackDrainSeconds(), logFormat);
+    }
 
     private static String required(final Map<String, String> values, final String key) throws BadSettingException
     {

@@ -47,6 +47,21 @@ public final class ControlLoop
     private static final Logger LOG = LoggerFactory.getLogger(ControlLoop.class);
     private static final long SECOND = 1_000_000_000L;
     private static final long MAX_BACKOFF = 30 * SECOND;
+    private static final long MILLI = 1_000_000L;
+
+    /** The guest-interfaces pattern assumed until {@link #guestInterfaces(String)} says otherwise (the default). */
+    public static final String DEFAULT_GUEST_INTERFACES = "tap-*";
+
+    /**
+     * When a lingering address goes: on the loop's monotonic clock, and on the wall clock (what the state file
+     * keeps, so a restart can convert it back).
+     *
+     * @param nanos      the deadline on the loop's clock.
+     * @param wallMillis the same deadline in milliseconds since the epoch.
+     */
+    private record Linger(long nanos, long wallMillis)
+    {
+    }
 
     /** The kernel's status as {@code GET /v1/health} shows it. */
     public enum KernelStatus
@@ -95,9 +110,20 @@ public final class ControlLoop
      * Done: the kernel holds the change and the state is on disk.
      *
      * @param changed the ids of machines whose egress changed.
+     * @param view    what the mutation's view function returned, built in the same loop task right after the
+     *                change (so no other mutation runs in between), or null when none was given or it failed.
      */
-    public record Ok(List<String> changed) implements Result
+    public record Ok(List<String> changed, Object view) implements Result
     {
+        /**
+         * Done, without a view.
+         *
+         * @param changed the ids of machines whose egress changed.
+         */
+        public Ok(final List<String> changed)
+        {
+            this(changed, null);
+        }
     }
 
     /**
@@ -194,7 +220,13 @@ public final class ControlLoop
     private DesiredState committed;
     private final Set<PlanElement> recovered = new LinkedHashSet<>();
     private Set<PlanElement> committedRecovered = Set.of();
-    private final Map<PlanElement, Long> lingering = new LinkedHashMap<>();
+    /** Released uplink addresses kept until their drain deadline; persisted as the state's {@code draining}. */
+    private final Map<PlanElement, Linger> lingering = new LinkedHashMap<>();
+    /** Draining addresses restored from the state file: kept only if the kernel still holds them. */
+    private final Set<PlanElement> restoredLingering = new HashSet<>();
+    private LongSupplier wallMillis = System::currentTimeMillis;
+    /** The guest-interfaces pattern (a name, or a prefix ending in {@code *}): machines must use a matching one. */
+    private volatile String guestInterfaces = DEFAULT_GUEST_INTERFACES;
     private long nextAttempt;
     /** When the reconcile loop may read the kernel again (reads are paced by their cost). */
     private long nextRead;
@@ -259,6 +291,27 @@ public final class ControlLoop
     public static ControlLoop of(final HostSettings settings, final DesiredState state, final Kernel kernel,
         final StateStore store, final Executor executor, final LongSupplier nanoTime, final int drainSeconds)
     {
+        return of(settings, state, kernel, store, executor, nanoTime, System::currentTimeMillis, drainSeconds);
+    }
+
+    /**
+     * Builds a loop from a loaded state, without touching the kernel yet, with a given wall clock (the state
+     * file keeps drain deadlines on it).
+     *
+     * @param settings     the host settings.
+     * @param state        the state (an empty one for a fresh start).
+     * @param kernel       the kernel.
+     * @param store        the store.
+     * @param executor     the loop's thread.
+     * @param nanoTime     the clock.
+     * @param wallMillis   the wall clock, milliseconds since the epoch.
+     * @param drainSeconds the drain time.
+     * @return the loop.
+     */
+    public static ControlLoop of(final HostSettings settings, final DesiredState state, final Kernel kernel,
+        final StateStore store, final Executor executor, final LongSupplier nanoTime, final LongSupplier wallMillis,
+        final int drainSeconds)
+    {
         final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, state, System.nanoTime());
         for (final String problem : rebuilt.problems())
         {
@@ -276,8 +329,102 @@ public final class ControlLoop
                 LOG.warn("state: skipping recovered element {}: {}", element, e.getMessage());
             }
         }
-        return new ControlLoop(settings, StateMapper.export(rebuilt.allocator(), recovered), rebuilt.allocator(),
-            recovered, kernel, store, executor, nanoTime, drainSeconds);
+        final ControlLoop loop = new ControlLoop(settings, StateMapper.export(rebuilt.allocator(), recovered),
+            rebuilt.allocator(), recovered, kernel, store, executor, nanoTime, drainSeconds);
+        loop.wallMillis = wallMillis;
+        loop.restoreDraining(state.draining());
+        return loop;
+    }
+
+    /**
+     * Puts back the released addresses that were draining when the state was written, converting each wall-clock
+     * deadline to the loop's clock. One whose deadline passed while egressd was down is dropped (the first sync
+     * then removes it); a deadline further away than the drain time (the wall clock moved back) is cut to it.
+     */
+    private void restoreDraining(final List<DesiredState.Draining> draining)
+    {
+        final long nowNanos = nanoTime.getAsLong();
+        final long nowWall = wallMillis.getAsLong();
+        for (final DesiredState.Draining entry : draining)
+        {
+            final PlanElement element;
+            try
+            {
+                element = entry.element() == null ? null : StateMapper.fromData(entry.element());
+            }
+            catch (final IllegalArgumentException e)
+            {
+                LOG.warn("state: skipping draining element {}: {}", entry, e.getMessage());
+                continue;
+            }
+            if (!(element instanceof PlanElement.Uplink4 || element instanceof PlanElement.Uplink6))
+            {
+                LOG.warn("state: skipping draining element {}: not an uplink address", entry);
+                continue;
+            }
+            final long left = entry.untilEpochMillis() - nowWall;
+            if (left <= 0)
+            {
+                LOG.info("state: the drain time of released {} ended while egressd was down", element);
+                continue;
+            }
+            final long leftNanos = Math.min(left, drainNanos / MILLI) * MILLI;
+            lingering.put(element, new Linger(nowNanos + leftNanos, nowWall + leftNanos / MILLI));
+            restoredLingering.add(element);
+            LOG.info("state: released {} keeps draining for {} s more", element, leftNanos / SECOND);
+        }
+    }
+
+    /**
+     * The state to persist: the allocator's, the recovered elements, and the addresses still draining.
+     *
+     * @return the state.
+     */
+    private DesiredState exportState()
+    {
+        final DesiredState state = StateMapper.export(allocator, recovered);
+        if (lingering.isEmpty())
+        {
+            return state;
+        }
+        final List<DesiredState.Draining> draining = new ArrayList<>();
+        lingering.forEach((element, linger) ->
+            draining.add(new DesiredState.Draining(StateMapper.toData(element), linger.wallMillis())));
+        return state.withDraining(draining);
+    }
+
+    /**
+     * Sets the guest-interfaces pattern (from the config, at start-up): a machine whose interface does not match
+     * it is refused, because the ruleset only sees guests on matching interfaces (anti-spoofing, the destination
+     * cap, fail-closed and the NAT would all miss it).
+     *
+     * @param pattern a name, or a prefix ending in {@code *}; null checks nothing.
+     */
+    public void guestInterfaces(final String pattern)
+    {
+        guestInterfaces = pattern;
+    }
+
+    /**
+     * Whether an interface name matches a guest-interfaces pattern (nft wildcard: a trailing {@code *} matches
+     * any rest, including none).
+     *
+     * @param pattern the pattern, or null (anything matches).
+     * @param iface   the interface name.
+     * @return true if it matches.
+     */
+    public static boolean matchesGuestInterfaces(final String pattern, final String iface)
+    {
+        if (pattern == null)
+        {
+            return true;
+        }
+        if (iface == null)
+        {
+            return false;
+        }
+        return pattern.endsWith("*") ? iface.startsWith(pattern.substring(0, pattern.length() - 1))
+            : iface.equals(pattern);
     }
 
     /**
@@ -369,14 +516,41 @@ public final class ControlLoop
      */
     public CompletableFuture<Result> mutate(final String what, final Operation operation)
     {
-        final long queued = nanoTime.getAsLong();
-        return CompletableFuture.supplyAsync(() -> observed(what, operation, queued), executor);
+        return mutate(what, operation, null);
     }
 
-    private Result observed(final String what, final Operation operation, final long queued)
+    /**
+     * Runs a mutation on the loop thread and, if it succeeds, builds the answer's view in the same task, so the
+     * view shows exactly this mutation's result (no other mutation can run in between).
+     *
+     * @param what      a short description for logs.
+     * @param operation the operation.
+     * @param view      builds the view from the loop after the change (on the loop thread), or null.
+     * @return the result; an {@link Ok} carries the view.
+     */
+    public CompletableFuture<Result> mutate(final String what, final Operation operation,
+        final Function<ControlLoop, ?> view)
+    {
+        final long queued = nanoTime.getAsLong();
+        return CompletableFuture.supplyAsync(() -> observed(what, operation, queued, view), executor);
+    }
+
+    private Result observed(final String what, final Operation operation, final long queued,
+        final Function<ControlLoop, ?> view)
     {
         kernelHeldAt = -1;
-        final Result result = run(what, operation);
+        Result result = run(what, operation);
+        if (result instanceof Ok ok && view != null)
+        {
+            try
+            {
+                result = new Ok(ok.changed(), view.apply(this));
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.error("{}: done, but building the answer failed", what, e);
+            }
+        }
         if (!(result instanceof Refused))
         {
             published = allocator.snapshot();
@@ -468,6 +642,13 @@ public final class ControlLoop
      */
     public Outcome putMachine(final Machine machine)
     {
+        final String pattern = guestInterfaces;
+        if (!matchesGuestInterfaces(pattern, machine.iface()))
+        {
+            return new Outcome.Refusal(Outcome.Reason.INVALID, "iface", "interface " + machine.iface()
+                + " does not match guest-interfaces " + pattern + ": its packets would bypass every guest rule "
+                + "(anti-spoofing, destination cap, fail-closed) and leave un-NATed");
+        }
         if (allocator.machine(machine.id()).isEmpty() && !recovered.isEmpty())
         {
             final Outcome restored = restoreFromRecovered(machine);
@@ -584,7 +765,7 @@ public final class ControlLoop
             rollback();
             return new Unavailable("the kernel cannot be programmed: " + e.getMessage());
         }
-        final DesiredState next = StateMapper.export(allocator, recovered);
+        final DesiredState next = exportState();
         if (!next.equals(committed))
         {
             try
@@ -656,7 +837,8 @@ public final class ControlLoop
         KernelPlan desired = desiredPlan();
         if (fromMutation && drainNanos > 0)
         {
-            final long until = nanoTime.getAsLong() + drainNanos;
+            final Linger until = new Linger(nanoTime.getAsLong() + drainNanos,
+                wallMillis.getAsLong() + drainNanos / MILLI);
             boolean added = false;
             for (final String kind : List.of("uplink4", "uplink6"))
             {
@@ -709,16 +891,17 @@ public final class ControlLoop
             return;
         }
         reconcileRuns++;
-        final List<PlanElement> expired = new ArrayList<>();
+        final Map<PlanElement, Linger> expiredLingers = new LinkedHashMap<>();
         lingering.entrySet().removeIf(e ->
         {
-            if (now - e.getValue() >= 0)
+            if (now - e.getValue().nanos() >= 0)
             {
-                expired.add(e.getKey());
+                expiredLingers.put(e.getKey(), e.getValue());
                 return true;
             }
             return false;
         });
+        final List<PlanElement> expired = new ArrayList<>(expiredLingers.keySet());
         try
         {
             lastKnown = null;
@@ -761,7 +944,7 @@ public final class ControlLoop
         catch (final KernelException e)
         {
             reconcileFailures++;
-            lingering.putAll(toMap(expired, now));
+            lingering.putAll(expiredLingers); // already due: the next successful reconcile removes them
             failed(e);
             return;
         }
@@ -816,13 +999,6 @@ public final class ControlLoop
             counterTotals.forEach((k, t) -> next.put(k, t[1]));
             kernelCounters = java.util.Collections.unmodifiableMap(next);
         }
-    }
-
-    private static Map<PlanElement, Long> toMap(final List<PlanElement> elements, final long now)
-    {
-        final Map<PlanElement, Long> map = new LinkedHashMap<>();
-        elements.forEach(e -> map.put(e, now));
-        return map;
     }
 
     private void failed(final KernelException e)
@@ -974,8 +1150,17 @@ public final class ControlLoop
      */
     public void initialSync() throws IOException
     {
+        if (!restoredLingering.isEmpty())
+        {
+            // A draining address keeps the kernel from removing it; it never makes the kernel add one back (after
+            // a reboot, say: the address may be in use elsewhere by now).
+            kernel.ensureTable();
+            final KernelPlan held = kernel.read();
+            lingering.keySet().removeIf(e -> restoredLingering.contains(e) && !held.contains(e));
+            restoredLingering.clear();
+        }
         sync(false);
-        final DesiredState next = StateMapper.export(allocator, recovered);
+        final DesiredState next = exportState();
         store.write(next);
         committed = next;
         committedRecovered = Set.copyOf(recovered);

@@ -22,6 +22,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CountDownLatch;
@@ -38,7 +39,10 @@ public final class Daemon
 {
     private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
 
-    private final EgressdConfig config;
+    /** The running settings: the start-up ones, with the reloadable ones as the last SIGHUP set them. */
+    private volatile EgressdConfig config;
+    /** Restart-only settings changed in the file (already warned about), with their file value. */
+    private Map<String, String> pendingRestart = Map.of();
     private final Path configFile;
     private final Map<String, String> flags;
     private final Kernel kernel;
@@ -46,6 +50,13 @@ public final class Daemon
     private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r ->
     {
         final Thread thread = new Thread(r, "egressd-control");
+        thread.setDaemon(true);
+        return thread;
+    });
+    /** Where metrics scrapes run (API socket and metrics-listen alike): never the API's Netty event loop. */
+    private final java.util.concurrent.ExecutorService metricsExecutor = Executors.newSingleThreadExecutor(r ->
+    {
+        final Thread thread = new Thread(r, "egressd-metrics");
         thread.setDaemon(true);
         return thread;
     });
@@ -100,6 +111,7 @@ public final class Daemon
         }
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
             config.conntrackDrainSeconds());
+        loop.guestInterfaces(config.guestInterfaces());
         final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
         if (refusals.format() == RefusalLog.Format.JSON)
         {
@@ -137,10 +149,11 @@ public final class Daemon
             metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go
             return registry.scrape();
         };
-        api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape);
+        api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape, metricsExecutor);
         if (config.metricsListen() != null)
         {
             metricsServer = HttpServer.create(config.metricsListen(), 16);
+            metricsServer.setExecutor(metricsExecutor); // one scrape at a time, wherever it comes from
             metricsServer.createContext("/metrics", exchange ->
             {
                 final byte[] body = scrape.get().getBytes(StandardCharsets.UTF_8);
@@ -225,31 +238,66 @@ public final class Daemon
     }
 
     /** SIGHUP: re-reads the config; applies what is safe to change live, warns about the rest. */
-    public void reload()
+    public synchronized void reload()
     {
         notify.notify("RELOADING=1\nMONOTONIC_USEC=" + System.nanoTime() / 1000);
         try
         {
             final EgressdConfig next = EgressdConfig.load(configFile, flags);
-            final Map<String, String> was = config.asMap();
-            final Map<String, String> now = next.asMap();
-            for (final String key : now.keySet())
-            {
-                if (!Objects.equals(was.get(key), now.get(key)) && !EgressdConfig.RELOADABLE.contains(key))
-                {
-                    LOG.warn("reload: {} changed from {} to {}; it takes effect only after a restart", key,
-                        was.get(key), now.get(key));
-                }
-            }
-            api.policy(PeerPolicy.resolve(next.apiGroup(), Path.of("/etc")));
-            loop.drainSeconds(next.conntrackDrainSeconds());
-            LOG.info("reload: api-group={} conntrack-drain-seconds={}", next.apiGroup(), next.conntrackDrainSeconds());
+            final Reload reload = reloaded(config, next, pendingRestart);
+            config = reload.config();
+            pendingRestart = reload.pending();
+            loop.drainSeconds(config.conntrackDrainSeconds());
+            LOG.info("reload: conntrack-drain-seconds={}", config.conntrackDrainSeconds());
         }
-        catch (final BadSettingException | IOException e)
+        catch (final BadSettingException e)
         {
             LOG.error("reload refused, keeping the running settings: {}", e.getMessage());
         }
         notify.notify("READY=1\nSTATUS=serving; reloaded");
+    }
+
+    /**
+     * What a SIGHUP made of the settings.
+     *
+     * @param config  the new running settings: the running ones with the reloadable settings just read.
+     * @param pending restart-only settings whose file value differs from the running one, with that value.
+     * @param warned  the restart-only settings warned about by this reload (changed since the last reload).
+     */
+    record Reload(EgressdConfig config, Map<String, String> pending, List<String> warned)
+    {
+    }
+
+    /**
+     * The settings after a SIGHUP. The file is compared with the running settings (not the start-up ones), so a
+     * reloadable setting changed twice is applied twice and never warned about; a restart-only setting that
+     * differs is warned about once per new value and stays pending until the restart.
+     *
+     * @param running the running settings.
+     * @param next    the settings just read.
+     * @param pending what the last reload found pending.
+     * @return the outcome.
+     */
+    static Reload reloaded(final EgressdConfig running, final EgressdConfig next, final Map<String, String> pending)
+    {
+        final Map<String, String> was = running.asMap();
+        final Map<String, String> now = next.asMap();
+        final Map<String, String> stillPending = new java.util.LinkedHashMap<>();
+        final List<String> warned = new java.util.ArrayList<>();
+        for (final String key : now.keySet())
+        {
+            if (!Objects.equals(was.get(key), now.get(key)) && !EgressdConfig.RELOADABLE.contains(key))
+            {
+                stillPending.put(key, now.get(key));
+                if (!Objects.equals(pending.get(key), now.get(key)))
+                {
+                    warned.add(key);
+                    LOG.warn("reload: {} changed from {} to {}; it takes effect only after a restart", key,
+                        was.get(key), now.get(key));
+                }
+            }
+        }
+        return new Reload(running.withReloadable(next), Map.copyOf(stillPending), List.copyOf(warned));
     }
 
     /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
@@ -260,6 +308,7 @@ public final class Daemon
         {
             metricsServer.stop(0);
         }
+        metricsExecutor.shutdownNow();
         if (api != null)
         {
             api.close();

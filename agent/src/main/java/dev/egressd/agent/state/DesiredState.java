@@ -1,5 +1,6 @@
 package dev.egressd.agent.state;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
 import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonProperty;
@@ -16,6 +17,10 @@ import java.util.List;
  * @param machines machines by id, each with its placement.
  * @param recovered kernel elements found when the state file was missing or corrupt, kept in the kernel until
  *                  the orchestrator claims them again (so no running machine moves or leaks meanwhile).
+ * @param draining  released uplink addresses still on the uplink until their drain deadline, so established
+ *                  connections through them survive a restart (invariant 6). Written only when not empty, so a
+ *                  file without any draining address reads the same for an egressd that predates the field; a
+ *                  file without the field reads as none draining.
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public record DesiredState(
@@ -23,7 +28,8 @@ public record DesiredState(
     @JsonProperty("host") Host host,
     @JsonProperty("apps") List<App> apps,
     @JsonProperty("machines") List<MachineEntry> machines,
-    @JsonProperty("recovered") List<Element> recovered)
+    @JsonProperty("recovered") List<Element> recovered,
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) @JsonProperty("draining") List<Draining> draining)
 {
     /** The current file format. */
     public static final int VERSION = 1;
@@ -36,12 +42,41 @@ public record DesiredState(
      * @param apps     the apps.
      * @param machines the machines.
      * @param recovered the recovered elements.
+     * @param draining  the draining uplink addresses.
      */
+    @JsonCreator
     public DesiredState
     {
+        draining = draining == null ? List.of() : List.copyOf(draining);
         recovered = recovered == null ? List.of() : List.copyOf(recovered);
         apps = apps == null ? List.of() : List.copyOf(apps);
         machines = machines == null ? List.of() : List.copyOf(machines);
+    }
+
+    /**
+     * A state with nothing draining (the form before draining addresses were kept).
+     *
+     * @param version   the version.
+     * @param host      the host.
+     * @param apps      the apps.
+     * @param machines  the machines.
+     * @param recovered the recovered elements.
+     */
+    public DesiredState(final int version, final Host host, final List<App> apps, final List<MachineEntry> machines,
+        final List<Element> recovered)
+    {
+        this(version, host, apps, machines, recovered, List.of());
+    }
+
+    /**
+     * This state with other draining addresses.
+     *
+     * @param next the draining addresses.
+     * @return the state.
+     */
+    public DesiredState withDraining(final List<Draining> next)
+    {
+        return new DesiredState(version, host, apps, machines, recovered, next);
     }
 
     /**
@@ -52,7 +87,7 @@ public record DesiredState(
      */
     public static DesiredState empty(final Host host)
     {
-        return new DesiredState(VERSION, host, List.of(), List.of(), List.of());
+        return new DesiredState(VERSION, host, List.of(), List.of(), List.of(), List.of());
     }
 
     /**
@@ -63,7 +98,7 @@ public record DesiredState(
     @JsonIgnore
     public boolean isEmpty()
     {
-        return apps.isEmpty() && machines.isEmpty() && recovered.isEmpty();
+        return apps.isEmpty() && machines.isEmpty() && recovered.isEmpty() && draining.isEmpty();
     }
 
     /**
@@ -188,6 +223,19 @@ public record DesiredState(
         @JsonProperty("egress") String egress,
         @JsonProperty("first_port") Integer firstPort,
         @JsonProperty("last_port") Integer lastPort)
+    {
+    }
+
+    /**
+     * A released uplink address kept until its drain deadline.
+     *
+     * @param element          the uplink element ({@code uplink4} or {@code uplink6}).
+     * @param untilEpochMillis the wall-clock deadline, milliseconds since the epoch: a restart converts it back
+     *                         to the control loop's monotonic clock.
+     */
+    public record Draining(
+        @JsonProperty("element") Element element,
+        @JsonProperty("until_epoch_millis") long untilEpochMillis)
     {
     }
 }

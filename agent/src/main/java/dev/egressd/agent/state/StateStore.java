@@ -29,6 +29,10 @@ import java.time.format.DateTimeFormatter;
  * survives a power cut. A crash at any point leaves either the old or the new file, never a mix; a temp file
  * left behind by a crash is ignored (and overwritten by the next write).
  *
+ * <p>Once the rename succeeded the new file is what the next start reads, so a write that fails after it (the
+ * directory fsync) is still committed: it is retried once, logged loudly if it fails again, and not reported as
+ * a failure (the caller must not undo a change the next start would apply).
+ *
  * <p>Not thread-safe: the daemon's control loop is its only writer.
  */
 public final class StateStore
@@ -46,8 +50,31 @@ public final class StateStore
     private static final DateTimeFormatter STAMP = DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss.SSS'Z'")
         .withZone(ZoneOffset.UTC);
 
+    /** Forces a directory's entries to disk; a seam so tests can make it fail. */
+    @FunctionalInterface
+    public interface DirectorySync
+    {
+        /** fsync of the directory itself. */
+        DirectorySync FSYNC = dir ->
+        {
+            try (FileChannel channel = FileChannel.open(dir, StandardOpenOption.READ))
+            {
+                channel.force(true);
+            }
+        };
+
+        /**
+         * Forces the directory's entries to disk.
+         *
+         * @param dir the directory.
+         * @throws IOException if it failed.
+         */
+        void force(Path dir) throws IOException;
+    }
+
     private final Path dir;
     private final Clock clock;
+    private final DirectorySync directorySync;
     private final ObjectMapper mapper = new ObjectMapper()
         .enable(SerializationFeature.INDENT_OUTPUT)
         .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
@@ -63,8 +90,21 @@ public final class StateStore
      */
     public StateStore(final Path dir, final Clock clock)
     {
+        this(dir, clock, DirectorySync.FSYNC);
+    }
+
+    /**
+     * Creates a store with a given directory sync (tests make it fail).
+     *
+     * @param dir           the state directory; created if missing.
+     * @param clock         the clock that stamps a corrupt file's new name.
+     * @param directorySync how the directory is forced to disk.
+     */
+    public StateStore(final Path dir, final Clock clock, final DirectorySync directorySync)
+    {
         this.dir = dir;
         this.clock = clock;
+        this.directorySync = directorySync;
     }
 
     /**
@@ -213,7 +253,9 @@ public final class StateStore
      * Writes the state atomically and durably (see the class comment).
      *
      * @param state the state.
-     * @throws IOException if it could not be written; the previous file is then intact.
+     * @throws IOException if it could not be written; the previous file is then intact. Once the new file is
+     *                     renamed into place the write counts as done: a failing directory fsync after it is
+     *                     retried once and then logged, never thrown.
      */
     public void write(final DesiredState state) throws IOException
     {
@@ -231,7 +273,25 @@ public final class StateStore
             channel.force(true);
         }
         Files.move(temp, file(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        forceDirectory();
+        // From here on the new file is in place: the next start reads it, so this change is committed.
+        try
+        {
+            forceDirectory();
+        }
+        catch (final IOException first)
+        {
+            LOG.warn("state: fsync of {} failed after the rename ({}); retrying once", dir, first.toString());
+            try
+            {
+                forceDirectory();
+            }
+            catch (final IOException again)
+            {
+                LOG.error("STATE DIRECTORY NOT SYNCED: {} holds the new state but the rename may not survive a "
+                    + "power cut ({}); the change stands (it is what the next start reads); check the disk", file(),
+                    again.toString());
+            }
+        }
     }
 
     /**
@@ -248,9 +308,6 @@ public final class StateStore
 
     private void forceDirectory() throws IOException
     {
-        try (FileChannel channel = FileChannel.open(dir, StandardOpenOption.READ))
-        {
-            channel.force(true);
-        }
+        directorySync.force(dir);
     }
 }

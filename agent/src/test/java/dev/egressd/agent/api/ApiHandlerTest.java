@@ -64,7 +64,7 @@ class ApiHandlerTest
     {
         final EmbeddedChannel channel = new EmbeddedChannel(
             new PeerCheckHandler(PeerPolicy.ROOT_ONLY, c -> new PeerCheckHandler.Peer(1, 0, 0)),
-            new ApiHandler(loop, "test", () -> "egressd_up 1\n"));
+            new ApiHandler(loop, "test", () -> "egressd_up 1\n", Runnable::run));
         final FullHttpRequest request = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.valueOf(method),
             uri, body == null ? Unpooled.EMPTY_BUFFER : Unpooled.copiedBuffer(body, StandardCharsets.UTF_8));
         channel.writeInbound(request);
@@ -262,7 +262,7 @@ class ApiHandlerTest
         final EmbeddedChannel channel = new EmbeddedChannel(
             new PeerCheckHandler(new PeerPolicy(1234, java.util.Set.of(1001)),
                 c -> new PeerCheckHandler.Peer(7, 1000, 1000)),
-            new ApiHandler(loop, "test", null));
+            new ApiHandler(loop, "test", null, Runnable::run));
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.GET, "/v1/state"));
         final FullHttpResponse response = channel.readOutbound();
         assertThat(response.status().code()).isEqualTo(403);
@@ -285,6 +285,8 @@ class ApiHandlerTest
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.999\"}|400|invalid|ipv4",
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\"}|400|invalid|ipv4",
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap/m9\", \"ipv4\": \"10.77.0.9\"}|400|invalid|interface",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"vm-1\", \"ipv4\": \"10.77.0.9\"}|400|invalid|interface",
+        "PUT|/v1/machines/m1|{\"app\": \"a1\", \"interface\": \"vm-1\", \"ipv4\": \"10.77.0.2\", \"ipv6\": \"fd77::2\"}|400|invalid|interface",
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.9\"}|409|duplicate_interface|interface",
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.2\"}|409|address_in_use|ipv4",
         "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"203.0.113.10\"}|409|address_in_use|ipv4",
@@ -342,5 +344,83 @@ class ApiHandlerTest
         assertThat(ok("GET", "/v1/state", null).body().toString()).isEqualTo(state);
         assertThat(Files.readString(store.file())).isEqualTo(file);
         assertThat(kernel.plan).isEqualTo(plan);
+    }
+
+    @Test
+    void aMachineOutsideTheGuestInterfacesPatternIsRefusedNamingThePattern() throws Exception
+    {
+        setUpHost();
+        final Answer answer = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"vm-1\", "
+            + "\"ipv4\": \"10.77.0.9\"}");
+        assertThat(answer.status()).isEqualTo(400);
+        assertThat(answer.body().get("error").get("field").asText()).isEqualTo("interface");
+        assertThat(answer.body().get("error").get("message").asText()).contains("vm-1", "tap-*");
+    }
+
+    @Test
+    void theAnswerOfAMutationShowsItsOwnResultEvenWithAnotherMutationQueuedBehindIt() throws Exception
+    {
+        setUpHost();
+        // a loop whose tasks wait in a queue until the test runs them, like a busy loop thread
+        final java.util.ArrayDeque<Runnable> tasks = new java.util.ArrayDeque<>();
+        final ControlLoop queued = ControlLoop.of(settings, store.load().state(), kernel, store, tasks::add,
+            clock::get, 350);
+        queued.initialSync();
+        final EmbeddedChannel channel = new EmbeddedChannel(
+            new PeerCheckHandler(PeerPolicy.ROOT_ONLY, c -> new PeerCheckHandler.Peer(1, 0, 0)),
+            new ApiHandler(queued, "test", null, Runnable::run));
+        channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.PUT, "/v1/machines/m9",
+            Unpooled.copiedBuffer("{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\"}",
+                StandardCharsets.UTF_8)));
+        // right behind it, another client deletes the same machine
+        final var delete = queued.mutate("delete machine m9", l -> l.allocator().removeMachine("m9"));
+        while (!tasks.isEmpty())
+        {
+            tasks.poll().run();
+        }
+        channel.runPendingTasks();
+        assertThat(delete.get()).isInstanceOf(ControlLoop.Ok.class);
+        final FullHttpResponse response = channel.readOutbound();
+        assertThat(response).isNotNull();
+        try
+        {
+            assertThat(response.status().code()).isEqualTo(200);
+            final JsonNode m9 = Body.MAPPER.readTree(response.content().toString(StandardCharsets.UTF_8));
+            assertThat(m9.get("interface").asText()).isEqualTo("tap-m9");
+            assertThat(m9.get("egress").get("scope").asText()).isEqualTo("app");
+            assertThat(m9.get("egress").get("ipv4").asText()).startsWith("203.0.113.1");
+        }
+        finally
+        {
+            response.release();
+            channel.finishAndReleaseAll();
+        }
+        assertThat(queued.allocator().machine("m9")).isEmpty();
+    }
+
+    @Test
+    void metricsAreScrapedOffTheEventLoop() throws Exception
+    {
+        final java.util.ArrayDeque<Runnable> scrapes = new java.util.ArrayDeque<>();
+        final EmbeddedChannel channel = new EmbeddedChannel(
+            new PeerCheckHandler(PeerPolicy.ROOT_ONLY, c -> new PeerCheckHandler.Peer(1, 0, 0)),
+            new ApiHandler(loop, "test", () -> "egressd_up 1\n", scrapes::add));
+        channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.GET, "/metrics"));
+        assertThat((Object)channel.readOutbound()).as("not scraped on the event loop").isNull();
+        assertThat(scrapes).hasSize(1);
+        scrapes.poll().run();
+        channel.runPendingTasks();
+        final FullHttpResponse response = channel.readOutbound();
+        assertThat(response).isNotNull();
+        try
+        {
+            assertThat(response.status().code()).isEqualTo(200);
+            assertThat(response.content().toString(StandardCharsets.UTF_8)).contains("egressd_up 1");
+        }
+        finally
+        {
+            response.release();
+            channel.finishAndReleaseAll();
+        }
     }
 }

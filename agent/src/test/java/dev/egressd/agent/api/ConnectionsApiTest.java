@@ -63,7 +63,7 @@ class ConnectionsApiTest
 
     private JsonNode call(final int status, final String method, final String uri, final String body) throws Exception
     {
-        final EmbeddedChannel channel = new EmbeddedChannel(new ApiHandler(loop, "test", null));
+        final EmbeddedChannel channel = new EmbeddedChannel(new ApiHandler(loop, "test", null, Runnable::run));
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.valueOf(method), uri,
             body == null ? Unpooled.EMPTY_BUFFER : Unpooled.copiedBuffer(body, StandardCharsets.UTF_8)));
         FullHttpResponse response = channel.readOutbound();

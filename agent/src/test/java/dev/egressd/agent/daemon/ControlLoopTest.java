@@ -164,4 +164,126 @@ class ControlLoopTest
         assertThat(kernel.plan.elements("guests4")).doesNotContainKey(
             new PlanElement.Guest4("tap-m30", fresh.ipv4()));
     }
+
+    @Test
+    void aReleasedAddressKeepsDrainingAcrossARestartUntilItsDeadlineThenGoes() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicLong nanos = new java.util.concurrent.atomic.AtomicLong(5_000);
+        final java.util.concurrent.atomic.AtomicLong wall = new java.util.concurrent.atomic.AtomicLong(
+            1_700_000_000_000L);
+        final StateStore store = new StateStore(dir);
+        final ControlLoop first = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, Runnable::run, nanos::get, wall::get, 100);
+        first.initialSync();
+        first.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        final Machine m1 = machine("m1", "a1", 2);
+        first.mutate("machine", l -> l.putMachine(m1)).get();
+        final PlanElement up4 = new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"));
+        final PlanElement up6 = new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10"));
+        assertThat(first.mutate("release", l -> l.allocator().releasePair("a1", "203.0.113.10")).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("draining").isTrue();
+        final DesiredState written = store.load().state();
+        assertThat(written.draining()).extracting(DesiredState.Draining::untilEpochMillis)
+            .containsOnly(1_700_000_100_000L);
+
+        // "restart" 30 s later: a new process, a new monotonic clock base, the kernel still holds the addresses
+        wall.addAndGet(30_000);
+        nanos.set(-7_000_000_000L);
+        final ControlLoop second = ControlLoop.of(settings, store.load().state(), kernel, store, Runnable::run,
+            nanos::get, wall::get, 100);
+        second.initialSync();
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept at start-up").isTrue();
+        nanos.addAndGet(69_000_000_000L); // 99 s after the release
+        second.reconcile();
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept until the deadline").isTrue();
+        nanos.addAndGet(1_000_000_000L); // 100 s: the deadline
+        second.reconcile();
+        assertThat(kernel.plan.contains(up4) || kernel.plan.contains(up6)).as("removed at the deadline").isFalse();
+        assertThat(placements(second)).containsKey("m1");
+    }
+
+    @Test
+    void aDrainingAddressIsNotAddedBackWhenTheKernelLostItAndAPastDeadlineIsDropped() throws Exception
+    {
+        final DesiredState.Element up4 = StateMapper.toData(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10")));
+        final DesiredState.Element up6 = StateMapper.toData(new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10")));
+        final DesiredState state = DesiredState.empty(StateMapper.host(settings)).withDraining(java.util.List.of(
+            new DesiredState.Draining(up4, 2_000_000L), new DesiredState.Draining(up6, 500_000L)));
+        // the kernel holds neither address (a reboot, say)
+        final ControlLoop loop = ControlLoop.of(settings, state, kernel, new StateStore(dir), Runnable::run,
+            () -> 0L, () -> 1_000_000L, 100);
+        loop.initialSync();
+        assertThat(kernel.plan.elements("uplink4")).isEmpty();
+        assertThat(kernel.plan.elements("uplink6")).isEmpty();
+        assertThat(new StateStore(dir).load().state().draining()).isEmpty();
+    }
+
+    @Test
+    void aStateFileWithoutDrainingLoadsAsNoneDraining() throws Exception
+    {
+        populated();
+        final String text = Files.readString(dir.resolve(StateStore.FILE));
+        assertThat(text).doesNotContain("draining");
+        assertThat(new StateStore(dir).load().state().draining()).isEmpty();
+    }
+
+    @Test
+    void aFailingDirectoryFsyncAfterTheRenameStillCommitsTheChange() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicBoolean failing = new java.util.concurrent.atomic.AtomicBoolean();
+        final java.util.concurrent.atomic.AtomicInteger syncs = new java.util.concurrent.atomic.AtomicInteger();
+        final StateStore store = new StateStore(dir, java.time.Clock.systemUTC(), d ->
+        {
+            syncs.incrementAndGet();
+            if (failing.get())
+            {
+                throw new java.io.IOException("EIO (test)");
+            }
+        });
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, Runnable::run, () -> 0L, 0);
+        loop.initialSync();
+        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        failing.set(true);
+        syncs.set(0);
+        final Machine m1 = machine("m1", "a1", 2);
+        assertThat(loop.mutate("machine", l -> l.putMachine(m1)).get()).isInstanceOf(ControlLoop.Ok.class);
+        assertThat(syncs.get()).as("retried once").isEqualTo(2);
+        // not rolled back: the allocator, the kernel and the file (what the next start reads) all hold m1
+        assertThat(loop.allocator().machine("m1")).isPresent();
+        assertThat(kernel.plan.elements("snat4")).containsKey(m1.ipv4());
+        assertThat(store.load().state().machines()).extracting(DesiredState.MachineEntry::id).containsExactly("m1");
+    }
+
+    @Test
+    void aMachineOnAnInterfaceOutsideTheGuestPatternIsRefusedAndNothingChanges() throws Exception
+    {
+        final ControlLoop loop = populated();
+        loop.guestInterfaces("tap-*");
+        final var plan = kernel.plan;
+        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        final Machine outside = new Machine("m40", "a1", "vm-1", Ipv4Address.parse("10.77.0.90"), null, null);
+        final ControlLoop.Result result = loop.mutate("machine", l -> l.putMachine(outside)).get();
+        assertThat(result).isInstanceOf(ControlLoop.Refused.class);
+        final var refusal = ((ControlLoop.Refused)result).refusal();
+        assertThat(refusal.code()).isEqualTo(dev.egressd.core.alloc.Outcome.Reason.INVALID);
+        assertThat(refusal.field()).isEqualTo("iface");
+        assertThat(refusal.message()).contains("vm-1", "tap-*");
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
+        assertThat(loop.allocator().machine("m40")).isEmpty();
+    }
+
+    @Test
+    void theGuestPatternIsANameOrAPrefixEndingInAStar()
+    {
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "tap-m1")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "tap-")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "vm-1")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "xtap-1")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest0")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest01")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces(null, "anything")).isTrue();
+    }
 }

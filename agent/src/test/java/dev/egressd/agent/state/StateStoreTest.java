@@ -121,4 +121,48 @@ class StateStoreTest
         again.lock();
         again.unlock();
     }
+
+    @Test
+    void drainingAddressesAreWrittenAndReadBackAndAFileWithoutThemReadsAsNone() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        assertThat(Files.readString(store.file())).doesNotContain("draining");
+        assertThat(store.load().state().draining()).isEmpty();
+        final DesiredState draining = sample().withDraining(List.of(new DesiredState.Draining(
+            new DesiredState.Element("uplink4", null, "203.0.113.40", null, null, null), 1_767_323_045_678L)));
+        store.write(draining);
+        assertThat(Files.readString(store.file())).contains("\"draining\"", "\"until_epoch_millis\" : 1767323045678");
+        assertThat(store.load().state()).isEqualTo(draining);
+    }
+
+    @Test
+    void aDirectoryFsyncThatFailsAfterTheRenameIsRetriedOnceAndTheWriteStands() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+        final StateStore store = new StateStore(dir, clock, d ->
+        {
+            calls.incrementAndGet();
+            throw new java.io.IOException("EIO (test)");
+        });
+        store.write(sample()); // no exception: the new file is in place, so the change is committed
+        assertThat(calls.get()).isEqualTo(2);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(sample());
+    }
+
+    @Test
+    void aDirectoryFsyncThatFailsOnceThenWorksIsQuiet() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+        final StateStore store = new StateStore(dir, clock, d ->
+        {
+            if (calls.incrementAndGet() == 1)
+            {
+                throw new java.io.IOException("EINTR (test)");
+            }
+        });
+        store.write(sample());
+        assertThat(calls.get()).isEqualTo(2);
+        assertThat(store.load().state()).isEqualTo(sample());
+    }
 }
