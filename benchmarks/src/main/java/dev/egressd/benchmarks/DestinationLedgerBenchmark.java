@@ -29,7 +29,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *
  * <p>Targets: open + close at most 30 ns, at least 10x the reference, 0 B/op. Run with:
  * <pre>
- * cd /work/wt-ledger &amp;&amp; mvn -B -q -ntp package -DskipTests &amp;&amp;
+ * mvn -B -q -ntp package -DskipTests &amp;&amp;
  *   java -jar benchmarks/target/benchmarks.jar DestinationLedger -f 1 -wi 2 -w 1 -i 3 -r 1 -prof gc
  * </pre>
  */
