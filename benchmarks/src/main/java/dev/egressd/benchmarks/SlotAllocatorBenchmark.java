@@ -31,7 +31,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *
  * <p>Run:
  * <pre>
- * cd . &amp;&amp; mvn -B -q -ntp package -DskipTests \
+ * mvn -B -q -ntp package -DskipTests \
  *   &amp;&amp; java -jar benchmarks/target/benchmarks.jar SlotAllocator -f 1 -wi 2 -w 1 -i 3 -r 1 -prof gc
  * </pre>
  */
