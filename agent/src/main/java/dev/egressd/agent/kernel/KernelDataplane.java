@@ -12,8 +12,13 @@ import dev.egressd.core.plan.PlanElement;
 
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The kernel as the daemon sees it: egressd's nftables table plus the static egress addresses egressd
@@ -36,11 +41,22 @@ import java.util.Map;
  * {@code PlanDiff} already orders its changes this way; the phases here do not depend on it.
  *
  * <p><strong>Ownership.</strong> Only addresses marked as egressd's (IFA_PROTO, see
- * {@link RtnetlinkAddresses}) are read as plan elements, removed, or torn down; anything else on the
- * uplink is invisible to the plan and never touched.
+ * {@link RtnetlinkAddresses}) are removed or torn down; anything else on the uplink is never touched.
+ *
+ * <p><strong>Foreign addresses the plan wants.</strong> When the plan asks for an egress address that is
+ * already on the uplink without egressd's mark (put there by hand or by other software), the add leaves
+ * it exactly as it is ({@link RtnetlinkAddresses.AddResult#FOREIGN}): not marked, not rewritten, and
+ * therefore never removed, whatever the plan does later. It still serves as the egress address (SNAT only
+ * needs it on the uplink). So that the diff is stable and does not try to add it again on every
+ * reconcile, this object remembers the foreign addresses it was asked to add, and {@link #read()} lists
+ * each of them as present for as long as it is on the uplink; a REMOVE of one only forgets it. The memory
+ * is per process: after a restart the first reconcile adds it again, finds it foreign again, and from then
+ * on the diff is empty. {@link #foreignAddresses()} lists them, for the operator (an IPv6 one that was
+ * not added with {@code preferred_lft 0} can be picked by masquerade, recipe pitfall 7).
  */
 public final class KernelDataplane implements AutoCloseable
 {
+    private static final Logger LOG = LoggerFactory.getLogger(KernelDataplane.class);
     private final NftDataplane nft;
     private final RtnetlinkAddresses addresses;
     private final String uplink;
@@ -48,6 +64,8 @@ public final class KernelDataplane implements AutoCloseable
     /** What {@link #open} opened and {@link #close} must close; null when the caller owns the parts. */
     private final LibNftablesClient ownedClient;
     private boolean closed;
+    /** Addresses the plan wanted that were on the uplink without egressd's mark: used, never touched. */
+    private final Set<PlanElement> foreign = new LinkedHashSet<>();
 
     /**
      * A facade over parts the caller opened and keeps owning ({@link #close()} closes neither). The
@@ -106,21 +124,41 @@ public final class KernelDataplane implements AutoCloseable
     }
 
     /**
-     * Creates egressd's table when it is absent; never reloads an existing one (see
-     * {@link NftDataplane#ensureTable()}).
+     * Creates egressd's table when it is absent, and repairs its fixed part (chains, rules, cap, uplink
+     * name, counters) in one transaction when it differs from the configuration; never reloads an existing
+     * table, so sets, maps and meters keep their elements (see {@link NftDataplane#ensureTable()}). What
+     * it did is logged at WARN.
      *
-     * @return true if the table was created.
-     * @throws NftException if nft refuses the table.
+     * @return true if the table was created or repaired.
+     * @throws NftException if nft refuses to list or repair the table.
      */
     public boolean ensureTable() throws NftException
     {
         checkThread();
-        return nft.ensureTable();
+        final boolean changed = nft.ensureTable();
+        if (changed)
+        {
+            LOG.warn("{}", nft.lastRepair());
+        }
+        return changed;
+    }
+
+    /**
+     * The egress addresses the plan wanted that were already on the uplink without egressd's mark, and
+     * still are: egressd uses them but never changes or removes them (see the class comment).
+     *
+     * @return the addresses, as plan elements.
+     */
+    public Set<PlanElement> foreignAddresses()
+    {
+        checkThread();
+        return Set.copyOf(foreign);
     }
 
     /**
      * What the kernel holds now: the table's elements plus the uplink addresses egressd owns, as
-     * {@link PlanElement.Uplink4} and {@link PlanElement.Uplink6}.
+     * {@link PlanElement.Uplink4} and {@link PlanElement.Uplink6}, plus the foreign addresses it was asked
+     * to add that are still on the uplink (see the class comment).
      *
      * @return the plan read from the kernel.
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
@@ -130,9 +168,22 @@ public final class KernelDataplane implements AutoCloseable
     {
         checkThread();
         final List<PlanElement> elements = new ArrayList<>(nft.read().elements());
-        for (final InterfaceAddress a : addresses.ownedAddresses(uplink))
+        final List<InterfaceAddress> onUplink = addresses.addresses(uplink);
+        for (final InterfaceAddress a : onUplink)
         {
-            elements.add(a.ipv4() != null ? new PlanElement.Uplink4(a.ipv4()) : new PlanElement.Uplink6(a.ipv6()));
+            if (a.isOwned())
+            {
+                elements.add(a.ipv4() != null ? new PlanElement.Uplink4(a.ipv4()) : new PlanElement.Uplink6(a.ipv6()));
+            }
+        }
+        // A foreign address removed by hand is forgotten: the diff then adds it, as egressd's.
+        foreign.removeIf(e -> onUplink.stream().noneMatch(a -> !a.isOwned() && blocks(a, e)));
+        for (final PlanElement e : foreign)
+        {
+            if (!elements.contains(e))
+            {
+                elements.add(e);
+            }
         }
         return KernelPlan.of(elements);
     }
@@ -142,8 +193,8 @@ public final class KernelDataplane implements AutoCloseable
      * (see the class comment for why). All or nothing up to the transaction: if adding an address or the
      * transaction fails, the addresses this call created are removed again (best effort) and the failure
      * is rethrown, so the kernel is as before. An address that was already on the uplink without
-     * egressd's mark is claimed by the add ({@link RtnetlinkAddresses}) and stays claimed; removing it
-     * would take away an address egressd did not put there.
+     * egressd's mark is used as it is and never claimed, changed or removed (see the class comment): a
+     * REMOVE of it only forgets it.
      *
      * <p>Once the transaction has succeeded the new state is in force; a removal that then fails leaves
      * an extra address on the uplink that no map points at (harmless, and removed by the next reconcile).
@@ -177,28 +228,22 @@ public final class KernelDataplane implements AutoCloseable
             }
         }
 
-        // 1. Addresses first. Which of them are not on the uplink at all yet: only those are undone on failure.
+        // 1. Addresses first. Only those this call created are undone on failure.
         final List<PlanElement> created = new ArrayList<>();
-        if (!toAdd.isEmpty())
+        try
         {
-            final List<InterfaceAddress> present = addresses.addresses(uplink);
-            try
+            for (final PlanElement e : toAdd)
             {
-                for (final PlanElement e : toAdd)
+                if (add(e) == RtnetlinkAddresses.AddResult.CREATED)
                 {
-                    final boolean absent = present.stream().noneMatch(a -> a.isHostPrefix() && sameAddress(a, e));
-                    add(e);
-                    if (absent)
-                    {
-                        created.add(e);
-                    }
+                    created.add(e);
                 }
             }
-            catch (final IOException | RuntimeException e)
-            {
-                undo(created, e);
-                throw e;
-            }
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            undo(created, e);
+            throw e;
         }
 
         // 2. One atomic transaction for everything else (NftDataplane skips the uplink kinds).
@@ -254,7 +299,7 @@ public final class KernelDataplane implements AutoCloseable
      * Removes everything egressd put in the kernel: the table, then every uplink address egressd owns
      * (in that order, so no map points at an address while it goes). For the explicit teardown command
      * only: every static guest loses egress. Idempotent: a missing table is not an error. Addresses not
-     * marked as egressd's stay.
+     * marked as egressd's stay, the foreign ones the plan used included (they are forgotten).
      *
      * @throws NftException if nft refuses to delete the table; then no address is removed, since the
      *                      maps may still point at them.
@@ -274,6 +319,7 @@ public final class KernelDataplane implements AutoCloseable
                 throw e;
             }
         }
+        foreign.clear(); // never egressd's to remove; nothing is wanted any more
         for (final InterfaceAddress a : addresses.ownedAddresses(uplink))
         {
             if (a.ipv4() != null)
@@ -311,20 +357,25 @@ public final class KernelDataplane implements AutoCloseable
         }
     }
 
-    private void add(final PlanElement e) throws IOException
+    private RtnetlinkAddresses.AddResult add(final PlanElement e) throws IOException
     {
-        if (e instanceof PlanElement.Uplink4 u)
+        final RtnetlinkAddresses.AddResult result = e instanceof PlanElement.Uplink4 u
+            ? addresses.add(uplink, u.address())
+            : addresses.add(uplink, ((PlanElement.Uplink6)e).address());
+        if (result == RtnetlinkAddresses.AddResult.FOREIGN && foreign.add(e))
         {
-            addresses.add(uplink, u.address());
+            LOG.warn("egress address {} is already on {} without egressd's mark: using it as it is; egressd will "
+                + "never change or remove it", e, uplink);
         }
-        else
-        {
-            addresses.add(uplink, ((PlanElement.Uplink6)e).address());
-        }
+        return result;
     }
 
     private void remove(final PlanElement e) throws IOException
     {
+        if (foreign.remove(e))
+        {
+            return; // not egressd's: forgotten, never removed
+        }
         if (e instanceof PlanElement.Uplink4 u)
         {
             addresses.remove(uplink, u.address());
@@ -351,9 +402,10 @@ public final class KernelDataplane implements AutoCloseable
         }
     }
 
-    private static boolean sameAddress(final InterfaceAddress a, final PlanElement e)
+    /** Whether an address on the uplink makes the kernel refuse to add {@code e} (EEXIST). */
+    private static boolean blocks(final InterfaceAddress a, final PlanElement e)
     {
-        return e instanceof PlanElement.Uplink4 u ? u.address().equals(a.ipv4())
+        return e instanceof PlanElement.Uplink4 u ? u.address().equals(a.ipv4()) && a.isHostPrefix()
             : ((PlanElement.Uplink6)e).address().equals(a.ipv6());
     }
 

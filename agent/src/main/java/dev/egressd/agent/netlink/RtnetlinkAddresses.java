@@ -14,6 +14,7 @@ import static dev.egressd.agent.netlink.NetlinkConstants.INFINITY_LIFE_TIME;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLMSG_HDRLEN;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_CREATE;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_DUMP;
+import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_EXCL;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_REPLACE;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_DELADDR;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_GETADDR;
@@ -54,19 +55,40 @@ import java.util.List;
  * kernel 6.1: an older kernel ignores the mark, so nothing would ever be owned ({@code KernelChecks}
  * refuses such a kernel at start-up).
  *
- * <p>Idempotent: add uses NLM_F_CREATE|NLM_F_REPLACE, so re-adding an existing address succeeds and
- * also corrects its flags, lifetimes and mark. Re-adding therefore also <em>claims</em> an address of
- * the same value and prefix length that someone else added: the plan demands that address as an egress
- * address, it must be deprecated (recipe pitfall 7), and from then on egressd owns it. Remove of an
- * address that is not there, or not egressd's, changes nothing and returns false.
+ * <p>Add never takes over an address it did not put there. It sends NLM_F_CREATE|NLM_F_EXCL, so the
+ * kernel refuses (EEXIST) when the address is already on the interface; then a dump says whose it is:
+ * egressd's own ({@link AddResult#OWNED}: it is re-sent with NLM_F_REPLACE, which corrects its flags and
+ * lifetimes), or someone else's ({@link AddResult#FOREIGN}: an address the operator or other software put
+ * there, left exactly as it is: not marked, lifetimes not rewritten, and therefore never removed by
+ * egressd). The kernel's notion of "already there" is the address and, for IPv4, the prefix length: a
+ * foreign {@code 203.0.113.10/24} does not stop egressd's {@code /32}; for IPv6 any prefix length does.
+ * Remove of an address that is not there, or not egressd's, changes nothing and returns false. Note that
+ * {@code ip addr change} on one of egressd's addresses resets its IFA_PROTO (iproute2 sends no mark): the
+ * operator has taken it over, and from then on it is foreign.
  *
  * <p>Not thread-safe; use it from one thread (the one that opened it).
  */
 public final class RtnetlinkAddresses implements AutoCloseable
 {
     private static final int DUMP_ATTEMPTS = 5;
-    /** Create, or update flags and lifetimes of an existing address: idempotent without EEXIST. */
-    static final int ADD_FLAGS = NLM_F_CREATE | NLM_F_REPLACE;
+    /** Create only: EEXIST when the address is there, whoever put it there. */
+    static final int ADD_FLAGS = NLM_F_CREATE | NLM_F_EXCL;
+    /** Update flags and lifetimes of an existing address: only ever sent for an address egressd owns. */
+    static final int REPLACE_FLAGS = NLM_F_CREATE | NLM_F_REPLACE;
+
+    /** What {@link #add} found and did. */
+    public enum AddResult
+    {
+        /** The address was not there; it now is, marked as egressd's. */
+        CREATED,
+        /** It was already there as egressd's; its flags and lifetimes were put right. */
+        OWNED,
+        /**
+         * It was already there without egressd's mark (by hand, or other software): left untouched, not
+         * claimed. egressd can use it as an egress address, but never changes or removes it.
+         */
+        FOREIGN
+    }
 
     private final NetlinkSocket socket;
 
@@ -142,33 +164,63 @@ public final class RtnetlinkAddresses implements AutoCloseable
     }
 
     /**
-     * Adds an IPv4 address as a /32 marked as egressd's; harmless if it is already there (it is then
-     * claimed: see the class comment).
+     * Adds an IPv4 address as a /32 marked as egressd's, unless a /32 of that address is already there:
+     * then it is left alone if it is not egressd's (see the class comment).
      *
      * @param ifname  the interface.
      * @param address the address.
+     * @return what was found and done.
      * @throws IOException if the interface does not exist or the kernel refuses.
      */
-    public void add(final String ifname, final Ipv4Address address) throws IOException
+    public AddResult add(final String ifname, final Ipv4Address address) throws IOException
     {
         final int ifindex = ifindex(ifname);
+        final String operation = "RTM_NEWADDR " + address + "/32 dev " + ifname;
         newAddress(socket.request(RTM_NEWADDR, ADD_FLAGS), ifindex, address);
-        executeTolerating("RTM_NEWADDR " + address + "/32 dev " + ifname, true);
+        if (executeTolerating(operation, true))
+        {
+            return AddResult.CREATED;
+        }
+        // EEXIST: a /32 of this address is there (IPv4 matches address and prefix length).
+        final boolean owned = addresses(ifname).stream()
+            .anyMatch(a -> address.equals(a.ipv4()) && a.isHostPrefix() && a.isOwned());
+        if (!owned)
+        {
+            return AddResult.FOREIGN;
+        }
+        newAddress(socket.request(RTM_NEWADDR, REPLACE_FLAGS), ifindex, address);
+        executeTolerating(operation + " (replace)", true);
+        return AddResult.OWNED;
     }
 
     /**
      * Adds an IPv6 address as a /128, nodad, preferred lifetime 0 and valid for ever, marked as
-     * egressd's; harmless if it is already there (its flags, lifetimes and mark are then corrected).
+     * egressd's, unless the address is already there (any prefix length): then an address of egressd's
+     * has its flags, lifetimes and mark corrected, and anyone else's is left alone.
      *
      * @param ifname  the interface.
      * @param address the address.
+     * @return what was found and done.
      * @throws IOException if the interface does not exist or the kernel refuses.
      */
-    public void add(final String ifname, final Ipv6Address address) throws IOException
+    public AddResult add(final String ifname, final Ipv6Address address) throws IOException
     {
         final int ifindex = ifindex(ifname);
+        final String operation = "RTM_NEWADDR " + address + "/128 dev " + ifname;
         newAddress(socket.request(RTM_NEWADDR, ADD_FLAGS), ifindex, address);
-        executeTolerating("RTM_NEWADDR " + address + "/128 dev " + ifname, true);
+        if (executeTolerating(operation, true))
+        {
+            return AddResult.CREATED;
+        }
+        final boolean owned = addresses(ifname).stream()
+            .anyMatch(a -> address.equals(a.ipv6()) && a.isHostPrefix() && a.isOwned());
+        if (!owned)
+        {
+            return AddResult.FOREIGN;
+        }
+        newAddress(socket.request(RTM_NEWADDR, REPLACE_FLAGS), ifindex, address);
+        executeTolerating(operation + " (replace)", true);
+        return AddResult.OWNED;
     }
 
     /**

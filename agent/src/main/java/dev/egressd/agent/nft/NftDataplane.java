@@ -5,9 +5,12 @@ import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 
 import java.io.UncheckedIOException;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * egressd's table in the kernel, as the reconciler sees it: create it once, read it as a plan, apply
@@ -22,6 +25,7 @@ public final class NftDataplane
     private final Ruleset ruleset;
     private final PlanRenderer renderer;
     private final TableReader reader = new TableReader();
+    private String lastRepair;
 
     /**
      * A dataplane over a client.
@@ -68,21 +72,105 @@ public final class NftDataplane
     }
 
     /**
-     * Creates the whole table when it is absent; does nothing when it exists. Never reloads an existing
-     * table: a reload resets the {@code ct count} meters (recipe pitfall 9) and would append the chains'
-     * rules a second time. A table whose static part changed (a new cap) needs an explicit teardown.
+     * Makes sure egressd's table exists and its fixed part is what this configuration wants, repairing it
+     * without a reload: creates the whole table when it is absent; otherwise lists only the fixed chains
+     * ({@code forward}, {@code guest_new}, {@code deny}, {@code postrouting}: a cost that does not grow with
+     * the number of machines) and compares each chain's type, hook, priority, policy and the fingerprint
+     * comments of its rules with {@link Ruleset#staticChains()}. On any difference (a new uplink or cap in
+     * the configuration, a chain flushed or a rule added, deleted or changed by hand, a policy changed, a
+     * chain, counter or set deleted) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
+     * chains are flushed and refilled, missing counters, sets and chains are added, and every set and map
+     * keeps its elements, so the {@code ct count} meters keep counting the connections they hold (a
+     * whole-table reload would reset them, recipe pitfall 9).
      *
-     * @return true if the table was created.
-     * @throws NftException if nft refuses the table.
+     * <p>A meter entry already in {@code cc4}/{@code cc6} keeps the cap it was created with until its
+     * connections are gone and the kernel's garbage collection removes it; new (guest, destination) keys
+     * get the new cap at once. Forgetting the live counts instead would let a guest overshoot the cap.
+     *
+     * @return true if the table was created or its fixed part repaired ({@link #lastRepair()} says what).
+     * @throws NftException if nft refuses to list or to repair; a failed repair changed nothing.
      */
     public boolean ensureTable() throws NftException
     {
-        if (tableExists())
+        if (!tableExists())
+        {
+            nft.run(ruleset.render());
+            lastRepair = "created the table inet " + config.table();
+            return true;
+        }
+        final List<String> drift = new ArrayList<>();
+        final Set<String> recreate = new LinkedHashSet<>();
+        for (final Ruleset.StaticChain want : ruleset.staticChains())
+        {
+            final String json;
+            try
+            {
+                json = nft.runJson("list chain inet " + config.table() + " " + want.name());
+            }
+            catch (final NftException e)
+            {
+                if (e.isNotFound())
+                {
+                    drift.add("chain " + want.name() + " is missing");
+                    continue;
+                }
+                throw e;
+            }
+            final TableReader.ChainState have = TableReader.chainState(parse(json), want.name());
+            if (have == null)
+            {
+                drift.add("chain " + want.name() + " is missing");
+                continue;
+            }
+            final boolean hookOk = want.base()
+                ? want.type().equals(have.type()) && want.hook().equals(have.hook()) && have.priority() != null
+                    && want.priority() == have.priority()
+                : have.hook() == null;
+            if (!hookOk)
+            {
+                recreate.add(want.name());
+                drift.add("chain " + want.name() + " is hooked as " + have.describeHook());
+            }
+            else if (want.base() && !"accept".equals(have.policy()))
+            {
+                drift.add("chain " + want.name() + " has policy " + have.policy());
+            }
+            final List<String> expected = want.fingerprints();
+            if (!expected.equals(have.comments()))
+            {
+                drift.add("chain " + want.name() + " holds " + have.comments().size() + " rules, "
+                    + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
+            }
+        }
+        if (drift.isEmpty())
         {
             return false;
         }
-        nft.run(ruleset.render());
+        nft.run(ruleset.renderRepair(recreate));
+        lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
         return true;
+    }
+
+    /** How many of the expected fingerprints are at their place. */
+    private static int matching(final List<String> expected, final List<String> actual)
+    {
+        int n = 0;
+        for (int i = 0; i < Math.min(expected.size(), actual.size()); i++)
+        {
+            n += expected.get(i).equals(actual.get(i)) ? 1 : 0;
+        }
+        return n;
+    }
+
+    /**
+     * What the last {@link #ensureTable()} that returned true did, for the operator's log.
+     *
+     * @return e.g. {@code repaired the fixed part of inet egressd: chain forward holds 0 rules, 0 of the 3 it
+     *         should}; null before the first change.
+     */
+    public String lastRepair()
+    {
+        return lastRepair;
     }
 
     /**

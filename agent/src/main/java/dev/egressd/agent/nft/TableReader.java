@@ -185,6 +185,58 @@ public final class TableReader
         return null;
     }
 
+    /**
+     * One chain as {@code list chain} shows it: how it is hooked, and the comment of each rule in order.
+     *
+     * @param type     {@code filter}, {@code nat}...; null for a regular chain.
+     * @param hook     the hook; null for a regular chain.
+     * @param priority the priority; null for a regular chain.
+     * @param policy   the policy; null for a regular chain.
+     * @param comments each rule's comment, null for a rule without one.
+     */
+    public record ChainState(String type, String hook, Integer priority, String policy, List<String> comments)
+    {
+        /**
+         * The hook, for a message.
+         *
+         * @return e.g. {@code filter hook forward priority 10}, or {@code a regular chain}.
+         */
+        public String describeHook()
+        {
+            return hook == null ? "a regular chain" : type + " hook " + hook + " priority " + priority;
+        }
+    }
+
+    /**
+     * Reads one chain from the JSON of {@code list chain inet TABLE NAME}.
+     *
+     * @param root  the parsed listing.
+     * @param chain the chain's name.
+     * @return its state, or null if the listing does not hold it.
+     */
+    static ChainState chainState(final JsonNode root, final String chain)
+    {
+        ChainState state = null;
+        final List<String> comments = new ArrayList<>();
+        for (final JsonNode item : root.path("nftables"))
+        {
+            final JsonNode c = item.path("chain");
+            if (c.isObject() && chain.equals(c.path("name").asText()))
+            {
+                state = c.has("hook")
+                    ? new ChainState(c.path("type").asText(null), c.path("hook").asText(null),
+                        c.path("prio").isInt() ? c.path("prio").asInt() : null, c.path("policy").asText(null), comments)
+                    : new ChainState(null, null, null, null, comments);
+            }
+            final JsonNode r = item.path("rule");
+            if (r.isObject() && chain.equals(r.path("chain").asText()))
+            {
+                comments.add(r.path("comment").isTextual() ? r.get("comment").asText() : null);
+            }
+        }
+        return state;
+    }
+
     static JsonNode tree(final String json)
     {
         try

@@ -138,7 +138,7 @@ class KernelDataplanePrivilegedTest
     {
         reconcile(machine(1, A4, A6, 1));
         final KernelPlan before = on(kernel::read);
-        // B4 is already there by hand (claimed, so it stays); B6 is new (taken off again)
+        // B4 is already there by hand (foreign: used, never claimed, so it stays); B6 is new (taken off again)
         lab.exec("ip", "addr", "add", "203.0.113.20/32", "dev", "uplink");
         final List<PlanChange> bad = new ArrayList<>(List.of(
             PlanChange.add(new PlanElement.Uplink4(B4)),
@@ -155,10 +155,76 @@ class KernelDataplanePrivilegedTest
 
         assertThat(locals()).contains("203.0.113.10", "2001:db8:10::10", "203.0.113.20")
             .doesNotContain("2001:db8:10::20");
+        assertThat(protocols()).as("the hand-made address is not claimed")
+            .containsEntry("203.0.113.20/32", NetlinkConstants.IFAPROT_UNSPEC);
         final KernelPlan after = on(kernel::read);
         assertThat(after.elements()).containsAll(before.elements());
-        assertThat(after.elements()).as("only the claimed address is new")
+        assertThat(after.elements()).as("only the foreign address the plan asked for is new (present, not owned)")
             .containsExactlyInAnyOrderElementsOf(with(before, new PlanElement.Uplink4(B4)).elements());
+    }
+
+    @Test
+    void aForeignAddressThePlanWantsIsUsedButNeverMarkedRewrittenOrRemoved() throws IOException
+    {
+        // the operator put the pair on the uplink by hand, the IPv6 one still preferred
+        lab.exec("ip", "addr", "add", "203.0.113.10/32", "dev", "uplink");
+        lab.exec("ip", "-6", "addr", "add", "2001:db8:10::10/128", "dev", "uplink", "nodad");
+        final KernelPlan desired = machine(1, A4, A6, 1);
+        final List<PlanChange> first = reconcile(desired);
+        assertThat(first).contains(PlanChange.add(new PlanElement.Uplink4(A4)), PlanChange.add(new PlanElement.Uplink6(A6)));
+        assertThat(on(kernel::read)).isEqualTo(desired);
+        assertThat(reconcile(desired)).as("the diff is stable: nothing to add on the next reconcile").isEmpty();
+        assertThat(on(kernel::foreignAddresses)).containsExactlyInAnyOrder(new PlanElement.Uplink4(A4),
+            new PlanElement.Uplink6(A6));
+        assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_UNSPEC)
+            .containsEntry("2001:db8:10::10/128", NetlinkConstants.IFAPROT_UNSPEC);
+        assertThat(address("2001:db8:10::10").get("preferred_life_time").asLong()).as("not rewritten")
+            .isEqualTo(0xFFFFFFFFL);
+
+        // a restart forgets which foreign addresses were wanted: one reconcile finds them again, then stable
+        final KernelDataplane restarted = on(() -> KernelDataplane.open(DataplaneConfig.defaults("uplink")));
+        try
+        {
+            assertThat(on(() -> PlanDiff.between(restarted.read(), desired))).hasSize(2);
+            on(() ->
+            {
+                restarted.apply(PlanDiff.between(restarted.read(), desired));
+                return null;
+            });
+            assertThat(on(() -> PlanDiff.between(restarted.read(), desired))).isEmpty();
+        }
+        finally
+        {
+            on(() ->
+            {
+                restarted.close();
+                return null;
+            });
+        }
+
+        // the plan lets go of them, then teardown: they stay, untouched
+        final List<PlanChange> release = reconcile(KernelPlan.empty());
+        assertThat(release).contains(PlanChange.remove(new PlanElement.Uplink4(A4)),
+            PlanChange.remove(new PlanElement.Uplink6(A6)));
+        assertThat(locals()).contains("203.0.113.10", "2001:db8:10::10");
+        assertThat(on(kernel::read)).as("forgotten once released").isEqualTo(KernelPlan.empty());
+        assertThat(reconcile(KernelPlan.empty())).isEmpty();
+        reconcile(desired);
+        on(() ->
+        {
+            kernel.teardown();
+            return null;
+        });
+        assertThat(locals()).contains("203.0.113.10", "2001:db8:10::10");
+        assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_UNSPEC)
+            .containsEntry("2001:db8:10::10/128", NetlinkConstants.IFAPROT_UNSPEC);
+
+        // removed by hand later: the next reconcile adds it as egressd's own
+        lab.exec("ip", "addr", "del", "203.0.113.10/32", "dev", "uplink");
+        on(kernel::ensureTable);
+        reconcile(desired);
+        assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_EGRESSD);
+        assertThat(on(kernel::foreignAddresses)).containsExactly(new PlanElement.Uplink6(A6));
     }
 
     @Test

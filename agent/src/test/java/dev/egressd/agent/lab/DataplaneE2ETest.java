@@ -176,6 +176,7 @@ class DataplaneE2ETest
             app(2, A, 1));
         apply(machines, List.of(A));
         final Map<String, Long> before = counters();
+        final Map<String, Long> arrivedBefore = lab.arrivals();
 
         final long t0 = System.nanoTime();
         final List<ClientResult> tcp4 = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2");
@@ -191,6 +192,10 @@ class DataplaneE2ETest
         assertThat(lab.ping(1, DST4)).isFalse();
         assertThat(lab.ping(1, DST6)).isFalse();
         assertThat(lab.destinationLog()).as("nothing from the pending machine, from any address").isEmpty();
+        // the log only shows connections that completed; the capture at dst shows every packet that arrived
+        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        assertThat(arrived).as("no packet reached dst: not raw, not masqueraded, not translated")
+            .doesNotContainKeys(guest4(1), guest6(1), HOST4, HOST6).isEmpty();
 
         final Map<String, Long> after = counters();
         assertThat(after.get(Ruleset.COUNTER_UNMAPPED4)).isGreaterThan(before.get(Ruleset.COUNTER_UNMAPPED4));
@@ -198,8 +203,10 @@ class DataplaneE2ETest
         assertThat(after.get(Ruleset.COUNTER_BACKSTOP4)).isEqualTo(before.get(Ruleset.COUNTER_BACKSTOP4));
         // the mapped neighbour is unaffected
         expectOk(lab.client(2, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        assertThat(lab.arrivalsSince(arrivedBefore)).as("the capture does see traffic").containsOnlyKeys(
+            A.ipv4().toString());
         report(String.format("pending: tcp4 %s in %d ms, tcp6 %s, udp4 %s, udp6 %s, ping refused; dst log empty; "
-            + "unmapped4 %d->%d unmapped6 %d->%d", tcp4, tcp4Millis, tcp6, udp4, udp6,
+            + "dst capture %s; unmapped4 %d->%d unmapped6 %d->%d", tcp4, tcp4Millis, tcp6, udp4, udp6, arrived,
             before.get(Ruleset.COUNTER_UNMAPPED4), after.get(Ruleset.COUNTER_UNMAPPED4),
             before.get(Ruleset.COUNTER_UNMAPPED6), after.get(Ruleset.COUNTER_UNMAPPED6)));
     }
@@ -213,6 +220,7 @@ class DataplaneE2ETest
         lab.must("g2", "ip", "addr", "add", guest4(1) + "/32", "dev", "eth0");
         lab.must("g2", "ip", "-6", "addr", "add", guest6(1) + "/128", "dev", "eth0", "nodad");
         final Map<String, Long> before = counters();
+        final Map<String, Long> arrivedBefore = lab.arrivals();
 
         final List<ClientResult> tcp4 = lab.client(2, "tcp", DST4, 80, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
         final List<ClientResult> udp4 = lab.client(2, "udp", DST4, 5000, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
@@ -221,6 +229,10 @@ class DataplaneE2ETest
         assertThat(udp4).extracting(ClientResult::ok).containsExactly(false);
         assertThat(tcp6).extracting(ClientResult::error).containsExactly("ETIMEDOUT");
         assertThat(lab.destinationLog()).as("nothing reached the destination").isEmpty();
+        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        assertThat(arrived).as("no packet at dst: not as g1's pair, not raw, not masqueraded")
+            .doesNotContainKeys(A.ipv4().toString(), A.ipv6().toString(), guest4(1), guest6(1), HOST4, HOST6)
+            .isEmpty();
 
         final Map<String, Long> after = counters();
         assertThat(after.get(Ruleset.COUNTER_SPOOF4)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF4) + 2);
@@ -273,6 +285,110 @@ class DataplaneE2ETest
             report(String.format("cap %d: first %d ok %s; #%d %s after %d ms; to %s %s; cap4 %d->%d", cap, cap, first,
                 cap + 1, over, overMillis, DST4B, other, before.get(Ruleset.COUNTER_CAP4),
                 after.get(Ruleset.COUNTER_CAP4)));
+        }
+    }
+
+    @Test
+    void theIpv6ConnectionOverTheDestinationCapIsResetAtOnce() throws Exception
+    {
+        final int cap = 8;
+        start(1, cap);
+        apply(List.of(app(1, A, 1)), List.of(A));
+        final Map<String, Long> before = counters();
+
+        try (RunningClient held = lab.startClient(1, "tcp", DST6, "80", Integer.toString(cap), "5", "--timeout", "2"))
+        {
+            final List<ClientResult> first = new ArrayList<>();
+            for (int i = 0; i < cap; i++)
+            {
+                first.add(held.next(Duration.ofSeconds(5)));
+            }
+            final long t0 = System.nanoTime();
+            final ClientResult over = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "2").get(0);
+            final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            assertThat(first).allSatisfy(r ->
+            {
+                assertThat(r.ok()).as(r.toString()).isTrue();
+                assertThat(r.seenIp()).isEqualTo(A.ipv6().toString());
+                assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
+            });
+            assertThat(over.error()).isEqualTo("ECONNREFUSED");
+            assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
+            // IPv4 to the same destination host is another key: still fine while the 8 are held
+            assertThat(lab.client(1, "tcp", DST4, 80, 1, 0)).extracting(ClientResult::seenIp)
+                .containsExactly(A.ipv4().toString());
+            final Map<String, Long> after = counters();
+            assertThat(after.get(Ruleset.COUNTER_CAP6)).isGreaterThan(before.get(Ruleset.COUNTER_CAP6));
+            assertThat(after.get(Ruleset.COUNTER_CAP4)).isEqualTo(before.get(Ruleset.COUNTER_CAP4));
+            assertThat(lab.destinationLog().stream().filter(s -> s.localIp().equals(DST6))).hasSize(cap);
+            report(String.format("cap6 %d: first %d ok %s; #%d %s after %d ms; cap6 %d->%d", cap, cap, first, cap + 1,
+                over, overMillis, before.get(Ruleset.COUNTER_CAP6), after.get(Ruleset.COUNTER_CAP6)));
+        }
+    }
+
+    @Test
+    void anIpv4OnlyStaticGuestSendingIpv6ReachesNothingAndIsCountedAsSpoof() throws Exception
+    {
+        start(1, 1024);
+        // the machine has no IPv6; its namespace still has fd77::2 configured (the lab gives every guest one)
+        final Machine v4only = new Machine("m1", "app1", "tap-g1", Ipv4Address.parse(guest4(1)), null, null);
+        final List<PlannedMachine> machines = List.of(new PlannedMachine(v4only,
+            new Egress(Scope.APP, A, 1, L.firstPort(1), L.lastPort(1), "slot 1, IPv4 only")));
+        apply(machines, List.of(A));
+        assertThat(readKernel().elements()).noneMatch(e -> e.toString().contains(guest6(1)));
+        final Map<String, Long> before = counters();
+        final Map<String, Long> arrivedBefore = lab.arrivals();
+
+        final List<ClientResult> tcp6 = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "1");
+        final List<ClientResult> udp6 = lab.client(1, "udp", DST6, 5000, 1, 0, "--timeout", "0.5");
+        assertThat(tcp6).extracting(ClientResult::ok).containsExactly(false);
+        assertThat(udp6).extracting(ClientResult::ok).containsExactly(false);
+        assertThat(lab.ping(1, DST6)).isFalse();
+        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        assertThat(arrived).as("no IPv6 packet at dst: not raw, not masqueraded, not translated")
+            .doesNotContainKeys(guest6(1), HOST6, A.ipv6().toString()).isEmpty();
+        final Map<String, Long> after = counters();
+        assertThat(after.get(Ruleset.COUNTER_SPOOF6)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF6) + 3);
+        assertThat(after.get(Ruleset.COUNTER_BACKSTOP6)).isEqualTo(before.get(Ruleset.COUNTER_BACKSTOP6));
+
+        // its IPv4 works, from the pair, inside its block
+        final List<ClientResult> tcp4 = expectOk(lab.client(1, "tcp", DST4, 80, 2, 0), A.ipv4().toString(),
+            L.firstPort(1), L.lastPort(1));
+        assertThat(lab.arrivalsSince(arrivedBefore)).containsOnlyKeys(A.ipv4().toString());
+        report(String.format("v4-only guest: tcp6 %s udp6 %s ping6 refused; dst capture %s; spoof6 %d->%d; tcp4 %s",
+            tcp6, udp6, arrived, before.get(Ruleset.COUNTER_SPOOF6), after.get(Ruleset.COUNTER_SPOOF6), tcp4));
+    }
+
+    @Test
+    void repairingTheFixedPartKeepsTheMeterCountingHeldConnections() throws Exception
+    {
+        final int cap = 4;
+        start(1, cap);
+        apply(List.of(app(1, A, 1)), List.of(A));
+        try (RunningClient held = lab.startClient(1, "tcp", DST4, "80", Integer.toString(cap), "6", "--timeout", "2"))
+        {
+            for (int i = 0; i < cap; i++)
+            {
+                assertThat(held.next(Duration.ofSeconds(5)).ok()).isTrue();
+            }
+            final String meter = lab.must("host", "nft", "list", "set", "inet", TABLE, "cc4");
+            assertThat(meter).contains(guest4(1) + " . " + DST4);
+            // someone flushes the fixed chains by hand: no anti-spoofing, no cap
+            lab.must("host", "nft", "flush chain inet " + TABLE + " forward; flush chain inet " + TABLE + " guest_new");
+            assertThat(lab.host().call(kernel::ensureTable)).as("the reconcile's ensureTable repairs it").isTrue();
+            assertThat(lab.host().call(kernel::ensureTable)).isFalse();
+            // the meter still counts the 4 held connections: the 5th is refused at once (a reset meter would let
+            // it through, and 4 more after it)
+            final long t0 = System.nanoTime();
+            final ClientResult over = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+            final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            assertThat(over.error()).isEqualTo("ECONNREFUSED");
+            assertThat(overMillis).isLessThan(1500);
+            assertThat(lab.must("host", "nft", "list", "set", "inet", TABLE, "cc4"))
+                .contains(guest4(1) + " . " + DST4);
+            report(String.format("repair keeps the meter: cap %d held, after flushing forward+guest_new and "
+                + "ensureTable the #%d is %s after %d ms; meter %s", cap, cap + 1, over, overMillis,
+                meter.lines().filter(l -> l.contains(DST4)).map(String::strip).findFirst().orElse("?")));
         }
     }
 

@@ -243,6 +243,7 @@ public final class Lab implements AutoCloseable
         {
             throw new IOException("scripts/lab create failed (" + created.exitCode() + "): " + created.output());
         }
+        installArrivalCapture();
         final ProcessBuilder pb = new ProcessBuilder("ip", "netns", "exec", ns("dst"), "python3",
             script("lab-echo-server.py").toString(), destinationLog.toString());
         pb.redirectError(workDir.resolve("echo-server.err").toFile());
@@ -266,6 +267,90 @@ public final class Lab implements AutoCloseable
         {
             throw new IOException("echo server did not start: " + e, e);
         }
+    }
+
+    /** The nft table in the destination namespace that records every source address reaching the services. */
+    static final String CAPTURE_TABLE = "labcapture";
+
+    /**
+     * Installs, in {@code dst}, a table that counts per source address every packet arriving on its eth0 for
+     * the destination services (198.51.100.0/24, 2001:db8:100::/64), at the raw prerouting hook, before
+     * anything else sees it: unlike the echo server's log, it also sees packets that never make a connection
+     * (a leaked SYN from an address dst cannot answer, a UDP datagram, an ICMP echo).
+     */
+    private void installArrivalCapture() throws IOException
+    {
+        final Path file = workDir.resolve("capture.nft");
+        Files.writeString(file, "table inet " + CAPTURE_TABLE + " {\n"
+            + "    set from4 {\n        type ipv4_addr\n        flags dynamic\n        size 65535\n    }\n"
+            + "    set from6 {\n        type ipv6_addr\n        flags dynamic\n        size 65535\n    }\n"
+            + "    chain arrivals {\n"
+            + "        type filter hook prerouting priority raw; policy accept;\n"
+            + "        iifname \"eth0\" ip daddr 198.51.100.0/24 update @from4 { ip saddr counter }\n"
+            + "        iifname \"eth0\" ip6 daddr 2001:db8:100::/64 update @from6 { ip6 saddr counter }\n"
+            + "    }\n"
+            + "}\n");
+        final Exec exec = run(EXEC_TIMEOUT, List.of("ip", "netns", "exec", ns("dst"), "nft", "-f", file.toString()));
+        if (!exec.ok())
+        {
+            throw new IOException("cannot install the arrival capture in dst: " + exec.output());
+        }
+    }
+
+    /**
+     * Every source address that has sent packets to the destination services since the lab started, with
+     * the number of packets, as the destination's own nft capture counted them on arrival (both families).
+     *
+     * @return source address to packets.
+     */
+    public Map<String, Long> arrivals()
+    {
+        final Map<String, Long> out = new java.util.TreeMap<>();
+        for (final String set : List.of("from4", "from6"))
+        {
+            final Output listing = execApart(EXEC_TIMEOUT, "dst", "nft", "-j", "list", "set", "inet", CAPTURE_TABLE, set);
+            if (listing.exitCode() != 0)
+            {
+                fail("cannot list the arrival capture: " + listing);
+            }
+            try
+            {
+                for (final com.fasterxml.jackson.databind.JsonNode item : new com.fasterxml.jackson.databind.ObjectMapper()
+                    .readTree(listing.stdout()).path("nftables"))
+                {
+                    for (final com.fasterxml.jackson.databind.JsonNode e : item.path("set").path("elem"))
+                    {
+                        final com.fasterxml.jackson.databind.JsonNode elem = e.path("elem");
+                        out.merge(elem.path("val").asText(), elem.path("counter").path("packets").asLong(), Long::sum);
+                    }
+                }
+            }
+            catch (final IOException e)
+            {
+                throw new UncheckedIOException(e);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * What reached the destination services since an earlier {@link #arrivals()}: only sources whose count rose.
+     *
+     * @param before the earlier snapshot.
+     * @return source address to packets that arrived since.
+     */
+    public Map<String, Long> arrivalsSince(final Map<String, Long> before)
+    {
+        final Map<String, Long> out = new java.util.TreeMap<>();
+        arrivals().forEach((source, packets) ->
+        {
+            final long delta = packets - before.getOrDefault(source, 0L);
+            if (delta > 0)
+            {
+                out.put(source, delta);
+            }
+        });
+        return out;
     }
 
     private static String firstLine(final InputStream in)

@@ -131,36 +131,51 @@ class RtnetlinkAddressesPrivilegedTest
     }
 
     @Test
-    void reAddingClaimsAHandAddedAddressOfTheSameShape() throws IOException
+    void aHandAddedAddressOfTheSameValueIsLeftAloneNotClaimed() throws IOException
     {
-        // The plan demands this address: egressd marks it (and makes the v6 one deprecated), then owns it.
+        // The plan demands this address, but someone else put it there: egressd neither marks nor rewrites it.
         lab.ip("addr", "add", "203.0.113.10/32", "dev", "up0");
-        lab.ip("-6", "addr", "add", "2001:db8:10::10/128", "dev", "up0", "nodad");
-        final List<Object> owned = call(a ->
+        lab.ip("-6", "addr", "add", "2001:db8:10::10/64", "dev", "up0", "nodad");
+        final List<Object> result = call(a ->
         {
             final List<Object> out = new ArrayList<>();
-            out.add(a.listOwned4("up0").size() + a.listOwned6("up0").size());
-            a.add("up0", V4);
-            a.add("up0", V6);
+            out.add(a.add("up0", V4));
+            out.add(a.add("up0", V6));
             out.add(a.listOwned4("up0"));
             out.add(a.listOwned6("up0"));
+            out.add(a.remove("up0", V4));
+            out.add(a.remove("up0", V6));
             return out;
         });
-        assertThat(owned).containsExactly(0, List.of(V4), List.of(V6));
-        assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_EGRESSD)
-            .containsEntry("2001:db8:10::10/128", NetlinkConstants.IFAPROT_EGRESSD);
+        assertThat(result).containsExactly(RtnetlinkAddresses.AddResult.FOREIGN, RtnetlinkAddresses.AddResult.FOREIGN,
+            List.of(), List.of(), false, false);
+        assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_UNSPEC)
+            .containsEntry("2001:db8:10::10/64", NetlinkConstants.IFAPROT_UNSPEC);
+        final JsonNode v6 = kernelAddress("2001:db8:10::10");
+        assertThat(v6.get("prefixlen").asInt()).isEqualTo(64);
+        assertThat(v6.get("preferred_life_time").asLong()).as("not deprecated by egressd").isEqualTo(0xFFFFFFFFL);
+    }
+
+    @Test
+    void aForeignIpv4AddressOfAnotherPrefixLengthDoesNotStopOurs() throws IOException
+    {
+        // IPv4 addresses are keyed by address and prefix length: a /24 of the value is not our /32.
+        lab.ip("addr", "add", "203.0.113.10/24", "dev", "up0");
+        final List<Object> result = call(a -> List.of(a.add("up0", V4), a.listOwned4("up0"), a.remove("up0", V4)));
+        assertThat(result).containsExactly(RtnetlinkAddresses.AddResult.CREATED, List.of(V4), true);
+        assertThat(kernelAddress("203.0.113.10").get("prefixlen").asInt()).isEqualTo(24);
     }
 
     @Test
     void addAndRemoveAreIdempotent() throws IOException
     {
-        final List<Boolean> removed = call(a ->
+        final List<Object> removed = call(a ->
         {
-            a.add("up0", V4);
-            a.add("up0", V4);
-            a.add("up0", V6);
-            a.add("up0", V6);
-            final List<Boolean> out = new ArrayList<>();
+            final List<Object> out = new ArrayList<>();
+            out.add(a.add("up0", V4));
+            out.add(a.add("up0", V4));
+            out.add(a.add("up0", V6));
+            out.add(a.add("up0", V6));
             out.add(a.remove("up0", V4));
             out.add(a.remove("up0", V4));
             out.add(a.remove("up0", V6));
@@ -168,22 +183,25 @@ class RtnetlinkAddressesPrivilegedTest
             out.add(a.listIpv4("up0").isEmpty() && a.listIpv6("up0").isEmpty());
             return out;
         });
-        assertThat(removed).containsExactly(true, false, true, false, true);
+        assertThat(removed).containsExactly(RtnetlinkAddresses.AddResult.CREATED, RtnetlinkAddresses.AddResult.OWNED,
+            RtnetlinkAddresses.AddResult.CREATED, RtnetlinkAddresses.AddResult.OWNED, true, false, true, false, true);
         assertThat(kernelAddresses()).noneMatch(n -> n.get("local").asText().startsWith("203.0.113.")
             || n.get("local").asText().startsWith("2001:db8:"));
     }
 
     @Test
-    void reAddingCorrectsAnAddressThatWasPreferred() throws IOException
+    void anAddressChangedByHandLosesOurMarkAndIsThenLeftAlone() throws IOException
     {
-        lab.ip("-6", "addr", "add", "2001:db8:10::10/128", "dev", "up0", "nodad");
+        // `ip addr change` (RTM_NEWADDR with NLM_F_REPLACE and no IFA_PROTO) resets the kernel's ifa_proto:
+        // the operator has taken the address over, and egressd treats it as foreign from then on.
+        call(a -> a.add("up0", V6));
+        lab.ip("-6", "addr", "change", "2001:db8:10::10/128", "dev", "up0", "preferred_lft", "forever");
+        assertThat(protocols()).containsEntry("2001:db8:10::10/128", NetlinkConstants.IFAPROT_UNSPEC);
+        final RtnetlinkAddresses.AddResult again = call(a -> a.add("up0", V6));
+        assertThat(again).isEqualTo(RtnetlinkAddresses.AddResult.FOREIGN);
         assertThat(kernelAddress("2001:db8:10::10").get("preferred_life_time").asLong()).isEqualTo(0xFFFFFFFFL);
-        call(a ->
-        {
-            a.add("up0", V6);
-            return null;
-        });
-        assertThat(kernelAddress("2001:db8:10::10").get("preferred_life_time").asLong()).isZero();
+        final boolean removed = call(a -> a.remove("up0", V6));
+        assertThat(removed).isFalse();
     }
 
     @Test

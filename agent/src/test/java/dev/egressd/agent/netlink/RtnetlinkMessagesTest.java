@@ -33,7 +33,7 @@ class RtnetlinkMessagesTest
             NetlinkConstants.NLM_F_REQUEST | NetlinkConstants.NLM_F_ACK | RtnetlinkAddresses.ADD_FLAGS, 7);
         RtnetlinkAddresses.newAddress(w, 3, Ipv6Address.parse("2001:db8:10::10"));
         final String expected = ""
-            + "64000000" + "1400" + "0505" + "07000000" + "00000000"   // nlmsghdr: len 100, RTM_NEWADDR, REQ|ACK|REPLACE|CREATE, seq 7, pid 0
+            + "64000000" + "1400" + "0506" + "07000000" + "00000000"   // nlmsghdr: len 100, RTM_NEWADDR, REQ|ACK|EXCL|CREATE, seq 7, pid 0
             + "0a" + "80" + "02" + "00" + "03000000"                    // ifaddrmsg: AF_INET6, /128, NODAD, universe, ifindex 3
             + "1400" + "0200" + "20010db8001000000000000000000010"      // IFA_LOCAL
             + "1400" + "0100" + "20010db8001000000000000000000010"      // IFA_ADDRESS
@@ -50,7 +50,7 @@ class RtnetlinkMessagesTest
             NetlinkConstants.NLM_F_REQUEST | NetlinkConstants.NLM_F_ACK | RtnetlinkAddresses.ADD_FLAGS, 1);
         RtnetlinkAddresses.newAddress(w, 2, Ipv4Address.parse("203.0.113.10"));
         final String expected = ""
-            + "38000000" + "1400" + "0505" + "01000000" + "00000000"   // len 56
+            + "38000000" + "1400" + "0506" + "01000000" + "00000000"   // len 56, REQ|ACK|EXCL|CREATE
             + "02" + "20" + "00" + "00" + "02000000"                    // AF_INET, /32, ifa_flags low byte 0, ifindex 2
             + "0800" + "0200" + "cb00710a"                              // IFA_LOCAL 203.0.113.10
             + "0800" + "0100" + "cb00710a"                              // IFA_ADDRESS

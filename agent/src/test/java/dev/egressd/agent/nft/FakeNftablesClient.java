@@ -26,7 +26,13 @@ public final class FakeNftablesClient implements NftablesClient
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern ELEMENT =
         Pattern.compile("(add|delete) element inet (\\w+) (\\w+) \\{ (.+) \\}");
-    private static final Pattern CHAIN = Pattern.compile("(add|flush|delete) chain inet (\\w+) (\\w+)");
+    private static final Pattern CHAIN =
+        Pattern.compile("(add|flush|delete) chain inet (\\w+) (\\w+)(?: \\{ (type .+) \\})?");
+    private static final Pattern COUNTER = Pattern.compile("add counter inet (\\w+) (\\w+)");
+    private static final Pattern SET = Pattern.compile("add (set|map) inet (\\w+) (\\w+) \\{ type ([^;]+);.*\\}");
+    private static final Pattern HOOK =
+        Pattern.compile("type (\\w+) hook (\\w+) priority ([\\w-]+); policy (\\w+);");
+    private static final Pattern COMMENT = Pattern.compile(" comment \"([^\"]*)\"$");
     private static final Pattern RULE = Pattern.compile("add rule inet (\\w+) (\\w+) (.+)");
     private static final Pattern TABLE = Pattern.compile("(add|delete) table inet (\\w+)");
     private static final Pattern SNAT6 = Pattern.compile("snat ip6 to \\[([0-9a-fA-F:.]+)\\]:(\\d+)(?:-(\\d+))?");
@@ -53,11 +59,14 @@ public final class FakeNftablesClient implements NftablesClient
         final Map<String, Long> counters = new LinkedHashMap<>();
         final Map<String, FakeSet> sets = new LinkedHashMap<>();
         final Map<String, List<String>> chains = new LinkedHashMap<>();
+        /** Base chains only: the declaration, e.g. "type filter hook forward priority filter; policy accept;". */
+        final Map<String, String> hooks = new LinkedHashMap<>();
 
         FakeTable copy()
         {
             final FakeTable c = new FakeTable();
             c.counters.putAll(counters);
+            c.hooks.putAll(hooks);
             sets.forEach((k, v) -> c.sets.put(k, v.copy()));
             chains.forEach((k, v) -> c.chains.put(k, new ArrayList<>(v)));
             return c;
@@ -176,7 +185,11 @@ public final class FakeNftablesClient implements NftablesClient
                     table.sets.get(object).type = line.substring("type ".length());
                 }
             }
-            else if (kind.equals("chain") && !line.startsWith("type "))
+            else if (kind.equals("chain") && line.startsWith("type "))
+            {
+                table.hooks.put(object, line);
+            }
+            else if (kind.equals("chain"))
             {
                 table.chains.get(object).add(line);
             }
@@ -235,6 +248,30 @@ public final class FakeNftablesClient implements NftablesClient
             }
             return;
         }
+        m = COUNTER.matcher(line);
+        if (m.matches())
+        {
+            table(work, m.group(1), line, script).counters.putIfAbsent(m.group(2), 0L);
+            return;
+        }
+        m = SET.matcher(line);
+        if (m.matches())
+        {
+            final FakeTable table = table(work, m.group(2), line, script);
+            final FakeSet held = table.sets.get(m.group(3));
+            if (held == null)
+            {
+                final FakeSet set = new FakeSet();
+                set.map = m.group(1).equals("map");
+                set.type = m.group(4).strip();
+                table.sets.put(m.group(3), set);
+            }
+            else if (!held.type.equals(m.group(4).strip()))
+            {
+                throw error(script, "Could not process rule: File exists", line);
+            }
+            return;
+        }
         m = CHAIN.matcher(line);
         if (m.matches())
         {
@@ -242,7 +279,35 @@ public final class FakeNftablesClient implements NftablesClient
             final String chain = m.group(3);
             switch (m.group(1))
             {
-                case "add" -> table.chains.computeIfAbsent(chain, n -> new ArrayList<>());
+                case "add" ->
+                {
+                    final String hook = m.group(4);
+                    if (!table.chains.containsKey(chain))
+                    {
+                        table.chains.put(chain, new ArrayList<>());
+                        if (hook != null)
+                        {
+                            table.hooks.put(chain, hook);
+                        }
+                        return;
+                    }
+                    final String held = table.hooks.get(chain);
+                    if ((held == null) != (hook == null))
+                    {
+                        throw error(script, "Could not process rule: Operation not supported", line);
+                    }
+                    if (hook != null)
+                    {
+                        final Matcher a = HOOK.matcher(held);
+                        final Matcher b = HOOK.matcher(hook);
+                        if (!a.matches() || !b.matches() || !a.group(1).equals(b.group(1))
+                            || !a.group(2).equals(b.group(2)) || priority(a.group(3)) != priority(b.group(3)))
+                        {
+                            throw error(script, "Could not process rule: Operation not supported", line);
+                        }
+                        table.hooks.put(chain, hook); // the policy may change
+                    }
+                }
                 case "flush" -> chain(table, chain, line, script).clear();
                 default ->
                 {
@@ -254,7 +319,15 @@ public final class FakeNftablesClient implements NftablesClient
                             throw error(script, "Could not process rule: Device or resource busy", line);
                         }
                     }
+                    for (final List<String> rules : table.chains.values())
+                    {
+                        if (rules.stream().anyMatch(r -> r.matches(".*\\b(jump|goto) " + chain + "\\b.*")))
+                        {
+                            throw error(script, "Could not process rule: Device or resource busy", line);
+                        }
+                    }
                     table.chains.remove(chain);
+                    table.hooks.remove(chain);
                 }
             }
             return;
@@ -266,6 +339,27 @@ public final class FakeNftablesClient implements NftablesClient
             return;
         }
         throw error(script, "syntax error (the fake does not understand this command)", line);
+    }
+
+    /** nft's named priorities as JSON lists them. */
+    private static int priority(final String text)
+    {
+        return switch (text)
+        {
+            case "raw" -> -300;
+            case "mangle" -> -150;
+            case "dstnat" -> -100;
+            case "filter" -> 0;
+            case "security" -> 50;
+            case "srcnat" -> 100;
+            default -> Integer.parseInt(text);
+        };
+    }
+
+    /** Edits a rule by hand, as {@code nft replace rule} would: the chain's rule at an index becomes another. */
+    public void replaceRule(final String table, final String chain, final int index, final String rule)
+    {
+        tables.get(table).chains.get(chain).set(index, rule);
     }
 
     private static FakeTable table(final Map<String, FakeTable> work, final String name, final String line,
@@ -331,6 +425,16 @@ public final class FakeNftablesClient implements NftablesClient
             && words[2].equals("table") && words[3].equals("inet");
         final boolean table = words.length == 4 && words[0].equals("list") && words[1].equals("table")
             && words[2].equals("inet");
+        if (words.length == 5 && words[0].equals("list") && words[1].equals("chain") && words[2].equals("inet"))
+        {
+            final FakeTable t = tables.get(words[3]);
+            if (t == null || !t.chains.containsKey(words[4]))
+            {
+                throw error(command, "No such file or directory", command);
+            }
+            chainJson(items, words[3], words[4], t);
+            return root.toString();
+        }
         if (!counters && !table)
         {
             throw error(command, "syntax error (the fake does not understand this listing)", command);
@@ -352,16 +456,45 @@ public final class FakeNftablesClient implements NftablesClient
             return root.toString();
         }
         t.sets.forEach((setName, set) -> set(items, name, setName, set));
-        t.chains.forEach((chain, rules) ->
+        t.chains.forEach((chain, rules) -> chainObject(items, name, chain, t));
+        t.chains.forEach((chain, rules) -> rules(items, name, chain, rules));
+        return root.toString();
+    }
+
+    private static void chainJson(final ArrayNode items, final String table, final String chain, final FakeTable t)
+    {
+        chainObject(items, table, chain, t);
+        rules(items, table, chain, t.chains.get(chain));
+    }
+
+    private static void chainObject(final ArrayNode items, final String table, final String chain, final FakeTable t)
+    {
+        final ObjectNode c = items.addObject().putObject("chain").put("family", "inet").put("table", table)
+            .put("name", chain);
+        final String hook = t.hooks.get(chain);
+        if (hook != null)
         {
-            items.addObject().putObject("chain").put("family", "inet").put("table", name).put("name", chain);
-        });
-        t.chains.forEach((chain, rules) ->
+            final Matcher m = HOOK.matcher(hook);
+            if (m.matches())
+            {
+                c.put("type", m.group(1)).put("hook", m.group(2)).put("prio", priority(m.group(3)))
+                    .put("policy", m.group(4));
+            }
+        }
+    }
+
+    private static void rules(final ArrayNode items, final String name, final String chain, final List<String> rules)
+    {
         {
             for (final String rule : rules)
             {
                 final ObjectNode r = items.addObject().putObject("rule").put("family", "inet").put("table", name)
                     .put("chain", chain);
+                final Matcher comment = COMMENT.matcher(rule);
+                if (comment.find())
+                {
+                    r.put("comment", comment.group(1));
+                }
                 final ArrayNode expr = r.putArray("expr");
                 final Matcher m = SNAT6.matcher(rule);
                 if (m.find())
@@ -371,8 +504,7 @@ public final class FakeNftablesClient implements NftablesClient
                     port(snat, "port", m.group(2), m.group(3));
                 }
             }
-        });
-        return root.toString();
+        }
     }
 
     private static void table(final ArrayNode items, final String name)

@@ -30,7 +30,121 @@ class NftDataplaneTest
         assertThat(dataplane.ensureTable()).isFalse();
         assertThat(nft.scripts()).hasSize(1);
         assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());
-        assertThat(nft.rules("egressd", "postrouting")).last().isEqualTo("masquerade");
+        assertThat(nft.rules("egressd", "postrouting")).last().asString().startsWith("masquerade comment \"egressd ");
+    }
+
+    // ---- the fixed part: verified on every ensureTable, repaired in one transaction without a reload ----
+
+    private void fillSomeElements() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+    }
+
+    private void assertFixedPartIs(final DataplaneConfig config)
+    {
+        for (final Ruleset.StaticChain chain : new Ruleset(config).staticChains())
+        {
+            assertThat(nft.rules("egressd", chain.name())).as(chain.name()).isEqualTo(chain.commentedRules());
+        }
+    }
+
+    @Test
+    void aFlushedForwardChainIsRepairedInOneTransactionKeepingEveryElement() throws Exception
+    {
+        fillSomeElements();
+        final KernelPlan before = dataplane.read();
+        nft.run("add element inet egressd cc4 { 10.77.0.2 . 198.51.100.10 }");   // a live meter entry
+        nft.run("flush chain inet egressd forward");                             // anti-spoofing gone
+        final int scripts = nft.scripts().size();
+
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 3 it should");
+        assertThat(nft.scripts()).as("one transaction").hasSize(scripts + 1);
+        final String repair = nft.scripts().get(scripts);
+        assertThat(repair).doesNotContain("delete table", "flush set", "flush map", "delete set", "delete element",
+            "flush table");
+        assertFixedPartIs(DataplaneConfig.defaults("uplink"));
+        assertThat(dataplane.read()).isEqualTo(before);
+        assertThat(nft.elements("egressd", "cc4")).containsExactly("10.77.0.2 . 198.51.100.10");
+        assertThat(dataplane.ensureTable()).as("in sync now").isFalse();
+        assertThat(nft.scripts()).hasSize(scripts + 1);
+    }
+
+    @Test
+    void aNewCapOrUplinkInTheConfigurationRewritesTheRules() throws Exception
+    {
+        final NftDataplane cap8 = new NftDataplane(nft, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
+        assertThat(cap8.ensureTable()).isTrue();
+        cap8.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+        final KernelPlan before = cap8.read();
+        assertThat(cap8.ensureTable()).isFalse();
+
+        final DataplaneConfig cap16 = new DataplaneConfig("egressd", "uplink", "tap-*", 16);
+        final NftDataplane next = new NftDataplane(nft, cap16);
+        assertThat(next.ensureTable()).isTrue();
+        assertThat(next.lastRepair()).contains("chain guest_new holds 4 rules, 2 of the 4 it should");
+        assertThat(nft.rules("egressd", "guest_new")).anyMatch(r -> r.contains("ct count over 16"))
+            .noneMatch(r -> r.contains("ct count over 8 "));
+        assertFixedPartIs(cap16);
+        assertThat(next.read()).isEqualTo(before);
+        assertThat(next.ensureTable()).isFalse();
+
+        final DataplaneConfig wan = new DataplaneConfig("egressd", "wan0", "tap-*", 16);
+        final NftDataplane moved = new NftDataplane(nft, wan);
+        assertThat(moved.ensureTable()).isTrue();
+        assertThat(moved.lastRepair()).contains("chain forward").contains("chain postrouting")
+            .doesNotContain("chain guest_new").doesNotContain("chain deny");
+        assertThat(nft.rules("egressd", "postrouting").get(0)).startsWith("oifname != \"wan0\" accept");
+        assertFixedPartIs(wan);
+        assertThat(moved.read()).isEqualTo(before);
+    }
+
+    @Test
+    void handEditsOfRulesPolicyAndHooksAreRepaired() throws Exception
+    {
+        fillSomeElements();
+        final KernelPlan before = dataplane.read();
+        final DataplaneConfig config = DataplaneConfig.defaults("uplink");
+
+        nft.run("add rule inet egressd forward accept");                          // an extra rule
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertFixedPartIs(config);
+
+        nft.replaceRule("egressd", "deny", 0, "accept");                          // a changed rule, no comment
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertFixedPartIs(config);
+
+        nft.run("add chain inet egressd forward { type filter hook forward priority filter; policy drop; }");
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward has policy drop");
+        assertThat(nft.runJson("list chain inet egressd forward")).contains("\"policy\":\"accept\"");
+
+        // hooked at another priority: the kernel cannot change that in place, so it is deleted and re-added
+        nft.run("flush chain inet egressd postrouting\ndelete chain inet egressd postrouting\n"
+            + "add chain inet egressd postrouting { type nat hook postrouting priority 50; policy accept; }");
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain postrouting is hooked as nat hook postrouting priority 50");
+        assertThat(nft.runJson("list chain inet egressd postrouting")).contains("\"prio\":100");
+        assertFixedPartIs(config);
+
+        // the meter rules flushed by hand
+        nft.run("flush chain inet egressd guest_new");
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertFixedPartIs(config);
+        assertThat(dataplane.ensureTable()).isFalse();
+        assertThat(dataplane.read()).isEqualTo(before);
+    }
+
+    @Test
+    void aMissingChainIsAddedBack() throws Exception
+    {
+        fillSomeElements();
+        nft.run("flush chain inet egressd forward\ndelete chain inet egressd forward");
+        assertThat(dataplane.ensureTable()).isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward is missing");
+        assertFixedPartIs(DataplaneConfig.defaults("uplink"));
+        assertThat(nft.runJson("list chain inet egressd forward")).contains("\"hook\":\"forward\"");
     }
 
     @Test
