@@ -927,7 +927,8 @@ public final class ControlLoop
             final Health h = health;
             if (recreated || !drift.isEmpty())
             {
-                final String repair = (recreated ? "created or repaired the table's fixed part; " : "") + drift.size() + " changes: " + drift;
+                final String repair = (recreated ? "created or repaired the table's fixed part; " : "")
+                    + drift.size() + " changes: " + drift;
                 LOG.warn("reconcile repaired drift: {}", repair);
                 health = new Health(KernelStatus.REPAIRED_DRIFT, h.reconciles() + 1, h.repairs() + 1, 0, null,
                     repair);
