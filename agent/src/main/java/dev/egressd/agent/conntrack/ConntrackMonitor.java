@@ -46,7 +46,8 @@ import java.util.function.LongSupplier;
  *     previous machines is computed on the caller's thread and queued as one update (new guest index, register,
  *     re-register, unregister, flows to delete now or after the drain time);</li>
  *     <li>the API asks {@link #connections} and {@link #query}: the work runs on the monitor thread, and a
- *     {@link CompletableFuture} carries the answer back;</li>
+ *     {@link CompletableFuture} carries the answer back (or an error, once the monitor has stopped: a query is
+ *     never left unanswered);</li>
  *     <li>metrics and the machine view read {@link #stats()}, an immutable snapshot the thread publishes every
  *     second (and after every update or resync): never a torn or racy read of the ledger.</li>
  * </ul>
@@ -90,10 +91,122 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     {
     }
 
-    /** Flows of a guest to delete from conntrack, at a time. */
+    /**
+     * Flows of a guest to delete from conntrack, at a time. Three kinds:
+     * <ul>
+     *     <li>{@code elsewhere} false, no egress: every flow of the guest addresses (machine deleted, guest address
+     *     given up);</li>
+     *     <li>{@code elsewhere} false, an egress: the guest's flows translated to that address (an egress given up,
+     *     after the drain time);</li>
+     *     <li>{@code elsewhere} true: the guest's source-translated flows whose translated address is neither the
+     *     given egress (the static address it moved to; null for none) nor the machine's egress when the deletion
+     *     runs (a machine that became static: its masqueraded flows, which left from the host's address).</li>
+     * </ul>
+     */
     private record Deletion(long due, String machine, Ipv4Address guest4, Ipv6Address guest6, Ipv4Address egress4,
-        Ipv6Address egress6, String why)
+        Ipv6Address egress6, boolean elsewhere, String why)
     {
+        /**
+         * Whether a conntrack entry is one to delete.
+         *
+         * @param e        the entry.
+         * @param current4 the machine's IPv4 egress now (elsewhere only), or null.
+         * @param current6 the machine's IPv6 egress now (elsewhere only), or null.
+         * @return true to delete it.
+         */
+        boolean matches(final ConntrackEvent e, final Ipv4Address current4, final Ipv6Address current6)
+        {
+            if (e.isIpv4())
+            {
+                if (guest4 == null || e.origSrcV4() != guest4.bits())
+                {
+                    return false;
+                }
+                if (elsewhere)
+                {
+                    return (e.status() & NetlinkConstants.IPS_SRC_NAT) != 0 && !is(egress4, e.replyDstV4())
+                        && !is(current4, e.replyDstV4());
+                }
+                return egress4 == null || is(egress4, e.replyDstV4());
+            }
+            if (guest6 == null || e.origSrcHigh() != guest6.high() || e.origSrcLow() != guest6.low())
+            {
+                return false;
+            }
+            if (elsewhere)
+            {
+                return (e.status() & NetlinkConstants.IPS_SRC_NAT) != 0
+                    && !is(egress6, e.replyDstHigh(), e.replyDstLow())
+                    && !is(current6, e.replyDstHigh(), e.replyDstLow());
+            }
+            return egress6 == null || is(egress6, e.replyDstHigh(), e.replyDstLow());
+        }
+
+        private static boolean is(final Ipv4Address a, final int bits)
+        {
+            return a != null && a.bits() == bits;
+        }
+
+        private static boolean is(final Ipv6Address a, final long high, final long low)
+        {
+            return a != null && a.high() == high && a.low() == low;
+        }
+    }
+
+    /**
+     * The kernel's conntrack table as hygiene uses it: a dump, and a delete of one entry. A seam, so the unit tests
+     * can see what hygiene deletes without a kernel.
+     */
+    interface FlowTable
+    {
+        /**
+         * Dumps every entry.
+         *
+         * @param listener receives each entry (reused after the call).
+         * @throws IOException if the dump fails.
+         */
+        void dump(ConntrackEvents.Listener listener) throws IOException;
+
+        /**
+         * Deletes one entry.
+         *
+         * @param entry the entry, as dumped.
+         * @return false when it was already gone.
+         * @throws IOException if the kernel refuses.
+         */
+        boolean delete(ConntrackEvent entry) throws IOException;
+    }
+
+    /** A read of the ledger queued for the monitor thread; failed, not lost, when the monitor stops. */
+    private static final class Query<T> implements Runnable
+    {
+        private final CompletableFuture<T> future = new CompletableFuture<>();
+        private final Function<ConnectionLedger, T> read;
+        private final ConnectionLedger ledger;
+
+        Query(final Function<ConnectionLedger, T> read, final ConnectionLedger ledger)
+        {
+            this.read = read;
+            this.ledger = ledger;
+        }
+
+        @Override
+        public void run()
+        {
+            try
+            {
+                future.complete(read.apply(ledger));
+            }
+            catch (final RuntimeException e)
+            {
+                future.completeExceptionally(e);
+            }
+        }
+
+        void fail()
+        {
+            future.completeExceptionally(new IllegalStateException("the conntrack monitor is stopped"));
+        }
     }
 
     /**
@@ -160,6 +273,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     }
 
     private final ConntrackEvents events;
+    private final FlowTable flows;
     private final ConnectionLedger ledger;
     private final RefusalLog refusals;
     private final LongSupplier nanoTime;
@@ -186,6 +300,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     };
     private Thread thread;
     private volatile boolean running;
+    /** Set by {@link #close()}, or when the thread has ended: queries are refused from then on. */
+    private volatile boolean stopped;
     private volatile Stats stats;
 
     // control-loop side (machinesChanged is synchronized)
@@ -226,7 +342,37 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     public ConntrackMonitor(final ConntrackEvents events, final int destinationCap, final RefusalLog refusals,
         final LongSupplier nanoTime)
     {
+        this(events, events == null ? null : new FlowTable()
+        {
+            @Override
+            public void dump(final ConntrackEvents.Listener listener) throws IOException
+            {
+                events.dump(listener);
+            }
+
+            @Override
+            public boolean delete(final ConntrackEvent entry) throws IOException
+            {
+                return events.delete(entry);
+            }
+        }, destinationCap, refusals, nanoTime);
+    }
+
+    /**
+     * A monitor whose hygiene deletes through the given table; for tests (with {@code events} null, the monitor
+     * reads no events but still deletes).
+     *
+     * @param events         the subscription, or null.
+     * @param flows          the table hygiene dumps and deletes from, or null to delete nothing.
+     * @param destinationCap the destination cap.
+     * @param refusals       where violations and limits crossed are logged.
+     * @param nanoTime       the clock.
+     */
+    ConntrackMonitor(final ConntrackEvents events, final FlowTable flows, final int destinationCap,
+        final RefusalLog refusals, final LongSupplier nanoTime)
+    {
         this.events = events;
+        this.flows = flows;
         this.ledger = new DestinationLedger(destinationCap, 4096, 64);
         this.refusals = refusals;
         this.nanoTime = nanoTime;
@@ -338,7 +484,10 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
      * re-registered (live connections kept, as the kernel keeps their translation); deleted machines unregistered
      * and their conntrack flows deleted at once (each live TCP flow is reset: intended); a changed egress address
      * deletes the flows still translated to the old address after the drain time (the old address stays on the
-     * uplink that long); promotion keeps the address and therefore every flow. A machine newly pending is logged
+     * uplink that long); promotion keeps the address and therefore every flow. A machine that becomes static (from
+     * host or pending to an app slot or a machine-scoped pair) has its masqueraded flows deleted at once, without a
+     * drain: they leave from the host's address, which a static machine must never use (DESIGN.md invariant 3);
+     * its flows through its new pair, and flows not translated at all, are kept. A machine newly pending is logged
      * as a refusal.
      *
      * @param machines   every machine.
@@ -383,7 +532,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             final Ipv6Address oldGuest6 = Objects.equals(was.guest6(), now1.guest6()) ? null : was.guest6();
             if (oldGuest4 != null || oldGuest6 != null)
             {
-                deletes.add(new Deletion(now, was.id(), oldGuest4, oldGuest6, null, null, "guest address changed"));
+                deletes.add(new Deletion(now, was.id(), oldGuest4, oldGuest6, null, null, false,
+                    "guest address changed"));
             }
             // the egress address changed (not on promotion, which keeps it): old flows go after the drain time
             final Ipv4Address oldEgress4 = was.egress4() != null && !was.egress4().equals(now1.egress4())
@@ -393,8 +543,15 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             if ((oldEgress4 != null && was.guest4() != null) || (oldEgress6 != null && was.guest6() != null))
             {
                 deletes.add(new Deletion(now + drainNanos, was.id(), oldEgress4 == null ? null : was.guest4(),
-                    oldEgress6 == null ? null : was.guest6(), oldEgress4, oldEgress6,
+                    oldEgress6 == null ? null : was.guest6(), oldEgress4, oldEgress6, false,
                     "egress changed from " + was.egress4() + " to " + now1.egress4()));
+            }
+            // it became static: what it has masqueraded so far left from the host's address, and goes at once
+            if (!isStatic(was.scope()) && isStatic(now1.scope()) && (now1.guest4() != null || now1.guest6() != null))
+            {
+                deletes.add(new Deletion(now, was.id(), now1.guest4(), now1.guest6(), now1.egress4(), now1.egress6(),
+                    true, "became static (" + was.scope().wireName() + " to " + now1.scope().wireName() + " via "
+                    + now1.egress4() + "): masqueraded flows"));
             }
         }
         for (final Tracked was : known.values())
@@ -403,7 +560,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             {
                 unregisters.add(was);
                 handles.clear(was.handle());
-                deletes.add(new Deletion(now, was.id(), was.guest4(), was.guest6(), null, null, "machine deleted"));
+                deletes.add(new Deletion(now, was.id(), was.guest4(), was.guest6(), null, null, false,
+                    "machine deleted"));
             }
         }
         known.clear();
@@ -461,24 +619,20 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
      */
     public <T> CompletableFuture<T> query(final Function<ConnectionLedger, T> query)
     {
-        final CompletableFuture<T> f = new CompletableFuture<>();
-        if (!running && thread != null)
+        final Query<T> q = new Query<>(query, ledger);
+        if (stopped)
         {
-            f.completeExceptionally(new IllegalStateException("the conntrack monitor is stopped"));
-            return f;
+            q.fail();
+            return q.future;
         }
-        commands.add(() ->
+        commands.add(q);
+        // The monitor may have stopped between the check and the add, after its last drain: then nothing would
+        // ever run the query. Failing it here is harmless if the thread did run it (a completed future stays so).
+        if (stopped && commands.remove(q))
         {
-            try
-            {
-                f.complete(query.apply(ledger));
-            }
-            catch (final RuntimeException e)
-            {
-                f.completeExceptionally(e);
-            }
-        });
-        return f;
+            q.fail();
+        }
+        return q.future;
     }
 
     /**
@@ -520,6 +674,21 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             }
         }
         drainCommands();
+        stopped = true;
+        failQueued();
+    }
+
+    /** Fails every query still queued (the monitor stopped: nothing will run them) and drops the rest. */
+    private void failQueued()
+    {
+        Runnable c;
+        while ((c = commands.poll()) != null)
+        {
+            if (c instanceof Query<?> q)
+            {
+                q.fail();
+            }
+        }
     }
 
     /**
@@ -634,6 +803,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             return;
         }
         final long now = nanoTime.getAsLong();
+        final List<Deletion> due = new ArrayList<>();
         for (final Iterator<Deletion> it = deletions.iterator(); it.hasNext(); )
         {
             final Deletion d = it.next();
@@ -643,39 +813,80 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             }
             it.remove();
             final Tracked current = byId.get(d.machine());
-            if (d.egress4() != null && current != null && d.egress4().equals(current.egress4())
-                || d.egress6() != null && current != null && d.egress6().equals(current.egress6()))
+            if (!d.elsewhere() && (d.egress4() != null && current != null && d.egress4().equals(current.egress4())
+                || d.egress6() != null && current != null && d.egress6().equals(current.egress6())))
             {
                 continue; // it moved back to that address meanwhile: those flows are right again
             }
-            if (events == null)
+            if (d.elsewhere() && (current == null || !isStatic(current.scope())))
             {
-                continue;
+                continue; // deleted meanwhile (its own deletion takes every flow), or host again: masquerade is right
             }
-            try
+            due.add(d);
+        }
+        if (due.isEmpty() || flows == null)
+        {
+            return;
+        }
+        // One dump for every due deletion; the entries are copied (the dump reuses its event) and deleted after it.
+        final List<ConntrackEvent> victims = new ArrayList<>();
+        final int[] perDeletion = new int[due.size()];
+        final List<Integer> owners = new ArrayList<>();
+        try
+        {
+            flows.dump(new ConntrackEvents.Listener()
             {
-                int n = 0;
-                if (d.guest4() != null)
+                @Override
+                public void onEvent(final ConntrackEvent e)
                 {
-                    n += d.egress4() == null ? events.deleteByOrigSource(d.guest4())
-                        : events.deleteByOrigSourceAndTranslated(d.guest4(), d.egress4());
+                    for (int i = 0; i < due.size(); i++)
+                    {
+                        final Deletion d = due.get(i);
+                        final Tracked current = d.elsewhere() ? byId.get(d.machine()) : null;
+                        if (d.matches(e, current == null ? null : current.egress4(),
+                            current == null ? null : current.egress6()))
+                        {
+                            victims.add(e.copy());
+                            owners.add(i);
+                            return;
+                        }
+                    }
                 }
-                if (d.guest6() != null)
+
+                @Override
+                public void onOverrun()
                 {
-                    n += d.egress6() == null ? events.deleteByOrigSource(d.guest6())
-                        : events.deleteByOrigSourceAndTranslated(d.guest6(), d.egress6());
+                    // a request socket joins no group: never called
                 }
-                flowsDeleted += n;
-                publishNeeded = true;
-                LOG.info("conntrack: deleted {} flows of machine {} ({}; guest {} {}{})", n, d.machine(), d.why(),
-                    d.guest4(), d.guest6(), d.egress4() == null ? "" : ", via " + d.egress4() + " " + d.egress6());
-            }
-            catch (final IOException e)
+            });
+            for (int v = 0; v < victims.size(); v++)
             {
-                errors++;
-                LOG.error("conntrack: deleting the flows of machine {} failed: {}", d.machine(), e.getMessage());
+                if (flows.delete(victims.get(v)))
+                {
+                    perDeletion[owners.get(v)]++;
+                }
             }
         }
+        catch (final IOException e)
+        {
+            errors++;
+            LOG.error("conntrack: deleting the flows of machines {} failed: {}",
+                due.stream().map(Deletion::machine).distinct().toList(), e.getMessage());
+        }
+        for (int i = 0; i < due.size(); i++)
+        {
+            final Deletion d = due.get(i);
+            flowsDeleted += perDeletion[i];
+            LOG.info("conntrack: deleted {} flows of machine {} ({}; guest {} {}{})", perDeletion[i], d.machine(),
+                d.why(), d.guest4(), d.guest6(), d.egress4() == null ? ""
+                    : (d.elsewhere() ? ", all but via " : ", via ") + d.egress4() + " " + d.egress6());
+        }
+        publishNeeded = true;
+    }
+
+    private static boolean isStatic(final Scope scope)
+    {
+        return scope == Scope.APP || scope == Scope.MACHINE;
     }
 
     /**
@@ -832,16 +1043,25 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         }
     }
 
-    /** Stops the thread (within the poll timeout) and closes the subscription. */
+    /**
+     * Stops the thread (within the poll timeout) and closes the subscription. Queries queued before run as usual;
+     * any still queued once the thread has stopped, or made from now on, fail at once (the API answers an error
+     * rather than waiting for ever).
+     */
     @Override
     public void close()
     {
         final Thread t;
         synchronized (this)
         {
+            stopped = true;
             running = false;
             t = thread;
         }
+        commands.add(() ->
+        {
+            // wakes a monitor without a kernel from its wait on this queue
+        });
         if (t != null)
         {
             try
@@ -853,6 +1073,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                 Thread.currentThread().interrupt();
             }
         }
+        failQueued();
         if (events != null)
         {
             events.close();

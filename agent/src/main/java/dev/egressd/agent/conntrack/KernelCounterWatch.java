@@ -6,11 +6,13 @@ import java.util.HashMap;
 import java.util.Map;
 
 /**
- * Turns the kernel's refusal counters into refusal-log lines: every few seconds the daemon reads the nft named
- * counters and each one that moved since the last read becomes one line with the delta (the kernel refuses per
- * packet, so the log carries counts, not tuples: the kernel does not say which guest it was).
+ * Turns the kernel's refusal counters into refusal-log lines: every few seconds the daemon hands it the control
+ * loop's totals of the nft named counters ({@code ControlLoop.kernelCounters()}, read from the kernel once a second
+ * and kept monotonic across a table rebuild, which resets the kernel's own) and each one that moved since the last
+ * call becomes one line with the delta (the kernel refuses per packet, so the log carries counts, not tuples: the
+ * kernel does not say which guest it was).
  *
- * <p>Not thread-safe: the control loop thread reads the counters and calls {@link #observe}.
+ * <p>Not thread-safe: the control loop thread calls {@link #observe}.
  */
 public final class KernelCounterWatch
 {
@@ -42,10 +44,11 @@ public final class KernelCounterWatch
     }
 
     /**
-     * Compares with the previous read and logs what moved. The first read only sets the baseline; a counter that
-     * went down (the table was recreated) restarts from its new value.
+     * Compares with the previous call and logs what moved. The first call only sets the baseline. Feed it totals
+     * that never go down: a value below the previous one (raw kernel counters after a table rebuild) can only be
+     * taken as a new baseline, and whatever was counted since the rebuild would never be logged.
      *
-     * @param counters the named counters, in packets.
+     * @param counters the named counters' totals, in packets.
      * @return how many counters moved.
      */
     public int observe(final Map<String, Long> counters)

@@ -20,8 +20,9 @@ import java.util.function.LongSupplier;
  *
  * <p>Rate-limited per reason by a token bucket ({@link #BURST} lines at once, then {@link #PER_SECOND} a second), so
  * a storm of one kind cannot flood the journal nor hide the others; what was held back is reported as one
- * {@code suppressed} line with its count, when the reason gets a token again or at the next {@link #flush()}
- * (the conntrack monitor calls it every second).
+ * {@code suppressed} line, when the reason gets a token again or at the next {@link #flush()} (the conntrack monitor
+ * calls it every second). It carries both figures: {@code lines}, the lines held back, and {@code count}, the sum of
+ * their counts (a kernel counter line stands for many packets: 3 held-back lines may be 4,000 refusals).
  *
  * <p>Two formats ({@code log-format}): {@code text}, {@code key=value} pairs, and {@code json}, one JSON object a
  * line: {@code {"kind":"refusal","reason":"cap_refused","machine":null,"app":null,"tuple":null,"count":3,
@@ -80,6 +81,7 @@ public final class RefusalLog
         double tokens = BURST;
         long refilledAt;
         long suppressed;
+        long suppressedCount;
         String lastKind;
     }
 
@@ -238,6 +240,7 @@ public final class RefusalLog
         if (b.tokens < 1)
         {
             b.suppressed++;
+            b.suppressedCount += count;
             suppressed++;
             return false;
         }
@@ -262,14 +265,20 @@ public final class RefusalLog
 
     private void summary(final String reason, final Bucket b)
     {
-        write("suppressed", reason, null, null, null, b.suppressed, "suppressed " + b.suppressed + " similar "
-            + b.lastKind + " lines (reason " + reason + ", rate limit " + BURST + " then " + PER_SECOND + "/s)",
-            b.suppressed);
+        write("suppressed", reason, null, null, null, b.suppressedCount, "suppressed " + b.suppressed + " similar "
+            + b.lastKind + " lines carrying a count of " + b.suppressedCount + " (reason " + reason + ", rate limit "
+            + BURST + " then " + PER_SECOND + "/s)", b.suppressed);
         b.suppressed = 0;
+        b.suppressedCount = 0;
     }
 
+    /**
+     * Writes one line.
+     *
+     * @param suppressedLines for a {@code suppressed} summary, the lines it stands for; -1 for any other line.
+     */
     private void write(final String kind, final String reason, final String machine, final String app,
-        final String tuple, final long count, final String detail, final long suppressedCount)
+        final String tuple, final long count, final String detail, final long suppressedLines)
     {
         lines++;
         if (format == Format.JSON)
@@ -280,6 +289,10 @@ public final class RefusalLog
             node.put("machine", machine);
             node.put("app", app);
             node.put("tuple", tuple);
+            if (suppressedLines >= 0)
+            {
+                node.put("lines", suppressedLines);
+            }
             node.put("count", count);
             node.put("detail", detail);
             try
@@ -306,7 +319,11 @@ public final class RefusalLog
         {
             sb.append(" tuple=\"").append(tuple).append('"');
         }
-        if (count != 1 || suppressedCount >= 0)
+        if (suppressedLines >= 0)
+        {
+            sb.append(" lines=").append(suppressedLines);
+        }
+        if (count != 1 || suppressedLines >= 0)
         {
             sb.append(" count=").append(count);
         }

@@ -960,9 +960,9 @@ public final class ControlLoop
     }
 
     /**
-     * Caches the kernel's named counters for the metrics (read here because the kernel is single-threaded),
-     * keeping each total monotonic across a table recreation. A failure keeps the last values: the metrics must
-     * not fail a reconcile.
+     * Caches the kernel's named counters for the metrics and the refusal log (the one read of them: the kernel is
+     * single-threaded), keeping each total monotonic across a table recreation. A failure keeps the last values: the
+     * metrics must not fail a reconcile.
      */
     private void readCounters()
     {

@@ -199,14 +199,18 @@ public final class Daemon
         }
     }
 
-    /** Every 5 s on the loop thread: kernel refusal counters that moved become refusal-log lines. */
+    /**
+     * Every 5 s on the loop thread: kernel refusal counters that moved become refusal-log lines. Fed from the
+     * control loop's cached totals (it reads the kernel's counters once a second, after each reconcile), which never
+     * go down: a table rebuild resets the kernel's counters, and the refusals counted after it are logged too.
+     */
     private void kernelCounters()
     {
         try
         {
-            counterWatch.observe(kernel.counters());
+            counterWatch.observe(loop.kernelCounters());
         }
-        catch (final KernelException | RuntimeException e)
+        catch (final RuntimeException e)
         {
             LOG.debug("kernel counters: {}", e.toString());
         }

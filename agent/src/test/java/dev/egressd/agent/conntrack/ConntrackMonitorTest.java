@@ -1,6 +1,7 @@
 package dev.egressd.agent.conntrack;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressd.agent.netlink.ConntrackEvent;
@@ -14,10 +15,16 @@ import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import dev.egressd.core.model.Scope;
 
+import java.io.IOException;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+
+import dev.egressd.agent.netlink.ConntrackEvents;
 
 import org.junit.jupiter.api.Test;
 
@@ -51,6 +58,13 @@ class ConntrackMonitorTest
         final Machine m = new Machine(id, "a1", "tap-" + id, new Ipv4Address(guest),
             id.equals("m1") ? G1V6 : null, null);
         return new EgressAllocator.MachineView(0, m, new Egress(Scope.APP, pair, 1, first, last, "slot"), null);
+    }
+
+    private static EgressAllocator.MachineView host(final String id, final int guest)
+    {
+        final Machine m = new Machine(id, "a1", "tap-" + id, new Ipv4Address(guest),
+            id.equals("m1") ? G1V6 : null, null);
+        return new EgressAllocator.MachineView(0, m, new Egress(Scope.HOST, null, -1, -1, -1, "masquerade"), null);
     }
 
     private static EgressAllocator.MachineView pending(final String id, final int guest)
@@ -238,6 +252,231 @@ class ConntrackMonitorTest
                 egress, 1));
             m.onEvent(e.fillIpv4(Type.DESTROY, id, 6, NAT, 0, guest, 1, DST, 80, egress, 1));
         }
+    }
+
+    // ------------------------------------------------------------------------------ hygiene (a fake table)
+
+    private static final int HOST4 = Ipv4Address.parse("192.0.2.1").bits();
+    private static final Ipv6Address HOST6 = Ipv6Address.parse("2001:db8::1");
+    private static final long DRAIN = 350_000_000_000L;
+
+    /** A conntrack table in memory: what hygiene dumps, and the ids it deleted. */
+    private static final class FakeTable implements ConntrackMonitor.FlowTable
+    {
+        final List<ConntrackEvent> entries = new ArrayList<>();
+        final List<Integer> deleted = new ArrayList<>();
+        int dumps;
+
+        void add4(final int id, final int status, final int guest, final int translated, final int port)
+        {
+            entries.add(new ConntrackEvent().fillIpv4(Type.EXISTING, id, 6, status, 3, guest, 40000 + id, DST, 80,
+                translated, port));
+        }
+
+        void add6(final int id, final int status, final Ipv6Address guest, final Ipv6Address translated,
+            final int port)
+        {
+            entries.add(new ConntrackEvent().fillIpv6(Type.EXISTING, id, 6, status, 3, guest.high(), guest.low(),
+                DST6.high(), DST6.low(), translated.high(), translated.low(), port));
+        }
+
+        @Override
+        public void dump(final ConntrackEvents.Listener listener)
+        {
+            dumps++;
+            final ConntrackEvent reused = new ConntrackEvent();
+            for (final ConntrackEvent e : entries)
+            {
+                final ConntrackEvent c = e.copy();
+                listener.onEvent(c.isIpv4()
+                    ? reused.fillIpv4(Type.EXISTING, c.id(), c.l4proto(), c.status(), c.tcpState(), c.origSrcV4(),
+                        c.origSrcPort(), c.origDstV4(), c.origDstPort(), c.replyDstV4(), c.replyDstPort())
+                    : reused.fillIpv6(Type.EXISTING, c.id(), c.l4proto(), c.status(), c.tcpState(), c.origSrcHigh(),
+                        c.origSrcLow(), c.origDstHigh(), c.origDstLow(), c.replyDstHigh(), c.replyDstLow(),
+                        c.replyDstPort()));
+            }
+        }
+
+        @Override
+        public boolean delete(final ConntrackEvent entry)
+        {
+            final boolean removed = entries.removeIf(e -> e.id() == entry.id());
+            if (removed)
+            {
+                deleted.add(entry.id());
+            }
+            return removed;
+        }
+    }
+
+    private ConntrackMonitor monitor(final FakeTable table, final EgressAllocator.MachineView... machines)
+    {
+        final ConntrackMonitor monitor = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        monitor.machinesChanged(List.of(machines), DRAIN);
+        monitor.drainCommands();
+        return monitor;
+    }
+
+    /** One turn of the monitor thread's loop (at most one poll timeout long without a kernel). */
+    private static void turn(final ConntrackMonitor m)
+    {
+        try
+        {
+            m.step();
+        }
+        catch (final IOException ex)
+        {
+            throw new AssertionError(ex);
+        }
+    }
+
+    @Test
+    void aMachineThatBecomesStaticLosesItsMasqueradedFlowsAtOnceAndKeepsTheRest()
+    {
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = monitor(table, host("m1", G1), app("m2", G2, A, 2048, 3071));
+        table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: goes
+        table.add4(2, NAT, G1, HOST4, 40002);                             // masqueraded: goes
+        table.add6(3, NAT, G1V6, HOST6, 40003);                           // masqueraded IPv6: goes
+        table.add4(4, NetlinkConstants.IPS_CONFIRMED, G1, G1, 40004);     // not translated (to the host): kept
+        table.add4(5, NAT, G2, A.ipv4().bits(), 2100);                     // another machine: kept
+        turn(m);
+        assertThat(table.dumps).as("nothing to delete while it is host").isZero();
+
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071)), DRAIN);
+        table.add4(6, NAT, G1, A.ipv4().bits(), 1030);                     // already via its new pair: kept
+        table.add6(7, NAT, G1V6, A.ipv6(), 1031);
+        turn(m);
+        assertThat(table.deleted).as("at once, no drain").containsExactlyInAnyOrder(1, 2, 3);
+        assertThat(table.entries).extracting(ConntrackEvent::id).containsExactly(4, 5, 6, 7);
+        assertThat(m.publish().flowsDeleted()).isEqualTo(3);
+        clock.addAndGet(DRAIN);
+        turn(m);
+        assertThat(table.deleted).as("and nothing more after the drain time").hasSize(3);
+    }
+
+    @Test
+    void aPendingMachineThatGetsASlotLosesItsMasqueradedFallbackFlows()
+    {
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = monitor(table, pending("m2", G2));
+        table.add4(1, NAT, G2, HOST4, 40001); // an app that opted into masquerade while pending
+        m.machinesChanged(List.of(app("m2", G2, B, 1024, 2047)), DRAIN);
+        turn(m);
+        assertThat(table.deleted).containsExactly(1);
+    }
+
+    @Test
+    void promotionAndAMoveBetweenPairsKeepFlowsUntilTheDrainAndAMoveToHostDeletesNothingAtOnce()
+    {
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = monitor(table, app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071));
+        table.add4(1, NAT, G1, A.ipv4().bits(), 1030);
+        table.add4(2, NAT, G2, A.ipv4().bits(), 2100);
+        // m1 moves to B: its flows via A go after the drain time only; m2 moves to host: the same
+        m.machinesChanged(List.of(app("m1", G1, B, 1024, 2047), host("m2", G2)), DRAIN);
+        turn(m);
+        assertThat(table.deleted).isEmpty();
+        table.add4(3, NAT, G1, B.ipv4().bits(), 1031);
+        table.add4(4, NAT, G2, HOST4, 40004);
+        clock.addAndGet(DRAIN);
+        turn(m);
+        assertThat(table.deleted).containsExactlyInAnyOrder(1, 2);
+        assertThat(table.dumps).as("one dump for both").isEqualTo(1);
+        // m1 deleted: every flow of its guest address
+        m.machinesChanged(List.of(host("m2", G2)), DRAIN);
+        turn(m);
+        assertThat(table.deleted).containsExactlyInAnyOrder(1, 2, 3);
+        assertThat(table.entries).extracting(ConntrackEvent::id).containsExactly(4);
+    }
+
+    @Test
+    void aMachineBackOnHostBeforeTheDeletionRanKeepsItsMasqueradedFlows()
+    {
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = monitor(table, host("m1", G1));
+        table.add4(1, NAT, G1, HOST4, 40001);
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047)), DRAIN);
+        m.machinesChanged(List.of(host("m1", G1)), DRAIN);
+        turn(m);
+        assertThat(table.deleted).isEmpty();
+    }
+
+    // ------------------------------------------------------------------------------ queries and close
+
+    @Test
+    void aQueryAfterCloseFailsAtOnce() throws Exception
+    {
+        final ConntrackMonitor m = new ConntrackMonitor(null, 1024, log, clock::get).start();
+        assertThat(m.connections("m1", 1).get(5, TimeUnit.SECONDS)).isNull(); // it answers while running
+        m.close();
+        final CompletableFuture<ConntrackMonitor.Connections> f = m.connections("m1", 1);
+        assertThat(f).isCompletedExceptionally();
+        assertThatThrownBy(f::get).isInstanceOf(ExecutionException.class)
+            .hasRootCauseInstanceOf(IllegalStateException.class).hasMessageContaining("stopped");
+    }
+
+    @Test
+    void closeFailsEveryQueryThatNothingWillRun()
+    {
+        // never started: nothing runs the queue
+        final ConntrackMonitor m = new ConntrackMonitor(null, 1024, log, clock::get);
+        final List<CompletableFuture<ConntrackMonitor.Connections>> queued = new ArrayList<>();
+        for (int i = 0; i < 5; i++)
+        {
+            queued.add(m.connections("m1", 1));
+        }
+        assertThat(queued).noneMatch(CompletableFuture::isDone);
+        m.close();
+        assertThat(queued).allMatch(CompletableFuture::isCompletedExceptionally);
+    }
+
+    @Test
+    void aQueryRacingCloseNeverHangs() throws Exception
+    {
+        // query() checks, then enqueues: a close() in between once left the future open for ever. Race them: an
+        // API thread queries without pause until one fails; a query that could hang is among its last ones.
+        final List<CompletableFuture<?>> last = new ArrayList<>();
+        for (int round = 0; round < 200; round++)
+        {
+            final ConntrackMonitor m = new ConntrackMonitor(null, 1024, log, clock::get).start();
+            final ArrayDeque<CompletableFuture<?>> mine = new ArrayDeque<>();
+            final Thread api = new Thread(() ->
+            {
+                while (true)
+                {
+                    final CompletableFuture<?> f = m.query(l -> l.liveConnections());
+                    if (mine.size() == 64)
+                    {
+                        mine.removeFirst();
+                    }
+                    mine.addLast(f);
+                    if (f.isCompletedExceptionally())
+                    {
+                        return;
+                    }
+                }
+            });
+            api.start();
+            Thread.sleep(1);
+            m.close();
+            api.join(5000);
+            assertThat(api.isAlive()).as("a query after close fails at once").isFalse();
+            last.addAll(mine);
+        }
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        for (final CompletableFuture<?> f : last)
+        {
+            try
+            {
+                f.get(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            }
+            catch (final ExecutionException expected)
+            {
+                assertThat(expected).hasRootCauseInstanceOf(IllegalStateException.class);
+            }
+        }
+        assertThat(last).allMatch(CompletableFuture::isDone);
     }
 
     private static ConntrackMonitor.Connections connections(final ConntrackMonitor m, final String id, final int top)

@@ -30,11 +30,57 @@ class RefusalLogTest
         assertThat(lines).hasSize(RefusalLog.BURST + 1);
         clock.addAndGet(1_000_000_000L);                      // one second: PER_SECOND tokens back
         log.flush();
-        assertThat(lines.get(lines.size() - 1)).isEqualTo("suppressed reason=block_violation count=990 "
-            + "detail=\"suppressed 990 similar limit lines (reason block_violation, rate limit 10 then 2/s)\"");
+        assertThat(lines.get(lines.size() - 1)).isEqualTo("suppressed reason=block_violation lines=990 count=990 "
+            + "detail=\"suppressed 990 similar limit lines carrying a count of 990 (reason block_violation, rate "
+            + "limit 10 then 2/s)\"");
         assertThat(log.suppressed()).isEqualTo(990);
         log.flush();
         assertThat(lines).hasSize(RefusalLog.BURST + 2);
+    }
+
+    @Test
+    void theSummaryOfHeldBackCounterLinesCarriesTheirLinesAndTheirSummedCount() throws Exception
+    {
+        for (final RefusalLog.Format format : RefusalLog.Format.values())
+        {
+            lines.clear();
+            final RefusalLog log = new RefusalLog(format, lines::add, clock::get);
+            for (int i = 0; i < RefusalLog.BURST; i++)
+            {
+                log.refusal("cap_refused", null, null, null, 1, "one");
+            }
+            // held back: three kernel counter lines standing for 4,000 packets in all
+            assertThat(log.refusal("cap_refused", null, null, null, 1000, "1000 reset")).isFalse();
+            assertThat(log.refusal("cap_refused", null, null, null, 2500, "2500 reset")).isFalse();
+            assertThat(log.refusal("cap_refused", null, null, null, 500, "500 reset")).isFalse();
+            clock.addAndGet(1_000_000_000L);
+            log.flush();
+            final String summary = lines.get(lines.size() - 1);
+            if (format == RefusalLog.Format.TEXT)
+            {
+                assertThat(summary).isEqualTo("suppressed reason=cap_refused lines=3 count=4000 detail=\"suppressed 3 "
+                    + "similar refusal lines carrying a count of 4000 (reason cap_refused, rate limit 10 then 2/s)\"");
+            }
+            else
+            {
+                final JsonNode json = new ObjectMapper().readTree(summary);
+                assertThat(json.get("kind").asText()).isEqualTo("suppressed");
+                assertThat(json.get("lines").asLong()).isEqualTo(3);
+                assertThat(json.get("count").asLong()).isEqualTo(4000);
+            }
+            assertThat(log.suppressed()).isEqualTo(3);
+            // the next storm, once the bucket is full again, starts from zero
+            clock.addAndGet(10_000_000_000L);
+            for (int i = 0; i < RefusalLog.BURST; i++)
+            {
+                log.refusal("cap_refused", null, null, null, 1, "one");
+            }
+            log.refusal("cap_refused", null, null, null, 7, "7 reset");
+            clock.addAndGet(1_000_000_000L);
+            log.flush();
+            assertThat(lines.get(lines.size() - 1)).contains(format == RefusalLog.Format.TEXT ? "lines=1 count=7"
+                : "\"lines\":1,\"count\":7");
+        }
     }
 
     @Test
@@ -47,6 +93,7 @@ class RefusalLogTest
         assertThat(json.get("reason").asText()).isEqualTo("cap_refused");
         assertThat(json.get("machine").isNull()).isTrue();
         assertThat(json.get("count").asLong()).isEqualTo(3);
+        assertThat(json.has("lines")).as("only a summary has lines").isFalse();
         assertThat(json.get("detail").asText()).contains("\"over\"");
         assertThat(lines.get(0)).doesNotContain("\n");
     }

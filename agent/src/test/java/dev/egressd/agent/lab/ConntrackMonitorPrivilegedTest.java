@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.RefusalLog;
 import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.lab.Lab.ClientResult;
 import dev.egressd.agent.lab.Lab.ConntrackEntry;
 import dev.egressd.agent.lab.Lab.RunningClient;
 import dev.egressd.agent.netlink.ConntrackEvents;
@@ -48,6 +49,9 @@ class ConntrackMonitorPrivilegedTest
     private static final BlockLayout L = BlockLayout.STANDARD;
     private static final String DST4 = "198.51.100.10";
     private static final String DST4B = "198.51.100.11";
+    private static final String DST6 = "2001:db8:100::10";
+    private static final String HOST4 = "192.0.2.1";
+    private static final String HOST6 = "2001:db8:1::1";
     private static final EgressPair A = new EgressPair(Ipv4Address.parse("203.0.113.10"),
         Ipv6Address.parse("2001:db8:10::10"), "lab");
 
@@ -140,6 +144,68 @@ class ConntrackMonitorPrivilegedTest
     }
 
     @Test
+    void aMachineMovingFromHostToAPairLosesItsMasqueradedFlowsAtOnce() throws Exception
+    {
+        // m1 starts on the host's address (masquerade), m2 on a slot of A
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
+        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
+        clients.add(held);
+        final ClientResult established = held.next(Duration.ofSeconds(10));
+        assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);
+        assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo while host")
+            .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
+        hold(1, DST4B, 3);
+        hold(1, DST6, 2);
+        hold(2, DST4, 2);
+        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
+        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
+        assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
+        assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
+        final Map<String, Integer> m2Before = listed(guest4(2));
+        final long deletedBefore = monitor.stats().flowsDeleted();
+
+        // m1 gets slot 1 of A: the kernel first (as the control loop commits), then the monitor is told
+        held.drain();
+        lab.host().call(() ->
+        {
+            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
+                List.of(A))));
+            return null;
+        });
+        final long t0 = System.nanoTime();
+        monitor.machinesChanged(List.of(view(1), view(2)), TimeUnit.SECONDS.toNanos(350));
+        awaitTrue(() -> viaHost("ipv4", guest4(1), HOST4).isEmpty() && viaHost("ipv6", guest6(1), HOST6).isEmpty(),
+            "conntrack -L shows no flow of " + guest4(1) + " / " + guest6(1) + " via the host address");
+        final long goneMs = (System.nanoTime() - t0) / 1_000_000;
+        awaitTrue(() -> monitor.stats().flowsDeleted() - deletedBefore >= masqueraded4 + masqueraded6,
+            "the deletions counted");
+
+        // new connections leave from the pair, inside the block
+        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
+        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        assertThat(fresh4).allSatisfy(r ->
+        {
+            assertThat(r.ok()).as(r.toString()).isTrue();
+            assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
+            assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
+        });
+        assertThat(fresh6).allSatisfy(r -> assertThat(r.seenIp()).isEqualTo(A.ipv6().toString()));
+        // the held connection (from the host's address) is dead: no echo after its entry went, the client gives up
+        final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
+        assertThat(after).as("echoes in flight before the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
+        assertThat(after.get(after.size() - 2)).startsWith("fail ");
+        assertThat(after.get(after.size() - 1)).isEqualTo("done");
+        assertThat(viaHost("ipv4", guest4(1), HOST4)).isEmpty();
+        assertThat(listed(guest4(2))).as("the other machine keeps its flows").isEqualTo(m2Before);
+        report("host to static: m1 held " + masqueraded4 + " IPv4 flows via " + HOST4 + " and " + masqueraded6
+            + " IPv6 via " + HOST6 + "; " + goneMs + " ms after the monitor was told conntrack -L shows none via the "
+            + "host (" + (monitor.stats().flowsDeleted() - deletedBefore) + " deleted); held connection (" + established
+            + ") from the move on: " + after + "; new v4 " + fresh4 + " v6 " + fresh6 + "; m1 now "
+            + entriesOf(guest4(1)).stream().map(e -> e.origDst() + " as " + e.replyDst() + ":" + e.replyPort() + " "
+            + e.tcpState()).toList() + "; m2 keeps " + listed(guest4(2)));
+    }
+
+    @Test
     void anOverrunTriggersAResyncThatLeavesTheCountsRight() throws Exception
     {
         // the smallest buffer the kernel allows (it raises tiny values to its minimum, about 2 KiB)
@@ -161,11 +227,17 @@ class ConntrackMonitorPrivilegedTest
 
     private void start(final int cap, final int receiveBuffer) throws Exception
     {
+        start(cap, receiveBuffer, egress(1));
+    }
+
+    /** A lab with m1 on the given egress and m2 on slot 2 of A, the kernel programmed, the monitor told and started. */
+    private void start(final int cap, final int receiveBuffer, final Egress first) throws Exception
+    {
         lab = Lab.create(2);
         final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", cap);
         kernel = lab.host().call(() -> KernelDataplane.open(config));
         lab.host().call(kernel::ensureTable);
-        final List<PlannedMachine> planned = List.of(planned(1), planned(2));
+        final List<PlannedMachine> planned = List.of(new PlannedMachine(machine(1), first), planned(2));
         lab.host().call(() ->
         {
             kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(planned, List.of(A))));
@@ -175,8 +247,15 @@ class ConntrackMonitorPrivilegedTest
             ConntrackMonitor.POLL_MILLIS, true));
         final RefusalLog log = new RefusalLog(RefusalLog.Format.TEXT, refusalLines::add, System::nanoTime);
         monitor = new ConntrackMonitor(events, cap, log, System::nanoTime);
-        monitor.machinesChanged(List.of(view(1), view(2)), 0);
+        monitor.machinesChanged(List.of(new EgressAllocator.MachineView(1, machine(1), first, null), view(2)), 0);
         monitor.start();
+    }
+
+    /** A guest's entries whose translated source is the given (host) address. */
+    private List<ConntrackEntry> viaHost(final String family, final String guest, final String host)
+    {
+        return lab.conntrack(family).stream().filter(e -> guest.equals(e.origSrc()) && host.equals(e.replyDst()))
+            .collect(Collectors.toList());
     }
 
     private void hold(final int guest, final String dst, final int n) throws Exception
@@ -265,6 +344,16 @@ class ConntrackMonitorPrivilegedTest
     private static String guest4(final int g)
     {
         return "10.77.0." + (g + 1);
+    }
+
+    private static String guest6(final int g)
+    {
+        return "fd77::" + Integer.toHexString(g + 1);
+    }
+
+    private static Egress hostEgress()
+    {
+        return new Egress(Scope.HOST, null, -1, -1, -1, "no static egress");
     }
 
     private static Machine machine(final int g)

@@ -1,5 +1,7 @@
 package dev.egressd.agent.metrics;
 
+import dev.egressd.agent.conntrack.KernelCounterWatch;
+import dev.egressd.agent.conntrack.RefusalLog;
 import dev.egressd.agent.daemon.ControlLoop;
 import dev.egressd.agent.netlink.ConntrackEvent;
 import dev.egressd.agent.nft.Ruleset;
@@ -14,7 +16,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
@@ -221,6 +225,45 @@ class EgressMetricsTest
         f.kernel.fake.failing = "gone";
         f.loop.reconcile();
         assertThat(counter("egressd.cap.refused", "family", "ipv4")).isEqualTo(11);
+    }
+
+    @Test
+    void refusalsCountedAfterATableRebuildAreLoggedFromTheCachedTotals()
+    {
+        // As the daemon wires it: the watch reads the loop's cached totals, never the kernel a second time.
+        final List<String> lines = new ArrayList<>();
+        final KernelCounterWatch watch = new KernelCounterWatch(new RefusalLog(RefusalLog.Format.TEXT, lines::add,
+            f.clock::get));
+        f.kernel.counters.put(Ruleset.COUNTER_CAP4, 40L);
+        f.kernel.counters.put(Ruleset.COUNTER_SPOOF4, 2L);
+        f.loop.reconcile();
+        assertThat(watch.observe(f.loop.kernelCounters())).as("the first call is the baseline").isZero();
+        f.kernel.counters.put(Ruleset.COUNTER_CAP4, 45L);
+        f.loop.reconcile();
+        assertThat(watch.observe(f.loop.kernelCounters())).isEqualTo(1);
+        assertThat(lines).last().asString().startsWith("refusal reason=cap_refused count=5 ");
+        // The table is rebuilt (the kernel's counters restart from 0), then 3 more connections are refused: raw
+        // values 45 -> 3 would look like no refusal at all; the cached total goes 45 -> 48.
+        f.kernel.counters.put(Ruleset.COUNTER_CAP4, 3L);
+        f.kernel.counters.put(Ruleset.COUNTER_SPOOF4, 0L);
+        f.loop.reconcile();
+        assertThat(f.loop.kernelCounters()).containsEntry(Ruleset.COUNTER_CAP4, 48L)
+            .containsEntry(Ruleset.COUNTER_SPOOF4, 2L);
+        assertThat(watch.observe(f.loop.kernelCounters())).isEqualTo(1);
+        assertThat(lines).hasSize(2).last().asString().startsWith("refusal reason=cap_refused count=3 ");
+        // the raw reads would have missed them: a value below the last is only a new baseline
+        final KernelCounterWatch raw = new KernelCounterWatch(new RefusalLog(RefusalLog.Format.TEXT, l -> { },
+            f.clock::get));
+        raw.observe(Map.of(Ruleset.COUNTER_CAP4, 45L));
+        assertThat(raw.observe(Map.of(Ruleset.COUNTER_CAP4, 3L))).isZero();
+        // and after the rebuild both go on counting from there
+        f.kernel.counters.put(Ruleset.COUNTER_CAP4, 10L);
+        f.kernel.counters.put(Ruleset.COUNTER_SPOOF4, 1L);
+        f.loop.reconcile();
+        assertThat(watch.observe(f.loop.kernelCounters())).isEqualTo(2);
+        assertThat(lines).hasSize(4).anySatisfy(l -> assertThat(l).startsWith("refusal reason=cap_refused count=7 "))
+            // a count of 1 is not written out
+            .anySatisfy(l -> assertThat(l).startsWith("refusal reason=spoof_dropped detail=\"1 IPv4"));
     }
 
     @Test
