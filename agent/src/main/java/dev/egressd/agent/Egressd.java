@@ -7,6 +7,8 @@ import dev.egressd.agent.daemon.Kernel;
 import dev.egressd.agent.daemon.MemoryKernel;
 import dev.egressd.agent.daemon.NftKernel;
 import dev.egressd.agent.kernel.KernelChecks;
+import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.state.StateStore;
 import dev.egressd.agent.nft.DataplaneConfig;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -48,6 +50,10 @@ public final class Egressd implements Callable<Integer>
     String drain;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
+    @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
+        + " then exit (every static machine loses its egress: needs --yes; refused while egressd runs)")
+    boolean teardown;
+    @Option(names = "--yes", description = "confirm --teardown") boolean yes;
 
     /** The picocli version provider. */
     static final class Version implements CommandLine.IVersionProvider
@@ -126,6 +132,10 @@ public final class Egressd implements Callable<Integer>
             System.err.println("egressd: " + e.getMessage());
             return 2;
         }
+        if (teardown)
+        {
+            return teardown(settings);
+        }
         final Kernel kernel;
         if (dryRun)
         {
@@ -159,6 +169,51 @@ public final class Egressd implements Callable<Integer>
         Signals.onHangUp(daemon::reload);
         daemon.awaitStop();
         return 0;
+    }
+
+    /**
+     * The explicit teardown: stopping the daemon leaves the kernel state in place on purpose (machines keep their
+     * egress across restarts), so this is the only way egressd's table and uplink addresses go. The state file is
+     * kept: a later start puts everything back.
+     */
+    private int teardown(final EgressdConfig settings) throws IOException
+    {
+        if (!yes)
+        {
+            System.err.println("egressd: --teardown removes the egress of every static machine on this host;"
+                + " add --yes to confirm");
+            return 2;
+        }
+        final DataplaneConfig dataplane = new DataplaneConfig(settings.table(), settings.uplink(),
+            settings.guestInterfaces(), settings.destinationCap());
+        final Optional<String> problem = KernelChecks.check(dataplane);
+        if (problem.isPresent())
+        {
+            System.err.println("egressd: " + problem.get());
+            return 1;
+        }
+        final StateStore store = new StateStore(settings.stateDir());
+        try
+        {
+            // A running egressd holds this lock and would put everything back within a second.
+            store.lock();
+        }
+        catch (final IOException e)
+        {
+            System.err.println("egressd: cannot tear down: " + e.getMessage() + " (stop egressd first)");
+            return 1;
+        }
+        try (KernelDataplane kernel = KernelDataplane.open(dataplane))
+        {
+            kernel.teardown();
+            System.out.println("egressd: removed table inet " + settings.table() + " and egressd's addresses on "
+                + settings.uplink() + "; the state in " + settings.stateDir() + " is kept (a start re-applies it)");
+            return 0;
+        }
+        finally
+        {
+            store.unlock();
+        }
     }
 
     /**

@@ -217,6 +217,41 @@ class DaemonIT
 
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void sigtermLeavesTheKernelStateAndOnlyTheExplicitTeardownRemovesIt() throws Exception
+    {
+        start(1);
+        api.post("/v1/apps/shop/pairs", pair(A)).ok();
+        putMachine("m1", "shop", 1).ok();
+        final Map<String, String> mapped = snat4();
+
+        // a running daemon refuses to be torn down under its feet (it would put everything back)
+        final Lab.Exec whileRunning = daemon.teardown(true);
+        assertThat(whileRunning.exitCode()).as(whileRunning.output()).isEqualTo(1);
+        assertThat(whileRunning.output()).contains("stop egressd first");
+
+        final int exit = daemon.stop();
+        assertThat(snat4()).as("SIGTERM leaves the table").isEqualTo(mapped);
+        assertThat(uplink()).contains(A[0], A[1]);
+        assertThat(lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp())
+            .as("the machine keeps its egress while egressd is down").isEqualTo(A[0]);
+
+        final Lab.Exec unconfirmed = daemon.teardown(false);
+        assertThat(unconfirmed.exitCode()).as(unconfirmed.output()).isEqualTo(2);
+        assertThat(snat4()).isEqualTo(mapped);
+
+        final Lab.Exec teardown = daemon.teardown(true);
+        assertThat(teardown.exitCode()).as(teardown.output()).isZero();
+        assertThat(lab.exec("host", "nft", "list", "table", "inet", "egressd").ok()).as("table gone").isFalse();
+        assertThat(uplink()).doesNotContain(A[0], A[1]).contains(HOST4);
+        // as on a host without egressd: nothing NATs the guest any more (in the lab its raw source gets no answer)
+        final ClientResult after = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        report("SIGTERM exit " + exit + ", snat4 kept " + mapped + "; teardown while running -> "
+            + whileRunning.exitCode() + ", without --yes -> " + unconfirmed.exitCode() + ", with --yes -> "
+            + teardown.exitCode() + " (" + teardown.output().strip() + "); guest afterwards " + after);
+    }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void deletingAMachineRemovesItsKernelState() throws Exception
     {
         start(2, "--conntrack-drain-seconds", "0");

@@ -35,6 +35,24 @@ final class DaemonProcess implements AutoCloseable
     }
 
     /**
+     * Runs {@code egressd --teardown} with this daemon's settings in the host namespace.
+     *
+     * @param confirm whether to pass {@code --yes}.
+     * @return its exit code and output.
+     */
+    Lab.Exec teardown(final boolean confirm)
+    {
+        final List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
+            .toString(), "-jar", jar().toString(), "--teardown", "--region", "ord", "--uplink", "uplink",
+            "--state-dir", stateDir.toString()));
+        if (confirm)
+        {
+            cmd.add("--yes");
+        }
+        return lab.exec("host", cmd.toArray(String[]::new));
+    }
+
+    /**
      * The built jar: {@code -Degressd.jar} (failsafe sets it), else {@code agent/target/egressd.jar}.
      *
      * @return the jar; the test fails when it is missing.
