@@ -48,6 +48,7 @@ public final class Egressd implements Callable<Integer>
     @Option(names = "--block-size", description = "ports per slot (default 1024)") String blockSize;
     @Option(names = "--conntrack-drain-seconds", description = "how long a released address stays (default 350)")
     String drain;
+    @Option(names = "--log-format", description = "refusal log lines: text or json (default text)") String logFormat;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -108,6 +109,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "block-count", blockCount);
         put(flags, "block-size", blockSize);
         put(flags, "conntrack-drain-seconds", drain);
+        put(flags, "log-format", logFormat);
         return flags;
     }
 
