@@ -10,6 +10,7 @@ import dev.egressd.core.ledger.ConnectionLedger;
 import dev.egressd.core.ledger.DestinationLedger;
 import dev.egressd.core.ledger.DestinationUsage;
 import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Scope;
@@ -20,7 +21,9 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
+import java.util.Collection;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -52,7 +55,23 @@ import java.util.function.LongSupplier;
  *     second (and after every update or resync): never a torn or racy read of the ledger.</li>
  * </ul>
  * Deleting flows (hygiene) dumps the table and deletes entry by entry on the monitor thread too: ctnetlink's request
- * socket belongs to one thread, and events wait in the socket's large buffer meanwhile.
+ * socket belongs to one thread, and events wait in the socket's large buffer meanwhile. Every deletion due at one
+ * turn shares one dump.
+ *
+ * <h2>A static machine first seen: its wrongly translated flows go (DESIGN.md invariant 3)</h2>
+ * A machine that moves from host or pending to a static scope (an app slot or a machine-scoped pair) while the
+ * monitor runs loses its masqueraded flows at once (see {@link #machinesChanged}). But the monitor may never see the
+ * move: egressd may restart between committing it and telling the monitor, or be down when it happened; on start
+ * every machine is new to the monitor. So whenever the monitor first learns of a machine of static scope (the
+ * machines it is told before it starts, whose deletion runs before the start dump, and any machine registered fresh
+ * later), it deletes at once that machine's source-translated flows whose translated source address is not one of
+ * the egress addresses egressd holds: every app pair and machine-scoped pair, both families, plus addresses still
+ * draining (the set given to {@link #machinesChanged(List, Collection, Collection, long)}, as it stands when the
+ * deletion runs). Such a flow was masqueraded (it leaves from the host's address) or otherwise wrongly translated.
+ * A flow translated to any held address is kept: after a restart it may be draining from the machine's old pair, or
+ * be a right one; a flow not translated at all (to the host itself) is kept; a machine of host or pending scope keeps
+ * every flow. The rule costs one dump at start (shared with every other deletion due) and one per batch of fresh
+ * static machines later.
  *
  * <h2>What is counted</h2>
  * NEW and dumped entries with {@code IPS_SRC_NAT} (they left through the uplink, translated) from a guest address
@@ -91,30 +110,50 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     {
     }
 
+    /** Which of a guest's flows a {@link Deletion} takes. */
+    private enum Kind
+    {
+        /** Every flow of the guest addresses (no egress), or the ones translated to the given egress. */
+        ALL_OR_VIA,
+        /**
+         * Source-translated flows translated neither to the given egress (the static address it moved to; null for
+         * none) nor to the machine's egress when the deletion runs: a machine that became static loses its
+         * masqueraded flows, which left from the host's address.
+         */
+        ELSEWHERE,
+        /**
+         * Source-translated flows translated to none of the egress addresses egressd holds when the deletion runs
+         * (nor to the machine's egress then): a static machine first seen (at start, or registered fresh) loses the
+         * flows it masqueraded before a move the monitor never saw.
+         */
+        UNHELD
+    }
+
     /**
-     * Flows of a guest to delete from conntrack, at a time. Three kinds:
+     * Flows of a guest to delete from conntrack, at a time. Four cases:
      * <ul>
-     *     <li>{@code elsewhere} false, no egress: every flow of the guest addresses (machine deleted, guest address
+     *     <li>{@link Kind#ALL_OR_VIA}, no egress: every flow of the guest addresses (machine deleted, guest address
      *     given up);</li>
-     *     <li>{@code elsewhere} false, an egress: the guest's flows translated to that address (an egress given up,
+     *     <li>{@link Kind#ALL_OR_VIA}, an egress: the guest's flows translated to that address (an egress given up,
      *     after the drain time);</li>
-     *     <li>{@code elsewhere} true: the guest's source-translated flows whose translated address is neither the
-     *     given egress (the static address it moved to; null for none) nor the machine's egress when the deletion
-     *     runs (a machine that became static: its masqueraded flows, which left from the host's address).</li>
+     *     <li>{@link Kind#ELSEWHERE}: a machine that became static, see there;</li>
+     *     <li>{@link Kind#UNHELD}: a static machine first seen, see there.</li>
      * </ul>
      */
     private record Deletion(long due, String machine, Ipv4Address guest4, Ipv6Address guest6, Ipv4Address egress4,
-        Ipv6Address egress6, boolean elsewhere, String why)
+        Ipv6Address egress6, Kind kind, String why)
     {
         /**
-         * Whether a conntrack entry is one to delete.
+         * Whether a conntrack entry is one to delete. Allocates nothing.
          *
          * @param e        the entry.
-         * @param current4 the machine's IPv4 egress now (elsewhere only), or null.
-         * @param current6 the machine's IPv6 egress now (elsewhere only), or null.
+         * @param current4 the machine's IPv4 egress now (ELSEWHERE and UNHELD only), or null.
+         * @param current6 the machine's IPv6 egress now (ELSEWHERE and UNHELD only), or null.
+         * @param held     the egress addresses egressd holds now (UNHELD only).
          * @return true to delete it.
          */
-        boolean matches(final ConntrackEvent e, final Ipv4Address current4, final Ipv6Address current6)
+        boolean matches(final ConntrackEvent e, final Ipv4Address current4, final Ipv6Address current6,
+            final HeldAddresses held)
         {
             if (e.isIpv4())
             {
@@ -122,24 +161,31 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                 {
                     return false;
                 }
-                if (elsewhere)
+                final int to = e.replyDstV4();
+                return switch (kind)
                 {
-                    return (e.status() & NetlinkConstants.IPS_SRC_NAT) != 0 && !is(egress4, e.replyDstV4())
-                        && !is(current4, e.replyDstV4());
-                }
-                return egress4 == null || is(egress4, e.replyDstV4());
+                    case ALL_OR_VIA -> egress4 == null || is(egress4, to);
+                    case ELSEWHERE -> translated(e) && !is(egress4, to) && !is(current4, to);
+                    case UNHELD -> translated(e) && !held.contains4(to) && !is(current4, to);
+                };
             }
             if (guest6 == null || e.origSrcHigh() != guest6.high() || e.origSrcLow() != guest6.low())
             {
                 return false;
             }
-            if (elsewhere)
+            final long high = e.replyDstHigh();
+            final long low = e.replyDstLow();
+            return switch (kind)
             {
-                return (e.status() & NetlinkConstants.IPS_SRC_NAT) != 0
-                    && !is(egress6, e.replyDstHigh(), e.replyDstLow())
-                    && !is(current6, e.replyDstHigh(), e.replyDstLow());
-            }
-            return egress6 == null || is(egress6, e.replyDstHigh(), e.replyDstLow());
+                case ALL_OR_VIA -> egress6 == null || is(egress6, high, low);
+                case ELSEWHERE -> translated(e) && !is(egress6, high, low) && !is(current6, high, low);
+                case UNHELD -> translated(e) && !held.contains6(high, low) && !is(current6, high, low);
+            };
+        }
+
+        private static boolean translated(final ConntrackEvent e)
+        {
+            return (e.status() & NetlinkConstants.IPS_SRC_NAT) != 0;
         }
 
         private static boolean is(final Ipv4Address a, final int bits)
@@ -150,6 +196,84 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         private static boolean is(final Ipv6Address a, final long high, final long low)
         {
             return a != null && a.high() == high && a.low() == low;
+        }
+    }
+
+    /**
+     * The egress addresses egressd holds (app pairs, machine-scoped pairs, addresses still draining), as sorted
+     * arrays: membership tests allocate nothing.
+     */
+    static final class HeldAddresses
+    {
+        static final HeldAddresses EMPTY = new HeldAddresses(new int[0], new long[0]);
+
+        private final int[] v4;
+        /** IPv6 addresses as (high, low) pairs, sorted. */
+        private final long[] v6;
+
+        private HeldAddresses(final int[] v4, final long[] v6)
+        {
+            this.v4 = v4;
+            this.v6 = v6;
+        }
+
+        static HeldAddresses of(final Collection<Ipv4Address> ipv4, final Collection<Ipv6Address> ipv6)
+        {
+            final int[] a = ipv4.stream().filter(Objects::nonNull).mapToInt(Ipv4Address::bits).distinct().sorted()
+                .toArray();
+            final List<Ipv6Address> b = ipv6.stream().filter(Objects::nonNull).distinct()
+                .sorted(Comparator.comparingLong(Ipv6Address::high).thenComparingLong(Ipv6Address::low)).toList();
+            final long[] c = new long[b.size() * 2];
+            for (int i = 0; i < b.size(); i++)
+            {
+                c[2 * i] = b.get(i).high();
+                c[2 * i + 1] = b.get(i).low();
+            }
+            return new HeldAddresses(a, c);
+        }
+
+        boolean contains4(final int bits)
+        {
+            return Arrays.binarySearch(v4, bits) >= 0;
+        }
+
+        boolean contains6(final long high, final long low)
+        {
+            for (int i = 0; i < v6.length; i += 2)
+            {
+                if (v6[i] == high && v6[i + 1] == low)
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        @Override
+        public boolean equals(final Object o)
+        {
+            return o instanceof HeldAddresses h && Arrays.equals(v4, h.v4) && Arrays.equals(v6, h.v6);
+        }
+
+        @Override
+        public int hashCode()
+        {
+            return 31 * Arrays.hashCode(v4) + Arrays.hashCode(v6);
+        }
+
+        @Override
+        public String toString()
+        {
+            final List<String> all = new ArrayList<>();
+            for (final int a : v4)
+            {
+                all.add(new Ipv4Address(a).toString());
+            }
+            for (int i = 0; i < v6.length; i += 2)
+            {
+                all.add(new Ipv6Address(v6[i], v6[i + 1]).toString());
+            }
+            return all.toString();
         }
     }
 
@@ -307,6 +431,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     // control-loop side (machinesChanged is synchronized)
     private final Map<String, Tracked> known = new HashMap<>();
     private final BitSet handles = new BitSet();
+    private HeldAddresses knownHeld = HeldAddresses.EMPTY;
 
     // monitor thread only
     private GuestIndex index = GuestIndex.EMPTY;
@@ -314,6 +439,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     private long[] violationsByHandle = new long[16];
     private final Map<String, Tracked> byId = new HashMap<>();
     private final List<Deletion> deletions = new ArrayList<>();
+    private HeldAddresses held = HeldAddresses.EMPTY;
     private boolean resyncNeeded;
     private boolean draining;
     private boolean overranThisPoll;
@@ -490,11 +616,47 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
      * its flows through its new pair, and flows not translated at all, are kept. A machine newly pending is logged
      * as a refusal.
      *
+     * <p>The egress addresses egressd holds are taken to be the machines' own pairs and machine-scoped pairs; the
+     * control loop, which also knows pairs no machine uses now and addresses still draining, calls
+     * {@link #machinesChanged(List, Collection, Collection, long)}.
+     *
      * @param machines   every machine.
      * @param drainNanos the drain time for flows of a changed egress address.
      */
-    public synchronized void machinesChanged(final List<EgressAllocator.MachineView> machines, final long drainNanos)
+    public void machinesChanged(final List<EgressAllocator.MachineView> machines, final long drainNanos)
     {
+        final List<Ipv4Address> held4 = new ArrayList<>();
+        final List<Ipv6Address> held6 = new ArrayList<>();
+        for (final EgressAllocator.MachineView view : machines)
+        {
+            for (final EgressPair pair : new EgressPair[] {view.egress().pair(), view.machineScopedPair()})
+            {
+                if (pair != null)
+                {
+                    held4.add(pair.ipv4());
+                    held6.add(pair.ipv6());
+                }
+            }
+        }
+        machinesChanged(machines, held4, held6, drainNanos);
+    }
+
+    /**
+     * As {@link #machinesChanged(List, long)}, with the egress addresses egressd holds: a machine of static scope
+     * that the monitor learns of for the first time (every machine of the first call, and any machine new to it
+     * later) has its source-translated flows to any other address deleted at once (see the class comment).
+     *
+     * @param machines   every machine.
+     * @param held4      every IPv4 egress address egressd holds: app pairs, machine-scoped pairs, still draining.
+     * @param held6      the same for IPv6.
+     * @param drainNanos the drain time for flows of a changed egress address.
+     */
+    public synchronized void machinesChanged(final List<EgressAllocator.MachineView> machines,
+        final Collection<Ipv4Address> held4, final Collection<Ipv6Address> held6, final long drainNanos)
+    {
+        final HeldAddresses heldNow = HeldAddresses.of(held4, held6);
+        final boolean heldChanged = !heldNow.equals(knownHeld);
+        knownHeld = heldNow;
         final Map<String, Tracked> next = new LinkedHashMap<>();
         final List<Tracked> registers = new ArrayList<>();
         final List<Tracked> unregisters = new ArrayList<>();
@@ -525,6 +687,13 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             }
             if (was == null)
             {
+                // first seen while static: flows it masqueraded before a move nobody told the monitor of go at once
+                if (isStatic(now1.scope()) && (now1.guest4() != null || now1.guest6() != null))
+                {
+                    deletes.add(new Deletion(now, now1.id(), now1.guest4(), now1.guest6(), null, null, Kind.UNHELD,
+                        "first seen " + now1.scope().wireName() + " via " + now1.egress4() + ": flows translated to "
+                        + "no held egress address"));
+                }
                 continue;
             }
             // a guest address given up: its flows are no longer this machine's
@@ -532,7 +701,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             final Ipv6Address oldGuest6 = Objects.equals(was.guest6(), now1.guest6()) ? null : was.guest6();
             if (oldGuest4 != null || oldGuest6 != null)
             {
-                deletes.add(new Deletion(now, was.id(), oldGuest4, oldGuest6, null, null, false,
+                deletes.add(new Deletion(now, was.id(), oldGuest4, oldGuest6, null, null, Kind.ALL_OR_VIA,
                     "guest address changed"));
             }
             // the egress address changed (not on promotion, which keeps it): old flows go after the drain time
@@ -543,14 +712,14 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             if ((oldEgress4 != null && was.guest4() != null) || (oldEgress6 != null && was.guest6() != null))
             {
                 deletes.add(new Deletion(now + drainNanos, was.id(), oldEgress4 == null ? null : was.guest4(),
-                    oldEgress6 == null ? null : was.guest6(), oldEgress4, oldEgress6, false,
+                    oldEgress6 == null ? null : was.guest6(), oldEgress4, oldEgress6, Kind.ALL_OR_VIA,
                     "egress changed from " + was.egress4() + " to " + now1.egress4()));
             }
             // it became static: what it has masqueraded so far left from the host's address, and goes at once
             if (!isStatic(was.scope()) && isStatic(now1.scope()) && (now1.guest4() != null || now1.guest6() != null))
             {
                 deletes.add(new Deletion(now, was.id(), now1.guest4(), now1.guest6(), now1.egress4(), now1.egress6(),
-                    true, "became static (" + was.scope().wireName() + " to " + now1.scope().wireName() + " via "
+                    Kind.ELSEWHERE, "became static (" + was.scope().wireName() + " to " + now1.scope().wireName() + " via "
                     + now1.egress4() + "): masqueraded flows"));
             }
         }
@@ -560,7 +729,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             {
                 unregisters.add(was);
                 handles.clear(was.handle());
-                deletes.add(new Deletion(now, was.id(), was.guest4(), was.guest6(), null, null, false,
+                deletes.add(new Deletion(now, was.id(), was.guest4(), was.guest6(), null, null, Kind.ALL_OR_VIA,
                     "machine deleted"));
             }
         }
@@ -579,11 +748,11 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             }
         }
         final GuestIndex built = b.build();
-        if (registers.isEmpty() && unregisters.isEmpty() && deletes.isEmpty())
+        if (registers.isEmpty() && unregisters.isEmpty() && deletes.isEmpty() && !heldChanged)
         {
             return;
         }
-        commands.add(() -> applyUpdate(built, registers, unregisters, deletes));
+        commands.add(() -> applyUpdate(built, heldNow, registers, unregisters, deletes));
     }
 
     // ------------------------------------------------------------------------------ queries
@@ -766,9 +935,10 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         }
     }
 
-    private void applyUpdate(final GuestIndex built, final List<Tracked> registers, final List<Tracked> unregisters,
-        final List<Deletion> deletes)
+    private void applyUpdate(final GuestIndex built, final HeldAddresses heldNow, final List<Tracked> registers,
+        final List<Tracked> unregisters, final List<Deletion> deletes)
     {
+        held = heldNow;
         for (final Tracked t : unregisters)
         {
             ledger.unregisterMachine(t.handle());
@@ -813,12 +983,12 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             }
             it.remove();
             final Tracked current = byId.get(d.machine());
-            if (!d.elsewhere() && (d.egress4() != null && current != null && d.egress4().equals(current.egress4())
+            if (d.kind() == Kind.ALL_OR_VIA && (d.egress4() != null && current != null && d.egress4().equals(current.egress4())
                 || d.egress6() != null && current != null && d.egress6().equals(current.egress6())))
             {
                 continue; // it moved back to that address meanwhile: those flows are right again
             }
-            if (d.elsewhere() && (current == null || !isStatic(current.scope())))
+            if (d.kind() != Kind.ALL_OR_VIA && (current == null || !isStatic(current.scope())))
             {
                 continue; // deleted meanwhile (its own deletion takes every flow), or host again: masquerade is right
             }
@@ -842,9 +1012,9 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                     for (int i = 0; i < due.size(); i++)
                     {
                         final Deletion d = due.get(i);
-                        final Tracked current = d.elsewhere() ? byId.get(d.machine()) : null;
+                        final Tracked current = d.kind() != Kind.ALL_OR_VIA ? byId.get(d.machine()) : null;
                         if (d.matches(e, current == null ? null : current.egress4(),
-                            current == null ? null : current.egress6()))
+                            current == null ? null : current.egress6(), held))
                         {
                             victims.add(e.copy());
                             owners.add(i);
@@ -878,8 +1048,9 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             final Deletion d = due.get(i);
             flowsDeleted += perDeletion[i];
             LOG.info("conntrack: deleted {} flows of machine {} ({}; guest {} {}{})", perDeletion[i], d.machine(),
-                d.why(), d.guest4(), d.guest6(), d.egress4() == null ? ""
-                    : (d.elsewhere() ? ", all but via " : ", via ") + d.egress4() + " " + d.egress6());
+                d.why(), d.guest4(), d.guest6(), d.kind() == Kind.UNHELD ? ", all but via " + held
+                    : d.egress4() == null ? ""
+                    : (d.kind() == Kind.ELSEWHERE ? ", all but via " : ", via ") + d.egress4() + " " + d.egress6());
         }
         publishNeeded = true;
     }

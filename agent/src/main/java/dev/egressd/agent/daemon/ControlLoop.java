@@ -8,6 +8,7 @@ import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
@@ -488,13 +489,46 @@ public final class ControlLoop
         return conntrack;
     }
 
+    /**
+     * Tells the monitor the machines and every egress address egressd holds: app pairs, machine-scoped pairs, and
+     * released addresses still draining (a static machine the monitor first learns of keeps its flows through any of
+     * them and loses the rest: DESIGN.md invariant 3 across a restart).
+     */
     private void machinesChanged()
     {
         final ConntrackMonitor monitor = conntrack;
-        if (monitor != null)
+        if (monitor == null)
         {
-            monitor.machinesChanged(allocator.machines(), drainNanos);
+            return;
         }
+        final List<EgressAllocator.MachineView> machines = allocator.machines();
+        final List<Ipv4Address> held4 = new ArrayList<>();
+        final List<Ipv6Address> held6 = new ArrayList<>();
+        for (final EgressAllocator.PairView view : allocator.pairs())
+        {
+            held4.add(view.pair().ipv4());
+            held6.add(view.pair().ipv6());
+        }
+        for (final EgressAllocator.MachineView view : machines)
+        {
+            if (view.machineScopedPair() != null)
+            {
+                held4.add(view.machineScopedPair().ipv4());
+                held6.add(view.machineScopedPair().ipv6());
+            }
+        }
+        for (final PlanElement element : lingering.keySet())
+        {
+            if (element instanceof PlanElement.Uplink4 u)
+            {
+                held4.add(u.address());
+            }
+            else if (element instanceof PlanElement.Uplink6 u)
+            {
+                held6.add(u.address());
+            }
+        }
+        monitor.machinesChanged(machines, held4, held6, drainNanos);
     }
 
     /**

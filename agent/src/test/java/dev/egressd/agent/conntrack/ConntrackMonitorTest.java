@@ -341,7 +341,7 @@ class ConntrackMonitorTest
         table.add4(4, NetlinkConstants.IPS_CONFIRMED, G1, G1, 40004);     // not translated (to the host): kept
         table.add4(5, NAT, G2, A.ipv4().bits(), 2100);                     // another machine: kept
         turn(m);
-        assertThat(table.dumps).as("nothing to delete while it is host").isZero();
+        assertThat(table.deleted).as("nothing to delete while it is host").isEmpty();
 
         m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071)), DRAIN);
         table.add4(6, NAT, G1, A.ipv4().bits(), 1030);                     // already via its new pair: kept
@@ -373,6 +373,9 @@ class ConntrackMonitorTest
         final ConntrackMonitor m = monitor(table, app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071));
         table.add4(1, NAT, G1, A.ipv4().bits(), 1030);
         table.add4(2, NAT, G2, A.ipv4().bits(), 2100);
+        turn(m); // first seen static: nothing translated to an address not held
+        assertThat(table.deleted).isEmpty();
+        final int dumps = table.dumps;
         // m1 moves to B: its flows via A go after the drain time only; m2 moves to host: the same
         m.machinesChanged(List.of(app("m1", G1, B, 1024, 2047), host("m2", G2)), DRAIN);
         turn(m);
@@ -382,7 +385,7 @@ class ConntrackMonitorTest
         clock.addAndGet(DRAIN);
         turn(m);
         assertThat(table.deleted).containsExactlyInAnyOrder(1, 2);
-        assertThat(table.dumps).as("one dump for both").isEqualTo(1);
+        assertThat(table.dumps - dumps).as("one dump for both").isEqualTo(1);
         // m1 deleted: every flow of its guest address
         m.machinesChanged(List.of(host("m2", G2)), DRAIN);
         turn(m);
@@ -400,6 +403,82 @@ class ConntrackMonitorTest
         m.machinesChanged(List.of(host("m1", G1)), DRAIN);
         turn(m);
         assertThat(table.deleted).isEmpty();
+    }
+
+    @Test
+    void aStaticMachineFirstSeenLosesFlowsTranslatedToNoHeldAddressAndAHostMachineKeepsItsFlows()
+    {
+        // as after a restart: m1 moved from host to A while egressd was down, so the monitor never saw the move; B is
+        // a pair egressd holds too (m1's old pair, say, draining)
+        final FakeTable table = new FakeTable();
+        final int other = Ipv4Address.parse("203.0.113.99").bits();
+        table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: goes
+        table.add6(2, NAT, G1V6, HOST6, 40002);                           // masqueraded IPv6: goes
+        table.add4(3, NAT, G1, other, 40003);                             // translated to no held address: goes
+        table.add4(4, NAT, G1, A.ipv4().bits(), 1030);                     // via its pair: kept
+        table.add6(5, NAT, G1V6, A.ipv6(), 1031);
+        table.add4(6, NAT, G1, B.ipv4().bits(), 1032);                     // via another held pair: kept
+        table.add6(7, NAT, G1V6, B.ipv6(), 1033);
+        table.add4(8, NetlinkConstants.IPS_CONFIRMED, G1, G1, 40008);     // not translated (to the host): kept
+        table.add4(9, NAT, G2, HOST4, 40009);                             // a host machine's: kept
+        final ConntrackMonitor m = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), host("m2", G2)),
+            List.of(A.ipv4(), B.ipv4()), List.of(A.ipv6(), B.ipv6()), DRAIN);
+        m.drainCommands();
+        turn(m);
+        assertThat(table.deleted).as("at once").containsExactlyInAnyOrder(1, 2, 3);
+        assertThat(table.entries).extracting(ConntrackEvent::id).containsExactly(4, 5, 6, 7, 8, 9);
+        assertThat(table.dumps).as("one dump").isEqualTo(1);
+        assertThat(m.publish().flowsDeleted()).isEqualTo(3);
+
+        // known from now on: the same machines again delete nothing, and need no dump
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), host("m2", G2)),
+            List.of(A.ipv4(), B.ipv4()), List.of(A.ipv6(), B.ipv6()), DRAIN);
+        table.add4(10, NAT, G1, HOST4, 40010);
+        turn(m);
+        assertThat(table.dumps).isEqualTo(1);
+
+        // a static machine registered fresh later: the same rule (m3 reuses an address that masqueraded before)
+        final int g3 = Ipv4Address.parse("10.77.0.4").bits();
+        table.add4(11, NAT, g3, HOST4, 40011);                             // goes
+        table.add4(12, NAT, g3, B.ipv4().bits(), 2100);                    // held: kept
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), host("m2", G2), app("m3", g3, B, 2048, 3071)),
+            List.of(A.ipv4(), B.ipv4()), List.of(A.ipv6(), B.ipv6()), DRAIN);
+        turn(m);
+        assertThat(table.deleted).containsExactlyInAnyOrder(1, 2, 3, 11);
+        assertThat(table.entries).extracting(ConntrackEvent::id).contains(10, 12);
+
+        // a fresh host machine keeps everything; so does a fresh static machine that is host again before it ran
+        final int g4 = Ipv4Address.parse("10.77.0.5").bits();
+        table.add4(13, NAT, g4, HOST4, 40013);
+        final ConntrackMonitor fresh = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        fresh.machinesChanged(List.of(host("m4", g4)), List.of(A.ipv4()), List.of(A.ipv6()), DRAIN);
+        fresh.drainCommands();
+        turn(fresh);
+        final ConntrackMonitor flapped = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        flapped.machinesChanged(List.of(app("m4", g4, A, 1024, 2047)), List.of(A.ipv4()), List.of(A.ipv6()),
+            DRAIN);
+        flapped.machinesChanged(List.of(host("m4", g4)), List.of(A.ipv4()), List.of(A.ipv6()), DRAIN);
+        flapped.drainCommands();
+        turn(flapped);
+        assertThat(table.entries).extracting(ConntrackEvent::id).contains(13);
+        assertThat(table.deleted).hasSize(4);
+    }
+
+    @Test
+    void theHeldAddressesAreTheOnesWhenTheDeletionRuns()
+    {
+        // the first call knows A only; B is added before the monitor runs: m1's flows via B stay
+        final FakeTable table = new FakeTable();
+        table.add4(1, NAT, G1, B.ipv4().bits(), 1030);
+        table.add4(2, NAT, G1, HOST4, 40002);
+        final ConntrackMonitor m = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047)), List.of(A.ipv4()), List.of(A.ipv6()), DRAIN);
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047)), List.of(A.ipv4(), B.ipv4()),
+            List.of(A.ipv6(), B.ipv6()), DRAIN);
+        m.drainCommands();
+        turn(m);
+        assertThat(table.deleted).containsExactly(2);
     }
 
     // ------------------------------------------------------------------------------ queries and close

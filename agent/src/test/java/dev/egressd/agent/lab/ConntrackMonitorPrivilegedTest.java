@@ -206,6 +206,77 @@ class ConntrackMonitorPrivilegedTest
     }
 
     @Test
+    void aMoveToAPairWhileTheMonitorIsDownLosesTheMasqueradedFlowsWhenANewMonitorStarts() throws Exception
+    {
+        // m1 on the host's address (masquerade) holds connections; m2 on a slot of A
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
+        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
+        clients.add(held);
+        final ClientResult established = held.next(Duration.ofSeconds(10));
+        assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);
+        assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo while host")
+            .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
+        hold(1, DST4B, 3);
+        hold(1, DST6, 2);
+        hold(2, DST4, 2);
+        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
+        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
+        assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
+        assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
+        final Map<String, Integer> m2Before = listed(guest4(2));
+
+        // egressd goes down (the monitor stops), and the move is committed to the kernel with nobody telling it
+        monitor.close();
+        monitor = null;
+        held.drain();
+        lab.host().call(() ->
+        {
+            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
+                List.of(A))));
+            return null;
+        });
+        sleep(1500);
+        final int stillVia4 = viaHost("ipv4", guest4(1), HOST4).size();
+        final int stillVia6 = viaHost("ipv6", guest6(1), HOST6).size();
+        assertThat(stillVia4).as("the kernel change alone leaves the masqueraded entries (the gap)")
+            .isEqualTo(masqueraded4);
+        assertThat(stillVia6).isEqualTo(masqueraded6);
+
+        // a new monitor starts, knowing m1 as app-scoped only: a machine first seen static
+        final long t0 = System.nanoTime();
+        startMonitor(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, List.of(view(1), view(2)));
+        awaitTrue(() -> viaHost("ipv4", guest4(1), HOST4).isEmpty() && viaHost("ipv6", guest6(1), HOST6).isEmpty(),
+            "conntrack -L shows no flow of " + guest4(1) + " / " + guest6(1) + " via the host address");
+        final long goneMs = (System.nanoTime() - t0) / 1_000_000;
+        awaitTrue(() -> monitor.stats().flowsDeleted() >= masqueraded4 + masqueraded6, "the deletions counted");
+
+        // new connections leave from the pair, inside the block; the held one (from the host's address) is dead
+        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
+        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        assertThat(fresh4).allSatisfy(r ->
+        {
+            assertThat(r.ok()).as(r.toString()).isTrue();
+            assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
+            assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
+        });
+        assertThat(fresh6).allSatisfy(r -> assertThat(r.seenIp()).isEqualTo(A.ipv6().toString()));
+        final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
+        assertThat(after).as("echoes until the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
+        assertThat(after.get(after.size() - 2)).startsWith("fail ");
+        assertThat(after.get(after.size() - 1)).isEqualTo("done");
+        assertThat(viaHost("ipv4", guest4(1), HOST4)).isEmpty();
+        assertThat(listed(guest4(2))).as("the other machine keeps its flows (via A, held)").isEqualTo(m2Before);
+        awaitTrue(() -> ledger("m2").equals(m2Before), "the new monitor counts m2's kept flows");
+        report("first seen static: m1 held " + masqueraded4 + " IPv4 flows via " + HOST4 + " and " + masqueraded6
+            + " IPv6 via " + HOST6 + "; after the kernel move with the monitor down still " + stillVia4 + " / "
+            + stillVia6 + " via the host; " + goneMs + " ms after the new monitor was created none ("
+            + monitor.stats().flowsDeleted() + " deleted); held connection (" + established + ") from then on: "
+            + after + "; new v4 " + fresh4 + " v6 " + fresh6 + "; m1 now " + entriesOf(guest4(1)).stream()
+            .map(e -> e.origDst() + " as " + e.replyDst() + ":" + e.replyPort() + " " + e.tcpState()).toList()
+            + "; m2 keeps " + listed(guest4(2)));
+    }
+
+    @Test
     void anOverrunTriggersAResyncThatLeavesTheCountsRight() throws Exception
     {
         // the smallest buffer the kernel allows (it raises tiny values to its minimum, about 2 KiB)
@@ -243,11 +314,19 @@ class ConntrackMonitorPrivilegedTest
             kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(planned, List.of(A))));
             return null;
         });
+        startMonitor(cap, receiveBuffer, List.of(new EgressAllocator.MachineView(1, machine(1), first, null),
+            view(2)));
+    }
+
+    /** A monitor subscribed in the host namespace, told the machines before it starts (as the daemon does). */
+    private void startMonitor(final int cap, final int receiveBuffer, final List<EgressAllocator.MachineView> views)
+        throws Exception
+    {
         final ConntrackEvents events = lab.host().call(() -> ConntrackEvents.open(receiveBuffer,
             ConntrackMonitor.POLL_MILLIS, true));
         final RefusalLog log = new RefusalLog(RefusalLog.Format.TEXT, refusalLines::add, System::nanoTime);
         monitor = new ConntrackMonitor(events, cap, log, System::nanoTime);
-        monitor.machinesChanged(List.of(new EgressAllocator.MachineView(1, machine(1), first, null), view(2)), 0);
+        monitor.machinesChanged(views, 0);
         monitor.start();
     }
 
