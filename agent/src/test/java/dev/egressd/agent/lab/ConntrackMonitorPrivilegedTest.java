@@ -147,31 +147,17 @@ class ConntrackMonitorPrivilegedTest
     void aMachineMovingFromHostToAPairLosesItsMasqueradedFlowsAtOnce() throws Exception
     {
         // m1 starts on the host's address (masquerade), m2 on a slot of A
-        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
-        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
-        clients.add(held);
-        final ClientResult established = held.next(Duration.ofSeconds(10));
-        assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);
-        assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo while host")
-            .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
-        hold(1, DST4B, 3);
-        hold(1, DST6, 2);
-        hold(2, DST4, 2);
-        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
-        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
-        assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
-        assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
-        final Map<String, Integer> m2Before = listed(guest4(2));
+        final Masqueraded m = masqueradedM1();
+        final RunningClient held = m.held();
+        final ClientResult established = m.established();
+        final int masqueraded4 = m.flows4();
+        final int masqueraded6 = m.flows6();
+        final Map<String, Integer> m2Before = m.m2Before();
         final long deletedBefore = monitor.stats().flowsDeleted();
 
         // m1 gets slot 1 of A: the kernel first (as the control loop commits), then the monitor is told
         held.drain();
-        lab.host().call(() ->
-        {
-            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
-                List.of(A))));
-            return null;
-        });
+        moveM1ToA();
         final long t0 = System.nanoTime();
         monitor.machinesChanged(List.of(view(1), view(2)), TimeUnit.SECONDS.toNanos(350));
         awaitTrue(() -> viaHost("ipv4", guest4(1), HOST4).isEmpty() && viaHost("ipv6", guest6(1), HOST6).isEmpty(),
@@ -183,13 +169,7 @@ class ConntrackMonitorPrivilegedTest
         // new connections leave from the pair, inside the block
         final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
         final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
-        assertThat(fresh4).allSatisfy(r ->
-        {
-            assertThat(r.ok()).as(r.toString()).isTrue();
-            assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
-            assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
-        });
-        assertThat(fresh6).allSatisfy(r -> assertThat(r.seenIp()).isEqualTo(A.ipv6().toString()));
+        assertLeaveFromABlock1(fresh4, fresh6);
         // the held connection (from the host's address) is dead: no echo after its entry went, the client gives up
         final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
         assertThat(after).as("echoes in flight before the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
@@ -209,32 +189,18 @@ class ConntrackMonitorPrivilegedTest
     void aMoveToAPairWhileTheMonitorIsDownLosesTheMasqueradedFlowsWhenANewMonitorStarts() throws Exception
     {
         // m1 on the host's address (masquerade) holds connections; m2 on a slot of A
-        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
-        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
-        clients.add(held);
-        final ClientResult established = held.next(Duration.ofSeconds(10));
-        assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);
-        assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo while host")
-            .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
-        hold(1, DST4B, 3);
-        hold(1, DST6, 2);
-        hold(2, DST4, 2);
-        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
-        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
-        assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
-        assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
-        final Map<String, Integer> m2Before = listed(guest4(2));
+        final Masqueraded m = masqueradedM1();
+        final RunningClient held = m.held();
+        final ClientResult established = m.established();
+        final int masqueraded4 = m.flows4();
+        final int masqueraded6 = m.flows6();
+        final Map<String, Integer> m2Before = m.m2Before();
 
         // egressd goes down (the monitor stops), and the move is committed to the kernel with nobody telling it
         monitor.close();
         monitor = null;
         held.drain();
-        lab.host().call(() ->
-        {
-            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
-                List.of(A))));
-            return null;
-        });
+        moveM1ToA();
         sleep(1500);
         final int stillVia4 = viaHost("ipv4", guest4(1), HOST4).size();
         final int stillVia6 = viaHost("ipv6", guest6(1), HOST6).size();
@@ -253,13 +219,7 @@ class ConntrackMonitorPrivilegedTest
         // new connections leave from the pair, inside the block; the held one (from the host's address) is dead
         final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
         final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
-        assertThat(fresh4).allSatisfy(r ->
-        {
-            assertThat(r.ok()).as(r.toString()).isTrue();
-            assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
-            assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
-        });
-        assertThat(fresh6).allSatisfy(r -> assertThat(r.seenIp()).isEqualTo(A.ipv6().toString()));
+        assertLeaveFromABlock1(fresh4, fresh6);
         final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
         assertThat(after).as("echoes until the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
         assertThat(after.get(after.size() - 2)).startsWith("fail ");
@@ -459,5 +419,54 @@ class ConntrackMonitorPrivilegedTest
     private static void report(final String figures)
     {
         System.out.println("CONNTRACK " + figures);
+    }
+
+    /** What {@link #masqueradedM1()} set up: m1's held connection and flows via the host, m2's flows. */
+    private record Masqueraded(RunningClient held, ClientResult established, int flows4, int flows6,
+        Map<String, Integer> m2Before)
+    {
+    }
+
+    /** Starts with m1 on the host's address (masquerade) holding connections in both families, m2 on a slot of A. */
+    private Masqueraded masqueradedM1() throws Exception
+    {
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
+        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
+        clients.add(held);
+        final ClientResult established = held.next(Duration.ofSeconds(10));
+        assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);
+        assertThat(held.nextLine(Duration.ofSeconds(2))).as("an echo while host")
+            .isEqualTo("echo " + established.seenIp() + " " + established.seenPort());
+        hold(1, DST4B, 3);
+        hold(1, DST6, 2);
+        hold(2, DST4, 2);
+        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
+        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
+        assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
+        assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
+        final Map<String, Integer> m2Before = listed(guest4(2));
+        return new Masqueraded(held, established, masqueraded4, masqueraded6, m2Before);
+    }
+
+    /** Commits m1's move to slot 1 of A to the kernel (the monitor is not told here). */
+    private void moveM1ToA() throws Exception
+    {
+        lab.host().call(() ->
+        {
+            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
+                List.of(A))));
+            return null;
+        });
+    }
+
+    private static void assertLeaveFromABlock1(final List<ClientResult> fresh4, final List<ClientResult> fresh6)
+    {
+        assertThat(fresh4).allSatisfy(r ->
+        {
+            assertThat(r.ok()).as(r.toString()).isTrue();
+            assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
+            assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
+        });
+        assertThat(fresh6).allSatisfy(r -> assertThat(r.seenIp()).isEqualTo(A.ipv6().toString()));
     }
 }
