@@ -58,20 +58,23 @@ import java.util.function.LongSupplier;
  * socket belongs to one thread, and events wait in the socket's large buffer meanwhile. Every deletion due at one
  * turn shares one dump.
  *
- * <h2>A static machine first seen: its wrongly translated flows go (DESIGN.md invariant 3)</h2>
+ * <h2>A machine that became static, or a static machine first seen: its wrongly translated flows go (DESIGN.md
+ * invariant 3)</h2>
  * A machine that moves from host or pending to a static scope (an app slot or a machine-scoped pair) while the
  * monitor runs loses its masqueraded flows at once (see {@link #machinesChanged}). But the monitor may never see the
  * move: egressd may restart between committing it and telling the monitor, or be down when it happened; on start
  * every machine is new to the monitor. So whenever the monitor first learns of a machine of static scope (the
  * machines it is told before it starts, whose deletion runs before the start dump, and any machine registered fresh
- * later), it deletes at once that machine's source-translated flows whose translated source address is not one of
- * the egress addresses egressd holds: every app pair and machine-scoped pair, both families, plus addresses still
- * draining (the set given to {@link #machinesChanged(List, Collection, Collection, long)}, as it stands when the
- * deletion runs). Such a flow was masqueraded (it leaves from the host's address) or otherwise wrongly translated.
- * A flow translated to any held address is kept: after a restart it may be draining from the machine's old pair, or
+ * later) it applies the same rule as to a machine it saw become static: it deletes at once that machine's
+ * source-translated flows whose translated source address is not one of the egress addresses egressd holds: every
+ * app pair and machine-scoped pair, both families, plus addresses still draining (the set given to
+ * {@link #machinesChanged(List, Collection, Collection, long)}, as it stands when the deletion runs). Such a flow was
+ * masqueraded (it leaves from the host's address) or otherwise wrongly translated. A flow translated to any held
+ * address is kept: it may be draining from a pair the machine left (after a restart, or when the machine went from
+ * pair X to host and then to pair A within X's drain: X's drain deletion removes those when X's drain time ends), or
  * be a right one; a flow not translated at all (to the host itself) is kept; a machine of host or pending scope keeps
- * every flow. The rule costs one dump at start (shared with every other deletion due) and one per batch of fresh
- * static machines later.
+ * every flow. The rule costs one dump at start (shared with every other deletion due) and one per batch of fresh or
+ * newly static machines later.
  *
  * <h2>What is counted</h2>
  * NEW and dumped entries with {@code IPS_SRC_NAT} (they left through the uplink, translated) from a guest address
@@ -116,28 +119,24 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         /** Every flow of the guest addresses (no egress), or the ones translated to the given egress. */
         ALL_OR_VIA,
         /**
-         * Source-translated flows translated neither to the given egress (the static address it moved to; null for
-         * none) nor to the machine's egress when the deletion runs: a machine that became static loses its
-         * masqueraded flows, which left from the host's address.
-         */
-        ELSEWHERE,
-        /**
          * Source-translated flows translated to none of the egress addresses egressd holds when the deletion runs
-         * (nor to the machine's egress then): a static machine first seen (at start, or registered fresh) loses the
-         * flows it masqueraded before a move the monitor never saw.
+         * (nor to the machine's egress then): a machine that became static (host or pending to a static scope), or a
+         * static machine first seen (at start, or registered fresh: a move the monitor never saw), loses the flows it
+         * masqueraded, which left from the host's address. Flows translated to a held address are kept: its new
+         * pair's, and those of a pair it left that is still draining (DESIGN.md invariant 3 allows a static address
+         * the operator allowlisted; that pair's own drain deletion removes them when its drain time ends).
          */
         UNHELD
     }
 
     /**
-     * Flows of a guest to delete from conntrack, at a time. Four cases:
+     * Flows of a guest to delete from conntrack, at a time. Three cases:
      * <ul>
      *     <li>{@link Kind#ALL_OR_VIA}, no egress: every flow of the guest addresses (machine deleted, guest address
      *     given up);</li>
      *     <li>{@link Kind#ALL_OR_VIA}, an egress: the guest's flows translated to that address (an egress given up,
      *     after the drain time);</li>
-     *     <li>{@link Kind#ELSEWHERE}: a machine that became static, see there;</li>
-     *     <li>{@link Kind#UNHELD}: a static machine first seen, see there.</li>
+     *     <li>{@link Kind#UNHELD}: a machine that became static, or a static machine first seen, see there.</li>
      * </ul>
      */
     private record Deletion(long due, String machine, Ipv4Address guest4, Ipv6Address guest6, Ipv4Address egress4,
@@ -147,8 +146,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
          * Whether a conntrack entry is one to delete. Allocates nothing.
          *
          * @param e        the entry.
-         * @param current4 the machine's IPv4 egress now (ELSEWHERE and UNHELD only), or null.
-         * @param current6 the machine's IPv6 egress now (ELSEWHERE and UNHELD only), or null.
+         * @param current4 the machine's IPv4 egress now (UNHELD only), or null.
+         * @param current6 the machine's IPv6 egress now (UNHELD only), or null.
          * @param held     the egress addresses egressd holds now (UNHELD only).
          * @return true to delete it.
          */
@@ -165,7 +164,6 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                 return switch (kind)
                 {
                     case ALL_OR_VIA -> egress4 == null || is(egress4, to);
-                    case ELSEWHERE -> translated(e) && !is(egress4, to) && !is(current4, to);
                     case UNHELD -> translated(e) && !held.contains4(to) && !is(current4, to);
                 };
             }
@@ -178,7 +176,6 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             return switch (kind)
             {
                 case ALL_OR_VIA -> egress6 == null || is(egress6, high, low);
-                case ELSEWHERE -> translated(e) && !is(egress6, high, low) && !is(current6, high, low);
                 case UNHELD -> translated(e) && !held.contains6(high, low) && !is(current6, high, low);
             };
         }
@@ -611,14 +608,16 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
      * and their conntrack flows deleted at once (each live TCP flow is reset: intended); a changed egress address
      * deletes the flows still translated to the old address after the drain time (the old address stays on the
      * uplink that long); promotion keeps the address and therefore every flow. A machine that becomes static (from
-     * host or pending to an app slot or a machine-scoped pair) has its masqueraded flows deleted at once, without a
-     * drain: they leave from the host's address, which a static machine must never use (DESIGN.md invariant 3);
-     * its flows through its new pair, and flows not translated at all, are kept. A machine newly pending is logged
-     * as a refusal.
+     * host or pending to an app slot or a machine-scoped pair) has its flows translated to no egress address egressd
+     * holds deleted at once, without a drain: those are its masqueraded flows, which leave from the host's address,
+     * which a static machine must never use (DESIGN.md invariant 3). Its flows through its new pair, through a pair it
+     * left that is still draining (they leave from a static address; that pair's own drain deletion, scheduled when
+     * the machine left it, removes them when the drain time ends), and flows not translated at all, are kept. A
+     * machine newly pending is logged as a refusal.
      *
-     * <p>The egress addresses egressd holds are taken to be the machines' own pairs and machine-scoped pairs; the
-     * control loop, which also knows pairs no machine uses now and addresses still draining, calls
-     * {@link #machinesChanged(List, Collection, Collection, long)}.
+     * <p>The egress addresses egressd holds are taken to be the machines' own pairs and machine-scoped pairs, so a
+     * released pair still draining is not among them here; the control loop, which also knows pairs no machine uses
+     * now and addresses still draining, calls {@link #machinesChanged(List, Collection, Collection, long)}.
      *
      * @param machines   every machine.
      * @param drainNanos the drain time for flows of a changed egress address.
@@ -642,9 +641,10 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     }
 
     /**
-     * As {@link #machinesChanged(List, long)}, with the egress addresses egressd holds: a machine of static scope
-     * that the monitor learns of for the first time (every machine of the first call, and any machine new to it
-     * later) has its source-translated flows to any other address deleted at once (see the class comment).
+     * As {@link #machinesChanged(List, long)}, with the egress addresses egressd holds: a machine that becomes
+     * static, and a machine of static scope that the monitor learns of for the first time (every machine of the first
+     * call, and any machine new to it later), has its source-translated flows to any other address deleted at once
+     * (see the class comment).
      *
      * @param machines   every machine.
      * @param held4      every IPv4 egress address egressd holds: app pairs, machine-scoped pairs, still draining.
@@ -715,12 +715,14 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                     oldEgress6 == null ? null : was.guest6(), oldEgress4, oldEgress6, Kind.ALL_OR_VIA,
                     "egress changed from " + was.egress4() + " to " + now1.egress4()));
             }
-            // it became static: what it has masqueraded so far left from the host's address, and goes at once
+            // it became static: what it has masqueraded so far left from the host's address, and goes at once. Only
+            // that: flows via a pair it left before going host (X released, then a slot of A within X's drain) leave
+            // from an address egressd still holds, and X's drain deletion, scheduled when it left X, takes them.
             if (!isStatic(was.scope()) && isStatic(now1.scope()) && (now1.guest4() != null || now1.guest6() != null))
             {
-                deletes.add(new Deletion(now, was.id(), now1.guest4(), now1.guest6(), now1.egress4(), now1.egress6(),
-                    Kind.ELSEWHERE, "became static (" + was.scope().wireName() + " to " + now1.scope().wireName() + " via "
-                    + now1.egress4() + "): masqueraded flows"));
+                deletes.add(new Deletion(now, was.id(), now1.guest4(), now1.guest6(), null, null, Kind.UNHELD,
+                    "became static (" + was.scope().wireName() + " to " + now1.scope().wireName() + " via "
+                    + now1.egress4() + "): flows translated to no held egress address"));
             }
         }
         for (final Tracked was : known.values())
@@ -1049,8 +1051,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
             flowsDeleted += perDeletion[i];
             LOG.info("conntrack: deleted {} flows of machine {} ({}; guest {} {}{})", perDeletion[i], d.machine(),
                 d.why(), d.guest4(), d.guest6(), d.kind() == Kind.UNHELD ? ", all but via " + held
-                    : d.egress4() == null ? ""
-                    : (d.kind() == Kind.ELSEWHERE ? ", all but via " : ", via ") + d.egress4() + " " + d.egress6());
+                    : d.egress4() == null ? "" : ", via " + d.egress4() + " " + d.egress6());
         }
         publishNeeded = true;
     }

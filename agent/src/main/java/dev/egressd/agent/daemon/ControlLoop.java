@@ -491,8 +491,9 @@ public final class ControlLoop
 
     /**
      * Tells the monitor the machines and every egress address egressd holds: app pairs, machine-scoped pairs, and
-     * released addresses still draining (a static machine the monitor first learns of keeps its flows through any of
-     * them and loses the rest: DESIGN.md invariant 3 across a restart).
+     * released addresses still draining (a machine that becomes static, or a static machine the monitor first learns
+     * of, keeps its flows through any of them and loses the rest at once: DESIGN.md invariant 3, across a restart
+     * too; flows through a draining address go when its drain time ends).
      */
     private void machinesChanged()
     {

@@ -466,6 +466,52 @@ class ConntrackMonitorTest
     }
 
     @Test
+    void aMachineMovedToHostAndThenToAPairWhileItsOldPairDrainsKeepsTheOldPairsFlowsUntilTheDrainEnds()
+    {
+        // m1 on X; X is released with no room elsewhere (m1 to host), and while X drains m1 gets a slot of A
+        final EgressPair x = new EgressPair(Ipv4Address.parse("203.0.113.30"), Ipv6Address.parse("2001:db8:10::30"),
+            "lab");
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = new ConntrackMonitor(null, table, 1024, log, clock::get);
+        m.machinesChanged(List.of(app("m1", G1, x, 1024, 2047), app("m2", G2, A, 2048, 3071)),
+            List.of(A.ipv4(), x.ipv4()), List.of(A.ipv6(), x.ipv6()), DRAIN);
+        m.drainCommands();
+        table.add4(1, NAT, G1, x.ipv4().bits(), 1030);                     // via X: kept until X's drain ends
+        table.add6(2, NAT, G1V6, x.ipv6(), 1031);
+        table.add4(3, NAT, G2, A.ipv4().bits(), 2100);                     // another machine: kept
+        turn(m);
+        assertThat(table.deleted).isEmpty();
+
+        // X released: m1 to host; X stays held (draining) and its flows are due for deletion at the drain's end
+        final long released = clock.get();
+        m.machinesChanged(List.of(host("m1", G1), app("m2", G2, A, 2048, 3071)),
+            List.of(A.ipv4(), x.ipv4()), List.of(A.ipv6(), x.ipv6()), DRAIN);
+        turn(m);
+        assertThat(table.deleted).isEmpty();
+        table.add4(4, NAT, G1, HOST4, 40004);                              // masqueraded while host: goes at once
+        table.add6(5, NAT, G1V6, HOST6, 40005);
+
+        // within X's drain, m1 gets a slot of A
+        clock.addAndGet(DRAIN / 2);
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071)),
+            List.of(A.ipv4(), x.ipv4()), List.of(A.ipv6(), x.ipv6()), DRAIN);
+        table.add4(6, NAT, G1, A.ipv4().bits(), 1040);                     // via its new pair: kept
+        turn(m);
+        assertThat(table.deleted).as("only the masqueraded flows, at once").containsExactlyInAnyOrder(4, 5);
+        assertThat(table.entries).extracting(ConntrackEvent::id).containsExactly(1, 2, 3, 6);
+
+        // X's own drain deletion takes its flows when X's drain time ends, and nothing else
+        clock.set(released + DRAIN - 1);
+        turn(m);
+        assertThat(table.deleted).as("not before X's drain ends").hasSize(2);
+        clock.set(released + DRAIN);
+        turn(m);
+        assertThat(table.deleted).containsExactlyInAnyOrder(4, 5, 1, 2);
+        assertThat(table.entries).extracting(ConntrackEvent::id).containsExactly(3, 6);
+        assertThat(m.publish().flowsDeleted()).isEqualTo(4);
+    }
+
+    @Test
     void theHeldAddressesAreTheOnesWhenTheDeletionRuns()
     {
         // the first call knows A only; B is added before the monitor runs: m1's flows via B stay

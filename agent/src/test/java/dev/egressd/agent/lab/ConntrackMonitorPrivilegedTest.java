@@ -54,10 +54,14 @@ class ConntrackMonitorPrivilegedTest
     private static final String HOST6 = "2001:db8:1::1";
     private static final EgressPair A = new EgressPair(Ipv4Address.parse("203.0.113.10"),
         Ipv6Address.parse("2001:db8:10::10"), "lab");
+    private static final EgressPair X = new EgressPair(Ipv4Address.parse("203.0.113.30"),
+        Ipv6Address.parse("2001:db8:10::30"), "lab");
 
     private Lab lab;
     private KernelDataplane kernel;
     private ConntrackMonitor monitor;
+    /** The pairs whose addresses the kernel is programmed to hold on the uplink. */
+    private List<EgressPair> pairs = List.of(A);
     private final List<RunningClient> clients = new ArrayList<>();
     private final List<String> refusalLines = Collections.synchronizedList(new ArrayList<>());
 
@@ -160,7 +164,7 @@ class ConntrackMonitorPrivilegedTest
         moveM1ToA();
         final long t0 = System.nanoTime();
         monitor.machinesChanged(List.of(view(1), view(2)), TimeUnit.SECONDS.toNanos(350));
-        awaitTrue(() -> viaHost("ipv4", guest4(1), HOST4).isEmpty() && viaHost("ipv6", guest6(1), HOST6).isEmpty(),
+        awaitTrue(() -> via("ipv4", guest4(1), HOST4).isEmpty() && via("ipv6", guest6(1), HOST6).isEmpty(),
             "conntrack -L shows no flow of " + guest4(1) + " / " + guest6(1) + " via the host address");
         final long goneMs = (System.nanoTime() - t0) / 1_000_000;
         awaitTrue(() -> monitor.stats().flowsDeleted() - deletedBefore >= masqueraded4 + masqueraded6,
@@ -175,7 +179,7 @@ class ConntrackMonitorPrivilegedTest
         assertThat(after).as("echoes in flight before the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
         assertThat(after.get(after.size() - 2)).startsWith("fail ");
         assertThat(after.get(after.size() - 1)).isEqualTo("done");
-        assertThat(viaHost("ipv4", guest4(1), HOST4)).isEmpty();
+        assertThat(via("ipv4", guest4(1), HOST4)).isEmpty();
         assertThat(listed(guest4(2))).as("the other machine keeps its flows").isEqualTo(m2Before);
         report("host to static: m1 held " + masqueraded4 + " IPv4 flows via " + HOST4 + " and " + masqueraded6
             + " IPv6 via " + HOST6 + "; " + goneMs + " ms after the monitor was told conntrack -L shows none via the "
@@ -202,8 +206,8 @@ class ConntrackMonitorPrivilegedTest
         held.drain();
         moveM1ToA();
         sleep(1500);
-        final int stillVia4 = viaHost("ipv4", guest4(1), HOST4).size();
-        final int stillVia6 = viaHost("ipv6", guest6(1), HOST6).size();
+        final int stillVia4 = via("ipv4", guest4(1), HOST4).size();
+        final int stillVia6 = via("ipv6", guest6(1), HOST6).size();
         assertThat(stillVia4).as("the kernel change alone leaves the masqueraded entries (the gap)")
             .isEqualTo(masqueraded4);
         assertThat(stillVia6).isEqualTo(masqueraded6);
@@ -211,7 +215,7 @@ class ConntrackMonitorPrivilegedTest
         // a new monitor starts, knowing m1 as app-scoped only: a machine first seen static
         final long t0 = System.nanoTime();
         startMonitor(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, List.of(view(1), view(2)));
-        awaitTrue(() -> viaHost("ipv4", guest4(1), HOST4).isEmpty() && viaHost("ipv6", guest6(1), HOST6).isEmpty(),
+        awaitTrue(() -> via("ipv4", guest4(1), HOST4).isEmpty() && via("ipv6", guest6(1), HOST6).isEmpty(),
             "conntrack -L shows no flow of " + guest4(1) + " / " + guest6(1) + " via the host address");
         final long goneMs = (System.nanoTime() - t0) / 1_000_000;
         awaitTrue(() -> monitor.stats().flowsDeleted() >= masqueraded4 + masqueraded6, "the deletions counted");
@@ -224,7 +228,7 @@ class ConntrackMonitorPrivilegedTest
         assertThat(after).as("echoes until the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
         assertThat(after.get(after.size() - 2)).startsWith("fail ");
         assertThat(after.get(after.size() - 1)).isEqualTo("done");
-        assertThat(viaHost("ipv4", guest4(1), HOST4)).isEmpty();
+        assertThat(via("ipv4", guest4(1), HOST4)).isEmpty();
         assertThat(listed(guest4(2))).as("the other machine keeps its flows (via A, held)").isEqualTo(m2Before);
         awaitTrue(() -> ledger("m2").equals(m2Before), "the new monitor counts m2's kept flows");
         report("first seen static: m1 held " + masqueraded4 + " IPv4 flows via " + HOST4 + " and " + masqueraded6
@@ -234,6 +238,82 @@ class ConntrackMonitorPrivilegedTest
             + after + "; new v4 " + fresh4 + " v6 " + fresh6 + "; m1 now " + entriesOf(guest4(1)).stream()
             .map(e -> e.origDst() + " as " + e.replyDst() + ":" + e.replyPort() + " " + e.tcpState()).toList()
             + "; m2 keeps " + listed(guest4(2)));
+    }
+
+    @Test
+    void aMachineMovedToHostAndThenToAPairWhileItsOldPairDrainsKeepsItsFlowsViaTheOldPairUntilTheDrainEnds()
+        throws Exception
+    {
+        // m1 on slot 1 of X holds connections from X (both families); m2 on slot 2 of A
+        pairs = List.of(A, X);
+        final Egress onX = new Egress(Scope.APP, X, 1, L.firstPort(1), L.lastPort(1), "slot 1");
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, onX);
+        final String x4 = X.ipv4().toString();
+        final String x6 = X.ipv6().toString();
+        final RunningClient heldX = lab.startClient(1, "hold", DST4, "80", "60", "--timeout", "1");
+        clients.add(heldX);
+        assertThat(heldX.next(Duration.ofSeconds(10)).seenIp()).as("from X while on X").isEqualTo(x4);
+        hold(1, DST6, 2);
+        final int viaX4 = via("ipv4", guest4(1), x4).size();
+        final int viaX6 = via("ipv6", guest6(1), x6).size();
+        assertThat(viaX4).isGreaterThanOrEqualTo(1);
+        assertThat(viaX6).isGreaterThanOrEqualTo(2);
+        final List<Ipv4Address> held4 = List.of(A.ipv4(), X.ipv4());
+        final List<Ipv6Address> held6 = List.of(A.ipv6(), X.ipv6());
+
+        // X released with no room elsewhere: m1 to the host's address; X stays on the uplink while it drains (as the
+        // control loop keeps it), and the monitor schedules the deletion of m1's flows via X at the drain's end
+        final long drain = TimeUnit.SECONDS.toNanos(8);
+        final EgressAllocator.MachineView hostView = new EgressAllocator.MachineView(1, machine(1), hostEgress(), null);
+        program(List.of(new PlannedMachine(machine(1), hostEgress()), planned(2)));
+        final long released = System.nanoTime();
+        monitor.machinesChanged(List.of(hostView, view(2)), held4, held6, drain);
+        final RunningClient heldHost = lab.startClient(1, "hold", DST4B, "80", "60", "--timeout", "1");
+        clients.add(heldHost);
+        assertThat(heldHost.next(Duration.ofSeconds(10)).seenIp()).as("masqueraded while host").isEqualTo(HOST4);
+        hold(1, DST6, 1);
+        final int masqueraded4 = via("ipv4", guest4(1), HOST4).size();
+        final int masqueraded6 = via("ipv6", guest6(1), HOST6).size();
+        assertThat(masqueraded4).isGreaterThanOrEqualTo(1);
+        assertThat(masqueraded6).isGreaterThanOrEqualTo(1);
+
+        // within X's drain, m1 gets slot 1 of A: the masqueraded flows go at once, the ones via X stay
+        moveM1ToA();
+        final long moved = System.nanoTime();
+        monitor.machinesChanged(List.of(view(1), view(2)), held4, held6, drain);
+        awaitTrue(() -> via("ipv4", guest4(1), HOST4).isEmpty() && via("ipv6", guest6(1), HOST6).isEmpty(),
+            "conntrack -L shows no flow of m1 via the host address");
+        final long hostGoneMs = (System.nanoTime() - moved) / 1_000_000;
+        assertThat(System.nanoTime() - released).as("the checks below ran within X's drain").isLessThan(drain);
+        assertThat(via("ipv4", guest4(1), x4)).as("m1's flows via X are kept while X drains").hasSize(viaX4);
+        assertThat(via("ipv6", guest6(1), x6)).hasSize(viaX6);
+        heldX.drain();
+        assertThat(heldX.nextLine(Duration.ofSeconds(2))).as("the connection via X still answers after the move")
+            .startsWith("echo " + x4 + " ");
+        final List<String> hostAfter = heldHost.awaitEnd(Duration.ofSeconds(5));
+        assertThat(hostAfter).as("the masqueraded connection: a failure, then done").hasSizeGreaterThanOrEqualTo(2);
+        assertThat(hostAfter.get(hostAfter.size() - 2)).startsWith("fail ");
+        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 1, 0);
+        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        assertLeaveFromABlock1(fresh4, fresh6);
+
+        // X's drain deletion takes the flows via X when its drain time ends, not before
+        awaitTrue(() -> via("ipv4", guest4(1), x4).isEmpty() && via("ipv6", guest6(1), x6).isEmpty(),
+            "conntrack -L shows no flow of m1 via X after X's drain time", 20);
+        final long xGoneMs = (System.nanoTime() - released) / 1_000_000;
+        assertThat(xGoneMs).as("not before X's drain ends").isGreaterThanOrEqualTo(drain / 1_000_000);
+        final List<String> xAfter = heldX.awaitEnd(Duration.ofSeconds(5));
+        assertThat(xAfter).as("the connection via X: echoes, then a failure with X's drain, then done")
+            .hasSizeGreaterThanOrEqualTo(3);
+        assertThat(xAfter.get(xAfter.size() - 3)).startsWith("echo " + x4 + " ");
+        assertThat(xAfter.get(xAfter.size() - 2)).startsWith("fail ");
+        assertThat(via("ipv4", guest4(1), HOST4)).isEmpty();
+        report("host to static within a drain: m1 held " + viaX4 + " IPv4 / " + viaX6 + " IPv6 flows via X, then "
+            + masqueraded4 + " / " + masqueraded6 + " via the host; " + hostGoneMs + " ms after the move to A none "
+            + "via the host, all via X kept; flows via X gone " + xGoneMs + " ms after X's release (drain "
+            + drain / 1_000_000 + " ms); connection via X from the move on: " + xAfter.size() + " lines ending "
+            + xAfter.subList(Math.max(0, xAfter.size() - 2), xAfter.size()) + "; masqueraded one: " + hostAfter
+            + "; new v4 " + fresh4 + " v6 " + fresh6 + "; deleted " + monitor.stats().flowsDeleted());
     }
 
     @Test
@@ -268,12 +348,7 @@ class ConntrackMonitorPrivilegedTest
         final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", cap);
         kernel = lab.host().call(() -> KernelDataplane.open(config));
         lab.host().call(kernel::ensureTable);
-        final List<PlannedMachine> planned = List.of(new PlannedMachine(machine(1), first), planned(2));
-        lab.host().call(() ->
-        {
-            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(planned, List.of(A))));
-            return null;
-        });
+        program(List.of(new PlannedMachine(machine(1), first), planned(2)));
         startMonitor(cap, receiveBuffer, List.of(new EgressAllocator.MachineView(1, machine(1), first, null),
             view(2)));
     }
@@ -290,10 +365,10 @@ class ConntrackMonitorPrivilegedTest
         monitor.start();
     }
 
-    /** A guest's entries whose translated source is the given (host) address. */
-    private List<ConntrackEntry> viaHost(final String family, final String guest, final String host)
+    /** A guest's entries whose translated source is the given address (the host's, or a pair's). */
+    private List<ConntrackEntry> via(final String family, final String guest, final String address)
     {
-        return lab.conntrack(family).stream().filter(e -> guest.equals(e.origSrc()) && host.equals(e.replyDst()))
+        return lab.conntrack(family).stream().filter(e -> guest.equals(e.origSrc()) && address.equals(e.replyDst()))
             .collect(Collectors.toList());
     }
 
@@ -349,12 +424,18 @@ class ConntrackMonitorPrivilegedTest
 
     private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        awaitTrue(condition, what, 10);
+    }
+
+    private static void awaitTrue(final BooleanSupplier condition, final String what, final int seconds)
+        throws InterruptedException
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
         while (!condition.getAsBoolean())
         {
             if (System.nanoTime() > deadline)
             {
-                throw new AssertionError("not within 10 s: " + what);
+                throw new AssertionError("not within " + seconds + " s: " + what);
             }
             Thread.sleep(100);
         }
@@ -440,8 +521,8 @@ class ConntrackMonitorPrivilegedTest
         hold(1, DST4B, 3);
         hold(1, DST6, 2);
         hold(2, DST4, 2);
-        final int masqueraded4 = viaHost("ipv4", guest4(1), HOST4).size();
-        final int masqueraded6 = viaHost("ipv6", guest6(1), HOST6).size();
+        final int masqueraded4 = via("ipv4", guest4(1), HOST4).size();
+        final int masqueraded6 = via("ipv6", guest6(1), HOST6).size();
         assertThat(masqueraded4).as("the held connection and 3 more, via " + HOST4).isGreaterThanOrEqualTo(4);
         assertThat(masqueraded6).as("2 via " + HOST6).isGreaterThanOrEqualTo(2);
         final Map<String, Integer> m2Before = listed(guest4(2));
@@ -451,10 +532,15 @@ class ConntrackMonitorPrivilegedTest
     /** Commits m1's move to slot 1 of A to the kernel (the monitor is not told here). */
     private void moveM1ToA() throws Exception
     {
+        program(List.of(planned(1), planned(2)));
+    }
+
+    /** Programs the kernel with these machines and {@link #pairs} on the uplink (as the control loop commits). */
+    private void program(final List<PlannedMachine> machines) throws Exception
+    {
         lab.host().call(() ->
         {
-            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(List.of(planned(1), planned(2)),
-                List.of(A))));
+            kernel.apply(PlanDiff.between(kernel.read(), KernelPlanner.plan(machines, pairs)));
             return null;
         });
     }
