@@ -106,6 +106,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     private static final int TCP = 6;
     private static final int ANY_FIRST = 1;
     private static final int ANY_LAST = 65535;
+    private static final int REACHED_ANY = ConnectionLedger.REACHED_WARNING | ConnectionLedger.REACHED_CRITICAL
+        | ConnectionLedger.REACHED_OVER_CAP;
 
     /** A machine as the monitor knows it. */
     record Tracked(String id, String app, int handle, Ipv4Address guest4, Ipv6Address guest6, Scope scope,
@@ -1094,7 +1096,6 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         {
             return; // a state change, or not (or no longer) counted by ct count, or not translated: not via the uplink
         }
-        final int before = ledger.busiestCount(handle);
         final int status = e.isIpv4() ? ledger.open(id, handle, e.origDstV4(), e.replyDstPort())
             : ledger.open(id, handle, e.origDstHigh(), e.origDstLow(), e.replyDstPort());
         if ((status & ConnectionLedger.OPENED) == 0)
@@ -1109,20 +1110,31 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
                 "translated port " + e.replyDstPort() + " outside the machine's block " + t.firstPort() + ".."
                     + t.lastPort());
         }
-        final int after = ledger.busiestCount(handle);
-        if (after > before)
+        if ((status & REACHED_ANY) != 0)
         {
-            final int warn = ledger.warningThreshold();
-            final int crit = ledger.criticalThreshold();
+            // The machine's first destination at this level: the one this connection goes to, now exactly there.
             final int cap = ledger.destinationCap();
-            if (before < crit && after >= crit || before < warn && after >= warn || before <= cap && after > cap)
+            final String level;
+            final int count;
+            if ((status & ConnectionLedger.REACHED_OVER_CAP) != 0)
             {
-                final String level = after > cap ? "over_cap" : after >= crit ? "95" : "80";
-                final Tracked t = byHandle[handle];
-                refusals.limit("destination_cap_" + level, t.id(), t.app(), tuple(e),
-                    after + " of " + cap + " connections to one destination (" + Math.round(after * 100.0 / cap)
-                        + "% of the cap)");
+                level = "over_cap";
+                count = cap + 1;
             }
+            else if ((status & ConnectionLedger.REACHED_CRITICAL) != 0)
+            {
+                level = "95";
+                count = ledger.criticalThreshold();
+            }
+            else
+            {
+                level = "80";
+                count = ledger.warningThreshold();
+            }
+            final Tracked t = byHandle[handle];
+            refusals.limit("destination_cap_" + level, t.id(), t.app(), tuple(e),
+                count + " of " + cap + " connections to one destination (" + Math.round(count * 100.0 / cap)
+                    + "% of the cap)");
         }
     }
 
@@ -1155,10 +1167,17 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     private Stats snapshot()
     {
         final Map<String, MachineSummary> machines = new HashMap<>();
+        int handles = 0;
         for (final Tracked t : byId.values())
         {
-            machines.put(t.id(), new MachineSummary(ledger.machineConnections(t.handle()),
-                ledger.busiestCount(t.handle())));
+            handles = Math.max(handles, t.handle() + 1);
+        }
+        // One pass over the ledger's destinations for every machine (once a second), not one per machine.
+        final int[] busiest = new int[handles];
+        ledger.busiestCounts(busiest);
+        for (final Tracked t : byId.values())
+        {
+            machines.put(t.id(), new MachineSummary(ledger.machineConnections(t.handle()), busiest[t.handle()]));
         }
         return new Stats(ledger.destinationCap(), newEvents, updateEvents, destroyEvents, existingEvents, guestEvents,
             overruns,

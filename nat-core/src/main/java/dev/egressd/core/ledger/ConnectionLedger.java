@@ -50,6 +50,19 @@ public interface ConnectionLedger
     /** {@link #open} status: the machine is not registered; nothing was counted. */
     int UNKNOWN_MACHINE = 1 << 5;
 
+    /**
+     * {@link #open} status bit, with {@link #OPENED}: this open took a destination of the machine to exactly
+     * {@link #warningThreshold()} and no other destination of the machine is at or above it, so the machine now
+     * counts in {@link #machinesAtWarning()} (the moment to tell the operator, once).
+     */
+    int REACHED_WARNING = 1 << 6;
+
+    /** {@link #open} status bit, as {@link #REACHED_WARNING} for {@link #criticalThreshold()}. */
+    int REACHED_CRITICAL = 1 << 7;
+
+    /** {@link #open} status bit, as {@link #REACHED_WARNING} for the cap + 1 ({@link #machinesOverCap()}). */
+    int REACHED_OVER_CAP = 1 << 8;
+
     /** {@link #close} status: the connection was live and is now closed. */
     int CLOSED = 1;
 
@@ -122,7 +135,7 @@ public interface ConnectionLedger
      * @param translatedPort the translated source port (the reply tuple's destination port), 0..65535: a u16 as
      *                       conntrack gives it; the fast ledger keeps only those 16 bits.
      * @return status bits: {@link #OPENED}, {@link #DUPLICATE}, {@link #REPLACED}, {@link #VIOLATION},
-     * {@link #OVER_CAP} or {@link #UNKNOWN_MACHINE}.
+     * {@link #OVER_CAP}, the {@code REACHED_*} bits, or {@link #UNKNOWN_MACHINE}.
      */
     int open(long connId, int machine, int destination, int translatedPort);
 
@@ -184,12 +197,21 @@ public interface ConnectionLedger
     int count(int machine, long destinationHigh, long destinationLow);
 
     /**
-     * The highest count over all destinations of a machine.
+     * The highest count over all destinations of a machine. May scan every destination entry: the event path
+     * learns of threshold crossings from {@link #open}'s {@code REACHED_*} bits instead.
      *
      * @param machine the machine handle.
      * @return the busiest destination's count, 0 if none.
      */
     int busiestCount(int machine);
+
+    /**
+     * The busiest count of every machine handle below {@code byMachine.length} ({@link #busiestCount} of each), in
+     * one pass over the destination entries: what a once-a-second metrics snapshot needs.
+     *
+     * @param byMachine filled with the busiest count per handle, 0 for machines without connections.
+     */
+    void busiestCounts(int[] byMachine);
 
     /**
      * Machines whose busiest destination is at or above {@link #warningThreshold()}.

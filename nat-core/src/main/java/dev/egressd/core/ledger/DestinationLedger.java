@@ -43,27 +43,31 @@ import java.util.Map;
  *     O(capacity) pass is amortized O(1) per insert, and memory follows the peak of live destinations, not
  *     history. (DestinationLedgerBenchmark at 0% fill, old and new alternating in one JVM: 24-33 -> 17-23
  *     ns/op, about 1.3x; in one JMH run, 1 entry 38 -> 25 ns/op, 1,000 entries 52 -> 28.)</li>
- *     <li><i>Machines</i>, indexed by handle, four ints each in {@code machines}: first port ({@code 0} = not
- *     registered), last port, live connections, busiest count; and a histogram per machine,
- *     {@code machineHistograms[m][c]} = how many of its destinations hold exactly {@code c} connections.</li>
+ *     <li><i>Machines</i>, indexed by handle, six ints each in {@code machines}: first port ({@code 0} = not
+ *     registered), last port, live connections, and how many of its destinations are at or above the warning
+ *     threshold, the critical threshold and the cap + 1.</li>
  * </ol>
  *
  * <b>Deletion</b> is backward-shift (Knuth vol. 3, algorithm R): no tombstones, so probe lengths depend only on
  * the live load, never on history, and no rehash is needed to clean up. The connection table is kept at most 1/2
  * full, the entry index (live and idle entries) at most 3/8 before idle entries are swept.
  *
- * <b>Busiest count without a scan.</b> Counts move by exactly 1 per event. Going up, the new max is
- * {@code max(busiest, c)}, so it changes only when {@code c == busiest + 1}. Going down from
- * {@code c + 1 == busiest}, if the histogram says no other destination is still at {@code c + 1}, the new busiest
- * is exactly {@code c}, because the destination just decremented sits there. The busiest count thus only ever
- * moves by one, and a saturation counter changes only when it reaches (or leaves) its threshold exactly: an
- * equality test, skipped entirely below {@link #warningThreshold()}. So {@link #busiestCount} is a field read and
- * each event costs O(1). The histogram grows (by doubling) only when a machine reaches a count it never reached
- * before; steady state allocates nothing.
+ * <b>The last entry.</b> An open first compares its key with the entry the previous open counted on
+ * ({@code lastEntry}): an application's connections to one destination (a pool filling, a burst of requests) arrive
+ * as consecutive opens and skip the index probe; a miss costs three compares.
  *
- * <b>Saturation counters</b> ({@link #machinesAtWarning()}, {@link #machinesAtCritical()},
- * {@link #machinesOverCap()}) are maintained, not scanned: whenever a machine's busiest count crosses a threshold
- * the counter moves by one. Metrics read three ints every 15 s.
+ * <b>Saturation without a scan.</b> Counts move by exactly 1 per event, so a destination reaches a threshold only by
+ * being raised to exactly it, and leaves it only by being lowered from exactly it. Each machine keeps how many of
+ * its destinations are at or above each threshold; when that number leaves 0 (or returns to it) the machine enters
+ * (or leaves) {@link #machinesAtWarning()}, {@link #machinesAtCritical()} or {@link #machinesOverCap()}, and the
+ * open says so with a {@code REACHED_*} bit. Below {@link #warningThreshold()} (almost every event) this is one
+ * compare. Metrics read three ints.
+ *
+ * <b>Busiest count by a scan.</b> {@link #busiestCount} and {@link #busiestCounts} scan the entry pool (O(pool):
+ * 0.05-0.08 ms at 100,000 entries, LedgerSnapshotBenchmark), because the exact maximum kept per event needed a per-machine histogram of counts
+ * whose upkeep was a third of the cost of an open + close (DestinationLedgerBenchmark: 19-29 -> 13-21 ns/op
+ * without it). The daemon reads all machines' busiest counts in one {@link #busiestCounts} pass once a second, for
+ * the per-machine gauge, and learns of threshold crossings from {@link #open}'s status.
  *
  * <b>Ports in use</b> are not kept per entry: a bitmap cannot be decremented when two connections (different
  * destination ports, or TCP and UDP) share a translated port, machines without a block span 65535 ports, and a
@@ -81,18 +85,18 @@ import java.util.Map;
  *     <li>count of entry {@code e} = live connections pointing at {@code e}; an indexed entry with count 0 is idle;
  *     {@code entrySize} = indexed entries (live and idle), {@code liveEntries} = those with count {@code >= 1}
  *     = {@link #liveDestinations()}; {@code connSize} = sum of all counts = {@link #liveConnections()}.</li>
- *     <li>{@code machineHistograms[m][c]} = entries of {@code m} with count {@code c >= 1} (cell 0 is scratch); the
- *     busiest count of
- *     {@code m} = largest {@code c} with a non-zero histogram cell, 0 if none.</li>
- *     <li>{@code atWarning} = machines with busiest {@code >= warningThreshold()}, likewise critical and over cap.
- *     </li>
+ *     <li>the at-warning number of machine {@code m} = entries of {@code m} with count {@code >= warningThreshold()},
+ *     likewise critical and over the cap; {@code atWarning} = machines whose at-warning number is not 0 (their
+ *     busiest count is {@code >= warningThreshold()}), likewise {@code atCritical} and {@code overCap}.</li>
+ *     <li>{@code lastEntry} is EMPTY or an indexed entry (live or idle).</li>
  *     <li>No connection of an unregistered machine is live.</li>
  * </ul>
  *
- * <b>Complexity.</b> {@link #open}: expected O(1), two hash probes (connection, entry); {@link #close}: one
- * (connection); amortized O(1) with idle-entry sweeps; no allocation (growth excepted). Counts, busiest and
- * saturation: O(1). {@link #endResync()}, {@link #unregisterMachine(int)}: O(connection capacity). {@link #topDestinations}: O(entry pool + connection capacity + k log k), allocates. Measured by
- * {@code DestinationLedgerBenchmark}.
+ * <b>Complexity.</b> {@link #open}: expected O(1), two hash probes (connection, entry; one when the last entry
+ * matches); {@link #close}: one (connection); amortized O(1) with idle-entry sweeps; no allocation (growth
+ * excepted). Counts and saturation: O(1). {@link #busiestCount}, {@link #busiestCounts}: O(entry pool).
+ * {@link #endResync()}, {@link #unregisterMachine(int)}: O(connection capacity). {@link #topDestinations}: O(entry
+ * pool + connection capacity + k log k), allocates. Measured by {@code DestinationLedgerBenchmark}.
  *
  * <p>Single writer, no locks (STYLE guidance 3).
  */
@@ -106,7 +110,6 @@ public final class DestinationLedger implements ConnectionLedger
     private static final long EMPTY_SLOT = -1L;
     private static final long ENTRY_BITS = 0xFFFF_FFFFL;
     private static final int MIN_CAPACITY = 16;
-    private static final int INITIAL_HISTOGRAM = 16;
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
     private static final long MACHINE_MIX = 0xC2B2AE3D27D4EB4FL;
     private static final long HIGH_MIX = 0x165667B19E3779F9L;
@@ -116,11 +119,14 @@ public final class DestinationLedger implements ConnectionLedger
     private static final int ENTRY_LOW = 1;
     private static final int ENTRY_MACHINE_COUNT = 2;
 
-    private static final int MACHINE_STRIDE = 4;
+    private static final int MACHINE_STRIDE = 6;
     private static final int MACHINE_FIRST_PORT = 0;
     private static final int MACHINE_LAST_PORT = 1;
     private static final int MACHINE_CONNECTIONS = 2;
-    private static final int MACHINE_BUSIEST = 3;
+    // How many of the machine's destinations are at or above each threshold (warning, critical, over the cap).
+    private static final int MACHINE_AT_WARNING = 3;
+    private static final int MACHINE_AT_CRITICAL = 4;
+    private static final int MACHINE_OVER_CAP = 5;
 
     private final int destinationCap;
     private final int warningThreshold;
@@ -142,10 +148,13 @@ public final class DestinationLedger implements ConnectionLedger
     private int[] freeEntries;
     private int freeCount;
     private int entryHighWater;
+    // The entry the last open counted on, or EMPTY: an application's connections to one destination (a pool filling,
+    // a burst of requests) come as consecutive opens, which then skip the index probe. Idle entries leave the index
+    // only in makeEntryRoom, called by an insert that then caches its own entry; clear() resets it.
+    private int lastEntry = EMPTY;
 
-    // Machines, indexed by handle: [firstPort, lastPort, connections, busiest] each, and a count histogram.
+    // Machines, indexed by handle: [firstPort, lastPort, connections, atWarning, atCritical, overCap] each.
     private int[] machines;
-    private int[][] machineHistograms;
 
     private int atWarning;
     private int atCritical;
@@ -217,9 +226,7 @@ public final class DestinationLedger implements ConnectionLedger
         entries = new long[pool * ENTRY_STRIDE];
         freeEntries = new int[pool];
 
-        final int machineCapacity = Math.max(MIN_CAPACITY, expectedMachines);
-        machines = new int[machineCapacity * MACHINE_STRIDE];
-        machineHistograms = new int[machineCapacity][];
+        machines = new int[Math.max(MIN_CAPACITY, expectedMachines) * MACHINE_STRIDE];
     }
 
     @Override
@@ -253,7 +260,7 @@ public final class DestinationLedger implements ConnectionLedger
         {
             throw new IllegalArgumentException("port range must lie in 1..65535, got " + firstPort + ".." + lastPort);
         }
-        if (machine >= machineHistograms.length)
+        if (machine >= machines.length / MACHINE_STRIDE)
         {
             growMachines(machine);
         }
@@ -261,10 +268,6 @@ public final class DestinationLedger implements ConnectionLedger
         final boolean isNew = machines[base + MACHINE_FIRST_PORT] == 0;
         machines[base + MACHINE_FIRST_PORT] = firstPort;
         machines[base + MACHINE_LAST_PORT] = lastPort;
-        if (isNew)
-        {
-            machineHistograms[machine] = new int[INITIAL_HISTOGRAM];
-        }
         return isNew;
     }
 
@@ -275,18 +278,18 @@ public final class DestinationLedger implements ConnectionLedger
         {
             return 0;
         }
+        // Every connection goes through releaseEntry, so the machine's counts and the saturation counters fall to 0.
         final int dropped = removeConnectionsWhere(machine);
         final int base = machine * MACHINE_STRIDE;
         machines[base + MACHINE_FIRST_PORT] = 0;
         machines[base + MACHINE_LAST_PORT] = 0;
-        machineHistograms[machine] = null;
         return dropped;
     }
 
     @Override
     public boolean isRegistered(final int machine)
     {
-        return machine >= 0 && machine < machineHistograms.length &&
+        return machine >= 0 && machine < machines.length / MACHINE_STRIDE &&
             machines[machine * MACHINE_STRIDE + MACHINE_FIRST_PORT] != 0;
     }
 
@@ -393,10 +396,13 @@ public final class DestinationLedger implements ConnectionLedger
         final int[] machines = this.machines;
         final int base = machine * MACHINE_STRIDE;
         machines[base + MACHINE_CONNECTIONS]++;
-        raise(machine, count);
         opens++;
 
         int status = statusSoFar | OPENED;
+        if (count >= warningThreshold)
+        {
+            status |= crossedUp(base, count);
+        }
         if (port < machines[base + MACHINE_FIRST_PORT] || port > machines[base + MACHINE_LAST_PORT])
         {
             status |= VIOLATION;
@@ -417,74 +423,48 @@ public final class DestinationLedger implements ConnectionLedger
         releaseEntry((int)(meta >> 32));
     }
 
-    private void raise(final int machine, final int count)
+    /**
+     * A destination of the machine at {@code base} rose to {@code count}, at or above the warning threshold:
+     * counts it in at each threshold it just reached, and the machine in the saturation counters when it is the
+     * machine's first destination there.
+     *
+     * @return the REACHED_* status bits of the thresholds the machine just reached.
+     */
+    private int crossedUp(final int base, final int count)
     {
-        int[] histogram = machineHistograms[machine];
-        if (count >= histogram.length)
-        {
-            histogram = growHistogram(machine, count);
-        }
-        // Cell 0 is scratch (it counts nothing): writing it spares a branch on every first connection.
-        histogram[count - 1]--;
-        histogram[count]++;
-        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
-        if (count > machines[at])
-        {
-            // Counts move by one, so the busiest count was count - 1 and rises by exactly one.
-            machines[at] = count;
-            if (count >= warningThreshold)
-            {
-                crossedUp(count);
-            }
-        }
-    }
-
-    private void lower(final int machine, final int count)
-    {
-        final int[] histogram = machineHistograms[machine];
-        final int remainingAtOld = --histogram[count + 1];
-        histogram[count]++;
-        final int at = machine * MACHINE_STRIDE + MACHINE_BUSIEST;
-        if (0 == remainingAtOld && machines[at] == count + 1)
-        {
-            // The destination just decremented now sits at count, so the busiest count falls by exactly one.
-            machines[at] = count;
-            if (count >= warningThreshold - 1)
-            {
-                crossedDown(count + 1);
-            }
-        }
-    }
-
-    /** The busiest count of a machine rose to {@code busiest} from {@code busiest - 1}. */
-    private void crossedUp(final int busiest)
-    {
-        if (busiest == warningThreshold)
+        final int[] machines = this.machines;
+        int status = 0;
+        if (count == warningThreshold && 0 == machines[base + MACHINE_AT_WARNING]++)
         {
             atWarning++;
+            status |= REACHED_WARNING;
         }
-        if (busiest == criticalThreshold)
+        if (count == criticalThreshold && 0 == machines[base + MACHINE_AT_CRITICAL]++)
         {
             atCritical++;
+            status |= REACHED_CRITICAL;
         }
-        if (busiest == destinationCap + 1)
+        if (count == destinationCap + 1 && 0 == machines[base + MACHINE_OVER_CAP]++)
         {
             overCap++;
+            status |= REACHED_OVER_CAP;
         }
+        return status;
     }
 
-    /** The busiest count of a machine fell from {@code old} to {@code old - 1}. */
-    private void crossedDown(final int old)
+    /** A destination of the machine at {@code base} fell from {@code old}, at or above the warning threshold. */
+    private void crossedDown(final int base, final int old)
     {
-        if (old == warningThreshold)
+        final int[] machines = this.machines;
+        if (old == warningThreshold && 0 == --machines[base + MACHINE_AT_WARNING])
         {
             atWarning--;
         }
-        if (old == criticalThreshold)
+        if (old == criticalThreshold && 0 == --machines[base + MACHINE_AT_CRITICAL])
         {
             atCritical--;
         }
-        if (old == destinationCap + 1)
+        if (old == destinationCap + 1 && 0 == --machines[base + MACHINE_OVER_CAP])
         {
             overCap--;
         }
@@ -538,6 +518,25 @@ public final class DestinationLedger implements ConnectionLedger
     }
 
     private int acquireEntry(final int machine, final long high, final long low)
+    {
+        final long[] entries = this.entries;
+        final long machineWord = (long)machine << 32;
+        final int last = lastEntry;
+        if (EMPTY != last)
+        {
+            final int at = last * ENTRY_STRIDE;
+            if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
+                (entries[at + ENTRY_MACHINE_COUNT] & ~ENTRY_BITS) == machineWord)
+            {
+                return last;
+            }
+        }
+        final int entry = findOrInsertEntry(machine, high, low);
+        lastEntry = entry;
+        return entry;
+    }
+
+    private int findOrInsertEntry(final int machine, final long high, final long low)
     {
         long[] entrySlots = this.entrySlots;
         final long[] entries = this.entries;
@@ -603,9 +602,12 @@ public final class DestinationLedger implements ConnectionLedger
         final long word = entries[at] - 1;
         entries[at] = word;
         final int count = (int)word;
-        final int machine = (int)(word >>> 32);
-        machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS]--;
-        lower(machine, count);
+        final int base = (int)(word >>> 32) * MACHINE_STRIDE;
+        machines[base + MACHINE_CONNECTIONS]--;
+        if (count >= warningThreshold - 1)
+        {
+            crossedDown(base, count + 1);
+        }
         if (0 == count)
         {
             // Lazy free: the entry stays indexed, idle, so a destination that churns reuses it (makeEntryRoom).
@@ -760,18 +762,17 @@ public final class DestinationLedger implements ConnectionLedger
         Arrays.fill(conns, EMPTY_META);
         connSize = 0;
         Arrays.fill(entrySlots, EMPTY_SLOT);
+        lastEntry = EMPTY;
         entrySize = 0;
         liveEntries = 0;
         freeCount = 0;
         entryHighWater = 0;
-        for (int machine = 0; machine < machineHistograms.length; machine++)
+        for (int base = 0; base < machines.length; base += MACHINE_STRIDE)
         {
-            machines[machine * MACHINE_STRIDE + MACHINE_CONNECTIONS] = 0;
-            machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] = 0;
-            if (null != machineHistograms[machine])
-            {
-                Arrays.fill(machineHistograms[machine], 0);
-            }
+            machines[base + MACHINE_CONNECTIONS] = 0;
+            machines[base + MACHINE_AT_WARNING] = 0;
+            machines[base + MACHINE_AT_CRITICAL] = 0;
+            machines[base + MACHINE_OVER_CAP] = 0;
         }
         atWarning = 0;
         atCritical = 0;
@@ -821,7 +822,38 @@ public final class DestinationLedger implements ConnectionLedger
     @Override
     public int busiestCount(final int machine)
     {
-        return isRegistered(machine) ? machines[machine * MACHINE_STRIDE + MACHINE_BUSIEST] : 0;
+        if (!isRegistered(machine))
+        {
+            return 0;
+        }
+        final long[] entries = this.entries;
+        int busiest = 0;
+        for (int at = ENTRY_MACHINE_COUNT, end = entryHighWater * ENTRY_STRIDE; at < end; at += ENTRY_STRIDE)
+        {
+            final long word = entries[at];
+            // Free and idle entries count 0, whatever machine they last held.
+            if ((int)(word >>> 32) == machine && (int)word > busiest)
+            {
+                busiest = (int)word;
+            }
+        }
+        return busiest;
+    }
+
+    @Override
+    public void busiestCounts(final int[] byMachine)
+    {
+        Arrays.fill(byMachine, 0);
+        final long[] entries = this.entries;
+        for (int at = ENTRY_MACHINE_COUNT, end = entryHighWater * ENTRY_STRIDE; at < end; at += ENTRY_STRIDE)
+        {
+            final long word = entries[at];
+            final int machine = (int)(word >>> 32);
+            if (machine < byMachine.length && (int)word > byMachine[machine])
+            {
+                byMachine[machine] = (int)word;
+            }
+        }
     }
 
     @Override
@@ -1080,18 +1112,9 @@ public final class DestinationLedger implements ConnectionLedger
         freeEntries = Arrays.copyOf(freeEntries, capacity);
     }
 
-    private int[] growHistogram(final int machine, final int count)
-    {
-        final int[] histogram = Arrays.copyOf(
-            machineHistograms[machine], Math.max(machineHistograms[machine].length * 2, count + 1));
-        machineHistograms[machine] = histogram;
-        return histogram;
-    }
-
     private void growMachines(final int machine)
     {
-        final int capacity = Math.max(machineHistograms.length * 2, machine + 1);
+        final int capacity = Math.max(machines.length / MACHINE_STRIDE * 2, machine + 1);
         machines = Arrays.copyOf(machines, capacity * MACHINE_STRIDE);
-        machineHistograms = Arrays.copyOf(machineHistograms, capacity);
     }
 }

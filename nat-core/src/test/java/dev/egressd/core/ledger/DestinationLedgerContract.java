@@ -5,6 +5,9 @@ import static dev.egressd.core.ledger.ConnectionLedger.DUPLICATE;
 import static dev.egressd.core.ledger.ConnectionLedger.NOT_FOUND;
 import static dev.egressd.core.ledger.ConnectionLedger.OPENED;
 import static dev.egressd.core.ledger.ConnectionLedger.OVER_CAP;
+import static dev.egressd.core.ledger.ConnectionLedger.REACHED_CRITICAL;
+import static dev.egressd.core.ledger.ConnectionLedger.REACHED_OVER_CAP;
+import static dev.egressd.core.ledger.ConnectionLedger.REACHED_WARNING;
 import static dev.egressd.core.ledger.ConnectionLedger.REPLACED;
 import static dev.egressd.core.ledger.ConnectionLedger.UNKNOWN_MACHINE;
 import static dev.egressd.core.ledger.ConnectionLedger.VIOLATION;
@@ -315,9 +318,11 @@ abstract class DestinationLedgerContract
     {
         for (int i = 0; i < CAP; i++)
         {
-            assertThat(ledger.open(i, M1, DST_A, 1500 + i)).isEqualTo(OPENED);
+            final int reached = i + 1 == ledger.warningThreshold() ? REACHED_WARNING
+                : i + 1 == ledger.criticalThreshold() ? REACHED_CRITICAL : 0;
+            assertThat(ledger.open(i, M1, DST_A, 1500 + i)).isEqualTo(OPENED | reached);
         }
-        assertThat(ledger.open(CAP, M1, DST_A, 1500)).isEqualTo(OPENED | OVER_CAP);
+        assertThat(ledger.open(CAP, M1, DST_A, 1500)).isEqualTo(OPENED | OVER_CAP | REACHED_OVER_CAP);
         assertThat(ledger.open(CAP, M1, DST_A, 1500)).isEqualTo(DUPLICATE);
         assertThat(ledger.open(CAP + 1, M1, DST_B, 1500)).isEqualTo(OPENED);
         assertThat(ledger.overCapOpens()).isEqualTo(1);
@@ -326,6 +331,54 @@ abstract class DestinationLedgerContract
         ledger.close(0);
         assertThat(ledger.machinesOverCap()).isZero();
         assertThat(ledger.busiestCount(M1)).isEqualTo(CAP);
+    }
+
+    @Test
+    void reachedBitsMarkTheMachinesFirstDestinationAtEachThresholdOnce()
+    {
+        final int warn = ledger.warningThreshold();
+        for (int i = 0; i < warn - 1; i++)
+        {
+            ledger.open(i, M1, DST_A, 1500 + i);
+            ledger.open(100 + i, M1, DST_B, 1500 + i);
+        }
+        assertThat(ledger.open(99, M1, DST_A, 1599)).isEqualTo(OPENED | REACHED_WARNING);
+        // A second destination at the threshold: the machine was already there.
+        assertThat(ledger.open(199, M1, DST_B, 1599)).isEqualTo(OPENED);
+        // Another machine reaching it is news again.
+        for (int i = 0; i < warn - 1; i++)
+        {
+            ledger.open(200 + i, M2, DST_A, 2600 + i);
+        }
+        assertThat(ledger.open(299, M2, DST_A, 2699)).isEqualTo(OPENED | REACHED_WARNING);
+
+        // M1 falls below the threshold on both destinations, then reaches it again.
+        ledger.close(99);
+        ledger.close(199);
+        assertThat(ledger.machinesAtWarning()).isEqualTo(1);
+        assertThat(ledger.open(99, M1, DST_A, 1599)).isEqualTo(OPENED | REACHED_WARNING);
+        // A replaced id on the only destination at the threshold drops it below and brings it back: news again.
+        assertThat(ledger.open(99, M1, DST_A, 1598)).isEqualTo(OPENED | REPLACED | REACHED_WARNING);
+        assertThat(ledger.machinesAtWarning()).isEqualTo(2);
+    }
+
+    @Test
+    void busiestCountsFillsEveryHandleInOnePass()
+    {
+        ledger.open(1, M1, DST_A, 1500);
+        ledger.open(2, M1, DST_A, 1501);
+        ledger.open(3, M1, DST_B, 1502);
+        ledger.open(4, M2, DST_B, 2500);
+        final int[] busiest = {-1, -1, -1, -1, -1};
+
+        ledger.busiestCounts(busiest);
+
+        assertThat(busiest[M1]).isEqualTo(2);
+        assertThat(busiest[M2]).isEqualTo(1);
+        for (int m = 0; m < busiest.length; m++)
+        {
+            assertThat(busiest[m]).as("machine %d", m).isEqualTo(ledger.busiestCount(m));
+        }
     }
 
     @Test

@@ -157,7 +157,17 @@ public final class ReferenceLedger implements ConnectionLedger
             status |= OVER_CAP;
             overCapOpens++;
         }
+        status |= reached(machine, ids.size(), warningThreshold(), REACHED_WARNING);
+        status |= reached(machine, ids.size(), criticalThreshold(), REACHED_CRITICAL);
+        status |= reached(machine, ids.size(), destinationCap + 1, REACHED_OVER_CAP);
         return status;
+    }
+
+    /** The bit if the destination just reached the threshold and no other destination of the machine is there. */
+    private int reached(final int machine, final int count, final int threshold, final int bit)
+    {
+        final long atOrAbove = byMachine.get(machine).values().stream().filter(ids -> ids.size() >= threshold).count();
+        return count == threshold && atOrAbove == 1 ? bit : 0;
     }
 
     @Override
@@ -240,6 +250,15 @@ public final class ReferenceLedger implements ConnectionLedger
     public int busiestCount(final int machine)
     {
         return byMachine.getOrDefault(machine, Map.of()).values().stream().mapToInt(TreeSet::size).max().orElse(0);
+    }
+
+    @Override
+    public void busiestCounts(final int[] byMachine)
+    {
+        for (int machine = 0; machine < byMachine.length; machine++)
+        {
+            byMachine[machine] = busiestCount(machine);
+        }
     }
 
     private int machinesAtOrAbove(final int threshold)
