@@ -538,38 +538,24 @@ public final class DestinationLedger implements ConnectionLedger
 
     private int findOrInsertEntry(final int machine, final long high, final long low)
     {
-        long[] entrySlots = this.entrySlots;
-        final long[] entries = this.entries;
-        int mask = entrySlots.length - 1;
-        final long machineWord = (long)machine << 32;
-        final int hash = entryHash(machine, high, low);
-        int index = hash >>> entryShift;
-        long slot;
-        while (EMPTY_SLOT != (slot = entrySlots[index]))
-        {
-            if ((int)(slot >>> 32) == hash)
-            {
-                final int entry = (int)slot;
-                final int at = entry * ENTRY_STRIDE;
-                if (entries[at + ENTRY_LOW] == low && entries[at + ENTRY_HIGH] == high &&
-                    (entries[at + ENTRY_MACHINE_COUNT] & ~ENTRY_BITS) == machineWord)
-                {
-                    return entry;
-                }
-            }
-            index = (index + 1) & mask;
-        }
+        final int found = findEntry(machine, high, low);
+        return EMPTY != found ? found : insertEntry(machine, high, low);
+    }
 
+    /** A new (machine, destination) entry; only the first connection to a destination comes here, so it probes again. */
+    private int insertEntry(final int machine, final long high, final long low)
+    {
         if (entrySize >= entryResizeAt)
         {
             makeEntryRoom();
-            entrySlots = this.entrySlots;
-            mask = entrySlots.length - 1;
-            index = hash >>> entryShift;
-            while (EMPTY_SLOT != entrySlots[index])
-            {
-                index = (index + 1) & mask;
-            }
+        }
+        final long[] entrySlots = this.entrySlots;
+        final int hash = entryHash(machine, high, low);
+        final int mask = entrySlots.length - 1;
+        int index = hash >>> entryShift;
+        while (EMPTY_SLOT != entrySlots[index])
+        {
+            index = (index + 1) & mask;
         }
 
         final int fresh;
@@ -589,7 +575,7 @@ public final class DestinationLedger implements ConnectionLedger
         final int at = fresh * ENTRY_STRIDE;
         pool[at + ENTRY_HIGH] = high;
         pool[at + ENTRY_LOW] = low;
-        pool[at + ENTRY_MACHINE_COUNT] = machineWord;
+        pool[at + ENTRY_MACHINE_COUNT] = (long)machine << 32;
         entrySlots[index] = ((long)hash << 32) | fresh;
         entrySize++;
         return fresh;
