@@ -9,12 +9,9 @@ import dev.egressd.agent.lab.Lab.RunningClient;
 import dev.egressd.agent.lab.Lab.Seen;
 
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -32,7 +29,6 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -45,7 +41,7 @@ import org.junit.jupiter.api.Timeout;
  * lines; nothing is asserted about time except generous sanity bounds.
  */
 @Tag("privileged")
-class DaemonIT
+class DaemonIT extends DaemonLabTest
 {
     private static final String DST4 = "198.51.100.10";
     private static final String DST6 = "2001:db8:100::10";
@@ -57,58 +53,9 @@ class DaemonIT
     private static final Pattern SNAT4 = Pattern.compile(
         "(\\d+\\.\\d+\\.\\d+\\.\\d+) : (\\d+\\.\\d+\\.\\d+\\.\\d+) \\. (\\d+)(?:-(\\d+))?");
 
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private Lab lab;
-    private DaemonProcess daemon;
-    private ApiClient api;
-    private Path workDir;
-
-    @AfterEach
-    void tearDown() throws Exception
-    {
-        try
-        {
-            Collections.reverse(cleanup);
-            for (final AutoCloseable c : cleanup)
-            {
-                try
-                {
-                    c.close();
-                }
-                catch (final Exception e)
-                {
-                    System.err.println("cleanup: " + e);
-                }
-            }
-        }
-        finally
-        {
-            if (daemon != null)
-            {
-                daemon.close();
-            }
-            if (lab != null)
-            {
-                lab.close();
-            }
-            if (workDir != null)
-            {
-                try (var files = Files.walk(workDir))
-                {
-                    files.sorted(Collections.reverseOrder()).forEach(p -> p.toFile().delete());
-                }
-            }
-        }
-    }
-
     private long start(final int guests, final String... flags) throws Exception
     {
-        lab = Lab.create(guests);
-        workDir = Files.createTempDirectory("egressd-it-" + lab.prefix());
-        daemon = new DaemonProcess(lab, workDir, flags);
-        final long ms = daemon.start();
-        api = daemon.api();
-        return ms;
+        return start(Lab.create(guests), flags);
     }
 
     // ---------------------------------------------------------------------------------------------

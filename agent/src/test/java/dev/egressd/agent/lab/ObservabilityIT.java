@@ -12,10 +12,8 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,7 +25,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.stream.Collectors;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -41,7 +38,7 @@ import org.junit.jupiter.api.Timeout;
  * lines (they land in the failsafe report).
  */
 @Tag("privileged")
-class ObservabilityIT
+class ObservabilityIT extends DaemonLabTest
 {
     private static final int CAP = 10;
     private static final String DST4 = "198.51.100.10";
@@ -51,66 +48,12 @@ class ObservabilityIT
     private static final String G2 = "10.77.0.3";
     private static final Duration BOUND = Duration.ofSeconds(15);
 
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private Lab lab;
-    private DaemonProcess daemon;
-    private ApiClient api;
-    private Path workDir;
-
-    @AfterEach
-    void tearDown() throws Exception
-    {
-        try
-        {
-            Collections.reverse(cleanup);
-            for (final AutoCloseable c : cleanup)
-            {
-                try
-                {
-                    c.close();
-                }
-                catch (final Exception e)
-                {
-                    System.err.println("cleanup: " + e);
-                }
-            }
-        }
-        finally
-        {
-            try
-            {
-                if (daemon != null)
-                {
-                    daemon.close();
-                }
-            }
-            finally
-            {
-                if (lab != null)
-                {
-                    lab.close();
-                }
-                if (workDir != null)
-                {
-                    try (var files = Files.walk(workDir))
-                    {
-                        files.sorted(Collections.reverseOrder()).forEach(p -> p.toFile().delete());
-                    }
-                }
-            }
-        }
-    }
-
     @Test
     @Timeout(value = 240, unit = TimeUnit.SECONDS)
     void ledgerMetricsAndEgressctlShowWhatTheKernelHolds() throws Exception
     {
         final long t0 = System.nanoTime();
-        lab = Lab.create(2, "promtool", "conntrack");
-        workDir = Files.createTempDirectory("egressd-obs-" + lab.prefix());
-        daemon = new DaemonProcess(lab, workDir, "--destination-cap", Integer.toString(CAP));
-        daemon.start();
-        api = daemon.api();
+        start(Lab.create(2, "promtool", "conntrack"), "--destination-cap", Integer.toString(CAP));
         api.put("/v1/apps/shop", "{\"fail_closed\": true}").ok();
         api.post("/v1/apps/shop/pairs", "{\"ipv4\": \"" + A[0] + "\", \"ipv6\": \"" + A[1]
             + "\", \"region\": \"ord\"}").ok();
