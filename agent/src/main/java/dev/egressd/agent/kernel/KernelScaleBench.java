@@ -21,7 +21,9 @@ import java.util.List;
 
 /**
  * What the kernel side costs as a host grows: for N machines (IPv4 + IPv6, 63 per pair), the first apply, a
- * read-back of the table ({@link KernelDataplane#read()}) and one machine's remap applied as one transaction.
+ * read-back of the table ({@link KernelDataplane#read()}), one machine's remap applied as one transaction, and the
+ * rest of what one reconcile of the daemon asks of the kernel: the check of the table's fixed part
+ * ({@link KernelDataplane#ensureTable()}) and the named counters ({@link KernelDataplane#counters()}).
  * Run by {@code scripts/bench-kernel}, inside a namespace it creates; prints one line per N.
  *
  * <p>Not a JMH benchmark: each operation is a system call into nftables costing milliseconds, so a median of
@@ -85,8 +87,18 @@ public final class KernelScaleBench
 
             final double[] reads = new double[REPEATS];
             final double[] remaps = new double[REPEATS];
+            final double[] checks = new double[REPEATS];
+            final double[] counters = new double[REPEATS];
             for (int r = 0; r < REPEATS; r++)
             {
+                // What one reconcile of the daemon's loop asks of the kernel besides the read: the table's fixed part
+                // checked (ensureTable) and the named counters read.
+                start = System.nanoTime();
+                kernel.ensureTable();
+                checks[r] = (System.nanoTime() - start) / 1e6;
+                start = System.nanoTime();
+                kernel.counters();
+                counters[r] = (System.nanoTime() - start) / 1e6;
                 start = System.nanoTime();
                 final KernelPlan actual = kernel.read();
                 reads[r] = (System.nanoTime() - start) / 1e6;
@@ -107,10 +119,13 @@ public final class KernelScaleBench
             kernel.teardown();
             Arrays.sort(reads);
             Arrays.sort(remaps);
+            Arrays.sort(checks);
+            Arrays.sort(counters);
             return String.format("machines %5d (%6d elements): first apply %8.1f ms; read-back median %7.1f ms"
-                + " (max %7.1f); one machine remapped (v4 + v6, one transaction) median %6.2f ms (max %6.2f)",
+                + " (max %7.1f); one machine remapped (v4 + v6, one transaction) median %6.2f ms (max %6.2f);"
+                + " ensureTable median %6.1f ms; counters median %6.1f ms",
                 n, plan.size(), firstApply, reads[REPEATS / 2], reads[REPEATS - 1], remaps[REPEATS / 2],
-                remaps[REPEATS - 1]);
+                remaps[REPEATS - 1], checks[REPEATS / 2], counters[REPEATS / 2]);
         }
     }
 
