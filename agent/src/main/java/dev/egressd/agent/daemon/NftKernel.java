@@ -19,6 +19,13 @@ import java.util.Map;
  */
 public final class NftKernel implements Kernel
 {
+    /**
+     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: the per-guest IPv6
+     * chains' rules, the fixed chains' fingerprints) take at most a tenth of the loop's time each; the sets
+     * and maps are read every reconcile (see {@code NftDataplane}, "Deep and shallow checks").
+     */
+    static final int DEEP_CHECK_FACTOR = 9;
+
     private final DataplaneConfig config;
     private KernelDataplane dataplane;
 
@@ -99,6 +106,7 @@ public final class NftKernel implements Kernel
         if (dataplane == null)
         {
             dataplane = KernelDataplane.open(config);
+            dataplane.paceDeepChecks(DEEP_CHECK_FACTOR);
         }
         return dataplane;
     }
