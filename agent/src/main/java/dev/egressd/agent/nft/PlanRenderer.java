@@ -96,7 +96,8 @@ public final class PlanRenderer
             checkPorts(element, snat.firstPort(), snat.lastPort());
             final String chain = Ruleset.snat6Chain(snat.guest());
             // The flush makes an ADD idempotent: if a stray chain of that name survived (drift, or the one-rule
-            // chain of an older egressd), it ends with exactly the rules of snat6Rules, not twice as many. Flushing a chain added in the same transaction is fine.
+            // chain of an older egressd), it ends with exactly the rules of snat6Rules, not twice as many.
+            // Flushing a chain added in the same transaction is fine.
             lines.add("add chain inet " + table + " " + chain);
             lines.add("flush chain inet " + table + " " + chain);
             addSnat6Rules(chain, snat, lines);
