@@ -29,11 +29,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * reconcile ended, as {@code Daemon} schedules it. Each round waits a random 0-1 s, then changes the kernel by hand
  * ({@code nft}, as an operator would) and times until the loop has repaired it (its health counts the repair):
  * an element deleted ({@code snat4}), seen by every read; and a per-guest IPv6 chain flushed, seen by the deep
- * reads only. Run by {@code scripts/bench-drift}, inside a namespace it creates; prints one line per N.
+ * reads only. Run by {@code scripts/bench-drift}, inside a namespace it creates; prints one line per N
+ * ({@code -Dtrace=true} also prints each reconcile that read the kernel, with its deep reads and checks so far).
  */
 public final class DriftRepairBench
 {
     private static final int ROUNDS = 8;
+    private static final boolean TRACE = Boolean.getBoolean("trace");
 
     private DriftRepairBench()
     {
@@ -107,11 +109,18 @@ public final class DriftRepairBench
             {
                 try
                 {
-                    call(ns, () ->
+                    final long runs = loop.reconcileRuns();
+                    final long start = System.nanoTime();
+                    final int[] deep = call(ns, () ->
                     {
                         loop.reconcile();
-                        return null;
+                        return kernel.deepCounts();
                     });
+                    if (TRACE && loop.reconcileRuns() != runs)
+                    {
+                        System.err.printf("reconcile at %d ms: %d ms, deep reads %d, deep checks %d%n",
+                            start / 1_000_000 % 1_000_000, (System.nanoTime() - start) / 1_000_000, deep[0], deep[1]);
+                    }
                     Thread.sleep(1000);
                 }
                 catch (final InterruptedException e)
@@ -126,13 +135,18 @@ public final class DriftRepairBench
         final List<Long> chainMs = new ArrayList<>();
         try
         {
+            // Two phases, so the element deletions do not follow the chain repairs (which come with deep reads).
             for (int round = 0; round < ROUNDS; round++)
             {
-                final Machine m = machine(random.nextInt(n));
                 Thread.sleep(random.nextInt(1000));
-                elementMs.add(repairMs(loop, ns, "delete element inet egressd snat4 { " + m.ipv4() + " }"));
+                elementMs.add(repairMs(loop, ns, "delete element inet egressd snat4 { " + machine(random.nextInt(n))
+                    .ipv4() + " }"));
+            }
+            for (int round = 0; round < ROUNDS; round++)
+            {
                 Thread.sleep(random.nextInt(1000));
-                chainMs.add(repairMs(loop, ns, "flush chain inet egressd " + Ruleset.snat6Chain(m.ipv6())));
+                chainMs.add(repairMs(loop, ns, "flush chain inet egressd "
+                    + Ruleset.snat6Chain(machine(random.nextInt(n)).ipv6())));
             }
         }
         finally
@@ -172,6 +186,11 @@ public final class DriftRepairBench
                 throw new IllegalStateException("not repaired within 60 s: " + command);
             }
             Thread.sleep(1);
+        }
+        if (TRACE)
+        {
+            System.err.printf("%s at %d ms: repaired after %d ms%n", command, t0 / 1_000_000 % 1_000_000,
+                (System.nanoTime() - t0) / 1_000_000);
         }
         return (System.nanoTime() - t0) / 1_000_000;
     }

@@ -21,9 +21,8 @@ import java.util.Set;
  * and never reloaded (a reload resets the {@code ct count} meters, recipe pitfall 9).
  *
  * <p>Every rule of the fixed chains carries a fingerprint comment ({@link StaticChain#fingerprints()}):
- * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()} lists only the
- * fixed chains (a few hundred bytes, whatever the number of machines) and compares their hooks, policies
- * and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
+ * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()}, when a deep check
+ * is due, lists the table and compares the fixed chains' hooks, policies and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
  * rule, a changed policy), is put right by {@link #renderRepair} in one transaction that keeps every
  * element and meter. Comparing fingerprints rather than nft's listing of the rules is deliberate: nft
  * normalises what it lists (it printed {@code { tcp, udp, icmp }} back as {@code { icmp, tcp, udp }}),

@@ -110,16 +110,35 @@ class NftDataplanePacedTest
     void theFixedChainsAreCheckedWhenDueAMissingTableAtOnce() throws Exception
     {
         assertThat(dataplane.ensureTable()).as("created").isTrue();
-        assertThat(dataplane.ensureTable()).as("deep: the creation cost nothing to pace by").isFalse();
+        assertThat(dataplane.ensureTable()).as("deep: nothing to pace by yet").isFalse();
+        dataplane.read(); // the deep read that closes the cycle, as in a reconcile
         final int deepChecks = dataplane.deepCounts()[1];
 
         nft.run("flush chain inet egressd forward");
         assertThat(dataplane.ensureTable()).as("shallow: not seen").isFalse();
         assertThat(dataplane.deepCounts()[1]).isEqualTo(deepChecks);
         later();
+        final int deepReads = dataplane.deepCounts()[0];
+        final int listings = tableListings();
         assertThat(dataplane.ensureTable()).as("deep, once due: repaired").isTrue();
         assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules");
         assertThat(nft.rules("egressd", "forward")).hasSize(3);
+        dataplane.read();
+        assertThat(dataplane.deepCounts()[0]).as("the read after a deep check is deep: one cycle")
+            .isEqualTo(deepReads + 1);
+        assertThat(tableListings()).as("the repair ran between the check's listing and the read: two listings")
+            .isEqualTo(listings + 2);
+        later();
+        dataplane.ensureTable();
+        dataplane.read();
+        assertThat(tableListings()).as("nothing ran between: the read reuses the check's listing")
+            .isEqualTo(listings + 3);
+        assertThat(dataplane.deepCounts()).containsExactly(deepReads + 2, deepChecks + 2);
+        assertThat(dataplane.ensureTable()).isFalse();
+        assertThat(dataplane.deepCounts()[1]).as("and the next check is shallow again").isEqualTo(deepChecks + 2);
+        final int sets = nft.listings()[0];
+        assertThat(dataplane.read()).isEqualTo(dataplane.readFull());
+        assertThat(nft.listings()[0]).as("so was the next read").isEqualTo(sets + Ruleset.ELEMENT_SETS.size());
 
         nft.run("delete table inet egressd");
         assertThat(dataplane.ensureTable()).as("a missing table is seen by the shallow check").isTrue();
@@ -157,7 +176,7 @@ class NftDataplanePacedTest
         dataplane.ensureTable();
         dataplane.read();
         dataplane.read();
-        assertThat(tableListings()).isEqualTo(2);
+        assertThat(tableListings()).as("two checks and two reads, each with its own listing").isEqualTo(4);
         assertThat(nft.listings()[0]).isZero();
         assertThat(dataplane.deepCounts()).containsExactly(2, 2);
     }

@@ -353,8 +353,8 @@ class NftDataplanePrivilegedTest
             dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
             return null;
         });
-        assertThat(ns.call(dataplane::readFull)).isEqualTo(plan);
         ns.call(dataplane::ensureTable);
+        assertThat(ns.call(dataplane::readFull)).isEqualTo(plan); // a deep cycle: check, then read
         final int[] deep = dataplane.deepCounts();
         dataplane.paceDeepChecks(1_000_000, System::nanoTime); // no deep read or check is due in this test
 
