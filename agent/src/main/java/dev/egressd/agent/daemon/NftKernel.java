@@ -19,6 +19,16 @@ import java.util.Map;
  */
 public final class NftKernel implements Kernel
 {
+    /**
+     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: the per-guest IPv6
+     * chains' rules, the fixed chains' fingerprints) take at most a fifth of the loop's time; the sets and maps
+     * are read every reconcile (see {@code NftDataplane}, "Deep and shallow checks"). Measured by
+     * {@code scripts/bench-drift}: at 4,000 machines a deep cycle costs about 1 s, so one comes every 5-6 s, and
+     * that is how long a per-guest chain changed by hand takes to be repaired there; on small hosts every
+     * reconcile is deep.
+     */
+    static final int DEEP_CHECK_FACTOR = 4;
+
     private final DataplaneConfig config;
     private KernelDataplane dataplane;
 
@@ -94,11 +104,22 @@ public final class NftKernel implements Kernel
         }
     }
 
+    /**
+     * How many deep reads and deep checks of the nft table were done, for the drift benchmark.
+     *
+     * @return {deep reads, deep checks}; zeros before the dataplane is opened.
+     */
+    int[] deepCounts()
+    {
+        return dataplane == null ? new int[2] : dataplane.deepCounts();
+    }
+
     private KernelDataplane dataplane() throws IOException
     {
         if (dataplane == null)
         {
             dataplane = KernelDataplane.open(config);
+            dataplane.paceDeepChecks(DEEP_CHECK_FACTOR);
         }
         return dataplane;
     }

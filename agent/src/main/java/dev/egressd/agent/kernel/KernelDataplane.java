@@ -167,7 +167,47 @@ public final class KernelDataplane implements AutoCloseable
     public KernelPlan read() throws IOException
     {
         checkThread();
-        final List<PlanElement> elements = new ArrayList<>(nft.read().elements());
+        return withUplink(nft.read());
+    }
+
+    /**
+     * As {@link #read()}, but always a deep read of the nft table ({@link NftDataplane#readFull()}).
+     *
+     * @return the plan read from the kernel.
+     * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
+     * @throws IOException  if the uplink's addresses cannot be dumped (e.g. the uplink is gone).
+     */
+    public KernelPlan readFull() throws IOException
+    {
+        checkThread();
+        return withUplink(nft.readFull());
+    }
+
+    /**
+     * Paces the deep checks of the nft table ({@link NftDataplane#paceDeepChecks}).
+     *
+     * @param factor 0 for a deep read and check every time (the default); e.g. 9 for at most a tenth of the time.
+     */
+    public void paceDeepChecks(final int factor)
+    {
+        checkThread();
+        nft.paceDeepChecks(factor, System::nanoTime);
+    }
+
+    /**
+     * How many deep reads and deep checks of the nft table were done ({@link NftDataplane#deepCounts()}).
+     *
+     * @return {deep reads, deep checks}.
+     */
+    public int[] deepCounts()
+    {
+        checkThread();
+        return nft.deepCounts();
+    }
+
+    private KernelPlan withUplink(final KernelPlan table) throws IOException
+    {
+        final List<PlanElement> elements = new ArrayList<>(table.elements());
         final List<InterfaceAddress> onUplink = addresses.addresses(uplink);
         for (final InterfaceAddress a : onUplink)
         {

@@ -20,8 +20,12 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * What the kernel side costs as a host grows: for N machines (IPv4 + IPv6, 63 per pair), the first apply, a
- * read-back of the table ({@link KernelDataplane#read()}) and one machine's remap applied as one transaction.
+ * What the kernel side costs as a host grows: for N machines (IPv4 + IPv6, 63 per pair), the first apply, one
+ * machine's remap applied as one transaction, and what one reconcile of the daemon asks of the kernel: the check of
+ * the table ({@link KernelDataplane#ensureTable()}), a read-back ({@link KernelDataplane#read()}) and the named
+ * counters ({@link KernelDataplane#counters()}), each deep (the whole table, rules included: what is done when a
+ * deep check is due) and shallow (the sets and maps by name: every other reconcile). Each line is checked against
+ * the plan applied, both ways of reading.
  * Run by {@code scripts/bench-kernel}, inside a namespace it creates; prints one line per N.
  *
  * <p>Not a JMH benchmark: each operation is a system call into nftables costing milliseconds, so a median of
@@ -30,6 +34,8 @@ import java.util.List;
 public final class KernelScaleBench
 {
     private static final int REPEATS = 10;
+    /** A pacing factor that makes every deep check of the run not due: only the shallow ones are measured. */
+    private static final int SHALLOW = 1_000_000;
 
     private KernelScaleBench()
     {
@@ -83,14 +89,34 @@ public final class KernelScaleBench
             kernel.apply(PlanDiff.between(kernel.read(), plan));
             final double firstApply = (System.nanoTime() - start) / 1e6;
 
+            final double[] fullReads = new double[REPEATS];
             final double[] reads = new double[REPEATS];
             final double[] remaps = new double[REPEATS];
+            final double[] deepChecks = new double[REPEATS];
+            final double[] checks = new double[REPEATS];
+            final double[] counters = new double[REPEATS];
             for (int r = 0; r < REPEATS; r++)
             {
+                // Deep: a read of the whole table and the check of the fixed chains' rules, as when they are due.
+                kernel.paceDeepChecks(0);
+                start = System.nanoTime();
+                kernel.ensureTable();
+                deepChecks[r] = (System.nanoTime() - start) / 1e6;
+                start = System.nanoTime();
+                final KernelPlan full = kernel.readFull();
+                fullReads[r] = (System.nanoTime() - start) / 1e6;
+                // Shallow: what the daemon's reconcile does between deep ones (NftKernel paces them).
+                kernel.paceDeepChecks(SHALLOW);
+                start = System.nanoTime();
+                kernel.ensureTable();
+                checks[r] = (System.nanoTime() - start) / 1e6;
+                start = System.nanoTime();
+                kernel.counters();
+                counters[r] = (System.nanoTime() - start) / 1e6;
                 start = System.nanoTime();
                 final KernelPlan actual = kernel.read();
                 reads[r] = (System.nanoTime() - start) / 1e6;
-                if (!actual.equals(plan))
+                if (!actual.equals(plan) || !full.equals(plan))
                 {
                     throw new IllegalStateException("the table read back differs from the plan applied");
                 }
@@ -104,14 +130,23 @@ public final class KernelScaleBench
                 remaps[r] = (System.nanoTime() - start) / 1e6;
                 plan = next;
             }
+            if (!kernel.read().equals(plan) || !kernel.readFull().equals(plan))
+            {
+                throw new IllegalStateException("the table read back after the remaps differs from the plan");
+            }
             kernel.teardown();
-            Arrays.sort(reads);
-            Arrays.sort(remaps);
-            return String.format("machines %5d (%6d elements): first apply %8.1f ms; read-back median %7.1f ms"
-                + " (max %7.1f); one machine remapped (v4 + v6, one transaction) median %6.2f ms (max %6.2f)",
-                n, plan.size(), firstApply, reads[REPEATS / 2], reads[REPEATS - 1], remaps[REPEATS / 2],
-                remaps[REPEATS - 1]);
+            return String.format("machines %5d (%6d elements): first apply %8.1f ms; one machine remapped (v4 + v6, one"
+                + " transaction) %s; deep: read of the whole table %s, ensureTable %s; shallow: read of the sets %s,"
+                + " ensureTable %s; counters %s",
+                n, plan.size(), firstApply, stats(remaps), stats(fullReads), stats(deepChecks), stats(reads),
+                stats(checks), stats(counters));
         }
+    }
+
+    private static String stats(final double[] ms)
+    {
+        Arrays.sort(ms);
+        return String.format("median %.1f ms (max %.1f)", ms[ms.length / 2], ms[ms.length - 1]);
     }
 
     private static Egress slot(final EgressPair pair, final int block, final BlockLayout layout)

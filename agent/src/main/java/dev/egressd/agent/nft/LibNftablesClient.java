@@ -74,6 +74,12 @@ public final class LibNftablesClient implements NftablesClient, AutoCloseable
         return execute(command, LibNftables.NFT_CTX_OUTPUT_JSON);
     }
 
+    @Override
+    public String runJsonTerse(final String command) throws NftException
+    {
+        return execute(command, LibNftables.NFT_CTX_OUTPUT_JSON | LibNftables.NFT_CTX_OUTPUT_TERSE);
+    }
+
     /**
      * The context's current output flags, for tests of the binding.
      *

@@ -25,6 +25,20 @@ public interface NftablesClient
     String runJson(String command) throws NftException;
 
     /**
+     * Runs one read command with terse JSON output ({@code nft -t -j}): set and map contents are left out, and
+     * so libnftables does not load them; e.g. {@code list sets table inet egressd}, which then loads only the
+     * table's sets, not their elements, nor any chain or rule.
+     *
+     * @param command the command.
+     * @return nft's JSON output, without set elements.
+     * @throws NftException when the command fails, e.g. {@link NftException#isNotFound()} for no table.
+     */
+    default String runJsonTerse(final String command) throws NftException
+    {
+        return runJson(command);
+    }
+
+    /**
      * Runs a script as {@link #run} would, but only checks it: nft and the kernel validate the whole
      * transaction (element clashes, missing or busy objects are caught) and nothing is committed. Used to
      * find which change of a failed transaction nft refused, because libnftables 1.0.6 cannot say which

@@ -95,12 +95,12 @@ public final class PlanRenderer
         {
             checkPorts(element, snat.firstPort(), snat.lastPort());
             final String chain = Ruleset.snat6Chain(snat.guest());
-            // The flush makes an ADD idempotent: if a stray chain of that name survived (drift), it ends
-            // with exactly one rule instead of two. Flushing a chain added in the same transaction is fine.
+            // The flush makes an ADD idempotent: if a stray chain of that name survived (drift, or the one-rule
+            // chain of an older egressd), it ends with exactly the rules of snat6Rules, not twice as many.
+            // Flushing a chain added in the same transaction is fine.
             lines.add("add chain inet " + table + " " + chain);
             lines.add("flush chain inet " + table + " " + chain);
-            lines.add("add rule inet " + table + " " + chain + " "
-                + Ruleset.snat6Rule(snat.egress(), snat.firstPort(), snat.lastPort()));
+            addSnat6Rules(chain, snat, lines);
             lines.add(element("add", Ruleset.SNAT6, snat.guest() + " : jump " + chain));
             lines.add(element("add", Ruleset.MAPPED6, snat.guest().toString()));
             return;
@@ -134,12 +134,11 @@ public final class PlanRenderer
         if (element instanceof PlanElement.Snat6 snat && previous instanceof PlanElement.Snat6 old
             && old.guest().equals(snat.guest()))
         {
-            // Same guest, same chain (and vmap element): only the chain's one rule changes.
+            // Same guest, same chain (and vmap element): only the chain's rules change.
             final String chain = Ruleset.snat6Chain(snat.guest());
             checkPorts(element, snat.firstPort(), snat.lastPort());
             lines.add("flush chain inet " + table + " " + chain);
-            lines.add("add rule inet " + table + " " + chain + " "
-                + Ruleset.snat6Rule(snat.egress(), snat.firstPort(), snat.lastPort()));
+            addSnat6Rules(chain, snat, lines);
             return;
         }
         // 'add element' of an existing key with other data fails (File exists): delete, then add, in
@@ -149,6 +148,14 @@ public final class PlanRenderer
             remove(previous, lines);
         }
         add(element, lines);
+    }
+
+    private void addSnat6Rules(final String chain, final PlanElement.Snat6 snat, final List<String> lines)
+    {
+        for (final String rule : Ruleset.snat6Rules(snat.egress(), snat.firstPort(), snat.lastPort()))
+        {
+            lines.add("add rule inet " + table + " " + chain + " " + rule);
+        }
     }
 
     /** nft would take a reversed or out-of-range block as a syntax error for the whole transaction. */

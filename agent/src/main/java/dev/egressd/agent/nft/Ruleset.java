@@ -6,8 +6,12 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -17,9 +21,8 @@ import java.util.Set;
  * and never reloaded (a reload resets the {@code ct count} meters, recipe pitfall 9).
  *
  * <p>Every rule of the fixed chains carries a fingerprint comment ({@link StaticChain#fingerprints()}):
- * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()} lists only the
- * fixed chains (a few hundred bytes, whatever the number of machines) and compares their hooks, policies
- * and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
+ * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()}, when a deep check
+ * is due, lists the table and compares the fixed chains' hooks, policies and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
  * rule, a changed policy), is put right by {@link #renderRepair} in one transaction that keeps every
  * element and meter. Comparing fingerprints rather than nft's listing of the rules is deliberate: nft
  * normalises what it lists (it printed {@code { tcp, udp, icmp }} back as {@code { icmp, tcp, udp }}),
@@ -113,16 +116,37 @@ public final class Ruleset
     }
 
     /**
-     * The single rule of a per-guest IPv6 SNAT chain (TCP, UDP and ICMPv6 echo ids into the block).
+     * The protocols a per-guest IPv6 SNAT chain translates, one rule each ({@link #snat6Rules}), in that order.
+     */
+    public static final List<String> SNAT6_PROTOCOLS = List.of("tcp", "udp", "ipv6-icmp");
+
+    /**
+     * The rules of a per-guest IPv6 SNAT chain: TCP, UDP and ICMPv6 (echo ids) into the block, one rule per
+     * protocol ({@code meta l4proto tcp snat ip6 to [addr]:lo-hi}, and so on).
+     *
+     * <p>Why not one rule with {@code meta l4proto { tcp, udp, ipv6-icmp }}, which the kernel enforces the same
+     * way: that set is an anonymous set, one per chain, so 4,000 machines make 4,000 anonymous sets, and
+     * libnftables 1.0.6 dumps every set of the table (anonymous ones included) before each transaction and the
+     * elements of every one of them (one netlink dump each) before each listing. Measured at 4,000 machines
+     * ({@code nft --debug=mnl}; benchmarks/README.md, "Kernel cost as the host grows"): 4,010 element dumps for
+     * any {@code list chain}, {@code list counters} or {@code list tables}, about 0.5 s each, and a set dump of
+     * 4,009 sets in every transaction. A named set is no way out: nft refuses {@code meta l4proto @set} before
+     * a port mapping ("transport protocol mapping is only valid after transport protocol match").
      *
      * @param egress    the egress address.
      * @param firstPort the first port.
      * @param lastPort  the last port.
-     * @return the rule text, without {@code add rule ...}.
+     * @return the rules' text, without {@code add rule ...}, one per protocol of {@link #SNAT6_PROTOCOLS}.
      */
-    public static String snat6Rule(final Ipv6Address egress, final int firstPort, final int lastPort)
+    public static List<String> snat6Rules(final Ipv6Address egress, final int firstPort, final int lastPort)
     {
-        return "meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to [" + egress + "]:" + ports(firstPort, lastPort);
+        final String snat = " snat ip6 to [" + egress + "]:" + ports(firstPort, lastPort);
+        final List<String> rules = new ArrayList<>(SNAT6_PROTOCOLS.size());
+        for (final String protocol : SNAT6_PROTOCOLS)
+        {
+            rules.add("meta l4proto " + protocol + snat);
+        }
+        return rules;
     }
 
     static String ports(final int firstPort, final int lastPort)
@@ -145,6 +169,31 @@ public final class Ruleset
         new SetSpec("set", MAPPED6, List.of("type ipv6_addr")),
         new SetSpec("set", "cc4", List.of("type ipv4_addr . ipv4_addr", "flags dynamic", "size 65535")),
         new SetSpec("set", "cc6", List.of("type ipv6_addr . ipv6_addr", "flags dynamic", "size 65535")));
+
+    /** The name of every set and map of the table, meters included. */
+    public static final Set<String> SET_NAMES;
+
+    /**
+     * The sets and maps that hold plan elements, each with its keyword for a listing ({@code set} or
+     * {@code map}), in declaration order: what {@link NftDataplane#read()} lists one by one.
+     */
+    public static final Map<String, String> ELEMENT_SETS;
+
+    static
+    {
+        final Set<String> names = new LinkedHashSet<>();
+        final Map<String, String> elementSets = new LinkedHashMap<>();
+        for (final SetSpec set : SETS)
+        {
+            names.add(set.name());
+            if (!set.lines().contains("flags dynamic"))
+            {
+                elementSets.put(set.name(), set.kind());
+            }
+        }
+        SET_NAMES = Collections.unmodifiableSet(names);
+        ELEMENT_SETS = Collections.unmodifiableMap(elementSets);
+    }
 
     /** Prefix of the comment that fingerprints each rule of the static chains. */
     public static final String FINGERPRINT_PREFIX = "egressd ";

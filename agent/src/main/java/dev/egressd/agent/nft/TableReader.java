@@ -17,18 +17,54 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * Reads what the kernel holds ({@code nft -j list table inet NAME}) back into a {@link KernelPlan}, so
- * the reconciler can diff the kernel against the desired plan. Uplink addresses are not in the table
- * and never appear in the result.
+ * Reads what the kernel holds back into a {@link KernelPlan}, so the reconciler can diff the kernel against the
+ * desired plan: either from one listing of the whole table ({@code nft -j list table inet NAME}, {@link #read}),
+ * or from the listings of the named sets and maps ({@code list set} / {@code list map}, one each) plus what the
+ * per-guest IPv6 chains are known to hold ({@link #readSets}). Uplink addresses are not in the table and never
+ * appear in the result.
  *
- * <p>An IPv6 SNAT element is reported only when all of its parts agree: the {@code snat6} vmap element,
- * the {@code mapped6} element, and a per-guest chain with exactly one snat rule. Anything less is drift
- * the reconciler should repair, so it is left out and the diff re-adds it (the renderer's ADD is
- * idempotent for that reason).
+ * <p>An IPv6 SNAT element is reported only when all of its parts agree: the {@code snat6} vmap element, the
+ * {@code mapped6} element, and a per-guest chain holding exactly the rules {@link Ruleset#snat6Rules} writes
+ * (one snat rule per protocol of {@link Ruleset#SNAT6_PROTOCOLS}, all to the same address and ports). Anything
+ * less is drift the reconciler should repair, so it is left out and the diff re-adds it (the renderer's ADD is
+ * idempotent for that reason). The one-rule chains of an older egressd ({@code meta l4proto { tcp, udp,
+ * ipv6-icmp }}) are left out the same way, so the first reconcile rewrites them.
  */
 public final class TableReader
 {
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * What one per-guest IPv6 SNAT chain translates to.
+     *
+     * @param egress    the egress address.
+     * @param firstPort the first port.
+     * @param lastPort  the last port.
+     */
+    public record Snat6Target(Ipv6Address egress, int firstPort, int lastPort)
+    {
+        /**
+         * The plan element of a guest whose vmap element jumps to this chain.
+         *
+         * @param guest the guest address.
+         * @return the element.
+         */
+        public PlanElement.Snat6 element(final Ipv6Address guest)
+        {
+            return new PlanElement.Snat6(guest, egress, firstPort, lastPort);
+        }
+    }
+
+    /**
+     * A listing of the whole table read: the plan, and the per-guest chains that hold what
+     * {@link Ruleset#snat6Rules} writes (chain name to target), whether a vmap element jumps to them or not.
+     *
+     * @param plan   the plan elements.
+     * @param chains the complete per-guest chains.
+     */
+    public record TableRead(KernelPlan plan, Map<String, Snat6Target> chains)
+    {
+    }
 
     /** A reader. Stateless; one may be shared. */
     public TableReader()
@@ -44,69 +80,168 @@ public final class TableReader
      */
     public KernelPlan read(final String json)
     {
-        final JsonNode root;
-        try
+        return readTable(json).plan();
+    }
+
+    /**
+     * Parses a table listing, keeping what the per-guest chains hold.
+     *
+     * @param json the JSON output of {@code list table inet NAME}.
+     * @return the plan elements and the complete per-guest chains.
+     * @throws IllegalArgumentException if the JSON is malformed or holds an element that cannot be parsed.
+     */
+    public TableRead readTable(final String json)
+    {
+        final Listing listing = new Listing();
+        listing.add(json);
+        final Map<String, Snat6Target> chains = listing.chains();
+        return new TableRead(listing.plan(chains), chains);
+    }
+
+    /**
+     * Parses listings of the named sets and maps ({@code list set inet NAME static4} and so on; which ones is the
+     * caller's business: a set not listed contributes nothing), taking what the per-guest chains hold from
+     * {@code chains} instead of from a listing of their rules.
+     *
+     * @param jsons  the JSON output of each listing.
+     * @param chains what each per-guest chain is known to hold, by chain name.
+     * @return the plan elements.
+     * @throws IllegalArgumentException if a listing is malformed or holds an element that cannot be parsed.
+     */
+    public KernelPlan readSets(final List<String> jsons, final Map<String, Snat6Target> chains)
+    {
+        final Listing listing = new Listing();
+        jsons.forEach(listing::add);
+        return listing.plan(chains);
+    }
+
+    /** What the listings hold, gathered item by item. */
+    private static final class Listing
+    {
+        private final List<PlanElement> elements = new ArrayList<>();
+        private final Map<Ipv6Address, String> snat6Targets = new HashMap<>();
+        private final Set<Ipv6Address> mapped6 = new HashSet<>();
+        private final Map<String, List<JsonNode>> rulesByChain = new HashMap<>();
+
+        void add(final String json)
         {
-            root = JSON.readTree(json);
-        }
-        catch (final IOException e)
-        {
-            throw new IllegalArgumentException("nft listing is not JSON: " + e.getMessage(), e);
-        }
-        final JsonNode items = root.path("nftables");
-        if (!items.isArray())
-        {
-            throw new IllegalArgumentException("nft listing has no \"nftables\" array");
-        }
-        final List<PlanElement> elements = new ArrayList<>();
-        final Map<Ipv6Address, String> snat6Targets = new HashMap<>();
-        final Set<Ipv6Address> mapped6 = new HashSet<>();
-        final Map<String, List<JsonNode>> snatRulesByChain = new HashMap<>();
-        final Map<String, Integer> rulesPerChain = new HashMap<>();
-        for (final JsonNode item : items)
-        {
-            if (item.has("set") || item.has("map"))
+            final JsonNode root;
+            try
             {
-                final JsonNode set = item.has("set") ? item.get("set") : item.get("map");
-                final String name = set.path("name").asText();
-                for (final JsonNode elem : set.path("elem"))
-                {
-                    readElement(name, elem, elements, snat6Targets, mapped6);
-                }
+                root = JSON.readTree(json);
             }
-            else if (item.has("rule"))
+            catch (final IOException e)
             {
-                final JsonNode rule = item.get("rule");
-                final String chain = rule.path("chain").asText();
-                if (chain.startsWith(Ruleset.SNAT6_CHAIN_PREFIX))
+                throw new IllegalArgumentException("nft listing is not JSON: " + e.getMessage(), e);
+            }
+            final JsonNode items = root.path("nftables");
+            if (!items.isArray())
+            {
+                throw new IllegalArgumentException("nft listing has no \"nftables\" array");
+            }
+            for (final JsonNode item : items)
+            {
+                if (item.has("set") || item.has("map"))
                 {
-                    rulesPerChain.merge(chain, 1, Integer::sum);
-                    for (final JsonNode expr : rule.path("expr"))
+                    final JsonNode set = item.has("set") ? item.get("set") : item.get("map");
+                    final String name = set.path("name").asText();
+                    for (final JsonNode elem : set.path("elem"))
                     {
-                        if (expr.has("snat"))
-                        {
-                            snatRulesByChain.computeIfAbsent(chain, c -> new ArrayList<>()).add(expr.get("snat"));
-                        }
+                        readElement(name, elem, elements, snat6Targets, mapped6);
+                    }
+                }
+                else if (item.has("rule"))
+                {
+                    final JsonNode rule = item.get("rule");
+                    final String chain = rule.path("chain").asText();
+                    if (chain.startsWith(Ruleset.SNAT6_CHAIN_PREFIX))
+                    {
+                        rulesByChain.computeIfAbsent(chain, c -> new ArrayList<>()).add(rule);
                     }
                 }
             }
         }
-        snat6Targets.forEach((guest, chain) ->
+
+        Map<String, Snat6Target> chains()
         {
-            final List<JsonNode> snats = snatRulesByChain.getOrDefault(chain, List.of());
-            if (mapped6.contains(guest) && chain.equals(Ruleset.snat6Chain(guest)) && snats.size() == 1
-                && rulesPerChain.getOrDefault(chain, 0) == 1)
+            final Map<String, Snat6Target> chains = new HashMap<>();
+            rulesByChain.forEach((chain, rules) ->
             {
-                final JsonNode snat = snats.get(0);
-                final int[] ports = ports(snat.path("port"));
-                if (snat.path("addr").isTextual() && ports != null)
+                final Snat6Target target = snat6Target(rules);
+                if (target != null)
                 {
-                    elements.add(new PlanElement.Snat6(guest, Ipv6Address.parse(snat.get("addr").asText()),
-                        ports[0], ports[1]));
+                    chains.put(chain, target);
                 }
+            });
+            return chains;
+        }
+
+        KernelPlan plan(final Map<String, Snat6Target> chains)
+        {
+            final List<PlanElement> out = new ArrayList<>(elements);
+            snat6Targets.forEach((guest, chain) ->
+            {
+                final Snat6Target target = chains.get(chain);
+                if (target != null && mapped6.contains(guest) && chain.equals(Ruleset.snat6Chain(guest)))
+                {
+                    out.add(target.element(guest));
+                }
+            });
+            return KernelPlan.of(out);
+        }
+    }
+
+    /**
+     * What a per-guest chain's rules translate to, if they are exactly what {@link Ruleset#snat6Rules} writes:
+     * one rule per protocol of {@link Ruleset#SNAT6_PROTOCOLS}, each a {@code meta l4proto} match and one snat
+     * to the same address and ports, and nothing else.
+     *
+     * @param rules the chain's rules, as listed.
+     * @return the target, or null for anything else (drift: the diff rewrites the chain).
+     */
+    static Snat6Target snat6Target(final List<JsonNode> rules)
+    {
+        if (rules.size() != Ruleset.SNAT6_PROTOCOLS.size())
+        {
+            return null;
+        }
+        final Set<String> protocols = new HashSet<>();
+        Snat6Target target = null;
+        for (final JsonNode rule : rules)
+        {
+            final JsonNode expr = rule.path("expr");
+            if (expr.size() != 2)
+            {
+                return null;
             }
-        });
-        return KernelPlan.of(elements);
+            final JsonNode match = expr.get(0).path("match");
+            final JsonNode snat = expr.get(1).path("snat");
+            if (!"==".equals(match.path("op").asText()) || !"l4proto".equals(match.path("left").path("meta")
+                .path("key").asText()) || !match.path("right").isTextual() || !snat.path("addr").isTextual())
+            {
+                return null;
+            }
+            final int[] ports = ports(snat.path("port"));
+            if (ports == null || !protocols.add(match.get("right").asText()))
+            {
+                return null;
+            }
+            final Snat6Target t;
+            try
+            {
+                t = new Snat6Target(Ipv6Address.parse(snat.get("addr").asText()), ports[0], ports[1]);
+            }
+            catch (final IllegalArgumentException e)
+            {
+                return null;
+            }
+            if (target != null && !target.equals(t))
+            {
+                return null;
+            }
+            target = t;
+        }
+        return protocols.equals(Set.copyOf(Ruleset.SNAT6_PROTOCOLS)) ? target : null;
     }
 
     private static void readElement(final String set, final JsonNode raw, final List<PlanElement> elements,
@@ -235,6 +370,28 @@ public final class TableReader
             }
         }
         return state;
+    }
+
+    /**
+     * The names of one table's sets or maps in a listing of them ({@code list sets table inet NAME}, which
+     * in nft 1.0.6 holds no maps, or {@code list maps inet}, which cannot name a table).
+     *
+     * @param root  the parsed listing.
+     * @param table the table's name.
+     * @return the names.
+     */
+    static Set<String> setNames(final JsonNode root, final String table)
+    {
+        final Set<String> names = new HashSet<>();
+        for (final JsonNode item : root.path("nftables"))
+        {
+            final JsonNode set = item.has("set") ? item.get("set") : item.path("map");
+            if (set.path("name").isTextual() && table.equals(set.path("table").asText()))
+            {
+                names.add(set.get("name").asText());
+            }
+        }
+        return names;
     }
 
     static JsonNode tree(final String json)

@@ -35,6 +35,7 @@ public final class FakeNftablesClient implements NftablesClient
     private static final Pattern COMMENT = Pattern.compile(" comment \"([^\"]*)\"$");
     private static final Pattern RULE = Pattern.compile("add rule inet (\\w+) (\\w+) (.+)");
     private static final Pattern TABLE = Pattern.compile("(add|delete) table inet (\\w+)");
+    private static final Pattern L4PROTO = Pattern.compile("^meta l4proto (?:(\\{ [^}]+ \\})|([\\w-]+)) snat ");
     private static final Pattern SNAT6 = Pattern.compile("snat ip6 to \\[([0-9a-fA-F:.]+)\\]:(\\d+)(?:-(\\d+))?");
 
     /** One set or map: its type text and elements (canonical key text to data text, "" for sets). */
@@ -74,6 +75,8 @@ public final class FakeNftablesClient implements NftablesClient
     }
 
     private Map<String, FakeTable> tables = new LinkedHashMap<>();
+    private int setListings;
+    private int tableListings;
     private final List<String> scripts = new ArrayList<>();
 
     /** Every script given to {@link #run}, successful or not. */
@@ -421,6 +424,20 @@ public final class FakeNftablesClient implements NftablesClient
             tables.keySet().forEach(name -> table(items, name));
             return root.toString();
         }
+        if (words.length == 5 && words[0].equals("list") && (words[1].equals("set") || words[1].equals("map"))
+            && words[2].equals("inet"))
+        {
+            // list set|map inet TABLE NAME: nft finds a map only as a map and a set only as a set
+            final FakeTable t = tables.get(words[3]);
+            final FakeSet set = t == null ? null : t.sets.get(words[4]);
+            if (set == null || set.map != words[1].equals("map"))
+            {
+                throw error(command, "No such file or directory", command);
+            }
+            setListings++;
+            set(items, words[3], words[4], set);
+            return root.toString();
+        }
         final boolean counters = words.length == 5 && words[0].equals("list") && words[1].equals("counters")
             && words[2].equals("table") && words[3].equals("inet");
         final boolean table = words.length == 4 && words[0].equals("list") && words[1].equals("table")
@@ -447,6 +464,7 @@ public final class FakeNftablesClient implements NftablesClient
         }
         if (table)
         {
+            tableListings++;
             table(items, name);
         }
         t.counters.forEach((counter, packets) -> items.addObject().putObject("counter").put("family", "inet")
@@ -459,6 +477,56 @@ public final class FakeNftablesClient implements NftablesClient
         t.chains.forEach((chain, rules) -> chainObject(items, name, chain, t));
         t.chains.forEach((chain, rules) -> rules(items, name, chain, rules));
         return root.toString();
+    }
+
+    /**
+     * {@code list sets table inet TABLE} (sets only, as nft 1.0.6 lists them) and {@code list maps inet} (the
+     * maps of every inet table), terse: without elements.
+     */
+    @Override
+    public String runJsonTerse(final String command) throws NftException
+    {
+        final String[] words = command.strip().split("\\s+");
+        final boolean sets = words.length == 5 && words[0].equals("list") && words[1].equals("sets")
+            && words[2].equals("table") && words[3].equals("inet");
+        final boolean maps = words.length == 3 && words[0].equals("list") && words[1].equals("maps")
+            && words[2].equals("inet");
+        if (!sets && !maps)
+        {
+            throw error(command, "syntax error (the fake does not understand this terse listing)", command);
+        }
+        if (sets && !tables.containsKey(words[4]))
+        {
+            throw error(command, "No such file or directory", command);
+        }
+        final ObjectNode root = JSON.createObjectNode();
+        final ArrayNode items = root.putArray("nftables");
+        items.addObject().putObject("metainfo").put("version", "1.0.6").put("json_schema_version", 1);
+        tables.forEach((name, t) ->
+        {
+            if (maps || name.equals(words[4]))
+            {
+                t.sets.forEach((setName, set) ->
+                {
+                    if (set.map == maps)
+                    {
+                        items.addObject().putObject(set.map ? "map" : "set").put("family", "inet")
+                            .put("name", setName).put("table", name);
+                    }
+                });
+            }
+        });
+        return root.toString();
+    }
+
+    /**
+     * How many {@code list set} / {@code list map} listings and {@code list table} listings were run.
+     *
+     * @return {set or map listings, table listings}.
+     */
+    public int[] listings()
+    {
+        return new int[] {setListings, tableListings};
     }
 
     private static void chainJson(final ArrayNode items, final String table, final String chain, final FakeTable t)
@@ -496,6 +564,20 @@ public final class FakeNftablesClient implements NftablesClient
                     r.put("comment", comment.group(1));
                 }
                 final ArrayNode expr = r.putArray("expr");
+                final Matcher l4 = L4PROTO.matcher(rule);
+                if (l4.find())
+                {
+                    final ObjectNode match = expr.addObject().putObject("match").put("op", "==");
+                    match.putObject("left").putObject("meta").put("key", "l4proto");
+                    if (l4.group(1) != null)
+                    {
+                        match.putObject("right").putArray("set").add("tcp").add("udp").add("ipv6-icmp");
+                    }
+                    else
+                    {
+                        match.put("right", l4.group(2));
+                    }
+                }
                 final Matcher m = SNAT6.matcher(rule);
                 if (m.find())
                 {

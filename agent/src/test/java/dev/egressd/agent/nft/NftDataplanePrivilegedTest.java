@@ -335,7 +335,44 @@ class NftDataplanePrivilegedTest
         });
         assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(plan));
         assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(PlanFixtures.guest6(2)))
-            .lines().filter(l -> l.contains("snat ip6 to")).count()).as("re-add keeps one rule").isEqualTo(1);
+            .lines().filter(l -> l.contains("snat ip6 to")).count()).as("re-add keeps one rule per protocol")
+            .isEqualTo(Ruleset.SNAT6_PROTOCOLS.size());
+    }
+
+    /**
+     * Paced as the daemon runs it: the shallow read (each set and map listed by name, the per-guest chains as
+     * written) and the shallow check (the sets and maps listed terse) against real nft listings.
+     */
+    @Test
+    void shallowReadsAndChecksAgreeWithTheDeepOnes() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final KernelPlan plan = withoutUplinks(machines(1, 2, 3));
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        ns.call(dataplane::ensureTable);
+        assertThat(ns.call(dataplane::readFull)).isEqualTo(plan); // a deep cycle: check, then read
+        final int[] deep = dataplane.deepCounts();
+        dataplane.paceDeepChecks(1_000_000, System::nanoTime); // no deep read or check is due in this test
+
+        assertThat(ns.call(dataplane::read)).isEqualTo(plan);
+        assertThat(ns.call(dataplane::ensureTable)).isFalse();
+        assertThat(dataplane.deepCounts()).as("both were shallow").containsExactly(deep);
+
+        lab.exec("nft", "delete element inet egressd guests6 { \"tap-m2\" . " + PlanFixtures.guest6(2) + " }");
+        lab.exec("nft", "delete element inet egressd snat6 { " + PlanFixtures.guest6(3) + " }");
+        final KernelPlan drifted = ns.call(dataplane::read);
+        assertThat(drifted).isEqualTo(ns.call(dataplane::readFull));
+        assertThat(PlanDiff.between(drifted, plan)).hasSize(2).allMatch(c -> c.op() == PlanChange.Op.ADD);
+
+        lab.exec("nft", "delete table inet egressd");
+        assertThat(ns.call(dataplane::ensureTable)).as("a table deleted by hand is seen by the shallow check")
+            .isTrue();
+        assertThat(dataplane.lastRepair()).isEqualTo("created the table inet egressd");
+        assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
     }
 
     @Test

@@ -163,7 +163,9 @@ class NftDataplaneTest
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(desired));
         assertThat(nft.scripts()).as("one transaction per apply").hasSize(3);
         assertThat(nft.rules("egressd", Ruleset.snat6Chain(PlanFixtures.guest6(1))))
-            .containsExactly("meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to [2001:db8:10::10]:9216-10239");
+            .containsExactly("meta l4proto tcp snat ip6 to [2001:db8:10::10]:9216-10239",
+                "meta l4proto udp snat ip6 to [2001:db8:10::10]:9216-10239",
+                "meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:9216-10239");
 
         dataplane.apply(PlanDiff.between(dataplane.read(), KernelPlan.empty()));
         assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());

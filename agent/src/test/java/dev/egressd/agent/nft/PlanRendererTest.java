@@ -81,20 +81,24 @@ class PlanRendererTest
         assertThat(renderer.render(List.of(PlanChange.add(new PlanElement.Snat6(G6, E6, 1024, 2047)))))
             .isEqualTo("add chain inet egressd " + CHAIN + "\n"
                 + "flush chain inet egressd " + CHAIN + "\n"
+                + "add rule inet egressd " + CHAIN + " meta l4proto tcp snat ip6 to [2001:db8:10::10]:1024-2047\n"
+                + "add rule inet egressd " + CHAIN + " meta l4proto udp snat ip6 to [2001:db8:10::10]:1024-2047\n"
                 + "add rule inet egressd " + CHAIN
-                + " meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to [2001:db8:10::10]:1024-2047\n"
+                + " meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:1024-2047\n"
                 + "add element inet egressd snat6 { fd77::2 : jump " + CHAIN + " }\n"
                 + "add element inet egressd mapped6 { fd77::2 }\n");
     }
 
     @Test
-    void snat6ReplaceRewritesTheChainsRule()
+    void snat6ReplaceRewritesTheChainsRules()
     {
         assertThat(renderer.render(List.of(PlanChange.replace(new PlanElement.Snat6(G6, E6, 1024, 2047),
             new PlanElement.Snat6(G6, E6, 4096, 5119)))))
             .isEqualTo("flush chain inet egressd " + CHAIN + "\n"
+                + "add rule inet egressd " + CHAIN + " meta l4proto tcp snat ip6 to [2001:db8:10::10]:4096-5119\n"
+                + "add rule inet egressd " + CHAIN + " meta l4proto udp snat ip6 to [2001:db8:10::10]:4096-5119\n"
                 + "add rule inet egressd " + CHAIN
-                + " meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to [2001:db8:10::10]:4096-5119\n");
+                + " meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:4096-5119\n");
     }
 
     @Test
