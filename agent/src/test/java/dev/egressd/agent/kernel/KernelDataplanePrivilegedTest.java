@@ -5,11 +5,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.agent.netlink.AddressProtocols;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.nft.DataplaneConfig;
-import dev.egressd.agent.nft.LabNamespace;
 import dev.egressd.agent.nft.NftException;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
@@ -49,7 +49,7 @@ class KernelDataplanePrivilegedTest
     void setUp() throws IOException
     {
         LabNamespace.requirePrivileged();
-        lab = LabNamespace.create();
+        lab = LabNamespace.withUplink();
         lab.exec("ip", "link", "set", "uplink", "up");
         ns = NetNamespace.enter(lab.name());
         kernel = ns.call(() -> KernelDataplane.open(DataplaneConfig.defaults("uplink")));
@@ -59,28 +59,7 @@ class KernelDataplanePrivilegedTest
     @AfterEach
     void tearDown() throws IOException
     {
-        try
-        {
-            if (kernel != null)
-            {
-                ns.call(() ->
-                {
-                    kernel.close();
-                    return null;
-                });
-            }
-        }
-        finally
-        {
-            if (ns != null)
-            {
-                ns.close();
-            }
-            if (lab != null)
-            {
-                lab.close();
-            }
-        }
+        LabNamespace.tearDown(lab, ns, kernel);
     }
 
     @Test

@@ -75,21 +75,10 @@ class ConntrackMonitorPrivilegedTest
             {
                 monitor.close();
             }
-            if (kernel != null)
-            {
-                lab.host().call(() ->
-                {
-                    kernel.close();
-                    return null;
-                });
-            }
         }
         finally
         {
-            if (lab != null)
-            {
-                lab.close();
-            }
+            Lab.tearDown(lab, kernel);
         }
     }
 

@@ -69,24 +69,7 @@ class DataplaneE2ETest
     @AfterEach
     void tearDown() throws IOException
     {
-        try
-        {
-            if (kernel != null)
-            {
-                lab.host().call(() ->
-                {
-                    kernel.close();
-                    return null;
-                });
-            }
-        }
-        finally
-        {
-            if (lab != null)
-            {
-                lab.close();
-            }
-        }
+        Lab.tearDown(lab, kernel);
     }
 
     // ---------------------------------------------------------------------------------------------

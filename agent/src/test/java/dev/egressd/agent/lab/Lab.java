@@ -406,6 +406,34 @@ public final class Lab implements AutoCloseable
         return host;
     }
 
+    /**
+     * The usual teardown of a test that runs code in the host namespace: closes what it opened there (on the host
+     * namespace's thread, where a libnftables context or netlink socket belongs), then removes the lab, also when
+     * the first step fails.
+     *
+     * @param lab          the lab, or null if it was never made.
+     * @param openedInHost what the test opened in the host namespace, or null.
+     * @throws IOException if a step fails.
+     */
+    public static void tearDown(final Lab lab, final AutoCloseable openedInHost) throws IOException
+    {
+        if (lab == null)
+        {
+            return;
+        }
+        try
+        {
+            if (openedInHost != null)
+            {
+                LabNamespace.closeIn(lab.host(), openedInHost);
+            }
+        }
+        finally
+        {
+            lab.close();
+        }
+    }
+
     /** The result of a command: its exit code (-1 on timeout) and its stdout and stderr together. */
     public record Exec(int exitCode, String output)
     {

@@ -2,6 +2,7 @@ package dev.egressd.agent.netlink;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.LibC;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.Ipv4Address;
@@ -44,14 +45,7 @@ class RtnetlinkAddressesPrivilegedTest
     @AfterEach
     void deleteNamespace() throws IOException
     {
-        if (ns != null)
-        {
-            ns.close();
-        }
-        if (lab != null)
-        {
-            lab.close();
-        }
+        LabNamespace.tearDown(lab, ns, null);
     }
 
     @Test

@@ -2,6 +2,7 @@ package dev.egressd.agent.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
@@ -34,7 +35,7 @@ class NftDataplanePrivilegedTest
     void setUp() throws Exception
     {
         LabNamespace.requirePrivileged();
-        lab = LabNamespace.create();
+        lab = LabNamespace.withUplink();
         ns = NetNamespace.enter(lab.name());
         // The context's netlink socket belongs to the namespace of the thread that opens it.
         client = ns.call(LibNftablesClient::open);
@@ -44,28 +45,7 @@ class NftDataplanePrivilegedTest
     @AfterEach
     void tearDown() throws Exception
     {
-        try
-        {
-            if (client != null)
-            {
-                ns.call(() ->
-                {
-                    client.close();
-                    return null;
-                });
-            }
-        }
-        finally
-        {
-            if (ns != null)
-            {
-                ns.close();
-            }
-            if (lab != null)
-            {
-                lab.close();
-            }
-        }
+        LabNamespace.tearDown(lab, ns, client);
     }
 
     @Test

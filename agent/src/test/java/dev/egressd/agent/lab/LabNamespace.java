@@ -1,0 +1,292 @@
+package dev.egressd.agent.lab;
+
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.egressd.agent.natives.Natives;
+import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.agent.nft.NftNatives;
+import java.io.File;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Test fixture for the in-process kernel tests (netlink, nft, the kernel facade): one throw-away network namespace
+ * made with the {@code ip} command (fixtures may shell out to {@code ip} and {@code nft}; product code never does).
+ * Every command runs with {@code -n NAME} or {@code ip netns exec NAME}, so nothing touches the root namespace.
+ * {@link #close()} deletes the namespace. The daemon and data-plane tests use the whole {@link Lab} instead.
+ */
+public final class LabNamespace implements AutoCloseable
+{
+    private final String name;
+
+    private LabNamespace(final String name)
+    {
+        this.name = name;
+    }
+
+    /** Skips the test unless we are root (fails it instead when EGRESSD_REQUIRE_PRIVILEGED=1). */
+    public static void requireRoot()
+    {
+        require(missingRoot());
+    }
+
+    /** Skips the test unless we are root with libnftables, {@code ip} and {@code nft} at hand (or fails it). */
+    public static void requirePrivileged()
+    {
+        final List<String> missing = missingRoot();
+        if (!NftNatives.isAvailable())
+        {
+            missing.add(String.valueOf(NftNatives.unavailabilityCause()));
+        }
+        for (final String tool : List.of("/usr/sbin/ip", "/usr/sbin/nft"))
+        {
+            if (!new File(tool).canExecute() && !new File(tool.replace("/usr", "")).canExecute())
+            {
+                missing.add(tool + " missing (apt-get install iproute2 nftables)");
+            }
+        }
+        require(missing);
+    }
+
+    private static List<String> missingRoot()
+    {
+        final List<String> missing = new ArrayList<>();
+        if (!Natives.isAvailable() || Natives.libc().geteuid() != 0)
+        {
+            missing.add("root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create network namespaces)");
+        }
+        return missing;
+    }
+
+    private static void require(final List<String> missing)
+    {
+        if (missing.isEmpty())
+        {
+            return;
+        }
+        final String message = "privileged test needs: " + String.join("; ", missing);
+        if ("1".equals(System.getenv("EGRESSD_REQUIRE_PRIVILEGED")))
+        {
+            fail(message + " (EGRESSD_REQUIRE_PRIVILEGED=1 forbids skipping it)");
+        }
+        assumeTrue(false, message + ", skipped");
+    }
+
+    /**
+     * Creates {@code egr-<random>} with lo up.
+     *
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace create() throws IOException
+    {
+        final String name = "egr-" + Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xFFFFFFFFFL);
+        run("ip", "netns", "add", name);
+        final LabNamespace ns = new LabNamespace(name);
+        try
+        {
+            ns.ip("link", "set", "lo", "up");
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            ns.close();
+            throw e;
+        }
+        return ns;
+    }
+
+    /**
+     * Creates a namespace as {@link #create()} with a veth pair (uplink, upeer) inside, both down: veth, because
+     * the dummy module is not loaded on every kernel we run on.
+     *
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace withUplink() throws IOException
+    {
+        final LabNamespace ns = create();
+        try
+        {
+            ns.ip("link", "add", "uplink", "type", "veth", "peer", "name", "upeer");
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            ns.close();
+            throw e;
+        }
+        return ns;
+    }
+
+    /**
+     * Closes what a test opened on a namespace's thread (a libnftables context, a netlink socket: they belong to
+     * the namespace of the thread that opened them), if it was opened.
+     *
+     * @param ns     the namespace handle it was opened in, or null.
+     * @param opened what to close, or null.
+     * @throws IOException if closing fails.
+     */
+    public static void closeIn(final NetNamespace ns, final AutoCloseable opened) throws IOException
+    {
+        if (ns != null && opened != null)
+        {
+            ns.call(() ->
+            {
+                opened.close();
+                return null;
+            });
+        }
+    }
+
+    /**
+     * The usual teardown: closes what the test opened in the namespace, then the handle, then deletes the
+     * namespace, each step even if the one before failed.
+     *
+     * @param lab    the namespace, or null.
+     * @param ns     the handle entered into it, or null.
+     * @param opened what was opened in it, or null.
+     * @throws IOException if a step fails (the first failure).
+     */
+    public static void tearDown(final LabNamespace lab, final NetNamespace ns, final AutoCloseable opened)
+        throws IOException
+    {
+        try
+        {
+            closeIn(ns, opened);
+        }
+        finally
+        {
+            try
+            {
+                if (ns != null)
+                {
+                    ns.close();
+                }
+            }
+            finally
+            {
+                if (lab != null)
+                {
+                    lab.close();
+                }
+            }
+        }
+    }
+
+    /**
+     * Adds an up link named {@code link}: a dummy where the kernel has the dummy driver, else one end of a veth
+     * pair (peer {@code link}p, also up), which behaves the same for addresses. This machine's kernel was built
+     * without CONFIG_DUMMY ("Unknown device type").
+     *
+     * @param link the link name.
+     * @throws IOException if ip fails.
+     */
+    public void addLink(final String link) throws IOException
+    {
+        try
+        {
+            ip("link", "add", link, "type", "dummy");
+        }
+        catch (final IOException e)
+        {
+            if (!e.getMessage().contains("Unknown device type"))
+            {
+                throw e;
+            }
+            ip("link", "add", link, "type", "veth", "peer", "name", link + "p");
+            ip("link", "set", link + "p", "up");
+        }
+        ip("link", "set", link, "up");
+    }
+
+    /**
+     * The namespace's name.
+     *
+     * @return the name, for {@link NetNamespace#enter}.
+     */
+    public String name()
+    {
+        return name;
+    }
+
+    /**
+     * Runs {@code ip -n NAME args...}.
+     *
+     * @param args the ip arguments.
+     * @return stdout.
+     * @throws IOException if it fails.
+     */
+    public String ip(final String... args) throws IOException
+    {
+        final List<String> command = new ArrayList<>(List.of("ip", "-n", name));
+        command.addAll(List.of(args));
+        return run(command.toArray(String[]::new));
+    }
+
+    /**
+     * Starts {@code ip netns exec NAME args...} in the background.
+     *
+     * @param args the command.
+     * @return the process.
+     * @throws IOException if it cannot start.
+     */
+    public Process spawn(final String... args) throws IOException
+    {
+        return new ProcessBuilder(inside(args)).redirectErrorStream(true).start();
+    }
+
+    /**
+     * Runs {@code ip netns exec NAME args...} to completion.
+     *
+     * @param args the command.
+     * @return stdout.
+     * @throws IOException if it fails.
+     */
+    public String exec(final String... args) throws IOException
+    {
+        return run(inside(args).toArray(String[]::new));
+    }
+
+    private List<String> inside(final String... args)
+    {
+        final List<String> command = new ArrayList<>(List.of("ip", "netns", "exec", name));
+        command.addAll(List.of(args));
+        return command;
+    }
+
+    @Override
+    public void close() throws IOException
+    {
+        run("ip", "netns", "del", name);
+    }
+
+    private static String run(final String... command) throws IOException
+    {
+        final Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+        final String output;
+        try
+        {
+            // Read before waiting: a listing larger than the pipe buffer would otherwise never let it exit.
+            output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!process.waitFor(30, TimeUnit.SECONDS))
+            {
+                process.destroyForcibly();
+                throw new IOException("timed out: " + String.join(" ", command));
+            }
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted: " + String.join(" ", command), e);
+        }
+        if (process.exitValue() != 0)
+        {
+            throw new IOException(String.join(" ", command) + " exited " + process.exitValue() + ": " + output);
+        }
+        return output;
+    }
+}
