@@ -103,6 +103,8 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     private static final long SECOND = 1_000_000_000L;
     /** After an overrun, how long queued events are still read before the resync dump (see the class comment). */
     private static final long DRAIN_BEFORE_RESYNC_NANOS = 500_000_000L;
+    /** After a failed dump or delete, how long before the same deletions are tried again. */
+    private static final long RETRY_DELETIONS_NANOS = SECOND;
     private static final int TCP = 6;
     private static final int ANY_FIRST = 1;
     private static final int ANY_LAST = 65535;
@@ -144,6 +146,17 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
     private record Deletion(long due, String machine, Ipv4Address guest4, Ipv6Address guest6, Ipv4Address egress4,
         Ipv6Address egress6, Kind kind, String why)
     {
+        /**
+         * The same deletion, due again later (after a failed attempt).
+         *
+         * @param later when.
+         * @return the copy.
+         */
+        Deletion retryAt(final long later)
+        {
+            return new Deletion(later, machine, guest4, guest6, egress4, egress6, kind, why);
+        }
+
         /**
          * Whether a conntrack entry is one to delete. Allocates nothing.
          *
@@ -1044,8 +1057,18 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         catch (final IOException e)
         {
             errors++;
-            LOG.error("conntrack: deleting the flows of machines {} failed: {}",
+            // Put them back: flows the kernel may still hold must not be forgotten (invariant 3). Deleting again
+            // what is already gone is harmless; a second's wait keeps a failing kernel from being hammered.
+            final long retry = nanoTime.getAsLong() + RETRY_DELETIONS_NANOS;
+            due.forEach(d -> deletions.add(d.retryAt(retry)));
+            LOG.error("conntrack: deleting the flows of machines {} failed, retrying in 1 s: {}",
                 due.stream().map(Deletion::machine).distinct().toList(), e.getMessage());
+            for (final int deleted : perDeletion)
+            {
+                flowsDeleted += deleted;
+            }
+            publishNeeded = true;
+            return;
         }
         for (int i = 0; i < due.size(); i++)
         {

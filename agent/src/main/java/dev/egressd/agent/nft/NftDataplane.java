@@ -302,6 +302,12 @@ public final class NftDataplane
     {
         if (!chainsKnown || deepReadPending || due())
         {
+            if (!deepReadPending)
+            {
+                // A deep read without its deep check (the cycle fell due between the two): the next check goes
+                // deep, so the fixed chains do not wait a whole cycle more.
+                deepCheckForced = true;
+            }
             return readFull();
         }
         final List<String> listings = new ArrayList<>(Ruleset.ELEMENT_SETS.size());

@@ -266,6 +266,8 @@ class ConntrackMonitorTest
         final List<ConntrackEvent> entries = new ArrayList<>();
         final List<Integer> deleted = new ArrayList<>();
         int dumps;
+        /** Dumps still to fail, as a kernel that refuses the request would. */
+        int failingDumps;
 
         void add4(final int id, final int status, final int guest, final int translated, final int port)
         {
@@ -281,9 +283,14 @@ class ConntrackMonitorTest
         }
 
         @Override
-        public void dump(final ConntrackEvents.Listener listener)
+        public void dump(final ConntrackEvents.Listener listener) throws IOException
         {
             dumps++;
+            if (failingDumps > 0)
+            {
+                failingDumps--;
+                throw new IOException("dump refused (test)");
+            }
             final ConntrackEvent reused = new ConntrackEvent();
             for (final ConntrackEvent e : entries)
             {
@@ -328,6 +335,28 @@ class ConntrackMonitorTest
         {
             throw new AssertionError(ex);
         }
+    }
+
+    @Test
+    void deletionsThatFailAreTriedAgainASecondLater()
+    {
+        final FakeTable table = new FakeTable();
+        final ConntrackMonitor m = monitor(table, host("m1", G1));
+        table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: must go when m1 is static
+        table.failingDumps = 1;
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047)), DRAIN);
+        turn(m);
+        assertThat(table.dumps).as("the deletion was tried").isEqualTo(1);
+        assertThat(table.deleted).as("the dump failed").isEmpty();
+
+        clock.addAndGet(999_000_000L);
+        turn(m);
+        assertThat(table.dumps).as("not before a second").isEqualTo(1);
+
+        clock.addAndGet(1_000_000L);
+        turn(m);
+        assertThat(table.deleted).as("tried again, and done").containsExactly(1);
+        assertThat(m.stats().errors()).isEqualTo(1);
     }
 
     @Test

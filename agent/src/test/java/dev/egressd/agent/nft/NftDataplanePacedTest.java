@@ -147,6 +147,23 @@ class NftDataplanePacedTest
     }
 
     @Test
+    void aCycleFallingDueBetweenTheCheckAndTheReadMakesTheNextCheckDeep() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.ensureTable();
+        dataplane.read(); // the deep cycle closes
+        assertThat(dataplane.ensureTable()).as("shallow, not due").isFalse();
+        final int checks = dataplane.deepCounts()[1];
+        later();
+        dataplane.read(); // due now: deep, but without the fixed-chain check before it
+
+        nft.run("flush chain inet egressd forward");
+        dataplane.ensureTable();
+        assertThat(dataplane.deepCounts()[1]).as("the check the read went without").isEqualTo(checks + 1);
+        assertThat(dataplane.lastRepair()).contains("forward");
+    }
+
+    @Test
     void aRefusedTransactionMakesTheNextReadAndCheckDeep() throws Exception
     {
         dataplane.ensureTable();

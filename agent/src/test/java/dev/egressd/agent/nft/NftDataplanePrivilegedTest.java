@@ -393,4 +393,54 @@ class NftDataplanePrivilegedTest
             return client.outputFlags();
         })).isEqualTo(LibNftables.NFT_CTX_DEFAULT);
     }
+
+    /**
+     * A table written by an older egressd (per-guest chains of one rule with an anonymous protocol set) is read by
+     * a fresh, paced dataplane (a restart onto this version): the chains read as drift, and the diff's ADDs are
+     * accepted by the kernel although the snat6 and mapped6 elements are already there.
+     */
+    @Test
+    void oneRuleChainsOfAnOlderEgressdAreRewrittenOnStart() throws Exception
+    {
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        final NftDataplane old = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        ns.call(old::ensureTable);
+        ns.call(() ->
+        {
+            old.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        // Rewrite every per-guest chain into the old one-rule form.
+        for (final PlanElement e : plan.elements())
+        {
+            if (e instanceof PlanElement.Snat6 s)
+            {
+                final String chain = Ruleset.snat6Chain(s.guest());
+                lab.exec("nft", "flush chain inet egressd " + chain);
+                lab.exec("nft", "add rule inet egressd " + chain + " meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to ["
+                    + s.egress() + "]:" + Ruleset.ports(s.firstPort(), s.lastPort()));
+            }
+        }
+
+        final NftDataplane fresh = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        fresh.paceDeepChecks(4, System::nanoTime);
+        ns.call(fresh::ensureTable);
+        final KernelPlan read = ns.call(fresh::read);
+        final List<PlanChange> changes = PlanDiff.between(read, plan);
+        assertThat(changes).isNotEmpty().allMatch(c -> c.op() == PlanChange.Op.ADD);
+        ns.call(() ->
+        {
+            fresh.apply(changes);
+            return null;
+        });
+        assertThat(ns.call(fresh::readFull)).isEqualTo(plan);
+        for (final PlanElement e : plan.elements())
+        {
+            if (e instanceof PlanElement.Snat6 s)
+            {
+                final String listed = lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(s.guest()));
+                assertThat(listed).doesNotContain("l4proto {").contains("meta l4proto tcp").contains("meta l4proto udp");
+            }
+        }
+    }
 }

@@ -105,6 +105,9 @@ public final class DestinationLedger implements ConnectionLedger
     /** The highest machine handle: per-machine state is indexed by handle, so handles must stay small. */
     public static final int MAX_MACHINE = (1 << 20) - 1;
 
+    /** The most connections a ledger can be sized for up front. */
+    public static final int MAX_EXPECTED_CONNECTIONS = 1 << 27;
+
     private static final int EMPTY = -1;
     private static final long EMPTY_META = -1L;
     private static final long EMPTY_SLOT = -1L;
@@ -210,10 +213,16 @@ public final class DestinationLedger implements ConnectionLedger
         {
             throw new IllegalArgumentException("destinationCap must be 1..65535, got " + destinationCap);
         }
-        if (expectedConnections < 0 || expectedConnections > (1 << 28) ||
-            expectedMachines < 0 || expectedMachines > MAX_MACHINE + 1)
+        // 2^27 connections size the table to 2^29 slots of two longs: the largest Java array that holds them.
+        if (expectedConnections < 0 || expectedConnections > MAX_EXPECTED_CONNECTIONS)
         {
-            throw new IllegalArgumentException("expected sizes out of range");
+            throw new IllegalArgumentException("expectedConnections must be 0.." + MAX_EXPECTED_CONNECTIONS + ", got "
+                + expectedConnections);
+        }
+        if (expectedMachines < 0 || expectedMachines > MAX_MACHINE + 1)
+        {
+            throw new IllegalArgumentException("expectedMachines must be 0.." + (MAX_MACHINE + 1) + ", got "
+                + expectedMachines);
         }
         this.destinationCap = destinationCap;
         this.warningThreshold = (destinationCap * 80 + 99) / 100;

@@ -1,6 +1,7 @@
 package dev.egressd.core.ledger;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -34,6 +35,17 @@ class DestinationLedgerTest extends DestinationLedgerContract
         fast.open(initial, 0, DST_A, 1000);
         assertThat(fast.connectionCapacity()).isEqualTo(2 * initial);
         assertThat(fast.count(0, DST_A)).isEqualTo(initial / 4 + 1);
+    }
+
+    @Test
+    void sizesOutOfRangeAreRefusedNamingTheField()
+    {
+        assertThatThrownBy(() -> new DestinationLedger(CAP, DestinationLedger.MAX_EXPECTED_CONNECTIONS + 1, 1))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("expectedConnections");
+        assertThatThrownBy(() -> new DestinationLedger(CAP, 1, -1))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("expectedMachines");
+        assertThatThrownBy(() -> new DestinationLedger(0))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("destinationCap");
     }
 
     @Test

@@ -7,11 +7,11 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * Review: seeded differential runs against ReferenceLedger at small caps (warning == critical for caps 1..4),
+ * Seeded differential runs against ReferenceLedger at small caps (warning == critical for caps 1..4),
  * with enough destinations and machines to force idle-entry sweeps, index growth, pool growth and connection
  * table growth while the last-entry cache points at entries being swept; compares busiestCounts too.
  */
-class DestinationLedgerReviewFuzzTest
+class DestinationLedgerSmallCapTest
 {
     @ParameterizedTest
     @ValueSource(ints = {1, 2, 3, 4, 5, 20})
