@@ -153,6 +153,8 @@ public final class Egressd implements Callable<Integer>
                 System.err.println("egressd: " + problem.get());
                 return 1;
             }
+            KernelChecks.ipv6SourceWarning(dataplane.uplink()).ifPresent(
+                w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
             kernel = new NftKernel(dataplane);
         }
         final Daemon daemon = new Daemon(settings, config, flags(), kernel, version());

@@ -1,5 +1,6 @@
 package dev.egressd.agent.kernel;
 
+import dev.egressd.agent.netlink.InterfaceAddress;
 import dev.egressd.agent.netlink.NetlinkException;
 import dev.egressd.agent.netlink.RtnetlinkAddresses;
 import dev.egressd.agent.nft.DataplaneConfig;
@@ -8,6 +9,7 @@ import dev.egressd.agent.nft.NftNatives;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -162,6 +164,64 @@ public final class KernelChecks
         {
             return Optional.of("cannot look up uplink interface " + uplink + ": " + firstLine(String.valueOf(e.getMessage())));
         }
+    }
+
+    /**
+     * A warning (not a refusal to start) when IPv6 masquerade would leave from someone's static address: the uplink
+     * has no preferred IPv6 address of the host's own beyond link-local, so the kernel picks a deprecated one as the
+     * source, egressd's egress /128s included (nft-recipe pitfall 7). Machines on the host's address would then
+     * leave over IPv6 from an app's allowlisted address. Read-only (RTM_GETADDR) in the calling thread's namespace.
+     *
+     * @param uplink the interface name.
+     * @return the warning, or empty (also when the addresses cannot be read: the start-up checks say why).
+     */
+    public static Optional<String> ipv6SourceWarning(final String uplink)
+    {
+        try (RtnetlinkAddresses rtnl = RtnetlinkAddresses.open())
+        {
+            return ipv6SourceWarning(uplink, rtnl.addresses(uplink));
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            return Optional.empty();
+        }
+    }
+
+    /**
+     * The IPv6 source warning, from the uplink's addresses.
+     *
+     * @param uplink    the interface name, for the message.
+     * @param addresses its addresses.
+     * @return the warning when egress /128s are on the uplink and no preferred, non-link-local IPv6 address not owned
+     * by egressd is, else empty.
+     */
+    public static Optional<String> ipv6SourceWarning(final String uplink, final List<InterfaceAddress> addresses)
+    {
+        boolean egress = false;
+        for (final InterfaceAddress a : addresses)
+        {
+            if (a.ipv6() == null)
+            {
+                continue;
+            }
+            if (a.isOwned())
+            {
+                egress = true;
+            }
+            else if (a.preferredLifetime() != 0 && !isLinkLocal(a.ipv6().high()))
+            {
+                return Optional.empty();
+            }
+        }
+        // Without egress /128s there is nothing to leave from wrongly (an IPv4-only host stays quiet).
+        return !egress ? Optional.empty() : Optional.of("uplink " + uplink + " has no preferred IPv6 address of the host's own: IPv6 masquerade "
+            + "(machines on the host's address) would leave from an egress /128 of some app; give the uplink a "
+            + "global IPv6 address");
+    }
+
+    private static boolean isLinkLocal(final long high)
+    {
+        return (high >>> 54) == 0x3FA; // fe80::/10
     }
 
     private static Optional<String> read(final String file)

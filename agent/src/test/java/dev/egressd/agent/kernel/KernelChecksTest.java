@@ -3,6 +3,11 @@ package dev.egressd.agent.kernel;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.egressd.agent.netlink.InterfaceAddress;
+import dev.egressd.agent.netlink.NetlinkConstants;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import java.util.List;
 import java.util.Optional;
 import org.junit.jupiter.api.Test;
 
@@ -73,5 +78,30 @@ class KernelChecksTest
         assertThat(problem).contains("kernel 5.15.0-91-generic is too old: egressd needs Linux 6.1 or later "
             + "(IFA_PROTO marks the uplink addresses it owns)");
         assertThat(KernelChecks.kernelProblem("6.0.12")).isPresent();
+    }
+
+    private static InterfaceAddress v6(final String address, final int prefix, final long preferred, final int proto)
+    {
+        return new InterfaceAddress(null, Ipv6Address.parse(address), prefix, 0, preferred, InterfaceAddress.FOREVER,
+            proto);
+    }
+
+    @Test
+    void ipv6MasqueradeNeedsAPreferredAddressOfTheHostsOwn()
+    {
+        final InterfaceAddress linkLocal = v6("fe80::1", 64, InterfaceAddress.FOREVER, 0);
+        final InterfaceAddress egress = v6("2001:db8:10::10", 128, 0, NetlinkConstants.IFAPROT_EGRESSD);
+        final InterfaceAddress hostOwn = v6("2001:db8:1::1", 64, InterfaceAddress.FOREVER, 0);
+        final InterfaceAddress hostDeprecated = v6("2001:db8:1::2", 64, 0, 0);
+        final InterfaceAddress ipv4 = new InterfaceAddress(Ipv4Address.parse("192.0.2.1"), null, 24, 0,
+            InterfaceAddress.FOREVER, InterfaceAddress.FOREVER, 0);
+
+        assertThat(KernelChecks.ipv6SourceWarning("uplink", List.of(ipv4, linkLocal, egress, hostOwn))).isEmpty();
+        assertThat(KernelChecks.ipv6SourceWarning("uplink", List.of(ipv4, linkLocal, egress, hostDeprecated)))
+            .hasValueSatisfying(w -> assertThat(w).startsWith("uplink uplink has no preferred IPv6 address")
+                .contains("egress /128"));
+        assertThat(KernelChecks.ipv6SourceWarning("uplink", List.of(ipv4, egress))).isPresent();
+        assertThat(KernelChecks.ipv6SourceWarning("uplink", List.of(ipv4))).as("no egress /128: nothing to leak")
+            .isEmpty();
     }
 }
