@@ -2,30 +2,27 @@ package dev.egressd.agent;
 
 import dev.egressd.agent.config.BadSettingException;
 import dev.egressd.agent.config.EgressdConfig;
-import dev.egressd.agent.daemon.Daemon;
-import dev.egressd.agent.daemon.Kernel;
-import dev.egressd.agent.daemon.MemoryKernel;
-import dev.egressd.agent.daemon.NftKernel;
+import dev.egressd.agent.kernel.Kernel;
+import dev.egressd.agent.kernel.MemoryKernel;
+import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.kernel.KernelChecks;
 import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.state.StateStore;
-import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.agent.version.Version;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Properties;
 import java.util.concurrent.Callable;
 
 /** The egressd daemon's entry point. Exit codes: 0 stopped, 1 start-up failed, 2 bad setting or usage. */
-@Command(name = "egressd", mixinStandardHelpOptions = true, versionProvider = Egressd.Version.class,
+@Command(name = "egressd", mixinStandardHelpOptions = true, versionProvider = Egressd.VersionProvider.class,
     description = "Static egress IPs for the machines of this host. Every setting can be given in the config "
         + "file (docs/config.md) or as a flag, which wins.")
 public final class Egressd implements Callable<Integer>
@@ -57,35 +54,12 @@ public final class Egressd implements Callable<Integer>
     @Option(names = "--yes", description = "confirm --teardown") boolean yes;
 
     /** The picocli version provider. */
-    static final class Version implements CommandLine.IVersionProvider
+    static final class VersionProvider implements CommandLine.IVersionProvider
     {
         @Override
         public String[] getVersion()
         {
-            return new String[] {"egressd " + version()};
-        }
-    }
-
-    /**
-     * The version this build was made from, read from the jar's resources.
-     *
-     * @return the project version, e.g. {@code 0.1.0-SNAPSHOT}.
-     */
-    public static String version()
-    {
-        try (InputStream in = Egressd.class.getResourceAsStream("version.properties"))
-        {
-            if (in == null)
-            {
-                return "unknown";
-            }
-            final Properties properties = new Properties();
-            properties.load(in);
-            return properties.getProperty("version", "unknown");
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
+            return new String[] {"egressd " + Version.version()};
         }
     }
 
@@ -157,7 +131,7 @@ public final class Egressd implements Callable<Integer>
                 w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
             kernel = new NftKernel(dataplane);
         }
-        final Daemon daemon = new Daemon(settings, config, flags(), kernel, version());
+        final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version());
         try
         {
             daemon.start();
@@ -229,7 +203,7 @@ public final class Egressd implements Callable<Integer>
     {
         if (args.length > 0 && "version".equals(args[0]))
         {
-            System.out.println("egressd " + version());
+            System.out.println("egressd " + Version.version());
             return;
         }
         final CommandLine cli = new CommandLine(new Egressd());

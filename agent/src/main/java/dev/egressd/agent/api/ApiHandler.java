@@ -3,7 +3,7 @@ package dev.egressd.agent.api;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.egressd.agent.daemon.ControlLoop;
+import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.Ipv4Address;

@@ -1,6 +1,6 @@
 package dev.egressd.agent.api;
 
-import dev.egressd.agent.daemon.ControlLoop;
+import dev.egressd.agent.reconcile.ControlLoop;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;

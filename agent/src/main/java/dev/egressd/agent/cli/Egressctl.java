@@ -1,6 +1,5 @@
 package dev.egressd.agent.cli;
 
-import dev.egressd.agent.Egressd;
 import picocli.AutoComplete;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -98,7 +97,7 @@ public final class Egressctl implements Callable<Integer>
         @Override
         public String[] getVersion()
         {
-            return new String[] {"egressctl " + Egressd.version()};
+            return new String[] {"egressctl " + dev.egressd.agent.version.Version.version()};
         }
     }
 

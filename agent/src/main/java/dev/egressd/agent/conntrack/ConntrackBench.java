@@ -1,7 +1,8 @@
 package dev.egressd.agent.conntrack;
 
-import dev.egressd.agent.netlink.ConntrackEvent;
-import dev.egressd.agent.netlink.ConntrackEvents;
+import dev.egressd.agent.refusals.RefusalLog;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;

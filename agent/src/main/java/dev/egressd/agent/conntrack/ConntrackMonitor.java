@@ -1,9 +1,9 @@
 package dev.egressd.agent.conntrack;
 
-import dev.egressd.agent.metrics.LedgerStats;
+import dev.egressd.agent.refusals.RefusalLog;
 
-import dev.egressd.agent.netlink.ConntrackEvent;
-import dev.egressd.agent.netlink.ConntrackEvents;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.ledger.ConnectionLedger;
@@ -94,7 +94,7 @@ import java.util.function.LongSupplier;
  *
  * <p>The event path (parse, index lookup, ledger) allocates nothing; only crossing a limit (a log line) does.
  */
-public final class ConntrackMonitor implements AutoCloseable, LedgerStats
+public final class ConntrackMonitor implements AutoCloseable, ConntrackStats
 {
     /** How long one poll waits for events, so queued work is picked up at least this often. */
     public static final int POLL_MILLIS = 100;
@@ -555,7 +555,7 @@ public final class ConntrackMonitor implements AutoCloseable, LedgerStats
         return stats;
     }
 
-    // LedgerStats: the metrics read the published snapshot, never the ledger the monitor thread writes.
+    // ConntrackStats: the metrics read the published snapshot, never the ledger the monitor thread writes.
 
     @Override
     public int destinationCap()

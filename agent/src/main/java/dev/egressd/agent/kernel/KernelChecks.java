@@ -1,10 +1,10 @@
 package dev.egressd.agent.kernel;
 
-import dev.egressd.agent.netlink.InterfaceAddress;
+import dev.egressd.agent.kernel.rtnetlink.InterfaceAddress;
 import dev.egressd.agent.netlink.NetlinkException;
-import dev.egressd.agent.netlink.RtnetlinkAddresses;
-import dev.egressd.agent.nft.DataplaneConfig;
-import dev.egressd.agent.nft.NftNatives;
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkAddresses;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.nft.NftNatives;
 
 import java.io.IOException;
 import java.nio.file.Files;

@@ -1,11 +1,11 @@
 package dev.egressd.agent.kernel;
 
-import dev.egressd.agent.netlink.InterfaceAddress;
-import dev.egressd.agent.netlink.RtnetlinkAddresses;
-import dev.egressd.agent.nft.DataplaneConfig;
-import dev.egressd.agent.nft.LibNftablesClient;
-import dev.egressd.agent.nft.NftDataplane;
-import dev.egressd.agent.nft.NftException;
+import dev.egressd.agent.kernel.rtnetlink.InterfaceAddress;
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkAddresses;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.nft.LibNftablesClient;
+import dev.egressd.agent.kernel.nft.NftDataplane;
+import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;

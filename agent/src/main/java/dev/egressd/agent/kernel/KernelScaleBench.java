@@ -1,7 +1,7 @@
 package dev.egressd.agent.kernel;
 
 import dev.egressd.agent.natives.NetNamespace;
-import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;

@@ -1,8 +1,9 @@
 package dev.egressd.agent.metrics;
 
-import dev.egressd.agent.daemon.ControlLoop;
-import dev.egressd.agent.netlink.ConntrackEvent;
-import dev.egressd.agent.nft.Ruleset;
+import dev.egressd.agent.conntrack.ConntrackStats;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
+import dev.egressd.agent.kernel.nft.Ruleset;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.Scope;
 import io.micrometer.core.instrument.Counter;
@@ -40,8 +41,8 @@ import java.util.concurrent.TimeUnit;
  *     replaces after each mutation; the live allocator (single writer) is never touched from here.</li>
  *     <li>The kernel's named counters come from {@link ControlLoop#kernelCounters()}, cached by the loop on each
  *     reconcile because the dataplane may only be used from the loop's thread.</li>
- *     <li>Conntrack and ledger figures come from a {@link LedgerStats} (plain counters of the single-writer ledger,
- *     read with possible staleness); {@link LedgerStats#NONE} until the conntrack feed is wired.</li>
+ *     <li>Conntrack and ledger figures come from a {@link ConntrackStats} (plain counters of the single-writer ledger,
+ *     read with possible staleness); {@link ConntrackStats#NONE} until the conntrack feed is wired.</li>
  *     <li>Changes are counted and timed by {@link ControlLoop.ChangeObserver}, once per answered mutation.</li>
  * </ul>
  *
@@ -63,7 +64,7 @@ public final class EgressMetrics implements MeterBinder
     public static final List<String> OUTCOMES = List.of("ok", "refused", "unavailable");
 
     private final ControlLoop loop;
-    private volatile LedgerStats ledger = LedgerStats.NONE;
+    private volatile ConntrackStats ledger = ConntrackStats.NONE;
     private volatile View view;
 
     private MeterRegistry registry;
@@ -90,9 +91,9 @@ public final class EgressMetrics implements MeterBinder
      *
      * @param stats the feed's figures, or null for none (every figure 0).
      */
-    public void ledger(final LedgerStats stats)
+    public void ledger(final ConntrackStats stats)
     {
-        ledger = stats == null ? LedgerStats.NONE : stats;
+        ledger = stats == null ? ConntrackStats.NONE : stats;
     }
 
     /**
@@ -333,7 +334,7 @@ public final class EgressMetrics implements MeterBinder
         {
             return Double.NaN;
         }
-        final LedgerStats stats = ledger;
+        final ConntrackStats stats = ledger;
         final int cap = stats.destinationCap();
         return cap > 0 ? (double)stats.busiestCount(machine) / cap : 0.0;
     }

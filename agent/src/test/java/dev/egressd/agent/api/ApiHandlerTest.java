@@ -1,8 +1,8 @@
 package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.egressd.agent.daemon.ControlLoop;
-import dev.egressd.agent.daemon.FakeKernel;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.kernel.FakeKernel;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.model.BlockLayout;

@@ -1,11 +1,12 @@
 package dev.egressd.agent.conntrack;
 
+import dev.egressd.agent.refusals.RefusalLog;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import dev.egressd.agent.netlink.ConntrackEvent;
-import dev.egressd.agent.netlink.ConntrackEvent.Type;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent.Type;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.Egress;
@@ -24,7 +25,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
-import dev.egressd.agent.netlink.ConntrackEvents;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 
 import org.junit.jupiter.api.Test;
 

@@ -1,6 +1,6 @@
 package dev.egressd.agent.conntrack;
 
-import dev.egressd.agent.netlink.ConntrackEvent;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 
 /** Test support for other packages: hands a hand-made event to a monitor's event path (call on its thread). */
 public final class MonitorFeeder

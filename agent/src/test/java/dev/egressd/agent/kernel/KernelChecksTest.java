@@ -3,7 +3,7 @@ package dev.egressd.agent.kernel;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.egressd.agent.netlink.InterfaceAddress;
+import dev.egressd.agent.kernel.rtnetlink.InterfaceAddress;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;

@@ -3,13 +3,13 @@ package dev.egressd.agent.lab;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.conntrack.ConntrackMonitor;
-import dev.egressd.agent.conntrack.RefusalLog;
+import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.lab.Lab.ClientResult;
 import dev.egressd.agent.lab.Lab.ConntrackEntry;
 import dev.egressd.agent.lab.Lab.RunningClient;
-import dev.egressd.agent.netlink.ConntrackEvents;
-import dev.egressd.agent.nft.DataplaneConfig;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.ledger.DestinationUsage;
 import dev.egressd.core.model.BlockLayout;

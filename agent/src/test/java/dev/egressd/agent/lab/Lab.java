@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressd.agent.natives.NetNamespace;
-import dev.egressd.agent.nft.NftNatives;
+import dev.egressd.agent.kernel.nft.NftNatives;
 
 import java.io.BufferedReader;
 import java.io.IOException;

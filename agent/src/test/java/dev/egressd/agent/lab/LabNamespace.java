@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressd.agent.natives.Natives;
 import dev.egressd.agent.natives.NetNamespace;
-import dev.egressd.agent.nft.NftNatives;
+import dev.egressd.agent.kernel.nft.NftNatives;
 import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;

@@ -1,10 +1,10 @@
 package dev.egressd.agent.metrics;
 
-import dev.egressd.agent.conntrack.KernelCounterWatch;
-import dev.egressd.agent.conntrack.RefusalLog;
-import dev.egressd.agent.daemon.ControlLoop;
-import dev.egressd.agent.netlink.ConntrackEvent;
-import dev.egressd.agent.nft.Ruleset;
+import dev.egressd.agent.refusals.KernelCounterWatch;
+import dev.egressd.agent.refusals.RefusalLog;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
+import dev.egressd.agent.kernel.nft.Ruleset;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;

@@ -1,13 +1,14 @@
 package dev.egressd.agent.metrics;
 
-import dev.egressd.agent.netlink.ConntrackEvent;
+import dev.egressd.agent.conntrack.ConntrackStats;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 
 import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.Map;
 
 /** Ledger figures set by hand. */
-final class FakeLedgerStats implements LedgerStats
+final class FakeLedgerStats implements ConntrackStats
 {
     int cap = 10;
     final Map<String, Integer> busiest = new HashMap<>();

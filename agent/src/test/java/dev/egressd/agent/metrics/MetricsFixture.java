@@ -1,9 +1,9 @@
 package dev.egressd.agent.metrics;
 
-import dev.egressd.agent.daemon.ControlLoop;
-import dev.egressd.agent.daemon.FakeKernel;
-import dev.egressd.agent.daemon.Kernel;
-import dev.egressd.agent.daemon.KernelException;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.kernel.FakeKernel;
+import dev.egressd.agent.kernel.Kernel;
+import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.model.BlockLayout;
@@ -68,7 +68,7 @@ final class MetricsFixture
     MetricsFixture(final Path dir) throws Exception
     {
         final StateStore store = new StateStore(dir);
-        loop = ControlLoop.of(SETTINGS, DesiredState.empty(dev.egressd.agent.daemon.StateMapper.host(SETTINGS)),
+        loop = ControlLoop.of(SETTINGS, DesiredState.empty(dev.egressd.agent.state.StateMapper.host(SETTINGS)),
             kernel, store, Runnable::run, clock::get, 0);
         loop.initialSync();
     }
@@ -110,10 +110,10 @@ final class MetricsFixture
         ledger.live = 321;
         ledger.violations = 1;
         ledger.resyncs = 1;
-        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.NEW, 400L);
-        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.DESTROY, 79L);
-        ledger.events.put(dev.egressd.agent.netlink.ConntrackEvent.Type.EXISTING, 12L);
-        for (final String counter : dev.egressd.agent.nft.Ruleset.COUNTERS)
+        ledger.events.put(dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent.Type.NEW, 400L);
+        ledger.events.put(dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent.Type.DESTROY, 79L);
+        ledger.events.put(dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent.Type.EXISTING, 12L);
+        for (final String counter : dev.egressd.agent.kernel.nft.Ruleset.COUNTERS)
         {
             kernel.counters.put(counter, (long)counter.length());
         }

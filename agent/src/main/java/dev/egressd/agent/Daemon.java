@@ -1,0 +1,355 @@
+package dev.egressd.agent;
+
+import dev.egressd.agent.kernel.Kernel;
+import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.state.StateMapper;
+import com.sun.net.httpserver.HttpServer;
+import dev.egressd.agent.api.ApiServer;
+import dev.egressd.agent.api.PeerPolicy;
+import dev.egressd.agent.config.BadSettingException;
+import dev.egressd.agent.config.EgressdConfig;
+import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.refusals.KernelCounterWatch;
+import dev.egressd.agent.refusals.RefusalLog;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.agent.metrics.EgressMetrics;
+import dev.egressd.agent.conntrack.ConntrackStats;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * The running daemon: load config → check natives → load state → read the kernel → reconcile → serve the API →
+ * READY=1; then reconcile every second until SIGTERM, which leaves the kernel state in place.
+ */
+public final class Daemon
+{
+    private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
+
+    /** The running settings: the start-up ones, with the reloadable ones as the last SIGHUP set them. */
+    private volatile EgressdConfig config;
+    /** Restart-only settings changed in the file (already warned about), with their file value. */
+    private Map<String, String> pendingRestart = Map.of();
+    private final Path configFile;
+    private final Map<String, String> flags;
+    private final Kernel kernel;
+    private final String version;
+    private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r ->
+    {
+        final Thread thread = new Thread(r, "egressd-control");
+        thread.setDaemon(true);
+        return thread;
+    });
+    /** Where metrics scrapes run (API socket and metrics-listen alike): never the API's Netty event loop. */
+    private final java.util.concurrent.ExecutorService metricsExecutor = Executors.newSingleThreadExecutor(r ->
+    {
+        final Thread thread = new Thread(r, "egressd-metrics");
+        thread.setDaemon(true);
+        return thread;
+    });
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private final SdNotify notify = new SdNotify(System.getenv("NOTIFY_SOCKET"));
+    private StateStore store;
+    private ControlLoop loop;
+    private ApiServer api;
+    private HttpServer metricsServer;
+    private PrometheusMeterRegistry registry;
+    private volatile EgressMetrics metrics;
+    private volatile ConntrackStats ledgerStats = ConntrackStats.NONE;
+    private ConntrackMonitor conntrack;
+    private KernelCounterWatch counterWatch;
+
+    /**
+     * Creates the daemon.
+     *
+     * @param config     the settings.
+     * @param configFile the config file (re-read on SIGHUP), or null for the default.
+     * @param flags      the command-line settings (they keep winning on SIGHUP).
+     * @param kernel     the kernel.
+     * @param version    the version.
+     */
+    public Daemon(final EgressdConfig config, final Path configFile, final Map<String, String> flags,
+        final Kernel kernel, final String version)
+    {
+        this.config = config;
+        this.configFile = configFile;
+        this.flags = flags;
+        this.kernel = kernel;
+        this.version = version;
+    }
+
+    /**
+     * Starts everything; returns once the API serves and systemd has been told READY=1.
+     *
+     * @throws Exception if start-up fails; the message is the one line the operator sees.
+     */
+    public void start() throws Exception
+    {
+        final long t0 = System.nanoTime();
+        store = new StateStore(config.stateDir());
+        store.lock();
+        final StateStore.Loaded loaded = store.load();
+        final DesiredState state = loaded.state() != null ? loaded.state()
+            : DesiredState.empty(StateMapper.host(config.hostSettings()));
+        if (loaded.state() != null && !state.host().equals(StateMapper.host(config.hostSettings())))
+        {
+            LOG.warn("the state was written under {} but the config now says {}: placements that no longer fit are "
+                + "made anew", state.host(), StateMapper.host(config.hostSettings()));
+        }
+        loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
+            config.conntrackDrainSeconds());
+        loop.guestInterfaces(config.guestInterfaces());
+        final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
+        if (refusals.format() == RefusalLog.Format.JSON)
+        {
+            RefusalLog.routeBareLines();
+        }
+        counterWatch = new KernelCounterWatch(refusals);
+        // The conntrack subscription is opened here, on the daemon's own thread, so it watches the namespace
+        // egressd runs in; a dry run (in-memory kernel) watches nothing, and its ledger stays empty.
+        final ConntrackEvents events = kernel instanceof NftKernel
+            ? ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, ConntrackMonitor.POLL_MILLIS, true) : null;
+        conntrack = new ConntrackMonitor(events, config.destinationCap(), refusals, System::nanoTime);
+        loop.attach(conntrack);
+        ledgerStats(conntrack);
+        notify.notify("STATUS=reading the kernel table");
+        executor.submit(() ->
+        {
+            if (loaded.status() != StateStore.Status.LOADED)
+            {
+                final int recovered = loop.recoverFromKernel();
+                if (loaded.status() == StateStore.Status.CORRUPT || recovered > 0)
+                {
+                    LOG.error("STATE {}: kept {} kernel elements as they are until the orchestrator re-sends its "
+                        + "machines (see GET /v1/state 'recovered'); nothing running moves", loaded.status(),
+                        recovered);
+                }
+            }
+            loop.initialSync();
+            return null;
+        }).get();
+        conntrack.start();
+        registry = metrics();
+        api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
+        final Supplier<String> scrape = () ->
+        {
+            metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go
+            return registry.scrape();
+        };
+        api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape, metricsExecutor);
+        if (config.metricsListen() != null)
+        {
+            metricsServer = HttpServer.create(config.metricsListen(), 16);
+            metricsServer.setExecutor(metricsExecutor); // one scrape at a time, wherever it comes from
+            metricsServer.createContext("/metrics", exchange ->
+            {
+                final byte[] body = scrape.get().getBytes(StandardCharsets.UTF_8);
+                exchange.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                exchange.sendResponseHeaders(200, body.length);
+                try (OutputStream out = exchange.getResponseBody())
+                {
+                    out.write(body);
+                }
+            });
+            metricsServer.start();
+        }
+        executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
+        executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
+        final String watchdog = System.getenv("WATCHDOG_USEC");
+        if (watchdog != null && notify.enabled())
+        {
+            final long half = Math.max(1, Long.parseLong(watchdog) / 2);
+            // Pinged from the control loop's own thread: a stuck loop stops the pings and systemd restarts us.
+            executor.scheduleWithFixedDelay(() -> notify.notify("WATCHDOG=1"), half, half, TimeUnit.MICROSECONDS);
+        }
+        final long ms = (System.nanoTime() - t0) / 1_000_000;
+        LOG.info("egressd {} serving {} (region {}, uplink {}, table {}) after {} ms", version, config.apiSocket(),
+            config.region(), config.uplink(), config.table(), ms);
+        notify.notify("READY=1\nSTATUS=serving; kernel in sync; started in " + ms + " ms");
+    }
+
+    private void reconcile()
+    {
+        try
+        {
+            final ControlLoop.KernelStatus before = loop.health().kernel();
+            loop.reconcile();
+            final ControlLoop.KernelStatus after = loop.health().kernel();
+            if (after != before)
+            {
+                notify.notify("STATUS=kernel " + after.wireName());
+            }
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("reconcile", e);
+        }
+    }
+
+    /**
+     * Every 5 s on the loop thread: kernel refusal counters that moved become refusal-log lines. Fed from the
+     * control loop's cached totals (it reads the kernel's counters once a second, after each reconcile), which never
+     * go down: a table rebuild resets the kernel's counters, and the refusals counted after it are logged too.
+     */
+    private void kernelCounters()
+    {
+        try
+        {
+            counterWatch.observe(loop.kernelCounters());
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.debug("kernel counters: {}", e.toString());
+        }
+    }
+
+    private PrometheusMeterRegistry metrics()
+    {
+        final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        metrics = new EgressMetrics(Objects.requireNonNull(loop));
+        EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
+        metrics.ledger(ledgerStats);
+        metrics.bindTo(r);
+        return r;
+    }
+
+    /**
+     * Wires the conntrack feed's figures into the metrics (before or after {@link #start()}).
+     *
+     * @param stats the figures, or null to report 0 again.
+     */
+    public void ledgerStats(final ConntrackStats stats)
+    {
+        ledgerStats = stats == null ? ConntrackStats.NONE : stats;
+        final EgressMetrics m = metrics;
+        if (m != null)
+        {
+            m.ledger(ledgerStats);
+        }
+    }
+
+    /** SIGHUP: re-reads the config; applies what is safe to change live, warns about the rest. */
+    public synchronized void reload()
+    {
+        notify.notify("RELOADING=1\nMONOTONIC_USEC=" + System.nanoTime() / 1000);
+        try
+        {
+            final EgressdConfig next = EgressdConfig.load(configFile, flags);
+            final Reload reload = reloaded(config, next, pendingRestart);
+            config = reload.config();
+            pendingRestart = reload.pending();
+            loop.drainSeconds(config.conntrackDrainSeconds());
+            LOG.info("reload: conntrack-drain-seconds={}", config.conntrackDrainSeconds());
+        }
+        catch (final BadSettingException e)
+        {
+            LOG.error("reload refused, keeping the running settings: {}", e.getMessage());
+        }
+        notify.notify("READY=1\nSTATUS=serving; reloaded");
+    }
+
+    /**
+     * What a SIGHUP made of the settings.
+     *
+     * @param config  the new running settings: the running ones with the reloadable settings just read.
+     * @param pending restart-only settings whose file value differs from the running one, with that value.
+     * @param warned  the restart-only settings warned about by this reload (changed since the last reload).
+     */
+    record Reload(EgressdConfig config, Map<String, String> pending, List<String> warned)
+    {
+    }
+
+    /**
+     * The settings after a SIGHUP. The file is compared with the running settings (not the start-up ones), so a
+     * reloadable setting changed twice is applied twice and never warned about; a restart-only setting that
+     * differs is warned about once per new value and stays pending until the restart.
+     *
+     * @param running the running settings.
+     * @param next    the settings just read.
+     * @param pending what the last reload found pending.
+     * @return the outcome.
+     */
+    static Reload reloaded(final EgressdConfig running, final EgressdConfig next, final Map<String, String> pending)
+    {
+        final Map<String, String> was = running.asMap();
+        final Map<String, String> now = next.asMap();
+        final Map<String, String> stillPending = new java.util.LinkedHashMap<>();
+        final List<String> warned = new java.util.ArrayList<>();
+        for (final String key : now.keySet())
+        {
+            if (!Objects.equals(was.get(key), now.get(key)) && !EgressdConfig.RELOADABLE.contains(key))
+            {
+                stillPending.put(key, now.get(key));
+                if (!Objects.equals(pending.get(key), now.get(key)))
+                {
+                    warned.add(key);
+                    LOG.warn("reload: {} changed from {} to {}; it takes effect only after a restart", key,
+                        was.get(key), now.get(key));
+                }
+            }
+        }
+        return new Reload(running.withReloadable(next), Map.copyOf(stillPending), List.copyOf(warned));
+    }
+
+    /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
+    public void stop()
+    {
+        notify.notify("STOPPING=1\nSTATUS=stopping; kernel state left in place");
+        if (metricsServer != null)
+        {
+            metricsServer.stop(0);
+        }
+        metricsExecutor.shutdownNow();
+        if (api != null)
+        {
+            api.close();
+        }
+        executor.shutdown();
+        try
+        {
+            executor.awaitTermination(5, TimeUnit.SECONDS);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        if (conntrack != null)
+        {
+            conntrack.close();
+        }
+        if (store != null)
+        {
+            store.unlock();
+        }
+        notify.close();
+        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place");
+        stopped.countDown();
+    }
+
+    /**
+     * Waits until {@link #stop()} has finished.
+     *
+     * @throws InterruptedException if interrupted.
+     */
+    public void awaitStop() throws InterruptedException
+    {
+        stopped.await();
+    }
+}

@@ -1,0 +1,224 @@
+package dev.egressd.agent;
+
+import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.state.StateMapper;
+import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.nft.Ruleset;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * How long drift takes to be repaired on a host of N machines: the real {@link ControlLoop} over the real kernel
+ * ({@link NftKernel}, deep checks paced as the daemon paces them), reconciling once a second after the previous
+ * reconcile ended, as {@code Daemon} schedules it. Each round waits a random 0-1 s, then changes the kernel by hand
+ * ({@code nft}, as an operator would) and times until the loop has repaired it (its health counts the repair):
+ * an element deleted ({@code snat4}), seen by every read; and a per-guest IPv6 chain flushed, seen by the deep
+ * reads only. Run by {@code scripts/bench-drift}, inside a namespace it creates; prints one line per N
+ * ({@code -Dtrace=true} also prints each reconcile that read the kernel, with its deep reads and checks so far).
+ */
+public final class DriftRepairBench
+{
+    private static final int ROUNDS = 8;
+    private static final boolean TRACE = Boolean.getBoolean("trace");
+
+    private DriftRepairBench()
+    {
+    }
+
+    /**
+     * Runs the measurement.
+     *
+     * @param args the namespace name, the uplink name inside it, then one or more machine counts.
+     * @throws Exception if the kernel refuses.
+     */
+    public static void main(final String[] args) throws Exception
+    {
+        if (args.length < 3)
+        {
+            System.err.println("usage: DriftRepairBench NAMESPACE UPLINK MACHINES...");
+            System.exit(2);
+        }
+        try (NetNamespace ns = NetNamespace.enter(args[0]))
+        {
+            for (int a = 2; a < args.length; a++)
+            {
+                System.out.println(measure(ns, args[1], Integer.parseInt(args[a])));
+            }
+        }
+    }
+
+    private static String measure(final NetNamespace ns, final String uplink, final int n) throws Exception
+    {
+        final Path dir = Files.createTempDirectory("drift-bench");
+        final HostSettings settings = HostSettings.of("ord");
+        final NftKernel kernel = new NftKernel(DataplaneConfig.defaults(uplink));
+        final StateStore store = new StateStore(dir);
+        // The loop's thread is the namespace's: the nft context and rtnetlink socket are opened on it.
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, task -> call(ns, () ->
+            {
+                task.run();
+                return null;
+            }), System::nanoTime, 0);
+        call(ns, () ->
+        {
+            loop.initialSync();
+            return null;
+        });
+        final long t0 = System.nanoTime();
+        final ControlLoop.Result put = loop.mutate("populate", l ->
+        {
+            for (int p = 0; p < (n + 62) / 63; p++)
+            {
+                l.allocator().addPair("app", new Ipv4Address(0xCB007100 + p).toString(),
+                    new Ipv6Address(0x20010db800100000L, p + 1).toString(), null);
+            }
+            Outcome last = null;
+            for (int i = 0; i < n; i++)
+            {
+                last = l.putMachine(machine(i));
+            }
+            return last;
+        }).get();
+        if (!(put instanceof ControlLoop.Ok))
+        {
+            throw new IllegalStateException("populating " + n + " machines failed: " + put);
+        }
+        final long populateMs = (System.nanoTime() - t0) / 1_000_000;
+
+        final AtomicBoolean running = new AtomicBoolean(true);
+        final Thread reconciler = new Thread(() ->
+        {
+            while (running.get())
+            {
+                try
+                {
+                    final long runs = loop.reconcileRuns();
+                    final long start = System.nanoTime();
+                    final int[] deep = call(ns, () ->
+                    {
+                        loop.reconcile();
+                        return kernel.deepCounts();
+                    });
+                    if (TRACE && loop.reconcileRuns() != runs)
+                    {
+                        System.err.printf("reconcile at %d ms: %d ms, deep reads %d, deep checks %d%n",
+                            start / 1_000_000 % 1_000_000, (System.nanoTime() - start) / 1_000_000, deep[0], deep[1]);
+                    }
+                    Thread.sleep(1000);
+                }
+                catch (final InterruptedException e)
+                {
+                    return;
+                }
+            }
+        }, "reconciler");
+        reconciler.start();
+        final Random random = new Random(7);
+        final List<Long> elementMs = new ArrayList<>();
+        final List<Long> chainMs = new ArrayList<>();
+        try
+        {
+            // Two phases, so the element deletions do not follow the chain repairs (which come with deep reads).
+            for (int round = 0; round < ROUNDS; round++)
+            {
+                Thread.sleep(random.nextInt(1000));
+                elementMs.add(repairMs(loop, ns, "delete element inet egressd snat4 { " + machine(random.nextInt(n))
+                    .ipv4() + " }"));
+            }
+            for (int round = 0; round < ROUNDS; round++)
+            {
+                Thread.sleep(random.nextInt(1000));
+                chainMs.add(repairMs(loop, ns, "flush chain inet egressd "
+                    + Ruleset.snat6Chain(machine(random.nextInt(n)).ipv6())));
+            }
+        }
+        finally
+        {
+            running.set(false);
+            reconciler.join();
+            call(ns, () ->
+            {
+                try (KernelDataplane dataplane = KernelDataplane.open(DataplaneConfig.defaults(uplink)))
+                {
+                    dataplane.teardown();
+                }
+                return null;
+            });
+        }
+        return String.format("machines %5d: populated in %d ms (one transaction); drift repaired (reconcile every 1 s"
+            + " after the last, deletion at a random point): an element deleted by hand %s; a per-guest IPv6 chain"
+            + " flushed by hand %s; %d reconciles", n, populateMs, stats(elementMs), stats(chainMs),
+            loop.reconcileRuns());
+    }
+
+    /** Changes the kernel by hand and times until the loop's health counts one more repair. */
+    private static long repairMs(final ControlLoop loop, final NetNamespace ns, final String command)
+        throws IOException, InterruptedException
+    {
+        final long repairs = loop.health().repairs();
+        final Process nft = new ProcessBuilder("ip", "netns", "exec", ns.name(), "nft", command).inheritIO().start();
+        if (nft.waitFor() != 0)
+        {
+            throw new IOException("nft " + command + " failed");
+        }
+        final long t0 = System.nanoTime();
+        while (loop.health().repairs() == repairs)
+        {
+            if (System.nanoTime() - t0 > TimeUnit.SECONDS.toNanos(60))
+            {
+                throw new IllegalStateException("not repaired within 60 s: " + command);
+            }
+            Thread.sleep(1);
+        }
+        if (TRACE)
+        {
+            System.err.printf("%s at %d ms: repaired after %d ms%n", command, t0 / 1_000_000 % 1_000_000,
+                (System.nanoTime() - t0) / 1_000_000);
+        }
+        return (System.nanoTime() - t0) / 1_000_000;
+    }
+
+    private static Machine machine(final int i)
+    {
+        return new Machine("m" + i, "app", "tap-m" + i, new Ipv4Address(0x0A4D0002 + i),
+            new Ipv6Address(0xfd77000000000000L, 2 + i), null);
+    }
+
+    private static <T> T call(final NetNamespace ns, final Callable<T> task)
+    {
+        try
+        {
+            return ns.call(task);
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static String stats(final List<Long> ms)
+    {
+        final List<Long> sorted = ms.stream().sorted().toList();
+        return "median " + sorted.get(sorted.size() / 2) + " ms, max " + sorted.get(sorted.size() - 1) + " ms";
+    }
+}

@@ -1,0 +1,53 @@
+package dev.egressd.agent.kernel;
+
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The data plane as the control loop sees it: egressd's nftables table plus the egress addresses on the uplink.
+ * The real implementation joins the nft dataplane and rtnetlink; tests use an in-memory fake.
+ *
+ * <p>Called from the control loop thread only.
+ */
+public interface Kernel
+{
+    /**
+     * Makes sure the static part of the table (table, chains, sets, maps, rules) exists, recreating it if someone
+     * deleted it.
+     *
+     * @return true if it had to be created or repaired.
+     * @throws KernelException if the kernel cannot be programmed.
+     */
+    boolean ensureTable() throws KernelException;
+
+    /**
+     * Reads back what the kernel holds.
+     *
+     * @return the actual plan: map and set elements, and egressd's addresses on the uplink.
+     * @throws KernelException if it cannot be read.
+     */
+    KernelPlan read() throws KernelException;
+
+    /**
+     * Applies changes: the nft part in one atomic transaction; uplink addresses added before and removed after it
+     * (the order {@link dev.egressd.core.plan.PlanDiff} gives). Returns only once the kernel holds the change.
+     *
+     * @param changes the changes, in order.
+     * @throws KernelException if they could not all be applied; the nft part is then unchanged.
+     */
+    void apply(List<PlanChange> changes) throws KernelException;
+
+    /**
+     * The table's named counters (spoofed, unmapped, cap refusals...).
+     *
+     * @return counter name to packets; empty if unknown.
+     * @throws KernelException if they cannot be read.
+     */
+    default Map<String, Long> counters() throws KernelException
+    {
+        return Map.of();
+    }
+}

@@ -1,0 +1,518 @@
+package dev.egressd.agent.kernel.nft;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanElement;
+
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.LongSupplier;
+
+/**
+ * egressd's table in the kernel, as the reconciler sees it: create it once, read it as a plan, apply
+ * plan changes as one atomic transaction, read the named counters.
+ *
+ * <p><strong>Deep and shallow checks.</strong> libnftables 1.0.6 loads a cache before each command, and for
+ * any listing of rules (a whole table, one chain, the counters) that cache holds every rule of the table and
+ * every element of every set: O(table), 0.1-0.5 s at 4,000 machines. Listing one set or map by name
+ * ({@code list set inet T NAME}) loads only that set's elements, and the table's sets without elements
+ * ({@code list sets table inet T}, terse) are cheaper still. So, once {@link #paceDeepChecks} is set (the
+ * daemon sets it), the two checks that need rules are done only as often as their cost allows:
+ * <ul>
+ *   <li>{@link #read()} lists the seven sets and maps by name every time, and takes what each per-guest IPv6
+ *       chain holds from what this object last wrote there or last read there; the chains' rules themselves
+ *       are listed ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once; a
+ *       per-guest chain whose rules were changed by hand, at the next deep read. (A per-guest chain cannot be
+ *       deleted while its vmap element jumps to it: the kernel refuses, so deleting it means deleting that
+ *       element first, which shows at once.)</li>
+ *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
+ *       hooks and rule fingerprints when a deep check is due.</li>
+ * </ul>
+ * A deep read is also forced when nothing is known yet, after the table was created, after a refused
+ * transaction and when a set cannot be listed; a deep check, after a refused transaction and when a set is
+ * missing. Unpaced (the default), every read and every check is deep, as before.
+ *
+ * <p>Uses its client from one thread, like the client itself (see {@link LibNftablesClient}).
+ */
+public final class NftDataplane
+{
+    private final NftablesClient nft;
+    private final DataplaneConfig config;
+    private final Ruleset ruleset;
+    private final PlanRenderer renderer;
+    private final TableReader reader = new TableReader();
+    private String lastRepair;
+    /** What each per-guest IPv6 chain holds, by chain name, as last written or read; valid if chainsKnown. */
+    private final Map<String, TableReader.Snat6Target> chains = new HashMap<>();
+    private boolean chainsKnown;
+    private boolean deepCheckForced = true;
+    private int deepFactor;
+    private LongSupplier clock = System::nanoTime;
+    /** When the last deep cycle (a deep check, then the deep read that follows it) ended, and what it cost. */
+    private long deepEnd;
+    private long deepCost;
+    /** A deep check was done; the next read is deep too and closes the cycle. */
+    private boolean deepReadPending;
+    private long pendingCheckCost;
+    /** Paced: the whole-table listing of the deep check, for the deep read that follows; null once anything ran. */
+    private String pendingListing;
+    private int deepReads;
+    private int deepChecks;
+
+    /**
+     * A dataplane over a client.
+     *
+     * @param nft    the nft client.
+     * @param config the table name, interfaces and cap.
+     */
+    public NftDataplane(final NftablesClient nft, final DataplaneConfig config)
+    {
+        this.nft = nft;
+        this.config = config;
+        this.ruleset = new Ruleset(config);
+        this.renderer = new PlanRenderer(config);
+    }
+
+    /**
+     * The configuration.
+     *
+     * @return the configuration.
+     */
+    public DataplaneConfig config()
+    {
+        return config;
+    }
+
+    /**
+     * Whether egressd's table exists.
+     *
+     * @return true if {@code inet <table>} is in the ruleset.
+     * @throws NftException if nft cannot list tables.
+     */
+    public boolean tableExists() throws NftException
+    {
+        final JsonNode items = parse(nft.runJson("list tables")).path("nftables");
+        for (final JsonNode item : items)
+        {
+            final JsonNode table = item.path("table");
+            if ("inet".equals(table.path("family").asText()) && config.table().equals(table.path("name").asText()))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Paces the deep checks (see the class comment). A deep cycle is a deep check of the fixed chains
+     * ({@link #ensureTable()}) and the deep read that follows it ({@link #read()}), the order of one reconcile;
+     * after a cycle that took {@code t}, the next is due {@code factor * t} later, so deep cycles take at most
+     * {@code 1 / (factor + 1)} of the time. One cycle for both, rather than a pace each, so the reconciles that
+     * pay for them are few. A new factor applies at once, to the last cycle's cost.
+     *
+     * @param factor 0 for a deep read and check every time (the default); e.g. 9 for at most a tenth.
+     * @param clock  nanoseconds, e.g. {@code System::nanoTime}.
+     */
+    public void paceDeepChecks(final int factor, final LongSupplier clock)
+    {
+        if (factor < 0)
+        {
+            throw new IllegalArgumentException("factor: " + factor + " is negative");
+        }
+        this.deepFactor = factor;
+        this.clock = clock;
+    }
+
+    /**
+     * How many deep reads ({@link #readFull()}) and deep checks of the fixed chains were done, for tests and
+     * the benchmark.
+     *
+     * @return {deep reads, deep checks}.
+     */
+    public int[] deepCounts()
+    {
+        return new int[] {deepReads, deepChecks};
+    }
+
+    /**
+     * Makes sure egressd's table exists and its fixed part is what this configuration wants, repairing it
+     * without a reload: creates the whole table when it is absent; otherwise, when a deep check is due (see
+     * the class comment; always, unpaced), lists the table and compares each fixed chain's ({@code forward},
+     * {@code guest_new}, {@code deny}, {@code postrouting}) type, hook, priority, policy and the
+     * fingerprint comments of its rules with {@link Ruleset#staticChains()}. On any difference (a new uplink or
+     * cap in the configuration, a chain flushed or a rule added, deleted or changed by hand, a policy changed,
+     * a chain, counter or set deleted) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
+     * chains are flushed and refilled, missing counters, sets and chains are added, and every set and map
+     * keeps its elements, so the {@code ct count} meters keep counting the connections they hold (a
+     * whole-table reload would reset them, recipe pitfall 9).
+     *
+     * <p>Every call first lists the table's sets and maps without their elements ({@code list sets table} and
+     * {@code list maps}, terse: no rules and no elements are loaded); a missing table, set or map is seen at
+     * once.
+     *
+     * <p>A meter entry already in {@code cc4}/{@code cc6} keeps the cap it was created with until its
+     * connections are gone and the kernel's garbage collection removes it; new (guest, destination) keys
+     * get the new cap at once. Forgetting the live counts instead would let a guest overshoot the cap.
+     *
+     * @return true if the table was created or its fixed part repaired ({@link #lastRepair()} says what).
+     * @throws NftException if nft refuses to list or to repair; a failed repair changed nothing.
+     */
+    public boolean ensureTable() throws NftException
+    {
+        final Set<String> sets;
+        try
+        {
+            sets = TableReader.setNames(parse(nft.runJsonTerse("list sets table inet " + config.table())),
+                config.table());
+            sets.addAll(TableReader.setNames(parse(nft.runJsonTerse("list maps inet")), config.table()));
+        }
+        catch (final NftException e)
+        {
+            if (!e.isNotFound())
+            {
+                throw e;
+            }
+            return createOrCheck(tableExists()); // nft says "not found" for the table: make sure
+        }
+        if (!sets.containsAll(Ruleset.SET_NAMES))
+        {
+            deepCheckForced = true;
+        }
+        if (!deepCheckForced && !due())
+        {
+            return false;
+        }
+        return createOrCheck(true);
+    }
+
+    /** The table is created if absent, else its fixed chains are checked (a deep check). */
+    private boolean createOrCheck(final boolean exists) throws NftException
+    {
+        pendingListing = null;
+        if (!exists)
+        {
+            nft.run(ruleset.render());
+            lastRepair = "created the table inet " + config.table();
+            chains.clear();
+            chainsKnown = true; // a new table has no per-guest chains
+            deepCheckForced = false;
+            return true;
+        }
+        final long start = clock.getAsLong();
+        final boolean repaired = checkFixedChains();
+        final long end = clock.getAsLong();
+        deepChecks++;
+        deepCheckForced = false;
+        deepReadPending = true;
+        pendingCheckCost = end - start;
+        return repaired;
+    }
+
+    /** Whether the next deep cycle is due: {@code factor} times the last one's cost after it ended. */
+    private boolean due()
+    {
+        return deepFactor == 0 || clock.getAsLong() - (deepEnd + deepFactor * deepCost) >= 0;
+    }
+
+    private boolean checkFixedChains() throws NftException
+    {
+        final List<String> drift = new ArrayList<>();
+        final Set<String> recreate = new LinkedHashSet<>();
+        // One listing of the whole table rather than one per fixed chain: in nft 1.0.6 each 'list chain' loads
+        // every set's elements anyway (0.1 s at 4,000 machines), and paced, the read that follows reuses it.
+        final String listing = nft.runJson("list table inet " + config.table());
+        final JsonNode root = parse(listing);
+        for (final Ruleset.StaticChain want : ruleset.staticChains())
+        {
+            final TableReader.ChainState have = TableReader.chainState(root, want.name());
+            if (have == null)
+            {
+                drift.add("chain " + want.name() + " is missing");
+                continue;
+            }
+            final boolean hookOk = want.base()
+                ? want.type().equals(have.type()) && want.hook().equals(have.hook()) && have.priority() != null
+                    && want.priority() == have.priority()
+                : have.hook() == null;
+            if (!hookOk)
+            {
+                recreate.add(want.name());
+                drift.add("chain " + want.name() + " is hooked as " + have.describeHook());
+            }
+            else if (want.base() && !"accept".equals(have.policy()))
+            {
+                drift.add("chain " + want.name() + " has policy " + have.policy());
+            }
+            final List<String> expected = want.fingerprints();
+            if (!expected.equals(have.comments()))
+            {
+                drift.add("chain " + want.name() + " holds " + have.comments().size() + " rules, "
+                    + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
+            }
+        }
+        if (drift.isEmpty())
+        {
+            // Paced, the deep read that closes this cycle comes next in the same reconcile: it reuses this listing.
+            pendingListing = deepFactor > 0 ? listing : null;
+            return false;
+        }
+        nft.run(ruleset.renderRepair(recreate));
+        lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
+        return true;
+    }
+
+    /** How many of the expected fingerprints are at their place. */
+    private static int matching(final List<String> expected, final List<String> actual)
+    {
+        int n = 0;
+        for (int i = 0; i < Math.min(expected.size(), actual.size()); i++)
+        {
+            n += expected.get(i).equals(actual.get(i)) ? 1 : 0;
+        }
+        return n;
+    }
+
+    /**
+     * What the last {@link #ensureTable()} that returned true did, for the operator's log.
+     *
+     * @return e.g. {@code repaired the fixed part of inet egressd: chain forward holds 0 rules, 0 of the 3 it
+     *         should}; null before the first change.
+     */
+    public String lastRepair()
+    {
+        return lastRepair;
+    }
+
+    /**
+     * What the table holds now, as plan elements (without uplink addresses): a deep read ({@link #readFull()})
+     * when one is due, else the seven sets and maps listed one by one, with the per-guest IPv6 chains taken as
+     * last written or read (see the class comment).
+     *
+     * @return the plan read from the kernel.
+     * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
+     */
+    public KernelPlan read() throws NftException
+    {
+        if (!chainsKnown || deepReadPending || due())
+        {
+            if (!deepReadPending)
+            {
+                // A deep read without its deep check (the cycle fell due between the two): the next check goes
+                // deep, so the fixed chains do not wait a whole cycle more.
+                deepCheckForced = true;
+            }
+            return readFull();
+        }
+        final List<String> listings = new ArrayList<>(Ruleset.ELEMENT_SETS.size());
+        for (final Map.Entry<String, String> set : Ruleset.ELEMENT_SETS.entrySet())
+        {
+            try
+            {
+                listings.add(nft.runJson("list " + set.getValue() + " inet " + config.table() + " " + set.getKey()));
+            }
+            catch (final NftException e)
+            {
+                if (!e.isNotFound())
+                {
+                    throw e;
+                }
+                // The table or one of its sets is gone: the whole listing says which, and the next
+                // ensureTable looks deep.
+                deepCheckForced = true;
+                return readFull();
+            }
+        }
+        try
+        {
+            return reader.readSets(listings, chains);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new NftException("cannot read nft's listing of the sets of inet " + config.table() + ": "
+                + e.getMessage(), "list set/map", "");
+        }
+    }
+
+    /**
+     * What the table holds now, from one listing of the whole table, rules included (a deep read): O(table)
+     * in libnftables 1.0.6. Also renews what this object knows the per-guest IPv6 chains hold.
+     *
+     * @return the plan read from the kernel.
+     * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
+     */
+    public KernelPlan readFull() throws NftException
+    {
+        final long start = clock.getAsLong();
+        final String listing = pendingListing != null ? pendingListing : nft.runJson("list table inet " + config.table());
+        pendingListing = null;
+        final TableReader.TableRead read = reader.readTable(listing);
+        chains.clear();
+        chains.putAll(read.chains());
+        chainsKnown = true;
+        deepReads++;
+        deepEnd = clock.getAsLong();
+        deepCost = deepEnd - start + pendingCheckCost;
+        deepReadPending = false;
+        pendingCheckCost = 0;
+        return read.plan();
+    }
+
+    /**
+     * Applies plan changes as ONE nft transaction; uplink changes are skipped (rtnetlink's business).
+     *
+     * @param changes the changes, e.g. from {@code PlanDiff.between(read(), desired)}.
+     * @throws NftException if nft refuses any part; the message names the plan change nft blamed and its
+     *                      reason, and the kernel is unchanged.
+     */
+    public void apply(final List<PlanChange> changes) throws NftException
+    {
+        final List<PlanRenderer.Rendered> rendered = renderer.renderEach(changes);
+        if (rendered.isEmpty())
+        {
+            return;
+        }
+        final String script = script(rendered);
+        pendingListing = null;
+        try
+        {
+            nft.run(script);
+        }
+        catch (final NftException e)
+        {
+            // Refused: the kernel is not what egressd thought (or the change is bad); look deep next time.
+            chainsKnown = false;
+            deepCheckForced = true;
+            final Blame blame = blame(rendered, e);
+            throw new NftException("nft transaction failed, nothing changed: " + blame.what() + ": "
+                + blame.cause().reason(), e.command(), e.error());
+        }
+        for (final PlanRenderer.Rendered r : rendered)
+        {
+            remember(r.change());
+        }
+    }
+
+    /** What a committed change left in the per-guest IPv6 chains. */
+    private void remember(final PlanChange change)
+    {
+        if (change.op() != PlanChange.Op.ADD && change.previous() instanceof PlanElement.Snat6 old)
+        {
+            chains.remove(Ruleset.snat6Chain(old.guest()));
+        }
+        if (change.op() == PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 gone)
+        {
+            chains.remove(Ruleset.snat6Chain(gone.guest()));
+        }
+        else if (change.op() != PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 snat)
+        {
+            chains.put(Ruleset.snat6Chain(snat.guest()),
+                new TableReader.Snat6Target(snat.egress(), snat.firstPort(), snat.lastPort()));
+        }
+    }
+
+    private record Blame(String what, NftException cause)
+    {
+    }
+
+    /**
+     * Which change nft refused. nft 1.0.6 does not say which line of a buffer failed, so on failure the
+     * prefixes of the transaction are dry-run, bisecting for the shortest one that fails: its last change
+     * is the culprit (a longer prefix fails whenever a shorter one does). log2(n) dry runs, on failure
+     * only.
+     */
+    private Blame blame(final List<PlanRenderer.Rendered> rendered, final NftException failure)
+    {
+        if (rendered.size() == 1)
+        {
+            return new Blame(rendered.get(0).change().toString(), failure);
+        }
+        int lo = 1;
+        int hi = rendered.size();
+        NftException cause = failure;
+        try
+        {
+            while (lo < hi)
+            {
+                final int mid = (lo + hi) >>> 1;
+                try
+                {
+                    nft.check(script(rendered.subList(0, mid)));
+                    lo = mid + 1;
+                }
+                catch (final NftException e)
+                {
+                    hi = mid;
+                    cause = e;
+                }
+            }
+        }
+        catch (final UnsupportedOperationException | IllegalStateException e)
+        {
+            return new Blame("one of " + rendered.size() + " changes", failure);
+        }
+        return new Blame(rendered.get(lo - 1).change().toString(), cause);
+    }
+
+    private static String script(final List<PlanRenderer.Rendered> rendered)
+    {
+        final StringBuilder script = new StringBuilder();
+        for (final PlanRenderer.Rendered r : rendered)
+        {
+            r.lines().forEach(line -> script.append(line).append('\n'));
+        }
+        return script.toString();
+    }
+
+    /**
+     * Packets seen by each named counter of the table ({@link Ruleset#COUNTERS}).
+     *
+     * @return counter name to packets, in listing order.
+     * @throws NftException if the counters cannot be listed.
+     */
+    public Map<String, Long> counters() throws NftException
+    {
+        final JsonNode items = parse(nft.runJson("list counters table inet " + config.table())).path("nftables");
+        final Map<String, Long> counters = new LinkedHashMap<>();
+        for (final JsonNode item : items)
+        {
+            final JsonNode counter = item.path("counter");
+            if (counter.isObject() && config.table().equals(counter.path("table").asText()))
+            {
+                counters.put(counter.path("name").asText(), counter.path("packets").asLong());
+            }
+        }
+        return counters;
+    }
+
+    /**
+     * Deletes the whole table: for the explicit teardown only (every static guest loses egress).
+     *
+     * @throws NftException if nft refuses, e.g. {@link NftException#isNotFound()} when it is absent.
+     */
+    public void deleteTable() throws NftException
+    {
+        chainsKnown = false;
+        pendingListing = null;
+        nft.run("delete table inet " + config.table());
+        chains.clear();
+    }
+
+    private static JsonNode parse(final String json) throws NftException
+    {
+        try
+        {
+            return TableReader.tree(json);
+        }
+        catch (final UncheckedIOException e)
+        {
+            throw new NftException("nft output is not JSON: " + e.getCause().getMessage(), "", json);
+        }
+    }
+}

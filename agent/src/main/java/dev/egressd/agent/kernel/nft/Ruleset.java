@@ -1,0 +1,424 @@
+package dev.egressd.agent.kernel.nft;
+
+import dev.egressd.core.model.Ipv6Address;
+
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The static part of egressd's table: sets, maps, meters, named counters and chains, in the shape of the
+ * recipe's "recommended table" (nft-recipe.md, "Start here"). Per-machine facts never appear here; they
+ * are elements of the sets and maps, changed by {@link PlanRenderer}, so the chains are installed once
+ * and never reloaded (a reload resets the {@code ct count} meters, recipe pitfall 9).
+ *
+ * <p>Every rule of the fixed chains carries a fingerprint comment ({@link StaticChain#fingerprints()}):
+ * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()}, when a deep check
+ * is due, lists the table and compares the fixed chains' hooks, policies and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
+ * rule, a changed policy), is put right by {@link #renderRepair} in one transaction that keeps every
+ * element and meter. Comparing fingerprints rather than nft's listing of the rules is deliberate: nft
+ * normalises what it lists (it printed {@code { tcp, udp, icmp }} back as {@code { icmp, tcp, udp }}),
+ * so a text or JSON comparison would depend on one nft version's printer. What a fingerprint cannot see
+ * is a rule replaced by hand with its comment copied over.
+ *
+ * <p>Why each piece is shaped as it is:
+ * <ul>
+ *   <li>No {@code flags interval} on key sets and maps: keys are single addresses, and with the flag
+ *       nft 1.0.6 re-reads every element before each change (12.8 ms at 4,000 machines vs 0.13 ms).</li>
+ *   <li>IPv6 NAT goes through a verdict map to one chain per guest, because nft 1.0.6 loads wrong
+ *       registers for an {@code ipv6_addr . inet_service} map (pitfall 1); {@code mapped6} repeats the
+ *       vmap's keys because a verdict map cannot be used as a set (pitfall 4).</li>
+ *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3).</li>
+ *   <li>Postrouting accepts anything not from a guest first: the host's own traffic is not ours.</li>
+ *   <li>Every drop and reject has a named counter object, so {@link NftDataplane#counters()} reads
+ *       them by name.</li>
+ * </ul>
+ */
+public final class Ruleset
+{
+    /** Anti-spoofing drops, IPv4 (DESIGN invariant 4). */
+    public static final String COUNTER_SPOOF4 = "spoof4";
+    /** Anti-spoofing drops, IPv6. */
+    public static final String COUNTER_SPOOF6 = "spoof6";
+    /** New flows of a static IPv4 guest without a mapping, refused (fail-closed, invariant 3). */
+    public static final String COUNTER_UNMAPPED4 = "unmapped4";
+    /** New flows of a static IPv6 guest without a mapping, refused. */
+    public static final String COUNTER_UNMAPPED6 = "unmapped6";
+    /** New IPv4 flows over the destination cap, refused (invariant 5). */
+    public static final String COUNTER_CAP4 = "cap4";
+    /** New IPv6 flows over the destination cap, refused. */
+    public static final String COUNTER_CAP6 = "cap6";
+    /** Static IPv4 guest packets that reached postrouting untranslated, dropped (never masqueraded). */
+    public static final String COUNTER_BACKSTOP4 = "backstop4";
+    /** Static IPv6 guest packets that reached postrouting untranslated, dropped. */
+    public static final String COUNTER_BACKSTOP6 = "backstop6";
+    /** Every named counter of the table, in declaration order. */
+    public static final List<String> COUNTERS = List.of(COUNTER_SPOOF4, COUNTER_SPOOF6, COUNTER_UNMAPPED4,
+        COUNTER_UNMAPPED6, COUNTER_CAP4, COUNTER_CAP6, COUNTER_BACKSTOP4, COUNTER_BACKSTOP6);
+
+    /** Set of static-class guest IPv4 addresses. */
+    public static final String STATIC4 = "static4";
+    /** Set of static-class guest IPv6 addresses. */
+    public static final String STATIC6 = "static6";
+    /** Set of (guest interface . IPv4 address) a guest may send from. */
+    public static final String GUESTS4 = "guests4";
+    /** Set of (guest interface . IPv6 address). */
+    public static final String GUESTS6 = "guests6";
+    /** Map guest IPv4 : egress IPv4 . port range. */
+    public static final String SNAT4 = "snat4";
+    /** Verdict map guest IPv6 : jump to its per-guest chain. */
+    public static final String SNAT6 = "snat6";
+    /** The keys of {@link #SNAT6}, as a set. */
+    public static final String MAPPED6 = "mapped6";
+    /** Prefix of the per-guest IPv6 SNAT chains. */
+    public static final String SNAT6_CHAIN_PREFIX = "snat6_";
+
+    private final DataplaneConfig config;
+
+    /**
+     * A ruleset for one configuration.
+     *
+     * @param config the table name, interfaces and cap.
+     */
+    public Ruleset(final DataplaneConfig config)
+    {
+        this.config = config;
+    }
+
+    /**
+     * The configuration.
+     *
+     * @return the configuration rendered.
+     */
+    public DataplaneConfig config()
+    {
+        return config;
+    }
+
+    /**
+     * The per-guest IPv6 SNAT chain's name: {@code snat6_} and the guest address as 32 hex digits, so the
+     * name is fixed-length, unique per guest, and a valid nft identifier.
+     *
+     * @param guest the guest address.
+     * @return e.g. {@code snat6_fd770000000000000000000000000002}.
+     */
+    public static String snat6Chain(final Ipv6Address guest)
+    {
+        return SNAT6_CHAIN_PREFIX + String.format("%016x%016x", guest.high(), guest.low());
+    }
+
+    /**
+     * The protocols a per-guest IPv6 SNAT chain translates, one rule each ({@link #snat6Rules}), in that order.
+     */
+    public static final List<String> SNAT6_PROTOCOLS = List.of("tcp", "udp", "ipv6-icmp");
+
+    /**
+     * The rules of a per-guest IPv6 SNAT chain: TCP, UDP and ICMPv6 (echo ids) into the block, one rule per
+     * protocol ({@code meta l4proto tcp snat ip6 to [addr]:lo-hi}, and so on).
+     *
+     * <p>Why not one rule with {@code meta l4proto { tcp, udp, ipv6-icmp }}, which the kernel enforces the same
+     * way: that set is an anonymous set, one per chain, so 4,000 machines make 4,000 anonymous sets, and
+     * libnftables 1.0.6 dumps every set of the table (anonymous ones included) before each transaction and the
+     * elements of every one of them (one netlink dump each) before each listing. Measured at 4,000 machines
+     * ({@code nft --debug=mnl}; benchmarks/README.md, "Kernel cost as the host grows"): 4,010 element dumps for
+     * any {@code list chain}, {@code list counters} or {@code list tables}, about 0.5 s each, and a set dump of
+     * 4,009 sets in every transaction. A named set is no way out: nft refuses {@code meta l4proto @set} before
+     * a port mapping ("transport protocol mapping is only valid after transport protocol match").
+     *
+     * @param egress    the egress address.
+     * @param firstPort the first port.
+     * @param lastPort  the last port.
+     * @return the rules' text, without {@code add rule ...}, one per protocol of {@link #SNAT6_PROTOCOLS}.
+     */
+    public static List<String> snat6Rules(final Ipv6Address egress, final int firstPort, final int lastPort)
+    {
+        final String snat = " snat ip6 to [" + egress + "]:" + ports(firstPort, lastPort);
+        final List<String> rules = new ArrayList<>(SNAT6_PROTOCOLS.size());
+        for (final String protocol : SNAT6_PROTOCOLS)
+        {
+            rules.add("meta l4proto " + protocol + snat);
+        }
+        return rules;
+    }
+
+    static String ports(final int firstPort, final int lastPort)
+    {
+        return firstPort == lastPort ? Integer.toString(firstPort) : firstPort + "-" + lastPort;
+    }
+
+    /** A set or map of the table: its keyword ({@code set} or {@code map}), name and declaration lines. */
+    private record SetSpec(String kind, String name, List<String> lines)
+    {
+    }
+
+    private static final List<SetSpec> SETS = List.of(
+        new SetSpec("set", STATIC4, List.of("type ipv4_addr")),
+        new SetSpec("set", STATIC6, List.of("type ipv6_addr")),
+        new SetSpec("set", GUESTS4, List.of("type ifname . ipv4_addr")),
+        new SetSpec("set", GUESTS6, List.of("type ifname . ipv6_addr")),
+        new SetSpec("map", SNAT4, List.of("type ipv4_addr : interval ipv4_addr . inet_service")),
+        new SetSpec("map", SNAT6, List.of("type ipv6_addr : verdict")),
+        new SetSpec("set", MAPPED6, List.of("type ipv6_addr")),
+        new SetSpec("set", "cc4", List.of("type ipv4_addr . ipv4_addr", "flags dynamic", "size 65535")),
+        new SetSpec("set", "cc6", List.of("type ipv6_addr . ipv6_addr", "flags dynamic", "size 65535")));
+
+    /** The name of every set and map of the table, meters included. */
+    public static final Set<String> SET_NAMES;
+
+    /**
+     * The sets and maps that hold plan elements, each with its keyword for a listing ({@code set} or
+     * {@code map}), in declaration order: what {@link NftDataplane#read()} lists one by one.
+     */
+    public static final Map<String, String> ELEMENT_SETS;
+
+    static
+    {
+        final Set<String> names = new LinkedHashSet<>();
+        final Map<String, String> elementSets = new LinkedHashMap<>();
+        for (final SetSpec set : SETS)
+        {
+            names.add(set.name());
+            if (!set.lines().contains("flags dynamic"))
+            {
+                elementSets.put(set.name(), set.kind());
+            }
+        }
+        SET_NAMES = Collections.unmodifiableSet(names);
+        ELEMENT_SETS = Collections.unmodifiableMap(elementSets);
+    }
+
+    /** Prefix of the comment that fingerprints each rule of the static chains. */
+    public static final String FINGERPRINT_PREFIX = "egressd ";
+
+    /**
+     * One of the table's fixed chains as this configuration wants it.
+     *
+     * @param name         the chain name.
+     * @param type         {@code filter} or {@code nat} for a base chain; null for a regular chain.
+     * @param hook         the hook of a base chain; null for a regular chain.
+     * @param priorityName the priority as written ({@code filter}, {@code srcnat}); null for a regular chain.
+     * @param priority     the priority as nft lists it in JSON (filter 0, srcnat 100).
+     * @param rules        the rules, as written, without their fingerprint comment.
+     */
+    public record StaticChain(String name, String type, String hook, String priorityName, int priority,
+                              List<String> rules)
+    {
+        /**
+         * Whether it is a base chain (hooked into netfilter).
+         *
+         * @return true for {@code forward} and {@code postrouting}.
+         */
+        public boolean base()
+        {
+            return hook != null;
+        }
+
+        /**
+         * The base chain's declaration line; policy always accept.
+         *
+         * @return e.g. {@code type filter hook forward priority filter; policy accept;}, or "" for a regular chain.
+         */
+        public String declaration()
+        {
+            return base() ? "type " + type + " hook " + hook + " priority " + priorityName + "; policy accept;" : "";
+        }
+
+        /**
+         * The fingerprint comment of each rule, in order: {@link #FINGERPRINT_PREFIX} and 16 hex digits of the
+         * SHA-256 of the chain's declaration, the rule's position and its text. Everything the configuration
+         * puts in a rule (uplink, guest pattern, cap, set and counter names) changes it.
+         *
+         * @return one fingerprint per rule.
+         */
+        public List<String> fingerprints()
+        {
+            final List<String> out = new ArrayList<>(rules.size());
+            for (int i = 0; i < rules.size(); i++)
+            {
+                out.add(fingerprint(name + "\n" + declaration() + "\n" + i + "\n" + rules.get(i)));
+            }
+            return out;
+        }
+
+        /**
+         * The rules with their fingerprint comments, as they are added.
+         *
+         * @return one line per rule.
+         */
+        public List<String> commentedRules()
+        {
+            final List<String> fingerprints = fingerprints();
+            final List<String> out = new ArrayList<>(rules.size());
+            for (int i = 0; i < rules.size(); i++)
+            {
+                out.add(rules.get(i) + " comment \"" + fingerprints.get(i) + "\"");
+            }
+            return out;
+        }
+    }
+
+    private static String fingerprint(final String text)
+    {
+        try
+        {
+            final byte[] digest = MessageDigest.getInstance("SHA-256").digest(text.getBytes(StandardCharsets.UTF_8));
+            return FINGERPRINT_PREFIX + HexFormat.of().formatHex(digest, 0, 8);
+        }
+        catch (final NoSuchAlgorithmException e)
+        {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
+    }
+
+    /**
+     * The fixed chains, in the order they are declared: {@code forward}, {@code guest_new}, {@code deny},
+     * {@code postrouting}. Their rules are what the configuration (uplink, guest pattern, cap) makes them;
+     * the per-guest {@code snat6_*} chains are elements of the plan, not part of this.
+     *
+     * @return the chains.
+     */
+    public List<StaticChain> staticChains()
+    {
+        final String uplink = '"' + config.uplink() + '"';
+        final String guests = '"' + config.guestInterfacePattern() + '"';
+        final int cap = config.destinationCap();
+        return List.of(
+            new StaticChain("forward", "filter", "forward", "filter", 0, List.of(
+                "iifname " + guests + " iifname . ip saddr != @guests4 counter name \"" + COUNTER_SPOOF4 + "\" drop",
+                "iifname " + guests + " iifname . ip6 saddr != @guests6 counter name \"" + COUNTER_SPOOF6 + "\" drop",
+                "iifname " + guests + " oifname " + uplink + " ct state new jump guest_new")),
+            new StaticChain("guest_new", null, null, null, 0, List.of(
+                "ip saddr @static4 ip saddr != @snat4 counter name \"" + COUNTER_UNMAPPED4 + "\" jump deny",
+                "ip6 saddr @static6 ip6 saddr != @mapped6 counter name \"" + COUNTER_UNMAPPED6 + "\" jump deny",
+                "add @cc4 { ip saddr . ip daddr ct count over " + cap + " } counter name \"" + COUNTER_CAP4
+                    + "\" jump deny",
+                "add @cc6 { ip6 saddr . ip6 daddr ct count over " + cap + " } counter name \"" + COUNTER_CAP6
+                    + "\" jump deny")),
+            new StaticChain("deny", null, null, null, 0, List.of(
+                "meta l4proto tcp reject with tcp reset",
+                "reject with icmpx admin-prohibited")),
+            new StaticChain("postrouting", "nat", "postrouting", "srcnat", 100, List.of(
+                "oifname != " + uplink + " accept",
+                "iifname != " + guests + " accept",
+                "meta l4proto { tcp, udp, icmp } snat ip to ip saddr map @snat4",
+                "ip6 saddr vmap @snat6",
+                "ip saddr @static4 counter name \"" + COUNTER_BACKSTOP4 + "\" drop",
+                "ip6 saddr @static6 counter name \"" + COUNTER_BACKSTOP6 + "\" drop",
+                "masquerade")));
+    }
+
+    /**
+     * The whole table, as one nft text block (one transaction when run). Only for creating the table
+     * when it is absent: running it over an existing table would append the chains' rules again (for an
+     * existing table, {@link #renderRepair} puts the fixed part right).
+     *
+     * @return the nft text.
+     */
+    public String render()
+    {
+        final StringBuilder sb = new StringBuilder(4096);
+        sb.append("table inet ").append(config.table()).append(" {\n");
+        for (final String counter : COUNTERS)
+        {
+            sb.append("    counter ").append(counter).append(" {\n    }\n");
+        }
+        for (final SetSpec set : SETS)
+        {
+            sb.append("    ").append(set.kind()).append(' ').append(set.name()).append(" {\n");
+            set.lines().forEach(line -> sb.append("        ").append(line).append('\n'));
+            sb.append("    }\n");
+        }
+        for (final StaticChain chain : staticChains())
+        {
+            sb.append("    chain ").append(chain.name()).append(" {\n");
+            if (chain.base())
+            {
+                sb.append("        ").append(chain.declaration()).append('\n');
+            }
+            chain.commentedRules().forEach(rule -> sb.append("        ").append(rule).append('\n'));
+            sb.append("    }\n");
+        }
+        sb.append("}\n");
+        return sb.toString();
+    }
+
+    /**
+     * Puts the fixed part of an existing table right, as ONE transaction that leaves every set's and map's
+     * elements alone, the {@code ct count} meters {@code cc4}/{@code cc6} included (a whole-table reload
+     * would reset them, recipe pitfall 9), and the per-guest {@code snat6_*} chains too:
+     * <ol>
+     * <li>{@code add} every named counter, set and map: a no-op for one that exists as declared, a
+     *     re-creation of one deleted by hand;</li>
+     * <li>{@code add} every fixed chain that is not to be re-created: creates a missing one, and for a base
+     *     chain puts the policy back to accept;</li>
+     * <li>{@code flush} every fixed chain, then {@code delete} and {@code add} again those whose type, hook or
+     *     priority is wrong (the kernel cannot change those in place);</li>
+     * <li>{@code add rule} every rule with its fingerprint comment.</li>
+     * </ol>
+     * Between the flush and the new rules no packet sees the chains: the transaction is atomic.
+     *
+     * @param recreate the fixed chains that exist with the wrong type, hook or priority.
+     * @return the nft text, one command per line.
+     */
+    public String renderRepair(final Set<String> recreate)
+    {
+        final String t = "inet " + config.table();
+        final StringBuilder sb = new StringBuilder(4096);
+        for (final String counter : COUNTERS)
+        {
+            sb.append("add counter ").append(t).append(' ').append(counter).append('\n');
+        }
+        for (final SetSpec set : SETS)
+        {
+            sb.append("add ").append(set.kind()).append(' ').append(t).append(' ').append(set.name()).append(" { ");
+            set.lines().forEach(line -> sb.append(line).append("; "));
+            sb.append("}\n");
+        }
+        final List<StaticChain> chains = staticChains();
+        for (final StaticChain chain : chains)
+        {
+            if (!recreate.contains(chain.name()))
+            {
+                addChain(sb, t, chain);
+            }
+        }
+        for (final StaticChain chain : chains)
+        {
+            sb.append("flush chain ").append(t).append(' ').append(chain.name()).append('\n');
+        }
+        for (final StaticChain chain : chains)
+        {
+            if (recreate.contains(chain.name()))
+            {
+                sb.append("delete chain ").append(t).append(' ').append(chain.name()).append('\n');
+                addChain(sb, t, chain);
+            }
+        }
+        for (final StaticChain chain : chains)
+        {
+            for (final String rule : chain.commentedRules())
+            {
+                sb.append("add rule ").append(t).append(' ').append(chain.name()).append(' ').append(rule).append('\n');
+            }
+        }
+        return sb.toString();
+    }
+
+    private static void addChain(final StringBuilder sb, final String t, final StaticChain chain)
+    {
+        sb.append("add chain ").append(t).append(' ').append(chain.name());
+        if (chain.base())
+        {
+            sb.append(" { ").append(chain.declaration()).append(" }");
+        }
+        sb.append('\n');
+    }
+}

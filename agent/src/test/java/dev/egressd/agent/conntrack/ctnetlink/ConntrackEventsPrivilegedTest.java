@@ -1,0 +1,334 @@
+package dev.egressd.agent.conntrack.ctnetlink;
+
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkAddresses;
+import dev.egressd.agent.netlink.NetlinkConstants;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.egressd.agent.lab.LabNamespace;
+import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * ConntrackEvents against the kernel. Two namespaces joined by a veth pair:
+ * <pre>
+ *   host: eth-h 198.51.100.1/24 2001:db8:1::1/64, egress 203.0.113.10/32 2001:db8:10::10/128 (added
+ *         by RtnetlinkAddresses), nft SNAT tcp -> 203.0.113.10:40000-40099 / [2001:db8:10::10]:40000-40099
+ *   dst:  eth-d 198.51.100.2/24 2001:db8:1::2/64, routes back to 203.0.113.0/24 and 2001:db8:10::/48
+ *         only, TCP servers on :8080
+ * </pre>
+ * A TCP client in host connects to dst; the events are read in host, where the SNAT happens.
+ */
+@Tag("privileged")
+class ConntrackEventsPrivilegedTest
+{
+    private static final String SERVER = String.join("\n",
+        "import socket, sys",
+        "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)",
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+        "s.bind((sys.argv[1], 8080)); s.listen(128); print('listening', flush=True)",
+        "held = []",
+        "while True:",
+        "    c, _ = s.accept(); held.append(c)");
+    /** Opens N connections (to argv[2], default the IPv4 server), prints their local ports, holds them. */
+    private static final String CLIENT = String.join("\n",
+        "import socket, sys, time",
+        "held = []",
+        "for i in range(int(sys.argv[1])):",
+        "    c = socket.create_connection((sys.argv[2] if len(sys.argv) > 2 else '198.51.100.2', 8080), timeout=5)",
+        "    held.append(c)",
+        "    print('connected', c.getsockname()[1], flush=True)",
+        "time.sleep(60)");
+
+    private static final Ipv4Address HOST = Ipv4Address.parse("198.51.100.1");
+    private static final Ipv4Address DST = Ipv4Address.parse("198.51.100.2");
+    private static final Ipv4Address EGRESS = Ipv4Address.parse("203.0.113.10");
+    private static final Ipv6Address HOST6 = Ipv6Address.parse("2001:db8:1::1");
+    private static final Ipv6Address DST6 = Ipv6Address.parse("2001:db8:1::2");
+    private static final Ipv6Address EGRESS6 = Ipv6Address.parse("2001:db8:10::10");
+
+    private LabNamespace host;
+    private LabNamespace dst;
+    private NetNamespace hostNs;
+    private final List<Process> processes = new ArrayList<>();
+
+    @BeforeEach
+    void lab() throws IOException
+    {
+        LabNamespace.requireRoot();
+        host = LabNamespace.create();
+        dst = LabNamespace.create();
+        host.ip("link", "add", "eth-h", "type", "veth", "peer", "name", "eth-d", "netns", dst.name());
+        host.ip("addr", "add", "198.51.100.1/24", "dev", "eth-h");
+        host.ip("link", "set", "eth-h", "up");
+        dst.ip("addr", "add", "198.51.100.2/24", "dev", "eth-d");
+        dst.ip("link", "set", "eth-d", "up");
+        dst.ip("route", "add", "203.0.113.0/24", "via", "198.51.100.1");
+        host.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "eth-h", "nodad");
+        dst.ip("-6", "addr", "add", "2001:db8:1::2/64", "dev", "eth-d", "nodad");
+        dst.ip("-6", "route", "add", "2001:db8:10::/48", "via", "2001:db8:1::1");
+        host.exec("nft", "add table ip egr; "
+            + "add chain ip egr post { type nat hook postrouting priority srcnat; policy accept; }; "
+            + "add rule ip egr post oifname \"eth-h\" meta l4proto tcp snat to 203.0.113.10:40000-40099; "
+            + "add table ip6 egr6; "
+            + "add chain ip6 egr6 post { type nat hook postrouting priority srcnat; policy accept; }; "
+            + "add rule ip6 egr6 post oifname \"eth-h\" meta l4proto tcp snat to [2001:db8:10::10]:40000-40099");
+        hostNs = NetNamespace.enter(host.name());
+        hostNs.call(() ->
+        {
+            try (RtnetlinkAddresses a = RtnetlinkAddresses.open())
+            {
+                a.add("eth-h", EGRESS);
+                a.add("eth-h", EGRESS6);
+            }
+            return null;
+        });
+        final Process server = dst.spawn("python3", "-c", SERVER, "198.51.100.2");
+        processes.add(server);
+        assertThat(firstLine(server)).isEqualTo("listening");
+        final Process server6 = dst.spawn("python3", "-c", SERVER, "2001:db8:1::2");
+        processes.add(server6);
+        assertThat(firstLine(server6)).isEqualTo("listening");
+    }
+
+    @AfterEach
+    void tearDown() throws IOException
+    {
+        for (final Process p : processes)
+        {
+            p.destroyForcibly();
+        }
+        if (hostNs != null)
+        {
+            hostNs.close();
+        }
+        try
+        {
+            if (host != null)
+            {
+                host.close();
+            }
+        }
+        finally
+        {
+            if (dst != null)
+            {
+                dst.close();
+            }
+        }
+    }
+
+    @Test
+    void newDumpDeleteAndDestroyCarryTheTranslatedTuple() throws IOException
+    {
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200)))
+        {
+            final Process client = host.spawn("python3", "-c", CLIENT, "1");
+            processes.add(client);
+            final String line = firstLine(client);
+            assertThat(line).startsWith("connected ");
+            final int clientPort = Integer.parseInt(line.substring("connected ".length()).trim());
+
+            final ConntrackEvent created = await(events, ConntrackEvent.Type.NEW);
+            assertThat(created.l4proto()).isEqualTo(6);
+            assertThat(created.isIpv4()).isTrue();
+            assertThat(new Ipv4Address(created.origSrcV4())).isEqualTo(HOST);
+            assertThat(created.origSrcPort()).isEqualTo(clientPort);
+            assertThat(new Ipv4Address(created.origDstV4())).isEqualTo(DST);
+            assertThat(created.origDstPort()).isEqualTo(8080);
+            assertThat(new Ipv4Address(created.replySrcV4())).isEqualTo(DST);
+            assertThat(created.replySrcPort()).isEqualTo(8080);
+            assertThat(new Ipv4Address(created.replyDstV4())).isEqualTo(EGRESS);
+            assertThat(created.replyDstPort()).isBetween(40000, 40099);
+            assertThat(created.status() & NetlinkConstants.IPS_SRC_NAT).isNotZero();
+
+            final List<ConntrackEvent> dumped = new ArrayList<>();
+            events.dump(collect(dumped));
+            assertThat(dumped).anySatisfy(e ->
+            {
+                assertThat(e.type()).isEqualTo(ConntrackEvent.Type.EXISTING);
+                assertThat(e.id()).isEqualTo(created.id());
+                assertThat(e.replyDstPort()).isEqualTo(created.replyDstPort());
+            });
+
+            assertThat(events.deleteByOrigSource(HOST)).isEqualTo(1);
+            final ConntrackEvent destroyed = await(events, ConntrackEvent.Type.DESTROY);
+            assertThat(destroyed.id()).isEqualTo(created.id());
+            assertThat(destroyed.origSrcPort()).isEqualTo(clientPort);
+            assertThat(new Ipv4Address(destroyed.replyDstV4())).isEqualTo(EGRESS);
+            assertThat(destroyed.replyDstPort()).isEqualTo(created.replyDstPort());
+
+            assertThat(events.deleteByOrigSource(HOST)).isZero();   // nothing left: idempotent
+            assertThat(events.delete(created)).isFalse();            // already gone: ENOENT tolerated
+        }
+    }
+
+    @Test
+    void ipv6EventsCarryTheTranslatedSourceAndDeleteBySourceWorks() throws IOException
+    {
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200)))
+        {
+            final Process client = host.spawn("python3", "-c", CLIENT, "1", "2001:db8:1::2");
+            processes.add(client);
+            final String line = firstLine(client);
+            assertThat(line).startsWith("connected ");
+            final int clientPort = Integer.parseInt(line.substring("connected ".length()).trim());
+
+            final ConntrackEvent created = await(events, ConntrackEvent.Type.NEW);
+            assertThat(created.isIpv4()).isFalse();
+            assertThat(created.family()).isEqualTo(dev.egressd.agent.natives.LibC.AF_INET6);
+            assertThat(new Ipv6Address(created.origSrcHigh(), created.origSrcLow())).isEqualTo(HOST6);
+            assertThat(created.origSrcPort()).isEqualTo(clientPort);
+            assertThat(new Ipv6Address(created.origDstHigh(), created.origDstLow())).isEqualTo(DST6);
+            assertThat(new Ipv6Address(created.replySrcHigh(), created.replySrcLow())).isEqualTo(DST6);
+            assertThat(new Ipv6Address(created.replyDstHigh(), created.replyDstLow())).isEqualTo(EGRESS6);
+            assertThat(created.replyDstPort()).isBetween(40000, 40099);
+
+            assertThat(events.deleteByOrigSource(HOST)).isZero();      // the IPv4 source has no entries
+            assertThat(events.deleteByOrigSource(HOST6)).isEqualTo(1);
+            final ConntrackEvent destroyed = await(events, ConntrackEvent.Type.DESTROY);
+            assertThat(destroyed.id()).isEqualTo(created.id());
+            assertThat(new Ipv6Address(destroyed.replyDstHigh(), destroyed.replyDstLow())).isEqualTo(EGRESS6);
+        }
+    }
+
+    @Test
+    void aTooSmallBufferReportsAnOverrunInsteadOfThrowing() throws IOException
+    {
+        // 1 byte becomes the kernel's minimum (about 2 KiB): a few unread events overflow it.
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(1, 200)))
+        {
+            final Process client = host.spawn("python3", "-c", CLIENT, "40");
+            processes.add(client);
+            final BufferedReader out = reader(client);
+            for (int i = 0; i < 40; i++)
+            {
+                assertThat(out.readLine()).startsWith("connected ");
+            }
+            final int[] overruns = {0};
+            final int[] seen = {0};
+            final ConntrackEvents.Listener listener = new ConntrackEvents.Listener()
+            {
+                @Override
+                public void onEvent(final ConntrackEvent event)
+                {
+                    seen[0]++;
+                }
+
+                @Override
+                public void onOverrun()
+                {
+                    overruns[0]++;
+                }
+            };
+            for (int i = 0; i < 100 && overruns[0] == 0; i++)
+            {
+                events.poll(listener);
+            }
+            assertThat(overruns[0]).isGreaterThanOrEqualTo(1);
+            assertThat(seen[0]).isLessThan(40);
+        }
+    }
+
+    @Test
+    void pollingEventsAllocatesNothingPerEvent() throws IOException
+    {
+        final java.lang.management.ThreadMXBean bean = java.lang.management.ManagementFactory.getThreadMXBean();
+        final com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean)bean;
+        try (ConntrackEvents events = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200)))
+        {
+            final int[] seen = {0};
+            final ConntrackEvents.Listener counting = new ConntrackEvents.Listener()
+            {
+                @Override
+                public void onEvent(final ConntrackEvent event)
+                {
+                    seen[0]++;
+                }
+
+                @Override
+                public void onOverrun()
+                {
+                    throw new AssertionError("overrun");
+                }
+            };
+            events.poll(counting);                       // one timed-out poll first: classes loaded, stubs bound
+            // 80 connections: the SNAT block has 100 ports to this one destination.
+            final Process client = host.spawn("python3", "-c", CLIENT, "80");
+            processes.add(client);
+            final BufferedReader out = reader(client);
+            for (int i = 0; i < 80; i++)
+            {
+                assertThat(out.readLine()).startsWith("connected ");
+            }
+            final long tid = Thread.currentThread().getId();
+            final long before = threads.getThreadAllocatedBytes(tid);
+            while (seen[0] < 80 && events.poll(counting) > 0)
+            {
+                // drain the queued NEW events
+            }
+            final long allocated = threads.getThreadAllocatedBytes(tid) - before;
+            assertThat(seen[0]).isEqualTo(80);
+            // Per-event allocation of even one small object would be 80 x 16+ bytes.
+            assertThat(allocated).as("bytes allocated while receiving 80 events").isLessThan(2048);
+        }
+    }
+
+    private static ConntrackEvent await(final ConntrackEvents events, final ConntrackEvent.Type type) throws IOException
+    {
+        final List<ConntrackEvent> seen = new ArrayList<>();
+        final ConntrackEvents.Listener listener = collect(seen);
+        final long deadline = System.nanoTime() + 10_000_000_000L;
+        while (System.nanoTime() < deadline)
+        {
+            events.poll(listener);
+            for (final ConntrackEvent e : seen)
+            {
+                if (e.type() == type && e.origDstPort() == 8080)
+                {
+                    return e;
+                }
+            }
+        }
+        throw new AssertionError("no " + type + " event for :8080 within 10 s; saw " + seen);
+    }
+
+    private static ConntrackEvents.Listener collect(final List<ConntrackEvent> into)
+    {
+        return new ConntrackEvents.Listener()
+        {
+            @Override
+            public void onEvent(final ConntrackEvent event)
+            {
+                into.add(event.copy());
+            }
+
+            @Override
+            public void onOverrun()
+            {
+                throw new AssertionError("events lost: the 8 MiB buffer overran");
+            }
+        };
+    }
+
+    private static BufferedReader reader(final Process p)
+    {
+        return new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+    }
+
+    private static String firstLine(final Process p) throws IOException
+    {
+        final String line = reader(p).readLine();
+        return line == null ? "<process exited " + (p.isAlive() ? "?" : p.exitValue()) + ">" : line;
+    }
+}

@@ -1,0 +1,200 @@
+package dev.egressd.agent.kernel.nft;
+
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanDiff;
+import dev.egressd.core.plan.PlanElement;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static dev.egressd.agent.kernel.nft.PlanFixtures.machine;
+import static dev.egressd.agent.kernel.nft.PlanFixtures.machines;
+import static dev.egressd.agent.kernel.nft.PlanFixtures.withoutUplinks;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowableOfType;
+
+/**
+ * The dataplane with its deep checks paced, as the daemon runs it ({@code NftKernel}), against the in-memory fake:
+ * shallow reads list the sets and maps by name and take the per-guest IPv6 chains as last written or read; the
+ * whole table is listed, and the fixed chains checked, only when due. The clock moves 1 ms each time it is read,
+ * so a deep read or check "costs" 1 ms and the next one is due 9 ms later.
+ */
+class NftDataplanePacedTest
+{
+    private static final long TICK = TimeUnit.MILLISECONDS.toNanos(1);
+
+    private final FakeNftablesClient nft = new FakeNftablesClient();
+    private final NftDataplane dataplane = new NftDataplane(nft, DataplaneConfig.defaults("uplink"));
+    private final AtomicLong now = new AtomicLong(1_000_000_000L);
+
+    @BeforeEach
+    void pace()
+    {
+        dataplane.paceDeepChecks(9, () -> now.addAndGet(TICK));
+    }
+
+    private void later()
+    {
+        now.addAndGet(TimeUnit.SECONDS.toNanos(1));
+    }
+
+    private int tableListings()
+    {
+        return nft.listings()[1];
+    }
+
+    @Test
+    void shallowReadsListEachSetAndKnowTheChainsWritten() throws Exception
+    {
+        dataplane.ensureTable();
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+        assertThat(dataplane.read()).isEqualTo(plan);
+        assertThat(tableListings()).as("the first read is deep").isEqualTo(1);
+
+        final int sets = nft.listings()[0];
+        assertThat(dataplane.read()).isEqualTo(plan);
+        assertThat(tableListings()).as("the next is shallow").isEqualTo(1);
+        assertThat(nft.listings()[0] - sets).as("one listing per set or map").isEqualTo(Ruleset.ELEMENT_SETS.size());
+
+        // machine 1 moves: the shallow read knows what its chain now holds because this object wrote it
+        final List<PlanElement> moved = new ArrayList<>(machines(2).elements());
+        moved.addAll(machine(1, 9).elements());
+        final KernelPlan next = withoutUplinks(KernelPlan.of(moved));
+        dataplane.apply(PlanDiff.between(plan, next));
+        assertThat(dataplane.read()).isEqualTo(next);
+        assertThat(tableListings()).isEqualTo(1);
+
+        // machine 2 goes: its chain is forgotten with it
+        final KernelPlan last = withoutUplinks(machine(1, 9));
+        dataplane.apply(PlanDiff.between(next, last));
+        assertThat(dataplane.read()).isEqualTo(last);
+        later();
+        assertThat(dataplane.read()).as("a deep read agrees").isEqualTo(last);
+        assertThat(tableListings()).isEqualTo(2);
+    }
+
+    @Test
+    void anElementDeletedByHandShowsAtOnceAChainEditedByHandAtTheNextDeepRead() throws Exception
+    {
+        dataplane.ensureTable();
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+        dataplane.read();
+
+        nft.run("delete element inet egressd snat4 { " + PlanFixtures.guest4(1) + " }");
+        assertThat(PlanDiff.between(dataplane.read(), plan)).as("seen by the shallow read").hasSize(1);
+        dataplane.apply(PlanDiff.between(dataplane.read(), plan));
+
+        final String chain = Ruleset.snat6Chain(PlanFixtures.guest6(2));
+        nft.replaceRule("egressd", chain, 0, "meta l4proto tcp snat ip6 to [2001:db8:10::99]:1024-2047");
+        assertThat(dataplane.read()).as("not seen by a shallow read").isEqualTo(plan);
+        later();
+        final KernelPlan deep = dataplane.read();
+        final List<PlanChange> repair = PlanDiff.between(deep, plan);
+        assertThat(repair).as("seen by the deep read, once due").hasSize(1)
+            .allMatch(c -> c.op() == PlanChange.Op.ADD && c.element() instanceof PlanElement.Snat6);
+        dataplane.apply(repair);
+        later();
+        assertThat(dataplane.read()).isEqualTo(plan);
+        assertThat(nft.rules("egressd", chain)).hasSize(Ruleset.SNAT6_PROTOCOLS.size())
+            .noneMatch(r -> r.contains("2001:db8:10::99"));
+    }
+
+    @Test
+    void theFixedChainsAreCheckedWhenDueAMissingTableAtOnce() throws Exception
+    {
+        assertThat(dataplane.ensureTable()).as("created").isTrue();
+        assertThat(dataplane.ensureTable()).as("deep: nothing to pace by yet").isFalse();
+        dataplane.read(); // the deep read that closes the cycle, as in a reconcile
+        final int deepChecks = dataplane.deepCounts()[1];
+
+        nft.run("flush chain inet egressd forward");
+        assertThat(dataplane.ensureTable()).as("shallow: not seen").isFalse();
+        assertThat(dataplane.deepCounts()[1]).isEqualTo(deepChecks);
+        later();
+        final int deepReads = dataplane.deepCounts()[0];
+        final int listings = tableListings();
+        assertThat(dataplane.ensureTable()).as("deep, once due: repaired").isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules");
+        assertThat(nft.rules("egressd", "forward")).hasSize(3);
+        dataplane.read();
+        assertThat(dataplane.deepCounts()[0]).as("the read after a deep check is deep: one cycle")
+            .isEqualTo(deepReads + 1);
+        assertThat(tableListings()).as("the repair ran between the check's listing and the read: two listings")
+            .isEqualTo(listings + 2);
+        later();
+        dataplane.ensureTable();
+        dataplane.read();
+        assertThat(tableListings()).as("nothing ran between: the read reuses the check's listing")
+            .isEqualTo(listings + 3);
+        assertThat(dataplane.deepCounts()).containsExactly(deepReads + 2, deepChecks + 2);
+        assertThat(dataplane.ensureTable()).isFalse();
+        assertThat(dataplane.deepCounts()[1]).as("and the next check is shallow again").isEqualTo(deepChecks + 2);
+        final int sets = nft.listings()[0];
+        assertThat(dataplane.read()).isEqualTo(dataplane.readFull());
+        assertThat(nft.listings()[0]).as("so was the next read").isEqualTo(sets + Ruleset.ELEMENT_SETS.size());
+
+        nft.run("delete table inet egressd");
+        assertThat(dataplane.ensureTable()).as("a missing table is seen by the shallow check").isTrue();
+        assertThat(dataplane.lastRepair()).isEqualTo("created the table inet egressd");
+        assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());
+    }
+
+    @Test
+    void aCycleFallingDueBetweenTheCheckAndTheReadMakesTheNextCheckDeep() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.ensureTable();
+        dataplane.read(); // the deep cycle closes
+        assertThat(dataplane.ensureTable()).as("shallow, not due").isFalse();
+        final int checks = dataplane.deepCounts()[1];
+        later();
+        dataplane.read(); // due now: deep, but without the fixed-chain check before it
+
+        nft.run("flush chain inet egressd forward");
+        dataplane.ensureTable();
+        assertThat(dataplane.deepCounts()[1]).as("the check the read went without").isEqualTo(checks + 1);
+        assertThat(dataplane.lastRepair()).contains("forward");
+    }
+
+    @Test
+    void aRefusedTransactionMakesTheNextReadAndCheckDeep() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.ensureTable();
+        final KernelPlan plan = withoutUplinks(machines(1));
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+        dataplane.read();
+        dataplane.read();
+        final int listings = tableListings();
+        final int checks = dataplane.deepCounts()[1];
+
+        final NftException e = catchThrowableOfType(NftException.class, () -> dataplane.apply(List.of(
+            PlanChange.remove(new PlanElement.Static4(PlanFixtures.guest4(7))))));
+        assertThat(e.isNotFound()).isTrue();
+        assertThat(dataplane.read()).isEqualTo(plan);
+        assertThat(tableListings()).isEqualTo(listings + 1);
+        dataplane.ensureTable();
+        assertThat(dataplane.deepCounts()[1]).isEqualTo(checks + 1);
+    }
+
+    @Test
+    void unpacedEveryReadAndCheckIsDeep() throws Exception
+    {
+        dataplane.paceDeepChecks(0, System::nanoTime);
+        dataplane.ensureTable();
+        dataplane.ensureTable();
+        dataplane.ensureTable();
+        dataplane.read();
+        dataplane.read();
+        assertThat(tableListings()).as("two checks and two reads, each with its own listing").isEqualTo(4);
+        assertThat(nft.listings()[0]).isZero();
+        assertThat(dataplane.deepCounts()).containsExactly(2, 2);
+    }
+}

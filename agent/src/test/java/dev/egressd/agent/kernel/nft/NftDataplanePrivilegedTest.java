@@ -1,0 +1,446 @@
+package dev.egressd.agent.kernel.nft;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.lab.LabNamespace;
+import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanDiff;
+import dev.egressd.core.plan.PlanElement;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static dev.egressd.agent.kernel.nft.PlanFixtures.machines;
+import static dev.egressd.agent.kernel.nft.PlanFixtures.withoutUplinks;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowableOfType;
+
+/** The dataplane against the real kernel, in a throwaway namespace, through libnftables in-process. */
+@Tag("privileged")
+class NftDataplanePrivilegedTest
+{
+    private LabNamespace lab;
+    private NetNamespace ns;
+    private LibNftablesClient client;
+    private NftDataplane dataplane;
+
+    @BeforeEach
+    void setUp() throws Exception
+    {
+        LabNamespace.requirePrivileged();
+        lab = LabNamespace.withUplink();
+        ns = NetNamespace.enter(lab.name());
+        // The context's netlink socket belongs to the namespace of the thread that opens it.
+        client = ns.call(LibNftablesClient::open);
+        dataplane = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+    }
+
+    @AfterEach
+    void tearDown() throws Exception
+    {
+        LabNamespace.tearDown(lab, ns, client);
+    }
+
+    @Test
+    void ensureTableCreatesTheTableThatNftLists() throws Exception
+    {
+        assertThat(ns.call(dataplane::tableExists)).isFalse();
+        assertThat(ns.call(dataplane::ensureTable)).isTrue();
+        assertThat(ns.call(dataplane::ensureTable)).as("second call leaves the table alone").isFalse();
+
+        final JsonNode listing = new ObjectMapper().readTree(lab.exec("nft", "-j", "list", "table", "inet", "egressd"));
+        final List<String> chains = new ArrayList<>();
+        final List<String> sets = new ArrayList<>();
+        final List<String> counters = new ArrayList<>();
+        int rules = 0;
+        for (final JsonNode item : listing.path("nftables"))
+        {
+            item.path("chain").path("name").asText("").transform(n -> n.isEmpty() ? null : chains.add(n));
+            if (item.has("set") || item.has("map"))
+            {
+                sets.add((item.has("set") ? item.get("set") : item.get("map")).path("name").asText());
+            }
+            if (item.has("counter"))
+            {
+                counters.add(item.get("counter").path("name").asText());
+            }
+            rules += item.has("rule") ? 1 : 0;
+        }
+        assertThat(chains).containsExactly("forward", "guest_new", "deny", "postrouting");
+        assertThat(sets).containsExactly("static4", "static6", "guests4", "guests6", "snat4", "snat6", "mapped6",
+            "cc4", "cc6");
+        assertThat(counters).containsExactlyElementsOf(Ruleset.COUNTERS);
+        assertThat(rules).isEqualTo(3 + 4 + 2 + 7);
+        assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
+        assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 1024");
+    }
+
+    /** Rules of a chain as nft lists them (text), without the table and chain lines. */
+    private List<String> listedRules(final String chain) throws Exception
+    {
+        return lab.exec("nft", "list", "chain", "inet", "egressd", chain).lines().map(String::strip)
+            .filter(l -> !l.isEmpty() && !l.startsWith("table ") && !l.startsWith("chain ") && !l.startsWith("type ")
+                && !l.equals("}"))
+            .toList();
+    }
+
+    @Test
+    void aForwardChainFlushedByHandIsRepairedKeepingElementsAndTheMeter() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+            return null;
+        });
+        final KernelPlan before = ns.call(dataplane::read);
+        final List<String> forward = listedRules("forward");
+        // a live meter entry (in a lab with traffic the kernel adds these; DataplaneE2ETest checks that case)
+        lab.exec("nft", "add element inet egressd cc4 { 10.77.0.2 . 198.51.100.10 }");
+        final String meterBefore = lab.exec("nft", "list", "set", "inet", "egressd", "cc4");
+        assertThat(meterBefore).contains("10.77.0.2 . 198.51.100.10");
+
+        lab.exec("nft", "flush chain inet egressd forward");     // anti-spoofing gone
+        assertThat(listedRules("forward")).isEmpty();
+        final long t0 = System.nanoTime();
+        assertThat(ns.call(dataplane::ensureTable)).isTrue();
+        final long micros = (System.nanoTime() - t0) / 1000;
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 3 it should")
+            .doesNotContain("guest_new").doesNotContain("postrouting");
+        assertThat(listedRules("forward")).isEqualTo(forward).hasSize(3);
+        assertThat(ns.call(dataplane::read)).isEqualTo(before);
+        assertThat(lab.exec("nft", "list", "set", "inet", "egressd", "cc4")).isEqualTo(meterBefore);
+        final long c0 = System.nanoTime();
+        assertThat(ns.call(dataplane::ensureTable)).as("in sync: nft lists back exactly what was written").isFalse();
+        final long checkMicros = (System.nanoTime() - c0) / 1000;
+        System.out.println("NFT repair of a flushed forward chain: " + micros + " us; in-sync check " + checkMicros
+            + " us; " + lastScriptLines() + " lines");
+    }
+
+    private long lastScriptLines()
+    {
+        return new Ruleset(DataplaneConfig.defaults("uplink")).renderRepair(java.util.Set.of()).lines().count();
+    }
+
+    @Test
+    void aTableCreatedWithCap8GetsCap16WhenTheConfigurationSaysSo() throws Exception
+    {
+        final NftDataplane cap8 = new NftDataplane(client, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
+        assertThat(ns.call(cap8::ensureTable)).isTrue();
+        ns.call(() ->
+        {
+            cap8.apply(PlanDiff.between(KernelPlan.empty(), machines(1)));
+            return null;
+        });
+        lab.exec("nft", "add element inet egressd cc6 { fd77::2 . 2001:db8:100::10 }");
+        assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 8 ");
+        final KernelPlan before = ns.call(cap8::read);
+
+        final NftDataplane cap16 = new NftDataplane(client, new DataplaneConfig("egressd", "uplink", "tap-*", 16));
+        assertThat(ns.call(cap16::ensureTable)).isTrue();
+        assertThat(cap16.lastRepair()).contains("chain guest_new").doesNotContain("chain forward");
+        final String guestNew = lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new");
+        assertThat(guestNew).contains("add @cc4 { ip saddr . ip daddr ct count over 16 }")
+            .contains("add @cc6 { ip6 saddr . ip6 daddr ct count over 16 }").doesNotContain("over 8 ");
+        assertThat(listedRules("guest_new")).hasSize(4);
+        assertThat(ns.call(cap16::read)).isEqualTo(before);
+        assertThat(lab.exec("nft", "list", "set", "inet", "egressd", "cc6")).contains("fd77::2 . 2001:db8:100::10");
+        assertThat(ns.call(cap16::ensureTable)).isFalse();
+        assertThat(ns.call(cap8::ensureTable)).as("and back").isTrue();
+    }
+
+    @Test
+    void handEditsOfPolicyHooksCountersAndSetsAreRepairedInTheKernel() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+            return null;
+        });
+        final KernelPlan before = ns.call(dataplane::read);
+        final String fresh = lab.exec("nft", "list", "table", "inet", "egressd");
+
+        // policy drop on forward, an extra rule in deny, postrouting hooked at another priority, and the
+        // unmapped4 counter deleted (possible only after the rule that used it went)
+        lab.exec("nft", "add chain inet egressd forward { type filter hook forward priority filter; policy drop; }");
+        lab.exec("nft", "add rule inet egressd deny accept");
+        lab.exec("nft", "flush chain inet egressd postrouting; delete chain inet egressd postrouting; "
+            + "add chain inet egressd postrouting { type nat hook postrouting priority 50; policy accept; }");
+        lab.exec("nft", "flush chain inet egressd guest_new; delete counter inet egressd unmapped4");
+
+        assertThat(ns.call(dataplane::ensureTable)).isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward has policy drop")
+            .contains("chain deny holds 3 rules")
+            .contains("chain postrouting is hooked as nat hook postrouting priority 50")
+            .contains("chain guest_new holds 0 rules");
+        assertThat(ns.call(dataplane::ensureTable)).isFalse();
+        assertThat(ns.call(dataplane::read)).isEqualTo(before);
+        assertThat(ns.call(dataplane::counters).keySet()).containsExactlyInAnyOrderElementsOf(Ruleset.COUNTERS);
+        assertThat(withoutHandles(lab.exec("nft", "list", "table", "inet", "egressd")))
+            .as("the same table as a fresh one, but for the order of chains and counters")
+            .containsExactlyInAnyOrderElementsOf(withoutHandles(fresh));
+    }
+
+    private static List<String> withoutHandles(final String listing)
+    {
+        return listing.lines().map(String::strip).filter(l -> !l.isEmpty()).sorted().toList();
+    }
+
+    @Test
+    void appliedPlanReadsBackEqual() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final KernelPlan plan = machines(1, 2, 3);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(plan));
+
+        // Remap machine 1 (both families), drop machine 2, add machine 4: one transaction.
+        final List<PlanElement> next = new ArrayList<>(machines(3, 4).elements());
+        next.addAll(PlanFixtures.machine(1, 7).elements());
+        final KernelPlan desired = KernelPlan.of(next);
+        final List<PlanChange> changes = PlanDiff.between(ns.call(dataplane::read), desired);
+        assertThat(changes).extracting(PlanChange::op).contains(PlanChange.Op.REPLACE, PlanChange.Op.REMOVE);
+        ns.call(() ->
+        {
+            dataplane.apply(changes);
+            return null;
+        });
+        assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(desired));
+        assertThat(lab.exec("nft", "list", "table", "inet", "egressd"))
+            .doesNotContain(Ruleset.snat6Chain(PlanFixtures.guest6(2)))
+            .contains(Ruleset.snat6Chain(PlanFixtures.guest6(4)));
+    }
+
+    /** Random walks between plans in the kernel: what is applied reads back equal, every step. */
+    @Test
+    void randomPlansRoundTripThroughTheKernel() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final java.util.Random random = new java.util.Random(7);
+        for (int step = 0; step < 15; step++)
+        {
+            final List<PlanElement> elements = new ArrayList<>();
+            for (int n = 1; n <= 10; n++)
+            {
+                if (random.nextInt(3) > 0)
+                {
+                    elements.addAll(PlanFixtures.machine(n, 1 + random.nextInt(63)).elements());
+                }
+            }
+            final KernelPlan desired = KernelPlan.of(elements);
+            ns.call(() ->
+            {
+                dataplane.apply(PlanDiff.between(dataplane.read(), desired));
+                return null;
+            });
+            assertThat(ns.call(dataplane::read)).as("step %d", step).isEqualTo(withoutUplinks(desired));
+        }
+    }
+
+    @Test
+    void aTransactionWithOneBadElementChangesNothing() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final KernelPlan plan = machines(1, 2);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        final KernelPlan before = ns.call(dataplane::read);
+
+        // Valid additions for machine 3, then an ADD of machine 1's snat4 key with other data.
+        final List<PlanChange> changes = new ArrayList<>(PlanDiff.between(KernelPlan.empty(), machines(3)));
+        final PlanElement.Snat4 clash = new PlanElement.Snat4(PlanFixtures.guest4(1),
+            dev.egressd.core.model.Ipv4Address.parse("203.0.113.99"), 5120, 6143);
+        changes.add(PlanChange.add(clash));
+        final NftException e = catchThrowableOfType(NftException.class, () -> ns.call(() ->
+        {
+            dataplane.apply(changes);
+            return null;
+        }));
+        assertThat(e).isNotNull();
+        assertThat(e.isAlreadyExists()).as(e.error()).isTrue();
+        assertThat(e.getMessage()).contains("nothing changed").contains("203.0.113.99").contains("File exists");
+        assertThat(ns.call(dataplane::read)).isEqualTo(before);
+
+        // Deleting a per-guest chain that the vmap still jumps to is refused as a whole transaction too.
+        final NftException busy = catchThrowableOfType(NftException.class, () -> ns.call(() ->
+        {
+            client.run("add element inet egressd static4 { 10.77.9.9 }\n"
+                + "delete chain inet egressd " + Ruleset.snat6Chain(PlanFixtures.guest6(1)) + "\n");
+            return null;
+        }));
+        assertThat(busy).isNotNull();
+        assertThat(busy.isBusy()).as(busy.error()).isTrue();
+        assertThat(ns.call(dataplane::read)).isEqualTo(before);
+    }
+
+    @Test
+    void readShowsAnElementDeletedByHandAndApplyRepairsIt() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final KernelPlan plan = machines(1, 2);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        lab.exec("nft", "delete element inet egressd snat4 { " + PlanFixtures.guest4(1) + " }");
+        lab.exec("nft", "delete element inet egressd mapped6 { " + PlanFixtures.guest6(2) + " }");
+
+        final KernelPlan drifted = ns.call(dataplane::read);
+        assertThat(drifted.elements("snat4")).doesNotContainKey(PlanFixtures.guest4(1));
+        assertThat(drifted.elements("snat6")).as("snat6 without its mapped6 element is drift")
+            .doesNotContainKey(PlanFixtures.guest6(2));
+
+        final List<PlanChange> repair = PlanDiff.between(drifted, withoutUplinks(plan));
+        assertThat(repair).hasSize(2).allMatch(c -> c.op() == PlanChange.Op.ADD);
+        ns.call(() ->
+        {
+            dataplane.apply(repair);
+            return null;
+        });
+        assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(plan));
+        assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(PlanFixtures.guest6(2)))
+            .lines().filter(l -> l.contains("snat ip6 to")).count()).as("re-add keeps one rule per protocol")
+            .isEqualTo(Ruleset.SNAT6_PROTOCOLS.size());
+    }
+
+    /**
+     * Paced as the daemon runs it: the shallow read (each set and map listed by name, the per-guest chains as
+     * written) and the shallow check (the sets and maps listed terse) against real nft listings.
+     */
+    @Test
+    void shallowReadsAndChecksAgreeWithTheDeepOnes() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final KernelPlan plan = withoutUplinks(machines(1, 2, 3));
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        ns.call(dataplane::ensureTable);
+        assertThat(ns.call(dataplane::readFull)).isEqualTo(plan); // a deep cycle: check, then read
+        final int[] deep = dataplane.deepCounts();
+        dataplane.paceDeepChecks(1_000_000, System::nanoTime); // no deep read or check is due in this test
+
+        assertThat(ns.call(dataplane::read)).isEqualTo(plan);
+        assertThat(ns.call(dataplane::ensureTable)).isFalse();
+        assertThat(dataplane.deepCounts()).as("both were shallow").containsExactly(deep);
+
+        lab.exec("nft", "delete element inet egressd guests6 { \"tap-m2\" . " + PlanFixtures.guest6(2) + " }");
+        lab.exec("nft", "delete element inet egressd snat6 { " + PlanFixtures.guest6(3) + " }");
+        final KernelPlan drifted = ns.call(dataplane::read);
+        assertThat(drifted).isEqualTo(ns.call(dataplane::readFull));
+        assertThat(PlanDiff.between(drifted, plan)).hasSize(2).allMatch(c -> c.op() == PlanChange.Op.ADD);
+
+        lab.exec("nft", "delete table inet egressd");
+        assertThat(ns.call(dataplane::ensureTable)).as("a table deleted by hand is seen by the shallow check")
+            .isTrue();
+        assertThat(dataplane.lastRepair()).isEqualTo("created the table inet egressd");
+        assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
+    }
+
+    @Test
+    void countersListsEveryNamedCounter() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final Map<String, Long> counters = ns.call(dataplane::counters);
+        assertThat(counters.keySet()).containsExactlyElementsOf(Ruleset.COUNTERS);
+        assertThat(counters.values()).allMatch(v -> v == 0L);
+    }
+
+    @Test
+    void deleteTableRemovesIt() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.deleteTable();
+            return null;
+        });
+        assertThat(ns.call(dataplane::tableExists)).isFalse();
+        final NftException e = catchThrowableOfType(NftException.class, () -> ns.call(dataplane::read));
+        assertThat(e.isNotFound()).as(e.error()).isTrue();
+    }
+
+    @Test
+    void jsonFlagIsSetOnlyForListings() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        assertThat(ns.call(() ->
+        {
+            client.runJson("list tables");
+            return client.outputFlags();
+        })).isEqualTo(LibNftables.NFT_CTX_OUTPUT_JSON);
+        assertThat(ns.call(() ->
+        {
+            client.run("add element inet egressd static4 { 10.77.9.9 }");
+            return client.outputFlags();
+        })).isEqualTo(LibNftables.NFT_CTX_DEFAULT);
+    }
+
+    /**
+     * A table written by an older egressd (per-guest chains of one rule with an anonymous protocol set) is read by
+     * a fresh, paced dataplane (a restart onto this version): the chains read as drift, and the diff's ADDs are
+     * accepted by the kernel although the snat6 and mapped6 elements are already there.
+     */
+    @Test
+    void oneRuleChainsOfAnOlderEgressdAreRewrittenOnStart() throws Exception
+    {
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        final NftDataplane old = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        ns.call(old::ensureTable);
+        ns.call(() ->
+        {
+            old.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        // Rewrite every per-guest chain into the old one-rule form.
+        for (final PlanElement e : plan.elements())
+        {
+            if (e instanceof PlanElement.Snat6 s)
+            {
+                final String chain = Ruleset.snat6Chain(s.guest());
+                lab.exec("nft", "flush chain inet egressd " + chain);
+                lab.exec("nft", "add rule inet egressd " + chain + " meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to ["
+                    + s.egress() + "]:" + Ruleset.ports(s.firstPort(), s.lastPort()));
+            }
+        }
+
+        final NftDataplane fresh = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        fresh.paceDeepChecks(4, System::nanoTime);
+        ns.call(fresh::ensureTable);
+        final KernelPlan read = ns.call(fresh::read);
+        final List<PlanChange> changes = PlanDiff.between(read, plan);
+        assertThat(changes).isNotEmpty().allMatch(c -> c.op() == PlanChange.Op.ADD);
+        ns.call(() ->
+        {
+            fresh.apply(changes);
+            return null;
+        });
+        assertThat(ns.call(fresh::readFull)).isEqualTo(plan);
+        for (final PlanElement e : plan.elements())
+        {
+            if (e instanceof PlanElement.Snat6 s)
+            {
+                final String listed = lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(s.guest()));
+                assertThat(listed).doesNotContain("l4proto {").contains("meta l4proto tcp").contains("meta l4proto udp");
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+package dev.egressd.agent.kernel.nft;
+
+import org.junit.jupiter.api.Test;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class RulesetTest
+{
+    private final String text = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024)).render();
+
+    @Test
+    void declaresEveryNamedCounter()
+    {
+        for (final String counter : Ruleset.COUNTERS)
+        {
+            assertThat(text).contains("    counter " + counter + " {\n    }\n");
+        }
+        assertThat(Ruleset.COUNTERS).containsExactly("spoof4", "spoof6", "unmapped4", "unmapped6", "cap4", "cap6",
+            "backstop4", "backstop6");
+    }
+
+    @Test
+    void keySetsAndMapsHaveNoIntervalFlag()
+    {
+        assertThat(text).doesNotContain("flags interval")
+            .contains("map snat4 {\n        type ipv4_addr : interval ipv4_addr . inet_service\n    }")
+            .contains("map snat6 {\n        type ipv6_addr : verdict\n    }")
+            .contains("set guests4 {\n        type ifname . ipv4_addr\n    }")
+            .contains("set cc6 {\n        type ipv6_addr . ipv6_addr\n        flags dynamic\n        size 65535\n    }");
+    }
+
+    @Test
+    void everyDropAndRejectPathIsCountedByName()
+    {
+        assertThat(text)
+            .contains("iifname \"tap-*\" iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment")
+            .contains("iifname \"tap-*\" iifname . ip6 saddr != @guests6 counter name \"spoof6\" drop comment")
+            .contains("iifname \"tap-*\" oifname \"eth0\" ct state new jump guest_new comment")
+            .contains("ip saddr @static4 ip saddr != @snat4 counter name \"unmapped4\" jump deny comment")
+            .contains("ip6 saddr @static6 ip6 saddr != @mapped6 counter name \"unmapped6\" jump deny comment")
+            .contains("add @cc4 { ip saddr . ip daddr ct count over 1024 } counter name \"cap4\" jump deny comment")
+            .contains("add @cc6 { ip6 saddr . ip6 daddr ct count over 1024 } counter name \"cap6\" jump deny comment")
+            .contains("ip saddr @static4 counter name \"backstop4\" drop comment")
+            .contains("ip6 saddr @static6 counter name \"backstop6\" drop comment");
+    }
+
+    @Test
+    void postroutingTouchesOnlyGuestTrafficAndBackstopsBeforeMasquerade()
+    {
+        final String post = text.substring(text.indexOf("chain postrouting"));
+        assertThat(post).containsSubsequence(
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "oifname != \"eth0\" accept",
+            "iifname != \"tap-*\" accept",
+            "meta l4proto { tcp, udp, icmp } snat ip to ip saddr map @snat4",
+            "ip6 saddr vmap @snat6",
+            "backstop4",
+            "backstop6",
+            "masquerade");
+        assertThat(text.substring(text.indexOf("chain deny"), text.indexOf("chain postrouting")))
+            .contains("meta l4proto tcp reject with tcp reset comment")
+            .contains("reject with icmpx admin-prohibited comment");
+        assertThat(post).doesNotContain("reject");
+    }
+
+    @Test
+    void everyFixedRuleCarriesAFingerprintOfItsConfiguration()
+    {
+        final Ruleset base = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
+        final java.util.List<String> all = base.staticChains().stream()
+            .flatMap(c -> c.fingerprints().stream()).toList();
+        assertThat(all).hasSize(3 + 4 + 2 + 7).doesNotHaveDuplicates()
+            .allMatch(f -> f.matches("egressd [0-9a-f]{16}"));
+        // golden: the fingerprint of the first forward rule is stable across builds
+        assertThat(base.staticChains().get(0).commentedRules().get(0)).isEqualTo(
+            "iifname \"tap-*\" iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment \""
+                + base.staticChains().get(0).fingerprints().get(0) + "\"");
+        assertThat(text).contains(base.staticChains().get(3).commentedRules().get(6) + "\n");
+        // the cap changes exactly the two meter rules; the uplink changes forward's third and postrouting's first
+        final Ruleset cap = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 16));
+        final Ruleset wan = new Ruleset(new DataplaneConfig("egressd", "wan0", "tap-*", 1024));
+        assertThat(changed(base, cap)).containsExactly("guest_new#2", "guest_new#3");
+        assertThat(changed(base, wan)).containsExactly("forward#2", "postrouting#0");
+    }
+
+    private static java.util.List<String> changed(final Ruleset a, final Ruleset b)
+    {
+        final java.util.List<String> out = new java.util.ArrayList<>();
+        for (int c = 0; c < a.staticChains().size(); c++)
+        {
+            final Ruleset.StaticChain x = a.staticChains().get(c);
+            final Ruleset.StaticChain y = b.staticChains().get(c);
+            for (int i = 0; i < x.rules().size(); i++)
+            {
+                if (!x.fingerprints().get(i).equals(y.fingerprints().get(i)))
+                {
+                    out.add(x.name() + "#" + i);
+                }
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void theRepairIsOneScriptThatKeepsElementsAndMeters()
+    {
+        final String repair = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024))
+            .renderRepair(java.util.Set.of("postrouting"));
+        assertThat(repair).contains("add counter inet egressd spoof4\n")
+            .contains("add set inet egressd cc4 { type ipv4_addr . ipv4_addr; flags dynamic; size 65535; }\n")
+            .contains("add map inet egressd snat6 { type ipv6_addr : verdict; }\n")
+            .contains("add chain inet egressd forward { type filter hook forward priority filter; policy accept; }\n")
+            .containsSubsequence("flush chain inet egressd postrouting\n", "delete chain inet egressd postrouting\n",
+                "add chain inet egressd postrouting { type nat hook postrouting priority srcnat; policy accept; }\n",
+                "add rule inet egressd forward ", "add rule inet egressd postrouting masquerade comment")
+            .doesNotContain("flush set").doesNotContain("delete table").doesNotContain("flush table")
+            .doesNotContain("delete set").doesNotContain("element");
+        assertThat(repair.indexOf("add chain inet egressd postrouting")).as("re-added only after its delete")
+            .isGreaterThan(repair.indexOf("delete chain inet egressd postrouting"));
+    }
+
+    @Test
+    void blockIsOneTable()
+    {
+        assertThat(text).startsWith("table inet egressd {\n").endsWith("\n}\n");
+    }
+}

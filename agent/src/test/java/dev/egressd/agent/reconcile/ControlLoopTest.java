@@ -1,0 +1,291 @@
+package dev.egressd.agent.reconcile;
+
+import dev.egressd.agent.kernel.FakeKernel;
+import dev.egressd.agent.state.StateMapper;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateStore;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.PlanElement;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class ControlLoopTest
+{
+    @TempDir
+    Path dir;
+
+    private final HostSettings settings = new HostSettings("ord", new BlockLayout(8, 1024), 1024);
+    private final FakeKernel kernel = new FakeKernel();
+
+    private ControlLoop start() throws Exception
+    {
+        final StateStore store = new StateStore(dir);
+        final StateStore.Loaded loaded = store.load();
+        final DesiredState state = loaded.state() != null ? loaded.state()
+            : DesiredState.empty(StateMapper.host(settings));
+        final ControlLoop loop = ControlLoop.of(settings, state, kernel, store, Runnable::run, () -> 0L, 0);
+        if (loaded.status() != StateStore.Status.LOADED)
+        {
+            loop.recoverFromKernel();
+        }
+        loop.initialSync();
+        return loop;
+    }
+
+    private static Machine machine(final String id, final String app, final int n)
+    {
+        return new Machine(id, app, "tap-" + id, Ipv4Address.parse("10.77.0." + n), Ipv6Address.parse("fd77::" + n),
+            null);
+    }
+
+    private static Map<String, Egress> placements(final ControlLoop loop)
+    {
+        final Map<String, Egress> map = new LinkedHashMap<>();
+        for (final EgressAllocator.MachineView view : loop.allocator().machines())
+        {
+            final Egress e = view.egress();
+            map.put(view.machine().id(), new Egress(e.scope(), e.pair(), e.block(), e.firstPort(), e.lastPort(), ""));
+        }
+        return map;
+    }
+
+    private ControlLoop populated() throws Exception
+    {
+        final ControlLoop loop = start();
+        assertThat(loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
+        for (int i = 1; i <= 12; i++)
+        {
+            final Machine m = machine("m" + i, "a1", i + 1);
+            loop.mutate("machine", l -> l.putMachine(m)).get();
+        }
+        // churn so placements are not simply in creation order
+        loop.mutate("delete", l -> l.allocator().removeMachine("m3")).get();
+        loop.mutate("delete", l -> l.allocator().removeMachine("m7")).get();
+        final Machine late = machine("m20", "a1", 40);
+        loop.mutate("machine", l -> l.putMachine(late)).get();
+        final Machine scoped = machine("m21", "a1", 41);
+        loop.mutate("machine", l -> l.putMachine(scoped)).get();
+        loop.mutate("scoped", l -> l.allocator().setMachineScopedPair("m21", "203.0.113.20", "2001:db8::20")).get();
+        return loop;
+    }
+
+    @Test
+    void aRestartFromTheStateFileMovesNoMachineAndChangesNoKernelElement() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan;
+        final int batches = kernel.applied.size();
+        final ControlLoop after = start();
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.applied).hasSize(batches); // nothing to apply: the kernel already holds it all
+    }
+
+    @Test
+    void aLostStateFileMovesNoMachineOnceTheOrchestratorResendsIt() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan;
+        Files.writeString(dir.resolve(StateStore.FILE), "{garbage");
+        final ControlLoop after = start();
+        assertThat(Files.list(dir).map(p -> p.getFileName().toString()))
+            .anyMatch(n -> n.startsWith("state.json.corrupt-"));
+        // Nothing in the kernel changed: every element is kept as recovered.
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(after.recovered()).isNotEmpty();
+        // The orchestrator re-sends pairs, then machines in another order.
+        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
+        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        for (final String id : new String[] {"m21", "m20", "m12", "m1", "m2", "m4", "m5", "m6", "m8", "m9", "m10",
+            "m11"})
+        {
+            final EgressAllocator.MachineView view = before.allocator().machine(id).orElseThrow();
+            after.mutate("machine", l -> l.putMachine(view.machine())).get();
+        }
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(after.recovered()).isEmpty();
+        assertThat(kernel.plan).isEqualTo(plan);
+    }
+
+    @Test
+    void anAddressSomeoneElsePutOnTheUplinkIsNeverRemoved() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final PlanElement hostOwn = new PlanElement.Uplink4(Ipv4Address.parse("198.51.100.7"));
+        kernel.foreignUplinks.add(hostOwn);
+        loop.reconcile();
+        assertThat(kernel.foreignUplinks).contains(hostOwn);
+        assertThat(kernel.applied.stream().flatMap(java.util.List::stream)
+            .anyMatch(c -> c.element().equals(hostOwn))).as("no change ever touches it").isFalse();
+        // but a deleted snat element of ours is back after one reconcile
+        final PlanElement snat = kernel.plan.elements("snat4").values().iterator().next();
+        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        loop.reconcile();
+        assertThat(kernel.plan.contains(snat)).isTrue();
+        assertThat(loop.health().repairs()).isEqualTo(1);
+    }
+
+    @Test
+    void aMutationDiffsAgainstWhatTheKernelLastHeldAndReadsItBackOnlyWhenThatFails() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final int reads = kernel.reads;
+        final Machine fresh = machine("m30", "a1", 60);
+        loop.mutate("machine", l -> l.putMachine(fresh)).get();
+        assertThat(kernel.reads).as("no read for a mutation when nothing changed behind egressd's back")
+            .isEqualTo(reads);
+        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
+
+        // someone deletes m30's snat4 element by hand; deleting m30 then removes a missing element, which nft
+        // refuses: the loop reads the kernel back and applies the right diff instead
+        final PlanElement snat = kernel.plan.elements("snat4").get(fresh.ipv4());
+        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        assertThat(loop.mutate("delete", l -> l.allocator().removeMachine("m30")).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        assertThat(kernel.reads).isEqualTo(reads + 1);
+        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
+        assertThat(kernel.plan.elements("guests4")).doesNotContainKey(
+            new PlanElement.Guest4("tap-m30", fresh.ipv4()));
+    }
+
+    @Test
+    void aReleasedAddressKeepsDrainingAcrossARestartUntilItsDeadlineThenGoes() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicLong nanos = new java.util.concurrent.atomic.AtomicLong(5_000);
+        final java.util.concurrent.atomic.AtomicLong wall = new java.util.concurrent.atomic.AtomicLong(
+            1_700_000_000_000L);
+        final StateStore store = new StateStore(dir);
+        final ControlLoop first = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, Runnable::run, nanos::get, wall::get, 100);
+        first.initialSync();
+        first.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        final Machine m1 = machine("m1", "a1", 2);
+        first.mutate("machine", l -> l.putMachine(m1)).get();
+        final PlanElement up4 = new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"));
+        final PlanElement up6 = new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10"));
+        assertThat(first.mutate("release", l -> l.allocator().releasePair("a1", "203.0.113.10")).get())
+            .isInstanceOf(ControlLoop.Ok.class);
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("draining").isTrue();
+        final DesiredState written = store.load().state();
+        assertThat(written.draining()).extracting(DesiredState.Draining::untilEpochMillis)
+            .containsOnly(1_700_000_100_000L);
+
+        // "restart" 30 s later: a new process, a new monotonic clock base, the kernel still holds the addresses
+        wall.addAndGet(30_000);
+        nanos.set(-7_000_000_000L);
+        final ControlLoop second = ControlLoop.of(settings, store.load().state(), kernel, store, Runnable::run,
+            nanos::get, wall::get, 100);
+        second.initialSync();
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept at start-up").isTrue();
+        nanos.addAndGet(69_000_000_000L); // 99 s after the release
+        second.reconcile();
+        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept until the deadline").isTrue();
+        nanos.addAndGet(1_000_000_000L); // 100 s: the deadline
+        second.reconcile();
+        assertThat(kernel.plan.contains(up4) || kernel.plan.contains(up6)).as("removed at the deadline").isFalse();
+        assertThat(placements(second)).containsKey("m1");
+    }
+
+    @Test
+    void aDrainingAddressIsNotAddedBackWhenTheKernelLostItAndAPastDeadlineIsDropped() throws Exception
+    {
+        final DesiredState.Element up4 = StateMapper.toData(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10")));
+        final DesiredState.Element up6 = StateMapper.toData(new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10")));
+        final DesiredState state = DesiredState.empty(StateMapper.host(settings)).withDraining(java.util.List.of(
+            new DesiredState.Draining(up4, 2_000_000L), new DesiredState.Draining(up6, 500_000L)));
+        // the kernel holds neither address (a reboot, say)
+        final ControlLoop loop = ControlLoop.of(settings, state, kernel, new StateStore(dir), Runnable::run,
+            () -> 0L, () -> 1_000_000L, 100);
+        loop.initialSync();
+        assertThat(kernel.plan.elements("uplink4")).isEmpty();
+        assertThat(kernel.plan.elements("uplink6")).isEmpty();
+        assertThat(new StateStore(dir).load().state().draining()).isEmpty();
+    }
+
+    @Test
+    void aStateFileWithoutDrainingLoadsAsNoneDraining() throws Exception
+    {
+        populated();
+        final String text = Files.readString(dir.resolve(StateStore.FILE));
+        assertThat(text).doesNotContain("draining");
+        assertThat(new StateStore(dir).load().state().draining()).isEmpty();
+    }
+
+    @Test
+    void aFailingDirectoryFsyncAfterTheRenameStillCommitsTheChange() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicBoolean failing = new java.util.concurrent.atomic.AtomicBoolean();
+        final java.util.concurrent.atomic.AtomicInteger syncs = new java.util.concurrent.atomic.AtomicInteger();
+        final StateStore store = new StateStore(dir, java.time.Clock.systemUTC(), d ->
+        {
+            syncs.incrementAndGet();
+            if (failing.get())
+            {
+                throw new java.io.IOException("EIO (test)");
+            }
+        });
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, Runnable::run, () -> 0L, 0);
+        loop.initialSync();
+        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        failing.set(true);
+        syncs.set(0);
+        final Machine m1 = machine("m1", "a1", 2);
+        assertThat(loop.mutate("machine", l -> l.putMachine(m1)).get()).isInstanceOf(ControlLoop.Ok.class);
+        assertThat(syncs.get()).as("retried once").isEqualTo(2);
+        // not rolled back: the allocator, the kernel and the file (what the next start reads) all hold m1
+        assertThat(loop.allocator().machine("m1")).isPresent();
+        assertThat(kernel.plan.elements("snat4")).containsKey(m1.ipv4());
+        assertThat(store.load().state().machines()).extracting(DesiredState.MachineEntry::id).containsExactly("m1");
+    }
+
+    @Test
+    void aMachineOnAnInterfaceOutsideTheGuestPatternIsRefusedAndNothingChanges() throws Exception
+    {
+        final ControlLoop loop = populated();
+        loop.guestInterfaces("tap-*");
+        final var plan = kernel.plan;
+        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        final Machine outside = new Machine("m40", "a1", "vm-1", Ipv4Address.parse("10.77.0.90"), null, null);
+        final ControlLoop.Result result = loop.mutate("machine", l -> l.putMachine(outside)).get();
+        assertThat(result).isInstanceOf(ControlLoop.Refused.class);
+        final var refusal = ((ControlLoop.Refused)result).refusal();
+        assertThat(refusal.code()).isEqualTo(dev.egressd.core.alloc.Outcome.Reason.INVALID);
+        assertThat(refusal.field()).isEqualTo("iface");
+        assertThat(refusal.message()).contains("vm-1", "tap-*");
+        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
+        assertThat(loop.allocator().machine("m40")).isEmpty();
+    }
+
+    @Test
+    void theGuestPatternIsANameOrAPrefixEndingInAStar()
+    {
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "tap-m1")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "tap-")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "vm-1")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces("tap-*", "xtap-1")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest0")).isTrue();
+        assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest01")).isFalse();
+        assertThat(ControlLoop.matchesGuestInterfaces(null, "anything")).isTrue();
+    }
+}
