@@ -1,6 +1,11 @@
 package dev.egressd.core.alloc;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.quicktheories.QuickTheory.qt;
+import static org.quicktheories.generators.SourceDSL.booleans;
+import static org.quicktheories.generators.SourceDSL.integers;
+import static org.quicktheories.generators.SourceDSL.lists;
+import static org.quicktheories.generators.SourceDSL.longs;
 
 import dev.egressd.core.alloc.EgressAllocator.MachineView;
 import dev.egressd.core.alloc.EgressAllocator.PairView;
@@ -16,18 +21,17 @@ import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import dev.egressd.core.model.Scope;
 
+import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Combinators;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
+import org.junit.jupiter.api.Test;
+import org.quicktheories.api.Pair;
+import org.quicktheories.core.Gen;
+import org.quicktheories.generators.Generate;
 
 /**
  * Model-based test: random sequences of operations run against {@link EgressAllocator} and
@@ -173,9 +177,14 @@ class AllocatorModelTest
         }
     }
 
-    @Property(tries = 200)
-    void fastAllocatorAgreesWithReferenceAndKeepsInvariants(
-        @ForAll("actions") final List<Action> actions, @ForAll final long seed)
+    @Test
+    void fastAllocatorAgreesWithReferenceAndKeepsInvariants()
+    {
+        qt().withExamples(200).forAll(actionSequences(), longs().all())
+            .checkAssert(AllocatorModelTest::agreeAndKeepInvariants);
+    }
+
+    private static void agreeAndKeepInvariants(final List<Action> actions, final long seed)
     {
         final EgressAllocator fast = new EgressAllocator(HOST, seed);
         final ReferenceAllocator reference = new ReferenceAllocator(HOST, seed);
@@ -334,37 +343,43 @@ class AllocatorModelTest
 
     // ------------------------------------------------------------------------------------------ generators
 
-    @Provide
-    Arbitrary<List<Action>> actions()
-    {
-        return actionSequences();
-    }
-
     /** Random operation sequences over small pools of apps, pairs, machines and addresses (PlacementRuleTest too). */
-    static Arbitrary<List<Action>> actionSequences()
+    static Gen<List<Action>> actionSequences()
     {
-        return Arbitraries.frequencyOf(
-            net.jqwik.api.Tuple.of(2, upsertApps()),
-            net.jqwik.api.Tuple.of(5, addPairs()),
-            net.jqwik.api.Tuple.of(2, releasePairs()),
-            net.jqwik.api.Tuple.of(2, drains()),
-            net.jqwik.api.Tuple.of(14, upsertMachines()),
-            net.jqwik.api.Tuple.of(3, removeMachines()),
-            net.jqwik.api.Tuple.of(2, setScoped()),
-            net.jqwik.api.Tuple.of(2, releaseScoped()),
-            net.jqwik.api.Tuple.of(2, promotes()))
-            .list().ofMinSize(30).ofMaxSize(120);
+        final Gen<Action> action = Generate.frequency(List.of(
+            Pair.of(2, upsertApps()),
+            Pair.of(5, addPairs()),
+            Pair.of(2, releasePairs()),
+            Pair.of(2, drains()),
+            Pair.of(14, upsertMachines()),
+            Pair.of(3, removeMachines()),
+            Pair.of(2, setScoped()),
+            Pair.of(2, releaseScoped()),
+            Pair.of(2, promotes())));
+        return lists().of(action).ofSizeBetween(30, 120);
     }
 
-    private static Arbitrary<String> app()
+    /** A weighted choice among constants: each pair is (weight, value). */
+    @SafeVarargs
+    private static <T> Gen<T> weighted(final Pair<Integer, T>... choices)
+    {
+        final List<Pair<Integer, Gen<T>>> gens = new ArrayList<>();
+        for (final Pair<Integer, T> choice : choices)
+        {
+            gens.add(Pair.of(choice._1, Generate.constant(choice._2)));
+        }
+        return Generate.frequency(gens);
+    }
+
+    private static Gen<String> app()
     {
         // Mostly one app, so its pairs fill up and machines wait.
-        return Arbitraries.frequency(net.jqwik.api.Tuple.of(3, APPS[0]), net.jqwik.api.Tuple.of(1, APPS[1]));
+        return weighted(Pair.of(3, APPS[0]), Pair.of(1, APPS[1]));
     }
 
-    private static Arbitrary<String> machineId()
+    private static Gen<String> machineId()
     {
-        return Arbitraries.integers().between(0, MACHINES - 1).map(i -> "m" + i);
+        return integers().between(0, MACHINES - 1).map(i -> "m" + i);
     }
 
     private static Ipv4Address pairIpv4(final int i)
@@ -377,58 +392,56 @@ class AllocatorModelTest
         return new Ipv6Address(0x20010DB800000000L, i + 1);
     }
 
-    private static Arbitrary<Ipv4Address> anyPairIpv4()
+    private static Gen<Ipv4Address> anyPairIpv4()
     {
-        return Arbitraries.integers().between(0, PAIRS).map(AllocatorModelTest::pairIpv4);
+        return integers().between(0, PAIRS).map(AllocatorModelTest::pairIpv4);
     }
 
-    private static Arbitrary<EgressPair> egressPair()
+    private static Gen<EgressPair> egressPair()
     {
-        final Arbitrary<Integer> index = Arbitraries.integers().between(0, PAIRS);
-        final Arbitrary<Integer> skew = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(8, 0), net.jqwik.api.Tuple.of(1, 1), net.jqwik.api.Tuple.of(1, 2));
-        final Arbitrary<String> region = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(12, "ord"), net.jqwik.api.Tuple.of(1, "lhr"));
-        return Combinators.combine(index, skew, region).as(
-            (i, k, r) -> new EgressPair(pairIpv4(i), pairIpv6((i + k) % (PAIRS + 1)), r));
+        final Gen<Integer> index = integers().between(0, PAIRS);
+        final Gen<Integer> skew = weighted(Pair.of(8, 0), Pair.of(1, 1), Pair.of(1, 2));
+        final Gen<String> region = weighted(Pair.of(12, "ord"), Pair.of(1, "lhr"));
+        return index.zip(skew, region, (i, k, r) -> new EgressPair(pairIpv4(i), pairIpv6((i + k) % (PAIRS + 1)), r));
     }
 
-    private static Arbitrary<Action> upsertApps()
+    private static Gen<Action> upsertApps()
     {
-        return Combinators.combine(app(), Arbitraries.of(true, false)).as(UpsertApp::new);
+        return app().zip(booleans().all(), UpsertApp::new);
     }
 
-    private static Arbitrary<Action> addPairs()
+    private static Gen<Action> addPairs()
     {
-        return Combinators.combine(app(), egressPair()).as(AddPair::new);
+        return app().zip(egressPair(), AddPair::new);
     }
 
-    private static Arbitrary<Action> releasePairs()
+    private static Gen<Action> releasePairs()
     {
-        return Combinators.combine(app(), anyPairIpv4()).as(ReleasePair::new);
+        return app().zip(anyPairIpv4(), ReleasePair::new);
     }
 
-    private static Arbitrary<Action> drains()
+    private static Gen<Action> drains()
     {
-        return Combinators.combine(app(), anyPairIpv4(), Arbitraries.of(true, false)).as(Drain::new);
+        return app().zip(anyPairIpv4(), booleans().all(), Drain::new);
     }
 
-    private static Arbitrary<Action> upsertMachines()
+    private static Gen<Action> upsertMachines()
     {
-        final Arbitrary<Integer> id = Arbitraries.integers().between(0, MACHINES - 1);
-        final Arbitrary<Integer> other = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(10, -1), net.jqwik.api.Tuple.of(1, 0), net.jqwik.api.Tuple.of(1, 1));
-        final Arbitrary<Integer> v4Kind = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(20, 0), net.jqwik.api.Tuple.of(2, 1), net.jqwik.api.Tuple.of(2, 2),
-            net.jqwik.api.Tuple.of(1, 3));
-        final Arbitrary<Integer> v6 = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(20, 1), net.jqwik.api.Tuple.of(10, 0), net.jqwik.api.Tuple.of(1, 2));
-        final Arbitrary<Ipv4Address> pin = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(16, -1), net.jqwik.api.Tuple.of(2, 0), net.jqwik.api.Tuple.of(1, 1),
-            net.jqwik.api.Tuple.of(1, 3))
+        final Gen<Integer> id = integers().between(0, MACHINES - 1);
+        final Gen<String> app = app();
+        final Gen<Integer> other = weighted(Pair.of(10, -1), Pair.of(1, 0), Pair.of(1, 1));
+        final Gen<Integer> v4Kind = weighted(Pair.of(20, 0), Pair.of(2, 1), Pair.of(2, 2), Pair.of(1, 3));
+        final Gen<Integer> v6 = weighted(Pair.of(20, 1), Pair.of(10, 0), Pair.of(1, 2));
+        final Gen<Ipv4Address> pin = weighted(Pair.of(16, -1), Pair.of(2, 0), Pair.of(1, 1), Pair.of(1, 3))
             .map(i -> i < 0 ? null : pairIpv4(i));
-        return Combinators.combine(id, app(), other, v4Kind, v6, pin).as((i, app, collide, kind, six, p) ->
+        return in ->
         {
+            final int i = id.generate(in);
+            final String a = app.generate(in);
+            final int collide = other.generate(in);
+            final int kind = v4Kind.generate(in);
+            final int six = v6.generate(in);
+            final Ipv4Address p = pin.generate(in);
             // Mostly each machine has its own interface and addresses; sometimes they collide with another's.
             final int own = collide < 0 ? i : (i + 1 + collide) % MACHINES;
             final Ipv4Address v4 = switch (kind)
@@ -440,28 +453,28 @@ class AllocatorModelTest
             };
             final Ipv6Address v6Address = six == 2 ? UNUSABLE_IPV6[i % UNUSABLE_IPV6.length]
                 : six == 1 || v4 == null ? new Ipv6Address(0xFD00000000000000L, own + 2) : null;
-            return new UpsertMachine(new Machine("m" + i, app, "tap" + own, v4, v6Address, p));
-        });
+            return new UpsertMachine(new Machine("m" + i, a, "tap" + own, v4, v6Address, p));
+        };
     }
 
-    private static Arbitrary<Action> removeMachines()
+    private static Gen<Action> removeMachines()
     {
         return machineId().map(RemoveMachine::new);
     }
 
-    private static Arbitrary<Action> setScoped()
+    private static Gen<Action> setScoped()
     {
-        final Arbitrary<EgressPair> legacy = Arbitraries.integers().between(0, 3).map(i ->
+        final Gen<EgressPair> legacy = integers().between(0, 3).map(i ->
             new EgressPair(new Ipv4Address(0xC6336400 | (i + 1)), new Ipv6Address(0x20010DB800010000L, i + 1), "ord"));
-        return Combinators.combine(machineId(), Arbitraries.oneOf(legacy, legacy, egressPair())).as(SetScoped::new);
+        return machineId().zip(Generate.oneOf(legacy, legacy, egressPair()), SetScoped::new);
     }
 
-    private static Arbitrary<Action> releaseScoped()
+    private static Gen<Action> releaseScoped()
     {
         return machineId().map(ReleaseScoped::new);
     }
 
-    private static Arbitrary<Action> promotes()
+    private static Gen<Action> promotes()
     {
         return machineId().map(Promote::new);
     }

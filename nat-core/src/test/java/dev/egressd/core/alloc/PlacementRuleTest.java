@@ -1,6 +1,10 @@
 package dev.egressd.core.alloc;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.quicktheories.QuickTheory.qt;
+import static org.quicktheories.generators.SourceDSL.integers;
+import static org.quicktheories.generators.SourceDSL.lists;
+import static org.quicktheories.generators.SourceDSL.longs;
 
 import dev.egressd.core.alloc.AllocatorModelTest.Action;
 import dev.egressd.core.alloc.EgressAllocator.MachineView;
@@ -22,12 +26,10 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.constraints.IntRange;
+import org.junit.jupiter.api.Test;
+import org.quicktheories.api.Pair;
+import org.quicktheories.core.Gen;
+import org.quicktheories.generators.Generate;
 
 /**
  * The placement RULE of DESIGN.md ("The allocator"), checked on its own terms after every placement, with no
@@ -50,31 +52,34 @@ class PlacementRuleTest
     {
     }
 
-    @Provide
-    Arbitrary<List<Step>> steps()
+    private static Gen<List<Step>> steps()
     {
-        final Arbitrary<Integer> kind = Arbitraries.frequency(
-            net.jqwik.api.Tuple.of(3, 0),   // addPair
-            net.jqwik.api.Tuple.of(1, 1),   // removePair
-            net.jqwik.api.Tuple.of(3, 2),   // drain / undrain
-            net.jqwik.api.Tuple.of(12, 3),  // place
-            net.jqwik.api.Tuple.of(3, 4),   // placeOn (pin)
-            net.jqwik.api.Tuple.of(6, 5),   // release
-            net.jqwik.api.Tuple.of(2, 6));  // assign (restore an exact block, block 0 included)
-        final Arbitrary<Integer> any = Arbitraries.integers().between(0, 1_000_000);
-        return net.jqwik.api.Combinators.combine(kind, any, any).as(Step::new).list().ofMinSize(20).ofMaxSize(150);
+        final Gen<Integer> kind = Generate.frequency(List.of(
+            Pair.of(3, Generate.constant(0)),   // addPair
+            Pair.of(1, Generate.constant(1)),   // removePair
+            Pair.of(3, Generate.constant(2)),   // drain / undrain
+            Pair.of(12, Generate.constant(3)),  // place
+            Pair.of(3, Generate.constant(4)),   // placeOn (pin)
+            Pair.of(6, Generate.constant(5)),   // release
+            Pair.of(2, Generate.constant(6)))); // assign (restore an exact block, block 0 included)
+        final Gen<Integer> any = integers().between(0, 1_000_000);
+        return lists().of(kind.zip(any, any, Step::new)).ofSizeBetween(20, 150);
     }
 
-    @Provide
-    Arbitrary<Integer> blockCounts()
+    private static Gen<Integer> blockCounts()
     {
-        return Arbitraries.of(1, 2, 3, 4, 4, 4, 6, 64);
+        return Generate.pick(List.of(1, 2, 3, 4, 4, 4, 6, 64));
     }
 
-    @Property(tries = 400)
-    void everySlotPlacementFollowsTheRule(@ForAll("steps") final List<Step> steps,
-        @ForAll("blockCounts") final int blockCount, @ForAll final long seed,
-        @ForAll @IntRange(min = 1, max = 3) final int apps)
+    @Test
+    void everySlotPlacementFollowsTheRule()
+    {
+        qt().withExamples(400).forAll(steps(), blockCounts(), longs().all(), integers().between(1, 3))
+            .checkAssert(PlacementRuleTest::slotPlacementsFollowTheRule);
+    }
+
+    private static void slotPlacementsFollowTheRule(final List<Step> steps, final int blockCount, final long seed,
+        final int apps)
     {
         final SlotAllocator slots = new SlotAllocator(blockCount, seed);
         // The test's own record of the world: live pairs (index -> app), drained, held blocks.
@@ -265,9 +270,14 @@ class PlacementRuleTest
     {
     }
 
-    @Property(tries = 300)
-    void everyMachinePlacementFollowsTheRule(@ForAll("domainActions") final List<Action> actions,
-        @ForAll final long seed)
+    @Test
+    void everyMachinePlacementFollowsTheRule()
+    {
+        qt().withExamples(300).forAll(AllocatorModelTest.actionSequences(), longs().all())
+            .checkAssert(PlacementRuleTest::machinePlacementsFollowTheRule);
+    }
+
+    private static void machinePlacementsFollowTheRule(final List<Action> actions, final long seed)
     {
         final EgressAllocator alloc = new EgressAllocator(HOST, seed);
         for (final Action action : actions)
@@ -278,12 +288,6 @@ class PlacementRuleTest
                 checkOperation(before, alloc.snapshot(), action);
             }
         }
-    }
-
-    @Provide
-    Arbitrary<List<Action>> domainActions()
-    {
-        return AllocatorModelTest.actionSequences();
     }
 
     /**
@@ -403,8 +407,14 @@ class PlacementRuleTest
 
     // ------------------------------------------------------------------------- the reviewer's example
 
-    @Property(tries = 50)
-    void aLoneFreeBlockZeroIsNeverPreferredToAnotherPairsFreeNonZeroBlock(@ForAll final long seed)
+    @Test
+    void aLoneFreeBlockZeroIsNeverPreferredToAnotherPairsFreeNonZeroBlock()
+    {
+        qt().withExamples(50).forAll(longs().all())
+            .checkAssert(PlacementRuleTest::aLoneFreeBlockZeroIsNotPreferred);
+    }
+
+    private static void aLoneFreeBlockZeroIsNotPreferred(final long seed)
     {
         final SlotAllocator slots = new SlotAllocator(64, seed);
         final int a = slots.addPair(0, 1);

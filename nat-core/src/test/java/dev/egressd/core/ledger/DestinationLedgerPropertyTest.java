@@ -4,17 +4,18 @@ import static dev.egressd.core.ledger.ConnectionLedger.OPENED;
 import static dev.egressd.core.ledger.ConnectionLedger.OVER_CAP;
 import static dev.egressd.core.ledger.ConnectionLedger.VIOLATION;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.quicktheories.QuickTheory.qt;
+import static org.quicktheories.generators.SourceDSL.integers;
+import static org.quicktheories.generators.SourceDSL.lists;
+import static org.quicktheories.generators.SourceDSL.longs;
 
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Combinators;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.Tuple;
+import org.junit.jupiter.api.Test;
+import org.quicktheories.api.Pair;
+import org.quicktheories.core.Gen;
+import org.quicktheories.generators.Generate;
 
 /**
  * Model-based test (as Caffeine's {@code FrequencySketchFuzzer}): random sequences of register, unregister,
@@ -45,30 +46,33 @@ class DestinationLedgerPropertyTest
     {
     }
 
-    @Provide
-    Arbitrary<List<Step>> steps()
+    private static Gen<List<Step>> steps()
     {
-        final Arbitrary<Kind> kinds = Arbitraries.frequency(
-            Tuple.of(6, Kind.REGISTER),
-            Tuple.of(1, Kind.UNREGISTER),
-            Tuple.of(40, Kind.OPEN),
-            Tuple.of(25, Kind.CLOSE),
-            Tuple.of(2, Kind.BEGIN_RESYNC),
-            Tuple.of(2, Kind.END_RESYNC),
-            Tuple.of(1, Kind.CLEAR));
-        final Arbitrary<Step> step = Combinators.combine(
-            kinds,
-            Arbitraries.longs().between(0, 40),
-            Arbitraries.integers().between(0, MACHINES - 1),
-            Arbitraries.integers().between(0, DESTINATIONS.length - 1),
-            Arbitraries.integers().between(1, 5 * BLOCK),
-            Arbitraries.integers().between(-1, 4))
-            .as(Step::new);
-        return step.list().ofMinSize(1).ofMaxSize(150);
+        final Gen<Kind> kinds = Generate.frequency(List.of(
+            Pair.of(6, Generate.constant(Kind.REGISTER)),
+            Pair.of(1, Generate.constant(Kind.UNREGISTER)),
+            Pair.of(40, Generate.constant(Kind.OPEN)),
+            Pair.of(25, Generate.constant(Kind.CLOSE)),
+            Pair.of(2, Generate.constant(Kind.BEGIN_RESYNC)),
+            Pair.of(2, Generate.constant(Kind.END_RESYNC)),
+            Pair.of(1, Generate.constant(Kind.CLEAR))));
+        final Gen<Long> connIds = longs().between(0, 40);
+        final Gen<Integer> machines = integers().between(0, MACHINES - 1);
+        final Gen<Integer> destinations = integers().between(0, DESTINATIONS.length - 1);
+        final Gen<Integer> ports = integers().between(1, 5 * BLOCK);
+        final Gen<Integer> blocks = integers().between(-1, 4);
+        final Gen<Step> step = in -> new Step(kinds.generate(in), connIds.generate(in), machines.generate(in),
+            destinations.generate(in), ports.generate(in), blocks.generate(in));
+        return lists().of(step).ofSizeBetween(1, 150);
     }
 
-    @Property(tries = 400)
-    void fastLedgerAgreesWithTheReferenceAfterEveryStep(@ForAll("steps") final List<Step> steps)
+    @Test
+    void fastLedgerAgreesWithTheReferenceAfterEveryStep()
+    {
+        qt().withExamples(400).forAll(steps()).checkAssert(DestinationLedgerPropertyTest::agreeAfterEveryStep);
+    }
+
+    private static void agreeAfterEveryStep(final List<Step> steps)
     {
         final DestinationLedger fast = new DestinationLedger(CAP);
         final ReferenceLedger reference = new ReferenceLedger(CAP);
