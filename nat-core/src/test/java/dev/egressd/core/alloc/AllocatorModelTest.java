@@ -180,7 +180,8 @@ class AllocatorModelTest
     @Test
     void fastAllocatorAgreesWithReferenceAndKeepsInvariants()
     {
-        qt().withExamples(200).forAll(actionSequences(), longs().all())
+        // 200 distinct cases: QuickTheories skips a repeated draw, and its first two (simplest, minimum) coincide here.
+        qt().withExamples(201).forAll(actionSequences(), longs().all())
             .checkAssert(AllocatorModelTest::agreeAndKeepInvariants);
     }
 

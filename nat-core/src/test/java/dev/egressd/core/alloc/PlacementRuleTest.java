@@ -273,7 +273,8 @@ class PlacementRuleTest
     @Test
     void everyMachinePlacementFollowsTheRule()
     {
-        qt().withExamples(300).forAll(AllocatorModelTest.actionSequences(), longs().all())
+        // 300 distinct cases: QuickTheories skips a repeated draw, and its first two (simplest, minimum) coincide here.
+        qt().withExamples(301).forAll(AllocatorModelTest.actionSequences(), longs().all())
             .checkAssert(PlacementRuleTest::machinePlacementsFollowTheRule);
     }
 

@@ -67,7 +67,8 @@ class PlanDiffTest
     @Test
     void diffTurnsAnyPlanIntoAnyOtherMinimally()
     {
-        qt().withExamples(300)
+        // 300 distinct cases: QuickTheories skips a repeated draw, and its first two (simplest, minimum) coincide here.
+        qt().withExamples(301)
             .forAll(guestLists(), guestLists(), integers().between(0, 3))
             .checkAssert(PlanDiffTest::diffTurnsPlanIntoOtherMinimally);
     }
