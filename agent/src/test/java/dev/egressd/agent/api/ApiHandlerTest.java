@@ -406,7 +406,7 @@ class ApiHandlerTest
             new PeerCheckHandler(PeerPolicy.ROOT_ONLY, c -> new PeerCheckHandler.Peer(1, 0, 0)),
             new ApiHandler(loop, "test", () -> "egressd_up 1\n", scrapes::add));
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.GET, "/metrics"));
-        assertThat((Object)channel.readOutbound()).as("not scraped on the event loop").isNull();
+        assertThat(channel.<Object>readOutbound()).as("not scraped on the event loop").isNull();
         assertThat(scrapes).hasSize(1);
         scrapes.poll().run();
         channel.runPendingTasks();
