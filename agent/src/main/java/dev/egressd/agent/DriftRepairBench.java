@@ -10,6 +10,7 @@ import dev.egressd.agent.kernel.nft.Ruleset;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
@@ -89,8 +90,8 @@ public final class DriftRepairBench
         {
             for (int p = 0; p < (n + 62) / 63; p++)
             {
-                l.allocator().addPair("app", new Ipv4Address(0xCB007100 + p).toString(),
-                    new Ipv6Address(0x20010db800100000L, p + 1).toString(), null);
+                l.allocator().addPair("app", new EgressPair(new Ipv4Address(0xCB007100 + p),
+                    new Ipv6Address(0x20010db800100000L, p + 1), l.settings().region()));
             }
             Outcome last = null;
             for (int i = 0; i < n; i++)

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.alloc.RequestText;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
@@ -217,15 +218,16 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             final String ipv4 = b.string("ipv4", true);
             final String ipv6 = b.string("ipv6", true);
             final String region = b.string("region", false);
-            return mutate("add pair " + ipv4 + " to app " + app, l -> l.allocator().addPair(app, ipv4, ipv6, region),
-                l -> pairView(l, ipv4));
+            return mutate("add pair " + ipv4 + " to app " + app, l -> RequestText.pair(ipv4, ipv6, region,
+                l.settings().region()).then(pair -> l.allocator().addPair(app, pair)), l -> pairView(l, ipv4));
         }
         final String ipv4 = s[4];
         if (s.length == 5)
         {
             expect(method, "DELETE");
             Body.parse(body, Set.of());
-            return mutate("release pair " + ipv4 + " of app " + app, l -> l.allocator().releasePair(app, ipv4),
+            return mutate("release pair " + ipv4 + " of app " + app,
+                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().releasePair(app, v4)),
                 l -> appView(l, app));
         }
         if (s.length == 6 && "drain".equals(s[5]))
@@ -234,7 +236,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             Body.parse(body, Set.of());
             final boolean drained = "PUT".equals(method);
             return mutate((drained ? "drain" : "undrain") + " pair " + ipv4,
-                l -> l.allocator().setDrained(app, ipv4, drained), l -> pairView(l, ipv4));
+                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().setDrained(app, v4, drained)),
+                l -> pairView(l, ipv4));
         }
         throw notFound(path);
     }
@@ -288,8 +291,9 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final Body b = Body.parse(body, EGRESS_FIELDS);
                 final String ipv4 = b.string("ipv4", true);
                 final String ipv6 = b.string("ipv6", true);
-                return mutate("set machine-scoped pair of " + id,
-                    l -> l.allocator().setMachineScopedPair(id, ipv4, ipv6), l -> machineView(l, id));
+                return mutate("set machine-scoped pair of " + id, l -> RequestText.pair(ipv4, ipv6, null,
+                    l.settings().region()).then(pair -> l.allocator().setMachineScopedPair(id, pair)),
+                    l -> machineView(l, id));
             }
             Body.parse(body, Set.of());
             return mutate("release machine-scoped pair of " + id, l -> l.allocator().releaseMachineScopedPair(id),
@@ -388,67 +392,18 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         return Body.MAPPER.createObjectNode().put("ipv4", ipv4);
     }
 
+    /** A machine's body; its addresses are parsed here, before the loop, field by field in this order. */
     private static Machine machine(final String id, final Body b) throws ApiException
     {
         final String app = b.string("app", true);
         final String iface = b.string("interface", true);
-        final Ipv4Address ipv4 = ipv4(b.string("ipv4", false), "ipv4");
-        final Ipv6Address ipv6 = ipv6(b.string("ipv6", false), "ipv6");
-        final Ipv4Address pin = ipv4(b.string("pin", false), "pin");
+        final Ipv4Address ipv4 = RequestText.optionalIpv4(b.string("ipv4", false), "ipv4")
+            .orElseThrow(ApiHandler::refusal);
+        final Ipv6Address ipv6 = RequestText.optionalIpv6(b.string("ipv6", false), "ipv6")
+            .orElseThrow(ApiHandler::refusal);
+        final Ipv4Address pin = RequestText.optionalIpv4(b.string("pin", false), "pin")
+            .orElseThrow(ApiHandler::refusal);
         return new Machine(id, app, iface, ipv4, ipv6, pin);
-    }
-
-    private static Ipv4Address ipv4(final String text, final String field) throws ApiException
-    {
-        if (text == null)
-        {
-            return null;
-        }
-        try
-        {
-            return Ipv4Address.parse(text);
-        }
-        catch (final IllegalArgumentException e)
-        {
-            if (looksIpv6(text))
-            {
-                throw new ApiException(422, "wrong_family", field, field + " must be an IPv4 address, got IPv6 " + text);
-            }
-            throw new ApiException(400, "invalid", field, field + " is not an IPv4 address: " + text);
-        }
-    }
-
-    private static Ipv6Address ipv6(final String text, final String field) throws ApiException
-    {
-        if (text == null)
-        {
-            return null;
-        }
-        if (Ipv4Address.isIpv4(text))
-        {
-            throw new ApiException(422, "wrong_family", field, field + " must be an IPv6 address, got IPv4 " + text);
-        }
-        try
-        {
-            return Ipv6Address.parse(text);
-        }
-        catch (final IllegalArgumentException e)
-        {
-            throw new ApiException(400, "invalid", field, field + " is not an IPv6 address: " + text);
-        }
-    }
-
-    private static boolean looksIpv6(final String text)
-    {
-        try
-        {
-            Ipv6Address.parse(text);
-            return true;
-        }
-        catch (final IllegalArgumentException e)
-        {
-            return false;
-        }
     }
 
     /**
@@ -471,9 +426,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
 
     private static ApiException refusal(final Outcome.Refusal refusal)
     {
-        final String field = "iface".equals(refusal.field()) ? "interface" : refusal.field();
-        return new ApiException(status(refusal.code()), refusal.code().name().toLowerCase(Locale.ROOT), field,
-            refusal.message());
+        return new ApiException(status(refusal.code()), refusal.code().name().toLowerCase(Locale.ROOT),
+            refusal.field(), refusal.message());
     }
 
     private static ApiException unknownMachine(final String id)

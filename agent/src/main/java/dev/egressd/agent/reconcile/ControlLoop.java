@@ -685,7 +685,7 @@ public final class ControlLoop
         final String pattern = guestInterfaces;
         if (!matchesGuestInterfaces(pattern, machine.iface()))
         {
-            return new Outcome.Refusal(Outcome.Reason.INVALID, "iface", "interface " + machine.iface()
+            return new Outcome.Refusal(Outcome.Reason.INVALID, "interface", "interface " + machine.iface()
                 + " does not match guest-interfaces " + pattern + ": its packets would bypass every guest rule "
                 + "(anti-spoofing, destination cap, fail-closed) and leave un-NATed");
         }

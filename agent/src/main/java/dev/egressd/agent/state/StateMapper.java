@@ -2,6 +2,8 @@ package dev.egressd.agent.state;
 
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.alloc.Parsed;
+import dev.egressd.core.alloc.RequestText;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
@@ -114,11 +116,13 @@ public final class StateMapper
             check(problems, "app " + app.id(), allocator.upsertApp(app.id(), app.failClosed()));
             for (final DesiredState.Pair pair : app.pairs())
             {
-                final Outcome added = allocator.addPair(app.id(), pair.ipv4(), pair.ipv6(), null);
+                final Parsed<EgressPair> parsed = RequestText.pair(pair.ipv4(), pair.ipv6(), null, settings.region());
+                final Outcome added = parsed.then(p -> allocator.addPair(app.id(), p));
                 check(problems, "pair " + pair.ipv4() + " of app " + app.id(), added);
                 if (added.ok() && pair.drained())
                 {
-                    check(problems, "drain of pair " + pair.ipv4(), allocator.setDrained(app.id(), pair.ipv4(), true));
+                    check(problems, "drain of pair " + pair.ipv4(),
+                        parsed.then(p -> allocator.setDrained(app.id(), p.ipv4(), true)));
                 }
             }
         }

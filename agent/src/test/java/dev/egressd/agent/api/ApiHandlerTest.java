@@ -357,6 +357,33 @@ class ApiHandlerTest
         assertThat(answer.body().get("error").get("message").asText()).contains("vm-1", "tap-*");
     }
 
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @CsvSource(delimiter = '|', value = {
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"fd77::9\"}|422|wrong_family|ipv4|ipv4 must be an IPv4 address, got IPv6 \"fd77::9\"",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"fd77::9\", \"ipv6\": \"2001:db8::50\"}|422|wrong_family|ipv4|ipv4 must be an IPv4 address, got IPv6 \"fd77::9\"",
+        "PUT|/v1/machines/m1/egress-ip|{\"ipv4\": \"fd77::9\", \"ipv6\": \"2001:db8::50\"}|422|wrong_family|ipv4|ipv4 must be an IPv4 address, got IPv6 \"fd77::9\"",
+        "DELETE|/v1/apps/a1/pairs/fd77::9||422|wrong_family|ipv4|ipv4 must be an IPv4 address, got IPv6 \"fd77::9\"",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.999\"}|400|invalid|ipv4|ipv4 must be an IPv4 address (dotted quad), got \"10.77.0.999\"",
+        "PUT|/v1/apps/a1/pairs/10.77.0.999/drain||400|invalid|ipv4|ipv4 must be an IPv4 address (dotted quad), got \"10.77.0.999\"",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\", \"pin\": \"x\"}|400|invalid|pin|pin must be an IPv4 address (dotted quad), got \"x\"",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv6\": \"10.77.0.9\"}|422|wrong_family|ipv6|ipv6 must be an IPv6 address, got IPv4 \"10.77.0.9\"",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"10.77.0.9\"}|422|wrong_family|ipv6|ipv6 must be an IPv6 address, got IPv4 \"10.77.0.9\"",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv6\": \"fd77::zz\"}|400|invalid|ipv6|ipv6 must be an IPv6 address, got \"fd77::zz\"",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"fd77::zz\"}|400|invalid|ipv6|ipv6 must be an IPv6 address, got \"fd77::zz\"",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.9\"}|409|duplicate_interface|interface|interface tap-m1 is already the guest interface of machine m1",
+    })
+    void anAddressFieldIsWordedTheSameOnEveryRoute(final String method, final String uri, final String body,
+        final int status, final String code, final String field, final String message) throws Exception
+    {
+        setUpHost();
+        final Answer answer = call(method, uri, body);
+        assertThat(answer.status()).as(answer.body().toString()).isEqualTo(status);
+        final JsonNode error = answer.body().get("error");
+        assertThat(error.get("code").asText()).isEqualTo(code);
+        assertThat(error.get("field").asText()).isEqualTo(field);
+        assertThat(error.get("message").asText()).isEqualTo(message);
+    }
+
     @Test
     void theAnswerOfAMutationShowsItsOwnResultEvenWithAnotherMutationQueuedBehindIt() throws Exception
     {

@@ -24,6 +24,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
 
 import static dev.egressd.agent.metrics.MetricsFixture.machine;
+import static dev.egressd.agent.metrics.MetricsFixture.pair;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
@@ -121,7 +122,7 @@ class EgressMetricsTest
         f.loop.mutate("set machine-scoped pair of h2", l ->
         {
             l.putMachine(machine("h2", "a2", 31));
-            return l.allocator().setMachineScopedPair("h2", "203.0.113.20", "2001:db8::20");
+            return l.allocator().setMachineScopedPair("h2", pair("203.0.113.20", "2001:db8::20"));
         }).get();
 
         assertThat(gauge("egressd.machines", "app", "a1", "scope", "app")).isEqualTo(8);
@@ -299,7 +300,7 @@ class EgressMetricsTest
         final ControlLoop.Result ok = f.loop.mutate("add pair 203.0.113.10 to app a1", l ->
         {
             f.clock.addAndGet(TimeUnit.MILLISECONDS.toNanos(7)); // time spent before the kernel holds it
-            return l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null);
+            return l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"));
         }).get();
         assertThat(ok).isInstanceOf(ControlLoop.Ok.class);
         assertThat(f.releasePair("a1", 99)).isInstanceOf(ControlLoop.Refused.class); // not a pair of a1

@@ -7,6 +7,7 @@ import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
@@ -95,7 +96,7 @@ final class MetricsFixture
         loop.mutate("set machine-scoped pair of s1", l ->
         {
             l.putMachine(machine("s1", "a2", 41));
-            return l.allocator().setMachineScopedPair("s1", "203.0.113.20", "2001:db8::20");
+            return l.allocator().setMachineScopedPair("s1", pair("203.0.113.20", "2001:db8::20"));
         }).get();
         releasePair("a1", 99); // refused
         kernel.fake.failing = "nft: busy";
@@ -122,6 +123,11 @@ final class MetricsFixture
         metrics.refresh();
     }
 
+    static EgressPair pair(final String ipv4, final String ipv6)
+    {
+        return new EgressPair(Ipv4Address.parse(ipv4), Ipv6Address.parse(ipv6), SETTINGS.region());
+    }
+
     static Machine machine(final String id, final String app, final int n)
     {
         return new Machine(id, app, "tap-" + id, Ipv4Address.parse("10.77.0." + n),
@@ -141,13 +147,13 @@ final class MetricsFixture
     ControlLoop.Result addPair(final String app, final int n) throws Exception
     {
         return loop.mutate("add pair 203.0.113." + n + " to app " + app,
-            l -> l.allocator().addPair(app, "203.0.113." + n, "2001:db8::" + n, null)).get();
+            l -> l.allocator().addPair(app, pair("203.0.113." + n, "2001:db8::" + n))).get();
     }
 
     ControlLoop.Result releasePair(final String app, final int n) throws Exception
     {
         return loop.mutate("release pair 203.0.113." + n + " of app " + app,
-            l -> l.allocator().releasePair(app, "203.0.113." + n)).get();
+            l -> l.allocator().releasePair(app, Ipv4Address.parse("203.0.113." + n))).get();
     }
 
     ControlLoop.Result app(final String app, final boolean failClosed) throws Exception

@@ -7,6 +7,7 @@ import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.Egress;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
@@ -51,6 +52,11 @@ class ControlLoopTest
             null);
     }
 
+    private EgressPair pair(final String ipv4, final String ipv6)
+    {
+        return new EgressPair(Ipv4Address.parse(ipv4), Ipv6Address.parse(ipv6), settings.region());
+    }
+
     private static Map<String, Egress> placements(final ControlLoop loop)
     {
         final Map<String, Egress> map = new LinkedHashMap<>();
@@ -65,9 +71,9 @@ class ControlLoopTest
     private ControlLoop populated() throws Exception
     {
         final ControlLoop loop = start();
-        assertThat(loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get())
+        assertThat(loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get())
             .isInstanceOf(ControlLoop.Ok.class);
-        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
+        loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
         for (int i = 1; i <= 12; i++)
         {
             final Machine m = machine("m" + i, "a1", i + 1);
@@ -80,7 +86,8 @@ class ControlLoopTest
         loop.mutate("machine", l -> l.putMachine(late)).get();
         final Machine scoped = machine("m21", "a1", 41);
         loop.mutate("machine", l -> l.putMachine(scoped)).get();
-        loop.mutate("scoped", l -> l.allocator().setMachineScopedPair("m21", "203.0.113.20", "2001:db8::20")).get();
+        loop.mutate("scoped", l -> l.allocator().setMachineScopedPair("m21", pair("203.0.113.20", "2001:db8::20")))
+            .get();
         return loop;
     }
 
@@ -111,8 +118,8 @@ class ControlLoopTest
         assertThat(kernel.plan).isEqualTo(plan);
         assertThat(after.recovered()).isNotEmpty();
         // The orchestrator re-sends pairs, then machines in another order.
-        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.11", "2001:db8::11", null)).get();
-        after.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        after.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        after.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         for (final String id : new String[] {"m21", "m20", "m12", "m1", "m2", "m4", "m5", "m6", "m8", "m9", "m10",
             "m11"})
         {
@@ -177,12 +184,13 @@ class ControlLoopTest
         final ControlLoop first = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
             store, Runnable::run, nanos::get, wall::get, 100);
         first.initialSync();
-        first.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        first.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         final Machine m1 = machine("m1", "a1", 2);
         first.mutate("machine", l -> l.putMachine(m1)).get();
         final PlanElement up4 = new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"));
         final PlanElement up6 = new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10"));
-        assertThat(first.mutate("release", l -> l.allocator().releasePair("a1", "203.0.113.10")).get())
+        assertThat(first.mutate("release",
+            l -> l.allocator().releasePair("a1", Ipv4Address.parse("203.0.113.10"))).get())
             .isInstanceOf(ControlLoop.Ok.class);
         assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("draining").isTrue();
         final DesiredState written = store.load().state();
@@ -246,7 +254,7 @@ class ControlLoopTest
         final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
             store, Runnable::run, () -> 0L, 0);
         loop.initialSync();
-        loop.mutate("pair", l -> l.allocator().addPair("a1", "203.0.113.10", "2001:db8::10", null)).get();
+        loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         failing.set(true);
         syncs.set(0);
         final Machine m1 = machine("m1", "a1", 2);
@@ -270,7 +278,7 @@ class ControlLoopTest
         assertThat(result).isInstanceOf(ControlLoop.Refused.class);
         final var refusal = ((ControlLoop.Refused)result).refusal();
         assertThat(refusal.code()).isEqualTo(dev.egressd.core.alloc.Outcome.Reason.INVALID);
-        assertThat(refusal.field()).isEqualTo("iface");
+        assertThat(refusal.field()).isEqualTo("interface");
         assertThat(refusal.message()).contains("vm-1", "tap-*");
         assertThat(kernel.plan).isEqualTo(plan);
         assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);

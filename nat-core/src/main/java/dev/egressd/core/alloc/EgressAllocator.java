@@ -24,7 +24,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.TreeMap;
-import java.util.regex.Pattern;
 
 /**
  * The allocator the daemon calls: apps, their egress pairs, machines and which address each machine leaves from
@@ -33,6 +32,8 @@ import java.util.regex.Pattern;
  * <p>Single-threaded: the daemon serialises calls. Every operation returns an {@link Outcome}: {@link Done} with
  * the ids of the machines that changed, or a {@link Refusal} naming the field, in which case nothing changed
  * (every check runs before the first mutation). Repeating an identical request succeeds and changes nothing.
+ * It takes typed values only: request text becomes addresses and pairs in {@link RequestText}, whose rules and
+ * messages this class also uses for the ids and interface names it checks.
  * A guest address must be one a guest can send from: not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or
  * 255.255.255.255 (field {@code ipv4}), not ::, ::1, ff00::/8 or fe80::/10 (field {@code ipv6}).
  *
@@ -61,12 +62,6 @@ import java.util.regex.Pattern;
  */
 public final class EgressAllocator
 {
-    /** App and machine ids: a letter or digit, then letters, digits, {@code _ . -}; at most 128 characters. */
-    public static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
-
-    /** Linux interface names: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or white space. */
-    public static final Pattern IFACE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,14}");
-
     private enum OwnerKind
     {
         APP_PAIR("an egress pair of app "),
@@ -209,7 +204,7 @@ public final class EgressAllocator
      */
     public Outcome upsertApp(final String appId, final boolean failClosed)
     {
-        final Refusal bad = checkId(appId, "app");
+        final Refusal bad = RequestText.idProblem(appId, "app");
         if (bad != null)
         {
             return bad;
@@ -229,34 +224,6 @@ public final class EgressAllocator
     // ----------------------------------------------------------------------------------------------- pairs
 
     /**
-     * Adds an app-scoped pair from request text, refusing with the field at fault.
-     *
-     * @param appId  the app; created (fail-closed) if new.
-     * @param ipv4   the pair's IPv4 text (field {@code ipv4}).
-     * @param ipv6   the pair's IPv6 text (field {@code ipv6}).
-     * @param region the pair's region (field {@code region}); null means this host's region.
-     * @return the outcome; the app's waiting machines are placed at once.
-     */
-    public Outcome addPair(final String appId, final String ipv4, final String ipv6, final String region)
-    {
-        final Object v4 = parseIpv4(ipv4, "ipv4");
-        if (v4 instanceof Refusal refusal)
-        {
-            return refusal;
-        }
-        final Object v6 = parseIpv6(ipv6, "ipv6");
-        if (v6 instanceof Refusal refusal)
-        {
-            return refusal;
-        }
-        if (region != null && !region.equals(settings.region()))
-        {
-            return wrongRegion(region);
-        }
-        return addPair(appId, new EgressPair((Ipv4Address)v4, (Ipv6Address)v6, settings.region()));
-    }
-
-    /**
      * Adds an app-scoped pair.
      *
      * @param appId the app; created (fail-closed) if new.
@@ -265,7 +232,7 @@ public final class EgressAllocator
      */
     public Outcome addPair(final String appId, final EgressPair pair)
     {
-        Refusal bad = checkId(appId, "app");
+        Refusal bad = RequestText.idProblem(appId, "app");
         if (bad == null)
         {
             bad = checkPairAddresses(pair);
@@ -292,20 +259,6 @@ public final class EgressAllocator
     }
 
     /**
-     * Releases an app-scoped pair from request text.
-     *
-     * @param appId the app.
-     * @param ipv4  the pair's IPv4 text.
-     * @return the outcome.
-     * @see #releasePair(String, Ipv4Address)
-     */
-    public Outcome releasePair(final String appId, final String ipv4)
-    {
-        final Object v4 = parseIpv4(ipv4, "ipv4");
-        return v4 instanceof Refusal refusal ? refusal : releasePair(appId, (Ipv4Address)v4);
-    }
-
-    /**
      * Releases an app-scoped pair. Its machines, in block order, join the end of the app's waiting queue and are
      * placed on the app's other pairs with room; those that find none become PENDING (fail-closed app) or HOST
      * (fail-open app, or no pair left at all: DESIGN rule 3).
@@ -320,12 +273,12 @@ public final class EgressAllocator
      */
     public Outcome releasePair(final String appId, final Ipv4Address ipv4)
     {
-        final Object found = findPair(appId, ipv4);
-        if (found instanceof Refusal refusal)
+        final Refusal bad = checkPair(appId, ipv4);
+        if (bad != null)
         {
-            return refusal;
+            return bad;
         }
-        final Pair pair = (Pair)found;
+        final Pair pair = apps.get(appId).pairs.get(ipv4);
         final App app = pair.app;
         begin();
         for (final Node node : machines.values())
@@ -354,20 +307,6 @@ public final class EgressAllocator
     }
 
     /**
-     * Drains or undrains a pair from request text.
-     *
-     * @param appId   the app.
-     * @param ipv4    the pair's IPv4 text.
-     * @param drained the new state.
-     * @return the outcome.
-     */
-    public Outcome setDrained(final String appId, final String ipv4, final boolean drained)
-    {
-        final Object v4 = parseIpv4(ipv4, "ipv4");
-        return v4 instanceof Refusal refusal ? refusal : setDrained(appId, (Ipv4Address)v4, drained);
-    }
-
-    /**
      * Drains a pair (it keeps its machines and takes no new one) or undrains it (waiting machines are placed).
      *
      * @param appId   the app.
@@ -377,12 +316,12 @@ public final class EgressAllocator
      */
     public Outcome setDrained(final String appId, final Ipv4Address ipv4, final boolean drained)
     {
-        final Object found = findPair(appId, ipv4);
-        if (found instanceof Refusal refusal)
+        final Refusal bad = checkPair(appId, ipv4);
+        if (bad != null)
         {
-            return refusal;
+            return bad;
         }
-        final Pair pair = (Pair)found;
+        final Pair pair = apps.get(appId).pairs.get(ipv4);
         if (slots.isDrained(pair.index) == drained)
         {
             return Done.NOTHING;
@@ -416,12 +355,12 @@ public final class EgressAllocator
         Pair pin = null;
         if (machine.pin() != null)
         {
-            final Object found = findPin(machine);
-            if (found instanceof Refusal refusal)
+            bad = checkPin(machine);
+            if (bad != null)
             {
-                return refusal;
+                return bad;
             }
-            pin = (Pair)found;
+            pin = pairsByIpv4.get(machine.pin());
             final boolean needsSlot = existing == null || (existing.scoped == null && existing.pair != pin);
             if (needsSlot && (bad = checkRoom(pin)) != null)
             {
@@ -505,34 +444,6 @@ public final class EgressAllocator
         machines.remove(machineId);
         settle(app);
         return finish();
-    }
-
-    /**
-     * Gives a machine a legacy machine-scoped pair from request text.
-     *
-     * @param machineId the machine.
-     * @param ipv4      the IPv4 text (field {@code ipv4}).
-     * @param ipv6      the IPv6 text (field {@code ipv6}).
-     * @return the outcome.
-     * @see #setMachineScopedPair(String, EgressPair)
-     */
-    public Outcome setMachineScopedPair(final String machineId, final String ipv4, final String ipv6)
-    {
-        if (!machines.containsKey(machineId))
-        {
-            return unknownMachine(machineId);
-        }
-        final Object v4 = parseIpv4(ipv4, "ipv4");
-        if (v4 instanceof Refusal refusal)
-        {
-            return refusal;
-        }
-        final Object v6 = parseIpv6(ipv6, "ipv6");
-        if (v6 instanceof Refusal refusal)
-        {
-            return refusal;
-        }
-        return setMachineScopedPair(machineId, new EgressPair((Ipv4Address)v4, (Ipv6Address)v6, settings.region()));
     }
 
     /**
@@ -735,8 +646,7 @@ public final class EgressAllocator
         }
         if (bad == null && machine.pin() != null)
         {
-            final Object found = findPin(machine);
-            bad = found instanceof Refusal refusal ? refusal : null;
+            bad = checkPin(machine);
         }
         if (bad != null)
         {
@@ -934,19 +844,19 @@ public final class EgressAllocator
         {
             return new Refusal(Reason.INVALID, "machine", "machine must be given");
         }
-        Refusal bad = checkId(machine.id(), "id");
+        Refusal bad = RequestText.idProblem(machine.id(), "id");
         if (bad == null)
         {
-            bad = checkId(machine.app(), "app");
+            bad = RequestText.idProblem(machine.app(), "app");
         }
         if (bad != null)
         {
             return bad;
         }
-        if (machine.iface() == null || !IFACE.matcher(machine.iface()).matches())
+        bad = RequestText.interfaceProblem(machine.iface());
+        if (bad != null)
         {
-            return new Refusal(Reason.INVALID, "iface",
-                "iface must be a Linux interface name (1..15 of [A-Za-z0-9_.-]), got " + quote(machine.iface()));
+            return bad;
         }
         if (machine.ipv4() == null && machine.ipv6() == null)
         {
@@ -974,8 +884,8 @@ public final class EgressAllocator
         final Node other = byIface.get(machine.iface());
         if (other != null && !other.id().equals(machine.id()))
         {
-            return new Refusal(Reason.DUPLICATE_INTERFACE, "iface",
-                "iface " + machine.iface() + " is already the interface of machine " + other.id());
+            return new Refusal(Reason.DUPLICATE_INTERFACE, RequestText.INTERFACE_FIELD, RequestText.INTERFACE_FIELD
+                + " " + machine.iface() + " is already the guest interface of machine " + other.id());
         }
         final Owner guest = new Owner(OwnerKind.GUEST, machine.id());
         if (machine.ipv4() != null)
@@ -997,7 +907,8 @@ public final class EgressAllocator
         return null;
     }
 
-    private Object findPin(final Machine machine)
+    /** A pin must name a pair of the machine's own app. */
+    private Refusal checkPin(final Machine machine)
     {
         final Pair pin = pairsByIpv4.get(machine.pin());
         if (pin == null)
@@ -1011,7 +922,7 @@ public final class EgressAllocator
                 "pin " + machine.pin() + " is not a pair of app " + machine.app() + ": a machine may only be pinned "
                     + "to a pair of its own app");
         }
-        return pin;
+        return null;
     }
 
     private Refusal checkRoom(final Pair pin)
@@ -1029,9 +940,10 @@ public final class EgressAllocator
         return null;
     }
 
-    private Object findPair(final String appId, final Ipv4Address ipv4)
+    /** The app must be known and the address one of its pairs. */
+    private Refusal checkPair(final String appId, final Ipv4Address ipv4)
     {
-        final Refusal bad = checkId(appId, "app");
+        final Refusal bad = RequestText.idProblem(appId, "app");
         if (bad != null)
         {
             return bad;
@@ -1046,7 +958,7 @@ public final class EgressAllocator
         {
             return new Refusal(Reason.UNKNOWN_PAIR, "ipv4", "ipv4 " + ipv4 + " is not an egress pair of app " + appId);
         }
-        return pair;
+        return null;
     }
 
     private Refusal checkPairAddresses(final EgressPair pair)
@@ -1154,20 +1066,9 @@ public final class EgressAllocator
         return !unspecifiedOrLoopback && (address.high() >>> 56) != 0xFF;
     }
 
-    private static Refusal checkId(final String id, final String field)
-    {
-        if (id == null || !ID.matcher(id).matches())
-        {
-            return new Refusal(Reason.INVALID, field,
-                field + " must be 1..128 of [A-Za-z0-9_.-] starting with a letter or digit, got " + quote(id));
-        }
-        return null;
-    }
-
     private Refusal wrongRegion(final String region)
     {
-        return new Refusal(Reason.WRONG_REGION, "region",
-            "region " + quote(region) + " is not this host's region " + settings.region());
+        return RequestText.wrongRegion(region, settings.region());
     }
 
     private static Refusal inUse(final String field, final String address, final Owner owner)
@@ -1178,7 +1079,7 @@ public final class EgressAllocator
     private static Refusal unknownMachine(final String machineId)
     {
         return new Refusal(Reason.UNKNOWN_MACHINE, "machine",
-            "machine " + quote(machineId) + " is not known on this host");
+            "machine " + RequestText.quote(machineId) + " is not known on this host");
     }
 
     private static Refusal noScopedPair(final String machineId)
@@ -1192,50 +1093,6 @@ public final class EgressAllocator
         return new Refusal(Reason.ALREADY_EXISTS, "id",
             "id " + machineId + " is already a machine with another record or placement; "
                 + "restore only recreates machines");
-    }
-
-    private static Object parseIpv4(final String text, final String field)
-    {
-        try
-        {
-            return Ipv4Address.parse(text);
-        }
-        catch (final IllegalArgumentException e)
-        {
-            if (text != null && text.indexOf(':') >= 0)
-            {
-                return new Refusal(Reason.WRONG_FAMILY, field,
-                    field + " must be an IPv4 address, got IPv6 " + quote(text));
-            }
-            return new Refusal(Reason.INVALID, field,
-                field + " must be an IPv4 address (dotted quad), got " + quote(text));
-        }
-    }
-
-    private static Object parseIpv6(final String text, final String field)
-    {
-        if (text != null && Ipv4Address.isIpv4(text))
-        {
-            return new Refusal(Reason.WRONG_FAMILY, field, field + " must be an IPv6 address, got IPv4 " + quote(text));
-        }
-        try
-        {
-            return Ipv6Address.parse(text);
-        }
-        catch (final IllegalArgumentException e)
-        {
-            if (text != null && text.indexOf(':') >= 0 && text.indexOf('.') >= 0)
-            {
-                return new Refusal(Reason.WRONG_FAMILY, field,
-                    field + " must be a plain IPv6 address, got an IPv4-mapped or mixed form " + quote(text));
-            }
-            return new Refusal(Reason.INVALID, field, field + " must be an IPv6 address, got " + quote(text));
-        }
-    }
-
-    private static String quote(final String text)
-    {
-        return text == null ? "nothing" : "\"" + text + "\"";
     }
 
     // ------------------------------------------------------------------------------------------- mutations

@@ -58,7 +58,34 @@ class EgressAllocatorTest
     private void addPair(final String app, final String ipv4)
     {
         final int last = v4(ipv4).bits() & 0xFF;
-        assertThat(alloc.addPair(app, ipv4, "2001:db8::" + Integer.toHexString(last), "ord").ok()).isTrue();
+        assertThat(alloc.addPair(app, pair(ipv4, "2001:db8::" + Integer.toHexString(last))).ok()).isTrue();
+    }
+
+    private static EgressPair pair(final String ipv4, final String ipv6)
+    {
+        return new EgressPair(v4(ipv4), Ipv6Address.parse(ipv6), HOST.region());
+    }
+
+    // As the API calls the allocator: the request text is parsed first, then the typed operation runs.
+
+    private Outcome addPairText(final String app, final String ipv4, final String ipv6, final String region)
+    {
+        return RequestText.pair(ipv4, ipv6, region, HOST.region()).then(p -> alloc.addPair(app, p));
+    }
+
+    private Outcome releasePairText(final String app, final String ipv4)
+    {
+        return RequestText.ipv4(ipv4, "ipv4").then(v -> alloc.releasePair(app, v));
+    }
+
+    private Outcome setDrainedText(final String app, final String ipv4, final boolean drained)
+    {
+        return RequestText.ipv4(ipv4, "ipv4").then(v -> alloc.setDrained(app, v, drained));
+    }
+
+    private Outcome setMachineScopedPairText(final String id, final String ipv4, final String ipv6)
+    {
+        return RequestText.pair(ipv4, ipv6, null, HOST.region()).then(p -> alloc.setMachineScopedPair(id, p));
     }
 
     private void upsert(final Machine m)
@@ -129,8 +156,8 @@ class EgressAllocatorTest
         for (long seed = 0; seed < 40; seed++)
         {
             final EgressAllocator a = new EgressAllocator(HOST, seed);
-            a.addPair("a", P1, "2001:db8::1", null);
-            a.addPair("a", P2, "2001:db8::2", null);
+            a.addPair("a", pair(P1, "2001:db8::1"));
+            a.addPair("a", pair(P2, "2001:db8::2"));
             a.upsertMachine(machine("m1", "a"));
             chosen.add(a.egress("m1").orElseThrow().pair().ipv4());
         }
@@ -203,7 +230,7 @@ class EgressAllocatorTest
             upsert(machine("m" + i, "b"));
         }
         assertThat(egress("m6").scope()).isEqualTo(Scope.PENDING);
-        final Outcome outcome = alloc.addPair("a", P1, "2001:db8::1", null);
+        final Outcome outcome = alloc.addPair("a", pair(P1, "2001:db8::1"));
         assertThat(((Outcome.Done)outcome).changed()).containsExactly("m1");
         assertThat(egress("m1").scope()).isEqualTo(Scope.APP);
         addPair("b", P2);
@@ -235,7 +262,7 @@ class EgressAllocatorTest
         addPair("a", P2);
         upsert(machine("m4", "a"));
         upsert(machine("m5", "a"));
-        final Outcome outcome = alloc.releasePair("a", P1);
+        final Outcome outcome = alloc.releasePair("a", v4(P1));
         assertThat(((Outcome.Done)outcome).changed()).containsExactly("m1", "m2", "m3");
         assertThat(egress("m1").pair().ipv4()).isEqualTo(v4(P2));
         assertThat(egress("m2").pair().ipv4()).isEqualTo(v4(P2));
@@ -247,7 +274,7 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a"));
-        alloc.releasePair("a", P1);
+        alloc.releasePair("a", v4(P1));
         assertThat(egress("m1").scope()).isEqualTo(Scope.HOST);
         assertThat(alloc.pairs()).isEmpty();
         addPair("b", P1); // the address is free again
@@ -259,7 +286,7 @@ class EgressAllocatorTest
         addPair("a", P1);
         addPair("a", P2);
         upsert(machine("m1", "a", P1));
-        alloc.releasePair("a", P1);
+        alloc.releasePair("a", v4(P1));
         final MachineView m1 = alloc.machine("m1").orElseThrow();
         assertThat(m1.machine().pin()).isNull();
         assertThat(m1.egress().pair().ipv4()).isEqualTo(v4(P2));
@@ -270,13 +297,13 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a"));
-        assertThat(alloc.setDrained("a", P1, true).ok()).isTrue();
+        assertThat(alloc.setDrained("a", v4(P1), true).ok()).isTrue();
         upsert(machine("m2", "a"));
         assertThat(egress("m1").pair().ipv4()).isEqualTo(v4(P1));
         assertThat(egress("m2").scope()).isEqualTo(Scope.PENDING);
         assertThat(egress("m2").reason()).contains("full or drained (1 drained)");
         assertThat(alloc.pairs().get(0).drained()).isTrue();
-        alloc.setDrained("a", P1, false);
+        alloc.setDrained("a", v4(P1), false);
         assertThat(egress("m2").scope()).isEqualTo(Scope.APP);
     }
 
@@ -316,11 +343,11 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a"));
-        alloc.setDrained("a", P1, true);
+        alloc.setDrained("a", v4(P1), true);
         final Snapshot before = alloc.snapshot();
-        assertThat(alloc.addPair("a", P1, "2001:db8::1", "ord")).isEqualTo(Outcome.Done.NOTHING);
+        assertThat(alloc.addPair("a", pair(P1, "2001:db8::1"))).isEqualTo(Outcome.Done.NOTHING);
         assertThat(alloc.upsertMachine(machine("m1", "a"))).isEqualTo(Outcome.Done.NOTHING);
-        assertThat(alloc.setDrained("a", P1, true)).isEqualTo(Outcome.Done.NOTHING);
+        assertThat(alloc.setDrained("a", v4(P1), true)).isEqualTo(Outcome.Done.NOTHING);
         assertThat(alloc.upsertApp("a", true)).isEqualTo(Outcome.Done.NOTHING);
         assertThat(alloc.snapshot()).isEqualTo(before);
     }
@@ -335,7 +362,7 @@ class EgressAllocatorTest
         {
             upsert(machine("m" + i, "a"));
         }
-        final Outcome outcome = alloc.setMachineScopedPair("m1", "198.51.100.7", "2001:db8:1::7");
+        final Outcome outcome = alloc.setMachineScopedPair("m1", pair("198.51.100.7", "2001:db8:1::7"));
         assertThat(((Outcome.Done)outcome).changed()).containsExactly("m1", "m5");
         final Egress e = egress("m1");
         assertThat(e.scope()).isEqualTo(Scope.MACHINE);
@@ -350,7 +377,7 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a"));
-        alloc.setMachineScopedPair("m1", "198.51.100.7", "2001:db8:1::7");
+        alloc.setMachineScopedPair("m1", pair("198.51.100.7", "2001:db8:1::7"));
         assertThat(alloc.releaseMachineScopedPair("m1").ok()).isTrue();
         assertThat(egress("m1").scope()).isEqualTo(Scope.APP);
         addPair("a", "198.51.100.7"); // its addresses are free again
@@ -362,7 +389,7 @@ class EgressAllocatorTest
         addPair("a", P1);
         upsert(machine("m1", "a"));
         upsert(machine("m2", "a"));
-        alloc.setMachineScopedPair("m1", "198.51.100.7", "2001:db8:1::7");
+        alloc.setMachineScopedPair("m1", pair("198.51.100.7", "2001:db8:1::7"));
         for (int i = 3; i <= 6; i++)
         {
             upsert(machine("m" + i, "a"));
@@ -381,7 +408,7 @@ class EgressAllocatorTest
     void removingAMachineReleasesItsMachineScopedPair()
     {
         upsert(machine("m1", "a"));
-        alloc.setMachineScopedPair("m1", "198.51.100.7", "2001:db8:1::7");
+        alloc.setMachineScopedPair("m1", pair("198.51.100.7", "2001:db8:1::7"));
         alloc.removeMachine("m1");
         addPair("a", "198.51.100.7");
     }
@@ -398,8 +425,8 @@ class EgressAllocatorTest
             upsert(machine("m" + i, "a"));
         }
         alloc.removeMachine("m3");
-        alloc.setMachineScopedPair("m4", "198.51.100.7", "2001:db8:1::7");
-        alloc.setDrained("a", P2, true);
+        alloc.setMachineScopedPair("m4", pair("198.51.100.7", "2001:db8:1::7"));
+        alloc.setDrained("a", v4(P2), true);
 
         final EgressAllocator rebuilt = new EgressAllocator(HOST, 1);
         alloc.pairs().forEach(p ->
@@ -455,21 +482,21 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a"));
-        assertRefused(() -> alloc.addPair("a", "2001:db8::9", "2001:db8::9", null), Reason.WRONG_FAMILY, "ipv4");
-        assertRefused(() -> alloc.addPair("a", "203.0.113.9", "203.0.113.9", null), Reason.WRONG_FAMILY, "ipv6");
-        assertRefused(() -> alloc.addPair("a", "203.0.113", "2001:db8::9", null), Reason.INVALID, "ipv4");
-        assertRefused(() -> alloc.addPair("a", "203.0.113.9", "2001:db8::zz", null), Reason.INVALID, "ipv6");
-        assertRefused(() -> alloc.addPair("a", "0.0.0.0", "2001:db8::9", null), Reason.INVALID, "ipv4");
-        assertRefused(() -> alloc.addPair("a", "203.0.113.9", "2001:db8::9", "lhr"), Reason.WRONG_REGION, "region");
-        assertRefused(() -> alloc.addPair("a b", "203.0.113.9", "2001:db8::9", null), Reason.INVALID, "app");
-        assertRefused(() -> alloc.addPair("b", P1, "2001:db8::1", null), Reason.ADDRESS_IN_USE, "ipv4");
-        assertRefused(() -> alloc.addPair("a", P1, "2001:db8::9", null), Reason.ADDRESS_IN_USE, "ipv4");
-        assertRefused(() -> alloc.addPair("a", "203.0.113.9", "2001:db8::1", null), Reason.ADDRESS_IN_USE, "ipv6");
-        assertRefused(() -> alloc.addPair("a", "10.0.0.3", "2001:db8::9", null), Reason.ADDRESS_IN_USE, "ipv4");
-        assertRefused(() -> alloc.releasePair("zz", P1), Reason.UNKNOWN_APP, "app");
-        assertRefused(() -> alloc.releasePair("a", P2), Reason.UNKNOWN_PAIR, "ipv4");
-        assertRefused(() -> alloc.setDrained("a", "::1", true), Reason.WRONG_FAMILY, "ipv4");
-        assertRefused(() -> alloc.setDrained("a", P2, true), Reason.UNKNOWN_PAIR, "ipv4");
+        assertRefused(() -> addPairText("a", "2001:db8::9", "2001:db8::9", null), Reason.WRONG_FAMILY, "ipv4");
+        assertRefused(() -> addPairText("a", "203.0.113.9", "203.0.113.9", null), Reason.WRONG_FAMILY, "ipv6");
+        assertRefused(() -> addPairText("a", "203.0.113", "2001:db8::9", null), Reason.INVALID, "ipv4");
+        assertRefused(() -> addPairText("a", "203.0.113.9", "2001:db8::zz", null), Reason.INVALID, "ipv6");
+        assertRefused(() -> addPairText("a", "0.0.0.0", "2001:db8::9", null), Reason.INVALID, "ipv4");
+        assertRefused(() -> addPairText("a", "203.0.113.9", "2001:db8::9", "lhr"), Reason.WRONG_REGION, "region");
+        assertRefused(() -> addPairText("a b", "203.0.113.9", "2001:db8::9", null), Reason.INVALID, "app");
+        assertRefused(() -> addPairText("b", P1, "2001:db8::1", null), Reason.ADDRESS_IN_USE, "ipv4");
+        assertRefused(() -> addPairText("a", P1, "2001:db8::9", null), Reason.ADDRESS_IN_USE, "ipv4");
+        assertRefused(() -> addPairText("a", "203.0.113.9", "2001:db8::1", null), Reason.ADDRESS_IN_USE, "ipv6");
+        assertRefused(() -> addPairText("a", "10.0.0.3", "2001:db8::9", null), Reason.ADDRESS_IN_USE, "ipv4");
+        assertRefused(() -> releasePairText("zz", P1), Reason.UNKNOWN_APP, "app");
+        assertRefused(() -> releasePairText("a", P2), Reason.UNKNOWN_PAIR, "ipv4");
+        assertRefused(() -> setDrainedText("a", "::1", true), Reason.WRONG_FAMILY, "ipv4");
+        assertRefused(() -> setDrainedText("a", P2, true), Reason.UNKNOWN_PAIR, "ipv4");
     }
 
     @Test
@@ -483,7 +510,7 @@ class EgressAllocatorTest
         {
             upsert(machine("m" + i, "a", P1));
         }
-        alloc.setDrained("a", P2, true);
+        alloc.setDrained("a", v4(P2), true);
         final Machine m9 = machine("m9", "a");
         assertRefused(() -> alloc.upsertMachine(null), Reason.INVALID, "machine");
         assertRefused(() -> alloc.upsertMachine(new Machine("", "a", "tap9", m9.ipv4(), null, null)),
@@ -491,11 +518,11 @@ class EgressAllocatorTest
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a/b", "tap9", m9.ipv4(), null, null)),
             Reason.INVALID, "app");
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "a-very-long-interface", m9.ipv4(), null, null)),
-            Reason.INVALID, "iface");
+            Reason.INVALID, "interface");
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "tap9", null, null, null)),
             Reason.INVALID, "ipv4");
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "tap-m1", m9.ipv4(), null, null)),
-            Reason.DUPLICATE_INTERFACE, "iface");
+            Reason.DUPLICATE_INTERFACE, "interface");
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "tap9", v4("10.0.0.3"), null, null)),
             Reason.ADDRESS_IN_USE, "ipv4");
         assertRefused(() -> alloc.upsertMachine(new Machine("m9", "a", "tap9", v4(P1), null, null)),
@@ -510,10 +537,10 @@ class EgressAllocatorTest
         assertRefused(() -> alloc.removeMachine("m9"), Reason.UNKNOWN_MACHINE, "machine");
         assertRefused(() -> alloc.promote("m1"), Reason.NO_MACHINE_SCOPED_PAIR, "machine");
         assertRefused(() -> alloc.releaseMachineScopedPair("m1"), Reason.NO_MACHINE_SCOPED_PAIR, "machine");
-        assertRefused(() -> alloc.setMachineScopedPair("m9", "198.51.100.7", "2001:db8:1::7"),
+        assertRefused(() -> setMachineScopedPairText("m9", "198.51.100.7", "2001:db8:1::7"),
             Reason.UNKNOWN_MACHINE, "machine");
-        assertRefused(() -> alloc.setMachineScopedPair("m1", P3, "2001:db8:1::7"), Reason.ADDRESS_IN_USE, "ipv4");
-        assertRefused(() -> alloc.setMachineScopedPair("m1", "2001:db8:1::7", "2001:db8:1::7"),
+        assertRefused(() -> setMachineScopedPairText("m1", P3, "2001:db8:1::7"), Reason.ADDRESS_IN_USE, "ipv4");
+        assertRefused(() -> setMachineScopedPairText("m1", "2001:db8:1::7", "2001:db8:1::7"),
             Reason.WRONG_FAMILY, "ipv4");
     }
 
@@ -579,8 +606,8 @@ class EgressAllocatorTest
         for (long seed = 0; seed < 40; seed++)
         {
             final EgressAllocator a = new EgressAllocator(HOST, seed);
-            a.addPair("a", P1, "2001:db8::1", null);
-            a.addPair("a", P2, "2001:db8::2", null);
+            a.addPair("a", pair(P1, "2001:db8::1"));
+            a.addPair("a", pair(P2, "2001:db8::2"));
             for (int b = 1; b <= 3; b++)
             {
                 a.restoreMachine(machine("m" + b, "a"), v4(P1), b);
@@ -602,14 +629,14 @@ class EgressAllocatorTest
     {
         addPair("a", P1);
         upsert(machine("m1", "a", P1));
-        alloc.setMachineScopedPair("m1", "198.51.100.7", "2001:db8:1::7");
+        alloc.setMachineScopedPair("m1", pair("198.51.100.7", "2001:db8:1::7"));
         for (int i = 2; i <= 5; i++)
         {
             upsert(machine("m" + i, "a"));
         }
         assertRefused(() -> alloc.releaseMachineScopedPair("m1"), Reason.PAIR_FULL, "pin");
         alloc.removeMachine("m5");
-        alloc.setDrained("a", P1, true);
+        alloc.setDrained("a", v4(P1), true);
         assertRefused(() -> alloc.releaseMachineScopedPair("m1"), Reason.PAIR_DRAINED, "pin");
     }
 }

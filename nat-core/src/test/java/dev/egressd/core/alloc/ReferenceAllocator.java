@@ -673,7 +673,7 @@ public final class ReferenceAllocator
         }
         if (m.iface() == null || !m.iface().matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"))
         {
-            return refuse(Reason.INVALID, "iface");
+            return refuse(Reason.INVALID, "interface");
         }
         if (m.ipv4() == null && m.ipv6() == null)
         {
@@ -691,7 +691,7 @@ public final class ReferenceAllocator
         {
             if (!other.machine.id().equals(m.id()) && other.machine.iface().equals(m.iface()))
             {
-                return refuse(Reason.DUPLICATE_INTERFACE, "iface");
+                return refuse(Reason.DUPLICATE_INTERFACE, "interface");
             }
         }
         if (m.ipv4() != null && ipv4UsedExceptGuest(m.ipv4(), m.id()))
