@@ -3,6 +3,7 @@ package dev.egressd.agent;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
 import com.sun.net.httpserver.HttpServer;
 import dev.egressd.agent.api.ApiServer;
@@ -189,9 +190,9 @@ public final class Daemon
     {
         try
         {
-            final ControlLoop.KernelStatus before = loop.health().kernel();
+            final KernelStatus before = loop.health().kernel();
             loop.reconcile();
-            final ControlLoop.KernelStatus after = loop.health().kernel();
+            final KernelStatus after = loop.health().kernel();
             if (after != before)
             {
                 notify.notify("STATUS=kernel " + after.wireName());

@@ -2,6 +2,8 @@ package dev.egressd.agent;
 
 import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.MutationResult;
+import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.natives.NetNamespace;
@@ -86,7 +88,7 @@ public final class DriftRepairBench
             return null;
         });
         final long t0 = System.nanoTime();
-        final ControlLoop.Result put = loop.mutate("populate", l ->
+        final MutationResult put = loop.mutate(Operation.OTHER, "populate", l ->
         {
             for (int p = 0; p < (n + 62) / 63; p++)
             {
@@ -100,7 +102,7 @@ public final class DriftRepairBench
             }
             return last;
         }).get();
-        if (!(put instanceof ControlLoop.Ok))
+        if (!(put instanceof MutationResult.Ok))
         {
             throw new IllegalStateException("populating " + n + " machines failed: " + put);
         }

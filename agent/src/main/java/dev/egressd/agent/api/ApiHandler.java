@@ -4,6 +4,10 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.Health;
+import dev.egressd.agent.reconcile.KernelStatus;
+import dev.egressd.agent.reconcile.MutationResult;
+import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.alloc.RequestText;
@@ -146,9 +150,9 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     throw notFound(path);
                 }
                 expect(method, "GET");
-                final ControlLoop.Health health = loop.health();
+                final Health health = loop.health();
                 return CompletableFuture.completedFuture(new Reply(
-                    health.kernel() == ControlLoop.KernelStatus.UNAVAILABLE ? 503 : 200,
+                    health.kernel() == KernelStatus.UNAVAILABLE ? 503 : 200,
                     Views.health(health, version)));
             }
             case "state" ->
@@ -167,7 +171,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     throw notFound(path);
                 }
                 expect(method, "DELETE");
-                return mutate("forget recovered", l -> l.forgetRecovered(),
+                return mutate(Operation.FORGET_RECOVERED, "forget recovered", l -> l.forgetRecovered(),
                     l -> Body.MAPPER.createObjectNode().put("recovered", l.recovered().size()));
             }
             case "apps" ->
@@ -200,7 +204,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             expect(method, "PUT", "GET");
             final Boolean failClosed = Body.parse(body, APP_FIELDS).bool("fail_closed");
-            return mutate("put app " + app, l ->
+            return mutate(Operation.PUT_APP, "put app " + app, l ->
             {
                 final boolean current = Views.app(l.allocator(), app).map(v -> v.get("fail_closed").booleanValue())
                     .orElse(true);
@@ -218,7 +222,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             final String ipv4 = b.string("ipv4", true);
             final String ipv6 = b.string("ipv6", true);
             final String region = b.string("region", false);
-            return mutate("add pair " + ipv4 + " to app " + app, l -> RequestText.pair(ipv4, ipv6, region,
+            return mutate(Operation.ADD_PAIR, "add pair " + ipv4 + " to app " + app, l -> RequestText.pair(ipv4, ipv6, region,
                 l.settings().region()).then(pair -> l.allocator().addPair(app, pair)), l -> pairView(l, ipv4));
         }
         final String ipv4 = s[4];
@@ -226,7 +230,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         {
             expect(method, "DELETE");
             Body.parse(body, Set.of());
-            return mutate("release pair " + ipv4 + " of app " + app,
+            return mutate(Operation.RELEASE_PAIR, "release pair " + ipv4 + " of app " + app,
                 l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().releasePair(app, v4)),
                 l -> appView(l, app));
         }
@@ -235,7 +239,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             expect(method, "PUT", "DELETE");
             Body.parse(body, Set.of());
             final boolean drained = "PUT".equals(method);
-            return mutate((drained ? "drain" : "undrain") + " pair " + ipv4,
+            return mutate(drained ? Operation.DRAIN_PAIR : Operation.UNDRAIN_PAIR, (drained ? "drain" : "undrain") + " pair " + ipv4,
                 l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().setDrained(app, v4, drained)),
                 l -> pairView(l, ipv4));
         }
@@ -263,12 +267,14 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 case "PUT" ->
                 {
                     final Machine machine = machine(id, Body.parse(body, MACHINE_FIELDS));
-                    return mutate("put machine " + id, l -> l.putMachine(machine), l -> machineView(l, id));
+                    return mutate(Operation.PUT_MACHINE, "put machine " + id, l -> l.putMachine(machine),
+                        l -> machineView(l, id));
                 }
                 case "DELETE" ->
                 {
                     Body.parse(body, Set.of());
-                    return mutate("delete machine " + id, l -> l.allocator().removeMachine(id),
+                    return mutate(Operation.DELETE_MACHINE, "delete machine " + id,
+                        l -> l.allocator().removeMachine(id),
                         l -> Body.MAPPER.createObjectNode().put("deleted", id));
                 }
                 default -> throw methodNotAllowed(method, "GET, PUT, DELETE");
@@ -291,31 +297,31 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final Body b = Body.parse(body, EGRESS_FIELDS);
                 final String ipv4 = b.string("ipv4", true);
                 final String ipv6 = b.string("ipv6", true);
-                return mutate("set machine-scoped pair of " + id, l -> RequestText.pair(ipv4, ipv6, null,
+                return mutate(Operation.SET_MACHINE_PAIR, "set machine-scoped pair of " + id, l -> RequestText.pair(ipv4, ipv6, null,
                     l.settings().region()).then(pair -> l.allocator().setMachineScopedPair(id, pair)),
                     l -> machineView(l, id));
             }
             Body.parse(body, Set.of());
-            return mutate("release machine-scoped pair of " + id, l -> l.allocator().releaseMachineScopedPair(id),
-                l -> machineView(l, id));
+            return mutate(Operation.RELEASE_MACHINE_PAIR, "release machine-scoped pair of " + id,
+                l -> l.allocator().releaseMachineScopedPair(id), l -> machineView(l, id));
         }
         if (s.length == 5 && "promote".equals(s[4]))
         {
             expect(method, "POST");
             Body.parse(body, Set.of());
-            return mutate("promote machine-scoped pair of " + id, l -> l.allocator().promote(id),
-                l -> machineView(l, id));
+            return mutate(Operation.PROMOTE_MACHINE_PAIR, "promote machine-scoped pair of " + id,
+                l -> l.allocator().promote(id), l -> machineView(l, id));
         }
         throw notFound(path);
     }
 
-    private CompletableFuture<Reply> mutate(final String what, final ControlLoop.Operation operation,
-        final java.util.function.Function<ControlLoop, JsonNode> view)
+    private CompletableFuture<Reply> mutate(final Operation operation, final String what,
+        final ControlLoop.Mutation mutation, final java.util.function.Function<ControlLoop, JsonNode> view)
     {
         // The view is built in the mutation's own loop task: a later task could already hold another mutation.
-        return loop.mutate(what, operation, view).thenApply(result ->
+        return loop.mutate(operation, what, mutation, view).thenApply(result ->
         {
-            if (result instanceof ControlLoop.Ok ok)
+            if (result instanceof MutationResult.Ok ok)
             {
                 if (ok.view() == null)
                 {
@@ -324,11 +330,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 return new Reply(200, ok.view());
             }
-            if (result instanceof ControlLoop.Refused refused)
+            if (result instanceof MutationResult.Refused refused)
             {
                 return error(refusal(refused.refusal()));
             }
-            final ControlLoop.Unavailable unavailable = (ControlLoop.Unavailable)result;
+            final MutationResult.Unavailable unavailable = (MutationResult.Unavailable)result;
             return error(new ApiException(503, "kernel_unavailable", null,
                 unavailable.message() + "; nothing changed"));
         });

@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.Health;
+import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -162,11 +164,11 @@ final class Views
         return node;
     }
 
-    static ObjectNode health(final ControlLoop.Health health, final String version)
+    static ObjectNode health(final Health health, final String version)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
-        node.put("status", health.kernel() == ControlLoop.KernelStatus.UNAVAILABLE
-            || health.kernel() == ControlLoop.KernelStatus.STARTING ? "degraded" : "ok");
+        node.put("status", health.kernel() == KernelStatus.UNAVAILABLE
+            || health.kernel() == KernelStatus.STARTING ? "degraded" : "ok");
         node.put("kernel", health.kernel().wireName());
         node.put("version", version);
         node.put("reconciles", health.reconciles());

@@ -1,9 +1,12 @@
 package dev.egressd.agent.metrics;
 
 import dev.egressd.agent.conntrack.ConntrackStats;
-import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.kernel.nft.Ruleset;
+import dev.egressd.agent.reconcile.ChangeObserver;
+import dev.egressd.agent.reconcile.KernelStatus;
+import dev.egressd.agent.reconcile.LoopStats;
+import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.Scope;
 import io.micrometer.core.instrument.Counter;
@@ -22,6 +25,7 @@ import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
@@ -34,16 +38,17 @@ import java.util.concurrent.TimeUnit;
  *
  * <h2>Implementation notes</h2>
  *
- * <b>Nothing here runs in a hot path.</b> Every meter reads state someone else already keeps
- * (STYLE guidance 17):
+ * <b>Nothing here runs in a hot path.</b> Every meter reads state someone else already keeps, through narrow
+ * stats interfaces (as Micrometer's own binders read an MXBean):
  * <ul>
- *     <li>Pairs and machines come from {@link ControlLoop#published()}, an immutable allocator snapshot the loop
+ *     <li>Pairs and machines come from {@link LoopStats#published()}, an immutable allocator snapshot the loop
  *     replaces after each mutation; the live allocator (single writer) is never touched from here.</li>
- *     <li>The kernel's named counters come from {@link ControlLoop#kernelCounters()}, cached by the loop on each
+ *     <li>The kernel's named counters come from {@link LoopStats#kernelCounters()}, cached by the loop on each
  *     reconcile because the dataplane may only be used from the loop's thread.</li>
  *     <li>Conntrack and ledger figures come from a {@link ConntrackStats} (plain counters of the single-writer ledger,
  *     read with possible staleness); {@link ConntrackStats#NONE} until the conntrack feed is wired.</li>
- *     <li>Changes are counted and timed by {@link ControlLoop.ChangeObserver}, once per answered mutation.</li>
+ *     <li>Changes are counted and timed by a {@link ChangeObserver}, once per answered mutation, tagged by its
+ *     {@link Operation} and {@link ChangeObserver.Outcome}.</li>
  * </ul>
  *
  * <b>Series that come and go.</b> Per-pair, per-machine and per-app series are {@link MultiGauge} rows.
@@ -60,10 +65,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class EgressMetrics implements MeterBinder
 {
-    /** The outcomes of a change. */
-    public static final List<String> OUTCOMES = List.of("ok", "refused", "unavailable");
-
-    private final ControlLoop loop;
+    private final LoopStats loop;
     private volatile ConntrackStats ledger = ConntrackStats.NONE;
     private volatile View view;
 
@@ -74,14 +76,14 @@ public final class EgressMetrics implements MeterBinder
     private MultiGauge machineBusiest;
     private EgressAllocator.Snapshot rowsOf;
     private Timer changeLatency;
-    private final Map<String, Counter> changes = new HashMap<>();
+    private final Map<Operation, Map<ChangeObserver.Outcome, Counter>> changes = new EnumMap<>(Operation.class);
 
     /**
      * Creates the binder; nothing is registered until {@link #bindTo(MeterRegistry)}.
      *
-     * @param loop the control loop whose published state is read.
+     * @param loop what the control loop publishes.
      */
-    public EgressMetrics(final ControlLoop loop)
+    public EgressMetrics(final LoopStats loop)
     {
         this.loop = Objects.requireNonNull(loop);
     }
@@ -217,7 +219,7 @@ public final class EgressMetrics implements MeterBinder
             .description("Reconcile passes that found the kernel drifted from the desired plan and repaired it")
             .register(r);
         Gauge.builder("egressd.kernel.up", this,
-                m -> m.loop.health().kernel() == ControlLoop.KernelStatus.UNAVAILABLE ? 0 : 1)
+                m -> m.loop.health().kernel() == KernelStatus.UNAVAILABLE ? 0 : 1)
             .description("1 when the last kernel operation succeeded, 0 while the kernel cannot be programmed")
             .strongReference(true).register(r);
         Gauge.builder("egressd.kernel.consecutive.failures", this, m -> m.loop.health().consecutiveFailures())
@@ -230,14 +232,14 @@ public final class EgressMetrics implements MeterBinder
             .minimumExpectedValue(Duration.ofMillis(1))
             .maximumExpectedValue(Duration.ofSeconds(10))
             .register(r);
-        final List<String> operations = new ArrayList<>(ControlLoop.OPERATIONS);
-        operations.add("other");
-        for (final String operation : operations)
+        for (final Operation operation : Operation.values())
         {
-            for (final String outcome : OUTCOMES)
+            final Map<ChangeObserver.Outcome, Counter> byOutcome = new EnumMap<>(ChangeObserver.Outcome.class);
+            changes.put(operation, byOutcome);
+            for (final ChangeObserver.Outcome outcome : ChangeObserver.Outcome.values())
             {
-                changes.put(operation + ' ' + outcome, Counter.builder("egressd.changes")
-                    .tag("operation", operation).tag("outcome", outcome)
+                byOutcome.put(outcome, Counter.builder("egressd.changes")
+                    .tag("operation", operation.label()).tag("outcome", outcome.label())
                     .description("Changes requested through the API, by operation and outcome (ok: the kernel holds "
                         + "it and the state is on disk; refused: invalid or impossible, nothing changed; "
                         + "unavailable: the kernel or the disk failed, nothing changed)")
@@ -246,9 +248,10 @@ public final class EgressMetrics implements MeterBinder
         }
     }
 
-    private void changed(final String operation, final String outcome, final long nanosToKernel)
+    private void changed(final Operation operation, final ChangeObserver.Outcome outcome, final long nanosToKernel)
     {
-        final Counter counter = changes.get(operation + ' ' + outcome);
+        final Map<ChangeObserver.Outcome, Counter> byOutcome = changes.get(operation);
+        final Counter counter = byOutcome == null ? null : byOutcome.get(outcome);
         if (counter != null)
         {
             counter.increment();
@@ -308,7 +311,7 @@ public final class EgressMetrics implements MeterBinder
     private double cap()
     {
         final int cap = ledger.destinationCap();
-        return cap > 0 ? cap : loop.settings().destinationCap();
+        return cap > 0 ? cap : loop.destinationCap();
     }
 
     private Number pairFigure(final String key, final boolean used)

@@ -2,6 +2,9 @@ package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.KernelStatus;
+import dev.egressd.agent.reconcile.MutationResult;
+import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
@@ -191,6 +194,33 @@ class ApiHandlerTest
     }
 
     @Test
+    void everyMutatingRouteIsObservedUnderItsOwnOperation() throws Exception
+    {
+        final java.util.List<String> seen = new java.util.ArrayList<>();
+        loop.observeChanges((operation, outcome, nanos) -> seen.add(operation.label() + " " + outcome.label()));
+        ok("PUT", "/v1/apps/a1", "{\"fail_closed\": true}");
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\"}");
+        ok("PUT", "/v1/apps/a1/pairs/203.0.113.10/drain", null);
+        ok("DELETE", "/v1/apps/a1/pairs/203.0.113.10/drain", null);
+        ok("PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\"}");
+        ok("PUT", "/v1/machines/m1/egress-ip", "{\"ipv4\": \"203.0.113.20\", \"ipv6\": \"2001:db8::20\"}");
+        ok("DELETE", "/v1/machines/m1/egress-ip", null);
+        ok("PUT", "/v1/machines/m1/egress-ip", "{\"ipv4\": \"203.0.113.20\", \"ipv6\": \"2001:db8::20\"}");
+        ok("POST", "/v1/machines/m1/egress-ip/promote", null);
+        ok("DELETE", "/v1/apps/a1/pairs/203.0.113.20", null);
+        ok("DELETE", "/v1/machines/m1", null);
+        ok("DELETE", "/v1/recovered", null);
+        assertThat(call("DELETE", "/v1/apps/a1/pairs/203.0.113.99", null).status()).isNotEqualTo(200);
+        assertThat(seen).containsExactly("put_app ok", "add_pair ok", "drain_pair ok", "undrain_pair ok",
+            "put_machine ok", "set_machine_pair ok", "release_machine_pair ok", "set_machine_pair ok",
+            "promote_machine_pair ok", "release_pair ok", "delete_machine ok", "forget_recovered ok",
+            "release_pair refused");
+        ok("GET", "/v1/apps/a1", null);
+        ok("GET", "/v1/state", null);
+        assertThat(seen).as("reads are not mutations").hasSize(13);
+    }
+
+    @Test
     void repeatingARequestIsHarmless() throws Exception
     {
         setUpHost();
@@ -235,9 +265,9 @@ class ApiHandlerTest
         kernel.deleteTable();
         loop.reconcile();
         assertThat(kernel.plan).isEqualTo(want);
-        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.REPAIRED_DRIFT);
+        assertThat(loop.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
         loop.reconcile();
-        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.IN_SYNC);
+        assertThat(loop.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
         kernel.failing = "gone";
         loop.reconcile();
         assertThat(call("GET", "/v1/health", null).status()).isEqualTo(503);
@@ -247,7 +277,7 @@ class ApiHandlerTest
         kernel.failing = null;
         clock.addAndGet(1_000_000_000L);
         loop.reconcile();
-        assertThat(loop.health().kernel()).isEqualTo(ControlLoop.KernelStatus.IN_SYNC);
+        assertThat(loop.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
     }
 
     @Test
@@ -400,13 +430,14 @@ class ApiHandlerTest
             Unpooled.copiedBuffer("{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\"}",
                 StandardCharsets.UTF_8)));
         // right behind it, another client deletes the same machine
-        final var delete = queued.mutate("delete machine m9", l -> l.allocator().removeMachine("m9"));
+        final var delete = queued.mutate(Operation.DELETE_MACHINE, "delete machine m9",
+            l -> l.allocator().removeMachine("m9"));
         while (!tasks.isEmpty())
         {
             tasks.poll().run();
         }
         channel.runPendingTasks();
-        assertThat(delete.get()).isInstanceOf(ControlLoop.Ok.class);
+        assertThat(delete.get()).isInstanceOf(MutationResult.Ok.class);
         final FullHttpResponse response = channel.readOutbound();
         assertThat(response).isNotNull();
         try

@@ -1,6 +1,8 @@
 package dev.egressd.agent.metrics;
 
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.MutationResult;
+import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.KernelException;
@@ -93,7 +95,7 @@ final class MetricsFixture
         }
         app("a2", false);
         put(machine("h1", "a2", 40));
-        loop.mutate("set machine-scoped pair of s1", l ->
+        loop.mutate(Operation.SET_MACHINE_PAIR, "set machine-scoped pair of s1", l ->
         {
             l.putMachine(machine("s1", "a2", 41));
             return l.allocator().setMachineScopedPair("s1", pair("203.0.113.20", "2001:db8::20"));
@@ -134,30 +136,31 @@ final class MetricsFixture
             Ipv6Address.parse("fd77::" + n), null);
     }
 
-    ControlLoop.Result put(final Machine m) throws Exception
+    MutationResult put(final Machine m) throws Exception
     {
-        return loop.mutate("put machine " + m.id(), l -> l.putMachine(m)).get();
+        return loop.mutate(Operation.PUT_MACHINE, "put machine " + m.id(), l -> l.putMachine(m)).get();
     }
 
-    ControlLoop.Result delete(final String id) throws Exception
+    MutationResult delete(final String id) throws Exception
     {
-        return loop.mutate("delete machine " + id, l -> l.allocator().removeMachine(id)).get();
+        return loop.mutate(Operation.DELETE_MACHINE, "delete machine " + id,
+            l -> l.allocator().removeMachine(id)).get();
     }
 
-    ControlLoop.Result addPair(final String app, final int n) throws Exception
+    MutationResult addPair(final String app, final int n) throws Exception
     {
-        return loop.mutate("add pair 203.0.113." + n + " to app " + app,
+        return loop.mutate(Operation.ADD_PAIR, "add pair 203.0.113." + n + " to app " + app,
             l -> l.allocator().addPair(app, pair("203.0.113." + n, "2001:db8::" + n))).get();
     }
 
-    ControlLoop.Result releasePair(final String app, final int n) throws Exception
+    MutationResult releasePair(final String app, final int n) throws Exception
     {
-        return loop.mutate("release pair 203.0.113." + n + " of app " + app,
+        return loop.mutate(Operation.RELEASE_PAIR, "release pair 203.0.113." + n + " of app " + app,
             l -> l.allocator().releasePair(app, Ipv4Address.parse("203.0.113." + n))).get();
     }
 
-    ControlLoop.Result app(final String app, final boolean failClosed) throws Exception
+    MutationResult app(final String app, final boolean failClosed) throws Exception
     {
-        return loop.mutate("put app " + app, l -> l.allocator().upsertApp(app, failClosed)).get();
+        return loop.mutate(Operation.PUT_APP, "put app " + app, l -> l.allocator().upsertApp(app, failClosed)).get();
     }
 }

@@ -71,22 +71,22 @@ class ControlLoopTest
     private ControlLoop populated() throws Exception
     {
         final ControlLoop loop = start();
-        assertThat(loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get())
-            .isInstanceOf(ControlLoop.Ok.class);
-        loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        assertThat(loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get())
+            .isInstanceOf(MutationResult.Ok.class);
+        loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
         for (int i = 1; i <= 12; i++)
         {
             final Machine m = machine("m" + i, "a1", i + 1);
-            loop.mutate("machine", l -> l.putMachine(m)).get();
+            loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m)).get();
         }
         // churn so placements are not simply in creation order
-        loop.mutate("delete", l -> l.allocator().removeMachine("m3")).get();
-        loop.mutate("delete", l -> l.allocator().removeMachine("m7")).get();
+        loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m3")).get();
+        loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m7")).get();
         final Machine late = machine("m20", "a1", 40);
-        loop.mutate("machine", l -> l.putMachine(late)).get();
+        loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(late)).get();
         final Machine scoped = machine("m21", "a1", 41);
-        loop.mutate("machine", l -> l.putMachine(scoped)).get();
-        loop.mutate("scoped", l -> l.allocator().setMachineScopedPair("m21", pair("203.0.113.20", "2001:db8::20")))
+        loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(scoped)).get();
+        loop.mutate(Operation.SET_MACHINE_PAIR, "scoped", l -> l.allocator().setMachineScopedPair("m21", pair("203.0.113.20", "2001:db8::20")))
             .get();
         return loop;
     }
@@ -118,13 +118,13 @@ class ControlLoopTest
         assertThat(kernel.plan).isEqualTo(plan);
         assertThat(after.recovered()).isNotEmpty();
         // The orchestrator re-sends pairs, then machines in another order.
-        after.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
-        after.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         for (final String id : new String[] {"m21", "m20", "m12", "m1", "m2", "m4", "m5", "m6", "m8", "m9", "m10",
             "m11"})
         {
             final EgressAllocator.MachineView view = before.allocator().machine(id).orElseThrow();
-            after.mutate("machine", l -> l.putMachine(view.machine())).get();
+            after.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(view.machine())).get();
         }
         assertThat(placements(after)).isEqualTo(placed);
         assertThat(after.recovered()).isEmpty();
@@ -156,7 +156,7 @@ class ControlLoopTest
         final ControlLoop loop = populated();
         final int reads = kernel.reads;
         final Machine fresh = machine("m30", "a1", 60);
-        loop.mutate("machine", l -> l.putMachine(fresh)).get();
+        loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(fresh)).get();
         assertThat(kernel.reads).as("no read for a mutation when nothing changed behind egressd's back")
             .isEqualTo(reads);
         assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
@@ -166,8 +166,8 @@ class ControlLoopTest
         final PlanElement snat = kernel.plan.elements("snat4").get(fresh.ipv4());
         kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
             java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
-        assertThat(loop.mutate("delete", l -> l.allocator().removeMachine("m30")).get())
-            .isInstanceOf(ControlLoop.Ok.class);
+        assertThat(loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m30")).get())
+            .isInstanceOf(MutationResult.Ok.class);
         assertThat(kernel.reads).isEqualTo(reads + 1);
         assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
         assertThat(kernel.plan.elements("guests4")).doesNotContainKey(
@@ -184,14 +184,14 @@ class ControlLoopTest
         final ControlLoop first = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
             store, Runnable::run, nanos::get, wall::get, 100);
         first.initialSync();
-        first.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        first.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         final Machine m1 = machine("m1", "a1", 2);
-        first.mutate("machine", l -> l.putMachine(m1)).get();
+        first.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m1)).get();
         final PlanElement up4 = new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"));
         final PlanElement up6 = new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10"));
-        assertThat(first.mutate("release",
+        assertThat(first.mutate(Operation.RELEASE_PAIR, "release",
             l -> l.allocator().releasePair("a1", Ipv4Address.parse("203.0.113.10"))).get())
-            .isInstanceOf(ControlLoop.Ok.class);
+            .isInstanceOf(MutationResult.Ok.class);
         assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("draining").isTrue();
         final DesiredState written = store.load().state();
         assertThat(written.draining()).extracting(DesiredState.Draining::untilEpochMillis)
@@ -254,11 +254,12 @@ class ControlLoopTest
         final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
             store, Runnable::run, () -> 0L, 0);
         loop.initialSync();
-        loop.mutate("pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         failing.set(true);
         syncs.set(0);
         final Machine m1 = machine("m1", "a1", 2);
-        assertThat(loop.mutate("machine", l -> l.putMachine(m1)).get()).isInstanceOf(ControlLoop.Ok.class);
+        assertThat(loop.mutate(Operation.PUT_MACHINE, "machine",
+            l -> l.putMachine(m1)).get()).isInstanceOf(MutationResult.Ok.class);
         assertThat(syncs.get()).as("retried once").isEqualTo(2);
         // not rolled back: the allocator, the kernel and the file (what the next start reads) all hold m1
         assertThat(loop.allocator().machine("m1")).isPresent();
@@ -274,9 +275,9 @@ class ControlLoopTest
         final var plan = kernel.plan;
         final String file = Files.readString(dir.resolve(StateStore.FILE));
         final Machine outside = new Machine("m40", "a1", "vm-1", Ipv4Address.parse("10.77.0.90"), null, null);
-        final ControlLoop.Result result = loop.mutate("machine", l -> l.putMachine(outside)).get();
-        assertThat(result).isInstanceOf(ControlLoop.Refused.class);
-        final var refusal = ((ControlLoop.Refused)result).refusal();
+        final MutationResult result = loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(outside)).get();
+        assertThat(result).isInstanceOf(MutationResult.Refused.class);
+        final var refusal = ((MutationResult.Refused)result).refusal();
         assertThat(refusal.code()).isEqualTo(dev.egressd.core.alloc.Outcome.Reason.INVALID);
         assertThat(refusal.field()).isEqualTo("interface");
         assertThat(refusal.message()).contains("vm-1", "tap-*");

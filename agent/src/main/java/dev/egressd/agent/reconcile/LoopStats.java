@@ -1,0 +1,64 @@
+package dev.egressd.agent.reconcile;
+
+import dev.egressd.core.alloc.EgressAllocator;
+
+import java.util.Map;
+
+/**
+ * What the control loop publishes for readers on other threads, the metrics binder first: as a Micrometer binder
+ * reads an MXBean, it reads these and nothing else of the loop. Every method returns an immutable value or a
+ * cumulative count the loop thread replaces; none touches the live allocator or the kernel.
+ */
+public interface LoopStats
+{
+    /**
+     * The allocator's state as of the last mutation: an immutable value replaced (never changed) after every
+     * mutation that may have changed the allocator.
+     *
+     * @return the snapshot.
+     */
+    EgressAllocator.Snapshot published();
+
+    /**
+     * The table's named counters as of the last reconcile. Each value never goes backwards: when the table is
+     * recreated and the kernel's counters restart from 0, the total carries on from where it was.
+     *
+     * @return counter name to packets since this process first read it; empty until the first reconcile.
+     */
+    Map<String, Long> kernelCounters();
+
+    /**
+     * Reconcile passes run so far (passes skipped while backing off are not counted).
+     *
+     * @return the cumulative count.
+     */
+    long reconcileRuns();
+
+    /**
+     * Reconcile passes that failed (the kernel could not be read or programmed).
+     *
+     * @return the cumulative count.
+     */
+    long reconcileFailures();
+
+    /**
+     * The health as of the last reconcile or mutation.
+     *
+     * @return the health.
+     */
+    Health health();
+
+    /**
+     * The host's per-destination connection cap from the settings.
+     *
+     * @return the cap.
+     */
+    int destinationCap();
+
+    /**
+     * Sets who is told about every answered mutation.
+     *
+     * @param observer the observer, or null for none.
+     */
+    void observeChanges(ChangeObserver observer);
+}

@@ -1,0 +1,47 @@
+package dev.egressd.agent.reconcile;
+
+import dev.egressd.core.alloc.Outcome;
+
+import java.util.List;
+
+/** How the control loop answered a mutation: done, refused, or unavailable; in the last two nothing changed. */
+public sealed interface MutationResult
+{
+    /**
+     * Done: the kernel holds the change and the state is on disk.
+     *
+     * @param changed the ids of machines whose egress changed.
+     * @param view    what the mutation's view function returned, built in the same loop task right after the
+     *                change (so no other mutation runs in between), or null when none was given or it failed.
+     */
+    record Ok(List<String> changed, Object view) implements MutationResult
+    {
+        /**
+         * Done, without a view.
+         *
+         * @param changed the ids of machines whose egress changed.
+         */
+        public Ok(final List<String> changed)
+        {
+            this(changed, null);
+        }
+    }
+
+    /**
+     * Refused by the allocator: nothing changed.
+     *
+     * @param refusal the refusal.
+     */
+    record Refused(Outcome.Refusal refusal) implements MutationResult
+    {
+    }
+
+    /**
+     * The kernel or the disk failed: nothing changed.
+     *
+     * @param message why.
+     */
+    record Unavailable(String message) implements MutationResult
+    {
+    }
+}

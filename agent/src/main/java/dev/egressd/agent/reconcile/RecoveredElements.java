@@ -1,0 +1,306 @@
+package dev.egressd.agent.reconcile;
+
+import dev.egressd.agent.kernel.Kernel;
+import dev.egressd.agent.kernel.KernelException;
+import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateMapper;
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.HostSettings;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanElement;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.HashSet;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Kernel elements kept after a lost or corrupt state file (docs/design.md, "Recovered elements"): part of the
+ * desired plan and of the state file until a machine or pair of the allocator claims them or the operator forgets
+ * them, so no running machine loses or changes its egress until the orchestrator re-sends it.
+ *
+ * <p>Loop thread only. A mutation changes the live set; {@link #commit()} and {@link #rollback()} follow the
+ * loop's committed state.
+ */
+final class RecoveredElements
+{
+    private static final Logger LOG = LoggerFactory.getLogger(RecoveredElements.class);
+
+    private final HostSettings settings;
+    private final Set<PlanElement> live = new LinkedHashSet<>();
+    private Set<PlanElement> committed;
+
+    /**
+     * Starts from the elements the state file kept.
+     *
+     * @param settings the host settings (region and block layout, to restore machines).
+     * @param initial  the recovered elements, already committed.
+     */
+    RecoveredElements(final HostSettings settings, final Set<PlanElement> initial)
+    {
+        this.settings = settings;
+        this.live.addAll(initial);
+        this.committed = Set.copyOf(initial);
+    }
+
+    /**
+     * Reads the recovered elements the state file kept; one that cannot be read is skipped with a warning.
+     *
+     * @param entries the state's {@code recovered}.
+     * @return the elements, in the file's order.
+     */
+    static Set<PlanElement> fromState(final List<DesiredState.Element> entries)
+    {
+        final Set<PlanElement> recovered = new LinkedHashSet<>();
+        for (final DesiredState.Element element : entries)
+        {
+            try
+            {
+                recovered.add(StateMapper.fromData(element));
+            }
+            catch (final IllegalArgumentException e)
+            {
+                LOG.warn("state: skipping recovered element {}: {}", element, e.getMessage());
+            }
+        }
+        return recovered;
+    }
+
+    /**
+     * The elements not yet claimed.
+     *
+     * @return the live set.
+     */
+    Set<PlanElement> elements()
+    {
+        return live;
+    }
+
+    /**
+     * Whether none is left.
+     *
+     * @return true if empty.
+     */
+    boolean isEmpty()
+    {
+        return live.isEmpty();
+    }
+
+    /**
+     * Start-up without a state file: keep everything the kernel holds that the allocator does not account for.
+     * An address on the uplink no SNAT element points at is left out: not provably egressd's, never touched.
+     *
+     * @param kernel    the kernel.
+     * @param allocator the allocator as rebuilt.
+     * @return how many elements were recovered.
+     * @throws KernelException if the kernel cannot be read.
+     */
+    int recoverFromKernel(final Kernel kernel, final EgressAllocator allocator) throws KernelException
+    {
+        final KernelPlan raw = kernel.read();
+        final KernelPlan own = StateMapper.plan(allocator, List.of());
+        final Set<Object> egresses = new HashSet<>();
+        for (final PlanElement element : raw.elements())
+        {
+            if (element instanceof PlanElement.Snat4 s)
+            {
+                egresses.add(s.egress());
+            }
+            else if (element instanceof PlanElement.Snat6 s)
+            {
+                egresses.add(s.egress());
+            }
+        }
+        int count = 0;
+        for (final PlanElement element : raw.elements())
+        {
+            final boolean uplink = element instanceof PlanElement.Uplink4 || element instanceof PlanElement.Uplink6;
+            if (uplink && !egresses.contains(addressOf(element)))
+            {
+                continue; // an address on the uplink no guest leaves from: not provably egressd's, never touched
+            }
+            if (!own.elements(element.kind()).containsKey(element.key()) && live.add(element))
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
+    /**
+     * Puts a new machine whose guest address the kernel still maps back on exactly that pair and block, or on its
+     * machine-scoped pair when the kernel gave it the whole port range.
+     *
+     * @param machine   the machine, not yet known to the allocator.
+     * @param allocator the allocator.
+     * @return the allocator's outcome, or null when nothing recovered maps it or it cannot be put back there (the
+     *         caller then places it anew).
+     */
+    Outcome restore(final Machine machine, final EgressAllocator allocator)
+    {
+        PlanElement.Snat4 snat4 = null;
+        PlanElement.Snat6 snat6 = null;
+        for (final PlanElement element : live)
+        {
+            if (element instanceof PlanElement.Snat4 s && s.guest().equals(machine.ipv4()))
+            {
+                snat4 = s;
+            }
+            else if (element instanceof PlanElement.Snat6 s && s.guest().equals(machine.ipv6()))
+            {
+                snat6 = s;
+            }
+        }
+        if (snat4 == null && snat6 == null)
+        {
+            return null;
+        }
+        final int first = snat4 != null ? snat4.firstPort() : snat6.firstPort();
+        final int last = snat4 != null ? snat4.lastPort() : snat6.lastPort();
+        Outcome outcome = null;
+        if (first <= 1 && last == 65535 && snat4 != null && snat6 != null)
+        {
+            outcome = allocator.restoreMachineScoped(machine,
+                new EgressPair(snat4.egress(), snat6.egress(), settings.region()));
+        }
+        else
+        {
+            Ipv4Address pair = snat4 != null ? snat4.egress() : null;
+            if (pair == null)
+            {
+                for (final EgressAllocator.PairView view : allocator.pairs())
+                {
+                    if (view.pair().ipv6().equals(snat6.egress()))
+                    {
+                        pair = view.pair().ipv4();
+                    }
+                }
+            }
+            final int block = settings.layout().blockOf(first);
+            if (pair != null && block >= 0)
+            {
+                outcome = allocator.restoreMachine(machine, pair, block);
+            }
+        }
+        if (outcome == null || !outcome.ok())
+        {
+            LOG.warn("machine {}: the kernel had it on {} ports {}..{} but that cannot be restored ({}); placing anew",
+                machine.id(), snat4 != null ? snat4.egress() : snat6.egress(), first, last, outcome);
+            return null;
+        }
+        LOG.info("machine {}: restored from the kernel table on {} ports {}..{}", machine.id(),
+            snat4 != null ? snat4.egress() : snat6.egress(), first, last);
+        return outcome;
+    }
+
+    /**
+     * Drops the elements that machines or pairs of the allocator now account for.
+     *
+     * @param allocator the allocator after a mutation.
+     */
+    void prune(final EgressAllocator allocator)
+    {
+        if (live.isEmpty())
+        {
+            return;
+        }
+        final Set<Object> claimed = new HashSet<>();
+        final Set<String> ifaces = new HashSet<>();
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            if (view.machine().ipv4() != null)
+            {
+                claimed.add(view.machine().ipv4());
+            }
+            if (view.machine().ipv6() != null)
+            {
+                claimed.add(view.machine().ipv6());
+            }
+            ifaces.add(view.machine().iface());
+            if (view.machineScopedPair() != null)
+            {
+                claimed.add(view.machineScopedPair().ipv4());
+                claimed.add(view.machineScopedPair().ipv6());
+            }
+        }
+        for (final EgressAllocator.PairView view : allocator.pairs())
+        {
+            claimed.add(view.pair().ipv4());
+            claimed.add(view.pair().ipv6());
+        }
+        live.removeIf(e -> isClaimed(e, claimed, ifaces));
+    }
+
+    /**
+     * Forgets every element (the operator says the orchestrator has re-sent all it still wants); the next sync
+     * removes them from the kernel.
+     *
+     * @return the outcome.
+     */
+    Outcome forget()
+    {
+        live.clear();
+        return Outcome.Done.NOTHING;
+    }
+
+    /** The live set is now committed (the state holding it is on disk). */
+    void commit()
+    {
+        committed = Set.copyOf(live);
+    }
+
+    /** Back to the committed set (the mutation failed). */
+    void rollback()
+    {
+        live.clear();
+        live.addAll(committed);
+    }
+
+    private static boolean isClaimed(final PlanElement e, final Set<Object> claimed, final Set<String> ifaces)
+    {
+        if (e instanceof PlanElement.Guest4 g)
+        {
+            return claimed.contains(g.address()) || ifaces.contains(g.iface());
+        }
+        if (e instanceof PlanElement.Guest6 g)
+        {
+            return claimed.contains(g.address()) || ifaces.contains(g.iface());
+        }
+        return claimed.contains(addressOf(e));
+    }
+
+    private static Object addressOf(final PlanElement e)
+    {
+        if (e instanceof PlanElement.Static4 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Static6 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Snat4 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Snat6 s)
+        {
+            return s.guest();
+        }
+        if (e instanceof PlanElement.Uplink4 u)
+        {
+            return u.address();
+        }
+        if (e instanceof PlanElement.Uplink6 u)
+        {
+            return u.address();
+        }
+        return null;
+    }
+}
