@@ -129,7 +129,7 @@ public final class Daemon
             ? ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, ConntrackMonitor.POLL_MILLIS, true) : null;
         conntrack = new ConntrackMonitor(events, config.destinationCap(), refusals, System::nanoTime);
         loop.attach(conntrack);
-        ledgerStats(conntrack);
+        ledgerStats(conntrack.published());
         notify.notify("STATUS=reading the kernel table");
         executor.submit(() ->
         {
@@ -154,7 +154,8 @@ public final class Daemon
             metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go
             return registry.scrape();
         };
-        api.start(config.apiSocket(), config.apiGroup(), loop, version, scrape, metricsExecutor);
+        api.start(config.apiSocket(), config.apiGroup(), loop, conntrack.queries(), version, scrape,
+            metricsExecutor);
         if (config.metricsListen() != null)
         {
             metricsServer = HttpServer.create(config.metricsListen(), 16);

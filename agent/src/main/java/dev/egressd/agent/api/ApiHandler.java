@@ -3,6 +3,7 @@ package dev.egressd.agent.api;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
@@ -61,23 +62,42 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     static final int MAX_TOP = 10_000;
 
     private final ControlLoop loop;
+    /** The live connections, or null without a conntrack monitor (the connections route then answers 503). */
+    private final ConnectionQueries conntrack;
     private final String version;
     private final Supplier<String> metrics;
     private final Executor metricsExecutor;
 
     /**
+     * Creates a handler without conntrack: machine views carry no connection summary, and
+     * {@code GET /v1/machines/{id}/connections} answers 503.
+     *
+     * @param loop            the control loop.
+     * @param version         the daemon's version, for {@code /v1/health}.
+     * @param metrics         the Prometheus scrape text for {@code GET /metrics}, or null when not served here.
+     * @param metricsExecutor where a scrape runs (off the event loop).
+     */
+    public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics,
+        final Executor metricsExecutor)
+    {
+        this(loop, null, version, metrics, metricsExecutor);
+    }
+
+    /**
      * Creates the handler.
      *
      * @param loop            the control loop.
+     * @param conntrack       the live connections, or null without a conntrack monitor.
      * @param version         the daemon's version, for {@code /v1/health}.
      * @param metrics         the Prometheus scrape text for {@code GET /metrics}, or null when not served here.
      * @param metricsExecutor where a scrape runs: never the Netty event loop, which a scrape (a refresh of every
      *                        per-machine series, then the text) would hold up for every other connection.
      */
-    public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics,
-        final Executor metricsExecutor)
+    public ApiHandler(final ControlLoop loop, final ConnectionQueries conntrack, final String version,
+        final Supplier<String> metrics, final Executor metricsExecutor)
     {
         this.loop = loop;
+        this.conntrack = conntrack;
         this.version = version;
         this.metrics = metrics;
         this.metricsExecutor = metricsExecutor;
@@ -261,7 +281,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 case "GET" ->
                 {
                     return loop.query(l -> l.allocator().machine(id)
-                        .map(v -> new Reply(200, Views.machine(v, l.conntrack())))
+                        .map(v -> new Reply(200, Views.machine(v, conntrack)))
                         .orElseGet(() -> error(unknownMachine(id))));
                 }
                 case "PUT" ->
@@ -342,13 +362,12 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
 
     private CompletableFuture<Reply> connections(final String id, final int top)
     {
-        final dev.egressd.agent.conntrack.ConntrackMonitor monitor = loop.conntrack();
-        if (monitor == null)
+        if (conntrack == null)
         {
             return CompletableFuture.completedFuture(error(new ApiException(503, "conntrack_unavailable", null,
                 "the conntrack monitor is not running")));
         }
-        return monitor.connections(id, top).thenApply(c -> c == null ? error(unknownMachine(id))
+        return conntrack.connections(id, top).thenApply(c -> c == null ? error(unknownMachine(id))
             : new Reply(200, Views.connections(c)));
     }
 
@@ -374,9 +393,9 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         throw new ApiException(400, "invalid", "top", "top must be an integer 0.." + MAX_TOP + ", got " + values.get(0));
     }
 
-    private static JsonNode machineView(final ControlLoop l, final String id)
+    private JsonNode machineView(final ControlLoop l, final String id)
     {
-        return l.allocator().machine(id).map(v -> (JsonNode)Views.machine(v, l.conntrack()))
+        return l.allocator().machine(id).map(v -> (JsonNode)Views.machine(v, conntrack))
             .orElseGet(() -> Body.MAPPER.createObjectNode().put("id", id));
     }
 

@@ -1,5 +1,6 @@
 package dev.egressd.agent.api;
 
+import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.reconcile.ControlLoop;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
@@ -54,14 +55,15 @@ public final class ApiServer implements AutoCloseable
     /**
      * The pipeline of one connection: HTTP codec, aggregation, peer check, API.
      *
-     * @param loop    the control loop.
-     * @param version the version.
-     * @param metrics the metrics scrape, or null.
+     * @param loop      the control loop.
+     * @param conntrack the live connections, or null.
+     * @param version   the version.
+     * @param metrics   the metrics scrape, or null.
      * @param metricsExecutor where a scrape runs (off the event loop).
      * @return the initializer.
      */
-    private ChannelInitializer<Channel> initializer(final ControlLoop loop, final String version,
-        final Supplier<String> metrics, final Executor metricsExecutor)
+    private ChannelInitializer<Channel> initializer(final ControlLoop loop, final ConnectionQueries conntrack,
+        final String version, final Supplier<String> metrics, final Executor metricsExecutor)
     {
         return new ChannelInitializer<>()
         {
@@ -72,7 +74,7 @@ public final class ApiServer implements AutoCloseable
                     .addLast(new HttpServerCodec())
                     .addLast(new HttpObjectAggregator(MAX_BODY))
                     .addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer))
-                    .addLast(new ApiHandler(loop, version, metrics, metricsExecutor));
+                    .addLast(new ApiHandler(loop, conntrack, version, metrics, metricsExecutor));
             }
         };
     }
@@ -82,21 +84,24 @@ public final class ApiServer implements AutoCloseable
      *
      * @param socket  the socket path.
      * @param group   the api-group, or null.
-     * @param loop    the control loop.
-     * @param version the version.
-     * @param metrics the metrics scrape, or null.
+     * @param loop      the control loop.
+     * @param conntrack the live connections ({@code GET /v1/machines/{id}/connections}, the machine view's
+     *                  summary), or null without a conntrack monitor.
+     * @param version   the version.
+     * @param metrics   the metrics scrape, or null.
      * @param metricsExecutor where a scrape runs: not the event loop.
      * @throws IOException if it cannot be bound.
      * @throws InterruptedException if interrupted while binding.
      */
-    public void start(final Path socket, final String group, final ControlLoop loop, final String version,
-        final Supplier<String> metrics, final Executor metricsExecutor) throws IOException, InterruptedException
+    public void start(final Path socket, final String group, final ControlLoop loop,
+        final ConnectionQueries conntrack, final String version, final Supplier<String> metrics,
+        final Executor metricsExecutor) throws IOException, InterruptedException
     {
         Files.createDirectories(socket.getParent());
         Files.deleteIfExists(socket);
         channel = new ServerBootstrap().group(eventLoops)
             .channel(EpollServerDomainSocketChannel.class)
-            .childHandler(initializer(loop, version, metrics, metricsExecutor))
+            .childHandler(initializer(loop, conntrack, version, metrics, metricsExecutor))
             .bind(new DomainSocketAddress(socket.toFile())).sync().channel();
         Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
         if (group != null)

@@ -2,7 +2,7 @@ package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
@@ -26,21 +26,21 @@ final class Views
     {
     }
 
-    static ObjectNode machine(final EgressAllocator.MachineView view, final ConntrackMonitor conntrack)
+    static ObjectNode machine(final EgressAllocator.MachineView view, final ConnectionQueries conntrack)
     {
         final ObjectNode node = machine(view);
         if (conntrack != null)
         {
-            final ConntrackMonitor.Stats stats = conntrack.stats();
-            final ConntrackMonitor.MachineSummary summary = stats.machines().get(view.machine().id());
+            final ConnectionQueries.MachineSummary summary = conntrack.summary(view.machine().id());
             final ObjectNode c = node.putObject("connections");
             c.put("total", summary == null ? 0 : summary.total());
-            c.put("busiest_use", summary == null ? 0 : ConntrackMonitor.use(summary.busiest(), stats.cap()));
+            c.put("busiest_use", summary == null ? 0
+                : ConnectionQueries.use(summary.busiest(), conntrack.destinationCap()));
         }
         return node;
     }
 
-    static ObjectNode connections(final ConntrackMonitor.Connections c)
+    static ObjectNode connections(final ConnectionQueries.Connections c)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("machine", c.machine());
@@ -54,13 +54,13 @@ final class Views
         {
             node.putObject("busiest").put("destination", c.busiest().destination())
                 .put("connections", c.busiest().count())
-                .put("use", ConntrackMonitor.use(c.busiest().count(), c.cap()));
+                .put("use", ConnectionQueries.use(c.busiest().count(), c.cap()));
         }
         final ArrayNode destinations = node.putArray("destinations");
         for (final DestinationUsage d : c.destinations())
         {
             destinations.addObject().put("destination", d.destination()).put("connections", d.count())
-                .put("use", ConntrackMonitor.use(d.count(), c.cap())).put("ports_in_use", d.portsInUse());
+                .put("use", ConnectionQueries.use(d.count(), c.cap())).put("ports_in_use", d.portsInUse());
         }
         node.put("violations", c.violations());
         return node;

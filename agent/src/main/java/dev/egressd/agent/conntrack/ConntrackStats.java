@@ -3,9 +3,9 @@ package dev.egressd.agent.conntrack;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 
 /**
- * What {@link EgressMetrics} reads from the live conntrack feed and its destination ledger. The conntrack monitor
- * implements it (mostly by delegating to {@link dev.egressd.core.ledger.ConnectionLedger}); until one is wired,
- * {@link #NONE} makes every meter report 0.
+ * What the metrics binder reads from the live conntrack feed and its destination ledger. {@link PublishedStats}
+ * implements it from the figures the monitor thread publishes ({@link ConntrackMonitor#published()}); until one is
+ * wired, {@link #NONE} makes every meter report 0.
  *
  * <p>Threading: the ledger has a single writer, but these methods are called from the scrape thread. Each must be
  * O(1), allocate nothing and be safe to call concurrently with the writer: a slightly stale value is fine, an

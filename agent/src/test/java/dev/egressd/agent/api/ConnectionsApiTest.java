@@ -3,6 +3,7 @@ package dev.egressd.agent.api;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.MonitorFeeder;
 import dev.egressd.agent.refusals.RefusalLog;
@@ -63,7 +64,14 @@ class ConnectionsApiTest
 
     private JsonNode call(final int status, final String method, final String uri, final String body) throws Exception
     {
-        final EmbeddedChannel channel = new EmbeddedChannel(new ApiHandler(loop, "test", null, Runnable::run));
+        return call(monitor.queries(), status, method, uri, body);
+    }
+
+    private JsonNode call(final ConnectionQueries conntrack, final int status, final String method, final String uri,
+        final String body) throws Exception
+    {
+        final EmbeddedChannel channel = new EmbeddedChannel(new ApiHandler(loop, conntrack, "test", null,
+            Runnable::run));
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.valueOf(method), uri,
             body == null ? Unpooled.EMPTY_BUFFER : Unpooled.copiedBuffer(body, StandardCharsets.UTF_8)));
         FullHttpResponse response = channel.readOutbound();
@@ -140,5 +148,20 @@ class ConnectionsApiTest
         assertThat(refusals).as("m2 is %s", m2.get("egress")).hasSize(2);
         assertThat(refusals.get(0)).startsWith("refusal reason=pending machine=m2 app=a1 detail=");
         assertThat(refusals.get(1)).startsWith("refusal reason=api_address_in_use detail=\"put machine m3: ");
+    }
+
+    @Test
+    void withoutConntrackTheConnectionsRouteAnswers503AndTheMachineViewHasNoSummary() throws Exception
+    {
+        call(200, "POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\"}");
+        call(200, "PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\"}");
+        assertThat(call(200, "GET", "/v1/machines/m1", null).has("connections")).as("wired: a summary").isTrue();
+
+        final JsonNode error = call(null, 503, "GET", "/v1/machines/m1/connections", null).get("error");
+        assertThat(error.get("code").asText()).isEqualTo("conntrack_unavailable");
+        assertThat(error.get("message").asText()).isEqualTo("the conntrack monitor is not running");
+        final JsonNode view = call(null, 200, "GET", "/v1/machines/m1", null);
+        assertThat(view.get("id").asText()).isEqualTo("m1");
+        assertThat(view.has("connections")).isFalse();
     }
 }

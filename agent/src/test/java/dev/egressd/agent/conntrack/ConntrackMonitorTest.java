@@ -25,8 +25,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
-import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
-
 import org.junit.jupiter.api.Test;
 
 /**
@@ -109,11 +107,11 @@ class ConntrackMonitorTest
         assertThat(m.ledger().count(0, DST2)).isEqualTo(7);
         assertThat(m.ledger().machineConnections(0)).isEqualTo(38);
 
-        final ConntrackMonitor.Connections c = connections(m, "m1", 2);
+        final ConnectionQueries.Connections c = connections(m, "m1", 2);
         assertThat(c.total()).isEqualTo(38);
         assertThat(c.busiest().destination()).isEqualTo("198.51.100.10");
         assertThat(c.busiest().count()).isEqualTo(30);
-        assertThat(ConntrackMonitor.use(30, c.cap())).isEqualTo(0.029);
+        assertThat(ConnectionQueries.use(30, c.cap())).isEqualTo(0.029);
         assertThat(c.destinations()).extracting(d -> d.destination() + "=" + d.count() + "/" + d.portsInUse())
             .containsExactly("198.51.100.10=30/30", "198.51.100.11=7/7");
         assertThat(c.violations()).isZero();
@@ -167,7 +165,7 @@ class ConntrackMonitorTest
         assertThat(m.ledger().machinesAtCritical()).isEqualTo(1);
         assertThat(lines).hasSize(2);
         assertThat(lines.get(1)).startsWith("limit reason=destination_cap_95").contains("10 of 10");
-        final ConntrackMonitor.Stats s = m.publish();
+        final ConntrackSnapshot s = m.publish();
         assertThat(s.machinesAtWarning()).isEqualTo(1);
         assertThat(s.machinesAtCritical()).isEqualTo(1);
         assertThat(s.busiestUse("m1")).isEqualTo(1.0);
@@ -261,63 +259,7 @@ class ConntrackMonitorTest
     private static final Ipv6Address HOST6 = Ipv6Address.parse("2001:db8::1");
     private static final long DRAIN = 350_000_000_000L;
 
-    /** A conntrack table in memory: what hygiene dumps, and the ids it deleted. */
-    private static final class FakeTable implements ConntrackMonitor.FlowTable
-    {
-        final List<ConntrackEvent> entries = new ArrayList<>();
-        final List<Integer> deleted = new ArrayList<>();
-        int dumps;
-        /** Dumps still to fail, as a kernel that refuses the request would. */
-        int failingDumps;
-
-        void add4(final int id, final int status, final int guest, final int translated, final int port)
-        {
-            entries.add(new ConntrackEvent().fillIpv4(Type.EXISTING, id, 6, status, 3, guest, 40000 + id, DST, 80,
-                translated, port));
-        }
-
-        void add6(final int id, final int status, final Ipv6Address guest, final Ipv6Address translated,
-            final int port)
-        {
-            entries.add(new ConntrackEvent().fillIpv6(Type.EXISTING, id, 6, status, 3, guest.high(), guest.low(),
-                DST6.high(), DST6.low(), translated.high(), translated.low(), port));
-        }
-
-        @Override
-        public void dump(final ConntrackEvents.Listener listener) throws IOException
-        {
-            dumps++;
-            if (failingDumps > 0)
-            {
-                failingDumps--;
-                throw new IOException("dump refused (test)");
-            }
-            final ConntrackEvent reused = new ConntrackEvent();
-            for (final ConntrackEvent e : entries)
-            {
-                final ConntrackEvent c = e.copy();
-                listener.onEvent(c.isIpv4()
-                    ? reused.fillIpv4(Type.EXISTING, c.id(), c.l4proto(), c.status(), c.tcpState(), c.origSrcV4(),
-                        c.origSrcPort(), c.origDstV4(), c.origDstPort(), c.replyDstV4(), c.replyDstPort())
-                    : reused.fillIpv6(Type.EXISTING, c.id(), c.l4proto(), c.status(), c.tcpState(), c.origSrcHigh(),
-                        c.origSrcLow(), c.origDstHigh(), c.origDstLow(), c.replyDstHigh(), c.replyDstLow(),
-                        c.replyDstPort()));
-            }
-        }
-
-        @Override
-        public boolean delete(final ConntrackEvent entry)
-        {
-            final boolean removed = entries.removeIf(e -> e.id() == entry.id());
-            if (removed)
-            {
-                deleted.add(entry.id());
-            }
-            return removed;
-        }
-    }
-
-    private ConntrackMonitor monitor(final FakeTable table, final EgressAllocator.MachineView... machines)
+    private ConntrackMonitor monitor(final FakeFlowTable table, final EgressAllocator.MachineView... machines)
     {
         final ConntrackMonitor monitor = new ConntrackMonitor(null, table, 1024, log, clock::get);
         monitor.machinesChanged(List.of(machines), DRAIN);
@@ -341,7 +283,7 @@ class ConntrackMonitorTest
     @Test
     void deletionsThatFailAreTriedAgainASecondLater()
     {
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = monitor(table, host("m1", G1));
         table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: must go when m1 is static
         table.failingDumps = 1;
@@ -363,7 +305,7 @@ class ConntrackMonitorTest
     @Test
     void aMachineThatBecomesStaticLosesItsMasqueradedFlowsAtOnceAndKeepsTheRest()
     {
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = monitor(table, host("m1", G1), app("m2", G2, A, 2048, 3071));
         table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: goes
         table.add4(2, NAT, G1, HOST4, 40002);                             // masqueraded: goes
@@ -388,7 +330,7 @@ class ConntrackMonitorTest
     @Test
     void aPendingMachineThatGetsASlotLosesItsMasqueradedFallbackFlows()
     {
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = monitor(table, pending("m2", G2));
         table.add4(1, NAT, G2, HOST4, 40001); // an app that opted into masquerade while pending
         m.machinesChanged(List.of(app("m2", G2, B, 1024, 2047)), DRAIN);
@@ -399,7 +341,7 @@ class ConntrackMonitorTest
     @Test
     void promotionAndAMoveBetweenPairsKeepFlowsUntilTheDrainAndAMoveToHostDeletesNothingAtOnce()
     {
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = monitor(table, app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071));
         table.add4(1, NAT, G1, A.ipv4().bits(), 1030);
         table.add4(2, NAT, G2, A.ipv4().bits(), 2100);
@@ -426,7 +368,7 @@ class ConntrackMonitorTest
     @Test
     void aMachineBackOnHostBeforeTheDeletionRanKeepsItsMasqueradedFlows()
     {
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = monitor(table, host("m1", G1));
         table.add4(1, NAT, G1, HOST4, 40001);
         m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047)), DRAIN);
@@ -440,7 +382,7 @@ class ConntrackMonitorTest
     {
         // as after a restart: m1 moved from host to A while egressd was down, so the monitor never saw the move; B is
         // a pair egressd holds too (m1's old pair, say, draining)
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final int other = Ipv4Address.parse("203.0.113.99").bits();
         table.add4(1, NAT, G1, HOST4, 40001);                             // masqueraded: goes
         table.add6(2, NAT, G1V6, HOST6, 40002);                           // masqueraded IPv6: goes
@@ -501,7 +443,7 @@ class ConntrackMonitorTest
         // m1 on X; X is released with no room elsewhere (m1 to host), and while X drains m1 gets a slot of A
         final EgressPair x = new EgressPair(Ipv4Address.parse("203.0.113.30"), Ipv6Address.parse("2001:db8:10::30"),
             "lab");
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         final ConntrackMonitor m = new ConntrackMonitor(null, table, 1024, log, clock::get);
         m.machinesChanged(List.of(app("m1", G1, x, 1024, 2047), app("m2", G2, A, 2048, 3071)),
             List.of(A.ipv4(), x.ipv4()), List.of(A.ipv6(), x.ipv6()), DRAIN);
@@ -545,7 +487,7 @@ class ConntrackMonitorTest
     void theHeldAddressesAreTheOnesWhenTheDeletionRuns()
     {
         // the first call knows A only; B is added before the monitor runs: m1's flows via B stay
-        final FakeTable table = new FakeTable();
+        final FakeFlowTable table = new FakeFlowTable();
         table.add4(1, NAT, G1, B.ipv4().bits(), 1030);
         table.add4(2, NAT, G1, HOST4, 40002);
         final ConntrackMonitor m = new ConntrackMonitor(null, table, 1024, log, clock::get);
@@ -560,12 +502,31 @@ class ConntrackMonitorTest
     // ------------------------------------------------------------------------------ queries and close
 
     @Test
+    void theQueriesReadDetailsFromTheLedgerAndSummariesFromThePublishedFigures()
+    {
+        final ConntrackMonitor m = monitor(1024, app("m1", G1, A, 1024, 2047));
+        m.publish();
+        final ConnectionQueries q = m.queries();
+        assertThat(q.destinationCap()).isEqualTo(1024);
+        assertThat(q.summary("m1")).isEqualTo(new ConnectionQueries.MachineSummary(0, 0));
+        assertThat(q.summary("nope")).isNull();
+        open(m, 1, G1, DST, 1030);
+        open(m, 2, G1, DST, 1031);
+        assertThat(connections(m, "m1", 10).total()).as("the ledger, now").isEqualTo(2);
+        assertThat(q.summary("m1").total()).as("the summary waits for the next publication").isZero();
+        m.publish();
+        assertThat(q.summary("m1")).isEqualTo(new ConnectionQueries.MachineSummary(2, 2));
+        assertThat(m.published().busiestCount("m1")).isEqualTo(2);
+        assertThat(m.published().liveConnections()).isEqualTo(2);
+    }
+
+    @Test
     void aQueryAfterCloseFailsAtOnce() throws Exception
     {
         final ConntrackMonitor m = new ConntrackMonitor(null, 1024, log, clock::get).start();
-        assertThat(m.connections("m1", 1).get(5, TimeUnit.SECONDS)).isNull(); // it answers while running
+        assertThat(m.queries().connections("m1", 1).get(5, TimeUnit.SECONDS)).isNull(); // it answers while running
         m.close();
-        final CompletableFuture<ConntrackMonitor.Connections> f = m.connections("m1", 1);
+        final CompletableFuture<ConnectionQueries.Connections> f = m.queries().connections("m1", 1);
         assertThat(f).isCompletedExceptionally();
         assertThatThrownBy(f::get).isInstanceOf(ExecutionException.class)
             .hasRootCauseInstanceOf(IllegalStateException.class).hasMessageContaining("stopped");
@@ -576,10 +537,10 @@ class ConntrackMonitorTest
     {
         // never started: nothing runs the queue
         final ConntrackMonitor m = new ConntrackMonitor(null, 1024, log, clock::get);
-        final List<CompletableFuture<ConntrackMonitor.Connections>> queued = new ArrayList<>();
+        final List<CompletableFuture<ConnectionQueries.Connections>> queued = new ArrayList<>();
         for (int i = 0; i < 5; i++)
         {
-            queued.add(m.connections("m1", 1));
+            queued.add(m.queries().connections("m1", 1));
         }
         assertThat(queued).noneMatch(CompletableFuture::isDone);
         m.close();
@@ -634,9 +595,10 @@ class ConntrackMonitorTest
         assertThat(last).allMatch(CompletableFuture::isDone);
     }
 
-    private static ConntrackMonitor.Connections connections(final ConntrackMonitor m, final String id, final int top)
+    private static ConnectionQueries.Connections connections(final ConntrackMonitor m, final String id,
+        final int top)
     {
-        final var f = m.connections(id, top);
+        final var f = m.queries().connections(id, top);
         m.drainCommands();
         try
         {

@@ -2,7 +2,9 @@ package dev.egressd.agent.lab;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.lab.Lab.ClientResult;
@@ -93,7 +95,7 @@ class ConntrackMonitorPrivilegedTest
         assertThat(listed).containsEntry(DST4, 12).containsEntry(DST4B, 5);
         awaitTrue(() -> ledger("m1").equals(listed), "ledger of m1 " + ledger("m1") + " = conntrack -L " + listed);
         awaitTrue(() -> ledger("m2").equals(listed(guest4(2))), "ledger of m2 = conntrack -L");
-        final ConntrackMonitor.Connections c = monitor.connections("m1", 10).get(5, TimeUnit.SECONDS);
+        final ConnectionQueries.Connections c = monitor.queries().connections("m1", 10).get(5, TimeUnit.SECONDS);
         assertThat(c.total()).isEqualTo(17);
         assertThat(c.busiest().destination()).isEqualTo(DST4);
         assertThat(c.destinations()).allSatisfy(d -> assertThat(d.portsInUse()).isEqualTo(d.count()));
@@ -131,7 +133,7 @@ class ConntrackMonitorPrivilegedTest
         awaitTrue(() -> entriesOf(guest4(1)).isEmpty(), "conntrack -L shows nothing from " + guest4(1));
         awaitTrue(() -> monitor.stats().flowsDeleted() >= 6, "flows deleted counted");
         assertThat(listed(guest4(2))).as("the other machine keeps its flows").containsEntry(DST4, 4);
-        assertThat(monitor.connections("m1", 10).get(5, TimeUnit.SECONDS)).isNull();
+        assertThat(monitor.queries().connections("m1", 10).get(5, TimeUnit.SECONDS)).isNull();
         report("hygiene: m1 had " + before + " entries, after delete conntrack -L shows " + entriesOf(guest4(1)).size()
             + "; m2 keeps " + listed(guest4(2)) + "; flowsDeleted " + monitor.stats().flowsDeleted());
     }
@@ -394,7 +396,8 @@ class ConntrackMonitorPrivilegedTest
     {
         try
         {
-            final ConntrackMonitor.Connections c = monitor.connections(machine, 100).get(5, TimeUnit.SECONDS);
+            final ConnectionQueries.Connections c = monitor.queries().connections(machine, 100)
+                .get(5, TimeUnit.SECONDS);
             final Map<String, Integer> m = new TreeMap<>();
             if (c != null)
             {
@@ -442,7 +445,7 @@ class ConntrackMonitorPrivilegedTest
         }
     }
 
-    private static String brief(final ConntrackMonitor.Stats s)
+    private static String brief(final ConntrackSnapshot s)
     {
         return String.format("new %d update %d destroy %d guest %d overruns %d resyncs %d live %d warn %d crit %d "
             + "violations %d deleted %d", s.newEvents(), s.updateEvents(), s.destroyEvents(), s.guestEvents(),
