@@ -221,16 +221,6 @@ public final class ControlLoop implements LoopStats
     }
 
     /**
-     * The attached conntrack monitor.
-     *
-     * @return the monitor, or null if none.
-     */
-    public ConntrackMonitor conntrack()
-    {
-        return monitor.monitor();
-    }
-
-    /**
      * Changes how long released egress addresses stay on the uplink (SIGHUP).
      *
      * @param seconds the new drain time.
