@@ -2,15 +2,16 @@ package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanDiff;
 import dev.egressd.core.plan.PlanElement;
+import dev.egressd.agent.testing.LabNamespace;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
@@ -23,7 +24,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.catchThrowableOfType;
 
 /** The dataplane against the real kernel, in a throwaway namespace, through libnftables in-process. */
-@Tag("privileged")
+@Privileged
 class NftDataplanePrivilegedTest
 {
     private LabNamespace lab;
@@ -34,7 +35,7 @@ class NftDataplanePrivilegedTest
     @BeforeEach
     void setUp() throws Exception
     {
-        LabNamespace.requirePrivileged();
+        Requirements.rootWithNftables();
         lab = LabNamespace.withUplink();
         ns = NetNamespace.enter(lab.name());
         // The context's netlink socket belongs to the namespace of the thread that opens it.
