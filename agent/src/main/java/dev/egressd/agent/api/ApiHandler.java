@@ -36,7 +36,7 @@ import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
- * The control-plane API (issue 4): HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
+ * The control-plane API: HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
  * through the {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
  *
  * <p>Errors are {@code {"error": {"code", "message", "field"}}}: 400 malformed JSON, unknown field, wrong type,
@@ -59,6 +59,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private final String version;
     private final Supplier<String> metrics;
     private final Executor metricsExecutor;
+    /** False on {@code metrics-listen}: only {@code /metrics} is served there. */
+    private final boolean api;
 
     /**
      * Creates the handler.
@@ -72,10 +74,29 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     public ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics,
         final Executor metricsExecutor)
     {
+        this(loop, version, metrics, metricsExecutor, true);
+    }
+
+    private ApiHandler(final ControlLoop loop, final String version, final Supplier<String> metrics,
+        final Executor metricsExecutor, final boolean api)
+    {
         this.loop = loop;
         this.version = version;
         this.metrics = metrics;
         this.metricsExecutor = metricsExecutor;
+        this.api = api;
+    }
+
+    /**
+     * A handler that serves {@code GET /metrics} and answers 404 to every other path: {@code metrics-listen}.
+     *
+     * @param metrics         the Prometheus scrape text.
+     * @param metricsExecutor where a scrape runs: never the Netty event loop.
+     * @return the handler.
+     */
+    public static ApiHandler metricsOnly(final Supplier<String> metrics, final Executor metricsExecutor)
+    {
+        return new ApiHandler(null, null, metrics, metricsExecutor, false);
     }
 
     /** A response: status and JSON body (or plain text). */
@@ -132,7 +153,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             expect(method, "GET");
             return CompletableFuture.supplyAsync(() -> new Reply(200, metrics.get()), metricsExecutor);
         }
-        if (s.length < 2 || !"v1".equals(s[0]))
+        if (!api || s.length < 2 || !"v1".equals(s[0]))
         {
             throw notFound(path);
         }
