@@ -1,6 +1,5 @@
 package dev.egressd.agent.api;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.reconcile.ControlLoop;
@@ -10,24 +9,15 @@ import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import io.netty.buffer.ByteBufUtil;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.SimpleChannelInboundHandler;
-import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
-import io.netty.handler.codec.http.FullHttpResponse;
-import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpMethod;
-import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpUtil;
-import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
@@ -99,11 +89,6 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         return new ApiHandler(null, null, metrics, metricsExecutor, false);
     }
 
-    /** A response: status and JSON body (or plain text). */
-    private record Reply(int status, Object body)
-    {
-    }
-
     @Override
     protected void channelRead0(final ChannelHandlerContext ctx, final FullHttpRequest request)
     {
@@ -135,11 +120,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             if (ctx.executor().inEventLoop())
             {
-                write(ctx, answer, keepAlive);
+                answer.writeTo(ctx, keepAlive);
             }
             else
             {
-                ctx.executor().execute(() -> write(ctx, answer, keepAlive));
+                ctx.executor().execute(() -> answer.writeTo(ctx, keepAlive));
             }
         });
     }
@@ -540,42 +525,6 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         error.put("message", e.getMessage());
         error.put("field", e.field);
         return new Reply(e.status, node);
-    }
-
-    private static void write(final ChannelHandlerContext ctx, final Reply reply, final boolean keepAlive)
-    {
-        final byte[] bytes;
-        final String type;
-        if (reply.body() instanceof String text)
-        {
-            bytes = text.getBytes(StandardCharsets.UTF_8);
-            type = "text/plain; version=0.0.4; charset=utf-8";
-        }
-        else
-        {
-            try
-            {
-                bytes = Body.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(reply.body());
-            }
-            catch (final JsonProcessingException e)
-            {
-                throw new IllegalStateException(e);
-            }
-            type = "application/json";
-        }
-        final FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-            HttpResponseStatus.valueOf(reply.status()), Unpooled.wrappedBuffer(bytes, new byte[] {'\n'}));
-        response.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
-        response.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes());
-        if (keepAlive)
-        {
-            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
-            ctx.writeAndFlush(response);
-        }
-        else
-        {
-            ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
-        }
     }
 
     /**
