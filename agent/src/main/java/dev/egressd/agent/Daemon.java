@@ -5,7 +5,6 @@ import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
-import com.sun.net.httpserver.HttpServer;
 import dev.egressd.agent.api.ApiServer;
 import dev.egressd.agent.api.PeerPolicy;
 import dev.egressd.agent.config.BadSettingException;
@@ -23,9 +22,6 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
-import java.io.OutputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -70,7 +66,6 @@ public final class Daemon
     private StateStore store;
     private ControlLoop loop;
     private ApiServer api;
-    private HttpServer metricsServer;
     private PrometheusMeterRegistry registry;
     private volatile EgressMetrics metrics;
     private volatile ConntrackStats ledgerStats = ConntrackStats.NONE;
@@ -158,19 +153,8 @@ public final class Daemon
             metricsExecutor);
         if (config.metricsListen() != null)
         {
-            metricsServer = HttpServer.create(config.metricsListen(), 16);
-            metricsServer.setExecutor(metricsExecutor); // one scrape at a time, wherever it comes from
-            metricsServer.createContext("/metrics", exchange ->
-            {
-                final byte[] body = scrape.get().getBytes(StandardCharsets.UTF_8);
-                exchange.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-                exchange.sendResponseHeaders(200, body.length);
-                try (OutputStream out = exchange.getResponseBody())
-                {
-                    out.write(body);
-                }
-            });
-            metricsServer.start();
+            // the same server, bound to TCP with /metrics its only route; one scrape at a time, wherever it comes from
+            api.listenMetrics(config.metricsListen(), scrape, metricsExecutor);
         }
         executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
         executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
@@ -314,15 +298,11 @@ public final class Daemon
     public void stop()
     {
         notify.notify("STOPPING=1\nSTATUS=stopping; kernel state left in place");
-        if (metricsServer != null)
-        {
-            metricsServer.stop(0);
-        }
-        metricsExecutor.shutdownNow();
         if (api != null)
         {
-            api.close();
+            api.close(); // the API socket and metrics-listen
         }
+        metricsExecutor.shutdownNow();
         executor.shutdown();
         try
         {

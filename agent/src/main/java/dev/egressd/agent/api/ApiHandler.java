@@ -1,6 +1,5 @@
 package dev.egressd.agent.api;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.conntrack.ConnectionQueries;
@@ -16,24 +15,15 @@ import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import io.netty.buffer.ByteBufUtil;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.SimpleChannelInboundHandler;
-import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
-import io.netty.handler.codec.http.FullHttpResponse;
-import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpMethod;
-import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpUtil;
-import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
@@ -42,7 +32,7 @@ import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
- * The control-plane API (issue 4): HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
+ * The control-plane API: HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
  * through the {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
  *
  * <p>Errors are {@code {"error": {"code", "message", "field"}}}: 400 malformed JSON, unknown field, wrong type,
@@ -67,6 +57,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private final String version;
     private final Supplier<String> metrics;
     private final Executor metricsExecutor;
+    /** False on {@code metrics-listen}: only {@code /metrics} is served there. */
+    private final boolean api;
 
     /**
      * Creates a handler without conntrack: machine views carry no connection summary, and
@@ -96,16 +88,30 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     public ApiHandler(final ControlLoop loop, final ConnectionQueries conntrack, final String version,
         final Supplier<String> metrics, final Executor metricsExecutor)
     {
+        this(loop, conntrack, version, metrics, metricsExecutor, true);
+    }
+
+    private ApiHandler(final ControlLoop loop, final ConnectionQueries conntrack, final String version,
+        final Supplier<String> metrics, final Executor metricsExecutor, final boolean api)
+    {
         this.loop = loop;
         this.conntrack = conntrack;
         this.version = version;
         this.metrics = metrics;
         this.metricsExecutor = metricsExecutor;
+        this.api = api;
     }
 
-    /** A response: status and JSON body (or plain text). */
-    private record Reply(int status, Object body)
+    /**
+     * A handler that serves {@code GET /metrics} and answers 404 to every other path: {@code metrics-listen}.
+     *
+     * @param metrics         the Prometheus scrape text.
+     * @param metricsExecutor where a scrape runs: never the Netty event loop.
+     * @return the handler.
+     */
+    public static ApiHandler metricsOnly(final Supplier<String> metrics, final Executor metricsExecutor)
     {
+        return new ApiHandler(null, null, null, metrics, metricsExecutor, false);
     }
 
     @Override
@@ -139,11 +145,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             if (ctx.executor().inEventLoop())
             {
-                write(ctx, answer, keepAlive);
+                answer.writeTo(ctx, keepAlive);
             }
             else
             {
-                ctx.executor().execute(() -> write(ctx, answer, keepAlive));
+                ctx.executor().execute(() -> answer.writeTo(ctx, keepAlive));
             }
         });
     }
@@ -157,7 +163,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             expect(method, "GET");
             return CompletableFuture.supplyAsync(() -> new Reply(200, metrics.get()), metricsExecutor);
         }
-        if (s.length < 2 || !"v1".equals(s[0]))
+        if (!api || s.length < 2 || !"v1".equals(s[0]))
         {
             throw notFound(path);
         }
@@ -498,42 +504,6 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         error.put("message", e.getMessage());
         error.put("field", e.field);
         return new Reply(e.status, node);
-    }
-
-    private static void write(final ChannelHandlerContext ctx, final Reply reply, final boolean keepAlive)
-    {
-        final byte[] bytes;
-        final String type;
-        if (reply.body() instanceof String text)
-        {
-            bytes = text.getBytes(StandardCharsets.UTF_8);
-            type = "text/plain; version=0.0.4; charset=utf-8";
-        }
-        else
-        {
-            try
-            {
-                bytes = Body.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(reply.body());
-            }
-            catch (final JsonProcessingException e)
-            {
-                throw new IllegalStateException(e);
-            }
-            type = "application/json";
-        }
-        final FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-            HttpResponseStatus.valueOf(reply.status()), Unpooled.wrappedBuffer(bytes, new byte[] {'\n'}));
-        response.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
-        response.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes());
-        if (keepAlive)
-        {
-            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
-            ctx.writeAndFlush(response);
-        }
-        else
-        {
-            ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
-        }
     }
 
     /**

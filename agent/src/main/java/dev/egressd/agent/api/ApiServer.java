@@ -4,17 +4,22 @@ import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.reconcile.ControlLoop;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.epoll.EpollServerSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.timeout.ReadTimeoutHandler;
 
 import java.io.IOException;
+import java.net.BindException;
+import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.GroupPrincipal;
@@ -22,7 +27,11 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
-/** Serves the API on a unix domain socket with Netty's epoll transport. */
+/**
+ * egressd's one HTTP server, on Netty's epoll transport: the API on its unix domain socket, and the same pipeline
+ * on {@code metrics-listen} (TCP) with {@code GET /metrics} as its only route. Both are served by one event loop;
+ * scrapes run on the executor given, never on it.
+ */
 public final class ApiServer implements AutoCloseable
 {
     /** The largest request body accepted. */
@@ -30,6 +39,7 @@ public final class ApiServer implements AutoCloseable
 
     private final EventLoopGroup eventLoops = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
     private Channel channel;
+    private Channel metricsChannel;
     private volatile PeerPolicy policy;
 
     /**
@@ -53,17 +63,14 @@ public final class ApiServer implements AutoCloseable
     }
 
     /**
-     * The pipeline of one connection: HTTP codec, aggregation, peer check, API.
+     * The pipeline of one connection: HTTP codec, aggregation, then the peer check on the unix socket (a TCP peer
+     * has no credentials, and gets nothing but {@code /metrics}), then the handler.
      *
-     * @param loop      the control loop.
-     * @param conntrack the live connections, or null.
-     * @param version   the version.
-     * @param metrics   the metrics scrape, or null.
-     * @param metricsExecutor where a scrape runs (off the event loop).
+     * @param peerCheck whether to check the peer's credentials (unix socket).
+     * @param handler   makes the connection's handler.
      * @return the initializer.
      */
-    private ChannelInitializer<Channel> initializer(final ControlLoop loop, final ConnectionQueries conntrack,
-        final String version, final Supplier<String> metrics, final Executor metricsExecutor)
+    private ChannelInitializer<Channel> initializer(final boolean peerCheck, final Supplier<ApiHandler> handler)
     {
         return new ChannelInitializer<>()
         {
@@ -72,9 +79,12 @@ public final class ApiServer implements AutoCloseable
             {
                 ch.pipeline().addLast(new ReadTimeoutHandler(300))
                     .addLast(new HttpServerCodec())
-                    .addLast(new HttpObjectAggregator(MAX_BODY))
-                    .addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer))
-                    .addLast(new ApiHandler(loop, conntrack, version, metrics, metricsExecutor));
+                    .addLast(new HttpObjectAggregator(MAX_BODY));
+                if (peerCheck)
+                {
+                    ch.pipeline().addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer));
+                }
+                ch.pipeline().addLast(handler.get());
             }
         };
     }
@@ -101,7 +111,7 @@ public final class ApiServer implements AutoCloseable
         Files.deleteIfExists(socket);
         channel = new ServerBootstrap().group(eventLoops)
             .channel(EpollServerDomainSocketChannel.class)
-            .childHandler(initializer(loop, conntrack, version, metrics, metricsExecutor))
+            .childHandler(initializer(true, () -> new ApiHandler(loop, conntrack, version, metrics, metricsExecutor)))
             .bind(new DomainSocketAddress(socket.toFile())).sync().channel();
         Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
         if (group != null)
@@ -133,9 +143,49 @@ public final class ApiServer implements AutoCloseable
         }
     }
 
+    /**
+     * Serves {@code GET /metrics}, and nothing else, on a TCP address ({@code metrics-listen}).
+     *
+     * @param address         the address and port.
+     * @param metrics         the metrics scrape.
+     * @param metricsExecutor where a scrape runs: not the event loop.
+     * @throws BindException if the address cannot be bound (e.g. in use).
+     * @throws InterruptedException if interrupted while binding.
+     */
+    public void listenMetrics(final InetSocketAddress address, final Supplier<String> metrics,
+        final Executor metricsExecutor) throws BindException, InterruptedException
+    {
+        final ChannelFuture bound = new ServerBootstrap().group(eventLoops)
+            .channel(EpollServerSocketChannel.class)
+            .option(ChannelOption.SO_REUSEADDR, true) // a restart binds again while old scrapes sit in TIME_WAIT
+            .childHandler(initializer(false, () -> ApiHandler.metricsOnly(metrics, metricsExecutor)))
+            .bind(address).await();
+        if (!bound.isSuccess())
+        {
+            final Throwable cause = bound.cause();
+            final BindException e = new BindException("metrics-listen " + address.getHostString() + ":"
+                + address.getPort() + ": " + reason(cause));
+            e.initCause(cause);
+            throw e;
+        }
+        metricsChannel = bound.channel();
+    }
+
+    /** The error without Netty's call prefix: "bind(..) failed: Address already in use" becomes "Address already in use". */
+    private static String reason(final Throwable cause)
+    {
+        final String message = String.valueOf(cause.getMessage());
+        final int colon = message.indexOf("failed: ");
+        return colon >= 0 ? message.substring(colon + "failed: ".length()) : message;
+    }
+
     @Override
     public void close()
     {
+        if (metricsChannel != null)
+        {
+            metricsChannel.close().syncUninterruptibly();
+        }
         if (channel != null)
         {
             channel.close().syncUninterruptibly();

@@ -30,16 +30,9 @@ abstract class CtlCommand implements Callable<Integer>
     public final Integer call() throws CtlException
     {
         client = top.client();
-        try
-        {
-            final int code = run();
-            out().flush();
-            return code;
-        }
-        finally
-        {
-            client.close();
-        }
+        final int code = run();
+        out().flush();
+        return code;
     }
 
     /**

@@ -10,19 +10,17 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Timer;
 import java.util.TimerTask;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * An HTTP/1.1 client of the egressd API over its unix socket: one connection per request ({@code Connection:
- * close}), as a CLI makes a handful. The transport is the JDK's unix domain {@code SocketChannel} ({@link JdkHttp});
- * {@code -Degressctl.transport=netty} uses Netty's epoll domain socket channel ({@link NettyHttp}) instead, which
- * starts slower (docs/cli.md gives the figures).
+ * close}), as a CLI makes a handful, over the JDK's unix domain {@code SocketChannel} ({@link JdkHttp}): it starts
+ * faster than a Netty client would (docs/cli.md gives the figures).
  *
  * <p>Failures map to egressctl's exit codes: no socket, connection refused or no answer in time is
  * {@link ExitCodes#UNREACHABLE}; EACCES on the socket is {@link ExitCodes#PERMISSION}.
  */
-final class DaemonClient implements AutoCloseable
+final class DaemonClient
 {
     /** The largest answer read (a large host's {@code /v1/state} is well below it). */
     static final int MAX_ANSWER = 64 * 1024 * 1024;
@@ -79,9 +77,6 @@ final class DaemonClient implements AutoCloseable
 
     private final Path socket;
     private final long timeoutMillis;
-    /** Whether to use the Netty transport ({@code -Degressctl.transport=netty}) instead of the JDK's. */
-    private final boolean useNetty = "netty".equals(System.getProperty("egressctl.transport"));
-    private NettyHttp netty;
 
     /**
      * Creates a client; nothing is opened until the first request.
@@ -126,26 +121,14 @@ final class DaemonClient implements AutoCloseable
         }, timeoutMillis);
         try
         {
-            if (useNetty)
-            {
-                if (netty == null)
-                {
-                    netty = new NettyHttp();
-                }
-                return netty.exchange(socket, method, uri, bytes, body != null, MAX_ANSWER, timeoutMillis);
-            }
             return JdkHttp.exchange(socket, method, uri, bytes, body != null, MAX_ANSWER);
         }
-        catch (final IOException | TimeoutException | InterruptedException e)
+        catch (final IOException e)
         {
-            if (timedOut.get() || e instanceof TimeoutException)
+            if (timedOut.get())
             {
                 throw new CtlException(ExitCodes.UNREACHABLE, "egressd at " + socket + " did not answer " + method
                     + " " + uri + " within " + timeoutMillis + " ms");
-            }
-            if (e instanceof InterruptedException)
-            {
-                throw new CtlException(ExitCodes.UNREACHABLE, "interrupted");
             }
             throw failure(method, uri, e);
         }
@@ -181,14 +164,5 @@ final class DaemonClient implements AutoCloseable
             return "unknown error";
         }
         return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
-    }
-
-    @Override
-    public void close()
-    {
-        if (netty != null)
-        {
-            netty.close();
-        }
     }
 }

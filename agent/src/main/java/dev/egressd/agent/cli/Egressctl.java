@@ -28,9 +28,9 @@ import java.util.concurrent.Callable;
         + "leaves from and why, pairs and slots, per-destination use of the connection cap, and this host's "
         + "egress health.",
     subcommands = {
-        Commands.Status.class, Commands.Machines.class, Commands.MachineCmd.class, Commands.Pairs.class,
-        Commands.Apps.class, Commands.AppCmd.class, Commands.Conns.class, CheckCommand.class,
-        Commands.Drain.class, Commands.Undrain.class, AutoComplete.GenerateCompletion.class},
+        StatusCommand.class, MachinesCommand.class, MachineCommand.class, PairsCommand.class,
+        AppsCommand.class, AppCommand.class, ConnsCommand.class, CheckCommand.class,
+        DrainCommand.class, UndrainCommand.class, AutoComplete.GenerateCompletion.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {
         "0:ok; for check, no problem found",

@@ -112,7 +112,7 @@ public final class EgressctlGen
         m.append(".SH ENVIRONMENT\n.TP\n.B EGRESSD_SOCKET\nthe API socket when \\fB\\-\\-socket\\fR is not given "
             + "(default \\fI").append(Egressctl.DEFAULT_SOCKET).append("\\fR)\n");
         m.append(".TP\n.B EGRESSCTL_JAVA_OPTS\nextra JVM options for \\fBscripts/egressctl\\fR, e.g. "
-            + "\\fB\\-Degressctl.transport=netty\\fR\n");
+            + "\\fB\\-Xmx64m\\fR\n");
         m.append(".SH FILES\n.TP\n.I ").append(Egressctl.DEFAULT_SOCKET)
             .append("\nthe egressd API socket (root and the configured \\fBapi\\-group\\fR only)\n");
         m.append(".SH EXAMPLES\n.nf\negressctl status\negressctl machine m1\negressctl conns m1 \\-\\-top 5\n"

@@ -25,7 +25,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 /** Every egressctl command through picocli against a fake daemon on a unix socket. */
 class EgressctlTest
 {
-    /** The connections endpoint's shape (issue 5), as the other engineer's endpoint will answer it. */
+    /** The connections endpoint's shape, as the daemon answers it. */
     static final String CONNECTIONS = """
         {"machine": "m1", "cap": 1024, "total": 1020, "busiest": {"destination": "198.51.100.10", "connections": 990,
          "use": 0.966796875}, "destinations": [
@@ -332,11 +332,11 @@ class EgressctlTest
             "198.51.100.11  972          94.9%  972           high\n",
             "198.51.100.12  820          80.1%  820           high\n",
             "198.51.100.13  819          80.0%  819           ok\n");
-        assertThat(Commands.level(8, 10, 0.8)).isEqualTo("high");
-        assertThat(Commands.level(9, 10, 0.9)).isEqualTo("high");
-        assertThat(Commands.level(10, 10, 1.0)).isEqualTo("critical");
-        assertThat(Commands.level(7, 10, 0.7)).isEqualTo("ok");
-        assertThat(Commands.level(819, 0, 0.8)).as("no cap in the answer: use decides").isEqualTo("high");
+        assertThat(ConnsCommand.level(8, 10, 0.8)).isEqualTo("high");
+        assertThat(ConnsCommand.level(9, 10, 0.9)).isEqualTo("high");
+        assertThat(ConnsCommand.level(10, 10, 1.0)).isEqualTo("critical");
+        assertThat(ConnsCommand.level(7, 10, 0.7)).isEqualTo("ok");
+        assertThat(ConnsCommand.level(819, 0, 0.8)).as("no cap in the answer: use decides").isEqualTo("high");
     }
 
     @Test
@@ -510,8 +510,9 @@ class EgressctlTest
             .doesNotContain("generate-completion");
     }
 
+    /** The Netty transport is gone: a setting left from older docs (EGRESSCTL_JAVA_OPTS) changes nothing. */
     @Test
-    void nettyTransportGivesTheSameAnswers()
+    void aLeftoverNettyTransportSettingIsIgnored()
     {
         System.setProperty("egressctl.transport", "netty");
         try

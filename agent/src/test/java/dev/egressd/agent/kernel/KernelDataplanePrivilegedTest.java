@@ -5,9 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
-import dev.egressd.agent.kernel.rtnetlink.AddressProtocols;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.NftException;
@@ -17,6 +15,10 @@ import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanDiff;
 import dev.egressd.core.plan.PlanElement;
+import dev.egressd.agent.testing.AddressProtocols;
+import dev.egressd.agent.testing.LabNamespace;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -24,7 +26,6 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -32,7 +33,7 @@ import org.junit.jupiter.api.Test;
  * the namespace's thread; the result is read back with {@code ip -j addr}, {@code nft} and a raw address
  * dump, independently of egressd's readers.
  */
-@Tag("privileged")
+@Privileged
 class KernelDataplanePrivilegedTest
 {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -48,7 +49,7 @@ class KernelDataplanePrivilegedTest
     @BeforeEach
     void setUp() throws IOException
     {
-        LabNamespace.requirePrivileged();
+        Requirements.rootWithNftables();
         lab = LabNamespace.withUplink();
         lab.exec("ip", "link", "set", "uplink", "up");
         ns = NetNamespace.enter(lab.name());

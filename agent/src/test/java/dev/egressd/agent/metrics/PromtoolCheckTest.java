@@ -1,10 +1,10 @@
 package dev.egressd.agent.metrics;
 
-import org.junit.jupiter.api.Assumptions;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.File;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -12,13 +12,13 @@ import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.fail;
 
 /**
  * {@code promtool check metrics} (Debian package {@code prometheus}, installed by scripts/install-deps) on a scrape
  * of a populated registry must find nothing to fix. Skipped without promtool, except under
  * {@code EGRESSD_REQUIRE_PRIVILEGED=1} (CI), where that is a failure.
  */
+@Privileged
 class PromtoolCheckTest
 {
     @TempDir
@@ -64,21 +64,6 @@ class PromtoolCheckTest
 
     private static Path promtool()
     {
-        final String path = System.getenv().getOrDefault("PATH", "/usr/bin:/bin");
-        for (final String entry : path.split(File.pathSeparator))
-        {
-            final Path candidate = Path.of(entry.isEmpty() ? "." : entry, "promtool");
-            if (Files.isExecutable(candidate))
-            {
-                return candidate;
-            }
-        }
-        final String message = "promtool is not installed (Debian package prometheus; scripts/install-deps)";
-        if ("1".equals(System.getenv("EGRESSD_REQUIRE_PRIVILEGED")))
-        {
-            fail(message + " and EGRESSD_REQUIRE_PRIVILEGED=1 forbids skipping this check");
-        }
-        Assumptions.abort(message);
-        return null;
+        return Requirements.tool("promtool", "Debian package prometheus; scripts/install-deps");
     }
 }

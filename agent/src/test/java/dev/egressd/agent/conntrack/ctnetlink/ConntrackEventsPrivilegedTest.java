@@ -4,10 +4,12 @@ import dev.egressd.agent.kernel.rtnetlink.RtnetlinkAddresses;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.agent.testing.LabNamespace;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -16,7 +18,6 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -29,7 +30,7 @@ import org.junit.jupiter.api.Test;
  * </pre>
  * A TCP client in host connects to dst; the events are read in host, where the SNAT happens.
  */
-@Tag("privileged")
+@Privileged
 class ConntrackEventsPrivilegedTest
 {
     private static final String SERVER = String.join("\n",
@@ -65,7 +66,7 @@ class ConntrackEventsPrivilegedTest
     @BeforeEach
     void lab() throws IOException
     {
-        LabNamespace.requireRoot();
+        Requirements.root();
         host = LabNamespace.create();
         dst = LabNamespace.create();
         host.ip("link", "add", "eth-h", "type", "veth", "peer", "name", "eth-d", "netns", dst.name());

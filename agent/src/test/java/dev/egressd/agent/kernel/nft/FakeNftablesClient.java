@@ -29,7 +29,7 @@ public final class FakeNftablesClient implements NftablesClient
     private static final Pattern CHAIN =
         Pattern.compile("(add|flush|delete) chain inet (\\w+) (\\w+)(?: \\{ (type .+) \\})?");
     private static final Pattern COUNTER = Pattern.compile("add counter inet (\\w+) (\\w+)");
-    private static final Pattern SET = Pattern.compile("add (set|map) inet (\\w+) (\\w+) \\{ type ([^;]+);.*\\}");
+    private static final Pattern SET = Pattern.compile("add (set|map) inet (\\w+) (\\w+) \\{ type ([^;]+);(.*)\\}");
     private static final Pattern HOOK =
         Pattern.compile("type (\\w+) hook (\\w+) priority ([\\w-]+); policy (\\w+);");
     private static final Pattern COMMENT = Pattern.compile(" comment \"([^\"]*)\"$");
@@ -38,11 +38,13 @@ public final class FakeNftablesClient implements NftablesClient
     private static final Pattern L4PROTO = Pattern.compile("^meta l4proto (?:(\\{ [^}]+ \\})|([\\w-]+)) snat ");
     private static final Pattern SNAT6 = Pattern.compile("snat ip6 to \\[([0-9a-fA-F:.]+)\\]:(\\d+)(?:-(\\d+))?");
 
-    /** One set or map: its type text and elements (canonical key text to data text, "" for sets). */
-    private static final class FakeSet
+    /** One set or map: its type text, declaration lines and elements (canonical key text to data text, "" for sets). */
+    static final class FakeSet
     {
         String type = "";
         boolean map;
+        /** What the declaration says besides the type, e.g. "flags dynamic", "size 65535", in the order given. */
+        final List<String> options = new ArrayList<>();
         final Map<String, String> elements = new LinkedHashMap<>();
 
         FakeSet copy()
@@ -50,12 +52,13 @@ public final class FakeNftablesClient implements NftablesClient
             final FakeSet c = new FakeSet();
             c.type = type;
             c.map = map;
+            c.options.addAll(options);
             c.elements.putAll(elements);
             return c;
         }
     }
 
-    private static final class FakeTable
+    static final class FakeTable
     {
         final Map<String, Long> counters = new LinkedHashMap<>();
         final Map<String, FakeSet> sets = new LinkedHashMap<>();
@@ -83,6 +86,35 @@ public final class FakeNftablesClient implements NftablesClient
     public List<String> scripts()
     {
         return scripts;
+    }
+
+    /**
+     * Every table as nft text, as {@code nft list ruleset} would print it (for one table: {@code nft list table
+     * inet NAME}), for golden comparisons; {@link NftListing} says what of nft's printing the fake follows.
+     *
+     * @return the text.
+     */
+    public String dump()
+    {
+        final StringBuilder sb = new StringBuilder();
+        tables.forEach((name, table) -> sb.append(NftListing.table(name, table)));
+        return sb.toString();
+    }
+
+    /**
+     * One table as {@code nft list table inet NAME} prints it.
+     *
+     * @param table the table's name.
+     * @return the text.
+     */
+    public String dump(final String table)
+    {
+        final FakeTable t = tables.get(table);
+        if (t == null)
+        {
+            throw new IllegalArgumentException("no table inet " + table);
+        }
+        return NftListing.table(table, t);
     }
 
     /** Sets a named counter's packets, as traffic would. */
@@ -187,6 +219,10 @@ public final class FakeNftablesClient implements NftablesClient
                 {
                     table.sets.get(object).type = line.substring("type ".length());
                 }
+                else
+                {
+                    table.sets.get(object).options.add(line);
+                }
             }
             else if (kind.equals("chain") && line.startsWith("type "))
             {
@@ -267,6 +303,13 @@ public final class FakeNftablesClient implements NftablesClient
                 final FakeSet set = new FakeSet();
                 set.map = m.group(1).equals("map");
                 set.type = m.group(4).strip();
+                for (final String option : m.group(5).split(";"))
+                {
+                    if (!option.isBlank())
+                    {
+                        set.options.add(option.strip());
+                    }
+                }
                 table.sets.put(m.group(3), set);
             }
             else if (!held.type.equals(m.group(4).strip()))

@@ -33,6 +33,56 @@ class NftDataplaneTest
         assertThat(nft.rules("egressd", "postrouting")).last().asString().startsWith("masquerade comment \"egressd ");
     }
 
+    @Test
+    void theFakeDumpsItsTableAsNftListsIt() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), PlanFixtures.goldenPlan()));
+        nft.run(PlanFixtures.GOLDEN_METER_ENTRY);
+        assertThat(nft.dump("egressd")).isEqualTo(PlanFixtures.goldenListing());
+        assertThat(nft.dump()).as("the only table").isEqualTo(nft.dump("egressd"));
+    }
+
+    @Test
+    void theDumpSortsAndWrapsElementsAsNftDoes() throws Exception
+    {
+        nft.run("table inet t {\n"
+            + "    set s {\n        type ifname . ipv4_addr\n    }\n"
+            + "    set v {\n        type ipv4_addr\n    }\n"
+            + "    set i {\n        type ifname\n    }\n"
+            + "    set q {\n        type inet_service\n    }\n"
+            + "    chain c {\n        meta l4proto { ipv6-icmp, udp, tcp } accept\n    }\n"
+            + "    chain b {\n        type nat hook postrouting priority 100; policy accept;\n    }\n"
+            + "}\n");
+        nft.run("add element inet t s { \"a\" . 10.0.0.2 }\nadd element inet t s { \"b\" . 10.0.0.1 }\n"
+            + "add element inet t s { \"aa\" . 10.0.0.1 }");
+        for (final String v : List.of("10.0.0.9", "10.0.0.1", "9.0.0.1", "10.0.0.3", "10.0.0.2"))
+        {
+            nft.run("add element inet t v { " + v + " }");
+        }
+        for (final String i : List.of("ab", "ba", "b"))
+        {
+            nft.run("add element inet t i { \"" + i + "\" }");
+        }
+        for (final String q : List.of("80", "7", "6", "5", "4", "3", "2", "1"))
+        {
+            nft.run("add element inet t q { " + q + " }");
+        }
+        // as nft 1.0.6 lists the same table: a concatenation or a string sorts by its last byte first
+        assertThat(nft.dump("t")).isEqualTo("table inet t {\n"
+            + "\tset s {\n\t\ttype ifname . ipv4_addr\n"
+            + "\t\telements = { \"b\" . 10.0.0.1,\n\t\t\t     \"aa\" . 10.0.0.1,\n\t\t\t     \"a\" . 10.0.0.2 }\n\t}\n\n"
+            + "\tset v {\n\t\ttype ipv4_addr\n"
+            + "\t\telements = { 9.0.0.1, 10.0.0.1,\n\t\t\t     10.0.0.2, 10.0.0.3,\n\t\t\t     10.0.0.9 }\n\t}\n\n"
+            + "\tset i {\n\t\ttype ifname\n"
+            + "\t\telements = { \"b\",\n\t\t\t     \"ba\",\n\t\t\t     \"ab\" }\n\t}\n\n"
+            + "\tset q {\n\t\ttype inet_service\n"
+            + "\t\telements = { 1, 2, 3, 4, 5,\n\t\t\t     6, 7, 80 }\n\t}\n\n"
+            + "\tchain c {\n\t\tmeta l4proto { tcp, udp, ipv6-icmp } accept\n\t}\n\n"
+            + "\tchain b {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n"
+            + "}\n");
+    }
+
     // ---- the fixed part: verified on every ensureTable, repaired in one transaction without a reload ----
 
     private void fillSomeElements() throws Exception

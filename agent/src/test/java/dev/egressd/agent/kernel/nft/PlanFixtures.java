@@ -5,6 +5,10 @@ import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanElement;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -58,5 +62,37 @@ final class PlanFixtures
     {
         return KernelPlan.of(plan.elements().stream()
             .filter(e -> !(e instanceof PlanElement.Uplink4) && !(e instanceof PlanElement.Uplink6)).toList());
+    }
+
+    /** The small plan of the golden listing: machines 3, 1 and 2 (given out of order), without uplinks. */
+    static KernelPlan goldenPlan()
+    {
+        return withoutUplinks(machines(3, 1, 2));
+    }
+
+    /** A meter entry added by hand to the golden table, as the kernel adds one for a guest's flow. */
+    static final String GOLDEN_METER_ENTRY = "add element inet egressd cc4 { 10.77.0.2 . 198.51.100.10 }";
+
+    /**
+     * What {@code nft list table inet egressd} of nft 1.0.6 prints for {@link #goldenPlan()} and
+     * {@link #GOLDEN_METER_ENTRY} on the default configuration: taken from the kernel, which
+     * {@code NftDataplanePrivilegedTest} checks it against.
+     *
+     * @return the listing.
+     */
+    static String goldenListing()
+    {
+        try (InputStream in = PlanFixtures.class.getResourceAsStream("list-table-three-machines-nft-1.0.6.txt"))
+        {
+            if (in == null)
+            {
+                throw new IllegalStateException("list-table-three-machines-nft-1.0.6.txt is not on the test classpath");
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
     }
 }

@@ -8,25 +8,27 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.egressd.agent.lab.LabNamespace;
 import dev.egressd.agent.natives.LibC;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.agent.testing.AddressProtocols;
+import dev.egressd.agent.testing.LabNamespace;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
  * RtnetlinkAddresses against the kernel, in a fresh namespace per test with a link {@code up0} (dummy, or veth where the kernel lacks dummy);
  * the kernel state is read back with {@code ip -j addr show}, independently of our own parser.
  */
-@Tag("privileged")
+@Privileged
 class RtnetlinkAddressesPrivilegedTest
 {
     private static final Ipv4Address V4 = Ipv4Address.parse("203.0.113.10");
@@ -39,7 +41,7 @@ class RtnetlinkAddressesPrivilegedTest
     @BeforeEach
     void createNamespace() throws IOException
     {
-        LabNamespace.requireRoot();
+        Requirements.root();
         lab = LabNamespace.create();
         lab.addLink("up0");
         ns = NetNamespace.enter(lab.name());

@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.testing;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -13,7 +13,7 @@ import org.junit.jupiter.api.AfterEach;
  * in its host namespace, and a teardown that closes what the test opened (last first), kills the daemon, removes
  * the lab and the daemon's work directory, also when the test or one of those steps fails.
  */
-abstract class DaemonLabTest
+public abstract class DaemonLabTest
 {
     /** Closed after each test, last added first, before the daemon is killed and the lab removed. */
     protected final List<AutoCloseable> cleanup = new ArrayList<>();
@@ -41,7 +41,7 @@ abstract class DaemonLabTest
     }
 
     @AfterEach
-    final void removeDaemonAndLab() throws Exception
+    protected final void removeDaemonAndLab() throws Exception
     {
         try
         {

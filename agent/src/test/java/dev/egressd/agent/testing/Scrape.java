@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.testing;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -13,17 +13,17 @@ import java.util.regex.Pattern;
  * @param text    the scrape as served.
  * @param samples every sample, in order.
  */
-record Scrape(String text, List<Sample> samples)
+public record Scrape(String text, List<Sample> samples)
 {
     private static final Pattern LINE = Pattern.compile("^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{(.*)\\})?\\s+(\\S+)(\\s+\\S+)?$");
     private static final Pattern LABEL = Pattern.compile("([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\]|\\\\.)*)\"");
 
     /** One sample: its name, labels and value. */
-    record Sample(String name, Map<String, String> labels, double value)
+    public record Sample(String name, Map<String, String> labels, double value)
     {
     }
 
-    static Scrape parse(final String text)
+    public static Scrape parse(final String text)
     {
         final List<Sample> samples = new ArrayList<>();
         for (final String line : text.split("\n"))
@@ -68,7 +68,7 @@ record Scrape(String text, List<Sample> samples)
      * @param labels label, value, label, value...
      * @return the value, or NaN when there is no such sample.
      */
-    double value(final String name, final String... labels)
+    public double value(final String name, final String... labels)
     {
         for (final Sample s : samples)
         {

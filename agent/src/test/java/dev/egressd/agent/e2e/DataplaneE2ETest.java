@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -6,11 +6,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.egressd.agent.kernel.KernelDataplane;
-import dev.egressd.agent.lab.Lab.ClientResult;
-import dev.egressd.agent.lab.Lab.ConntrackEntry;
-import dev.egressd.agent.lab.Lab.RunningClient;
-import dev.egressd.agent.lab.Lab.Seen;
-import dev.egressd.agent.kernel.rtnetlink.AddressProtocols;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.NftException;
@@ -28,6 +23,13 @@ import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanDiff;
 import dev.egressd.core.plan.PlanElement;
 import dev.egressd.core.plan.PlannedMachine;
+import dev.egressd.agent.testing.AddressProtocols;
+import dev.egressd.agent.testing.ClientResult;
+import dev.egressd.agent.testing.ConntrackEntry;
+import dev.egressd.agent.testing.Destination.Seen;
+import dev.egressd.agent.testing.Lab;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.RunningClient;
 
 import java.io.IOException;
 import java.time.Duration;
@@ -38,7 +40,6 @@ import java.util.Map;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -47,7 +48,7 @@ import org.junit.jupiter.api.Test;
  * guests and the destination then see. The plans' uplink addresses are put on by KernelDataplane itself
  * and checked with {@code ip -j addr}. Each test builds its own lab and removes it.
  */
-@Tag("privileged")
+@Privileged
 class DataplaneE2ETest
 {
     private static final BlockLayout L = BlockLayout.STANDARD;
@@ -87,16 +88,16 @@ class DataplaneE2ETest
             final int first = L.firstPort(g);
             final int last = L.lastPort(g);
             final List<ClientResult> all = new ArrayList<>();
-            all.addAll(expectOk(lab.client(g, "tcp", DST4, 80, 3, 0), A.ipv4().toString(), first, last));
-            all.addAll(expectOk(lab.client(g, "udp", DST4, 5000, 2, 0), A.ipv4().toString(), first, last));
-            all.addAll(expectOk(lab.client(g, "tcp", DST6, 80, 3, 0), A.ipv6().toString(), first, last));
-            all.addAll(expectOk(lab.client(g, "udp", DST6, 5000, 2, 0), A.ipv6().toString(), first, last));
+            all.addAll(expectOk(lab.guest(g).client("tcp", DST4, 80, 3, 0), A.ipv4().toString(), first, last));
+            all.addAll(expectOk(lab.guest(g).client("udp", DST4, 5000, 2, 0), A.ipv4().toString(), first, last));
+            all.addAll(expectOk(lab.guest(g).client("tcp", DST6, 80, 3, 0), A.ipv6().toString(), first, last));
+            all.addAll(expectOk(lab.guest(g).client("udp", DST6, 5000, 2, 0), A.ipv6().toString(), first, last));
             // ICMP echo: dst answers only the static ranges, so an answer means it was translated;
             // conntrack shows the translated echo id inside the block
-            assertThat(lab.ping(g, DST4)).as("g%d ping v4", g).isTrue();
-            assertThat(lab.ping(g, DST6)).as("g%d ping v6", g).isTrue();
-            final ConntrackEntry icmp4 = onlyIcmp(lab.conntrack("ipv4"), guest4(g));
-            final ConntrackEntry icmp6 = onlyIcmp(lab.conntrack("ipv6"), guest6(g));
+            assertThat(lab.guest(g).ping(DST4)).as("g%d ping v4", g).isTrue();
+            assertThat(lab.guest(g).ping(DST6)).as("g%d ping v6", g).isTrue();
+            final ConntrackEntry icmp4 = onlyIcmp(lab.hostConntrack().entries("ipv4"), guest4(g));
+            final ConntrackEntry icmp6 = onlyIcmp(lab.hostConntrack().entries("ipv6"), guest6(g));
             assertThat(icmp4.replyDst()).isEqualTo(A.ipv4().toString());
             assertThat(icmp6.replyDst()).isEqualTo(A.ipv6().toString());
             assertThat(icmp4.replyPort()).isBetween(first, last);
@@ -106,7 +107,7 @@ class DataplaneE2ETest
                 icmp6.replyPort()));
         }
         // everything the destination saw came from the pair, every port inside one of the two blocks
-        final List<Seen> seen = lab.destinationLog();
+        final List<Seen> seen = lab.destination().log();
         assertThat(seen).hasSize(20);
         assertThat(seen).allSatisfy(s ->
         {
@@ -137,12 +138,12 @@ class DataplaneE2ETest
         for (final Object[] e : expect)
         {
             final int g = (int)e[0];
-            final List<ClientResult> r4 = expectOk(lab.client(g, "tcp", DST4, 80, 2, 0), (String)e[1], (int)e[3], (int)e[4]);
-            final List<ClientResult> u4 = expectOk(lab.client(g, "udp", DST4, 5000, 1, 0), (String)e[1], (int)e[3], (int)e[4]);
-            final List<ClientResult> r6 = expectOk(lab.client(g, "tcp", DST6, 80, 2, 0), (String)e[2], (int)e[3], (int)e[4]);
+            final List<ClientResult> r4 = expectOk(lab.guest(g).client("tcp", DST4, 80, 2, 0), (String)e[1], (int)e[3], (int)e[4]);
+            final List<ClientResult> u4 = expectOk(lab.guest(g).client("udp", DST4, 5000, 1, 0), (String)e[1], (int)e[3], (int)e[4]);
+            final List<ClientResult> r6 = expectOk(lab.guest(g).client("tcp", DST6, 80, 2, 0), (String)e[2], (int)e[3], (int)e[4]);
             figures.append(String.format(" g%d tcp4 %s udp4 %s tcp6 %s;", g, r4, u4, r6));
         }
-        final List<Seen> seen = lab.destinationLog();
+        final List<Seen> seen = lab.destination().log();
         assertThat(seen).hasSize(20);
         assertThat(seen.stream().filter(s -> s.ip().equals(HOST4) || s.ip().equals(HOST6)))
             .as("only g4 is masqueraded").hasSize(5);
@@ -159,24 +160,24 @@ class DataplaneE2ETest
             app(2, A, 1));
         apply(machines, List.of(A));
         final Map<String, Long> before = counters();
-        final Map<String, Long> arrivedBefore = lab.arrivals();
+        final Map<String, Long> arrivedBefore = lab.destination().arrivals();
 
         final long t0 = System.nanoTime();
-        final List<ClientResult> tcp4 = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2");
+        final List<ClientResult> tcp4 = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2");
         final long tcp4Millis = (System.nanoTime() - t0) / 1_000_000;
-        final List<ClientResult> tcp6 = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "2");
-        final List<ClientResult> udp4 = lab.client(1, "udp", DST4, 5000, 1, 0, "--timeout", "0.5");
-        final List<ClientResult> udp6 = lab.client(1, "udp", DST6, 5000, 1, 0, "--timeout", "0.5");
+        final List<ClientResult> tcp6 = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "2");
+        final List<ClientResult> udp4 = lab.guest(1).client("udp", DST4, 5000, 1, 0, "--timeout", "0.5");
+        final List<ClientResult> udp6 = lab.guest(1).client("udp", DST6, 5000, 1, 0, "--timeout", "0.5");
         assertThat(tcp4).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
         assertThat(tcp6).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
         assertThat(tcp4Millis).as("refused at once, not timed out").isLessThan(1500);
         assertThat(udp4).allSatisfy(r -> assertThat(r.ok()).isFalse());
         assertThat(udp6).allSatisfy(r -> assertThat(r.ok()).isFalse());
-        assertThat(lab.ping(1, DST4)).isFalse();
-        assertThat(lab.ping(1, DST6)).isFalse();
-        assertThat(lab.destinationLog()).as("nothing from the pending machine, from any address").isEmpty();
+        assertThat(lab.guest(1).ping(DST4)).isFalse();
+        assertThat(lab.guest(1).ping(DST6)).isFalse();
+        assertThat(lab.destination().log()).as("nothing from the pending machine, from any address").isEmpty();
         // the log only shows connections that completed; the capture at dst shows every packet that arrived
-        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        final Map<String, Long> arrived = lab.destination().arrivalsSince(arrivedBefore);
         assertThat(arrived).as("no packet reached dst: not raw, not masqueraded, not translated")
             .doesNotContainKeys(guest4(1), guest6(1), HOST4, HOST6).isEmpty();
 
@@ -185,8 +186,8 @@ class DataplaneE2ETest
         assertThat(after.get(Ruleset.COUNTER_UNMAPPED6)).isGreaterThan(before.get(Ruleset.COUNTER_UNMAPPED6));
         assertThat(after.get(Ruleset.COUNTER_BACKSTOP4)).isEqualTo(before.get(Ruleset.COUNTER_BACKSTOP4));
         // the mapped neighbour is unaffected
-        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
-        assertThat(lab.arrivalsSince(arrivedBefore)).as("the capture does see traffic").containsOnlyKeys(
+        expectOk(lab.guest(2).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        assertThat(lab.destination().arrivalsSince(arrivedBefore)).as("the capture does see traffic").containsOnlyKeys(
             A.ipv4().toString());
         report(String.format("pending: tcp4 %s in %d ms, tcp6 %s, udp4 %s, udp6 %s, ping refused; dst log empty; "
             + "dst capture %s; unmapped4 %d->%d unmapped6 %d->%d", tcp4, tcp4Millis, tcp6, udp4, udp6, arrived,
@@ -203,16 +204,16 @@ class DataplaneE2ETest
         lab.must("g2", "ip", "addr", "add", guest4(1) + "/32", "dev", "eth0");
         lab.must("g2", "ip", "-6", "addr", "add", guest6(1) + "/128", "dev", "eth0", "nodad");
         final Map<String, Long> before = counters();
-        final Map<String, Long> arrivedBefore = lab.arrivals();
+        final Map<String, Long> arrivedBefore = lab.destination().arrivals();
 
-        final List<ClientResult> tcp4 = lab.client(2, "tcp", DST4, 80, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
-        final List<ClientResult> udp4 = lab.client(2, "udp", DST4, 5000, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
-        final List<ClientResult> tcp6 = lab.client(2, "tcp", DST6, 80, 1, 0, "--bind", guest6(1), "--timeout", "0.5");
+        final List<ClientResult> tcp4 = lab.guest(2).client("tcp", DST4, 80, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
+        final List<ClientResult> udp4 = lab.guest(2).client("udp", DST4, 5000, 1, 0, "--bind", guest4(1), "--timeout", "0.5");
+        final List<ClientResult> tcp6 = lab.guest(2).client("tcp", DST6, 80, 1, 0, "--bind", guest6(1), "--timeout", "0.5");
         assertThat(tcp4).extracting(ClientResult::error).containsExactly("ETIMEDOUT");
         assertThat(udp4).extracting(ClientResult::ok).containsExactly(false);
         assertThat(tcp6).extracting(ClientResult::error).containsExactly("ETIMEDOUT");
-        assertThat(lab.destinationLog()).as("nothing reached the destination").isEmpty();
-        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        assertThat(lab.destination().log()).as("nothing reached the destination").isEmpty();
+        final Map<String, Long> arrived = lab.destination().arrivalsSince(arrivedBefore);
         assertThat(arrived).as("no packet at dst: not as g1's pair, not raw, not masqueraded")
             .doesNotContainKeys(A.ipv4().toString(), A.ipv6().toString(), guest4(1), guest6(1), HOST4, HOST6)
             .isEmpty();
@@ -221,8 +222,8 @@ class DataplaneE2ETest
         assertThat(after.get(Ruleset.COUNTER_SPOOF4)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF4) + 2);
         assertThat(after.get(Ruleset.COUNTER_SPOOF6)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF6) + 1);
         // both guests still work from their own addresses
-        expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
-        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0, "--bind", guest4(2)), A.ipv4().toString(), L.firstPort(2),
+        expectOk(lab.guest(1).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        expectOk(lab.guest(2).client("tcp", DST4, 80, 1, 0, "--bind", guest4(2)), A.ipv4().toString(), L.firstPort(2),
             L.lastPort(2));
         report(String.format("spoof: g2 as %s tcp4 %s udp4 %s, as %s tcp6 %s; dst log empty; spoof4 %d->%d spoof6 %d->%d",
             guest4(1), tcp4, udp4, guest6(1), tcp6, before.get(Ruleset.COUNTER_SPOOF4), after.get(Ruleset.COUNTER_SPOOF4),
@@ -237,7 +238,7 @@ class DataplaneE2ETest
         apply(List.of(app(1, A, 1)), List.of(A));
         final Map<String, Long> before = counters();
 
-        try (RunningClient held = lab.startClient(1, "tcp", DST4, "80", Integer.toString(cap), "5", "--timeout", "2"))
+        try (RunningClient held = lab.guest(1).startClient("tcp", DST4, "80", Integer.toString(cap), "5", "--timeout", "2"))
         {
             final List<ClientResult> first = new ArrayList<>();
             for (int i = 0; i < cap; i++)
@@ -247,7 +248,7 @@ class DataplaneE2ETest
             // the 9th, while the 8 are held: a reset arrives at once (a dropped SYN would be retried after
             // 1 s and time out after 2 s); the time includes starting the client, ~0.1-0.3 s
             final long t0 = System.nanoTime();
-            final ClientResult over = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+            final ClientResult over = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
             assertThat(first).allSatisfy(r ->
             {
@@ -257,14 +258,14 @@ class DataplaneE2ETest
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
             assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
             // another destination IP is a different key: still fine while the 8 are held
-            final List<ClientResult> other = lab.client(1, "tcp", DST4B, 80, 1, 0);
+            final List<ClientResult> other = lab.guest(1).client("tcp", DST4B, 80, 1, 0);
             assertThat(other).extracting(ClientResult::seenIp).containsExactly(A.ipv4().toString());
             // and IPv6 to the same destination host is counted separately
-            final List<ClientResult> v6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+            final List<ClientResult> v6 = lab.guest(1).client("tcp", DST6, 80, 1, 0);
             assertThat(v6).extracting(ClientResult::seenIp).containsExactly(A.ipv6().toString());
             final Map<String, Long> after = counters();
             assertThat(after.get(Ruleset.COUNTER_CAP4)).isGreaterThan(before.get(Ruleset.COUNTER_CAP4));
-            assertThat(lab.destinationLog().stream().filter(s -> s.localIp().equals(DST4))).hasSize(cap);
+            assertThat(lab.destination().log().stream().filter(s -> s.localIp().equals(DST4))).hasSize(cap);
             report(String.format("cap %d: first %d ok %s; #%d %s after %d ms; to %s %s; cap4 %d->%d", cap, cap, first,
                 cap + 1, over, overMillis, DST4B, other, before.get(Ruleset.COUNTER_CAP4),
                 after.get(Ruleset.COUNTER_CAP4)));
@@ -279,7 +280,7 @@ class DataplaneE2ETest
         apply(List.of(app(1, A, 1)), List.of(A));
         final Map<String, Long> before = counters();
 
-        try (RunningClient held = lab.startClient(1, "tcp", DST6, "80", Integer.toString(cap), "5", "--timeout", "2"))
+        try (RunningClient held = lab.guest(1).startClient("tcp", DST6, "80", Integer.toString(cap), "5", "--timeout", "2"))
         {
             final List<ClientResult> first = new ArrayList<>();
             for (int i = 0; i < cap; i++)
@@ -287,7 +288,7 @@ class DataplaneE2ETest
                 first.add(held.next(Duration.ofSeconds(5)));
             }
             final long t0 = System.nanoTime();
-            final ClientResult over = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "2").get(0);
+            final ClientResult over = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
             assertThat(first).allSatisfy(r ->
             {
@@ -298,12 +299,12 @@ class DataplaneE2ETest
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
             assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
             // IPv4 to the same destination host is another key: still fine while the 8 are held
-            assertThat(lab.client(1, "tcp", DST4, 80, 1, 0)).extracting(ClientResult::seenIp)
+            assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0)).extracting(ClientResult::seenIp)
                 .containsExactly(A.ipv4().toString());
             final Map<String, Long> after = counters();
             assertThat(after.get(Ruleset.COUNTER_CAP6)).isGreaterThan(before.get(Ruleset.COUNTER_CAP6));
             assertThat(after.get(Ruleset.COUNTER_CAP4)).isEqualTo(before.get(Ruleset.COUNTER_CAP4));
-            assertThat(lab.destinationLog().stream().filter(s -> s.localIp().equals(DST6))).hasSize(cap);
+            assertThat(lab.destination().log().stream().filter(s -> s.localIp().equals(DST6))).hasSize(cap);
             report(String.format("cap6 %d: first %d ok %s; #%d %s after %d ms; cap6 %d->%d", cap, cap, first, cap + 1,
                 over, overMillis, before.get(Ruleset.COUNTER_CAP6), after.get(Ruleset.COUNTER_CAP6)));
         }
@@ -320,14 +321,14 @@ class DataplaneE2ETest
         apply(machines, List.of(A));
         assertThat(readKernel().elements()).noneMatch(e -> e.toString().contains(guest6(1)));
         final Map<String, Long> before = counters();
-        final Map<String, Long> arrivedBefore = lab.arrivals();
+        final Map<String, Long> arrivedBefore = lab.destination().arrivals();
 
-        final List<ClientResult> tcp6 = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "1");
-        final List<ClientResult> udp6 = lab.client(1, "udp", DST6, 5000, 1, 0, "--timeout", "0.5");
+        final List<ClientResult> tcp6 = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "1");
+        final List<ClientResult> udp6 = lab.guest(1).client("udp", DST6, 5000, 1, 0, "--timeout", "0.5");
         assertThat(tcp6).extracting(ClientResult::ok).containsExactly(false);
         assertThat(udp6).extracting(ClientResult::ok).containsExactly(false);
-        assertThat(lab.ping(1, DST6)).isFalse();
-        final Map<String, Long> arrived = lab.arrivalsSince(arrivedBefore);
+        assertThat(lab.guest(1).ping(DST6)).isFalse();
+        final Map<String, Long> arrived = lab.destination().arrivalsSince(arrivedBefore);
         assertThat(arrived).as("no IPv6 packet at dst: not raw, not masqueraded, not translated")
             .doesNotContainKeys(guest6(1), HOST6, A.ipv6().toString()).isEmpty();
         final Map<String, Long> after = counters();
@@ -335,9 +336,9 @@ class DataplaneE2ETest
         assertThat(after.get(Ruleset.COUNTER_BACKSTOP6)).isEqualTo(before.get(Ruleset.COUNTER_BACKSTOP6));
 
         // its IPv4 works, from the pair, inside its block
-        final List<ClientResult> tcp4 = expectOk(lab.client(1, "tcp", DST4, 80, 2, 0), A.ipv4().toString(),
+        final List<ClientResult> tcp4 = expectOk(lab.guest(1).client("tcp", DST4, 80, 2, 0), A.ipv4().toString(),
             L.firstPort(1), L.lastPort(1));
-        assertThat(lab.arrivalsSince(arrivedBefore)).containsOnlyKeys(A.ipv4().toString());
+        assertThat(lab.destination().arrivalsSince(arrivedBefore)).containsOnlyKeys(A.ipv4().toString());
         report(String.format("v4-only guest: tcp6 %s udp6 %s ping6 refused; dst capture %s; spoof6 %d->%d; tcp4 %s",
             tcp6, udp6, arrived, before.get(Ruleset.COUNTER_SPOOF6), after.get(Ruleset.COUNTER_SPOOF6), tcp4));
     }
@@ -348,7 +349,7 @@ class DataplaneE2ETest
         final int cap = 4;
         start(1, cap);
         apply(List.of(app(1, A, 1)), List.of(A));
-        try (RunningClient held = lab.startClient(1, "tcp", DST4, "80", Integer.toString(cap), "6", "--timeout", "2"))
+        try (RunningClient held = lab.guest(1).startClient("tcp", DST4, "80", Integer.toString(cap), "6", "--timeout", "2"))
         {
             for (int i = 0; i < cap; i++)
             {
@@ -363,7 +364,7 @@ class DataplaneE2ETest
             // the meter still counts the 4 held connections: the 5th is refused at once (a reset meter would let
             // it through, and 4 more after it)
             final long t0 = System.nanoTime();
-            final ClientResult over = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+            final ClientResult over = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
             assertThat(overMillis).isLessThan(1500);
@@ -380,7 +381,7 @@ class DataplaneE2ETest
     {
         start(1, 1024);
         apply(List.of(app(1, A, 1)), List.of(A, B));
-        try (RunningClient held = lab.startClient(1, "hold", DST4B, "80", "4", "--timeout", "1"))
+        try (RunningClient held = lab.guest(1).startClient("hold", DST4B, "80", "4", "--timeout", "1"))
         {
             final ClientResult established = held.next(Duration.ofSeconds(5));
             assertThat(established.seenIp()).isEqualTo(A.ipv4().toString());
@@ -393,9 +394,9 @@ class DataplaneE2ETest
                 .extracting(c -> c.element().kind()).containsExactlyInAnyOrder("snat4", "snat6");
             held.drain();
 
-            final List<ClientResult> fresh4 = expectOk(lab.client(1, "tcp", DST4, 80, 2, 0), B.ipv4().toString(),
+            final List<ClientResult> fresh4 = expectOk(lab.guest(1).client("tcp", DST4, 80, 2, 0), B.ipv4().toString(),
                 L.firstPort(2), L.lastPort(2));
-            final List<ClientResult> fresh6 = expectOk(lab.client(1, "tcp", DST6, 80, 2, 0), B.ipv6().toString(),
+            final List<ClientResult> fresh6 = expectOk(lab.guest(1).client("tcp", DST6, 80, 2, 0), B.ipv6().toString(),
                 L.firstPort(2), L.lastPort(2));
             final List<String> rest = held.awaitEnd(Duration.ofSeconds(6));
             assertThat(rest).last().isEqualTo("done");
@@ -441,8 +442,8 @@ class DataplaneE2ETest
                 .doesNotContain(C.ipv4().toString(), C.ipv6().toString());
         }
         // traffic is as before: g1 from A, g2 masqueraded
-        expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
-        expectOk(lab.client(2, "tcp", DST4, 80, 1, 0), HOST4, 1, 65535);
+        expectOk(lab.guest(1).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        expectOk(lab.guest(2).client("tcp", DST4, 80, 1, 0), HOST4, 1, 65535);
         report("bad transaction: read() unchanged after " + errors);
     }
 
@@ -469,8 +470,8 @@ class DataplaneE2ETest
             PlanChange.add(new PlanElement.Guest6("tap-g2", Ipv6Address.parse(guest6(2)))),
             PlanChange.add(new PlanElement.Snat4(Ipv4Address.parse(guest4(1)), A.ipv4(), L.firstPort(1), L.lastPort(1))));
         // the drift shows: g1 (static, now unmapped) is refused, g2's IPv6 is dropped as foreign
-        assertThat(lab.client(1, "tcp", DST4, 80, 1, 0)).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
-        assertThat(lab.client(2, "tcp", DST6, 80, 1, 0, "--timeout", "0.5")).extracting(ClientResult::error)
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0)).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
+        assertThat(lab.guest(2).client("tcp", DST6, 80, 1, 0, "--timeout", "0.5")).extracting(ClientResult::error)
             .containsExactly("ETIMEDOUT");
 
         lab.host().call(() ->
@@ -480,9 +481,9 @@ class DataplaneE2ETest
         });
         assertThat(readKernel()).isEqualTo(desired);
         assertUplinkHolds(List.of(A));
-        final List<ClientResult> g1 = expectOk(lab.client(1, "tcp", DST4, 80, 1, 0), A.ipv4().toString(),
+        final List<ClientResult> g1 = expectOk(lab.guest(1).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(),
             L.firstPort(1), L.lastPort(1));
-        final List<ClientResult> g2 = expectOk(lab.client(2, "tcp", DST6, 80, 1, 0), A.ipv6().toString(),
+        final List<ClientResult> g2 = expectOk(lab.guest(2).client("tcp", DST6, 80, 1, 0), A.ipv6().toString(),
             L.firstPort(2), L.lastPort(2));
         report("drift: " + desired.size() + " elements round-trip; repair " + repair
             + "; after repair g1 " + g1 + " g2 " + g2);

@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.testing;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -15,7 +15,7 @@ import java.util.concurrent.TimeUnit;
  * ({@code ip netns exec P-host java -jar egressd.jar ...}; {@code ip netns exec} execs, so the process is the JVM
  * itself and {@link #kill9()} is a real {@code kill -9} of the daemon). The fixture may shell out; the daemon never does.
  */
-final class DaemonProcess implements AutoCloseable
+public final class DaemonProcess implements AutoCloseable
 {
     private final Lab lab;
     private final Path stateDir;
@@ -25,7 +25,7 @@ final class DaemonProcess implements AutoCloseable
     private Process process;
     private long startedMillis = -1;
 
-    DaemonProcess(final Lab lab, final Path workDir, final String... extra) throws IOException
+    public DaemonProcess(final Lab lab, final Path workDir, final String... extra) throws IOException
     {
         this.lab = lab;
         this.stateDir = Files.createDirectories(workDir.resolve("state"));
@@ -40,7 +40,7 @@ final class DaemonProcess implements AutoCloseable
      * @param confirm whether to pass {@code --yes}.
      * @return its exit code and output.
      */
-    Lab.Exec teardown(final boolean confirm)
+    public Shell.Exec teardown(final boolean confirm)
     {
         final List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
             .toString(), "-jar", jar().toString(), "--teardown", "--region", "ord", "--uplink", "uplink",
@@ -57,7 +57,7 @@ final class DaemonProcess implements AutoCloseable
      *
      * @return the jar; the test fails when it is missing.
      */
-    static Path jar()
+    public static Path jar()
     {
         final String property = System.getProperty("egressd.jar");
         Path jar = property != null ? Path.of(property) : null;
@@ -73,17 +73,17 @@ final class DaemonProcess implements AutoCloseable
         return jar.toAbsolutePath();
     }
 
-    ApiClient api()
+    public ApiClient api()
     {
         return new ApiClient(socket);
     }
 
-    Path log()
+    public Path log()
     {
         return log;
     }
 
-    Path socket()
+    public Path socket()
     {
         return socket;
     }
@@ -97,7 +97,7 @@ final class DaemonProcess implements AutoCloseable
      * @param args the command and its options, e.g. {@code conns m1 --json}.
      * @return its exit code, stdout and stderr.
      */
-    Lab.Output egressctl(final String... args)
+    public Shell.Output egressctl(final String... args)
     {
         final List<String> cmd = new ArrayList<>(List.of(
             Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-XX:TieredStopAtLevel=1",
@@ -113,7 +113,7 @@ final class DaemonProcess implements AutoCloseable
      * @return milliseconds from process start to the API's first answer.
      * @throws Exception if it does not come up within 30 s.
      */
-    long start() throws Exception
+    public long start() throws Exception
     {
         final List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", lab.ns("host"),
             Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
@@ -151,7 +151,7 @@ final class DaemonProcess implements AutoCloseable
     }
 
     /** kill -9: no shutdown hook, no last write; the kernel keeps what it had. */
-    void kill9() throws InterruptedException
+    public void kill9() throws InterruptedException
     {
         process.destroyForcibly();
         if (!process.waitFor(10, TimeUnit.SECONDS))
@@ -166,7 +166,7 @@ final class DaemonProcess implements AutoCloseable
      * @return the exit code.
      * @throws InterruptedException if interrupted.
      */
-    int stop() throws InterruptedException
+    public int stop() throws InterruptedException
     {
         process.destroy();
         if (!process.waitFor(15, TimeUnit.SECONDS))
@@ -183,7 +183,7 @@ final class DaemonProcess implements AutoCloseable
      *
      * @return N, or -1 if not logged.
      */
-    long loggedStartMillis()
+    public long loggedStartMillis()
     {
         try
         {
@@ -205,7 +205,7 @@ final class DaemonProcess implements AutoCloseable
         }
     }
 
-    String tail()
+    public String tail()
     {
         try
         {

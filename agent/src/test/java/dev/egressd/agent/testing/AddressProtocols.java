@@ -1,4 +1,4 @@
-package dev.egressd.agent.kernel.rtnetlink;
+package dev.egressd.agent.testing;
 
 import java.io.IOException;
 import java.io.InputStream;

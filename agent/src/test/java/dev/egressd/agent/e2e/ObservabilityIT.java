@@ -1,12 +1,19 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.egressd.agent.lab.Lab.ClientResult;
-import dev.egressd.agent.lab.Lab.ConntrackEntry;
-import dev.egressd.agent.lab.Lab.RunningClient;
+import dev.egressd.agent.testing.ApiClient;
+import dev.egressd.agent.testing.ClientResult;
+import dev.egressd.agent.testing.ConntrackEntry;
+import dev.egressd.agent.testing.DaemonLabTest;
+import dev.egressd.agent.testing.Lab;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.Requirements;
+import dev.egressd.agent.testing.RunningClient;
+import dev.egressd.agent.testing.Scrape;
+import dev.egressd.agent.testing.Shell;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -25,19 +32,18 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.stream.Collectors;
 
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * What an operator sees, against the running daemon (issue 5, "Done when"): the built {@code egressd.jar} in a
+ * What an operator sees, against the running daemon: the built {@code egressd.jar} in a
  * fresh lab's host namespace with a destination cap of {@value #CAP}, driven over its API socket, its ledger compared
  * with {@code conntrack -L}, its {@code /metrics} scrape (read through the API socket) checked by
  * {@code promtool check metrics}, and every {@code egressctl} command run from the jar inside the host namespace.
  * The lab is removed and the daemon killed also on failure. Figures are printed as {@code OBSERVABILITY-IT ...}
  * lines (they land in the failsafe report).
  */
-@Tag("privileged")
+@Privileged
 class ObservabilityIT extends DaemonLabTest
 {
     private static final int CAP = 10;
@@ -77,7 +83,7 @@ class ObservabilityIT extends DaemonLabTest
         // One short connection first, closed at once: conntrack keeps its entry in TIME_WAIT for 120 s, but the
         // kernel's `ct count` (the cap) no longer counts it, and neither does egressd's ledger (it closes a flow on
         // the update to TIME_WAIT or CLOSE). So the comparison below leaves TIME_WAIT and CLOSE entries out.
-        final ClientResult shortLived = lab.client(1, "tcp", DST11, 80, 1, 0, "--timeout", "2").get(0);
+        final ClientResult shortLived = lab.guest(1).client("tcp", DST11, 80, 1, 0, "--timeout", "2").get(0);
         assertThat(shortLived.seenIp()).isEqualTo(A[0]);
         final List<ClientResult> held = new ArrayList<>();
         held.addAll(hold(1, DST4, 6));
@@ -93,7 +99,7 @@ class ObservabilityIT extends DaemonLabTest
         // What conntrack shows for g1, restricted to the flows egressd (and `ct count`) counts: source-NATed
         // (they left through the uplink translated to the pair; replies go to the pair's address) and live, i.e.
         // not TIME_WAIT or CLOSE (a half-closed FIN_WAIT / CLOSE_WAIT / LAST_ACK entry still counts, for both).
-        final List<ConntrackEntry> all = lab.conntrack("ipv4", "-s", G1);
+        final List<ConntrackEntry> all = lab.hostConntrack().entries("ipv4", "-s", G1);
         final Map<String, Integer> fromConntrack = counted(all);
         report("1. ledger of m1 (GET /v1/machines/m1/connections): " + new TreeMap<>(fromLedger) + ", total "
             + ledger.get("total").asInt() + ", busiest " + ledger.get("busiest") + "; conntrack -L -s " + G1 + ": "
@@ -116,7 +122,7 @@ class ObservabilityIT extends DaemonLabTest
                 && Math.abs(ratio(s) - 0.8) < 1e-9);
         final double crit80 = at80.value("egressd_machines_saturated", "threshold", "0.95");
         assertThat(crit80).as("nobody at 95% yet").isZero();
-        final Lab.Output table80 = ctl("conns", "m1");
+        final Shell.Output table80 = ctl("conns", "m1");
         final JsonNode json80 = json(ctl("conns", "m1", "--json"));
         assertThat(row(table80.stdout(), DST4)).contains(" 8 ").contains("80.0%").endsWith("high");
         assertThat(json80.get("busiest").get("destination").asText()).isEqualTo(DST4);
@@ -132,7 +138,7 @@ class ObservabilityIT extends DaemonLabTest
             s -> s.value("egressd_machines_saturated", "threshold", "0.95") >= 1
                 && Math.abs(ratio(s) - 1.0) < 1e-9);
         assertThat(at100.value("egressd_machines_saturated", "threshold", "0.8")).isGreaterThanOrEqualTo(1);
-        final Lab.Output table100 = ctl("conns", "m1");
+        final Shell.Output table100 = ctl("conns", "m1");
         final JsonNode json100 = json(ctl("conns", "m1", "--json"));
         assertThat(row(table100.stdout(), DST4)).contains(" 10 ").contains("100.0%").endsWith("critical");
         assertThat(json100.get("busiest").get("connections").asInt()).isEqualTo(CAP);
@@ -145,7 +151,7 @@ class ObservabilityIT extends DaemonLabTest
 
         // the 11th is refused by the kernel (ct count over 10 -> reject with tcp reset) and counted
         final double refusedBefore = metrics().value("egressd_cap_refused_packets_total", "family", "ipv4");
-        final ClientResult eleventh = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        final ClientResult eleventh = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
         assertThat(eleventh.ok()).as("the 11th connection to %s: %s", DST4, eleventh).isFalse();
         assertThat(eleventh.error()).isEqualTo("ECONNREFUSED");
         final Scrape refused = pollMetrics("egressd_cap_refused_packets_total{family=ipv4} to rise",
@@ -164,7 +170,7 @@ class ObservabilityIT extends DaemonLabTest
     {
         final String scrape = api.get("/metrics").ok().text();
         Files.writeString(workDir.resolve("scrape.txt"), scrape);
-        final Process p = new ProcessBuilder(Lab.tool("promtool").toString(), "check", "metrics")
+        final Process p = new ProcessBuilder(Requirements.findTool("promtool").toString(), "check", "metrics")
             .redirectErrorStream(true).start();
         try (OutputStream in = p.getOutputStream())
         {
@@ -189,11 +195,11 @@ class ObservabilityIT extends DaemonLabTest
             List.of("pairs"), List.of("apps"), List.of("app", "shop"), List.of("conns", "m1", "--top", "5"),
             List.of("check"));
         // the read-only commands, each with and without --json, two JVMs at a time
-        final Map<String, Lab.Output> outputs = new LinkedHashMap<>();
+        final Map<String, Shell.Output> outputs = new LinkedHashMap<>();
         final ExecutorService pool = Executors.newFixedThreadPool(2);
         try
         {
-            final Map<String, Future<Lab.Output>> futures = new LinkedHashMap<>();
+            final Map<String, Future<Shell.Output>> futures = new LinkedHashMap<>();
             for (final List<String> read : reads)
             {
                 for (final boolean asJson : new boolean[] {false, true})
@@ -206,7 +212,7 @@ class ObservabilityIT extends DaemonLabTest
                     futures.put(String.join(" ", args), pool.submit(() -> ctlRaw(args.toArray(String[]::new))));
                 }
             }
-            for (final Map.Entry<String, Future<Lab.Output>> f : futures.entrySet())
+            for (final Map.Entry<String, Future<Shell.Output>> f : futures.entrySet())
             {
                 outputs.put(f.getKey(), f.getValue().get(90, TimeUnit.SECONDS));
             }
@@ -228,9 +234,9 @@ class ObservabilityIT extends DaemonLabTest
         }
         final StringBuilder figures = new StringBuilder("4. egressctl against the running daemon (in the host "
             + "namespace):");
-        for (final Map.Entry<String, Lab.Output> e : outputs.entrySet())
+        for (final Map.Entry<String, Shell.Output> e : outputs.entrySet())
         {
-            final Lab.Output o = e.getValue();
+            final Shell.Output o = e.getValue();
             figures.append("\n  egressctl ").append(e.getKey()).append(" -> exit ").append(o.exitCode())
                 .append(", ").append(o.stdout().length()).append(" bytes")
                 .append(o.stderr().isBlank() ? "" : ", stderr: " + o.stderr().strip());
@@ -238,7 +244,7 @@ class ObservabilityIT extends DaemonLabTest
         figures.append("\n  --- egressctl check:\n").append(outputs.get("check").stdout().strip());
         figures.append("\n  --- egressctl status:\n").append(outputs.get("status").stdout().strip());
         report(figures.toString());
-        for (final Map.Entry<String, Lab.Output> e : outputs.entrySet())
+        for (final Map.Entry<String, Shell.Output> e : outputs.entrySet())
         {
             assertThat(e.getValue().exitCode()).as("egressctl %s: %s", e.getKey(), e.getValue()).isZero();
             assertThat(e.getValue().stdout()).as("egressctl %s prints something", e.getKey()).isNotBlank();
@@ -304,14 +310,14 @@ class ObservabilityIT extends DaemonLabTest
 
     private void deletingAMachineRemovesItsConntrackEntries() throws Exception
     {
-        final int before = lab.conntrack("ipv4", "-s", G1).size();
-        final Map<String, Integer> m2Before = counted(lab.conntrack("ipv4", "-s", G2));
+        final int before = lab.hostConntrack().entries("ipv4", "-s", G1).size();
+        final Map<String, Integer> m2Before = counted(lab.hostConntrack().entries("ipv4", "-s", G2));
         final long t0 = System.nanoTime();
         api.delete("/v1/machines/m1").ok();
         final List<ConntrackEntry> left = poll("conntrack -L -s " + G1 + " to list nothing",
-            () -> lab.conntrack("ipv4", "-s", G1), List::isEmpty);
+            () -> lab.hostConntrack().entries("ipv4", "-s", G1), List::isEmpty);
         final long ms = (System.nanoTime() - t0) / 1_000_000;
-        final List<ConntrackEntry> m2After = lab.conntrack("ipv4", "-s", G2);
+        final List<ConntrackEntry> m2After = lab.hostConntrack().entries("ipv4", "-s", G2);
         report("5. DELETE /v1/machines/m1: conntrack -L -s " + G1 + " " + before + " entries -> " + left.size()
             + " within " + ms + " ms; m2 (" + G2 + ") counted " + m2Before + " -> " + counted(m2After) + " "
             + states(m2After) + "; ledger of m2 " + perDestination(api.get("/v1/machines/m2/connections").ok()
@@ -332,7 +338,7 @@ class ObservabilityIT extends DaemonLabTest
     /** Opens {@code n} TCP connections from guest {@code g} to {@code dst} port 80 and holds them (closed in cleanup). */
     private List<ClientResult> hold(final int g, final String dst, final int n) throws Exception
     {
-        final RunningClient client = lab.startClient(g, "tcp", dst, "80", Integer.toString(n), "600", "--timeout",
+        final RunningClient client = lab.guest(g).startClient("tcp", dst, "80", Integer.toString(n), "600", "--timeout",
             "3");
         cleanup.add(client);
         final List<ClientResult> results = new ArrayList<>();
@@ -397,19 +403,19 @@ class ObservabilityIT extends DaemonLabTest
     }
 
     /** Runs egressctl and fails unless it exits 0. */
-    private Lab.Output ctl(final String... args)
+    private Shell.Output ctl(final String... args)
     {
-        final Lab.Output o = ctlRaw(args);
+        final Shell.Output o = ctlRaw(args);
         assertThat(o.exitCode()).as("egressctl %s: %s", String.join(" ", args), o).isZero();
         return o;
     }
 
-    private Lab.Output ctlRaw(final String... args)
+    private Shell.Output ctlRaw(final String... args)
     {
         return daemon.egressctl(args);
     }
 
-    private static JsonNode json(final Lab.Output o) throws IOException
+    private static JsonNode json(final Shell.Output o) throws IOException
     {
         return ApiClient.JSON.readTree(o.stdout());
     }

@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.testing;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -17,26 +17,26 @@ import java.nio.file.Path;
  * ({@code Connection: close}), the answer read to the end. Test code only; a person uses
  * {@code curl --unix-socket}.
  */
-final class ApiClient
+public final class ApiClient
 {
-    static final ObjectMapper JSON = new ObjectMapper();
+    public static final ObjectMapper JSON = new ObjectMapper();
 
     private final Path socket;
 
-    ApiClient(final Path socket)
+    public ApiClient(final Path socket)
     {
         this.socket = socket;
     }
 
     /** An answer: the status and the body, parsed when it is JSON. */
-    record Response(int status, String text, JsonNode json)
+    public record Response(int status, String text, JsonNode json)
     {
         /**
          * Fails unless the status is 200.
          *
          * @return this.
          */
-        Response ok()
+        public Response ok()
         {
             if (status != 200)
             {
@@ -52,22 +52,22 @@ final class ApiClient
         }
     }
 
-    Response get(final String path) throws IOException
+    public Response get(final String path) throws IOException
     {
         return call("GET", path, null);
     }
 
-    Response put(final String path, final String body) throws IOException
+    public Response put(final String path, final String body) throws IOException
     {
         return call("PUT", path, body);
     }
 
-    Response post(final String path, final String body) throws IOException
+    public Response post(final String path, final String body) throws IOException
     {
         return call("POST", path, body);
     }
 
-    Response delete(final String path) throws IOException
+    public Response delete(final String path) throws IOException
     {
         return call("DELETE", path, null);
     }
@@ -81,7 +81,7 @@ final class ApiClient
      * @return the answer.
      * @throws IOException if the socket cannot be reached or the answer is cut off (e.g. the daemon was killed).
      */
-    Response call(final String method, final String path, final String body) throws IOException
+    public Response call(final String method, final String path, final String body) throws IOException
     {
         final byte[] payload = body == null ? new byte[0] : body.getBytes(StandardCharsets.UTF_8);
         final String head = method + " " + path + " HTTP/1.1\r\nHost: egressd\r\nConnection: close\r\n"

@@ -1,12 +1,16 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.egressd.agent.lab.ApiClient.Response;
-import dev.egressd.agent.lab.Lab.ClientResult;
-import dev.egressd.agent.lab.Lab.RunningClient;
-import dev.egressd.agent.lab.Lab.Seen;
+import dev.egressd.agent.testing.ApiClient.Response;
+import dev.egressd.agent.testing.ClientResult;
+import dev.egressd.agent.testing.DaemonLabTest;
+import dev.egressd.agent.testing.Destination.Seen;
+import dev.egressd.agent.testing.Lab;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.RunningClient;
+import dev.egressd.agent.testing.Shell;
 
 import java.io.IOException;
 import java.time.Duration;
@@ -29,18 +33,17 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * The running daemon, end to end (issue 4, "Privileged ... against the running daemon"): the built
+ * The running daemon, end to end: the built
  * {@code egressd.jar} started as a process inside a fresh lab's host namespace, driven only over its API socket,
  * observed from the guests, the destination's log and the host's nftables table. Each test builds its own lab and
  * removes it (daemon killed, namespaces deleted), also on failure. Figures are printed as {@code DAEMON-IT ...}
  * lines; nothing is asserted about time except generous sanity bounds.
  */
-@Tag("privileged")
+@Privileged
 class DaemonIT extends DaemonLabTest
 {
     private static final String DST4 = "198.51.100.10";
@@ -98,10 +101,10 @@ class DaemonIT extends DaemonLabTest
         {
             final JsonNode e = egress.get(g);
             final List<ClientResult> results = new ArrayList<>();
-            results.addAll(lab.client(g, "tcp", DST4, 80, 2, 0, "--timeout", "2"));
-            results.addAll(lab.client(g, "udp", DST4, 5000, 1, 0, "--timeout", "1"));
-            results.addAll(lab.client(g, "tcp", DST6, 80, 2, 0, "--timeout", "2"));
-            results.addAll(lab.client(g, "udp", DST6, 5000, 1, 0, "--timeout", "1"));
+            results.addAll(lab.guest(g).client("tcp", DST4, 80, 2, 0, "--timeout", "2"));
+            results.addAll(lab.guest(g).client("udp", DST4, 5000, 1, 0, "--timeout", "1"));
+            results.addAll(lab.guest(g).client("tcp", DST6, 80, 2, 0, "--timeout", "2"));
+            results.addAll(lab.guest(g).client("udp", DST6, 5000, 1, 0, "--timeout", "1"));
             final String scope = e.get("scope").asText();
             final String v4;
             final String v6;
@@ -145,7 +148,7 @@ class DaemonIT extends DaemonLabTest
                     .limit(3).collect(Collectors.joining(" ")), e.get("reason").asText()));
         }
         // the destination saw exactly the flows that succeeded; from the host address only m4's
-        final List<Seen> seen = lab.destinationLog();
+        final List<Seen> seen = lab.destination().log();
         assertThat(seen).hasSize(flows);
         assertThat(seen.stream().filter(s -> s.ip().equals(HOST4) || s.ip().equals(HOST6)).count()).isEqualTo(6);
         assertThat(seen).allSatisfy(s -> assertThat(s.ip()).isIn(A[0], A[1], C[0], C[1], HOST4, HOST6));
@@ -154,7 +157,7 @@ class DaemonIT extends DaemonLabTest
         api.delete("/v1/machines/f1").ok();
         final JsonNode m5now = api.get("/v1/machines/m5").ok().json().get("egress");
         assertThat(m5now.get("scope").asText()).isEqualTo("app");
-        final List<ClientResult> after = lab.client(5, "tcp", DST4, 80, 1, 0, "--timeout", "2");
+        final List<ClientResult> after = lab.guest(5).client("tcp", DST4, 80, 1, 0, "--timeout", "2");
         assertThat(after.get(0).seenIp()).isEqualTo(A[0]);
         assertThat(after.get(0).seenPort()).isBetween(m5now.get("ports").get("first").asInt(),
             m5now.get("ports").get("last").asInt());
@@ -172,26 +175,26 @@ class DaemonIT extends DaemonLabTest
         final Map<String, String> mapped = snat4();
 
         // a running daemon refuses to be torn down under its feet (it would put everything back)
-        final Lab.Exec whileRunning = daemon.teardown(true);
+        final Shell.Exec whileRunning = daemon.teardown(true);
         assertThat(whileRunning.exitCode()).as(whileRunning.output()).isEqualTo(1);
         assertThat(whileRunning.output()).contains("stop egressd first");
 
         final int exit = daemon.stop();
         assertThat(snat4()).as("SIGTERM leaves the table").isEqualTo(mapped);
         assertThat(uplink()).contains(A[0], A[1]);
-        assertThat(lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp())
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp())
             .as("the machine keeps its egress while egressd is down").isEqualTo(A[0]);
 
-        final Lab.Exec unconfirmed = daemon.teardown(false);
+        final Shell.Exec unconfirmed = daemon.teardown(false);
         assertThat(unconfirmed.exitCode()).as(unconfirmed.output()).isEqualTo(2);
         assertThat(snat4()).isEqualTo(mapped);
 
-        final Lab.Exec teardown = daemon.teardown(true);
+        final Shell.Exec teardown = daemon.teardown(true);
         assertThat(teardown.exitCode()).as(teardown.output()).isZero();
         assertThat(lab.exec("host", "nft", "list", "table", "inet", "egressd").ok()).as("table gone").isFalse();
         assertThat(uplink()).doesNotContain(A[0], A[1]).contains(HOST4);
         // as on a host without egressd: nothing NATs the guest any more (in the lab its raw source gets no answer)
-        final ClientResult after = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        final ClientResult after = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
         report("SIGTERM exit " + exit + ", snat4 kept " + mapped + "; teardown while running -> "
             + whileRunning.exitCode() + ", without --yes -> " + unconfirmed.exitCode() + ", with --yes -> "
             + teardown.exitCode() + " (" + teardown.output().strip() + "); guest afterwards " + after);
@@ -205,7 +208,7 @@ class DaemonIT extends DaemonLabTest
         api.post("/v1/apps/shop/pairs", pair(A)).ok();
         putMachine("m1", "shop", 1).ok();
         putMachine("m2", "shop", 2).ok();
-        assertThat(lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
         assertThat(kernelFacts(1)).as("m1 in the kernel").allSatisfy((k, v) -> assertThat(v).as(k).isTrue());
 
         final Response deleted = api.delete("/v1/machines/m1").ok();
@@ -220,16 +223,16 @@ class DaemonIT extends DaemonLabTest
         // pair nor, unlike a plain default, masqueraded from the host address.
         final long spoof4 = counter("spoof4");
         final long spoof6 = counter("spoof6");
-        final int seenBefore = lab.destinationLog().size();
-        final ClientResult v4 = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "1").get(0);
-        final ClientResult v6 = lab.client(1, "tcp", DST6, 80, 1, 0, "--timeout", "1").get(0);
-        final ClientResult u4 = lab.client(1, "udp", DST4, 5000, 1, 0, "--timeout", "1").get(0);
+        final int seenBefore = lab.destination().log().size();
+        final ClientResult v4 = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "1").get(0);
+        final ClientResult v6 = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "1").get(0);
+        final ClientResult u4 = lab.guest(1).client("udp", DST4, 5000, 1, 0, "--timeout", "1").get(0);
         assertThat(List.of(v4, v6, u4)).allSatisfy(r -> assertThat(r.ok()).isFalse());
-        assertThat(lab.destinationLog()).hasSize(seenBefore);
+        assertThat(lab.destination().log()).hasSize(seenBefore);
         assertThat(counter("spoof4")).isGreaterThan(spoof4);
         assertThat(counter("spoof6")).isGreaterThan(spoof6);
         // m2 goes on as before
-        assertThat(lab.client(2, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
+        assertThat(lab.guest(2).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
 
         // deleting again is harmless: 404, nothing changes
         final String state = stateWithoutHealth();
@@ -268,9 +271,9 @@ class DaemonIT extends DaemonLabTest
         final Map<String, String> before = placements(api.get("/v1/state").ok().json());
 
         // established connections from two guests, held across everything below
-        final RunningClient hold4 = lab.startClient(1, "hold", DST4, "80", "60");
+        final RunningClient hold4 = lab.guest(1).startClient("hold", DST4, "80", "60");
         cleanup.add(hold4);
-        final RunningClient hold6 = lab.startClient(3, "hold", DST6, "80", "60");
+        final RunningClient hold6 = lab.guest(3).startClient("hold", DST6, "80", "60");
         cleanup.add(hold6);
         final ClientResult held4 = hold4.next(Duration.ofSeconds(5));
         final ClientResult held6 = hold6.next(Duration.ofSeconds(5));
@@ -288,7 +291,7 @@ class DaemonIT extends DaemonLabTest
                 {
                     for (final int g : new int[] {1, 2})
                     {
-                        traffic.add("g" + g + " " + lab.client(g, "udp", DST4, 5000, 1, 0, "--timeout", "0.5").get(0));
+                        traffic.add("g" + g + " " + lab.guest(g).client("udp", DST4, 5000, 1, 0, "--timeout", "0.5").get(0));
                     }
                 }
             }
@@ -418,7 +421,7 @@ class DaemonIT extends DaemonLabTest
         assertThat(traffic).filteredOn(t -> t.startsWith("g1")).allSatisfy(t -> assertThat(t).contains(
             before.get("m1").split(" ")[1] + ":"));
         assertThat(traffic).filteredOn(t -> t.startsWith("g2")).allSatisfy(t -> assertThat(t).contains(C[0] + ":"));
-        final List<Seen> seen = lab.destinationLog();
+        final List<Seen> seen = lab.destination().log();
         assertThat(seen).noneMatch(s -> s.ip().equals(HOST4) || s.ip().equals(HOST6));
         assertThat(seen).allSatisfy(s -> assertThat(s.ip()).isIn(A[0], A[1], B[0], B[1], C[0], C[1]));
 
@@ -467,7 +470,7 @@ class DaemonIT extends DaemonLabTest
             assertThat(lab.must("host", "nft", "list", "map", "inet", "egressd", "snat4")).contains(element);
         }
         // the repaired table works: chains, sets and all
-        final ClientResult r = lab.client(1, "tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        final ClientResult r = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
         assertThat(r.seenIp()).isEqualTo(A[0]);
         assertThat(lab.must("host", "nft", "list", "chain", "inet", "egressd", "postrouting")).contains("masquerade");
         final JsonNode health = api.get("/v1/health").ok().json();
@@ -596,7 +599,7 @@ class DaemonIT extends DaemonLabTest
     private Map<String, String> snat4()
     {
         final Map<String, String> map = new HashMap<>();
-        final Lab.Exec exec = lab.exec("host", "nft", "list", "map", "inet", "egressd", "snat4");
+        final Shell.Exec exec = lab.exec("host", "nft", "list", "map", "inet", "egressd", "snat4");
         final Matcher m = SNAT4.matcher(exec.output());
         while (m.find())
         {

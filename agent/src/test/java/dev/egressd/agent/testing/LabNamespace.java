@@ -1,24 +1,19 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.testing;
 
-import static org.junit.jupiter.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
-import dev.egressd.agent.natives.Natives;
 import dev.egressd.agent.natives.NetNamespace;
-import dev.egressd.agent.kernel.nft.NftNatives;
-import java.io.File;
+
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Test fixture for the in-process kernel tests (netlink, nft, the kernel facade): one throw-away network namespace
  * made with the {@code ip} command (fixtures may shell out to {@code ip} and {@code nft}; product code never does).
  * Every command runs with {@code -n NAME} or {@code ip netns exec NAME}, so nothing touches the root namespace.
- * {@link #close()} deletes the namespace. The daemon and data-plane tests use the whole {@link Lab} instead.
+ * {@link #close()} deletes the namespace. A test checks {@link Requirements#root()} or
+ * {@link Requirements#rootWithNftables()} first. The daemon and data-plane tests use the whole {@link Lab} instead.
  */
 public final class LabNamespace implements AutoCloseable
 {
@@ -27,54 +22,6 @@ public final class LabNamespace implements AutoCloseable
     private LabNamespace(final String name)
     {
         this.name = name;
-    }
-
-    /** Skips the test unless we are root (fails it instead when EGRESSD_REQUIRE_PRIVILEGED=1). */
-    public static void requireRoot()
-    {
-        require(missingRoot());
-    }
-
-    /** Skips the test unless we are root with libnftables, {@code ip} and {@code nft} at hand (or fails it). */
-    public static void requirePrivileged()
-    {
-        final List<String> missing = missingRoot();
-        if (!NftNatives.isAvailable())
-        {
-            missing.add(String.valueOf(NftNatives.unavailabilityCause()));
-        }
-        for (final String tool : List.of("/usr/sbin/ip", "/usr/sbin/nft"))
-        {
-            if (!new File(tool).canExecute() && !new File(tool.replace("/usr", "")).canExecute())
-            {
-                missing.add(tool + " missing (apt-get install iproute2 nftables)");
-            }
-        }
-        require(missing);
-    }
-
-    private static List<String> missingRoot()
-    {
-        final List<String> missing = new ArrayList<>();
-        if (!Natives.isAvailable() || Natives.libc().geteuid() != 0)
-        {
-            missing.add("root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create network namespaces)");
-        }
-        return missing;
-    }
-
-    private static void require(final List<String> missing)
-    {
-        if (missing.isEmpty())
-        {
-            return;
-        }
-        final String message = "privileged test needs: " + String.join("; ", missing);
-        if ("1".equals(System.getenv("EGRESSD_REQUIRE_PRIVILEGED")))
-        {
-            fail(message + " (EGRESSD_REQUIRE_PRIVILEGED=1 forbids skipping it)");
-        }
-        assumeTrue(false, message + ", skipped");
     }
 
     /**
@@ -266,27 +213,6 @@ public final class LabNamespace implements AutoCloseable
 
     private static String run(final String... command) throws IOException
     {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
-        final String output;
-        try
-        {
-            // Read before waiting: a listing larger than the pipe buffer would otherwise never let it exit.
-            output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            if (!process.waitFor(30, TimeUnit.SECONDS))
-            {
-                process.destroyForcibly();
-                throw new IOException("timed out: " + String.join(" ", command));
-            }
-        }
-        catch (final InterruptedException e)
-        {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted: " + String.join(" ", command), e);
-        }
-        if (process.exitValue() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " exited " + process.exitValue() + ": " + output);
-        }
-        return output;
+        return Shell.must(Duration.ofSeconds(30), List.of(command));
     }
 }

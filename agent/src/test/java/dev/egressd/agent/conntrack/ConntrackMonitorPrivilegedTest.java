@@ -1,4 +1,4 @@
-package dev.egressd.agent.lab;
+package dev.egressd.agent.conntrack;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -7,9 +7,6 @@ import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.kernel.KernelDataplane;
-import dev.egressd.agent.lab.Lab.ClientResult;
-import dev.egressd.agent.lab.Lab.ConntrackEntry;
-import dev.egressd.agent.lab.Lab.RunningClient;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -24,6 +21,11 @@ import dev.egressd.core.model.Scope;
 import dev.egressd.core.plan.KernelPlanner;
 import dev.egressd.core.plan.PlanDiff;
 import dev.egressd.core.plan.PlannedMachine;
+import dev.egressd.agent.testing.ClientResult;
+import dev.egressd.agent.testing.ConntrackEntry;
+import dev.egressd.agent.testing.Lab;
+import dev.egressd.agent.testing.Privileged;
+import dev.egressd.agent.testing.RunningClient;
 
 import java.io.IOException;
 import java.time.Duration;
@@ -37,15 +39,14 @@ import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
  * The conntrack monitor against the kernel: a lab host programmed by {@link KernelDataplane} (as in
- * {@link DataplaneE2ETest}), guests holding real connections through the NAT, and the monitor's ctnetlink
+ * {@code e2e.DataplaneE2ETest}), guests holding real connections through the NAT, and the monitor's ctnetlink
  * subscription opened on the host namespace's thread. What the ledger says is compared with {@code conntrack -L}.
  */
-@Tag("privileged")
+@Privileged
 class ConntrackMonitorPrivilegedTest
 {
     private static final BlockLayout L = BlockLayout.STANDARD;
@@ -162,8 +163,8 @@ class ConntrackMonitorPrivilegedTest
             "the deletions counted");
 
         // new connections leave from the pair, inside the block
-        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
-        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        final List<ClientResult> fresh4 = lab.guest(1).client("tcp", DST4, 80, 2, 0);
+        final List<ClientResult> fresh6 = lab.guest(1).client("tcp", DST6, 80, 1, 0);
         assertLeaveFromABlock1(fresh4, fresh6);
         // the held connection (from the host's address) is dead: no echo after its entry went, the client gives up
         final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
@@ -212,8 +213,8 @@ class ConntrackMonitorPrivilegedTest
         awaitTrue(() -> monitor.stats().flowsDeleted() >= masqueraded4 + masqueraded6, "the deletions counted");
 
         // new connections leave from the pair, inside the block; the held one (from the host's address) is dead
-        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 2, 0);
-        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        final List<ClientResult> fresh4 = lab.guest(1).client("tcp", DST4, 80, 2, 0);
+        final List<ClientResult> fresh6 = lab.guest(1).client("tcp", DST6, 80, 1, 0);
         assertLeaveFromABlock1(fresh4, fresh6);
         final List<String> after = held.awaitEnd(Duration.ofSeconds(5));
         assertThat(after).as("echoes until the deletion, then a failure").hasSizeGreaterThanOrEqualTo(2);
@@ -241,7 +242,7 @@ class ConntrackMonitorPrivilegedTest
         start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, onX);
         final String x4 = X.ipv4().toString();
         final String x6 = X.ipv6().toString();
-        final RunningClient heldX = lab.startClient(1, "hold", DST4, "80", "60", "--timeout", "1");
+        final RunningClient heldX = lab.guest(1).startClient("hold", DST4, "80", "60", "--timeout", "1");
         clients.add(heldX);
         assertThat(heldX.next(Duration.ofSeconds(10)).seenIp()).as("from X while on X").isEqualTo(x4);
         hold(1, DST6, 2);
@@ -259,7 +260,7 @@ class ConntrackMonitorPrivilegedTest
         program(List.of(new PlannedMachine(machine(1), hostEgress()), planned(2)));
         final long released = System.nanoTime();
         monitor.machinesChanged(List.of(hostView, view(2)), held4, held6, drain);
-        final RunningClient heldHost = lab.startClient(1, "hold", DST4B, "80", "60", "--timeout", "1");
+        final RunningClient heldHost = lab.guest(1).startClient("hold", DST4B, "80", "60", "--timeout", "1");
         clients.add(heldHost);
         assertThat(heldHost.next(Duration.ofSeconds(10)).seenIp()).as("masqueraded while host").isEqualTo(HOST4);
         hold(1, DST6, 1);
@@ -284,8 +285,8 @@ class ConntrackMonitorPrivilegedTest
         final List<String> hostAfter = heldHost.awaitEnd(Duration.ofSeconds(5));
         assertThat(hostAfter).as("the masqueraded connection: a failure, then done").hasSizeGreaterThanOrEqualTo(2);
         assertThat(hostAfter.get(hostAfter.size() - 2)).startsWith("fail ");
-        final List<ClientResult> fresh4 = lab.client(1, "tcp", DST4, 80, 1, 0);
-        final List<ClientResult> fresh6 = lab.client(1, "tcp", DST6, 80, 1, 0);
+        final List<ClientResult> fresh4 = lab.guest(1).client("tcp", DST4, 80, 1, 0);
+        final List<ClientResult> fresh6 = lab.guest(1).client("tcp", DST6, 80, 1, 0);
         assertLeaveFromABlock1(fresh4, fresh6);
 
         // X's drain deletion takes the flows via X when its drain time ends, not before
@@ -315,7 +316,7 @@ class ConntrackMonitorPrivilegedTest
         awaitTrue(() -> monitor.stats().resyncs() == 1, "the start dump");
         // stop reading for 2 s while connections open and close: the kernel must drop events
         final var paused = monitor.runOnMonitorThread(() -> sleep(2000));
-        lab.client(1, "tcp", DST4, 80, 20, 0);
+        lab.guest(1).client("tcp", DST4, 80, 20, 0);
         hold(1, DST4, 7);
         hold(1, DST4B, 3);
         paused.get(10, TimeUnit.SECONDS);
@@ -359,13 +360,13 @@ class ConntrackMonitorPrivilegedTest
     /** A guest's entries whose translated source is the given address (the host's, or a pair's). */
     private List<ConntrackEntry> via(final String family, final String guest, final String address)
     {
-        return lab.conntrack(family).stream().filter(e -> guest.equals(e.origSrc()) && address.equals(e.replyDst()))
+        return lab.hostConntrack().entries(family).stream().filter(e -> guest.equals(e.origSrc()) && address.equals(e.replyDst()))
             .collect(Collectors.toList());
     }
 
     private void hold(final int guest, final String dst, final int n) throws Exception
     {
-        final RunningClient client = lab.startClient(guest, "tcp", dst, "80", Integer.toString(n), "60");
+        final RunningClient client = lab.guest(guest).startClient("tcp", dst, "80", Integer.toString(n), "60");
         clients.add(client);
         for (int i = 0; i < n; i++)
         {
@@ -375,7 +376,7 @@ class ConntrackMonitorPrivilegedTest
 
     private List<ConntrackEntry> entriesOf(final String guest)
     {
-        return lab.conntrack("ipv4").stream().filter(e -> guest.equals(e.origSrc())).collect(Collectors.toList());
+        return lab.hostConntrack().entries("ipv4").stream().filter(e -> guest.equals(e.origSrc())).collect(Collectors.toList());
     }
 
     /** What {@code conntrack -L} lists from a guest, per destination: the entries {@code ct count} counts. */
@@ -504,7 +505,7 @@ class ConntrackMonitorPrivilegedTest
     private Masqueraded masqueradedM1() throws Exception
     {
         start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, hostEgress());
-        final RunningClient held = lab.startClient(1, "hold", DST4, "80", "30", "--timeout", "1");
+        final RunningClient held = lab.guest(1).startClient("hold", DST4, "80", "30", "--timeout", "1");
         clients.add(held);
         final ClientResult established = held.next(Duration.ofSeconds(10));
         assertThat(established.seenIp()).as("masqueraded while host").isEqualTo(HOST4);

@@ -1,0 +1,66 @@
+package dev.egressd.agent.api;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpVersion;
+
+import java.nio.charset.StandardCharsets;
+
+/**
+ * One answer of {@link ApiHandler}, on the API socket or on {@code metrics-listen}.
+ *
+ * @param status the HTTP status.
+ * @param body   a JSON body (a Jackson tree or a view), or the Prometheus scrape as text.
+ */
+record Reply(int status, Object body)
+{
+    /**
+     * Writes the answer: a text body as the Prometheus text format, anything else as pretty-printed JSON, each
+     * followed by a newline; the connection is closed after it unless the request asked to keep it alive.
+     *
+     * @param ctx       the connection.
+     * @param keepAlive whether to keep the connection open.
+     */
+    void writeTo(final ChannelHandlerContext ctx, final boolean keepAlive)
+    {
+        final byte[] bytes;
+        final String type;
+        if (body instanceof String text)
+        {
+            bytes = text.getBytes(StandardCharsets.UTF_8);
+            type = "text/plain; version=0.0.4; charset=utf-8";
+        }
+        else
+        {
+            try
+            {
+                bytes = Body.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(body);
+            }
+            catch (final JsonProcessingException e)
+            {
+                throw new IllegalStateException(e);
+            }
+            type = "application/json";
+        }
+        final FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+            HttpResponseStatus.valueOf(status), Unpooled.wrappedBuffer(bytes, new byte[] {'\n'}));
+        response.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
+        response.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes());
+        if (keepAlive)
+        {
+            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
+            ctx.writeAndFlush(response);
+        }
+        else
+        {
+            ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+        }
+    }
+}
