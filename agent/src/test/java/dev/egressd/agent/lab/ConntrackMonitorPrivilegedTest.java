@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.refusals.RefusalLog;
-import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.lab.Lab.ClientResult;
 import dev.egressd.agent.lab.Lab.ConntrackEntry;
 import dev.egressd.agent.lab.Lab.RunningClient;
@@ -39,7 +39,7 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
- * The conntrack monitor against the kernel: a lab host programmed by {@link KernelDataplane} (as in
+ * The conntrack monitor against the kernel: a lab host programmed by {@link NftKernel} (as in
  * {@link DataplaneE2ETest}), guests holding real connections through the NAT, and the monitor's ctnetlink
  * subscription opened on the host namespace's thread. What the ledger says is compared with {@code conntrack -L}.
  */
@@ -58,7 +58,7 @@ class ConntrackMonitorPrivilegedTest
         Ipv6Address.parse("2001:db8:10::30"), "lab");
 
     private Lab lab;
-    private KernelDataplane kernel;
+    private NftKernel kernel;
     private ConntrackMonitor monitor;
     /** The pairs whose addresses the kernel is programmed to hold on the uplink. */
     private List<EgressPair> pairs = List.of(A);
@@ -335,7 +335,7 @@ class ConntrackMonitorPrivilegedTest
     {
         lab = Lab.create(2);
         final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", cap);
-        kernel = lab.host().call(() -> KernelDataplane.open(config));
+        kernel = lab.host().call(() -> NftKernel.open(config));
         lab.host().call(kernel::ensureTable);
         program(List.of(new PlannedMachine(machine(1), first), planned(2)));
         startMonitor(cap, receiveBuffer, List.of(new EgressAllocator.MachineView(1, machine(1), first, null),
