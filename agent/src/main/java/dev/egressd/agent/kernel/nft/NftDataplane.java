@@ -156,7 +156,7 @@ public final class NftDataplane
      * a chain, counter or set deleted) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
      * chains are flushed and refilled, missing counters, sets and chains are added, and every set and map
      * keeps its elements, so the {@code ct count} meters keep counting the connections they hold (a
-     * whole-table reload would reset them, recipe pitfall 9).
+     * whole-table reload would reset them, docs/design.md, pitfall 9).
      *
      * <p>Every call first lists the table's sets and maps without their elements ({@code list sets table} and
      * {@code list maps}, terse: no rules and no elements are loaded); a missing table, set or map is seen at
