@@ -6,7 +6,6 @@ import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.MemoryKernel;
 import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.kernel.KernelChecks;
-import dev.egressd.agent.kernel.KernelDataplane;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.agent.version.Version;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
@@ -181,7 +180,7 @@ public final class Egressd implements Callable<Integer>
             System.err.println("egressd: cannot tear down: " + e.getMessage() + " (stop egressd first)");
             return 1;
         }
-        try (KernelDataplane kernel = KernelDataplane.open(dataplane))
+        try (NftKernel kernel = NftKernel.open(dataplane))
         {
             kernel.teardown();
             System.out.println("egressd: removed table inet " + settings.table() + " and egressd's addresses on "

@@ -169,7 +169,7 @@ public final class KernelChecks
     /**
      * A warning (not a refusal to start) when IPv6 masquerade would leave from someone's static address: the uplink
      * has no preferred IPv6 address of the host's own beyond link-local, so the kernel picks a deprecated one as the
-     * source, egressd's egress /128s included (nft-recipe pitfall 7). Machines on the host's address would then
+     * source, egressd's egress /128s included (docs/design.md, pitfall 7). Machines on the host's address would then
      * leave over IPv6 from an app's allowlisted address. Read-only (RTM_GETADDR) in the calling thread's namespace.
      *
      * @param uplink the interface name.

@@ -1,22 +1,44 @@
 package dev.egressd.agent.kernel;
 
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.nft.LibNftablesClient;
+import dev.egressd.agent.kernel.nft.NftDataplane;
 import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
+import dev.egressd.core.plan.PlanElement;
 
-import java.io.IOException;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * The real kernel for the control loop: {@link KernelDataplane} (egressd's nftables table and the uplink
- * addresses it owns), with its errors turned into {@link KernelException}.
+ * The real kernel: egressd's nftables table ({@link NftDataplane}, through libnftables) plus the egress addresses
+ * it owns on the uplink ({@link UplinkAddresses}, through rtnetlink), read as one {@link KernelPlan} and changed by
+ * one list of {@link PlanChange}s. Each part's errors become a {@link KernelException} naming that part where the
+ * part is called.
  *
- * <p>The dataplane is opened on first use rather than in the constructor, because it may only be used from
- * the thread that opened it and only the control loop's thread calls a {@link Kernel}.
+ * <p><strong>One thread.</strong> The nft context and the rtnetlink socket belong to the network namespace of the
+ * thread that opened them and are not thread-safe, so every call must come from that thread (the control loop's;
+ * in tests a {@code NetNamespace} thread); any other thread gets an {@link IllegalStateException}. The daemon's
+ * kernel ({@link #NftKernel(DataplaneConfig)}) is opened by its first call, on the loop's thread; {@link #open}
+ * opens one at once on the calling thread.
+ *
+ * <p><strong>Order of an apply</strong> (why: addresses go through rtnetlink, outside the nft transaction, so
+ * their order against it is visible to packets):
+ * <ol>
+ * <li>add the uplink addresses of the changes, so an egress address is on the uplink before any map points a
+ *     guest at it;</li>
+ * <li>one atomic nft transaction for every other change (docs/design.md, invariant 7);</li>
+ * <li>remove the uplink addresses of the changes, only after no map points at them any more.</li>
+ * </ol>
+ * {@code PlanDiff} already orders its changes this way; the phases here do not depend on it.
  */
-public final class NftKernel implements Kernel
+public final class NftKernel implements Kernel, AutoCloseable
 {
     /**
      * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: the per-guest IPv6
@@ -28,103 +50,382 @@ public final class NftKernel implements Kernel
      */
     static final int DEEP_CHECK_FACTOR = 4;
 
+    private static final Logger LOG = LoggerFactory.getLogger(NftKernel.class);
+
     private final DataplaneConfig config;
-    private KernelDataplane dataplane;
+    /** The pace of deep checks set when the parts are opened. */
+    private final int deepCheckFactor;
+    /** The thread that opened the parts; null until then. */
+    private Thread owner;
+    private LibNftablesClient client;
+    private NftDataplane nft;
+    private UplinkAddresses addresses;
+    private boolean closed;
 
     /**
-     * Creates the kernel; nothing is opened yet.
+     * The daemon's kernel: nothing is opened until the first call, on the control loop's thread; deep checks are
+     * paced (at most a fifth of the time).
      *
      * @param config the table, uplink, guest interfaces and destination cap.
      */
     public NftKernel(final DataplaneConfig config)
     {
-        this.config = config;
+        this(config, DEEP_CHECK_FACTOR);
     }
 
+    private NftKernel(final DataplaneConfig config, final int deepCheckFactor)
+    {
+        this.config = config;
+        this.deepCheckFactor = deepCheckFactor;
+    }
+
+    /**
+     * Opens a libnftables context and an rtnetlink socket in the calling thread's network namespace, with every
+     * read and check deep (unpaced: for the teardown, tests and benchmarks). Every later call must come from this
+     * thread; {@link #close()} frees both.
+     *
+     * @param config the table, uplink, guest interfaces and cap.
+     * @return the kernel.
+     * @throws IllegalStateException if libnftables is missing (the message says what to install).
+     * @throws KernelException       if the nft context or the netlink socket cannot be opened.
+     */
+    public static NftKernel open(final DataplaneConfig config) throws KernelException
+    {
+        final NftKernel kernel = new NftKernel(config, 0);
+        kernel.parts();
+        return kernel;
+    }
+
+    /**
+     * The configuration.
+     *
+     * @return the table's configuration.
+     */
+    public DataplaneConfig config()
+    {
+        return config;
+    }
+
+    /**
+     * Creates egressd's table when it is absent, and repairs its fixed part (chains, rules, cap, uplink name,
+     * counters) in one transaction when it differs from the configuration; never reloads an existing table, so
+     * sets, maps and meters keep their elements (see {@link NftDataplane#ensureTable()}). What it did is logged at
+     * WARN.
+     *
+     * @return true if the table was created or repaired.
+     * @throws KernelException if nft refuses to list or repair the table.
+     */
     @Override
     public boolean ensureTable() throws KernelException
     {
+        final NftDataplane table = parts();
+        final boolean changed;
         try
         {
-            return dataplane().ensureTable();
+            changed = table.ensureTable();
         }
-        catch (final IOException e)
+        catch (final NftException e)
         {
-            throw wrap(e);
+            throw nftFailure(e);
         }
+        if (changed)
+        {
+            LOG.warn("{}", table.lastRepair());
+        }
+        return changed;
     }
 
+    /**
+     * What the kernel holds now: the table's elements plus the uplink addresses egressd owns, plus the foreign
+     * addresses it was asked to add that are still on the uplink (see {@link UplinkAddresses}). A table deleted
+     * by hand is created again (empty), so the diff refills it.
+     *
+     * @return the plan read from the kernel.
+     * @throws KernelException if the table or the uplink's addresses cannot be read (e.g. the uplink is gone).
+     */
     @Override
     public KernelPlan read() throws KernelException
     {
+        final KernelPlan table;
         try
         {
-            return dataplane().read();
+            table = parts().read();
         }
         catch (final NftException e)
         {
             if (!e.isNotFound())
             {
-                throw wrap(e);
+                throw nftFailure(e);
             }
             // The table was deleted by hand: put the static part back so the diff can refill it.
             ensureTable();
             return read();
         }
-        catch (final IOException e)
-        {
-            throw wrap(e);
-        }
+        return addresses.withUplink(table);
     }
 
+    /**
+     * As {@link #read()}, but always a deep read of the nft table ({@link NftDataplane#readFull()}).
+     *
+     * @return the plan read from the kernel.
+     * @throws KernelException if the table or the uplink's addresses cannot be read.
+     */
+    public KernelPlan readFull() throws KernelException
+    {
+        final KernelPlan table;
+        try
+        {
+            table = parts().readFull();
+        }
+        catch (final NftException e)
+        {
+            throw nftFailure(e);
+        }
+        return addresses.withUplink(table);
+    }
+
+    /**
+     * Paces the deep checks of the nft table ({@link NftDataplane#paceDeepChecks}).
+     *
+     * @param factor 0 for a deep read and check every time; e.g. 9 for at most a tenth of the time.
+     * @throws KernelException if the parts cannot be opened.
+     */
+    public void paceDeepChecks(final int factor) throws KernelException
+    {
+        parts().paceDeepChecks(factor, System::nanoTime);
+    }
+
+    /**
+     * The egress addresses the plan wanted that were already on the uplink without egressd's mark, and still
+     * are: egressd uses them but never changes or removes them (see {@link UplinkAddresses}).
+     *
+     * @return the addresses, as plan elements.
+     * @throws KernelException if the parts cannot be opened.
+     */
+    public Set<PlanElement> foreignAddresses() throws KernelException
+    {
+        parts();
+        return addresses.foreign();
+    }
+
+    /**
+     * Applies changes: uplink addresses added, then one nft transaction, then uplink addresses removed (see the
+     * class comment for why). All or nothing up to the transaction: if adding an address or the transaction
+     * fails, the addresses this call created are removed again (best effort) and the failure is rethrown, so the
+     * kernel is as before. An address that was already on the uplink without egressd's mark is used as it is and
+     * never claimed, changed or removed: a REMOVE of it only forgets it.
+     *
+     * <p>Once the transaction has succeeded the new state is in force; a removal that then fails leaves an extra
+     * address on the uplink that no map points at (harmless, and removed by the next reconcile). Every removal is
+     * still tried, and the first failure is thrown with the others suppressed.
+     *
+     * @param changes the changes, e.g. {@code PlanDiff.between(read(), desired)}.
+     * @throws KernelException if nft refuses the transaction (the message names the change it blamed) or
+     *                         rtnetlink refuses an address.
+     */
     @Override
     public void apply(final List<PlanChange> changes) throws KernelException
     {
+        final NftDataplane table = parts();
+        final List<PlanElement> toAdd = new ArrayList<>();
+        final List<PlanElement> toRemove = new ArrayList<>();
+        for (final PlanChange change : changes)
+        {
+            if (UplinkAddresses.isUplink(change.element()))
+            {
+                switch (change.op())
+                {
+                    case ADD -> toAdd.add(change.element());
+                    case REMOVE -> toRemove.add(change.element());
+                    case REPLACE ->
+                    {
+                        // Cannot come from PlanDiff (an address is its own key); handled in the safe order anyway.
+                        toAdd.add(change.element());
+                        toRemove.add(change.previous());
+                    }
+                    default -> throw new IllegalStateException("unknown op " + change.op());
+                }
+            }
+        }
+
+        // 1. Addresses first. Only those this call created are undone on failure.
+        final List<PlanElement> created = new ArrayList<>();
         try
         {
-            dataplane().apply(changes);
+            for (final PlanElement e : toAdd)
+            {
+                if (addresses.add(e))
+                {
+                    created.add(e);
+                }
+            }
         }
-        catch (final IOException e)
+        catch (final KernelException | RuntimeException e)
         {
-            throw wrap(e);
+            addresses.undo(created, e);
+            throw e;
+        }
+
+        // 2. One atomic transaction for everything else (NftDataplane skips the uplink kinds).
+        try
+        {
+            table.apply(changes);
+        }
+        catch (final NftException e)
+        {
+            final KernelException failure = nftFailure(e);
+            addresses.undo(created, failure);
+            throw failure;
+        }
+        catch (final RuntimeException e)
+        {
+            addresses.undo(created, e);
+            throw e;
+        }
+
+        // 3. Addresses last: nothing points at them any more.
+        KernelException failure = null;
+        for (final PlanElement e : toRemove)
+        {
+            try
+            {
+                addresses.remove(e);
+            }
+            catch (final KernelException x)
+            {
+                if (failure == null)
+                {
+                    failure = x;
+                }
+                else
+                {
+                    failure.addSuppressed(x);
+                }
+            }
+        }
+        if (failure != null)
+        {
+            throw failure;
         }
     }
 
+    /**
+     * Packets seen by each named counter of the table.
+     *
+     * @return counter name to packets.
+     * @throws KernelException if the counters cannot be listed.
+     */
     @Override
     public Map<String, Long> counters() throws KernelException
     {
         try
         {
-            return dataplane().counters();
+            return parts().counters();
         }
-        catch (final IOException e)
+        catch (final NftException e)
         {
-            throw wrap(e);
+            throw nftFailure(e);
         }
     }
 
     /**
-     * How many deep reads and deep checks of the nft table were done, for the drift benchmark.
+     * Removes everything egressd put in the kernel: the table, then every uplink address egressd owns (in that
+     * order, so no map points at an address while it goes). For the explicit teardown command only: every static
+     * guest loses egress. Idempotent: a missing table is not an error. Addresses not marked as egressd's stay, the
+     * foreign ones the plan used included (they are forgotten).
      *
-     * @return {deep reads, deep checks}; zeros before the dataplane is opened.
+     * @throws KernelException if nft refuses to delete the table (then no address is removed, since the maps may
+     *                         still point at them), or an address cannot be removed.
      */
-    public int[] deepCounts()
+    public void teardown() throws KernelException
     {
-        return dataplane == null ? new int[2] : dataplane.deepCounts();
-    }
-
-    private KernelDataplane dataplane() throws IOException
-    {
-        if (dataplane == null)
+        try
         {
-            dataplane = KernelDataplane.open(config);
-            dataplane.paceDeepChecks(DEEP_CHECK_FACTOR);
+            parts().deleteTable();
         }
-        return dataplane;
+        catch (final NftException e)
+        {
+            if (!e.isNotFound())
+            {
+                throw nftFailure(e);
+            }
+        }
+        addresses.removeOwned();
     }
 
-    private static KernelException wrap(final IOException e)
+    /**
+     * Frees the nft context and the netlink socket, if they were opened. Idempotent; must be called on the
+     * owning thread.
+     */
+    @Override
+    public void close()
     {
-        return new KernelException((e instanceof NftException ? "nft: " : "rtnetlink: ") + e.getMessage(), e);
+        if (closed || owner == null)
+        {
+            closed = true;
+            return;
+        }
+        checkThread();
+        closed = true;
+        try
+        {
+            addresses.close();
+        }
+        finally
+        {
+            client.close();
+        }
+    }
+
+    /** The nft half, opening both halves on the calling thread at the first call; checks the thread after. */
+    private NftDataplane parts() throws KernelException
+    {
+        if (owner != null || closed)
+        {
+            checkThread();
+            return nft;
+        }
+        final LibNftablesClient opened;
+        try
+        {
+            opened = LibNftablesClient.open();
+        }
+        catch (final NftException e)
+        {
+            throw nftFailure(e);
+        }
+        try
+        {
+            addresses = UplinkAddresses.open(config.uplink());
+        }
+        catch (final KernelException | RuntimeException e)
+        {
+            opened.close();
+            throw e;
+        }
+        client = opened;
+        nft = new NftDataplane(opened, config);
+        nft.paceDeepChecks(deepCheckFactor, System::nanoTime);
+        owner = Thread.currentThread();
+        return nft;
+    }
+
+    private void checkThread()
+    {
+        if (closed)
+        {
+            throw new IllegalStateException("NftKernel is closed");
+        }
+        if (Thread.currentThread() != owner)
+        {
+            throw new IllegalStateException("NftKernel used from thread " + Thread.currentThread().getName()
+                + "; it belongs to " + owner.getName() + " (its nft context and netlink socket live in that"
+                + " thread's network namespace and are not thread-safe)");
+        }
+    }
+
+    private static KernelException nftFailure(final NftException e)
+    {
+        return new KernelException(KernelException.Source.NFT, e.getMessage(), e);
     }
 }

@@ -125,8 +125,8 @@ class ApiHandlerTest
         assertThat(egress.get("ipv4").asText()).startsWith("203.0.113.1");
         assertThat(egress.get("ports").get("last").asInt() - egress.get("ports").get("first").asInt())
             .isBetween(1022, 1023);
-        assertThat(kernel.plan.elements("snat4")).containsKey(Ipv4Address.parse("10.77.0.2"));
-        assertThat(kernel.plan.contains(new PlanElement.Static6(dev.egressd.core.model.Ipv6Address.parse("fd77::2"))))
+        assertThat(kernel.plan().elements("snat4")).containsKey(Ipv4Address.parse("10.77.0.2"));
+        assertThat(kernel.plan().contains(new PlanElement.Static6(dev.egressd.core.model.Ipv6Address.parse("fd77::2"))))
             .isTrue();
         // a2 has no pair: host scope; m3 has a machine-scoped pair: any port.
         assertThat(ok("GET", "/v1/machines/m2", null).body().get("egress").get("scope").asText()).isEqualTo("host");
@@ -162,11 +162,11 @@ class ApiHandlerTest
         }
         final JsonNode m5 = ok("GET", "/v1/machines/m5", null).body().get("egress");
         assertThat(m5.get("scope").asText()).isEqualTo("pending");
-        assertThat(kernel.plan.elements("snat4")).doesNotContainKey(Ipv4Address.parse("10.77.0.6"));
-        assertThat(kernel.plan.contains(new PlanElement.Static4(Ipv4Address.parse("10.77.0.6")))).isTrue();
+        assertThat(kernel.plan().elements("snat4")).doesNotContainKey(Ipv4Address.parse("10.77.0.6"));
+        assertThat(kernel.plan().contains(new PlanElement.Static4(Ipv4Address.parse("10.77.0.6")))).isTrue();
         ok("DELETE", "/v1/machines/m2", null);
         assertThat(ok("GET", "/v1/machines/m5", null).body().get("egress").get("scope").asText()).isEqualTo("app");
-        assertThat(kernel.plan.elements("guests4")).hasSize(4);
+        assertThat(kernel.plan().elements("guests4")).hasSize(4);
     }
 
     @Test
@@ -184,10 +184,10 @@ class ApiHandlerTest
         assertThat(ok("GET", "/v1/machines/m3", null).body().get("egress").get("ipv4").asText())
             .isNotEqualTo("203.0.113.20");
         // the released address lingers on the uplink for the drain time, then goes
-        assertThat(kernel.plan.contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isTrue();
+        assertThat(kernel.plan().contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isTrue();
         clock.addAndGet(351_000_000_000L);
         loop.reconcile();
-        assertThat(kernel.plan.contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isFalse();
+        assertThat(kernel.plan().contains(new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20")))).isFalse();
         ok("PUT", "/v1/machines/m2/egress-ip", "{\"ipv4\": \"203.0.113.30\", \"ipv6\": \"2001:db8::30\"}");
         assertThat(ok("DELETE", "/v1/machines/m2/egress-ip", null).body().get("egress").get("scope").asText())
             .isEqualTo("host");
@@ -261,10 +261,10 @@ class ApiHandlerTest
     void driftIsRepairedByTheReconcileLoop() throws Exception
     {
         setUpHost();
-        final var want = kernel.plan;
+        final var want = kernel.plan();
         kernel.deleteTable();
         loop.reconcile();
-        assertThat(kernel.plan).isEqualTo(want);
+        assertThat(kernel.plan()).isEqualTo(want);
         assertThat(loop.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
         loop.reconcile();
         assertThat(loop.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
@@ -358,7 +358,7 @@ class ApiHandlerTest
         }
         final String state = ok("GET", "/v1/state", null).body().toString();
         final String file = Files.readString(store.file());
-        final var plan = kernel.plan;
+        final var plan = kernel.plan();
         final Answer answer = call(method, uri, body);
         assertThat(answer.status()).as(answer.body().toString()).isEqualTo(status);
         final JsonNode error = answer.body().get("error");
@@ -373,7 +373,7 @@ class ApiHandlerTest
         }
         assertThat(ok("GET", "/v1/state", null).body().toString()).isEqualTo(state);
         assertThat(Files.readString(store.file())).isEqualTo(file);
-        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.plan()).isEqualTo(plan);
     }
 
     @Test

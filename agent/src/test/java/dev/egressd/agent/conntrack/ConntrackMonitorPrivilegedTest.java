@@ -6,7 +6,7 @@ import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.refusals.RefusalLog;
-import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -42,7 +42,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * The conntrack monitor against the kernel: a lab host programmed by {@link KernelDataplane} (as in
+ * The conntrack monitor against the kernel: a lab host programmed by {@link NftKernel} (as in
  * {@code e2e.DataplaneE2ETest}), guests holding real connections through the NAT, and the monitor's ctnetlink
  * subscription opened on the host namespace's thread. What the ledger says is compared with {@code conntrack -L}.
  */
@@ -61,7 +61,7 @@ class ConntrackMonitorPrivilegedTest
         Ipv6Address.parse("2001:db8:10::30"), "lab");
 
     private Lab lab;
-    private KernelDataplane kernel;
+    private NftKernel kernel;
     private ConntrackMonitor monitor;
     /** The pairs whose addresses the kernel is programmed to hold on the uplink. */
     private List<EgressPair> pairs = List.of(A);
@@ -338,7 +338,7 @@ class ConntrackMonitorPrivilegedTest
     {
         lab = Lab.create(2);
         final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", cap);
-        kernel = lab.host().call(() -> KernelDataplane.open(config));
+        kernel = lab.host().call(() -> NftKernel.open(config));
         lab.host().call(kernel::ensureTable);
         program(List.of(new PlannedMachine(machine(1), first), planned(2)));
         startMonitor(cap, receiveBuffer, List.of(new EgressAllocator.MachineView(1, machine(1), first, null),

@@ -5,7 +5,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.egressd.agent.kernel.KernelDataplane;
+import dev.egressd.agent.kernel.KernelException;
+import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.NftException;
@@ -43,9 +44,9 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * End-to-end: plans built by {@link KernelPlanner} applied through the real {@link KernelDataplane}
+ * End-to-end: plans built by {@link KernelPlanner} applied through the real {@link NftKernel}
  * (libnftables and rtnetlink, in-process, on the host namespace's thread) to a fresh routed lab, and what
- * guests and the destination then see. The plans' uplink addresses are put on by KernelDataplane itself
+ * guests and the destination then see. The plans' uplink addresses are put on by NftKernel itself
  * and checked with {@code ip -j addr}. Each test builds its own lab and removes it.
  */
 @Privileged
@@ -65,7 +66,7 @@ class DataplaneE2ETest
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private Lab lab;
-    private KernelDataplane kernel;
+    private NftKernel kernel;
 
     @AfterEach
     void tearDown() throws IOException
@@ -436,7 +437,8 @@ class DataplaneE2ETest
             {
                 kernel.apply(bad);
                 return null;
-            })).isInstanceOf(NftException.class).satisfies(e -> errors.add(e.getMessage()));
+            })).isInstanceOf(KernelException.class).hasMessageStartingWith("nft: ").hasCauseInstanceOf(NftException.class)
+                .satisfies(e -> errors.add(e.getMessage()));
             assertThat(readKernel()).isEqualTo(before);
             assertThat(uplinkAddresses()).extracting(a -> a.get("local").asText())
                 .doesNotContain(C.ipv4().toString(), C.ipv6().toString());
@@ -496,13 +498,13 @@ class DataplaneE2ETest
         lab = Lab.create(guests);
         final DataplaneConfig config = new DataplaneConfig(TABLE, "uplink", "tap-*", cap);
         // Opened on the host namespace's thread: the nft context and the rtnetlink socket live there.
-        kernel = lab.host().call(() -> KernelDataplane.open(config));
+        kernel = lab.host().call(() -> NftKernel.open(config));
         lab.host().call(kernel::ensureTable);
     }
 
     /**
      * Plans and applies the diff from what the kernel holds, as the daemon's reconcile will: the pairs'
-     * addresses go on the uplink through KernelDataplane (rtnetlink), then the transaction.
+     * addresses go on the uplink through NftKernel (rtnetlink), then the transaction.
      */
     private List<PlanChange> apply(final Collection<PlannedMachine> machines, final Collection<EgressPair> pairs)
         throws IOException

@@ -96,11 +96,11 @@ class ControlLoopTest
     {
         final ControlLoop before = populated();
         final Map<String, Egress> placed = placements(before);
-        final var plan = kernel.plan;
+        final var plan = kernel.plan();
         final int batches = kernel.applied.size();
         final ControlLoop after = start();
         assertThat(placements(after)).isEqualTo(placed);
-        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.plan()).isEqualTo(plan);
         assertThat(kernel.applied).hasSize(batches); // nothing to apply: the kernel already holds it all
     }
 
@@ -109,13 +109,13 @@ class ControlLoopTest
     {
         final ControlLoop before = populated();
         final Map<String, Egress> placed = placements(before);
-        final var plan = kernel.plan;
+        final var plan = kernel.plan();
         Files.writeString(dir.resolve(StateStore.FILE), "{garbage");
         final ControlLoop after = start();
         assertThat(Files.list(dir).map(p -> p.getFileName().toString()))
             .anyMatch(n -> n.startsWith("state.json.corrupt-"));
         // Nothing in the kernel changed: every element is kept as recovered.
-        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.plan()).isEqualTo(plan);
         assertThat(after.recovered()).isNotEmpty();
         // The orchestrator re-sends pairs, then machines in another order.
         after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
@@ -128,7 +128,7 @@ class ControlLoopTest
         }
         assertThat(placements(after)).isEqualTo(placed);
         assertThat(after.recovered()).isEmpty();
-        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.plan()).isEqualTo(plan);
     }
 
     @Test
@@ -142,11 +142,11 @@ class ControlLoopTest
         assertThat(kernel.applied.stream().flatMap(java.util.List::stream)
             .anyMatch(c -> c.element().equals(hostOwn))).as("no change ever touches it").isFalse();
         // but a deleted snat element of ours is back after one reconcile
-        final PlanElement snat = kernel.plan.elements("snat4").values().iterator().next();
-        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
-            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        final PlanElement snat = kernel.plan().elements("snat4").values().iterator().next();
+        kernel.plan(dev.egressd.core.plan.PlanDiff.apply(kernel.plan(),
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat))));
         loop.reconcile();
-        assertThat(kernel.plan.contains(snat)).isTrue();
+        assertThat(kernel.plan().contains(snat)).isTrue();
         assertThat(loop.health().repairs()).isEqualTo(1);
     }
 
@@ -159,18 +159,18 @@ class ControlLoopTest
         loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(fresh)).get();
         assertThat(kernel.reads).as("no read for a mutation when nothing changed behind egressd's back")
             .isEqualTo(reads);
-        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
+        assertThat(kernel.plan()).isEqualTo(loop.desiredPlan());
 
         // someone deletes m30's snat4 element by hand; deleting m30 then removes a missing element, which nft
         // refuses: the loop reads the kernel back and applies the right diff instead
-        final PlanElement snat = kernel.plan.elements("snat4").get(fresh.ipv4());
-        kernel.plan = dev.egressd.core.plan.PlanDiff.apply(kernel.plan,
-            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat)));
+        final PlanElement snat = kernel.plan().elements("snat4").get(fresh.ipv4());
+        kernel.plan(dev.egressd.core.plan.PlanDiff.apply(kernel.plan(),
+            java.util.List.of(dev.egressd.core.plan.PlanChange.remove(snat))));
         assertThat(loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m30")).get())
             .isInstanceOf(MutationResult.Ok.class);
         assertThat(kernel.reads).isEqualTo(reads + 1);
-        assertThat(kernel.plan).isEqualTo(loop.desiredPlan());
-        assertThat(kernel.plan.elements("guests4")).doesNotContainKey(
+        assertThat(kernel.plan()).isEqualTo(loop.desiredPlan());
+        assertThat(kernel.plan().elements("guests4")).doesNotContainKey(
             new PlanElement.Guest4("tap-m30", fresh.ipv4()));
     }
 
@@ -192,7 +192,7 @@ class ControlLoopTest
         assertThat(first.mutate(Operation.RELEASE_PAIR, "release",
             l -> l.allocator().releasePair("a1", Ipv4Address.parse("203.0.113.10"))).get())
             .isInstanceOf(MutationResult.Ok.class);
-        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("draining").isTrue();
+        assertThat(kernel.plan().contains(up4) && kernel.plan().contains(up6)).as("draining").isTrue();
         final DesiredState written = store.load().state();
         assertThat(written.draining()).extracting(DesiredState.Draining::untilEpochMillis)
             .containsOnly(1_700_000_100_000L);
@@ -203,13 +203,13 @@ class ControlLoopTest
         final ControlLoop second = ControlLoop.of(settings, store.load().state(), kernel, store, Runnable::run,
             nanos::get, wall::get, 100);
         second.initialSync();
-        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept at start-up").isTrue();
+        assertThat(kernel.plan().contains(up4) && kernel.plan().contains(up6)).as("kept at start-up").isTrue();
         nanos.addAndGet(69_000_000_000L); // 99 s after the release
         second.reconcile();
-        assertThat(kernel.plan.contains(up4) && kernel.plan.contains(up6)).as("kept until the deadline").isTrue();
+        assertThat(kernel.plan().contains(up4) && kernel.plan().contains(up6)).as("kept until the deadline").isTrue();
         nanos.addAndGet(1_000_000_000L); // 100 s: the deadline
         second.reconcile();
-        assertThat(kernel.plan.contains(up4) || kernel.plan.contains(up6)).as("removed at the deadline").isFalse();
+        assertThat(kernel.plan().contains(up4) || kernel.plan().contains(up6)).as("removed at the deadline").isFalse();
         assertThat(placements(second)).containsKey("m1");
     }
 
@@ -224,8 +224,8 @@ class ControlLoopTest
         final ControlLoop loop = ControlLoop.of(settings, state, kernel, new StateStore(dir), Runnable::run,
             () -> 0L, () -> 1_000_000L, 100);
         loop.initialSync();
-        assertThat(kernel.plan.elements("uplink4")).isEmpty();
-        assertThat(kernel.plan.elements("uplink6")).isEmpty();
+        assertThat(kernel.plan().elements("uplink4")).isEmpty();
+        assertThat(kernel.plan().elements("uplink6")).isEmpty();
         assertThat(new StateStore(dir).load().state().draining()).isEmpty();
     }
 
@@ -263,7 +263,7 @@ class ControlLoopTest
         assertThat(syncs.get()).as("retried once").isEqualTo(2);
         // not rolled back: the allocator, the kernel and the file (what the next start reads) all hold m1
         assertThat(loop.allocator().machine("m1")).isPresent();
-        assertThat(kernel.plan.elements("snat4")).containsKey(m1.ipv4());
+        assertThat(kernel.plan().elements("snat4")).containsKey(m1.ipv4());
         assertThat(store.load().state().machines()).extracting(DesiredState.MachineEntry::id).containsExactly("m1");
     }
 
@@ -272,7 +272,7 @@ class ControlLoopTest
     {
         final ControlLoop loop = populated();
         loop.guestInterfaces("tap-*");
-        final var plan = kernel.plan;
+        final var plan = kernel.plan();
         final String file = Files.readString(dir.resolve(StateStore.FILE));
         final Machine outside = new Machine("m40", "a1", "vm-1", Ipv4Address.parse("10.77.0.90"), null, null);
         final MutationResult result = loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(outside)).get();
@@ -281,7 +281,7 @@ class ControlLoopTest
         assertThat(refusal.code()).isEqualTo(dev.egressd.core.alloc.Outcome.Reason.INVALID);
         assertThat(refusal.field()).isEqualTo("interface");
         assertThat(refusal.message()).contains("vm-1", "tap-*");
-        assertThat(kernel.plan).isEqualTo(plan);
+        assertThat(kernel.plan()).isEqualTo(plan);
         assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
         assertThat(loop.allocator().machine("m40")).isEmpty();
     }

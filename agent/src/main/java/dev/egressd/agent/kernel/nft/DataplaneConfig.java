@@ -10,7 +10,7 @@ import java.util.regex.Pattern;
  * @param guestInterfacePattern the guest interfaces: a name or a prefix ending in {@code *}, e.g.
  *                              {@code tap-*} (nft's only wildcard form for interface names).
  * @param destinationCap        the most concurrent connections one guest may hold to one destination IP;
- *                              the next one is refused (DESIGN invariant 5).
+ *                              the next one is refused (docs/design.md, invariant 5).
  */
 public record DataplaneConfig(String table, String uplink, String guestInterfacePattern, int destinationCap)
 {
@@ -18,7 +18,7 @@ public record DataplaneConfig(String table, String uplink, String guestInterface
     public static final String DEFAULT_TABLE = "egressd";
     /** The default guest interface pattern (Firecracker-style taps). */
     public static final String DEFAULT_GUEST_PATTERN = "tap-*";
-    /** The default destination cap (DESIGN: the 1025th connection is refused). */
+    /** The default destination cap (the 1025th connection is refused). */
     public static final int DEFAULT_DESTINATION_CAP = 1024;
     /** IFNAMSIZ is 16 in {@code <linux/if.h>}, including the NUL: 15 characters at most. */
     public static final int MAX_IFNAME_LENGTH = 15;

@@ -15,6 +15,9 @@ import java.util.Map;
 import java.util.Set;
 import java.util.function.LongSupplier;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 /**
  * egressd's table in the kernel, as the reconciler sees it: create it once, read it as a plan, apply
  * plan changes as one atomic transaction, read the named counters.
@@ -43,6 +46,8 @@ import java.util.function.LongSupplier;
  */
 public final class NftDataplane
 {
+    private static final Logger LOG = LoggerFactory.getLogger(NftDataplane.class);
+
     private final NftablesClient nft;
     private final DataplaneConfig config;
     private final Ruleset ruleset;
@@ -131,12 +136,12 @@ public final class NftDataplane
     }
 
     /**
-     * How many deep reads ({@link #readFull()}) and deep checks of the fixed chains were done, for tests and
-     * the benchmark.
+     * How many deep reads ({@link #readFull()}) and deep checks of the fixed chains were done, for the tests of
+     * the pacing. (Each is also logged at DEBUG with its cost.)
      *
      * @return {deep reads, deep checks}.
      */
-    public int[] deepCounts()
+    int[] deepCounts()
     {
         return new int[] {deepReads, deepChecks};
     }
@@ -151,7 +156,7 @@ public final class NftDataplane
      * a chain, counter or set deleted) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
      * chains are flushed and refilled, missing counters, sets and chains are added, and every set and map
      * keeps its elements, so the {@code ct count} meters keep counting the connections they hold (a
-     * whole-table reload would reset them, recipe pitfall 9).
+     * whole-table reload would reset them, docs/design.md, pitfall 9).
      *
      * <p>Every call first lists the table's sets and maps without their elements ({@code list sets table} and
      * {@code list maps}, terse: no rules and no elements are loaded); a missing table, set or map is seen at
@@ -209,6 +214,7 @@ public final class NftDataplane
         final boolean repaired = checkFixedChains();
         final long end = clock.getAsLong();
         deepChecks++;
+        LOG.debug("deep check of inet {}: {} ms", config.table(), (end - start) / 1_000_000);
         deepCheckForced = false;
         deepReadPending = true;
         pendingCheckCost = end - start;
@@ -358,6 +364,7 @@ public final class NftDataplane
         chainsKnown = true;
         deepReads++;
         deepEnd = clock.getAsLong();
+        LOG.debug("deep read of inet {}: {} ms", config.table(), (deepEnd - start) / 1_000_000);
         deepCost = deepEnd - start + pendingCheckCost;
         deepReadPending = false;
         pendingCheckCost = 0;

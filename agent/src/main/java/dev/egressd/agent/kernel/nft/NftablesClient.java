@@ -8,7 +8,7 @@ public interface NftablesClient
 {
     /**
      * Runs nft commands (one per line, or a {@code table ... { }} block) as ONE transaction: either every
-     * command takes effect or none does (DESIGN invariant 7).
+     * command takes effect or none does (docs/design.md, invariant 7).
      *
      * @param script the nft text.
      * @throws NftException when nft or the kernel refuses any part; then nothing changed.

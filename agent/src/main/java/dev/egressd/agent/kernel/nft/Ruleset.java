@@ -15,10 +15,10 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The static part of egressd's table: sets, maps, meters, named counters and chains, in the shape of the
- * recipe's "recommended table" (nft-recipe.md, "Start here"). Per-machine facts never appear here; they
+ * The static part of egressd's table: sets, maps, meters, named counters and chains, in the shape of
+ * the table in docs/design.md, "The kernel state". Per-machine facts never appear here; they
  * are elements of the sets and maps, changed by {@link PlanRenderer}, so the chains are installed once
- * and never reloaded (a reload resets the {@code ct count} meters, recipe pitfall 9).
+ * and never reloaded (a reload resets the {@code ct count} meters, docs/design.md, pitfall 9).
  *
  * <p>Every rule of the fixed chains carries a fingerprint comment ({@link StaticChain#fingerprints()}):
  * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()}, when a deep check
@@ -44,7 +44,7 @@ import java.util.Set;
  */
 public final class Ruleset
 {
-    /** Anti-spoofing drops, IPv4 (DESIGN invariant 4). */
+    /** Anti-spoofing drops, IPv4 (docs/design.md, invariant 4). */
     public static final String COUNTER_SPOOF4 = "spoof4";
     /** Anti-spoofing drops, IPv6. */
     public static final String COUNTER_SPOOF6 = "spoof6";
@@ -353,7 +353,7 @@ public final class Ruleset
     /**
      * Puts the fixed part of an existing table right, as ONE transaction that leaves every set's and map's
      * elements alone, the {@code ct count} meters {@code cc4}/{@code cc6} included (a whole-table reload
-     * would reset them, recipe pitfall 9), and the per-guest {@code snat6_*} chains too:
+     * would reset them, docs/design.md, pitfall 9), and the per-guest {@code snat6_*} chains too:
      * <ol>
      * <li>{@code add} every named counter, set and map: a no-op for one that exists as declared, a
      *     re-creation of one deleted by hand;</li>

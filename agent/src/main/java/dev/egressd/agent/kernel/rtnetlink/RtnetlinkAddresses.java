@@ -47,7 +47,7 @@ import java.util.List;
  *     for ever.</li>
  * <li>IPv6 as a /128 with IFA_F_NODAD (usable at once, no tentative phase) and preferred lifetime 0,
  *     valid for ever: the address is deprecated from the start, so source selection never picks it
- *     for the host's own traffic or for masquerade (nft-recipe pitfall 7), while SNAT to it still
+ *     for the host's own traffic or for masquerade (docs/design.md, pitfall 7), while SNAT to it still
  *     works.</li>
  * <li>IFA_F_NOPREFIXROUTE on both, so adding an address never adds a route to the main table:
  *     egressd changes addresses only, never routing.</li>

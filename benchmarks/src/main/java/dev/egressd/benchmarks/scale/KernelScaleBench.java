@@ -1,7 +1,8 @@
-package dev.egressd.agent.kernel;
+package dev.egressd.benchmarks.scale;
 
-import dev.egressd.agent.natives.NetNamespace;
+import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;
@@ -22,8 +23,8 @@ import java.util.List;
 /**
  * What the kernel side costs as a host grows: for N machines (IPv4 + IPv6, 63 per pair), the first apply, one
  * machine's remap applied as one transaction, and what one reconcile of the daemon asks of the kernel: the check of
- * the table ({@link KernelDataplane#ensureTable()}), a read-back ({@link KernelDataplane#read()}) and the named
- * counters ({@link KernelDataplane#counters()}), each deep (the whole table, rules included: what is done when a
+ * the table ({@link NftKernel#ensureTable()}), a read-back ({@link NftKernel#read()}) and the named
+ * counters ({@link NftKernel#counters()}), each deep (the whole table, rules included: what is done when a
  * deep check is due) and shallow (the sets and maps by name: every other reconcile). Each line is checked against
  * the plan applied, both ways of reading.
  * Run by {@code scripts/bench-kernel}, inside a namespace it creates; prints one line per N.
@@ -67,7 +68,7 @@ public final class KernelScaleBench
 
     private static String measure(final String uplink, final int n) throws Exception
     {
-        try (KernelDataplane kernel = KernelDataplane.open(DataplaneConfig.defaults(uplink)))
+        try (NftKernel kernel = NftKernel.open(DataplaneConfig.defaults(uplink)))
         {
             kernel.ensureTable();
             final BlockLayout layout = BlockLayout.STANDARD;
@@ -105,7 +106,7 @@ public final class KernelScaleBench
                 start = System.nanoTime();
                 final KernelPlan full = kernel.readFull();
                 fullReads[r] = (System.nanoTime() - start) / 1e6;
-                // Shallow: what the daemon's reconcile does between deep ones (NftKernel paces them).
+                // Shallow: what the daemon's reconcile does between deep ones (its NftKernel paces them).
                 kernel.paceDeepChecks(SHALLOW);
                 start = System.nanoTime();
                 kernel.ensureTable();

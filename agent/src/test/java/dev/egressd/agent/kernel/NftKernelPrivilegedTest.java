@@ -29,12 +29,12 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * KernelDataplane against the kernel in a throwaway namespace: libnftables and rtnetlink in-process on
+ * NftKernel against the kernel in a throwaway namespace: libnftables and rtnetlink in-process on
  * the namespace's thread; the result is read back with {@code ip -j addr}, {@code nft} and a raw address
  * dump, independently of egressd's readers.
  */
 @Privileged
-class KernelDataplanePrivilegedTest
+class NftKernelPrivilegedTest
 {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Ipv4Address A4 = Ipv4Address.parse("203.0.113.10");
@@ -44,7 +44,7 @@ class KernelDataplanePrivilegedTest
 
     private LabNamespace lab;
     private NetNamespace ns;
-    private KernelDataplane kernel;
+    private NftKernel kernel;
 
     @BeforeEach
     void setUp() throws IOException
@@ -53,7 +53,7 @@ class KernelDataplanePrivilegedTest
         lab = LabNamespace.withUplink();
         lab.exec("ip", "link", "set", "uplink", "up");
         ns = NetNamespace.enter(lab.name());
-        kernel = ns.call(() -> KernelDataplane.open(DataplaneConfig.defaults("uplink")));
+        kernel = ns.call(() -> NftKernel.open(DataplaneConfig.defaults("uplink")));
         ns.call(kernel::ensureTable);
     }
 
@@ -131,7 +131,9 @@ class KernelDataplanePrivilegedTest
         {
             kernel.apply(bad);
             return null;
-        })).isInstanceOf(NftException.class).hasMessageContaining("nothing changed");
+        })).isInstanceOf(KernelException.class).hasMessageStartingWith("nft: ").hasMessageContaining("nothing changed")
+            .hasCauseInstanceOf(NftException.class)
+            .satisfies(e -> assertThat(((KernelException)e).source()).isEqualTo(KernelException.Source.NFT));
 
         assertThat(locals()).contains("203.0.113.10", "2001:db8:10::10", "203.0.113.20")
             .doesNotContain("2001:db8:10::20");
@@ -162,7 +164,7 @@ class KernelDataplanePrivilegedTest
             .isEqualTo(0xFFFFFFFFL);
 
         // a restart forgets which foreign addresses were wanted: one reconcile finds them again, then stable
-        final KernelDataplane restarted = on(() -> KernelDataplane.open(DataplaneConfig.defaults("uplink")));
+        final NftKernel restarted = on(() -> NftKernel.open(DataplaneConfig.defaults("uplink")));
         try
         {
             assertThat(on(() -> PlanDiff.between(restarted.read(), desired))).hasSize(2);
@@ -205,6 +207,27 @@ class KernelDataplanePrivilegedTest
         reconcile(desired);
         assertThat(protocols()).containsEntry("203.0.113.10/32", NetlinkConstants.IFAPROT_EGRESSD);
         assertThat(on(kernel::foreignAddresses)).containsExactly(new PlanElement.Uplink6(A6));
+    }
+
+    @Test
+    void aMissingUplinkIsAnRtnetlinkFailure() throws IOException
+    {
+        final NftKernel other = on(() -> NftKernel.open(new DataplaneConfig("egressd2", "nope0", "tap-*", 1024)));
+        try
+        {
+            on(other::ensureTable);
+            assertThatThrownBy(() -> on(other::read)).isInstanceOf(KernelException.class)
+                .hasMessageStartingWith("rtnetlink: ").hasMessageContaining("nope0")
+                .satisfies(e -> assertThat(((KernelException)e).source()).isEqualTo(KernelException.Source.RTNETLINK));
+        }
+        finally
+        {
+            on(() ->
+            {
+                other.close(); // its table goes with the namespace
+                return null;
+            });
+        }
     }
 
     @Test
