@@ -88,7 +88,7 @@ class ReconcilerTest
     {
         reconciler.initialSync();
         reconciler.markInSync();
-        assertThat(kernel.fake.plan).isEqualTo(desired());
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
     }
 
     @Test
@@ -105,9 +105,9 @@ class ReconcilerTest
         synced();
         reconciler.reconcile();
         assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
-        kernel.fake.plan = KernelPlan.of(List.of(UP4)); // someone deleted the guest's element
+        kernel.fake.plan(KernelPlan.of(List.of(UP4))); // someone deleted the guest's element
         reconciler.reconcile();
-        assertThat(kernel.fake.plan).isEqualTo(desired());
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
         assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
         assertThat(reconciler.health().repairs()).isEqualTo(1);
         final String repair = "1 changes: [" + PlanChange.add(GUEST) + "]";
@@ -119,7 +119,7 @@ class ReconcilerTest
         kernel.fake.deleteTable();
         reconciler.reconcile();
         assertThat(reconciler.health().lastRepair()).startsWith("created or repaired the table's fixed part; ");
-        assertThat(kernel.fake.plan).isEqualTo(desired());
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
     }
 
     @Test
@@ -205,14 +205,14 @@ class ReconcilerTest
         assertThat(kernel.fake.reads).as("diffed against what the kernel last held").isEqualTo(reads);
         assertThat(applied).containsExactly(PlanChange.add(UP4B));
         assertThat(draining.addresses()).containsExactly(UP4);
-        assertThat(kernel.fake.plan.contains(UP4)).as("draining").isTrue();
+        assertThat(kernel.fake.plan().contains(UP4)).as("draining").isTrue();
 
         clock.addAndGet(100 * SECOND - 1);
         reconciler.reconcile();
-        assertThat(kernel.fake.plan.contains(UP4)).as("until its deadline").isTrue();
+        assertThat(kernel.fake.plan().contains(UP4)).as("until its deadline").isTrue();
         clock.addAndGet(1);
         reconciler.reconcile();
-        assertThat(kernel.fake.plan.contains(UP4)).as("gone at its deadline").isFalse();
+        assertThat(kernel.fake.plan().contains(UP4)).as("gone at its deadline").isFalse();
         assertThat(draining.addresses()).isEmpty();
         assertThat(reconciler.health().kernel()).as("not drift").isEqualTo(KernelStatus.IN_SYNC);
         assertThat(reconciler.health().repairs()).isZero();
@@ -225,7 +225,7 @@ class ReconcilerTest
         own.remove(UP4);
         reconciler.sync(false);
         assertThat(draining.addresses()).isEmpty();
-        assertThat(kernel.fake.plan.contains(UP4)).isFalse();
+        assertThat(kernel.fake.plan().contains(UP4)).isFalse();
     }
 
     @Test
@@ -242,7 +242,7 @@ class ReconcilerTest
         clock.addAndGet(SECOND);
         reconciler.reconcile();
         assertThat(draining.addresses()).isEmpty();
-        assertThat(kernel.fake.plan.contains(UP4)).isFalse();
+        assertThat(kernel.fake.plan().contains(UP4)).isFalse();
     }
 
     @Test
@@ -250,11 +250,11 @@ class ReconcilerTest
     {
         synced();
         final int reads = kernel.fake.reads;
-        kernel.fake.plan = KernelPlan.of(List.of(UP4)); // the guest's element deleted by hand
+        kernel.fake.plan(KernelPlan.of(List.of(UP4))); // the guest's element deleted by hand
         own.remove(GUEST); // and the mutation removes it: nft refuses to remove what is missing
         assertThat(reconciler.sync(true)).isEmpty();
         assertThat(kernel.fake.reads).isEqualTo(reads + 1);
-        assertThat(kernel.fake.plan).isEqualTo(desired());
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
     }
 
     @Test

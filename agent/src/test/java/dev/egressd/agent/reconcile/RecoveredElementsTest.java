@@ -55,7 +55,7 @@ class RecoveredElementsTest
         before.setMachineScopedPair("s1", pair("203.0.113.20", "2001:db8::20"));
         final List<PlanElement> held = new ArrayList<>(StateMapper.plan(before, List.of()).elements());
         held.add(FOREIGN); // an address someone else put on the uplink (no SNAT element leaves from it)
-        kernel.plan = KernelPlan.of(held);
+        kernel.plan(KernelPlan.of(held));
         after = new EgressAllocator(settings);
         recovered = new RecoveredElements(settings, Set.of());
     }
@@ -70,7 +70,7 @@ class RecoveredElementsTest
     void everythingTheKernelHoldsIsRecoveredExceptAnUplinkAddressNoGuestLeavesFrom() throws Exception
     {
         final int count = recovered.recoverFromKernel(kernel, after);
-        assertThat(count).isEqualTo(kernel.plan.size() - 1);
+        assertThat(count).isEqualTo(kernel.plan().size() - 1);
         assertThat(recovered.elements()).doesNotContain(FOREIGN).hasSize(count);
         assertThat(recovered.recoverFromKernel(kernel, after)).as("nothing new the second time").isZero();
     }

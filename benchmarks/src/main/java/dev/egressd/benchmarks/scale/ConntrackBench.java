@@ -1,6 +1,7 @@
 package dev.egressd.benchmarks.scale;
 
 import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -84,12 +85,12 @@ public final class ConntrackBench
                 Thread.sleep(SAMPLE_MILLIS);
             }
             // The counts are published about once a second: the first snapshot after the deadline has them all.
-            final ConntrackMonitor.Stats before = monitor.stats();
+            final ConntrackSnapshot before = monitor.stats();
             while (monitor.stats() == before)
             {
                 Thread.sleep(SAMPLE_MILLIS);
             }
-            final ConntrackMonitor.Stats stats = monitor.stats();
+            final ConntrackSnapshot stats = monitor.stats();
             final long[] ledger = monitor.query(l -> new long[] {l.opens(), l.closes()}).get();
             final long total = stats.newEvents() + stats.updateEvents() + stats.destroyEvents();
             final double span = Math.max(1e-9, (last - first) / 1e9);
