@@ -13,7 +13,7 @@ import java.util.function.Consumer;
 import java.util.function.LongSupplier;
 
 /**
- * The refusal log (issue 5 §3): one structured line for every refusal (an API request the allocator refused, a
+ * The refusal log: one structured line for every refusal (an API request the allocator refused, a
  * machine left pending, kernel counters that moved: cap refusals, spoof drops, fail-closed refusals) and every limit
  * crossed (a machine's busiest destination reaching 80% or 95% of the cap, a translated port outside the block),
  * with machine, app, reason and the tuple where known, on the SLF4J logger {@value #LOGGER}.

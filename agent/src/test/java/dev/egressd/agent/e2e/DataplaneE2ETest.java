@@ -522,7 +522,7 @@ class DataplaneE2ETest
 
     /**
      * Checks with {@code ip -j addr} that each pair is on the uplink as egressd puts it there: the IPv4 as
-     * a /32, the IPv6 as a /128 with preferred_lft 0 (never a source for masquerade, recipe pitfall 7),
+     * a /32, the IPv6 as a /128 with preferred_lft 0 (never a source for masquerade, docs/design.md, pitfall 7),
      * both marked with egressd's IFA_PROTO (read by a raw dump: iproute2 6.1 does not print it).
      */
     private void assertUplinkHolds(final Collection<EgressPair> pairs) throws IOException

@@ -27,7 +27,7 @@ import java.util.TreeMap;
 
 /**
  * The allocator the daemon calls: apps, their egress pairs, machines and which address each machine leaves from
- * (DESIGN.md "Which address a machine leaves from"), on top of the allocation-free {@link SlotAllocator}.
+ * (docs/design.md, "Which address a machine leaves from"), on top of the allocation-free {@link SlotAllocator}.
  *
  * <p>Single-threaded: the daemon serialises calls. Every operation returns an {@link Outcome}: {@link Done} with
  * the ids of the machines that changed, or a {@link Refusal} naming the field, in which case nothing changed

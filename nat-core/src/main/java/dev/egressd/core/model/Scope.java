@@ -1,6 +1,6 @@
 package dev.egressd.core.model;
 
-/** Which rule of DESIGN.md decides the address a machine leaves from. */
+/** Which rule of docs/design.md ("Which address a machine leaves from") decides the address a machine leaves from. */
 public enum Scope
 {
     /** Rule 1: a legacy machine-scoped pair, any source port. */

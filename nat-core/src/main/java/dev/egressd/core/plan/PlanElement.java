@@ -132,7 +132,7 @@ public sealed interface PlanElement
     }
 
     /**
-     * IPv6 source NAT of one guest (a per-guest chain in nft 1.0.6, see the recipe's pitfall 1).
+     * IPv6 source NAT of one guest (a per-guest chain in nft 1.0.6, docs/design.md, pitfall 1).
      *
      * @param guest     the guest address (the map key).
      * @param egress    the static egress address.

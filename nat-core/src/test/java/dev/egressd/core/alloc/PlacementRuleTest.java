@@ -32,7 +32,7 @@ import org.quicktheories.core.Gen;
 import org.quicktheories.generators.Generate;
 
 /**
- * The placement RULE of DESIGN.md ("The allocator"), checked on its own terms after every placement, with no
+ * The placement RULE of docs/design.md ("Which address a machine leaves from"), checked on its own terms after every placement, with no
  * reference implementation and no knowledge of the tie-break: {@link AllocatorModelTest} compares against a model
  * that copies the fast allocator's choices, so it cannot notice a wrong rule that both share.
  *

@@ -50,7 +50,7 @@ import java.util.List;
  * </ul>
  *
  * <p>{@link #poll} belongs to one thread; {@link #dump} and the deletes to one thread (it may be
- * another). Deleting a live TCP flow's entry kills the flow (nft-recipe §3.2): hygiene only.
+ * another). Deleting a live TCP flow's entry kills the flow (docs/design.md, pitfall 10): hygiene only.
  */
 public final class ConntrackEvents implements AutoCloseable
 {
@@ -106,7 +106,7 @@ public final class ConntrackEvents implements AutoCloseable
     /**
      * Subscribes to NEW and DESTROY events, and UPDATE events too if asked, in the calling thread's network
      * namespace. UPDATE carries every state change (TCP: SYN_RECV, ESTABLISHED, FIN_WAIT, ... TIME_WAIT), which
-     * is what tells a listener that a TCP entry stopped counting for {@code ct count} (nft-recipe pitfall 8).
+     * is what tells a listener that a TCP entry stopped counting for {@code ct count} (docs/design.md, pitfall 8).
      *
      * @param receiveBufferBytes the event socket's kernel buffer (SO_RCVBUFFORCE, else SO_RCVBUF).
      * @param pollTimeoutMillis  how long {@link #poll} waits before returning 0; 0 for ever.

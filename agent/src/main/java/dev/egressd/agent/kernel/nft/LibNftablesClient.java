@@ -4,7 +4,7 @@ import jnr.ffi.Pointer;
 
 /**
  * {@link NftablesClient} over libnftables, in-process: one long-lived {@code nft_ctx} with buffered
- * output and error. A long-lived context matters: the recipe measured a single element change at
+ * output and error. A long-lived context matters: a single element change was measured at
  * 0.13 ms through it against ~9 ms for starting the {@code nft} command.
  *
  * <p><strong>Not thread-safe.</strong> A context holds one netlink socket and one pair of buffers; the

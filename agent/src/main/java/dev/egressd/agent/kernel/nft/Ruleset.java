@@ -34,9 +34,9 @@ import java.util.Set;
  *   <li>No {@code flags interval} on key sets and maps: keys are single addresses, and with the flag
  *       nft 1.0.6 re-reads every element before each change (12.8 ms at 4,000 machines vs 0.13 ms).</li>
  *   <li>IPv6 NAT goes through a verdict map to one chain per guest, because nft 1.0.6 loads wrong
- *       registers for an {@code ipv6_addr . inet_service} map (pitfall 1); {@code mapped6} repeats the
- *       vmap's keys because a verdict map cannot be used as a set (pitfall 4).</li>
- *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3).</li>
+ *       registers for an {@code ipv6_addr . inet_service} map (docs/design.md, pitfall 1); {@code mapped6} repeats the
+ *       vmap's keys because a verdict map cannot be used as a set (pitfall 4 there).</li>
+ *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3 there).</li>
  *   <li>Postrouting accepts anything not from a guest first: the host's own traffic is not ours.</li>
  *   <li>Every drop and reject has a named counter object, so {@link NftDataplane#counters()} reads
  *       them by name.</li>

@@ -16,8 +16,8 @@ import org.junit.jupiter.api.Test;
 /**
  * ctnetlink messages laid out by hand from {@code <linux/netfilter/nfnetlink.h>} (struct nfgenmsg,
  * subsystem in the high byte of nlmsg_type) and {@code <linux/netfilter/nfnetlink_conntrack.h>}
- * (CTA_* attributes; addresses, ports, status and id in network order), shaped like the events in
- * nft-recipe §3.7. Nests carry NLA_F_NESTED, as the kernel sends them.
+ * (CTA_* attributes; addresses, ports, status and id in network order), shaped like the events the kernel
+ * sends. Nests carry NLA_F_NESTED, as the kernel sends them.
  */
 class ConntrackMessagesTest
 {
