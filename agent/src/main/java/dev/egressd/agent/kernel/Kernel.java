@@ -8,7 +8,8 @@ import java.util.Map;
 
 /**
  * The data plane as the control loop sees it: egressd's nftables table plus the egress addresses on the uplink.
- * The real implementation joins the nft dataplane and rtnetlink; tests use an in-memory fake.
+ * {@link NftKernel} is the real one (nft and rtnetlink); {@link MemoryKernel} the in-memory one ({@code --dry-run},
+ * tests).
  *
  * <p>Called from the control loop thread only.
  */
