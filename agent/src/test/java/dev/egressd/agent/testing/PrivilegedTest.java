@@ -76,7 +76,7 @@ class PrivilegedTest
         assertThat(untagged).as("tests that need privileges without @Privileged").isEmpty();
         assertThat(tagged).as("the privileged tests found").contains("DaemonIT.java", "ObservabilityIT.java",
             "DataplaneE2ETest.java", "LabE2ETest.java", "ConntrackMonitorPrivilegedTest.java",
-            "KernelDataplanePrivilegedTest.java", "NftDataplanePrivilegedTest.java",
+            "NftKernelPrivilegedTest.java", "NftDataplanePrivilegedTest.java",
             "RtnetlinkAddressesPrivilegedTest.java", "ConntrackEventsPrivilegedTest.java", "PromtoolCheckTest.java",
             "SystemdUnitTest.java", "DaemonMetricsTest.java");
     }
