@@ -52,13 +52,13 @@ public final class Egressd implements Callable<Integer>
     boolean teardown;
     @Option(names = "--yes", description = "confirm --teardown") boolean yes;
 
-    /** The picocli version provider. */
+    /** The picocli version provider: version and the commit built from. */
     static final class VersionProvider implements CommandLine.IVersionProvider
     {
         @Override
         public String[] getVersion()
         {
-            return new String[] {"egressd " + Version.version()};
+            return new String[] {Version.line("egressd")};
         }
     }
 
@@ -202,7 +202,7 @@ public final class Egressd implements Callable<Integer>
     {
         if (args.length > 0 && "version".equals(args[0]))
         {
-            System.out.println("egressd " + Version.version());
+            System.out.println(Version.line("egressd"));
             return;
         }
         final CommandLine cli = new CommandLine(new Egressd());
