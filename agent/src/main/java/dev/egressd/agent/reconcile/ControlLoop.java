@@ -365,6 +365,11 @@ public final class ControlLoop implements LoopStats
             monitor.refused(what, refusal);
             return new MutationResult.Refused(refusal);
         }
+        final List<String> reseated = recovered.reseat(allocator);
+        if (!reseated.isEmpty())
+        {
+            LOG.info("{}: put back on their recovered pair and block: {}", what, reseated);
+        }
         recovered.prune(allocator);
         final List<PlanChange> applied;
         try
@@ -452,13 +457,37 @@ public final class ControlLoop implements LoopStats
      */
     public KernelPlan desiredPlan()
     {
+        final KernelPlan plan;
         if (draining.addresses().isEmpty())
         {
-            return StateMapper.plan(allocator, recovered.elements());
+            plan = StateMapper.plan(allocator, recovered.elements());
         }
-        final List<PlanElement> extra = new ArrayList<>(recovered.elements());
-        extra.addAll(draining.addresses());
-        return StateMapper.plan(allocator, extra);
+        else
+        {
+            final List<PlanElement> extra = new ArrayList<>(recovered.elements());
+            extra.addAll(draining.addresses());
+            plan = StateMapper.plan(allocator, extra);
+        }
+        final List<PlanElement> holding = recovered.holding(allocator);
+        if (holding.isEmpty())
+        {
+            return plan;
+        }
+        // a re-sent machine whose recovered pair is not back keeps its recovered egress (RecoveredElements)
+        final Set<String> keys = new java.util.HashSet<>();
+        final List<PlanElement> all = new ArrayList<>(holding);
+        for (final PlanElement e : holding)
+        {
+            keys.add(e.kind() + "|" + e.key());
+        }
+        for (final PlanElement e : plan.elements())
+        {
+            if (!keys.contains(e.kind() + "|" + e.key()))
+            {
+                all.add(e);
+            }
+        }
+        return KernelPlan.of(all);
     }
 
     /** One reconcile: read the kernel, repair drift, expire drained addresses. Runs on the loop thread. */

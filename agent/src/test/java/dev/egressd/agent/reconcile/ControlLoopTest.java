@@ -132,6 +132,43 @@ class ControlLoopTest
     }
 
     @Test
+    void aLostStateFileMovesNoMachineWhenItsMachinesAreResentBeforeTheirPairs() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        Files.writeString(dir.resolve(StateStore.FILE), "{garbage");
+        final ControlLoop after = start();
+        // The app comes back masquerading (fail_closed false) and a machine before any pair: until its pair is
+        // back it keeps leaving from its recovered pair and block, not from the host address.
+        after.mutate(Operation.PUT_APP, "app", l -> l.allocator().upsertApp("a1", false)).get();
+        final Machine m1 = before.allocator().machine("m1").orElseThrow().machine();
+        assertThat(after.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m1)).get())
+            .isInstanceOf(MutationResult.Ok.class);
+        assertThat(kernel.plan()).as("m1 keeps its recovered egress").isEqualTo(plan);
+        // A restart in between keeps it so (the state file holds the recovered elements).
+        final ControlLoop again = start();
+        assertThat(kernel.plan()).isEqualTo(plan);
+        again.mutate(Operation.PUT_APP, "app", l -> l.allocator().upsertApp("a1", true)).get();
+        assertThat(kernel.plan()).as("fail-closed now, still on its recovered egress").isEqualTo(plan);
+        // The rest in any order: machines first, then the pairs, then the machine-scoped pair's machine.
+        for (final String id : new String[] {"m12", "m2", "m20", "m4", "m5", "m6", "m8", "m9", "m10", "m11"})
+        {
+            final Machine m = before.allocator().machine(id).orElseThrow().machine();
+            again.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m)).get();
+            assertThat(kernel.plan()).as(id).isEqualTo(plan);
+        }
+        again.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        assertThat(kernel.plan()).isEqualTo(plan);
+        again.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        final Machine m21 = before.allocator().machine("m21").orElseThrow().machine();
+        again.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m21)).get();
+        assertThat(placements(again)).isEqualTo(placed);
+        assertThat(again.recovered()).isEmpty();
+        assertThat(kernel.plan()).isEqualTo(plan);
+    }
+
+    @Test
     void anAddressSomeoneElsePutOnTheUplinkIsNeverRemoved() throws Exception
     {
         final ControlLoop loop = populated();
