@@ -169,6 +169,65 @@ class ControlLoopTest
     }
 
     @Test
+    void aStartWithAnIntactStateAndAnUnwritableStateDirectoryServesAndRefusesChanges() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        for (final boolean drifted : new boolean[] {false, true})
+        {
+            if (drifted)
+            {
+                // a start-up that has something to write (a hand-deleted element; state that differs) still serves
+                kernel.plan(dev.egressd.core.plan.PlanDiff.apply(kernel.plan(), java.util.List.of(
+                    dev.egressd.core.plan.PlanChange.remove(plan.elements("snat4").values().iterator().next()))));
+            }
+            Files.createDirectory(dir.resolve(StateStore.TEMP)); // every write fails, as on a full disk
+            final StateStore store = new StateStore(dir);
+            final StateStore.Loaded loaded = store.load();
+            assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
+            final ControlLoop after = ControlLoop.of(settings, loaded.state(), kernel, store, Runnable::run,
+                () -> 0L, 0);
+            after.initialSync(true);
+            assertThat(placements(after)).isEqualTo(placed);
+            assertThat(kernel.plan()).isEqualTo(plan);
+            final MutationResult refused = after.mutate(Operation.PUT_MACHINE, "machine",
+                l -> l.putMachine(machine("m40", "a1", 90))).get();
+            assertThat(refused).isInstanceOf(MutationResult.StateUnwritable.class);
+            assertThat(((MutationResult.StateUnwritable)refused).message())
+                .contains(dir.resolve(StateStore.TEMP).toString(), "Is a directory");
+            assertThat(after.stateProblem()).isNotNull();
+            assertThat(after.allocator().machine("m40")).isEmpty();
+            assertThat(kernel.plan()).as("the kernel change was undone").isEqualTo(plan);
+            assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
+            Files.delete(dir.resolve(StateStore.TEMP));
+        }
+    }
+
+    @Test
+    void aStartWithoutAnIntactStateStillNeedsToWriteIt() throws Exception
+    {
+        Files.createDirectory(dir.resolve(StateStore.TEMP));
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            new StateStore(dir), Runnable::run, () -> 0L, 0);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> loop.initialSync(false))
+            .isInstanceOf(java.io.IOException.class).hasMessageContaining("Is a directory");
+    }
+
+    @Test
+    void aStateWriteFailureNamesTheFileAndTheSystemsReason()
+    {
+        final Path temp = dir.resolve(StateStore.TEMP);
+        assertThat(StateStore.describe(new java.nio.file.AccessDeniedException(temp.toString()), temp))
+            .isEqualTo(temp + ": Permission denied");
+        assertThat(StateStore.describe(new java.io.IOException("No space left on device"), temp))
+            .isEqualTo(temp + ": No space left on device");
+        assertThat(StateStore.describe(new java.nio.file.FileSystemException(dir.toString(), null,
+            "Read-only file system"), temp)).isEqualTo(dir + ": Read-only file system");
+    }
+
+    @Test
     void anAddressSomeoneElsePutOnTheUplinkIsNeverRemoved() throws Exception
     {
         final ControlLoop loop = populated();
