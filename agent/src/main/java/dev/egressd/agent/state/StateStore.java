@@ -1,6 +1,10 @@
 package dev.egressd.agent.state;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationContext;
+import com.fasterxml.jackson.databind.JsonDeserializer;
+import com.fasterxml.jackson.databind.deser.DeserializationProblemHandler;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
@@ -23,6 +27,8 @@ import java.nio.file.StandardOpenOption;
 import java.time.Clock;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The daemon's desired state on disk: {@code <state-dir>/state.json}.
@@ -221,7 +227,26 @@ public final class StateStore
         String problem;
         try
         {
-            final DesiredState state = mapper.readValue(bytes, DesiredState.class);
+            final List<String> unknown = new ArrayList<>();
+            final DesiredState state = mapper.reader().withHandler(new DeserializationProblemHandler()
+            {
+                @Override
+                public boolean handleUnknownProperty(final DeserializationContext ctxt, final JsonParser p,
+                    final JsonDeserializer<?> deserializer, final Object bean, final String name) throws IOException
+                {
+                    // A field a newer egressd of the same format version added: skipped with a warning, since
+                    // judging the whole file corrupt would throw every placement away.
+                    final String at = p.getParsingContext().pathAsPointer().toString();
+                    unknown.add(at.endsWith("/" + name) ? at : at + "/" + name);
+                    p.skipChildren();
+                    return true;
+                }
+            }).readValue(bytes, DesiredState.class);
+            if (!unknown.isEmpty())
+            {
+                LOG.warn("state: {} has fields this egressd does not know, ignored (written by a newer egressd?): {}",
+                    file, unknown);
+            }
             if (state == null || state.host() == null)
             {
                 problem = "no host section";
