@@ -138,7 +138,7 @@ public final class Daemon
                         recovered);
                 }
             }
-            loop.initialSync();
+            loop.initialSync(loaded.status() == StateStore.Status.LOADED);
             return null;
         }).get();
         conntrack.start();

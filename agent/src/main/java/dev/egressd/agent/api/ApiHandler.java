@@ -179,7 +179,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final Health health = loop.health();
                 return CompletableFuture.completedFuture(new Reply(
                     health.kernel() == KernelStatus.UNAVAILABLE ? 503 : 200,
-                    Views.health(health, version)));
+                    Views.health(health, loop.stateProblem(), version)));
             }
             case "state" ->
             {
@@ -359,6 +359,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             if (result instanceof MutationResult.Refused refused)
             {
                 return error(refusal(refused.refusal()));
+            }
+            if (result instanceof MutationResult.StateUnwritable unwritable)
+            {
+                return error(new ApiException(503, "state_unwritable", null,
+                    unwritable.message() + "; nothing changed"));
             }
             final MutationResult.Unavailable unavailable = (MutationResult.Unavailable)result;
             return error(new ApiException(503, "kernel_unavailable", null,

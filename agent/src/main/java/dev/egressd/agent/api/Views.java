@@ -164,12 +164,13 @@ final class Views
         return node;
     }
 
-    static ObjectNode health(final Health health, final String version)
+    static ObjectNode health(final Health health, final String stateProblem, final String version)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("status", health.kernel() == KernelStatus.UNAVAILABLE
-            || health.kernel() == KernelStatus.STARTING ? "degraded" : "ok");
+            || health.kernel() == KernelStatus.STARTING || stateProblem != null ? "degraded" : "ok");
         node.put("kernel", health.kernel().wireName());
+        node.put("state", stateProblem == null ? "ok" : "unwritable: " + stateProblem);
         node.put("version", version);
         node.put("reconciles", health.reconciles());
         node.put("repairs", health.repairs());
@@ -189,7 +190,7 @@ final class Views
         host.put("block_count", settings.layout().blockCount());
         host.put("block_size", settings.layout().blockSize());
         host.put("destination_cap", settings.destinationCap());
-        node.set("health", health(loop.health(), version));
+        node.set("health", health(loop.health(), loop.stateProblem(), version));
         final ArrayNode apps = node.putArray("apps");
         for (final EgressAllocator.AppView app : allocator.apps())
         {

@@ -61,6 +61,11 @@ final class CheckCommand extends CtlCommand
         final JsonNode health = state.path("health");
         ok("daemon", "egressd " + health.path("version").asText() + " answers on " + top.socket);
         kernel(health);
+        final String stateDisk = health.path("state").asText("ok");
+        if (!"ok".equals(stateDisk))
+        {
+            fail("state", "the state file cannot be written, changes are refused: " + stateDisk);
+        }
         final Map<String, String> held = heldPairs(state);
         addresses(held);
         machines(state, held);

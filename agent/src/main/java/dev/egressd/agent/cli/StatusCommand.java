@@ -85,6 +85,10 @@ final class StatusCommand extends CtlCommand
                 .asLong() + " reconciles, " + health.path("repairs").asLong() + " repairs, "
                 + health.path("consecutive_failures").asInt() + " consecutive failures)"});
             lines.add(new String[] {"last error", text(health, "last_error")});
+            if (!"ok".equals(health.path("state").asText("ok")))
+            {
+                lines.add(new String[] {"state", health.path("state").asText() + " (changes are refused)"});
+            }
             lines.add(new String[] {"last repair", text(health, "last_repair")});
             lines.add(new String[] {"region", text(host, "region")});
             lines.add(new String[] {"layout", host.path("block_count").asInt() + " slots per pair x "

@@ -222,6 +222,10 @@ public final class EgressMetrics implements MeterBinder
                 m -> m.loop.health().kernel() == KernelStatus.UNAVAILABLE ? 0 : 1)
             .description("1 when the last kernel operation succeeded, 0 while the kernel cannot be programmed")
             .strongReference(true).register(r);
+        FunctionCounter.builder("egressd.state.write.failures", this, m -> m.loop.stateWriteFailures())
+            .description("Writes of the state file that failed (a full, read-only or unwritable state directory); "
+                + "each refused a change")
+            .register(r);
         Gauge.builder("egressd.kernel.consecutive.failures", this, m -> m.loop.health().consecutiveFailures())
             .description("Kernel errors in a row (0 when the last kernel operation succeeded)")
             .baseUnit("failures").strongReference(true).register(r);

@@ -79,10 +79,16 @@ public final class ControlLoop implements LoopStats
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
     private volatile ChangeObserver changeObserver = ChangeObserver.NONE;
+    /** Why the state file cannot be written, or null; see {@link #stateProblem()}. */
+    private volatile String stateProblem;
+    private volatile long stateWriteFailures;
+    /** The state the loop was built from (what an intact state file holds). */
+    private final DesiredState loaded;
 
     private ControlLoop(final HostSettings settings, final DesiredState state, final EgressAllocator allocator,
         final Set<PlanElement> recovered, final Kernel kernel, final StateStore store, final Executor executor,
-        final LongSupplier nanoTime, final LongSupplier wallMillis, final int drainSeconds)
+        final LongSupplier nanoTime, final LongSupplier wallMillis, final int drainSeconds,
+        final DesiredState loaded)
     {
         this.settings = settings;
         this.committed = state;
@@ -95,6 +101,7 @@ public final class ControlLoop implements LoopStats
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
         this.reconciler = new Reconciler(kernel, this::desiredPlan, draining, nanoTime);
         this.published = allocator.snapshot();
+        this.loaded = loaded;
     }
 
     /**
@@ -140,7 +147,7 @@ public final class ControlLoop implements LoopStats
         }
         final Set<PlanElement> recovered = RecoveredElements.fromState(state.recovered());
         final ControlLoop loop = new ControlLoop(settings, StateMapper.export(rebuilt.allocator(), recovered),
-            rebuilt.allocator(), recovered, kernel, store, executor, nanoTime, wallMillis, drainSeconds);
+            rebuilt.allocator(), recovered, kernel, store, executor, nanoTime, wallMillis, drainSeconds, state);
         loop.draining.restore(state.draining());
         return loop;
     }
@@ -365,6 +372,11 @@ public final class ControlLoop implements LoopStats
             monitor.refused(what, refusal);
             return new MutationResult.Refused(refusal);
         }
+        final List<String> reseated = recovered.reseat(allocator);
+        if (!reseated.isEmpty())
+        {
+            LOG.info("{}: put back on their recovered pair and block: {}", what, reseated);
+        }
         recovered.prune(allocator);
         final List<PlanChange> applied;
         try
@@ -385,10 +397,12 @@ public final class ControlLoop implements LoopStats
             try
             {
                 store.write(next);
+                stateWritten();
             }
             catch (final IOException e)
             {
-                LOG.error("{}: the state could not be written, undoing the kernel change: {}", what, e.toString());
+                final String problem = stateFailed(e);
+                LOG.error("{}: the state could not be written ({}), undoing the kernel change", what, problem);
                 rollback();
                 try
                 {
@@ -398,7 +412,7 @@ public final class ControlLoop implements LoopStats
                 {
                     reconciler.failed(k);
                 }
-                return new MutationResult.Unavailable("the state could not be written: " + e.getMessage());
+                return new MutationResult.StateUnwritable("the state could not be written: " + problem);
             }
             commit(next);
         }
@@ -452,19 +466,71 @@ public final class ControlLoop implements LoopStats
      */
     public KernelPlan desiredPlan()
     {
+        final KernelPlan plan;
         if (draining.addresses().isEmpty())
         {
-            return StateMapper.plan(allocator, recovered.elements());
+            plan = StateMapper.plan(allocator, recovered.elements());
         }
-        final List<PlanElement> extra = new ArrayList<>(recovered.elements());
-        extra.addAll(draining.addresses());
-        return StateMapper.plan(allocator, extra);
+        else
+        {
+            final List<PlanElement> extra = new ArrayList<>(recovered.elements());
+            extra.addAll(draining.addresses());
+            plan = StateMapper.plan(allocator, extra);
+        }
+        final List<PlanElement> holding = recovered.holding(allocator);
+        if (holding.isEmpty())
+        {
+            return plan;
+        }
+        // a re-sent machine whose recovered pair is not back keeps its recovered egress (RecoveredElements)
+        final Set<String> keys = new java.util.HashSet<>();
+        final List<PlanElement> all = new ArrayList<>(holding);
+        for (final PlanElement e : holding)
+        {
+            keys.add(e.kind() + "|" + e.key());
+        }
+        for (final PlanElement e : plan.elements())
+        {
+            if (!keys.contains(e.kind() + "|" + e.key()))
+            {
+                all.add(e);
+            }
+        }
+        return KernelPlan.of(all);
     }
 
     /** One reconcile: read the kernel, repair drift, expire drained addresses. Runs on the loop thread. */
     public void reconcile()
     {
         reconciler.reconcile();
+        if (stateProblem != null)
+        {
+            // so health clears (and changes are taken again) as soon as there is room, without a change to try
+            try
+            {
+                store.write(committed);
+                LOG.info("the state directory is writable again; state written");
+                stateWritten();
+            }
+            catch (final IOException e)
+            {
+                stateFailed(e);
+            }
+        }
+    }
+
+    private void stateWritten()
+    {
+        stateProblem = null;
+    }
+
+    private String stateFailed(final IOException e)
+    {
+        final String problem = e instanceof StateStore.StateWriteException ? e.getMessage()
+            : StateStore.describe(e, store.file());
+        stateWriteFailures++;
+        stateProblem = problem;
+        return problem;
     }
 
     /**
@@ -486,9 +552,41 @@ public final class ControlLoop implements LoopStats
      */
     public void initialSync() throws IOException
     {
+        initialSync(false);
+    }
+
+    /**
+     * The first sync at start-up: apply the desired plan, persist the state unless the intact state file already
+     * holds exactly it.
+     *
+     * @param intact whether the loop was built from an intact state file: then a start-up whose state cannot be
+     *               written still serves (the file rebuilds the same placements) and changes are refused until it
+     *               can be written.
+     * @throws IOException if the kernel failed, or the disk failed and the state file was not intact.
+     */
+    public void initialSync(final boolean intact) throws IOException
+    {
         reconciler.initialSync();
         final DesiredState next = exportState();
-        store.write(next);
+        if (!intact || !next.equals(loaded))
+        {
+            try
+            {
+                store.write(next);
+            }
+            catch (final IOException e)
+            {
+                if (!intact)
+                {
+                    throw e;
+                }
+                // The file on disk is intact and rebuilds the same placements: serve, refusing changes (they
+                // must be persisted) until the state directory has room again (the reconcile loop retries).
+                final String problem = stateFailed(e);
+                LOG.error("STATE NOT WRITABLE: {}; serving from the intact state file, changes are refused until "
+                    + "it can be written", problem);
+            }
+        }
         commit(next);
         published = allocator.snapshot();
         reconciler.markInSync();
@@ -499,6 +597,18 @@ public final class ControlLoop implements LoopStats
     public Health health()
     {
         return reconciler.health();
+    }
+
+    @Override
+    public String stateProblem()
+    {
+        return stateProblem;
+    }
+
+    @Override
+    public long stateWriteFailures()
+    {
+        return stateWriteFailures;
     }
 
     @Override

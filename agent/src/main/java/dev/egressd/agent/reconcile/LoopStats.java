@@ -61,4 +61,25 @@ public interface LoopStats
      * @param observer the observer, or null for none.
      */
     void observeChanges(ChangeObserver observer);
+
+    /**
+     * Why the state file cannot be written, as of the last write (a change, the start-up or the reconcile
+     * loop's retry), or null when it can.
+     *
+     * @return {@code "<path>: <reason>"}, or null.
+     */
+    default String stateProblem()
+    {
+        return null;
+    }
+
+    /**
+     * Writes of the state file that failed (each refused a change, or left the start-up's state unwritten).
+     *
+     * @return the cumulative count.
+     */
+    default long stateWriteFailures()
+    {
+        return 0;
+    }
 }

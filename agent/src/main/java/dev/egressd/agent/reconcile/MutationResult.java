@@ -44,4 +44,14 @@ public sealed interface MutationResult
     record Unavailable(String message) implements MutationResult
     {
     }
+
+    /**
+     * The state file could not be written (a full, read-only or unwritable state directory): the change was
+     * undone, in the allocator and in the kernel, so nothing changed.
+     *
+     * @param message the file and the system's reason, e.g. {@code ".../state.json.tmp: No space left on device"}.
+     */
+    record StateUnwritable(String message) implements MutationResult
+    {
+    }
 }

@@ -15,6 +15,7 @@ import dev.egressd.core.plan.PlanElement;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -234,7 +235,188 @@ final class RecoveredElements
             claimed.add(view.pair().ipv4());
             claimed.add(view.pair().ipv6());
         }
-        live.removeIf(e -> isClaimed(e, claimed, ifaces));
+        final Set<Object> held = heldGuests(allocator);
+        live.removeIf(e -> isClaimed(e, claimed, ifaces) && !held.contains(addressOf(e)));
+    }
+
+    /**
+     * The recovered egress elements (static class and SNAT mapping) of re-sent machines whose recovered pair the
+     * allocator does not hold yet: they win over the allocator's plan for those guests, so a machine re-sent
+     * before its pair keeps leaving from its recovered pair and block (rather than from the host address, or a
+     * block of another pair it would have to leave again) until the pair is back and it is put back there.
+     *
+     * @param allocator the allocator.
+     * @return the elements; empty when none is held.
+     */
+    List<PlanElement> holding(final EgressAllocator allocator)
+    {
+        if (live.isEmpty())
+        {
+            return List.of();
+        }
+        final Set<Object> held = heldGuests(allocator);
+        if (held.isEmpty())
+        {
+            return List.of();
+        }
+        final List<PlanElement> holding = new ArrayList<>();
+        for (final PlanElement e : live)
+        {
+            final boolean egress = e instanceof PlanElement.Snat4 || e instanceof PlanElement.Snat6
+                || e instanceof PlanElement.Static4 || e instanceof PlanElement.Static6;
+            if (egress && held.contains(addressOf(e)))
+            {
+                holding.add(e);
+            }
+        }
+        return holding;
+    }
+
+    /**
+     * After a mutation, puts back on exactly their recovered pair and block the re-sent machines whose recovered
+     * pair the allocator holds again but that are not on it (re-sent before their pair, they waited, or the
+     * allocator placed them on another pair's free block). The machines still waiting for their own pair are
+     * taken out and put back too, so a block they were given on the returning pair is free for its recovered
+     * holder. A machine that cannot be put back there (its block is taken, its app changed) is placed anew.
+     *
+     * @param allocator the allocator after the mutation.
+     * @return the ids of the machines put back.
+     */
+    List<String> reseat(final EgressAllocator allocator)
+    {
+        if (live.isEmpty())
+        {
+            return List.of();
+        }
+        final Set<Object> pairs = pairAddresses(allocator);
+        final List<Machine> back = new ArrayList<>();
+        final List<Machine> waiting = new ArrayList<>();
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            final PlanElement mapping = mappingOf(view.machine());
+            if (mapping == null || isOn(view.egress(), mapping))
+            {
+                continue;
+            }
+            (pairs.contains(egressOf(mapping)) ? back : waiting).add(view.machine());
+        }
+        if (back.isEmpty())
+        {
+            return List.of();
+        }
+        for (final Machine m : back)
+        {
+            allocator.removeMachine(m.id());
+        }
+        for (final Machine m : waiting)
+        {
+            allocator.removeMachine(m.id());
+        }
+        final List<String> ids = new ArrayList<>();
+        for (final Machine m : back)
+        {
+            if (restore(m, allocator) == null)
+            {
+                allocator.upsertMachine(m);
+            }
+            ids.add(m.id());
+        }
+        for (final Machine m : waiting)
+        {
+            allocator.upsertMachine(m);
+        }
+        return ids;
+    }
+
+    /** Guest addresses of the allocator's machines whose live recovered SNAT leaves from a pair it lacks. */
+    private Set<Object> heldGuests(final EgressAllocator allocator)
+    {
+        final Set<Object> held = new HashSet<>();
+        if (live.isEmpty())
+        {
+            return held;
+        }
+        final Set<Object> pairs = pairAddresses(allocator);
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            final PlanElement mapping = mappingOf(view.machine());
+            if (mapping != null && !pairs.contains(egressOf(mapping)))
+            {
+                if (view.machine().ipv4() != null)
+                {
+                    held.add(view.machine().ipv4());
+                }
+                if (view.machine().ipv6() != null)
+                {
+                    held.add(view.machine().ipv6());
+                }
+            }
+        }
+        return held;
+    }
+
+    /**
+     * A machine's live recovered SNAT mapping on an app pair's block (IPv4 first), or null. A mapping on the
+     * whole port range is a machine-scoped pair's, restored when the machine is re-sent: never held.
+     */
+    private PlanElement mappingOf(final Machine machine)
+    {
+        PlanElement found = null;
+        for (final PlanElement e : live)
+        {
+            if (e instanceof PlanElement.Snat4 s && s.guest().equals(machine.ipv4()) && !(s.firstPort() <= 1
+                && s.lastPort() == 65535))
+            {
+                return s;
+            }
+            if (e instanceof PlanElement.Snat6 s && s.guest().equals(machine.ipv6()) && !(s.firstPort() <= 1
+                && s.lastPort() == 65535))
+            {
+                found = s;
+            }
+        }
+        return found;
+    }
+
+    private static Object egressOf(final PlanElement mapping)
+    {
+        return mapping instanceof PlanElement.Snat4 s ? s.egress() : ((PlanElement.Snat6)mapping).egress();
+    }
+
+    private static boolean isOn(final dev.egressd.core.model.Egress egress, final PlanElement mapping)
+    {
+        if (egress.pair() == null)
+        {
+            return false;
+        }
+        if (mapping instanceof PlanElement.Snat4 s)
+        {
+            return egress.pair().ipv4().equals(s.egress()) && egress.firstPort() == s.firstPort()
+                && egress.lastPort() == s.lastPort();
+        }
+        final PlanElement.Snat6 s = (PlanElement.Snat6)mapping;
+        return egress.pair().ipv6().equals(s.egress()) && egress.firstPort() == s.firstPort()
+            && egress.lastPort() == s.lastPort();
+    }
+
+    /** Every pair address the allocator holds: its app pairs and its machines' machine-scoped pairs. */
+    private static Set<Object> pairAddresses(final EgressAllocator allocator)
+    {
+        final Set<Object> pairs = new HashSet<>();
+        for (final EgressAllocator.PairView view : allocator.pairs())
+        {
+            pairs.add(view.pair().ipv4());
+            pairs.add(view.pair().ipv6());
+        }
+        for (final EgressAllocator.MachineView view : allocator.machines())
+        {
+            if (view.machineScopedPair() != null)
+            {
+                pairs.add(view.machineScopedPair().ipv4());
+                pairs.add(view.machineScopedPair().ipv6());
+            }
+        }
+        return pairs;
     }
 
     /**

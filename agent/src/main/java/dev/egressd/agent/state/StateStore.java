@@ -1,6 +1,10 @@
 package dev.egressd.agent.state;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationContext;
+import com.fasterxml.jackson.databind.JsonDeserializer;
+import com.fasterxml.jackson.databind.deser.DeserializationProblemHandler;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
@@ -12,6 +16,9 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -20,6 +27,8 @@ import java.nio.file.StandardOpenOption;
 import java.time.Clock;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The daemon's desired state on disk: {@code <state-dir>/state.json}.
@@ -218,7 +227,26 @@ public final class StateStore
         String problem;
         try
         {
-            final DesiredState state = mapper.readValue(bytes, DesiredState.class);
+            final List<String> unknown = new ArrayList<>();
+            final DesiredState state = mapper.reader().withHandler(new DeserializationProblemHandler()
+            {
+                @Override
+                public boolean handleUnknownProperty(final DeserializationContext ctxt, final JsonParser p,
+                    final JsonDeserializer<?> deserializer, final Object bean, final String name) throws IOException
+                {
+                    // A field a newer egressd of the same format version added: skipped with a warning, since
+                    // judging the whole file corrupt would throw every placement away.
+                    final String at = p.getParsingContext().pathAsPointer().toString();
+                    unknown.add(at.endsWith("/" + name) ? at : at + "/" + name);
+                    p.skipChildren();
+                    return true;
+                }
+            }).readValue(bytes, DesiredState.class);
+            if (!unknown.isEmpty())
+            {
+                LOG.warn("state: {} has fields this egressd does not know, ignored (written by a newer egressd?): {}",
+                    file, unknown);
+            }
             if (state == null || state.host() == null)
             {
                 problem = "no host section";
@@ -259,20 +287,27 @@ public final class StateStore
      */
     public void write(final DesiredState state) throws IOException
     {
-        Files.createDirectories(dir);
         final byte[] bytes = mapper.writeValueAsBytes(state);
         final Path temp = dir.resolve(TEMP);
-        try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-            StandardOpenOption.TRUNCATE_EXISTING))
+        try
         {
-            final ByteBuffer buffer = ByteBuffer.wrap(bytes);
-            while (buffer.hasRemaining())
+            Files.createDirectories(dir);
+            try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING))
             {
-                channel.write(buffer);
+                final ByteBuffer buffer = ByteBuffer.wrap(bytes);
+                while (buffer.hasRemaining())
+                {
+                    channel.write(buffer);
+                }
+                channel.force(true);
             }
-            channel.force(true);
+            Files.move(temp, file(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
-        Files.move(temp, file(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        catch (final IOException e)
+        {
+            throw new StateWriteException(describe(e, temp), e);
+        }
         // From here on the new file is in place: the next start reads it, so this change is committed.
         try
         {
@@ -304,6 +339,46 @@ public final class StateStore
     public String toJson(final DesiredState state) throws IOException
     {
         return mapper.writeValueAsString(state);
+    }
+
+    /**
+     * A failed write of the state file, its message naming the file and the system's reason (the JDK gives only
+     * the path for a permission error, and only the reason for a full disk).
+     */
+    public static final class StateWriteException extends IOException
+    {
+        private static final long serialVersionUID = 1L;
+
+        StateWriteException(final String message, final IOException cause)
+        {
+            super(message, cause);
+        }
+    }
+
+    /**
+     * Says which file a failed write was at and why, as {@code <path>: <reason>}, the reason as the system
+     * says it ("No space left on device", "Permission denied", "Read-only file system").
+     *
+     * @param e        the failure.
+     * @param fallback the file being written when the failure does not name one.
+     * @return the text.
+     */
+    public static String describe(final IOException e, final Path fallback)
+    {
+        if (e instanceof FileSystemException f)
+        {
+            final String file = f.getFile() != null ? f.getFile() : String.valueOf(fallback);
+            String reason = f.getReason();
+            if (reason == null)
+            {
+                reason = e instanceof AccessDeniedException ? "Permission denied"
+                    : e instanceof NoSuchFileException ? "No such file or directory"
+                    : e instanceof FileAlreadyExistsException ? "File exists"
+                    : e.getClass().getSimpleName();
+            }
+            return file + ": " + reason;
+        }
+        return fallback + ": " + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName());
     }
 
     private void forceDirectory() throws IOException

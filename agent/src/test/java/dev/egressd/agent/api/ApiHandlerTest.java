@@ -252,6 +252,34 @@ class ApiHandlerTest
         assertThat(Files.readString(store.file())).isEqualTo(file);
     }
 
+    @Test
+    void anUnwritableStateDirectoryIsItsOwnErrorAndShowsInHealthUntilThereIsRoom() throws Exception
+    {
+        setUpHost();
+        final String file = Files.readString(store.file());
+        // the temp file every write goes through cannot be opened for writing (as root too)
+        Files.createDirectory(dir.resolve(StateStore.TEMP));
+        final Answer answer = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\","
+            + " \"ipv4\": \"10.77.0.9\"}");
+        assertThat(answer.status()).isEqualTo(503);
+        assertThat(answer.body().get("error").get("code").asText()).isEqualTo("state_unwritable");
+        assertThat(answer.body().get("error").get("message").asText())
+            .contains(dir.resolve(StateStore.TEMP).toString(), "Is a directory", "nothing changed");
+        assertThat(call("GET", "/v1/machines/m9", null).status()).isEqualTo(404);
+        assertThat(Files.readString(store.file())).isEqualTo(file);
+        final JsonNode health = ok("GET", "/v1/health", null).body();
+        assertThat(health.get("status").asText()).isEqualTo("degraded");
+        assertThat(health.get("state").asText()).startsWith("unwritable: ").contains("Is a directory");
+        assertThat(loop.stateWriteFailures()).isEqualTo(1);
+        // room again: the reconcile loop's retry clears it without a change to try
+        Files.delete(dir.resolve(StateStore.TEMP));
+        loop.reconcile();
+        final JsonNode after = ok("GET", "/v1/health", null).body();
+        assertThat(after.get("state").asText()).isEqualTo("ok");
+        assertThat(after.get("status").asText()).isEqualTo("ok");
+        ok("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"10.77.0.9\"}");
+    }
+
     private static String placements(final String json)
     {
         return json.replaceAll("\"reason\":\"[^\"]*\"", "");

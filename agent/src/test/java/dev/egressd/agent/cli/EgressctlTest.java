@@ -396,6 +396,17 @@ class EgressctlTest
     }
 
     @Test
+    void checkAndStatusShowAnUnwritableStateDirectory() throws Exception
+    {
+        final String unwritable = FakeDaemon.resource("state.json").replace("\"kernel\" : \"in_sync\"",
+            "\"kernel\" : \"in_sync\", \"state\" : \"unwritable: /var/lib/egressd/state.json.tmp: No space left on device\"");
+        daemon.answer("GET", "/v1/state", 200, unwritable);
+        final Run r = run("check", "--skip-addresses");
+        assertThat(r.exit()).isEqualTo(ExitCodes.ERROR);
+        assertThat(r.out()).contains("state", "FAIL", "No space left on device");
+    }
+
+    @Test
     void checkCatchesASharedBlockAndAForeignPair()
     {
         // m3 claims m1's block, m4 a pair this host does not hold.

@@ -345,6 +345,23 @@ class DataplaneE2ETest
     }
 
     @Test
+    void aForeignChainDroppingEveryGuestIsRemovedByOneEnsureTableAndTrafficFlowsAgain() throws Exception
+    {
+        start(1, 1024);
+        apply(List.of(app(1, A, 1)), List.of(A));
+        expectOk(lab.guest(1).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+        // someone adds a base chain to egressd's table that drops everything forwarded
+        lab.must("host", "nft", "add chain inet " + TABLE
+            + " x { type filter hook forward priority -300; policy drop; }");
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "1").get(0).ok())
+            .as("dropped while the foreign chain is there").isFalse();
+        assertThat(lab.host().call(kernel::ensureTable)).as("the reconcile's ensureTable removes it").isTrue();
+        assertThat(lab.host().call(kernel::ensureTable)).isFalse();
+        assertThat(lab.must("host", "nft", "list", "table", "inet", TABLE)).doesNotContain("chain x ");
+        expectOk(lab.guest(1).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
+    }
+
+    @Test
     void repairingTheFixedPartKeepsTheMeterCountingHeldConnections() throws Exception
     {
         final int cap = 4;

@@ -132,6 +132,102 @@ class ControlLoopTest
     }
 
     @Test
+    void aLostStateFileMovesNoMachineWhenItsMachinesAreResentBeforeTheirPairs() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        Files.writeString(dir.resolve(StateStore.FILE), "{garbage");
+        final ControlLoop after = start();
+        // The app comes back masquerading (fail_closed false) and a machine before any pair: until its pair is
+        // back it keeps leaving from its recovered pair and block, not from the host address.
+        after.mutate(Operation.PUT_APP, "app", l -> l.allocator().upsertApp("a1", false)).get();
+        final Machine m1 = before.allocator().machine("m1").orElseThrow().machine();
+        assertThat(after.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m1)).get())
+            .isInstanceOf(MutationResult.Ok.class);
+        assertThat(kernel.plan()).as("m1 keeps its recovered egress").isEqualTo(plan);
+        // A restart in between keeps it so (the state file holds the recovered elements).
+        final ControlLoop again = start();
+        assertThat(kernel.plan()).isEqualTo(plan);
+        again.mutate(Operation.PUT_APP, "app", l -> l.allocator().upsertApp("a1", true)).get();
+        assertThat(kernel.plan()).as("fail-closed now, still on its recovered egress").isEqualTo(plan);
+        // The rest in any order: machines first, then the pairs, then the machine-scoped pair's machine.
+        for (final String id : new String[] {"m12", "m2", "m20", "m4", "m5", "m6", "m8", "m9", "m10", "m11"})
+        {
+            final Machine m = before.allocator().machine(id).orElseThrow().machine();
+            again.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m)).get();
+            assertThat(kernel.plan()).as(id).isEqualTo(plan);
+        }
+        again.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        assertThat(kernel.plan()).isEqualTo(plan);
+        again.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        final Machine m21 = before.allocator().machine("m21").orElseThrow().machine();
+        again.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m21)).get();
+        assertThat(placements(again)).isEqualTo(placed);
+        assertThat(again.recovered()).isEmpty();
+        assertThat(kernel.plan()).isEqualTo(plan);
+    }
+
+    @Test
+    void aStartWithAnIntactStateAndAnUnwritableStateDirectoryServesAndRefusesChanges() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        for (final boolean drifted : new boolean[] {false, true})
+        {
+            if (drifted)
+            {
+                // a start-up that has something to write (a hand-deleted element; state that differs) still serves
+                kernel.plan(dev.egressd.core.plan.PlanDiff.apply(kernel.plan(), java.util.List.of(
+                    dev.egressd.core.plan.PlanChange.remove(plan.elements("snat4").values().iterator().next()))));
+            }
+            Files.createDirectory(dir.resolve(StateStore.TEMP)); // every write fails, as on a full disk
+            final StateStore store = new StateStore(dir);
+            final StateStore.Loaded loaded = store.load();
+            assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
+            final ControlLoop after = ControlLoop.of(settings, loaded.state(), kernel, store, Runnable::run,
+                () -> 0L, 0);
+            after.initialSync(true);
+            assertThat(placements(after)).isEqualTo(placed);
+            assertThat(kernel.plan()).isEqualTo(plan);
+            final MutationResult refused = after.mutate(Operation.PUT_MACHINE, "machine",
+                l -> l.putMachine(machine("m40", "a1", 90))).get();
+            assertThat(refused).isInstanceOf(MutationResult.StateUnwritable.class);
+            assertThat(((MutationResult.StateUnwritable)refused).message())
+                .contains(dir.resolve(StateStore.TEMP).toString(), "Is a directory");
+            assertThat(after.stateProblem()).isNotNull();
+            assertThat(after.allocator().machine("m40")).isEmpty();
+            assertThat(kernel.plan()).as("the kernel change was undone").isEqualTo(plan);
+            assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
+            Files.delete(dir.resolve(StateStore.TEMP));
+        }
+    }
+
+    @Test
+    void aStartWithoutAnIntactStateStillNeedsToWriteIt() throws Exception
+    {
+        Files.createDirectory(dir.resolve(StateStore.TEMP));
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            new StateStore(dir), Runnable::run, () -> 0L, 0);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> loop.initialSync(false))
+            .isInstanceOf(java.io.IOException.class).hasMessageContaining("Is a directory");
+    }
+
+    @Test
+    void aStateWriteFailureNamesTheFileAndTheSystemsReason()
+    {
+        final Path temp = dir.resolve(StateStore.TEMP);
+        assertThat(StateStore.describe(new java.nio.file.AccessDeniedException(temp.toString()), temp))
+            .isEqualTo(temp + ": Permission denied");
+        assertThat(StateStore.describe(new java.io.IOException("No space left on device"), temp))
+            .isEqualTo(temp + ": No space left on device");
+        assertThat(StateStore.describe(new java.nio.file.FileSystemException(dir.toString(), null,
+            "Read-only file system"), temp)).isEqualTo(dir + ": Read-only file system");
+    }
+
+    @Test
     void anAddressSomeoneElsePutOnTheUplinkIsNeverRemoved() throws Exception
     {
         final ControlLoop loop = populated();

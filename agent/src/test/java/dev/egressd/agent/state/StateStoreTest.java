@@ -65,12 +65,19 @@ class StateStoreTest
     }
 
     @Test
-    void unknownFieldsAndWrongTypesAreCorruptToo() throws Exception
+    void unknownFieldsAreIgnoredWithAWarningAndWrongTypesAreCorrupt() throws Exception
     {
         final StateStore store = new StateStore(dir, clock);
+        // fields a newer egressd of the same format version may add, at the top and inside a section
         Files.writeString(store.file(), "{\"version\": 1, \"host\": {\"region\": \"ord\", \"block_count\": 64,"
-            + " \"block_size\": 1024, \"destination_cap\": 1024}, \"surprise\": 1}");
-        assertThat(store.load().status()).isEqualTo(StateStore.Status.CORRUPT);
+            + " \"block_size\": 1024, \"destination_cap\": 1024, \"later\": [1, {\"a\": 2}]}, \"surprise\": 1}");
+        final StateStore.Loaded loaded = store.load();
+        assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
+        assertThat(loaded.state().host().region()).isEqualTo("ord");
+        assertThat(loaded.state().host().destinationCap()).isEqualTo(1024);
+        Files.writeString(store.file(), "{\"version\": 1, \"host\": {\"region\": 7, \"block_count\": \"x\","
+            + " \"block_size\": 1024, \"destination_cap\": 1024}}");
+        assertThat(store.load().status()).as("a known field of the wrong type").isEqualTo(StateStore.Status.CORRUPT);
         Files.writeString(store.file(), "[]");
         assertThat(new StateStore(dir, Clock.offset(clock, java.time.Duration.ofSeconds(1))).load().status())
             .isEqualTo(StateStore.Status.CORRUPT);

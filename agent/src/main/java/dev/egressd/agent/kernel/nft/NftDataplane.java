@@ -9,6 +9,7 @@ import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -153,9 +154,10 @@ public final class NftDataplane
      * {@code guest_new}, {@code deny}, {@code postrouting}) type, hook, priority, policy and the
      * fingerprint comments of its rules with {@link Ruleset#staticChains()}. On any difference (a new uplink or
      * cap in the configuration, a chain flushed or a rule added, deleted or changed by hand, a policy changed,
-     * a chain, counter or set deleted) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
+     * a chain, counter or set deleted, or a chain, set, map, counter or other object that egressd did not put in
+     * its table) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
      * chains are flushed and refilled, missing counters, sets and chains are added, and every set and map
-     * keeps its elements, so the {@code ct count} meters keep counting the connections they hold (a
+     * keeps its elements (the foreign objects are deleted), so the {@code ct count} meters keep counting the connections they hold (a
      * whole-table reload would reset them, docs/design.md, pitfall 9).
      *
      * <p>Every call first lists the table's sets and maps without their elements ({@code list sets table} and
@@ -186,7 +188,7 @@ public final class NftDataplane
             }
             return createOrCheck(tableExists()); // nft says "not found" for the table: make sure
         }
-        if (!sets.containsAll(Ruleset.SET_NAMES))
+        if (!sets.containsAll(Ruleset.SET_NAMES) || !Ruleset.SET_NAMES.containsAll(sets))
         {
             deepCheckForced = true;
         }
@@ -263,13 +265,21 @@ public final class NftDataplane
                     + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
             }
         }
+        final Set<String> fixed = new HashSet<>();
+        ruleset.staticChains().forEach(c -> fixed.add(c.name()));
+        final List<TableReader.Foreign> foreign = TableReader.foreignObjects(root, fixed);
+        if (!foreign.isEmpty())
+        {
+            drift.add("removed what egressd did not put there: " + foreign.stream().map(Object::toString)
+                .collect(java.util.stream.Collectors.joining(", ")));
+        }
         if (drift.isEmpty())
         {
             // Paced, the deep read that closes this cycle comes next in the same reconcile: it reuses this listing.
             pendingListing = deepFactor > 0 ? listing : null;
             return false;
         }
-        nft.run(ruleset.renderRepair(recreate));
+        nft.run(ruleset.renderRepair(recreate, foreign));
         lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
         return true;
     }

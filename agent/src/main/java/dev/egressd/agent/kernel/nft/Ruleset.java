@@ -361,6 +361,8 @@ public final class Ruleset
      *     chain puts the policy back to accept;</li>
      * <li>{@code flush} every fixed chain, then {@code delete} and {@code add} again those whose type, hook or
      *     priority is wrong (the kernel cannot change those in place);</li>
+     * <li>{@code flush} then {@code delete} every foreign chain, then {@code delete} every other foreign
+     *     object (after the flushes nothing refers to them any more);</li>
      * <li>{@code add rule} every rule with its fingerprint comment.</li>
      * </ol>
      * Between the flush and the new rules no packet sees the chains: the transaction is atomic.
@@ -369,6 +371,18 @@ public final class Ruleset
      * @return the nft text, one command per line.
      */
     public String renderRepair(final Set<String> recreate)
+    {
+        return renderRepair(recreate, List.of());
+    }
+
+    /**
+     * {@link #renderRepair(Set)}, also removing what egressd did not put in its table.
+     *
+     * @param recreate the fixed chains that exist with the wrong type, hook or priority.
+     * @param foreign  the foreign objects ({@link TableReader#foreignObjects}).
+     * @return the nft text, one command per line.
+     */
+    String renderRepair(final Set<String> recreate, final List<TableReader.Foreign> foreign)
     {
         final String t = "inet " + config.table();
         final StringBuilder sb = new StringBuilder(4096);
@@ -402,6 +416,29 @@ public final class Ruleset
                 addChain(sb, t, chain);
             }
         }
+        // Flushed first so no foreign chain still jumps to another when it is deleted; deleted by handle, which
+        // works whatever the name (nft 1.0.6 takes no quoted names there).
+        for (final TableReader.Foreign f : foreign)
+        {
+            if ("chain".equals(f.kind()) && f.name().matches("[A-Za-z_][A-Za-z0-9_./-]*"))
+            {
+                sb.append("flush chain ").append(t).append(' ').append(f.name()).append('\n');
+            }
+        }
+        for (final TableReader.Foreign f : foreign)
+        {
+            if ("chain".equals(f.kind()))
+            {
+                sb.append(delete(t, f));
+            }
+        }
+        for (final TableReader.Foreign f : foreign)
+        {
+            if (!"chain".equals(f.kind()))
+            {
+                sb.append(delete(t, f));
+            }
+        }
         for (final StaticChain chain : chains)
         {
             for (final String rule : chain.commentedRules())
@@ -410,6 +447,16 @@ public final class Ruleset
             }
         }
         return sb.toString();
+    }
+
+    private static String delete(final String t, final TableReader.Foreign f)
+    {
+        if (f.handle() < 0)
+        {
+            return "delete " + f.kind() + ' ' + t + ' ' + f.name() + '\n';
+        }
+        // nft 1.0.6 takes no 'delete map ... handle': a map is a set to the kernel, deleted as one
+        return "delete " + ("map".equals(f.kind()) ? "set" : f.kind()) + ' ' + t + " handle " + f.handle() + '\n';
     }
 
     private static void addChain(final StringBuilder sb, final String t, final StaticChain chain)

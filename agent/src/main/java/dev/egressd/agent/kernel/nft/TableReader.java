@@ -349,6 +349,74 @@ public final class TableReader
      * @param chain the chain's name.
      * @return its state, or null if the listing does not hold it.
      */
+    /**
+     * Something in egressd's table that egressd did not put there: a chain, set, map, counter or other named
+     * object. The table must hold exactly egressd's ruleset: a foreign base chain there (say one hooked at
+     * forward with policy drop) would drop every guest's packets behind egressd's back.
+     *
+     * @param kind the nft object kind as {@code delete} takes it: {@code chain}, {@code set}, {@code map},
+     *             {@code counter}, {@code quota}, {@code ct helper}, ...
+     * @param name   its name.
+     * @param handle its handle, by which it is deleted (any name works that way), or -1 if not listed.
+     */
+    record Foreign(String kind, String name, long handle)
+    {
+        @Override
+        public String toString()
+        {
+            return kind + " " + name;
+        }
+    }
+
+    /** The named objects a table listing can hold besides chains, sets and maps, as nft's JSON names them. */
+    private static final List<String> OBJECT_KINDS = List.of("counter", "quota", "limit", "ct helper",
+        "ct timeout", "ct expectation", "secmark", "synproxy", "flowtable");
+
+    /**
+     * The objects in a listing of egressd's table that egressd did not create: every chain other than the
+     * fixed ones and the per-guest {@code snat6_*} chains, every set or map other than {@link Ruleset#SET_NAMES},
+     * every counter other than {@link Ruleset#COUNTERS}, and every other named object.
+     *
+     * @param root        the parsed listing of the table.
+     * @param fixedChains the fixed chains' names.
+     * @return the foreign objects, in listing order.
+     */
+    static List<Foreign> foreignObjects(final JsonNode root, final Set<String> fixedChains)
+    {
+        final List<Foreign> foreign = new ArrayList<>();
+        for (final JsonNode item : root.path("nftables"))
+        {
+            final JsonNode chain = item.path("chain");
+            if (chain.path("name").isTextual())
+            {
+                final String name = chain.get("name").asText();
+                if (!fixedChains.contains(name) && !name.startsWith(Ruleset.SNAT6_CHAIN_PREFIX))
+                {
+                    foreign.add(new Foreign("chain", name, chain.path("handle").asLong(-1)));
+                }
+                continue;
+            }
+            for (final String kind : List.of("set", "map"))
+            {
+                final JsonNode set = item.path(kind);
+                if (set.path("name").isTextual() && !Ruleset.SET_NAMES.contains(set.get("name").asText()))
+                {
+                    foreign.add(new Foreign(kind, set.get("name").asText(), set.path("handle").asLong(-1)));
+                }
+            }
+            for (final String kind : OBJECT_KINDS)
+            {
+                final JsonNode object = item.path(kind);
+                if (object.path("name").isTextual()
+                    && !("counter".equals(kind) && Ruleset.COUNTERS.contains(object.get("name").asText())))
+                {
+                    foreign.add(new Foreign(kind, object.get("name").asText(), object.path("handle").asLong(-1)));
+                }
+            }
+        }
+        return foreign;
+    }
+
     static ChainState chainState(final JsonNode root, final String chain)
     {
         ChainState state = null;

@@ -229,6 +229,37 @@ class NftDataplanePrivilegedTest
             .containsExactlyInAnyOrderElementsOf(withoutHandles(fresh));
     }
 
+    @Test
+    void foreignChainsSetsAndObjectsInTheTableAreRemovedInOneRepair() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+            return null;
+        });
+        final KernelPlan before = ns.call(dataplane::read);
+        final String fresh = lab.exec("nft", "list", "table", "inet", "egressd");
+        // a base chain that drops every forwarded packet, a regular chain it jumps to using a set of its own,
+        // a counter, a quota and a map: none of them egressd's
+        lab.exec("nft", "add chain inet egressd x { type filter hook forward priority -300; policy drop; }");
+        lab.exec("nft", "add set inet egressd foreign_set { type ipv4_addr; }");
+        lab.exec("nft", "add map inet egressd foreign_map { type ipv4_addr : ipv4_addr; }");
+        lab.exec("nft", "add counter inet egressd foreign_counter");
+        lab.exec("nft", "add quota inet egressd foreign_quota { 10 mbytes }");
+        lab.exec("nft", "add chain inet egressd y-2");
+        lab.exec("nft", "add rule inet egressd y-2 ip saddr @foreign_set counter name foreign_counter drop");
+        lab.exec("nft", "add rule inet egressd x jump y-2");
+
+        assertThat(ns.call(dataplane::ensureTable)).as("a repair").isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain x", "chain y-2", "set foreign_set", "map foreign_map",
+            "counter foreign_counter", "quota foreign_quota");
+        assertThat(ns.call(dataplane::ensureTable)).as("nothing left to repair").isFalse();
+        assertThat(ns.call(dataplane::read)).isEqualTo(before);
+        assertThat(withoutHandles(lab.exec("nft", "list", "table", "inet", "egressd")))
+            .as("exactly the table egressd wrote").containsExactlyElementsOf(withoutHandles(fresh));
+    }
+
     private static List<String> withoutHandles(final String listing)
     {
         return listing.lines().map(String::strip).filter(l -> !l.isEmpty()).sorted().toList();

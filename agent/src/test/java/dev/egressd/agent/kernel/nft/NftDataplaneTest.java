@@ -34,6 +34,19 @@ class NftDataplaneTest
     }
 
     @Test
+    void aForeignChainInTheTableIsRemovedAsDrift() throws Exception
+    {
+        dataplane.ensureTable();
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), PlanFixtures.goldenPlan()));
+        final String fresh = nft.dump("egressd");
+        nft.run("add chain inet egressd x { type filter hook forward priority -300; policy drop; }");
+        assertThat(dataplane.ensureTable()).as("repaired").isTrue();
+        assertThat(dataplane.lastRepair()).contains("removed what egressd did not put there: chain x");
+        assertThat(nft.dump("egressd")).isEqualTo(fresh);
+        assertThat(dataplane.ensureTable()).isFalse();
+    }
+
+    @Test
     void theFakeDumpsItsTableAsNftListsIt() throws Exception
     {
         dataplane.ensureTable();
