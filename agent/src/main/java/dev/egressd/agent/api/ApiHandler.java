@@ -37,12 +37,14 @@ import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
- * The control-plane API: HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
- * through the {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
+ * The control-plane API: HTTP/1.1 + JSON. A connection's requests are executed and answered one at a time, in the
+ * order they came (pipelining), with at most {@link #MAX_PIPELINED} held. Every mutation goes through the
+ * {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
  *
  * <p>Errors are {@code {"error": {"code", "message", "field"}}}: 400 malformed JSON, unknown field, wrong type,
- * bad value; 404 unknown app, machine or pair; 409 address in use, pair full or drained, foreign pin; 422 wrong
- * family or region; 503 the kernel cannot be programmed. Nothing changes on any error.
+ * bad value, broken HTTP framing, a bad percent-escape; 404 unknown app, machine or pair; 409 address in use, pair
+ * full or drained, foreign pin; 422 wrong family or region; 429 too many pipelined; 503 the kernel cannot be
+ * programmed. Nothing changes on any error.
  */
 public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpRequest>
 {
