@@ -15,12 +15,17 @@ import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
 import io.netty.buffer.ByteBufUtil;
+import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.handler.codec.DecoderResult;
+import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.QueryStringDecoder;
+import io.netty.handler.timeout.ReadTimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -32,12 +37,14 @@ import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
- * The control-plane API: HTTP/1.1 + JSON, one request at a time per connection. Every mutation goes
- * through the {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
+ * The control-plane API: HTTP/1.1 + JSON. A connection's requests are executed and answered one at a time, in the
+ * order they came (pipelining), with at most {@link #MAX_PIPELINED} held. Every mutation goes through the
+ * {@link ControlLoop}, so its answer leaves only after the kernel holds the change.
  *
  * <p>Errors are {@code {"error": {"code", "message", "field"}}}: 400 malformed JSON, unknown field, wrong type,
- * bad value; 404 unknown app, machine or pair; 409 address in use, pair full or drained, foreign pin; 422 wrong
- * family or region; 503 the kernel cannot be programmed. Nothing changes on any error.
+ * bad value, broken HTTP framing, a bad percent-escape; 404 unknown app, machine or pair; 409 address in use, pair
+ * full or drained, foreign pin; 422 wrong family or region; 429 too many pipelined; 503 the kernel cannot be
+ * programmed. Nothing changes on any error.
  */
 public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpRequest>
 {
@@ -59,6 +66,25 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private final Executor metricsExecutor;
     /** False on {@code metrics-listen}: only {@code /metrics} is served there. */
     private final boolean api;
+
+    /**
+     * The most requests one connection may have waiting for their answers. Reading stops there (and while the
+     * connection is not writable), so a client that never reads its answers holds a bounded amount of memory.
+     */
+    static final int MAX_PIPELINED = 32;
+
+    /** This connection's requests waiting their turn; only the event loop touches them. */
+    private final java.util.ArrayDeque<Request> waiting = new java.util.ArrayDeque<>();
+    /** The body bytes in {@link #waiting}. */
+    private long queuedBytes;
+    /** Whether a request is being answered. */
+    private boolean busy;
+    /** Whether the peer pipelined past {@link #MAX_PIPELINED}. */
+    private boolean overflow;
+    /** Whether the connection closes after the request being answered. */
+    private boolean closing;
+    /** Whether the peer half-closed: close once every request it sent is answered. */
+    private boolean inputClosed;
 
     /**
      * Creates a handler without conntrack: machine views carry no connection summary, and
@@ -114,30 +140,74 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         return new ApiHandler(null, null, null, metrics, metricsExecutor, false);
     }
 
+    /**
+     * Takes one request off the HTTP layer. Requests are answered one at a time and in the order they came
+     * (HTTP/1.1 pipelining): each waits in {@link #waiting} until the answer before it is written.
+     */
     @Override
     protected void channelRead0(final ChannelHandlerContext ctx, final FullHttpRequest request)
     {
-        final boolean keepAlive = HttpUtil.isKeepAlive(request);
-        final String method = request.method().name();
-        final QueryStringDecoder uri = new QueryStringDecoder(request.uri());
-        final String path = uri.path();
-        final byte[] body = ByteBufUtil.getBytes(request.content());
+        if (overflow || closing)
+        {
+            return; // the connection closes after the answers already queued; nothing more is done on it
+        }
+        if (held() >= MAX_PIPELINED)
+        {
+            // Reading stopped at the limit, but one read can still hold more requests: answer what is queued,
+            // then say why the rest was dropped, and close. Nothing they asked was done.
+            overflow = true;
+            waiting.add(Request.tooMany());
+        }
+        else
+        {
+            final Request r = Request.of(request);
+            waiting.add(r);
+            queuedBytes += r.body().length;
+        }
+        updateReading(ctx);
+        next(ctx);
+    }
+
+    /** Answers the next waiting request if none is being answered. */
+    private void next(final ChannelHandlerContext ctx)
+    {
+        if (busy || waiting.isEmpty() || !ctx.channel().isActive())
+        {
+            if (!busy && waiting.isEmpty() && inputClosed && ctx.channel().isActive())
+            {
+                ctx.close(); // the peer sent all it will send and has every answer
+            }
+            return;
+        }
+        final Request request = waiting.poll();
+        queuedBytes -= request.body().length;
+        busy = true;
+        final boolean keepAlive = request.keepAlive() && request.failure() == null && !request.overflow();
+        if (!keepAlive)
+        {
+            closing = true;
+        }
         CompletableFuture<Reply> reply;
         try
         {
-            reply = route(method, path, uri.parameters(), body);
+            reply = dispatch(request);
         }
         catch (final ApiException e)
         {
             reply = CompletableFuture.completedFuture(error(e));
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("{} {} failed", request.method(), request.uri(), e);
+            reply = CompletableFuture.completedFuture(internal(e));
         }
         reply.whenComplete((r, failure) ->
         {
             final Reply answer;
             if (failure != null)
             {
-                LOG.error("{} {} failed", method, path, failure);
-                answer = error(new ApiException(500, "internal", null, "internal error: " + failure));
+                LOG.error("{} {} failed", request.method(), request.uri(), failure);
+                answer = internal(failure);
             }
             else
             {
@@ -145,22 +215,193 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             if (ctx.executor().inEventLoop())
             {
-                answer.writeTo(ctx, keepAlive);
+                written(ctx, answer, keepAlive);
             }
             else
             {
-                ctx.executor().execute(() -> answer.writeTo(ctx, keepAlive));
+                ctx.executor().execute(() -> written(ctx, answer, keepAlive));
             }
         });
     }
 
-    private CompletableFuture<Reply> route(final String method, final String path,
+    /** Writes one answer; the next request is taken once it is written (or the connection is closed after it). */
+    private void written(final ChannelHandlerContext ctx, final Reply answer, final boolean keepAlive)
+    {
+        answer.writeTo(ctx, keepAlive).addListener((ChannelFutureListener)f ->
+        {
+            busy = false;
+            if (!keepAlive || !f.isSuccess())
+            {
+                waiting.clear();
+                queuedBytes = 0;
+                ctx.close();
+                return;
+            }
+            updateReading(ctx);
+            next(ctx);
+        });
+    }
+
+    /**
+     * Reads only while this connection's queue is short and its answers are being taken: a client that pipelines
+     * without reading its answers stops being read, and holds at most {@link #MAX_PIPELINED} requests here.
+     */
+    private void updateReading(final ChannelHandlerContext ctx)
+    {
+        final boolean read = held() < MAX_PIPELINED && queuedBytes < ApiServer.MAX_BODY
+            && ctx.channel().isWritable() && !overflow && !closing;
+        if (ctx.channel().config().isAutoRead() != read)
+        {
+            ctx.channel().config().setAutoRead(read);
+        }
+    }
+
+    /** The requests this connection holds: the one being answered and those waiting. */
+    private int held()
+    {
+        return waiting.size() + (busy ? 1 : 0);
+    }
+
+    @Override
+    public void channelWritabilityChanged(final ChannelHandlerContext ctx) throws Exception
+    {
+        updateReading(ctx);
+        super.channelWritabilityChanged(ctx);
+    }
+
+    @Override
+    public void userEventTriggered(final ChannelHandlerContext ctx, final Object event) throws Exception
+    {
+        if (event instanceof ChannelInputShutdownEvent)
+        {
+            // The peer half-closed (ALLOW_HALF_CLOSURE): its requests are still answered, then the connection closes.
+            inputClosed = true;
+            next(ctx);
+        }
+        super.userEventTriggered(ctx, event);
+    }
+
+    @Override
+    public void channelInactive(final ChannelHandlerContext ctx) throws Exception
+    {
+        waiting.clear();
+        queuedBytes = 0;
+        super.channelInactive(ctx);
+    }
+
+    @Override
+    public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
+    {
+        if (cause instanceof java.io.IOException || cause instanceof ReadTimeoutException)
+        {
+            LOG.debug("API connection closed: {}", cause.toString()); // a peer that went away or fell idle
+        }
+        else
+        {
+            LOG.warn("API connection failed, closing it", cause);
+        }
+        ctx.close();
+    }
+
+    /** Routes one request; the URI is decoded here so a bad escape is a 400 like any other bad input. */
+    private CompletableFuture<Reply> dispatch(final Request request) throws ApiException
+    {
+        if (request.overflow())
+        {
+            throw new ApiException(429, "too_many_pipelined", null, "more than " + MAX_PIPELINED
+                + " requests were pipelined on one connection without their answers being read; the rest were "
+                + "dropped unanswered and not done, and the connection is closed");
+        }
+        if (request.failure() != null)
+        {
+            throw framing(request.failure());
+        }
+        final String uri = originForm(request.uri());
+        final QueryStringDecoder decoded = new QueryStringDecoder(uri);
+        final String rawPath = decoded.rawPath();
+        final String[] s;
+        try
+        {
+            s = segments(rawPath);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new ApiException(400, "invalid", "path", "the path " + rawPath + " is not valid percent-encoding: "
+                + e.getMessage());
+        }
+        final java.util.Map<String, List<String>> params;
+        try
+        {
+            params = new QueryStringDecoder(uri).parameters();
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new ApiException(400, "invalid", "query", "the query " + decoded.rawQuery()
+                + " is not valid percent-encoding: " + e.getMessage());
+        }
+        return route(request.method(), rawPath, s, params, request.body());
+    }
+
+    /** The framing failure the HTTP layer found, as the answer to the request it spoiled. */
+    private static ApiException framing(final Throwable cause)
+    {
+        return new ApiException(400, "bad_request", null, "the request's HTTP framing is invalid ("
+            + cause.getMessage() + "); nothing was done, and the connection is closed");
+    }
+
+    /**
+     * The origin form of a request target: an absolute-form target ({@code http://egressd/v1/health}, as a proxy
+     * or some clients send) becomes {@code /v1/health}.
+     */
+    static String originForm(final String uri)
+    {
+        final int scheme = uri.indexOf("://");
+        if (scheme <= 0 || uri.startsWith("/") || !uri.substring(0, scheme).chars().allMatch(Character::isLetter))
+        {
+            return uri;
+        }
+        final int start = scheme + 3;
+        int end = start;
+        while (end < uri.length() && uri.charAt(end) != '/' && uri.charAt(end) != '?' && uri.charAt(end) != '#')
+        {
+            end++;
+        }
+        final String rest = uri.substring(end);
+        return rest.startsWith("/") ? rest : "/" + rest;
+    }
+
+    /** One request as it waits for its turn: copied out of Netty's buffers, so a waiting request holds none. */
+    private record Request(String method, String uri, byte[] body, boolean keepAlive, Throwable failure,
+        boolean overflow)
+    {
+        static Request of(final FullHttpRequest request)
+        {
+            final DecoderResult result = request.decoderResult();
+            Throwable failure = result.isFailure() ? result.cause() : null;
+            final String te = request.headers().get(HttpHeaderNames.TRANSFER_ENCODING);
+            if (failure == null && te != null && !"chunked".equalsIgnoreCase(te.trim()))
+            {
+                // Netty takes any Transfer-Encoding for chunked; only chunked is understood here.
+                failure = new IllegalArgumentException("Transfer-Encoding " + te + " is not supported (only chunked)");
+            }
+            return new Request(request.method().name(), request.uri(),
+                failure == null ? ByteBufUtil.getBytes(request.content()) : new byte[0],
+                HttpUtil.isKeepAlive(request), failure, false);
+        }
+
+        static Request tooMany()
+        {
+            return new Request("", "", new byte[0], false, null, true);
+        }
+    }
+
+    private CompletableFuture<Reply> route(final String method, final String path, final String[] s,
         final java.util.Map<String, List<String>> params, final byte[] body) throws ApiException
     {
-        final String[] s = segments(path);
         if (s.length == 1 && "metrics".equals(s[0]) && metrics != null)
         {
             expect(method, "GET");
+            noBody(body);
             return CompletableFuture.supplyAsync(() -> new Reply(200, metrics.get()), metricsExecutor);
         }
         if (!api || s.length < 2 || !"v1".equals(s[0]))
@@ -176,6 +417,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     throw notFound(path);
                 }
                 expect(method, "GET");
+                noBody(body);
                 final Health health = loop.health();
                 return CompletableFuture.completedFuture(new Reply(
                     health.kernel() == KernelStatus.UNAVAILABLE ? 503 : 200,
@@ -188,6 +430,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     throw notFound(path);
                 }
                 expect(method, "GET");
+                noBody(body);
                 return loop.query(l -> new Reply(200, Views.state(l, version)));
             }
             case "recovered" ->
@@ -197,6 +440,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     throw notFound(path);
                 }
                 expect(method, "DELETE");
+                noBody(body);
                 return mutate(Operation.FORGET_RECOVERED, "forget recovered", l -> l.forgetRecovered(),
                     l -> Body.MAPPER.createObjectNode().put("recovered", l.recovered().size()));
             }
@@ -224,6 +468,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         {
             if ("GET".equals(method))
             {
+                noBody(body);
                 return loop.query(l -> Views.app(l.allocator(), app)
                     .map(v -> new Reply(200, v))
                     .orElseGet(() -> error(new ApiException(404, "unknown_app", "app", "app " + app + " is not known"))));
@@ -255,7 +500,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         if (s.length == 5)
         {
             expect(method, "DELETE");
-            Body.parse(body, Set.of());
+            noBody(body);
             return mutate(Operation.RELEASE_PAIR, "release pair " + ipv4 + " of app " + app,
                 l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().releasePair(app, v4)),
                 l -> appView(l, app));
@@ -263,7 +508,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         if (s.length == 6 && "drain".equals(s[5]))
         {
             expect(method, "PUT", "DELETE");
-            Body.parse(body, Set.of());
+            noBody(body);
             final boolean drained = "PUT".equals(method);
             return mutate(drained ? Operation.DRAIN_PAIR : Operation.UNDRAIN_PAIR, (drained ? "drain" : "undrain") + " pair " + ipv4,
                 l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().setDrained(app, v4, drained)),
@@ -286,6 +531,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             {
                 case "GET" ->
                 {
+                    noBody(body);
                     return loop.query(l -> l.allocator().machine(id)
                         .map(v -> new Reply(200, Views.machine(v, conntrack)))
                         .orElseGet(() -> error(unknownMachine(id))));
@@ -298,7 +544,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 case "DELETE" ->
                 {
-                    Body.parse(body, Set.of());
+                    noBody(body);
                     return mutate(Operation.DELETE_MACHINE, "delete machine " + id,
                         l -> l.allocator().removeMachine(id),
                         l -> Body.MAPPER.createObjectNode().put("deleted", id));
@@ -309,6 +555,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         if (s.length == 4 && "connections".equals(s[3]))
         {
             expect(method, "GET");
+            noBody(body);
             return connections(id, top(params));
         }
         if (!"egress-ip".equals(s[3]))
@@ -327,14 +574,14 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     l.settings().region()).then(pair -> l.allocator().setMachineScopedPair(id, pair)),
                     l -> machineView(l, id));
             }
-            Body.parse(body, Set.of());
+            noBody(body);
             return mutate(Operation.RELEASE_MACHINE_PAIR, "release machine-scoped pair of " + id,
                 l -> l.allocator().releaseMachineScopedPair(id), l -> machineView(l, id));
         }
         if (s.length == 5 && "promote".equals(s[4]))
         {
             expect(method, "POST");
-            Body.parse(body, Set.of());
+            noBody(body);
             return mutate(Operation.PROMOTE_MACHINE_PAIR, "promote machine-scoped pair of " + id,
                 l -> l.allocator().promote(id), l -> machineView(l, id));
         }
@@ -482,6 +729,12 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             + allowed + ")");
     }
 
+    /** A route that takes no body accepts only an empty one or {@code {}} (docs/api.md). */
+    private static void noBody(final byte[] body) throws ApiException
+    {
+        Body.parse(body, Set.of());
+    }
+
     private static void expect(final String method, final String... allowed) throws ApiException
     {
         if (!List.of(allowed).contains(method))
@@ -501,7 +754,12 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         return s;
     }
 
-    private static Reply error(final ApiException e)
+    private static Reply internal(final Throwable failure)
+    {
+        return error(new ApiException(500, "internal", null, "internal error: " + failure));
+    }
+
+    static Reply error(final ApiException e)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         final ObjectNode error = node.putObject("error");

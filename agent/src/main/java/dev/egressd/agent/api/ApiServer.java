@@ -7,6 +7,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
+import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.epoll.EpollIoHandler;
@@ -38,6 +39,7 @@ public final class ApiServer implements AutoCloseable
     public static final int MAX_BODY = 64 * 1024;
 
     private final EventLoopGroup eventLoops = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
+    private final ConnectionLimit apiConnections = new ConnectionLimit(ConnectionLimit.MAX_CONNECTIONS);
     private Channel channel;
     private Channel metricsChannel;
     private volatile PeerPolicy policy;
@@ -70,16 +72,16 @@ public final class ApiServer implements AutoCloseable
      * @param handler   makes the connection's handler.
      * @return the initializer.
      */
-    private ChannelInitializer<Channel> initializer(final boolean peerCheck, final Supplier<ApiHandler> handler)
+    private ChannelInitializer<Channel> initializer(final ConnectionLimit limit, final boolean peerCheck,
+        final Supplier<ApiHandler> handler)
     {
         return new ChannelInitializer<>()
         {
             @Override
             protected void initChannel(final Channel ch)
             {
-                ch.pipeline().addLast(new ReadTimeoutHandler(300))
-                    .addLast(new HttpServerCodec())
-                    .addLast(new HttpObjectAggregator(MAX_BODY));
+                ch.pipeline().addLast(limit).addLast(new ReadTimeoutHandler(300));
+                http(ch.pipeline());
                 if (peerCheck)
                 {
                     ch.pipeline().addLast(new PeerCheckHandler(policy, PeerCheckHandler::epollPeer));
@@ -87,6 +89,19 @@ public final class ApiServer implements AutoCloseable
                 ch.pipeline().addLast(handler.get());
             }
         };
+    }
+
+    /**
+     * Adds the HTTP layer: the codec, JSON bodies for the errors it answers itself, and the aggregation of a
+     * request with its body (at most {@link #MAX_BODY}).
+     *
+     * @param pipeline a connection's pipeline.
+     */
+    static void http(final ChannelPipeline pipeline)
+    {
+        pipeline.addLast(new HttpServerCodec())
+            .addLast(new HttpErrorBodies())
+            .addLast(new HttpObjectAggregator(MAX_BODY));
     }
 
     /**
@@ -111,7 +126,10 @@ public final class ApiServer implements AutoCloseable
         Files.deleteIfExists(socket);
         channel = new ServerBootstrap().group(eventLoops)
             .channel(EpollServerDomainSocketChannel.class)
-            .childHandler(initializer(true, () -> new ApiHandler(loop, conntrack, version, metrics, metricsExecutor)))
+            // A client that half-closes after its request (shutdown(SHUT_WR)) still gets its answer.
+            .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
+            .childHandler(initializer(apiConnections, true,
+                () -> new ApiHandler(loop, conntrack, version, metrics, metricsExecutor)))
             .bind(new DomainSocketAddress(socket.toFile())).sync().channel();
         Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
         if (group != null)
@@ -158,7 +176,8 @@ public final class ApiServer implements AutoCloseable
         final ChannelFuture bound = new ServerBootstrap().group(eventLoops)
             .channel(EpollServerSocketChannel.class)
             .option(ChannelOption.SO_REUSEADDR, true) // a restart binds again while old scrapes sit in TIME_WAIT
-            .childHandler(initializer(false, () -> ApiHandler.metricsOnly(metrics, metricsExecutor)))
+            .childHandler(initializer(new ConnectionLimit(ConnectionLimit.MAX_CONNECTIONS), false,
+                () -> ApiHandler.metricsOnly(metrics, metricsExecutor)))
             .bind(address).await();
         if (!bound.isSuccess())
         {
@@ -177,6 +196,16 @@ public final class ApiServer implements AutoCloseable
         final String message = String.valueOf(cause.getMessage());
         final int colon = message.indexOf("failed: ");
         return colon >= 0 ? message.substring(colon + "failed: ".length()) : message;
+    }
+
+    /**
+     * The connections open on the API socket now.
+     *
+     * @return the count.
+     */
+    int openConnections()
+    {
+        return apiConnections.open();
     }
 
     @Override

@@ -64,8 +64,9 @@ final class Body
             final String name = names.next();
             if (!allowed.contains(name))
             {
-                throw new ApiException(400, "unknown_field", name, "unknown field " + name + " (this request takes "
-                    + String.join(", ", allowed.stream().sorted().toList()) + ")");
+                throw new ApiException(400, "unknown_field", name, "unknown field " + name + (allowed.isEmpty()
+                    ? " (this request takes no body: send none or {})"
+                    : " (this request takes " + String.join(", ", allowed.stream().sorted().toList()) + ")"));
             }
         }
         return new Body((ObjectNode)tree);

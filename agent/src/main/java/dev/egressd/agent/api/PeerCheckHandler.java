@@ -41,7 +41,8 @@ public final class PeerCheckHandler extends ChannelInboundHandlerAdapter
      * Creates the handler.
      *
      * @param policy      who is allowed; read on every connection, so SIGHUP can change it.
-     * @param credentials how to read the peer's credentials (the epoll channel's, or a test's).
+     * @param credentials how to read the peer's credentials (the epoll channel's, or a test's); null when the peer
+     *                    has gone.
      */
     public PeerCheckHandler(final PeerPolicy policy, final Function<Channel, Peer> credentials)
     {
@@ -53,7 +54,7 @@ public final class PeerCheckHandler extends ChannelInboundHandlerAdapter
      * Reads credentials from an epoll unix socket channel.
      *
      * @param channel the channel.
-     * @return the peer.
+     * @return the peer, or null when the peer has already gone (its credentials can no longer be read).
      */
     public static Peer epollPeer(final Channel channel)
     {
@@ -64,8 +65,8 @@ public final class PeerCheckHandler extends ChannelInboundHandlerAdapter
         }
         catch (final java.io.IOException e)
         {
-            LOG.warn("cannot read the peer's credentials: {}", e.toString());
-            return new Peer(-1, -1, -1);
+            LOG.debug("cannot read the peer's credentials: {}", e.toString());
+            return null;
         }
     }
 
@@ -74,7 +75,16 @@ public final class PeerCheckHandler extends ChannelInboundHandlerAdapter
     {
         if (allowed == null)
         {
-            peer = credentials.apply(ctx.channel());
+            peer = ctx.channel().isActive() ? credentials.apply(ctx.channel()) : null;
+            if (peer == null)
+            {
+                // A peer that hung up (often before finishing its headers) has no credentials left to check; it
+                // was refused nothing, so nothing is logged above debug and nothing is answered.
+                LOG.debug("API: peer gone before its credentials were read");
+                ReferenceCountUtil.release(msg);
+                ctx.close();
+                return;
+            }
             allowed = policy.allows(peer.uid(), peer.gid());
             if (!allowed)
             {

@@ -2,7 +2,7 @@ package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import io.netty.buffer.Unpooled;
-import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -23,12 +23,13 @@ record Reply(int status, Object body)
 {
     /**
      * Writes the answer: a text body as the Prometheus text format, anything else as pretty-printed JSON, each
-     * followed by a newline; the connection is closed after it unless the request asked to keep it alive.
+     * followed by a newline. The caller closes the connection after it when it is not kept alive.
      *
      * @param ctx       the connection.
-     * @param keepAlive whether to keep the connection open.
+     * @param keepAlive whether the connection stays open (else the answer says {@code Connection: close}).
+     * @return the write.
      */
-    void writeTo(final ChannelHandlerContext ctx, final boolean keepAlive)
+    ChannelFuture writeTo(final ChannelHandlerContext ctx, final boolean keepAlive)
     {
         final byte[] bytes;
         final String type;
@@ -53,14 +54,8 @@ record Reply(int status, Object body)
             HttpResponseStatus.valueOf(status), Unpooled.wrappedBuffer(bytes, new byte[] {'\n'}));
         response.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
         response.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes());
-        if (keepAlive)
-        {
-            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
-            ctx.writeAndFlush(response);
-        }
-        else
-        {
-            ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
-        }
+        response.headers().set(HttpHeaderNames.CONNECTION, keepAlive ? HttpHeaderValues.KEEP_ALIVE
+            : HttpHeaderValues.CLOSE);
+        return ctx.writeAndFlush(response);
     }
 }

@@ -372,6 +372,20 @@ class ApiHandlerTest
         "GET|/v1/nothing||404|not_found|",
         "PATCH|/v1/machines/m1|{}|405|method_not_allowed|",
         "POST|/v1/health||405|method_not_allowed|",
+        // routes that take no body accept only an empty one or {}
+        "DELETE|/v1/recovered|not json|400|malformed_json|",
+        "DELETE|/v1/recovered|{\"x\": 1}|400|unknown_field|x",
+        "GET|/v1/health|not json|400|malformed_json|",
+        "GET|/v1/state|{\"x\": 1}|400|unknown_field|x",
+        "GET|/metrics|not json|400|malformed_json|",
+        "GET|/v1/apps/a1|[]|400|malformed_json|",
+        "GET|/v1/machines/m1|not json|400|malformed_json|",
+        "GET|/v1/machines/m1/connections|not json|400|malformed_json|",
+        "DELETE|/v1/machines/m1|{\"app\": \"a1\"}|400|unknown_field|app",
+        "DELETE|/v1/apps/a1/pairs/203.0.113.10|not json|400|malformed_json|",
+        "PUT|/v1/apps/a1/pairs/203.0.113.10/drain|{\"x\": 1}|400|unknown_field|x",
+        "DELETE|/v1/machines/m3/egress-ip|not json|400|malformed_json|",
+        "POST|/v1/machines/m3/egress-ip/promote|not json|400|malformed_json|",
     })
     void aBadRequestGetsTheRightStatusAndChangesNothing(final String method, final String uri, final String body,
         final int status, final String code, final String field) throws Exception
