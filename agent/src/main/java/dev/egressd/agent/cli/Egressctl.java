@@ -30,7 +30,7 @@ import java.util.concurrent.Callable;
     subcommands = {
         StatusCommand.class, MachinesCommand.class, MachineCommand.class, PairsCommand.class,
         AppsCommand.class, AppCommand.class, ConnsCommand.class, CheckCommand.class,
-        DrainCommand.class, UndrainCommand.class, AutoComplete.GenerateCompletion.class},
+        DrainCommand.class, UndrainCommand.class, VersionCommand.class, AutoComplete.GenerateCompletion.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {
         "0:ok; for check, no problem found",
@@ -97,7 +97,7 @@ public final class Egressctl implements Callable<Integer>
         @Override
         public String[] getVersion()
         {
-            return new String[] {"egressctl " + dev.egressd.agent.version.Version.version()};
+            return new String[] {dev.egressd.agent.version.Version.line("egressctl")};
         }
     }
 

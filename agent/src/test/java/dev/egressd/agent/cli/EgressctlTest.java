@@ -549,4 +549,40 @@ class EgressctlTest
             }
         }
     }
+
+    @Test
+    void versionPrintsEgressctlsAndTheDaemons() throws Exception
+    {
+        final Run r = run("version");
+        assertThat(r.exit()).isZero();
+        assertThat(r.out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n"
+            + "egressd 0.1.0-SNAPSHOT (revision 9b33618c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a)\n");
+        final JsonNode json = run("version", "--json").json();
+        assertThat(json.path("egressctl").path("version").asText()).isEqualTo(
+            dev.egressd.agent.version.Version.version());
+        assertThat(json.path("egressctl").path("revision").asText()).isEqualTo(
+            dev.egressd.agent.version.Version.revision());
+        assertThat(json.path("egressd").path("revision").asText()).isEqualTo("9b33618c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a");
+        assertThat(raw("--version").out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n");
+    }
+
+    @Test
+    void versionOfAnUnreachableDaemonStillPrintsEgressctlsAndExits3()
+    {
+        final Run r = raw("version", "--socket", dir.resolve("missing.sock").toString());
+        assertThat(r.exit()).isEqualTo(ExitCodes.UNREACHABLE);
+        assertThat(r.out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n");
+        assertThat(r.err()).contains("no socket at");
+        final Run client = raw("version", "--client", "--socket", dir.resolve("missing.sock").toString());
+        assertThat(client.exit()).isZero();
+        assertThat(client.out()).startsWith("egressctl ");
+    }
+
+    @Test
+    void versionOfAnOlderDaemonWithoutARevisionSaysUnknown() throws Exception
+    {
+        daemon.answer("GET", "/v1/health", 503, FakeDaemon.resource("health.json")
+            .replaceAll("\\s*\"revision\" : \"[0-9a-f]+\",", ""));
+        assertThat(run("version").out()).endsWith("egressd 0.1.0-SNAPSHOT (revision unknown)\n");
+    }
 }
