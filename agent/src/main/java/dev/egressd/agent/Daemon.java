@@ -139,7 +139,7 @@ public final class Daemon
         }).get();
         conntrack.start();
         registry = metrics();
-        api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
+        api = new ApiServer(PeerPolicy.resolve(config.apiGroup()));
         final Supplier<String> scrape = () ->
         {
             metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go
