@@ -113,10 +113,6 @@ public final class Daemon
             config.conntrackDrainSeconds());
         loop.guestInterfaces(config.guestInterfaces());
         final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
-        if (refusals.format() == RefusalLog.Format.JSON)
-        {
-            RefusalLog.routeBareLines();
-        }
         counterWatch = new KernelCounterWatch(refusals);
         // The conntrack subscription is opened here, on the daemon's own thread, so it watches the namespace
         // egressd runs in; a dry run (in-memory kernel) watches nothing, and its ledger stays empty.
@@ -143,7 +139,7 @@ public final class Daemon
         }).get();
         conntrack.start();
         registry = metrics();
-        api = new ApiServer(PeerPolicy.resolve(config.apiGroup(), Path.of("/etc")));
+        api = new ApiServer(PeerPolicy.resolve(config.apiGroup()));
         final Supplier<String> scrape = () ->
         {
             metrics.refresh(); // per-machine and per-pair series follow machines and pairs as they come and go

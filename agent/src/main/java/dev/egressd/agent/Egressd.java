@@ -44,7 +44,7 @@ public final class Egressd implements Callable<Integer>
     @Option(names = "--block-size", description = "ports per slot (default 1024)") String blockSize;
     @Option(names = "--conntrack-drain-seconds", description = "how long a released address stays (default 350)")
     String drain;
-    @Option(names = "--log-format", description = "refusal log lines: text or json (default text)") String logFormat;
+    @Option(names = "--log-format", description = "log lines: text or json (every logger; default text)") String logFormat;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -104,9 +104,10 @@ public final class Egressd implements Callable<Integer>
         }
         catch (final BadSettingException e)
         {
-            System.err.println("egressd: " + e.getMessage());
+            System.err.println(Logging.errorPrefix() + "egressd: " + e.getMessage());
             return 2;
         }
+        Logging.apply(Logging.layout(settings.logFormat()));
         if (teardown)
         {
             return teardown(settings);
@@ -123,7 +124,7 @@ public final class Egressd implements Callable<Integer>
             final Optional<String> problem = KernelChecks.check(dataplane);
             if (problem.isPresent())
             {
-                System.err.println("egressd: " + problem.get());
+                System.err.println(Logging.errorPrefix() + "egressd: " + problem.get());
                 return 1;
             }
             KernelChecks.ipv6SourceWarning(dataplane.uplink()).ifPresent(
@@ -137,7 +138,7 @@ public final class Egressd implements Callable<Integer>
         }
         catch (final Exception e)
         {
-            System.err.println("egressd: start-up failed: " + e.getMessage());
+            System.err.println(Logging.errorPrefix() + "egressd: start-up failed: " + e.getMessage());
             org.slf4j.LoggerFactory.getLogger(Egressd.class).error("start-up failed", e);
             daemon.stop();
             return 1;
@@ -157,7 +158,8 @@ public final class Egressd implements Callable<Integer>
     {
         if (!yes)
         {
-            System.err.println("egressd: --teardown removes the egress of every static machine on this host;"
+            System.err.println(Logging.errorPrefix()
+                + "egressd: --teardown removes the egress of every static machine on this host;"
                 + " add --yes to confirm");
             return 2;
         }
@@ -166,7 +168,7 @@ public final class Egressd implements Callable<Integer>
         final Optional<String> problem = KernelChecks.check(dataplane);
         if (problem.isPresent())
         {
-            System.err.println("egressd: " + problem.get());
+            System.err.println(Logging.errorPrefix() + "egressd: " + problem.get());
             return 1;
         }
         final StateStore store = new StateStore(settings.stateDir());
@@ -177,7 +179,8 @@ public final class Egressd implements Callable<Integer>
         }
         catch (final IOException e)
         {
-            System.err.println("egressd: cannot tear down: " + e.getMessage() + " (stop egressd first)");
+            System.err.println(Logging.errorPrefix() + "egressd: cannot tear down: " + e.getMessage()
+                + " (stop egressd first)");
             return 1;
         }
         try (NftKernel kernel = NftKernel.open(dataplane))
@@ -208,7 +211,7 @@ public final class Egressd implements Callable<Integer>
         final CommandLine cli = new CommandLine(new Egressd());
         cli.setParameterExceptionHandler((ex, a) ->
         {
-            System.err.println("egressd: " + ex.getMessage());
+            System.err.println(Logging.errorPrefix() + "egressd: " + ex.getMessage());
             return 2;
         });
         System.exit(cli.execute(args));

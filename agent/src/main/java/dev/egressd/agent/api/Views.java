@@ -8,6 +8,7 @@ import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.version.Version;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.ledger.DestinationUsage;
 import dev.egressd.core.model.Egress;
@@ -172,6 +173,7 @@ final class Views
         node.put("kernel", health.kernel().wireName());
         node.put("state", stateProblem == null ? "ok" : "unwritable: " + stateProblem);
         node.put("version", version);
+        node.put("revision", Version.revision());
         node.put("reconciles", health.reconciles());
         node.put("repairs", health.repairs());
         node.put("consecutive_failures", health.consecutiveFailures());

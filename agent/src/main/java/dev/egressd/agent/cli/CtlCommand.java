@@ -2,6 +2,7 @@ package dev.egressd.agent.cli;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
+import picocli.CommandLine;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
@@ -21,8 +22,39 @@ abstract class CtlCommand implements Callable<Integer>
     @Spec
     CommandSpec spec;
 
+    @Option(names = {"-h", "--help"}, usageHelp = true, description = "show this command's help and exit")
+    boolean help;
+
     @Option(names = "--json", description = "print JSON (docs/cli.md gives each command's shape) instead of a table")
     boolean json;
+
+    /** The formats {@code -o} takes. */
+    static final class Formats implements Iterable<String>
+    {
+        @Override
+        public java.util.Iterator<String> iterator()
+        {
+            return java.util.List.of("table", "json").iterator();
+        }
+    }
+
+    /**
+     * {@code -o json} (kubectl's spelling) is {@code --json}; {@code -o table} is the default.
+     *
+     * @param format table or json.
+     */
+    @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", completionCandidates = Formats.class,
+        description = "output format: ${COMPLETION-CANDIDATES} (-o json is --json)")
+    void output(final String format)
+    {
+        switch (format)
+        {
+            case "json" -> json = true;
+            case "table" -> json = false;
+            default -> throw new CommandLine.ParameterException(spec.commandLine(), "Invalid value for option "
+                + "'--output': '" + format + "' (expected one of: table, json)");
+        }
+    }
 
     private DaemonClient client;
 

@@ -1,6 +1,5 @@
 package dev.egressd.agent.cli;
 
-import picocli.AutoComplete;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -30,7 +29,8 @@ import java.util.concurrent.Callable;
     subcommands = {
         StatusCommand.class, MachinesCommand.class, MachineCommand.class, PairsCommand.class,
         AppsCommand.class, AppCommand.class, ConnsCommand.class, CheckCommand.class,
-        DrainCommand.class, UndrainCommand.class, AutoComplete.GenerateCompletion.class},
+        DrainCommand.class, UndrainCommand.class, VersionCommand.class,
+        CompletionCommand.class, CommandLine.HelpCommand.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {
         "0:ok; for check, no problem found",
@@ -40,7 +40,7 @@ import java.util.concurrent.Callable;
         "4:permission denied: the socket refused us (EACCES) or the daemon answered 403"},
     footerHeading = "%nEnvironment:%n",
     footer = {"  EGRESSD_SOCKET       the API socket when --socket is not given",
-        "  EGRESSCTL_JAVA_OPTS  JVM options for scripts/egressctl"})
+        "  EGRESSCTL_JAVA_OPTS  JVM options for /usr/bin/egressctl and scripts/egressctl"})
 public final class Egressctl implements Callable<Integer>
 {
     /** The default API socket. */
@@ -97,7 +97,7 @@ public final class Egressctl implements Callable<Integer>
         @Override
         public String[] getVersion()
         {
-            return new String[] {"egressctl " + dev.egressd.agent.version.Version.version()};
+            return new String[] {dev.egressd.agent.version.Version.line("egressctl")};
         }
     }
 
@@ -118,6 +118,9 @@ public final class Egressctl implements Callable<Integer>
     public static CommandLine commandLine(final Egressctl egressctl)
     {
         final CommandLine cmd = new CommandLine(egressctl);
+        // picocli's own messages name the Java type ("'x' is not a double"); say what the operator must type
+        cmd.registerConverter(Double.TYPE, Egressctl::number);
+        cmd.registerConverter(Integer.TYPE, Egressctl::integer);
         cmd.setExecutionExceptionHandler((e, commandLine, parseResult) ->
         {
             if (e instanceof CtlException ctl)
@@ -130,9 +133,36 @@ public final class Egressctl implements Callable<Integer>
             commandLine.getErr().flush();
             return ExitCodes.ERROR;
         });
-        // generate-completion is for scripts/egressctl-gen and packaging, not for operators' help screens.
-        cmd.getSubcommands().get("generate-completion").getCommandSpec().usageMessage().hidden(true);
         return cmd;
+    }
+
+    private static double number(final String text)
+    {
+        try
+        {
+            final double value = Double.parseDouble(text);
+            if (Double.isFinite(value))
+            {
+                return value;
+            }
+        }
+        catch (final NumberFormatException e)
+        {
+            // below
+        }
+        throw new CommandLine.TypeConversionException("'" + text + "' is not a number");
+    }
+
+    private static int integer(final String text)
+    {
+        try
+        {
+            return Integer.parseInt(text);
+        }
+        catch (final NumberFormatException e)
+        {
+            throw new CommandLine.TypeConversionException("'" + text + "' is not a whole number");
+        }
     }
 
     /**

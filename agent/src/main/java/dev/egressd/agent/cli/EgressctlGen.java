@@ -56,6 +56,19 @@ public final class EgressctlGen
     }
 
     /**
+     * The zsh completion script: the bash one, which turns on zsh's {@code bashcompinit} itself when zsh sources it
+     * (a native {@code #compdef} function would be a second generator to keep in step with the commands).
+     *
+     * @param cmd the command line.
+     * @return the script; {@code source <(egressctl completion zsh)} in {@code ~/.zshrc}.
+     */
+    static String zshCompletion(final CommandLine cmd)
+    {
+        return "# egressctl completion for zsh: source <(egressctl completion zsh) in ~/.zshrc; it is the bash\n"
+            + "# completion, loaded through zsh's bashcompinit.\n" + completion(cmd);
+    }
+
+    /**
      * The man page, section 1, in troff {@code -man}.
      *
      * @param cmd  the command line.
@@ -78,7 +91,8 @@ public final class EgressctlGen
             m.append(escape(line)).append("\n.PP\n");
         }
         m.append("Every command prints an aligned table (or aligned key and value lines) by default and JSON with "
-            + "\\fB\\-\\-json\\fR.\n");
+            + "\\fB\\-\\-json\\fR or \\fB\\-o json\\fR. Every command answers \\fB\\-\\-help\\fR, as "
+            + "\\fBegressctl help\\fR \\fICOMMAND\\fR does.\n");
         m.append(".SH GLOBAL OPTIONS\n");
         options(m, spec);
         m.append(".SH COMMANDS\n");
@@ -111,13 +125,15 @@ public final class EgressctlGen
         }
         m.append(".SH ENVIRONMENT\n.TP\n.B EGRESSD_SOCKET\nthe API socket when \\fB\\-\\-socket\\fR is not given "
             + "(default \\fI").append(Egressctl.DEFAULT_SOCKET).append("\\fR)\n");
-        m.append(".TP\n.B EGRESSCTL_JAVA_OPTS\nextra JVM options for \\fBscripts/egressctl\\fR, e.g. "
+        m.append(".TP\n.B EGRESSCTL_JAVA_OPTS\nextra JVM options for \\fB/usr/bin/egressctl\\fR (and "
+            + "\\fBscripts/egressctl\\fR in a source checkout), e.g. "
             + "\\fB\\-Xmx64m\\fR\n");
         m.append(".SH FILES\n.TP\n.I ").append(Egressctl.DEFAULT_SOCKET)
             .append("\nthe egressd API socket (root and the configured \\fBapi\\-group\\fR only)\n");
         m.append(".SH EXAMPLES\n.nf\negressctl status\negressctl machine m1\negressctl conns m1 \\-\\-top 5\n"
             + "egressctl check || alert \"egress broken on $(hostname)\"\negressctl drain 203.0.113.11 \\-\\-app shop\n"
-            + "egressctl machines \\-\\-json | jq \\-r '.[] | select(.egress.scope == \"pending\") | .id'\n.fi\n");
+            + "egressctl version\nsource <(egressctl completion bash)\negressctl help conns\n"
+            + "egressctl machines \\-o json | jq \\-r '.[] | select(.egress.scope == \"pending\") | .id'\n.fi\n");
         m.append(".SH SEE ALSO\n.BR egressd (8);\ndocs/cli.md and docs/api.md in the egressd sources.\n");
         return m.toString();
     }

@@ -7,6 +7,7 @@ import dev.egressd.agent.reconcile.ChangeObserver;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.reconcile.LoopStats;
 import dev.egressd.agent.reconcile.Operation;
+import dev.egressd.agent.version.Version;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.Scope;
 import io.micrometer.core.instrument.Counter;
@@ -124,6 +125,11 @@ public final class EgressMetrics implements MeterBinder
             throw new IllegalStateException("already bound to a registry");
         }
         this.registry = registry;
+        // The build_info convention of Prometheus' own exporters: join it on instance to label any series.
+        Gauge.builder("egressd.build.info", () -> 1)
+            .description("Always 1; the version and git revision egressd was built from are its tags")
+            .tag("version", Version.version()).tag("revision", Version.revision())
+            .strongReference(true).register(registry);
         bindAllocator(registry);
         bindLedger(registry);
         bindKernel(registry);

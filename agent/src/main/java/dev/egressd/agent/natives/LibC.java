@@ -5,6 +5,7 @@ import jnr.ffi.annotations.IgnoreError;
 import jnr.ffi.annotations.In;
 import jnr.ffi.annotations.Out;
 import jnr.ffi.byref.IntByReference;
+import jnr.ffi.byref.PointerByReference;
 
 /**
  * The libc calls egressd makes, C names kept (socket(2), bind(2), sendto(2), recvfrom(2), setns(2), ...).
@@ -128,4 +129,45 @@ public interface LibC
      * @return 0, or -1 with errno.
      */
     int getsockopt(int sockfd, int level, int optname, @Out Pointer optval, @In @Out IntByReference optlen);
+
+    // ---- appended for group membership through NSS (Nss) -----------------------------------------
+
+    /** {@code <errno.h>} ERANGE: the buffer given to a {@code *_r} lookup is too small. */
+    int ERANGE = 34;
+
+    /**
+     * getgrnam_r(3): a group by name, through NSS (files, sss, ldap: whatever nsswitch.conf says).
+     *
+     * @param name   the group name.
+     * @param grp    a struct group to fill.
+     * @param buf    room for the strings it points to.
+     * @param buflen the room's size.
+     * @param result set to {@code grp} when found, to NULL when not.
+     * @return 0, or an error number (ERANGE: a larger buffer is needed).
+     */
+    int getgrnam_r(String name, @Out Pointer grp, @Out Pointer buf, long buflen, @Out PointerByReference result);
+
+    /**
+     * getpwuid_r(3): a user by uid, through NSS.
+     *
+     * @param uid    the uid.
+     * @param pwd    a struct passwd to fill.
+     * @param buf    room for the strings it points to.
+     * @param buflen the room's size.
+     * @param result set to {@code pwd} when found, to NULL when not.
+     * @return 0, or an error number.
+     */
+    int getpwuid_r(int uid, @Out Pointer pwd, @Out Pointer buf, long buflen, @Out PointerByReference result);
+
+    /**
+     * getgrouplist(3): every group a user is in, through NSS, its primary group included.
+     *
+     * @param user    the user name.
+     * @param group   the user's primary gid (included in the list).
+     * @param groups  room for {@code ngroups} gids.
+     * @param ngroups in: the room; out: how many groups the user has.
+     * @return the number of groups, or -1 when there was not room for them all ({@code ngroups} says how many).
+     */
+    @IgnoreError
+    int getgrouplist(String user, int group, @Out Pointer groups, @In @Out IntByReference ngroups);
 }

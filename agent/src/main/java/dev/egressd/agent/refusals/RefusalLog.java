@@ -120,33 +120,6 @@ public final class RefusalLog
     }
 
     /**
-     * For {@code log-format = json}: the {@value #LOGGER} logger writes the bare line (no timestamp or level
-     * prefix) to stdout and no longer to the root appenders, so each line of it is one JSON object. Does nothing
-     * when SLF4J is not bound to logback.
-     */
-    public static void routeBareLines()
-    {
-        if (!(LoggerFactory.getILoggerFactory() instanceof ch.qos.logback.classic.LoggerContext ctx))
-        {
-            return;
-        }
-        final ch.qos.logback.classic.encoder.PatternLayoutEncoder encoder =
-            new ch.qos.logback.classic.encoder.PatternLayoutEncoder();
-        encoder.setContext(ctx);
-        encoder.setPattern("%msg%n");
-        encoder.start();
-        final ch.qos.logback.core.ConsoleAppender<ch.qos.logback.classic.spi.ILoggingEvent> appender =
-            new ch.qos.logback.core.ConsoleAppender<>();
-        appender.setContext(ctx);
-        appender.setName("egressd-refusals-json");
-        appender.setEncoder(encoder);
-        appender.start();
-        final ch.qos.logback.classic.Logger logger = ctx.getLogger(LOGGER);
-        logger.addAppender(appender);
-        logger.setAdditive(false);
-    }
-
-    /**
      * Logs a refusal.
      *
      * @param reason  a short code, e.g. {@code cap_refused}, {@code pending}, {@code api_pair_full}.

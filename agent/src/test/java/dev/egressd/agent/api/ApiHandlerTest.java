@@ -112,6 +112,7 @@ class ApiHandlerTest
         final Answer answer = ok("GET", "/v1/health", null);
         assertThat(answer.body().get("status").asText()).isEqualTo("ok");
         assertThat(answer.body().get("kernel").asText()).isEqualTo("in_sync");
+        assertThat(answer.body().get("revision").asText()).isEqualTo(dev.egressd.agent.version.Version.revision());
     }
 
     @Test

@@ -560,4 +560,135 @@ class EgressctlTest
             }
         }
     }
+
+    @Test
+    void versionPrintsEgressctlsAndTheDaemons() throws Exception
+    {
+        final Run r = run("version");
+        assertThat(r.exit()).isZero();
+        assertThat(r.out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n"
+            + "egressd 0.1.0-SNAPSHOT (revision 9b33618c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a)\n");
+        final JsonNode json = run("version", "--json").json();
+        assertThat(json.path("egressctl").path("version").asText()).isEqualTo(
+            dev.egressd.agent.version.Version.version());
+        assertThat(json.path("egressctl").path("revision").asText()).isEqualTo(
+            dev.egressd.agent.version.Version.revision());
+        assertThat(json.path("egressd").path("revision").asText()).isEqualTo("9b33618c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a");
+        assertThat(raw("--version").out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n");
+    }
+
+    @Test
+    void versionOfAnUnreachableDaemonStillPrintsEgressctlsAndExits3()
+    {
+        final Run r = raw("version", "--socket", dir.resolve("missing.sock").toString());
+        assertThat(r.exit()).isEqualTo(ExitCodes.UNREACHABLE);
+        assertThat(r.out()).isEqualTo(dev.egressd.agent.version.Version.line("egressctl") + "\n");
+        assertThat(r.err()).contains("no socket at");
+        final Run client = raw("version", "--client", "--socket", dir.resolve("missing.sock").toString());
+        assertThat(client.exit()).isZero();
+        assertThat(client.out()).startsWith("egressctl ");
+    }
+
+    @Test
+    void versionOfAnOlderDaemonWithoutARevisionSaysUnknown() throws Exception
+    {
+        daemon.answer("GET", "/v1/health", 503, FakeDaemon.resource("health.json")
+            .replaceAll("\\s*\"revision\" : \"[0-9a-f]+\",", ""));
+        assertThat(run("version").out()).endsWith("egressd 0.1.0-SNAPSHOT (revision unknown)\n");
+    }
+
+    @Test
+    void everyCommandAnswersHelpAndHelpCommandToo()
+    {
+        final CommandLine cmd = Egressctl.commandLine(new Egressctl());
+        for (final String command : cmd.getSubcommands().keySet())
+        {
+            final Run own = raw(command, "--help");
+            assertThat(own.exit()).as(command + " --help").isZero();
+            assertThat(own.err()).as(command + " --help").isEmpty();
+            assertThat(own.out()).as(command + " --help").contains("Usage: egressctl " + command + " [-h");
+            final Run viaHelp = raw("help", command);
+            assertThat(viaHelp.exit()).as("help " + command).isZero();
+            assertThat(viaHelp.out()).as("help " + command).isEqualTo(own.out());
+            assertThat(raw(command, "-h").out()).isEqualTo(own.out());
+        }
+        assertThat(raw("help").out()).isEqualTo(raw("--help").out()).contains("completion", "version", "help");
+        assertThat(raw("help", "bogus").exit()).isEqualTo(ExitCodes.USAGE);
+        assertThat(daemon.requests).isEmpty();
+    }
+
+    @Test
+    void outputJsonIsJson() throws Exception
+    {
+        for (final String[] args : List.of(new String[] {"status"}, new String[] {"machines"},
+            new String[] {"machine", "m1"}, new String[] {"pairs"}, new String[] {"apps"}, new String[] {"app", "shop"},
+            new String[] {"version"}))
+        {
+            final List<String> json = new ArrayList<>(Arrays.asList(args));
+            json.add("--json");
+            final List<String> o = new ArrayList<>(Arrays.asList(args));
+            o.addAll(List.of("-o", "json"));
+            final List<String> output = new ArrayList<>(Arrays.asList(args));
+            output.add("--output=json");
+            final Run expected = run(json.toArray(String[]::new));
+            assertThat(expected.json().isContainerNode()).isTrue();
+            assertThat(run(o.toArray(String[]::new)).out()).as(String.join(" ", o)).isEqualTo(expected.out());
+            assertThat(run(output.toArray(String[]::new)).out()).isEqualTo(expected.out());
+        }
+        assertThat(run("apps", "-o", "table").out()).isEqualTo(run("apps").out());
+        final Run bad = run("apps", "-o", "yaml");
+        assertThat(bad.exit()).isEqualTo(ExitCodes.USAGE);
+        assertThat(bad.err()).contains("'--output': 'yaml' (expected one of: table, json)");
+    }
+
+    @Test
+    void errorsNameWhatTheOperatorTypesNotJavaTypes()
+    {
+        final Run timeout = run("status", "--timeout", "soon");
+        assertThat(timeout.exit()).isEqualTo(ExitCodes.USAGE);
+        assertThat(timeout.err()).startsWith("Invalid value for option '--timeout': 'soon' is not a number\n");
+        final Run top = run("conns", "m1", "--top", "x");
+        assertThat(top.err()).startsWith("Invalid value for option '--top': 'x' is not a whole number\n");
+        assertThat(run("machine").err()).startsWith("Missing required parameter: 'ID'\n");
+        for (final String command : Egressctl.commandLine(new Egressctl()).getSubcommands().keySet())
+        {
+            // every option and parameter label as the operator types it: no Java field names
+            assertThat(raw(command, "--help").out()).as(command).doesNotContain("timeoutSeconds", "clientOnly")
+                .doesNotContainPattern("<[A-Za-z]+>");
+        }
+        assertThat(daemon.requests).isEmpty();
+    }
+
+    @Test
+    void completionForBashAndZsh() throws Exception
+    {
+        final Run bash = raw("completion", "bash");
+        assertThat(bash.exit()).isZero();
+        assertThat(bash.out()).isEqualTo(EgressctlGen.completion(Egressctl.commandLine(new Egressctl())))
+            .contains("complete -F _complete_egressctl", "local commands=\"status machines machine pairs apps app conns check drain undrain version completion help\"",
+                "(\"table\" \"json\") # --output values");
+        final Run zsh = raw("completion", "zsh");
+        assertThat(zsh.exit()).isZero();
+        assertThat(zsh.out()).startsWith("# egressctl completion for zsh").contains("bashcompinit",
+            "complete -F _complete_egressctl");
+        assertThat(raw("completion", "fish").exit()).isEqualTo(ExitCodes.USAGE);
+        assertThat(raw("completion").exit()).isEqualTo(ExitCodes.USAGE);
+        // bash accepts it and registers the function for egressctl
+        final Path script = dir.resolve("egressctl.bash");
+        Files.writeString(script, bash.out());
+        final Process p = new ProcessBuilder("bash", "-c", "source \"$1\" && complete -p egressctl", "-",
+            script.toString()).redirectErrorStream(true).start();
+        final String out = new String(p.getInputStream().readAllBytes());
+        assertThat(p.waitFor()).as(out).isZero();
+        assertThat(out).contains("-F _complete_egressctl egressctl");
+    }
+
+    @Test
+    void manPageSaysTheJavaOptionsApplyToTheInstalledLauncher()
+    {
+        final String man = EgressctlGen.manPage(Egressctl.commandLine(new Egressctl()), "2026-01-01");
+        assertThat(man).contains(".B EGRESSCTL_JAVA_OPTS\nextra JVM options for \\fB/usr/bin/egressctl\\fR",
+            "\\fB\\-o json\\fR", ".SS completion\n", ".SS help\n", ".SS version\n", "\\fB\\-\\-output\\fR");
+        assertThat(raw("--help").out()).contains("EGRESSCTL_JAVA_OPTS  JVM options for /usr/bin/egressctl");
+    }
 }

@@ -1,5 +1,6 @@
 package dev.egressd.agent.metrics;
 
+import dev.egressd.agent.version.Version;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.junit.jupiter.api.Test;
@@ -47,6 +48,7 @@ class PrometheusScrapeTest
         Map.entry("egressd_reconcile_repairs_total", "counter"),
         Map.entry("egressd_state_write_failures_total", "counter"),
         Map.entry("egressd_kernel_up", "gauge"),
+        Map.entry("egressd_build_info", "gauge"),
         Map.entry("egressd_kernel_consecutive_failures", "gauge"),
         Map.entry("egressd_changes_total", "counter"),
         Map.entry("egressd_change_latency_seconds", "histogram"),
@@ -126,7 +128,9 @@ class PrometheusScrapeTest
             .contains("egressd_changes_total{operation=\"delete_machine\",outcome=\"unavailable\"} 1.0")
             .contains("egressd_changes_total{operation=\"release_pair\",outcome=\"refused\"} 1.0")
             .contains("egressd_change_latency_seconds_bucket{le=\"+Inf\"}")
-            .contains("egressd_cap_refused_packets_total{family=\"ipv6\"} 4.0");
+            .contains("egressd_cap_refused_packets_total{family=\"ipv6\"} 4.0")
+            .contains("egressd_build_info{revision=\"" + Version.revision() + "\",version=\"" + Version.version()
+                + "\"} 1\n");
     }
 
     @Test
