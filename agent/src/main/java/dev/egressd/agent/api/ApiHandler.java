@@ -19,6 +19,7 @@ import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.handler.codec.DecoderResult;
+import io.netty.handler.codec.PrematureChannelClosureException;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.handler.codec.http.FullHttpRequest;
@@ -292,9 +293,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     @Override
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
-        if (cause instanceof java.io.IOException || cause instanceof ReadTimeoutException)
+        if (cause instanceof java.io.IOException || cause instanceof ReadTimeoutException
+            || cause instanceof PrematureChannelClosureException)
         {
-            LOG.debug("API connection closed: {}", cause.toString()); // a peer that went away or fell idle
+            // a peer that went away (also in the middle of a request) or fell idle: nothing went wrong here
+            LOG.debug("API connection closed: {}", cause.toString());
         }
         else
         {
