@@ -16,9 +16,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -289,11 +291,12 @@ final class RecoveredElements
             return List.of();
         }
         final Set<Object> pairs = pairAddresses(allocator);
+        final Map<Object, PlanElement> mappings = mappings();
         final List<Machine> back = new ArrayList<>();
         final List<Machine> waiting = new ArrayList<>();
         for (final EgressAllocator.MachineView view : allocator.machines())
         {
-            final PlanElement mapping = mappingOf(view.machine());
+            final PlanElement mapping = mappingOf(mappings, view.machine());
             if (mapping == null || isOn(view.egress(), mapping))
             {
                 continue;
@@ -337,9 +340,14 @@ final class RecoveredElements
             return held;
         }
         final Set<Object> pairs = pairAddresses(allocator);
+        final Map<Object, PlanElement> mappings = mappings();
+        if (mappings.isEmpty())
+        {
+            return held;
+        }
         for (final EgressAllocator.MachineView view : allocator.machines())
         {
-            final PlanElement mapping = mappingOf(view.machine());
+            final PlanElement mapping = mappingOf(mappings, view.machine());
             if (mapping != null && !pairs.contains(egressOf(mapping)))
             {
                 if (view.machine().ipv4() != null)
@@ -356,26 +364,32 @@ final class RecoveredElements
     }
 
     /**
-     * A machine's live recovered SNAT mapping on an app pair's block (IPv4 first), or null. A mapping on the
-     * whole port range is a machine-scoped pair's, restored when the machine is re-sent: never held.
+     * The live recovered SNAT mappings on an app pair's block, by guest address (one pass, so a host with
+     * thousands of machines pays O(machines + elements) per mutation). A mapping on the whole port range is a
+     * machine-scoped pair's, restored when the machine is re-sent: never held.
      */
-    private PlanElement mappingOf(final Machine machine)
+    private Map<Object, PlanElement> mappings()
     {
-        PlanElement found = null;
+        final Map<Object, PlanElement> mappings = new HashMap<>();
         for (final PlanElement e : live)
         {
-            if (e instanceof PlanElement.Snat4 s && s.guest().equals(machine.ipv4()) && !(s.firstPort() <= 1
-                && s.lastPort() == 65535))
+            if (e instanceof PlanElement.Snat4 s && !(s.firstPort() <= 1 && s.lastPort() == 65535))
             {
-                return s;
+                mappings.put(s.guest(), s);
             }
-            if (e instanceof PlanElement.Snat6 s && s.guest().equals(machine.ipv6()) && !(s.firstPort() <= 1
-                && s.lastPort() == 65535))
+            else if (e instanceof PlanElement.Snat6 s && !(s.firstPort() <= 1 && s.lastPort() == 65535))
             {
-                found = s;
+                mappings.put(s.guest(), s);
             }
         }
-        return found;
+        return mappings;
+    }
+
+    /** A machine's recovered mapping (IPv4 first), or null. */
+    private static PlanElement mappingOf(final Map<Object, PlanElement> mappings, final Machine machine)
+    {
+        final PlanElement four = machine.ipv4() == null ? null : mappings.get(machine.ipv4());
+        return four != null ? four : machine.ipv6() == null ? null : mappings.get(machine.ipv6());
     }
 
     private static Object egressOf(final PlanElement mapping)

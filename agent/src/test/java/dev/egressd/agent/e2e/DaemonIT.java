@@ -12,6 +12,7 @@ import dev.egressd.agent.testing.Privileged;
 import dev.egressd.agent.testing.RunningClient;
 import dev.egressd.agent.testing.Shell;
 
+import java.nio.file.Files;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -62,6 +63,33 @@ class DaemonIT extends DaemonLabTest
     }
 
     // ---------------------------------------------------------------------------------------------
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void afterALostStateFileAMachineResentBeforeItsPairKeepsLeavingFromItsPair() throws Exception
+    {
+        start(1);
+        api.put("/v1/apps/shop", "{\"fail_closed\": true}").ok();
+        api.post("/v1/apps/shop/pairs", pair(A)).ok();
+        final JsonNode before = putMachine("m1", "shop", 1).ok().json().get("egress");
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
+        daemon.kill9();
+        Files.writeString(workDir.resolve("state").resolve("state.json"), "{garbage");
+        daemon.start();
+        // the orchestrator re-sends the app and the machine, but not yet the pair
+        api.put("/v1/apps/shop", "{\"fail_closed\": true}").ok();
+        putMachine("m1", "shop", 1).ok();
+        final ClientResult meanwhile = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        assertThat(meanwhile.seenIp()).as("still from its pair, never from the host").isEqualTo(A[0]);
+        api.post("/v1/apps/shop/pairs", pair(A)).ok();
+        final JsonNode after = api.get("/v1/machines/m1").ok().json().get("egress");
+        assertThat(after.get("block").asInt()).isEqualTo(before.get("block").asInt());
+        assertThat(api.get("/v1/state").ok().json().get("recovered")).isEmpty();
+        final ClientResult back = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        assertThat(back.seenIp()).isEqualTo(A[0]);
+        report("lost state, machine re-sent before its pair: left from " + meanwhile + " meanwhile, then " + back
+            + " on block " + after.get("block").asInt());
+    }
 
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
