@@ -78,7 +78,13 @@ class PrometheusScrapeTest
         EgressMetrics.bindProcessMeters(registry);
         metrics.bindTo(registry);
         f.populate(metrics, new FakeLedgerStats());
-        System.gc(); // so that the GC meters, registered at the first collection seen, are in the scrape
+        // The pause meters are registered at the first GC notification, which comes on a JMX thread after the GC.
+        final long deadline = System.nanoTime() + 10_000_000_000L;
+        while (registry.find("jvm.gc.pause").timer() == null && System.nanoTime() - deadline < 0)
+        {
+            System.gc();
+            Thread.sleep(50);
+        }
         return registry.scrape();
     }
 
