@@ -19,8 +19,10 @@ import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.binder.MeterBinder;
 import io.micrometer.core.instrument.config.MeterFilter;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
 import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 
@@ -115,6 +117,9 @@ public final class EgressMetrics implements MeterBinder
         new JvmThreadMetrics().bindTo(registry);
         new ProcessorMetrics().bindTo(registry);
         new UptimeMetrics().bindTo(registry);
+        new FileDescriptorMetrics().bindTo(registry);
+        // Lives as long as the daemon: its GC notification listeners are never removed.
+        new JvmGcMetrics().bindTo(registry);
     }
 
     @Override
@@ -224,6 +229,19 @@ public final class EgressMetrics implements MeterBinder
         FunctionCounter.builder("egressd.reconcile.repairs", this, m -> m.loop.health().repairs())
             .description("Reconcile passes that found the kernel drifted from the desired plan and repaired it")
             .register(r);
+        final Timer reconcileDuration = Timer.builder("egressd.reconcile.duration")
+            .description("Time a reconcile pass took (ensure the table, read it, diff, repair, read the counters), "
+                + "failed passes included")
+            .publishPercentileHistogram()
+            .minimumExpectedValue(Duration.ofMillis(1))
+            .maximumExpectedValue(Duration.ofSeconds(10))
+            .register(r);
+        loop.observeReconciles((nanos, ok) -> reconcileDuration.record(nanos, TimeUnit.NANOSECONDS));
+        Gauge.builder("egressd.reconcile.last.success.timestamp", this,
+                m -> m.loop.lastReconcileSuccessMillis() / 1000.0)
+            .description("When the last successful reconcile pass ended, in seconds since the epoch (0 before the "
+                + "first)")
+            .baseUnit("seconds").strongReference(true).register(r);
         Gauge.builder("egressd.kernel.up", this,
                 m -> m.loop.health().kernel() == KernelStatus.UNAVAILABLE ? 0 : 1)
             .description("1 when the last kernel operation succeeded, 0 while the kernel cannot be programmed")

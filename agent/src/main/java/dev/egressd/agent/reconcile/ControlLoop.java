@@ -636,6 +636,18 @@ public final class ControlLoop implements LoopStats
     }
 
     @Override
+    public long lastReconcileSuccessMillis()
+    {
+        return reconciler.lastSuccessMillis();
+    }
+
+    @Override
+    public void observeReconciles(final ReconcileObserver observer)
+    {
+        reconciler.observeReconciles(observer);
+    }
+
+    @Override
     public int destinationCap()
     {
         return settings.destinationCap();

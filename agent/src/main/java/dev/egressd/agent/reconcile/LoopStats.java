@@ -42,6 +42,20 @@ public interface LoopStats
     long reconcileFailures();
 
     /**
+     * When the last successful reconcile pass ended (as kube-proxy's last sync timestamp).
+     *
+     * @return milliseconds since the epoch; 0 before the first.
+     */
+    long lastReconcileSuccessMillis();
+
+    /**
+     * Sets who is told the duration of every reconcile pass run.
+     *
+     * @param observer the observer, or null for none.
+     */
+    void observeReconciles(ReconcileObserver observer);
+
+    /**
      * The health as of the last reconcile or mutation.
      *
      * @return the health.

@@ -50,6 +50,8 @@ final class Reconciler
     private volatile Health health = Health.STARTING;
     private volatile long runs;
     private volatile long failures;
+    private volatile long lastSuccessMillis;
+    private volatile ReconcileObserver reconcileObserver = ReconcileObserver.NONE;
 
     /**
      * Creates the reconciler; it touches the kernel only when asked.
@@ -202,6 +204,7 @@ final class Reconciler
             failures++;
             draining.putBack(expiredDrains); // already due: the next successful reconcile removes them
             failed(e);
+            finished(now, false);
             return;
         }
         catch (final RuntimeException e)
@@ -209,9 +212,40 @@ final class Reconciler
             failures++;
             LOG.error("reconcile failed", e);
             failed(new KernelException(e.toString(), e));
+            finished(now, false);
             return;
         }
         counters.read(kernel);
+        finished(now, true);
+    }
+
+    private void finished(final long started, final boolean ok)
+    {
+        if (ok)
+        {
+            lastSuccessMillis = System.currentTimeMillis();
+        }
+        reconcileObserver.reconciled(nanoTime.getAsLong() - started, ok);
+    }
+
+    /**
+     * When the last successful reconcile pass ended.
+     *
+     * @return milliseconds since the epoch; 0 before the first.
+     */
+    long lastSuccessMillis()
+    {
+        return lastSuccessMillis;
+    }
+
+    /**
+     * Sets who is told about every pass run.
+     *
+     * @param observer the observer, or null for none.
+     */
+    void observeReconciles(final ReconcileObserver observer)
+    {
+        reconcileObserver = observer == null ? ReconcileObserver.NONE : observer;
     }
 
     /**

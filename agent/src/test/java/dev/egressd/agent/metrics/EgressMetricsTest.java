@@ -34,7 +34,7 @@ class EgressMetricsTest
 {
     private static final Pattern NAME = Pattern.compile("[a-z][a-z0-9]*(\\.[a-z][a-z0-9]*)*");
     private static final Set<String> TAG_KEYS = Set.of("app", "pair", "machine", "scope", "threshold", "family",
-        "type", "operation", "outcome");
+        "type", "operation", "outcome", "version", "revision");
 
     @TempDir
     Path dir;
@@ -294,6 +294,26 @@ class EgressMetricsTest
         assertThat(counter("egressd.reconcile.runs")).isEqualTo(4);
         assertThat(gauge("egressd.kernel.up")).isEqualTo(1);
         assertThat(gauge("egressd.kernel.consecutive.failures")).isEqualTo(0);
+    }
+
+    @Test
+    void reconcilePassesAreTimedAndTheLastSuccessIsStamped()
+    {
+        assertThat(gauge("egressd.reconcile.last.success.timestamp")).isZero();
+        final long before = System.currentTimeMillis();
+        f.loop.reconcile();
+        final Timer duration = registry.get("egressd.reconcile.duration").timer();
+        assertThat(duration.count()).isEqualTo(1);
+        final double stamped = gauge("egressd.reconcile.last.success.timestamp");
+        assertThat(stamped).isBetween(before / 1000.0, System.currentTimeMillis() / 1000.0);
+
+        f.kernel.fake.failing = "nft: no such table";
+        f.clock.addAndGet(TimeUnit.SECONDS.toNanos(2));
+        f.loop.reconcile();
+        assertThat(duration.count()).as("a failed pass is timed too").isEqualTo(2);
+        assertThat(gauge("egressd.reconcile.last.success.timestamp")).as("not a success").isEqualTo(stamped);
+        f.loop.reconcile(); // backing off: not a pass
+        assertThat(duration.count()).isEqualTo(2);
     }
 
     @Test

@@ -49,6 +49,9 @@ class PrometheusScrapeTest
         Map.entry("egressd_state_write_failures_total", "counter"),
         Map.entry("egressd_kernel_up", "gauge"),
         Map.entry("egressd_build_info", "gauge"),
+        Map.entry("egressd_reconcile_duration_seconds", "histogram"),
+        Map.entry("egressd_reconcile_duration_seconds_max", "gauge"),
+        Map.entry("egressd_reconcile_last_success_timestamp_seconds", "gauge"),
         Map.entry("egressd_kernel_consecutive_failures", "gauge"),
         Map.entry("egressd_changes_total", "counter"),
         Map.entry("egressd_change_latency_seconds", "histogram"),
@@ -76,6 +79,13 @@ class PrometheusScrapeTest
         EgressMetrics.bindProcessMeters(registry);
         metrics.bindTo(registry);
         f.populate(metrics, new FakeLedgerStats());
+        // The pause meters are registered at the first GC notification, which comes on a JMX thread after the GC.
+        final long deadline = System.nanoTime() + 10_000_000_000L;
+        while (registry.find("jvm.gc.pause").timer() == null && System.nanoTime() - deadline < 0)
+        {
+            System.gc();
+            Thread.sleep(50);
+        }
         return registry.scrape();
     }
 
@@ -129,6 +139,8 @@ class PrometheusScrapeTest
             .contains("egressd_changes_total{operation=\"release_pair\",outcome=\"refused\"} 1.0")
             .contains("egressd_change_latency_seconds_bucket{le=\"+Inf\"}")
             .contains("egressd_cap_refused_packets_total{family=\"ipv6\"} 4.0")
+            .contains("process_files_open_files ", "process_files_max_files ", "jvm_gc_pause_seconds_count{",
+                "jvm_gc_memory_allocated_bytes_total ", "process_start_time_seconds ", "process_uptime_seconds ")
             .contains("egressd_build_info{revision=\"" + Version.revision() + "\",version=\"" + Version.version()
                 + "\"} 1\n");
     }
