@@ -36,6 +36,8 @@ import java.util.TreeMap;
  * messages this class also uses for the ids and interface names it checks.
  * A guest address must be one a guest can send from: not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or
  * 255.255.255.255 (field {@code ipv4}), not ::, ::1, ff00::/8 or fe80::/10 (field {@code ipv6}).
+ * A pair address must be one a machine can leave from: {@link RequestText#pairAddressProblem} (also link-local
+ * 169.254.0.0/16), on every pair given, so a pair rebuilt from the state file is held to the same rule.
  *
  * <p>Placement of a machine, in order:
  * <ol>
@@ -971,17 +973,7 @@ public final class EgressAllocator
         {
             return wrongRegion(pair.region());
         }
-        if (!usable(pair.ipv4()))
-        {
-            return new Refusal(Reason.INVALID, "ipv4", "ipv4 " + pair.ipv4()
-                + " cannot be an egress address (unspecified, loopback, broadcast or multicast)");
-        }
-        if (!usable(pair.ipv6()))
-        {
-            return new Refusal(Reason.INVALID, "ipv6", "ipv6 " + pair.ipv6()
-                + " cannot be an egress address (unspecified, loopback or multicast)");
-        }
-        return null;
+        return RequestText.pairAddressProblem(pair.ipv4(), pair.ipv6());
     }
 
     /** An egress pair's addresses must be free, except that a machine may keep its own machine-scoped ones. */
@@ -1051,19 +1043,6 @@ public final class EgressAllocator
             return "a link-local address (fe80::/10), which is never routed to a guest";
         }
         return null;
-    }
-
-    private static boolean usable(final Ipv4Address address)
-    {
-        final int bits = address.bits();
-        final int first = bits >>> 24;
-        return bits != 0 && bits != -1 && first != 127 && (first & 0xF0) != 0xE0;
-    }
-
-    private static boolean usable(final Ipv6Address address)
-    {
-        final boolean unspecifiedOrLoopback = address.high() == 0 && (address.low() == 0 || address.low() == 1);
-        return !unspecifiedOrLoopback && (address.high() >>> 56) != 0xFF;
     }
 
     private Refusal wrongRegion(final String region)

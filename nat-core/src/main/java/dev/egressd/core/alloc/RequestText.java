@@ -123,8 +123,93 @@ public final class RequestText
         final String hostRegion)
     {
         return ipv4(ipv4, "ipv4").flatMap(v4 -> ipv6(ipv6, "ipv6").flatMap(v6 ->
-            region != null && !region.equals(hostRegion) ? new Parsed.Refused<>(wrongRegion(region, hostRegion))
-                : new Parsed.Value<>(new EgressPair(v4, v6, hostRegion))));
+        {
+            final Refusal bad = pairAddressProblem(v4, v6);
+            if (bad != null)
+            {
+                return new Parsed.Refused<>(bad);
+            }
+            return region != null && !region.equals(hostRegion) ? new Parsed.Refused<>(wrongRegion(region, hostRegion))
+                : new Parsed.Value<>(new EgressPair(v4, v6, hostRegion));
+        }));
+    }
+
+    /**
+     * The refusal of a pair whose address no machine could leave from, or null if both can be egress addresses.
+     * An egress address is the source of traffic to the internet, so it must be a unicast address that is routed
+     * beyond this host's link: not unspecified, "this network", loopback, link-local, multicast or broadcast
+     * (docs/api.md, "Egress pairs").
+     *
+     * @param ipv4 the pair's IPv4 address.
+     * @param ipv6 the pair's IPv6 address.
+     * @return the refusal on field {@code ipv4} or {@code ipv6} (checked in that order), or null.
+     */
+    static Refusal pairAddressProblem(final Ipv4Address ipv4, final Ipv6Address ipv6)
+    {
+        final String problem4 = pairProblem(ipv4);
+        if (problem4 != null)
+        {
+            return new Refusal(Reason.INVALID, "ipv4", "ipv4 " + ipv4 + " cannot be an egress address: it is "
+                + problem4);
+        }
+        final String problem6 = pairProblem(ipv6);
+        if (problem6 != null)
+        {
+            return new Refusal(Reason.INVALID, "ipv6", "ipv6 " + ipv6 + " cannot be an egress address: it is "
+                + problem6);
+        }
+        return null;
+    }
+
+    /** Why an IPv4 cannot be an egress address, or null if it can. */
+    static String pairProblem(final Ipv4Address address)
+    {
+        final int bits = address.bits();
+        final int first = bits >>> 24;
+        if (bits == -1)
+        {
+            return "the limited broadcast address 255.255.255.255";
+        }
+        if (first == 0)
+        {
+            return "in 0.0.0.0/8 (unspecified, \"this network\")";
+        }
+        if (first == 127)
+        {
+            return "a loopback address (127.0.0.0/8)";
+        }
+        if ((bits >>> 16) == 0xA9FE)
+        {
+            return "a link-local address (169.254.0.0/16)";
+        }
+        if ((first & 0xF0) == 0xE0)
+        {
+            return "a multicast address (224.0.0.0/4)";
+        }
+        return null;
+    }
+
+    /** Why an IPv6 cannot be an egress address, or null if it can. */
+    static String pairProblem(final Ipv6Address address)
+    {
+        final long high = address.high();
+        if (high == 0 && address.low() == 0)
+        {
+            return "the unspecified address ::";
+        }
+        if (high == 0 && address.low() == 1)
+        {
+            return "the loopback address ::1";
+        }
+        if ((high >>> 56) == 0xFF)
+        {
+            return "a multicast address (ff00::/8)";
+        }
+        if ((high >>> 54) == (0xFE80L >>> 6))
+        {
+            return "a link-local address (fe80::/10)";
+        }
+        return null;
     }
 
     /** The refusal of an app or machine id, or null if it is one. */

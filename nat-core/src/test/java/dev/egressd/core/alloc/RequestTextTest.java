@@ -85,6 +85,39 @@ class RequestTextTest
             new Refusal(Reason.WRONG_REGION, "region", "region \"lhr\" is not this host's region ord"));
     }
 
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource(delimiter = '|', value = {
+        "0.0.0.0|2001:db8::10|ipv4|ipv4 0.0.0.0 cannot be an egress address: it is in 0.0.0.0/8 (unspecified, \"this network\")",
+        "0.1.2.3|2001:db8::10|ipv4|ipv4 0.1.2.3 cannot be an egress address: it is in 0.0.0.0/8 (unspecified, \"this network\")",
+        "127.0.0.1|2001:db8::10|ipv4|ipv4 127.0.0.1 cannot be an egress address: it is a loopback address (127.0.0.0/8)",
+        "127.9.9.9|2001:db8::10|ipv4|ipv4 127.9.9.9 cannot be an egress address: it is a loopback address (127.0.0.0/8)",
+        "169.254.1.1|2001:db8::10|ipv4|ipv4 169.254.1.1 cannot be an egress address: it is a link-local address (169.254.0.0/16)",
+        "224.0.0.1|2001:db8::10|ipv4|ipv4 224.0.0.1 cannot be an egress address: it is a multicast address (224.0.0.0/4)",
+        "239.255.255.250|2001:db8::10|ipv4|ipv4 239.255.255.250 cannot be an egress address: it is a multicast address (224.0.0.0/4)",
+        "255.255.255.255|2001:db8::10|ipv4|ipv4 255.255.255.255 cannot be an egress address: it is the limited broadcast address 255.255.255.255",
+        "203.0.113.10|::|ipv6|ipv6 :: cannot be an egress address: it is the unspecified address ::",
+        "203.0.113.10|::1|ipv6|ipv6 ::1 cannot be an egress address: it is the loopback address ::1",
+        "203.0.113.10|fe80::1|ipv6|ipv6 fe80::1 cannot be an egress address: it is a link-local address (fe80::/10)",
+        "203.0.113.10|febf::1|ipv6|ipv6 febf::1 cannot be an egress address: it is a link-local address (fe80::/10)",
+        "203.0.113.10|ff02::1|ipv6|ipv6 ff02::1 cannot be an egress address: it is a multicast address (ff00::/8)",
+        "127.0.0.1|fe80::1|ipv4|ipv4 127.0.0.1 cannot be an egress address: it is a loopback address (127.0.0.0/8)"})
+    void aPairAddressNoMachineCanLeaveFromIsRefusedNamingTheField(final String ipv4, final String ipv6,
+        final String field, final String message)
+    {
+        assertThat(refusal(RequestText.pair(ipv4, ipv6, null, "ord"))).isEqualTo(
+            new Refusal(Reason.INVALID, field, message));
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource(delimiter = '|', value = {
+        "1.0.0.1|2001:db8::10", "126.255.255.255|fec0::1", "128.0.0.1|fe7f::1", "169.253.255.255|fd77::1",
+        "169.255.0.1|2001:db8::10", "223.255.255.255|::2", "10.0.0.1|fe00::1", "203.0.113.10|2001:db8::10"})
+    void unicastAddressesNextToTheRefusedRangesArePairAddresses(final String ipv4, final String ipv6)
+    {
+        assertThat(value(RequestText.pair(ipv4, ipv6, null, "ord"))).isEqualTo(
+            new EgressPair(Ipv4Address.parse(ipv4), Ipv6Address.parse(ipv6), "ord"));
+    }
+
     @Test
     void idsAndInterfaceNamesHaveOneMessageEachNamingTheField()
     {
