@@ -10,6 +10,7 @@ import dev.egressd.agent.api.PeerPolicy;
 import dev.egressd.agent.config.BadSettingException;
 import dev.egressd.agent.config.EgressdConfig;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.refusals.KernelCounterWatch;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
@@ -119,6 +120,11 @@ public final class Daemon
         final ConntrackEvents events = kernel instanceof NftKernel
             ? ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, ConntrackMonitor.POLL_MILLIS, true) : null;
         conntrack = new ConntrackMonitor(events, config.destinationCap(), refusals, System::nanoTime);
+        if (events != null)
+        {
+            // the fill of the table that a full conntrack silently drops new connections from (docs/metrics.md)
+            conntrack.table(ConntrackTable.system());
+        }
         loop.attach(conntrack);
         ledgerStats(conntrack.published());
         notify.notify("STATUS=reading the kernel table");

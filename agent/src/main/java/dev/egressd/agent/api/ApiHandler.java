@@ -3,6 +3,7 @@ package dev.egressd.agent.api;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.conntrack.ConnectionQueries;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
@@ -424,7 +425,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final Health health = loop.health();
                 return CompletableFuture.completedFuture(new Reply(
                     health.kernel() == KernelStatus.UNAVAILABLE ? 503 : 200,
-                    Views.health(health, loop.stateProblem(), version)));
+                    Views.health(health, loop.stateProblem(), version, table())));
             }
             case "state" ->
             {
@@ -434,7 +435,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 expect(method, "GET");
                 noBody(body);
-                return loop.query(l -> new Reply(200, Views.state(l, version)));
+                final ConntrackTable.Fill table = table();
+                return loop.query(l -> new Reply(200, Views.state(l, version, table)));
             }
             case "recovered" ->
             {
@@ -782,5 +784,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     {
         return method == HttpMethod.GET || method == HttpMethod.PUT || method == HttpMethod.POST
             || method == HttpMethod.DELETE;
+    }
+
+    /** The kernel conntrack table's last fill; null without a conntrack feed (tests, handlers without one). */
+    private ConntrackTable.Fill table()
+    {
+        return conntrack == null ? null : conntrack.table();
     }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.conntrack.ConnectionQueries;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
@@ -167,6 +168,12 @@ final class Views
 
     static ObjectNode health(final Health health, final String stateProblem, final String version)
     {
+        return health(health, stateProblem, version, null);
+    }
+
+    static ObjectNode health(final Health health, final String stateProblem, final String version,
+        final ConntrackTable.Fill table)
+    {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("status", health.kernel() == KernelStatus.UNAVAILABLE
             || health.kernel() == KernelStatus.STARTING || stateProblem != null ? "degraded" : "ok");
@@ -179,10 +186,25 @@ final class Views
         node.put("consecutive_failures", health.consecutiveFailures());
         node.put("last_error", health.lastError());
         node.put("last_repair", health.lastRepair());
+        if (table == null)
+        {
+            node.putNull("conntrack");
+        }
+        else
+        {
+            node.putObject("conntrack").put("entries", table.entries()).put("max", table.max())
+                .put("percent", table.percent()).put("drops", table.drops())
+                .put("insert_failed", table.insertFailed());
+        }
         return node;
     }
 
     static ObjectNode state(final ControlLoop loop, final String version)
+    {
+        return state(loop, version, null);
+    }
+
+    static ObjectNode state(final ControlLoop loop, final String version, final ConntrackTable.Fill table)
     {
         final EgressAllocator allocator = loop.allocator();
         final HostSettings settings = loop.settings();
@@ -192,7 +214,7 @@ final class Views
         host.put("block_count", settings.layout().blockCount());
         host.put("block_size", settings.layout().blockSize());
         host.put("destination_cap", settings.destinationCap());
-        node.set("health", health(loop.health(), loop.stateProblem(), version));
+        node.set("health", health(loop.health(), loop.stateProblem(), version, table));
         final ArrayNode apps = node.putArray("apps");
         for (final EgressAllocator.AppView app : allocator.apps())
         {

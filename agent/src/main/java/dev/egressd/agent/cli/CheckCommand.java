@@ -19,7 +19,8 @@ import java.util.Map;
 @Command(name = "check", description = {
     "Checks this host's egress: the daemon answers; the kernel table is in sync with the state; every held egress "
         + "address (IPv4 and IPv6 of every app-scoped and machine-scoped pair) is on an interface of this host; "
-        + "every machine leaves from a held pair, inside its block, and no two share a block; and it warns of "
+        + "every machine leaves from a held pair, inside its block, and no two share a block; the kernel's conntrack "
+        + "table is below 90% of nf_conntrack_max; and it warns of "
         + "pending machines, drift repaired by the last reconcile and recovered kernel elements.",
     "Exits 0 when nothing failed, 1 when a check failed (or, with --strict, warned), 3 when the daemon is "
         + "unreachable, 4 when permission is denied. Run it in the daemon's network namespace."})
@@ -66,6 +67,7 @@ final class CheckCommand extends CtlCommand
         {
             fail("state", "the state file cannot be written, changes are refused: " + stateDisk);
         }
+        conntrack(health.path("conntrack"));
         final Map<String, String> held = heldPairs(state);
         addresses(held);
         machines(state, held);
@@ -139,6 +141,23 @@ final class CheckCommand extends CtlCommand
             case "starting" -> fail("kernel", "the daemon has not read the kernel yet");
             default -> fail("kernel", "the kernel is " + status + " (" + health.path("consecutive_failures").asInt()
                 + " consecutive failures): " + text(health, "last_error"));
+        }
+    }
+
+    private void conntrack(final JsonNode ct)
+    {
+        if (!ct.isObject())
+        {
+            ok("conntrack", "table fill not known to the daemon (a dry run, or conntrack is not loaded)");
+        }
+        else if (ct.path("percent").asLong() >= StatusCommand.NEARLY_FULL_PERCENT)
+        {
+            fail("conntrack", "the kernel's conntrack table is " + StatusCommand.conntrack(ct)
+                + "; raise net.netfilter.nf_conntrack_max");
+        }
+        else
+        {
+            ok("conntrack", StatusCommand.conntrack(ct));
         }
     }
 

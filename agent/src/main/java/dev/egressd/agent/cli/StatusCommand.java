@@ -90,6 +90,7 @@ final class StatusCommand extends CtlCommand
                 lines.add(new String[] {"state", health.path("state").asText() + " (changes are refused)"});
             }
             lines.add(new String[] {"last repair", text(health, "last_repair")});
+            lines.add(new String[] {"conntrack", conntrack(health.path("conntrack"))});
             lines.add(new String[] {"region", text(host, "region")});
             lines.add(new String[] {"layout", host.path("block_count").asInt() + " slots per pair x "
                 + host.path("block_size").asInt() + " ports; destination cap " + host.path("destination_cap")
@@ -113,4 +114,26 @@ final class StatusCommand extends CtlCommand
         }
         return ok ? ExitCodes.OK : ExitCodes.ERROR;
     }
+
+    /**
+     * The kernel conntrack table's fill as one line.
+     *
+     * @param ct the health's {@code conntrack} object (null or missing when the daemon does not know it).
+     * @return "N of MAX entries (P%)", with a warning when nearly full.
+     */
+    static String conntrack(final JsonNode ct)
+    {
+        if (!ct.isObject())
+        {
+            return "unknown (a dry run, or conntrack is not loaded)";
+        }
+        final long percent = ct.path("percent").asLong();
+        final long drops = ct.path("drops").asLong();
+        return ct.path("entries").asLong() + " of " + ct.path("max").asLong() + " entries (" + percent + "%)"
+            + (percent >= NEARLY_FULL_PERCENT ? ", nearly full: new connections are dropped once full" : "")
+            + (drops > 0 ? ", " + drops + " packets dropped while full" : "");
+    }
+
+    /** The fill at which status and check report the table (the daemon warns in its log at the same). */
+    static final int NEARLY_FULL_PERCENT = 90;
 }

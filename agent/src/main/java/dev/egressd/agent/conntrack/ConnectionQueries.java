@@ -62,6 +62,16 @@ public interface ConnectionQueries
     int destinationCap();
 
     /**
+     * The kernel's conntrack table as last read, at most about a second old.
+     *
+     * @return the fill, or null when unknown (not read, or conntrack not loaded).
+     */
+    default ConntrackTable.Fill table()
+    {
+        return null;
+    }
+
+    /**
      * The use of the cap: connections / cap, rounded to three decimals.
      *
      * @param connections the connections.

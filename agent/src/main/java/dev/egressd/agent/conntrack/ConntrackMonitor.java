@@ -98,6 +98,7 @@ public final class ConntrackMonitor implements AutoCloseable
     private boolean overranThisPoll;
     private long drainDeadline;
     private boolean publishNeeded = true;
+    private volatile ConntrackTable table;
     private long publishedAt;
     private long overruns;
     private long resyncs;
@@ -140,6 +141,18 @@ public final class ConntrackMonitor implements AutoCloseable
         this.nanoTime = nanoTime;
         this.published = new PublishedStats(snapshot());
         this.queries = new MonitorQueries(this, feed, published);
+    }
+
+    /**
+     * Reads the kernel table's fill with every publish (once a second), from the monitor thread.
+     *
+     * @param table the reader, or null to read nothing (the fill is then unknown).
+     * @return this.
+     */
+    public ConntrackMonitor table(final ConntrackTable table)
+    {
+        this.table = table;
+        return this;
     }
 
     /**
@@ -343,6 +356,11 @@ public final class ConntrackMonitor implements AutoCloseable
         if (publishNeeded || now - publishedAt >= SECOND)
         {
             published.publish(snapshot());
+            final ConntrackTable t = table;
+            if (t != null)
+            {
+                published.publishTable(t.sample());
+            }
             publishedAt = now;
             publishNeeded = false;
             refusals.flush();

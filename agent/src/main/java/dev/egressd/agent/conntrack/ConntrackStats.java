@@ -105,4 +105,14 @@ public interface ConntrackStats
     {
         return 0;
     }
+
+    /**
+     * The kernel's conntrack table as last read ({@link ConntrackTable}), at most about a second old.
+     *
+     * @return the fill, or null when unknown (not read yet, or conntrack not loaded).
+     */
+    default ConntrackTable.Fill table()
+    {
+        return null;
+    }
 }

@@ -37,4 +37,10 @@ final class MonitorQueries implements ConnectionQueries
     {
         return published.destinationCap();
     }
+
+    @Override
+    public ConntrackTable.Fill table()
+    {
+        return published.table();
+    }
 }

@@ -10,6 +10,7 @@ import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 final class PublishedStats implements ConntrackStats
 {
     private volatile ConntrackSnapshot snapshot;
+    private volatile ConntrackTable.Fill table;
 
     /**
      * Figures starting from a first snapshot.
@@ -29,6 +30,22 @@ final class PublishedStats implements ConntrackStats
     void publish(final ConntrackSnapshot next)
     {
         snapshot = next;
+    }
+
+    /**
+     * Publishes a new reading of the kernel's table; monitor thread.
+     *
+     * @param fill the fill, or null when unknown.
+     */
+    void publishTable(final ConntrackTable.Fill fill)
+    {
+        table = fill;
+    }
+
+    @Override
+    public ConntrackTable.Fill table()
+    {
+        return table;
     }
 
     /**

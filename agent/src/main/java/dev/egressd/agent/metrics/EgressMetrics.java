@@ -1,6 +1,7 @@
 package dev.egressd.agent.metrics;
 
 import dev.egressd.agent.conntrack.ConntrackStats;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.kernel.nft.Ruleset;
 import dev.egressd.agent.reconcile.ChangeObserver;
@@ -188,6 +189,20 @@ public final class EgressMetrics implements MeterBinder
                     + "read by dumps")
                 .baseUnit("events").register(r);
         }
+        Gauge.builder("egressd.conntrack.entries", this, m -> tableFigure(m.ledger.table(), 0))
+            .description("Entries in the kernel's conntrack table of egressd's namespace (nf_conntrack_count); "
+                + "NaN when conntrack is not loaded")
+            .strongReference(true).register(r);
+        Gauge.builder("egressd.conntrack.max", this, m -> tableFigure(m.ledger.table(), 1))
+            .description("The most entries the kernel's conntrack table holds (nf_conntrack_max); once full, new "
+                + "connections are dropped")
+            .strongReference(true).register(r);
+        FunctionCounter.builder("egressd.conntrack.drops", this, m -> tableFigure(m.ledger.table(), 2))
+            .description("Packets the kernel dropped because its conntrack table was full (statistic drop, all CPUs)")
+            .register(r);
+        FunctionCounter.builder("egressd.conntrack.insert.failed", this, m -> tableFigure(m.ledger.table(), 3))
+            .description("Conntrack entries the kernel failed to insert (statistic insert_failed, all CPUs)")
+            .register(r);
         FunctionCounter.builder("egressd.conntrack.resyncs", this, m -> m.ledger.resyncs())
             .description("Times the ledger was rebuilt from a full conntrack dump because events were lost")
             .register(r);
@@ -334,6 +349,22 @@ public final class EgressMetrics implements MeterBinder
         machinesByScope.register(scopes, false);
         machineBusiest.register(busiest, false);
         rowsOf = v.snapshot;
+    }
+
+    private static double tableFigure(final ConntrackTable.Fill fill, final int which)
+    {
+        if (fill == null)
+        {
+            // unknown gauges read NaN; counters must not: they read 0 until the table is first read
+            return which < 2 ? Double.NaN : 0;
+        }
+        return switch (which)
+        {
+            case 0 -> fill.entries();
+            case 1 -> fill.max();
+            case 2 -> fill.drops();
+            default -> fill.insertFailed();
+        };
     }
 
     private double cap()

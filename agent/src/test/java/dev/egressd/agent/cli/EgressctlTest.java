@@ -406,6 +406,42 @@ class EgressctlTest
         assertThat(r.out()).contains("state", "FAIL", "No space left on device");
     }
 
+    /** The canned state as a daemon reading a conntrack table of the given fill answers it. */
+    private static String withConntrack(final long entries, final long max, final long drops) throws Exception
+    {
+        return FakeDaemon.resource("state.json").replace("\"conntrack\" : null", "\"conntrack\" : {\"entries\" : "
+            + entries + ", \"max\" : " + max + ", \"percent\" : " + entries * 100 / max + ", \"drops\" : " + drops
+            + ", \"insert_failed\" : 0}");
+    }
+
+    @Test
+    void statusAndCheckShowTheConntrackTable() throws Exception
+    {
+        assertThat(run("status").out()).contains("conntrack    unknown (a dry run, or conntrack is not loaded)\n");
+        assertThat(run("check", "--skip-addresses").out()).contains("conntrack", "OK", "table fill not known");
+        daemon.answer("GET", "/v1/state", 200, withConntrack(1200, 262144, 0));
+        assertThat(run("status").out()).contains("conntrack    1200 of 262144 entries (0%)\n");
+        final Run ok = run("check", "--skip-addresses");
+        assertThat(ok.exit()).isZero();
+        assertThat(ok.out()).contains("conntrack", "OK", "1200 of 262144 entries (0%)");
+    }
+
+    @Test
+    void checkFailsAtNinetyPercentOfTheConntrackTable() throws Exception
+    {
+        daemon.answer("GET", "/v1/state", 200, withConntrack(899, 1000, 0));
+        assertThat(run("check", "--skip-addresses").exit()).isZero();
+        daemon.answer("GET", "/v1/state", 200, withConntrack(900, 1000, 7));
+        assertThat(run("status").out()).contains("conntrack    900 of 1000 entries (90%), nearly full: new "
+            + "connections are dropped once full, 7 packets dropped while full\n");
+        final Run r = run("check", "--skip-addresses", "--json");
+        assertThat(r.exit()).isEqualTo(ExitCodes.ERROR);
+        final JsonNode conntrack = r.json().path("checks").get(2);
+        assertThat(conntrack.path("check").asText()).isEqualTo("conntrack");
+        assertThat(conntrack.path("status").asText()).isEqualTo("fail");
+        assertThat(conntrack.path("detail").asText()).contains("900 of 1000 entries (90%)", "nf_conntrack_max");
+    }
+
     @Test
     void checkCatchesASharedBlockAndAForeignPair()
     {

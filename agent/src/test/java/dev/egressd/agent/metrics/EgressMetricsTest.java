@@ -5,6 +5,7 @@ import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.reconcile.ChangeObserver;
 import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.kernel.nft.Ruleset;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -87,6 +88,20 @@ class EgressMetricsTest
                 assertThat(TAG_KEYS).as("tag key of %s", id).contains(tag.getKey());
             }
         }
+    }
+
+    @Test
+    void theConntrackTableFillIsReportedAndUnknownUntilRead()
+    {
+        metrics.ledger(ledger);
+        assertThat(gauge("egressd.conntrack.entries")).isNaN();
+        assertThat(gauge("egressd.conntrack.max")).isNaN();
+        assertThat(counter("egressd.conntrack.drops")).isZero();
+        ledger.table = new ConntrackTable.Fill(900, 1000, 7, 2);
+        assertThat(gauge("egressd.conntrack.entries")).isEqualTo(900);
+        assertThat(gauge("egressd.conntrack.max")).isEqualTo(1000);
+        assertThat(counter("egressd.conntrack.drops")).isEqualTo(7);
+        assertThat(counter("egressd.conntrack.insert.failed")).isEqualTo(2);
     }
 
     @Test

@@ -1,6 +1,7 @@
 package dev.egressd.agent.metrics;
 
 import dev.egressd.agent.conntrack.ConntrackStats;
+import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 
 import java.util.EnumMap;
@@ -18,6 +19,13 @@ final class FakeLedgerStats implements ConntrackStats
     long violations;
     final Map<ConntrackEvent.Type, Long> events = new EnumMap<>(ConntrackEvent.Type.class);
     long resyncs;
+    ConntrackTable.Fill table;
+
+    @Override
+    public ConntrackTable.Fill table()
+    {
+        return table;
+    }
 
     @Override
     public int destinationCap()
