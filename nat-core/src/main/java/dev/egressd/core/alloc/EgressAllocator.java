@@ -995,54 +995,18 @@ public final class EgressAllocator
 
     /**
      * Why an IPv4 cannot be a guest's source address, or null if it can. A guest's address is routed to its
-     * interface and used as a packet source, so it must be unicast and routable off the guest.
+     * interface and used as a packet source: the ranges no egress address may be in (RequestText) apply, except
+     * link-local 169.254.0.0/16, which a guest may hold (the host's side of each guest link uses it too).
      */
     static String guestProblem(final Ipv4Address address)
     {
-        final int bits = address.bits();
-        final int first = bits >>> 24;
-        if (bits == -1)
-        {
-            return "the limited broadcast address 255.255.255.255";
-        }
-        if (first == 0)
-        {
-            return "in 0.0.0.0/8 (\"this network\", not a source a guest can use)";
-        }
-        if (first == 127)
-        {
-            return "a loopback address (127.0.0.0/8)";
-        }
-        if ((first & 0xF0) == 0xE0)
-        {
-            return "a multicast address (224.0.0.0/4)";
-        }
-        return null;
+        return (address.bits() >>> 16) == 0xA9FE ? null : RequestText.pairProblem(address);
     }
 
-    /**
-     * Why an IPv6 cannot be a guest's source address, or null if it can.
-     */
+    /** Why an IPv6 cannot be a guest's source address, or null if it can: the same ranges as an egress address. */
     static String guestProblem(final Ipv6Address address)
     {
-        final long high = address.high();
-        if (high == 0 && address.low() == 0)
-        {
-            return "the unspecified address ::";
-        }
-        if (high == 0 && address.low() == 1)
-        {
-            return "the loopback address ::1";
-        }
-        if ((high >>> 56) == 0xFF)
-        {
-            return "a multicast address (ff00::/8)";
-        }
-        if ((high >>> 54) == (0xFE80L >>> 6))
-        {
-            return "a link-local address (fe80::/10), which is never routed to a guest";
-        }
-        return null;
+        return RequestText.pairProblem(address);
     }
 
     private Refusal wrongRegion(final String region)
