@@ -28,7 +28,7 @@ class LayeringTest
         Map.entry("refusals", 4),
         Map.entry("kernel", 5),
         Map.entry("netlink", 6),
-        Map.entry("state", 7), Map.entry("config", 7), Map.entry("version", 7),
+        Map.entry("state", 7), Map.entry("region", 7), Map.entry("config", 7), Map.entry("version", 7),
         Map.entry("natives", 8));
 
     private static final Path SOURCES = Path.of("src/main/java/dev/egressd/agent");
