@@ -2,7 +2,14 @@ package dev.egressd.agent;
 
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.agent.metrics.RegionMetrics;
 import dev.egressd.agent.reconcile.ControlLoop;
+import dev.egressd.agent.reconcile.Ledger;
+import dev.egressd.agent.reconcile.LocalLedger;
+import dev.egressd.agent.reconcile.RegionFeed;
+import dev.egressd.agent.reconcile.RegionLedger;
+import dev.egressd.agent.region.EtcdRegionStore;
+import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.api.ApiServer;
@@ -72,6 +79,9 @@ public final class Daemon
     private volatile ConntrackStats ledgerStats = ConntrackStats.NONE;
     private ConntrackMonitor conntrack;
     private KernelCounterWatch counterWatch;
+    private RegionStore regionStore;
+    private RegionLedger regionLedger;
+    private RegionFeed regionFeed;
 
     /**
      * Creates the daemon.
@@ -110,8 +120,9 @@ public final class Daemon
             LOG.warn("the state was written under {} but the config now says {}: placements that no longer fit are "
                 + "made anew", state.host(), StateMapper.host(config.hostSettings()));
         }
+        final Ledger ledger = ledger();
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
-            config.conntrackDrainSeconds());
+            System::currentTimeMillis, config.conntrackDrainSeconds(), ledger);
         loop.guestInterfaces(config.guestInterfaces());
         final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
         counterWatch = new KernelCounterWatch(refusals);
@@ -158,6 +169,13 @@ public final class Daemon
             // the same server, bound to TCP with /metrics its only route; one scrape at a time, wherever it comes from
             api.listenMetrics(config.metricsListen(), scrape, metricsExecutor);
         }
+        if (regionLedger != null)
+        {
+            // after the kernel holds the state file's placements: etcd is needed for new placements only
+            regionFeed = new RegionFeed(regionStore, regionLedger, loop,
+                new RegionStore.HostRecord(config.ledger().hostId(), List.of(), true), System::nanoTime);
+            regionFeed.start();
+        }
         executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
         executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
         final String watchdog = System.getenv("WATCHDOG_USEC");
@@ -179,6 +197,7 @@ public final class Daemon
         {
             final KernelStatus before = loop.health().kernel();
             loop.reconcile();
+            loop.regionTick();
             final KernelStatus after = loop.health().kernel();
             if (after != before)
             {
@@ -215,6 +234,10 @@ public final class Daemon
         EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
         metrics.ledger(ledgerStats);
         metrics.bindTo(r);
+        if (regionLedger != null)
+        {
+            new RegionMetrics(regionLedger).bindTo(r);
+        }
         return r;
     }
 
@@ -296,6 +319,26 @@ public final class Daemon
         return new Reload(running.withReloadable(next), Map.copyOf(stillPending), List.copyOf(warned));
     }
 
+    /**
+     * The ledger the config names: the local one, or the region's etcd (docs/region.md).
+     *
+     * @return the ledger.
+     */
+    private Ledger ledger()
+    {
+        final EgressdConfig.LedgerSettings settings = config.ledger();
+        if (!settings.etcd())
+        {
+            return LocalLedger.INSTANCE;
+        }
+        regionStore = EtcdRegionStore.open(settings, config.region());
+        regionLedger = new RegionLedger(regionStore, settings.hostId(), config.region(), settings.quarantineSeconds(),
+            System::currentTimeMillis);
+        LOG.info("region mode: ledger etcd at {} (prefix {}), host {}", settings.endpoints(), settings.prefix(),
+            settings.hostId());
+        return regionLedger;
+    }
+
     /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
     public void stop()
     {
@@ -317,6 +360,14 @@ public final class Daemon
         if (conntrack != null)
         {
             conntrack.close();
+        }
+        if (regionFeed != null)
+        {
+            regionFeed.close();
+        }
+        if (regionStore != null)
+        {
+            regionStore.close(); // the liveness lease is left to expire: slots stay, they carry no lease
         }
         if (store != null)
         {

@@ -53,7 +53,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
     private static final Logger LOG = LoggerFactory.getLogger(ApiHandler.class);
     private static final Set<String> PAIR_FIELDS = Set.of("ipv4", "ipv6", "region");
     private static final Set<String> APP_FIELDS = Set.of("fail_closed");
-    private static final Set<String> MACHINE_FIELDS = Set.of("app", "interface", "ipv4", "ipv6", "pin");
+    private static final Set<String> MACHINE_FIELDS = Set.of("app", "interface", "ipv4", "ipv6", "pin", "from_host");
+    private static final Set<String> HOST_DELETE_FIELDS = Set.of("fenced");
     private static final Set<String> EGRESS_FIELDS = Set.of("ipv4", "ipv6");
     /** Destinations listed by {@code GET /v1/machines/{id}/connections} without {@code ?top=}. */
     static final int DEFAULT_TOP = 10;
@@ -457,6 +458,34 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             {
                 return machines(method, path, s, params, body);
             }
+            case "region" ->
+            {
+                if (s.length != 2)
+                {
+                    throw notFound(path);
+                }
+                expect(method, "GET");
+                noBody(body);
+                return loop.query(l -> new Reply(200, Views.region(l.ledger())));
+            }
+            case "hosts" ->
+            {
+                if (s.length != 3)
+                {
+                    throw notFound(path);
+                }
+                expect(method, "DELETE");
+                final Boolean fenced = Body.parse(body, HOST_DELETE_FIELDS).bool("fenced");
+                if (!Boolean.TRUE.equals(fenced))
+                {
+                    throw new ApiException(400, "invalid", "fenced", "deleting a host frees its slots for other "
+                        + "machines: confirm that it is fenced or powered off with {\"fenced\": true}");
+                }
+                final String host = s[2];
+                return mutate(Operation.DELETE_HOST, "delete host " + host,
+                    l -> l.ledger().deleteHost(l.allocator(), host),
+                    l -> Views.region(l.ledger()));
+            }
             default -> throw notFound(path);
         }
     }
@@ -484,7 +513,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             {
                 final boolean current = Views.app(l.allocator(), app).map(v -> v.get("fail_closed").booleanValue())
                     .orElse(true);
-                return l.allocator().upsertApp(app, failClosed == null ? current : failClosed);
+                return l.ledger().putApp(l.allocator(), app, failClosed == null ? current : failClosed);
             }, l -> appView(l, app));
         }
         if (!"pairs".equals(s[3]))
@@ -499,7 +528,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             final String ipv6 = b.string("ipv6", true);
             final String region = b.string("region", false);
             return mutate(Operation.ADD_PAIR, "add pair " + ipv4 + " to app " + app, l -> RequestText.pair(ipv4, ipv6, region,
-                l.settings().region()).then(pair -> l.allocator().addPair(app, pair)), l -> pairView(l, ipv4));
+                l.settings().region()).then(pair -> l.ledger().addPair(l.allocator(), app, pair)), l -> pairView(l, ipv4));
         }
         final String ipv4 = s[4];
         if (s.length == 5)
@@ -507,7 +536,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             expect(method, "DELETE");
             noBody(body);
             return mutate(Operation.RELEASE_PAIR, "release pair " + ipv4 + " of app " + app,
-                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().releasePair(app, v4)),
+                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.ledger().releasePair(l.allocator(), app, v4)),
                 l -> appView(l, app));
         }
         if (s.length == 6 && "drain".equals(s[5]))
@@ -516,7 +545,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             noBody(body);
             final boolean drained = "PUT".equals(method);
             return mutate(drained ? Operation.DRAIN_PAIR : Operation.UNDRAIN_PAIR, (drained ? "drain" : "undrain") + " pair " + ipv4,
-                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.allocator().setDrained(app, v4, drained)),
+                l -> RequestText.ipv4(ipv4, "ipv4").then(v4 -> l.ledger().setDrained(l.allocator(), app, v4, drained)),
                 l -> pairView(l, ipv4));
         }
         throw notFound(path);
@@ -543,16 +572,20 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 case "PUT" ->
                 {
-                    final Machine machine = machine(id, Body.parse(body, MACHINE_FIELDS));
-                    return mutate(Operation.PUT_MACHINE, "put machine " + id, l -> l.putMachine(machine),
+                    final Body b = Body.parse(body, MACHINE_FIELDS);
+                    final Machine machine = machine(id, b);
+                    final String fromHost = b.string("from_host", false);
+                    return mutate(Operation.PUT_MACHINE, "put machine " + id + (fromHost == null ? ""
+                        : " handed over from host " + fromHost), l -> l.putMachine(machine, fromHost),
                         l -> machineView(l, id));
                 }
                 case "DELETE" ->
                 {
                     noBody(body);
-                    return mutate(Operation.DELETE_MACHINE, "delete machine " + id,
-                        l -> l.allocator().removeMachine(id),
-                        l -> Body.MAPPER.createObjectNode().put("deleted", id));
+                    final boolean handover = flag(params, "handover");
+                    return mutate(Operation.DELETE_MACHINE, "delete machine " + id + (handover ? " for a handover" : ""),
+                        l -> handover ? l.ledger().removeForHandover(l.allocator(), id) : l.allocator().removeMachine(id),
+                        l -> Body.MAPPER.createObjectNode().put("deleted", id).put("handover", handover));
                 }
                 default -> throw methodNotAllowed(method, "GET, PUT, DELETE");
             }
@@ -612,6 +645,10 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             {
                 return error(refusal(refused.refusal()));
             }
+            if (result instanceof MutationResult.RegionUnavailable region)
+            {
+                return error(new ApiException(503, "region_unavailable", null, region.message() + "; nothing changed"));
+            }
             if (result instanceof MutationResult.StateUnwritable unwritable)
             {
                 return error(new ApiException(503, "state_unwritable", null,
@@ -632,6 +669,21 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         }
         return conntrack.connections(id, top).thenApply(c -> c == null ? error(unknownMachine(id))
             : new Reply(200, Views.connections(c)));
+    }
+
+    private static boolean flag(final java.util.Map<String, List<String>> params, final String name)
+        throws ApiException
+    {
+        final List<String> values = params.get(name);
+        if (values == null || values.isEmpty())
+        {
+            return false;
+        }
+        if (values.size() == 1 && ("true".equals(values.get(0)) || "false".equals(values.get(0))))
+        {
+            return "true".equals(values.get(0));
+        }
+        throw new ApiException(400, "invalid", name, name + " must be true or false, got " + String.join(",", values));
     }
 
     private static int top(final java.util.Map<String, List<String>> params) throws ApiException

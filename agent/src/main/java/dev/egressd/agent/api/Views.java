@@ -7,6 +7,9 @@ import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.conntrack.ConntrackTable;
 import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
+import dev.egressd.agent.reconcile.Ledger;
+import dev.egressd.agent.reconcile.RegionLedger;
+import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.version.Version;
@@ -232,6 +235,58 @@ final class Views
             final DesiredState.Element data = StateMapper.toData(element);
             recovered.add(Body.MAPPER.valueToTree(data));
         }
+        return node;
+    }
+
+    /**
+     * {@code GET /v1/region}: the ledger this host uses and, in region mode, what its cache of the region holds.
+     *
+     * @param ledger the loop's ledger.
+     * @return the view.
+     */
+    static ObjectNode region(final Ledger ledger)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        if (!(ledger instanceof RegionLedger region))
+        {
+            node.put("ledger", "local");
+            return node;
+        }
+        final RegionLedger.View v = region.view();
+        node.put("ledger", "etcd");
+        node.put("host", v.host());
+        node.put("region", v.region());
+        node.put("available", v.available());
+        node.put("problem", v.problem());
+        node.put("revision", v.revision());
+        final long lag = region.lastApplyNanos();
+        if (lag < 0)
+        {
+            node.putNull("cache_lag_seconds");
+        }
+        else
+        {
+            node.put("cache_lag_seconds", lag / 1e9);
+        }
+        final ArrayNode hosts = node.putArray("hosts");
+        for (final RegionStore.HostRecord h : v.hosts())
+        {
+            final ObjectNode host = hosts.addObject();
+            host.put("id", h.id());
+            host.put("alive", h.alive());
+            host.put("slots", v.slotsByHost().getOrDefault(h.id(), 0));
+            final ArrayNode addresses = host.putArray("addresses");
+            h.addresses().forEach(addresses::add);
+        }
+        final ObjectNode slots = node.putObject("slots_by_host");
+        v.slotsByHost().forEach(slots::put);
+        node.put("pending_releases", v.pendingReleases());
+        final ArrayNode mismatches = node.putArray("mismatches");
+        v.mismatches().forEach(mismatches::add);
+        final RegionStore.Stats stats = region.storeStats();
+        node.putObject("requests").put("total", stats.requests()).put("failures", stats.failures())
+            .put("conflicts", stats.conflicts()).put("seconds", stats.nanos() / 1e9);
+        node.put("slot_conflicts", region.slotConflicts());
         return node;
     }
 

@@ -36,6 +36,7 @@ import java.util.regex.Pattern;
  *                              connections can finish (the conntrack TCP established timeout is longer;
  *                              350 s covers what NAT gateways commonly keep).
  * @param logFormat             the refusal log's line format, {@code text} or {@code json}.
+ * @param ledger                who owns the slots: this host alone (the default) or the region's etcd.
  */
 public record EgressdConfig(
     String region,
@@ -50,8 +51,44 @@ public record EgressdConfig(
     int blockCount,
     int blockSize,
     int conntrackDrainSeconds,
-    String logFormat)
+    String logFormat,
+    LedgerSettings ledger)
 {
+    /**
+     * Who owns the slots (docs/region.md).
+     *
+     * @param etcd              false: the local ledger (this host's state file); true: the region's etcd.
+     * @param endpoints         etcd client URLs, e.g. {@code http://192.0.2.10:2379}.
+     * @param prefix            the key prefix; the region's keys are under {@code <prefix>/<region>/}.
+     * @param caFile            the CA that signed etcd's server certificate, or null (plain HTTP).
+     * @param certFile          this host's client certificate, or null.
+     * @param keyFile           its key (PKCS#8 PEM), or null.
+     * @param hostId            this host's id in the region (default the host name).
+     * @param deadlineMillis    how long any one etcd request may take before it counts as unavailable.
+     * @param quarantineSeconds how long the blocks of a deleted host wait before they are reused.
+     */
+    public record LedgerSettings(boolean etcd, List<String> endpoints, String prefix, Path caFile, Path certFile,
+        Path keyFile, String hostId, int deadlineMillis, int quarantineSeconds)
+    {
+        /**
+         * Copies the endpoint list.
+         *
+         * @param etcd              etcd or local.
+         * @param endpoints         the endpoints.
+         * @param prefix            the prefix.
+         * @param caFile            the CA file.
+         * @param certFile          the certificate file.
+         * @param keyFile           the key file.
+         * @param hostId            the host id.
+         * @param deadlineMillis    the deadline.
+         * @param quarantineSeconds the quarantine.
+         */
+        public LedgerSettings
+        {
+            endpoints = List.copyOf(endpoints);
+        }
+    }
+
     /** The config file read when {@code --config} is not given; it may be absent. */
     public static final Path DEFAULT_CONFIG_FILE = Path.of("/etc/egressd/egressd.conf");
 
@@ -83,6 +120,15 @@ public record EgressdConfig(
         map.put("block-size", "1024");
         map.put("conntrack-drain-seconds", "350");
         map.put("log-format", "text");
+        map.put("ledger", "local");
+        map.put("etcd-endpoints", "");
+        map.put("etcd-prefix", "/egressd");
+        map.put("etcd-ca-file", "");
+        map.put("etcd-cert-file", "");
+        map.put("etcd-key-file", "");
+        map.put("host-id", "");
+        map.put("etcd-deadline-ms", "2000");
+        map.put("region-quarantine-seconds", "120");
         return java.util.Collections.unmodifiableMap(map);
     }
 
@@ -196,7 +242,7 @@ public record EgressdConfig(
             throw new BadSettingException("log-format", logFormat, "must be text or json");
         }
         return new EgressdConfig(region, uplink, guests, apiSocket, group == null || group.isEmpty() ? null : group,
-            metrics, stateDir, table, cap, blockCount, blockSize, drain, logFormat);
+            metrics, stateDir, table, cap, blockCount, blockSize, drain, logFormat, ledger(values));
     }
 
     /**
@@ -222,6 +268,15 @@ public record EgressdConfig(
         map.put("block-size", Integer.toString(blockSize));
         map.put("conntrack-drain-seconds", Integer.toString(conntrackDrainSeconds));
         map.put("log-format", logFormat);
+        map.put("ledger", ledger.etcd() ? "etcd" : "local");
+        map.put("etcd-endpoints", String.join(",", ledger.endpoints()));
+        map.put("etcd-prefix", ledger.prefix());
+        map.put("etcd-ca-file", ledger.caFile() == null ? "" : ledger.caFile().toString());
+        map.put("etcd-cert-file", ledger.certFile() == null ? "" : ledger.certFile().toString());
+        map.put("etcd-key-file", ledger.keyFile() == null ? "" : ledger.keyFile().toString());
+        map.put("host-id", ledger.hostId());
+        map.put("etcd-deadline-ms", Integer.toString(ledger.deadlineMillis()));
+        map.put("region-quarantine-seconds", Integer.toString(ledger.quarantineSeconds()));
         return map;
     }
 
@@ -241,7 +296,84 @@ public record EgressdConfig(
     public EgressdConfig withReloadable(final EgressdConfig reloaded)
     {
         return new EgressdConfig(region, uplink, guestInterfaces, apiSocket, apiGroup, metricsListen, stateDir, table,
-            destinationCap, blockCount, blockSize, reloaded.conntrackDrainSeconds(), logFormat);
+            destinationCap, blockCount, blockSize, reloaded.conntrackDrainSeconds(), logFormat, ledger);
+    }
+
+    private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+    private static final Pattern PREFIX = Pattern.compile("(/[A-Za-z0-9_.-]+)+");
+    private static final Pattern ENDPOINT = Pattern.compile("https?://[A-Za-z0-9.\\-\\[\\]:]+:[0-9]{1,5}/?");
+
+    private static LedgerSettings ledger(final Map<String, String> values) throws BadSettingException
+    {
+        final String kind = required(values, "ledger");
+        if (!"local".equals(kind) && !"etcd".equals(kind))
+        {
+            throw new BadSettingException("ledger", kind, "must be local (this host's state file) or etcd (region mode)");
+        }
+        final boolean etcd = "etcd".equals(kind);
+        final String endpointText = values.get("etcd-endpoints") == null ? "" : values.get("etcd-endpoints");
+        final List<String> endpoints = new java.util.ArrayList<>();
+        for (final String e : endpointText.split(","))
+        {
+            final String endpoint = e.trim();
+            if (endpoint.isEmpty())
+            {
+                continue;
+            }
+            if (!ENDPOINT.matcher(endpoint).matches())
+            {
+                throw new BadSettingException("etcd-endpoints", endpointText,
+                    "each endpoint must be a URL like http://192.0.2.10:2379 (comma-separated), got " + endpoint);
+            }
+            endpoints.add(endpoint);
+        }
+        if (etcd && endpoints.isEmpty())
+        {
+            throw new BadSettingException("etcd-endpoints", endpointText,
+                "missing: ledger=etcd needs at least one endpoint, e.g. http://192.0.2.10:2379");
+        }
+        final String prefix = matching(values, "etcd-prefix", PREFIX, "must be a key prefix like /egressd");
+        final Path ca = optionalPath(values, "etcd-ca-file");
+        final Path cert = optionalPath(values, "etcd-cert-file");
+        final Path key = optionalPath(values, "etcd-key-file");
+        if ((cert == null) != (key == null))
+        {
+            throw new BadSettingException(cert == null ? "etcd-cert-file" : "etcd-key-file", null,
+                "etcd-cert-file and etcd-key-file go together: give both or neither");
+        }
+        String hostId = values.get("host-id");
+        if (hostId == null || hostId.isEmpty())
+        {
+            hostId = localHostName();
+        }
+        if (!HOST_ID.matcher(hostId).matches())
+        {
+            throw new BadSettingException("host-id", hostId,
+                "must be 1..63 of letters, digits, '_', '.', '-' (default: the host name)");
+        }
+        final int deadline = integer(values, "etcd-deadline-ms", 100, 60000);
+        final int quarantine = integer(values, "region-quarantine-seconds", 0, 86400);
+        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine);
+    }
+
+    private static Path optionalPath(final Map<String, String> values, final String key) throws BadSettingException
+    {
+        final String value = values.get(key);
+        return value == null || value.isEmpty() ? null : absolutePath(values, key);
+    }
+
+    private static String localHostName()
+    {
+        try
+        {
+            final String name = Files.readString(Path.of("/proc/sys/kernel/hostname"), StandardCharsets.UTF_8).trim();
+            final int dot = name.indexOf('.');
+            return dot > 0 ? name.substring(0, dot) : name;
+        }
+        catch (final IOException e)
+        {
+            return "localhost";
+        }
     }
 
     private static String required(final Map<String, String> values, final String key) throws BadSettingException

@@ -68,6 +68,7 @@ public final class ControlLoop implements LoopStats
     private final DrainingAddresses draining;
     private final Reconciler reconciler;
     private final MonitorFeed monitor = new MonitorFeed();
+    private final Ledger ledger;
 
     private EgressAllocator allocator;
     private DesiredState committed;
@@ -88,8 +89,9 @@ public final class ControlLoop implements LoopStats
     private ControlLoop(final HostSettings settings, final DesiredState state, final EgressAllocator allocator,
         final Set<PlanElement> recovered, final Kernel kernel, final StateStore store, final Executor executor,
         final LongSupplier nanoTime, final LongSupplier wallMillis, final int drainSeconds,
-        final DesiredState loaded)
+        final DesiredState loaded, final Ledger ledger)
     {
+        this.ledger = ledger;
         this.settings = settings;
         this.committed = state;
         this.allocator = allocator;
@@ -140,14 +142,36 @@ public final class ControlLoop implements LoopStats
         final StateStore store, final Executor executor, final LongSupplier nanoTime, final LongSupplier wallMillis,
         final int drainSeconds)
     {
-        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, state, System.nanoTime());
+        return of(settings, state, kernel, store, executor, nanoTime, wallMillis, drainSeconds, LocalLedger.INSTANCE);
+    }
+
+    /**
+     * Builds a loop whose slots and region objects are owned by a ledger (the region's etcd in region mode).
+     *
+     * @param settings     the host settings.
+     * @param state        the state.
+     * @param kernel       the kernel.
+     * @param store        the store.
+     * @param executor     the loop's thread.
+     * @param nanoTime     the clock.
+     * @param wallMillis   the wall clock, milliseconds since the epoch.
+     * @param drainSeconds the drain time.
+     * @param ledger       the ledger.
+     * @return the loop.
+     */
+    public static ControlLoop of(final HostSettings settings, final DesiredState state, final Kernel kernel,
+        final StateStore store, final Executor executor, final LongSupplier nanoTime, final LongSupplier wallMillis,
+        final int drainSeconds, final Ledger ledger)
+    {
+        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, state, System.nanoTime(), ledger.slots());
         for (final String problem : rebuilt.problems())
         {
             LOG.warn("state: could not restore {}", problem);
         }
+        ledger.attach(rebuilt.allocator());
         final Set<PlanElement> recovered = RecoveredElements.fromState(state.recovered());
         final ControlLoop loop = new ControlLoop(settings, StateMapper.export(rebuilt.allocator(), recovered),
-            rebuilt.allocator(), recovered, kernel, store, executor, nanoTime, wallMillis, drainSeconds, state);
+            rebuilt.allocator(), recovered, kernel, store, executor, nanoTime, wallMillis, drainSeconds, state, ledger);
         loop.draining.restore(state.draining());
         return loop;
     }
@@ -204,6 +228,29 @@ public final class ControlLoop implements LoopStats
     public EgressAllocator allocator()
     {
         return allocator;
+    }
+
+    /**
+     * Who owns the slots and region objects; only on the loop thread.
+     *
+     * @return the ledger.
+     */
+    public Ledger ledger()
+    {
+        return ledger;
+    }
+
+    /**
+     * Once a second on the loop thread, in region mode: retries what waits on the region ledger (placements of
+     * waiting machines, releases) and ends quarantines, as a mutation of its own when there is something to do.
+     */
+    public void regionTick()
+    {
+        if (ledger.wantsTick(allocator))
+        {
+            observed(Operation.REGION_SYNC, "region retry", l -> l.ledger.tick(l.allocator), nanoTime.getAsLong(),
+                null);
+        }
     }
 
     /**
@@ -326,12 +373,29 @@ public final class ControlLoop implements LoopStats
      */
     public Outcome putMachine(final Machine machine)
     {
+        return putMachine(machine, null);
+    }
+
+    /**
+     * Creates or updates a machine; with {@code fromHost}, takes it over from that host of the region keeping its
+     * pair and block ({@link Ledger#handover}).
+     *
+     * @param machine  the machine.
+     * @param fromHost the host it comes from, or null.
+     * @return the outcome.
+     */
+    public Outcome putMachine(final Machine machine, final String fromHost)
+    {
         final String pattern = guestInterfaces;
         if (!matchesGuestInterfaces(pattern, machine.iface()))
         {
             return new Outcome.Refusal(Outcome.Reason.INVALID, "interface", "interface " + machine.iface()
                 + " does not match guest-interfaces " + pattern + ": its packets would bypass every guest rule "
                 + "(anti-spoofing, destination cap, fail-closed) and leave un-NATed");
+        }
+        if (fromHost != null)
+        {
+            return ledger.handover(allocator, machine, fromHost);
         }
         if (allocator.machine(machine.id()).isEmpty() && !recovered.isEmpty())
         {
@@ -357,9 +421,21 @@ public final class ControlLoop implements LoopStats
     private MutationResult run(final String what, final Mutation mutation)
     {
         final Outcome outcome;
+        ledger.begin();
         try
         {
             outcome = mutation.apply(this);
+        }
+        catch (final LedgerException e)
+        {
+            LOG.warn("{}: {}; nothing changed", what, e.getMessage());
+            rollback();
+            if (e.refusal() != null)
+            {
+                monitor.refused(what, e.refusal());
+                return new MutationResult.Refused(e.refusal());
+            }
+            return new MutationResult.RegionUnavailable(e.getMessage());
         }
         catch (final RuntimeException e)
         {
@@ -369,6 +445,7 @@ public final class ControlLoop implements LoopStats
         }
         if (outcome instanceof Outcome.Refusal refusal)
         {
+            ledger.rolledBack();
             monitor.refused(what, refusal);
             return new MutationResult.Refused(refusal);
         }
@@ -416,6 +493,7 @@ public final class ControlLoop implements LoopStats
             }
             commit(next);
         }
+        ledger.committed();
         machinesChanged();
         final List<String> changed = outcome instanceof Outcome.Done done ? done.changed() : List.of();
         if (!applied.isEmpty() || !changed.isEmpty())
@@ -433,12 +511,15 @@ public final class ControlLoop implements LoopStats
 
     private void rollback()
     {
-        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, committed, System.nanoTime());
+        ledger.rolledBack();
+        final StateMapper.Rebuilt rebuilt = StateMapper.rebuild(settings, committed, System.nanoTime(),
+            ledger.slots());
         for (final String problem : rebuilt.problems())
         {
             LOG.error("rollback: could not restore {}", problem);
         }
         allocator = rebuilt.allocator();
+        ledger.attach(allocator);
         recovered.rollback();
     }
 

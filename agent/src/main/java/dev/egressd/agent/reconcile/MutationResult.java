@@ -46,6 +46,15 @@ public sealed interface MutationResult
     }
 
     /**
+     * The region ledger (etcd) could not be reached within its deadline: nothing changed.
+     *
+     * @param message why.
+     */
+    record RegionUnavailable(String message) implements MutationResult
+    {
+    }
+
+    /**
      * The state file could not be written (a full, read-only or unwritable state directory): the change was
      * undone, in the allocator and in the kernel, so nothing changed.
      *

@@ -29,6 +29,10 @@ public enum Operation
     PROMOTE_MACHINE_PAIR("promote_machine_pair"),
     /** {@code DELETE /v1/recovered}. */
     FORGET_RECOVERED("forget_recovered"),
+    /** {@code DELETE /v1/hosts/{id}} (region mode). */
+    DELETE_HOST("delete_host"),
+    /** Applying the region ledger's changes, or retrying what waits on it (region mode). */
+    REGION_SYNC("region_sync"),
     /** Anything that is not an API request (tools, tests). */
     OTHER("other");
 

@@ -2,6 +2,7 @@ package dev.egressd.agent.state;
 
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.alloc.SlotLedger;
 import dev.egressd.core.alloc.Parsed;
 import dev.egressd.core.alloc.RequestText;
 import dev.egressd.core.model.EgressPair;
@@ -109,7 +110,23 @@ public final class StateMapper
      */
     public static Rebuilt rebuild(final HostSettings settings, final DesiredState state, final long seed)
     {
-        final EgressAllocator allocator = new EgressAllocator(settings, seed);
+        return rebuild(settings, state, seed, SlotLedger.LOCAL);
+    }
+
+    /**
+     * Rebuilds an allocator from a state, with the slot ledger it asks before taking a slot (waiting machines are
+     * placed anew at the end, through it).
+     *
+     * @param settings the host settings.
+     * @param state    the state.
+     * @param seed     the placement tie-break seed.
+     * @param ledger   the slot ledger.
+     * @return the allocator and the problems met.
+     */
+    public static Rebuilt rebuild(final HostSettings settings, final DesiredState state, final long seed,
+        final SlotLedger ledger)
+    {
+        final EgressAllocator allocator = new EgressAllocator(settings, seed, ledger);
         final List<String> problems = new ArrayList<>();
         for (final DesiredState.App app : state.apps())
         {

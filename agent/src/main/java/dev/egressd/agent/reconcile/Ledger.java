@@ -1,0 +1,135 @@
+package dev.egressd.agent.reconcile;
+
+import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.alloc.SlotLedger;
+import dev.egressd.core.model.EgressPair;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Machine;
+
+/**
+ * Who owns the apps, pairs and slots: this host alone ({@link LocalLedger}, the default: the state file is the
+ * record) or the region's etcd ({@link RegionLedger}, docs/region.md). The loop calls it on its own thread: the
+ * API's changes to region objects go through it, and it is told when a mutation commits or rolls back, so what it
+ * wrote to the owner of record follows the loop's all-or-nothing rule.
+ */
+public interface Ledger
+{
+    /**
+     * What the allocator asks before it takes a slot.
+     *
+     * @return the slot ledger.
+     */
+    SlotLedger slots();
+
+    /**
+     * This host's id in the region, or null with the local ledger.
+     *
+     * @return the id.
+     */
+    String hostId();
+
+    /** A mutation starts: forget what the previous one did. */
+    void begin();
+
+    /** The mutation is in the kernel and on disk: finish what waits for that (releases, handovers). */
+    void committed();
+
+    /** The mutation was undone: undo what it wrote to the owner of record (claims). */
+    void rolledBack();
+
+    /**
+     * A new allocator was rebuilt from the state file (start-up, rollback): give it what the state file does not
+     * hold (the other hosts' slots).
+     *
+     * @param allocator the new allocator.
+     */
+    void attach(EgressAllocator allocator);
+
+    /**
+     * Creates or changes an app.
+     *
+     * @param allocator  the loop's allocator.
+     * @param app        the app.
+     * @param failClosed whether it fails closed.
+     * @return the outcome.
+     */
+    Outcome putApp(EgressAllocator allocator, String app, boolean failClosed);
+
+    /**
+     * Adds an app pair.
+     *
+     * @param allocator the loop's allocator.
+     * @param app       the app.
+     * @param pair      the pair.
+     * @return the outcome.
+     */
+    Outcome addPair(EgressAllocator allocator, String app, EgressPair pair);
+
+    /**
+     * Releases an app pair.
+     *
+     * @param allocator the loop's allocator.
+     * @param app       the app.
+     * @param ipv4      the pair.
+     * @return the outcome.
+     */
+    Outcome releasePair(EgressAllocator allocator, String app, Ipv4Address ipv4);
+
+    /**
+     * Drains or undrains an app pair.
+     *
+     * @param allocator the loop's allocator.
+     * @param app       the app.
+     * @param ipv4      the pair.
+     * @param drained   the new state.
+     * @return the outcome.
+     */
+    Outcome setDrained(EgressAllocator allocator, String app, Ipv4Address ipv4, boolean drained);
+
+    /**
+     * Takes a machine over from the host it leaves, keeping its pair and block (region mode only).
+     *
+     * @param allocator the loop's allocator.
+     * @param machine   the machine.
+     * @param fromHost  the host it comes from.
+     * @return the outcome.
+     */
+    Outcome handover(EgressAllocator allocator, Machine machine, String fromHost);
+
+    /**
+     * Removes a machine that moves to another host: its kernel state goes, its slot stays its own, marked
+     * leaving, for the new host's handover (region mode only).
+     *
+     * @param allocator the loop's allocator.
+     * @param machineId the machine.
+     * @return the outcome.
+     */
+    Outcome removeForHandover(EgressAllocator allocator, String machineId);
+
+    /**
+     * Deletes another host the operator confirmed fenced or powered off: its slots wait out the quarantine, then
+     * are free (region mode only).
+     *
+     * @param allocator the loop's allocator.
+     * @param host      the host.
+     * @return the outcome.
+     */
+    Outcome deleteHost(EgressAllocator allocator, String host);
+
+    /**
+     * Once a second on the loop thread: whether {@link #tick(EgressAllocator)} has work.
+     *
+     * @param allocator the loop's allocator.
+     * @return true if a tick would change something or retry something.
+     */
+    boolean wantsTick(EgressAllocator allocator);
+
+    /**
+     * Retries what waits on the owner of record (placements, releases) and ends quarantines.
+     *
+     * @param allocator the loop's allocator.
+     * @return the outcome.
+     */
+    Outcome tick(EgressAllocator allocator);
+}
