@@ -68,6 +68,11 @@ final class CheckCommand extends CtlCommand
             fail("state", "the state file cannot be written, changes are refused: " + stateDisk);
         }
         conntrack(health.path("conntrack"));
+        final DaemonClient.Answer region = send("GET", "/v1/region", null);
+        if (region.status() == 200)
+        {
+            region(region.json()); // an older daemon has no region route: nothing to check
+        }
         final Map<String, String> held = heldPairs(state);
         addresses(held);
         machines(state, held);
@@ -126,6 +131,35 @@ final class CheckCommand extends CtlCommand
                 : "check: " + failures + " failed, " + warnings + " warnings" + (ok ? "" : " -> exit 1"));
         }
         return ok ? ExitCodes.OK : ExitCodes.ERROR;
+    }
+
+    /** In region mode: etcd answers, and every slot this host's kernel holds is this host's in the region's ledger. */
+    private void region(final JsonNode region)
+    {
+        if (!"etcd".equals(text(region, "ledger")))
+        {
+            return;
+        }
+        if (region.path("available").asBoolean())
+        {
+            ok("region", "the region ledger answers (revision " + region.path("revision").asLong() + ")");
+        }
+        else
+        {
+            fail("region", "the region ledger is unavailable (" + text(region, "problem")
+                + "): new machines wait, placed ones keep their egress");
+        }
+        final java.util.List<String> mismatches = new ArrayList<>();
+        region.path("mismatches").forEach(m -> mismatches.add(m.asText()));
+        if (mismatches.isEmpty())
+        {
+            ok("region-slots", "every slot this host holds is its own in the region's ledger");
+        }
+        else
+        {
+            fail("region-slots", mismatches.size() + " slots held here are not this host's in the region's ledger: "
+                + String.join("; ", mismatches));
+        }
     }
 
     private void kernel(final JsonNode health)

@@ -29,7 +29,7 @@ import java.util.concurrent.Callable;
     subcommands = {
         StatusCommand.class, MachinesCommand.class, MachineCommand.class, PairsCommand.class,
         AppsCommand.class, AppCommand.class, ConnsCommand.class, CheckCommand.class,
-        DrainCommand.class, UndrainCommand.class, VersionCommand.class,
+        DrainCommand.class, UndrainCommand.class, RegionCommand.class, VersionCommand.class,
         CompletionCommand.class, CommandLine.HelpCommand.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {

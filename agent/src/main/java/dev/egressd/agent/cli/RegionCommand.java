@@ -1,0 +1,51 @@
+package dev.egressd.agent.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import picocli.CommandLine.Command;
+
+/** {@code egressctl region}: the region ledger as this host sees it. */
+@Command(name = "region", description = "The region ledger as this host sees it (GET /v1/region): whether etcd "
+    + "answers, the revision applied, the cache lag, the region's hosts with their liveness and slots, and this "
+    + "host's slots that the ledger does not give to it.")
+final class RegionCommand extends CtlCommand
+{
+    @Override
+    int run() throws CtlException
+    {
+        final JsonNode region = get("/v1/region");
+        if (json)
+        {
+            printJson(region);
+            return ExitCodes.OK;
+        }
+        if (!"etcd".equals(text(region, "ledger")))
+        {
+            out().println("ledger: local (this host alone owns its slots; set ledger=etcd for region mode)");
+            return ExitCodes.OK;
+        }
+        out().println("ledger:    etcd, region " + text(region, "region") + ", this host " + text(region, "host"));
+        out().println("available: " + (region.path("available").asBoolean() ? "yes"
+            : "NO (" + text(region, "problem") + "): new machines wait, placed ones keep their egress"));
+        final JsonNode lag = region.path("cache_lag_seconds");
+        out().println("revision:  " + region.path("revision").asLong() + " applied; cache lag "
+            + (lag.isNumber() ? String.format(java.util.Locale.ROOT, "%.3f s", lag.asDouble()) : "-"));
+        final JsonNode requests = region.path("requests");
+        out().println("requests:  " + requests.path("total").asLong() + " (" + requests.path("failures").asLong()
+            + " failed, " + requests.path("conflicts").asLong() + " lost races); pending releases "
+            + region.path("pending_releases").asInt() + "; slot conflicts " + region.path("slot_conflicts").asLong());
+        final Table table = new Table("HOST", "ALIVE", "SLOTS", "ADDRESSES");
+        for (final JsonNode h : region.path("hosts"))
+        {
+            final StringBuilder addresses = new StringBuilder();
+            h.path("addresses").forEach(a -> addresses.append(addresses.length() == 0 ? "" : ",").append(a.asText()));
+            table.row(text(h, "id"), h.path("alive").asBoolean() ? "yes" : "no", h.path("slots").asInt(),
+                addresses.length() == 0 ? "-" : addresses.toString());
+        }
+        table.print(out());
+        for (final JsonNode m : region.path("mismatches"))
+        {
+            out().println("MISMATCH: " + m.asText());
+        }
+        return ExitCodes.OK;
+    }
+}
