@@ -750,7 +750,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
      * The HTTP status of an allocator refusal.
      *
      * @param reason the refusal's code.
-     * @return 400, 404, 409 or 422.
+     * @return 400, 404, 409, 422 or 503.
      */
     static int status(final Outcome.Reason reason)
     {
@@ -761,6 +761,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             case WRONG_REGION, WRONG_FAMILY -> 422;
             case ADDRESS_IN_USE, DUPLICATE_INTERFACE, PAIR_FULL, PAIR_DRAINED, PIN_FOREIGN_PAIR, SLOT_TAKEN,
                 ALREADY_EXISTS -> 409;
+            case LEDGER_UNAVAILABLE -> 503;
         };
     }
 

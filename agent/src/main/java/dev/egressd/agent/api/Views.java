@@ -125,7 +125,12 @@ final class Views
         final ArrayNode holders = node.putArray("holders");
         for (final EgressAllocator.SlotHolder holder : view.slots())
         {
-            holders.addObject().put("block", holder.block()).put("machine", holder.machine());
+            final ObjectNode h = holders.addObject().put("block", holder.block()).put("machine", holder.machine());
+            if (holder.host() != null)
+            {
+                // Region mode: a machine of another host (this host's own machines carry no host).
+                h.put("host", holder.host());
+            }
         }
         return node;
     }

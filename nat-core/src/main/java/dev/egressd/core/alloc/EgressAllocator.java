@@ -16,6 +16,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -61,6 +62,20 @@ import java.util.TreeMap;
  * <p>Restart order: {@link #upsertApp}, then {@link #addPair(String, EgressPair)} and {@link #setDrained} for every
  * pair, then the restores for every machine that had a slot or a machine-scoped pair, then
  * {@link #upsertMachine} for the waiting ones (in their old queue order).
+ *
+ * <p>Region mode (docs/design.md, "Region mode"). Every new slot for a machine (placed, pinned, moved, promoted) is
+ * first claimed from the {@link SlotLedger}, the owner of record; a slot a machine gives up is released to it.
+ * The restores never claim: the state file says the slot was already ours. {@link SlotLedger#LOCAL} (the
+ * default) grants every claim, so a single host behaves exactly as described above. A claim answered
+ * {@code TAKEN} marks that block as held by another host (holder unknown until the region sync names it) and the
+ * next candidate is tried by the same rules, at most {@value #MAX_CLAIMS} times a machine; {@code UNAVAILABLE}
+ * stops every further claim in the same operation (each may cost the ledger's deadline) and leaves the machines
+ * waiting with a reason starting "region ledger unavailable". Slots that machines of other hosts hold are told by
+ * {@link #holdForeign} and {@link #releaseForeign}; they count as held in every free count and show in
+ * {@link #pairs()} with their host, so "most free slots" is region-wide. A machine that waits with room in sight
+ * (the ledger down, or claims lost) is retried by the next operation that settles its app, by
+ * {@link #releaseForeign}/{@link #holdForeign}, or by {@link #retryWaiting()}, which the daemon calls when the
+ * ledger is back. A pinned machine may then wait too, in its app's queue, for a slot of its pin.
  */
 public final class EgressAllocator
 {
@@ -108,6 +123,8 @@ public final class EgressAllocator
         final App app;
         final int index;
         final Node[] holders;
+        /** Blocks held by machines of other hosts (region mode); their bits are set in the SlotAllocator too. */
+        final ForeignHolder[] foreign;
 
         Pair(final EgressPair pair, final App app, final int index, final int blockCount)
         {
@@ -115,6 +132,32 @@ public final class EgressAllocator
             this.app = app;
             this.index = index;
             this.holders = new Node[blockCount];
+            this.foreign = new ForeignHolder[blockCount];
+        }
+    }
+
+    /** A machine of another host holding a block; {@link SlotHolder#UNKNOWN} until the region sync names it. */
+    private record ForeignHolder(String host, String machine)
+    {
+    }
+
+    private static final ForeignHolder UNKNOWN_FOREIGN = new ForeignHolder(SlotHolder.UNKNOWN, SlotHolder.UNKNOWN);
+
+    /** Why a machine holds its app slot: today's words for a single host, host-independent words in region mode. */
+    private enum How
+    {
+        PINNED("pinned", "pinned"),
+        MOST_FREE("most free slots", "placed"),
+        RESTORED("restored", "restored"),
+        PROMOTED("promoted from machine-scoped", "promoted");
+
+        final String local;
+        final String region;
+
+        How(final String local, final String region)
+        {
+            this.local = local;
+            this.region = region;
         }
     }
 
@@ -125,6 +168,7 @@ public final class EgressAllocator
         Scope scope;
         Pair pair;
         int slot = SlotAllocator.NONE;
+        How how;
         EgressPair scoped;
         String reason;
 
@@ -144,9 +188,15 @@ public final class EgressAllocator
     {
     }
 
+    /** Claims tried for one machine in one operation before it waits (each lost race marks one more slot held). */
+    public static final int MAX_CLAIMS = 8;
+
     private final HostSettings settings;
     private final BlockLayout layout;
     private final SlotAllocator slots;
+    private final SlotLedger ledger;
+    private boolean regionReasons;
+    private long regionConflicts;
     private final TreeMap<String, App> apps = new TreeMap<>();
     private final TreeMap<String, Node> machines = new TreeMap<>();
     private final HashMap<String, Node> byIface = new HashMap<>();
@@ -160,18 +210,35 @@ public final class EgressAllocator
     private final LinkedHashMap<Node, Placement> touched = new LinkedHashMap<>();
     private final LinkedHashSet<String> order = new LinkedHashSet<>();
     private final LinkedHashSet<String> forced = new LinkedHashSet<>();
+    // Per-operation ledger state: once a claim found the ledger unavailable, no further claim in this operation;
+    // an app one of whose machines lost MAX_CLAIMS races makes no further claim in this operation either.
+    private boolean ledgerDown;
+    private final HashSet<App> racesLost = new HashSet<>();
 
     /**
-     * Creates an empty allocator.
+     * Creates an empty allocator whose slots are claimed from a ledger.
+     *
+     * @param settings the host's region and block layout.
+     * @param seed     seed of the tie-break among equally free pairs (tests fix it; the daemon may use any).
+     * @param ledger   the owner of record of the slots: {@link SlotLedger#LOCAL} on a single host.
+     */
+    public EgressAllocator(final HostSettings settings, final long seed, final SlotLedger ledger)
+    {
+        this.settings = Objects.requireNonNull(settings, "settings");
+        this.layout = settings.layout();
+        this.slots = new SlotAllocator(layout.blockCount(), seed);
+        this.ledger = Objects.requireNonNull(ledger, "ledger");
+    }
+
+    /**
+     * Creates an empty allocator with the local ledger.
      *
      * @param settings the host's region and block layout.
      * @param seed     seed of the tie-break among equally free pairs (tests fix it; the daemon may use any).
      */
     public EgressAllocator(final HostSettings settings, final long seed)
     {
-        this.settings = Objects.requireNonNull(settings, "settings");
-        this.layout = settings.layout();
-        this.slots = new SlotAllocator(layout.blockCount(), seed);
+        this(settings, seed, SlotLedger.LOCAL);
     }
 
     /**
@@ -192,6 +259,46 @@ public final class EgressAllocator
     public HostSettings settings()
     {
         return settings;
+    }
+
+    /**
+     * The owner of record of the slots.
+     *
+     * @return the ledger.
+     */
+    public SlotLedger ledger()
+    {
+        return ledger;
+    }
+
+    /**
+     * Chooses the words of an app slot's egress reason. Off (the default): "slot 3 on app pair 203.0.113.10 (most
+     * free slots)". On, for region mode, only facts that hold on every host: "slot 3 of app pair 203.0.113.10,
+     * region ord (placed)". Applies at once to the machines already placed.
+     *
+     * @param on true for region words.
+     */
+    public void regionReasons(final boolean on)
+    {
+        regionReasons = on;
+        for (final Node node : machines.values())
+        {
+            if (node.scope == Scope.APP)
+            {
+                node.reason = appReason(node.pair, SlotAllocator.blockOf(node.slot), node.how);
+            }
+        }
+    }
+
+    /**
+     * How many times the region's owner of record took a slot from a machine of this host ({@link #holdForeign} on a
+     * block a local machine held), since this allocator was created.
+     *
+     * @return the count.
+     */
+    public long regionConflicts()
+    {
+        return regionConflicts;
     }
 
     // ------------------------------------------------------------------------------------------------ apps
@@ -538,8 +645,12 @@ public final class EgressAllocator
      * waiting machines are placed. A pin the machine had is dropped (its record's {@code pin} becomes null): the
      * machine now sits on its own promoted pair, which a pin to another pair would contradict.
      *
+     * <p>The slot (the pair's lowest block other than 0) is claimed from the ledger first; the machine may land
+     * nowhere else, so a claim not granted refuses the promote and changes nothing.
+     *
      * @param machineId the machine.
-     * @return the outcome.
+     * @return the outcome; {@code SLOT_TAKEN} (field {@code machine}) when another host holds that slot,
+     *     {@code LEDGER_UNAVAILABLE} (field {@code machine}) when the ledger cannot be asked.
      */
     public Outcome promote(final String machineId)
     {
@@ -552,6 +663,20 @@ public final class EgressAllocator
         {
             return noScopedPair(machineId);
         }
+        // The first block an empty pair hands out (SlotAllocator.placeOn): the lowest other than 0.
+        final int block = layout.blockCount() > 1 ? 1 : 0;
+        final SlotLedger.Claim answer = ledger.claim(node.scoped.ipv4(), block, machineId);
+        if (answer == SlotLedger.Claim.TAKEN)
+        {
+            return new Refusal(Reason.SLOT_TAKEN, "machine", "machine " + machineId + " cannot be promoted: block "
+                + block + " of its pair " + node.scoped.ipv4() + " is held by another host of the region");
+        }
+        if (answer != SlotLedger.Claim.CLAIMED)
+        {
+            return new Refusal(Reason.LEDGER_UNAVAILABLE, "machine", "machine " + machineId + " cannot be promoted "
+                + "now: region ledger unavailable, so block " + block + " of " + node.scoped.ipv4()
+                + " cannot be claimed; retry when it is back");
+        }
         begin();
         touch(node);
         final EgressPair scoped = node.scoped;
@@ -562,7 +687,7 @@ public final class EgressAllocator
             setPin(node, null);
         }
         final Pair pair = newPair(app, scoped);
-        placeAt(node, pair, slots.placeOn(pair.index), "promoted from machine-scoped");
+        placeAt(node, pair, slots.assign(pair.index, block), How.PROMOTED);
         settle(app);
         return finish();
     }
@@ -614,10 +739,16 @@ public final class EgressAllocator
             return new Refusal(Reason.SLOT_TAKEN, "block",
                 "block " + block + " of pair " + pairIpv4 + " is already held by machine " + pair.holders[block].id());
         }
+        final ForeignHolder foreign = pair.foreign[block];
+        if (foreign != null)
+        {
+            return new Refusal(Reason.SLOT_TAKEN, "block", "block " + block + " of pair " + pairIpv4
+                + " is already held by machine " + foreign.machine() + " of host " + foreign.host());
+        }
         begin();
         ensureApp(machine.app());
         final Node node = newNode(machine);
-        placeAt(node, pair, slots.assign(pair.index, block), "restored");
+        placeAt(node, pair, slots.assign(pair.index, block), How.RESTORED);
         return finish();
     }
 
@@ -661,6 +792,117 @@ public final class EgressAllocator
         return finish();
     }
 
+    // -------------------------------------------------------------------------------------- region (foreign)
+
+    /**
+     * Marks a block as held by a machine of another host, as the region's owner of record says (region mode). It
+     * counts as held from now on. Repeating it changes nothing; a new host or machine for the block replaces the
+     * old (or the {@link SlotHolder#UNKNOWN} one a lost claim left). If a machine of this host holds the block,
+     * the owner of record wins: that machine leaves the block without releasing it (the slot is not this host's)
+     * and is placed anew, claiming, or waits; it is listed as changed and counted in {@link #regionConflicts()}.
+     * The app's waiting machines are then placed if they can be.
+     *
+     * <p>The caller applies the region's changes in the owner of record's order and drops a change older than
+     * this host's own claim or release of the same slot, so a late echo never undoes a newer claim.
+     *
+     * @param pairIpv4 the IPv4 of one of this host's app pairs (field {@code pair}).
+     * @param block    the block (field {@code block}).
+     * @param host     the host whose machine holds it (field {@code host}).
+     * @param machine  that machine's id (field {@code machine}).
+     * @return the outcome.
+     */
+    public Outcome holdForeign(final Ipv4Address pairIpv4, final int block, final String host, final String machine)
+    {
+        Refusal bad = checkSlot(pairIpv4, block);
+        if (bad == null)
+        {
+            bad = RequestText.idProblem(host, "host");
+        }
+        if (bad == null)
+        {
+            bad = RequestText.idProblem(machine, "machine");
+        }
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Pair pair = pairsByIpv4.get(pairIpv4);
+        final ForeignHolder holder = new ForeignHolder(host, machine);
+        if (holder.equals(pair.foreign[block]))
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        final Node local = pair.holders[block];
+        if (local != null)
+        {
+            // The bit stays set: the block passes from the local machine to the foreign holder.
+            regionConflicts++;
+            touch(local);
+            forced.add(local.id());
+            pair.holders[block] = null;
+            local.pair = null;
+            local.slot = SlotAllocator.NONE;
+            pair.foreign[block] = holder;
+            final Ipv4Address pin = local.machine.pin();
+            placeNew(local, pair.app, pin == null ? null : pairsByIpv4.get(pin));
+        }
+        else
+        {
+            if (pair.foreign[block] == null)
+            {
+                slots.assign(pair.index, block);
+            }
+            pair.foreign[block] = holder;
+        }
+        settle(pair.app);
+        return finish();
+    }
+
+    /**
+     * Frees a block a machine of another host held (region mode), then places the app's waiting machines: a slot
+     * freed anywhere in the region may place a machine waiting here. A block not held by another host is left
+     * alone.
+     *
+     * @param pairIpv4 the IPv4 of one of this host's app pairs (field {@code pair}).
+     * @param block    the block (field {@code block}).
+     * @return the outcome.
+     */
+    public Outcome releaseForeign(final Ipv4Address pairIpv4, final int block)
+    {
+        final Refusal bad = checkSlot(pairIpv4, block);
+        if (bad != null)
+        {
+            return bad;
+        }
+        final Pair pair = pairsByIpv4.get(pairIpv4);
+        if (pair.foreign[block] == null)
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        pair.foreign[block] = null;
+        slots.release(SlotAllocator.slot(pair.index, block));
+        settle(pair.app);
+        return finish();
+    }
+
+    /**
+     * Places the waiting machines of every app that can be placed now, claiming their slots: the daemon calls it
+     * when the region ledger is back after being unavailable. With the local ledger it changes nothing.
+     *
+     * @return the outcome.
+     */
+    public Outcome retryWaiting()
+    {
+        begin();
+        for (final App app : apps.values())
+        {
+            settle(app);
+        }
+        return finish();
+    }
+
     // --------------------------------------------------------------------------------------------- queries
 
     /**
@@ -680,10 +922,14 @@ public final class EgressAllocator
      * One held block of a pair.
      *
      * @param block   the block index.
-     * @param machine the machine id holding it.
+     * @param machine the machine id holding it; {@link #UNKNOWN} for another host's machine not named yet.
+     * @param host    null for a machine of this host; else the host whose machine holds the block (region mode),
+     *                {@link #UNKNOWN} when only a lost claim told that the block is held.
      */
-    public record SlotHolder(int block, String machine)
+    public record SlotHolder(int block, String machine, String host)
     {
+        /** The host and machine of a block a claim found held before the region sync named its holder. */
+        public static final String UNKNOWN = "(unknown)";
     }
 
     /**
@@ -692,10 +938,10 @@ public final class EgressAllocator
      * @param app      the owning app.
      * @param pair     the addresses and region.
      * @param capacity slots on the pair (the block count).
-     * @param used     held slots.
+     * @param used     held slots, by machines of this host and (region mode) of other hosts.
      * @param free     free slots.
      * @param drained  whether it takes new machines.
-     * @param slots    the held blocks in block order.
+     * @param slots    the held blocks in block order, other hosts' included.
      */
     public record PairView(String app, EgressPair pair, int capacity, int used, int free, boolean drained,
         List<SlotHolder> slots)
@@ -708,7 +954,7 @@ public final class EgressAllocator
      * @param id         the app id.
      * @param failClosed whether machines without a slot are refused traffic (else masqueraded).
      * @param pairs      its pairs' IPv4 addresses, in address order.
-     * @param freeSlots  free slots on its non-drained pairs.
+     * @param freeSlots  free slots on its non-drained pairs (slots other hosts hold are not free).
      * @param waiting    ids of its PENDING or HOST machines, first come first.
      */
     public record AppView(String id, boolean failClosed, List<Ipv4Address> pairs, int freeSlots, List<String> waiting)
@@ -717,7 +963,7 @@ public final class EgressAllocator
 
     /**
      * The whole state, as values: two snapshots are equal exactly when the allocator state is the same (including
-     * the tie-break generator, so a refused call is shown to have drawn nothing).
+     * the tie-break generator, so a refused call is shown to have drawn nothing, and other hosts' slots).
      *
      * @param apps         apps by id.
      * @param pairs        pairs by app, then address.
@@ -796,7 +1042,11 @@ public final class EgressAllocator
                 {
                     if (pair.holders[b] != null)
                     {
-                        holders.add(new SlotHolder(b, pair.holders[b].id()));
+                        holders.add(new SlotHolder(b, pair.holders[b].id(), null));
+                    }
+                    else if (pair.foreign[b] != null)
+                    {
+                        holders.add(new SlotHolder(b, pair.foreign[b].machine(), pair.foreign[b].host()));
                     }
                 }
                 final int used = slots.usedSlots(pair.index);
@@ -959,6 +1209,21 @@ public final class EgressAllocator
         if (pair == null)
         {
             return new Refusal(Reason.UNKNOWN_PAIR, "ipv4", "ipv4 " + ipv4 + " is not an egress pair of app " + appId);
+        }
+        return null;
+    }
+
+    /** A (pair, block) named by the region sync: one of this host's app pairs, a block of the layout. */
+    private Refusal checkSlot(final Ipv4Address pairIpv4, final int block)
+    {
+        if (pairIpv4 == null || !pairsByIpv4.containsKey(pairIpv4))
+        {
+            return new Refusal(Reason.UNKNOWN_PAIR, "pair", "pair " + pairIpv4 + " is not an app pair on this host");
+        }
+        if (block < 0 || block >= layout.blockCount())
+        {
+            return new Refusal(Reason.INVALID, "block",
+                "block must be 0.." + (layout.blockCount() - 1) + ", got " + block);
         }
         return null;
     }
@@ -1128,21 +1393,71 @@ public final class EgressAllocator
         node.reason = "machine-scoped pair " + pair.ipv4() + " / " + pair.ipv6() + " (takes precedence over app pairs)";
     }
 
-    /** A machine without a slot or machine-scoped pair: on its pin, or at the end of the app's queue. */
+    /**
+     * A machine without a slot or machine-scoped pair: on its pin, or at the end of the app's queue. A pinned
+     * machine whose claims on its pin are not granted (region mode) waits in the queue too.
+     */
     private void placeNew(final Node node, final App app, final Pair pin)
     {
         if (pin != null)
         {
-            placeAt(node, pin, slots.placeOn(pin.index), "pinned");
+            final int slot = claim(node, app, pin);
+            if (slot != SlotAllocator.NONE)
+            {
+                placeAt(node, pin, slot, How.PINNED);
+                return;
+            }
         }
-        else
-        {
-            enqueue(node, app);
-            settle(app);
-        }
+        enqueue(node, app);
+        settle(app);
     }
 
-    private void placeAt(final Node node, final Pair pair, final int slot, final String why)
+    /**
+     * A new slot for a machine, claimed from the ledger: on its pin, else by {@link SlotAllocator#place}. A slot
+     * the ledger says is taken stays marked as another host's and the next candidate is tried, up to
+     * {@link #MAX_CLAIMS} times; then the app makes no further claim in this operation. An unavailable ledger
+     * gives the candidate back and stops every further claim in this operation.
+     *
+     * @return the slot, or NONE: no room, the ledger is down, or the races were lost.
+     */
+    private int claim(final Node node, final App app, final Pair pin)
+    {
+        if (racesLost.contains(app))
+        {
+            return SlotAllocator.NONE;
+        }
+        for (int attempt = 0; attempt < MAX_CLAIMS; attempt++)
+        {
+            if (ledgerDown)
+            {
+                return SlotAllocator.NONE;
+            }
+            final int slot = pin == null ? slots.place(app.index) : slots.placeOn(pin.index);
+            if (slot == SlotAllocator.NONE)
+            {
+                return SlotAllocator.NONE;
+            }
+            final Pair pair = pairsByIndex[SlotAllocator.pairOf(slot)];
+            final int block = SlotAllocator.blockOf(slot);
+            final SlotLedger.Claim answer = ledger.claim(pair.pair.ipv4(), block, node.id());
+            if (answer == SlotLedger.Claim.CLAIMED)
+            {
+                return slot;
+            }
+            if (answer == SlotLedger.Claim.TAKEN)
+            {
+                pair.foreign[block] = UNKNOWN_FOREIGN;
+                continue;
+            }
+            slots.release(slot);
+            ledgerDown = true;
+            return SlotAllocator.NONE;
+        }
+        racesLost.add(app);
+        return SlotAllocator.NONE;
+    }
+
+    private void placeAt(final Node node, final Pair pair, final int slot, final How how)
     {
         if (slot == SlotAllocator.NONE)
         {
@@ -1153,17 +1468,35 @@ public final class EgressAllocator
         node.scope = Scope.APP;
         node.pair = pair;
         node.slot = slot;
+        node.how = how;
         pair.holders[block] = node;
-        node.reason = "slot " + block + " on app pair " + pair.pair.ipv4() + " (" + why + ")";
+        node.reason = appReason(pair, block, how);
     }
 
+    private String appReason(final Pair pair, final int block, final How how)
+    {
+        return regionReasons
+            ? "slot " + block + " of app pair " + pair.pair.ipv4() + ", region " + pair.pair.region() + " (" + how.region
+                + ")"
+            : "slot " + block + " on app pair " + pair.pair.ipv4() + " (" + how.local + ")";
+    }
+
+    /** A machine of this host gives up its slot: back to the allocator, and released to the ledger. */
     private void freeSlot(final Node node)
     {
         touch(node);
+        final Pair pair = node.pair;
+        final int block = SlotAllocator.blockOf(node.slot);
         slots.release(node.slot);
-        node.pair.holders[SlotAllocator.blockOf(node.slot)] = null;
+        pair.holders[block] = null;
         node.pair = null;
         node.slot = SlotAllocator.NONE;
+        ledger.release(pair.pair.ipv4(), block, node.id());
+    }
+
+    private Pair pinOf(final Node node)
+    {
+        return node.machine.pin() == null ? null : pairsByIpv4.get(node.machine.pin());
     }
 
     private void enqueue(final Node node, final App app)
@@ -1173,20 +1506,29 @@ public final class EgressAllocator
         app.waiting.add(node);
     }
 
-    /** Places the app's waiting machines, first come first, while a slot can be had; then explains the rest. */
+    /**
+     * Places the app's waiting machines, first come first, while a slot can be had; then explains the rest. A
+     * waiting pinned machine (region mode only: its claims were not granted) looks only at its pin and, when that
+     * has no room, lets the machines behind it go first.
+     */
     private void settle(final App app)
     {
         final Iterator<Node> it = app.waiting.iterator();
         while (it.hasNext())
         {
             final Node node = it.next();
-            final int slot = slots.place(app.index);
+            final Pair pin = pinOf(node);
+            final int slot = claim(node, app, pin);
             if (slot == SlotAllocator.NONE)
             {
+                if (pin != null && !ledgerDown && !racesLost.contains(app))
+                {
+                    continue;
+                }
                 break;
             }
             it.remove();
-            placeAt(node, pairsByIndex[SlotAllocator.pairOf(slot)], slot, "most free slots");
+            placeAt(node, pairsByIndex[SlotAllocator.pairOf(slot)], slot, pin == null ? How.MOST_FREE : How.PINNED);
         }
         if (app.waiting.isEmpty())
         {
@@ -1200,6 +1542,7 @@ public final class EgressAllocator
         }
         final String full = "all " + pairCount + (pairCount == 1 ? " pair" : " pairs") + " of app " + app.id
             + (drained == 0 ? " are full" : " are full or drained (" + drained + " drained)");
+        final int appRoom = slots.freeSlotsOfApp(app.index);
         for (final Node node : app.waiting)
         {
             touch(node);
@@ -1208,16 +1551,36 @@ public final class EgressAllocator
                 node.scope = Scope.HOST;
                 node.reason = "app " + app.id + " has no egress pairs in region " + settings.region()
                     + ": masqueraded to the host address";
+                continue;
             }
-            else if (app.failClosed)
+            node.scope = app.failClosed ? Scope.PENDING : Scope.HOST;
+            final Pair pin = pinOf(node);
+            final boolean room = pin == null ? appRoom > 0
+                : !slots.isDrained(pin.index) && slots.freeSlots(pin.index) > 0;
+            if (!room || (!ledgerDown && !racesLost.contains(app)))
             {
-                node.scope = Scope.PENDING;
-                node.reason = full + ": pending (fail-closed), its traffic is refused until a slot frees";
+                final String why = pin == null ? full : "pin " + pin.pair.ipv4() + " is "
+                    + (slots.isDrained(pin.index) ? "drained" : "full across the region");
+                node.reason = app.failClosed
+                    ? why + ": pending (fail-closed), its traffic is refused until a slot frees"
+                    : why + ": fell back to the host address (app " + app.id + " is not fail-closed)";
+            }
+            else if (ledgerDown)
+            {
+                node.reason = app.failClosed
+                    ? "region ledger unavailable: pending (fail-closed), its traffic is refused until a slot of app "
+                        + app.id + " can be claimed"
+                    : "region ledger unavailable: fell back to the host address (app " + app.id
+                        + " opted out of fail-closed); retried when the ledger is back";
             }
             else
             {
-                node.scope = Scope.HOST;
-                node.reason = full + ": fell back to the host address (app " + app.id + " is not fail-closed)";
+                final String lost = "claims for a slot of app " + app.id + " kept losing races to other hosts ("
+                    + MAX_CLAIMS + " tries)";
+                node.reason = app.failClosed
+                    ? lost + ": pending (fail-closed), its traffic is refused; retried when the region's slots change"
+                    : lost + ": fell back to the host address (app " + app.id + " is not fail-closed); retried when "
+                        + "the region's slots change";
             }
         }
     }
@@ -1236,6 +1599,8 @@ public final class EgressAllocator
         touched.clear();
         order.clear();
         forced.clear();
+        ledgerDown = false;
+        racesLost.clear();
     }
 
     private Done finish()

@@ -86,9 +86,11 @@ public sealed interface Outcome permits Outcome.Done, Outcome.Refusal
         PAIR_DRAINED,
         /** The pin names a pair of another app. */
         PIN_FOREIGN_PAIR,
-        /** The exact (pair, block) asked for on restore is already held. */
+        /** The exact (pair, block) asked for on restore is already held; or, on promote, another host holds it. */
         SLOT_TAKEN,
         /** A restore names a machine that already exists with another placement. */
-        ALREADY_EXISTS
+        ALREADY_EXISTS,
+        /** The region's owner of record of the slots could not be asked (region mode); nothing changed. */
+        LEDGER_UNAVAILABLE
     }
 }
