@@ -503,7 +503,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             if ("GET".equals(method))
             {
                 noBody(body);
-                return loop.query(l -> Views.app(l.allocator(), app)
+                return loop.query(l -> Views.app(l, app)
                     .map(v -> new Reply(200, v))
                     .orElseGet(() -> error(new ApiException(404, "unknown_app", "app", "app " + app + " is not known"))));
             }
@@ -511,7 +511,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             final Boolean failClosed = Body.parse(body, APP_FIELDS).bool("fail_closed");
             return mutate(Operation.PUT_APP, "put app " + app, l ->
             {
-                final boolean current = Views.app(l.allocator(), app).map(v -> v.get("fail_closed").booleanValue())
+                final boolean current = Views.app(l, app).map(v -> v.get("fail_closed").booleanValue())
                     .orElse(true);
                 return l.ledger().putApp(l.allocator(), app, failClosed == null ? current : failClosed);
             }, l -> appView(l, app));
@@ -716,7 +716,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
 
     private static JsonNode appView(final ControlLoop l, final String app)
     {
-        return Views.app(l.allocator(), app).map(v -> (JsonNode)v)
+        return Views.app(l, app).map(v -> (JsonNode)v)
             .orElseGet(() -> Body.MAPPER.createObjectNode().put("id", app));
     }
 
@@ -726,7 +726,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         {
             if (pair.pair().ipv4().toString().equals(ipv4))
             {
-                return Views.pair(pair);
+                return Views.pair(pair, l.ledger().hostId());
             }
         }
         return Body.MAPPER.createObjectNode().put("ipv4", ipv4);
@@ -767,6 +767,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
 
     private static ApiException refusal(final Outcome.Refusal refusal)
     {
+        if (refusal.code() == Outcome.Reason.LEDGER_UNAVAILABLE)
+        {
+            // one code for "etcd did not answer", whether the allocator or the ledger found it
+            return new ApiException(503, "region_unavailable", refusal.field(), refusal.message());
+        }
         return new ApiException(status(refusal.code()), refusal.code().name().toLowerCase(Locale.ROOT),
             refusal.field(), refusal.message());
     }

@@ -110,7 +110,14 @@ final class Views
         return node;
     }
 
-    static ObjectNode pair(final EgressAllocator.PairView view)
+    /**
+     * A pair's view.
+     *
+     * @param view      the pair.
+     * @param localHost this host's id in region mode (its own holders then name it too), or null.
+     * @return the view.
+     */
+    static ObjectNode pair(final EgressAllocator.PairView view, final String localHost)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("ipv4", view.pair().ipv4().toString());
@@ -126,28 +133,29 @@ final class Views
         for (final EgressAllocator.SlotHolder holder : view.slots())
         {
             final ObjectNode h = holders.addObject().put("block", holder.block()).put("machine", holder.machine());
-            if (holder.host() != null)
+            final String host = holder.host() != null ? holder.host() : localHost;
+            if (host != null)
             {
-                // Region mode: a machine of another host (this host's own machines carry no host).
-                h.put("host", holder.host());
+                // region mode: which host's machine holds the block (the allocator's own carry no host)
+                h.put("host", host);
             }
         }
         return node;
     }
 
-    static Optional<ObjectNode> app(final EgressAllocator allocator, final String id)
+    static Optional<ObjectNode> app(final ControlLoop loop, final String id)
     {
-        for (final EgressAllocator.AppView app : allocator.apps())
+        for (final EgressAllocator.AppView app : loop.allocator().apps())
         {
             if (app.id().equals(id))
             {
-                return Optional.of(app(allocator, app));
+                return Optional.of(app(loop.allocator(), app, loop.ledger().hostId()));
             }
         }
         return Optional.empty();
     }
 
-    static ObjectNode app(final EgressAllocator allocator, final EgressAllocator.AppView app)
+    static ObjectNode app(final EgressAllocator allocator, final EgressAllocator.AppView app, final String localHost)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("id", app.id());
@@ -157,7 +165,7 @@ final class Views
         {
             if (pair.app().equals(app.id()))
             {
-                pairs.add(pair(pair));
+                pairs.add(pair(pair, localHost));
             }
         }
         node.put("free_slots", app.freeSlots());
@@ -226,7 +234,7 @@ final class Views
         final ArrayNode apps = node.putArray("apps");
         for (final EgressAllocator.AppView app : allocator.apps())
         {
-            apps.add(app(allocator, app));
+            apps.add(app(allocator, app, loop.ledger().hostId()));
         }
         final ArrayNode machines = node.putArray("machines");
         for (final EgressAllocator.MachineView view : allocator.machines())

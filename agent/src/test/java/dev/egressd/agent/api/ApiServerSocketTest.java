@@ -100,7 +100,7 @@ class ApiServerSocketTest
             final String answer = readAll(channel);
             assertThat(answer).startsWith("HTTP/1.1 200").contains("\"fail_closed\" : false");
         }
-        assertThat(loop.query(l -> Views.app(l.allocator(), "half").isPresent()).get()).isTrue();
+        assertThat(loop.query(l -> Views.app(l, "half").isPresent()).get()).isTrue();
     }
 
     @Test

@@ -149,7 +149,7 @@ class HttpFramingTest
         assertThat(answers.get(0).body().at("/error/code").asText()).isEqualTo("bad_request");
         assertThat(answers.get(0).connection()).isEqualTo("close");
         assertThat(channel.isOpen()).isFalse();
-        assertThat(Views.app(loop.allocator(), "x")).as("nothing changed").isEmpty();
+        assertThat(Views.app(loop, "x")).as("nothing changed").isEmpty();
     }
 
     @Test
@@ -205,7 +205,7 @@ class HttpFramingTest
         assertThat(last.status()).isEqualTo(429);
         assertThat(last.body().at("/error/code").asText()).isEqualTo("too_many_pipelined");
         assertThat(channel.isOpen()).isFalse();
-        assertThat(Views.app(loop.allocator(), "late")).isEmpty();
+        assertThat(Views.app(loop, "late")).isEmpty();
     }
 
     @Test
@@ -267,7 +267,7 @@ class HttpFramingTest
         assertThat(answers).hasSize(1);
         assertThat(answers.get(0).status()).isEqualTo(417);
         assertThat(answers.get(0).body().at("/error/code").asText()).isEqualTo("expectation_failed");
-        assertThat(Views.app(loop.allocator(), "e")).isEmpty();
+        assertThat(Views.app(loop, "e")).isEmpty();
         expect.finishAndReleaseAll();
 
         final EmbeddedChannel header = connection(loop);
