@@ -331,7 +331,10 @@ public final class Daemon
         {
             return LocalLedger.INSTANCE;
         }
-        regionStore = EtcdRegionStore.open(settings, config.region());
+        final EtcdRegionStore.Tls tls = settings.caFile() == null && settings.certFile() == null ? null
+            : new EtcdRegionStore.Tls(settings.caFile(), settings.certFile(), settings.keyFile());
+        regionStore = new EtcdRegionStore(settings.endpoints(), settings.prefix(), config.region(),
+            java.time.Duration.ofMillis(settings.deadlineMillis()), tls, EtcdRegionStore.DEFAULT_LEASE_TTL);
         regionLedger = new RegionLedger(regionStore, settings.hostId(), config.region(), settings.quarantineSeconds(),
             System::currentTimeMillis);
         LOG.info("region mode: ledger etcd at {} (prefix {}), host {}", settings.endpoints(), settings.prefix(),

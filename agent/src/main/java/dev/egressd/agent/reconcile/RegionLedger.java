@@ -374,6 +374,7 @@ public final class RegionLedger implements Ledger, SlotLedger
     @Override
     public void attach(final EgressAllocator allocator)
     {
+        allocator.regionReasons(true);
         for (final SlotRecord s : slots.values())
         {
             if (!host.equals(s.host()) && pairs.containsKey(s.id().pair()))

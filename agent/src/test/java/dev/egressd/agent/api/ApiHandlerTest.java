@@ -107,6 +107,33 @@ class ApiHandlerTest
     }
 
     @Test
+    void regionRoutesWithTheLocalLedgerSaySoAndChangeNothing() throws Exception
+    {
+        setUpHost();
+        assertThat(ok("GET", "/v1/region", null).body().get("ledger").asText()).isEqualTo("local");
+        final String before = ok("GET", "/v1/state", null).body().toString();
+        final Answer handover = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\","
+            + " \"from_host\": \"h1\"}");
+        assertThat(handover.status()).isEqualTo(400);
+        assertThat(handover.body().at("/error/field").asText()).isEqualTo("from_host");
+        final Answer leaving = call("DELETE", "/v1/machines/m1?handover=true", null);
+        assertThat(leaving.status()).isEqualTo(400);
+        assertThat(leaving.body().at("/error/field").asText()).isEqualTo("handover");
+        final Answer badFlag = call("DELETE", "/v1/machines/m1?handover=yes", null);
+        assertThat(badFlag.status()).isEqualTo(400);
+        assertThat(badFlag.body().at("/error/field").asText()).isEqualTo("handover");
+        final Answer unconfirmed = call("DELETE", "/v1/hosts/h2", null);
+        assertThat(unconfirmed.status()).isEqualTo(400);
+        assertThat(unconfirmed.body().at("/error/field").asText()).isEqualTo("fenced");
+        final Answer local = call("DELETE", "/v1/hosts/h2", "{\"fenced\": true}");
+        assertThat(local.status()).isEqualTo(400);
+        assertThat(local.body().at("/error/field").asText()).isEqualTo("host");
+        assertThat(ok("GET", "/v1/state", null).body().toString()).as("nothing changed").isEqualTo(before);
+        final JsonNode holders = ok("GET", "/v1/apps/a1", null).body().at("/pairs/0/holders/0");
+        assertThat(holders.has("host")).as("no host field with the local ledger").isFalse();
+    }
+
+    @Test
     void healthSaysTheKernelIsInSync() throws Exception
     {
         final Answer answer = ok("GET", "/v1/health", null);
