@@ -701,7 +701,7 @@ class EgressctlTest
         final Run bash = raw("completion", "bash");
         assertThat(bash.exit()).isZero();
         assertThat(bash.out()).isEqualTo(EgressctlGen.completion(Egressctl.commandLine(new Egressctl())))
-            .contains("complete -F _complete_egressctl", "local commands=\"status machines machine pairs apps app conns check drain undrain version completion help\"",
+            .contains("complete -F _complete_egressctl", "local commands=\"status machines machine pairs apps app conns check drain undrain region version completion help\"",
                 "(\"table\" \"json\") # --output values");
         final Run zsh = raw("completion", "zsh");
         assertThat(zsh.exit()).isZero();

@@ -372,7 +372,8 @@ class EgressMetricsTest
         // them is registered up front, so the first change of a kind shows as an increase.
         assertThat(java.util.Arrays.stream(Operation.values()).map(Operation::label)).containsExactly("put_app",
             "add_pair", "release_pair", "drain_pair", "undrain_pair", "put_machine", "delete_machine",
-            "set_machine_pair", "release_machine_pair", "promote_machine_pair", "forget_recovered", "other");
+            "set_machine_pair", "release_machine_pair", "promote_machine_pair", "forget_recovered", "delete_host",
+            "region_sync", "other");
         assertThat(java.util.Arrays.stream(ChangeObserver.Outcome.values()).map(ChangeObserver.Outcome::label))
             .containsExactly("ok", "refused", "unavailable");
         assertThat(registry.find("egressd.changes").counters()).hasSize(12 * 3);
