@@ -376,7 +376,7 @@ class EgressMetricsTest
             "region_sync", "other");
         assertThat(java.util.Arrays.stream(ChangeObserver.Outcome.values()).map(ChangeObserver.Outcome::label))
             .containsExactly("ok", "refused", "unavailable");
-        assertThat(registry.find("egressd.changes").counters()).hasSize(12 * 3);
+        assertThat(registry.find("egressd.changes").counters()).hasSize(14 * 3);
         for (final Operation operation : Operation.values())
         {
             for (final ChangeObserver.Outcome outcome : ChangeObserver.Outcome.values())
