@@ -95,6 +95,23 @@ public final class Requirements
     }
 
     /**
+     * etcd's server binary, for the tests of the region store against a real etcd (Debian's etcd-server, which
+     * scripts/install-deps installs). No root needed: the test's etcd listens on free loopback ports.
+     *
+     * @return its absolute path.
+     */
+    public static Path etcd()
+    {
+        final Path usr = Path.of("/usr/bin/etcd");
+        final Path path = Files.isExecutable(usr) ? usr : findTool("etcd");
+        if (path == null)
+        {
+            require(List.of("etcd (apt-get install etcd-server, or run scripts/install-deps)"));
+        }
+        return path;
+    }
+
+    /**
      * A host tool the test runs, e.g. {@code promtool} (Debian package prometheus) or {@code systemd-analyze}.
      *
      * @param name the tool's name.
