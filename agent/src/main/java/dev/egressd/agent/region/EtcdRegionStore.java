@@ -168,6 +168,15 @@ public final class EtcdRegionStore implements RegionStore
         }
         this.client = builder.build();
         this.kv = client.getKVClient();
+        // Connect now, in the background: the first real call should not spend its deadline loading the gRPC and
+        // vert.x classes and opening the connection.
+        kv.get(bytes(keys.base()), GetOption.builder().withCountOnly(true).build()).whenComplete((r, t) ->
+        {
+            if (t != null)
+            {
+                LOG.debug("region store: first contact with etcd failed: {}", t.getMessage());
+            }
+        });
         this.events = Executors.newSingleThreadScheduledExecutor(daemon("egressd-region-" + region));
         this.liveness = Executors.newSingleThreadScheduledExecutor(daemon("egressd-region-liveness"));
     }
@@ -217,6 +226,11 @@ public final class EtcdRegionStore implements RegionStore
                 ? "etcd-cert-file: missing (etcd-key-file is set; a client certificate needs both)"
                 : "etcd-key-file: missing (etcd-cert-file is set; a client certificate needs both)");
         }
+        if (tls.certFile() != null)
+        {
+            readable("etcd-cert-file", tls.certFile());
+            readable("etcd-key-file", tls.keyFile());
+        }
         final SslContextBuilder builder = GrpcSslContexts.forClient();
         try
         {
@@ -229,8 +243,6 @@ public final class EtcdRegionStore implements RegionStore
         }
         if (tls.certFile() != null)
         {
-            readable("etcd-cert-file", tls.certFile());
-            readable("etcd-key-file", tls.keyFile());
             try
             {
                 builder.keyManager(tls.certFile().toFile(), tls.keyFile().toFile());
@@ -831,8 +843,7 @@ public final class EtcdRegionStore implements RegionStore
             }
             catch (final RegionUnavailableException e)
             {
-                if (e.getCause() instanceof EtcdException ee && ee.getErrorCode() == ErrorCode.OUT_OF_RANGE
-                    && String.valueOf(ee.getMessage()).contains("compacted"))
+                if (compactedAway(e))
                 {
                     compacted();
                     return;
@@ -981,7 +992,7 @@ public final class EtcdRegionStore implements RegionStore
         private void failed(final Throwable problem)
         {
             closeWatcher();
-            if (problem instanceof CompactedException)
+            if (compactedAway(problem))
             {
                 compacted();
                 return;
@@ -1164,6 +1175,20 @@ public final class EtcdRegionStore implements RegionStore
                     RESOURCE_EXHAUSTED, ALREADY_EXISTS, NOT_FOUND -> true;
                 default -> false;
             };
+        }
+        return false;
+    }
+
+    /** Whether etcd refused a revision that compaction removed (whatever wraps its answer). */
+    private static boolean compactedAway(final Throwable problem)
+    {
+        for (Throwable t = problem; t != null; t = t.getCause() == t ? null : t.getCause())
+        {
+            if (t instanceof CompactedException
+                || String.valueOf(t.getMessage()).contains("required revision has been compacted"))
+            {
+                return true;
+            }
         }
         return false;
     }

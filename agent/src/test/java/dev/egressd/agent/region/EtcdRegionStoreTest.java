@@ -33,6 +33,15 @@ class EtcdRegionStoreTest extends RegionStoreContract
     static void startEtcd()
     {
         etcd = EtcdServer.create();
+        // The JVM's first gRPC call loads netty, grpc and vert.x: on a busy machine that alone may pass a deadline.
+        try (EtcdRegionStore warm = new EtcdRegionStore(List.of(etcd.endpoint()), "warm"))
+        {
+            eventually(warm::read, Duration.ofSeconds(60));
+        }
+        catch (final Exception e)
+        {
+            throw new IllegalStateException("etcd at " + etcd.endpoint() + " did not answer:\n" + etcd.logTail(), e);
+        }
     }
 
     @AfterAll

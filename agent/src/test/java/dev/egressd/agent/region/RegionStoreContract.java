@@ -37,6 +37,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -396,7 +397,7 @@ abstract class RegionStoreContract
         final AutoCloseable watch = store.watch(from, recorder);
         try
         {
-            awaitTrue(() -> recorder.compacted.get() == 1, Duration.ofSeconds(20));
+            awaitTrue(() -> recorder.compacted.get() == 1, Duration.ofSeconds(20), recorder.problems::toString);
             assertThat(recorder.all).isEmpty();
         }
         finally
@@ -567,6 +568,11 @@ abstract class RegionStoreContract
 
     static void awaitTrue(final Check check, final Duration within) throws Exception
     {
+        awaitTrue(check, within, () -> "");
+    }
+
+    static void awaitTrue(final Check check, final Duration within, final Supplier<String> context) throws Exception
+    {
         final long end = System.nanoTime() + within.toNanos();
         Exception last = null;
         while (System.nanoTime() < end)
@@ -584,7 +590,8 @@ abstract class RegionStoreContract
             }
             Thread.sleep(50);
         }
-        fail("not true within " + within + (last == null ? "" : " (last: " + last.getMessage() + ")"));
+        fail("not true within " + within + (last == null ? "" : " (last: " + last.getMessage() + ")") + " "
+            + context.get());
     }
 
     @SuppressWarnings("unchecked")
@@ -615,6 +622,7 @@ abstract class RegionStoreContract
         final Set<String> threads = ConcurrentHashMap.newKeySet();
         final AtomicInteger compacted = new AtomicInteger();
         final AtomicInteger interrupted = new AtomicInteger();
+        final List<String> problems = Collections.synchronizedList(new ArrayList<>());
 
         @Override
         public void changed(final List<RegionChange> changes)
@@ -633,6 +641,7 @@ abstract class RegionStoreContract
         @Override
         public void interrupted(final String problem)
         {
+            problems.add(problem);
             interrupted.incrementAndGet();
         }
 
