@@ -18,9 +18,10 @@ import org.opentest4j.TestAbortedException;
 /** The {@link Privileged} tag can be relied on: every test that needs privileges carries it, and CI never skips one. */
 class PrivilegedTest
 {
-    /** What a test calls when it needs root, namespaces, libnftables or a host tool. */
+    /** What a test calls when it needs root, namespaces, libnftables, a host tool or its own etcd. */
     private static final Pattern NEEDS_PRIVILEGES = Pattern.compile(
-        "\\bRequirements\\.\\w+\\(|\\bLab\\.create\\(|\\bLabNamespace\\.\\w+\\(|\\bextends DaemonLabTest\\b");
+        "\\bRequirements\\.\\w+\\(|\\bLab\\.create\\(|\\bLabNamespace\\.\\w+\\(|\\bextends DaemonLabTest\\b"
+            + "|\\bEtcdServer\\.create\\(");
     /** The annotation on the class or on a test method. */
     private static final Pattern TAGGED = Pattern.compile("^\\s*@Privileged$", Pattern.MULTILINE);
 
@@ -78,6 +79,6 @@ class PrivilegedTest
             "DataplaneE2ETest.java", "LabE2ETest.java", "ConntrackMonitorPrivilegedTest.java",
             "NftKernelPrivilegedTest.java", "NftDataplanePrivilegedTest.java",
             "RtnetlinkAddressesPrivilegedTest.java", "ConntrackEventsPrivilegedTest.java", "PromtoolCheckTest.java",
-            "SystemdUnitTest.java", "DaemonMetricsTest.java");
+            "SystemdUnitTest.java", "DaemonMetricsTest.java", "EtcdRegionStoreTest.java");
     }
 }
