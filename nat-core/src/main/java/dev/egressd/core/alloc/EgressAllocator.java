@@ -518,6 +518,12 @@ public final class EgressAllocator
                 settle(oldApp);
             }
         }
+        else if (old.pin() != null)
+        {
+            // A waiting machine lost its pin (region mode: only there does a pinned machine wait): it may now
+            // take any slot of its app, from its place in the queue.
+            settle(app);
+        }
         return finish();
     }
 
