@@ -470,7 +470,11 @@ public final class EgressAllocator
                 return bad;
             }
             pin = pairsByIpv4.get(machine.pin());
-            final boolean needsSlot = existing == null || (existing.scoped == null && existing.pair != pin);
+            // A machine already waiting for this very pin (region mode) keeps waiting for it: no new slot asked.
+            final boolean waitsForPin = existing != null && existing.slot == SlotAllocator.NONE
+                && machine.pin().equals(existing.machine.pin()) && machine.app().equals(existing.machine.app());
+            final boolean needsSlot = existing == null
+                || (existing.scoped == null && existing.pair != pin && !waitsForPin);
             if (needsSlot && (bad = checkRoom(pin)) != null)
             {
                 return bad;
@@ -509,7 +513,7 @@ public final class EgressAllocator
                 settle(oldApp);
             }
         }
-        else if (!sameApp || pin != null)
+        else if (!sameApp || (pin != null && !machine.pin().equals(old.pin())))
         {
             oldApp.waiting.remove(existing);
             placeNew(existing, app, pin);
@@ -517,6 +521,12 @@ public final class EgressAllocator
             {
                 settle(oldApp);
             }
+        }
+        else if (old.pin() != null && machine.pin() == null)
+        {
+            // A waiting machine lost its pin (region mode: only there does a pinned machine wait): it may now
+            // take any slot of its app, from its place in the queue.
+            settle(app);
         }
         return finish();
     }

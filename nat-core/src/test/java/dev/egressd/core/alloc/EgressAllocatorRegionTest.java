@@ -180,6 +180,32 @@ class EgressAllocatorRegionTest
     }
 
     @Test
+    void aWaitingPinnedMachineKeepsItsPlaceWhenReSentAndTakesAnySlotOnceItsPinIsDropped()
+    {
+        addPair("a", P1);
+        addPair("a", P2);
+        for (int b = 0; b < 4; b++)
+        {
+            ledger.taken.add(ScriptedLedger.slot(P1, b));
+        }
+        upsert(machine("m1", "a", P1));
+        assertThat(egress("m1").scope()).isEqualTo(Scope.PENDING);
+        final int claims = ledger.claims.size();
+
+        // Re-sent with the same pin and another interface: no PAIR_FULL refusal, still waiting, nothing claimed.
+        final Machine m1 = machine("m1", "a", P1);
+        final Machine renamed = new Machine("m1", "a", "tap-other", m1.ipv4(), m1.ipv6(), m1.pin());
+        assertThat(alloc.upsertMachine(renamed)).isEqualTo(new Done(List.of("m1")));
+        assertThat(egress("m1").scope()).isEqualTo(Scope.PENDING);
+        assertThat(ledger.claims).hasSize(claims);
+
+        final Machine unpinned = new Machine("m1", "a", "tap-other", m1.ipv4(), m1.ipv6(), null);
+        assertThat(alloc.upsertMachine(unpinned).ok()).isTrue();
+        assertThat(egress("m1").pair().ipv4()).isEqualTo(v4(P2));
+        assertThat(alloc.apps().get(0).waiting()).isEmpty();
+    }
+
+    @Test
     void claimsThatKeepLosingStopAfterEightTriesAndTheMachineWaitsUntilTheRegionChanges()
     {
         alloc = new EgressAllocator(WIDE, 42, ledger);
