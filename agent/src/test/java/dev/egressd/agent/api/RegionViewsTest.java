@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
 class RegionViewsTest
 {
     @Test
-    void aPairsHoldersNameTheHostOnlyForMachinesOfOtherHosts()
+    void aPairsHoldersNameTheirHostInRegionModeAndNoneWithTheLocalLedger()
     {
         final EgressAllocator allocator = new EgressAllocator(new HostSettings("ord", new BlockLayout(4, 16), 1024), 1);
         final Ipv4Address ipv4 = Ipv4Address.parse("203.0.113.10");
@@ -26,11 +26,14 @@ class RegionViewsTest
         allocator.upsertMachine(new Machine("m1", "shop", "tap-m1", Ipv4Address.parse("10.77.0.2"), null, null));
         assertThat(allocator.holdForeign(ipv4, 2, "worker-7", "m40").ok()).isTrue();
 
-        final ObjectNode pair = Views.pair(allocator.pairs().get(0));
+        final ObjectNode pair = Views.pair(allocator.pairs().get(0), "worker-1");
 
         assertThat(pair.toString()).contains(
             "\"slots\":{\"capacity\":4,\"used\":2,\"free\":2}",
-            "\"holders\":[{\"block\":1,\"machine\":\"m1\"},{\"block\":2,\"machine\":\"m40\",\"host\":\"worker-7\"}]");
+            "\"holders\":[{\"block\":1,\"machine\":\"m1\",\"host\":\"worker-1\"},"
+                + "{\"block\":2,\"machine\":\"m40\",\"host\":\"worker-7\"}]");
+        assertThat(Views.pair(allocator.pairs().get(0), null).toString())
+            .contains("{\"block\":1,\"machine\":\"m1\"}");
     }
 
     @Test
