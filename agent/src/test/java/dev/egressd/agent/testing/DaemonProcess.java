@@ -25,6 +25,22 @@ public final class DaemonProcess implements AutoCloseable
     private Process process;
     private long startedMillis = -1;
 
+    /**
+     * A daemon with {@code --dry-run} (an in-memory kernel) in the test's own namespace: it programs nothing, so it
+     * needs no lab; for tests of the API and the region ledger where packets are not the point.
+     *
+     * @param workDir its state directory, socket and log go here.
+     * @param extra   more flags.
+     * @return the daemon, not started.
+     * @throws IOException if the directory cannot be made.
+     */
+    public static DaemonProcess dryRun(final Path workDir, final String... extra) throws IOException
+    {
+        final String[] all = Arrays.copyOf(extra, extra.length + 1);
+        all[extra.length] = "--dry-run";
+        return new DaemonProcess(null, workDir, all);
+    }
+
     public DaemonProcess(final Lab lab, final Path workDir, final String... extra) throws IOException
     {
         this.lab = lab;
@@ -104,6 +120,17 @@ public final class DaemonProcess implements AutoCloseable
             "-XX:+UseSerialGC", "-Xshare:auto", "-cp", jar().toString(), "dev.egressd.agent.cli.Egressctl",
             "--socket", socket.toString()));
         cmd.addAll(Arrays.asList(args));
+        if (lab == null)
+        {
+            try
+            {
+                return Shell.runApart(java.time.Duration.ofSeconds(60), cmd);
+            }
+            catch (final IOException e)
+            {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
         return lab.execApart(java.time.Duration.ofSeconds(60), "host", cmd.toArray(String[]::new));
     }
 
@@ -115,8 +142,8 @@ public final class DaemonProcess implements AutoCloseable
      */
     public long start() throws Exception
     {
-        final List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", lab.ns("host"),
-            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
+        final List<String> cmd = new ArrayList<>(lab == null ? List.of() : List.of("ip", "netns", "exec", lab.ns("host")));
+        cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
             "--region", "ord", "--uplink", "uplink", "--state-dir", stateDir.toString(),
             "--api-socket", socket.toString(), "--metrics-listen", "off"));
         cmd.addAll(extra);
