@@ -45,6 +45,17 @@ public final class Egressd implements Callable<Integer>
     @Option(names = "--conntrack-drain-seconds", description = "how long a released address stays (default 350)")
     String drain;
     @Option(names = "--log-format", description = "log lines: text or json (every logger; default text)") String logFormat;
+    @Option(names = "--ledger", description = "who owns the slots: local (default) or etcd (region mode)") String ledger;
+    @Option(names = "--etcd-endpoints", description = "etcd client URLs, comma-separated (ledger etcd)") String endpoints;
+    @Option(names = "--etcd-prefix", description = "etcd key prefix (default /egressd)") String prefix;
+    @Option(names = "--etcd-ca-file", description = "CA of etcd's server certificate (TLS)") String caFile;
+    @Option(names = "--etcd-cert-file", description = "client certificate for etcd (TLS)") String certFile;
+    @Option(names = "--etcd-key-file", description = "client key for etcd, PKCS#8 PEM (TLS)") String keyFile;
+    @Option(names = "--host-id", description = "this host's id in the region (default the host name)") String hostId;
+    @Option(names = "--etcd-deadline-ms", description = "how long one etcd request may take (default 2000)")
+    String deadline;
+    @Option(names = "--region-quarantine-seconds", description = "how long a deleted host's blocks wait (default 120)")
+    String quarantine;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -83,6 +94,15 @@ public final class Egressd implements Callable<Integer>
         put(flags, "block-size", blockSize);
         put(flags, "conntrack-drain-seconds", drain);
         put(flags, "log-format", logFormat);
+        put(flags, "ledger", ledger);
+        put(flags, "etcd-endpoints", endpoints);
+        put(flags, "etcd-prefix", prefix);
+        put(flags, "etcd-ca-file", caFile);
+        put(flags, "etcd-cert-file", certFile);
+        put(flags, "etcd-key-file", keyFile);
+        put(flags, "host-id", hostId);
+        put(flags, "etcd-deadline-ms", deadline);
+        put(flags, "region-quarantine-seconds", quarantine);
         return flags;
     }
 
