@@ -230,9 +230,11 @@ public final class RegionBench
         final Random random = new Random(42);
         final List<String> machineHost = new ArrayList<>(Collections.nCopies(machineCount, (String)null));
         final List<Integer> order = new ArrayList<>();
+        final List<Integer> machineApp = new ArrayList<>();
         for (int m = 0; m < machineCount; m++)
         {
             order.add(m);
+            machineApp.add(m % pairCount);
             machineHost.set(m, "h" + random.nextInt(hostCount));
         }
         final Map<String, Host> byId = new HashMap<>();
@@ -289,7 +291,8 @@ public final class RegionBench
                 l -> l.allocator().removeMachine("m" + victim)).get());
             final int fresh = nextId++;
             machineHost.add("h" + random.nextInt(hostCount));
-            final int app = victim % pairCount;
+            final int app = machineApp.get(victim); // the freed slot is on this app's pair
+            machineApp.add(app);
             final Host h = byId.get(machineHost.get(fresh));
             ok(h.loop().mutate(Operation.PUT_MACHINE, "put", l -> l.putMachine(machine(fresh, app, pairCount))).get());
             live.add(fresh);
