@@ -191,6 +191,7 @@ public final class EtcdRegionStore implements RegionStore
         for (int i = 0; i < uris.length; i++)
         {
             final String text = endpoints.get(i);
+            final String want = tls ? "https" : "http";
             final URI uri;
             try
             {
@@ -198,9 +199,9 @@ public final class EtcdRegionStore implements RegionStore
             }
             catch (final IllegalArgumentException e)
             {
-                throw new IllegalArgumentException("etcd-endpoints: " + text + " is not a URL", e);
+                throw new IllegalArgumentException("etcd-endpoints: " + text + " is not " + want
+                    + "://host:port (not a URL)", e);
             }
-            final String want = tls ? "https" : "http";
             if (!want.equals(uri.getScheme()) || uri.getHost() == null || uri.getPort() <= 0)
             {
                 throw new IllegalArgumentException("etcd-endpoints: " + text + " is not " + want
