@@ -191,6 +191,7 @@ public final class EtcdRegionStore implements RegionStore
         for (int i = 0; i < uris.length; i++)
         {
             final String text = endpoints.get(i);
+            final String want = tls ? "https" : "http";
             final URI uri;
             try
             {
@@ -198,9 +199,9 @@ public final class EtcdRegionStore implements RegionStore
             }
             catch (final IllegalArgumentException e)
             {
-                throw new IllegalArgumentException("etcd-endpoints: " + text + " is not a URL", e);
+                throw new IllegalArgumentException("etcd-endpoints: " + text + " is not " + want
+                    + "://host:port (not a URL)", e);
             }
-            final String want = tls ? "https" : "http";
             if (!want.equals(uri.getScheme()) || uri.getHost() == null || uri.getPort() <= 0)
             {
                 throw new IllegalArgumentException("etcd-endpoints: " + text + " is not " + want
@@ -807,7 +808,17 @@ public final class EtcdRegionStore implements RegionStore
             watches.add(watch);
         }
         events.execute(watch::subscribe);
-        return () -> events.execute(watch::stop);
+        return () ->
+        {
+            try
+            {
+                events.execute(watch::stop);
+            }
+            catch (final java.util.concurrent.RejectedExecutionException e)
+            {
+                // The store is closed, and its watches with it.
+            }
+        };
     }
 
     /** One watch: all its state is touched on the store's thread only. */
@@ -929,7 +940,15 @@ public final class EtcdRegionStore implements RegionStore
             retryMillis = WATCH_RETRY_MIN_MILLIS;
             if (!changes.isEmpty())
             {
-                listener.changed(List.copyOf(changes));
+                try
+                {
+                    listener.changed(List.copyOf(changes));
+                }
+                catch (final RuntimeException e)
+                {
+                    // The listener's bug must not end the watch: the next changes still come.
+                    LOG.warn("region watch listener failed", e);
+                }
             }
         }
 
