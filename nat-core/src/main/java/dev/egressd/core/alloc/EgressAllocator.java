@@ -1487,8 +1487,8 @@ public final class EgressAllocator
     private String appReason(final Pair pair, final int block, final How how)
     {
         return regionReasons
-            ? "slot " + block + " of app pair " + pair.pair.ipv4() + ", region " + pair.pair.region() + " (" + how.region
-                + ")"
+            ? "slot " + block + " of app pair " + pair.pair.ipv4() + ", region " + pair.pair.region()
+                + " (" + how.region + ")"
             : "slot " + block + " on app pair " + pair.pair.ipv4() + " (" + how.local + ")";
     }
 
