@@ -63,8 +63,9 @@ import java.util.TreeMap;
  * pair, then the restores for every machine that had a slot or a machine-scoped pair, then
  * {@link #upsertMachine} for the waiting ones (in their old queue order).
  *
- * <p>Region mode (docs/design.md, "Region mode"). Every new slot for a machine (placed, pinned, moved, promoted) is
- * first claimed from the {@link SlotLedger}, the owner of record; a slot a machine gives up is released to it.
+ * <p>Region mode (docs/design.md, §2 "Region mode: claims"). Every new slot for a machine (placed, pinned, moved,
+ * promoted) is first claimed from the {@link SlotLedger}, the owner of record; a slot a machine gives up is released
+ * to it.
  * The restores never claim: the state file says the slot was already ours. {@link SlotLedger#LOCAL} (the
  * default) grants every claim, so a single host behaves exactly as described above. A claim answered
  * {@code TAKEN} marks that block as held by another host (holder unknown until the region sync names it) and the
@@ -1486,8 +1487,8 @@ public final class EgressAllocator
     private String appReason(final Pair pair, final int block, final How how)
     {
         return regionReasons
-            ? "slot " + block + " of app pair " + pair.pair.ipv4() + ", region " + pair.pair.region() + " (" + how.region
-                + ")"
+            ? "slot " + block + " of app pair " + pair.pair.ipv4() + ", region " + pair.pair.region()
+                + " (" + how.region + ")"
             : "slot " + block + " on app pair " + pair.pair.ipv4() + " (" + how.local + ")";
     }
 

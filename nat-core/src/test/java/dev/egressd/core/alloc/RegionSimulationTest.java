@@ -229,7 +229,8 @@ class RegionSimulationTest
             if (outcome instanceof Outcome.Refusal refusal)
             {
                 // The pair was released on every host after the change was logged.
-                assertThat(refusal.code()).as("%s on %s: %s", change, name, refusal).isEqualTo(Outcome.Reason.UNKNOWN_PAIR);
+                assertThat(refusal.code()).as("%s on %s: %s", change, name, refusal)
+                    .isEqualTo(Outcome.Reason.UNKNOWN_PAIR);
             }
             else if (!change.held() && waited && !((Outcome.Done)outcome).changed().isEmpty())
             {
