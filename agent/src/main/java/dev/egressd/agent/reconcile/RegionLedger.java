@@ -105,6 +105,8 @@ public final class RegionLedger implements Ledger, SlotLedger
     private final Map<Ipv4Address, RegionPair> pairs = new TreeMap<>();
     private final Map<SlotId, SlotRecord> slots = new TreeMap<>();
     private final Map<String, HostRecord> hosts = new TreeMap<>();
+    /** The revision of this host's last claim of each slot: watched events older than it are stale echoes. */
+    private final Map<SlotId, Long> ownRevisions = new HashMap<>();
     private long revision;
 
     // the running mutation, loop thread only
@@ -222,9 +224,17 @@ public final class RegionLedger implements Ledger, SlotLedger
                 // the machine moves on this host (new app or pin): its old slot goes first, in this mutation
                 answer = store.claim(id, host, machineId);
             }
+            else if (answer instanceof Taken t && t.holder() != null && host.equals(t.holder().host())
+                && releaseEarly(id, t.holder().machine()))
+            {
+                // this operation freed the slot (a removed machine) and gives it to a waiting one: the release
+                // goes first, so the slot passes between this host's machines without looking taken
+                answer = store.claim(id, host, machineId);
+            }
             if (answer instanceof Claimed c)
             {
                 slots.put(id, c.slot());
+                ownRevisions.put(id, c.slot().modRevision());
                 claimed.add(new Release(id, machineId, false));
                 return Claim.CLAIMED;
             }
@@ -359,6 +369,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             if (answer instanceof Claimed c)
             {
                 slots.put(id, c.slot());
+                ownRevisions.put(id, c.slot().modRevision());
             }
             else if (answer instanceof Taken t && t.holder() != null)
             {
@@ -567,6 +578,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         }
         final SlotRecord slot = claimedSlot.slot();
         slots.put(slot.id(), slot);
+        ownRevisions.put(slot.id(), slot.modRevision());
         allocator.releaseForeign(slot.id().pair(), slot.id().block());
         final Outcome restored = allocator.restoreMachine(machine, slot.id().pair(), slot.id().block());
         if (!restored.ok())
@@ -727,6 +739,10 @@ public final class RegionLedger implements Ledger, SlotLedger
             }
             else if (change instanceof RegionStore.SlotChange s)
             {
+                if (s.revision() <= ownRevisions.getOrDefault(s.id(), 0L))
+                {
+                    continue; // older than this host's own claim of the slot: a late echo, not the present
+                }
                 applySlot(allocator, changes, s.id(), s.value());
             }
             else if (change instanceof RegionStore.HostChange h)
@@ -853,6 +869,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         final Map<SlotId, SlotRecord> previous = new HashMap<>(slots);
         slots.clear();
         slots.putAll(snapshot.slots());
+        ownRevisions.clear();
         revision = snapshot.revision();
         for (final RegionApp app : snapshot.apps().values())
         {
