@@ -40,12 +40,27 @@ public final class RegionHost implements AutoCloseable
     public static final class CountingKernel extends MemoryKernel
     {
         private final AtomicLong applied = new AtomicLong();
+        private volatile boolean failing;
 
         @Override
         public synchronized void apply(final List<PlanChange> changes) throws KernelException
         {
+            if (failing)
+            {
+                throw new KernelException("refused by the test");
+            }
             super.apply(changes);
             applied.addAndGet(changes.size());
+        }
+
+        /**
+         * Makes every apply fail (or succeed again), as a kernel that refuses.
+         *
+         * @param fail whether applies fail.
+         */
+        public void failing(final boolean fail)
+        {
+            failing = fail;
         }
 
         /** @return changes applied so far. */
