@@ -73,15 +73,7 @@ class RegionLedgerTest
 
     private static Egress await(final RegionHost h, final String machine, final Scope scope) throws Exception
     {
-        final long end = System.nanoTime() + SOON.toNanos();
-        Egress e = h.egress(machine);
-        while (e.scope() != scope && System.nanoTime() < end)
-        {
-            Thread.sleep(20);
-            e = h.egress(machine);
-        }
-        assertThat(e.scope()).as("%s: %s", machine, e.reason()).isEqualTo(scope);
-        return e;
+        return h.await(machine, scope, SOON);
     }
 
     private void fill(final RegionHost h) throws Exception

@@ -101,15 +101,7 @@ class RegionModeTest
 
     private static Egress awaitScope(final RegionHost h, final String machine, final Scope scope) throws Exception
     {
-        final long end = System.nanoTime() + SOON.toNanos();
-        Egress e = h.egress(machine);
-        while (e.scope() != scope && System.nanoTime() < end)
-        {
-            Thread.sleep(50);
-            e = h.egress(machine);
-        }
-        assertThat(e.scope()).as("%s on %s: %s", machine, h.id(), e.reason()).isEqualTo(scope);
-        return e;
+        return h.await(machine, scope, SOON);
     }
 
     private static void awaitPair(final RegionHost h, final String ipv4) throws Exception

@@ -300,6 +300,34 @@ public final class RegionHost implements AutoCloseable
     }
 
     /**
+     * Waits until a machine has a scope (placed, pending, ...) and returns its egress; fails the test if it does not
+     * within the timeout.
+     *
+     * @param machine the machine.
+     * @param scope   the scope awaited.
+     * @param timeout how long at most.
+     * @return its egress.
+     * @throws Exception if the loop fails.
+     */
+    public Egress await(final String machine, final dev.egressd.core.model.Scope scope, final Duration timeout)
+        throws Exception
+    {
+        final long end = System.nanoTime() + timeout.toNanos();
+        Egress e = egress(machine);
+        while ((e == null || e.scope() != scope) && System.nanoTime() < end)
+        {
+            Thread.sleep(20);
+            e = egress(machine);
+        }
+        if (e == null || e.scope() != scope)
+        {
+            throw new AssertionError(machine + " on " + id + " is not " + scope + " within " + timeout + ": "
+                + (e == null ? "unknown" : e.scope() + ", " + e.reason()));
+        }
+        return e;
+    }
+
+    /**
      * The allocator's pairs as this host sees them.
      *
      * @return the views.
