@@ -698,6 +698,101 @@ class ChaosIT extends DaemonLabTest
             emptied, clearedMs, after, (System.nanoTime() - t0) / 1_000_000));
     }
 
+    // ------------------------------------------------------------------------------------------------
+    // state directory full, then read-only
+
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aFullOrReadOnlyStateDirectoryRefusesChangesSurvivesAKillAndRecoversWhenThereIsRoom() throws Exception
+    {
+        final long t0 = System.nanoTime();
+        lab = Lab.create(1);
+        workDir = java.nio.file.Files.createTempDirectory("egressd-ChaosIT-" + lab.prefix());
+        final java.nio.file.Path stateDir = java.nio.file.Files.createDirectories(workDir.resolve("state"));
+        // a small filesystem of its own for the state directory (a mount of the test's, outside any namespace's
+        // network; the daemon's mount namespace from ip netns exec copies it at start, and a remount read-only
+        // changes the filesystem itself, which both see)
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-t", "tmpfs", "-o", "size=1m", "egressd-chaos", stateDir.toString()));
+        cleanup.add(() -> Shell.run(Lab.EXEC_TIMEOUT, List.of("umount", "-l", stateDir.toString())));
+        daemon = new dev.egressd.agent.testing.DaemonProcess(lab, workDir);
+        daemon.start();
+        api = daemon.api();
+        api.post("/v1/apps/shop/pairs", DaemonIT.pair(A)).ok();
+        final String placed = DaemonIT.placement(api.put("/v1/machines/m1", machine(1)).ok().json().get("egress"));
+
+        // 1. full
+        final java.nio.file.Path filler = stateDir.resolve("filler");
+        Shell.run(Duration.ofSeconds(20), List.of("dd", "if=/dev/zero", "of=" + filler, "bs=4k"));
+        assertThat(Shell.must(Lab.EXEC_TIMEOUT, List.of("df", "--output=avail", stateDir.toString())))
+            .as("the state directory's filesystem is full").contains(" 0");
+        final String m2 = "{\"app\": \"shop\", \"interface\": \"tap-m2\", \"ipv4\": \"10.77.1.2\", \"ipv6\": \"fd77::1:2\"}";
+        final Response refused = api.put("/v1/machines/m2", m2);
+        assertThat(refused.status()).as(refused.toString()).isEqualTo(503);
+        assertThat(refused.json().at("/error/code").asText()).isEqualTo("state_unwritable");
+        assertThat(refused.json().at("/error/message").asText()).contains("No space left on device");
+        assertThat(api.get("/v1/machines/m2").status()).as("nothing changed").isEqualTo(404);
+        assertThat(lab.exec("host", "nft", "get", "element", "inet", "egressd", "snat4", "{ 10.77.1.2 }").ok())
+            .as("the kernel change is undone").isFalse();
+        final JsonNode fullHealth = api.get("/v1/health").ok().json();
+        assertThat(fullHealth.get("status").asText()).isEqualTo("degraded");
+        assertThat(fullHealth.get("state").asText()).startsWith("unwritable: ").contains("No space left on device");
+        final Shell.Output check = daemon.egressctl("check");
+        assertThat(check.exitCode()).as(check.stdout()).isEqualTo(1);
+        assertThat(check.stdout()).contains("No space left on device");
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp())
+            .as("traffic flows with what is programmed").isEqualTo(A[0]);
+
+        // 2. kill -9 with the disk still full: it comes up from the intact state and serves, refusing changes
+        daemon.kill9();
+        final long restartMs = daemon.start();
+        assertThat(restartMs).isLessThan(READY_BOUND_MS);
+        assertThat(DaemonIT.placement(api.get("/v1/machines/m1").ok().json().get("egress"))).isEqualTo(placed);
+        final Response refusedAgain = api.put("/v1/machines/m2", m2);
+        assertThat(refusedAgain.status()).as(refusedAgain.toString()).isEqualTo(503);
+        assertThat(refusedAgain.json().at("/error/code").asText()).isEqualTo("state_unwritable");
+
+        // 3. room again: the next change goes through, the health clears
+        java.nio.file.Files.delete(filler);
+        final long r0 = System.nanoTime();
+        waitFor(() -> healthState().equals("ok"), "state ok after the filler went");
+        final long clearedMs = (System.nanoTime() - r0) / 1_000_000;
+        api.put("/v1/machines/m2", m2).ok();
+
+        // 4. read-only
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-o", "remount,ro", stateDir.toString()));
+        final Response readOnly = api.put("/v1/machines/m3", m2.replace("m2", "m3").replace("1.2", "1.3")
+            .replace("1:2", "1:3"));
+        assertThat(readOnly.status()).as(readOnly.toString()).isEqualTo(503);
+        assertThat(readOnly.json().at("/error/message").asText()).contains("Read-only file system");
+        assertThat(api.get("/v1/health").ok().json().get("state").asText()).contains("Read-only file system");
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-o", "remount,rw", stateDir.toString()));
+        final long w0 = System.nanoTime();
+        waitFor(() -> healthState().equals("ok"), "state ok after remount rw");
+        final long rwMs = (System.nanoTime() - w0) / 1_000_000;
+        final JsonNode state = api.get("/v1/state").ok().json();
+        assertThat(state.get("machines")).hasSize(2);
+        assertThat(snat4()).isEqualTo(DaemonIT.expectedSnat4(state));
+        report(String.format("state directory (1 MB tmpfs): full -> PUT %d %s, health state \"%s\", egressctl check "
+                + "exit %d; kill -9 and restart on the full disk: API answering after %d ms, m1 unmoved, PUT %d; "
+                + "filler removed -> health state ok after %d ms, PUT 200; remounted read-only -> PUT %d %s; "
+                + "read-write -> ok after %d ms; test %d ms",
+            refused.status(), refused.json().at("/error/code").asText(), fullHealth.get("state").asText(),
+            check.exitCode(), restartMs, refusedAgain.status(), clearedMs, readOnly.status(),
+            readOnly.json().at("/error/message").asText(), rwMs, (System.nanoTime() - t0) / 1_000_000));
+    }
+
+    private String healthState()
+    {
+        try
+        {
+            return api.get("/v1/health").json().get("state").asText();
+        }
+        catch (final IOException e)
+        {
+            return e.toString();
+        }
+    }
+
     /** UDP datagrams to closed ports of a target, each (source port, destination port) a new conntrack entry. */
     private static final String FILL = """
         import socket, sys
