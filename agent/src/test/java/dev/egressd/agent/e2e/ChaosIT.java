@@ -699,20 +699,20 @@ class ChaosIT extends DaemonLabTest
     }
 
     // ------------------------------------------------------------------------------------------------
-    // state directory full, then read-only
+    // state directory full, then unwritable
 
     @Test
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
-    void aFullOrReadOnlyStateDirectoryRefusesChangesSurvivesAKillAndRecoversWhenThereIsRoom() throws Exception
+    void aFullOrUnwritableStateDirectoryRefusesChangesSurvivesAKillAndRecoversWhenThereIsRoom() throws Exception
     {
         final long t0 = System.nanoTime();
         lab = Lab.create(1);
         workDir = java.nio.file.Files.createTempDirectory("egressd-ChaosIT-" + lab.prefix());
         final java.nio.file.Path stateDir = java.nio.file.Files.createDirectories(workDir.resolve("state"));
-        // a small filesystem of its own for the state directory (a mount of the test's, outside any namespace's
-        // network; the daemon's mount namespace from ip netns exec copies it at start, and a remount read-only
-        // changes the filesystem itself, which both see)
-        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-t", "tmpfs", "-o", "size=1m", "egressd-chaos", stateDir.toString()));
+        // a small filesystem of its own for the state directory (a mount, no network change; the daemon's mount
+        // namespace from ip netns exec copies it at start, and both see the same filesystem, its files and flags)
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-t", "tmpfs", "-o", "size=1m", "egressd-chaos",
+            stateDir.toString()));
         cleanup.add(() -> Shell.run(Lab.EXEC_TIMEOUT, List.of("umount", "-l", stateDir.toString())));
         daemon = new dev.egressd.agent.testing.DaemonProcess(lab, workDir);
         daemon.start();
@@ -758,24 +758,27 @@ class ChaosIT extends DaemonLabTest
         final long clearedMs = (System.nanoTime() - r0) / 1_000_000;
         api.put("/v1/machines/m2", m2).ok();
 
-        // 4. read-only
-        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-o", "remount,ro", stateDir.toString()));
+        // 4. unwritable: an immutable directory (a read-only remount is refused while the daemon holds its lock file
+        // open for writing; root passes any permission bits)
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "+i", stateDir.toString()));
+        cleanup.add(() -> Shell.run(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", stateDir.toString())));
         final Response readOnly = api.put("/v1/machines/m3", m2.replace("m2", "m3").replace("1.2", "1.3")
             .replace("1:2", "1:3"));
         assertThat(readOnly.status()).as(readOnly.toString()).isEqualTo(503);
-        assertThat(readOnly.json().at("/error/message").asText()).contains("Read-only file system");
-        assertThat(api.get("/v1/health").ok().json().get("state").asText()).contains("Read-only file system");
-        Shell.must(Lab.EXEC_TIMEOUT, List.of("mount", "-o", "remount,rw", stateDir.toString()));
+        assertThat(readOnly.json().at("/error/code").asText()).isEqualTo("state_unwritable");
+        assertThat(readOnly.json().at("/error/message").asText()).contains("Operation not permitted");
+        assertThat(api.get("/v1/health").ok().json().get("state").asText()).contains("Operation not permitted");
+        Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", stateDir.toString()));
         final long w0 = System.nanoTime();
-        waitFor(() -> healthState().equals("ok"), "state ok after remount rw");
+        waitFor(() -> healthState().equals("ok"), "state ok once writable again");
         final long rwMs = (System.nanoTime() - w0) / 1_000_000;
         final JsonNode state = api.get("/v1/state").ok().json();
         assertThat(state.get("machines")).hasSize(2);
         assertThat(snat4()).isEqualTo(DaemonIT.expectedSnat4(state));
         report(String.format("state directory (1 MB tmpfs): full -> PUT %d %s, health state \"%s\", egressctl check "
                 + "exit %d; kill -9 and restart on the full disk: API answering after %d ms, m1 unmoved, PUT %d; "
-                + "filler removed -> health state ok after %d ms, PUT 200; remounted read-only -> PUT %d %s; "
-                + "read-write -> ok after %d ms; test %d ms",
+                + "filler removed -> health state ok after %d ms, PUT 200; directory made immutable (chattr +i) -> "
+                + "PUT %d %s; writable again -> ok after %d ms; test %d ms",
             refused.status(), refused.json().at("/error/code").asText(), fullHealth.get("state").asText(),
             check.exitCode(), restartMs, refusedAgain.status(), clearedMs, readOnly.status(),
             readOnly.json().at("/error/message").asText(), rwMs, (System.nanoTime() - t0) / 1_000_000));
