@@ -115,7 +115,8 @@ class ChaosIT extends DaemonLabTest
         Op last;
         volatile boolean stop;
         volatile Throwable error;
-        int acknowledged;
+        /** Written by the writer's thread only; the main thread reads it to time the kill. */
+        volatile int acknowledged;
         int refused;
         int inDoubt;
         int unread;
@@ -151,7 +152,7 @@ class ChaosIT extends DaemonLabTest
                     {
                         op.outcome = Outcome.ACKNOWLEDGED;
                         op.value = valueOf(op, r.json());
-                        acknowledged++;
+                        acknowledged = acknowledged + 1;
                     }
                     else if (r.status() >= 400 && r.status() < 500 && r.json() != null && r.json().has("error"))
                     {
@@ -432,6 +433,9 @@ class ChaosIT extends DaemonLabTest
             // 3. the kernel equals the state, and the health says so
             assertThat(snat4()).as("cycle %d: kernel snat4 vs the API's machines", cycle)
                 .isEqualTo(DaemonIT.expectedSnat4(state));
+            final Set<String> guests6 = new TreeSet<>();
+            state.get("machines").forEach(m -> guests6.add(m.get("ipv6").asText()));
+            assertThat(snat6Guests()).as("cycle %d: kernel snat6 vs the API's machines", cycle).isEqualTo(guests6);
             assertThat(state.get("recovered")).as("cycle %d: nothing recovered: the state file was intact", cycle)
                 .isEmpty();
             final String uplink = lab.must("host", "ip", "-br", "addr", "show", "dev", "uplink");
@@ -472,7 +476,7 @@ class ChaosIT extends DaemonLabTest
         report(String.format("kill -9: %d cycles x %d writers: %d acknowledged writes, %d refused (4xx), %d in "
                 + "doubt at a kill, %d acknowledged but killed before the writer's read; every acknowledged change "
                 + "there after every restart (%d key checks), nobody moved, no slot shared, up to %d machines; "
-                + "kernel snat4 = API every cycle (health kernel: %d in_sync, %d repaired_drift), egressctl check "
+                + "kernel snat4 and snat6 = API every cycle (health kernel: %d in_sync, %d repaired_drift), egressctl check "
                 + "ok %d times; first start %d ms; restart to API answering %s; the daemon's own start-up %s; "
                 + "kill to API answering again %s; test %d ms",
             CYCLES, WRITERS, acknowledged, refused, inDoubt, unread, checkedKeys, maxMachines,
@@ -908,6 +912,19 @@ class ChaosIT extends DaemonLabTest
             .matcher(lab.must("host", "nft", "-a", "list", "chain", "inet", "egressd", chain));
         assertThat(m.find()).as("a rule in " + chain).isTrue();
         return m.group(1);
+    }
+
+    /** The guest addresses of the kernel's snat6 map (each jumps to its own chain). */
+    private Set<String> snat6Guests()
+    {
+        final Set<String> guests = new TreeSet<>();
+        final Matcher m = Pattern.compile("([0-9a-f:]+) : jump snat6_")
+            .matcher(lab.must("host", "nft", "list", "map", "inet", "egressd", "snat6"));
+        while (m.find())
+        {
+            guests.add(m.group(1));
+        }
+        return guests;
     }
 
     /** The kernel's snat4 map: guest -> "egress first-last". */
