@@ -3,7 +3,10 @@ package dev.egressd.agent.conntrack;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -136,9 +139,24 @@ public final class ConntrackTable
         return fill;
     }
 
+    /**
+     * Reads a /proc file whole. A sysctl file reports size 0 and answers only a read at offset 0 (a read further on is
+     * end of file), so the first read must ask for the whole value: {@code Files.readString} asks for one byte first
+     * and would read {@code "2"} of {@code "262144"}.
+     */
     private String read(final String file) throws IOException
     {
-        return Files.readString(proc.resolve(file));
+        try (InputStream in = Files.newInputStream(proc.resolve(file)))
+        {
+            final ByteArrayOutputStream out = new ByteArrayOutputStream();
+            final byte[] buf = new byte[8192];
+            int n;
+            while ((n = in.read(buf)) > 0)
+            {
+                out.write(buf, 0, n);
+            }
+            return out.toString(StandardCharsets.US_ASCII);
+        }
     }
 
     /**

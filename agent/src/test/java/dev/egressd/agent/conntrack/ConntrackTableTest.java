@@ -69,6 +69,38 @@ class ConntrackTableTest
     }
 
     @Test
+    void aSysctlFileIsReadWhole() throws IOException
+    {
+        // A /proc/sys file reports size 0 and answers only a read at offset 0: a reader that asks for one byte first
+        // (Files.readString does) gets "2" of "262144". Real sysctl files with several digits stand in for conntrack's.
+        final Path count = Path.of("/proc/sys/kernel/pid_max");
+        final Path max = Path.of("/proc/sys/fs/nr_open");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isReadable(count) && Files.isReadable(max), "no /proc/sys");
+        Files.createDirectories(proc.resolve("sys/net/netfilter"));
+        Files.createSymbolicLink(proc.resolve("sys/net/netfilter/nf_conntrack_count"), count);
+        Files.createSymbolicLink(proc.resolve("sys/net/netfilter/nf_conntrack_max"), max);
+        final long expectedCount = wholeNumber(count);
+        final long expectedMax = wholeNumber(max);
+        assertThat(expectedCount).as("a value of several digits").isGreaterThan(9);
+        assertThat(expectedMax).as("a value of several digits").isGreaterThan(9);
+        final ConntrackTable.Fill fill = new ConntrackTable(proc).sample();
+        assertThat(fill).isNotNull();
+        assertThat(fill.entries()).isEqualTo(expectedCount);
+        assertThat(fill.max()).isEqualTo(expectedMax);
+    }
+
+    /** One read of up to 64 bytes at offset 0, which a sysctl file answers whole. */
+    private static long wholeNumber(final Path file) throws IOException
+    {
+        try (java.io.FileInputStream in = new java.io.FileInputStream(file.toFile()))
+        {
+            final byte[] buf = new byte[64];
+            final int n = in.read(buf);
+            return Long.parseLong(new String(buf, 0, n, java.nio.charset.StandardCharsets.US_ASCII).strip());
+        }
+    }
+
+    @Test
     void sampleReadsTheFilesAndIsUnknownWithoutConntrack() throws IOException
     {
         final ConntrackTable table = new ConntrackTable(proc);

@@ -54,7 +54,7 @@ class DaemonIT extends DaemonLabTest
     private static final String[] A = {"203.0.113.10", "2001:db8:10::10"};
     private static final String[] B = {"203.0.113.20", "2001:db8:10::20"};
     private static final String[] C = {"203.0.113.50", "2001:db8:10::50"};
-    private static final Pattern SNAT4 = Pattern.compile(
+    static final Pattern SNAT4 = Pattern.compile(
         "(\\d+\\.\\d+\\.\\d+\\.\\d+) : (\\d+\\.\\d+\\.\\d+\\.\\d+) \\. (\\d+)(?:-(\\d+))?");
 
     private long start(final int guests, final String... flags) throws Exception
@@ -563,7 +563,7 @@ class DaemonIT extends DaemonLabTest
 
     // ---------------------------------------------------------------------------------------------
 
-    private static String pair(final String[] p)
+    static String pair(final String[] p)
     {
         return "{\"ipv4\": \"" + p[0] + "\", \"ipv6\": \"" + p[1] + "\", \"region\": \"ord\"}";
     }
@@ -588,7 +588,7 @@ class DaemonIT extends DaemonLabTest
     }
 
     /** scope, addresses, ports and block: what must not change across a restart (the reason text may). */
-    private static String placement(final JsonNode egress)
+    static String placement(final JsonNode egress)
     {
         final JsonNode ports = egress.get("ports");
         return egress.get("scope").asText() + " " + egress.get("ipv4").asText() + " " + egress.get("ipv6").asText()
@@ -607,7 +607,7 @@ class DaemonIT extends DaemonLabTest
     }
 
     /** What the snat4 map must hold for the API's machines: guest -> "egress first-last". */
-    private static Map<String, String> expectedSnat4(final JsonNode state)
+    static Map<String, String> expectedSnat4(final JsonNode state)
     {
         final Map<String, String> map = new HashMap<>();
         for (final JsonNode m : state.get("machines"))
@@ -680,7 +680,7 @@ class DaemonIT extends DaemonLabTest
         return state.toString();
     }
 
-    private static String stats(final List<Long> ms)
+    static String stats(final List<Long> ms)
     {
         final List<Long> sorted = ms.stream().sorted().toList();
         return "n=" + sorted.size() + " min " + sorted.get(0) + " ms, median " + sorted.get(sorted.size() / 2)
