@@ -173,7 +173,7 @@ public final class Daemon
         {
             // after the kernel holds the state file's placements: etcd is needed for new placements only
             regionFeed = new RegionFeed(regionStore, regionLedger, loop,
-                new RegionStore.HostRecord(config.ledger().hostId(), List.of(), true), System::nanoTime);
+                new RegionStore.HostRecord(config.ledger().hostId(), config.ledger().hostAddresses(), true), System::nanoTime);
             regionFeed.start();
         }
         executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);

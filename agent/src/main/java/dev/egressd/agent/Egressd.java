@@ -56,6 +56,8 @@ public final class Egressd implements Callable<Integer>
     String deadline;
     @Option(names = "--region-quarantine-seconds", description = "how long a deleted host's blocks wait (default 120)")
     String quarantine;
+    @Option(names = "--region-host-addresses", description = "addresses the region's routers reach this host by")
+    String hostAddresses;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -103,6 +105,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "host-id", hostId);
         put(flags, "etcd-deadline-ms", deadline);
         put(flags, "region-quarantine-seconds", quarantine);
+        put(flags, "region-host-addresses", hostAddresses);
         return flags;
     }
 

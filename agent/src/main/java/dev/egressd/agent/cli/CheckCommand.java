@@ -20,7 +20,8 @@ import java.util.Map;
     "Checks this host's egress: the daemon answers; the kernel table is in sync with the state; every held egress "
         + "address (IPv4 and IPv6 of every app-scoped and machine-scoped pair) is on an interface of this host; "
         + "every machine leaves from a held pair, inside its block, and no two share a block; the kernel's conntrack "
-        + "table is below 90% of nf_conntrack_max; and it warns of "
+        + "table is below 90%% of nf_conntrack_max; in region mode, the region ledger answers and every slot this "
+        + "host holds is its own there; and it warns of "
         + "pending machines, drift repaired by the last reconcile and recovered kernel elements.",
     "Exits 0 when nothing failed, 1 when a check failed (or, with --strict, warned), 3 when the daemon is "
         + "unreachable, 4 when permission is denied. Run it in the daemon's network namespace."})

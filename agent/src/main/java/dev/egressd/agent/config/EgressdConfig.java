@@ -66,9 +66,10 @@ public record EgressdConfig(
      * @param hostId            this host's id in the region (default the host name).
      * @param deadlineMillis    how long any one etcd request may take before it counts as unavailable.
      * @param quarantineSeconds how long the blocks of a deleted host wait before they are reused.
+     * @param hostAddresses     the addresses the region's routers reach this host by (published in etcd).
      */
     public record LedgerSettings(boolean etcd, List<String> endpoints, String prefix, Path caFile, Path certFile,
-        Path keyFile, String hostId, int deadlineMillis, int quarantineSeconds)
+        Path keyFile, String hostId, int deadlineMillis, int quarantineSeconds, List<String> hostAddresses)
     {
         /**
          * Copies the endpoint list.
@@ -82,10 +83,12 @@ public record EgressdConfig(
          * @param hostId            the host id.
          * @param deadlineMillis    the deadline.
          * @param quarantineSeconds the quarantine.
+         * @param hostAddresses     the host's addresses.
          */
         public LedgerSettings
         {
             endpoints = List.copyOf(endpoints);
+            hostAddresses = List.copyOf(hostAddresses);
         }
     }
 
@@ -129,6 +132,7 @@ public record EgressdConfig(
         map.put("host-id", "");
         map.put("etcd-deadline-ms", "2000");
         map.put("region-quarantine-seconds", "120");
+        map.put("region-host-addresses", "");
         return java.util.Collections.unmodifiableMap(map);
     }
 
@@ -277,6 +281,7 @@ public record EgressdConfig(
         map.put("host-id", ledger.hostId());
         map.put("etcd-deadline-ms", Integer.toString(ledger.deadlineMillis()));
         map.put("region-quarantine-seconds", Integer.toString(ledger.quarantineSeconds()));
+        map.put("region-host-addresses", String.join(",", ledger.hostAddresses()));
         return map;
     }
 
@@ -353,7 +358,36 @@ public record EgressdConfig(
         }
         final int deadline = integer(values, "etcd-deadline-ms", 100, 60000);
         final int quarantine = integer(values, "region-quarantine-seconds", 0, 86400);
-        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine);
+        final String addressText = values.get("region-host-addresses") == null ? "" : values.get("region-host-addresses");
+        final List<String> addresses = new java.util.ArrayList<>();
+        for (final String a : addressText.split(","))
+        {
+            final String address = a.trim();
+            if (address.isEmpty())
+            {
+                continue;
+            }
+            if (!address.matches("[0-9.]+|[0-9A-Fa-f:.]+") || !isAddress(address))
+            {
+                throw new BadSettingException("region-host-addresses", addressText,
+                    "each must be an IPv4 or IPv6 address literal (comma-separated), got " + address);
+            }
+            addresses.add(address);
+        }
+        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine, addresses);
+    }
+
+    private static boolean isAddress(final String text)
+    {
+        try
+        {
+            java.net.InetAddress.getByName(text); // a literal only (checked above): no name lookup happens
+            return true;
+        }
+        catch (final java.net.UnknownHostException e)
+        {
+            return false;
+        }
     }
 
     private static Path optionalPath(final Map<String, String> values, final String key) throws BadSettingException

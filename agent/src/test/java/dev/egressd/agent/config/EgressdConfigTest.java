@@ -52,6 +52,39 @@ class EgressdConfigTest
     }
 
     @Test
+    void theRegionLedgerSettingsAreCheckedNamingTheSetting() throws Exception
+    {
+        final Path file = dir.resolve("egressd.conf");
+        Files.writeString(file, "region=ord\nuplink=eth0\n");
+        final EgressdConfig local = EgressdConfig.load(file, Map.of());
+        assertThat(local.ledger().etcd()).isFalse();
+        assertThat(local.ledger().prefix()).isEqualTo("/egressd");
+        assertThat(local.ledger().deadlineMillis()).isEqualTo(2000);
+        assertThat(local.ledger().quarantineSeconds()).isEqualTo(120);
+        assertThat(local.ledger().hostId()).isNotEmpty();
+        final EgressdConfig region = EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
+            "http://192.0.2.10:2379, https://192.0.2.11:2379", "host-id", "h1", "region-host-addresses",
+            "192.0.2.21,2001:db8::21"));
+        assertThat(region.ledger().etcd()).isTrue();
+        assertThat(region.ledger().endpoints()).containsExactly("http://192.0.2.10:2379", "https://192.0.2.11:2379");
+        assertThat(region.ledger().hostId()).isEqualTo("h1");
+        assertThat(region.ledger().hostAddresses()).containsExactly("192.0.2.21", "2001:db8::21");
+        assertThat(region.asMap()).containsEntry("ledger", "etcd").containsEntry("host-id", "h1");
+        for (final String[] bad : new String[][] {
+            {"ledger", "zookeeper"}, {"etcd-endpoints", "192.0.2.10:2379"}, {"host-id", "h/1"},
+            {"etcd-deadline-ms", "50"}, {"region-quarantine-seconds", "-1"}, {"etcd-prefix", "egressd"},
+            {"region-host-addresses", "host.example"}, {"etcd-cert-file", "/etc/egressd/c.pem"}})
+        {
+            assertThatThrownBy(() -> EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
+                "http://192.0.2.10:2379", bad[0], bad[1])))
+                .as("%s=%s", bad[0], bad[1]).isInstanceOf(BadSettingException.class)
+                .hasMessageContaining(bad[0].equals("etcd-cert-file") ? "etcd-" : bad[0]);
+        }
+        assertThatThrownBy(() -> EgressdConfig.load(file, flags("ledger", "etcd")))
+            .isInstanceOf(BadSettingException.class).hasMessageContaining("etcd-endpoints");
+    }
+
+    @Test
     void flagsOverrideTheFile() throws Exception
     {
         final Path file = dir.resolve("egressd.conf");

@@ -65,7 +65,8 @@ class RegionIT
             for (final String id : List.of("h1", "h2"))
             {
                 final DaemonProcess d = DaemonProcess.dryRun(dir.resolve(id), "--ledger", "etcd", "--etcd-endpoints",
-                    etcd.endpoint(), "--etcd-prefix", "/region-it", "--host-id", id);
+                    etcd.endpoint(), "--etcd-prefix", "/region-it", "--host-id", id, "--region-host-addresses",
+                    "h1".equals(id) ? "192.0.2.11" : "192.0.2.12");
                 daemons.add(d);
                 d.start();
             }
@@ -94,6 +95,7 @@ class RegionIT
             assertThat(region.path("host").asText()).isEqualTo("h1");
             assertThat(region.path("hosts").findValuesAsText("id")).containsExactlyInAnyOrder("h1", "h2");
             assertThat(region.path("hosts").findValues("alive")).allMatch(JsonNode::asBoolean);
+            assertThat(region.path("hosts").findValues("addresses").toString()).contains("192.0.2.11", "192.0.2.12");
             assertThat(region.path("mismatches").size()).isZero();
             final JsonNode state = await(h2, "/v1/state",
                 s -> s.at("/apps/0/pairs/0/holders").size() == 2, "h2's state shows both holders");
