@@ -15,8 +15,8 @@ import java.util.function.LongSupplier;
 /**
  * Keeps the {@link RegionLedger}'s cache in line with etcd, on its own thread: register this host, read everything,
  * apply it on the loop thread, then watch from the next revision. A compaction, or a request that found etcd
- * unreachable, starts over with a full read (retried once a second), so a claim whose outcome was unknown is
- * always re-read before anything is retried. Watched changes go to the loop in arrival order.
+ * unreachable, or a broken watch, starts over with a full read (retried once a second), so a claim whose outcome
+ * was unknown is always re-read before anything is retried. Watched changes go to the loop in arrival order.
  */
 public final class RegionFeed implements RegionStore.Listener, AutoCloseable
 {
@@ -191,7 +191,9 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
     @Override
     public void interrupted(final String problem)
     {
-        LOG.warn("region: watch interrupted ({}); it resumes from the last revision seen", problem);
+        // The watch broke: etcd is likely gone. Say so at once (claims would each cost the deadline) and read
+        // everything again once it answers, so this host does not act on a cache that may have missed changes.
+        ledger.unavailable("the watch broke: " + problem);
     }
 
     @Override

@@ -132,6 +132,7 @@ class RegionIT
             etcd.start();
             await(h1, "/v1/machines/m3", m -> "app".equals(m.at("/egress/scope").asText()),
                 "m3 placed once etcd is back");
+            await(h2, "/v1/region", r -> r.path("available").asBoolean(), "h2 read the region again");
 
             // a handover: m1 moves from h1 to h2 with its block
             final ApiClient.Response early = h2.put("/v1/machines/m1", machine("tap-m1", "10.77.0.5", "h1"));
