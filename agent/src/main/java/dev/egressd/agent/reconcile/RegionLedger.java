@@ -219,9 +219,11 @@ public final class RegionLedger implements Ledger, SlotLedger
         {
             ClaimAnswer answer = store.claim(id, host, machineId);
             if (answer instanceof MachineElsewhere elsewhere && host.equals(elsewhere.host())
-                && releaseEarly(elsewhere.slot(), machineId))
+                && elsewhere.slot() != null && !elsewhere.slot().equals(id)
+                && (releaseEarly(elsewhere.slot(), machineId) || releaseLeftover(elsewhere.slot(), machineId)))
             {
-                // the machine moves on this host (new app or pin): its old slot goes first, in this mutation
+                // the machine moves on this host (new app or pin; its old slot goes first, in this mutation), or
+                // etcd still holds a slot for it that this host let go of (a claim whose answer was lost)
                 answer = store.claim(id, host, machineId);
             }
             else if (answer instanceof Taken t && t.holder() != null && host.equals(t.holder().host())
@@ -279,6 +281,22 @@ public final class RegionLedger implements Ledger, SlotLedger
                     return false;
                 }
             }
+        }
+        return false;
+    }
+
+    /**
+     * Releases a slot etcd gives to a machine of this host that does not hold it here (the machine asks for a new
+     * slot, so it holds none): a claim whose answer was lost, committed after all.
+     */
+    private boolean releaseLeftover(final SlotId slot, final String machineId) throws RegionUnavailableException
+    {
+        LOG.info("region: slot {} of {} is still machine {}'s in etcd but not here (a lost answer); released",
+            slot.block(), slot.pair(), machineId);
+        if (store.release(slot, host, machineId))
+        {
+            slots.remove(slot);
+            return true;
         }
         return false;
     }
@@ -357,11 +375,12 @@ public final class RegionLedger implements Ledger, SlotLedger
         }
     }
 
-    private void reclaim(final SlotId id, final String machine)
+    /** Claims a slot this host holds again (idempotent); returns the other holder when it is taken, else null. */
+    private SlotRecord reclaim(final SlotId id, final String machine)
     {
         if (!available)
         {
-            return;
+            return null;
         }
         try
         {
@@ -371,15 +390,17 @@ public final class RegionLedger implements Ledger, SlotLedger
                 slots.put(id, c.slot());
                 ownRevisions.put(id, c.slot().modRevision());
             }
-            else if (answer instanceof Taken t && t.holder() != null)
+            else if (answer instanceof Taken t && t.holder() != null && !host.equals(t.holder().host()))
             {
                 slots.put(id, t.holder());
+                return t.holder();
             }
         }
         catch (final RegionUnavailableException e)
         {
             unavailable("claim of slot " + id.block() + " of " + id.pair() + ": " + e.getMessage());
         }
+        return null;
     }
 
     @Override
@@ -836,9 +857,11 @@ public final class RegionLedger implements Ledger, SlotLedger
         if (allocator.regionConflicts() != before)
         {
             slotConflicts += allocator.regionConflicts() - before;
-            LOG.error("REGION CONFLICT: the region ledger gives slot {} of {} to {}; this host's machine on it was "
-                + "moved off (etcd wins for the slots this host does not own)", s.id().block(), s.id().pair(),
-                s.quarantined() ? "a quarantine" : "machine " + s.machine() + " on host " + s.host());
+            LOG.error("REGION CONFLICT: the region ledger gives slot {} of {} to {} (revision {}); this host ({})'s "
+                + "machine on it was moved off (etcd wins for the slots this host does not own; its own last claim of "
+                + "the slot: revision {})", s.id().block(), s.id().pair(),
+                s.quarantined() ? "a quarantine" : "machine " + s.machine() + " on host " + s.host(), s.modRevision(),
+                host, ownRevisions.get(s.id()));
         }
         if (!outcome.ok())
         {
@@ -860,6 +883,9 @@ public final class RegionLedger implements Ledger, SlotLedger
     Outcome resync(final EgressAllocator allocator, final RegionSnapshot snapshot)
     {
         final Changes changes = new Changes();
+        // etcd just answered the full read: the claims and releases below (and the settles they cause) go to it
+        available = true;
+        problem = null;
         apps.clear();
         apps.putAll(snapshot.apps());
         pairs.clear();
@@ -912,7 +938,11 @@ public final class RegionLedger implements Ledger, SlotLedger
                     {
                         LOG.warn("region: slot {} of {} held here by machine {} is not in the region ledger; claiming "
                             + "it again", h.block(), id.pair(), h.machine());
-                        reclaim(id, h.machine());
+                        final SlotRecord holder = reclaim(id, h.machine());
+                        if (holder != null)
+                        {
+                            changes.add(holdForeign(allocator, holder)); // taken meanwhile: etcd wins, loudly
+                        }
                     }
                 }
                 else if (!slots.containsKey(id))
@@ -940,8 +970,6 @@ public final class RegionLedger implements Ledger, SlotLedger
                 changes.add(holdForeign(allocator, s));
             }
         }
-        available = true;
-        problem = null;
         changes.add(allocator.retryWaiting());
         publish(allocator);
         return changes.done();
