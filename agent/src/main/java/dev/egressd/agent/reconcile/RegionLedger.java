@@ -837,6 +837,18 @@ public final class RegionLedger implements Ledger, SlotLedger
             {
                 changes.add(allocator.releaseForeign(id.pair(), id.block()));
             }
+            else if (old != null && holds(allocator, id, old.machine()))
+            {
+                // this host's slot vanished from etcd, not by its own release (those leave the cache first):
+                // claim it again before another host can, or let etcd win if one already did
+                LOG.warn("region: slot {} of {} held here by machine {} was deleted in etcd; claiming it again",
+                    id.block(), id.pair(), old.machine());
+                final SlotRecord holder = reclaim(id, old.machine());
+                if (holder != null)
+                {
+                    changes.add(holdForeign(allocator, holder));
+                }
+            }
             return;
         }
         if (host.equals(value.host()))
@@ -847,6 +859,12 @@ public final class RegionLedger implements Ledger, SlotLedger
         {
             changes.add(holdForeign(allocator, value));
         }
+    }
+
+    private static boolean holds(final EgressAllocator allocator, final SlotId id, final String machine)
+    {
+        return machine != null && allocator.egress(machine).map(e -> e.scope() == dev.egressd.core.model.Scope.APP
+            && e.pair().ipv4().equals(id.pair()) && e.block() == id.block()).orElse(false);
     }
 
     private Outcome holdForeign(final EgressAllocator allocator, final SlotRecord s)

@@ -155,6 +155,47 @@ class RegionLedgerTest
     }
 
     @Test
+    void aSlotThisHostHoldsThatEtcdLostIsClaimedAgainLiveAndAfterAnOutage() throws Exception
+    {
+        final RegionHost h1 = host("h1");
+        ok(h1.addPair("shop", "203.0.113.10", "2001:db8::10"));
+        ok(h1.putMachine("m1", "shop", "10.77.0.2", null));
+        ok(h1.putMachine("m2", "shop", "10.77.0.3", null));
+        final int b1 = h1.egress("m1").block();
+        final int b2 = h1.egress("m2").block();
+        final String s1 = "203.0.113.10#" + b1;
+        final String s2 = "203.0.113.10#" + b2;
+        try (RegionStore other = new MemoryRegionStore(backend, SETTINGS.region(), Duration.ofSeconds(10)))
+        {
+            // deleted behind h1's back while it watches: claimed again at once
+            assertThat(other.release(new RegionStore.SlotId(Ipv4Address.parse("203.0.113.10"), b1),
+                "h1", "m1")).isTrue();
+        }
+        awaitSlot(s1, "h1/m1");
+        // lost while h1 was down: the full read at its start finds the slot missing and claims it again
+        h1.kill();
+        try (RegionStore other = new MemoryRegionStore(backend, SETTINGS.region(), Duration.ofSeconds(10)))
+        {
+            assertThat(other.release(new RegionStore.SlotId(Ipv4Address.parse("203.0.113.10"), b2), "h1", "m2"))
+                .isTrue();
+        }
+        h1.start();
+        assertThat(h1.awaitAvailable(SOON)).isTrue();
+        awaitSlot(s2, "h1/m2");
+        assertThat(h1.ledger().slotConflicts()).isZero();
+    }
+
+    private void awaitSlot(final String slot, final String holder) throws Exception
+    {
+        final long end = System.nanoTime() + SOON.toNanos();
+        while (!holder.equals(slots().get(slot)) && System.nanoTime() < end)
+        {
+            Thread.sleep(20);
+        }
+        assertThat(slots()).containsEntry(slot, holder);
+    }
+
+    @Test
     void whenEtcdGivesThisHostsSlotToAnotherHostEtcdWinsLoudly() throws Exception
     {
         final RegionHost h1 = host("h1");
