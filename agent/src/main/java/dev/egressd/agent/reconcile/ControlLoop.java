@@ -397,6 +397,14 @@ public final class ControlLoop implements LoopStats
         {
             return ledger.handover(allocator, machine, fromHost);
         }
+        if (allocator.machine(machine.id()).isEmpty())
+        {
+            final Outcome.Refusal elsewhere = ledger.admit(machine.id());
+            if (elsewhere != null)
+            {
+                return elsewhere;
+            }
+        }
         if (allocator.machine(machine.id()).isEmpty() && !recovered.isEmpty())
         {
             final Outcome restored = recovered.restore(machine, allocator);

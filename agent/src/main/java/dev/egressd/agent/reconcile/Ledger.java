@@ -47,6 +47,18 @@ public interface Ledger
     void attach(EgressAllocator allocator);
 
     /**
+     * Whether a machine new to this host may be placed here: in region mode, not while the region's ledger says it
+     * holds a slot on another host (it must be handed over from there).
+     *
+     * @param machineId the machine.
+     * @return null if it may, else the refusal.
+     */
+    default Outcome.Refusal admit(final String machineId)
+    {
+        return null;
+    }
+
+    /**
      * Creates or changes an app.
      *
      * @param allocator  the loop's allocator.

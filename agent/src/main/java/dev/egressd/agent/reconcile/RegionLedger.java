@@ -565,6 +565,23 @@ public final class RegionLedger implements Ledger, SlotLedger
     }
 
     @Override
+    public Refusal admit(final String machineId)
+    {
+        for (final SlotRecord s : slots.values())
+        {
+            if (machineId.equals(s.machine()) && s.host() != null && !host.equals(s.host()))
+            {
+                return new Refusal(Reason.ALREADY_EXISTS, "from_host", "machine " + machineId + " holds slot "
+                    + s.id().block() + " of " + s.id().pair() + " on host " + s.host() + (s.leaving()
+                        ? ": take it over with from_host " + s.host()
+                        : ": remove it there with DELETE /v1/machines/" + machineId + "?handover=true, then send it "
+                            + "here with from_host " + s.host()));
+            }
+        }
+        return null;
+    }
+
+    @Override
     public Outcome handover(final EgressAllocator allocator, final Machine machine, final String fromHost)
     {
         if (fromHost.equals(host))

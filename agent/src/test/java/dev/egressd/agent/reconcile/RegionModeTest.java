@@ -327,6 +327,14 @@ class RegionModeTest
         final MutationResult early = h2.putMachine("m1", "shop", "10.77.0.2", "h1");
         assertThat(early).isInstanceOf(MutationResult.Refused.class);
         assertThat(((MutationResult.Refused)early).refusal().field()).isEqualTo("from_host");
+        final long seen = System.nanoTime() + SOON.toNanos();
+        while (h2.ledger().view().slotsByHost().getOrDefault("h1", 0) != 1 && System.nanoTime() < seen)
+        {
+            Thread.sleep(20); // h2's cache learns of m1's slot through its watch
+        }
+        final MutationResult plain = h2.putMachine("m1", "shop", "10.77.0.2", null);
+        assertThat(plain).as("a machine of another host is not placed here anew").isInstanceOf(MutationResult.Refused.class);
+        assertThat(((MutationResult.Refused)plain).refusal().message()).contains("holds slot", "on host h1");
         ok(h1.deleteMachine("m1", true));
         assertThat(h1.egress("m1")).isNull();
         ok(h2.putMachine("m1", "shop", "10.77.0.2", "h1"));
