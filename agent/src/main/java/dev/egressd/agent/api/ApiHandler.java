@@ -466,7 +466,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 }
                 expect(method, "GET");
                 noBody(body);
-                return loop.query(l -> new Reply(200, Views.region(l.ledger())));
+                return loop.query(l -> new Reply(200, Views.region(l.ledger(), l.allocator())));
             }
             case "hosts" ->
             {
@@ -484,7 +484,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final String host = s[2];
                 return mutate(Operation.DELETE_HOST, "delete host " + host,
                     l -> l.ledger().deleteHost(l.allocator(), host),
-                    l -> Views.region(l.ledger()));
+                    l -> Views.region(l.ledger(), l.allocator()));
             }
             default -> throw notFound(path);
         }

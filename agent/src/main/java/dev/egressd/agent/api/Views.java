@@ -257,7 +257,7 @@ final class Views
      * @param ledger the loop's ledger.
      * @return the view.
      */
-    static ObjectNode region(final Ledger ledger)
+    static ObjectNode region(final Ledger ledger, final EgressAllocator allocator)
     {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         if (!(ledger instanceof RegionLedger region))
@@ -265,7 +265,7 @@ final class Views
             node.put("ledger", "local");
             return node;
         }
-        final RegionLedger.View v = region.view();
+        final RegionLedger.View v = region.view(allocator);
         node.put("ledger", "etcd");
         node.put("host", v.host());
         node.put("region", v.region());

@@ -40,12 +40,12 @@ public final class RegionMetrics implements MeterBinder
         FunctionCounter.builder("egressd.region.slot.conflicts", ledger, RegionLedger::slotConflicts)
             .description("Slots the region ledger gives to another host while a machine of this host held them; "
                 + "the machine was moved off (etcd wins)").register(registry);
-        Gauge.builder("egressd.region.pending.releases", ledger, l -> l.view().pendingReleases())
+        Gauge.builder("egressd.region.pending.releases", ledger, RegionLedger::pendingReleases)
             .description("Slot releases not yet accepted by the region ledger (retried)").register(registry);
         Gauge.builder("egressd.region.watch.lag", ledger, l -> Math.max(0, l.lastApplyNanos()) / 1e9)
             .description("Seconds between the arrival of the last watched region change and its application here")
             .baseUnit("seconds").register(registry);
-        Gauge.builder("egressd.region.revision", ledger, l -> l.view().revision())
+        Gauge.builder("egressd.region.revision", ledger, RegionLedger::revision)
             .description("The last region ledger revision applied to this host's cache").register(registry);
     }
 }

@@ -74,6 +74,8 @@ public final class ControlLoop implements LoopStats
     private DesiredState committed;
     /** The guest-interfaces pattern (a name, or a prefix ending in {@code *}): machines must use a matching one. */
     private volatile String guestInterfaces = DEFAULT_GUEST_INTERFACES;
+    /** Whether {@link #published} lags the allocator (region changes); loop thread only. */
+    private boolean publishStale;
     /** When the kernel held the running mutation's change; -1 until it does. Loop thread only. */
     private long kernelHeldAt;
 
@@ -334,7 +336,17 @@ public final class ControlLoop implements LoopStats
         }
         if (!(result instanceof MutationResult.Refused))
         {
-            published = allocator.snapshot();
+            if (operation == Operation.REGION_SYNC)
+            {
+                // other hosts' changes arrive one watch event at a time and the snapshot walks every pair of the
+                // region: the metrics get it with the next reconcile (once a second) instead
+                publishStale = true;
+            }
+            else
+            {
+                published = allocator.snapshot();
+                publishStale = false;
+            }
         }
         final boolean done = result instanceof MutationResult.Ok;
         final ChangeObserver.Outcome outcome = done ? ChangeObserver.Outcome.OK
@@ -591,6 +603,11 @@ public final class ControlLoop implements LoopStats
     /** One reconcile: read the kernel, repair drift, expire drained addresses. Runs on the loop thread. */
     public void reconcile()
     {
+        if (publishStale)
+        {
+            published = allocator.snapshot();
+            publishStale = false;
+        }
         reconciler.reconcile();
         if (stateProblem != null)
         {

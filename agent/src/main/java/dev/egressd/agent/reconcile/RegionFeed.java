@@ -119,7 +119,7 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
                     watch = store.watch(snapshot.revision() + 1, this);
                 }
             }
-            LOG.info("region {}: read {} pairs, {} slots, {} hosts at revision {}; watching", ledger.view().region(),
+            LOG.info("region {}: read {} pairs, {} slots, {} hosts at revision {}; watching", ledger.region(),
                 snapshot.pairs().size(), snapshot.slots().size(), snapshot.hosts().size(), snapshot.revision());
             return true;
         }

@@ -42,7 +42,7 @@ import java.util.function.LongSupplier;
  * fed by {@link RegionFeed}, and asks etcd before it takes a slot.
  *
  * <p>Everything here runs on the loop thread, except {@link #available()}, {@link #unavailable(String)} and the
- * published {@link #view()}. The rules it keeps:
+ * figures for the metrics ({@link #revision()}, {@link #pendingReleases()}). The rules it keeps:
  * <ul>
  *   <li>A claim is one etcd transaction; a lost race is {@link SlotLedger.Claim#TAKEN} (the allocator tries the
  *       next slot); a claim whose outcome is unknown (deadline passed) makes the ledger unavailable until the feed
@@ -63,7 +63,7 @@ public final class RegionLedger implements Ledger, SlotLedger
     public static final String UNAVAILABLE_TEXT = "region ledger unavailable";
 
     /** The holder shown for a slot that waits out a deleted host's quarantine. */
-    public static final String QUARANTINE = "(quarantine)";
+    public static final String QUARANTINE = EgressAllocator.QUARANTINE;
 
     private record Release(SlotId slot, String machine, boolean leaving)
     {
@@ -96,7 +96,8 @@ public final class RegionLedger implements Ledger, SlotLedger
     private volatile boolean available;
     private volatile String problem = "not read yet";
     private volatile Runnable onUnavailable = () -> { };
-    private volatile View view;
+    private volatile long publishedRevision;
+    private volatile int publishedPendingReleases;
     private volatile long slotConflicts;
     private volatile long lastApplyNanos = -1;
 
@@ -133,7 +134,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         this.region = Objects.requireNonNull(region, "region");
         this.quarantineSeconds = quarantineSeconds;
         this.wallMillis = wallMillis;
-        publish(null);
+        publish();
     }
 
     /**
@@ -187,10 +188,22 @@ public final class RegionLedger implements Ledger, SlotLedger
         return store.stats();
     }
 
-    /** @return what {@code GET /v1/region} shows. */
-    public View view()
+    /** @return the last etcd revision applied to this host's cache (any thread). */
+    public long revision()
     {
-        return view;
+        return publishedRevision;
+    }
+
+    /** @return releases not yet accepted by etcd (any thread). */
+    public int pendingReleases()
+    {
+        return publishedPendingReleases;
+    }
+
+    /** @return the region. */
+    public String region()
+    {
+        return region;
     }
 
     @Override
@@ -329,7 +342,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             }
         }
         begin();
-        publish(null);
+        publish();
     }
 
     @Override
@@ -737,7 +750,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             changes.add(allocator.releaseForeign(over.id().pair(), over.id().block()));
         }
         changes.add(allocator.retryWaiting());
-        publish(allocator);
+        publish();
         return changes.done();
     }
 
@@ -796,7 +809,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             }
         }
         lastApplyNanos = Math.max(0, nanoTime.getAsLong() - arrived);
-        publish(allocator);
+        publish();
         return changes.done();
     }
 
@@ -1006,11 +1019,25 @@ public final class RegionLedger implements Ledger, SlotLedger
             }
         }
         changes.add(allocator.retryWaiting());
-        publish(allocator);
+        publish();
         return changes.done();
     }
 
-    private void publish(final EgressAllocator allocator)
+    /** Publishes the figures other threads read (metrics): cheap, after every change. */
+    private void publish()
+    {
+        publishedRevision = revision;
+        publishedPendingReleases = pendingReleases.size();
+    }
+
+    /**
+     * What {@code GET /v1/region} shows; on the loop thread (it walks the allocator's pairs, so it is built when
+     * asked, not after every watched change).
+     *
+     * @param allocator the loop's allocator.
+     * @return the view.
+     */
+    public View view(final EgressAllocator allocator)
     {
         final Map<String, Integer> byHost = new TreeMap<>();
         for (final SlotRecord s : slots.values())
@@ -1018,27 +1045,23 @@ public final class RegionLedger implements Ledger, SlotLedger
             byHost.merge(s.quarantined() ? QUARANTINE : s.host(), 1, Integer::sum);
         }
         final List<String> mismatches = new ArrayList<>();
-        if (allocator != null)
+        for (final EgressAllocator.PairView v : allocator.pairs())
         {
-            for (final EgressAllocator.PairView v : allocator.pairs())
+            for (final EgressAllocator.SlotHolder h : v.slots())
             {
-                for (final EgressAllocator.SlotHolder h : v.slots())
+                if (h.host() == null)
                 {
-                    if (h.host() == null)
+                    final SlotRecord s = slots.get(new SlotId(v.pair().ipv4(), h.block()));
+                    if (s == null || !host.equals(s.host()) || !h.machine().equals(s.machine()))
                     {
-                        final SlotRecord s = slots.get(new SlotId(v.pair().ipv4(), h.block()));
-                        if (s == null || !host.equals(s.host()) || !h.machine().equals(s.machine()))
-                        {
-                            mismatches.add("machine " + h.machine() + " on slot " + h.block() + " of "
-                                + v.pair().ipv4() + ": the region ledger says "
-                                + (s == null ? "free" : s.quarantined() ? "quarantined"
-                                    : s.host() + "/" + s.machine()));
-                        }
+                        mismatches.add("machine " + h.machine() + " on slot " + h.block() + " of "
+                            + v.pair().ipv4() + ": the region ledger says "
+                            + (s == null ? "free" : s.quarantined() ? "quarantined" : s.host() + "/" + s.machine()));
                     }
                 }
             }
         }
-        view = new View(host, region, available, problem, revision, List.copyOf(hosts.values()), byHost,
+        return new View(host, region, available, problem, revision, List.copyOf(hosts.values()), byHost,
             pendingReleases.size(), mismatches);
     }
 

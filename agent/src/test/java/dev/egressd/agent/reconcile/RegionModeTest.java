@@ -328,7 +328,7 @@ class RegionModeTest
         assertThat(early).isInstanceOf(MutationResult.Refused.class);
         assertThat(((MutationResult.Refused)early).refusal().field()).isEqualTo("from_host");
         final long seen = System.nanoTime() + SOON.toNanos();
-        while (h2.ledger().view().slotsByHost().getOrDefault("h1", 0) != 1 && System.nanoTime() < seen)
+        while (h2.regionView().slotsByHost().getOrDefault("h1", 0) != 1 && System.nanoTime() < seen)
         {
             Thread.sleep(20); // h2's cache learns of m1's slot through its watch
         }
@@ -363,6 +363,8 @@ class RegionModeTest
         final long t0 = System.nanoTime();
         ok(h1.deleteHost("h3"));
         assertThat(slots().values()).containsOnly("(quarantine)").hasSize(64);
+        assertThat(h1.pairs().get(0).slots()).as("h1 holds them as quarantined")
+            .extracting(EgressAllocator.SlotHolder::host).containsOnly(EgressAllocator.QUARANTINE).hasSize(64);
         Thread.sleep(1000);
         assertThat(h1.egress("late").scope()).as("still quarantined after 1 s").isEqualTo(Scope.PENDING);
         awaitScope(h1, "late", Scope.APP);

@@ -328,6 +328,17 @@ public final class RegionHost implements AutoCloseable
     }
 
     /**
+     * {@code GET /v1/region}'s figures, built on the loop thread.
+     *
+     * @return the view.
+     * @throws Exception if the loop fails.
+     */
+    public RegionLedger.View regionView() throws Exception
+    {
+        return loop.query(l -> ((RegionLedger)l.ledger()).view(l.allocator())).get(30, TimeUnit.SECONDS);
+    }
+
+    /**
      * The allocator's pairs as this host sees them.
      *
      * @return the views.

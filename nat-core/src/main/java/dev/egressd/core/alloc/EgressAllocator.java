@@ -192,6 +192,13 @@ public final class EgressAllocator
     /** Claims tried for one machine in one operation before it waits (each lost race marks one more slot held). */
     public static final int MAX_CLAIMS = 8;
 
+    /**
+     * The holder of a block that waits out a deleted host's quarantine ({@link #holdForeign} with this host and a
+     * null machine): no machine holds it, nobody may take it yet. Parentheses are not allowed in ids, so it never
+     * names a real host.
+     */
+    public static final String QUARANTINE = "(quarantine)";
+
     private final HostSettings settings;
     private final BlockLayout layout;
     private final SlotAllocator slots;
@@ -825,11 +832,12 @@ public final class EgressAllocator
     public Outcome holdForeign(final Ipv4Address pairIpv4, final int block, final String host, final String machine)
     {
         Refusal bad = checkSlot(pairIpv4, block);
-        if (bad == null)
+        final boolean quarantine = QUARANTINE.equals(host) && machine == null;
+        if (bad == null && !quarantine)
         {
             bad = RequestText.idProblem(host, "host");
         }
-        if (bad == null)
+        if (bad == null && !quarantine)
         {
             bad = RequestText.idProblem(machine, "machine");
         }

@@ -478,4 +478,24 @@ class EgressAllocatorRegionTest
         alloc.regionReasons(false);
         assertThat(egress("m1").reason()).isEqualTo("slot 1 on app pair " + P1 + " (most free slots)");
     }
+
+    @Test
+    void aQuarantinedBlockIsHeldWithoutAMachineAndFreedLikeAnyOther()
+    {
+        final ScriptedLedger ledger = new ScriptedLedger();
+        final EgressAllocator allocator = new EgressAllocator(new HostSettings("ord", new BlockLayout(2, 1024), 1024), 1,
+            ledger);
+        final Ipv4Address ipv4 = Ipv4Address.parse("203.0.113.10");
+        assertThat(allocator.addPair("shop", new EgressPair(ipv4, Ipv6Address.parse("2001:db8::10"), "ord")).ok())
+            .isTrue();
+        assertThat(allocator.holdForeign(ipv4, 0, EgressAllocator.QUARANTINE, null).ok()).isTrue();
+        assertThat(allocator.holdForeign(ipv4, 1, EgressAllocator.QUARANTINE, null).ok()).isTrue();
+        assertThat(allocator.holdForeign(ipv4, 1, "(other)", null).ok()).as("only the quarantine has no machine")
+            .isFalse();
+        assertThat(allocator.upsertMachine(new Machine("m1", "shop", "tap-m1", Ipv4Address.parse("10.77.0.2"), null,
+            null)).ok()).isTrue();
+        assertThat(allocator.egress("m1").orElseThrow().scope()).isEqualTo(Scope.PENDING);
+        assertThat(allocator.releaseForeign(ipv4, 1).ok()).isTrue();
+        assertThat(allocator.egress("m1").orElseThrow().block()).isEqualTo(1);
+    }
 }
