@@ -469,6 +469,12 @@ public final class ControlLoop implements LoopStats
             monitor.refused(what, refusal);
             return new MutationResult.Refused(refusal);
         }
+        if (ledger.localUnchanged())
+        {
+            // another host's slot changed in this host's view, nothing of this host's: no kernel or disk work
+            ledger.committed();
+            return new MutationResult.Ok(List.of());
+        }
         final List<String> reseated = recovered.reseat(allocator);
         if (!reseated.isEmpty())
         {

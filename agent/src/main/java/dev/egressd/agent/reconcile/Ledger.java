@@ -29,6 +29,17 @@ public interface Ledger
      */
     String hostId();
 
+    /**
+     * Whether the running mutation changed only what other hosts hold (their slots in this host's view): nothing in
+     * this host's kernel plan or state file, so the loop may skip both.
+     *
+     * @return true if the kernel and the state need nothing.
+     */
+    default boolean localUnchanged()
+    {
+        return false;
+    }
+
     /** A mutation starts: forget what the previous one did. */
     void begin();
 

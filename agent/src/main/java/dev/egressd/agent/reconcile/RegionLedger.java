@@ -116,6 +116,8 @@ public final class RegionLedger implements Ledger, SlotLedger
     private final List<Release> releasedEarly = new ArrayList<>();
     private final Set<String> leaving = new HashSet<>();
     private final ArrayDeque<Release> pendingReleases = new ArrayDeque<>();
+    /** The running mutation applied only other hosts' slot changes that moved no machine of this host. */
+    private boolean foreignOnly;
 
     /**
      * Creates the ledger; it is unavailable until the feed's first read.
@@ -323,8 +325,15 @@ public final class RegionLedger implements Ledger, SlotLedger
     // ------------------------------------------------------------------------------------- mutation hooks
 
     @Override
+    public boolean localUnchanged()
+    {
+        return foreignOnly;
+    }
+
+    @Override
     public void begin()
     {
+        foreignOnly = false;
         claimed.clear();
         releases.clear();
         releasedEarly.clear();
@@ -769,8 +778,11 @@ public final class RegionLedger implements Ledger, SlotLedger
         final LongSupplier nanoTime)
     {
         final Changes changes = new Changes();
+        boolean onlyOthersSlots = true;
         for (final RegionChange change : batch)
         {
+            onlyOthersSlots &= change instanceof RegionStore.SlotChange s
+                && (s.value() == null ? !host.equals(slotHost(s.id())) : !host.equals(s.value().host()));
             revision = Math.max(revision, change.revision());
             if (change instanceof RegionStore.AppChange a)
             {
@@ -810,7 +822,10 @@ public final class RegionLedger implements Ledger, SlotLedger
         }
         lastApplyNanos = Math.max(0, nanoTime.getAsLong() - arrived);
         publish();
-        return changes.done();
+        final Done done = changes.done();
+        // other hosts' slots only, and no machine here moved: the kernel plan and the state file are as they were
+        foreignOnly = onlyOthersSlots && done.changed().isEmpty() && claimed.isEmpty() && releases.isEmpty();
+        return done;
     }
 
     private void applyPair(final EgressAllocator allocator, final Changes changes, final Ipv4Address ipv4,
@@ -889,6 +904,12 @@ public final class RegionLedger implements Ledger, SlotLedger
         {
             changes.add(holdForeign(allocator, value));
         }
+    }
+
+    private String slotHost(final SlotId id)
+    {
+        final SlotRecord s = slots.get(id);
+        return s == null ? null : s.host();
     }
 
     private static boolean holds(final EgressAllocator allocator, final SlotId id, final String machine)
