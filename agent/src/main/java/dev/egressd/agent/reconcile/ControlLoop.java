@@ -95,6 +95,8 @@ public final class ControlLoop implements LoopStats
     private DesiredState committed;
     /** The guest-interfaces pattern (a name, or a prefix ending in {@code *}): machines must use a matching one. */
     private volatile String guestInterfaces = DEFAULT_GUEST_INTERFACES;
+    /** Whether {@link #initialSync} finished. Loop thread only. */
+    private boolean synced;
     /** When the kernel held the running mutation's change; -1 until it does. Loop thread only. */
     private long kernelHeldAt;
 
@@ -760,6 +762,28 @@ public final class ControlLoop implements LoopStats
         }
     }
 
+    /**
+     * On a clean stop, on the loop thread: the whole state as one snapshot, so {@code state.json} alone holds
+     * everything (an egressd from before the journal reads only it) and the next start replays nothing.
+     */
+    public void snapshotOnStop()
+    {
+        if (!synced || stateProblem != null)
+        {
+            // before the first sync the state is not the disk's yet (a start that failed must not write one);
+            // with the directory unwritable the files on disk are intact as they are
+            return;
+        }
+        try
+        {
+            store.snapshot(committed);
+        }
+        catch (final IOException e)
+        {
+            LOG.warn("stop: the snapshot could not be written ({}); the journal holds the state", e.getMessage());
+        }
+    }
+
     private void stateWritten()
     {
         stateProblem = null;
@@ -829,6 +853,7 @@ public final class ControlLoop implements LoopStats
             }
         }
         commit(next);
+        synced = true;
         published = allocator.snapshot();
         reconciler.markInSync();
         machinesChanged();

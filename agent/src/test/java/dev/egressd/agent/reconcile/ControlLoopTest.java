@@ -545,4 +545,24 @@ class ControlLoopTest
         assertThat(new StateStore(dir).load().state().machines()).extracting(DesiredState.MachineEntry::id)
             .containsExactly("m1", "m3");
     }
+
+    @Test
+    void aCleanStopFoldsTheJournalIntoTheSnapshotAndAStartThatNeverSyncedWritesNothing() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final String expected = StateFiles.onDisk(dir);
+        assertThat(Files.readString(dir.resolve(StateStore.FILE))).as("the changes are in the journal")
+            .doesNotContain("\"m21\"");
+        loop.snapshotOnStop();
+        // state.json alone now holds everything (what an egressd before the journal reads)
+        final StateStore alone = new StateStore(dir.resolve("alone"));
+        Files.createDirectories(dir.resolve("alone"));
+        Files.copy(dir.resolve(StateStore.FILE), dir.resolve("alone").resolve(StateStore.FILE));
+        assertThat(alone.toJson(alone.load().state())).isEqualTo(expected);
+        final Path fresh = dir.resolve("fresh");
+        final ControlLoop never = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            new StateStore(fresh), Runnable::run, () -> 0L, 0);
+        never.snapshotOnStop();
+        assertThat(fresh.resolve(StateStore.FILE)).doesNotExist();
+    }
 }
