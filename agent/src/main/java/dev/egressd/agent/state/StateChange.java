@@ -105,6 +105,32 @@ public record StateChange(
     }
 
     /**
+     * Whether a state's apps and machines are in strictly increasing id order, the order {@link #applyTo} gives
+     * them (and the allocator exports them in).
+     *
+     * @param state the state.
+     * @return true if so.
+     */
+    public static boolean sortedById(final DesiredState state)
+    {
+        for (int i = 1; i < state.apps().size(); i++)
+        {
+            if (state.apps().get(i - 1).id().compareTo(state.apps().get(i).id()) >= 0)
+            {
+                return false;
+            }
+        }
+        for (int i = 1; i < state.machines().size(); i++)
+        {
+            if (state.machines().get(i - 1).id().compareTo(state.machines().get(i).id()) >= 0)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
      * Replays this change over a state.
      *
      * @param state the state.

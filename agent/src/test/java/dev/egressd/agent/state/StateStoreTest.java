@@ -412,4 +412,22 @@ class StateStoreTest
         assertThat(torn.payloads()).hasSize(1);
         assertThat(torn.valid()).isEqualTo(a.length);
     }
+
+    @Test
+    void aStateNotInIdOrderIsWrittenWholeSoItReadsBackExactly() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final List<DesiredState.MachineEntry> reversed = new java.util.ArrayList<>(sample().machines());
+        java.util.Collections.reverse(reversed);
+        final DesiredState unsorted = new DesiredState(1, sample().host(), sample().apps(), reversed,
+            sample().recovered());
+        store.write(unsorted);
+        assertThat(store.snapshots()).isEqualTo(2);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(unsorted);
+        // and a sorted one after it goes to the journal again
+        store.write(withMachine(sample(), "m5", 5));
+        assertThat(store.snapshots()).isEqualTo(2);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(withMachine(sample(), "m5", 5));
+    }
 }

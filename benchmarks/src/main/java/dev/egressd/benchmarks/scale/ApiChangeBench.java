@@ -164,12 +164,54 @@ public final class ApiChangeBench
             t.join();
         }
         final double perSecond = done.get() / ((System.nanoTime() - c0) / 1e9);
+        final String pieces = loop.query(ApiChangeBench::pieces).get();
         thread.shutdownNow();
         store.unlock();
         return String.format("machines=%d register=%.1fs (%.0f/s) sequential p50=%.2fms p99=%.2fms "
-            + "bytes/change=%.0f concurrent(%d clients)=%.0f changes/s state.json=%d B", machines, registerSeconds,
+            + "bytes/change=%.0f concurrent(%d clients)=%.0f changes/s state.json=%d B; per change on the loop "
+            + "thread, median of 21: %s", machines, registerSeconds,
             machines / registerSeconds, lat[lat.length / 2] / 1e6, lat[lat.length * 99 / 100] / 1e6, bytesPerChange,
-            CLIENTS, perSecond, Files.size(dir.resolve("state.json")));
+            CLIENTS, perSecond, Files.size(dir.resolve("state.json")), pieces);
+    }
+
+    /**
+     * The work every change does whatever the disk, timed alone on the loop thread: the state export and its
+     * comparison with the last one, the desired plan (the reconciler diffs it with the kernel's), the published
+     * allocator snapshot.
+     */
+    private static String pieces(final ControlLoop l)
+    {
+        final long[] export = new long[21];
+        final long[] equals = new long[21];
+        final long[] plan = new long[21];
+        final long[] snapshot = new long[21];
+        for (int i = 0; i < 21; i++)
+        {
+            long t = System.nanoTime();
+            final DesiredState a = StateMapper.export(l.allocator(), l.recovered());
+            export[i] = System.nanoTime() - t;
+            final DesiredState b = StateMapper.export(l.allocator(), l.recovered());
+            t = System.nanoTime();
+            if (!a.equals(b))
+            {
+                throw new IllegalStateException("two exports differ");
+            }
+            equals[i] = System.nanoTime() - t;
+            t = System.nanoTime();
+            l.desiredPlan();
+            plan[i] = System.nanoTime() - t;
+            t = System.nanoTime();
+            l.allocator().snapshot();
+            snapshot[i] = System.nanoTime() - t;
+        }
+        return String.format("export %.2f ms, equals %.2f ms, desired plan %.2f ms, allocator snapshot %.2f ms",
+            median(export), median(equals), median(plan), median(snapshot));
+    }
+
+    private static double median(final long[] nanos)
+    {
+        Arrays.sort(nanos);
+        return nanos[nanos.length / 2] / 1e6;
     }
 
     private static Machine machine(final int i)
