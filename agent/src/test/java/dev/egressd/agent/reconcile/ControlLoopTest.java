@@ -565,4 +565,31 @@ class ControlLoopTest
         never.snapshotOnStop();
         assertThat(fresh.resolve(StateStore.FILE)).doesNotExist();
     }
+
+    @Test
+    void aDamagedJournalIsKeptAsideAndTheKernelKeepsEveryMachineUntilItIsResent() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        // the first record after the journal's head damaged; the records after it are intact
+        final byte[] journal = Files.readAllBytes(dir.resolve(StateStore.JOURNAL));
+        final int head = 12 + java.nio.ByteBuffer.wrap(journal).getInt();
+        journal[head + 12 + 3] ^= 0x01;
+        Files.write(dir.resolve(StateStore.JOURNAL), journal);
+        final ControlLoop after = start();
+        assertThat(Files.list(dir).map(p -> p.getFileName().toString()))
+            .anyMatch(n -> n.startsWith("journal.corrupt-")).anyMatch(n -> n.startsWith("state.json.corrupt-"));
+        assertThat(kernel.plan()).as("nothing in the kernel changed: all kept as recovered").isEqualTo(plan);
+        assertThat(after.recovered()).isNotEmpty();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        for (final String id : placed.keySet())
+        {
+            final EgressAllocator.MachineView view = before.allocator().machine(id).orElseThrow();
+            after.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(view.machine())).get();
+        }
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(kernel.plan()).isEqualTo(plan);
+    }
 }
