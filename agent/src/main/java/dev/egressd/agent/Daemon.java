@@ -351,6 +351,10 @@ public final class Daemon
             api.close(); // the API socket and metrics-listen
         }
         metricsExecutor.shutdownNow();
+        if (loop != null && !executor.isShutdown())
+        {
+            executor.execute(loop::snapshotOnStop); // after every change queued before it
+        }
         executor.shutdown();
         try
         {

@@ -36,6 +36,14 @@ import java.util.function.LongSupplier;
  * the kernel or the disk fails, the allocator is rebuilt from the last persisted state and the kernel is put back,
  * so nothing changes.
  *
+ * <p>Group commit: mutations that queue while one is in flight are taken together, up to {@value #MAX_BATCH}: each
+ * is applied to the allocator in turn (each keeps its own refusal or outcome, and sees the ones before it, as if
+ * run one by one), then all go to the kernel in one sync and to disk in one journal record, and are answered after
+ * both. If the kernel or the disk fails, the whole batch is undone and every change of it is answered unavailable:
+ * the failure is the kernel's or the disk's, not one change's, and retrying each alone would only repeat it while
+ * the queue behind grows. A mutation that throws undoes the batch; the others are then run again without it.
+ * Mutations are grouped only with a ledger that allows it ({@link Ledger#groupsMutations()}).
+ *
  * <p>The desired plan is the allocator's plus the {@link RecoveredElements} not yet claimed plus the
  * {@link DrainingAddresses}; the {@link Reconciler} also repairs drift once a second ({@link #reconcile()}).
  */
@@ -59,6 +67,19 @@ public final class ControlLoop implements LoopStats
         Outcome apply(ControlLoop loop);
     }
 
+    /** The most mutations one commit carries: bounds the wait of the first behind the last. */
+    public static final int MAX_BATCH = 256;
+
+    /** A queued mutation and its answer. */
+    private record Pending(Operation operation, String what, Mutation mutation, Function<ControlLoop, ?> view,
+        long queued, CompletableFuture<MutationResult> answer)
+    {
+    }
+
+    private final java.util.concurrent.ConcurrentLinkedQueue<Pending> pending =
+        new java.util.concurrent.ConcurrentLinkedQueue<>();
+    private volatile long batches;
+
     private final HostSettings settings;
     private final Kernel kernel;
     private final StateStore store;
@@ -74,6 +95,8 @@ public final class ControlLoop implements LoopStats
     private DesiredState committed;
     /** The guest-interfaces pattern (a name, or a prefix ending in {@code *}): machines must use a matching one. */
     private volatile String guestInterfaces = DEFAULT_GUEST_INTERFACES;
+    /** Whether {@link #initialSync} finished. Loop thread only. */
+    private boolean synced;
     /** Whether {@link #published} lags the allocator (region changes); loop thread only. */
     private boolean publishStale;
     /** When the kernel held the running mutation's change; -1 until it does. Loop thread only. */
@@ -250,8 +273,8 @@ public final class ControlLoop implements LoopStats
     {
         if (ledger.wantsTick(allocator))
         {
-            observed(Operation.REGION_SYNC, "region retry", l -> l.ledger.tick(l.allocator), nanoTime.getAsLong(),
-                null);
+            runBatch(List.of(new Pending(Operation.REGION_SYNC, "region retry", l -> l.ledger.tick(l.allocator), null,
+                nanoTime.getAsLong(), new CompletableFuture<>())));
         }
     }
 
@@ -314,29 +337,73 @@ public final class ControlLoop implements LoopStats
         final Mutation mutation, final Function<ControlLoop, ?> view)
     {
         Objects.requireNonNull(operation, "operation");
-        final long queued = nanoTime.getAsLong();
-        return CompletableFuture.supplyAsync(() -> observed(operation, what, mutation, queued, view), executor);
+        final Pending p = new Pending(operation, what, mutation, view, nanoTime.getAsLong(), new CompletableFuture<>());
+        pending.add(p);
+        try
+        {
+            executor.execute(this::drain);
+        }
+        catch (final RuntimeException e)
+        {
+            pending.remove(p);
+            throw e;
+        }
+        return p.answer();
     }
 
-    private MutationResult observed(final Operation operation, final String what, final Mutation mutation,
-        final long queued, final Function<ControlLoop, ?> view)
+    /**
+     * How many commits mutations went through (a group of several counts once).
+     *
+     * @return the count.
+     */
+    public long batches()
     {
-        kernelHeldAt = -1;
-        MutationResult result = run(what, mutation);
-        if (result instanceof MutationResult.Ok ok && view != null)
+        return batches;
+    }
+
+    /** On the loop thread: takes what queued (one task per mutation, so none is left behind) and runs it. */
+    private void drain()
+    {
+        final int max = ledger.groupsMutations() ? MAX_BATCH : 1;
+        final List<Pending> batch = new ArrayList<>();
+        Pending p;
+        while (batch.size() < max && (p = pending.poll()) != null)
         {
-            try
+            batch.add(p);
+        }
+        if (batch.isEmpty())
+        {
+            return;
+        }
+        try
+        {
+            runBatch(batch);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.error("a batch of {} changes failed", batch.size(), e);
+            for (final Pending q : batch)
             {
-                result = new MutationResult.Ok(ok.changed(), view.apply(this));
-            }
-            catch (final RuntimeException e)
-            {
-                LOG.error("{}: done, but building the answer failed", what, e);
+                q.answer().completeExceptionally(e);
             }
         }
-        if (!(result instanceof MutationResult.Refused))
+    }
+
+    /** Runs a batch, answers each of it, and keeps the metrics. */
+    private void runBatch(final List<Pending> batch)
+    {
+        kernelHeldAt = -1;
+        final MutationResult[] results = new MutationResult[batch.size()];
+        run(batch, results);
+        batches++;
+        boolean changed = false;
+        for (final MutationResult result : results)
         {
-            if (operation == Operation.REGION_SYNC)
+            changed |= !(result instanceof MutationResult.Refused);
+        }
+        if (changed)
+        {
+            if (batch.stream().allMatch(q -> q.operation() == Operation.REGION_SYNC))
             {
                 // other hosts' changes arrive one watch event at a time and the snapshot walks every pair of the
                 // region: the metrics get it with the next reconcile (once a second) instead
@@ -348,20 +415,27 @@ public final class ControlLoop implements LoopStats
                 publishStale = false;
             }
         }
-        final boolean done = result instanceof MutationResult.Ok;
-        final ChangeObserver.Outcome outcome = done ? ChangeObserver.Outcome.OK
-            : result instanceof MutationResult.Refused ? ChangeObserver.Outcome.REFUSED
-            : ChangeObserver.Outcome.UNAVAILABLE;
-        final long nanos = done && kernelHeldAt != -1 ? Math.max(0, kernelHeldAt - queued) : -1;
-        try
+        for (int i = 0; i < batch.size(); i++)
         {
-            changeObserver.changed(operation, outcome, nanos);
+            final MutationResult result = results[i];
+            final boolean done = result instanceof MutationResult.Ok;
+            final ChangeObserver.Outcome outcome = done ? ChangeObserver.Outcome.OK
+                : result instanceof MutationResult.Refused ? ChangeObserver.Outcome.REFUSED
+                : ChangeObserver.Outcome.UNAVAILABLE;
+            final long nanos = done && kernelHeldAt != -1 ? Math.max(0, kernelHeldAt - batch.get(i).queued()) : -1;
+            try
+            {
+                changeObserver.changed(batch.get(i).operation(), outcome, nanos);
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.warn("change observer failed", e);
+            }
         }
-        catch (final RuntimeException e)
+        for (int i = 0; i < batch.size(); i++)
         {
-            LOG.warn("change observer failed", e);
+            batch.get(i).answer().complete(results[i]);
         }
-        return result;
     }
 
     /**
@@ -438,49 +512,91 @@ public final class ControlLoop implements LoopStats
         return recovered.forget();
     }
 
-    private MutationResult run(final String what, final Mutation mutation)
+    /**
+     * Runs a batch: each mutation on the allocator, then one kernel sync and one write for all that were accepted.
+     * Fills {@code results} (same order as {@code batch}).
+     */
+    private void run(final List<Pending> batch, final MutationResult[] results)
     {
-        final Outcome outcome;
+        final List<Integer> accepted = new ArrayList<>();
+        final Object[] views = new Object[batch.size()];
+        final List<List<String>> changes = new ArrayList<>(java.util.Collections.nCopies(batch.size(), List.of()));
         ledger.begin();
-        try
+        for (int i = 0; i < batch.size(); i++)
         {
-            outcome = mutation.apply(this);
-        }
-        catch (final LedgerException e)
-        {
-            LOG.warn("{}: {}; nothing changed", what, e.getMessage());
-            rollback();
-            if (e.refusal() != null)
+            final Pending p = batch.get(i);
+            final String what = p.what();
+            final Outcome outcome;
+            try
             {
-                monitor.refused(what, e.refusal());
-                return new MutationResult.Refused(e.refusal());
+                outcome = p.mutation().apply(this);
             }
-            return new MutationResult.RegionUnavailable(e.getMessage());
+            catch (final LedgerException e)
+            {
+                LOG.warn("{}: {}; nothing changed", what, e.getMessage());
+                results[i] = e.refusal() != null ? new MutationResult.Refused(e.refusal())
+                    : new MutationResult.RegionUnavailable(e.getMessage());
+                if (e.refusal() != null)
+                {
+                    monitor.refused(what, e.refusal());
+                }
+                undoAndRetryOthers(batch, results, accepted, i);
+                return;
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.error("{}: allocator failed; restoring the last committed state", what, e);
+                results[i] = new MutationResult.Unavailable("internal error: " + e);
+                undoAndRetryOthers(batch, results, accepted, i);
+                return;
+            }
+            if (outcome instanceof Outcome.Refusal refusal)
+            {
+                if (accepted.isEmpty())
+                {
+                    // nothing of this batch to keep: what the ledger did for this mutation alone is undone
+                    ledger.rolledBack();
+                    ledger.begin();
+                }
+                monitor.refused(what, refusal);
+                results[i] = new MutationResult.Refused(refusal);
+                continue;
+            }
+            final List<String> reseated = recovered.reseat(allocator);
+            if (!reseated.isEmpty())
+            {
+                LOG.info("{}: put back on their recovered pair and block: {}", what, reseated);
+            }
+            recovered.prune(allocator);
+            accepted.add(i);
+            changes.set(i, outcome instanceof Outcome.Done done ? done.changed() : List.of());
+            if (p.view() != null)
+            {
+                // built now, so it shows exactly this mutation's result, as if the batch were run one by one
+                try
+                {
+                    views[i] = p.view().apply(this);
+                }
+                catch (final RuntimeException e)
+                {
+                    LOG.error("{}: done, but building the answer failed", what, e);
+                }
+            }
         }
-        catch (final RuntimeException e)
+        if (accepted.isEmpty())
         {
-            LOG.error("{}: allocator failed; restoring the last committed state", what, e);
-            rollback();
-            return new MutationResult.Unavailable("internal error: " + e);
+            return;
         }
-        if (outcome instanceof Outcome.Refusal refusal)
-        {
-            ledger.rolledBack();
-            monitor.refused(what, refusal);
-            return new MutationResult.Refused(refusal);
-        }
-        if (ledger.localUnchanged())
+        if (accepted.size() == 1 && ledger.localUnchanged())
         {
             // another host's slot changed in this host's view, nothing of this host's: no kernel or disk work
             ledger.committed();
-            return new MutationResult.Ok(List.of());
+            final int i = accepted.get(0);
+            results[i] = new MutationResult.Ok(changes.get(i), views[i]);
+            return;
         }
-        final List<String> reseated = recovered.reseat(allocator);
-        if (!reseated.isEmpty())
-        {
-            LOG.info("{}: put back on their recovered pair and block: {}", what, reseated);
-        }
-        recovered.prune(allocator);
+        final String what = accepted.size() == 1 ? batch.get(accepted.get(0)).what()
+            : batch.get(accepted.get(0)).what() + " and " + (accepted.size() - 1) + " more";
         final List<PlanChange> applied;
         try
         {
@@ -492,7 +608,9 @@ public final class ControlLoop implements LoopStats
             LOG.error("{}: the kernel refused the change, nothing changed: {}", what, e.getMessage());
             reconciler.failed(e);
             rollback();
-            return new MutationResult.Unavailable("the kernel cannot be programmed: " + e.getMessage());
+            answerAll(accepted, results, new MutationResult.Unavailable("the kernel cannot be programmed: "
+                + e.getMessage()));
+            return;
         }
         final DesiredState next = exportState();
         if (!next.equals(committed))
@@ -515,18 +633,64 @@ public final class ControlLoop implements LoopStats
                 {
                     reconciler.failed(k);
                 }
-                return new MutationResult.StateUnwritable("the state could not be written: " + problem);
+                answerAll(accepted, results, new MutationResult.StateUnwritable("the state could not be written: "
+                    + problem));
+                return;
             }
             commit(next);
         }
         ledger.committed();
         machinesChanged();
-        final List<String> changed = outcome instanceof Outcome.Done done ? done.changed() : List.of();
+        final List<String> changed = new ArrayList<>();
+        for (final int i : accepted)
+        {
+            changed.addAll(changes.get(i));
+            results[i] = views[i] != null ? new MutationResult.Ok(changes.get(i), views[i])
+                : new MutationResult.Ok(changes.get(i));
+        }
         if (!applied.isEmpty() || !changed.isEmpty())
         {
             LOG.info("{}: {} kernel changes, machines changed {}", what, applied.size(), changed);
         }
-        return new MutationResult.Ok(changed);
+    }
+
+    private static void answerAll(final List<Integer> indexes, final MutationResult[] results,
+        final MutationResult result)
+    {
+        for (final int i : indexes)
+        {
+            results[i] = result;
+        }
+    }
+
+    /**
+     * A mutation threw: the allocator may be half-changed, so the whole batch is undone, and the batch's other
+     * mutations (none of them answered yet) run again without it.
+     */
+    private void undoAndRetryOthers(final List<Pending> batch, final MutationResult[] results,
+        final List<Integer> accepted, final int failed)
+    {
+        rollback();
+        final List<Integer> again = new ArrayList<>(accepted);
+        for (int i = failed + 1; i < batch.size(); i++)
+        {
+            again.add(i);
+        }
+        if (again.isEmpty())
+        {
+            return;
+        }
+        final List<Pending> rest = new ArrayList<>();
+        for (final int i : again)
+        {
+            rest.add(batch.get(i));
+        }
+        final MutationResult[] restResults = new MutationResult[rest.size()];
+        run(rest, restResults);
+        for (int k = 0; k < again.size(); k++)
+        {
+            results[again.get(k)] = restResults[k];
+        }
     }
 
     private void commit(final DesiredState next)
@@ -620,7 +784,7 @@ public final class ControlLoop implements LoopStats
             // so health clears (and changes are taken again) as soon as there is room, without a change to try
             try
             {
-                store.write(committed);
+                store.snapshot(committed);
                 LOG.info("the state directory is writable again; state written");
                 stateWritten();
             }
@@ -628,6 +792,28 @@ public final class ControlLoop implements LoopStats
             {
                 stateFailed(e);
             }
+        }
+    }
+
+    /**
+     * On a clean stop, on the loop thread: the whole state as one snapshot, so {@code state.json} alone holds
+     * everything (an egressd from before the journal reads only it) and the next start replays nothing.
+     */
+    public void snapshotOnStop()
+    {
+        if (!synced || stateProblem != null)
+        {
+            // before the first sync the state is not the disk's yet (a start that failed must not write one);
+            // with the directory unwritable the files on disk are intact as they are
+            return;
+        }
+        try
+        {
+            store.snapshot(committed);
+        }
+        catch (final IOException e)
+        {
+            LOG.warn("stop: the snapshot could not be written ({}); the journal holds the state", e.getMessage());
         }
     }
 
@@ -700,6 +886,7 @@ public final class ControlLoop implements LoopStats
             }
         }
         commit(next);
+        synced = true;
         published = allocator.snapshot();
         reconciler.markInSync();
         machinesChanged();

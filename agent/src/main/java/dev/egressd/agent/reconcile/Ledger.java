@@ -40,6 +40,19 @@ public interface Ledger
         return false;
     }
 
+    /**
+     * Whether several mutations may share one commit ({@link ControlLoop}'s group commit): {@link #begin()} once,
+     * the mutations one after the other, then one {@link #committed()} or {@link #rolledBack()} for all of them.
+     * A ledger that undoes per mutation (a refusal rolls back what that one mutation claimed) must say no: its
+     * mutations then commit one by one.
+     *
+     * @return true if mutations may be grouped.
+     */
+    default boolean groupsMutations()
+    {
+        return false;
+    }
+
     /** A mutation starts: forget what the previous one did. */
     void begin();
 

@@ -30,6 +30,12 @@ public final class LocalLedger implements Ledger
     }
 
     @Override
+    public boolean groupsMutations()
+    {
+        return true; // nothing to undo per mutation: a refusal changed nothing
+    }
+
+    @Override
     public void begin()
     {
     }

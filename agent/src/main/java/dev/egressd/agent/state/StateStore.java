@@ -1,5 +1,6 @@
 package dev.egressd.agent.state;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationContext;
@@ -24,23 +25,40 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.time.Clock;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
 
 /**
- * The daemon's desired state on disk: {@code <state-dir>/state.json}.
+ * The daemon's desired state on disk: a snapshot, {@code <state-dir>/state.json}, and a journal of the changes
+ * accepted since, {@code <state-dir>/journal} (docs/design.md, "The state on disk").
  *
- * <p>Writes are atomic and durable: the JSON goes to {@code state.json.tmp} in the same directory, is forced to
- * disk, renamed over {@code state.json} (an atomic rename), and then the directory itself is forced so the rename
- * survives a power cut. A crash at any point leaves either the old or the new file, never a mix; a temp file
- * left behind by a crash is ignored (and overwritten by the next write).
+ * <p>A change ({@link #write}) appends one small record to the journal (what changed: the apps, machines and lists
+ * it touched, see {@link StateChange}) and forces it to disk; nothing is answered before that. Every
+ * {@value #COMPACT_RECORDS} records, or once the journal is as large as the snapshot, the whole state is written as
+ * a new snapshot instead and the journal started anew.
  *
- * <p>Once the rename succeeded the new file is what the next start reads, so a write that fails after it (the
- * directory fsync) is still committed: it is retried once, logged loudly if it fails again, and not reported as
- * a failure (the caller must not undo a change the next start would apply).
+ * <p>The snapshot is written atomically as it always was: the JSON goes to {@code state.json.tmp} in the same
+ * directory, is forced to disk, renamed over {@code state.json}, and the directory is forced. Only then is the new
+ * journal (first record: the SHA-256 of the snapshot it follows) written to {@code journal.tmp}, forced and renamed
+ * over {@code journal}. A journal whose first record names another snapshot is older than the snapshot (a crash
+ * between the two renames) and is ignored: the snapshot holds everything it held.
+ *
+ * <p>At start-up ({@link #load()}) the snapshot is read and the journal replayed over it. A torn last record (a crash
+ * while it was being written: the change was never answered) is dropped and cut off. A damaged record with a valid
+ * one after it, or a snapshot that cannot be read, means the state on disk cannot be trusted: both files are moved
+ * aside and the caller rebuilds from the kernel. A {@code state.json} without a journal (written by an egressd
+ * before the journal) loads as it is; the first change then writes a snapshot and starts the journal.
+ *
+ * <p>Once the snapshot's rename succeeded the new file is what the next start reads, so a write that fails after it
+ * (the directory fsync, the journal's rotation) is still committed: it is logged loudly, not reported as a failure
+ * (the caller must not undo a change the next start would apply), and the next change writes a snapshot again.
+ * A failed append is cut off again, so the journal ends at the last answered change.
  *
  * <p>Not thread-safe: the daemon's control loop is its only writer.
  */
@@ -51,6 +69,18 @@ public final class StateStore
 
     /** The temp file a write goes through. */
     public static final String TEMP = "state.json.tmp";
+
+    /** The journal of changes since the snapshot. */
+    public static final String JOURNAL = "journal";
+
+    /** The temp file a new journal goes through. */
+    public static final String JOURNAL_TEMP = "journal.tmp";
+
+    /** A snapshot is written after this many journal records. */
+    public static final int COMPACT_RECORDS = 1000;
+
+    /** The journal may grow to the snapshot's size, and to at least this, before a snapshot replaces it. */
+    private static final long MIN_JOURNAL_BYTES = 64 << 10;
 
     /** The lock file that keeps two daemons off one state directory. */
     public static final String LOCK = "lock";
@@ -89,7 +119,30 @@ public final class StateStore
         .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
         .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
         .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+    /** Journal records: compact, one line of JSON each. */
+    private final ObjectMapper records = new ObjectMapper()
+        .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+        .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+        .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private FileChannel lockChannel;
+
+    // what is on disk (loop thread only, but for the counters)
+    /** The state the snapshot plus the journal hold, or null when unknown (the next write is a snapshot). */
+    private DesiredState last;
+    /** Whether the next write must be a snapshot (no journal that follows the snapshot on disk). */
+    private boolean needSnapshot = true;
+    private long journalBytes;
+    private int journalRecords;
+    private long snapshotBytes;
+    private int compactRecords = COMPACT_RECORDS;
+    private volatile long syncs;
+    private volatile long bytesWritten;
+    private volatile long snapshots;
+
+    /** A journal's first record: which snapshot it follows. */
+    record JournalHead(@JsonProperty("journal") int journal, @JsonProperty("base") String base)
+    {
+    }
 
     /**
      * Creates a store.
@@ -134,6 +187,60 @@ public final class StateStore
     public Path file()
     {
         return dir.resolve(FILE);
+    }
+
+    /**
+     * The journal.
+     *
+     * @return its path.
+     */
+    public Path journal()
+    {
+        return dir.resolve(JOURNAL);
+    }
+
+    /**
+     * Changes how many records the journal holds before a snapshot (tests, benchmarks).
+     *
+     * @param records the count, at least 1.
+     */
+    public void compactEvery(final int records)
+    {
+        if (records < 1)
+        {
+            throw new IllegalArgumentException("records: must be at least 1, not " + records);
+        }
+        compactRecords = records;
+    }
+
+    /**
+     * How many times data was forced to disk for a write (one per journal record or snapshot).
+     *
+     * @return the count.
+     */
+    public long syncs()
+    {
+        return syncs;
+    }
+
+    /**
+     * Bytes written to the state directory by writes (records and snapshots).
+     *
+     * @return the count.
+     */
+    public long bytesWritten()
+    {
+        return bytesWritten;
+    }
+
+    /**
+     * Snapshots written.
+     *
+     * @return the count.
+     */
+    public long snapshots()
+    {
+        return snapshots;
     }
 
     /** What {@link #load()} found. */
@@ -205,15 +312,18 @@ public final class StateStore
     }
 
     /**
-     * Reads the state file. A corrupt file is moved aside to {@code state.json.corrupt-<UTC time>} and reported
-     * loudly, and the caller rebuilds from the kernel.
+     * Reads the snapshot and replays the journal over it. A corrupt snapshot or journal is moved aside to
+     * {@code <name>.corrupt-<UTC time>} and reported loudly, and the caller rebuilds from the kernel; a torn last
+     * journal record is dropped.
      *
      * @return what was found.
-     * @throws IOException if the directory cannot be read, the file cannot be moved aside, or the file was
+     * @throws IOException if the directory cannot be read, a file cannot be moved aside, or the file was
      *                     written by a newer egressd (it is left alone so a downgrade destroys nothing).
      */
     public Loaded load() throws IOException
     {
+        last = null;
+        needSnapshot = true;
         final Path file = file();
         final byte[] bytes;
         try
@@ -222,6 +332,12 @@ public final class StateStore
         }
         catch (final NoSuchFileException e)
         {
+            if (Files.exists(journal()))
+            {
+                // a journal is only ever started after its snapshot: without it, it cannot be replayed
+                final Path aside = aside(journal());
+                LOG.error("STATE: {} without {}; moved it to {}", journal(), file, aside);
+            }
             return new Loaded(Status.MISSING, null, null, null);
         }
         String problem;
@@ -262,46 +378,221 @@ public final class StateStore
             }
             else
             {
-                return new Loaded(Status.LOADED, state, null, null);
+                snapshotBytes = bytes.length;
+                return replay(state, sha256(bytes));
             }
         }
         catch (final JsonProcessingException e)
         {
             problem = e.getOriginalMessage();
         }
-        final Path aside = dir.resolve(FILE + ".corrupt-" + STAMP.format(clock.instant()));
-        Files.move(file, aside, StandardCopyOption.ATOMIC_MOVE);
+        return corrupt(file, problem);
+    }
+
+    private Loaded replay(final DesiredState snapshot, final String base) throws IOException
+    {
+        final Path path = journal();
+        final byte[] bytes;
+        try
+        {
+            bytes = Files.readAllBytes(path);
+        }
+        catch (final NoSuchFileException e)
+        {
+            // a state.json from before the journal (or a crash before the first journal): the next write starts one
+            last = snapshot;
+            return new Loaded(Status.LOADED, snapshot, null, null);
+        }
+        final Journal.Read read = Journal.read(bytes);
+        if (read.corrupt() != null)
+        {
+            return corrupt(path, read.corrupt());
+        }
+        if (read.payloads().isEmpty())
+        {
+            // it is written whole through a rename: an empty one is damaged, and cannot tell which state it follows
+            return corrupt(path, "no first record");
+        }
+        final JournalHead head;
+        try
+        {
+            head = records.readValue(read.payloads().get(0), JournalHead.class);
+        }
+        catch (final JsonProcessingException e)
+        {
+            return corrupt(path, "first record: " + e.getOriginalMessage());
+        }
+        if (head == null || head.base() == null || head.journal() != 1)
+        {
+            return corrupt(path, "first record: not a journal head of format 1");
+        }
+        if (!head.base().equals(base))
+        {
+            // a crash after a snapshot's rename and before the journal's: the snapshot holds all of it
+            LOG.info("state: {} follows an older snapshot than {}; ignored (the snapshot holds it)", path, file());
+            last = snapshot;
+            return new Loaded(Status.LOADED, snapshot, null, null);
+        }
+        DesiredState state = snapshot;
+        for (int i = 1; i < read.payloads().size(); i++)
+        {
+            final StateChange change;
+            try
+            {
+                change = records.readValue(read.payloads().get(i), StateChange.class);
+            }
+            catch (final JsonProcessingException e)
+            {
+                return corrupt(path, "record " + i + ": " + e.getOriginalMessage());
+            }
+            state = change.applyTo(state);
+        }
+        journalBytes = read.valid();
+        journalRecords = read.payloads().size() - 1;
+        last = state;
+        needSnapshot = journalRecords > 0; // the first write after a start folds the journal into a snapshot
+        if (read.torn())
+        {
+            LOG.warn("state: the last {} bytes of {} are a record torn by a crash (its change was never answered); "
+                + "dropped", bytes.length - read.valid(), path);
+            try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
+            {
+                channel.truncate(read.valid());
+                channel.force(true);
+            }
+            catch (final IOException e)
+            {
+                LOG.warn("state: could not cut the torn record off {} ({}); the next write is a snapshot", path,
+                    e.toString());
+                needSnapshot = true;
+            }
+        }
+        return new Loaded(Status.LOADED, state, null, null);
+    }
+
+    private Loaded corrupt(final Path bad, final String problem) throws IOException
+    {
+        // the snapshot and the journal only mean something together: both go aside
+        final Path snapshotAside = Files.exists(file()) ? aside(file()) : null;
+        final Path journalAside = Files.exists(journal()) ? aside(journal()) : null;
         forceDirectory();
-        LOG.error("STATE FILE CORRUPT: {} ({}); moved it to {}; rebuilding the state from the kernel table",
-            file, problem, aside);
-        return new Loaded(Status.CORRUPT, null, aside, problem);
+        final Path where = bad.equals(journal()) ? journalAside : snapshotAside;
+        LOG.error("STATE FILE CORRUPT: {} ({}); moved it to {}{}; rebuilding the state from the kernel table",
+            bad, problem, where, bad.equals(journal()) && snapshotAside != null ? " and " + file() + " to "
+                + snapshotAside : journalAside != null && !bad.equals(journal()) ? " and " + journal() + " to "
+                + journalAside : "");
+        last = null;
+        needSnapshot = true;
+        return new Loaded(Status.CORRUPT, null, where, problem);
+    }
+
+    private Path aside(final Path file) throws IOException
+    {
+        final Path aside = file.resolveSibling(file.getFileName() + ".corrupt-" + STAMP.format(clock.instant()));
+        Files.move(file, aside, StandardCopyOption.ATOMIC_MOVE);
+        return aside;
+    }
+
+    private static String sha256(final byte[] bytes)
+    {
+        try
+        {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
+        }
+        catch (final NoSuchAlgorithmException e)
+        {
+            throw new IllegalStateException("every JVM has SHA-256", e);
+        }
     }
 
     /**
-     * Writes the state atomically and durably (see the class comment).
+     * Persists a state: one journal record of what changed since the last write, forced to disk; or, when the
+     * journal is due for compaction (or there is none to append to), a snapshot (see the class comment).
      *
      * @param state the state.
-     * @throws IOException if it could not be written; the previous file is then intact. Once the new file is
-     *                     renamed into place the write counts as done: a failing directory fsync after it is
-     *                     retried once and then logged, never thrown.
+     * @throws IOException if it could not be written; what is on disk then still reads as before. Once a
+     *                     snapshot is renamed into place the write counts as done: what fails after it is logged,
+     *                     never thrown.
      */
     public void write(final DesiredState state) throws IOException
+    {
+        if (needSnapshot || last == null || journalRecords >= compactRecords
+            || journalBytes >= Math.max(MIN_JOURNAL_BYTES, snapshotBytes))
+        {
+            snapshot(state);
+            return;
+        }
+        if (!StateChange.sortedById(state))
+        {
+            // replay puts apps and machines in id order (the allocator's): a state in another order is written
+            // whole, so what is read back is exactly what was written
+            LOG.warn("state: apps or machines not in id order; writing a snapshot instead of a journal record");
+            snapshot(state);
+            return;
+        }
+        final StateChange change = StateChange.between(last, state);
+        if (change.isEmpty())
+        {
+            return;
+        }
+        final byte[] record = Journal.frame(records.writeValueAsBytes(change));
+        final Path path = journal();
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
+        {
+            final ByteBuffer buffer = ByteBuffer.wrap(record);
+            long at = journalBytes;
+            while (buffer.hasRemaining())
+            {
+                at += channel.write(buffer, at);
+            }
+            channel.force(false);
+        }
+        catch (final IOException e)
+        {
+            cutBack(path);
+            throw new StateWriteException(describe(e, path), e);
+        }
+        journalBytes += record.length;
+        journalRecords++;
+        last = state;
+        syncs++;
+        bytesWritten += record.length;
+    }
+
+    /** After a failed append: the journal must end at the last answered change again. */
+    private void cutBack(final Path path)
+    {
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
+        {
+            if (channel.size() > journalBytes)
+            {
+                channel.truncate(journalBytes);
+                channel.force(true);
+            }
+        }
+        catch (final IOException e)
+        {
+            // a half record may be left at the end: a crash now drops it as torn; the next write replaces it all
+            LOG.warn("state: could not cut a failed record off {} ({}); the next write is a snapshot", path,
+                e.toString());
+            needSnapshot = true;
+        }
+    }
+
+    /**
+     * Writes the whole state as a new snapshot and starts a new journal after it.
+     *
+     * @param state the state.
+     * @throws IOException if the snapshot could not be written; the previous files are then intact.
+     */
+    public void snapshot(final DesiredState state) throws IOException
     {
         final byte[] bytes = mapper.writeValueAsBytes(state);
         final Path temp = dir.resolve(TEMP);
         try
         {
             Files.createDirectories(dir);
-            try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING))
-            {
-                final ByteBuffer buffer = ByteBuffer.wrap(bytes);
-                while (buffer.hasRemaining())
-                {
-                    channel.write(buffer);
-                }
-                channel.force(true);
-            }
+            writeSynced(temp, bytes);
             Files.move(temp, file(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
         catch (final IOException e)
@@ -309,9 +600,56 @@ public final class StateStore
             throw new StateWriteException(describe(e, temp), e);
         }
         // From here on the new file is in place: the next start reads it, so this change is committed.
+        last = state;
+        snapshotBytes = bytes.length;
+        needSnapshot = true;
+        syncs++;
+        snapshots++;
+        bytesWritten += bytes.length;
+        if (!forceDirectoryOrLog())
+        {
+            // the old journal stays: if the rename is lost, the old snapshot and its journal are what is read
+            return;
+        }
+        final byte[] head = Journal.frame(records.writeValueAsBytes(new JournalHead(1, sha256(bytes))));
+        final Path journalTemp = dir.resolve(JOURNAL_TEMP);
+        try
+        {
+            writeSynced(journalTemp, head);
+            Files.move(journalTemp, journal(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        }
+        catch (final IOException e)
+        {
+            LOG.error("STATE JOURNAL NOT STARTED: {} ({}); {} holds the change (it is what the next start reads); "
+                + "the next change writes the whole state again", journal(), describe(e, journalTemp), file());
+            return;
+        }
+        bytesWritten += head.length;
+        journalBytes = head.length;
+        journalRecords = 0;
+        needSnapshot = !forceDirectoryOrLog();
+    }
+
+    private static void writeSynced(final Path path, final byte[] bytes) throws IOException
+    {
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+            StandardOpenOption.TRUNCATE_EXISTING))
+        {
+            final ByteBuffer buffer = ByteBuffer.wrap(bytes);
+            while (buffer.hasRemaining())
+            {
+                channel.write(buffer);
+            }
+            channel.force(true);
+        }
+    }
+
+    private boolean forceDirectoryOrLog()
+    {
         try
         {
             forceDirectory();
+            return true;
         }
         catch (final IOException first)
         {
@@ -319,12 +657,14 @@ public final class StateStore
             try
             {
                 forceDirectory();
+                return true;
             }
             catch (final IOException again)
             {
                 LOG.error("STATE DIRECTORY NOT SYNCED: {} holds the new state but the rename may not survive a "
                     + "power cut ({}); the change stands (it is what the next start reads); check the disk", file(),
                     again.toString());
+                return false;
             }
         }
     }

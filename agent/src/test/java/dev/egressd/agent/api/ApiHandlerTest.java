@@ -7,6 +7,7 @@ import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateFiles;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.HostSettings;
@@ -163,7 +164,7 @@ class ApiHandlerTest
         assertThat(m3.get("ports").get("first").asInt()).isEqualTo(1);
         assertThat(m3.get("ports").get("last").asInt()).isEqualTo(65535);
         // the state on disk has every placement
-        assertThat(Files.readString(store.file())).contains("\"tap-m1\"", "\"block\"", "203.0.113.20");
+        assertThat(StateFiles.onDisk(dir)).contains("\"tap-m1\"", "\"block\"", "203.0.113.20");
     }
 
     @Test
@@ -252,13 +253,13 @@ class ApiHandlerTest
     void repeatingARequestIsHarmless() throws Exception
     {
         setUpHost();
-        final String before = Files.readString(store.file());
+        final String before = StateFiles.onDisk(dir);
         final int batches = kernel.applied.size();
         ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\", \"region\": \"ord\"}");
         ok("PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\","
             + " \"ipv6\": \"fd77::2\"}");
         ok("PUT", "/v1/apps/a2", "{\"fail_closed\": false}");
-        assertThat(Files.readString(store.file())).isEqualTo(before);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(before);
         assertThat(kernel.applied).hasSize(batches);
     }
 
@@ -268,7 +269,7 @@ class ApiHandlerTest
         setUpHost();
         // After a rollback the placements are identical; only the reason text says "restored".
         final String state = placements(ok("GET", "/v1/state", null).body().get("machines").toString());
-        final String file = Files.readString(store.file());
+        final String file = StateFiles.onDisk(dir);
         kernel.failing = "netlink: operation not permitted";
         final Answer answer = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\","
             + " \"ipv4\": \"10.77.0.9\"}");
@@ -277,30 +278,32 @@ class ApiHandlerTest
         kernel.failing = null;
         assertThat(placements(ok("GET", "/v1/state", null).body().get("machines").toString())).isEqualTo(state);
         assertThat(call("GET", "/v1/machines/m9", null).status()).isEqualTo(404);
-        assertThat(Files.readString(store.file())).isEqualTo(file);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
     }
 
     @Test
     void anUnwritableStateDirectoryIsItsOwnErrorAndShowsInHealthUntilThereIsRoom() throws Exception
     {
         setUpHost();
-        final String file = Files.readString(store.file());
+        final String file = StateFiles.onDisk(dir);
         // the temp file every write goes through cannot be opened for writing (as root too)
-        Files.createDirectory(dir.resolve(StateStore.TEMP));
+        StateFiles.blockWrites(dir);
         final Answer answer = call("PUT", "/v1/machines/m9", "{\"app\": \"a1\", \"interface\": \"tap-m9\","
             + " \"ipv4\": \"10.77.0.9\"}");
         assertThat(answer.status()).isEqualTo(503);
         assertThat(answer.body().get("error").get("code").asText()).isEqualTo("state_unwritable");
         assertThat(answer.body().get("error").get("message").asText())
-            .contains(dir.resolve(StateStore.TEMP).toString(), "Is a directory", "nothing changed");
+            .contains(dir.resolve(StateStore.JOURNAL).toString(), "Is a directory", "nothing changed");
         assertThat(call("GET", "/v1/machines/m9", null).status()).isEqualTo(404);
-        assertThat(Files.readString(store.file())).isEqualTo(file);
+        StateFiles.unblockWrites(dir);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
+        StateFiles.blockWrites(dir);
         final JsonNode health = ok("GET", "/v1/health", null).body();
         assertThat(health.get("status").asText()).isEqualTo("degraded");
         assertThat(health.get("state").asText()).startsWith("unwritable: ").contains("Is a directory");
         assertThat(loop.stateWriteFailures()).isEqualTo(1);
         // room again: the reconcile loop's retry clears it without a change to try
-        Files.delete(dir.resolve(StateStore.TEMP));
+        StateFiles.unblockWrites(dir);
         loop.reconcile();
         final JsonNode after = ok("GET", "/v1/health", null).body();
         assertThat(after.get("state").asText()).isEqualTo("ok");
@@ -431,7 +434,7 @@ class ApiHandlerTest
                 + (i + 1) + "\", \"pin\": \"203.0.113.12\"}");
         }
         final String state = ok("GET", "/v1/state", null).body().toString();
-        final String file = Files.readString(store.file());
+        final String file = StateFiles.onDisk(dir);
         final var plan = kernel.plan();
         final Answer answer = call(method, uri, body);
         assertThat(answer.status()).as(answer.body().toString()).isEqualTo(status);
@@ -446,7 +449,7 @@ class ApiHandlerTest
             assertThat(error.get("field").asText()).isEqualTo(field);
         }
         assertThat(ok("GET", "/v1/state", null).body().toString()).isEqualTo(state);
-        assertThat(Files.readString(store.file())).isEqualTo(file);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
         assertThat(kernel.plan()).isEqualTo(plan);
     }
 

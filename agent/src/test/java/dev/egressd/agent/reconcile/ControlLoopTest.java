@@ -3,6 +3,7 @@ package dev.egressd.agent.reconcile;
 import dev.egressd.agent.kernel.FakeKernel;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateFiles;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.BlockLayout;
@@ -174,7 +175,7 @@ class ControlLoopTest
         final ControlLoop before = populated();
         final Map<String, Egress> placed = placements(before);
         final var plan = kernel.plan();
-        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        final String file = StateFiles.onDisk(dir);
         for (final boolean drifted : new boolean[] {false, true})
         {
             if (drifted)
@@ -183,9 +184,9 @@ class ControlLoopTest
                 kernel.plan(dev.egressd.core.plan.PlanDiff.apply(kernel.plan(), java.util.List.of(
                     dev.egressd.core.plan.PlanChange.remove(plan.elements("snat4").values().iterator().next()))));
             }
-            Files.createDirectory(dir.resolve(StateStore.TEMP)); // every write fails, as on a full disk
             final StateStore store = new StateStore(dir);
             final StateStore.Loaded loaded = store.load();
+            StateFiles.blockWrites(dir); // every write fails, as on a full disk
             assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
             final ControlLoop after = ControlLoop.of(settings, loaded.state(), kernel, store, Runnable::run,
                 () -> 0L, 0);
@@ -196,12 +197,12 @@ class ControlLoopTest
                 l -> l.putMachine(machine("m40", "a1", 90))).get();
             assertThat(refused).isInstanceOf(MutationResult.StateUnwritable.class);
             assertThat(((MutationResult.StateUnwritable)refused).message())
-                .contains(dir.resolve(StateStore.TEMP).toString(), "Is a directory");
+                .contains(dir.toString(), "Is a directory");
             assertThat(after.stateProblem()).isNotNull();
             assertThat(after.allocator().machine("m40")).isEmpty();
             assertThat(kernel.plan()).as("the kernel change was undone").isEqualTo(plan);
-            assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
-            Files.delete(dir.resolve(StateStore.TEMP));
+            StateFiles.unblockWrites(dir);
+            assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
         }
     }
 
@@ -329,7 +330,8 @@ class ControlLoopTest
     void aStateFileWithoutDrainingLoadsAsNoneDraining() throws Exception
     {
         populated();
-        final String text = Files.readString(dir.resolve(StateStore.FILE));
+        final String text = Files.readString(dir.resolve(StateStore.FILE)) + Files.readString(dir.resolve(StateStore.JOURNAL),
+            java.nio.charset.StandardCharsets.ISO_8859_1);
         assertThat(text).doesNotContain("draining");
         assertThat(new StateStore(dir).load().state().draining()).isEmpty();
     }
@@ -349,6 +351,7 @@ class ControlLoopTest
         });
         final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
             store, Runnable::run, () -> 0L, 0);
+        store.compactEvery(1); // the change below is written as a snapshot: the path with a rename and a directory fsync
         loop.initialSync();
         loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
         failing.set(true);
@@ -369,7 +372,7 @@ class ControlLoopTest
         final ControlLoop loop = populated();
         loop.guestInterfaces("tap-*");
         final var plan = kernel.plan();
-        final String file = Files.readString(dir.resolve(StateStore.FILE));
+        final String file = StateFiles.onDisk(dir);
         final Machine outside = new Machine("m40", "a1", "vm-1", Ipv4Address.parse("10.77.0.90"), null, null);
         final MutationResult result = loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(outside)).get();
         assertThat(result).isInstanceOf(MutationResult.Refused.class);
@@ -378,7 +381,7 @@ class ControlLoopTest
         assertThat(refusal.field()).isEqualTo("interface");
         assertThat(refusal.message()).contains("vm-1", "tap-*");
         assertThat(kernel.plan()).isEqualTo(plan);
-        assertThat(Files.readString(dir.resolve(StateStore.FILE))).isEqualTo(file);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
         assertThat(loop.allocator().machine("m40")).isEmpty();
     }
 
@@ -392,5 +395,201 @@ class ControlLoopTest
         assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest0")).isTrue();
         assertThat(ControlLoop.matchesGuestInterfaces("guest0", "guest01")).isFalse();
         assertThat(ControlLoop.matchesGuestInterfaces(null, "anything")).isTrue();
+    }
+
+    // ------------------------------------------------------------------------------------------- group commit
+
+    /** A loop whose thread is the test: tasks queue until {@link java.util.Queue#poll()}ed and run. */
+    private record Queued(ControlLoop loop, StateStore store, java.util.ArrayDeque<Runnable> tasks)
+    {
+        void runAll()
+        {
+            Runnable task;
+            while ((task = tasks.poll()) != null)
+            {
+                task.run();
+            }
+        }
+    }
+
+    private Queued queued() throws Exception
+    {
+        final java.util.ArrayDeque<Runnable> tasks = new java.util.ArrayDeque<>();
+        final StateStore store = new StateStore(dir);
+        store.load();
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, tasks::add, () -> 0L, 0);
+        loop.initialSync();
+        final Queued q = new Queued(loop, store, tasks);
+        loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10")));
+        q.runAll();
+        return q;
+    }
+
+    @Test
+    void changesQueuedBehindEachOtherShareOneKernelSyncAndOneFsyncAndAreAnsweredAfterBoth() throws Exception
+    {
+        final Queued q = queued();
+        final int batches = kernel.applied.size();
+        final long syncs = q.store().syncs();
+        final long commits = q.loop().batches();
+        final java.util.List<java.util.concurrent.CompletableFuture<MutationResult>> answers = new java.util.ArrayList<>();
+        final java.util.List<String> seenAtAnswer = new java.util.concurrent.CopyOnWriteArrayList<>();
+        for (int i = 1; i <= 5; i++)
+        {
+            final Machine m = machine("m" + i, "a1", i + 1);
+            final java.util.concurrent.CompletableFuture<MutationResult> answer =
+                q.loop().mutate(Operation.PUT_MACHINE, "machine " + m.id(), l -> l.putMachine(m));
+            // what holds the moment the answer is given: the kernel element and the state on disk
+            answer.thenRun(() -> seenAtAnswer.add(m.id() + " kernel=" + kernel.plan().elements("snat4")
+                .containsKey(m.ipv4()) + " disk=" + onDisk().contains("\"" + m.id() + "\"")));
+            answers.add(answer);
+        }
+        assertThat(answers).noneMatch(java.util.concurrent.CompletableFuture::isDone);
+        q.runAll();
+        assertThat(answers).allMatch(a -> a.join() instanceof MutationResult.Ok);
+        assertThat(kernel.applied.size() - batches).as("one kernel batch for the five").isEqualTo(1);
+        assertThat(kernel.applied.get(kernel.applied.size() - 1)).hasSizeGreaterThanOrEqualTo(5);
+        assertThat(q.store().syncs() - syncs).as("one fsync for the five").isEqualTo(1);
+        assertThat(q.loop().batches() - commits).isEqualTo(1);
+        assertThat(seenAtAnswer).containsExactly("m1 kernel=true disk=true", "m2 kernel=true disk=true",
+            "m3 kernel=true disk=true", "m4 kernel=true disk=true", "m5 kernel=true disk=true");
+        // each keeps the view of its own result
+        assertThat(q.loop().allocator().machines()).hasSize(5);
+    }
+
+    private String onDisk()
+    {
+        try
+        {
+            return StateFiles.onDisk(dir);
+        }
+        catch (final java.io.IOException e)
+        {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    @Test
+    void aRefusalInABatchAnswersThatOneAndTheOthersStillCommit() throws Exception
+    {
+        final Queued q = queued();
+        final Machine m1 = machine("m1", "a1", 2);
+        final Machine bad = new Machine("m2", "a1", "vm-2", Ipv4Address.parse("10.77.0.3"), null, null);
+        final Machine m3 = machine("m3", "a1", 4);
+        final var a1 = q.loop().mutate(Operation.PUT_MACHINE, "m1", l -> l.putMachine(m1),
+            l -> l.allocator().machine("m1").orElseThrow().egress());
+        final var a2 = q.loop().mutate(Operation.PUT_MACHINE, "m2", l -> l.putMachine(bad));
+        final var a3 = q.loop().mutate(Operation.PUT_MACHINE, "m3", l -> l.putMachine(m3));
+        final var seen = new java.util.ArrayList<ChangeObserver.Outcome>();
+        q.loop().observeChanges((operation, outcome, nanos) -> seen.add(outcome));
+        q.runAll();
+        assertThat(a1.join()).isInstanceOf(MutationResult.Ok.class);
+        assertThat(((MutationResult.Ok)a1.join()).view()).isEqualTo(q.loop().allocator().machine("m1").orElseThrow()
+            .egress());
+        assertThat(a2.join()).isInstanceOf(MutationResult.Refused.class);
+        assertThat(((MutationResult.Refused)a2.join()).refusal().field()).isEqualTo("interface");
+        assertThat(a3.join()).isInstanceOf(MutationResult.Ok.class);
+        assertThat(seen).containsExactly(ChangeObserver.Outcome.OK, ChangeObserver.Outcome.REFUSED,
+            ChangeObserver.Outcome.OK);
+        assertThat(kernel.plan().elements("snat4")).containsKeys(m1.ipv4(), m3.ipv4())
+            .doesNotContainKey(bad.ipv4());
+        assertThat(new StateStore(dir).load().state().machines()).extracting(DesiredState.MachineEntry::id)
+            .containsExactly("m1", "m3");
+    }
+
+    @Test
+    void aFailingKernelUndoesTheWholeBatchAndAnswersEachUnavailable() throws Exception
+    {
+        final Queued q = queued();
+        final var plan = kernel.plan();
+        final String file = StateFiles.onDisk(dir);
+        final var answers = new java.util.ArrayList<java.util.concurrent.CompletableFuture<MutationResult>>();
+        for (int i = 1; i <= 3; i++)
+        {
+            final Machine m = machine("m" + i, "a1", i + 1);
+            answers.add(q.loop().mutate(Operation.PUT_MACHINE, m.id(), l -> l.putMachine(m)));
+        }
+        kernel.failing = "netlink: operation not permitted";
+        q.runAll();
+        kernel.failing = null;
+        assertThat(answers).allMatch(a -> a.join() instanceof MutationResult.Unavailable);
+        assertThat(q.loop().allocator().machines()).isEmpty();
+        assertThat(kernel.plan()).isEqualTo(plan);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
+        // and the next batch works
+        final Machine m9 = machine("m9", "a1", 30);
+        final var again = q.loop().mutate(Operation.PUT_MACHINE, "m9", l -> l.putMachine(m9));
+        q.runAll();
+        assertThat(again.join()).isInstanceOf(MutationResult.Ok.class);
+    }
+
+    @Test
+    void aMutationThatThrowsInABatchIsAnsweredAloneAndTheOthersRunAgainWithoutIt() throws Exception
+    {
+        final Queued q = queued();
+        final Machine m1 = machine("m1", "a1", 2);
+        final Machine m3 = machine("m3", "a1", 4);
+        final var a1 = q.loop().mutate(Operation.PUT_MACHINE, "m1", l -> l.putMachine(m1));
+        final var a2 = q.loop().mutate(Operation.PUT_MACHINE, "boom", l ->
+        {
+            l.putMachine(machine("m2", "a1", 3)); // half done, then a bug
+            throw new IllegalStateException("bug (test)");
+        });
+        final var a3 = q.loop().mutate(Operation.PUT_MACHINE, "m3", l -> l.putMachine(m3));
+        q.runAll();
+        assertThat(a1.join()).isInstanceOf(MutationResult.Ok.class);
+        assertThat(a2.join()).isInstanceOf(MutationResult.Unavailable.class);
+        assertThat(a3.join()).isInstanceOf(MutationResult.Ok.class);
+        assertThat(q.loop().allocator().machine("m2")).as("the half-done change is undone").isEmpty();
+        assertThat(new StateStore(dir).load().state().machines()).extracting(DesiredState.MachineEntry::id)
+            .containsExactly("m1", "m3");
+    }
+
+    @Test
+    void aCleanStopFoldsTheJournalIntoTheSnapshotAndAStartThatNeverSyncedWritesNothing() throws Exception
+    {
+        final ControlLoop loop = populated();
+        final String expected = StateFiles.onDisk(dir);
+        assertThat(Files.readString(dir.resolve(StateStore.FILE))).as("the changes are in the journal")
+            .doesNotContain("\"m21\"");
+        loop.snapshotOnStop();
+        // state.json alone now holds everything (what an egressd before the journal reads)
+        final StateStore alone = new StateStore(dir.resolve("alone"));
+        Files.createDirectories(dir.resolve("alone"));
+        Files.copy(dir.resolve(StateStore.FILE), dir.resolve("alone").resolve(StateStore.FILE));
+        assertThat(alone.toJson(alone.load().state())).isEqualTo(expected);
+        final Path fresh = dir.resolve("fresh");
+        final ControlLoop never = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            new StateStore(fresh), Runnable::run, () -> 0L, 0);
+        never.snapshotOnStop();
+        assertThat(fresh.resolve(StateStore.FILE)).doesNotExist();
+    }
+
+    @Test
+    void aDamagedJournalIsKeptAsideAndTheKernelKeepsEveryMachineUntilItIsResent() throws Exception
+    {
+        final ControlLoop before = populated();
+        final Map<String, Egress> placed = placements(before);
+        final var plan = kernel.plan();
+        // the first record after the journal's head damaged; the records after it are intact
+        final byte[] journal = Files.readAllBytes(dir.resolve(StateStore.JOURNAL));
+        final int head = 12 + java.nio.ByteBuffer.wrap(journal).getInt();
+        journal[head + 12 + 3] ^= 0x01;
+        Files.write(dir.resolve(StateStore.JOURNAL), journal);
+        final ControlLoop after = start();
+        assertThat(Files.list(dir).map(p -> p.getFileName().toString()))
+            .anyMatch(n -> n.startsWith("journal.corrupt-")).anyMatch(n -> n.startsWith("state.json.corrupt-"));
+        assertThat(kernel.plan()).as("nothing in the kernel changed: all kept as recovered").isEqualTo(plan);
+        assertThat(after.recovered()).isNotEmpty();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        after.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.11", "2001:db8::11"))).get();
+        for (final String id : placed.keySet())
+        {
+            final EgressAllocator.MachineView view = before.allocator().machine(id).orElseThrow();
+            after.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(view.machine())).get();
+        }
+        assertThat(placements(after)).isEqualTo(placed);
+        assertThat(kernel.plan()).isEqualTo(plan);
     }
 }

@@ -104,9 +104,9 @@ class StateStoreTest
         // The crash: a half-written temp file, never renamed.
         Files.writeString(dir.resolve(StateStore.TEMP), "{\"version\": 1, \"apps\": [{\"id\": \"half");
         assertThat(store.load().state()).isEqualTo(sample());
-        // The next write goes through the same temp name and replaces it completely.
+        // The next snapshot goes through the same temp name and replaces it completely.
         final DesiredState next = DesiredState.empty(sample().host());
-        store.write(next);
+        store.snapshot(next);
         assertThat(store.load().state()).isEqualTo(next);
         assertThat(Files.exists(dir.resolve(StateStore.TEMP))).isFalse();
     }
@@ -138,7 +138,7 @@ class StateStoreTest
         assertThat(store.load().state().draining()).isEmpty();
         final DesiredState draining = sample().withDraining(List.of(new DesiredState.Draining(
             new DesiredState.Element("uplink4", null, "203.0.113.40", null, null, null), 1_767_323_045_678L)));
-        store.write(draining);
+        store.snapshot(draining);
         assertThat(Files.readString(store.file())).contains("\"draining\"", "\"until_epoch_millis\" : 1767323045678");
         assertThat(store.load().state()).isEqualTo(draining);
     }
@@ -169,7 +169,265 @@ class StateStoreTest
             }
         });
         store.write(sample());
-        assertThat(calls.get()).isEqualTo(2);
+        assertThat(calls.get()).as("the failed one, its retry, and the one after the journal's rename").isEqualTo(3);
         assertThat(store.load().state()).isEqualTo(sample());
+    }
+
+    // ------------------------------------------------------------------------------------------------ journal
+
+    private static DesiredState withMachine(final DesiredState state, final String id, final int block)
+    {
+        final List<DesiredState.MachineEntry> machines = new java.util.ArrayList<>(state.machines());
+        machines.removeIf(m -> m.id().equals(id));
+        machines.add(new DesiredState.MachineEntry(id, "a1", "tap-" + id, "10.77.1." + block, null, null,
+            new DesiredState.Slot("203.0.113.10", block), null));
+        machines.sort(java.util.Comparator.comparing(DesiredState.MachineEntry::id));
+        return new DesiredState(state.version(), state.host(), state.apps(), machines, state.recovered(),
+            state.draining());
+    }
+
+    private static DesiredState withoutMachine(final DesiredState state, final String id)
+    {
+        final List<DesiredState.MachineEntry> machines = new java.util.ArrayList<>(state.machines());
+        machines.removeIf(m -> m.id().equals(id));
+        return new DesiredState(state.version(), state.host(), state.apps(), machines, state.recovered(),
+            state.draining());
+    }
+
+    @Test
+    void aChangeAppendsOneSmallRecordAndLeavesTheSnapshotAlone() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        assertThat(store.snapshots()).isEqualTo(1);
+        final String snapshot = Files.readString(store.file());
+        final long journal = Files.size(store.journal());
+        final long written = store.bytesWritten();
+        final long syncs = store.syncs();
+        final DesiredState next = withMachine(sample(), "m5", 5).withDraining(List.of(new DesiredState.Draining(
+            new DesiredState.Element("uplink4", null, "203.0.113.40", null, null, null), 1_767_323_045_678L)));
+        store.write(next);
+        final DesiredState removed = withoutMachine(next, "m1");
+        store.write(removed);
+        assertThat(Files.readString(store.file())).as("the snapshot is not rewritten").isEqualTo(snapshot);
+        assertThat(store.syncs() - syncs).as("one fsync per change").isEqualTo(2);
+        final long growth = Files.size(store.journal()) - journal;
+        assertThat(growth).isEqualTo(store.bytesWritten() - written).isLessThan(600);
+        final String records = new String(Files.readAllBytes(store.journal()), java.nio.charset.StandardCharsets.UTF_8);
+        assertThat(records).contains("\"m5\"", "\"machines_removed\":[\"m1\"]", "until_epoch_millis")
+            .doesNotContain("\"m2\"");
+        final StateStore.Loaded loaded = new StateStore(dir, clock).load();
+        assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
+        assertThat(loaded.state()).isEqualTo(removed);
+    }
+
+    @Test
+    void aTornLastRecordIsDroppedAndCutOffAndTheNextChangeAppendsAfterTheLastGoodOne() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final DesiredState s2 = withMachine(sample(), "m5", 5);
+        store.write(s2);
+        final long good = Files.size(store.journal());
+        store.write(withMachine(s2, "m6", 6));
+        final byte[] all = Files.readAllBytes(store.journal());
+        for (final int keep : new int[] {(int)good + 5, (int)good + 20, all.length - 1})
+        {
+            // a crash in the middle of the last record: a prefix of it is on disk
+            Files.write(store.journal(), java.util.Arrays.copyOf(all, keep));
+            final StateStore again = new StateStore(dir, clock);
+            assertThat(again.load().state()).as("cut at %d", keep).isEqualTo(s2);
+            assertThat(Files.size(store.journal())).as("the torn record is cut off").isEqualTo(good);
+        }
+        // the file grew but the data never reached the disk: zeros where the record should be
+        final byte[] zeros = java.util.Arrays.copyOf(java.util.Arrays.copyOf(all, (int)good), all.length);
+        Files.write(store.journal(), zeros);
+        final StateStore again = new StateStore(dir, clock);
+        assertThat(again.load().state()).isEqualTo(s2);
+        final DesiredState s4 = withMachine(s2, "m7", 7);
+        again.write(s4);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(s4);
+    }
+
+    @Test
+    void aDamagedRecordWithValidOnesAfterItIsCorruptAndBothFilesAreKeptAside() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final long head = Files.size(store.journal());
+        store.write(withMachine(sample(), "m5", 5));
+        store.write(withMachine(sample(), "m6", 6));
+        final byte[] bytes = Files.readAllBytes(store.journal());
+        bytes[(int)head + 20] ^= 0x20; // a flipped bit in the payload of the first change
+        Files.write(store.journal(), bytes);
+        final StateStore.Loaded loaded = new StateStore(dir, clock).load();
+        assertThat(loaded.status()).isEqualTo(StateStore.Status.CORRUPT);
+        assertThat(loaded.state()).isNull();
+        assertThat(loaded.detail()).contains("damaged", "valid record follows");
+        assertThat(loaded.aside()).isEqualTo(dir.resolve("journal.corrupt-20260102T030405.678Z"));
+        assertThat(Files.readAllBytes(loaded.aside())).isEqualTo(bytes);
+        assertThat(dir.resolve("state.json.corrupt-20260102T030405.678Z")).exists();
+        assertThat(store.file()).doesNotExist();
+        assertThat(store.journal()).doesNotExist();
+    }
+
+    @Test
+    void aSnapshotFoldsTheJournalInAndAJournalOlderThanTheSnapshotIsIgnored() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.compactEvery(3);
+        DesiredState state = sample();
+        store.write(state);
+        final long head = Files.size(store.journal());
+        byte[] before = null;
+        for (int i = 0; i < 4; i++)
+        {
+            before = Files.readAllBytes(store.journal());
+            state = withMachine(state, "n" + i, 10 + i);
+            store.write(state);
+        }
+        // the 4th change found 3 records: it was written as a snapshot and the journal started again
+        assertThat(store.snapshots()).isEqualTo(2);
+        assertThat(Files.size(store.journal())).isEqualTo(head);
+        assertThat(Files.readString(store.file())).contains("\"n3\"");
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(state);
+        // a crash between the snapshot's rename and the journal's: the old journal (3 records) is still there
+        Files.write(store.journal(), before);
+        final StateStore again = new StateStore(dir, clock);
+        assertThat(again.load().state()).as("the snapshot holds what the old journal held").isEqualTo(state);
+        // and the next change does not append to that journal: it writes a snapshot and a new journal
+        final DesiredState next = withMachine(state, "n9", 19);
+        again.write(next);
+        assertThat(again.snapshots()).isEqualTo(1);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(next);
+    }
+
+    @Test
+    void aStartReplaysTheJournalAndTheFirstWriteAfterItFoldsItIntoASnapshot() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final DesiredState s2 = withMachine(sample(), "m5", 5);
+        store.write(s2);
+        final StateStore again = new StateStore(dir, clock);
+        assertThat(again.load().state()).isEqualTo(s2);
+        final DesiredState s3 = withMachine(s2, "m6", 6);
+        again.write(s3);
+        assertThat(again.snapshots()).isEqualTo(1);
+        assertThat(Files.readString(store.file())).contains("\"m6\"");
+    }
+
+    @Test
+    void aStateFileFromBeforeTheJournalLoadsAndTheFirstChangeStartsTheJournal() throws Exception
+    {
+        // exactly what an egressd before the journal wrote: state.json alone, indented JSON
+        Files.writeString(store(dir).file(), "{\n  \"version\" : 1,\n  \"host\" : {\"region\" : \"ord\", "
+            + "\"block_count\" : 64, \"block_size\" : 1024, \"destination_cap\" : 1024},\n  \"apps\" : [ {\"id\" : "
+            + "\"a1\", \"fail_closed\" : true, \"pairs\" : [ {\"ipv4\" : \"203.0.113.10\", \"ipv6\" : \"2001:db8::10\", "
+            + "\"drained\" : false} ], \"waiting\" : [ \"m9\" ]} ],\n  \"machines\" : [ {\"id\" : \"m1\", \"app\" : "
+            + "\"a1\", \"interface\" : \"tap-m1\", \"ipv4\" : \"10.77.0.2\", \"ipv6\" : \"fd77::2\", \"slot\" : "
+            + "{\"pair\" : \"203.0.113.10\", \"block\" : 3}}, {\"id\" : \"m2\", \"app\" : \"a1\", \"interface\" : "
+            + "\"tap-m2\", \"ipv4\" : \"10.77.0.3\", \"machine_scoped\" : {\"ipv4\" : \"203.0.113.20\", \"ipv6\" : "
+            + "\"2001:db8::20\"}} ],\n  \"recovered\" : [ {\"kind\" : \"snat4\", \"address\" : \"10.77.0.9\", "
+            + "\"egress\" : \"203.0.113.30\", \"first_port\" : 1024, \"last_port\" : 2047} ]\n}\n");
+        final StateStore store = new StateStore(dir, clock);
+        final StateStore.Loaded loaded = store.load();
+        assertThat(loaded.status()).isEqualTo(StateStore.Status.LOADED);
+        assertThat(loaded.state()).isEqualTo(sample());
+        assertThat(store.journal()).doesNotExist();
+        final DesiredState s2 = withMachine(sample(), "m5", 5);
+        store.write(s2);
+        assertThat(store.snapshots()).as("the first change writes a snapshot and starts the journal").isEqualTo(1);
+        assertThat(store.journal()).exists();
+        final DesiredState s3 = withMachine(s2, "m6", 6);
+        store.write(s3);
+        assertThat(store.snapshots()).isEqualTo(1);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(s3);
+    }
+
+    private StateStore store(final Path where)
+    {
+        return new StateStore(where, clock);
+    }
+
+    @Test
+    void anUnwritableDirectoryFailsTheWriteAndLeavesWhatIsOnDiskAsItWas() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final DesiredState s2 = withMachine(sample(), "m5", 5);
+        store.write(s2);
+        StateFiles.blockWrites(dir);
+        assertThatThrownBy(() -> store.write(withMachine(s2, "m6", 6)))
+            .isInstanceOf(StateStore.StateWriteException.class)
+            .hasMessageContaining(store.journal().toString()).hasMessageContaining("Is a directory");
+        assertThatThrownBy(() -> store.snapshot(withMachine(s2, "m6", 6)))
+            .isInstanceOf(StateStore.StateWriteException.class)
+            .hasMessageContaining(dir.resolve(StateStore.TEMP).toString());
+        StateFiles.unblockWrites(dir);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(s2);
+        final DesiredState s3 = withMachine(s2, "m7", 7);
+        store.write(s3);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(s3);
+    }
+
+    @Test
+    void aFailedAppendIsCutOffSoTheJournalEndsAtTheLastAnsweredChange() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final DesiredState s2 = withMachine(sample(), "m5", 5);
+        store.write(s2);
+        final long size = Files.size(store.journal());
+        // garbage after the last answered record, as a write that failed half-way leaves
+        Files.write(store.journal(), new byte[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13},
+            java.nio.file.StandardOpenOption.APPEND);
+        final DesiredState s3 = withMachine(s2, "m6", 6);
+        store.write(s3); // written at the end of the last good record, over the garbage
+        assertThat(Files.size(store.journal())).isGreaterThan(size);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(s3);
+    }
+
+    @Test
+    void journalFramingTellsATornTailFromADamagedMiddle()
+    {
+        final byte[] a = Journal.frame("{\"a\":1}".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        final byte[] b = Journal.frame("{\"b\":2}".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        final byte[] both = new byte[a.length + b.length];
+        System.arraycopy(a, 0, both, 0, a.length);
+        System.arraycopy(b, 0, both, a.length, b.length);
+        final Journal.Read whole = Journal.read(both);
+        assertThat(whole.payloads()).hasSize(2);
+        assertThat(whole.torn()).isFalse();
+        assertThat(whole.corrupt()).isNull();
+        // a damaged length (the two copies disagree) in the first record, the second intact: corrupt
+        final byte[] badLength = both.clone();
+        badLength[3] ^= 1;
+        assertThat(Journal.read(badLength).corrupt()).contains("byte 0");
+        // the same damage in the last record: torn
+        final byte[] badTail = both.clone();
+        badTail[a.length + 3] ^= 1;
+        final Journal.Read torn = Journal.read(badTail);
+        assertThat(torn.torn()).isTrue();
+        assertThat(torn.payloads()).hasSize(1);
+        assertThat(torn.valid()).isEqualTo(a.length);
+    }
+
+    @Test
+    void aStateNotInIdOrderIsWrittenWholeSoItReadsBackExactly() throws Exception
+    {
+        final StateStore store = new StateStore(dir, clock);
+        store.write(sample());
+        final List<DesiredState.MachineEntry> reversed = new java.util.ArrayList<>(sample().machines());
+        java.util.Collections.reverse(reversed);
+        final DesiredState unsorted = new DesiredState(1, sample().host(), sample().apps(), reversed,
+            sample().recovered());
+        store.write(unsorted);
+        assertThat(store.snapshots()).isEqualTo(2);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(unsorted);
+        // and a sorted one after it goes to the journal again
+        store.write(withMachine(sample(), "m5", 5));
+        assertThat(store.snapshots()).isEqualTo(2);
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(withMachine(sample(), "m5", 5));
     }
 }

@@ -1,0 +1,184 @@
+package dev.egressd.agent.state;
+
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * One journal record: what one accepted change did to the {@link DesiredState}, by top-level entry. Apps and
+ * machines are keyed by id (the whole new entry, or the id of a removed one); the host, the recovered elements and
+ * the draining addresses are small and written whole when they changed. A field left out (null) did not change.
+ *
+ * <p>Replaying a record sets every entry it names to its value, so replaying records over a state that already
+ * holds some of them gives the same result as replaying them over the state before them: the property the
+ * snapshot-then-rotate order relies on.
+ *
+ * @param host            the new host settings, or null.
+ * @param apps            apps added or changed (whole).
+ * @param appsRemoved     ids of apps removed.
+ * @param machines        machines added or changed (whole).
+ * @param machinesRemoved ids of machines removed.
+ * @param recovered       the new recovered elements (whole), or null.
+ * @param draining        the new draining addresses (whole), or null.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public record StateChange(
+    @JsonProperty("host") DesiredState.Host host,
+    @JsonProperty("apps") List<DesiredState.App> apps,
+    @JsonProperty("apps_removed") List<String> appsRemoved,
+    @JsonProperty("machines") List<DesiredState.MachineEntry> machines,
+    @JsonProperty("machines_removed") List<String> machinesRemoved,
+    @JsonProperty("recovered") List<DesiredState.Element> recovered,
+    @JsonProperty("draining") List<DesiredState.Draining> draining)
+{
+    /**
+     * What changed from one state to the next.
+     *
+     * @param before the state on disk.
+     * @param after  the state to persist.
+     * @return the change.
+     */
+    public static StateChange between(final DesiredState before, final DesiredState after)
+    {
+        final Map<String, DesiredState.App> apps = new HashMap<>(before.apps().size() * 2);
+        for (final DesiredState.App app : before.apps())
+        {
+            apps.put(app.id(), app);
+        }
+        final List<DesiredState.App> appsPut = new ArrayList<>();
+        final Set<String> appsSeen = new HashSet<>();
+        for (final DesiredState.App app : after.apps())
+        {
+            appsSeen.add(app.id());
+            if (!app.equals(apps.get(app.id())))
+            {
+                appsPut.add(app);
+            }
+        }
+        final List<String> appsRemoved = new ArrayList<>();
+        for (final DesiredState.App app : before.apps())
+        {
+            if (!appsSeen.contains(app.id()))
+            {
+                appsRemoved.add(app.id());
+            }
+        }
+        final Map<String, DesiredState.MachineEntry> machines = new HashMap<>(before.machines().size() * 2);
+        for (final DesiredState.MachineEntry m : before.machines())
+        {
+            machines.put(m.id(), m);
+        }
+        final List<DesiredState.MachineEntry> machinesPut = new ArrayList<>();
+        final Set<String> machinesSeen = new HashSet<>(after.machines().size() * 2);
+        for (final DesiredState.MachineEntry m : after.machines())
+        {
+            machinesSeen.add(m.id());
+            if (!m.equals(machines.get(m.id())))
+            {
+                machinesPut.add(m);
+            }
+        }
+        final List<String> machinesRemoved = new ArrayList<>();
+        for (final DesiredState.MachineEntry m : before.machines())
+        {
+            if (!machinesSeen.contains(m.id()))
+            {
+                machinesRemoved.add(m.id());
+            }
+        }
+        return new StateChange(
+            before.host().equals(after.host()) ? null : after.host(),
+            appsPut.isEmpty() ? null : appsPut,
+            appsRemoved.isEmpty() ? null : appsRemoved,
+            machinesPut.isEmpty() ? null : machinesPut,
+            machinesRemoved.isEmpty() ? null : machinesRemoved,
+            before.recovered().equals(after.recovered()) ? null : after.recovered(),
+            before.draining().equals(after.draining()) ? null : after.draining());
+    }
+
+    /**
+     * Whether a state's apps and machines are in strictly increasing id order, the order {@link #applyTo} gives
+     * them (and the allocator exports them in).
+     *
+     * @param state the state.
+     * @return true if so.
+     */
+    public static boolean sortedById(final DesiredState state)
+    {
+        for (int i = 1; i < state.apps().size(); i++)
+        {
+            if (state.apps().get(i - 1).id().compareTo(state.apps().get(i).id()) >= 0)
+            {
+                return false;
+            }
+        }
+        for (int i = 1; i < state.machines().size(); i++)
+        {
+            if (state.machines().get(i - 1).id().compareTo(state.machines().get(i).id()) >= 0)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Replays this change over a state.
+     *
+     * @param state the state.
+     * @return the state after the change.
+     */
+    public DesiredState applyTo(final DesiredState state)
+    {
+        // ids in order, as the allocator exports them (its maps are sorted by id)
+        final TreeMap<String, DesiredState.App> allApps = new TreeMap<>();
+        for (final DesiredState.App app : state.apps())
+        {
+            allApps.put(app.id(), app);
+        }
+        if (appsRemoved != null)
+        {
+            appsRemoved.forEach(allApps::remove);
+        }
+        if (apps != null)
+        {
+            apps.forEach(a -> allApps.put(a.id(), a));
+        }
+        final TreeMap<String, DesiredState.MachineEntry> allMachines = new TreeMap<>();
+        for (final DesiredState.MachineEntry m : state.machines())
+        {
+            allMachines.put(m.id(), m);
+        }
+        if (machinesRemoved != null)
+        {
+            machinesRemoved.forEach(allMachines::remove);
+        }
+        if (machines != null)
+        {
+            machines.forEach(m -> allMachines.put(m.id(), m));
+        }
+        return new DesiredState(state.version(), host != null ? host : state.host(),
+            new ArrayList<>(allApps.values()), new ArrayList<>(allMachines.values()),
+            recovered != null ? recovered : state.recovered(), draining != null ? draining : state.draining());
+    }
+
+    /**
+     * Whether it changes nothing.
+     *
+     * @return true when every field is null.
+     */
+    @JsonIgnore
+    public boolean isEmpty()
+    {
+        return host == null && apps == null && appsRemoved == null && machines == null && machinesRemoved == null
+            && recovered == null && draining == null;
+    }
+}
