@@ -729,13 +729,34 @@ class ChaosIT extends DaemonLabTest
         Shell.run(Duration.ofSeconds(20), List.of("dd", "if=/dev/zero", "of=" + filler, "bs=4k"));
         assertThat(Shell.must(Lab.EXEC_TIMEOUT, List.of("df", "--output=avail", stateDir.toString())))
             .as("the state directory's filesystem is full").contains(" 0");
-        final String m2 = "{\"app\": \"shop\", \"interface\": \"tap-m2\", \"ipv4\": \"10.77.1.2\", \"ipv6\": \"fd77::1:2\"}";
-        final Response refused = api.put("/v1/machines/m2", m2);
+        // A change is a small journal record: the first few may still fit in the space the journal file already
+        // has (they are on disk, rightly accepted); keep changing until the disk refuses one.
+        int accepted = 0;
+        String refusedId = null;
+        String m2 = null;
+        Response refused = null;
+        for (int i = 2; i < 250 && refusedId == null; i++)
+        {
+            final String id = "m" + i;
+            final String body = "{\"app\": \"shop\", \"interface\": \"tap-" + id + "\", \"ipv4\": \"10.77.1." + i
+                + "\", \"ipv6\": \"fd77::1:" + Integer.toHexString(i) + "\"}";
+            final Response r = api.put("/v1/machines/" + id, body);
+            if (r.status() == 200)
+            {
+                accepted++;
+                continue;
+            }
+            refusedId = id;
+            m2 = body;
+            refused = r;
+        }
+        assertThat(refusedId).as("the full disk refused a change").isNotNull();
+        final String refusedIp = "10.77.1." + refusedId.substring(1);
         assertThat(refused.status()).as(refused.toString()).isEqualTo(503);
         assertThat(refused.json().at("/error/code").asText()).isEqualTo("state_unwritable");
         assertThat(refused.json().at("/error/message").asText()).contains("No space left on device");
-        assertThat(api.get("/v1/machines/m2").status()).as("nothing changed").isEqualTo(404);
-        assertThat(lab.exec("host", "nft", "get", "element", "inet", "egressd", "snat4", "{ 10.77.1.2 }").ok())
+        assertThat(api.get("/v1/machines/" + refusedId).status()).as("nothing changed").isEqualTo(404);
+        assertThat(lab.exec("host", "nft", "get", "element", "inet", "egressd", "snat4", "{ " + refusedIp + " }").ok())
             .as("the kernel change is undone").isFalse();
         final JsonNode fullHealth = api.get("/v1/health").ok().json();
         assertThat(fullHealth.get("status").asText()).isEqualTo("degraded");
@@ -751,7 +772,7 @@ class ChaosIT extends DaemonLabTest
         final long restartMs = daemon.start();
         assertThat(restartMs).isLessThan(READY_BOUND_MS);
         assertThat(DaemonIT.placement(api.get("/v1/machines/m1").ok().json().get("egress"))).isEqualTo(placed);
-        final Response refusedAgain = api.put("/v1/machines/m2", m2);
+        final Response refusedAgain = api.put("/v1/machines/" + refusedId, m2);
         assertThat(refusedAgain.status()).as(refusedAgain.toString()).isEqualTo(503);
         assertThat(refusedAgain.json().at("/error/code").asText()).isEqualTo("state_unwritable");
 
@@ -760,26 +781,38 @@ class ChaosIT extends DaemonLabTest
         final long r0 = System.nanoTime();
         waitFor(() -> healthState().equals("ok"), "state ok after the filler went");
         final long clearedMs = (System.nanoTime() - r0) / 1_000_000;
-        api.put("/v1/machines/m2", m2).ok();
+        api.put("/v1/machines/" + refusedId, m2).ok();
 
         // 4. unwritable: an immutable directory (a read-only remount is refused while the daemon holds its lock file
         // open for writing; root passes any permission bits)
+        // (the journal file too: changes append to it, which an immutable directory alone still allows)
+        final java.nio.file.Path journal = stateDir.resolve("journal");
         Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "+i", stateDir.toString()));
         cleanup.add(() -> Shell.run(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", stateDir.toString())));
-        final Response readOnly = api.put("/v1/machines/m3", m2.replace("m2", "m3").replace("1.2", "1.3")
-            .replace("1:2", "1:3"));
+        if (java.nio.file.Files.exists(journal))
+        {
+            Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "+i", journal.toString()));
+            cleanup.add(() -> Shell.run(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", journal.toString())));
+        }
+        final Response readOnly = api.put("/v1/machines/ro", "{\"app\": \"shop\", \"interface\": \"tap-ro\", "
+            + "\"ipv4\": \"10.77.2.2\", \"ipv6\": \"fd77::2:2\"}");
         assertThat(readOnly.status()).as(readOnly.toString()).isEqualTo(503);
         assertThat(readOnly.json().at("/error/code").asText()).isEqualTo("state_unwritable");
         assertThat(readOnly.json().at("/error/message").asText()).contains("Operation not permitted");
         assertThat(api.get("/v1/health").ok().json().get("state").asText()).contains("Operation not permitted");
         Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", stateDir.toString()));
+        if (java.nio.file.Files.exists(journal))
+        {
+            Shell.must(Lab.EXEC_TIMEOUT, List.of("chattr", "-i", journal.toString()));
+        }
         final long w0 = System.nanoTime();
         waitFor(() -> healthState().equals("ok"), "state ok once writable again");
         final long rwMs = (System.nanoTime() - w0) / 1_000_000;
         final JsonNode state = api.get("/v1/state").ok().json();
-        assertThat(state.get("machines")).hasSize(2);
+        assertThat(state.get("machines")).hasSize(2 + accepted);
         assertThat(snat4()).isEqualTo(DaemonIT.expectedSnat4(state));
-        report(String.format("state directory (1 MB tmpfs): full -> PUT %d %s, health state \"%s\", egressctl check "
+        report(String.format("state directory (1 MB tmpfs): full -> " + accepted + " small journal records still fit, "
+                + "then PUT %d %s, health state \"%s\", egressctl check "
                 + "exit %d; kill -9 and restart on the full disk: API answering after %d ms, m1 unmoved, PUT %d; "
                 + "filler removed -> health state ok after %d ms, PUT 200; directory made immutable (chattr +i) -> "
                 + "PUT %d %s; writable again -> ok after %d ms; test %d ms",
