@@ -117,8 +117,14 @@ public final class Daemon
             : DesiredState.empty(StateMapper.host(config.hostSettings()));
         if (loaded.state() != null && !state.host().equals(StateMapper.host(config.hostSettings())))
         {
-            LOG.warn("the state was written under {} but the config now says {}: placements that no longer fit are "
-                + "made anew", state.host(), StateMapper.host(config.hostSettings()));
+            final String[] moved = StateMapper.layoutProblem(state, config.hostSettings());
+            if (moved != null)
+            {
+                // a setting that would move running machines is refused like any bad setting: nothing changes
+                throw new BadSettingException(moved[0], moved[1], moved[2]);
+            }
+            LOG.info("the state was written under {} and the config now says {}: no placed machine moves",
+                state.host(), StateMapper.host(config.hostSettings()));
         }
         final Ledger ledger = ledger();
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,

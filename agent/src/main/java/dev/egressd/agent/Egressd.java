@@ -159,6 +159,12 @@ public final class Egressd implements Callable<Integer>
         {
             daemon.start();
         }
+        catch (final BadSettingException e)
+        {
+            System.err.println(Logging.errorPrefix() + "egressd: " + e.getMessage());
+            daemon.stop();
+            return 2;
+        }
         catch (final Exception e)
         {
             System.err.println(Logging.errorPrefix() + "egressd: start-up failed: " + e.getMessage());

@@ -48,4 +48,73 @@ class EgressdTest
             java.util.Map.entry("region", "ams"), java.util.Map.entry("api-group", "ops"),
             java.util.Map.entry("block-size", "16"));
     }
+
+    @Test
+    void aLayoutThatWouldMovePlacedMachinesIsRefusedAtStartAndChangesNothing() throws Exception
+    {
+        final Path state = Files.createDirectories(dir.resolve("state"));
+        final dev.egressd.agent.state.DesiredState placed = new dev.egressd.agent.state.DesiredState(
+            dev.egressd.agent.state.DesiredState.VERSION, new dev.egressd.agent.state.DesiredState.Host("ord", 4, 1024, 1024),
+            java.util.List.of(new dev.egressd.agent.state.DesiredState.App("shop", true,
+                java.util.List.of(new dev.egressd.agent.state.DesiredState.Pair("203.0.113.10", "2001:db8::10", false)),
+                java.util.List.of())),
+            java.util.List.of(new dev.egressd.agent.state.DesiredState.MachineEntry("m1", "shop", "tap-m1", "10.77.0.2",
+                null, null, new dev.egressd.agent.state.DesiredState.Slot("203.0.113.10", 3), null)),
+            java.util.List.of());
+        new dev.egressd.agent.state.StateStore(state).write(placed);
+        final java.util.Map<String, Long> before = new java.util.TreeMap<>();
+        try (java.util.stream.Stream<Path> files = Files.list(state))
+        {
+            for (final Path f : (Iterable<Path>)files::iterator)
+            {
+                before.put(f.getFileName().toString(), Files.size(f));
+            }
+        }
+        for (final String[] bad : new String[][] {
+            {"--block-count", "2", "bad setting block-count=2: the state places a machine on block 3; 2 blocks would move it"},
+            {"--block-size", "512", "bad setting block-size=512: the state places 1 machines on blocks of 1024 ports"},
+            {"--region", "ams", "bad setting region=ams: the state holds 1 pairs and 1 placed machines of region ord"}})
+        {
+            final PrintStream err = System.err;
+            final ByteArrayOutputStream captured = new ByteArrayOutputStream();
+            System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
+            final int code;
+            try
+            {
+                final java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("--dry-run", "--uplink",
+                    "eth0", "--state-dir", state.toString(), "--api-socket", dir.resolve("api.sock").toString(),
+                    "--metrics-listen", "off", bad[0], bad[1]));
+                if (!"--region".equals(bad[0]))
+                {
+                    args.addAll(java.util.List.of("--region", "ord"));
+                }
+                if (!"--block-count".equals(bad[0]))
+                {
+                    args.addAll(java.util.List.of("--block-count", "4"));
+                }
+                code = new CommandLine(new Egressd()).execute(args.toArray(String[]::new));
+            }
+            finally
+            {
+                System.setErr(err);
+            }
+            assertThat(code).as(bad[0]).isEqualTo(2);
+            assertThat(captured.toString(StandardCharsets.UTF_8)).as(bad[0]).startsWith("egressd: " + bad[2]);
+        }
+        final java.util.Map<String, Long> after = new java.util.TreeMap<>();
+        try (java.util.stream.Stream<Path> files = Files.list(state))
+        {
+            for (final Path f : (Iterable<Path>)files::iterator)
+            {
+                after.put(f.getFileName().toString(), Files.size(f));
+            }
+        }
+        after.remove(dev.egressd.agent.state.StateStore.LOCK); // the start took the lock, as every start does
+        before.remove(dev.egressd.agent.state.StateStore.LOCK);
+        assertThat(after).as("the state directory is as it was").isEqualTo(before);
+        // more blocks of the same size move nobody: that start goes ahead (checked without starting a daemon)
+        assertThat(dev.egressd.agent.state.StateMapper.layoutProblem(placed,
+            new dev.egressd.core.model.HostSettings("ord", new dev.egressd.core.model.BlockLayout(8, 1024), 1024)))
+            .isNull();
+    }
 }

@@ -100,6 +100,60 @@ public final class StateMapper
     }
 
     /**
+     * Why a state cannot be restored under new host settings without moving placed machines, or null if it can: a
+     * machine's slot is a port range its partners' firewalls and connection tracking see, so a new block size (every
+     * block's ports change), fewer blocks than a placed machine's block, or another region (every pair belongs to
+     * its region) would change the source of running machines behind the operator's back. More blocks of the same
+     * size, or another destination cap, move nobody.
+     *
+     * @param state    the loaded state.
+     * @param settings the settings from the config.
+     * @return the setting at fault and the problem, or null.
+     */
+    public static String[] layoutProblem(final DesiredState state, final HostSettings settings)
+    {
+        final DesiredState.Host was = state.host();
+        int placed = 0;
+        int highest = -1;
+        for (final DesiredState.MachineEntry m : state.machines())
+        {
+            if (m.slot() != null)
+            {
+                placed++;
+                highest = Math.max(highest, m.slot().block());
+            }
+        }
+        int pairs = 0;
+        for (final DesiredState.App app : state.apps())
+        {
+            pairs += app.pairs().size();
+        }
+        final String how = "; keep the old value, or remove those machines first (DELETE /v1/machines/{id}), or start "
+            + "from an empty state (egressd --teardown --yes, then move the state directory's files away)";
+        if (!was.region().equals(settings.region()) && (pairs > 0 || placed > 0))
+        {
+            return new String[] {"region", settings.region(), "the state holds " + pairs + " pairs and " + placed
+                + " placed machines of region " + was.region() + "; another region would drop them all" + how};
+        }
+        if (placed == 0)
+        {
+            return null;
+        }
+        if (was.blockSize() != settings.layout().blockSize())
+        {
+            return new String[] {"block-size", Integer.toString(settings.layout().blockSize()), "the state places "
+                + placed + " machines on blocks of " + was.blockSize() + " ports; blocks of "
+                + settings.layout().blockSize() + " would change every placed machine's source ports" + how};
+        }
+        if (highest >= settings.layout().blockCount())
+        {
+            return new String[] {"block-count", Integer.toString(settings.layout().blockCount()), "the state places a "
+                + "machine on block " + highest + "; " + settings.layout().blockCount() + " blocks would move it" + how};
+        }
+        return null;
+    }
+
+    /**
      * Rebuilds an allocator from a state.
      *
      * @param settings the host settings (from the config; a state made under another layout is restored as far as
