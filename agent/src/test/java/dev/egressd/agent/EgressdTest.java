@@ -62,14 +62,7 @@ class EgressdTest
                 null, null, new dev.egressd.agent.state.DesiredState.Slot("203.0.113.10", 3), null)),
             java.util.List.of());
         new dev.egressd.agent.state.StateStore(state).write(placed);
-        final java.util.Map<String, Long> before = new java.util.TreeMap<>();
-        try (java.util.stream.Stream<Path> files = Files.list(state))
-        {
-            for (final Path f : (Iterable<Path>)files::iterator)
-            {
-                before.put(f.getFileName().toString(), Files.size(f));
-            }
-        }
+        final java.util.Map<String, Long> before = sizes(state);
         for (final String[] bad : new String[][] {
             {"--block-count", "2", "bad setting block-count=2: the state places a machine on block 3; 2 blocks would move it"},
             {"--block-size", "512", "bad setting block-size=512: the state places 1 machines on blocks of 1024 ports"},
@@ -101,14 +94,7 @@ class EgressdTest
             assertThat(code).as(bad[0]).isEqualTo(2);
             assertThat(captured.toString(StandardCharsets.UTF_8)).as(bad[0]).startsWith("egressd: " + bad[2]);
         }
-        final java.util.Map<String, Long> after = new java.util.TreeMap<>();
-        try (java.util.stream.Stream<Path> files = Files.list(state))
-        {
-            for (final Path f : (Iterable<Path>)files::iterator)
-            {
-                after.put(f.getFileName().toString(), Files.size(f));
-            }
-        }
+        final java.util.Map<String, Long> after = sizes(state);
         after.remove(dev.egressd.agent.state.StateStore.LOCK); // the start took the lock, as every start does
         before.remove(dev.egressd.agent.state.StateStore.LOCK);
         assertThat(after).as("the state directory is as it was").isEqualTo(before);
@@ -116,5 +102,19 @@ class EgressdTest
         assertThat(dev.egressd.agent.state.StateMapper.layoutProblem(placed,
             new dev.egressd.core.model.HostSettings("ord", new dev.egressd.core.model.BlockLayout(8, 1024), 1024)))
             .isNull();
+    }
+
+    /** Each file of a directory with its size. */
+    private static java.util.Map<String, Long> sizes(final Path dir) throws java.io.IOException
+    {
+        final java.util.Map<String, Long> sizes = new java.util.TreeMap<>();
+        try (java.util.stream.Stream<Path> files = Files.list(dir))
+        {
+            for (final Path f : (Iterable<Path>)files::iterator)
+            {
+                sizes.put(f.getFileName().toString(), Files.size(f));
+            }
+        }
+        return sizes;
     }
 }

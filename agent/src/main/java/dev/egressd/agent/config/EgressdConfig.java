@@ -316,25 +316,11 @@ public record EgressdConfig(
             throw new BadSettingException("ledger", kind, "must be local (this host's state file) or etcd (region mode)");
         }
         final boolean etcd = "etcd".equals(kind);
-        final String endpointText = values.get("etcd-endpoints") == null ? "" : values.get("etcd-endpoints");
-        final List<String> endpoints = new java.util.ArrayList<>();
-        for (final String e : endpointText.split(","))
-        {
-            final String endpoint = e.trim();
-            if (endpoint.isEmpty())
-            {
-                continue;
-            }
-            if (!ENDPOINT.matcher(endpoint).matches())
-            {
-                throw new BadSettingException("etcd-endpoints", endpointText,
-                    "each endpoint must be a URL like http://192.0.2.10:2379 (comma-separated), got " + endpoint);
-            }
-            endpoints.add(endpoint);
-        }
+        final List<String> endpoints = commaList(values, "etcd-endpoints", e -> ENDPOINT.matcher(e).matches(),
+            "each endpoint must be a URL like http://192.0.2.10:2379 (comma-separated)");
         if (etcd && endpoints.isEmpty())
         {
-            throw new BadSettingException("etcd-endpoints", endpointText,
+            throw new BadSettingException("etcd-endpoints", values.get("etcd-endpoints"),
                 "missing: ledger=etcd needs at least one endpoint, e.g. http://192.0.2.10:2379");
         }
         final String prefix = matching(values, "etcd-prefix", PREFIX, "must be a key prefix like /egressd");
@@ -358,23 +344,32 @@ public record EgressdConfig(
         }
         final int deadline = integer(values, "etcd-deadline-ms", 100, 60000);
         final int quarantine = integer(values, "region-quarantine-seconds", 0, 86400);
-        final String addressText = values.get("region-host-addresses") == null ? "" : values.get("region-host-addresses");
-        final List<String> addresses = new java.util.ArrayList<>();
-        for (final String a : addressText.split(","))
+        final List<String> addresses = commaList(values, "region-host-addresses",
+            a -> a.matches("[0-9.]+|[0-9A-Fa-f:.]+") && isAddress(a),
+            "each must be an IPv4 or IPv6 address literal (comma-separated)");
+        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine, addresses);
+    }
+
+    /** A comma-separated setting: its non-empty items, each checked; the first bad one is named. */
+    private static List<String> commaList(final Map<String, String> values, final String key,
+        final java.util.function.Predicate<String> ok, final String each) throws BadSettingException
+    {
+        final String text = values.get(key) == null ? "" : values.get(key);
+        final List<String> items = new java.util.ArrayList<>();
+        for (final String raw : text.split(","))
         {
-            final String address = a.trim();
-            if (address.isEmpty())
+            final String item = raw.trim();
+            if (item.isEmpty())
             {
                 continue;
             }
-            if (!address.matches("[0-9.]+|[0-9A-Fa-f:.]+") || !isAddress(address))
+            if (!ok.test(item))
             {
-                throw new BadSettingException("region-host-addresses", addressText,
-                    "each must be an IPv4 or IPv6 address literal (comma-separated), got " + address);
+                throw new BadSettingException(key, text, each + ", got " + item);
             }
-            addresses.add(address);
+            items.add(item);
         }
-        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine, addresses);
+        return items;
     }
 
     private static boolean isAddress(final String text)
