@@ -330,7 +330,7 @@ public final class EtcdRegionStore implements RegionStore
         final Map<String, HostRecord> hosts = new TreeMap<>();
         hostAddresses.forEach((id, addresses) -> hosts.put(id,
             new HostRecord(id, addresses == null ? List.of() : List.copyOf(addresses), alive.containsKey(id))));
-        return new RegionSnapshot(all.getHeader().getRevision(), apps, pairs, slots, hosts);
+        return new RegionSnapshot(all.getHeader().getRevision(), apps, pairs, slots, hosts, Map.of());
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -708,7 +708,7 @@ public final class EtcdRegionStore implements RegionStore
     // Hosts
 
     @Override
-    public void registerHost(final HostRecord host) throws RegionUnavailableException
+    public HostRecord registerHost(final HostRecord host) throws RegionUnavailableException
     {
         RegionKeys.id("host", host.id());
         final Budget budget = budget();
@@ -731,6 +731,13 @@ public final class EtcdRegionStore implements RegionStore
                 liveness.scheduleWithFixedDelay(this::keepAliveQuietly, period, period, TimeUnit.MILLISECONDS);
             }
         }
+        return host; // TODO(store): assign the mark
+    }
+
+    @Override
+    public void publishRouter(final String router, final long applied) throws RegionUnavailableException
+    {
+        throw new UnsupportedOperationException("TODO(store): routers/<id> on the router's lease");
     }
 
     private void keepAliveQuietly()

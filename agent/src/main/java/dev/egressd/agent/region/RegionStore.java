@@ -63,14 +63,36 @@ public interface RegionStore extends AutoCloseable
      * @param id        the host id.
      * @param addresses the addresses the router reaches it by (its uplink addresses).
      * @param alive     whether its liveness key (on a lease) exists.
+     * @param mark      the host's number in the region (1..{@link #MAX_HOST_MARK}), unique while its host key
+     *                  exists: every router steers the host's blocks with this packet mark and routing table;
+     *                  0 until the store assigned one at registration.
      */
-    record HostRecord(String id, List<String> addresses, boolean alive)
+    record HostRecord(String id, List<String> addresses, boolean alive, int mark)
+    {
+        /** A host before the store assigned its mark (what a host registers with). */
+        public HostRecord(final String id, final List<String> addresses, final boolean alive)
+        {
+            this(id, addresses, alive, 0);
+        }
+    }
+
+    /** The largest host mark: marks index the routers' routing tables above their base. */
+    int MAX_HOST_MARK = 4095;
+
+    /**
+     * A router of the region, from its key on the router's own lease.
+     *
+     * @param id      the router's id.
+     * @param applied the region revision whose slots and hosts the router's kernel steers (it applied every change
+     *                up to and including it).
+     */
+    record RouterRecord(String id, long applied)
     {
     }
 
     /** Everything under the region's prefix at one revision. */
     record RegionSnapshot(long revision, Map<String, RegionApp> apps, Map<Ipv4Address, RegionPair> pairs,
-        Map<SlotId, SlotRecord> slots, Map<String, HostRecord> hosts)
+        Map<SlotId, SlotRecord> slots, Map<String, HostRecord> hosts, Map<String, RouterRecord> routers)
     {
     }
 
@@ -98,6 +120,11 @@ public interface RegionStore extends AutoCloseable
 
     /** A host key (durable) or its liveness key (on the host's lease) changed; value null: the host key is gone. */
     record HostChange(long revision, String id, HostRecord value) implements RegionChange
+    {
+    }
+
+    /** A router's key (on its lease) changed; value null: the router stopped or its lease expired. */
+    record RouterChange(long revision, String id, RouterRecord value) implements RegionChange
     {
     }
 
@@ -258,13 +285,27 @@ public interface RegionStore extends AutoCloseable
     void deletePair(Ipv4Address ipv4) throws RegionUnavailableException;
 
     /**
-     * Registers this host: its durable key (addresses) and its liveness key on a lease the store keeps alive
-     * (and re-grants after an outage) until closed.
+     * Registers this host: its durable key (addresses and mark) and its liveness key on a lease the store keeps
+     * alive (and re-grants after an outage) until closed. The first registration assigns the host the lowest mark
+     * no other host key holds (one transaction with a {@code marks/<n>} key, created only if absent); a later one
+     * keeps it.
      *
-     * @param host the host.
+     * @param host the host (its mark is ignored).
+     * @return the host as registered, with its mark.
      * @throws RegionUnavailableException past the deadline or unreachable.
      */
-    void registerHost(HostRecord host) throws RegionUnavailableException;
+    HostRecord registerHost(HostRecord host) throws RegionUnavailableException;
+
+    /**
+     * Publishes that this router's kernel steers the region as of a revision: {@code routers/<id>}, on the
+     * router's own lease (kept alive, re-granted after an outage, until closed), so a router that stops stops
+     * counting. Hosts wait for every live router's revision before they say a placement's steering is confirmed.
+     *
+     * @param router  the router's id.
+     * @param applied the last region revision applied.
+     * @throws RegionUnavailableException past the deadline or unreachable.
+     */
+    void publishRouter(String router, long applied) throws RegionUnavailableException;
 
     /**
      * Round trips so far, with their total time and failures, for the metrics.

@@ -346,7 +346,7 @@ public final class MemoryRegionStore implements RegionStore
                             backend.kv.containsKey(keys.alive(id))));
                     }
                 }
-                return new RegionSnapshot(backend.revision, apps, pairs, slots, hosts);
+                return new RegionSnapshot(backend.revision, apps, pairs, slots, hosts, Map.of());
             }
         }
         finally
@@ -590,7 +590,7 @@ public final class MemoryRegionStore implements RegionStore
     }
 
     @Override
-    public void registerHost(final HostRecord record) throws RegionUnavailableException
+    public HostRecord registerHost(final HostRecord record) throws RegionUnavailableException
     {
         RegionKeys.id("host", record.id());
         synchronized (backend)
@@ -620,6 +620,13 @@ public final class MemoryRegionStore implements RegionStore
             }
         }
         backend.notifyClients();
+        return record; // TODO(store): assign the mark
+    }
+
+    @Override
+    public void publishRouter(final String router, final long applied) throws RegionUnavailableException
+    {
+        throw new UnsupportedOperationException("TODO(store): routers/<id> on the router's lease");
     }
 
     /** Renews this host's lease, or grants a new one with the alive key when it expired. Backend lock held. */
