@@ -40,6 +40,7 @@ import static dev.egressd.agent.netlink.NetlinkConstants.RT_TABLE_UNSPEC;
 
 import dev.egressd.agent.natives.LibC;
 import dev.egressd.agent.natives.NativeException;
+import dev.egressd.core.model.Ipv6Address;
 import java.io.IOException;
 import java.net.Inet4Address;
 import java.net.Inet6Address;
@@ -546,12 +547,12 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
         if (!type.isInstance(route.destination()))
         {
             throw new IllegalArgumentException("route destination must be an " + familyName(route.family())
-                + " address: " + route.destination());
+                + " address: " + text(route.destination()));
         }
         if (!type.isInstance(route.gateway()))
         {
             throw new IllegalArgumentException("route gateway must be an " + familyName(route.family())
-                + " address: " + route.gateway());
+                + " address: " + text(route.gateway()));
         }
         if (route.prefixLength() < 0 || route.prefixLength() > bits)
         {
@@ -562,7 +563,7 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
         {
             if ((d[bit / 8] & (0x80 >>> (bit % 8))) != 0)
             {
-                throw new IllegalArgumentException("route destination " + route.destination().getHostAddress()
+                throw new IllegalArgumentException("route destination " + text(route.destination())
                     + " has bits set beyond its prefixLength " + route.prefixLength());
             }
         }
@@ -583,8 +584,18 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
     /** The route as {@code ip route} would show it. */
     static String describe(final Route route)
     {
-        return (route.destination() == null ? "null" : route.destination().getHostAddress()) + "/" + route.prefixLength()
-            + " via " + (route.gateway() == null ? "null" : route.gateway().getHostAddress())
+        return text(route.destination()) + "/" + route.prefixLength() + " via " + text(route.gateway())
             + " table " + Integer.toUnsignedString(route.table());
+    }
+
+    /** An address as ip prints it (IPv6 compressed, unlike InetAddress). */
+    private static String text(final InetAddress address)
+    {
+        if (address instanceof Inet6Address)
+        {
+            final ByteBuffer a = ByteBuffer.wrap(address.getAddress());
+            return new Ipv6Address(a.getLong(0), a.getLong(8)).toString();
+        }
+        return address == null ? "null" : address.getHostAddress();
     }
 }
