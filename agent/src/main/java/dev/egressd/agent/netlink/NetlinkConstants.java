@@ -155,6 +155,12 @@ public final class NetlinkConstants
 
     /** {@code <linux/fib_rules.h>} sizeof(struct fib_rule_hdr). */
     public static final int FIB_RULE_HDR_SIZE = 12;
+    /** {@code <linux/fib_rules.h>} FIB_RULE_INVERT (fib_rule_hdr.flags): {@code ip rule add not ...}. */
+    public static final int FIB_RULE_INVERT = 0x2;
+    /** {@code <linux/fib_rules.h>} FRA_IIFNAME (input interface selector). */
+    public static final int FRA_IIFNAME = 3;
+    /** {@code <linux/fib_rules.h>} FRA_OIFNAME (output interface selector). */
+    public static final int FRA_OIFNAME = 17;
     /** {@code <linux/fib_rules.h>} FRA_PRIORITY (u32 preference). */
     public static final int FRA_PRIORITY = 6;
     /** {@code <linux/fib_rules.h>} FRA_FWMARK (u32). */

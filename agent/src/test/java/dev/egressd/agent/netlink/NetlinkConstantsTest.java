@@ -85,6 +85,9 @@ class NetlinkConstantsTest
         expected.put("RTA_MULTIPATH", 9);
         expected.put("RTA_TABLE", 15);
         expected.put("FIB_RULE_HDR_SIZE", 12);
+        expected.put("FIB_RULE_INVERT", 2);
+        expected.put("FRA_IIFNAME", 3);
+        expected.put("FRA_OIFNAME", 17);
         expected.put("FRA_PRIORITY", 6);
         expected.put("FRA_FWMARK", 10);
         expected.put("FRA_TABLE", 15);
@@ -175,7 +178,7 @@ class NetlinkConstantsTest
             "RTM_DELRULE", "RTM_GETRULE", "RT_SCOPE_NOWHERE", "RTN_UNSPEC", "RTN_UNICAST", "RTPROT_UNSPEC",
             "RTPROT_KERNEL", "RTPROT_BOOT", "RTPROT_STATIC", "RT_TABLE_UNSPEC", "RT_TABLE_DEFAULT", "RT_TABLE_MAIN",
             "RT_TABLE_LOCAL", "RTA_DST", "RTA_OIF", "RTA_GATEWAY", "RTA_PRIORITY", "RTA_MULTIPATH", "RTA_TABLE"));
-        byHeader.put("fib_rules.h", List.of("FRA_PRIORITY", "FRA_FWMARK", "FRA_TABLE", "FRA_FWMASK", "FRA_PROTOCOL",
+        byHeader.put("fib_rules.h", List.of("FIB_RULE_INVERT", "FRA_IIFNAME", "FRA_OIFNAME", "FRA_PRIORITY", "FRA_FWMARK", "FRA_TABLE", "FRA_FWMASK", "FRA_PROTOCOL",
             "FR_ACT_TO_TBL"));
         byHeader.put("if_link.h", List.of("IFLA_IFNAME"));
         byHeader.put("if.h", List.of("IFNAMSIZ"));

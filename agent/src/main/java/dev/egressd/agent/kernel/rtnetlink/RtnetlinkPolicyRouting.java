@@ -67,13 +67,19 @@ import java.util.List;
  *
  * <p>Idempotence. The kernel accepts duplicate rules unless NLM_F_EXCL is set, and its duplicate test compares the
  * rule's protocol too (a hand-made copy without our protocol is a different rule to it), so {@link #addRule} first
- * dumps the rules and adds nothing when a rule with the same family, mark (full mask), table and priority is there,
- * and then adds with NLM_F_CREATE|NLM_F_EXCL, taking EEXIST (a concurrent add) as done. {@link #deleteRule} names
- * mark, mask, table and priority (not the protocol, so a hand-made copy in the range goes too) and takes ENOENT as
- * done. {@link #replaceRoute} sends NLM_F_CREATE|NLM_F_REPLACE: one route per destination and table, whatever was
- * there. {@link #deleteRoute} names destination, table and gateway (any protocol, scope and type), so it deletes
- * exactly the route it was given and takes ESRCH / ENOENT (route or table gone) as done; a route that meanwhile
- * points elsewhere is not the one asked for and stays.
+ * dumps the rules and adds nothing when a rule with the same family, mark, table and priority and no other
+ * selector (full mask, no source, destination or interface, not inverted) is there; otherwise it adds with
+ * NLM_F_CREATE|NLM_F_EXCL, taking EEXIST (a concurrent add) as done. {@link #deleteRule} names mark, mask, table
+ * and priority (not the protocol, so a hand-made copy in the range goes too) and takes ENOENT as done.
+ * {@link #replaceRoute} sends NLM_F_CREATE|NLM_F_REPLACE: one route per destination and table, whatever was there.
+ * {@link #deleteRoute} names destination, table and gateway (any protocol, scope and type), so it deletes exactly
+ * the route it was given and takes ESRCH / ENOENT (route or table gone) as done; a route that meanwhile points
+ * elsewhere is not the one asked for and stays.
+ *
+ * <p>Listing. {@link #rules} returns the rules that look up a table in the range (other actions, such as
+ * blackhole, are no rules egressd makes), a rule without a mark as mark 0. {@link #routes} returns every route in
+ * the range, a route without a single gateway (device or multipath route) with a null gateway. The kernel dumps
+ * all tables; the range is applied while parsing.
  *
  * <p>No output interface is sent: the kernel finds it from the gateway, which must be reachable on a connected
  * route (the router's point-to-point link to the host, IPv4 or global IPv6 such as {@code 2001:db8:1:N::1}).
@@ -141,8 +147,15 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
     public void addRule(final Rule rule) throws IOException
     {
         checkRule(rule);
-        final boolean there = rules(rule.family(), rule.table(), rule.table()).stream().anyMatch(rule::equals);
-        if (there)
+        final List<Rule> there = dump(RTM_GETRULE, "RTM_GETRULE (before adding " + describe(rule) + ")",
+            w -> fibRuleHdr(w, rule.family(), 0, 0), (b, off, len, out) ->
+            {
+                if (rule.equals(parseRule(b, off, len, rule.family())) && selectsOnlyTheMark(b, off, len))
+                {
+                    out.add(rule);
+                }
+            });
+        if (!there.isEmpty())
         {
             return;
         }
@@ -325,6 +338,45 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
             }
         }
         return new Rule(family, mark, table, priority);
+    }
+
+    /**
+     * Whether a rule of a dump selects packets by the whole mark alone, like the rules egressd makes: no source,
+     * destination, TOS or interface selector, not inverted, mask 0xffffffff. Only such a rule makes an add
+     * redundant; {@code from 10.0.0.0/8 fwmark 1 lookup 1001} does not do what egressd's rule does.
+     *
+     * @param b   the buffer.
+     * @param off the message offset (an RTM_NEWRULE).
+     * @param len nlmsg_len.
+     * @return true for a mark-only rule.
+     */
+    static boolean selectsOnlyTheMark(final ByteBuffer b, final int off, final int len)
+    {
+        if (len < NLMSG_HDRLEN + FIB_RULE_HDR_SIZE)
+        {
+            return false;
+        }
+        final int h = off + NLMSG_HDRLEN;
+        if (b.get(h + 1) != 0 || b.get(h + 2) != 0 || b.get(h + 3) != 0
+            || (b.getInt(h + 8) & NetlinkConstants.FIB_RULE_INVERT) != 0)
+        {
+            return false;
+        }
+        boolean fullMask = false;
+        final int end = off + len;
+        for (int a = NetlinkMessages.firstAttr(b, h + FIB_RULE_HDR_SIZE, end); a >= 0; a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            final int type = NetlinkMessages.attrType(b, a);
+            if (type == NetlinkConstants.FRA_IIFNAME || type == NetlinkConstants.FRA_OIFNAME)
+            {
+                return false;
+            }
+            if (type == FRA_FWMASK && NetlinkMessages.attrLength(b, a) - NetlinkConstants.NLA_HDRLEN >= 4)
+            {
+                fullMask = b.getInt(NetlinkMessages.payload(a)) == FULL_MASK;
+            }
+        }
+        return fullMask;
     }
 
     /**

@@ -135,6 +135,33 @@ class PolicyRoutingMessagesTest
     }
 
     @Test
+    void onlyARuleWithTheWholeMarkAndNoOtherSelectorSelectsOnlyTheMark()
+    {
+        final String header = "44000000" + "2000" + "0200" + "09000000" + "00000000";   // len 68, RTM_NEWRULE
+        final String attributes = "08000f00e9030000" + "08000600e9030000" + "08000a0001000000"; // table, pref, mark
+        // fwmark 0x1 lookup 1001: full mask, no selector, then FRA_PROTOCOL.
+        final ByteBuffer ok = buffer(header + "02000000" + "00000001" + "00000000" + attributes + "08001000ffffffff"
+            + "05001500e5000000");
+        assertThat(RtnetlinkPolicyRouting.selectsOnlyTheMark(ok, 0, ok.getInt(0))).isTrue();
+        // FRA_IIFNAME "r0" (type 3)
+        final ByteBuffer iif = buffer(header + "02000000" + "00000001" + "00000000" + attributes + "08001000ffffffff"
+            + "07000300" + "72300000");
+        assertThat(RtnetlinkPolicyRouting.selectsOnlyTheMark(iif, 0, iif.getInt(0))).isFalse();
+        // mask 0xff
+        final ByteBuffer mask = buffer(header + "02000000" + "00000001" + "00000000" + attributes + "08001000ff000000"
+            + "08000600e9030000");
+        assertThat(RtnetlinkPolicyRouting.selectsOnlyTheMark(mask, 0, mask.getInt(0))).isFalse();
+        // from 10.0.0.0/8: src_len 8
+        final ByteBuffer src = buffer(header + "02000800" + "00000001" + "00000000" + attributes + "08001000ffffffff"
+            + "08000600e9030000");
+        assertThat(RtnetlinkPolicyRouting.selectsOnlyTheMark(src, 0, src.getInt(0))).isFalse();
+        // not fwmark 1: FIB_RULE_INVERT in flags
+        final ByteBuffer inverted = buffer(header + "02000000" + "00000001" + "02000000" + attributes + "08001000ffffffff"
+            + "08000600e9030000");
+        assertThat(RtnetlinkPolicyRouting.selectsOnlyTheMark(inverted, 0, inverted.getInt(0))).isFalse();
+    }
+
+    @Test
     void parsesTheLocalRuleAndSkipsRulesThatLookUpNoTable()
     {
         // "0: from all lookup local": table in the header only, no mark, no priority attribute (pref 0).

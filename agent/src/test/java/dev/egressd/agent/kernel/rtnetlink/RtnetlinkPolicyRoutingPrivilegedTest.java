@@ -135,6 +135,29 @@ class RtnetlinkPolicyRoutingPrivilegedTest
     }
 
     @Test
+    void aRuleThatAlsoSelectsOnSomethingElseDoesNotStandInForOurs() throws IOException
+    {
+        // Same mark, table and priority, but narrower: only our own rule steers every packet with the mark.
+        lab.ip("rule", "add", "from", "10.0.0.0/8", "fwmark", "4", "lookup", "1004", "pref", "1004");
+        lab.ip("rule", "add", "fwmark", "5/0xff", "lookup", "1005", "pref", "1005");
+        lab.ip("rule", "add", "not", "fwmark", "6", "lookup", "1006", "pref", "1006");
+        call(p ->
+        {
+            p.addRule(new Rule(AF_INET, 4, 1004, 1004));
+            p.addRule(new Rule(AF_INET, 5, 1005, 1005));
+            p.addRule(new Rule(AF_INET, 6, 1006, 1006));
+            return null;
+        });
+        for (final String table : List.of("1004", "1005", "1006"))
+        {
+            assertThat(kernelRules("-4")).as("table %s", table).filteredOn(r -> r.path("table").asText().equals(table))
+                .hasSize(2).anySatisfy(r -> assertThat(r.path("protocol").asText()).isEqualTo("229"));
+        }
+        assertThat(lab.ip("rule", "show")).contains("from all fwmark 0x4 lookup 1004 proto 229")
+            .contains("from all fwmark 0x5 lookup 1005 proto 229").contains("from all fwmark 0x6 lookup 1006 proto 229");
+    }
+
+    @Test
     void deletingARuleLeavesTheOthersAlone() throws IOException
     {
         lab.ip("rule", "add", "fwmark", "1", "lookup", "900", "pref", "900");
