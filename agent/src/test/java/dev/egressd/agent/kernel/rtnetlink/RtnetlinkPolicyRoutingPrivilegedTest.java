@@ -76,6 +76,10 @@ class RtnetlinkPolicyRoutingPrivilegedTest
         assertThat(listed.get(2)).as("the operator's rule, asked for by its own range").containsExactly(
             new Rule(AF_INET, 9, 900, 900));
         assertThat(listed.get(3)).containsExactly(v4b);
+        assertThat(kernelRulesInRange(AF_INET)).as("ip -4 rule, tables %d..%d", FIRST, LAST)
+            .containsExactlyInAnyOrderElementsOf(listed.get(0));
+        assertThat(kernelRulesInRange(AF_INET6)).as("ip -6 rule, tables %d..%d", FIRST, LAST)
+            .containsExactlyInAnyOrderElementsOf(listed.get(1));
 
         assertThat(kernelRules("-4")).filteredOn(r -> r.path("table").asText().equals("1001")).singleElement()
             .satisfies(r ->
@@ -201,6 +205,8 @@ class RtnetlinkPolicyRoutingPrivilegedTest
         assertThat(listed.get(0)).containsExactly(v4);
         assertThat(listed.get(1)).containsExactlyInAnyOrder(v6, v6other);
         assertThat(listed.get(2)).as("replace keeps one route per destination and table").containsExactly(v4moved);
+        assertThat(kernelRoutesInRange(AF_INET)).as("ip -4 route show table N").containsExactlyInAnyOrderElementsOf(listed.get(2));
+        assertThat(kernelRoutesInRange(AF_INET6)).as("ip -6 route show table N").containsExactlyInAnyOrderElementsOf(listed.get(1));
 
         assertThat(kernelRoutes("-4", 1001)).singleElement().satisfies(r ->
         {
@@ -305,6 +311,22 @@ class RtnetlinkPolicyRoutingPrivilegedTest
         return out;
     }
 
+    /** The fwmark rules iproute2 shows in FIRST..LAST, as Rules. */
+    private List<Rule> kernelRulesInRange(final int family) throws IOException
+    {
+        final List<Rule> out = new ArrayList<>();
+        for (final JsonNode r : kernelRules(family == AF_INET ? "-4" : "-6"))
+        {
+            final String table = r.path("table").asText();
+            if (table.matches("\\d+") && Integer.parseInt(table) >= FIRST && Integer.parseInt(table) <= LAST)
+            {
+                out.add(new Rule(family, Integer.decode(r.path("fwmark").asText("0")), Integer.parseInt(table),
+                    r.get("priority").asInt()));
+            }
+        }
+        return out;
+    }
+
     private List<JsonNode> kernelRoutes(final String family, final int table) throws IOException
     {
         final List<JsonNode> out = new ArrayList<>();
@@ -325,6 +347,23 @@ class RtnetlinkPolicyRoutingPrivilegedTest
         if (!text.isBlank())
         {
             JSON.readTree(text).forEach(out::add);
+        }
+        return out;
+    }
+
+    /** The routes iproute2 shows in the tables FIRST..LAST ({@code ip route show table all}), as Routes. */
+    private List<Route> kernelRoutesInRange(final int family) throws IOException
+    {
+        final List<Route> out = new ArrayList<>();
+        for (final JsonNode r : JSON.readTree(lab.ip("-j", family == AF_INET ? "-4" : "-6", "route", "show", "table", "all")))
+        {
+            final String table = r.path("table").asText();
+            if (table.matches("\\d+") && Integer.parseInt(table) >= FIRST && Integer.parseInt(table) <= LAST)
+            {
+                final String[] dst = r.get("dst").asText().split("/");
+                final int length = dst.length == 2 ? Integer.parseInt(dst[1]) : family == AF_INET ? 32 : 128;
+                out.add(new Route(family, Integer.parseInt(table), ip(dst[0]), length, ip(r.get("gateway").asText())));
+            }
         }
         return out;
     }
