@@ -199,7 +199,8 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
         final String operation = "RTM_GETROUTE " + familyName(family) + " tables "
             + Integer.toUnsignedString(firstTable) + ".." + Integer.toUnsignedString(lastTable);
         // Without NETLINK_GET_STRICT_CHK the kernel ignores the header's table, so the range is applied here.
-        return dump(RTM_GETROUTE, operation, w -> rtmsg(w, family, 0, RT_TABLE_UNSPEC, RTPROT_UNSPEC, RT_SCOPE_UNIVERSE, RTN_UNSPEC),
+        return dump(RTM_GETROUTE, operation,
+            w -> rtmsg(w, family, 0, RT_TABLE_UNSPEC, RTPROT_UNSPEC, RT_SCOPE_UNIVERSE, RTN_UNSPEC),
             (b, off, len, out) ->
             {
                 final Route r = parseRoute(b, off, len, family);
