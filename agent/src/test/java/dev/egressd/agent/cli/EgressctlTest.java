@@ -442,6 +442,62 @@ class EgressctlTest
         assertThat(conntrack.path("detail").asText()).contains("900 of 1000 entries (90%)", "nf_conntrack_max");
     }
 
+    /** The canned state as a region daemon with its pair addresses on lo answers it. */
+    private static String onLo(final String arpSysctls)
+    {
+        return FakeDaemon.resource("state.json")
+            .replace("\"destination_cap\" : 1024", "\"destination_cap\" : 1024, \"pair_address_device\" : \"lo\"")
+            .replace("\"conntrack\" : null", "\"conntrack\" : null, \"arp_sysctls\" : "
+                + (arpSysctls == null ? "null" : "\"" + arpSysctls + "\""));
+    }
+
+    @Test
+    void withPairAddressesOnLoCheckWantsTheAppPairsOnLoAndTheArpSysctlsRight() throws Exception
+    {
+        daemon.answer("GET", "/v1/state", 200, onLo("ok"));
+        // the app pairs' addresses on lo, the machine-scoped pair's on the uplink
+        for (final String a : List.of("203.0.113.10", "2001:db8::10", "203.0.113.11", "2001:db8::11"))
+        {
+            local.put(a, "lo");
+        }
+        local.put("2001:db8::50", "eth0");
+        final Run ok = run("check", "--json");
+        assertThat(ok.exit()).as(ok.out()).isZero();
+        final Map<String, JsonNode> rows = rows(ok.json());
+        assertThat(rows.get("address 203.0.113.10").path("detail").asText()).isEqualTo("on lo");
+        assertThat(rows.get("address 203.0.113.50").path("detail").asText()).isEqualTo("on eth0");
+        assertThat(rows.get("arp-sysctls").path("status").asText()).isEqualTo("ok");
+
+        // an app pair's address on the uplink instead: this host answers ARP for a shared address
+        local.put("203.0.113.11", "eth0");
+        final Run onUplink = run("check", "--json");
+        final JsonNode row = rows(onUplink.json()).get("address 203.0.113.11");
+        assertThat(row.path("status").asText()).isEqualTo("warn");
+        assertThat(row.path("detail").asText()).startsWith("on eth0, not on lo: this host answers ARP/ND");
+        assertThat(run("check", "--strict").exit()).isEqualTo(ExitCodes.ERROR);
+
+        // someone lowered a sysctl after the start: the daemon's health says so, check fails on it
+        local.put("203.0.113.11", "lo");
+        daemon.answer("GET", "/v1/state", 200, onLo("net.ipv4.conf.all.arp_ignore is 0, needs 1: this host answers"));
+        final Run lowered = run("check");
+        assertThat(lowered.exit()).isEqualTo(ExitCodes.ERROR);
+        assertThat(lowered.out()).contains("arp-sysctls", "FAIL", "net.ipv4.conf.all.arp_ignore is 0, needs 1");
+
+        // pair addresses on the uplink (the canned state): no arp row, and an app address on eth0 is fine
+        daemon.answer("GET", "/v1/state", 200, FakeDaemon.resource("state.json"));
+        local.put("203.0.113.11", "eth0");
+        final Run uplink = run("check", "--json");
+        assertThat(rows(uplink.json())).doesNotContainKey("arp-sysctls");
+        assertThat(rows(uplink.json()).get("address 203.0.113.11").path("status").asText()).isEqualTo("ok");
+    }
+
+    private static Map<String, JsonNode> rows(final JsonNode check)
+    {
+        final Map<String, JsonNode> rows = new LinkedHashMap<>();
+        check.path("checks").forEach(c -> rows.put(c.path("check").asText(), c));
+        return rows;
+    }
+
     @Test
     void checkCatchesASharedBlockAndAForeignPair()
     {
