@@ -216,7 +216,7 @@ final class CheckCommand extends CtlCommand
         }
         if (problem.startsWith(LoopbackArp.UNREADABLE) && !skipAddresses)
         {
-            problem = LoopbackArp.problem(LoopbackArp.PROC).orElse("ok");
+            problem = LoopbackArp.problem(top.sysctls()).orElse("ok");
         }
         if ("ok".equals(problem))
         {
