@@ -58,6 +58,8 @@ public final class Egressd implements Callable<Integer>
     String quarantine;
     @Option(names = "--region-host-addresses", description = "addresses the region's routers reach this host by")
     String hostAddresses;
+    @Option(names = "--pair-address-device", description = "where app pair addresses go: uplink or lo (default: lo "
+        + "with ledger etcd, else uplink)") String pairDevice;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -106,6 +108,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "etcd-deadline-ms", deadline);
         put(flags, "region-quarantine-seconds", quarantine);
         put(flags, "region-host-addresses", hostAddresses);
+        put(flags, "pair-address-device", pairDevice);
         return flags;
     }
 
@@ -152,7 +155,8 @@ public final class Egressd implements Callable<Integer>
             }
             KernelChecks.ipv6SourceWarning(dataplane.uplink()).ifPresent(
                 w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
-            kernel = new NftKernel(dataplane);
+            settings.addressWarnings().forEach(w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
+            kernel = new NftKernel(dataplane, settings.pairAddressDevice());
         }
         final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version());
         try
@@ -216,7 +220,7 @@ public final class Egressd implements Callable<Integer>
         {
             kernel.teardown();
             System.out.println("egressd: removed table inet " + settings.table() + " and egressd's addresses on "
-                + settings.uplink() + "; the state in " + settings.stateDir() + " is kept (a start re-applies it)");
+                + settings.uplink() + " and lo; the state in " + settings.stateDir() + " is kept (a start re-applies it)");
             return 0;
         }
         finally
