@@ -63,6 +63,9 @@ public final class RegionMetrics implements MeterBinder
             waits.put(state, Timer.builder("egressd.region.steering.wait").tag("state", state.text())
                 .description("How long placement and host-deletion answers waited for the region's routers to "
                     + "steer by their revision, by how the wait ended")
+                .publishPercentileHistogram()
+                .minimumExpectedValue(java.time.Duration.ofMillis(1))
+                .maximumExpectedValue(java.time.Duration.ofSeconds(60))
                 .register(registry));
         }
         ledger.routers().observe((state, nanos) ->
