@@ -71,7 +71,8 @@ import org.slf4j.LoggerFactory;
  * this store gave up on is never sent later by the client behind its back.
  *
  * <p>Watch deliveries run on the store's own thread, one at a time and in revision order; host liveness (the
- * {@code alive/<id>} key on a lease) is kept on a second thread, so a slow keep-alive never delays a delivery.
+ * {@code alive/<id>} key on a lease) and a router's key ({@code routers/<id>} on the router's own lease) are kept
+ * on a second thread, so a slow keep-alive never delays a delivery.
  */
 public final class EtcdRegionStore implements RegionStore
 {
