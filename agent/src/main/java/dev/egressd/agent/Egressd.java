@@ -60,6 +60,9 @@ public final class Egressd implements Callable<Integer>
     String hostAddresses;
     @Option(names = "--pair-address-device", description = "where app pair addresses go: uplink or lo (default: lo "
         + "with ledger etcd, else uplink)") String pairDevice;
+    @Option(names = "--router-confirm-ms", description = "how long a placement's answer waits for the region's "
+        + "routers to steer by it (default 3000; 0: no wait)")
+    String routerConfirm;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -109,6 +112,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "region-quarantine-seconds", quarantine);
         put(flags, "region-host-addresses", hostAddresses);
         put(flags, "pair-address-device", pairDevice);
+        put(flags, "router-confirm-ms", routerConfirm);
         return flags;
     }
 
