@@ -130,13 +130,10 @@ public record SteeringPlan(Map<Key, Integer> elements, Set<Rule> rules, Set<Rout
         for (final RegionPair pair : snapshot.pairs().values())
         {
             final InetAddress v4 = address(pair.pair().ipv4().toString());
+            final InetAddress v6 = address(pair.pair().ipv6().toString());
             shared.add(v4);
-            if (pair.pair().ipv6() != null)
-            {
-                final InetAddress v6 = address(pair.pair().ipv6().toString());
-                shared.add(v6);
-                ipv6Of.put(v4, v6);
-            }
+            shared.add(v6);
+            ipv6Of.put(v4, v6);
         }
         final Map<String, HostAddresses> hosts = new HashMap<>();
         for (final HostRecord host : snapshot.hosts().values())
@@ -162,10 +159,9 @@ public record SteeringPlan(Map<Key, Integer> elements, Set<Rule> rules, Set<Rout
             {
                 elements.put(new Key(v4, (int) first, (int) last), host.mark);
             }
-            final InetAddress v6 = ipv6Of.get(v4);
-            if (host.ipv6 != null && v6 != null)
+            if (host.ipv6 != null)
             {
-                elements.put(new Key(v6, (int) first, (int) last), host.mark);
+                elements.put(new Key(ipv6Of.get(v4), (int) first, (int) last), host.mark);
             }
         }
         final Set<Rule> rules = new HashSet<>();
