@@ -162,44 +162,76 @@ public final class Router implements RegionStore.Listener, AutoCloseable
     {
         while (true)
         {
-            if (!synced && !fullRead())
-            {
-                available = false;
-            }
-            final long now = nanoTime.getAsLong();
-            if (synced && published != applied && !kernelBehind)
-            {
-                publish();
-            }
-            if (created && now - nextRepair >= 0)
-            {
-                repair();
-            }
-            final long wait = !synced ? SECOND : created ? Math.max(1, Math.min(SECOND, nextRepair - now)) : SECOND;
-            final Object event;
             try
             {
-                event = events.poll(wait, TimeUnit.NANOSECONDS);
+                if (!step())
+                {
+                    return;
+                }
             }
-            catch (final InterruptedException e)
+            catch (final RuntimeException e)
             {
-                return;
-            }
-            if (event == STOP)
-            {
-                return;
-            }
-            if (event == START_OVER)
-            {
+                // a bug or a store that broke its contract: log, keep the kernel, start over a second later
+                LOG.error("router {}: the loop failed; the kernel keeps its steering; reading everything again",
+                    settings.id(), e);
                 synced = false;
-            }
-            else if (event instanceof List<?> batch && synced)
-            {
-                @SuppressWarnings("unchecked")
-                final List<RegionChange> changes = (List<RegionChange>) batch;
-                apply(changes);
+                available = false;
+                try
+                {
+                    if (events.poll(1, TimeUnit.SECONDS) == STOP)
+                    {
+                        return;
+                    }
+                }
+                catch (final InterruptedException interrupted)
+                {
+                    return;
+                }
             }
         }
+    }
+
+    /** One turn of the loop; false when it stops. */
+    private boolean step()
+    {
+        if (!synced && !fullRead())
+        {
+            available = false;
+        }
+        final long now = nanoTime.getAsLong();
+        if (synced && published != applied && !kernelBehind)
+        {
+            publish();
+        }
+        if (created && now - nextRepair >= 0)
+        {
+            repair();
+        }
+        final long wait = !synced ? SECOND : created ? Math.max(1, Math.min(SECOND, nextRepair - now)) : SECOND;
+        final Object event;
+        try
+        {
+            event = events.poll(wait, TimeUnit.NANOSECONDS);
+        }
+        catch (final InterruptedException e)
+        {
+            return false;
+        }
+        if (event == STOP)
+        {
+            return false;
+        }
+        if (event == START_OVER)
+        {
+            synced = false;
+        }
+        else if (event instanceof List<?> batch && synced)
+        {
+            @SuppressWarnings("unchecked")
+            final List<RegionChange> changes = (List<RegionChange>) batch;
+            apply(changes);
+        }
+        return true;
     }
 
     /** Reads everything, makes the kernel hold it, watches from the next revision. */
@@ -353,6 +385,11 @@ public final class Router implements RegionStore.Listener, AutoCloseable
         {
             available = false;
             LOG.warn("router {}: cannot publish revision {} (retried): {}", settings.id(), revision, e.getMessage());
+        }
+        catch (final RuntimeException e)
+        {
+            // the steering is applied either way; hosts just cannot see it confirmed until a publish succeeds
+            LOG.error("router {}: publishing revision {} failed (retried): {}", settings.id(), revision, e.toString());
         }
     }
 
