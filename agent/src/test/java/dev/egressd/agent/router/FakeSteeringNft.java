@@ -72,6 +72,13 @@ final class FakeSteeringNft implements NftablesClient
         tables.get(table).sets.get(set).remove(key);
     }
 
+    /** @return whether the table has its chain. */
+    synchronized boolean hasChain(final String table)
+    {
+        final Table t = tables.get(table);
+        return t != null && t.rules != null;
+    }
+
     /** A hand edit: deletes the chain. */
     synchronized void handDeleteChain(final String table)
     {

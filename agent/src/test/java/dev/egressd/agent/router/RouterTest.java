@@ -244,9 +244,9 @@ class RouterTest
         await("stray rule removed", () -> !routing.rules().contains(stray));
         assertThat(routing.rules()).contains(foreign);
 
-        nft.handDeleteChain(TABLE);
         final long before = router.repairs();
-        await("table replaced", () -> router.repairs() > before);
+        nft.handDeleteChain(TABLE);
+        await("table replaced and counted", () -> nft.hasChain(TABLE) && router.repairs() > before);
         assertThat(nft.runJson("list chain inet " + TABLE + " prerouting")).contains("fib saddr . mark . iif");
         assertThat(mark("blk4", key(1))).isEqualTo("0x1");
     }

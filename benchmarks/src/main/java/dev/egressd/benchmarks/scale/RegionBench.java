@@ -150,9 +150,16 @@ public final class RegionBench
         }
 
         @Override
-        public void registerHost(final HostRecord host)
+        public HostRecord registerHost(final HostRecord host)
         {
             // one client, one lease: liveness is not what this bench measures
+            return host;
+        }
+
+        @Override
+        public void publishRouter(final String router, final long applied) throws RegionUnavailableException
+        {
+            store.publishRouter(router, applied);
         }
 
         @Override
