@@ -276,6 +276,18 @@ class RouterTest
     }
 
     @Test
+    void aFailedFirstCreateIsRetried() throws Exception
+    {
+        final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
+        h1.claim(new SlotId(P1, 2), "h1", "m2");
+        nft.failNextRun();
+        router.start();
+        settle(); // nothing else changes in the region: the retry comes from the loop itself
+        assertThat(mark("blk4", key(2))).isEqualTo("0x1");
+        assertThat(nft.hasChain(TABLE)).isTrue();
+    }
+
+    @Test
     void theMetricsShowTheRouter() throws Exception
     {
         final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
