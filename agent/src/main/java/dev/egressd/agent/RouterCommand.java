@@ -6,6 +6,7 @@ import dev.egressd.agent.config.RouterConfig;
 import dev.egressd.agent.kernel.Sysctl;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting;
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkPolicyRouting;
 import dev.egressd.agent.metrics.EgressMetrics;
 import dev.egressd.agent.metrics.RouterMetrics;
 import dev.egressd.agent.region.EtcdRegionStore;
@@ -21,7 +22,6 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.OutputStream;
-import java.lang.reflect.InvocationTargetException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -42,7 +42,6 @@ public final class RouterCommand implements Callable<Integer>
 {
     private static final Logger LOG = LoggerFactory.getLogger(RouterCommand.class);
     /** The rtnetlink implementation of {@link PolicyRouting}, found by name with its static {@code open()}. */
-    static final String POLICY_ROUTING_CLASS = "dev.egressd.agent.kernel.rtnetlink.RtnetlinkPolicyRouting";
 
     @Option(names = "--config", paramLabel = "FILE", description = "config file (default /etc/egressd/router.conf)")
     Path config;
@@ -184,7 +183,7 @@ public final class RouterCommand implements Callable<Integer>
         Sysctl.write("net.ipv4.fwmark_reflect", "1");
         Sysctl.write("net.ipv6.fwmark_reflect", "1");
         parts.nft = LibNftablesClient.open();
-        parts.routing = openPolicyRouting();
+        parts.routing = RtnetlinkPolicyRouting.open();
         final EtcdRegionStore.Tls tls = settings.caFile() == null && settings.certFile() == null ? null
             : new EtcdRegionStore.Tls(settings.caFile(), settings.certFile(), settings.keyFile());
         parts.store = new EtcdRegionStore(settings.endpoints(), settings.prefix(), settings.region(),
@@ -228,34 +227,4 @@ public final class RouterCommand implements Callable<Integer>
         parts.notify.notify("READY=1");
     }
 
-    /**
-     * Opens the rtnetlink policy routing by class name, so this command builds before that class is merged in.
-     *
-     * @return the policy routing.
-     * @throws IOException if the class is absent or its {@code open()} fails.
-     */
-    static PolicyRouting openPolicyRouting() throws IOException
-    {
-        try
-        {
-            return (PolicyRouting) Class.forName(POLICY_ROUTING_CLASS).getMethod("open").invoke(null);
-        }
-        catch (final ClassNotFoundException e)
-        {
-            throw new IOException("this build has no rtnetlink policy routing (" + POLICY_ROUTING_CLASS + ")", e);
-        }
-        catch (final InvocationTargetException e)
-        {
-            final Throwable cause = e.getCause();
-            if (cause instanceof IOException io)
-            {
-                throw io;
-            }
-            throw new IOException("opening rtnetlink policy routing failed: " + cause, cause);
-        }
-        catch (final ReflectiveOperationException | ClassCastException e)
-        {
-            throw new IOException(POLICY_ROUTING_CLASS + " has no usable static open(): " + e, e);
-        }
-    }
 }
