@@ -16,9 +16,11 @@
     lab-client.py probe udp|tcp ADDR PORT SECONDS INTERVAL_MS [--timeout S]
         Every INTERVAL_MS a probe: UDP, one datagram on one connected socket (the same source port
         throughout); TCP, a new connection that reads the greeting. Prints per answered probe
-        "r <ms since start> <seen ip> <seen port>", then "done <sent> <answered>".
+        "r <ms since start> <seen ip> <seen port>", then "done <sent> <answered> <ms since start>" (also
+        when ended early by SIGTERM).
 """
 import errno
+import signal
 import threading
 import socket
 import sys
@@ -138,13 +140,14 @@ def main():
         start = time.monotonic()
         sent = answered = 0
         u = None
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
         if proto == "udp":
             u = socket.socket(family_of(addr), socket.SOCK_DGRAM)
             u.connect((addr, port))
             u.setblocking(False)
         nxt = start
-        while time.monotonic() - start < seconds:
-            now = time.monotonic()
+        while time.monotonic() - start < seconds and not stopping:
             if proto == "udp":
                 try:
                     u.send(b"probe\n")
@@ -174,7 +177,7 @@ def main():
                 s.close()
             nxt += interval
             time.sleep(max(0, nxt - time.monotonic()))
-        out("done %d %d" % (sent, answered))
+        out("done %d %d %d" % (sent, answered, (time.monotonic() - start) * 1000))
     else:
         sys.exit(__doc__)
 
