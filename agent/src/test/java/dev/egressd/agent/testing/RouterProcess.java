@@ -18,7 +18,8 @@ import java.util.concurrent.TimeUnit;
  * The real router role, {@code egressd router} from the built jar, as its own process in a {@link RegionLab}'s
  * router namespace ({@code ip netns exec P-rtr java -jar egressd.jar router ...}; {@code ip netns exec} execs, so
  * {@link #kill9()} is a real {@code kill -9} of the router). It runs in the foreground; ready means its nft table
- * {@code egressd_router} exists and its {@code routers/<id>} key is in etcd (it has applied the region once).
+ * {@code egressd_router} exists and it has (re)written its {@code routers/<id>} key in etcd (it has applied the
+ * region once).
  */
 public final class RouterProcess implements AutoCloseable
 {
@@ -56,13 +57,16 @@ public final class RouterProcess implements AutoCloseable
     }
 
     /**
-     * Starts the router and waits until it is ready (its table exists and it published its applied revision).
+     * Starts the router and waits until it is ready: its table exists and it has published its record anew (a
+     * later modification of {@code routers/<id>} than before the start: after a {@code kill -9} the old process's
+     * record stays until its lease expires, and must not count).
      *
      * @return milliseconds from process start to ready.
      * @throws Exception if it does not get ready within 30 s.
      */
     public long start() throws Exception
     {
+        final long before = Math.max(0, record().modRevision());
         final List<String> cmd = new ArrayList<>(lab.inside("rtr",
             Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar",
             DaemonProcess.jar().toString(), "router", "--region", RegionLab.REGION, "--etcd-endpoints", etcdEndpoint,
@@ -74,20 +78,22 @@ public final class RouterProcess implements AutoCloseable
         process = new ProcessBuilder(cmd).redirectErrorStream(true)
             .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
         final long deadline = t0 + TimeUnit.SECONDS.toNanos(30);
+        Record last = record();
         while (System.nanoTime() < deadline)
         {
             if (!process.isAlive())
             {
                 fail("egressd router exited with " + process.exitValue() + " during start-up:\n" + tail());
             }
-            if (tablePresent() && appliedRevision() > 0)
+            last = record();
+            if (last.modRevision() > before && tablePresent())
             {
                 return (System.nanoTime() - t0) / 1_000_000;
             }
             Thread.sleep(50);
         }
-        fail("egressd router not ready within 30 s (table " + tablePresent() + ", applied " + appliedRevision()
-            + "):\n" + tail());
+        fail("egressd router not ready within 30 s (table " + tablePresent() + ", record " + last + " after "
+            + before + "):\n" + tail());
         return -1;
     }
 
@@ -99,33 +105,54 @@ public final class RouterProcess implements AutoCloseable
     }
 
     /**
-     * The revision this router says it has applied: its {@code routers/<id>} key, read with {@code etcdctl} inside
-     * the router namespace.
+     * The router's record in etcd, {@code routers/<id>}, read with {@code etcdctl} inside the router namespace.
      *
-     * @return the revision, 0 if the key is absent or has none, -1 if etcd cannot be read.
+     * @param modRevision the key's last modification, 0 if absent, -1 if etcd cannot be read.
+     * @param value       its value (JSON text), or null.
      */
-    public long appliedRevision()
+    public record Record(long modRevision, String value)
+    {
+        /** @return the revision the router says it has applied ({@code "applied"}), or -1. */
+        public long applied()
+        {
+            if (value == null)
+            {
+                return -1;
+            }
+            try
+            {
+                return ApiClient.JSON.readTree(value).path("applied").asLong(-1);
+            }
+            catch (final IOException e)
+            {
+                return -1;
+            }
+        }
+    }
+
+    /** @return the router's record in etcd now. */
+    public Record record()
     {
         final Shell.Output got = lab.execApart(Duration.ofSeconds(5), "rtr", "etcdctl", "--endpoints", etcdEndpoint,
-            "--command-timeout=2s", "get", PREFIX + "/" + RegionLab.REGION + "/routers/" + id, "--print-value-only");
+            "--command-timeout=2s", "get", PREFIX + "/" + RegionLab.REGION + "/routers/" + id, "-w", "json");
         if (got.exitCode() != 0)
         {
-            return -1;
-        }
-        if (got.stdout().isBlank())
-        {
-            return 0;
+            return new Record(-1, null);
         }
         try
         {
-            final JsonNode value = ApiClient.JSON.readTree(got.stdout().strip());
-            final long applied = value.path("applied").asLong(0);
-            // a record without the field still says the router is there and has read the region
-            return applied > 0 ? applied : 1;
+            final JsonNode kvs = ApiClient.JSON.readTree(got.stdout()).path("kvs");
+            if (kvs.size() == 0)
+            {
+                return new Record(0, null);
+            }
+            final JsonNode kv = kvs.get(0);
+            return new Record(kv.path("mod_revision").asLong(), new String(java.util.Base64.getDecoder()
+                .decode(kv.path("value").asText()), java.nio.charset.StandardCharsets.UTF_8));
         }
-        catch (final IOException e)
+        catch (final IOException | IllegalArgumentException e)
         {
-            return 1;
+            return new Record(-1, null);
         }
     }
 
