@@ -3,6 +3,7 @@ package dev.egressd.agent;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.NftKernel;
 import dev.egressd.agent.metrics.RegionMetrics;
+import dev.egressd.agent.reconcile.RouterRevisions;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.Ledger;
 import dev.egressd.agent.reconcile.LocalLedger;
@@ -342,7 +343,7 @@ public final class Daemon
         regionStore = new EtcdRegionStore(settings.endpoints(), settings.prefix(), config.region(),
             java.time.Duration.ofMillis(settings.deadlineMillis()), tls, EtcdRegionStore.DEFAULT_LEASE_TTL);
         regionLedger = new RegionLedger(regionStore, settings.hostId(), config.region(), settings.quarantineSeconds(),
-            System::currentTimeMillis);
+            System::currentTimeMillis, new RouterRevisions(settings.routerConfirmMillis(), System::nanoTime));
         LOG.info("region mode: ledger etcd at {} (prefix {}), host {}", settings.endpoints(), settings.prefix(),
             settings.hostId());
         return regionLedger;
@@ -377,6 +378,10 @@ public final class Daemon
         if (regionFeed != null)
         {
             regionFeed.close();
+        }
+        if (regionLedger != null)
+        {
+            regionLedger.close(); // answers still waiting for the routers leave unconfirmed
         }
         if (regionStore != null)
         {

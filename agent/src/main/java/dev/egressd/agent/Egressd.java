@@ -58,6 +58,9 @@ public final class Egressd implements Callable<Integer>
     String quarantine;
     @Option(names = "--region-host-addresses", description = "addresses the region's routers reach this host by")
     String hostAddresses;
+    @Option(names = "--router-confirm-ms", description = "how long a placement's answer waits for the region's "
+        + "routers to steer by it (default 3000; 0: no wait)")
+    String routerConfirm;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -106,6 +109,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "etcd-deadline-ms", deadline);
         put(flags, "region-quarantine-seconds", quarantine);
         put(flags, "region-host-addresses", hostAddresses);
+        put(flags, "router-confirm-ms", routerConfirm);
         return flags;
     }
 

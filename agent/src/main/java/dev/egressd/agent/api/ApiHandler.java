@@ -482,9 +482,10 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                         + "machines: confirm that it is fenced or powered off with {\"fenced\": true}");
                 }
                 final String host = s[2];
-                return mutate(Operation.DELETE_HOST, "delete host " + host,
+                // the quarantine's revision always counts (Placed's revision 0: no slot of this host to fall back on)
+                return steered(Operation.DELETE_HOST, "delete host " + host,
                     l -> l.ledger().deleteHost(l.allocator(), host),
-                    l -> Views.region(l.ledger(), l.allocator()));
+                    l -> new Placed(Views.region(l.ledger(), l.allocator()), -1));
             }
             default -> throw notFound(path);
         }
@@ -575,9 +576,9 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     final Body b = Body.parse(body, MACHINE_FIELDS);
                     final Machine machine = machine(id, b);
                     final String fromHost = b.string("from_host", false);
-                    return mutate(Operation.PUT_MACHINE, "put machine " + id + (fromHost == null ? ""
+                    return steered(Operation.PUT_MACHINE, "put machine " + id + (fromHost == null ? ""
                         : " handed over from host " + fromHost), l -> l.putMachine(machine, fromHost),
-                        l -> machineView(l, id));
+                        l -> new Placed(machineView(l, id), l.ledger().slotRevision(id)));
                 }
                 case "DELETE" ->
                 {
@@ -630,34 +631,75 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         final ControlLoop.Mutation mutation, final java.util.function.Function<ControlLoop, JsonNode> view)
     {
         // The view is built in the mutation's own loop task: a later task could already hold another mutation.
-        return loop.mutate(operation, what, mutation, view).thenApply(result ->
+        return loop.mutate(operation, what, mutation, view).thenApply(ApiHandler::answer);
+    }
+
+    /**
+     * A view built on the loop thread, with the revision of the region slot it shows.
+     *
+     * @param view         the view.
+     * @param slotRevision the machine's slot's revision in this host's cache; 0: it holds no region slot (nothing
+     *                     to steer); -1: only the mutation's own writes count (a host deletion).
+     */
+    private record Placed(JsonNode view, long slotRevision)
+    {
+    }
+
+    /**
+     * A mutation whose answer says whether the region's routers steer by it ({@code "steering"}): the answer waits
+     * for them off the loop thread (the loop's future completes on it; the wait is the routers' table's, which
+     * completes on its own thread) up to {@code router-confirm-ms}.
+     */
+    private CompletableFuture<Reply> steered(final Operation operation, final String what,
+        final ControlLoop.Mutation mutation, final java.util.function.Function<ControlLoop, Placed> view)
+    {
+        return loop.mutate(operation, what, mutation, view).thenCompose(result ->
         {
-            if (result instanceof MutationResult.Ok ok)
+            if (!(result instanceof MutationResult.Ok ok) || !(ok.view() instanceof Placed placed)
+                || !(placed.view() instanceof ObjectNode node))
             {
-                if (ok.view() == null)
-                {
-                    return error(new ApiException(500, "internal", null, "the change was applied but its view "
-                        + "could not be built; GET it again"));
-                }
-                return new Reply(200, ok.view());
+                return CompletableFuture.completedFuture(answer(result));
             }
-            if (result instanceof MutationResult.Refused refused)
+            final long revision = placed.slotRevision() < 0 ? ok.revision()
+                : placed.slotRevision() == 0 ? 0 : Math.max(placed.slotRevision(), ok.revision());
+            final CompletableFuture<dev.egressd.agent.reconcile.Steering> steering = revision > 0
+                ? loop.ledger().steering(revision)
+                : CompletableFuture.completedFuture(dev.egressd.agent.reconcile.Steering.NOT_STEERED);
+            return steering.thenApply(s ->
             {
-                return error(refusal(refused.refusal()));
-            }
-            if (result instanceof MutationResult.RegionUnavailable region)
-            {
-                return error(new ApiException(503, "region_unavailable", null, region.message() + "; nothing changed"));
-            }
-            if (result instanceof MutationResult.StateUnwritable unwritable)
-            {
-                return error(new ApiException(503, "state_unwritable", null,
-                    unwritable.message() + "; nothing changed"));
-            }
-            final MutationResult.Unavailable unavailable = (MutationResult.Unavailable)result;
-            return error(new ApiException(503, "kernel_unavailable", null,
-                unavailable.message() + "; nothing changed"));
+                node.set("steering", Views.steering(s));
+                return new Reply(200, node);
+            });
         });
+    }
+
+    private static Reply answer(final MutationResult result)
+    {
+        if (result instanceof MutationResult.Ok ok)
+        {
+            if (!(ok.view() instanceof JsonNode view))
+            {
+                return error(new ApiException(500, "internal", null, "the change was applied but its view "
+                    + "could not be built; GET it again"));
+            }
+            return new Reply(200, view);
+        }
+        if (result instanceof MutationResult.Refused refused)
+        {
+            return error(refusal(refused.refusal()));
+        }
+        if (result instanceof MutationResult.RegionUnavailable region)
+        {
+            return error(new ApiException(503, "region_unavailable", null, region.message() + "; nothing changed"));
+        }
+        if (result instanceof MutationResult.StateUnwritable unwritable)
+        {
+            return error(new ApiException(503, "state_unwritable", null,
+                unwritable.message() + "; nothing changed"));
+        }
+        final MutationResult.Unavailable unavailable = (MutationResult.Unavailable)result;
+        return error(new ApiException(503, "kernel_unavailable", null,
+            unavailable.message() + "; nothing changed"));
     }
 
     private CompletableFuture<Reply> connections(final String id, final int top)

@@ -9,6 +9,7 @@ import dev.egressd.agent.reconcile.Health;
 import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.reconcile.Ledger;
 import dev.egressd.agent.reconcile.RegionLedger;
+import dev.egressd.agent.reconcile.Steering;
 import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.DesiredState;
@@ -287,10 +288,13 @@ final class Views
             final ObjectNode host = hosts.addObject();
             host.put("id", h.id());
             host.put("alive", h.alive());
+            host.put("mark", h.mark());
             host.put("slots", v.slotsByHost().getOrDefault(h.id(), 0));
             final ArrayNode addresses = host.putArray("addresses");
             h.addresses().forEach(addresses::add);
         }
+        final ArrayNode routers = node.putArray("routers");
+        v.routers().forEach((id, applied) -> routers.addObject().put("id", id).put("applied", applied));
         final ObjectNode slots = node.putObject("slots_by_host");
         v.slotsByHost().forEach(slots::put);
         node.put("pending_releases", v.pendingReleases());
@@ -300,6 +304,23 @@ final class Views
         node.putObject("requests").put("total", stats.requests()).put("failures", stats.failures())
             .put("conflicts", stats.conflicts()).put("seconds", stats.nanos() / 1e9);
         node.put("slot_conflicts", region.slotConflicts());
+        return node;
+    }
+
+    /**
+     * The {@code "steering"} of a placement's or a host deletion's answer: whether the region's routers steer by
+     * its revision.
+     *
+     * @param s the steering.
+     * @return {@code {"state", "revision", "waiting_for"}}.
+     */
+    static ObjectNode steering(final Steering s)
+    {
+        final ObjectNode node = Body.MAPPER.createObjectNode();
+        node.put("state", s.state().text());
+        node.put("revision", s.revision());
+        final ArrayNode waiting = node.putArray("waiting_for");
+        s.waitingFor().forEach(waiting::add);
         return node;
     }
 

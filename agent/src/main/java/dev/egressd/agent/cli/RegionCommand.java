@@ -5,8 +5,8 @@ import picocli.CommandLine.Command;
 
 /** {@code egressctl region}: the region ledger as this host sees it. */
 @Command(name = "region", description = "The region ledger as this host sees it (GET /v1/region): whether etcd "
-    + "answers, the revision applied, the cache lag, the region's hosts with their liveness and slots, and this "
-    + "host's slots that the ledger does not give to it.")
+    + "answers, the revision applied, the cache lag, the region's hosts with their liveness, mark and slots, its "
+    + "routers with the revision each applied, and this host's slots that the ledger does not give to it.")
 final class RegionCommand extends CtlCommand
 {
     @Override
@@ -33,15 +33,31 @@ final class RegionCommand extends CtlCommand
         out().println("requests:  " + requests.path("total").asLong() + " (" + requests.path("failures").asLong()
             + " failed, " + requests.path("conflicts").asLong() + " lost races); pending releases "
             + region.path("pending_releases").asInt() + "; slot conflicts " + region.path("slot_conflicts").asLong());
-        final Table table = new Table("HOST", "ALIVE", "SLOTS", "ADDRESSES");
+        final Table table = new Table("HOST", "ALIVE", "MARK", "SLOTS", "ADDRESSES");
         for (final JsonNode h : region.path("hosts"))
         {
             final StringBuilder addresses = new StringBuilder();
             h.path("addresses").forEach(a -> addresses.append(addresses.length() == 0 ? "" : ",").append(a.asText()));
-            table.row(text(h, "id"), h.path("alive").asBoolean() ? "yes" : "no", h.path("slots").asInt(),
-                addresses.length() == 0 ? "-" : addresses.toString());
+            final int mark = h.path("mark").asInt();
+            table.row(text(h, "id"), h.path("alive").asBoolean() ? "yes" : "no", mark == 0 ? "-" : mark,
+                h.path("slots").asInt(), addresses.length() == 0 ? "-" : addresses.toString());
         }
         table.print(out());
+        final long revision = region.path("revision").asLong();
+        if (region.path("routers").isEmpty())
+        {
+            out().println("routers:   none (placements are answered at once, steering no_router)");
+        }
+        else
+        {
+            final Table routers = new Table("ROUTER", "APPLIED", "BEHIND");
+            for (final JsonNode r : region.path("routers"))
+            {
+                final long applied = r.path("applied").asLong();
+                routers.row(text(r, "id"), applied, applied >= revision ? "-" : Long.toString(revision - applied));
+            }
+            routers.print(out());
+        }
         for (final JsonNode m : region.path("mismatches"))
         {
             out().println("MISMATCH: " + m.asText());

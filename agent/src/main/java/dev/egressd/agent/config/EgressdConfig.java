@@ -67,9 +67,12 @@ public record EgressdConfig(
      * @param deadlineMillis    how long any one etcd request may take before it counts as unavailable.
      * @param quarantineSeconds how long the blocks of a deleted host wait before they are reused.
      * @param hostAddresses     the addresses the region's routers reach this host by (published in etcd).
+     * @param routerConfirmMillis how long a placement's answer waits for the region's routers to steer by it; 0: no
+     *                          wait.
      */
     public record LedgerSettings(boolean etcd, List<String> endpoints, String prefix, Path caFile, Path certFile,
-        Path keyFile, String hostId, int deadlineMillis, int quarantineSeconds, List<String> hostAddresses)
+        Path keyFile, String hostId, int deadlineMillis, int quarantineSeconds, List<String> hostAddresses,
+        int routerConfirmMillis)
     {
         /**
          * Copies the endpoint list.
@@ -84,6 +87,7 @@ public record EgressdConfig(
          * @param deadlineMillis    the deadline.
          * @param quarantineSeconds the quarantine.
          * @param hostAddresses     the host's addresses.
+         * @param routerConfirmMillis the routers' confirmation wait.
          */
         public LedgerSettings
         {
@@ -133,6 +137,7 @@ public record EgressdConfig(
         map.put("etcd-deadline-ms", "2000");
         map.put("region-quarantine-seconds", "120");
         map.put("region-host-addresses", "");
+        map.put("router-confirm-ms", "3000");
         return java.util.Collections.unmodifiableMap(map);
     }
 
@@ -282,6 +287,7 @@ public record EgressdConfig(
         map.put("etcd-deadline-ms", Integer.toString(ledger.deadlineMillis()));
         map.put("region-quarantine-seconds", Integer.toString(ledger.quarantineSeconds()));
         map.put("region-host-addresses", String.join(",", ledger.hostAddresses()));
+        map.put("router-confirm-ms", Integer.toString(ledger.routerConfirmMillis()));
         return map;
     }
 
@@ -347,7 +353,9 @@ public record EgressdConfig(
         final List<String> addresses = commaList(values, "region-host-addresses",
             a -> a.matches("[0-9.]+|[0-9A-Fa-f:.]+") && isAddress(a),
             "each must be an IPv4 or IPv6 address literal (comma-separated)");
-        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine, addresses);
+        final int routerConfirm = integer(values, "router-confirm-ms", 0, 60000);
+        return new LedgerSettings(etcd, endpoints, prefix, ca, cert, key, hostId, deadline, quarantine, addresses,
+            routerConfirm);
     }
 
     /** A comma-separated setting: its non-empty items, each checked; the first bad one is named. */

@@ -1,9 +1,15 @@
 package dev.egressd.agent.metrics;
 
 import dev.egressd.agent.reconcile.RegionLedger;
+import dev.egressd.agent.reconcile.Steering;
+
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.binder.MeterBinder;
 
 /** Region mode's meters (docs/metrics.md): etcd's availability and round trips, claim races, conflicts, lag. */
@@ -47,5 +53,28 @@ public final class RegionMetrics implements MeterBinder
             .baseUnit("seconds").register(registry);
         Gauge.builder("egressd.region.revision", ledger, RegionLedger::revision)
             .description("The last region ledger revision applied to this host's cache").register(registry);
+        Gauge.builder("egressd.region.routers", ledger, l -> l.routers().applied().size())
+            .description("The region's live routers (routers/<id> keys on their leases)").register(registry);
+        // every state from the start, so a dashboard sees zeros rather than missing series; local never waits here
+        final Map<Steering.State, Timer> waits = new EnumMap<>(Steering.State.class);
+        for (final Steering.State state : new Steering.State[] {Steering.State.CONFIRMED, Steering.State.UNCONFIRMED,
+            Steering.State.NO_ROUTER})
+        {
+            waits.put(state, Timer.builder("egressd.region.steering.wait").tag("state", state.text())
+                .description("How long placement and host-deletion answers waited for the region's routers to "
+                    + "steer by their revision, by how the wait ended")
+                .publishPercentileHistogram()
+                .minimumExpectedValue(java.time.Duration.ofMillis(1))
+                .maximumExpectedValue(java.time.Duration.ofSeconds(60))
+                .register(registry));
+        }
+        ledger.routers().observe((state, nanos) ->
+        {
+            final Timer t = waits.get(state);
+            if (t != null)
+            {
+                t.record(Math.max(0, nanos), TimeUnit.NANOSECONDS);
+            }
+        });
     }
 }

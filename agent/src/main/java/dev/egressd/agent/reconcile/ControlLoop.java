@@ -520,6 +520,7 @@ public final class ControlLoop implements LoopStats
     {
         final List<Integer> accepted = new ArrayList<>();
         final Object[] views = new Object[batch.size()];
+        final long[] revisions = new long[batch.size()];
         final List<List<String>> changes = new ArrayList<>(java.util.Collections.nCopies(batch.size(), List.of()));
         ledger.begin();
         for (int i = 0; i < batch.size(); i++)
@@ -529,7 +530,9 @@ public final class ControlLoop implements LoopStats
             final Outcome outcome;
             try
             {
+                ledger.takeRevision(); // a failed predecessor's writes are not this mutation's
                 outcome = p.mutation().apply(this);
+                revisions[i] = ledger.takeRevision();
             }
             catch (final LedgerException e)
             {
@@ -592,7 +595,7 @@ public final class ControlLoop implements LoopStats
             // another host's slot changed in this host's view, nothing of this host's: no kernel or disk work
             ledger.committed();
             final int i = accepted.get(0);
-            results[i] = new MutationResult.Ok(changes.get(i), views[i]);
+            results[i] = new MutationResult.Ok(changes.get(i), views[i], revisions[i]);
             return;
         }
         final String what = accepted.size() == 1 ? batch.get(accepted.get(0)).what()
@@ -645,8 +648,7 @@ public final class ControlLoop implements LoopStats
         for (final int i : accepted)
         {
             changed.addAll(changes.get(i));
-            results[i] = views[i] != null ? new MutationResult.Ok(changes.get(i), views[i])
-                : new MutationResult.Ok(changes.get(i));
+            results[i] = new MutationResult.Ok(changes.get(i), views[i], revisions[i]);
         }
         if (!applied.isEmpty() || !changed.isEmpty())
         {

@@ -53,6 +53,40 @@ public interface Ledger
         return false;
     }
 
+    /**
+     * The region revision the running mutation's writes reached so far (claims, handovers, quarantines), and forget
+     * it: the loop takes it after each mutation for its answer ({@link MutationResult.Ok#revision()}).
+     *
+     * @return the revision, or 0 when it wrote nothing to a region.
+     */
+    default long takeRevision()
+    {
+        return 0;
+    }
+
+    /**
+     * The revision of the region slot a machine of this host holds, as this host's cache has it (loop thread).
+     *
+     * @param machineId the machine.
+     * @return the slot's mod revision, or 0 when it holds none (the local ledger, a machine-scoped pair, waiting).
+     */
+    default long slotRevision(final String machineId)
+    {
+        return 0;
+    }
+
+    /**
+     * Waits, off the caller's thread, until the region's routers steer by a revision ({@code router-confirm-ms}).
+     * Any thread.
+     *
+     * @param revision the revision.
+     * @return the steering; {@link Steering#NOT_STEERED} at once with the local ledger.
+     */
+    default java.util.concurrent.CompletableFuture<Steering> steering(final long revision)
+    {
+        return java.util.concurrent.CompletableFuture.completedFuture(Steering.NOT_STEERED);
+    }
+
     /** A mutation starts: forget what the previous one did. */
     void begin();
 

@@ -11,11 +11,25 @@ public sealed interface MutationResult
      * Done: the kernel holds the change and the state is on disk.
      *
      * @param changed the ids of machines whose egress changed.
-     * @param view    what the mutation's view function returned, built in the same loop task right after the
-     *                change (so no other mutation runs in between), or null when none was given or it failed.
+     * @param view     what the mutation's view function returned, built in the same loop task right after the
+     *                 change (so no other mutation runs in between), or null when none was given or it failed.
+     * @param revision the region revision the mutation's own writes to the region ledger reached (a claim, a
+     *                 handover, a host's quarantine): what the routers must apply before its steering is confirmed;
+     *                 0 when it wrote none (or with the local ledger).
      */
-    record Ok(List<String> changed, Object view) implements MutationResult
+    record Ok(List<String> changed, Object view, long revision) implements MutationResult
     {
+        /**
+         * Done, with a view and no region write.
+         *
+         * @param changed the ids of machines whose egress changed.
+         * @param view    the view, or null.
+         */
+        public Ok(final List<String> changed, final Object view)
+        {
+            this(changed, view, 0);
+        }
+
         /**
          * Done, without a view.
          *
@@ -23,7 +37,7 @@ public sealed interface MutationResult
          */
         public Ok(final List<String> changed)
         {
-            this(changed, null);
+            this(changed, null, 0);
         }
     }
 

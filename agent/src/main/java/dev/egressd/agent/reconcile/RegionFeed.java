@@ -4,10 +4,12 @@ import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.region.RegionStore.HostRecord;
 import dev.egressd.agent.region.RegionStore.RegionChange;
 import dev.egressd.agent.region.RegionStore.RegionSnapshot;
+import dev.egressd.agent.region.RegionStore.RouterChange;
 import dev.egressd.agent.region.RegionUnavailableException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.LongSupplier;
@@ -32,6 +34,8 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
     private final Thread thread;
 
     private boolean again = true;
+    /** The mark the last registration returned (feed thread only). */
+    private int mark;
     private volatile boolean closed;
     private AutoCloseable watch;
 
@@ -108,7 +112,13 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
     {
         try
         {
-            store.registerHost(self);
+            final HostRecord registered = store.registerHost(self);
+            if (registered.mark() != mark)
+            {
+                LOG.info("region {}: host {} registered with mark {} (the routers steer its blocks by it)",
+                    ledger.region(), registered.id(), registered.mark());
+                mark = registered.mark();
+            }
             final RegionSnapshot snapshot = store.read();
             loop.mutate(Operation.REGION_SYNC, "region full read at revision " + snapshot.revision(),
                 l -> ledger.resync(l.allocator(), snapshot)).get(30, TimeUnit.SECONDS);
@@ -119,8 +129,9 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
                     watch = store.watch(snapshot.revision() + 1, this);
                 }
             }
-            LOG.info("region {}: read {} pairs, {} slots, {} hosts at revision {}; watching", ledger.region(),
-                snapshot.pairs().size(), snapshot.slots().size(), snapshot.hosts().size(), snapshot.revision());
+            LOG.info("region {}: read {} pairs, {} slots, {} hosts, {} routers at revision {}; watching",
+                ledger.region(), snapshot.pairs().size(), snapshot.slots().size(), snapshot.hosts().size(),
+                snapshot.routers().size(), snapshot.revision());
             return true;
         }
         catch (final RegionUnavailableException e)
@@ -177,8 +188,26 @@ public final class RegionFeed implements RegionStore.Listener, AutoCloseable
     public void changed(final List<RegionChange> changes)
     {
         final long arrived = nanoTime.getAsLong();
-        loop.mutate(Operation.REGION_SYNC, "region changes to revision " + changes.get(changes.size() - 1).revision(),
-            l -> ledger.apply(l.allocator(), changes, arrived, nanoTime));
+        // A router's published revision goes straight to the routers' table: the answers waiting for it must not
+        // wait for the loop (which may be the one busy), and it changes nothing the loop holds.
+        final List<RegionChange> forLoop = new ArrayList<>(changes.size());
+        for (final RegionChange change : changes)
+        {
+            if (change instanceof RouterChange router)
+            {
+                ledger.routers().changed(router);
+            }
+            else
+            {
+                forLoop.add(change);
+            }
+        }
+        if (forLoop.isEmpty())
+        {
+            return;
+        }
+        loop.mutate(Operation.REGION_SYNC, "region changes to revision " + forLoop.get(forLoop.size() - 1).revision(),
+            l -> ledger.apply(l.allocator(), forLoop, arrived, nanoTime));
     }
 
     @Override

@@ -81,9 +81,11 @@ public final class RegionLedger implements Ledger, SlotLedger
      * @param slotsByHost     held slots per host (quarantined ones under {@code "(quarantine)"}).
      * @param pendingReleases releases not yet accepted by etcd.
      * @param mismatches      this host's machines whose slot the cache does not give to them.
+     * @param routers         the region's live routers and the revision each applied, by id.
      */
     public record View(String host, String region, boolean available, String problem, long revision,
-        List<HostRecord> hosts, Map<String, Integer> slotsByHost, int pendingReleases, List<String> mismatches)
+        List<HostRecord> hosts, Map<String, Integer> slotsByHost, int pendingReleases, List<String> mismatches,
+        Map<String, Long> routers)
     {
     }
 
@@ -92,6 +94,7 @@ public final class RegionLedger implements Ledger, SlotLedger
     private final String region;
     private final int quarantineSeconds;
     private final LongSupplier wallMillis;
+    private final RouterRevisions routers;
 
     private volatile boolean available;
     private volatile String problem = "not read yet";
@@ -118,6 +121,8 @@ public final class RegionLedger implements Ledger, SlotLedger
     private final ArrayDeque<Release> pendingReleases = new ArrayDeque<>();
     /** The running mutation applied only other hosts' slot changes that moved no machine of this host. */
     private boolean foreignOnly;
+    /** The highest revision the running mutation's own writes reached ({@link #takeRevision()}). */
+    private long mutationRevision;
 
     /**
      * Creates the ledger; it is unavailable until the feed's first read.
@@ -131,6 +136,25 @@ public final class RegionLedger implements Ledger, SlotLedger
     public RegionLedger(final RegionStore store, final String host, final String region, final int quarantineSeconds,
         final LongSupplier wallMillis)
     {
+        this(store, host, region, quarantineSeconds, wallMillis,
+            new RouterRevisions(RouterRevisions.DEFAULT_CONFIRM_MILLIS, System::nanoTime));
+    }
+
+    /**
+     * Creates the ledger; it is unavailable until the feed's first read.
+     *
+     * @param store             the region's store.
+     * @param host              this host's id.
+     * @param region            the region.
+     * @param quarantineSeconds how long a deleted host's blocks wait.
+     * @param wallMillis        the wall clock (quarantines end at a wall-clock time, written in etcd).
+     * @param routers           the routers' table that placements wait on ({@code router-confirm-ms}); closed with
+     *                          the ledger.
+     */
+    public RegionLedger(final RegionStore store, final String host, final String region, final int quarantineSeconds,
+        final LongSupplier wallMillis, final RouterRevisions routers)
+    {
+        this.routers = Objects.requireNonNull(routers, "routers");
         this.store = Objects.requireNonNull(store, "store");
         this.host = Objects.requireNonNull(host, "host");
         this.region = Objects.requireNonNull(region, "region");
@@ -208,6 +232,50 @@ public final class RegionLedger implements Ledger, SlotLedger
         return region;
     }
 
+    /** @return the region's live routers and their applied revisions (any thread; the feed updates it). */
+    public RouterRevisions routers()
+    {
+        return routers;
+    }
+
+    /** Stops the routers' timer: waiting answers are answered unconfirmed. */
+    public void close()
+    {
+        routers.close();
+    }
+
+    @Override
+    public long takeRevision()
+    {
+        final long r = mutationRevision;
+        mutationRevision = 0;
+        return r;
+    }
+
+    private void wrote(final long revision)
+    {
+        mutationRevision = Math.max(mutationRevision, revision);
+    }
+
+    @Override
+    public long slotRevision(final String machineId)
+    {
+        for (final SlotRecord s : slots.values())
+        {
+            if (host.equals(s.host()) && machineId.equals(s.machine()))
+            {
+                return s.modRevision();
+            }
+        }
+        return 0;
+    }
+
+    @Override
+    public java.util.concurrent.CompletableFuture<Steering> steering(final long revision)
+    {
+        return routers.await(revision);
+    }
+
     @Override
     public SlotLedger slots()
     {
@@ -252,6 +320,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             {
                 slots.put(id, c.slot());
                 ownRevisions.put(id, c.slot().modRevision());
+                wrote(c.slot().modRevision());
                 claimed.add(new Release(id, machineId, false));
                 return Claim.CLAIMED;
             }
@@ -411,6 +480,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             {
                 slots.put(id, c.slot());
                 ownRevisions.put(id, c.slot().modRevision());
+                wrote(c.slot().modRevision());
             }
             else if (answer instanceof Taken t && t.holder() != null && !host.equals(t.holder().host()))
             {
@@ -639,6 +709,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         final SlotRecord slot = claimedSlot.slot();
         slots.put(slot.id(), slot);
         ownRevisions.put(slot.id(), slot.modRevision());
+        wrote(slot.modRevision());
         allocator.releaseForeign(slot.id().pair(), slot.id().block());
         final Outcome restored = allocator.restoreMachine(machine, slot.id().pair(), slot.id().block());
         if (!restored.ok())
@@ -684,7 +755,10 @@ public final class RegionLedger implements Ledger, SlotLedger
         final List<SlotId> quarantined;
         try
         {
-            quarantined = store.quarantineHost(other, until);
+            final RegionStore.Quarantine done = store.quarantine(other, until);
+            quarantined = done.slots();
+            // a store that cannot tell the revision: the cache's, so the answer waits for something real at least
+            wrote(done.revision() > 0 ? done.revision() : revision);
         }
         catch (final RegionUnavailableException e)
         {
@@ -781,7 +855,8 @@ public final class RegionLedger implements Ledger, SlotLedger
         boolean onlyOthersSlots = true;
         for (final RegionChange change : batch)
         {
-            onlyOthersSlots &= change instanceof RegionStore.SlotChange s
+            onlyOthersSlots &= change instanceof RegionStore.RouterChange
+                || change instanceof RegionStore.SlotChange s
                 && (s.value() == null ? !host.equals(slotHost(s.id())) : !host.equals(s.value().host()));
             revision = Math.max(revision, change.revision());
             if (change instanceof RegionStore.AppChange a)
@@ -807,6 +882,10 @@ public final class RegionLedger implements Ledger, SlotLedger
                     continue; // older than this host's own claim of the slot: a late echo, not the present
                 }
                 applySlot(allocator, changes, s.id(), s.value());
+            }
+            else if (change instanceof RegionStore.RouterChange r)
+            {
+                routers.changed(r); // the feed sends them straight to the table; harmless if one comes this way
             }
             else if (change instanceof RegionStore.HostChange h)
             {
@@ -961,6 +1040,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         pairs.putAll(snapshot.pairs());
         hosts.clear();
         hosts.putAll(snapshot.hosts());
+        routers.reset(snapshot.revision(), snapshot.routers());
         final Map<SlotId, SlotRecord> previous = new HashMap<>(slots);
         slots.clear();
         slots.putAll(snapshot.slots());
@@ -1083,7 +1163,7 @@ public final class RegionLedger implements Ledger, SlotLedger
             }
         }
         return new View(host, region, available, problem, revision, List.copyOf(hosts.values()), byHost,
-            pendingReleases.size(), mismatches);
+            pendingReleases.size(), mismatches, routers.applied());
     }
 
     /** Collects the machines changed by several allocator calls into one outcome. */

@@ -5,6 +5,7 @@ import dev.egressd.agent.region.RegionKeys.AppValue;
 import dev.egressd.agent.region.RegionKeys.HostValue;
 import dev.egressd.agent.region.RegionKeys.MachineValue;
 import dev.egressd.agent.region.RegionKeys.PairValue;
+import dev.egressd.agent.region.RegionKeys.RouterValue;
 import dev.egressd.agent.region.RegionKeys.SlotValue;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
@@ -114,6 +115,11 @@ public final class EtcdRegionStore implements RegionStore
     private final AtomicLong nanos = new AtomicLong();
     private final List<RegionWatch> watches = new ArrayList<>();
     private final Object hostLock = new Object();
+    private final Object routerLock = new Object();
+    private String routerId;
+    private long routerLease;
+    private long routerApplied;
+    private boolean routerWritten;
     private String registeredHost;
     private long leaseId;
     private boolean aliveWritten;
@@ -290,8 +296,9 @@ public final class EtcdRegionStore implements RegionStore
         final Map<String, RegionApp> apps = new TreeMap<>();
         final Map<Ipv4Address, RegionPair> pairs = new TreeMap<>();
         final Map<SlotId, SlotRecord> slots = new TreeMap<>();
-        final Map<String, List<String>> hostAddresses = new TreeMap<>();
+        final Map<String, HostValue> hostValues = new TreeMap<>();
         final Map<String, Boolean> alive = new HashMap<>();
+        final Map<String, RouterRecord> routers = new TreeMap<>();
         for (final KeyValue entry : all.getKvs())
         {
             final String key = entry.getKey().toString(StandardCharsets.UTF_8).substring(keys.base().length());
@@ -314,12 +321,16 @@ public final class EtcdRegionStore implements RegionStore
                 }
                 else if (key.startsWith(RegionKeys.HOSTS))
                 {
-                    hostAddresses.put(key.substring(RegionKeys.HOSTS.length()),
-                        RegionKeys.read(entry.getValue().getBytes(), HostValue.class).addresses());
+                    hostValues.put(key.substring(RegionKeys.HOSTS.length()), hostValue(entry));
                 }
                 else if (key.startsWith(RegionKeys.ALIVE))
                 {
                     alive.put(key.substring(RegionKeys.ALIVE.length()), true);
+                }
+                else if (key.startsWith(RegionKeys.ROUTERS))
+                {
+                    final String id = key.substring(RegionKeys.ROUTERS.length());
+                    routers.put(id, router(id, entry));
                 }
             }
             catch (final IOException | RuntimeException e)
@@ -328,9 +339,9 @@ public final class EtcdRegionStore implements RegionStore
             }
         }
         final Map<String, HostRecord> hosts = new TreeMap<>();
-        hostAddresses.forEach((id, addresses) -> hosts.put(id,
-            new HostRecord(id, addresses == null ? List.of() : List.copyOf(addresses), alive.containsKey(id))));
-        return new RegionSnapshot(all.getHeader().getRevision(), apps, pairs, slots, hosts, Map.of());
+        hostValues.forEach((id, v) -> hosts.put(id, new HostRecord(id, v.addresses(), alive.containsKey(id),
+            v.mark())));
+        return new RegionSnapshot(all.getHeader().getRevision(), apps, pairs, slots, hosts, routers);
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -529,6 +540,12 @@ public final class EtcdRegionStore implements RegionStore
     @Override
     public List<SlotId> quarantineHost(final String host, final long untilMillis) throws RegionUnavailableException
     {
+        return quarantine(host, untilMillis).slots();
+    }
+
+    @Override
+    public Quarantine quarantine(final String host, final long untilMillis) throws RegionUnavailableException
+    {
         RegionKeys.id("host", host);
         final Budget budget = budget();
         final ByteSequence quarantine = value(new SlotValue(null, null, false, untilMillis));
@@ -539,6 +556,7 @@ public final class EtcdRegionStore implements RegionStore
                 budget, "quarantine host " + host, false);
             final Map<SlotId, KeyValue> held = new TreeMap<>();
             final List<ByteSequence> machines = new ArrayList<>();
+            ByteSequence markKey = null;
             for (final KeyValue entry : all.getKvs())
             {
                 final String key = entry.getKey().toString(StandardCharsets.UTF_8).substring(keys.base().length());
@@ -566,6 +584,12 @@ public final class EtcdRegionStore implements RegionStore
                     {
                         machines.add(entry.getKey());
                     }
+                }
+                else if (key.startsWith(RegionKeys.MARKS)
+                    && host.equals(entry.getValue().toString(StandardCharsets.UTF_8)))
+                {
+                    // the host's mark is free again once its host key is gone (a router then drops its table)
+                    markKey = entry.getKey();
                 }
             }
             // Each slot's put is fenced by its mod revision, so a slot that changed since the read (a handover
@@ -607,12 +631,17 @@ public final class EtcdRegionStore implements RegionStore
             machines.forEach(m -> rest.add(Op.delete(m, DeleteOption.DEFAULT)));
             rest.add(Op.delete(bytes(keys.host(host)), DeleteOption.DEFAULT));
             rest.add(Op.delete(bytes(keys.alive(host)), DeleteOption.DEFAULT));
+            if (markKey != null)
+            {
+                rest.add(Op.delete(markKey, DeleteOption.DEFAULT));
+            }
+            long revision = 0;
             for (int from = 0; from < rest.size(); from += MAX_TXN_OPS)
             {
-                await(kv.txn().Then(rest.subList(from, Math.min(rest.size(), from + MAX_TXN_OPS)).toArray(Op[]::new))
-                    .commit(), budget, "quarantine host " + host, true);
+                revision = await(kv.txn().Then(rest.subList(from, Math.min(rest.size(), from + MAX_TXN_OPS))
+                    .toArray(Op[]::new)).commit(), budget, "quarantine host " + host, true).getHeader().getRevision();
             }
-            return quarantined;
+            return new Quarantine(quarantined, revision);
         }
         throw new RegionUnavailableException("quarantine host " + host + ": its slots kept changing under "
             + ATTEMPTS + " attempts; " + quarantined.size() + " quarantined so far", false, null);
@@ -712,8 +741,8 @@ public final class EtcdRegionStore implements RegionStore
     {
         RegionKeys.id("host", host.id());
         final Budget budget = budget();
-        await(kv.put(bytes(keys.host(host.id())), value(new HostValue(List.copyOf(host.addresses())))), budget,
-            "register host " + host.id(), true);
+        final List<String> addresses = List.copyOf(host.addresses());
+        final int mark = writeHost(host.id(), addresses, budget);
         synchronized (hostLock)
         {
             if (registeredHost != null && !registeredHost.equals(host.id()))
@@ -731,13 +760,208 @@ public final class EtcdRegionStore implements RegionStore
                 liveness.scheduleWithFixedDelay(this::keepAliveQuietly, period, period, TimeUnit.MILLISECONDS);
             }
         }
-        return host; // TODO(store): assign the mark
+        return new HostRecord(host.id(), addresses, true, mark);
+    }
+
+    /**
+     * Writes the host key with its mark: the mark it holds already (a restart), or the lowest free one, taken with
+     * its {@code marks/<n>} key in the same transaction (created only if absent, so two hosts never share one).
+     *
+     * @return the mark.
+     */
+    private int writeHost(final String id, final List<String> addresses, final Budget budget)
+        throws RegionUnavailableException
+    {
+        final ByteSequence hostKey = bytes(keys.host(id));
+        final ByteSequence owner = ByteSequence.from(id, StandardCharsets.UTF_8);
+        final java.util.Set<Integer> used = new java.util.HashSet<>();
+        // The registration is one write to its caller (repeating it is harmless): a read in it that fails leaves
+        // the outcome unknown like its writes.
+        final GetResponse marks = await(kv.get(bytes(keys.base() + RegionKeys.MARKS),
+            GetOption.builder().isPrefix(true).build()), budget, "register host " + id, true);
+        for (final KeyValue entry : marks.getKvs())
+        {
+            final String n = entry.getKey().toString(StandardCharsets.UTF_8)
+                .substring((keys.base() + RegionKeys.MARKS).length());
+            try
+            {
+                used.add(Integer.parseInt(n));
+            }
+            catch (final NumberFormatException e)
+            {
+                skipped(n, e);
+            }
+        }
+        KeyValue hostKv = first(await(kv.get(hostKey), budget, "register host " + id, true));
+        int candidate = 1;
+        // Each round trip either writes or learns one more mark (or the host key) taken: bounded by the marks.
+        for (int round = 0; round <= RegionStore.MAX_HOST_MARK + ATTEMPTS; round++)
+        {
+            final int held = hostKv == null ? 0 : markOf(hostKv);
+            final Cmp hostSame = hostKv == null ? new Cmp(hostKey, Cmp.Op.EQUAL, CmpTarget.createRevision(0))
+                : new Cmp(hostKey, Cmp.Op.EQUAL, CmpTarget.modRevision(hostKv.getModRevision()));
+            final int mark;
+            final Cmp markFree;
+            if (held > 0)
+            {
+                // Re-registration: keep the mark, re-creating its marks/ key if it is missing (or ours already).
+                mark = held;
+                final KeyValue markKv = first(await(kv.get(bytes(keys.mark(mark))), budget, "register host " + id,
+                    true));
+                if (markKv != null && !markKv.getValue().equals(owner))
+                {
+                    LOG.error("region: host {}'s mark {} is held by {} in {}; assigning another", id, mark,
+                        markKv.getValue().toString(StandardCharsets.UTF_8), keys.mark(mark));
+                    used.add(mark);
+                    hostKv = null;
+                    continue;
+                }
+                markFree = markKv == null ? new Cmp(bytes(keys.mark(mark)), Cmp.Op.EQUAL, CmpTarget.createRevision(0))
+                    : new Cmp(bytes(keys.mark(mark)), Cmp.Op.EQUAL, CmpTarget.value(owner));
+            }
+            else
+            {
+                while (used.contains(candidate))
+                {
+                    candidate++;
+                }
+                if (candidate > RegionStore.MAX_HOST_MARK)
+                {
+                    throw new RegionUnavailableException("register host " + id + ": all " + RegionStore.MAX_HOST_MARK
+                        + " host marks are taken (delete hosts that are gone)", false, null);
+                }
+                mark = candidate;
+                markFree = new Cmp(bytes(keys.mark(mark)), Cmp.Op.EQUAL, CmpTarget.createRevision(0));
+            }
+            final TxnResponse answer = await(kv.txn()
+                .If(markFree, hostSame)
+                .Then(Op.put(bytes(keys.mark(mark)), owner, PutOption.DEFAULT),
+                    Op.put(hostKey, value(new HostValue(addresses, mark)), PutOption.DEFAULT))
+                .Else(Op.get(bytes(keys.mark(mark)), GetOption.DEFAULT), Op.get(hostKey, GetOption.DEFAULT))
+                .commit(), budget, "register host " + id, true);
+            if (answer.isSucceeded())
+            {
+                return mark;
+            }
+            final KeyValue markNow = first(answer.getGetResponses().get(0));
+            final KeyValue hostNow = first(answer.getGetResponses().get(1));
+            if (markNow != null && !markNow.getValue().equals(owner))
+            {
+                used.add(mark); // another host won the mark: the next one
+            }
+            hostKv = hostNow;
+        }
+        throw new RegionUnavailableException("register host " + id + ": no mark could be taken", false, null);
+    }
+
+    private static int markOf(final KeyValue hostKv)
+    {
+        try
+        {
+            return hostValue(hostKv).mark();
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            skipped(hostKv.getKey().toString(StandardCharsets.UTF_8), e);
+            return 0;
+        }
     }
 
     @Override
     public void publishRouter(final String router, final long applied) throws RegionUnavailableException
     {
-        throw new UnsupportedOperationException("TODO(store): routers/<id> on the router's lease");
+        RegionKeys.id("router", router);
+        if (applied < 0)
+        {
+            throw new IllegalArgumentException("applied: " + applied + " is not a revision (0 or more)");
+        }
+        final Budget budget = budget();
+        synchronized (routerLock)
+        {
+            if (routerId != null && !routerId.equals(router))
+            {
+                throw new IllegalStateException("router: this store publishes router " + routerId + " already, not "
+                    + router);
+            }
+            final boolean first = routerId == null;
+            routerId = router;
+            routerApplied = applied;
+            routerWritten = false;
+            publishRouter(budget);
+            if (first)
+            {
+                final long period = leaseTtl.toMillis() / 3;
+                liveness.scheduleWithFixedDelay(this::routerAliveQuietly, period, period, TimeUnit.MILLISECONDS);
+            }
+        }
+    }
+
+    private void routerAliveQuietly()
+    {
+        try
+        {
+            synchronized (routerLock)
+            {
+                if (!closed)
+                {
+                    publishRouter(budget());
+                }
+            }
+        }
+        catch (final RegionUnavailableException e)
+        {
+            LOG.debug("region router liveness: {}", e.getMessage());
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.warn("region router liveness failed", e);
+        }
+    }
+
+    /**
+     * The router's key on its own lease: renews the lease when the key is written, else (first, a new applied
+     * revision, or the lease expired in an outage) grants one if needed and writes the key. Router lock held.
+     */
+    private void publishRouter(final Budget budget) throws RegionUnavailableException
+    {
+        if (routerLease != 0 && routerWritten)
+        {
+            try
+            {
+                await(client.getLeaseClient().keepAliveOnce(routerLease), budget, "keep router " + routerId
+                    + " alive", false);
+                return;
+            }
+            catch (final RegionUnavailableException e)
+            {
+                if (!(e.getCause() instanceof EtcdException ee) || ee.getErrorCode() != ErrorCode.NOT_FOUND)
+                {
+                    throw e;
+                }
+                LOG.warn("region: router {}'s lease {} expired; granting a new one", routerId,
+                    Long.toHexString(routerLease));
+                routerLease = 0;
+            }
+        }
+        if (routerLease == 0)
+        {
+            routerLease = await(client.getLeaseClient().grant(leaseTtl.getSeconds()), budget, "grant router "
+                + routerId + " a lease", true).getID();
+        }
+        try
+        {
+            await(kv.put(bytes(keys.router(routerId)), value(new RouterValue(routerApplied)),
+                PutOption.builder().withLeaseId(routerLease).build()), budget, "publish router " + routerId, true);
+        }
+        catch (final RegionUnavailableException e)
+        {
+            if (e.getCause() instanceof EtcdException ee && ee.getErrorCode() == ErrorCode.NOT_FOUND)
+            {
+                routerLease = 0; // the lease expired between the keep-alive and the put: granted again next time
+            }
+            throw e;
+        }
+        routerWritten = true;
     }
 
     private void keepAliveQuietly()
@@ -839,8 +1063,8 @@ public final class EtcdRegionStore implements RegionStore
         private Watch.Watcher watcher;
         private boolean stopped;
         private long retryMillis = WATCH_RETRY_MIN_MILLIS;
-        /** Hosts as of {@code next - 1}: the host key's addresses (null: none) and the liveness key. */
-        private final Map<String, List<String>> addresses = new HashMap<>();
+        /** Hosts as of {@code next - 1}: the host key's value (addresses and mark) and the liveness key. */
+        private final Map<String, HostValue> addresses = new HashMap<>();
         private final Map<String, Boolean> alive = new HashMap<>();
 
         RegionWatch(final long from, final Listener listener)
@@ -912,7 +1136,7 @@ public final class EtcdRegionStore implements RegionStore
                     .substring((keys.base() + RegionKeys.HOSTS).length());
                 try
                 {
-                    addresses.put(id, hostAddresses(entry));
+                    addresses.put(id, hostValue(entry));
                 }
                 catch (final IOException | RuntimeException e)
                 {
@@ -930,10 +1154,12 @@ public final class EtcdRegionStore implements RegionStore
         private void deliver(final WatchResponse response)
         {
             final List<RegionChange> changes = new ArrayList<>();
+            // A transaction's events share one revision: all of them are new, not only its first key's.
+            final long from = next;
             for (final WatchEvent event : response.getEvents())
             {
                 final KeyValue entry = event.getKeyValue();
-                if (entry.getModRevision() < next)
+                if (entry.getModRevision() < from)
                 {
                     continue;
                 }
@@ -942,7 +1168,7 @@ public final class EtcdRegionStore implements RegionStore
                 {
                     changes.add(change);
                 }
-                next = entry.getModRevision() + 1;
+                next = Math.max(next, entry.getModRevision() + 1);
             }
             retryMillis = WATCH_RETRY_MIN_MILLIS;
             if (!changes.isEmpty())
@@ -988,9 +1214,10 @@ public final class EtcdRegionStore implements RegionStore
                         addresses.remove(id);
                         return new HostChange(revision, id, null);
                     }
-                    final List<String> list = hostAddresses(entry);
-                    addresses.put(id, list);
-                    return new HostChange(revision, id, new HostRecord(id, list, alive.containsKey(id)));
+                    final HostValue v = hostValue(entry);
+                    addresses.put(id, v);
+                    return new HostChange(revision, id, new HostRecord(id, v.addresses(), alive.containsKey(id),
+                        v.mark()));
                 }
                 if (key.startsWith(RegionKeys.ALIVE))
                 {
@@ -1003,15 +1230,22 @@ public final class EtcdRegionStore implements RegionStore
                     {
                         alive.put(id, true);
                     }
-                    final List<String> list = addresses.get(id);
-                    return list == null ? null : new HostChange(revision, id, new HostRecord(id, list, !deleted));
+                    final HostValue v = addresses.get(id);
+                    return v == null ? null : new HostChange(revision, id, new HostRecord(id, v.addresses(), !deleted,
+                        v.mark()));
+                }
+                if (key.startsWith(RegionKeys.ROUTERS))
+                {
+                    final String id = key.substring(RegionKeys.ROUTERS.length());
+                    return new RouterChange(revision, id, deleted ? null : router(id, entry));
                 }
             }
             catch (final IOException | RuntimeException e)
             {
                 skipped(key, e);
             }
-            // machines/ is the claims' index, not news for anyone above the store.
+            // machines/ is the claims' index and marks/ the marks' index (the host key carries the mark): not news
+            // for anyone above the store.
             return null;
         }
 
@@ -1310,10 +1544,15 @@ public final class EtcdRegionStore implements RegionStore
         }
     }
 
-    private static List<String> hostAddresses(final KeyValue entry) throws IOException
+    private static HostValue hostValue(final KeyValue entry) throws IOException
     {
-        final List<String> list = RegionKeys.read(entry.getValue().getBytes(), HostValue.class).addresses();
-        return list == null ? List.of() : List.copyOf(list);
+        final HostValue v = RegionKeys.read(entry.getValue().getBytes(), HostValue.class);
+        return new HostValue(v.addresses() == null ? List.of() : List.copyOf(v.addresses()), v.mark());
+    }
+
+    private static RouterRecord router(final String id, final KeyValue entry) throws IOException
+    {
+        return new RouterRecord(id, RegionKeys.read(entry.getValue().getBytes(), RouterValue.class).applied());
     }
 
     private static void skipped(final String key, final Exception e)

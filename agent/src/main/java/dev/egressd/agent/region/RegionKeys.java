@@ -30,6 +30,8 @@ final class RegionKeys
     static final String MACHINES = "machines/";
     static final String HOSTS = "hosts/";
     static final String ALIVE = "alive/";
+    static final String MARKS = "marks/";
+    static final String ROUTERS = "routers/";
 
     private static final ObjectMapper JSON = new ObjectMapper()
         .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
@@ -92,6 +94,17 @@ final class RegionKeys
     String alive(final String id)
     {
         return base + ALIVE + id;
+    }
+
+    /** {@code marks/<n>}: its value is the id of the host that holds mark n (plain text, not JSON). */
+    String mark(final int mark)
+    {
+        return base + MARKS + mark;
+    }
+
+    String router(final String id)
+    {
+        return base + ROUTERS + id;
     }
 
     /**
@@ -184,8 +197,13 @@ final class RegionKeys
     {
     }
 
-    /** {@code hosts/<id>}: durable. */
-    record HostValue(List<String> addresses)
+    /** {@code hosts/<id>}: durable; {@code mark} 0 in a key written before marks existed (none assigned). */
+    record HostValue(List<String> addresses, int mark)
+    {
+    }
+
+    /** {@code routers/<id>}: on the router's lease; the last region revision its kernel applied. */
+    record RouterValue(long applied)
     {
     }
 

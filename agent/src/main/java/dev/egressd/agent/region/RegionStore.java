@@ -250,6 +250,31 @@ public interface RegionStore extends AutoCloseable
     List<SlotId> quarantineHost(String host, long untilMillis) throws RegionUnavailableException;
 
     /**
+     * What {@link #quarantine(String, long)} did.
+     *
+     * @param slots    the slots quarantined.
+     * @param revision the revision of its last write (the host's keys deleted), which routers must apply before
+     *                 the host's steering is gone from them; 0 when the store cannot tell.
+     */
+    record Quarantine(List<SlotId> slots, long revision)
+    {
+    }
+
+    /**
+     * {@link #quarantineHost(String, long)}, and the revision its writes reached (also deletes the host's
+     * {@code marks/<n>} key, freeing its mark). The default cannot tell the revision: a store that can overrides it.
+     *
+     * @param host        the host.
+     * @param untilMillis the quarantine's end, wall clock.
+     * @return the slots quarantined and the revision.
+     * @throws RegionUnavailableException past the deadline or unreachable.
+     */
+    default Quarantine quarantine(final String host, final long untilMillis) throws RegionUnavailableException
+    {
+        return new Quarantine(quarantineHost(host, untilMillis), 0);
+    }
+
+    /**
      * Creates or updates an app.
      *
      * @param app the app.
@@ -301,7 +326,11 @@ public interface RegionStore extends AutoCloseable
      * router's own lease (kept alive, re-granted after an outage, until closed), so a router that stops stops
      * counting. Hosts wait for every live router's revision before they say a placement's steering is confirmed.
      *
-     * @param router  the router's id.
+     * <p>Every publication is a change under the region's prefix, so the router's own watch delivers it back as a
+     * {@link RouterChange}: a router must ignore RouterChanges (they never change what it steers), or each publish
+     * would make it apply and publish again, forever.
+     *
+     * @param router  the router's id (a store publishes for one router only; a host id may be reused as one).
      * @param applied the last region revision applied.
      * @throws RegionUnavailableException past the deadline or unreachable.
      */

@@ -108,6 +108,19 @@ class ApiHandlerTest
     }
 
     @Test
+    void withTheLocalLedgerAPlacementsSteeringIsLocal() throws Exception
+    {
+        setUpHost();
+        final JsonNode placed = ok("PUT", "/v1/machines/m4", "{\"app\": \"a1\", \"interface\": \"tap-m4\","
+            + " \"ipv4\": \"10.77.0.9\"}").body();
+        assertThat(placed.at("/egress/scope").asText()).isEqualTo("app");
+        assertThat(placed.get("steering").toString())
+            .isEqualTo("{\"state\":\"local\",\"revision\":0,\"waiting_for\":[]}");
+        assertThat(ok("GET", "/v1/machines/m4", null).body().has("steering")).as("only the placement's answer")
+            .isFalse();
+    }
+
+    @Test
     void regionRoutesWithTheLocalLedgerSaySoAndChangeNothing() throws Exception
     {
         setUpHost();

@@ -103,6 +103,35 @@ class EgressctlTest
     }
 
     @Test
+    void regionShowsEachHostsMarkAndEachRoutersRevision() throws Exception
+    {
+        daemon.answer("GET", "/v1/region", 200, """
+            {"ledger": "etcd", "host": "h1", "region": "ord", "available": true, "problem": null,
+             "revision": 1843, "cache_lag_seconds": 0.0004,
+             "hosts": [{"id": "h1", "alive": true, "mark": 1, "slots": 12, "addresses": ["192.0.2.11"]},
+                       {"id": "h2", "alive": false, "mark": 0, "slots": 9, "addresses": []}],
+             "routers": [{"id": "r1", "applied": 1843}, {"id": "r2", "applied": 1840}],
+             "slots_by_host": {"h1": 12, "h2": 9}, "pending_releases": 0, "mismatches": [],
+             "requests": {"total": 5120, "failures": 0, "conflicts": 3, "seconds": 9.84}, "slot_conflicts": 0}
+            """);
+        final Run r = run("region");
+        assertThat(r.exit()).as(r.err()).isZero();
+        assertThat(r.out()).containsPattern("HOST +ALIVE +MARK +SLOTS +ADDRESSES")
+            .containsPattern("\\nh1 +yes +1 +12 +192\\.0\\.2\\.11\\n")
+            .containsPattern("\\nh2 +no +- +9 +-\\n")
+            .containsPattern("ROUTER +APPLIED +BEHIND")
+            .containsPattern("\\nr1 +1843 +-\\n")
+            .containsPattern("\\nr2 +1840 +3\\n");
+        assertThat(run("region", "--json").json().path("routers").get(1).path("applied").asLong()).isEqualTo(1840);
+
+        daemon.answer("GET", "/v1/region", 200, """
+            {"ledger": "etcd", "host": "h1", "region": "ord", "available": true, "revision": 7,
+             "hosts": [], "routers": [], "requests": {}}
+            """);
+        assertThat(run("region").out()).contains("routers:   none");
+    }
+
+    @Test
     void statusSummarisesHostAndHealth() throws Exception
     {
         final Run r = run("status");

@@ -61,10 +61,12 @@ class EgressdConfigTest
         assertThat(local.ledger().prefix()).isEqualTo("/egressd");
         assertThat(local.ledger().deadlineMillis()).isEqualTo(2000);
         assertThat(local.ledger().quarantineSeconds()).isEqualTo(120);
+        assertThat(local.ledger().routerConfirmMillis()).isEqualTo(3000);
         assertThat(local.ledger().hostId()).isNotEmpty();
         final EgressdConfig region = EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
             "http://192.0.2.10:2379, https://192.0.2.11:2379", "host-id", "h1", "region-host-addresses",
-            "192.0.2.21,2001:db8::21"));
+            "192.0.2.21,2001:db8::21", "router-confirm-ms", "0"));
+        assertThat(region.ledger().routerConfirmMillis()).as("0: no wait").isZero();
         assertThat(region.ledger().etcd()).isTrue();
         assertThat(region.ledger().endpoints()).containsExactly("http://192.0.2.10:2379", "https://192.0.2.11:2379");
         assertThat(region.ledger().hostId()).isEqualTo("h1");
@@ -73,7 +75,8 @@ class EgressdConfigTest
         for (final String[] bad : new String[][] {
             {"ledger", "zookeeper"}, {"etcd-endpoints", "192.0.2.10:2379"}, {"host-id", "h/1"},
             {"etcd-deadline-ms", "50"}, {"region-quarantine-seconds", "-1"}, {"etcd-prefix", "egressd"},
-            {"region-host-addresses", "host.example"}, {"etcd-cert-file", "/etc/egressd/c.pem"}})
+            {"region-host-addresses", "host.example"}, {"etcd-cert-file", "/etc/egressd/c.pem"},
+            {"router-confirm-ms", "-1"}, {"router-confirm-ms", "60001"}, {"router-confirm-ms", "3s"}})
         {
             assertThatThrownBy(() -> EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
                 "http://192.0.2.10:2379", bad[0], bad[1])))

@@ -126,6 +126,27 @@ class EtcdRegionStoreTest extends RegionStoreContract
     }
 
     @Test
+    void aRouterLeaseLostInAnOutageIsGrantedAgainWithItsLastRevision() throws Exception
+    {
+        final Duration ttl = Duration.ofSeconds(3);
+        final RegionStore router = track(open(region(), ttl, EtcdRegionStore.DEFAULT_DEADLINE));
+        router.publishRouter("r1", 42);
+        final ByteSequence key = ByteSequence.from("/egressd/" + region() + "/routers/r1", StandardCharsets.UTF_8);
+        try (Client client = Client.builder().endpoints(etcd.endpoint()).build())
+        {
+            final KeyValue first = client.getKVClient().get(key).get(5, TimeUnit.SECONDS).getKvs().get(0);
+            assertThat(first.getLease()).isNotZero();
+            assertThat(first.getValue().toString(StandardCharsets.UTF_8)).isEqualTo("{\"applied\":42}");
+            client.getLeaseClient().revoke(first.getLease()).get(5, TimeUnit.SECONDS);
+            awaitTrue(() -> !client.getKVClient().get(key).get(5, TimeUnit.SECONDS).getKvs().isEmpty(),
+                ttl.plusSeconds(5));
+            final KeyValue again = client.getKVClient().get(key).get(5, TimeUnit.SECONDS).getKvs().get(0);
+            assertThat(again.getLease()).isNotZero().isNotEqualTo(first.getLease());
+            assertThat(again.getValue().toString(StandardCharsets.UTF_8)).isEqualTo("{\"applied\":42}");
+        }
+    }
+
+    @Test
     void slotKeysNeverCarryALease() throws Exception
     {
         final RegionStore store = open();
@@ -138,7 +159,14 @@ class EtcdRegionStoreTest extends RegionStoreContract
                 .get(5, TimeUnit.SECONDS).getKvs();
             assertThat(all).extracting(kv -> kv.getKey().toString(StandardCharsets.UTF_8)).containsExactlyInAnyOrder(
                 "/egressd/" + region() + "/alive/h1", "/egressd/" + region() + "/hosts/h1",
-                "/egressd/" + region() + "/machines/m1", "/egressd/" + region() + "/slots/203.0.113.5/04");
+                "/egressd/" + region() + "/machines/m1", "/egressd/" + region() + "/slots/203.0.113.5/04",
+                "/egressd/" + region() + "/marks/1");
+            assertThat(all).filteredOn(kv -> kv.getKey().toString(StandardCharsets.UTF_8).contains("/marks/"))
+                .extracting(kv -> kv.getValue().toString(StandardCharsets.UTF_8)).as("the mark's holder, plain")
+                .containsExactly("h1");
+            assertThat(all).filteredOn(kv -> kv.getKey().toString(StandardCharsets.UTF_8).contains("/hosts/"))
+                .extracting(kv -> kv.getValue().toString(StandardCharsets.UTF_8))
+                .containsExactly("{\"addresses\":[],\"mark\":1}");
             assertThat(all).filteredOn(kv -> kv.getLease() != 0).extracting(kv -> kv.getKey()
                 .toString(StandardCharsets.UTF_8)).containsExactly("/egressd/" + region() + "/alive/h1");
             assertThat(all).filteredOn(kv -> kv.getKey().toString(StandardCharsets.UTF_8).contains("/slots/"))

@@ -4,6 +4,7 @@ import dev.egressd.agent.region.RegionKeys.AppValue;
 import dev.egressd.agent.region.RegionKeys.HostValue;
 import dev.egressd.agent.region.RegionKeys.MachineValue;
 import dev.egressd.agent.region.RegionKeys.PairValue;
+import dev.egressd.agent.region.RegionKeys.RouterValue;
 import dev.egressd.agent.region.RegionKeys.SlotValue;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
@@ -223,6 +224,9 @@ public final class MemoryRegionStore implements RegionStore
     private final AtomicLong nanos = new AtomicLong();
     private String host;
     private long leaseId;
+    private String router;
+    private long routerApplied;
+    private long routerLeaseId;
     private volatile boolean closed;
 
     /**
@@ -320,6 +324,7 @@ public final class MemoryRegionStore implements RegionStore
                 final Map<Ipv4Address, RegionPair> pairs = new TreeMap<>();
                 final Map<SlotId, SlotRecord> slots = new TreeMap<>();
                 final Map<String, HostRecord> hosts = new TreeMap<>();
+                final Map<String, RouterRecord> routers = new TreeMap<>();
                 for (final Map.Entry<String, Entry> e : backend.kv.subMap(keys.base(), keys.base() + '\uffff')
                     .entrySet())
                 {
@@ -342,11 +347,17 @@ public final class MemoryRegionStore implements RegionStore
                     else if (key.startsWith(RegionKeys.HOSTS))
                     {
                         final String id = key.substring(RegionKeys.HOSTS.length());
-                        hosts.put(id, new HostRecord(id, ((HostValue) e.getValue().value).addresses(),
-                            backend.kv.containsKey(keys.alive(id))));
+                        final HostValue v = (HostValue) e.getValue().value;
+                        hosts.put(id, new HostRecord(id, v.addresses(), backend.kv.containsKey(keys.alive(id)),
+                            v.mark()));
+                    }
+                    else if (key.startsWith(RegionKeys.ROUTERS))
+                    {
+                        final String id = key.substring(RegionKeys.ROUTERS.length());
+                        routers.put(id, new RouterRecord(id, ((RouterValue) e.getValue().value).applied()));
                     }
                 }
-                return new RegionSnapshot(backend.revision, apps, pairs, slots, hosts, Map.of());
+                return new RegionSnapshot(backend.revision, apps, pairs, slots, hosts, routers);
             }
         }
         finally
@@ -502,6 +513,12 @@ public final class MemoryRegionStore implements RegionStore
     @Override
     public List<SlotId> quarantineHost(final String host, final long untilMillis) throws RegionUnavailableException
     {
+        return quarantine(host, untilMillis).slots();
+    }
+
+    @Override
+    public Quarantine quarantine(final String host, final long untilMillis) throws RegionUnavailableException
+    {
         synchronized (backend)
         {
             begin("quarantine host " + host, true);
@@ -520,12 +537,16 @@ public final class MemoryRegionStore implements RegionStore
                 {
                     deletes.add(e.getKey());
                 }
+                else if (key.startsWith(RegionKeys.MARKS) && host.equals(e.getValue().value))
+                {
+                    deletes.add(e.getKey());
+                }
             }
             deletes.add(keys.host(host));
             deletes.add(keys.alive(host));
-            write(puts, deletes);
+            final long rev = write(puts, deletes);
             endWrite("quarantine host " + host);
-            return quarantined;
+            return new Quarantine(quarantined, rev);
         }
     }
 
@@ -593,6 +614,7 @@ public final class MemoryRegionStore implements RegionStore
     public HostRecord registerHost(final HostRecord record) throws RegionUnavailableException
     {
         RegionKeys.id("host", record.id());
+        final HostRecord registered;
         synchronized (backend)
         {
             begin("register host " + record.id(), true);
@@ -602,7 +624,30 @@ public final class MemoryRegionStore implements RegionStore
             }
             final boolean first = host == null;
             host = record.id();
-            write(Map.of(keys.host(host), new HostValue(List.copyOf(record.addresses()))), List.of());
+            final Entry old = get(keys.host(host));
+            int mark = old == null ? 0 : ((HostValue) old.value).mark();
+            if (mark > 0 && get(keys.mark(mark)) != null && !host.equals(get(keys.mark(mark)).value))
+            {
+                mark = 0; // its mark is another host's: a new one
+            }
+            if (mark == 0)
+            {
+                mark = 1;
+                while (mark <= MAX_HOST_MARK && get(keys.mark(mark)) != null)
+                {
+                    mark++;
+                }
+                if (mark > MAX_HOST_MARK)
+                {
+                    throw new RegionUnavailableException("register host " + host + ": all " + MAX_HOST_MARK
+                        + " host marks are taken", false, null);
+                }
+            }
+            final Map<String, Object> puts = new TreeMap<>();
+            puts.put(keys.host(host), new HostValue(List.copyOf(record.addresses()), mark));
+            puts.put(keys.mark(mark), host);
+            write(puts, List.of());
+            registered = new HostRecord(host, List.copyOf(record.addresses()), true, mark);
             keepAlive();
             if (first)
             {
@@ -620,13 +665,68 @@ public final class MemoryRegionStore implements RegionStore
             }
         }
         backend.notifyClients();
-        return record; // TODO(store): assign the mark
+        return registered;
     }
 
     @Override
-    public void publishRouter(final String router, final long applied) throws RegionUnavailableException
+    public void publishRouter(final String id, final long applied) throws RegionUnavailableException
     {
-        throw new UnsupportedOperationException("TODO(store): routers/<id> on the router's lease");
+        RegionKeys.id("router", id);
+        if (applied < 0)
+        {
+            throw new IllegalArgumentException("applied: " + applied + " is not a revision (0 or more)");
+        }
+        synchronized (backend)
+        {
+            begin("publish router " + id, true);
+            if (router != null && !router.equals(id))
+            {
+                throw new IllegalStateException("router: this store publishes router " + router + " already, not "
+                    + id);
+            }
+            final boolean first = router == null;
+            router = id;
+            routerApplied = applied;
+            if (backend.leases.get(routerLeaseId) == null)
+            {
+                routerLeaseId = backend.nextLease++;
+                backend.leases.put(routerLeaseId, new Lease(routerLeaseId, leaseTtl.toNanos()));
+            }
+            backend.apply(Map.of(keys.router(id), new RouterValue(applied)), Map.of(keys.router(id), routerLeaseId),
+                List.of());
+            if (first)
+            {
+                final long period = leaseTtl.toMillis() / 3;
+                thread.scheduleWithFixedDelay(() ->
+                {
+                    synchronized (backend)
+                    {
+                        if (backend.available && !closed)
+                        {
+                            routerAlive();
+                        }
+                    }
+                }, period, period, TimeUnit.MILLISECONDS);
+            }
+            endWrite("publish router " + id);
+        }
+        backend.notifyClients();
+    }
+
+    /** Renews the router's lease, or grants a new one and writes its key again when it expired. Lock held. */
+    private void routerAlive()
+    {
+        final Lease lease = backend.leases.get(routerLeaseId);
+        if (lease != null)
+        {
+            lease.expiresAt = System.nanoTime() + lease.ttlNanos;
+            return;
+        }
+        routerLeaseId = backend.nextLease++;
+        backend.leases.put(routerLeaseId, new Lease(routerLeaseId, leaseTtl.toNanos()));
+        backend.apply(Map.of(keys.router(router), new RouterValue(routerApplied)),
+            Map.of(keys.router(router), routerLeaseId), List.of());
+        backend.notifyClients();
     }
 
     /** Renews this host's lease, or grants a new one with the alive key when it expired. Backend lock held. */
@@ -694,7 +794,7 @@ public final class MemoryRegionStore implements RegionStore
         private long next;
         private long outagesSeen;
         private volatile boolean stopped;
-        private final Map<String, List<String>> addresses = new HashMap<>();
+        private final Map<String, HostValue> addresses = new HashMap<>();
         private final Map<String, Boolean> alive = new HashMap<>();
         private boolean loaded;
 
@@ -778,7 +878,7 @@ public final class MemoryRegionStore implements RegionStore
                 }
                 else
                 {
-                    addresses.put(id, ((HostValue) e.value).addresses());
+                    addresses.put(id, (HostValue) e.value);
                 }
             }
             else if (key.startsWith(RegionKeys.ALIVE))
@@ -824,14 +924,22 @@ public final class MemoryRegionStore implements RegionStore
             if (key.startsWith(RegionKeys.HOSTS))
             {
                 final String id = key.substring(RegionKeys.HOSTS.length());
-                return new HostChange(e.revision, id, e.value == null ? null
-                    : new HostRecord(id, ((HostValue) e.value).addresses(), alive.containsKey(id)));
+                final HostValue v = (HostValue) e.value;
+                return new HostChange(e.revision, id, v == null ? null
+                    : new HostRecord(id, v.addresses(), alive.containsKey(id), v.mark()));
             }
             if (key.startsWith(RegionKeys.ALIVE))
             {
                 final String id = key.substring(RegionKeys.ALIVE.length());
-                final List<String> list = addresses.get(id);
-                return list == null ? null : new HostChange(e.revision, id, new HostRecord(id, list, e.value != null));
+                final HostValue v = addresses.get(id);
+                return v == null ? null : new HostChange(e.revision, id, new HostRecord(id, v.addresses(),
+                    e.value != null, v.mark()));
+            }
+            if (key.startsWith(RegionKeys.ROUTERS))
+            {
+                final String id = key.substring(RegionKeys.ROUTERS.length());
+                return new RouterChange(e.revision, id, e.value == null ? null
+                    : new RouterRecord(id, ((RouterValue) e.value).applied()));
             }
             return null;
         }

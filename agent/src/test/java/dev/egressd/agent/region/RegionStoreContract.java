@@ -15,6 +15,8 @@ import dev.egressd.agent.region.RegionStore.RegionApp;
 import dev.egressd.agent.region.RegionStore.RegionChange;
 import dev.egressd.agent.region.RegionStore.RegionPair;
 import dev.egressd.agent.region.RegionStore.RegionSnapshot;
+import dev.egressd.agent.region.RegionStore.RouterChange;
+import dev.egressd.agent.region.RegionStore.RouterRecord;
 import dev.egressd.agent.region.RegionStore.SlotChange;
 import dev.egressd.agent.region.RegionStore.SlotId;
 import dev.egressd.agent.region.RegionStore.SlotRecord;
@@ -294,7 +296,7 @@ abstract class RegionStoreContract
         assertThat(snapshot.slots()).containsExactly(java.util.Map.entry(s3, held));
         assertThat(snapshot.hosts()).containsOnlyKeys("h1");
         assertThat(snapshot.hosts().get("h1")).isEqualTo(new HostRecord("h1", List.of("192.0.2.11",
-            "2001:db8::11"), true));
+            "2001:db8::11"), true, 1));
         // Another region's keys are not this region's.
         final RegionStore elsewhere = track(open(region() + "x", LEASE_TTL, EtcdRegionStore.DEFAULT_DEADLINE));
         assertThat(elsewhere.read().slots()).isEmpty();
@@ -334,9 +336,9 @@ abstract class RegionStoreContract
                 assertThat(c.value()).isNull();
             });
             assertThat(changes.get(5)).isInstanceOfSatisfying(HostChange.class,
-                c -> assertThat(c.value()).isEqualTo(new HostRecord("h2", List.of("192.0.2.12"), false)));
+                c -> assertThat(c.value()).isEqualTo(new HostRecord("h2", List.of("192.0.2.12"), false, 1)));
             assertThat(changes.get(6)).isInstanceOfSatisfying(HostChange.class,
-                c -> assertThat(c.value()).isEqualTo(new HostRecord("h2", List.of("192.0.2.12"), true)));
+                c -> assertThat(c.value()).isEqualTo(new HostRecord("h2", List.of("192.0.2.12"), true, 1)));
             assertThat(changes).extracting(RegionChange::revision).isSorted().doesNotHaveDuplicates()
                 .allSatisfy(r -> assertThat(r).isGreaterThanOrEqualTo(from));
             assertThat(recorder.threads).hasSize(1).doesNotContain(Thread.currentThread().getName());
@@ -456,6 +458,11 @@ abstract class RegionStoreContract
             {
                 store.registerHost(new HostRecord("h1", List.of(), true));
                 return null;
+            }),
+            new Call("publishRouter", true, () ->
+            {
+                store.publishRouter("r1", 1);
+                return null;
             }));
         for (final Call call : calls)
         {
@@ -484,7 +491,7 @@ abstract class RegionStoreContract
         final RegionStore host = track(open(region(), ttl, EtcdRegionStore.DEFAULT_DEADLINE));
         final RegionStore observer = open();
         host.registerHost(new HostRecord("h1", List.of("192.0.2.11"), true));
-        assertThat(observer.read().hosts().get("h1")).isEqualTo(new HostRecord("h1", List.of("192.0.2.11"), true));
+        assertThat(observer.read().hosts().get("h1")).isEqualTo(new HostRecord("h1", List.of("192.0.2.11"), true, 1));
         // Kept alive past its TTL.
         Thread.sleep(ttl.toMillis() + 1_000);
         assertThat(observer.read().hosts().get("h1").alive()).isTrue();
@@ -495,6 +502,126 @@ abstract class RegionStoreContract
         awaitTrue(() -> !observer.read().hosts().get("h1").alive(), ttl.plusSeconds(10));
         assertThat(observer.read().hosts().get("h1").addresses()).as("the host key is durable")
             .containsExactly("192.0.2.11");
+    }
+
+    @Test
+    void hostMarksAreUniqueUnderARaceKeptOnReRegistrationAndFreedByADelete() throws Exception
+    {
+        // Two "data centres" of four hosts each (a store is one host's client), all registering at once.
+        final int hosts = 8;
+        final List<RegionStore> stores = new ArrayList<>();
+        for (int i = 0; i < hosts; i++)
+        {
+            stores.add(open());
+        }
+        final RegionStore observer = open();
+        final Recorder recorder = new Recorder();
+        final AutoCloseable watch = observer.watch(observer.read().revision() + 1, recorder);
+        final ExecutorService pool = Executors.newFixedThreadPool(hosts);
+        try
+        {
+            final CountDownLatch go = new CountDownLatch(1);
+            final List<Future<HostRecord>> registered = new ArrayList<>();
+            for (int i = 0; i < hosts; i++)
+            {
+                final RegionStore store = stores.get(i);
+                final String id = (i % 2 == 0 ? "a" : "b") + i;
+                registered.add(pool.submit(() ->
+                {
+                    go.await();
+                    return store.registerHost(new HostRecord(id, List.of("192.0.2." + (20 + id.length())), true));
+                }));
+            }
+            go.countDown();
+            final java.util.Map<String, Integer> marks = new java.util.TreeMap<>();
+            for (final Future<HostRecord> f : registered)
+            {
+                final HostRecord r = f.get(60, TimeUnit.SECONDS);
+                assertThat(r.alive()).isTrue();
+                marks.put(r.id(), r.mark());
+            }
+            // Lowest free first, and a lost race moves on: exactly 1..8, no two hosts on one mark.
+            assertThat(marks.values()).containsExactlyInAnyOrder(1, 2, 3, 4, 5, 6, 7, 8);
+            final RegionSnapshot snapshot = observer.read();
+            assertThat(snapshot.hosts()).hasSize(hosts);
+            snapshot.hosts().values().forEach(h -> assertThat(h.mark()).as(h.id()).isEqualTo(marks.get(h.id())));
+            // The watch tells each host key with its mark.
+            final List<RegionChange> told = recorder.take(hosts, Duration.ofSeconds(20));
+            assertThat(told).allSatisfy(c -> assertThat(c).isInstanceOfSatisfying(HostChange.class,
+                h -> assertThat(h.value().mark()).isEqualTo(marks.get(h.id()))));
+
+            // Re-registration (the same store again, or a restarted daemon's new store) keeps the mark.
+            final String a0 = "a0";
+            assertThat(stores.get(0).registerHost(new HostRecord(a0, List.of("192.0.2.99"), true)).mark())
+                .isEqualTo(marks.get(a0));
+            final RegionStore restarted = open();
+            assertThat(restarted.registerHost(new HostRecord(a0, List.of("192.0.2.99"), true)))
+                .isEqualTo(new HostRecord(a0, List.of("192.0.2.99"), true, marks.get(a0)));
+            assertThat(observer.read().hosts().get(a0).mark()).isEqualTo(marks.get(a0));
+
+            // A deleted host's mark is free again: the next new host gets the lowest free one, which is it.
+            final String b3 = "b3";
+            observer.quarantineHost(b3, System.currentTimeMillis());
+            assertThat(observer.read().hosts()).doesNotContainKey(b3);
+            final RegionStore newcomer = open();
+            assertThat(newcomer.registerHost(new HostRecord("c1", List.of(), true)).mark()).isEqualTo(marks.get(b3));
+            final RegionStore another = open();
+            assertThat(another.registerHost(new HostRecord("c2", List.of(), true)).mark()).isEqualTo(hosts + 1);
+        }
+        finally
+        {
+            pool.shutdownNow();
+            watch.close();
+        }
+    }
+
+    @Test
+    void aRouterIsPublishedOnItsOwnLeaseSeenInReadsAndWatchesAndGoneOnceItStops() throws Exception
+    {
+        final Duration ttl = Duration.ofSeconds(3);
+        final RegionStore router = track(open(region(), ttl, EtcdRegionStore.DEFAULT_DEADLINE));
+        final RegionStore observer = open();
+        final Recorder recorder = new Recorder();
+        final AutoCloseable watch = observer.watch(observer.read().revision() + 1, recorder);
+        try
+        {
+            // A router process never registers a host: its key stands alone.
+            router.publishRouter("r1", 5);
+            assertThat(observer.read().routers()).containsExactly(java.util.Map.entry("r1", new RouterRecord("r1", 5)));
+            assertThat(observer.read().hosts()).isEmpty();
+            final RegionChange first = recorder.take(1, Duration.ofSeconds(20)).get(0);
+            assertThat(first).isInstanceOfSatisfying(RouterChange.class,
+                c -> assertThat(c.value()).isEqualTo(new RouterRecord("r1", 5)));
+
+            router.publishRouter("r1", first.revision());
+            final RegionChange second = recorder.take(1, Duration.ofSeconds(20)).get(0);
+            assertThat(second).isEqualTo(new RouterChange(second.revision(), "r1",
+                new RouterRecord("r1", first.revision())));
+            assertThatThrownBy(() -> router.publishRouter("r2", 1)).as("one router per store")
+                .isInstanceOf(IllegalStateException.class);
+            assertThatThrownBy(() -> router.publishRouter("r/1", 1)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("router");
+
+            // Kept alive past its TTL, without a new publication.
+            Thread.sleep(ttl.toMillis() + 1_000);
+            assertThat(observer.read().routers()).containsKey("r1");
+
+            router.close();
+            awaitTrue(() -> observer.read().routers().isEmpty(), ttl.plusSeconds(10));
+            final List<RegionChange> gone = new ArrayList<>();
+            awaitTrue(() ->
+            {
+                gone.addAll(recorder.queue.stream().toList());
+                recorder.queue.clear();
+                return gone.stream().anyMatch(c -> c instanceof RouterChange r && r.value() == null);
+            }, Duration.ofSeconds(10));
+            assertThat(gone).filteredOn(c -> c instanceof RouterChange).last()
+                .isEqualTo(new RouterChange(gone.get(gone.size() - 1).revision(), "r1", null));
+        }
+        finally
+        {
+            watch.close();
+        }
     }
 
     @Test

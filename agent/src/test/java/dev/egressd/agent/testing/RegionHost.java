@@ -7,6 +7,7 @@ import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.reconcile.RegionFeed;
 import dev.egressd.agent.reconcile.RegionLedger;
+import dev.egressd.agent.reconcile.RouterRevisions;
 import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateMapper;
@@ -83,6 +84,7 @@ public final class RegionHost implements AutoCloseable
     private RegionFeed feed;
     private ScheduledExecutorService executor;
     private ControlLoop loop;
+    private final int routerConfirmMillis;
 
     /**
      * Creates and starts a host.
@@ -97,6 +99,24 @@ public final class RegionHost implements AutoCloseable
     public RegionHost(final String id, final HostSettings settings, final Path dir, final Supplier<RegionStore> stores,
         final int quarantineSeconds) throws Exception
     {
+        this(id, settings, dir, stores, quarantineSeconds, RouterRevisions.DEFAULT_CONFIRM_MILLIS);
+    }
+
+    /**
+     * Creates and starts a host whose placements wait for the region's routers up to a time.
+     *
+     * @param id                  the host id.
+     * @param settings            region and layout.
+     * @param dir                 its state directory.
+     * @param stores              makes its region store client (one per start, as a daemon opens one).
+     * @param quarantineSeconds   the quarantine of deleted hosts' blocks.
+     * @param routerConfirmMillis {@code router-confirm-ms}.
+     * @throws Exception if it cannot start.
+     */
+    public RegionHost(final String id, final HostSettings settings, final Path dir, final Supplier<RegionStore> stores,
+        final int quarantineSeconds, final int routerConfirmMillis) throws Exception
+    {
+        this.routerConfirmMillis = routerConfirmMillis;
         this.id = id;
         this.settings = settings;
         this.dir = dir;
@@ -117,7 +137,8 @@ public final class RegionHost implements AutoCloseable
         final DesiredState state = loaded.state() != null ? loaded.state()
             : DesiredState.empty(StateMapper.host(settings));
         regionStore = stores.get();
-        ledger = new RegionLedger(regionStore, id, settings.region(), quarantineSeconds, System::currentTimeMillis);
+        ledger = new RegionLedger(regionStore, id, settings.region(), quarantineSeconds, System::currentTimeMillis,
+            new RouterRevisions(routerConfirmMillis, System::nanoTime));
         executor = Executors.newSingleThreadScheduledExecutor(r ->
         {
             final Thread t = new Thread(r, "region-host-" + id);
@@ -150,6 +171,7 @@ public final class RegionHost implements AutoCloseable
         {
             Thread.currentThread().interrupt();
         }
+        ledger.close();
         regionStore.close();
     }
 
@@ -169,6 +191,12 @@ public final class RegionHost implements AutoCloseable
     public CountingKernel kernel()
     {
         return kernel;
+    }
+
+    /** @return the control loop of the running start (for an API server in front of it). */
+    public ControlLoop loop()
+    {
+        return loop;
     }
 
     /** @return the region ledger of the running start. */
