@@ -91,10 +91,88 @@ public final class NetlinkConstants
     public static final int RTM_DELADDR = 21;
     /** {@code <linux/rtnetlink.h>} RTM_GETADDR. */
     public static final int RTM_GETADDR = 22;
+    /** {@code <linux/rtnetlink.h>} RTM_NEWROUTE. */
+    public static final int RTM_NEWROUTE = 24;
+    /** {@code <linux/rtnetlink.h>} RTM_DELROUTE. */
+    public static final int RTM_DELROUTE = 25;
+    /** {@code <linux/rtnetlink.h>} RTM_GETROUTE. */
+    public static final int RTM_GETROUTE = 26;
+    /** {@code <linux/rtnetlink.h>} RTM_NEWRULE. */
+    public static final int RTM_NEWRULE = 32;
+    /** {@code <linux/rtnetlink.h>} RTM_DELRULE. */
+    public static final int RTM_DELRULE = 33;
+    /** {@code <linux/rtnetlink.h>} RTM_GETRULE. */
+    public static final int RTM_GETRULE = 34;
     /** {@code <linux/rtnetlink.h>} RT_SCOPE_UNIVERSE (global). */
     public static final int RT_SCOPE_UNIVERSE = 0;
+    /** {@code <linux/rtnetlink.h>} RT_SCOPE_NOWHERE: on RTM_DELROUTE, "any scope". */
+    public static final int RT_SCOPE_NOWHERE = 255;
+    /** {@code <linux/rtnetlink.h>} sizeof(struct rtmsg). */
+    public static final int RTMSG_SIZE = 12;
+    /** {@code <linux/rtnetlink.h>} RTN_UNSPEC: on RTM_DELROUTE, "any type". */
+    public static final int RTN_UNSPEC = 0;
+    /** {@code <linux/rtnetlink.h>} RTN_UNICAST: a gateway or direct route. */
+    public static final int RTN_UNICAST = 1;
+    /** {@code <linux/rtnetlink.h>} RTPROT_UNSPEC: on RTM_DELROUTE, "any protocol". */
+    public static final int RTPROT_UNSPEC = 0;
+    /** {@code <linux/rtnetlink.h>} RTPROT_KERNEL: a route the kernel made (connected routes). */
+    public static final int RTPROT_KERNEL = 2;
+    /** {@code <linux/rtnetlink.h>} RTPROT_BOOT: what {@code ip route add} and {@code ip rule add} set. */
+    public static final int RTPROT_BOOT = 3;
+    /** {@code <linux/rtnetlink.h>} RTPROT_STATIC: a route the administrator made. */
+    public static final int RTPROT_STATIC = 4;
+    /**
+     * egressd's own route and rule protocol (rtm_protocol, FRA_PROTOCOL), not from any header: the same number as
+     * {@link #IFAPROT_EGRESSD}, so one value marks everything egressd puts into the kernel's routing. Values above
+     * RTPROT_STATIC are not interpreted by the kernel; {@code <linux/rtnetlink.h>} and iproute2's rt_protos name
+     * 8..18, 42, 99 and 186..192, so 0xE5 (229) is free. {@code ip route} shows it as {@code proto 229}.
+     */
+    public static final int RTPROT_EGRESSD = 0xE5;
+    /** {@code <linux/rtnetlink.h>} RT_TABLE_UNSPEC: in struct rtmsg / fib_rule_hdr when RTA_TABLE / FRA_TABLE says. */
+    public static final int RT_TABLE_UNSPEC = 0;
+    /** {@code <linux/rtnetlink.h>} RT_TABLE_DEFAULT. */
+    public static final int RT_TABLE_DEFAULT = 253;
+    /** {@code <linux/rtnetlink.h>} RT_TABLE_MAIN. */
+    public static final int RT_TABLE_MAIN = 254;
+    /** {@code <linux/rtnetlink.h>} RT_TABLE_LOCAL. */
+    public static final int RT_TABLE_LOCAL = 255;
+    /** {@code <linux/rtnetlink.h>} RTA_DST. */
+    public static final int RTA_DST = 1;
+    /** {@code <linux/rtnetlink.h>} RTA_OIF. */
+    public static final int RTA_OIF = 4;
+    /** {@code <linux/rtnetlink.h>} RTA_GATEWAY. */
+    public static final int RTA_GATEWAY = 5;
+    /** {@code <linux/rtnetlink.h>} RTA_PRIORITY (the route metric). */
+    public static final int RTA_PRIORITY = 6;
+    /** {@code <linux/rtnetlink.h>} RTA_MULTIPATH. */
+    public static final int RTA_MULTIPATH = 9;
+    /** {@code <linux/rtnetlink.h>} RTA_TABLE: u32 table id, which struct rtmsg's u8 cannot hold above 255. */
+    public static final int RTA_TABLE = 15;
     /** {@code <linux/rtnetlink.h>} sizeof(struct ifinfomsg). */
     public static final int IFINFOMSG_SIZE = 16;
+
+    // ---- <linux/fib_rules.h> ------------------------------------------------------------------
+
+    /** {@code <linux/fib_rules.h>} sizeof(struct fib_rule_hdr). */
+    public static final int FIB_RULE_HDR_SIZE = 12;
+    /** {@code <linux/fib_rules.h>} FIB_RULE_INVERT (fib_rule_hdr.flags): {@code ip rule add not ...}. */
+    public static final int FIB_RULE_INVERT = 0x2;
+    /** {@code <linux/fib_rules.h>} FRA_IIFNAME (input interface selector). */
+    public static final int FRA_IIFNAME = 3;
+    /** {@code <linux/fib_rules.h>} FRA_OIFNAME (output interface selector). */
+    public static final int FRA_OIFNAME = 17;
+    /** {@code <linux/fib_rules.h>} FRA_PRIORITY (u32 preference). */
+    public static final int FRA_PRIORITY = 6;
+    /** {@code <linux/fib_rules.h>} FRA_FWMARK (u32). */
+    public static final int FRA_FWMARK = 10;
+    /** {@code <linux/fib_rules.h>} FRA_TABLE (u32 table id, for tables above 255). */
+    public static final int FRA_TABLE = 15;
+    /** {@code <linux/fib_rules.h>} FRA_FWMASK (u32). */
+    public static final int FRA_FWMASK = 16;
+    /** {@code <linux/fib_rules.h>} FRA_PROTOCOL (u8, who made the rule). */
+    public static final int FRA_PROTOCOL = 21;
+    /** {@code <linux/fib_rules.h>} FR_ACT_TO_TBL: look up in a table. */
+    public static final int FR_ACT_TO_TBL = 1;
 
     // ---- <linux/if_link.h> --------------------------------------------------------------------
 

@@ -59,6 +59,41 @@ class NetlinkConstantsTest
         expected.put("RTM_DELADDR", 21);
         expected.put("RTM_GETADDR", 22);
         expected.put("RT_SCOPE_UNIVERSE", 0);
+        expected.put("RTM_NEWROUTE", 24);
+        expected.put("RTM_DELROUTE", 25);
+        expected.put("RTM_GETROUTE", 26);
+        expected.put("RTM_NEWRULE", 32);
+        expected.put("RTM_DELRULE", 33);
+        expected.put("RTM_GETRULE", 34);
+        expected.put("RT_SCOPE_NOWHERE", 255);
+        expected.put("RTMSG_SIZE", 12);
+        expected.put("RTN_UNSPEC", 0);
+        expected.put("RTN_UNICAST", 1);
+        expected.put("RTPROT_UNSPEC", 0);
+        expected.put("RTPROT_KERNEL", 2);
+        expected.put("RTPROT_BOOT", 3);
+        expected.put("RTPROT_STATIC", 4);
+        expected.put("RTPROT_EGRESSD", 0xE5);
+        expected.put("RT_TABLE_UNSPEC", 0);
+        expected.put("RT_TABLE_DEFAULT", 253);
+        expected.put("RT_TABLE_MAIN", 254);
+        expected.put("RT_TABLE_LOCAL", 255);
+        expected.put("RTA_DST", 1);
+        expected.put("RTA_OIF", 4);
+        expected.put("RTA_GATEWAY", 5);
+        expected.put("RTA_PRIORITY", 6);
+        expected.put("RTA_MULTIPATH", 9);
+        expected.put("RTA_TABLE", 15);
+        expected.put("FIB_RULE_HDR_SIZE", 12);
+        expected.put("FIB_RULE_INVERT", 2);
+        expected.put("FRA_IIFNAME", 3);
+        expected.put("FRA_OIFNAME", 17);
+        expected.put("FRA_PRIORITY", 6);
+        expected.put("FRA_FWMARK", 10);
+        expected.put("FRA_TABLE", 15);
+        expected.put("FRA_FWMASK", 16);
+        expected.put("FRA_PROTOCOL", 21);
+        expected.put("FR_ACT_TO_TBL", 1);
         expected.put("IFINFOMSG_SIZE", 16);
         expected.put("IFLA_IFNAME", 3);
         expected.put("IFNAMSIZ", 16);
@@ -139,7 +174,12 @@ class NetlinkConstantsTest
             "NLMSGERR_ATTR_MSG", "NETLINK_ADD_MEMBERSHIP", "NETLINK_DROP_MEMBERSHIP", "NETLINK_NO_ENOBUFS",
             "NETLINK_CAP_ACK", "NETLINK_EXT_ACK", "NLA_F_NESTED", "NLA_F_NET_BYTEORDER", "NLMSG_ALIGNTO"));
         byHeader.put("rtnetlink.h", List.of("RTM_NEWLINK", "RTM_GETLINK", "RTM_NEWADDR", "RTM_DELADDR",
-            "RTM_GETADDR", "RT_SCOPE_UNIVERSE"));
+            "RTM_GETADDR", "RT_SCOPE_UNIVERSE", "RTM_NEWROUTE", "RTM_DELROUTE", "RTM_GETROUTE", "RTM_NEWRULE",
+            "RTM_DELRULE", "RTM_GETRULE", "RT_SCOPE_NOWHERE", "RTN_UNSPEC", "RTN_UNICAST", "RTPROT_UNSPEC",
+            "RTPROT_KERNEL", "RTPROT_BOOT", "RTPROT_STATIC", "RT_TABLE_UNSPEC", "RT_TABLE_DEFAULT", "RT_TABLE_MAIN",
+            "RT_TABLE_LOCAL", "RTA_DST", "RTA_OIF", "RTA_GATEWAY", "RTA_PRIORITY", "RTA_MULTIPATH", "RTA_TABLE"));
+        byHeader.put("fib_rules.h", List.of("FIB_RULE_INVERT", "FRA_IIFNAME", "FRA_OIFNAME", "FRA_PRIORITY", "FRA_FWMARK", "FRA_TABLE", "FRA_FWMASK", "FRA_PROTOCOL",
+            "FR_ACT_TO_TBL"));
         byHeader.put("if_link.h", List.of("IFLA_IFNAME"));
         byHeader.put("if.h", List.of("IFNAMSIZ"));
         byHeader.put("if_addr.h", List.of("IFA_ADDRESS", "IFA_LOCAL", "IFA_LABEL", "IFA_CACHEINFO", "IFA_FLAGS",
