@@ -2,6 +2,7 @@ package dev.egressd.agent;
 
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.agent.metrics.RegionMetrics;
 import dev.egressd.agent.reconcile.RouterRevisions;
 import dev.egressd.agent.reconcile.ControlLoop;
@@ -193,8 +194,9 @@ public final class Daemon
             executor.scheduleWithFixedDelay(() -> notify.notify("WATCHDOG=1"), half, half, TimeUnit.MICROSECONDS);
         }
         final long ms = (System.nanoTime() - t0) / 1_000_000;
-        LOG.info("egressd {} serving {} (region {}, uplink {}, table {}) after {} ms", version, config.apiSocket(),
-            config.region(), config.uplink(), config.table(), ms);
+        LOG.info("egressd {} serving {} (region {}, uplink {}, pair addresses on {}, table {}) after {} ms", version,
+            config.apiSocket(), config.region(), config.uplink(),
+            config.pairAddressDevice() == AddressDevice.LO ? "lo" : config.uplink(), config.table(), ms);
         notify.notify("READY=1\nSTATUS=serving; kernel in sync; started in " + ms + " ms");
     }
 

@@ -61,6 +61,8 @@ public final class Egressd implements Callable<Integer>
     @Option(names = "--router-confirm-ms", description = "how long a placement's answer waits for the region's "
         + "routers to steer by it (default 3000; 0: no wait)")
     String routerConfirm;
+    @Option(names = "--pair-address-device", description = "where app pair addresses go: uplink or lo (default: lo "
+        + "with ledger etcd, else uplink)") String pairDevice;
     @Option(names = "--dry-run", description = "program nothing: an in-memory kernel, to try the API unprivileged")
     boolean dryRun;
     @Option(names = "--teardown", description = "remove egressd's table and the egress addresses it put on the uplink,"
@@ -110,6 +112,7 @@ public final class Egressd implements Callable<Integer>
         put(flags, "region-quarantine-seconds", quarantine);
         put(flags, "region-host-addresses", hostAddresses);
         put(flags, "router-confirm-ms", routerConfirm);
+        put(flags, "pair-address-device", pairDevice);
         return flags;
     }
 
@@ -156,7 +159,8 @@ public final class Egressd implements Callable<Integer>
             }
             KernelChecks.ipv6SourceWarning(dataplane.uplink()).ifPresent(
                 w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
-            kernel = new NftKernel(dataplane);
+            settings.addressWarnings().forEach(w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
+            kernel = new NftKernel(dataplane, settings.pairAddressDevice());
         }
         final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version());
         try
@@ -220,7 +224,7 @@ public final class Egressd implements Callable<Integer>
         {
             kernel.teardown();
             System.out.println("egressd: removed table inet " + settings.table() + " and egressd's addresses on "
-                + settings.uplink() + "; the state in " + settings.stateDir() + " is kept (a start re-applies it)");
+                + settings.uplink() + " and lo; the state in " + settings.stateDir() + " is kept (a start re-applies it)");
             return 0;
         }
         finally

@@ -426,7 +426,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final Health health = loop.health();
                 return CompletableFuture.completedFuture(new Reply(
                     health.kernel() == KernelStatus.UNAVAILABLE ? 503 : 200,
-                    Views.health(health, loop.stateProblem(), version, table())));
+                    Views.health(health, loop.stateProblem(), version, table(), loop.arpSysctls())));
             }
             case "state" ->
             {

@@ -191,6 +191,12 @@ final class Views
     static ObjectNode health(final Health health, final String stateProblem, final String version,
         final ConntrackTable.Fill table)
     {
+        return health(health, stateProblem, version, table, null);
+    }
+
+    static ObjectNode health(final Health health, final String stateProblem, final String version,
+        final ConntrackTable.Fill table, final String arpSysctls)
+    {
         final ObjectNode node = Body.MAPPER.createObjectNode();
         node.put("status", health.kernel() == KernelStatus.UNAVAILABLE
             || health.kernel() == KernelStatus.STARTING || stateProblem != null ? "degraded" : "ok");
@@ -213,6 +219,8 @@ final class Views
                 .put("percent", table.percent()).put("drops", table.drops())
                 .put("insert_failed", table.insertFailed());
         }
+        // Only with the pair addresses on lo (docs/region.md, "Addresses on lo"): "ok" or what is wrong.
+        node.put("arp_sysctls", arpSysctls);
         return node;
     }
 
@@ -231,7 +239,8 @@ final class Views
         host.put("block_count", settings.layout().blockCount());
         host.put("block_size", settings.layout().blockSize());
         host.put("destination_cap", settings.destinationCap());
-        node.set("health", health(loop.health(), loop.stateProblem(), version, table));
+        host.put("pair_address_device", settings.pairAddressDevice().wireName());
+        node.set("health", health(loop.health(), loop.stateProblem(), version, table, loop.arpSysctls()));
         final ArrayNode apps = node.putArray("apps");
         for (final EgressAllocator.AppView app : allocator.apps())
         {

@@ -2,6 +2,7 @@ package dev.egressd.agent.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.egressd.agent.kernel.LoopbackArp;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -21,7 +22,8 @@ import java.util.Map;
         + "address (IPv4 and IPv6 of every app-scoped and machine-scoped pair) is on an interface of this host; "
         + "every machine leaves from a held pair, inside its block, and no two share a block; the kernel's conntrack "
         + "table is below 90%% of nf_conntrack_max; in region mode, the region ledger answers and every slot this "
-        + "host holds is its own there; and it warns of "
+        + "host holds is its own there; with the pair addresses on lo, the app pairs' addresses are on lo and "
+        + "net.ipv4.conf.all.arp_ignore/arp_announce are at least 1/2; and it warns of "
         + "pending machines, drift repaired by the last reconcile and recovered kernel elements.",
     "Exits 0 when nothing failed, 1 when a check failed (or, with --strict, warned), 3 when the daemon is "
         + "unreachable, 4 when permission is denied. Run it in the daemon's network namespace."})
@@ -75,7 +77,12 @@ final class CheckCommand extends CtlCommand
             region(region.json()); // an older daemon has no region route: nothing to check
         }
         final Map<String, String> held = heldPairs(state);
-        addresses(held);
+        final boolean onLo = "lo".equals(state.path("host").path("pair_address_device").asText());
+        addresses(held, onLo ? appPairs(state) : Map.of());
+        if (onLo)
+        {
+            arp(health);
+        }
         machines(state, held);
         final List<String> pending = new ArrayList<>();
         for (final JsonNode m : state.path("machines"))
@@ -196,6 +203,46 @@ final class CheckCommand extends CtlCommand
         }
     }
 
+    /**
+     * With the pair addresses on lo: the ARP sysctls as the daemon last read them; if the daemon cannot read them
+     * (a unit that hides /proc/sys) and this runs in its namespace, as read here.
+     */
+    private void arp(final JsonNode health)
+    {
+        String problem = health.path("arp_sysctls").isTextual() ? health.path("arp_sysctls").asText() : null;
+        if (problem == null)
+        {
+            return; // an older daemon, or nothing read yet
+        }
+        if (problem.startsWith(LoopbackArp.UNREADABLE) && !skipAddresses)
+        {
+            problem = LoopbackArp.problem(top.sysctls()).orElse("ok");
+        }
+        if ("ok".equals(problem))
+        {
+            ok("arp-sysctls", LoopbackArp.ARP_IGNORE + " and " + LoopbackArp.ARP_ANNOUNCE + " keep this host from "
+                + "answering ARP for, and announcing, the shared pair addresses on lo");
+        }
+        else
+        {
+            fail("arp-sysctls", problem);
+        }
+    }
+
+    /** The app-scoped pairs: IPv4 to IPv6. */
+    private static Map<String, String> appPairs(final JsonNode state)
+    {
+        final Map<String, String> pairs = new LinkedHashMap<>();
+        for (final JsonNode app : state.path("apps"))
+        {
+            for (final JsonNode pair : app.path("pairs"))
+            {
+                pairs.put(pair.path("ipv4").asText(), pair.path("ipv6").asText());
+            }
+        }
+        return pairs;
+    }
+
     /** Every held pair: IPv4 to IPv6, app-scoped and machine-scoped. */
     private static Map<String, String> heldPairs(final JsonNode state)
     {
@@ -218,7 +265,13 @@ final class CheckCommand extends CtlCommand
         return held;
     }
 
-    private void addresses(final Map<String, String> held)
+    /**
+     * Every held pair's addresses are on an interface; with the pair addresses on lo, the app-scoped ones on lo.
+     *
+     * @param held   every held pair.
+     * @param onLo   the app-scoped pairs, when their addresses belong on lo; else empty.
+     */
+    private void addresses(final Map<String, String> held, final Map<String, String> onLo)
     {
         if (skipAddresses || held.isEmpty())
         {
@@ -243,10 +296,17 @@ final class CheckCommand extends CtlCommand
             for (final String address : List.of(pair.getKey(), pair.getValue()))
             {
                 final String nic = local.get(Addresses.canonical(address));
+                final boolean lo = onLo.containsKey(pair.getKey());
                 if (nic == null)
                 {
                     fail("address " + address, "not on any interface of this host: its machines cannot leave "
-                        + "from it (the daemon puts it on the uplink)");
+                        + "from it (the daemon puts it on " + (lo ? "lo" : "the uplink") + ")");
+                }
+                else if (lo && !"lo".equals(nic))
+                {
+                    warn("address " + address, "on " + nic + ", not on lo: this host answers ARP/ND for a shared "
+                        + "pair address (put there by hand or by other software? egressd never moves an address it "
+                        + "does not own; docs/region.md, \"Addresses on lo\")");
                 }
                 else
                 {

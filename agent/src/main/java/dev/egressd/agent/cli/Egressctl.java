@@ -1,5 +1,6 @@
 package dev.egressd.agent.cli;
 
+import dev.egressd.agent.kernel.LoopbackArp;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -61,6 +62,8 @@ public final class Egressctl implements Callable<Integer>
 
     /** The addresses of this host's interfaces, by address; replaced in tests. */
     private final LocalAddresses localAddresses;
+    /** This namespace's sysctls, for the ARP check when the daemon cannot read them. */
+    private final LoopbackArp.Sysctls sysctls;
 
     /** The local interface addresses, for {@code check}. */
     @FunctionalInterface
@@ -88,7 +91,19 @@ public final class Egressctl implements Callable<Integer>
      */
     public Egressctl(final LocalAddresses localAddresses)
     {
+        this(localAddresses, LoopbackArp.PROC);
+    }
+
+    /**
+     * Uses the given interface addresses and sysctls (tests).
+     *
+     * @param localAddresses the local addresses.
+     * @param sysctls        the sysctls {@code check} reads when the daemon cannot.
+     */
+    Egressctl(final LocalAddresses localAddresses, final LoopbackArp.Sysctls sysctls)
+    {
         this.localAddresses = localAddresses;
+        this.sysctls = sysctls;
     }
 
     /** The picocli version provider. */
@@ -197,6 +212,11 @@ public final class Egressctl implements Callable<Integer>
     LocalAddresses localAddresses()
     {
         return localAddresses;
+    }
+
+    LoopbackArp.Sysctls sysctls()
+    {
+        return sysctls;
     }
 
     private static Map<String, String> interfaceAddresses() throws SocketException

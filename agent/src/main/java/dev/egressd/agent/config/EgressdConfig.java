@@ -1,5 +1,6 @@
 package dev.egressd.agent.config;
 
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.HostSettings;
 
@@ -37,6 +38,8 @@ import java.util.regex.Pattern;
  *                              350 s covers what NAT gateways commonly keep).
  * @param logFormat             the refusal log's line format, {@code text} or {@code json}.
  * @param ledger                who owns the slots: this host alone (the default) or the region's etcd.
+ * @param pairAddressDevice     where the app-scoped pairs' addresses go: the uplink, or {@code lo} (docs/region.md,
+ *                              "Addresses on lo"); machine-scoped pairs are always on the uplink.
  */
 public record EgressdConfig(
     String region,
@@ -52,7 +55,8 @@ public record EgressdConfig(
     int blockSize,
     int conntrackDrainSeconds,
     String logFormat,
-    LedgerSettings ledger)
+    LedgerSettings ledger,
+    AddressDevice pairAddressDevice)
 {
     /**
      * Who owns the slots (docs/region.md).
@@ -138,17 +142,41 @@ public record EgressdConfig(
         map.put("region-quarantine-seconds", "120");
         map.put("region-host-addresses", "");
         map.put("router-confirm-ms", "3000");
+        // Empty: by the ledger (uplink with local, lo with etcd).
+        map.put("pair-address-device", "");
         return java.util.Collections.unmodifiableMap(map);
     }
 
     /**
      * The host settings the allocator works with.
      *
-     * @return region, block layout and destination cap.
+     * @return region, block layout, destination cap and where the app-scoped pairs' addresses go.
      */
     public HostSettings hostSettings()
     {
-        return new HostSettings(region, new BlockLayout(blockCount, blockSize), destinationCap);
+        return new HostSettings(region, new BlockLayout(blockCount, blockSize), destinationCap, pairAddressDevice);
+    }
+
+    /**
+     * What is odd, not wrong, about where the pair addresses go: logged at WARN at the start.
+     *
+     * @return the warnings, one line each; empty for the defaults.
+     */
+    public List<String> addressWarnings()
+    {
+        if (ledger.etcd() && pairAddressDevice == AddressDevice.UPLINK)
+        {
+            return List.of("pair-address-device=uplink with ledger=etcd: every host holding a slot of a shared pair "
+                + "answers ARP/ND for its addresses and uses them as ARP sender, so the router's neighbour entry for "
+                + "them flips between hosts; right only while no router role steers replies (docs/region.md, "
+                + "\"Addresses on lo\")");
+        }
+        if (!ledger.etcd() && pairAddressDevice == AddressDevice.LO)
+        {
+            return List.of("pair-address-device=lo with ledger=local: this host does not answer ARP/ND for its pair "
+                + "addresses, so replies reach it only if the network routes them to it");
+        }
+        return List.of();
     }
 
     /**
@@ -250,8 +278,10 @@ public record EgressdConfig(
         {
             throw new BadSettingException("log-format", logFormat, "must be text or json");
         }
+        final LedgerSettings ledger = ledger(values);
+        final AddressDevice device = pairAddressDevice(values, ledger, uplink);
         return new EgressdConfig(region, uplink, guests, apiSocket, group == null || group.isEmpty() ? null : group,
-            metrics, stateDir, table, cap, blockCount, blockSize, drain, logFormat, ledger(values));
+            metrics, stateDir, table, cap, blockCount, blockSize, drain, logFormat, ledger, device);
     }
 
     /**
@@ -288,6 +318,7 @@ public record EgressdConfig(
         map.put("region-quarantine-seconds", Integer.toString(ledger.quarantineSeconds()));
         map.put("region-host-addresses", String.join(",", ledger.hostAddresses()));
         map.put("router-confirm-ms", Integer.toString(ledger.routerConfirmMillis()));
+        map.put("pair-address-device", pairAddressDevice.wireName());
         return map;
     }
 
@@ -307,8 +338,40 @@ public record EgressdConfig(
     public EgressdConfig withReloadable(final EgressdConfig reloaded)
     {
         return new EgressdConfig(region, uplink, guestInterfaces, apiSocket, apiGroup, metricsListen, stateDir, table,
-            destinationCap, blockCount, blockSize, reloaded.conntrackDrainSeconds(), logFormat, ledger);
+            destinationCap, blockCount, blockSize, reloaded.conntrackDrainSeconds(), logFormat, ledger,
+            pairAddressDevice);
     }
+
+    /** {@code pair-address-device}: uplink or lo; empty takes the ledger's default (lo for etcd). */
+    private static AddressDevice pairAddressDevice(final Map<String, String> values, final LedgerSettings ledger,
+        final String uplink) throws BadSettingException
+    {
+        final String text = values.get("pair-address-device");
+        if (text == null || text.isEmpty())
+        {
+            // The default lo would be the uplink itself: nothing to choose, the addresses stay where they are.
+            return ledger.etcd() && !UPLINK_IS_LO.equals(uplink) ? AddressDevice.LO : AddressDevice.UPLINK;
+        }
+        final AddressDevice device;
+        try
+        {
+            device = AddressDevice.parse(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new BadSettingException("pair-address-device", text,
+                "must be uplink or lo (empty: lo with ledger=etcd, uplink with ledger=local)");
+        }
+        if (device == AddressDevice.LO && UPLINK_IS_LO.equals(uplink))
+        {
+            throw new BadSettingException("pair-address-device", text,
+                "lo is the uplink itself (uplink=lo): use uplink");
+        }
+        return device;
+    }
+
+    /** The loopback interface's name. */
+    private static final String UPLINK_IS_LO = "lo";
 
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
     private static final Pattern PREFIX = Pattern.compile("(/[A-Za-z0-9_.-]+)+");

@@ -51,4 +51,16 @@ public interface Kernel
     {
         return Map.of();
     }
+
+    /**
+     * The ARP sysctls that pair addresses on {@code lo} need (docs/region.md, "Addresses on lo"), as the last read
+     * found them.
+     *
+     * @return null when not checked (pair addresses on the uplink, or no real kernel), {@code ok}, or the problem in
+     *         one line naming each key.
+     */
+    default String arpSysctls()
+    {
+        return null;
+    }
 }

@@ -179,7 +179,14 @@ public final class KernelChecks
     {
         try (RtnetlinkAddresses rtnl = RtnetlinkAddresses.open())
         {
-            return ipv6SourceWarning(uplink, rtnl.addresses(uplink));
+            // egressd's /128s on lo (pair addresses in region mode) are candidates for the source as much as those
+            // on the uplink; lo's other addresses (::1) are not the host's own for the uplink.
+            final List<InterfaceAddress> addresses = new java.util.ArrayList<>(rtnl.addresses(uplink));
+            if (!UplinkAddresses.LOOPBACK.equals(uplink))
+            {
+                addresses.addAll(rtnl.ownedAddresses(UplinkAddresses.LOOPBACK));
+            }
+            return ipv6SourceWarning(uplink, addresses);
         }
         catch (final IOException | RuntimeException e)
         {

@@ -4,6 +4,7 @@ import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.nft.NftDataplane;
 import dev.egressd.agent.kernel.nft.NftException;
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
@@ -18,7 +19,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The real kernel: egressd's nftables table ({@link NftDataplane}, through libnftables) plus the egress addresses
- * it owns on the uplink ({@link UplinkAddresses}, through rtnetlink), read as one {@link KernelPlan} and changed by
+ * it owns on the uplink and on {@code lo} ({@link UplinkAddresses}, through rtnetlink), read as one {@link KernelPlan} and changed by
  * one list of {@link PlanChange}s. Each part's errors become a {@link KernelException} naming that part where the
  * part is called.
  *
@@ -53,6 +54,12 @@ public final class NftKernel implements Kernel, AutoCloseable
     private static final Logger LOG = LoggerFactory.getLogger(NftKernel.class);
 
     private final DataplaneConfig config;
+    /** Where the app-scoped pairs' addresses go: on lo, the ARP sysctls are raised at the open and checked after. */
+    private final AddressDevice pairDevice;
+    /** Where the ARP sysctls are read and written (the calling thread's namespace; a fake in tests). */
+    private final LoopbackArp.Sysctls sysctls;
+    /** The ARP sysctls as the last read found them: null when not checked, "ok", or the problem. */
+    private volatile String arpSysctls;
     /** The pace of deep checks set when the parts are opened. */
     private final int deepCheckFactor;
     /** The thread that opened the parts; null until then. */
@@ -70,12 +77,27 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public NftKernel(final DataplaneConfig config)
     {
-        this(config, DEEP_CHECK_FACTOR);
+        this(config, AddressDevice.UPLINK);
     }
 
-    private NftKernel(final DataplaneConfig config, final int deepCheckFactor)
+    /**
+     * The daemon's kernel, with the app-scoped pairs' addresses on a chosen device (the plan names each address's
+     * device; this says whether the ARP sysctls matter): nothing is opened until the first call.
+     *
+     * @param config     the table, uplink, guest interfaces and destination cap.
+     * @param pairDevice where the app-scoped pairs' addresses go.
+     */
+    public NftKernel(final DataplaneConfig config, final AddressDevice pairDevice)
+    {
+        this(config, pairDevice, LoopbackArp.PROC, DEEP_CHECK_FACTOR);
+    }
+
+    private NftKernel(final DataplaneConfig config, final AddressDevice pairDevice,
+        final LoopbackArp.Sysctls sysctls, final int deepCheckFactor)
     {
         this.config = config;
+        this.pairDevice = pairDevice;
+        this.sysctls = sysctls;
         this.deepCheckFactor = deepCheckFactor;
     }
 
@@ -91,7 +113,21 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public static NftKernel open(final DataplaneConfig config) throws KernelException
     {
-        final NftKernel kernel = new NftKernel(config, 0);
+        return open(config, AddressDevice.UPLINK);
+    }
+
+    /**
+     * As {@link #open(DataplaneConfig)}, with the app-scoped pairs' addresses on a chosen device: on
+     * {@link AddressDevice#LO} the ARP sysctls of the calling thread's namespace are raised as the daemon's are.
+     *
+     * @param config     the table, uplink, guest interfaces and cap.
+     * @param pairDevice where the app-scoped pairs' addresses go.
+     * @return the kernel.
+     * @throws KernelException if the nft context or the netlink socket cannot be opened.
+     */
+    public static NftKernel open(final DataplaneConfig config, final AddressDevice pairDevice) throws KernelException
+    {
+        final NftKernel kernel = new NftKernel(config, pairDevice, LoopbackArp.PROC, 0);
         kernel.parts();
         return kernel;
     }
@@ -161,7 +197,29 @@ public final class NftKernel implements Kernel, AutoCloseable
             ensureTable();
             return read();
         }
+        checkArp();
         return addresses.withUplink(table);
+    }
+
+    /**
+     * The ARP sysctls pair addresses on lo need, as the last {@link #read()} found them.
+     *
+     * @return null when the pair addresses are on the uplink (or nothing was read yet), {@code ok}, or the problem
+     *         ({@link LoopbackArp#problem}).
+     */
+    @Override
+    public String arpSysctls()
+    {
+        return arpSysctls;
+    }
+
+    /** On lo, notes whether someone lowered the ARP sysctls since the start (reported, never changed back). */
+    private void checkArp()
+    {
+        if (pairDevice == AddressDevice.LO)
+        {
+            arpSysctls = LoopbackArp.problem(sysctls).orElse("ok");
+        }
     }
 
     /**
@@ -329,7 +387,8 @@ public final class NftKernel implements Kernel, AutoCloseable
     }
 
     /**
-     * Removes everything egressd put in the kernel: the table, then every uplink address egressd owns (in that
+     * Removes everything egressd put in the kernel: the table, then every address egressd owns on the uplink and on
+     * {@code lo} (in that
      * order, so no map points at an address while it goes). For the explicit teardown command only: every static
      * guest loses egress. Idempotent: a missing table is not an error. Addresses not marked as egressd's stay, the
      * foreign ones the plan used included (they are forgotten).
@@ -402,6 +461,20 @@ public final class NftKernel implements Kernel, AutoCloseable
         {
             opened.close();
             throw e;
+        }
+        if (pairDevice == AddressDevice.LO)
+        {
+            // Before any address goes on lo. Not fatal: under a unit that hides or freezes /proc/sys the operator
+            // sets them (docs/region.md); the health and egressctl check say whether they are right.
+            try
+            {
+                LoopbackArp.ensure(sysctls);
+            }
+            catch (final KernelException e)
+            {
+                LOG.error("pair addresses on lo: {}", e.getMessage());
+            }
+            checkArp();
         }
         client = opened;
         nft = new NftDataplane(opened, config);

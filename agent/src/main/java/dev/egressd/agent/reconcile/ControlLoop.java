@@ -742,13 +742,13 @@ public final class ControlLoop implements LoopStats
         final KernelPlan plan;
         if (draining.addresses().isEmpty())
         {
-            plan = StateMapper.plan(allocator, recovered.elements());
+            plan = StateMapper.plan(allocator, recovered.elements(), settings.pairAddressDevice());
         }
         else
         {
             final List<PlanElement> extra = new ArrayList<>(recovered.elements());
             extra.addAll(draining.addresses());
-            plan = StateMapper.plan(allocator, extra);
+            plan = StateMapper.plan(allocator, extra, settings.pairAddressDevice());
         }
         final List<PlanElement> holding = recovered.holding(allocator);
         if (holding.isEmpty())
@@ -898,6 +898,17 @@ public final class ControlLoop implements LoopStats
     public Health health()
     {
         return reconciler.health();
+    }
+
+    /**
+     * The ARP sysctls that pair addresses on {@code lo} need, as the kernel's last read found them
+     * ({@link Kernel#arpSysctls()}).
+     *
+     * @return null when not checked (pair addresses on the uplink), {@code ok}, or the problem.
+     */
+    public String arpSysctls()
+    {
+        return kernel.arpSysctls();
     }
 
     @Override

@@ -107,7 +107,7 @@ final class RecoveredElements
     int recoverFromKernel(final Kernel kernel, final EgressAllocator allocator) throws KernelException
     {
         final KernelPlan raw = kernel.read();
-        final KernelPlan own = StateMapper.plan(allocator, List.of());
+        final KernelPlan own = StateMapper.plan(allocator, List.of(), settings.pairAddressDevice());
         final Set<Object> egresses = new HashSet<>();
         for (final PlanElement element : raw.elements())
         {

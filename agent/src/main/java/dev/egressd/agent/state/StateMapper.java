@@ -5,6 +5,7 @@ import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.alloc.SlotLedger;
 import dev.egressd.core.alloc.Parsed;
 import dev.egressd.core.alloc.RequestText;
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
@@ -33,6 +34,9 @@ import java.util.Set;
  */
 public final class StateMapper
 {
+    /** The loopback interface: where {@link AddressDevice#LO} puts an address. */
+    public static final String LOOPBACK = "lo";
+
     private StateMapper()
     {
     }
@@ -272,8 +276,24 @@ public final class StateMapper
      */
     public static KernelPlan plan(final EgressAllocator allocator, final Collection<PlanElement> extra)
     {
+        return plan(allocator, extra, AddressDevice.UPLINK);
+    }
+
+    /**
+     * The kernel plan of an allocator plus recovered and lingering elements that the allocator does not override,
+     * with the app-scoped pairs' addresses on a chosen device (machine-scoped pairs stay on the uplink).
+     *
+     * @param allocator the allocator.
+     * @param extra     elements kept besides the allocator's (recovered ones, released addresses draining).
+     * @param appDevice where the app-scoped pairs' addresses go ({@link HostSettings#pairAddressDevice()}).
+     * @return the plan.
+     */
+    public static KernelPlan plan(final EgressAllocator allocator, final Collection<PlanElement> extra,
+        final AddressDevice appDevice)
+    {
         final List<PlannedMachine> machines = new ArrayList<>();
         final List<EgressPair> pairs = new ArrayList<>();
+        final List<EgressPair> machinePairs = new ArrayList<>();
         for (final EgressAllocator.PairView pair : allocator.pairs())
         {
             pairs.add(pair.pair());
@@ -283,10 +303,10 @@ public final class StateMapper
             machines.add(new PlannedMachine(view.machine(), view.egress()));
             if (view.machineScopedPair() != null)
             {
-                pairs.add(view.machineScopedPair());
+                machinePairs.add(view.machineScopedPair());
             }
         }
-        final KernelPlan own = KernelPlanner.plan(machines, pairs);
+        final KernelPlan own = KernelPlanner.plan(machines, pairs, machinePairs, appDevice);
         if (extra.isEmpty())
         {
             return own;
@@ -356,12 +376,14 @@ public final class StateMapper
             return new DesiredState.Element(e.kind(), null, e.guest().toString(), e.egress().toString(),
                 e.firstPort(), e.lastPort());
         }
+        // An address on lo names it as its interface; one on the uplink names none (as before lo was an option).
         if (element instanceof PlanElement.Uplink4 e)
         {
-            return new DesiredState.Element(e.kind(), null, e.address().toString(), null, null, null);
+            return new DesiredState.Element(e.kind(), deviceName(e.device()), e.address().toString(), null, null,
+                null);
         }
         final PlanElement.Uplink6 e = (PlanElement.Uplink6)element;
-        return new DesiredState.Element(e.kind(), null, e.address().toString(), null, null, null);
+        return new DesiredState.Element(e.kind(), deviceName(e.device()), e.address().toString(), null, null, null);
     }
 
     /**
@@ -384,10 +406,30 @@ public final class StateMapper
                 port(data.firstPort()), port(data.lastPort()));
             case "snat6" -> new PlanElement.Snat6(Ipv6Address.parse(data.address()), Ipv6Address.parse(data.egress()),
                 port(data.firstPort()), port(data.lastPort()));
-            case "uplink4" -> new PlanElement.Uplink4(Ipv4Address.parse(data.address()));
-            case "uplink6" -> new PlanElement.Uplink6(Ipv6Address.parse(data.address()));
+            case "uplink4" -> new PlanElement.Uplink4(Ipv4Address.parse(data.address()), device(data.iface()));
+            case "uplink6" -> new PlanElement.Uplink6(Ipv6Address.parse(data.address()), device(data.iface()));
             default -> throw new IllegalArgumentException("unknown element kind " + kind);
         };
+    }
+
+    /** The interface an address element names: none for the uplink, {@code lo} for lo. */
+    private static String deviceName(final AddressDevice device)
+    {
+        return device == AddressDevice.LO ? LOOPBACK : null;
+    }
+
+    private static AddressDevice device(final String iface)
+    {
+        if (iface == null)
+        {
+            return AddressDevice.UPLINK;
+        }
+        if (LOOPBACK.equals(iface))
+        {
+            return AddressDevice.LO;
+        }
+        throw new IllegalArgumentException("an egress address is on the uplink (no interface) or on lo, not on "
+            + iface);
     }
 
     private static String requireText(final String text)

@@ -6,6 +6,8 @@ import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
+import dev.egressd.agent.kernel.MemoryKernel;
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateFiles;
 import dev.egressd.agent.state.StateStore;
@@ -145,6 +147,43 @@ class ApiHandlerTest
         assertThat(ok("GET", "/v1/state", null).body().toString()).as("nothing changed").isEqualTo(before);
         final JsonNode holders = ok("GET", "/v1/apps/a1", null).body().at("/pairs/0/holders/0");
         assertThat(holders.has("host")).as("no host field with the local ledger").isFalse();
+    }
+
+    @Test
+    void withPairAddressesOnLoTheAppPairsAreOnLoAndHealthCarriesTheArpSysctls() throws Exception
+    {
+        assertThat(ok("GET", "/v1/state", null).body().at("/host/pair_address_device").asText()).isEqualTo("uplink");
+        assertThat(ok("GET", "/v1/health", null).body().get("arp_sysctls").isNull()).as("not checked on the uplink")
+            .isTrue();
+
+        final HostSettings onLo = new HostSettings("ord", new BlockLayout(4, 1024), 1024, AddressDevice.LO);
+        final java.util.concurrent.atomic.AtomicReference<String> arp = new java.util.concurrent.atomic.AtomicReference<>("ok");
+        final MemoryKernel lo = new MemoryKernel()
+        {
+            @Override
+            public String arpSysctls()
+            {
+                return arp.get();
+            }
+        };
+        loop = ControlLoop.of(onLo, DesiredState.empty(dummyHost()), lo, new StateStore(dir.resolve("lo")),
+            Runnable::run, clock::get, 350);
+        loop.initialSync();
+        setUpHost();
+        // a1's pairs on lo; m3's machine-scoped pair on the uplink
+        assertThat(lo.plan().elements("uplink4").values()).containsExactlyInAnyOrder(
+            new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"), AddressDevice.LO),
+            new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.11"), AddressDevice.LO),
+            new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.20"), AddressDevice.UPLINK));
+        assertThat(lo.plan().elements("uplink6").values()).contains(
+            new PlanElement.Uplink6(dev.egressd.core.model.Ipv6Address.parse("2001:db8::10"), AddressDevice.LO),
+            new PlanElement.Uplink6(dev.egressd.core.model.Ipv6Address.parse("2001:db8::20"), AddressDevice.UPLINK));
+        final JsonNode state = ok("GET", "/v1/state", null).body();
+        assertThat(state.at("/host/pair_address_device").asText()).isEqualTo("lo");
+        assertThat(state.at("/health/arp_sysctls").asText()).isEqualTo("ok");
+        arp.set("net.ipv4.conf.all.arp_ignore is 0, needs 1: ...");
+        assertThat(ok("GET", "/v1/health", null).body().get("arp_sysctls").asText())
+            .isEqualTo("net.ipv4.conf.all.arp_ignore is 0, needs 1: ...");
     }
 
     @Test

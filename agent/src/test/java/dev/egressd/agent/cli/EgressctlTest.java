@@ -1,6 +1,7 @@
 package dev.egressd.agent.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.kernel.LoopbackArp;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -42,6 +43,8 @@ class EgressctlTest
     private String socket;
     /** Every egress address of state.json is on eth0, but the machine-scoped IPv6. */
     private final Map<String, String> local = new LinkedHashMap<>();
+    /** This namespace's sysctls as egressctl reads them. */
+    private final Map<String, String> sysctls = new LinkedHashMap<>();
 
     /** What a run printed and returned. */
     record Run(int exit, String out, String err)
@@ -95,7 +98,25 @@ class EgressctlTest
     {
         final StringWriter out = new StringWriter();
         final StringWriter err = new StringWriter();
-        final CommandLine cmd = Egressctl.commandLine(new Egressctl(() -> local));
+        final CommandLine cmd = Egressctl.commandLine(new Egressctl(() -> local, new LoopbackArp.Sysctls()
+        {
+            @Override
+            public String read(final String key) throws java.io.IOException
+            {
+                final String v = sysctls.get(key);
+                if (v == null)
+                {
+                    throw new java.io.IOException("sysctl " + key + ": no such key");
+                }
+                return v;
+            }
+
+            @Override
+            public void write(final String key, final String value)
+            {
+                throw new AssertionError("egressctl never writes a sysctl");
+            }
+        }));
         cmd.setOut(new PrintWriter(out, true));
         cmd.setErr(new PrintWriter(err, true));
         final int exit = cmd.execute(args);
@@ -469,6 +490,77 @@ class EgressctlTest
         assertThat(conntrack.path("check").asText()).isEqualTo("conntrack");
         assertThat(conntrack.path("status").asText()).isEqualTo("fail");
         assertThat(conntrack.path("detail").asText()).contains("900 of 1000 entries (90%)", "nf_conntrack_max");
+    }
+
+    /** The canned state as a region daemon with its pair addresses on lo answers it. */
+    private static String onLo(final String arpSysctls)
+    {
+        return FakeDaemon.resource("state.json")
+            .replace("\"destination_cap\" : 1024", "\"destination_cap\" : 1024, \"pair_address_device\" : \"lo\"")
+            .replace("\"conntrack\" : null", "\"conntrack\" : null, \"arp_sysctls\" : "
+                + (arpSysctls == null ? "null" : "\"" + arpSysctls + "\""));
+    }
+
+    @Test
+    void withPairAddressesOnLoCheckWantsTheAppPairsOnLoAndTheArpSysctlsRight() throws Exception
+    {
+        daemon.answer("GET", "/v1/state", 200, onLo("ok"));
+        // the app pairs' addresses on lo, the machine-scoped pair's on the uplink
+        for (final String a : List.of("203.0.113.10", "2001:db8::10", "203.0.113.11", "2001:db8::11"))
+        {
+            local.put(a, "lo");
+        }
+        local.put("2001:db8::50", "eth0");
+        final Run ok = run("check", "--json");
+        assertThat(ok.exit()).as(ok.out()).isZero();
+        final Map<String, JsonNode> rows = rows(ok.json());
+        assertThat(rows.get("address 203.0.113.10").path("detail").asText()).isEqualTo("on lo");
+        assertThat(rows.get("address 203.0.113.50").path("detail").asText()).isEqualTo("on eth0");
+        assertThat(rows.get("arp-sysctls").path("status").asText()).isEqualTo("ok");
+
+        // an app pair's address on the uplink instead: this host answers ARP for a shared address
+        local.put("203.0.113.11", "eth0");
+        final Run onUplink = run("check", "--json");
+        final JsonNode row = rows(onUplink.json()).get("address 203.0.113.11");
+        assertThat(row.path("status").asText()).isEqualTo("warn");
+        assertThat(row.path("detail").asText()).startsWith("on eth0, not on lo: this host answers ARP/ND");
+        assertThat(run("check", "--strict").exit()).isEqualTo(ExitCodes.ERROR);
+
+        // someone lowered a sysctl after the start: the daemon's health says so, check fails on it
+        local.put("203.0.113.11", "lo");
+        daemon.answer("GET", "/v1/state", 200, onLo("net.ipv4.conf.all.arp_ignore is 0, needs 1: this host answers"));
+        final Run lowered = run("check");
+        assertThat(lowered.exit()).isEqualTo(ExitCodes.ERROR);
+        assertThat(lowered.out()).contains("arp-sysctls", "FAIL", "net.ipv4.conf.all.arp_ignore is 0, needs 1");
+
+        // the daemon cannot read them (a unit hiding /proc/sys): egressctl, in its namespace, reads them itself
+        daemon.answer("GET", "/v1/state", 200, onLo(LoopbackArp.UNREADABLE + "sysctl net.ipv4.conf.all.arp_ignore: "
+            + "no such key"));
+        sysctls.put(LoopbackArp.ARP_IGNORE, "1");
+        sysctls.put(LoopbackArp.ARP_ANNOUNCE, "2");
+        assertThat(rows(run("check", "--json").json()).get("arp-sysctls").path("status").asText()).isEqualTo("ok");
+        sysctls.put(LoopbackArp.ARP_ANNOUNCE, "0");
+        final JsonNode announce = rows(run("check", "--json").json()).get("arp-sysctls");
+        assertThat(announce.path("status").asText()).isEqualTo("fail");
+        assertThat(announce.path("detail").asText()).startsWith("net.ipv4.conf.all.arp_announce is 0, needs 2");
+        // not in its namespace: only the daemon's word
+        final JsonNode skipped = rows(run("check", "--skip-addresses", "--json").json()).get("arp-sysctls");
+        assertThat(skipped.path("status").asText()).isEqualTo("fail");
+        assertThat(skipped.path("detail").asText()).startsWith(LoopbackArp.UNREADABLE);
+
+        // pair addresses on the uplink (the canned state): no arp row, and an app address on eth0 is fine
+        daemon.answer("GET", "/v1/state", 200, FakeDaemon.resource("state.json"));
+        local.put("203.0.113.11", "eth0");
+        final Run uplink = run("check", "--json");
+        assertThat(rows(uplink.json())).doesNotContainKey("arp-sysctls");
+        assertThat(rows(uplink.json()).get("address 203.0.113.11").path("status").asText()).isEqualTo("ok");
+    }
+
+    private static Map<String, JsonNode> rows(final JsonNode check)
+    {
+        final Map<String, JsonNode> rows = new LinkedHashMap<>();
+        check.path("checks").forEach(c -> rows.put(c.path("check").asText(), c));
+        return rows;
     }
 
     @Test

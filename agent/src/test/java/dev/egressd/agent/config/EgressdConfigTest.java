@@ -5,6 +5,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import dev.egressd.core.model.AddressDevice;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -85,6 +86,46 @@ class EgressdConfigTest
         }
         assertThatThrownBy(() -> EgressdConfig.load(file, flags("ledger", "etcd")))
             .isInstanceOf(BadSettingException.class).hasMessageContaining("etcd-endpoints");
+    }
+
+    @Test
+    void pairAddressDeviceDefaultsByTheLedgerAndABadValueNamesTheSetting() throws Exception
+    {
+        final Path file = dir.resolve("egressd.conf");
+        Files.writeString(file, "region=ord\nuplink=eth0\n");
+        final EgressdConfig local = EgressdConfig.load(file, Map.of());
+        assertThat(local.pairAddressDevice()).isEqualTo(AddressDevice.UPLINK);
+        assertThat(local.hostSettings().pairAddressDevice()).isEqualTo(AddressDevice.UPLINK);
+        assertThat(local.asMap()).containsEntry("pair-address-device", "uplink");
+        assertThat(local.addressWarnings()).isEmpty();
+        final EgressdConfig region = EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
+            "http://192.0.2.10:2379"));
+        assertThat(region.pairAddressDevice()).isEqualTo(AddressDevice.LO);
+        assertThat(region.hostSettings().pairAddressDevice()).isEqualTo(AddressDevice.LO);
+        assertThat(region.asMap()).containsEntry("pair-address-device", "lo");
+        assertThat(region.addressWarnings()).isEmpty();
+
+        // chosen against the ledger's default: allowed, with a warning saying what it costs
+        final EgressdConfig regionOnUplink = EgressdConfig.load(file, flags("ledger", "etcd", "etcd-endpoints",
+            "http://192.0.2.10:2379", "pair-address-device", "uplink"));
+        assertThat(regionOnUplink.hostSettings().pairAddressDevice()).isEqualTo(AddressDevice.UPLINK);
+        assertThat(regionOnUplink.addressWarnings()).singleElement().asString()
+            .startsWith("pair-address-device=uplink with ledger=etcd: every host holding a slot of a shared pair "
+                + "answers ARP/ND");
+        final EgressdConfig localOnLo = EgressdConfig.load(file, flags("pair-address-device", "lo"));
+        assertThat(localOnLo.pairAddressDevice()).isEqualTo(AddressDevice.LO);
+        assertThat(localOnLo.addressWarnings()).singleElement().asString().contains("ledger=local");
+
+        assertThatThrownBy(() -> EgressdConfig.load(file, flags("pair-address-device", "loopback")))
+            .isInstanceOf(BadSettingException.class)
+            .hasMessage("bad setting pair-address-device=loopback: must be uplink or lo (empty: lo with "
+                + "ledger=etcd, uplink with ledger=local)");
+        assertThatThrownBy(() -> EgressdConfig.load(file, flags("uplink", "lo", "pair-address-device", "lo")))
+            .isInstanceOf(BadSettingException.class).hasMessageContaining("pair-address-device=lo")
+            .hasMessageContaining("uplink=lo");
+        assertThat(EgressdConfig.load(file, flags("uplink", "lo", "ledger", "etcd", "etcd-endpoints",
+            "http://192.0.2.10:2379")).pairAddressDevice()).as("nothing to choose when the uplink is lo")
+            .isEqualTo(AddressDevice.UPLINK);
     }
 
     @Test

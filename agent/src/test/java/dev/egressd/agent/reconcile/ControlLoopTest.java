@@ -6,6 +6,7 @@ import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateFiles;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.BlockLayout;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;
@@ -13,12 +14,14 @@ import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -308,6 +311,71 @@ class ControlLoopTest
         second.reconcile();
         assertThat(kernel.plan().contains(up4) || kernel.plan().contains(up6)).as("removed at the deadline").isFalse();
         assertThat(placements(second)).containsKey("m1");
+    }
+
+    @Test
+    void movingThePairAddressesToLoDrainsThemOffTheUplinkAndALoAddressDrainsAcrossARestart() throws Exception
+    {
+        final java.util.concurrent.atomic.AtomicLong nanos = new java.util.concurrent.atomic.AtomicLong(5_000);
+        final java.util.concurrent.atomic.AtomicLong wall = new java.util.concurrent.atomic.AtomicLong(
+            1_700_000_000_000L);
+        final StateStore store = new StateStore(dir);
+        final ControlLoop onUplink = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+            store, Runnable::run, nanos::get, wall::get, 100);
+        onUplink.initialSync();
+        onUplink.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1", pair("203.0.113.10", "2001:db8::10"))).get();
+        final Machine m1 = machine("m1", "a1", 2);
+        onUplink.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m1)).get();
+        final Ipv4Address a4 = Ipv4Address.parse("203.0.113.10");
+        final Ipv6Address a6 = Ipv6Address.parse("2001:db8::10");
+        assertThat(kernel.plan().elements("uplink4").values()).containsExactly(new PlanElement.Uplink4(a4));
+
+        // the next start says lo: the addresses move in one apply, on lo before off the uplink, so the host never
+        // lacks them (its flows keep their address: nothing to drain)
+        final HostSettings lo = new HostSettings(settings.region(), settings.layout(), settings.destinationCap(),
+            AddressDevice.LO);
+        final int batches = kernel.applied.size();
+        final ControlLoop onLo = ControlLoop.of(lo, store.load().state(), kernel, store, Runnable::run, nanos::get,
+            wall::get, 100);
+        onLo.initialSync();
+        assertThat(kernel.plan().elements("uplink4").values()).containsExactly(
+            new PlanElement.Uplink4(a4, AddressDevice.LO));
+        assertThat(kernel.plan().elements("uplink6").values()).containsExactly(
+            new PlanElement.Uplink6(a6, AddressDevice.LO));
+        assertThat(kernel.applied).hasSize(batches + 1);
+        final List<PlanChange> move = kernel.applied.get(batches);
+        assertThat(move.indexOf(PlanChange.add(new PlanElement.Uplink4(a4, AddressDevice.LO))))
+            .isNotNegative().isLessThan(move.indexOf(PlanChange.remove(new PlanElement.Uplink4(a4))));
+        assertThat(move).as("the table is untouched").allMatch(c -> c.element().kind().startsWith("uplink"));
+
+        // released on lo: it drains there, and the state file says where it is
+        onLo.mutate(Operation.RELEASE_PAIR, "release", l -> l.allocator().releasePair("a1", a4)).get();
+        assertThat(store.load().state().draining()).extracting(d -> d.element().iface()).containsOnly("lo");
+        final ControlLoop restarted = ControlLoop.of(lo, store.load().state(), kernel, store, Runnable::run,
+            nanos::get, wall::get, 100);
+        restarted.initialSync();
+        assertThat(kernel.plan().elements("uplink4").values()).as("kept on lo across the restart")
+            .containsExactly(new PlanElement.Uplink4(a4, AddressDevice.LO));
+        nanos.addAndGet(100_000_000_000L);
+        wall.addAndGet(100_000L);
+        restarted.reconcile();
+        assertThat(kernel.plan().elements("uplink4")).isEmpty();
+        assertThat(kernel.plan().elements("uplink6")).isEmpty();
+    }
+
+    @Test
+    void anAddressElementNamesNoInterfaceOnTheUplinkAndLoOnLoAndNothingElse()
+    {
+        final PlanElement onLo = new PlanElement.Uplink6(Ipv6Address.parse("2001:db8::10"), AddressDevice.LO);
+        assertThat(StateMapper.toData(onLo).iface()).isEqualTo("lo");
+        assertThat(StateMapper.fromData(StateMapper.toData(onLo))).isEqualTo(onLo);
+        final PlanElement onUplink = new PlanElement.Uplink4(Ipv4Address.parse("203.0.113.10"));
+        assertThat(StateMapper.toData(onUplink).iface()).isNull();
+        assertThat(StateMapper.fromData(StateMapper.toData(onUplink))).isEqualTo(onUplink);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> StateMapper.fromData(
+            new DesiredState.Element("uplink4", "eth0", "203.0.113.10", null, null, null)))
+            .isInstanceOf(IllegalArgumentException.class)
+            .hasMessage("an egress address is on the uplink (no interface) or on lo, not on eth0");
     }
 
     @Test

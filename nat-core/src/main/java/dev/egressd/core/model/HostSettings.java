@@ -6,8 +6,10 @@ package dev.egressd.core.model;
  * @param region         the host's region, e.g. {@code ord}; every pair held here belongs to it.
  * @param layout         the block layout of every app-scoped pair.
  * @param destinationCap the most concurrent connections one machine may hold to one destination IP.
+ * @param pairAddressDevice where the app-scoped pairs' addresses go (machine-scoped pairs are always on the
+ *                       uplink: they are this host's alone, docs/region.md "Addresses on lo").
  */
-public record HostSettings(String region, BlockLayout layout, int destinationCap)
+public record HostSettings(String region, BlockLayout layout, int destinationCap, AddressDevice pairAddressDevice)
 {
     /** The production destination cap. */
     public static final int DEFAULT_DESTINATION_CAP = 1024;
@@ -18,6 +20,7 @@ public record HostSettings(String region, BlockLayout layout, int destinationCap
      * @param region         the region.
      * @param layout         the block layout.
      * @param destinationCap the destination cap.
+     * @param pairAddressDevice where the app-scoped pairs' addresses go.
      */
     public HostSettings
     {
@@ -33,6 +36,22 @@ public record HostSettings(String region, BlockLayout layout, int destinationCap
         {
             throw new IllegalArgumentException("destinationCap must be 1..65535, got " + destinationCap);
         }
+        if (pairAddressDevice == null)
+        {
+            throw new IllegalArgumentException("pairAddressDevice must be given");
+        }
+    }
+
+    /**
+     * Settings with the pair addresses on the uplink (single-host mode).
+     *
+     * @param region         the region.
+     * @param layout         the block layout.
+     * @param destinationCap the destination cap.
+     */
+    public HostSettings(final String region, final BlockLayout layout, final int destinationCap)
+    {
+        this(region, layout, destinationCap, AddressDevice.UPLINK);
     }
 
     /**

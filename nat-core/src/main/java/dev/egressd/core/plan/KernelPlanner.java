@@ -1,10 +1,13 @@
 package dev.egressd.core.plan;
 
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Machine;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The pure function from a host's desired state to its {@link KernelPlan}.
@@ -14,8 +17,9 @@ import java.util.List;
  *   <li>MACHINE and APP scope: the guest is of the static class and mapped to its pair and ports.</li>
  *   <li>PENDING: the guest is of the static class and unmapped, so the kernel refuses it (fail-closed).</li>
  *   <li>HOST: nothing more; the kernel masquerades it.</li>
- *   <li>Every held pair's addresses are on the uplink, used or not, so that a machine placed on a pair
- *       later never waits for an address.</li>
+ *   <li>Every held pair's addresses are on the uplink (app-scoped ones on {@code lo} when the host says so,
+ *       docs/region.md "Addresses on lo"), used or not, so that a machine placed on a pair later never waits for
+ *       an address.</li>
  * </ul>
  */
 public final class KernelPlanner
@@ -33,11 +37,35 @@ public final class KernelPlanner
      */
     public static KernelPlan plan(final Collection<PlannedMachine> machines, final Collection<EgressPair> heldPairs)
     {
+        return plan(machines, heldPairs, List.of(), AddressDevice.UPLINK);
+    }
+
+    /**
+     * Plans the kernel state with the app-scoped pairs' addresses on a chosen device; machine-scoped pairs stay on
+     * the uplink (they are this host's alone, and only the uplink answers ARP/ND for them).
+     *
+     * @param machines     every machine with its egress.
+     * @param appPairs     every app-scoped pair held on this host.
+     * @param machinePairs every machine-scoped pair held on this host (a pair in both lists is planned on the
+     *                     uplink).
+     * @param appDevice    where the app-scoped pairs' addresses go.
+     * @return the plan.
+     */
+    public static KernelPlan plan(final Collection<PlannedMachine> machines, final Collection<EgressPair> appPairs,
+        final Collection<EgressPair> machinePairs, final AddressDevice appDevice)
+    {
         final List<PlanElement> elements = new ArrayList<>();
-        for (final EgressPair pair : heldPairs)
+        final Set<EgressPair> onUplink = new HashSet<>(machinePairs);
+        for (final EgressPair pair : appPairs)
         {
-            elements.add(new PlanElement.Uplink4(pair.ipv4()));
-            elements.add(new PlanElement.Uplink6(pair.ipv6()));
+            final AddressDevice device = onUplink.contains(pair) ? AddressDevice.UPLINK : appDevice;
+            elements.add(new PlanElement.Uplink4(pair.ipv4(), device));
+            elements.add(new PlanElement.Uplink6(pair.ipv6(), device));
+        }
+        for (final EgressPair pair : machinePairs)
+        {
+            elements.add(new PlanElement.Uplink4(pair.ipv4(), AddressDevice.UPLINK));
+            elements.add(new PlanElement.Uplink6(pair.ipv6(), AddressDevice.UPLINK));
         }
         for (final PlannedMachine planned : machines)
         {

@@ -1,5 +1,6 @@
 package dev.egressd.core.plan;
 
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 
@@ -155,12 +156,34 @@ public sealed interface PlanElement
     }
 
     /**
-     * A static IPv4 egress address that must be on the uplink (a /32).
+     * A static IPv4 egress address that must be on the uplink, or on {@code lo} (a /32). The device is part of the
+     * element: an address egressd holds on the other device is another element, so moving the pair addresses
+     * (a changed {@code pair-address-device}) is an add on the new device and a drain off the old one.
      *
      * @param address the egress address.
+     * @param device  where it goes.
      */
-    record Uplink4(Ipv4Address address) implements PlanElement
+    record Uplink4(Ipv4Address address, AddressDevice device) implements PlanElement
     {
+        /** Checks the device. */
+        public Uplink4
+        {
+            if (device == null)
+            {
+                throw new IllegalArgumentException("an egress address needs a device");
+            }
+        }
+
+        /**
+         * An address on the uplink.
+         *
+         * @param address the egress address.
+         */
+        public Uplink4(final Ipv4Address address)
+        {
+            this(address, AddressDevice.UPLINK);
+        }
+
         @Override
         public Object key()
         {
@@ -175,12 +198,33 @@ public sealed interface PlanElement
     }
 
     /**
-     * A static IPv6 egress address that must be on the uplink (a /128, deprecated, no DAD).
+     * A static IPv6 egress address that must be on the uplink, or on {@code lo} (a /128, deprecated, no DAD); the
+     * device is part of the element, as for {@link Uplink4}.
      *
      * @param address the egress address.
+     * @param device  where it goes.
      */
-    record Uplink6(Ipv6Address address) implements PlanElement
+    record Uplink6(Ipv6Address address, AddressDevice device) implements PlanElement
     {
+        /** Checks the device. */
+        public Uplink6
+        {
+            if (device == null)
+            {
+                throw new IllegalArgumentException("an egress address needs a device");
+            }
+        }
+
+        /**
+         * An address on the uplink.
+         *
+         * @param address the egress address.
+         */
+        public Uplink6(final Ipv6Address address)
+        {
+            this(address, AddressDevice.UPLINK);
+        }
+
         @Override
         public Object key()
         {

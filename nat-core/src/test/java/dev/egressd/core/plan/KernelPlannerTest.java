@@ -2,6 +2,7 @@ package dev.egressd.core.plan;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
@@ -83,5 +84,44 @@ class KernelPlannerTest
 
         assertThat(plan.elements("snat6").values()).containsExactly(new Snat6(m.ipv6(), PAIR.ipv6(), 1, 65535));
         assertThat(plan.elements("snat4")).isEmpty();
+    }
+
+    @Test
+    void appPairAddressesGoOnTheChosenDeviceAndMachineScopedOnesStayOnTheUplink()
+    {
+        final EgressPair legacy = new EgressPair(v4("203.0.113.50"), v6("2001:db8:10::50"), "ord");
+        final Machine m1 = machine("m1", 2);
+        final Machine m2 = machine("m2", 3);
+        final List<PlannedMachine> machines = List.of(
+            new PlannedMachine(m1, new Egress(Scope.APP, PAIR, 1, 1024, 2047, "slot 1")),
+            new PlannedMachine(m2, new Egress(Scope.MACHINE, legacy, -1, 1, 65535, "legacy")));
+
+        final KernelPlan onLo = KernelPlanner.plan(machines, List.of(PAIR), List.of(legacy), AddressDevice.LO);
+        assertThat(onLo.elements("uplink4").values()).containsExactlyInAnyOrder(
+            new Uplink4(PAIR.ipv4(), AddressDevice.LO), new Uplink4(legacy.ipv4(), AddressDevice.UPLINK));
+        assertThat(onLo.elements("uplink6").values()).containsExactlyInAnyOrder(
+            new Uplink6(PAIR.ipv6(), AddressDevice.LO), new Uplink6(legacy.ipv6(), AddressDevice.UPLINK));
+        // the device does not change what the table maps
+        final KernelPlan onUplink = KernelPlanner.plan(machines, List.of(PAIR), List.of(legacy), AddressDevice.UPLINK);
+        assertThat(onLo.elements("snat4")).isEqualTo(onUplink.elements("snat4"));
+        assertThat(onUplink.elements("uplink4").values()).containsExactlyInAnyOrder(new Uplink4(PAIR.ipv4()),
+            new Uplink4(legacy.ipv4()));
+        assertThat(KernelPlanner.plan(machines, List.of(PAIR, legacy))).as("the two-list form is all on the uplink")
+            .isEqualTo(onUplink);
+
+        // a pair held both ways (not something the allocator does) is planned once, on the uplink
+        final KernelPlan both = KernelPlanner.plan(List.of(), List.of(legacy), List.of(legacy), AddressDevice.LO);
+        assertThat(both.elements("uplink4").values()).containsExactly(new Uplink4(legacy.ipv4(), AddressDevice.UPLINK));
+    }
+
+    @Test
+    void anAddressOnLoIsAnotherElementThanTheSameAddressOnTheUplink()
+    {
+        final Uplink4 lo = new Uplink4(PAIR.ipv4(), AddressDevice.LO);
+        assertThat(lo).isNotEqualTo(new Uplink4(PAIR.ipv4()));
+        assertThat(lo.key()).isNotEqualTo(new Uplink4(PAIR.ipv4()).key());
+        final List<PlanChange> move = PlanDiff.between(KernelPlan.of(List.of(new Uplink4(PAIR.ipv4()))),
+            KernelPlan.of(List.of(lo)));
+        assertThat(move).containsExactly(PlanChange.add(lo), PlanChange.remove(new Uplink4(PAIR.ipv4())));
     }
 }
