@@ -20,8 +20,12 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
 
-/** The egressd daemon's entry point. Exit codes: 0 stopped, 1 start-up failed, 2 bad setting or usage. */
+/**
+ * The egressd daemon's entry point. Exit codes: 0 stopped, 1 start-up failed, 2 bad setting or usage. The router
+ * role is the subcommand {@code egressd router} ({@link RouterCommand}).
+ */
 @Command(name = "egressd", mixinStandardHelpOptions = true, versionProvider = Egressd.VersionProvider.class,
+    subcommands = RouterCommand.class,
     description = "Static egress IPs for the machines of this host. Every setting can be given in the config "
         + "file (docs/config.md) or as a flag, which wins.")
 public final class Egressd implements Callable<Integer>

@@ -23,7 +23,7 @@ class LayeringTest
     private static final Map<String, Integer> FLOORS = Map.ofEntries(
         Map.entry("", 0),
         Map.entry("api", 1), Map.entry("metrics", 1), Map.entry("cli", 1),
-        Map.entry("reconcile", 2),
+        Map.entry("reconcile", 2), Map.entry("router", 2),
         Map.entry("conntrack", 3),
         Map.entry("refusals", 4),
         Map.entry("kernel", 5),

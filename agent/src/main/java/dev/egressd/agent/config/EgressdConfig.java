@@ -106,11 +106,11 @@ public record EgressdConfig(
     /** Every setting, in the order docs/config.md lists them, with its default (null: none). */
     public static final Map<String, String> DEFAULTS = defaults();
 
-    private static final Pattern REGION = Pattern.compile("[a-z0-9][a-z0-9-]{0,62}");
+    static final Pattern REGION = Pattern.compile("[a-z0-9][a-z0-9-]{0,62}");
     private static final Pattern IFNAME = Pattern.compile("[A-Za-z0-9_.-]{1,15}");
     private static final Pattern IFPATTERN = Pattern.compile("[A-Za-z0-9_.-]{1,14}\\*?|[A-Za-z0-9_.-]{15}");
     private static final Pattern GROUP = Pattern.compile("[A-Za-z_][A-Za-z0-9_.-]{0,31}");
-    private static final Pattern TABLE = Pattern.compile("[A-Za-z][A-Za-z0-9_]{0,31}");
+    static final Pattern TABLE = Pattern.compile("[A-Za-z][A-Za-z0-9_]{0,31}");
 
     /** The longest unix socket path: sun_path holds 108 bytes including the terminating NUL. */
     private static final int MAX_SOCKET_PATH = 107;
@@ -373,9 +373,9 @@ public record EgressdConfig(
     /** The loopback interface's name. */
     private static final String UPLINK_IS_LO = "lo";
 
-    private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-    private static final Pattern PREFIX = Pattern.compile("(/[A-Za-z0-9_.-]+)+");
-    private static final Pattern ENDPOINT = Pattern.compile("https?://[A-Za-z0-9.\\-\\[\\]:]+:[0-9]{1,5}/?");
+    static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+    static final Pattern PREFIX = Pattern.compile("(/[A-Za-z0-9_.-]+)+");
+    static final Pattern ENDPOINT = Pattern.compile("https?://[A-Za-z0-9.\\-\\[\\]:]+:[0-9]{1,5}/?");
 
     private static LedgerSettings ledger(final Map<String, String> values) throws BadSettingException
     {
@@ -422,7 +422,7 @@ public record EgressdConfig(
     }
 
     /** A comma-separated setting: its non-empty items, each checked; the first bad one is named. */
-    private static List<String> commaList(final Map<String, String> values, final String key,
+    static List<String> commaList(final Map<String, String> values, final String key,
         final java.util.function.Predicate<String> ok, final String each) throws BadSettingException
     {
         final String text = values.get(key) == null ? "" : values.get(key);
@@ -456,13 +456,13 @@ public record EgressdConfig(
         }
     }
 
-    private static Path optionalPath(final Map<String, String> values, final String key) throws BadSettingException
+    static Path optionalPath(final Map<String, String> values, final String key) throws BadSettingException
     {
         final String value = values.get(key);
         return value == null || value.isEmpty() ? null : absolutePath(values, key);
     }
 
-    private static String localHostName()
+    static String localHostName()
     {
         try
         {
@@ -476,7 +476,7 @@ public record EgressdConfig(
         }
     }
 
-    private static String required(final Map<String, String> values, final String key) throws BadSettingException
+    static String required(final Map<String, String> values, final String key) throws BadSettingException
     {
         final String value = values.get(key);
         if (value == null || value.isEmpty())
@@ -486,7 +486,7 @@ public record EgressdConfig(
         return value;
     }
 
-    private static String matching(final Map<String, String> values, final String key, final Pattern pattern,
+    static String matching(final Map<String, String> values, final String key, final Pattern pattern,
         final String problem) throws BadSettingException
     {
         final String value = required(values, key);
@@ -497,7 +497,7 @@ public record EgressdConfig(
         return value;
     }
 
-    private static Path absolutePath(final Map<String, String> values, final String key) throws BadSettingException
+    static Path absolutePath(final Map<String, String> values, final String key) throws BadSettingException
     {
         final String value = required(values, key);
         final Path path;
@@ -516,7 +516,7 @@ public record EgressdConfig(
         return path.normalize();
     }
 
-    private static int integer(final Map<String, String> values, final String key, final int min, final int max)
+    static int integer(final Map<String, String> values, final String key, final int min, final int max)
         throws BadSettingException
     {
         final String value = required(values, key);
@@ -536,7 +536,7 @@ public record EgressdConfig(
         return n;
     }
 
-    private static InetSocketAddress listen(final String value) throws BadSettingException
+    static InetSocketAddress listen(final String value) throws BadSettingException
     {
         final String key = "metrics-listen";
         if (value == null || value.isEmpty())
