@@ -3,6 +3,7 @@ package dev.egressd.agent;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.config.EgressdConfig;
+import dev.egressd.agent.config.RouterConfig;
 import dev.egressd.agent.version.Version;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -92,7 +93,44 @@ class PackagingTest
             .doesNotContain("/opt/egressd");
         assertThat(read("scripts/debian/default")).containsPattern("(?m)^EGRESSD_JAVA_OPTS=\"[^\"]*-Xmx\\d+m");
         assertThat(read("scripts/debian/conffiles").lines().toList())
-            .containsExactlyInAnyOrder("/etc/egressd/egressd.conf", "/etc/default/egressd");
+            .containsExactlyInAnyOrder("/etc/egressd/egressd.conf", "/etc/egressd/router.conf", "/etc/default/egressd");
+    }
+
+    @Test
+    void theRouterUnitAndConffileMatchTheRouterCommand() throws Exception
+    {
+        final String unit = read("scripts/systemd/egressd-router.service");
+        assertThat(unit).contains("\nExecStart=/usr/bin/egressd router --config /etc/egressd/router.conf\n")
+            .contains("\nCapabilityBoundingSet=CAP_NET_ADMIN\n")
+            .as("fwmark_reflect is written at start: /proc/sys must be visible and writable")
+            .contains("\nProtectKernelTunables=no\n").doesNotContain("ProcSubset=pid").doesNotContain("IPAddressDeny");
+        assertThat(read("scripts/package")).contains("scripts/systemd/egressd-router.service")
+            .contains("scripts/debian/router.conf");
+        final String conf = read("scripts/debian/router.conf");
+        assertThat(conf.lines().filter(l -> !l.isBlank() && !l.startsWith("#")).toList())
+            .as("nothing is set: every key is commented out").isEmpty();
+        for (final Map.Entry<String, String> key : RouterConfig.DEFAULTS.entrySet())
+        {
+            final Matcher line = Pattern.compile("^#" + Pattern.quote(key.getKey()) + " = ?(.*)$", Pattern.MULTILINE)
+                .matcher(conf);
+            assertThat(line.find()).as("#%s = ... in scripts/debian/router.conf", key.getKey()).isTrue();
+            if (key.getValue() != null)
+            {
+                assertThat(line.group(1)).as("the default of %s", key.getKey()).isEqualTo(key.getValue());
+            }
+        }
+        final Map<String, String> required = Map.of("region", "ord", "etcd-endpoints", "http://192.0.2.10:2379");
+        final Path empty = Files.writeString(dir.resolve("empty.conf"), "");
+        assertThat(RouterConfig.load(PROJECT.resolve("scripts/debian/router.conf"), required))
+            .isEqualTo(RouterConfig.load(empty, required));
+        final String egressd8 = read("docs/man/egressd.8");
+        for (final OptionSpec option : new CommandLine(new RouterCommand()).getCommandSpec().options())
+        {
+            for (final String name : option.names())
+            {
+                assertThat(egressd8).as("egressd(8) describes router %s", name).contains("\\fB" + troff(name) + "\\fR");
+            }
+        }
     }
 
     @Test

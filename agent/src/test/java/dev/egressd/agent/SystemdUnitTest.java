@@ -57,6 +57,25 @@ class SystemdUnitTest
         assertThat(Double.parseDouble(level.group(1))).isLessThanOrEqualTo(1.9);
     }
 
+    @Test
+    void systemdAcceptsTheRouterUnit() throws Exception
+    {
+        final String analyze = Requirements.tool("systemd-analyze", "Debian package systemd").toString();
+        final String unit = Files.readString(PROJECT.resolve("scripts/systemd/egressd-router.service"))
+            .replace("/usr/bin/egressd", PROJECT.toAbsolutePath().normalize().resolve("scripts/egressd").toString());
+        final Path copy = dir.resolve("egressd-router.service");
+        Files.writeString(copy, unit);
+        final Result verify = run(analyze, "verify", "--man=no", copy.toString());
+        assertThat(verify.output()).as("systemd-analyze verify says nothing").isEmpty();
+        assertThat(verify.exitCode()).isZero();
+        final Result security = run(analyze, "security", "--offline=true", "--no-pager", copy.toString());
+        final Matcher level = Pattern.compile("Overall exposure level for egressd-router.service: ([0-9.]+)")
+            .matcher(security.output());
+        assertThat(level.find()).as(security.output()).isTrue();
+        // 2.1: the host unit's hardening less ProtectKernelTunables (fwmark_reflect) and the IP filter (etcd)
+        assertThat(Double.parseDouble(level.group(1))).isLessThanOrEqualTo(2.1);
+    }
+
     private record Result(int exitCode, String output)
     {
     }
