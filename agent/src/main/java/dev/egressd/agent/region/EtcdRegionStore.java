@@ -71,7 +71,8 @@ import org.slf4j.LoggerFactory;
  * this store gave up on is never sent later by the client behind its back.
  *
  * <p>Watch deliveries run on the store's own thread, one at a time and in revision order; host liveness (the
- * {@code alive/<id>} key on a lease) is kept on a second thread, so a slow keep-alive never delays a delivery.
+ * {@code alive/<id>} key on a lease) and a router's key ({@code routers/<id>} on the router's own lease) are kept
+ * on a second thread, so a slow keep-alive never delays a delivery.
  */
 public final class EtcdRegionStore implements RegionStore
 {
@@ -794,10 +795,12 @@ public final class EtcdRegionStore implements RegionStore
         }
         KeyValue hostKv = first(await(kv.get(hostKey), budget, "register host " + id, true));
         int candidate = 1;
+        // false once the host key's mark turned out to be another host's: a new one is taken
+        boolean keep = true;
         // Each round trip either writes or learns one more mark (or the host key) taken: bounded by the marks.
         for (int round = 0; round <= RegionStore.MAX_HOST_MARK + ATTEMPTS; round++)
         {
-            final int held = hostKv == null ? 0 : markOf(hostKv);
+            final int held = hostKv == null || !keep ? 0 : markOf(hostKv);
             final Cmp hostSame = hostKv == null ? new Cmp(hostKey, Cmp.Op.EQUAL, CmpTarget.createRevision(0))
                 : new Cmp(hostKey, Cmp.Op.EQUAL, CmpTarget.modRevision(hostKv.getModRevision()));
             final int mark;
@@ -813,7 +816,7 @@ public final class EtcdRegionStore implements RegionStore
                     LOG.error("region: host {}'s mark {} is held by {} in {}; assigning another", id, mark,
                         markKv.getValue().toString(StandardCharsets.UTF_8), keys.mark(mark));
                     used.add(mark);
-                    hostKv = null;
+                    keep = false;
                     continue;
                 }
                 markFree = markKv == null ? new Cmp(bytes(keys.mark(mark)), Cmp.Op.EQUAL, CmpTarget.createRevision(0))

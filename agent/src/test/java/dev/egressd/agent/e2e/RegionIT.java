@@ -85,6 +85,9 @@ class RegionIT
             assertThat(m1.at("/egress/ipv4").asText()).isEqualTo("203.0.113.10");
             assertThat(m2.at("/egress/ipv4").asText()).isEqualTo("203.0.113.10");
             assertThat(m1.at("/egress/block").asInt()).isNotEqualTo(m2.at("/egress/block").asInt());
+            // no router in this region: answered at once, saying so, with the claim's revision
+            assertThat(m1.at("/steering/state").asText()).isEqualTo("no_router");
+            assertThat(m1.at("/steering/revision").asLong()).isPositive();
             assertThat(m1.at("/egress/reason").asText())
                 .startsWith("slot " + m1.at("/egress/block").asInt() + " of app pair 203.0.113.10, region ord");
 
@@ -95,6 +98,9 @@ class RegionIT
             assertThat(region.path("host").asText()).isEqualTo("h1");
             assertThat(region.path("hosts").findValuesAsText("id")).containsExactlyInAnyOrder("h1", "h2");
             assertThat(region.path("hosts").findValues("alive")).allMatch(JsonNode::asBoolean);
+            assertThat(region.path("hosts").findValues("mark")).extracting(JsonNode::asInt).as("one mark each")
+                .containsExactlyInAnyOrder(1, 2);
+            assertThat(region.path("routers").size()).isZero();
             assertThat(region.path("hosts").findValues("addresses").toString()).contains("192.0.2.11", "192.0.2.12");
             assertThat(region.path("mismatches").size()).isZero();
             final JsonNode state = await(h2, "/v1/state",

@@ -126,6 +126,30 @@ class EtcdRegionStoreTest extends RegionStoreContract
     }
 
     @Test
+    void aHostKeyWhoseMarkIsAnotherHostsGetsANewOneAndAnOldHostKeyGetsItsFirst() throws Exception
+    {
+        final String base = "/egressd/" + region() + "/";
+        try (Client client = Client.builder().endpoints(etcd.endpoint()).build())
+        {
+            // hand-made disagreement: h1's key says mark 1, the index gives 1 to h9
+            client.getKVClient().put(ByteSequence.from(base + "marks/1", StandardCharsets.UTF_8),
+                ByteSequence.from("h9", StandardCharsets.UTF_8)).get(5, TimeUnit.SECONDS);
+            client.getKVClient().put(ByteSequence.from(base + "hosts/h1", StandardCharsets.UTF_8),
+                ByteSequence.from("{\"addresses\":[],\"mark\":1}", StandardCharsets.UTF_8)).get(5, TimeUnit.SECONDS);
+            // a key written before marks existed
+            client.getKVClient().put(ByteSequence.from(base + "hosts/h2", StandardCharsets.UTF_8),
+                ByteSequence.from("{\"addresses\":[\"192.0.2.12\"]}", StandardCharsets.UTF_8))
+                .get(5, TimeUnit.SECONDS);
+        }
+        assertThat(open().read().hosts().get("h2").mark()).isZero();
+        assertThat(open().registerHost(new HostRecord("h1", List.of(), true)).mark()).isEqualTo(2);
+        assertThat(open().registerHost(new HostRecord("h2", List.of("192.0.2.12"), true)).mark()).isEqualTo(3);
+        final RegionStore.RegionSnapshot snapshot = open().read();
+        assertThat(snapshot.hosts().get("h1").mark()).isEqualTo(2);
+        assertThat(snapshot.hosts().get("h2").mark()).isEqualTo(3);
+    }
+
+    @Test
     void aRouterLeaseLostInAnOutageIsGrantedAgainWithItsLastRevision() throws Exception
     {
         final Duration ttl = Duration.ofSeconds(3);
