@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting.Route;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting.Rule;
+import dev.egressd.agent.metrics.RouterMetrics;
 import dev.egressd.agent.region.MemoryRegionStore;
 import dev.egressd.agent.region.RegionStore.HostRecord;
 import dev.egressd.agent.region.RegionStore.RegionApp;
@@ -13,6 +14,8 @@ import dev.egressd.agent.region.RegionStore.SlotId;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -270,6 +273,22 @@ class RouterTest
         h1.claim(new SlotId(P1, 7), "h1", "m7");
         settle();
         assertThat(mark("blk4", key(7))).isEqualTo("0x1");
+    }
+
+    @Test
+    void theMetricsShowTheRouter() throws Exception
+    {
+        final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
+        h1.claim(new SlotId(P1, 1), "h1", "m1");
+        final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        new RouterMetrics(router).bindTo(registry);
+        router.start();
+        settle();
+        final String scrape = registry.scrape();
+        assertThat(scrape).contains("egressd_router_applied_revision " + (double) router.appliedRevision())
+            .contains("egressd_router_elements 4.0").contains("egressd_router_region_available 1.0")
+            .contains("egressd_router_repairs_total 0.0").containsPattern("egressd_router_apply_seconds_count [1-9]")
+            .contains("egressd_router_apply_seconds_sum");
     }
 
     private int lastIndex(final String event)
