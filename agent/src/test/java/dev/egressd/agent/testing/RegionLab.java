@@ -280,6 +280,8 @@ public final class RegionLab implements LabNetwork, AutoCloseable
      */
     public RouterProcess router(final String id, final Path dir, final String... extra) throws IOException
     {
+        // the router's readiness is read from etcd with etcdctl, inside the router namespace
+        Requirements.tool("etcdctl", "apt-get install etcd-client, or run scripts/install-deps");
         return new RouterProcess(this, id, startEtcd().endpoint(), dir, extra);
     }
 
