@@ -126,6 +126,12 @@ public final class RegionBench
         }
 
         @Override
+        public Quarantine quarantine(final String host, final long untilMillis) throws RegionUnavailableException
+        {
+            return store.quarantine(host, untilMillis);
+        }
+
+        @Override
         public void putApp(final RegionApp app) throws RegionUnavailableException
         {
             store.putApp(app);
@@ -150,9 +156,17 @@ public final class RegionBench
         }
 
         @Override
-        public void registerHost(final HostRecord host)
+        public HostRecord registerHost(final HostRecord host)
         {
-            // one client, one lease: liveness is not what this bench measures
+            // one client, one lease: liveness (and so the marks, which ride on registration) is not what this
+            // bench measures; the host goes on without a mark
+            return host;
+        }
+
+        @Override
+        public void publishRouter(final String router, final long applied) throws RegionUnavailableException
+        {
+            store.publishRouter(router, applied);
         }
 
         @Override
