@@ -114,6 +114,17 @@ public final class Logging
      */
     public static void apply(final Layout layout)
     {
+        apply(layout, "System.err");
+    }
+
+    /**
+     * As {@link #apply(Layout)}, to another console stream ({@code egressd router} logs to stdout).
+     *
+     * @param layout the layout.
+     * @param target {@code System.err} or {@code System.out}.
+     */
+    public static void apply(final Layout layout, final String target)
+    {
         if (!(LoggerFactory.getILoggerFactory() instanceof LoggerContext ctx)
             || System.getProperty("logback.configurationFile") != null)
         {
@@ -123,7 +134,7 @@ public final class Logging
         final ConsoleAppender<ILoggingEvent> appender = new ConsoleAppender<>();
         appender.setContext(ctx);
         appender.setName(APPENDER);
-        appender.setTarget("System.err");
+        appender.setTarget(target);
         appender.setEncoder(encoder(ctx, layout, false));
         appender.start();
         root.detachAndStopAllAppenders();
@@ -136,7 +147,7 @@ public final class Logging
             final ConsoleAppender<ILoggingEvent> own = new ConsoleAppender<>();
             own.setContext(ctx);
             own.setName(APPENDER + "-refusals");
-            own.setTarget("System.err");
+            own.setTarget(target);
             own.setEncoder(encoder(ctx, layout, true));
             own.start();
             refusals.addAppender(own);

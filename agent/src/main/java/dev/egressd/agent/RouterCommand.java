@@ -109,7 +109,7 @@ public final class RouterCommand implements Callable<Integer>
             System.err.println(Logging.errorPrefix() + "egressd router: " + e.getMessage());
             return 2;
         }
-        Logging.apply(Logging.layout(settings.logFormat()));
+        Logging.apply(Logging.layout(settings.logFormat()), "System.out"); // the router logs to stdout
         final Parts parts = new Parts();
         try
         {

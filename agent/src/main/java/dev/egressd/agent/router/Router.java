@@ -203,11 +203,12 @@ public final class Router implements RegionStore.Listener, AutoCloseable
         {
             publish();
         }
-        if (created && now - nextRepair >= 0)
+        final boolean checked = created || kernelBehind; // kernelBehind before created: the first create failed
+        if (checked && now - nextRepair >= 0)
         {
             repair();
         }
-        final long wait = !synced ? SECOND : created ? Math.max(1, Math.min(SECOND, nextRepair - now)) : SECOND;
+        final long wait = checked ? Math.max(1, Math.min(SECOND, nextRepair - now)) : SECOND;
         final Object event;
         try
         {
@@ -403,7 +404,8 @@ public final class Router implements RegionStore.Listener, AutoCloseable
         {
             routing.reread();
             int fixed = routing.add(wanted);
-            fixed += table.repair(wanted);
+            fixed += table.repair(wanted); // creates the table if this router never did
+            created = true;
             fixed += routing.remove(wanted);
             if (fixed > 0 && !kernelBehind)
             {

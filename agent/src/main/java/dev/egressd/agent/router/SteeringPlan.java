@@ -8,6 +8,7 @@ import dev.egressd.agent.region.RegionStore.HostRecord;
 import dev.egressd.agent.region.RegionStore.RegionPair;
 import dev.egressd.agent.region.RegionStore.RegionSnapshot;
 import dev.egressd.agent.region.RegionStore.SlotRecord;
+import dev.egressd.core.model.Ipv4Address;
 
 import java.net.Inet4Address;
 import java.net.Inet6Address;
@@ -126,14 +127,15 @@ public record SteeringPlan(Map<Key, Integer> elements, Set<Rule> rules, Set<Rout
             throw new IllegalArgumentException("router-table-base must be in 1.." + MAX_TABLE_BASE + ", got " + tableBase);
         }
         final Set<InetAddress> shared = new HashSet<>();
-        final Map<InetAddress, InetAddress> ipv6Of = new HashMap<>();
+        // each pair's addresses, parsed once (a snapshot has up to 64 slots per pair)
+        final Map<Ipv4Address, InetAddress[]> addresses = new HashMap<>();
         for (final RegionPair pair : snapshot.pairs().values())
         {
             final InetAddress v4 = address(pair.pair().ipv4().toString());
             final InetAddress v6 = address(pair.pair().ipv6().toString());
             shared.add(v4);
             shared.add(v6);
-            ipv6Of.put(v4, v6);
+            addresses.put(pair.pair().ipv4(), new InetAddress[] {v4, v6});
         }
         final Map<String, HostAddresses> hosts = new HashMap<>();
         for (final HostRecord host : snapshot.hosts().values())
@@ -147,21 +149,20 @@ public record SteeringPlan(Map<Key, Integer> elements, Set<Rule> rules, Set<Rout
         for (final SlotRecord slot : snapshot.slots().values())
         {
             final HostAddresses host = slot.host() == null ? null : hosts.get(slot.host());
-            final RegionPair pair = snapshot.pairs().get(slot.id().pair());
+            final InetAddress[] pair = addresses.get(slot.id().pair());
             final long first = (long) slot.id().block() * blockSize;
             final long last = first + blockSize - 1;
             if (host == null || pair == null || slot.id().block() < 0 || last > 65535)
             {
                 continue; // refused: quarantined, host gone or unmarked, pair unknown, or no such block
             }
-            final InetAddress v4 = address(pair.pair().ipv4().toString());
             if (host.ipv4 != null)
             {
-                elements.put(new Key(v4, (int) first, (int) last), host.mark);
+                elements.put(new Key(pair[0], (int) first, (int) last), host.mark);
             }
             if (host.ipv6 != null)
             {
-                elements.put(new Key(ipv6Of.get(v4), (int) first, (int) last), host.mark);
+                elements.put(new Key(pair[1], (int) first, (int) last), host.mark);
             }
         }
         final Set<Rule> rules = new HashSet<>();

@@ -179,9 +179,8 @@ public final class SteeringTable
             return 0;
         }
         final Held wanted = new Held();
-        final Map<String, List<String>> ignored = new HashMap<>();
-        plan.elements().forEach((k, mark) -> addElement(wanted, ignored, k, mark));
-        plan.shared().forEach(a -> addShared(wanted, ignored, a));
+        plan.elements().forEach((k, mark) -> addElement(wanted, null, k, mark));
+        plan.shared().forEach(a -> addShared(wanted, null, a));
         final Map<String, List<String>> deletes = new HashMap<>();
         final Map<String, List<String>> adds = new HashMap<>();
         int changes = 0;
@@ -326,12 +325,17 @@ public final class SteeringTable
 
     // ------------------------------------------------------------------------------------------------------------
 
+    /** Puts an element into both maps of its family, and its text into {@code adds} unless that is null. */
     private static void addElement(final Held into, final Map<String, List<String>> adds, final Key k, final int mark)
     {
         final String ports = k.ipv6() ? PORTS6 : PORTS4;
         final String icmp = k.ipv6() ? ICMP6 : ICMP4;
         into.maps.get(ports).put(k, mark);
         into.maps.get(icmp).put(k, mark);
+        if (adds == null)
+        {
+            return;
+        }
         final String text = key(k) + " : " + mark(mark);
         adds.computeIfAbsent(ports, m -> new ArrayList<>()).add(text);
         adds.computeIfAbsent(icmp, m -> new ArrayList<>()).add(text);
@@ -340,7 +344,10 @@ public final class SteeringTable
     private static void addShared(final Held into, final Map<String, List<String>> adds, final InetAddress a)
     {
         into.shared.add(a);
-        adds.computeIfAbsent(sharedSet(a), m -> new ArrayList<>()).add(a.getHostAddress());
+        if (adds != null)
+        {
+            adds.computeIfAbsent(sharedSet(a), m -> new ArrayList<>()).add(a.getHostAddress());
+        }
     }
 
     private static String sharedSet(final InetAddress a)

@@ -48,6 +48,7 @@ final class FakeSteeringNft implements NftablesClient
     private Map<String, Table> tables = new LinkedHashMap<>();
     private final Consumer<String> events;
     private int transactions;
+    private boolean failNext;
 
     FakeSteeringNft(final Consumer<String> events)
     {
@@ -72,15 +73,33 @@ final class FakeSteeringNft implements NftablesClient
         tables.get(table).sets.get(set).remove(key);
     }
 
+    /** @return whether the table has its chain. */
+    synchronized boolean hasChain(final String table)
+    {
+        final Table t = tables.get(table);
+        return t != null && t.rules != null;
+    }
+
     /** A hand edit: deletes the chain. */
     synchronized void handDeleteChain(final String table)
     {
         tables.get(table).rules = null;
     }
 
+    /** The next transaction fails, as one the kernel refused (nothing changes). */
+    synchronized void failNextRun()
+    {
+        failNext = true;
+    }
+
     @Override
     public synchronized void run(final String script) throws NftException
     {
+        if (failNext)
+        {
+            failNext = false;
+            throw error(script, "Could not process rule: Operation not supported (simulated)");
+        }
         final Map<String, Table> work = new LinkedHashMap<>();
         tables.forEach((k, v) -> work.put(k, v.copy()));
         final List<String> log = new ArrayList<>();

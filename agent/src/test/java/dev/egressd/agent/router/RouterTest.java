@@ -244,9 +244,9 @@ class RouterTest
         await("stray rule removed", () -> !routing.rules().contains(stray));
         assertThat(routing.rules()).contains(foreign);
 
-        nft.handDeleteChain(TABLE);
         final long before = router.repairs();
-        await("table replaced", () -> router.repairs() > before);
+        nft.handDeleteChain(TABLE);
+        await("table replaced and counted", () -> nft.hasChain(TABLE) && router.repairs() > before);
         assertThat(nft.runJson("list chain inet " + TABLE + " prerouting")).contains("fib saddr . mark . iif");
         assertThat(mark("blk4", key(1))).isEqualTo("0x1");
     }
@@ -273,6 +273,18 @@ class RouterTest
         h1.claim(new SlotId(P1, 7), "h1", "m7");
         settle();
         assertThat(mark("blk4", key(7))).isEqualTo("0x1");
+    }
+
+    @Test
+    void aFailedFirstCreateIsRetried() throws Exception
+    {
+        final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
+        h1.claim(new SlotId(P1, 2), "h1", "m2");
+        nft.failNextRun();
+        router.start();
+        settle(); // nothing else changes in the region: the retry comes from the loop itself
+        assertThat(mark("blk4", key(2))).isEqualTo("0x1");
+        assertThat(nft.hasChain(TABLE)).isTrue();
     }
 
     @Test
