@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The destination of the egressd lab: tells every peer which address and port it came from.
 
-    lab-echo-server.py LOGFILE [--tcp 80,81] [--udp 5000]
+    lab-echo-server.py LOGFILE [--tcp 80,81] [--udp 5000] [--echo 82]
 
 Runs in the lab's dst namespace, listening on every address (IPv4 and IPv6):
   * TCP: on accept, sends "<peer ip> <peer port>\\n"; then answers each line it receives with the same
     text; the connection stays open until the client closes it (so tests can hold N connections).
   * UDP: answers each datagram with "<peer ip> <peer port>\\n".
+  * echo (TCP): sends back every byte it receives, as it comes (bulk transfers, path MTU discovery).
 Each TCP connection and each UDP datagram appends one line to LOGFILE:
     <proto> <peer ip> <peer port> <local ip> <local port>
 so a test can check everything the destination ever saw. Prints "ready" once every socket listens.
@@ -53,7 +54,21 @@ def serve_conn(conn, peer, path):
         conn.close()
 
 
-def tcp_listener(family, port, path):
+def serve_echo(conn, peer, path):
+    try:
+        log(path, "tcp", peer, conn.getsockname())
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def tcp_listener(family, port, path, serve=serve_conn):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
@@ -64,7 +79,7 @@ def tcp_listener(family, port, path):
     def loop():
         while True:
             conn, peer = s.accept()
-            threading.Thread(target=serve_conn, args=(conn, peer, path), daemon=True).start()
+            threading.Thread(target=serve, args=(conn, peer, path), daemon=True).start()
 
     return loop
 
@@ -109,15 +124,17 @@ def udp_listener(family, port, path):
 def main():
     args = sys.argv[1:]
     if not args:
-        sys.exit("usage: lab-echo-server.py LOGFILE [--tcp 80,81] [--udp 5000]")
+        sys.exit("usage: lab-echo-server.py LOGFILE [--tcp 80,81] [--udp 5000] [--echo 82]")
     path = args[0]
-    tcp_ports, udp_ports = [80, 81], [5000]
+    tcp_ports, udp_ports, echo_ports = [80, 81], [5000], [82]
     i = 1
     while i < len(args):
         if args[i] == "--tcp":
             tcp_ports = [int(p) for p in args[i + 1].split(",")]
         elif args[i] == "--udp":
             udp_ports = [int(p) for p in args[i + 1].split(",")]
+        elif args[i] == "--echo":
+            echo_ports = [int(p) for p in args[i + 1].split(",")]
         else:
             sys.exit("unknown argument " + args[i])
         i += 2
@@ -126,6 +143,7 @@ def main():
     for family in (socket.AF_INET, socket.AF_INET6):
         loops += [tcp_listener(family, p, path) for p in tcp_ports]
         loops += [udp_listener(family, p, path) for p in udp_ports]
+        loops += [tcp_listener(family, p, path, serve_echo) for p in echo_ports]
     for loop in loops:
         threading.Thread(target=loop, daemon=True).start()
     print("ready", flush=True)

@@ -117,6 +117,20 @@ public final class LoopbackArp
      */
     public static Optional<String> problem(final Sysctls sysctls)
     {
+        return problem(sysctls, null);
+    }
+
+    /**
+     * As {@link #problem(Sysctls)}, also with the uplink's own {@code arp_ignore}: the kernel applies the higher of
+     * {@code all} and the interface's, so an uplink at 3..7 answers for lo's addresses whatever {@code all} says.
+     * That one is reported, never changed (it is the operator's per-interface choice).
+     *
+     * @param sysctls where they are read.
+     * @param uplink  the uplink's name, or null to look at {@code all} only.
+     * @return the problem, as for {@link #problem(Sysctls)}.
+     */
+    public static Optional<String> problem(final Sysctls sysctls, final String uplink)
+    {
         final List<String> bad = new ArrayList<>();
         try
         {
@@ -124,6 +138,16 @@ public final class LoopbackArp
             if (!IGNORE_OK.contains(ignore))
             {
                 bad.add(ARP_IGNORE + " is " + ignore + ", needs 1");
+            }
+            else if (uplink != null)
+            {
+                // the slash form names an interface whose name holds a dot (eth0.100)
+                final String own = "net/ipv4/conf/" + uplink + "/arp_ignore";
+                final int effective = Math.max(ignore, value(sysctls, own));
+                if (!IGNORE_OK.contains(effective))
+                {
+                    bad.add(own + " is " + effective + " (the higher of it and all's counts), needs 0, 1 or 2");
+                }
             }
             final int announce = value(sysctls, ARP_ANNOUNCE);
             if (announce < ANNOUNCE)

@@ -218,7 +218,7 @@ public final class NftKernel implements Kernel, AutoCloseable
     {
         if (pairDevice == AddressDevice.LO)
         {
-            arpSysctls = LoopbackArp.problem(sysctls).orElse("ok");
+            arpSysctls = LoopbackArp.problem(sysctls, config.uplink()).orElse("ok");
         }
     }
 

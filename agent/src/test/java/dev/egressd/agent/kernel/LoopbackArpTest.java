@@ -77,6 +77,20 @@ class LoopbackArpTest
     }
 
     @Test
+    void anUplinkThatAnswersForLoAddressesItselfIsReportedNamingIt()
+    {
+        final FakeSysctls sysctls = new FakeSysctls("1", "2");
+        sysctls.values.put("net/ipv4/conf/eth0.100/arp_ignore", "0");
+        assertThat(LoopbackArp.problem(sysctls, "eth0.100")).as("max(1, 0) = 1").isEmpty();
+        sysctls.values.put("net/ipv4/conf/eth0.100/arp_ignore", "3");
+        assertThat(LoopbackArp.problem(sysctls, "eth0.100")).hasValueSatisfying(p -> assertThat(p)
+            .startsWith("net/ipv4/conf/eth0.100/arp_ignore is 3 (the higher of it and all's counts), needs 0, 1 or 2"));
+        assertThat(LoopbackArp.problem(sysctls)).as("all alone is right").isEmpty();
+        sysctls.values.put("net/ipv4/conf/eth0.100/arp_ignore", "2");
+        assertThat(LoopbackArp.problem(sysctls, "eth0.100")).isEmpty();
+    }
+
+    @Test
     void aWriteRefusedOrAValueUnreadableIsAnErrorNamingTheKey()
     {
         final FakeSysctls frozen = new FakeSysctls("0", "0");

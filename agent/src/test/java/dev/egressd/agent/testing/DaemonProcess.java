@@ -17,7 +17,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class DaemonProcess implements AutoCloseable
 {
-    private final Lab lab;
+    private final LabNetwork lab;
+    private final String nsShortName;
     private final Path stateDir;
     private final Path socket;
     private final Path log;
@@ -38,12 +39,28 @@ public final class DaemonProcess implements AutoCloseable
     {
         final String[] all = Arrays.copyOf(extra, extra.length + 1);
         all[extra.length] = "--dry-run";
-        return new DaemonProcess(null, workDir, all);
+        return new DaemonProcess((Lab) null, workDir, all);
     }
 
     public DaemonProcess(final Lab lab, final Path workDir, final String... extra) throws IOException
     {
+        this(lab, "host", workDir, extra);
+    }
+
+    /**
+     * A daemon in one namespace of a lab, e.g. a host {@code h2} of a {@link RegionLab}.
+     *
+     * @param lab         the lab.
+     * @param nsShortName the namespace it runs in.
+     * @param workDir     its state directory, socket and log go here.
+     * @param extra       more flags.
+     * @throws IOException if the directory cannot be made.
+     */
+    public DaemonProcess(final LabNetwork lab, final String nsShortName, final Path workDir, final String... extra)
+        throws IOException
+    {
         this.lab = lab;
+        this.nsShortName = nsShortName;
         this.stateDir = Files.createDirectories(workDir.resolve("state"));
         this.socket = workDir.resolve("api.sock");
         this.log = workDir.resolve("egressd.log");
@@ -65,7 +82,7 @@ public final class DaemonProcess implements AutoCloseable
         {
             cmd.add("--yes");
         }
-        return lab.exec("host", cmd.toArray(String[]::new));
+        return lab.execWithin(Lab.EXEC_TIMEOUT, nsShortName, cmd.toArray(String[]::new));
     }
 
     /**
@@ -131,7 +148,7 @@ public final class DaemonProcess implements AutoCloseable
                 throw new java.io.UncheckedIOException(e);
             }
         }
-        return lab.execApart(java.time.Duration.ofSeconds(60), "host", cmd.toArray(String[]::new));
+        return lab.execApart(java.time.Duration.ofSeconds(60), nsShortName, cmd.toArray(String[]::new));
     }
 
     /**
@@ -142,7 +159,7 @@ public final class DaemonProcess implements AutoCloseable
      */
     public long start() throws Exception
     {
-        final List<String> cmd = new ArrayList<>(lab == null ? List.of() : List.of("ip", "netns", "exec", lab.ns("host")));
+        final List<String> cmd = new ArrayList<>(lab == null ? List.of() : List.of("ip", "netns", "exec", lab.ns(nsShortName)));
         cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
             "--region", "ord", "--uplink", "uplink", "--state-dir", stateDir.toString(),
             "--api-socket", socket.toString(), "--metrics-listen", "off"));

@@ -33,12 +33,12 @@ public final class Destination
     private static final String CAPTURE_TABLE = "labcapture";
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    private final Lab lab;
+    private final LabNetwork lab;
     private final Path workDir;
     private final Path log;
     private Process echoServer;
 
-    Destination(final Lab lab, final Path workDir)
+    Destination(final LabNetwork lab, final Path workDir)
     {
         this.lab = lab;
         this.workDir = workDir;

@@ -35,15 +35,64 @@ public final class EtcdServer implements AutoCloseable
     private final Path dir;
     private final int clientPort;
     private final int peerPort;
+    private final LabNetwork lab;
+    private final String nsShortName;
+    private final String host;
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
     private Process process;
 
     private EtcdServer(final Path binary, final Path dir, final int clientPort, final int peerPort)
     {
+        this(binary, dir, clientPort, peerPort, null, null, "127.0.0.1");
+    }
+
+    private EtcdServer(final Path binary, final Path dir, final int clientPort, final int peerPort,
+        final LabNetwork lab, final String nsShortName, final String host)
+    {
         this.binary = binary;
         this.dir = dir;
         this.clientPort = clientPort;
         this.peerPort = peerPort;
+        this.lab = lab;
+        this.nsShortName = nsShortName;
+        this.host = host;
+    }
+
+    /**
+     * Starts a new etcd inside a lab namespace ({@code ip netns exec}, which execs: the process is etcd itself, so
+     * {@link #stop()} and {@link #kill()} signal etcd), listening for clients on {@code host:2379} there (the
+     * namespace is the lab's own, so the usual ports are free) and for its peer on that namespace's loopback.
+     * Hosts in other lab namespaces reach it by the lab's routes; the test's own namespace cannot, so health is
+     * asked with {@code curl} inside the namespace.
+     *
+     * @param lab         the lab.
+     * @param nsShortName the namespace, e.g. {@code rtr}.
+     * @param host        the address to listen on there.
+     * @return the running server.
+     */
+    public static EtcdServer createIn(final LabNetwork lab, final String nsShortName, final String host)
+    {
+        final Path binary = Requirements.etcd();
+        final Path dir;
+        try
+        {
+            dir = Files.createTempDirectory("egressd-etcd-");
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
+        final EtcdServer server = new EtcdServer(binary, dir, 2379, 2380, lab, nsShortName, host);
+        try
+        {
+            server.start();
+            return server;
+        }
+        catch (final RuntimeException e)
+        {
+            server.close();
+            throw e;
+        }
     }
 
     /**
@@ -85,10 +134,10 @@ public final class EtcdServer implements AutoCloseable
         throw last;
     }
 
-    /** @return the client URL, {@code http://127.0.0.1:<port>}. */
+    /** @return the client URL, {@code http://127.0.0.1:<port>} (or the lab address it listens on). */
     public String endpoint()
     {
-        return "http://127.0.0.1:" + clientPort;
+        return "http://" + host + ":" + clientPort;
     }
 
     /** @return the client port. */
@@ -111,7 +160,7 @@ public final class EtcdServer implements AutoCloseable
             return;
         }
         final String peer = "http://127.0.0.1:" + peerPort;
-        final ProcessBuilder builder = new ProcessBuilder(List.of(binary.toString(),
+        final List<String> command = new java.util.ArrayList<>(List.of(binary.toString(),
             "--name", NAME,
             "--data-dir", dir.resolve("data").toString(),
             "--listen-client-urls", endpoint(),
@@ -122,6 +171,8 @@ public final class EtcdServer implements AutoCloseable
             "--initial-cluster-state", "new",
             "--logger", "zap",
             "--log-level", "warn"));
+        final ProcessBuilder builder = new ProcessBuilder(lab == null ? command
+            : lab.inside(nsShortName, command.toArray(String[]::new)));
         // etcd reads ETCD_* variables as flags: a developer's shell must not reconfigure the test's etcd.
         final Map<String, String> env = builder.environment();
         env.keySet().removeIf(k -> k.startsWith("ETCD"));
@@ -217,6 +268,18 @@ public final class EtcdServer implements AutoCloseable
             {
                 throw new IllegalStateException("etcd exited with " + process.exitValue() + " before it was healthy:\n"
                     + logTail());
+            }
+            if (lab != null)
+            {
+                final Shell.Exec asked = lab.execWithin(Duration.ofSeconds(3), nsShortName, "curl", "-s", "-m", "1",
+                    endpoint() + "/health");
+                if (asked.ok() && asked.output().replace(" ", "").contains("\"health\":\"true\""))
+                {
+                    return;
+                }
+                last = asked.output();
+                sleep(100);
+                continue;
             }
             try
             {

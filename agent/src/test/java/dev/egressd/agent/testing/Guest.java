@@ -14,10 +14,10 @@ import java.util.List;
  */
 public final class Guest
 {
-    private final Lab lab;
+    private final LabNetwork lab;
     private final int number;
 
-    Guest(final Lab lab, final int number)
+    Guest(final LabNetwork lab, final int number)
     {
         this.lab = lab;
         this.number = number;

@@ -25,7 +25,7 @@ import java.util.concurrent.ThreadLocalRandom;
  * ({@link #hostConntrack}). The tools of the fixture ({@code ip}, {@code conntrack}, {@code ping},
  * {@code python3}) are for setting up and observing only; what is under test programs the kernel itself.
  */
-public final class Lab implements AutoCloseable
+public final class Lab implements LabNetwork, AutoCloseable
 {
     /** The default timeout of a command run in the lab. */
     public static final Duration EXEC_TIMEOUT = Duration.ofSeconds(20);
@@ -97,7 +97,8 @@ public final class Lab implements AutoCloseable
      * @param name e.g. {@code lab-client.py}.
      * @return its path under {@code scripts/}.
      */
-    Path script(final String name)
+    @Override
+    public Path script(final String name)
     {
         return projectDir.resolve("scripts").resolve(name);
     }
@@ -108,6 +109,7 @@ public final class Lab implements AutoCloseable
      * @param shortName {@code host}, {@code dst} or {@code g1}..{@code gN}.
      * @return e.g. {@code e1k2-host}.
      */
+    @Override
     public String ns(final String shortName)
     {
         return prefix + "-" + shortName;
@@ -217,6 +219,7 @@ public final class Lab implements AutoCloseable
      * @param cmd         the command.
      * @return its exit code and output.
      */
+    @Override
     public Shell.Exec execWithin(final Duration timeout, final String nsShortName, final String... cmd)
     {
         try
@@ -237,6 +240,7 @@ public final class Lab implements AutoCloseable
      * @param cmd         the command.
      * @return its exit code, stdout and stderr.
      */
+    @Override
     public Shell.Output execApart(final Duration timeout, final String nsShortName, final String... cmd)
     {
         try
@@ -273,7 +277,8 @@ public final class Lab implements AutoCloseable
      * @param cmd         the command.
      * @return {@code ip netns exec NS cmd...}.
      */
-    List<String> inside(final String nsShortName, final String... cmd)
+    @Override
+    public List<String> inside(final String nsShortName, final String... cmd)
     {
         final List<String> full = new ArrayList<>(List.of("ip", "netns", "exec", ns(nsShortName)));
         full.addAll(Arrays.asList(cmd));

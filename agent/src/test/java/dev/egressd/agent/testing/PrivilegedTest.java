@@ -20,7 +20,7 @@ class PrivilegedTest
 {
     /** What a test calls when it needs root, namespaces, libnftables, a host tool or its own etcd. */
     private static final Pattern NEEDS_PRIVILEGES = Pattern.compile(
-        "\\bRequirements\\.\\w+\\(|\\bLab\\.create\\(|\\bLabNamespace\\.\\w+\\(|\\bextends DaemonLabTest\\b"
+        "\\bRequirements\\.\\w+\\(|\\b(Region)?Lab\\.create\\(|\\bLabNamespace\\.\\w+\\(|\\bextends DaemonLabTest\\b"
             + "|\\bEtcdServer\\.create\\(");
     /** The annotation on the class or on a test method. */
     private static final Pattern TAGGED = Pattern.compile("^\\s*@Privileged$", Pattern.MULTILINE);
