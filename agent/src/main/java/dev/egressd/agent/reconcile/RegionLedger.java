@@ -710,8 +710,8 @@ public final class RegionLedger implements Ledger, SlotLedger
         slots.put(slot.id(), slot);
         ownRevisions.put(slot.id(), slot.modRevision());
         wrote(slot.modRevision());
-        allocator.releaseForeign(slot.id().pair(), slot.id().block());
-        final Outcome restored = allocator.restoreMachine(machine, slot.id().pair(), slot.id().block());
+        // One step: releasing the other host's hold first would let a machine waiting here claim the block.
+        final Outcome restored = allocator.handOver(machine, slot.id().pair(), slot.id().block());
         if (!restored.ok())
         {
             LOG.error("machine {} was handed over from {} in the region ledger but cannot be placed here: {}",

@@ -102,6 +102,28 @@ class RegionLedgerTest
     }
 
     @Test
+    void aMachineHandedBackToAHostWhereAMachineOfItsAppWaitsGetsItsBlockNotTheWaitingOne() throws Exception
+    {
+        final RegionHost h1 = host("h1");
+        final RegionHost h2 = host("h2");
+        fill(h1);
+        ok(h1.putMachine("late", "shop", "10.77.0.9", null));
+        assertThat(h1.egress("late").scope()).isEqualTo(Scope.PENDING);
+        final int block = h1.egress("m0").block();
+        ok(h1.deleteMachine("m0", true));
+        ok(h2.putMachine("m0", "shop", "10.77.0.2", "h1"));
+        assertThat(await(h2, "m0", Scope.APP).block()).isEqualTo(block);
+        awaitSlot("203.0.113.10#" + block, "h2/m0");
+        // back again: on h1 the block passes from h2's hold to m0 in one step, never to the waiting machine
+        ok(h2.deleteMachine("m0", true));
+        ok(h1.putMachine("m0", "shop", "10.77.0.2", "h2"));
+        assertThat(h1.egress("m0").scope()).isEqualTo(Scope.APP);
+        assertThat(h1.egress("m0").block()).isEqualTo(block);
+        assertThat(h1.egress("late").scope()).as("still waiting: the pair is full").isEqualTo(Scope.PENDING);
+        assertThat(slots()).containsEntry("203.0.113.10#" + block, "h1/m0").hasSize(4);
+    }
+
+    @Test
     void aClaimWhoseAnswerIsLostIsReadAgainBeforeItIsRetriedAndNeverLeavesTwoOwners() throws Exception
     {
         final RegionHost h1 = host("h1");

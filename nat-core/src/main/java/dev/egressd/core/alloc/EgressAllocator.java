@@ -721,6 +721,28 @@ public final class EgressAllocator
      */
     public Outcome restoreMachine(final Machine machine, final Ipv4Address pairIpv4, final int block)
     {
+        return restore(machine, pairIpv4, block, false);
+    }
+
+    /**
+     * Places a machine handed over from another host on the block the region's owner of record just gave it
+     * (region mode): like {@link #restoreMachine}, except that another host's hold on the block, which the handover
+     * ended, passes to the machine in the same step. Freeing the block first would let a machine waiting here take
+     * it in between.
+     *
+     * @param machine  the machine.
+     * @param pairIpv4 the pair of its slot.
+     * @param block    the block.
+     * @return the outcome.
+     */
+    public Outcome handOver(final Machine machine, final Ipv4Address pairIpv4, final int block)
+    {
+        return restore(machine, pairIpv4, block, true);
+    }
+
+    private Outcome restore(final Machine machine, final Ipv4Address pairIpv4, final int block,
+        final boolean takeForeign)
+    {
         Refusal bad = checkMachine(machine);
         if (bad != null)
         {
@@ -758,12 +780,18 @@ public final class EgressAllocator
                 "block " + block + " of pair " + pairIpv4 + " is already held by machine " + pair.holders[block].id());
         }
         final ForeignHolder foreign = pair.foreign[block];
-        if (foreign != null)
+        if (foreign != null && !takeForeign)
         {
             return new Refusal(Reason.SLOT_TAKEN, "block", "block " + block + " of pair " + pairIpv4
                 + " is already held by machine " + foreign.machine() + " of host " + foreign.host());
         }
         begin();
+        if (foreign != null)
+        {
+            // The other host's hold ends here; the block's bit is assigned again just below.
+            pair.foreign[block] = null;
+            slots.release(SlotAllocator.slot(pair.index, block));
+        }
         ensureApp(machine.app());
         final Node node = newNode(machine);
         placeAt(node, pair, slots.assign(pair.index, block), How.RESTORED);
