@@ -120,7 +120,8 @@ public final class Egressd implements Callable<Integer>
         return flags;
     }
 
-    private static void put(final Map<String, String> map, final String key, final String value)
+    /** Adds a flag's value under its config key, if the flag was given. */
+    static void put(final Map<String, String> map, final String key, final String value)
     {
         if (value != null)
         {

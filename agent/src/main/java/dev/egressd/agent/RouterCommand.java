@@ -71,28 +71,20 @@ public final class RouterCommand implements Callable<Integer>
     Map<String, String> flags()
     {
         final Map<String, String> flags = new LinkedHashMap<>();
-        put(flags, "region", region);
-        put(flags, "etcd-endpoints", endpoints);
-        put(flags, "etcd-prefix", prefix);
-        put(flags, "etcd-ca-file", caFile);
-        put(flags, "etcd-cert-file", certFile);
-        put(flags, "etcd-key-file", keyFile);
-        put(flags, "etcd-deadline-ms", deadline);
-        put(flags, "router-id", routerId);
-        put(flags, "router-table", table);
-        put(flags, "router-table-base", tableBase);
-        put(flags, "block-size", blockSize);
-        put(flags, "metrics-listen", metrics);
-        put(flags, "log-format", logFormat);
+        Egressd.put(flags, "region", region);
+        Egressd.put(flags, "etcd-endpoints", endpoints);
+        Egressd.put(flags, "etcd-prefix", prefix);
+        Egressd.put(flags, "etcd-ca-file", caFile);
+        Egressd.put(flags, "etcd-cert-file", certFile);
+        Egressd.put(flags, "etcd-key-file", keyFile);
+        Egressd.put(flags, "etcd-deadline-ms", deadline);
+        Egressd.put(flags, "router-id", routerId);
+        Egressd.put(flags, "router-table", table);
+        Egressd.put(flags, "router-table-base", tableBase);
+        Egressd.put(flags, "block-size", blockSize);
+        Egressd.put(flags, "metrics-listen", metrics);
+        Egressd.put(flags, "log-format", logFormat);
         return flags;
-    }
-
-    private static void put(final Map<String, String> map, final String key, final String value)
-    {
-        if (value != null)
-        {
-            map.put(key, value);
-        }
     }
 
     @Override

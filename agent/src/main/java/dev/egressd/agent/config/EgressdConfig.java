@@ -191,25 +191,43 @@ public record EgressdConfig(
     public static EgressdConfig load(final Path configFile, final Map<String, String> flags)
         throws BadSettingException
     {
-        final Map<String, String> values = new LinkedHashMap<>(DEFAULTS);
-        final Path file = configFile == null ? DEFAULT_CONFIG_FILE : configFile;
+        return of(read(configFile == null ? DEFAULT_CONFIG_FILE : configFile, configFile != null, flags, DEFAULTS,
+            "setting"));
+    }
+
+    /**
+     * Reads settings: the defaults, then the config file's (a missing default file is no error), then the flags,
+     * each key checked against the defaults.
+     *
+     * @param file     the config file.
+     * @param required whether the file was named (then it must exist).
+     * @param flags    settings given as flags, by key.
+     * @param defaults every known key with its default.
+     * @param kind     what a setting is called in errors ("setting", "router setting").
+     * @return every key's value.
+     * @throws BadSettingException naming an unknown key or an unreadable file.
+     */
+    static Map<String, String> read(final Path file, final boolean required, final Map<String, String> flags,
+        final Map<String, String> defaults, final String kind) throws BadSettingException
+    {
+        final Map<String, String> values = new LinkedHashMap<>(defaults);
         try (Reader reader = Files.newBufferedReader(file, StandardCharsets.UTF_8))
         {
             final Properties properties = new Properties();
             properties.load(reader);
             for (final String key : new TreeSet<>(properties.stringPropertyNames()))
             {
-                if (!DEFAULTS.containsKey(key))
+                if (!defaults.containsKey(key))
                 {
                     throw new BadSettingException(key, properties.getProperty(key),
-                        "unknown setting in " + file + " (known: " + String.join(", ", DEFAULTS.keySet()) + ")");
+                        "unknown " + kind + " in " + file + " (known: " + String.join(", ", defaults.keySet()) + ")");
                 }
                 values.put(key, properties.getProperty(key).trim());
             }
         }
         catch (final NoSuchFileException e)
         {
-            if (configFile != null)
+            if (required)
             {
                 throw new BadSettingException("config", file.toString(), "no such file");
             }
@@ -220,16 +238,16 @@ public record EgressdConfig(
         }
         for (final Map.Entry<String, String> flag : flags.entrySet())
         {
-            if (!DEFAULTS.containsKey(flag.getKey()))
+            if (!defaults.containsKey(flag.getKey()))
             {
-                throw new BadSettingException(flag.getKey(), flag.getValue(), "unknown setting");
+                throw new BadSettingException(flag.getKey(), flag.getValue(), "unknown " + kind);
             }
             if (flag.getValue() != null)
             {
                 values.put(flag.getKey(), flag.getValue().trim());
             }
         }
-        return of(values);
+        return values;
     }
 
     /**

@@ -1,18 +1,11 @@
 package dev.egressd.agent.config;
 
-import java.io.IOException;
-import java.io.Reader;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
-import java.util.TreeSet;
 
 /**
  * The router role's settings ({@code egressd router}, docs/region.md "The router"): its config file (same syntax as
@@ -98,45 +91,8 @@ public record RouterConfig(String region, List<String> endpoints, String prefix,
      */
     public static RouterConfig load(final Path configFile, final Map<String, String> flags) throws BadSettingException
     {
-        final Map<String, String> values = new LinkedHashMap<>(DEFAULTS);
-        final Path file = configFile == null ? DEFAULT_CONFIG_FILE : configFile;
-        try (Reader reader = Files.newBufferedReader(file, StandardCharsets.UTF_8))
-        {
-            final Properties properties = new Properties();
-            properties.load(reader);
-            for (final String key : new TreeSet<>(properties.stringPropertyNames()))
-            {
-                if (!DEFAULTS.containsKey(key))
-                {
-                    throw new BadSettingException(key, properties.getProperty(key),
-                        "unknown router setting in " + file + " (known: " + String.join(", ", DEFAULTS.keySet()) + ")");
-                }
-                values.put(key, properties.getProperty(key).trim());
-            }
-        }
-        catch (final NoSuchFileException e)
-        {
-            if (configFile != null)
-            {
-                throw new BadSettingException("config", file.toString(), "no such file");
-            }
-        }
-        catch (final IOException | IllegalArgumentException e)
-        {
-            throw new BadSettingException("config", file.toString(), "cannot read: " + e.getMessage());
-        }
-        for (final Map.Entry<String, String> flag : flags.entrySet())
-        {
-            if (!DEFAULTS.containsKey(flag.getKey()))
-            {
-                throw new BadSettingException(flag.getKey(), flag.getValue(), "unknown router setting");
-            }
-            if (flag.getValue() != null)
-            {
-                values.put(flag.getKey(), flag.getValue().trim());
-            }
-        }
-        return of(values);
+        return of(EgressdConfig.read(configFile == null ? DEFAULT_CONFIG_FILE : configFile, configFile != null, flags,
+            DEFAULTS, "router setting"));
     }
 
     /**
