@@ -110,6 +110,18 @@ public final class RtnetlinkAddresses implements AutoCloseable
      */
     public static RtnetlinkAddresses open() throws NativeException
     {
+        return new RtnetlinkAddresses(openRouteSocket());
+    }
+
+    /**
+     * Opens and binds a NETLINK_ROUTE request socket in the calling thread's network namespace (the addresses'
+     * and the policy routing's clients each own one).
+     *
+     * @return the socket.
+     * @throws NativeException if the socket cannot be opened or bound.
+     */
+    static NetlinkSocket openRouteSocket() throws NativeException
+    {
         final NetlinkSocket socket = NetlinkSocket.open(LibC.NETLINK_ROUTE);
         try
         {
@@ -122,7 +134,7 @@ public final class RtnetlinkAddresses implements AutoCloseable
             socket.close();
             throw e;
         }
-        return new RtnetlinkAddresses(socket);
+        return socket;
     }
 
     /**

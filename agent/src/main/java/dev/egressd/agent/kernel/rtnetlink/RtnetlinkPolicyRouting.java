@@ -111,19 +111,7 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
      */
     public static RtnetlinkPolicyRouting open() throws NativeException
     {
-        final NetlinkSocket socket = NetlinkSocket.open(LibC.NETLINK_ROUTE);
-        try
-        {
-            socket.bind(0);
-            // Replies can never take long; a timeout turns a lost reply into an error, not a hang.
-            socket.receiveTimeout(5_000);
-        }
-        catch (final NativeException e)
-        {
-            socket.close();
-            throw e;
-        }
-        return new RtnetlinkPolicyRouting(socket);
+        return new RtnetlinkPolicyRouting(RtnetlinkAddresses.openRouteSocket());
     }
 
     @Override
