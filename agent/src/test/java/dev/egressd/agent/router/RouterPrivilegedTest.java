@@ -37,8 +37,8 @@ class RouterPrivilegedTest
              MemoryRegionStore admin = new MemoryRegionStore(backend, "ord", Duration.ofSeconds(10));
              MemoryRegionStore h1 = new MemoryRegionStore(backend, "ord", Duration.ofSeconds(10));
              MemoryRegionStore h2 = new MemoryRegionStore(backend, "ord", Duration.ofSeconds(10));
-             MarkedRegionStore store = new MarkedRegionStore(new MemoryRegionStore(backend, "ord",
-                 Duration.ofSeconds(10))))
+             RecordingRegionStore store = new RecordingRegionStore(new MemoryRegionStore(backend, "ord",
+                 Duration.ofSeconds(10)), backend::revision))
         {
             ns = NetNamespace.enter(lab.name());
             client = ns.call(LibNftablesClient::open);
@@ -47,8 +47,6 @@ class RouterPrivilegedTest
                 false));
             h1.registerHost(new HostRecord("h1", List.of("192.0.2.1", "2001:db8:a::1"), true));
             h2.registerHost(new HostRecord("h2", List.of("192.0.2.5", "2001:db8:b::1"), true));
-            store.mark("h1", 1);
-            store.mark("h2", 2);
             h1.claim(new SlotId(P1, 1), "h1", "m1");
             final FakePolicyRouting routing = new FakePolicyRouting(e -> { });
             // the client was opened in the namespace; the router's thread uses it from there on

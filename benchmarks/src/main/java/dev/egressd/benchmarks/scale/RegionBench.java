@@ -8,6 +8,7 @@ import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.reconcile.RegionFeed;
 import dev.egressd.agent.reconcile.RegionLedger;
 import dev.egressd.agent.region.EtcdRegionStore;
+import dev.egressd.agent.region.ForwardingRegionStore;
 import dev.egressd.agent.region.RegionStore;
 import dev.egressd.agent.region.RegionUnavailableException;
 import dev.egressd.agent.state.DesiredState;
@@ -61,26 +62,13 @@ public final class RegionBench
     }
 
     /** Times every claim; shares one client among the hosts (close is the bench's, not a host's). */
-    private static final class TimedStore implements RegionStore
+    private static final class TimedStore extends ForwardingRegionStore
     {
-        private final RegionStore store;
         private final ConcurrentLinkedQueue<Long> claimNanos = new ConcurrentLinkedQueue<>();
 
         TimedStore(final RegionStore store)
         {
-            this.store = store;
-        }
-
-        @Override
-        public RegionSnapshot read() throws RegionUnavailableException
-        {
-            return store.read();
-        }
-
-        @Override
-        public AutoCloseable watch(final long fromRevision, final Listener listener)
-        {
-            return store.watch(fromRevision, listener);
+            super(store);
         }
 
         @Override
@@ -90,7 +78,7 @@ public final class RegionBench
             final long t0 = System.nanoTime();
             try
             {
-                return store.claim(slot, host, machine);
+                return super.claim(slot, host, machine);
             }
             finally
             {
@@ -99,80 +87,11 @@ public final class RegionBench
         }
 
         @Override
-        public boolean release(final SlotId slot, final String host, final String machine)
-            throws RegionUnavailableException
-        {
-            return store.release(slot, host, machine);
-        }
-
-        @Override
-        public boolean markLeaving(final SlotId slot, final String host, final String machine)
-            throws RegionUnavailableException
-        {
-            return store.markLeaving(slot, host, machine);
-        }
-
-        @Override
-        public ClaimAnswer handover(final String machine, final String fromHost, final String toHost)
-            throws RegionUnavailableException
-        {
-            return store.handover(machine, fromHost, toHost);
-        }
-
-        @Override
-        public List<SlotId> quarantineHost(final String host, final long untilMillis) throws RegionUnavailableException
-        {
-            return store.quarantineHost(host, untilMillis);
-        }
-
-        @Override
-        public Quarantine quarantine(final String host, final long untilMillis) throws RegionUnavailableException
-        {
-            return store.quarantine(host, untilMillis);
-        }
-
-        @Override
-        public void putApp(final RegionApp app) throws RegionUnavailableException
-        {
-            store.putApp(app);
-        }
-
-        @Override
-        public RegionPair createPair(final RegionPair pair) throws RegionUnavailableException
-        {
-            return store.createPair(pair);
-        }
-
-        @Override
-        public boolean setDrained(final Ipv4Address ipv4, final boolean drained) throws RegionUnavailableException
-        {
-            return store.setDrained(ipv4, drained);
-        }
-
-        @Override
-        public void deletePair(final Ipv4Address ipv4) throws RegionUnavailableException
-        {
-            store.deletePair(ipv4);
-        }
-
-        @Override
         public HostRecord registerHost(final HostRecord host)
         {
             // one client, one lease: liveness (and so the marks, which ride on registration) is not what this
             // bench measures; the host goes on without a mark
             return host;
-        }
-
-        @Override
-        public void publishRouter(final String router, final long applied) throws RegionUnavailableException
-        {
-            store.publishRouter(router, applied);
-        }
-
-        @Override
-        public Stats stats()
-        {
-            return store.stats();
         }
 
         @Override
