@@ -15,15 +15,13 @@ import java.util.concurrent.TimeUnit;
  * ({@code ip netns exec P-host java -jar egressd.jar ...}; {@code ip netns exec} execs, so the process is the JVM
  * itself and {@link #kill9()} is a real {@code kill -9} of the daemon). The fixture may shell out; the daemon never does.
  */
-public final class DaemonProcess implements AutoCloseable
+public final class DaemonProcess extends JarProcess
 {
     private final LabNetwork lab;
     private final String nsShortName;
     private final Path stateDir;
     private final Path socket;
-    private final Path log;
     private final List<String> extra;
-    private Process process;
     private long startedMillis = -1;
 
     /**
@@ -59,11 +57,11 @@ public final class DaemonProcess implements AutoCloseable
     public DaemonProcess(final LabNetwork lab, final String nsShortName, final Path workDir, final String... extra)
         throws IOException
     {
+        super("egressd", workDir.resolve("egressd.log"));
         this.lab = lab;
         this.nsShortName = nsShortName;
         this.stateDir = Files.createDirectories(workDir.resolve("state"));
         this.socket = workDir.resolve("api.sock");
-        this.log = workDir.resolve("egressd.log");
         this.extra = Arrays.asList(extra);
     }
 
@@ -75,9 +73,8 @@ public final class DaemonProcess implements AutoCloseable
      */
     public Shell.Exec teardown(final boolean confirm)
     {
-        final List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
-            .toString(), "-jar", jar().toString(), "--teardown", "--region", "ord", "--uplink", "uplink",
-            "--state-dir", stateDir.toString()));
+        final List<String> cmd = new ArrayList<>(List.of(java(), "-jar", jar().toString(), "--teardown",
+            "--region", "ord", "--uplink", "uplink", "--state-dir", stateDir.toString()));
         if (confirm)
         {
             cmd.add("--yes");
@@ -85,35 +82,9 @@ public final class DaemonProcess implements AutoCloseable
         return lab.execWithin(Lab.EXEC_TIMEOUT, nsShortName, cmd.toArray(String[]::new));
     }
 
-    /**
-     * The built jar: {@code -Degressd.jar} (failsafe sets it), else {@code agent/target/egressd.jar}.
-     *
-     * @return the jar; the test fails when it is missing.
-     */
-    public static Path jar()
-    {
-        final String property = System.getProperty("egressd.jar");
-        Path jar = property != null ? Path.of(property) : null;
-        if (jar == null || !Files.isRegularFile(jar))
-        {
-            final String dir = System.getenv().getOrDefault("EGRESSD_PROJECT_DIR", "..");
-            jar = Path.of(dir, "agent", "target", "egressd.jar");
-        }
-        if (!Files.isRegularFile(jar))
-        {
-            fail("egressd.jar not built (" + jar + "): these tests run in the integration-test phase, after package");
-        }
-        return jar.toAbsolutePath();
-    }
-
     public ApiClient api()
     {
         return new ApiClient(socket);
-    }
-
-    public Path log()
-    {
-        return log;
     }
 
     public Path socket()
@@ -133,7 +104,7 @@ public final class DaemonProcess implements AutoCloseable
     public Shell.Output egressctl(final String... args)
     {
         final List<String> cmd = new ArrayList<>(List.of(
-            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-XX:TieredStopAtLevel=1",
+            java(), "-XX:TieredStopAtLevel=1",
             "-XX:+UseSerialGC", "-Xshare:auto", "-cp", jar().toString(), "dev.egressd.agent.cli.Egressctl",
             "--socket", socket.toString()));
         cmd.addAll(Arrays.asList(args));
@@ -160,22 +131,15 @@ public final class DaemonProcess implements AutoCloseable
     public long start() throws Exception
     {
         final List<String> cmd = new ArrayList<>(lab == null ? List.of() : List.of("ip", "netns", "exec", lab.ns(nsShortName)));
-        cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar().toString(),
+        cmd.addAll(List.of(java(), "-jar", jar().toString(),
             "--region", "ord", "--uplink", "uplink", "--state-dir", stateDir.toString(),
             "--api-socket", socket.toString(), "--metrics-listen", "off"));
         cmd.addAll(extra);
-        Files.writeString(log, "=== start " + String.join(" ", cmd) + "\n", java.nio.file.StandardOpenOption.CREATE,
-            java.nio.file.StandardOpenOption.APPEND);
-        final long t0 = System.nanoTime();
-        process = new ProcessBuilder(cmd).redirectErrorStream(true)
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        final long t0 = launch(cmd);
         final long deadline = t0 + TimeUnit.SECONDS.toNanos(30);
         while (System.nanoTime() < deadline)
         {
-            if (!process.isAlive())
-            {
-                fail("egressd exited with " + process.exitValue() + " during start-up:\n" + tail());
-            }
+            failIfExited();
             try
             {
                 if (Files.exists(socket) && api().get("/v1/health").status() == 200)
@@ -194,33 +158,6 @@ public final class DaemonProcess implements AutoCloseable
         return -1;
     }
 
-    /** kill -9: no shutdown hook, no last write; the kernel keeps what it had. */
-    public void kill9() throws InterruptedException
-    {
-        process.destroyForcibly();
-        if (!process.waitFor(10, TimeUnit.SECONDS))
-        {
-            fail("egressd did not die on SIGKILL");
-        }
-    }
-
-    /**
-     * SIGTERM: the daemon stops and leaves the kernel state.
-     *
-     * @return the exit code.
-     * @throws InterruptedException if interrupted.
-     */
-    public int stop() throws InterruptedException
-    {
-        process.destroy();
-        if (!process.waitFor(15, TimeUnit.SECONDS))
-        {
-            process.destroyForcibly();
-            fail("egressd did not stop on SIGTERM");
-        }
-        return process.exitValue();
-    }
-
     /**
      * The daemon's own account of its last start-up ("serving ... after N ms": state, kernel, first reconcile, API),
      * i.e. the process start-up time without the JVM's own start.
@@ -233,7 +170,7 @@ public final class DaemonProcess implements AutoCloseable
         {
             long ms = -1;
             final java.util.regex.Pattern p = java.util.regex.Pattern.compile("serving .* after (\\d+) ms");
-            for (final String line : Files.readAllLines(log))
+            for (final String line : Files.readAllLines(log()))
             {
                 final java.util.regex.Matcher m = p.matcher(line);
                 if (m.find())
@@ -246,36 +183,6 @@ public final class DaemonProcess implements AutoCloseable
         catch (final IOException e)
         {
             return -1;
-        }
-    }
-
-    public String tail()
-    {
-        try
-        {
-            final List<String> lines = Files.readAllLines(log);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
-        }
-        catch (final IOException e)
-        {
-            return "(no log: " + e + ")";
-        }
-    }
-
-    @Override
-    public void close()
-    {
-        if (process != null && process.isAlive())
-        {
-            process.destroyForcibly();
-            try
-            {
-                process.waitFor(10, TimeUnit.SECONDS);
-            }
-            catch (final InterruptedException e)
-            {
-                Thread.currentThread().interrupt();
-            }
         }
     }
 }

@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -21,7 +20,7 @@ import java.util.concurrent.TimeUnit;
  * {@code egressd_router} exists and it has (re)written its {@code routers/<id>} key in etcd (it has applied the
  * region once).
  */
-public final class RouterProcess implements AutoCloseable
+public final class RouterProcess extends JarProcess
 {
     /** The nft table the router role owns. */
     public static final String TABLE = "egressd_router";
@@ -30,17 +29,15 @@ public final class RouterProcess implements AutoCloseable
     private final RegionLab lab;
     private final String id;
     private final String etcdEndpoint;
-    private final Path log;
     private final List<String> extra;
-    private Process process;
 
     RouterProcess(final RegionLab lab, final String id, final String etcdEndpoint, final Path dir,
         final String... extra) throws IOException
     {
+        super("egressd router", Files.createDirectories(dir).resolve("router-" + id + ".log"));
         this.lab = lab;
         this.id = id;
         this.etcdEndpoint = etcdEndpoint;
-        this.log = Files.createDirectories(dir).resolve("router-" + id + ".log");
         this.extra = Arrays.asList(extra);
     }
 
@@ -48,12 +45,6 @@ public final class RouterProcess implements AutoCloseable
     public String id()
     {
         return id;
-    }
-
-    /** @return its log file. */
-    public Path log()
-    {
-        return log;
     }
 
     /**
@@ -68,23 +59,16 @@ public final class RouterProcess implements AutoCloseable
     {
         final long before = Math.max(0, record().modRevision());
         final List<String> cmd = new ArrayList<>(lab.inside("rtr",
-            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar",
-            DaemonProcess.jar().toString(), "router", "--region", RegionLab.REGION, "--etcd-endpoints", etcdEndpoint,
+            java(), "-jar",
+            jar().toString(), "router", "--region", RegionLab.REGION, "--etcd-endpoints", etcdEndpoint,
             "--router-id", id, "--metrics-listen", "off"));
         cmd.addAll(extra);
-        Files.writeString(log, "=== start " + String.join(" ", cmd) + "\n", StandardOpenOption.CREATE,
-            StandardOpenOption.APPEND);
-        final long t0 = System.nanoTime();
-        process = new ProcessBuilder(cmd).redirectErrorStream(true)
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        final long t0 = launch(cmd);
         final long deadline = t0 + TimeUnit.SECONDS.toNanos(30);
         Record last = record();
         while (System.nanoTime() < deadline)
         {
-            if (!process.isAlive())
-            {
-                fail("egressd router exited with " + process.exitValue() + " during start-up:\n" + tail());
-            }
+            failIfExited();
             last = record();
             if (last.modRevision() > before && tablePresent())
             {
@@ -153,70 +137,6 @@ public final class RouterProcess implements AutoCloseable
         catch (final IOException | IllegalArgumentException e)
         {
             return new Record(-1, null);
-        }
-    }
-
-    /** kill -9: no shutdown, nothing removed; the kernel keeps what it had. */
-    public void kill9() throws InterruptedException
-    {
-        process.destroyForcibly();
-        if (!process.waitFor(10, TimeUnit.SECONDS))
-        {
-            fail("egressd router did not die on SIGKILL");
-        }
-    }
-
-    /**
-     * SIGTERM.
-     *
-     * @return the exit code.
-     * @throws InterruptedException if interrupted.
-     */
-    public int stop() throws InterruptedException
-    {
-        process.destroy();
-        if (!process.waitFor(15, TimeUnit.SECONDS))
-        {
-            process.destroyForcibly();
-            fail("egressd router did not stop on SIGTERM");
-        }
-        return process.exitValue();
-    }
-
-    /** @return whether the process runs. */
-    public boolean running()
-    {
-        return process != null && process.isAlive();
-    }
-
-    /** @return the end of its log, for a failure message. */
-    public String tail()
-    {
-        try
-        {
-            final List<String> lines = Files.readAllLines(log);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
-        }
-        catch (final IOException e)
-        {
-            return "(no log: " + e + ")";
-        }
-    }
-
-    @Override
-    public void close()
-    {
-        if (process != null && process.isAlive())
-        {
-            process.destroyForcibly();
-            try
-            {
-                process.waitFor(10, TimeUnit.SECONDS);
-            }
-            catch (final InterruptedException e)
-            {
-                Thread.currentThread().interrupt();
-            }
         }
     }
 }
