@@ -788,18 +788,7 @@ public final class RegionLedger implements Ledger, SlotLedger
         {
             return false;
         }
-        if (!pendingReleases.isEmpty() || quarantineOver() != null)
-        {
-            return true;
-        }
-        for (final EgressAllocator.AppView app : allocator.apps())
-        {
-            if (!app.waiting().isEmpty() && app.freeSlots() > 0)
-            {
-                return true;
-            }
-        }
-        return false;
+        return !pendingReleases.isEmpty() || quarantineOver() != null || allocator.anyWaitingWithFreeSlot();
     }
 
     private SlotRecord quarantineOver()

@@ -1126,6 +1126,24 @@ public final class EgressAllocator
     }
 
     /**
+     * Whether some app has a machine waiting for a slot while it has a free one: what a ledger whose slots can free
+     * up outside this allocator (the region's) asks once a second, so it walks the apps without building views.
+     *
+     * @return true if a waiting machine could be placed now.
+     */
+    public boolean anyWaitingWithFreeSlot()
+    {
+        for (final App app : apps.values())
+        {
+            if (!app.waiting.isEmpty() && slots.freeSlotsOfApp(app.index) > 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
      * The whole state as a value.
      *
      * @return a snapshot.

@@ -220,6 +220,7 @@ class EgressAllocatorRegionTest
         assertThat(egress("m1").reason()).contains("kept losing races").contains("8 tries")
             .contains("retried when the region's slots change");
         assertThat(pairView(P1).used()).as("each lost claim marked one slot held").isEqualTo(8);
+        assertThat(alloc.anyWaitingWithFreeSlot()).as("m1 waits while 8 of 16 slots look free here").isTrue();
 
         // The region sync names one holder: the app settles again and the claims go on from where they stopped.
         assertThat(alloc.holdForeign(v4(P1), 1, "host-b", "x1").ok()).isTrue();
@@ -260,12 +261,14 @@ class EgressAllocatorRegionTest
         addPair("a", P2);
         assertThat(ledger.claims).hasSize(3);
         assertThat(alloc.apps().get(0).waiting()).containsExactly("m1", "m2");
+        assertThat(alloc.anyWaitingWithFreeSlot()).as("two waiting machines, free slots on two pairs").isTrue();
 
         ledger.unavailable = false;
         final Outcome retried = alloc.retryWaiting();
         assertThat(retried).isEqualTo(new Done(List.of("m1", "m2")));
         assertThat(egress("m1").scope()).isEqualTo(Scope.APP);
         assertThat(egress("m2").scope()).isEqualTo(Scope.APP);
+        assertThat(alloc.anyWaitingWithFreeSlot()).as("nobody waits").isFalse();
     }
 
     @Test
