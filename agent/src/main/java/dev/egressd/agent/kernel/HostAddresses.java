@@ -24,7 +24,8 @@ import java.util.Map;
  *     (leased by DHCP or SLAAC) is the host's even as a /32 or /128;</li>
  * <li>the gateway of a route of the host, or the preferred source of one (a {@code src} that the host's own
  *     traffic leaves from, even when it is a bare /32);</li>
- * <li>the destination of a host route (/32 or /128) of the host, such as the route to a guest.</li>
+ * <li>the destination of a host route (/32 or /128) of the host, such as the route to a guest (not the prefix route
+ *     the kernel makes for an address of its own: that is the address, judged by rule 1).</li>
  * </ol>
  * A guest address is the host's when the host holds it on any interface (egress addresses included) or it is a
  * gateway of the host's routes; a host route to it is expected (the route to the guest).
@@ -88,7 +89,8 @@ public final class HostAddresses
             {
                 pairs.putIfAbsent(r.prefsrc(), "the source the host's own traffic leaves from (route " + route + ")");
             }
-            if (r.isHostRoute())
+            // The kernel's own prefix route of an address (an IPv6 /128 has one) is that address, read as such above.
+            if (r.isHostRoute() && r.protocol() != RtnetlinkHost.RTPROT_KERNEL)
             {
                 pairs.putIfAbsent(r.destination(), "the destination of the host's route " + route);
             }

@@ -47,6 +47,8 @@ public final class RtnetlinkHost implements AutoCloseable
 {
     /** {@code <linux/rtnetlink.h>} RTA_PREFSRC: the route's preferred source address. */
     static final int RTA_PREFSRC = 7;
+    /** {@code <linux/rtnetlink.h>} RTPROT_KERNEL: a route the kernel made (an address's prefix route). */
+    public static final int RTPROT_KERNEL = 2;
     private static final int DUMP_ATTEMPTS = 5;
 
     /**
@@ -64,13 +66,15 @@ public final class RtnetlinkHost implements AutoCloseable
      *
      * @param iface        the output interface's name, or null (multipath).
      * @param table        the routing table.
+     * @param protocol     rtm_protocol: who made the route ({@link #RTPROT_KERNEL} for the prefix route the kernel
+     *                     adds with an address).
      * @param destination  the destination (the family's any-address for a default route).
      * @param prefixLength the destination's prefix length.
      * @param gateway      the next hop, or null for a route to a link.
      * @param prefsrc      the preferred source address, or null.
      */
-    public record HostRoute(String iface, int table, String destination, int prefixLength, String gateway,
-                            String prefsrc)
+    public record HostRoute(String iface, int table, int protocol, String destination, int prefixLength,
+                            String gateway, String prefsrc)
     {
         /**
          * Whether the route leads to one address (/32 or /128).
@@ -191,6 +195,7 @@ public final class RtnetlinkHost implements AutoCloseable
         final int size = family == LibC.AF_INET ? 4 : 16;
         final int prefixLength = b.get(h + 1) & 0xFF;
         int table = b.get(h + 4) & 0xFF;
+        final int protocol = b.get(h + 5) & 0xFF;
         String destination = null;
         String gateway = null;
         String prefsrc = null;
@@ -228,7 +233,7 @@ public final class RtnetlinkHost implements AutoCloseable
         {
             destination = size == 4 ? "0.0.0.0" : "::";
         }
-        return new HostRoute(iface, table, destination, prefixLength, gateway, prefsrc);
+        return new HostRoute(iface, table, protocol, destination, prefixLength, gateway, prefsrc);
     }
 
     /** An address in network order at {@code p}, as the model's text. */
