@@ -57,14 +57,14 @@ public final class Lab implements LabNetwork, AutoCloseable
      */
     public static Lab create(final int guests, final String... extraTools) throws IOException
     {
-        return tagged("", guests, extraTools);
+        return tagged("e", guests, extraTools);
     }
 
     /**
-     * As {@link #create}, with a tag in the prefix ({@code e<tag><random>}), so that one suite's namespaces can be
-     * told apart from another's.
+     * As {@link #create}, with a prefix that starts with a tag ({@code <tag><random>}, 8 characters at most, as
+     * {@code scripts/lab} wants), so that one suite's namespaces can be told apart from another's.
      *
-     * @param tag        a few lower-case letters.
+     * @param tag        1-6 lower-case letters.
      * @param guests     the number of guests.
      * @param extraTools further tools the test needs.
      * @return the running lab; close it.
@@ -77,7 +77,8 @@ public final class Lab implements LabNetwork, AutoCloseable
         do
         {
             // short and random: concurrent builds and other people's labs keep other prefixes
-            prefix = "e" + tag + Integer.toString(ThreadLocalRandom.current().nextInt(36 * 36 * 36), 36);
+            final int random = "e".equals(tag) ? 3 : 8 - tag.length();
+            prefix = tag + Integer.toString(ThreadLocalRandom.current().nextInt((int)Math.pow(36, random)), 36);
         }
         while (Files.exists(Path.of("/run/netns", prefix + "-host")));
         final Lab lab = new Lab(prefix, guests, Requirements.projectDir(),
