@@ -7,7 +7,6 @@ import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Machine;
 
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -149,29 +148,5 @@ public final class HostAddresses
         final String why = reasons.get(address);
         return why == null ? null : new Outcome.Refusal(Outcome.Reason.ADDRESS_IN_USE, field,
             field + " " + address + " " + what + ": it is " + why);
-    }
-
-    /**
-     * How many addresses a pair may not have (for tests and logs).
-     *
-     * @return the count.
-     */
-    public int refusedPairAddresses()
-    {
-        return pairs.size();
-    }
-
-    /**
-     * Every reason at once, for tests.
-     *
-     * @return pair refusals then guest refusals, as "pair|address|why" and "guest|address|why" lines.
-     */
-    List<String> describeAll()
-    {
-        final List<String> out = new java.util.ArrayList<>();
-        pairs.forEach((a, why) -> out.add("pair|" + a + "|" + why));
-        guests.forEach((a, why) -> out.add("guest|" + a + "|" + why));
-        out.sort(null);
-        return out;
     }
 }

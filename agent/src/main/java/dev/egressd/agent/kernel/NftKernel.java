@@ -75,7 +75,8 @@ public final class NftKernel implements Kernel, AutoCloseable
     private volatile HostAddresses hostAddresses = HostAddresses.NONE;
     /** When the host's addresses were last read (System.nanoTime), so reads right after a change reuse them. */
     private long hostReadNanos;
-    private boolean hostReadFailing;
+    /** Why the last read of the host's addresses failed, or null when it worked. */
+    private IOException hostReadFailure;
     private boolean closed;
 
     /**
@@ -240,10 +241,10 @@ public final class NftKernel implements Kernel, AutoCloseable
     {
         parts();
         refreshHost(true);
-        if (hostReadFailing)
+        if (hostReadFailure != null)
         {
             throw new KernelException(KernelException.Source.RTNETLINK, "the host's addresses and routes could not be "
-                + "read", null);
+                + "read: " + hostReadFailure.getMessage(), hostReadFailure);
         }
         return hostAddresses;
     }
@@ -267,20 +268,20 @@ public final class NftKernel implements Kernel, AutoCloseable
                 host = RtnetlinkHost.open();
             }
             hostAddresses = HostAddresses.of(config.uplink(), host.read());
-            if (hostReadFailing)
+            if (hostReadFailure != null)
             {
                 LOG.info("the host's addresses and routes can be read again");
             }
-            hostReadFailing = false;
+            hostReadFailure = null;
         }
         catch (final IOException e)
         {
-            if (!hostReadFailing)
+            if (hostReadFailure == null)
             {
                 LOG.warn("the host's addresses and routes could not be read ({}); pair and guest addresses are checked "
                     + "against the last read", e.getMessage());
             }
-            hostReadFailing = true;
+            hostReadFailure = e;
         }
     }
 
