@@ -80,8 +80,9 @@ public final class NftKernel implements Kernel, AutoCloseable
     private boolean closed;
 
     /**
-     * The host's addresses are read again by a kernel read at most this often: every reconcile pass (1 s), but not
-     * again by the read after each change, which would put three dumps on every API change.
+     * The host's addresses are looked at by a kernel read at most this often: every reconcile pass (1 s), but not
+     * again by the read after each change. Even then they are dumped only if the kernel announced a change of links,
+     * addresses or routes ({@link RtnetlinkHost#readIfChanged()}).
      */
     static final long HOST_REFRESH_NANOS = 500_000_000L;
 
@@ -267,7 +268,11 @@ public final class NftKernel implements Kernel, AutoCloseable
             {
                 host = RtnetlinkHost.open();
             }
-            hostAddresses = HostAddresses.of(config.uplink(), host.read());
+            final RtnetlinkHost.Snapshot read = now ? host.read() : host.readIfChanged();
+            if (read != null)
+            {
+                hostAddresses = HostAddresses.of(config.uplink(), read);
+            }
             if (hostReadFailure != null)
             {
                 LOG.info("the host's addresses and routes can be read again");

@@ -1,6 +1,7 @@
 package dev.egressd.agent.kernel;
 
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkHost;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.agent.testing.LabNamespace;
 import dev.egressd.agent.testing.Privileged;
@@ -143,5 +144,48 @@ class HostAddressesPrivilegedTest
         }
         assertThat(refused).as("after " + reads + " reads").isEqualTo("ADDRESS_IN_USE ipv4: ipv4 203.0.113.80 cannot "
             + "be an egress address: it is the host's own address (203.0.113.80/24 on uplink)");
+    }
+
+    @Test
+    void aQuietHostIsNotDumpedAgainAndAnyChangeIsSeen() throws Exception
+    {
+        final RtnetlinkHost host = ns.call(RtnetlinkHost::open);
+        try
+        {
+            assertThat(ns.call(host::readIfChanged)).as("the first call dumps").isNotNull();
+            // (IPv6 duplicate address detection may still announce the set-up's link-local addresses for a while)
+            assertThat(next(host, 5_000, java.util.Objects::isNull)).as("quiet: no dump").isNull();
+            lab.ip("addr", "add", "203.0.113.81/32", "dev", "uplink");
+            final RtnetlinkHost.Snapshot after = next(host, 3_000, java.util.Objects::nonNull);
+            assertThat(after).as("an address added").isNotNull();
+            assertThat(after.addresses()).anySatisfy(a -> assertThat(String.valueOf(a.address().ipv4()))
+                .isEqualTo("203.0.113.81"));
+            lab.ip("route", "add", "10.77.9.9/32", "dev", "tap-g1");
+            final RtnetlinkHost.Snapshot routed = next(host, 3_000,
+                r -> r != null && r.routes().stream().anyMatch(x -> x.destination().equals("10.77.9.9")));
+            assertThat(routed).as("a route added").isNotNull();
+        }
+        finally
+        {
+            ns.call(() ->
+            {
+                host.close();
+                return null;
+            });
+        }
+    }
+
+    /** Calls readIfChanged every 50 ms until its answer passes, at most for a while; the last answer. */
+    private RtnetlinkHost.Snapshot next(final RtnetlinkHost host, final long millis,
+        final java.util.function.Predicate<RtnetlinkHost.Snapshot> wanted) throws Exception
+    {
+        final long deadline = System.nanoTime() + millis * 1_000_000L;
+        RtnetlinkHost.Snapshot last = ns.call(host::readIfChanged);
+        while (!wanted.test(last) && System.nanoTime() < deadline)
+        {
+            Thread.sleep(50);
+            last = ns.call(host::readIfChanged);
+        }
+        return last;
     }
 }

@@ -22,6 +22,9 @@ class RtnetlinkHostMessagesTest
         // <linux/rtnetlink.h>: enum rtattr_type_t (RTA_PREFSRC is the 8th), RTPROT_KERNEL.
         assertThat(RtnetlinkHost.RTA_PREFSRC).isEqualTo(7);
         assertThat(RtnetlinkHost.RTPROT_KERNEL).isEqualTo(2);
+        // RTMGRP_* (the legacy group bitmask of bind(2)): LINK 1, IPV4_IFADDR 0x10, IPV4_ROUTE 0x40,
+        // IPV6_IFADDR 0x100, IPV6_ROUTE 0x400.
+        assertThat(RtnetlinkHost.CHANGE_GROUPS).isEqualTo(0x1 | 0x10 | 0x40 | 0x100 | 0x400);
     }
 
     @Test
