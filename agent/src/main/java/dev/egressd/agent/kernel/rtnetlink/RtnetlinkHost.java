@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import static dev.egressd.agent.netlink.NetlinkConstants.IFLA_IFNAME;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLMSG_HDRLEN;
@@ -128,7 +129,9 @@ public final class RtnetlinkHost implements AutoCloseable
     private final NetlinkSocket events;
     private final Thread notices;
     /** Set by the notice thread when something arrived; also while it cannot read (every call dumps then). */
-    private final java.util.concurrent.atomic.AtomicBoolean changed = new java.util.concurrent.atomic.AtomicBoolean();
+    private final AtomicBoolean changed = new AtomicBoolean();
+    /** The notice thread could not read: every call dumps from then on. */
+    private volatile boolean failed;
     private volatile boolean closing;
     private boolean dumped;
 
@@ -160,12 +163,11 @@ public final class RtnetlinkHost implements AutoCloseable
         }
     }
 
-    private volatile boolean failed;
-
     /**
-     * Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
+     * Opens a NETLINK_ROUTE request socket and a notice socket in the calling thread's network namespace, and starts
+     * the thread that reads the notices.
      *
-     * @return the reader.
+     * @return the reader; close it.
      * @throws NativeException if the socket cannot be opened or bound.
      */
     public static RtnetlinkHost open() throws NativeException
