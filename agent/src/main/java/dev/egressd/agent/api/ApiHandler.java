@@ -12,6 +12,7 @@ import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.alloc.RequestText;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
@@ -529,7 +530,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             final String ipv6 = b.string("ipv6", true);
             final String region = b.string("region", false);
             return mutate(Operation.ADD_PAIR, "add pair " + ipv4 + " to app " + app, l -> RequestText.pair(ipv4, ipv6, region,
-                l.settings().region()).then(pair -> l.ledger().addPair(l.allocator(), app, pair)), l -> pairView(l, ipv4));
+                l.settings().region()).then(pair -> notTheHosts(l, pair, () -> l.ledger().addPair(l.allocator(), app, pair))),
+                l -> pairView(l, ipv4));
         }
         final String ipv4 = s[4];
         if (s.length == 5)
@@ -577,7 +579,11 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                     final Machine machine = machine(id, b);
                     final String fromHost = b.string("from_host", false);
                     return steered(Operation.PUT_MACHINE, "put machine " + id + (fromHost == null ? ""
-                        : " handed over from host " + fromHost), l -> l.putMachine(machine, fromHost),
+                        : " handed over from host " + fromHost), l ->
+                        {
+                            final Outcome.Refusal hosts = l.hostAddresses().guestProblem(machine);
+                            return hosts != null ? hosts : l.putMachine(machine, fromHost);
+                        },
                         l -> new Placed(machineView(l, id), l.ledger().slotRevision(id)));
                 }
                 case "DELETE" ->
@@ -610,7 +616,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 final String ipv4 = b.string("ipv4", true);
                 final String ipv6 = b.string("ipv6", true);
                 return mutate(Operation.SET_MACHINE_PAIR, "set machine-scoped pair of " + id, l -> RequestText.pair(ipv4, ipv6, null,
-                    l.settings().region()).then(pair -> l.allocator().setMachineScopedPair(id, pair)),
+                    l.settings().region()).then(pair -> notTheHosts(l, pair, () -> l.allocator().setMachineScopedPair(id, pair))),
                     l -> machineView(l, id));
             }
             noBody(body);
@@ -625,6 +631,16 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 l -> l.allocator().promote(id), l -> machineView(l, id));
         }
         throw notFound(path);
+    }
+
+    /**
+     * A pair whose address the host holds or routes as its own is refused before anything changes (docs/api.md,
+     * "Addresses that are the host's"); checked on the loop's thread, against the last read of the kernel.
+     */
+    private static Outcome notTheHosts(final ControlLoop loop, final EgressPair pair, final Supplier<Outcome> then)
+    {
+        final Outcome.Refusal hosts = loop.hostAddresses().pairProblem(pair);
+        return hosts != null ? hosts : then.get();
     }
 
     private CompletableFuture<Reply> mutate(final Operation operation, final String what,

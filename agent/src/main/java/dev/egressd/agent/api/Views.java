@@ -180,6 +180,11 @@ final class Views
         }
         final ArrayNode waiting = node.putArray("waiting");
         app.waiting().forEach(waiting::add);
+        if (app.pairsLost())
+        {
+            // Only when true: a restore lost the app's pairs and its machines are refused until a pair is added.
+            node.put("pairs_lost", true);
+        }
         return node;
     }
 

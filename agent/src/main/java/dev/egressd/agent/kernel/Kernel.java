@@ -63,4 +63,15 @@ public interface Kernel
     {
         return null;
     }
+
+    /**
+     * The addresses the host holds or routes as its own, as the last read found them: no pair or guest may have one
+     * (docs/api.md, "Addresses that are the host's"). Safe to call from any thread.
+     *
+     * @return the snapshot; {@link HostAddresses#NONE} when not known (no real kernel, or nothing read yet).
+     */
+    default HostAddresses hostAddresses()
+    {
+        return HostAddresses.NONE;
+    }
 }

@@ -20,6 +20,23 @@ public class MemoryKernel implements Kernel
 {
     private KernelPlan plan = KernelPlan.empty();
     private boolean table;
+    private volatile HostAddresses host = HostAddresses.NONE;
+
+    @Override
+    public HostAddresses hostAddresses()
+    {
+        return host;
+    }
+
+    /**
+     * Sets the host's addresses as a read of a real kernel would have found them (tests).
+     *
+     * @param addresses the snapshot.
+     */
+    public void hostAddresses(final HostAddresses addresses)
+    {
+        this.host = addresses;
+    }
 
     @Override
     public synchronized boolean ensureTable() throws KernelException

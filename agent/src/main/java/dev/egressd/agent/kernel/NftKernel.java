@@ -4,11 +4,13 @@ import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.nft.NftDataplane;
 import dev.egressd.agent.kernel.nft.NftException;
+import dev.egressd.agent.kernel.rtnetlink.RtnetlinkHost;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -67,7 +69,22 @@ public final class NftKernel implements Kernel, AutoCloseable
     private LibNftablesClient client;
     private NftDataplane nft;
     private UplinkAddresses addresses;
+    /** The reader of the host's own addresses and routes; opened by the first read. */
+    private RtnetlinkHost host;
+    /** The host's own addresses as the last refresh found them; NONE until the first. */
+    private volatile HostAddresses hostAddresses = HostAddresses.NONE;
+    /** When the host's addresses were last read (System.nanoTime), so reads right after a change reuse them. */
+    private long hostReadNanos;
+    /** Why the last read of the host's addresses failed, or null when it worked. */
+    private IOException hostReadFailure;
     private boolean closed;
+
+    /**
+     * The host's addresses are looked at by a kernel read at most this often: every reconcile pass (1 s), but not
+     * again by the read after each change. Even then they are dumped only if the kernel announced a change of links,
+     * addresses or routes ({@link RtnetlinkHost#readIfChanged()}).
+     */
+    static final long HOST_REFRESH_NANOS = 500_000_000L;
 
     /**
      * The daemon's kernel: nothing is opened until the first call, on the control loop's thread; deep checks are
@@ -198,7 +215,79 @@ public final class NftKernel implements Kernel, AutoCloseable
             return read();
         }
         checkArp();
-        return addresses.withUplink(table);
+        final KernelPlan plan = addresses.withUplink(table);
+        refreshHost(false);
+        return plan;
+    }
+
+    /**
+     * The addresses the host holds or routes as its own, as the last kernel read found them (read again by a
+     * {@link #read()} at most every {@link #HOST_REFRESH_NANOS}).
+     *
+     * @return the snapshot; {@link HostAddresses#NONE} before the first read.
+     */
+    @Override
+    public HostAddresses hostAddresses()
+    {
+        return hostAddresses;
+    }
+
+    /**
+     * Reads the host's addresses and routes now (tests; the daemon's reads refresh them on their own).
+     *
+     * @return the snapshot.
+     * @throws KernelException if they cannot be read.
+     */
+    public HostAddresses refreshHostAddresses() throws KernelException
+    {
+        parts();
+        refreshHost(true);
+        if (hostReadFailure != null)
+        {
+            throw new KernelException(KernelException.Source.RTNETLINK, "the host's addresses and routes could not be "
+                + "read: " + hostReadFailure.getMessage(), hostReadFailure);
+        }
+        return hostAddresses;
+    }
+
+    /**
+     * A failure keeps the last snapshot (logged once until a read works again): the table and the egress addresses
+     * matter more than this check, so it never fails a reconcile.
+     */
+    private void refreshHost(final boolean now)
+    {
+        final long at = System.nanoTime();
+        if (!now && hostReadNanos != 0 && at - hostReadNanos < HOST_REFRESH_NANOS)
+        {
+            return;
+        }
+        hostReadNanos = at;
+        try
+        {
+            if (host == null)
+            {
+                host = RtnetlinkHost.open();
+            }
+            final RtnetlinkHost.Snapshot read = now ? host.read() : host.readIfChanged();
+            if (read != null)
+            {
+                hostAddresses = HostAddresses.of(config.uplink(), read);
+            }
+            if (hostReadFailure != null)
+            {
+                LOG.info("the host's addresses and routes can be read again");
+            }
+            hostReadFailure = null;
+        }
+        catch (final IOException e)
+        {
+            if (hostReadFailure == null)
+            {
+                LOG.warn("the host's addresses and routes could not be read ({}); pair and guest addresses are checked "
+                    + "against the last read", e.getMessage());
+            }
+            hostReadFailure = e;
+        }
     }
 
     /**
@@ -429,6 +518,10 @@ public final class NftKernel implements Kernel, AutoCloseable
         try
         {
             addresses.close();
+            if (host != null)
+            {
+                host.close();
+            }
         }
         finally
         {

@@ -1,6 +1,7 @@
 package dev.egressd.agent.reconcile;
 
 import dev.egressd.agent.conntrack.ConntrackMonitor;
+import dev.egressd.agent.kernel.HostAddresses;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
@@ -909,6 +910,17 @@ public final class ControlLoop implements LoopStats
     public String arpSysctls()
     {
         return kernel.arpSysctls();
+    }
+
+    /**
+     * The addresses the host holds or routes as its own, as the kernel's last read found them
+     * ({@link Kernel#hostAddresses()}): the API refuses them as pair and guest addresses.
+     *
+     * @return the snapshot.
+     */
+    public HostAddresses hostAddresses()
+    {
+        return kernel.hostAddresses();
     }
 
     @Override

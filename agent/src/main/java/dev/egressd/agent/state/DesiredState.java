@@ -124,25 +124,54 @@ public record DesiredState(
      * @param failClosed whether machines without a slot are refused traffic.
      * @param pairs      its app-scoped pairs.
      * @param waiting    its machines waiting for a slot, first come first.
+     * @param pairsLost  true when a restore lost pairs of this fail-closed app and its machines stay refused until a
+     *                   pair is added; else null. Written only when true, so a file without it reads as before.
      */
     public record App(
         @JsonProperty("id") String id,
         @JsonProperty("fail_closed") boolean failClosed,
         @JsonProperty("pairs") List<Pair> pairs,
-        @JsonProperty("waiting") List<String> waiting)
+        @JsonProperty("waiting") List<String> waiting,
+        @JsonInclude(JsonInclude.Include.NON_NULL) @JsonProperty("pairs_lost") Boolean pairsLost)
     {
         /**
-         * Normalises null lists.
+         * Normalises null lists, and a false {@code pairs_lost} to null (absent).
+         *
+         * @param id         the id.
+         * @param failClosed fail closed.
+         * @param pairs      the pairs.
+         * @param waiting    the waiting queue.
+         * @param pairsLost  whether a restore lost its pairs.
+         */
+        @JsonCreator
+        public App
+        {
+            pairs = pairs == null ? List.of() : List.copyOf(pairs);
+            waiting = waiting == null ? List.of() : List.copyOf(waiting);
+            pairsLost = Boolean.TRUE.equals(pairsLost) ? Boolean.TRUE : null;
+        }
+
+        /**
+         * An app whose pairs no restore lost.
          *
          * @param id         the id.
          * @param failClosed fail closed.
          * @param pairs      the pairs.
          * @param waiting    the waiting queue.
          */
-        public App
+        public App(final String id, final boolean failClosed, final List<Pair> pairs, final List<String> waiting)
         {
-            pairs = pairs == null ? List.of() : List.copyOf(pairs);
-            waiting = waiting == null ? List.of() : List.copyOf(waiting);
+            this(id, failClosed, pairs, waiting, null);
+        }
+
+        /**
+         * Whether a restore lost its pairs.
+         *
+         * @return true if so.
+         */
+        public boolean lostPairs()
+        {
+            return pairsLost != null;
         }
     }
 
@@ -171,6 +200,8 @@ public record DesiredState(
      * @param pin           the IPv4 of the pair it is pinned to, or null.
      * @param slot          its slot on an app pair, or null.
      * @param machineScoped its machine-scoped pair, or null.
+     * @param pairLost      true when a restore lost its machine-scoped pair and it stays refused until it has a pair
+     *                      again (its app is fail-closed); else null. Written only when true.
      */
     @JsonInclude(JsonInclude.Include.NON_NULL)
     public record MachineEntry(
@@ -181,8 +212,55 @@ public record DesiredState(
         @JsonProperty("ipv6") String ipv6,
         @JsonProperty("pin") String pin,
         @JsonProperty("slot") Slot slot,
-        @JsonProperty("machine_scoped") ScopedPair machineScoped)
+        @JsonProperty("machine_scoped") ScopedPair machineScoped,
+        @JsonProperty("pair_lost") Boolean pairLost)
     {
+        /**
+         * Normalises a false {@code pair_lost} to null (absent).
+         *
+         * @param id            the id.
+         * @param app           its app.
+         * @param iface         its interface.
+         * @param ipv4          its guest IPv4.
+         * @param ipv6          its guest IPv6.
+         * @param pin           its pin.
+         * @param slot          its slot.
+         * @param machineScoped its machine-scoped pair.
+         * @param pairLost      whether a restore lost its machine-scoped pair.
+         */
+        @JsonCreator
+        public MachineEntry
+        {
+            pairLost = Boolean.TRUE.equals(pairLost) ? Boolean.TRUE : null;
+        }
+
+        /**
+         * A machine whose pair no restore lost.
+         *
+         * @param id            the id.
+         * @param app           its app.
+         * @param iface         its interface.
+         * @param ipv4          its guest IPv4.
+         * @param ipv6          its guest IPv6.
+         * @param pin           its pin.
+         * @param slot          its slot.
+         * @param machineScoped its machine-scoped pair.
+         */
+        public MachineEntry(final String id, final String app, final String iface, final String ipv4,
+            final String ipv6, final String pin, final Slot slot, final ScopedPair machineScoped)
+        {
+            this(id, app, iface, ipv4, ipv6, pin, slot, machineScoped, null);
+        }
+
+        /**
+         * Whether a restore lost its machine-scoped pair.
+         *
+         * @return true if so.
+         */
+        public boolean lostPair()
+        {
+            return pairLost != null;
+        }
     }
 
     /**

@@ -82,7 +82,7 @@ public final class StateMapper
         for (final EgressAllocator.AppView app : allocator.apps())
         {
             apps.add(new DesiredState.App(app.id(), app.failClosed(), pairsByApp.getOrDefault(app.id(), List.of()),
-                app.waiting()));
+                app.waiting(), app.pairsLost() ? Boolean.TRUE : null));
         }
         final List<DesiredState.MachineEntry> machines = new ArrayList<>();
         for (final EgressAllocator.MachineView view : allocator.machines())
@@ -93,7 +93,8 @@ public final class StateMapper
             final EgressPair scoped = view.machineScopedPair();
             machines.add(new DesiredState.MachineEntry(m.id(), m.app(), m.iface(), text(m.ipv4()), text(m.ipv6()),
                 text(m.pin()), slot,
-                scoped == null ? null : new DesiredState.ScopedPair(scoped.ipv4().toString(), scoped.ipv6().toString())));
+                scoped == null ? null : new DesiredState.ScopedPair(scoped.ipv4().toString(), scoped.ipv6().toString()),
+                view.pairLost() ? Boolean.TRUE : null));
         }
         final List<DesiredState.Element> elements = new ArrayList<>();
         for (final PlanElement element : recovered)
@@ -186,14 +187,25 @@ public final class StateMapper
     {
         final EgressAllocator allocator = new EgressAllocator(settings, seed, ledger);
         final List<String> problems = new ArrayList<>();
+        // Fail-closed apps and machines whose pairs this restore lost (or an earlier one did, and no pair is back):
+        // held closed at the end, so none of their machines falls back to the host address (invariant 3).
+        final Set<String> appsLost = new LinkedHashSet<>();
+        final Set<String> machinesLost = new LinkedHashSet<>();
         for (final DesiredState.App app : state.apps())
         {
             check(problems, "app " + app.id(), allocator.upsertApp(app.id(), app.failClosed()));
+            if (app.lostPairs())
+            {
+                appsLost.add(app.id());
+            }
             for (final DesiredState.Pair pair : app.pairs())
             {
                 final Parsed<EgressPair> parsed = RequestText.pair(pair.ipv4(), pair.ipv6(), null, settings.region());
                 final Outcome added = parsed.then(p -> allocator.addPair(app.id(), p));
-                check(problems, "pair " + pair.ipv4() + " of app " + app.id(), added);
+                if (!check(problems, "pair " + pair.ipv4() + " of app " + app.id(), added))
+                {
+                    appsLost.add(app.id());
+                }
                 if (added.ok() && pair.drained())
                 {
                     check(problems, "drain of pair " + pair.ipv4(),
@@ -214,14 +226,20 @@ public final class StateMapper
                 problems.add("machine " + entry.id() + ": " + e.getMessage());
                 continue;
             }
+            if (entry.lostPair())
+            {
+                machinesLost.add(entry.id());
+            }
             if (entry.machineScoped() != null)
             {
+                machinesLost.add(entry.id());
                 try
                 {
                     final EgressPair scoped = new EgressPair(Ipv4Address.parse(entry.machineScoped().ipv4()),
                         Ipv6Address.parse(entry.machineScoped().ipv6()), settings.region());
                     if (check(problems, "machine " + entry.id(), allocator.restoreMachineScoped(machine, scoped)))
                     {
+                        machinesLost.remove(entry.id());
                         continue;
                     }
                 }
@@ -262,6 +280,21 @@ public final class StateMapper
             if (entry != null)
             {
                 check(problems, "machine " + id, allocator.upsertMachine(machine(entry)));
+            }
+        }
+        // Each does nothing for an app that is not fail-closed, or a machine that found a pair anyway.
+        for (final EgressAllocator.AppView app : allocator.apps())
+        {
+            if (appsLost.contains(app.id()))
+            {
+                check(problems, "hold app " + app.id() + " closed", allocator.holdClosed(app.id()));
+            }
+        }
+        for (final String id : machinesLost)
+        {
+            if (allocator.machine(id).isPresent())
+            {
+                check(problems, "hold machine " + id + " closed", allocator.holdMachineClosed(id));
             }
         }
         return new Rebuilt(allocator, problems);

@@ -6,6 +6,8 @@ import dev.egressd.agent.reconcile.KernelStatus;
 import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
+import dev.egressd.agent.kernel.HostAddresses;
+import dev.egressd.agent.kernel.HostAddressesTest;
 import dev.egressd.agent.kernel.MemoryKernel;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.agent.state.DesiredState;
@@ -107,6 +109,46 @@ class ApiHandlerTest
         ok("PUT", "/v1/machines/m2", "{\"app\": \"a2\", \"interface\": \"tap-m2\", \"ipv4\": \"10.77.0.3\"}");
         ok("PUT", "/v1/machines/m3", "{\"app\": \"a1\", \"interface\": \"tap-m3\", \"ipv4\": \"10.77.0.4\"}");
         ok("PUT", "/v1/machines/m3/egress-ip", "{\"ipv4\": \"203.0.113.20\", \"ipv6\": \"2001:db8::20\"}");
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @CsvSource(delimiter = '|', value = {
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"192.0.2.1\", \"ipv6\": \"2001:db8:10::1\"}|ipv4|ipv4 192.0.2.1 cannot be an egress address: it is the host's own address (192.0.2.1/24 on uplink)",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"192.0.2.254\", \"ipv6\": \"2001:db8:10::1\"}|ipv4|ipv4 192.0.2.254 cannot be an egress address: it is the gateway of the host's route default via 192.0.2.254 dev uplink",
+        "POST|/v1/apps/a9/pairs|{\"ipv4\": \"10.77.0.2\", \"ipv6\": \"2001:db8:10::1\"}|ipv4|ipv4 10.77.0.2 cannot be an egress address: it is the destination of the host's route 10.77.0.2/32 dev tap-g1",
+        "POST|/v1/apps/a1/pairs|{\"ipv4\": \"203.0.113.77\", \"ipv6\": \"2001:db8:1::1\"}|ipv6|ipv6 2001:db8:1::1 cannot be an egress address: it is the host's own address (2001:db8:1::1/64 on uplink)",
+        "PUT|/v1/machines/m1/egress-ip|{\"ipv4\": \"203.0.113.77\", \"ipv6\": \"2001:db8:1::254\"}|ipv6|ipv6 2001:db8:1::254 cannot be an egress address: it is the gateway of the host's route default via 2001:db8:1::254 dev uplink",
+        "PUT|/v1/machines/m9|{\"app\": \"a1\", \"interface\": \"tap-m9\", \"ipv4\": \"192.0.2.1\"}|ipv4|ipv4 192.0.2.1 cannot be a guest address: it is the host's own address (192.0.2.1/24 on uplink)",
+        "PUT|/v1/machines/m1|{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\", \"ipv6\": \"2001:db8:1::1\"}|ipv6|ipv6 2001:db8:1::1 cannot be a guest address: it is the host's own address (2001:db8:1::1/64 on uplink)"})
+    void anAddressTheHostHoldsOrRoutesIsRefusedAndChangesNothing(final String method, final String uri,
+        final String body, final String field, final String message) throws Exception
+    {
+        setUpHost();
+        kernel.hostAddresses(HostAddresses.of("uplink", HostAddressesTest.lab()));
+        final String state = ok("GET", "/v1/state", null).body().toString();
+        final String file = StateFiles.onDisk(dir);
+        final var plan = kernel.plan();
+        final Answer answer = call(method, uri, body);
+        assertThat(answer.status()).as(answer.body().toString()).isEqualTo(409);
+        assertThat(answer.body().get("error").get("code").asText()).isEqualTo("address_in_use");
+        assertThat(answer.body().get("error").get("field").asText()).isEqualTo(field);
+        assertThat(answer.body().get("error").get("message").asText()).isEqualTo(message);
+        assertThat(ok("GET", "/v1/state", null).body().toString()).isEqualTo(state);
+        assertThat(StateFiles.onDisk(dir)).isEqualTo(file);
+        assertThat(kernel.plan()).isEqualTo(plan);
+    }
+
+    @Test
+    void aPreProvisionedBareAddressAndEgressdsOwnAreStillPairAddresses() throws Exception
+    {
+        setUpHost();
+        kernel.hostAddresses(HostAddresses.of("uplink", HostAddressesTest.lab()));
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.50\", \"ipv6\": \"2001:db8:10::50\"}");
+        ok("PUT", "/v1/machines/m2/egress-ip", "{\"ipv4\": \"203.0.113.60\", \"ipv6\": \"2001:db8:10::60\"}");
+        // 203.0.113.10 is egressd's own on the uplink (it is a1's pair): repeating the request is harmless.
+        ok("POST", "/v1/apps/a1/pairs", "{\"ipv4\": \"203.0.113.10\", \"ipv6\": \"2001:db8::10\"}");
+        ok("PUT", "/v1/machines/m1", "{\"app\": \"a1\", \"interface\": \"tap-m1\", \"ipv4\": \"10.77.0.2\","
+            + " \"ipv6\": \"fd77::2\"}");
     }
 
     @Test

@@ -93,6 +93,101 @@ class DaemonIT extends DaemonLabTest
 
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void anAddressTheHostHoldsOrRoutesIsRefusedAndAPreProvisionedOneStillServes() throws Exception
+    {
+        start(Lab.tagged("refuse", 1));
+        api.put("/v1/apps/shop", "{\"fail_closed\": true}").ok();
+        final String state = stateWithoutHealth();
+        final String addresses = uplink();
+        // the host's own addresses, its gateways (the lab's destination namespace on the uplink's link) and the
+        // destination of its route to a guest
+        final String[][] refused = {
+            {"192.0.2.1", "2001:db8:10::1", "ipv4", "the host's own address (192.0.2.1/24 on uplink)"},
+            {"203.0.113.1", "2001:db8:1::1", "ipv6", "the host's own address (2001:db8:1::1/64 on uplink)"},
+            {"192.0.2.254", "2001:db8:10::1", "ipv4", "the gateway of the host's route default via 192.0.2.254 dev "
+                + "uplink"},
+            {"203.0.113.1", "2001:db8:1::254", "ipv6", "the gateway of the host's route default via 2001:db8:1::254 "
+                + "dev uplink"},
+            {"10.77.0.2", "2001:db8:10::1", "ipv4", "the destination of the host's route 10.77.0.2/32 dev tap-g1"},
+            {"203.0.113.1", "fd77::2", "ipv6", "the destination of the host's route fd77::2/128 dev tap-g1"}};
+        final StringBuilder figures = new StringBuilder("addresses that are the host's:");
+        for (final String[] r : refused)
+        {
+            final Response answer = api.post("/v1/apps/shop/pairs", addresses(new String[] {r[0], r[1]}));
+            assertThat(answer.status()).as(answer.text()).isEqualTo(409);
+            assertThat(answer.json().at("/error/code").asText()).isEqualTo("address_in_use");
+            assertThat(answer.json().at("/error/field").asText()).isEqualTo(r[2]);
+            assertThat(answer.json().at("/error/message").asText()).endsWith("cannot be an egress address: it is "
+                + r[3]);
+            figures.append("\n  pair ").append(r[0]).append(' ').append(r[1]).append(" -> ").append(answer.status())
+                .append(' ').append(answer.json().at("/error/message").asText());
+        }
+        final Response guest = api.put("/v1/machines/m9", "{\"app\": \"shop\", \"interface\": \"tap-g1\","
+            + " \"ipv4\": \"192.0.2.1\"}");
+        assertThat(guest.status()).as(guest.text()).isEqualTo(409);
+        assertThat(guest.json().at("/error/field").asText()).isEqualTo("ipv4");
+        figures.append("\n  guest 192.0.2.1 -> ").append(guest.status()).append(' ')
+            .append(guest.json().at("/error/message").asText());
+        assertThat(stateWithoutHealth()).as("nothing changed").isEqualTo(state);
+        assertThat(uplink()).isEqualTo(addresses);
+
+        // what an operator pre-provisions (a cloud's secondary address) is still a pair address, and stays
+        lab.must("host", "ip", "addr", "add", C[0] + "/32", "dev", "uplink");
+        lab.must("host", "ip", "-6", "addr", "add", C[1] + "/128", "dev", "uplink", "nodad");
+        api.post("/v1/apps/shop/pairs", pair(C)).ok();
+        assertThat(putMachine("m1", "shop", 1).ok().json().at("/egress/ipv4").asText()).isEqualTo(C[0]);
+        final ClientResult seen = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        assertThat(seen.seenIp()).isEqualTo(C[0]);
+        api.delete("/v1/apps/shop/pairs/" + C[0]).ok();
+        assertThat(uplink()).as("not egressd's: never removed").contains(C[0] + "/32", C[1] + "/128");
+        figures.append("\n  pre-provisioned ").append(C[0]).append(" accepted, the guest left from ").append(seen)
+            .append(", still on the uplink after the release");
+        report(figures.toString());
+    }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aFailClosedAppWhosePairsAllFailToRestoreKeepsItsGuestRefusedNotMasqueraded() throws Exception
+    {
+        start(Lab.tagged("refuse", 1));
+        api.put("/v1/apps/shop", "{\"fail_closed\": true}").ok();
+        api.post("/v1/apps/shop/pairs", pair(A)).ok();
+        putMachine("m1", "shop", 1).ok();
+        assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp()).isEqualTo(A[0]);
+        // A clean stop writes the whole state as one snapshot (nothing left in the journal).
+        daemon.stop();
+        // The pair no longer restores (an IPv6 link-local address, which an older egressd accepted).
+        final java.nio.file.Path file = workDir.resolve("state").resolve("state.json");
+        final String was = Files.readString(file);
+        assertThat(was).contains("\"" + A[1] + "\"");
+        Files.writeString(file, was.replace("\"" + A[1] + "\"", "\"fe80::10\""));
+        Files.deleteIfExists(workDir.resolve("state").resolve("journal"));
+        daemon.start();
+
+        final JsonNode egress = api.get("/v1/machines/m1").ok().json().get("egress");
+        assertThat(egress.get("scope").asText()).isEqualTo("pending");
+        assertThat(egress.get("reason").asText()).startsWith("the egress pairs of app shop could not be restored");
+        assertThat(api.get("/v1/apps/shop").ok().json().get("pairs_lost").asBoolean()).isTrue();
+        final long unmapped = counter("unmapped4");
+        final int seenBefore = lab.destination().log().size();
+        final List<ClientResult> meanwhile = lab.guest(1).client("tcp", DST4, 80, 2, 0, "--timeout", "2");
+        assertThat(meanwhile).allSatisfy(r -> assertThat(r.ok()).as("refused, never masqueraded: %s", r).isFalse());
+        assertThat(lab.destination().log()).as("nothing reached the destination").hasSize(seenBefore);
+        assertThat(counter("unmapped4")).as("counted as unmapped").isGreaterThan(unmapped);
+        assertThat(kernelFacts(1)).containsEntry("static4", true).containsEntry("snat4", false);
+
+        // a pair is back: the guest leaves from it
+        api.post("/v1/apps/shop/pairs", pair(B)).ok();
+        assertThat(api.get("/v1/machines/m1").ok().json().at("/egress/scope").asText()).isEqualTo("app");
+        assertThat(api.get("/v1/apps/shop").ok().json().has("pairs_lost")).isFalse();
+        final ClientResult back = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
+        assertThat(back.seenIp()).isEqualTo(B[0]);
+        report("fail-closed app whose pair did not restore: m1 " + egress.get("scope").asText() + ", guest flows "
+            + meanwhile + ", unmapped4 +" + (counter("unmapped4") - unmapped) + "; pair B added: left from " + back);
+    }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void machinesCreatedThroughTheApiLeaveFromTheRightAddresses() throws Exception
     {
         // 4 slots per pair so the "65th machine" is the 5th

@@ -57,12 +57,28 @@ public final class Lab implements LabNetwork, AutoCloseable
      */
     public static Lab create(final int guests, final String... extraTools) throws IOException
     {
+        return tagged("e", guests, extraTools);
+    }
+
+    /**
+     * As {@link #create}, with a prefix that starts with a tag ({@code <tag><random>}, 8 characters at most, as
+     * {@code scripts/lab} wants), so that one suite's namespaces can be told apart from another's.
+     *
+     * @param tag        1-6 lower-case letters.
+     * @param guests     the number of guests.
+     * @param extraTools further tools the test needs.
+     * @return the running lab; close it.
+     * @throws IOException if the lab cannot be built (it is removed again).
+     */
+    public static Lab tagged(final String tag, final int guests, final String... extraTools) throws IOException
+    {
         Requirements.lab(extraTools);
         String prefix;
         do
         {
             // short and random: concurrent builds and other people's labs keep other prefixes
-            prefix = "e" + Integer.toString(ThreadLocalRandom.current().nextInt(36 * 36 * 36), 36);
+            final int random = "e".equals(tag) ? 3 : 8 - tag.length();
+            prefix = tag + Integer.toString(ThreadLocalRandom.current().nextInt((int)Math.pow(36, random)), 36);
         }
         while (Files.exists(Path.of("/run/netns", prefix + "-host")));
         final Lab lab = new Lab(prefix, guests, Requirements.projectDir(),

@@ -32,7 +32,21 @@ public final class LabNamespace implements AutoCloseable
      */
     public static LabNamespace create() throws IOException
     {
-        final String name = "egr-" + Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xFFFFFFFFFL);
+        return create(null);
+    }
+
+    /**
+     * Creates {@code egr-<tag>-<random>} with lo up, so that the namespaces of one test or one suite can be told
+     * apart (and never collide with another's).
+     *
+     * @param tag a short tag, or null for none.
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace create(final String tag) throws IOException
+    {
+        final String name = "egr-" + (tag == null ? "" : tag + "-")
+            + Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xFFFFFFFFFL);
         run("ip", "netns", "add", name);
         final LabNamespace ns = new LabNamespace(name);
         try
@@ -56,7 +70,19 @@ public final class LabNamespace implements AutoCloseable
      */
     public static LabNamespace withUplink() throws IOException
     {
-        final LabNamespace ns = create();
+        return withUplink(null);
+    }
+
+    /**
+     * As {@link #withUplink()}, named as {@link #create(String)}.
+     *
+     * @param tag a short tag, or null for none.
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace withUplink(final String tag) throws IOException
+    {
+        final LabNamespace ns = create(tag);
         try
         {
             ns.ip("link", "add", "uplink", "type", "veth", "peer", "name", "upeer");

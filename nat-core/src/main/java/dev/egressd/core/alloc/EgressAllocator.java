@@ -49,7 +49,9 @@ import java.util.TreeMap;
  *       the app has a free block other than 0 ({@link SlotAllocator#place});</li>
  *   <li>else, if the app has pairs (all full or drained): {@link Scope#PENDING} when the app is fail-closed (the
  *       default), {@link Scope#HOST} with a reason saying it fell back when the app opted out;</li>
- *   <li>else (the app has no pair): {@link Scope#HOST}, masqueraded to the host address.</li>
+ *   <li>else (the app has no pair): {@link Scope#HOST}, masqueraded to the host address; except
+ *       {@link Scope#PENDING} for a fail-closed app whose pairs a restore lost ({@link #holdClosed}), or a machine
+ *       of one whose machine-scoped pair a restore lost ({@link #holdMachineClosed}), until a pair is back.</li>
  * </ol>
  * Machines in the last two states wait in a first-come-first-served queue per app and are placed as soon as a
  * slot frees, a pair is added or undrained, or a machine-scoped pair is promoted. So the queue is non-empty only
@@ -108,6 +110,11 @@ public final class EgressAllocator
         final String id;
         final int index;
         boolean failClosed = true;
+        /**
+         * Pairs of this fail-closed app were lost by a restore ({@link #holdClosed(String)}): while it has no pair,
+         * its machines are refused rather than masqueraded. Cleared by the next pair added to it, or by opting out.
+         */
+        boolean pairsLost;
         final TreeMap<Ipv4Address, Pair> pairs = new TreeMap<>();
         final LinkedHashSet<Node> waiting = new LinkedHashSet<>();
 
@@ -172,6 +179,8 @@ public final class EgressAllocator
         How how;
         EgressPair scoped;
         String reason;
+        /** Its machine-scoped pair was lost by a restore ({@link #holdMachineClosed}); cleared once it has a pair. */
+        boolean pairLost;
 
         Node(final Machine machine, final int handle)
         {
@@ -334,6 +343,69 @@ public final class EgressAllocator
         begin();
         final App app = ensureApp(appId);
         app.failClosed = failClosed;
+        if (!failClosed)
+        {
+            // Opting out is the operator's word that the app's machines may leave from the host address.
+            app.pairsLost = false;
+            for (final Node node : app.waiting)
+            {
+                node.pairLost = false;
+            }
+        }
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Keeps a fail-closed app's machines refused while it has no pair, because a restore lost its pairs (they were
+     * in the state file but could not be restored): they were meant to leave from a static address, so they must
+     * not fall back to the host address behind the operator's back (docs/design.md, invariant 3). Without this an
+     * app with no pair masquerades its machines (rule 3). It ends when a pair is added to the app (or promoted into
+     * it), or when the app opts out of fail-closed; it does nothing for an app that is not fail-closed.
+     *
+     * @param appId the app (field {@code app}).
+     * @return the outcome; the app's machines without a pair become PENDING.
+     */
+    public Outcome holdClosed(final String appId)
+    {
+        final App app = apps.get(appId);
+        if (app == null)
+        {
+            return new Refusal(Reason.UNKNOWN_APP, "app", "app " + appId + " does not exist");
+        }
+        if (app.pairsLost || !app.failClosed)
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        app.pairsLost = true;
+        settle(app);
+        return finish();
+    }
+
+    /**
+     * Keeps one machine of a fail-closed app refused while it has no pair, because a restore lost its
+     * machine-scoped pair (as {@link #holdClosed(String)} for an app's pairs, but for this machine alone: the app's
+     * other machines keep masquerading if they did). It ends once the machine has a pair again (machine-scoped, or
+     * a slot on a pair of its app), or when the app opts out. Nothing happens to a machine that has a pair.
+     *
+     * @param machineId the machine (field {@code machine}).
+     * @return the outcome.
+     */
+    public Outcome holdMachineClosed(final String machineId)
+    {
+        final Node node = machines.get(machineId);
+        if (node == null)
+        {
+            return unknownMachine(machineId);
+        }
+        final App app = apps.get(node.machine.app());
+        if (node.pairLost || !app.failClosed || node.scoped != null || node.slot != SlotAllocator.NONE)
+        {
+            return Done.NOTHING;
+        }
+        begin();
+        node.pairLost = true;
         settle(app);
         return finish();
     }
@@ -512,6 +584,10 @@ public final class EgressAllocator
             return finish();
         }
         final boolean sameApp = oldApp == app;
+        if (!sameApp)
+        {
+            existing.pairLost = false;
+        }
         if (existing.slot != SlotAllocator.NONE)
         {
             if (!sameApp || (pin != null && pin != existing.pair))
@@ -960,9 +1036,24 @@ public final class EgressAllocator
      * @param machine           the machine record.
      * @param egress            which address it leaves from and why.
      * @param machineScopedPair its machine-scoped pair, or null.
+     * @param pairLost          a restore lost its machine-scoped pair and it is held closed ({@link #holdMachineClosed}).
      */
-    public record MachineView(int handle, Machine machine, Egress egress, EgressPair machineScopedPair)
+    public record MachineView(int handle, Machine machine, Egress egress, EgressPair machineScopedPair,
+        boolean pairLost)
     {
+        /**
+         * A machine not held closed.
+         *
+         * @param handle            the handle.
+         * @param machine           the machine record.
+         * @param egress            its egress.
+         * @param machineScopedPair its machine-scoped pair, or null.
+         */
+        public MachineView(final int handle, final Machine machine, final Egress egress,
+            final EgressPair machineScopedPair)
+        {
+            this(handle, machine, egress, machineScopedPair, false);
+        }
     }
 
     /**
@@ -1003,9 +1094,25 @@ public final class EgressAllocator
      * @param pairs      its pairs' IPv4 addresses, in address order.
      * @param freeSlots  free slots on its non-drained pairs (slots other hosts hold are not free).
      * @param waiting    ids of its PENDING or HOST machines, first come first.
+     * @param pairsLost  a restore lost its pairs and it is held closed until a pair is added ({@link #holdClosed}).
      */
-    public record AppView(String id, boolean failClosed, List<Ipv4Address> pairs, int freeSlots, List<String> waiting)
+    public record AppView(String id, boolean failClosed, List<Ipv4Address> pairs, int freeSlots, List<String> waiting,
+        boolean pairsLost)
     {
+        /**
+         * An app not held closed.
+         *
+         * @param id         the app id.
+         * @param failClosed fail-closed.
+         * @param pairs      its pairs.
+         * @param freeSlots  its free slots.
+         * @param waiting    its waiting machines.
+         */
+        public AppView(final String id, final boolean failClosed, final List<Ipv4Address> pairs, final int freeSlots,
+            final List<String> waiting)
+        {
+            this(id, failClosed, pairs, freeSlots, waiting, false);
+        }
     }
 
     /**
@@ -1120,7 +1227,7 @@ public final class EgressAllocator
                 waiting.add(node.id());
             }
             views.add(new AppView(app.id, app.failClosed, List.copyOf(app.pairs.keySet()),
-                slots.freeSlotsOfApp(app.index), List.copyOf(waiting)));
+                slots.freeSlotsOfApp(app.index), List.copyOf(waiting), app.pairsLost));
         }
         return views;
     }
@@ -1389,6 +1496,7 @@ public final class EgressAllocator
             pairsByIndex = Arrays.copyOf(pairsByIndex, Math.max(index + 1, pairsByIndex.length * 2));
         }
         final Pair pair = new Pair(egressPair, app, index, layout.blockCount());
+        app.pairsLost = false;
         pairsByIndex[index] = pair;
         app.pairs.put(egressPair.ipv4(), pair);
         pairsByIpv4.put(egressPair.ipv4(), pair);
@@ -1448,6 +1556,7 @@ public final class EgressAllocator
     private void scope(final Node node, final EgressPair pair)
     {
         touch(node);
+        node.pairLost = false;
         node.scoped = pair;
         node.scope = Scope.MACHINE;
         node.pair = null;
@@ -1529,6 +1638,7 @@ public final class EgressAllocator
             throw new IllegalStateException("no slot on " + pair.pair.ipv4() + " after checking it had room");
         }
         touch(node);
+        node.pairLost = false;
         final int block = SlotAllocator.blockOf(slot);
         node.scope = Scope.APP;
         node.pair = pair;
@@ -1611,6 +1721,14 @@ public final class EgressAllocator
         for (final Node node : app.waiting)
         {
             touch(node);
+            if (pairCount == 0 && app.failClosed && (app.pairsLost || node.pairLost))
+            {
+                node.scope = Scope.PENDING;
+                node.reason = (app.pairsLost ? "the egress pairs of app " + app.id : "the machine-scoped pair of machine "
+                    + node.id()) + " could not be restored from the state file: pending (fail-closed), its traffic is "
+                    + "refused until a pair is added";
+                continue;
+            }
             if (pairCount == 0)
             {
                 node.scope = Scope.HOST;
@@ -1691,7 +1809,7 @@ public final class EgressAllocator
 
     private MachineView viewOf(final Node node)
     {
-        return new MachineView(node.handle, node.machine, egressOf(node), node.scoped);
+        return new MachineView(node.handle, node.machine, egressOf(node), node.scoped, node.pairLost);
     }
 
     private Egress egressOf(final Node node)
