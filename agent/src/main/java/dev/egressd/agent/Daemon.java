@@ -112,7 +112,8 @@ public final class Daemon
     public void start() throws Exception
     {
         final long t0 = System.nanoTime();
-        store = new StateStore(config.stateDir());
+        // compaction snapshots on their own thread: a change never waits for the whole state to be written
+        store = new StateStore(config.stateDir()).snapshotsInBackground();
         store.lock();
         final StateStore.Loaded loaded = store.load();
         final DesiredState state = loaded.state() != null ? loaded.state()
