@@ -62,6 +62,13 @@ public final class NftKernel implements Kernel, AutoCloseable
     private volatile String arpSysctls;
     /** The pace of deep checks set when the parts are opened. */
     private final int deepCheckFactor;
+    /** A reading handle ({@link #reader()}): applies nothing, raises no sysctl. */
+    private final boolean readOnly;
+    /**
+     * A reading handle's shallow read takes what each per-guest IPv6 chain holds from what it last read there; set
+     * when the writing handle changed such a chain, so the next read is deep ({@link #written}).
+     */
+    private volatile boolean chainsWritten;
     /** The thread that opened the parts; null until then. */
     private Thread owner;
     private LibNftablesClient client;
@@ -89,16 +96,48 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public NftKernel(final DataplaneConfig config, final AddressDevice pairDevice)
     {
-        this(config, pairDevice, LoopbackArp.PROC, DEEP_CHECK_FACTOR);
+        this(config, pairDevice, LoopbackArp.PROC, DEEP_CHECK_FACTOR, false);
     }
 
     private NftKernel(final DataplaneConfig config, final AddressDevice pairDevice,
-        final LoopbackArp.Sysctls sysctls, final int deepCheckFactor)
+        final LoopbackArp.Sysctls sysctls, final int deepCheckFactor, final boolean readOnly)
     {
         this.config = config;
         this.pairDevice = pairDevice;
         this.sysctls = sysctls;
         this.deepCheckFactor = deepCheckFactor;
+        this.readOnly = readOnly;
+    }
+
+    /**
+     * Opens a second kernel on the calling thread, in its network namespace, for the reconcile's reads and checks
+     * (its own nft context and rtnetlink socket, paced as this one): it applies nothing ({@link #apply} throws) and
+     * leaves the ARP sysctls to this one. Its {@link #ensureTable()} still creates or repairs the table's fixed
+     * part: one nft transaction of chains and rules that keeps every set's elements, so it commutes with this
+     * kernel's element changes. Close it on its thread.
+     *
+     * @return the reading kernel.
+     * @throws KernelException if the nft context or the netlink socket cannot be opened.
+     */
+    @Override
+    public NftKernel reader() throws KernelException
+    {
+        final NftKernel reader = new NftKernel(config, pairDevice, sysctls, deepCheckFactor, true);
+        reader.parts();
+        return reader;
+    }
+
+    @Override
+    public void written(final List<PlanChange> changes)
+    {
+        for (final PlanChange change : changes)
+        {
+            if (change.element() instanceof PlanElement.Snat6)
+            {
+                chainsWritten = true;
+                return;
+            }
+        }
     }
 
     /**
@@ -127,7 +166,7 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public static NftKernel open(final DataplaneConfig config, final AddressDevice pairDevice) throws KernelException
     {
-        final NftKernel kernel = new NftKernel(config, pairDevice, LoopbackArp.PROC, 0);
+        final NftKernel kernel = new NftKernel(config, pairDevice, LoopbackArp.PROC, 0, false);
         kernel.parts();
         return kernel;
     }
@@ -185,7 +224,17 @@ public final class NftKernel implements Kernel, AutoCloseable
         final KernelPlan table;
         try
         {
-            table = parts().read();
+            final NftDataplane parts = parts();
+            if (chainsWritten)
+            {
+                // the writing kernel changed per-guest chains this one would take from its last read
+                chainsWritten = false;
+                table = parts.readFull();
+            }
+            else
+            {
+                table = parts.read();
+            }
         }
         catch (final NftException e)
         {
@@ -284,6 +333,10 @@ public final class NftKernel implements Kernel, AutoCloseable
     @Override
     public void apply(final List<PlanChange> changes) throws KernelException
     {
+        if (readOnly)
+        {
+            throw new IllegalStateException("a reading NftKernel applies nothing");
+        }
         final NftDataplane table = parts();
         final List<PlanElement> toAdd = new ArrayList<>();
         final List<PlanElement> toRemove = new ArrayList<>();
@@ -462,7 +515,7 @@ public final class NftKernel implements Kernel, AutoCloseable
             opened.close();
             throw e;
         }
-        if (pairDevice == AddressDevice.LO)
+        if (pairDevice == AddressDevice.LO && !readOnly)
         {
             // Before any address goes on lo. Not fatal: under a unit that hides or freezes /proc/sys the operator
             // sets them (docs/region.md); the health and egressctl check say whether they are right.
