@@ -27,7 +27,8 @@ import org.slf4j.LoggerFactory;
  * thread that opened them and are not thread-safe, so every call must come from that thread (the control loop's;
  * in tests a {@code NetNamespace} thread); any other thread gets an {@link IllegalStateException}. The daemon's
  * kernel ({@link #NftKernel(DataplaneConfig)}) is opened by its first call, on the loop's thread; {@link #open}
- * opens one at once on the calling thread.
+ * opens one at once on the calling thread; {@link #reader()} opens a second, read-only one on the calling thread
+ * (the reconcile's reader) for the same table.
  *
  * <p><strong>Order of an apply</strong> (why: addresses go through rtnetlink, outside the nft transaction, so
  * their order against it is visible to packets):

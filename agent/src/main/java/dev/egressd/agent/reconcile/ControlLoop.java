@@ -29,7 +29,9 @@ import java.util.function.LongSupplier;
 
 /**
  * The daemon's single writer: every mutation, query and reconcile runs on one executor thread, so the allocator,
- * the kernel handles and the state file need no locks (docs/design.md, "The control plane").
+ * the kernel handles and the state file need no locks (docs/design.md, "The control plane"). Two things run beside
+ * it without touching its state: the reconcile's reads of the kernel ({@link KernelReads}, with a kernel handle of
+ * their own) and the state's compaction snapshots ({@link StateStore#snapshotsInBackground()}).
  *
  * <p>A mutation: apply it to the allocator (a refusal changes nothing) → put the kernel in line ({@link Reconciler})
  * → persist the state → answer. The answer leaves only after the kernel holds the change (the readiness gate). If

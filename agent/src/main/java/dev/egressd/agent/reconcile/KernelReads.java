@@ -53,6 +53,8 @@ final class KernelReads
     private ExecutorService owned;
     /** The reading handle: opened on the reader thread at its first read; the writer's own when reads are inline. */
     private volatile Kernel handle;
+    /** Whether the last counter reading failed (logged once until one succeeds). Reader thread only. */
+    private boolean countersFailing;
     /** Whether a read is out; loop thread only. */
     private boolean inFlight;
 
@@ -145,8 +147,16 @@ final class KernelReads
             }
             catch (final KernelException | RuntimeException e)
             {
-                counters = null; // CounterTotals keeps the last values and says so
-                LOG.debug("counters: {}", e.toString());
+                counters = null; // the totals keep their last values
+                if (!countersFailing)
+                {
+                    LOG.warn("cannot read the table's counters, metrics keep the last values: {}", e.getMessage());
+                    countersFailing = true;
+                }
+            }
+            if (counters != null)
+            {
+                countersFailing = false;
             }
             return new Result(revision, recreated, actual, nanos, counters, null);
         }

@@ -32,7 +32,19 @@ public final class LabNamespace implements AutoCloseable
      */
     public static LabNamespace create() throws IOException
     {
-        final String name = "egr-" + Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xFFFFFFFFFL);
+        return create("egr");
+    }
+
+    /**
+     * Creates {@code <prefix>-<random>} with lo up.
+     *
+     * @param prefix the name's start (a test's own, so its namespaces are told from others').
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace create(final String prefix) throws IOException
+    {
+        final String name = prefix + "-" + Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xFFFFFFFFFL);
         run("ip", "netns", "add", name);
         final LabNamespace ns = new LabNamespace(name);
         try
@@ -56,7 +68,19 @@ public final class LabNamespace implements AutoCloseable
      */
     public static LabNamespace withUplink() throws IOException
     {
-        final LabNamespace ns = create();
+        return withUplink("egr");
+    }
+
+    /**
+     * As {@link #withUplink()}, named {@code <prefix>-<random>}.
+     *
+     * @param prefix the name's start.
+     * @return the namespace.
+     * @throws IOException if ip fails.
+     */
+    public static LabNamespace withUplink(final String prefix) throws IOException
+    {
+        final LabNamespace ns = create(prefix);
         try
         {
             ns.ip("link", "add", "uplink", "type", "veth", "peer", "name", "upeer");
