@@ -112,7 +112,8 @@ public final class Daemon
     public void start() throws Exception
     {
         final long t0 = System.nanoTime();
-        store = new StateStore(config.stateDir());
+        // compaction snapshots on their own thread: a change never waits for the whole state to be written
+        store = new StateStore(config.stateDir()).snapshotsInBackground();
         store.lock();
         final StateStore.Loaded loaded = store.load();
         final DesiredState state = loaded.state() != null ? loaded.state()
@@ -132,6 +133,14 @@ public final class Daemon
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
             System::currentTimeMillis, config.conntrackDrainSeconds(), ledger);
         loop.guestInterfaces(config.guestInterfaces());
+        // the reconcile's reads of the kernel on a thread (and kernel handle) of their own: no change waits behind
+        // one; this thread is in the daemon's network namespace, as the loop's is
+        loop.readsOn(java.util.concurrent.Executors.newSingleThreadExecutor(r ->
+        {
+            final Thread t = new Thread(r, "egressd-reader");
+            t.setDaemon(true);
+            return t;
+        }));
         final RefusalLog refusals = new RefusalLog(RefusalLog.Format.of(config.logFormat()));
         counterWatch = new KernelCounterWatch(refusals);
         // The conntrack subscription is opened here, on the daemon's own thread, so it watches the namespace
@@ -372,6 +381,10 @@ public final class Daemon
         catch (final InterruptedException e)
         {
             Thread.currentThread().interrupt();
+        }
+        if (loop != null)
+        {
+            loop.closeReads();
         }
         if (conntrack != null)
         {

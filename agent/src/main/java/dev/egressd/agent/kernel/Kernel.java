@@ -11,7 +11,8 @@ import java.util.Map;
  * {@link NftKernel} is the real one (nft and rtnetlink); {@link MemoryKernel} the in-memory one ({@code --dry-run},
  * tests).
  *
- * <p>Called from the control loop thread only.
+ * <p>A handle is used from one thread: the control loop's for changes; the reconcile's reads and checks may use a
+ * second handle, opened by {@link #reader()} on the thread that reads (reconcile/KernelReads).
  */
 public interface Kernel
 {
@@ -73,5 +74,30 @@ public interface Kernel
     default HostAddresses hostAddresses()
     {
         return HostAddresses.NONE;
+    }
+
+    /**
+     * Opens a handle on the same kernel for the reconcile's reads and checks ({@link #ensureTable()},
+     * {@link #read()}, {@link #counters()}, {@link #arpSysctls()}), on the calling thread and in its network
+     * namespace, so that a read does not hold up the changes on this handle's thread. It never applies changes.
+     * The default shares this handle: right for a kernel that may be called from two threads (the in-memory one).
+     * A handle that is {@link AutoCloseable} is closed by its opener, on its thread.
+     *
+     * @return the reading handle.
+     * @throws KernelException if it cannot be opened.
+     */
+    default Kernel reader() throws KernelException
+    {
+        return this;
+    }
+
+    /**
+     * Told, on a reading handle and from the writer's thread, the changes the writing handle just applied: a reader
+     * that infers part of what it reads from what it last saw (nft's per-guest IPv6 chains) must look again.
+     *
+     * @param changes the changes applied.
+     */
+    default void written(final List<PlanChange> changes)
+    {
     }
 }

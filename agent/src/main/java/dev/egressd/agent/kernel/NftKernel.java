@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicReference;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,7 +30,8 @@ import org.slf4j.LoggerFactory;
  * thread that opened them and are not thread-safe, so every call must come from that thread (the control loop's;
  * in tests a {@code NetNamespace} thread); any other thread gets an {@link IllegalStateException}. The daemon's
  * kernel ({@link #NftKernel(DataplaneConfig)}) is opened by its first call, on the loop's thread; {@link #open}
- * opens one at once on the calling thread.
+ * opens one at once on the calling thread; {@link #reader()} opens a second, read-only one on the calling thread
+ * (the reconcile's reader) for the same table.
  *
  * <p><strong>Order of an apply</strong> (why: addresses go through rtnetlink, outside the nft transaction, so
  * their order against it is visible to packets):
@@ -64,6 +66,13 @@ public final class NftKernel implements Kernel, AutoCloseable
     private volatile String arpSysctls;
     /** The pace of deep checks set when the parts are opened. */
     private final int deepCheckFactor;
+    /** A reading handle ({@link #reader()}): applies nothing, raises no sysctl. */
+    private final boolean readOnly;
+    /**
+     * A reading handle's shallow read takes what each per-guest IPv6 chain holds from what it last read there; set
+     * when the writing handle changed such a chain, so the next read is deep ({@link #written}).
+     */
+    private volatile boolean chainsWritten;
     /** The thread that opened the parts; null until then. */
     private Thread owner;
     private LibNftablesClient client;
@@ -71,8 +80,12 @@ public final class NftKernel implements Kernel, AutoCloseable
     private UplinkAddresses addresses;
     /** The reader of the host's own addresses and routes; opened by the first read. */
     private RtnetlinkHost host;
-    /** The host's own addresses as the last refresh found them; NONE until the first. */
-    private volatile HostAddresses hostAddresses = HostAddresses.NONE;
+    /**
+     * The host's own addresses as the last refresh found them; NONE until the first. Shared with the handles
+     * {@link #reader()} opens: the reconcile's reads, which refresh it, run on a reader's handle, while the API asks
+     * the writing handle.
+     */
+    private final AtomicReference<HostAddresses> hostAddresses;
     /** When the host's addresses were last read (System.nanoTime), so reads right after a change reuse them. */
     private long hostReadNanos;
     /** Why the last read of the host's addresses failed, or null when it worked. */
@@ -106,16 +119,52 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public NftKernel(final DataplaneConfig config, final AddressDevice pairDevice)
     {
-        this(config, pairDevice, LoopbackArp.PROC, DEEP_CHECK_FACTOR);
+        this(config, pairDevice, LoopbackArp.PROC, DEEP_CHECK_FACTOR, false,
+            new AtomicReference<>(HostAddresses.NONE));
     }
 
     private NftKernel(final DataplaneConfig config, final AddressDevice pairDevice,
-        final LoopbackArp.Sysctls sysctls, final int deepCheckFactor)
+        final LoopbackArp.Sysctls sysctls, final int deepCheckFactor, final boolean readOnly,
+        final AtomicReference<HostAddresses> hostAddresses)
     {
+        this.hostAddresses = hostAddresses;
         this.config = config;
         this.pairDevice = pairDevice;
         this.sysctls = sysctls;
         this.deepCheckFactor = deepCheckFactor;
+        this.readOnly = readOnly;
+    }
+
+    /**
+     * Opens a second kernel on the calling thread, in its network namespace, for the reconcile's reads and checks
+     * (its own nft context and rtnetlink socket, paced as this one): it applies nothing ({@link #apply} throws) and
+     * leaves the ARP sysctls to this one. Its {@link #ensureTable()} still creates or repairs the table's fixed
+     * part: one nft transaction of chains and rules that keeps every set's elements, so it commutes with this
+     * kernel's element changes. Close it on its thread.
+     *
+     * @return the reading kernel.
+     * @throws KernelException if the nft context or the netlink socket cannot be opened.
+     */
+    @Override
+    public NftKernel reader() throws KernelException
+    {
+        final NftKernel reader = new NftKernel(config, pairDevice, sysctls, deepCheckFactor, true,
+            hostAddresses);
+        reader.parts();
+        return reader;
+    }
+
+    @Override
+    public void written(final List<PlanChange> changes)
+    {
+        for (final PlanChange change : changes)
+        {
+            if (change.element() instanceof PlanElement.Snat6)
+            {
+                chainsWritten = true;
+                return;
+            }
+        }
     }
 
     /**
@@ -144,7 +193,8 @@ public final class NftKernel implements Kernel, AutoCloseable
      */
     public static NftKernel open(final DataplaneConfig config, final AddressDevice pairDevice) throws KernelException
     {
-        final NftKernel kernel = new NftKernel(config, pairDevice, LoopbackArp.PROC, 0);
+        final NftKernel kernel = new NftKernel(config, pairDevice, LoopbackArp.PROC, 0, false,
+            new AtomicReference<>(HostAddresses.NONE));
         kernel.parts();
         return kernel;
     }
@@ -202,7 +252,17 @@ public final class NftKernel implements Kernel, AutoCloseable
         final KernelPlan table;
         try
         {
-            table = parts().read();
+            final NftDataplane parts = parts();
+            if (chainsWritten)
+            {
+                // the writing kernel changed per-guest chains this one would take from its last read
+                chainsWritten = false;
+                table = parts.readFull();
+            }
+            else
+            {
+                table = parts.read();
+            }
         }
         catch (final NftException e)
         {
@@ -229,7 +289,7 @@ public final class NftKernel implements Kernel, AutoCloseable
     @Override
     public HostAddresses hostAddresses()
     {
-        return hostAddresses;
+        return hostAddresses.get();
     }
 
     /**
@@ -247,7 +307,7 @@ public final class NftKernel implements Kernel, AutoCloseable
             throw new KernelException(KernelException.Source.RTNETLINK, "the host's addresses and routes could not be "
                 + "read: " + hostReadFailure.getMessage(), hostReadFailure);
         }
-        return hostAddresses;
+        return hostAddresses.get();
     }
 
     /**
@@ -271,7 +331,7 @@ public final class NftKernel implements Kernel, AutoCloseable
             final RtnetlinkHost.Snapshot read = now ? host.read() : host.readIfChanged();
             if (read != null)
             {
-                hostAddresses = HostAddresses.of(config.uplink(), read);
+                hostAddresses.set(HostAddresses.of(config.uplink(), read));
             }
             if (hostReadFailure != null)
             {
@@ -373,6 +433,10 @@ public final class NftKernel implements Kernel, AutoCloseable
     @Override
     public void apply(final List<PlanChange> changes) throws KernelException
     {
+        if (readOnly)
+        {
+            throw new IllegalStateException("a reading NftKernel applies nothing");
+        }
         final NftDataplane table = parts();
         final List<PlanElement> toAdd = new ArrayList<>();
         final List<PlanElement> toRemove = new ArrayList<>();
@@ -555,7 +619,7 @@ public final class NftKernel implements Kernel, AutoCloseable
             opened.close();
             throw e;
         }
-        if (pairDevice == AddressDevice.LO)
+        if (pairDevice == AddressDevice.LO && !readOnly)
         {
             // Before any address goes on lo. Not fatal: under a unit that hides or freezes /proc/sys the operator
             // sets them (docs/region.md); the health and egressctl check say whether they are right.

@@ -128,6 +128,17 @@ public final class NetNamespace implements AutoCloseable
     }
 
     /**
+     * The namespace's thread as an executor, for a task that must run there without the caller waiting (a second
+     * thread of a loop, such as its reader). Shut down by {@link #close()}.
+     *
+     * @return the executor.
+     */
+    public ExecutorService executor()
+    {
+        return thread;
+    }
+
+    /**
      * The namespace name.
      *
      * @return the name.

@@ -30,7 +30,9 @@ import java.util.function.LongSupplier;
 
 /**
  * The daemon's single writer: every mutation, query and reconcile runs on one executor thread, so the allocator,
- * the kernel handles and the state file need no locks (docs/design.md, "The control plane").
+ * the kernel handles and the state file need no locks (docs/design.md, "The control plane"). Two things run beside
+ * it without touching its state: the reconcile's reads of the kernel ({@link KernelReads}, with a kernel handle of
+ * their own) and the state's compaction snapshots ({@link StateStore#snapshotsInBackground()}).
  *
  * <p>A mutation: apply it to the allocator (a refusal changes nothing) → put the kernel in line ({@link Reconciler})
  * → persist the state → answer. The answer leaves only after the kernel holds the change (the readiness gate). If
@@ -46,7 +48,8 @@ import java.util.function.LongSupplier;
  * Mutations are grouped only with a ledger that allows it ({@link Ledger#groupsMutations()}).
  *
  * <p>The desired plan is the allocator's plus the {@link RecoveredElements} not yet claimed plus the
- * {@link DrainingAddresses}; the {@link Reconciler} also repairs drift once a second ({@link #reconcile()}).
+ * {@link DrainingAddresses}; the {@link Reconciler} also repairs drift once a second ({@link #reconcile()}), from a
+ * read that runs off the loop thread once {@link #readsOn} is set ({@link KernelReads}).
  */
 public final class ControlLoop implements LoopStats
 {
@@ -88,6 +91,7 @@ public final class ControlLoop implements LoopStats
     private final LongSupplier nanoTime;
     private final RecoveredElements recovered;
     private final DrainingAddresses draining;
+    private final KernelReads reads;
     private final Reconciler reconciler;
     private final MonitorFeed monitor = new MonitorFeed();
     private final Ledger ledger;
@@ -127,7 +131,8 @@ public final class ControlLoop implements LoopStats
         this.executor = executor;
         this.nanoTime = nanoTime;
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
-        this.reconciler = new Reconciler(kernel, this::desiredPlan, draining, nanoTime);
+        this.reads = new KernelReads(kernel, nanoTime);
+        this.reconciler = new Reconciler(kernel, reads, this::desiredPlan, draining, nanoTime);
         this.published = allocator.snapshot();
         this.loaded = loaded;
     }
@@ -298,6 +303,24 @@ public final class ControlLoop implements LoopStats
     public void attach(final ConntrackMonitor monitor)
     {
         this.monitor.attach(monitor);
+    }
+
+    /**
+     * Moves the reconcile's reads and checks of the kernel off the loop thread, onto a reader with its own kernel
+     * handle ({@link Kernel#reader()}, opened on that thread at its first read), so no change waits behind a read.
+     * Call before the first {@link #reconcile()}. Without it they run on the loop thread, with the loop's handle.
+     *
+     * @param reader one thread in the loop's network namespace; shut down by {@link #closeReads()}.
+     */
+    public void readsOn(final java.util.concurrent.ExecutorService reader)
+    {
+        reads.onThread(reader, executor);
+    }
+
+    /** Closes the reader's kernel handle on its thread and stops it (at the daemon's stop). */
+    public void closeReads()
+    {
+        reads.close();
     }
 
     /**
@@ -773,7 +796,10 @@ public final class ControlLoop implements LoopStats
         return KernelPlan.of(all);
     }
 
-    /** One reconcile: read the kernel, repair drift, expire drained addresses. Runs on the loop thread. */
+    /**
+     * One reconcile, on the loop thread: starts a read of the kernel (on the reader, see {@link #readsOn}); drift is
+     * repaired and drained addresses expired when its result is back on the loop thread.
+     */
     public void reconcile()
     {
         if (publishStale)
@@ -909,7 +935,7 @@ public final class ControlLoop implements LoopStats
      */
     public String arpSysctls()
     {
-        return kernel.arpSysctls();
+        return reads.arpSysctls();
     }
 
     /**

@@ -24,8 +24,8 @@ import java.util.function.Supplier;
  * which repairs drift, lets drained addresses go, paces the reads by their cost, backs off (1 s doubling to 30 s)
  * on repeated kernel errors and keeps the health.
  *
- * <p>Loop thread only; {@link #health()}, {@link #runs()}, {@link #failures()} and {@link #counters()} are read from
- * any thread.
+ * <p>Loop thread only (the reads of a reconcile run where {@link KernelReads} puts them); {@link #health()},
+ * {@link #runs()}, {@link #failures()} and {@link #counters()} are read from any thread.
  */
 final class Reconciler
 {
@@ -34,6 +34,7 @@ final class Reconciler
     private static final long MAX_BACKOFF = 30 * SECOND;
 
     private final Kernel kernel;
+    private final KernelReads reads;
     private final Supplier<KernelPlan> desired;
     private final DrainingAddresses draining;
     private final LongSupplier nanoTime;
@@ -46,6 +47,10 @@ final class Reconciler
     private long lastReadNanos = Long.MAX_VALUE;
     /** What the kernel held after the last successful read or apply; null when unknown. */
     private KernelPlan lastKnown;
+    /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
+    private long revision;
+    /** The elements (kind|key) the writer changed since the read that is out was started; null when none is. */
+    private Set<String> touchedSinceRead;
 
     private volatile Health health = Health.STARTING;
     private volatile long runs;
@@ -56,15 +61,17 @@ final class Reconciler
     /**
      * Creates the reconciler; it touches the kernel only when asked.
      *
-     * @param kernel   the kernel.
+     * @param kernel   the kernel (the writer's handle).
+     * @param reads    the reconcile's reads (off the writer once {@link KernelReads#onThread} is set).
      * @param desired  the plan the kernel should hold, draining addresses included (computed afresh each call).
      * @param draining the draining addresses: a mutation starts them, a reconcile ends them.
      * @param nanoTime the loop's clock.
      */
-    Reconciler(final Kernel kernel, final Supplier<KernelPlan> desired, final DrainingAddresses draining,
-        final LongSupplier nanoTime)
+    Reconciler(final Kernel kernel, final KernelReads reads, final Supplier<KernelPlan> desired,
+        final DrainingAddresses draining, final LongSupplier nanoTime)
     {
         this.kernel = kernel;
+        this.reads = reads;
         this.desired = desired;
         this.draining = draining;
         this.nanoTime = nanoTime;
@@ -116,10 +123,40 @@ final class Reconciler
         final List<PlanChange> changes = PlanDiff.between(actual, plan);
         if (!changes.isEmpty())
         {
-            kernel.apply(changes);
+            apply(changes);
         }
         lastKnown = plan;
         return changes;
+    }
+
+    /** The writer's every change to the kernel: a new revision, noted for the read that is out. */
+    private void apply(final List<PlanChange> changes) throws KernelException
+    {
+        revision++;
+        if (touchedSinceRead != null)
+        {
+            for (final PlanChange c : changes)
+            {
+                touchedSinceRead.add(key(c));
+            }
+        }
+        kernel.apply(changes);
+        reads.written(changes);
+    }
+
+    private static String key(final PlanChange change)
+    {
+        return change.element().kind() + "|" + change.element().key();
+    }
+
+    /**
+     * The plan's revision: bumped by every list of changes the writer applied or tried to.
+     *
+     * @return the revision.
+     */
+    long revision()
+    {
+        return revision;
     }
 
     /**
@@ -144,37 +181,78 @@ final class Reconciler
         health = new Health(KernelStatus.IN_SYNC, 1, 0, 0, null, null);
     }
 
-    /** One reconcile: read the kernel, repair drift, expire drained addresses. */
+    /**
+     * One reconcile: starts a read of the kernel ({@link KernelReads}, off the writer when it is on a thread of its
+     * own); the diff is taken and drift repaired when its result is back on the loop thread ({@link #readDone}).
+     * Nothing while a read is out, while backing off after failures, or before the pace of the reads allows one.
+     */
     void reconcile()
     {
         final long now = nanoTime.getAsLong();
-        if (health.consecutiveFailures() > 0 && now - nextAttempt < 0 || now - nextRead < 0)
+        if (reads.inFlight() || health.consecutiveFailures() > 0 && now - nextAttempt < 0 || now - nextRead < 0)
         {
             return;
         }
+        touchedSinceRead = new java.util.HashSet<>();
+        if (!reads.start(revision, result -> readDone(result, now)))
+        {
+            touchedSinceRead = null; // the reader is stopped: the daemon is stopping
+        }
+    }
+
+    /**
+     * A read is back, on the loop thread: repair drift, expire drained addresses, keep the health.
+     *
+     * <p>The read saw the kernel as of the revision it was started at; changes applied since then went to the kernel
+     * from this thread, each against what the kernel held then ({@link #sync}). If the revision moved, the diff is
+     * taken only over the elements no change has touched since the read started: for those, the plan and the
+     * kernel are as the read found them (but for someone's hand, which the next read sees). The touched ones were
+     * just written, and are judged by the next read. Dropping the whole read instead would starve the repair under
+     * a steady stream of changes, when every read overlaps one.
+     */
+    private void readDone(final KernelReads.Result read, final long started)
+    {
+        final Set<String> touched = touchedSinceRead;
+        touchedSinceRead = null;
         runs++;
-        final Map<PlanElement, DrainingAddresses.Deadline> expiredDrains = draining.expire(now);
+        final Map<PlanElement, DrainingAddresses.Deadline> expiredDrains = draining.expire(nanoTime.getAsLong());
         final List<PlanElement> expired = new ArrayList<>(expiredDrains.keySet());
         try
         {
-            lastKnown = null;
-            final boolean recreated = kernel.ensureTable();
-            final KernelPlan plan = desired.get();
-            final long readStart = nanoTime.getAsLong();
-            final KernelPlan actual = kernel.read();
+            if (read.failure() != null)
+            {
+                throw read.failure();
+            }
             // A read costs O(table) (at 4,000 machines 0.15 s, and 0.55 s when it is a deep one, at most one in five
-            // reads there): pace the reads so they take about a quarter of the loop thread at most, which mutations
-            // share. By the cheaper of the last two reads, so that one deep read (or the first read of a cold JVM)
-            // does not hold the next shallow one back by four times its own cost. Small hosts read every second.
-            final long readNanos = nanoTime.getAsLong() - readStart;
-            nextRead = readStart + 4 * Math.min(readNanos, lastReadNanos);
+            // reads there): pace the reads so they take about a quarter of a thread at most. By the cheaper of the
+            // last two reads, so that one deep read (or the first read of a cold JVM) does not hold the next shallow
+            // one back by four times its own cost. Small hosts read every second.
+            final long readNanos = read.readNanos();
+            nextRead = started + 4 * Math.min(readNanos, lastReadNanos);
             lastReadNanos = readNanos;
-            final List<PlanChange> changes = PlanDiff.between(actual, plan);
+            final KernelPlan plan = desired.get();
+            final boolean moved = read.revision() != revision;
+            List<PlanChange> changes = PlanDiff.between(read.actual(), plan);
+            if (moved && touched != null && !touched.isEmpty())
+            {
+                final List<PlanChange> untouched = new ArrayList<>(changes.size());
+                for (final PlanChange c : changes)
+                {
+                    if (!touched.contains(key(c)))
+                    {
+                        untouched.add(c);
+                    }
+                }
+                changes = untouched;
+            }
+            final KernelPlan known = lastKnown;
             if (!changes.isEmpty())
             {
-                kernel.apply(changes);
+                lastKnown = null; // unknown until the apply below succeeds
+                apply(changes);
             }
-            lastKnown = plan;
+            // the kernel now holds the plan if the read saw it whole, or if every change since held it too
+            lastKnown = !moved || known != null ? plan : null;
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
             if (changes.size() != drift.size())
@@ -182,6 +260,7 @@ final class Reconciler
                 LOG.info("released drained egress addresses: {}", expired);
             }
             final Health h = health;
+            final boolean recreated = read.recreated();
             if (recreated || !drift.isEmpty())
             {
                 final String repair = (recreated ? "created or repaired the table's fixed part; " : "")
@@ -204,7 +283,7 @@ final class Reconciler
             failures++;
             draining.putBack(expiredDrains); // already due: the next successful reconcile removes them
             failed(e);
-            finished(now, false);
+            finished(started, false);
             return;
         }
         catch (final RuntimeException e)
@@ -212,11 +291,14 @@ final class Reconciler
             failures++;
             LOG.error("reconcile failed", e);
             failed(new KernelException(e.toString(), e));
-            finished(now, false);
+            finished(started, false);
             return;
         }
-        counters.read(kernel);
-        finished(now, true);
+        if (read.counters() != null)
+        {
+            counters.add(read.counters());
+        }
+        finished(started, true);
     }
 
     private void finished(final long started, final boolean ok)

@@ -60,7 +60,23 @@ import java.util.List;
  * (the caller must not undo a change the next start would apply), and the next change writes a snapshot again.
  * A failed append is cut off again, so the journal ends at the last answered change.
  *
- * <p>Not thread-safe: the daemon's control loop is its only writer.
+ * <p><strong>Compaction off the writer.</strong> When the journal is due for compaction, {@link #write} still appends
+ * the change (so it is on disk when the call returns) and hands the state, an immutable value, with the journal's
+ * length at that record, to the snapshot executor ({@link #snapshotsOn}; by default the caller's own thread). There:
+ * (1) the JSON is written to {@code state.json.tmp} and forced; (2) a marker record is appended to the journal and
+ * forced, naming that snapshot by its SHA-256 and the first record it does not hold (the writer kept appending
+ * meanwhile); (3) the temp file is renamed over {@code state.json} and the directory forced; (4) the records the
+ * snapshot does not hold (but the marker) are copied behind a new journal head naming the snapshot, and that journal is renamed over
+ * the old one. Steps 2 and 4 hold the store's lock for a small append or copy; the snapshot's serialisation and its
+ * large fsync do not. A crash at any step loses nothing answered: before step 3 the old snapshot and the whole
+ * journal are read (markers change nothing); between 3 and 4 the journal names the older snapshot, and start-up
+ * replays the records from the one the marker of the snapshot it finds names ({@link #load()}); a journal naming
+ * another snapshot without such a marker is older than the snapshot, which holds all of it (a synchronous
+ * snapshot). The journal is compacted only after the new snapshot is durable. If the background snapshot fails,
+ * the journal keeps growing and a snapshot is tried again a second later.
+ *
+ * <p>One writer: {@link #write}, {@link #snapshot} and {@link #load} are called by the daemon's control loop only;
+ * the background snapshot shares the journal with it under the store's lock.
  */
 public final class StateStore
 {
@@ -126,11 +142,13 @@ public final class StateStore
         .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private FileChannel lockChannel;
 
-    // what is on disk (loop thread only, but for the counters)
+    // what is on disk: written by the writer and by the background snapshot, under this store's lock
     /** The state the snapshot plus the journal hold, or null when unknown (the next write is a snapshot). */
     private DesiredState last;
-    /** Whether the next write must be a snapshot (no journal that follows the snapshot on disk). */
+    /** Whether the next write must be a snapshot (no journal that the next append can go to). */
     private boolean needSnapshot = true;
+    /** Whether a snapshot should be taken in the background after the next append (a start found records). */
+    private boolean snapshotDue;
     private long journalBytes;
     private int journalRecords;
     private long snapshotBytes;
@@ -138,9 +156,31 @@ public final class StateStore
     private volatile long syncs;
     private volatile long bytesWritten;
     private volatile long snapshots;
+    private volatile long snapshotFailures;
+
+    /** Where snapshots due by the journal's size run; the caller's thread unless {@link #snapshotsOn} says. */
+    private java.util.concurrent.Executor snapshotExecutor = Runnable::run;
+    /** The background snapshot in flight, or null; writer thread only. */
+    private java.util.concurrent.CompletableFuture<Void> inFlight;
+    /** No background snapshot is started before this (System.nanoTime) after one failed. */
+    private long retryAt;
+    private boolean retryAtSet;
+    /** Seen at each step of a background snapshot; tests copy the directory there to simulate a crash. */
+    private java.util.function.Consumer<String> steps = step -> { };
+
+    /** The start of a marker record's payload: {@code {"snapshot":"<sha-256>"}}. */
+    private static final byte[] MARKER_PREFIX = "{\"snapshot\":".getBytes(java.nio.charset.StandardCharsets.UTF_8);
 
     /** A journal's first record: which snapshot it follows. */
     record JournalHead(@JsonProperty("journal") int journal, @JsonProperty("base") String base)
+    {
+    }
+
+    /**
+     * A record appended just before a background snapshot is renamed into place: that snapshot holds the journal's
+     * records before index {@code from} (the head is record 0), the ones from there on were appended after it.
+     */
+    record SnapshotMarker(@JsonProperty("snapshot") String snapshot, @JsonProperty("from") int from)
     {
     }
 
@@ -177,6 +217,80 @@ public final class StateStore
     public StateStore(final Path dir)
     {
         this(dir, Clock.systemUTC());
+    }
+
+    /**
+     * Runs the snapshots that compaction makes due on an executor (the daemon: a thread of their own), so a change
+     * never waits for a whole snapshot; without it they run on the writer's thread inside {@link #write}.
+     *
+     * @param executor where they run.
+     * @return this store.
+     */
+    public StateStore snapshotsOn(final java.util.concurrent.Executor executor)
+    {
+        snapshotExecutor = java.util.Objects.requireNonNull(executor, "executor");
+        return this;
+    }
+
+    /**
+     * Runs the snapshots that compaction makes due on a thread of their own ({@code egressd-snapshot}, a daemon
+     * thread that ends when idle).
+     *
+     * @return this store.
+     */
+    public StateStore snapshotsInBackground()
+    {
+        final java.util.concurrent.ThreadPoolExecutor executor = new java.util.concurrent.ThreadPoolExecutor(0, 1,
+            5, java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.LinkedBlockingQueue<>(), r ->
+            {
+                final Thread t = new Thread(r, "egressd-snapshot");
+                t.setDaemon(true);
+                return t;
+            });
+        return snapshotsOn(executor);
+    }
+
+    /**
+     * Sees each step of a background snapshot by name (tests simulate a crash there).
+     *
+     * @param observer told {@code temp-written}, {@code marked}, {@code renamed}, {@code journal-written} (under
+     *                 the store's lock: the observer must not write then) and {@code journal-renamed}.
+     */
+    void observeSteps(final java.util.function.Consumer<String> observer)
+    {
+        steps = observer;
+    }
+
+    /**
+     * Waits for the background snapshot in flight, if any (its failure is logged where it happens, not here).
+     * Writer thread only.
+     */
+    public void awaitSnapshot()
+    {
+        final java.util.concurrent.CompletableFuture<Void> f = inFlight;
+        if (f == null)
+        {
+            return;
+        }
+        try
+        {
+            f.join();
+        }
+        catch (final java.util.concurrent.CompletionException | java.util.concurrent.CancellationException e)
+        {
+            // already logged by the snapshot
+        }
+        inFlight = null;
+    }
+
+    /**
+     * Background snapshots that failed (the journal holds the changes; one is tried again later).
+     *
+     * @return the count.
+     */
+    public long snapshotFailures()
+    {
+        return snapshotFailures;
     }
 
     /**
@@ -322,6 +436,16 @@ public final class StateStore
      */
     public Loaded load() throws IOException
     {
+        awaitSnapshot();
+        synchronized (this)
+        {
+            return loadLocked();
+        }
+    }
+
+    private Loaded loadLocked() throws IOException
+    {
+        snapshotDue = false;
         last = null;
         needSnapshot = true;
         final Path file = file();
@@ -426,20 +550,36 @@ public final class StateStore
         {
             return corrupt(path, "first record: not a journal head of format 1");
         }
+        int from = 1;
         if (!head.base().equals(base))
         {
-            // a crash after a snapshot's rename and before the journal's: the snapshot holds all of it
-            LOG.info("state: {} follows an older snapshot than {}; ignored (the snapshot holds it)", path, file());
-            last = snapshot;
-            return new Loaded(Status.LOADED, snapshot, null, null);
+            final int marker = markerFrom(read.payloads(), base);
+            if (marker < 0)
+            {
+                // a crash after a synchronous snapshot's rename and before the journal's: the snapshot holds it all
+                LOG.info("state: {} follows an older snapshot than {}; ignored (the snapshot holds it)", path,
+                    file());
+                last = snapshot;
+                return new Loaded(Status.LOADED, snapshot, null, null);
+            }
+            // a crash after a background snapshot's rename and before the journal's: the snapshot holds the records
+            // up to its marker, the ones after it were appended while it was written
+            LOG.info("state: {} follows an older snapshot than {}; replaying the {} records written after it", path,
+                file(), read.payloads().size() - marker);
+            from = marker;
         }
         DesiredState state = snapshot;
-        for (int i = 1; i < read.payloads().size(); i++)
+        for (int i = from; i < read.payloads().size(); i++)
         {
+            final byte[] payload = read.payloads().get(i);
+            if (isMarker(payload))
+            {
+                continue; // a background snapshot that was, or was not, renamed into place: changes nothing
+            }
             final StateChange change;
             try
             {
-                change = records.readValue(read.payloads().get(i), StateChange.class);
+                change = records.readValue(payload, StateChange.class);
             }
             catch (final JsonProcessingException e)
             {
@@ -450,7 +590,9 @@ public final class StateStore
         journalBytes = read.valid();
         journalRecords = read.payloads().size() - 1;
         last = state;
-        needSnapshot = journalRecords > 0; // the first write after a start folds the journal into a snapshot
+        needSnapshot = false;
+        // the first write after a start folds the journal into a snapshot (in the background when so set)
+        snapshotDue = journalRecords > 0;
         if (read.torn())
         {
             LOG.warn("state: the last {} bytes of {} are a record torn by a crash (its change was never answered); "
@@ -468,6 +610,37 @@ public final class StateStore
             }
         }
         return new Loaded(Status.LOADED, state, null, null);
+    }
+
+    private static boolean isMarker(final byte[] payload)
+    {
+        return java.util.Arrays.equals(payload, 0, Math.min(payload.length, MARKER_PREFIX.length), MARKER_PREFIX,
+            0, MARKER_PREFIX.length);
+    }
+
+    /** The first record the snapshot {@code sha} does not hold, as its last marker says, or -1 without one. */
+    private int markerFrom(final List<byte[]> payloads, final String sha)
+    {
+        for (int i = payloads.size() - 1; i >= 1; i--)
+        {
+            if (isMarker(payloads.get(i)))
+            {
+                try
+                {
+                    final SnapshotMarker marker = records.readValue(payloads.get(i), SnapshotMarker.class);
+                    if (marker != null && sha.equals(marker.snapshot()) && marker.from() >= 1 && marker.from() <= i)
+                    {
+                        return marker.from();
+                    }
+                }
+                catch (final IOException e)
+                {
+                    LOG.warn("state: record {} of {} looks like a snapshot marker but is not one ({})", i, journal(),
+                        e.toString());
+                }
+            }
+        }
+        return -1;
     }
 
     private Loaded corrupt(final Path bad, final String problem) throws IOException
@@ -516,8 +689,12 @@ public final class StateStore
      */
     public void write(final DesiredState state) throws IOException
     {
-        if (needSnapshot || last == null || journalRecords >= compactRecords
-            || journalBytes >= Math.max(MIN_JOURNAL_BYTES, snapshotBytes))
+        final boolean whole;
+        synchronized (this)
+        {
+            whole = needSnapshot || last == null;
+        }
+        if (whole)
         {
             snapshot(state);
             return;
@@ -530,12 +707,33 @@ public final class StateStore
             snapshot(state);
             return;
         }
-        final StateChange change = StateChange.between(last, state);
-        if (change.isEmpty())
+        final boolean due;
+        final long atBytes;
+        final int atRecords;
+        synchronized (this)
         {
-            return;
+            final StateChange change = StateChange.between(last, state);
+            if (change.isEmpty())
+            {
+                return;
+            }
+            append(records.writeValueAsBytes(change));
+            last = state;
+            due = snapshotDue || journalRecords >= compactRecords
+                || journalBytes >= Math.max(MIN_JOURNAL_BYTES, snapshotBytes);
+            atBytes = journalBytes;
+            atRecords = journalRecords;
         }
-        final byte[] record = Journal.frame(records.writeValueAsBytes(change));
+        if (due)
+        {
+            startSnapshot(state, atBytes, atRecords);
+        }
+    }
+
+    /** Appends one record and forces it to disk; on failure the journal is cut back. Under the lock. */
+    private void append(final byte[] payload) throws IOException
+    {
+        final byte[] record = Journal.frame(payload);
         final Path path = journal();
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
         {
@@ -554,9 +752,199 @@ public final class StateStore
         }
         journalBytes += record.length;
         journalRecords++;
-        last = state;
         syncs++;
         bytesWritten += record.length;
+    }
+
+    /**
+     * Starts a snapshot of a state the journal already holds, unless one is in flight or one failed less than a
+     * second ago. Writer thread only.
+     */
+    private void startSnapshot(final DesiredState state, final long atBytes, final int atRecords)
+    {
+        if (inFlight != null && !inFlight.isDone())
+        {
+            return; // the journal keeps growing meanwhile; the next due write starts the next one
+        }
+        inFlight = null;
+        if (retryAtSet && System.nanoTime() - retryAt < 0)
+        {
+            return;
+        }
+        final java.util.concurrent.CompletableFuture<Void> f = new java.util.concurrent.CompletableFuture<>();
+        inFlight = f;
+        try
+        {
+            snapshotExecutor.execute(() ->
+            {
+                try
+                {
+                    backgroundSnapshot(state, atBytes, atRecords);
+                    f.complete(null);
+                }
+                catch (final RuntimeException | Error e)
+                {
+                    LOG.error("state: the background snapshot failed", e);
+                    failedSnapshot();
+                    f.completeExceptionally(e);
+                }
+            });
+        }
+        catch (final java.util.concurrent.RejectedExecutionException e)
+        {
+            inFlight = null;
+            LOG.warn("state: no snapshot thread ({}); the journal holds the changes", e.toString());
+        }
+    }
+
+    private synchronized void failedSnapshot()
+    {
+        snapshotFailures++;
+        retryAt = System.nanoTime() + 1_000_000_000L;
+        retryAtSet = true;
+    }
+
+    /**
+     * Steps 1-4 of the class comment, on the snapshot executor, for a state the journal holds up to byte
+     * {@code atBytes}, record {@code atRecords} (the writer goes on appending after them meanwhile).
+     */
+    private void backgroundSnapshot(final DesiredState state, final long atBytes, final int atRecords)
+    {
+        final byte[] bytes;
+        final Path temp = dir.resolve(TEMP);
+        try
+        {
+            bytes = mapper.writeValueAsBytes(state);
+            writeSynced(temp, bytes);
+        }
+        catch (final IOException e)
+        {
+            LOG.error("STATE SNAPSHOT NOT WRITTEN: {}; the journal holds every change, retrying in a second",
+                describe(e, temp));
+            failedSnapshot();
+            return;
+        }
+        steps.accept("temp-written");
+        final String sha = sha256(bytes);
+        final long markerStart;
+        final long markerEnd;
+        synchronized (this)
+        {
+            markerStart = journalBytes;
+            if (needSnapshot || last == null)
+            {
+                return; // the writer lost its journal meanwhile: its next write is a whole snapshot anyway
+            }
+            try
+            {
+                append(records.writeValueAsBytes(new SnapshotMarker(sha, atRecords + 1)));
+                markerEnd = journalBytes;
+            }
+            catch (final IOException e)
+            {
+                LOG.error("STATE SNAPSHOT NOT WRITTEN: its marker could not be appended ({}); the journal holds "
+                    + "every change, retrying in a second", e.getMessage());
+                failedSnapshot();
+                return;
+            }
+        }
+        steps.accept("marked");
+        try
+        {
+            Files.move(temp, file(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        }
+        catch (final IOException e)
+        {
+            LOG.error("STATE SNAPSHOT NOT WRITTEN: {}; the journal holds every change, retrying in a second",
+                describe(e, file()));
+            failedSnapshot();
+            return;
+        }
+        synchronized (this)
+        {
+            snapshots++;
+            syncs++;
+            bytesWritten += bytes.length;
+        }
+        steps.accept("renamed");
+        if (!forceDirectoryOrLog())
+        {
+            // the journal with its marker reads right after either snapshot; it is compacted by the next one
+            failedSnapshot();
+            return;
+        }
+        final boolean rotated;
+        synchronized (this)
+        {
+            rotated = rotate(sha, bytes.length, atBytes, atRecords, markerStart, markerEnd);
+        }
+        if (rotated)
+        {
+            steps.accept("journal-renamed");
+        }
+    }
+
+    /**
+     * Step 4, under the lock: a new journal of the snapshot's head and the records appended after the state it
+     * holds (but its marker), renamed over the old one. On failure the old journal stays: with its marker it reads right after the new
+     * snapshot, and the writer keeps appending to it.
+     */
+    private boolean rotate(final String sha, final long snapshotLength, final long heldBytes, final int recordsHeld,
+        final long markerStart, final long markerEnd)
+    {
+        if (needSnapshot || last == null)
+        {
+            return false;
+        }
+        final Path journalTemp = dir.resolve(JOURNAL_TEMP);
+        final byte[] next;
+        try
+        {
+            final byte[] head = Journal.frame(records.writeValueAsBytes(new JournalHead(1, sha)));
+            final int before = Math.toIntExact(markerStart - heldBytes);
+            final int after = Math.toIntExact(journalBytes - markerEnd);
+            next = java.util.Arrays.copyOf(head, head.length + before + after);
+            try (FileChannel channel = FileChannel.open(journal(), StandardOpenOption.READ))
+            {
+                readFully(channel, ByteBuffer.wrap(next, head.length, before), heldBytes);
+                readFully(channel, ByteBuffer.wrap(next, head.length + before, after), markerEnd);
+            }
+            writeSynced(journalTemp, next);
+            steps.accept("journal-written");
+            Files.move(journalTemp, journal(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        }
+        catch (final IOException | ArithmeticException e)
+        {
+            LOG.error("STATE JOURNAL NOT COMPACTED: {}; it still reads right after {} (its records after the "
+                + "snapshot's marker are replayed), retrying in a second", e.getMessage(), file());
+            failedSnapshot();
+            return false;
+        }
+        bytesWritten += next.length;
+        journalBytes = next.length;
+        journalRecords -= recordsHeld + 1; // and the marker
+        snapshotBytes = snapshotLength;
+        snapshotDue = false;
+        retryAtSet = false;
+        if (!forceDirectoryOrLog())
+        {
+            needSnapshot = true; // the rename may be lost: appending to it could lose what follows
+        }
+        return true;
+    }
+
+    private void readFully(final FileChannel channel, final ByteBuffer buffer, final long from) throws IOException
+    {
+        long at = from;
+        while (buffer.hasRemaining())
+        {
+            final int n = channel.read(buffer, at);
+            if (n < 0)
+            {
+                throw new IOException(journal() + " is shorter than what was appended to it");
+            }
+            at += n;
+        }
     }
 
     /** After a failed append: the journal must end at the last answered change again. */
@@ -586,6 +974,15 @@ public final class StateStore
      * @throws IOException if the snapshot could not be written; the previous files are then intact.
      */
     public void snapshot(final DesiredState state) throws IOException
+    {
+        awaitSnapshot();
+        synchronized (this)
+        {
+            snapshotLocked(state);
+        }
+    }
+
+    private void snapshotLocked(final DesiredState state) throws IOException
     {
         final byte[] bytes = mapper.writeValueAsBytes(state);
         final Path temp = dir.resolve(TEMP);
@@ -627,6 +1024,7 @@ public final class StateStore
         bytesWritten += head.length;
         journalBytes = head.length;
         journalRecords = 0;
+        snapshotDue = false;
         needSnapshot = !forceDirectoryOrLog();
     }
 

@@ -69,7 +69,68 @@ class ReconcilerTest
     private final DrainingAddresses draining = new DrainingAddresses(clock::get, () -> 1_700_000_000_000L, 100);
     /** The allocator's part of the desired plan; draining addresses are added as the loop adds them. */
     private final List<PlanElement> own = new ArrayList<>(List.of(GUEST, UP4));
-    private final Reconciler reconciler = new Reconciler(kernel, this::desired, draining, clock::get);
+    private final KernelReads reads = new KernelReads(kernel, clock::get);
+    private final Reconciler reconciler = new Reconciler(kernel, reads, this::desired, draining, clock::get);
+    /** Read tasks for the reader, and results for the loop, when the reads are put on a "thread" by a test. */
+    private final java.util.ArrayDeque<Runnable> readerQueue = new java.util.ArrayDeque<>();
+    private final java.util.concurrent.ConcurrentLinkedQueue<Runnable> loopQueue =
+        new java.util.concurrent.ConcurrentLinkedQueue<>();
+
+    /** Reads on a reader the test steps by hand: a read runs at {@code readerQueue.poll().run()}. */
+    private void readsSteppedByHand()
+    {
+        final java.util.concurrent.ExecutorService reader = new java.util.concurrent.AbstractExecutorService()
+        {
+            private boolean down;
+
+            @Override
+            public void execute(final Runnable command)
+            {
+                readerQueue.add(command);
+            }
+
+            @Override
+            public void shutdown()
+            {
+                down = true;
+            }
+
+            @Override
+            public List<Runnable> shutdownNow()
+            {
+                down = true;
+                return List.of();
+            }
+
+            @Override
+            public boolean isShutdown()
+            {
+                return down;
+            }
+
+            @Override
+            public boolean isTerminated()
+            {
+                return down;
+            }
+
+            @Override
+            public boolean awaitTermination(final long timeout, final java.util.concurrent.TimeUnit unit)
+            {
+                return true;
+            }
+        };
+        reads.onThread(reader, loopQueue::add);
+    }
+
+    private void runLoopTasks()
+    {
+        Runnable r;
+        while ((r = loopQueue.poll()) != null)
+        {
+            r.run();
+        }
+    }
 
     private KernelPlan desired()
     {
@@ -273,5 +334,127 @@ class ReconcilerTest
         clock.addAndGet(SECOND);
         reconciler.reconcile();
         assertThat(reconciler.counters()).containsExactly(Map.entry("cap4", 5L));
+    }
+
+    // ------------------------------------------------------------------------------------ reads off the writer
+
+    @Test
+    void aChangeAppliedWhileAReadIsOutIsNotUndoneOrCalledDriftByThatRead() throws Exception
+    {
+        synced();
+        readsSteppedByHand();
+        reconciler.reconcile();
+        assertThat(readerQueue).as("the read is handed to the reader, the loop goes on").hasSize(1);
+        readerQueue.poll().run(); // the reader sees GUEST and UP4
+        final long before = reconciler.revision();
+        own.remove(GUEST); // a mutation while the result is on its way: removes GUEST, adds UP4B
+        own.add(UP4B);
+        assertThat(reconciler.sync(true)).hasSize(2);
+        assertThat(reconciler.revision()).isEqualTo(before + 1);
+        final int applies = kernel.fake.applied.size();
+        runLoopTasks();
+        // taken whole, the stale read would re-add GUEST and remove UP4B (or fail removing what is gone)
+        assertThat(kernel.fake.applied).as("nothing the change touched is judged by the older read")
+            .hasSize(applies);
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
+        assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+        assertThat(reconciler.health().repairs()).isZero();
+        // the next read sees the change and finds nothing to do
+        clock.addAndGet(SECOND);
+        reconciler.reconcile();
+        readerQueue.poll().run();
+        runLoopTasks();
+        assertThat(kernel.fake.applied).hasSize(applies);
+        assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+    }
+
+    @Test
+    void driftOfAnElementNoChangeTouchedIsRepairedByAReadThatOverlappedAChange() throws Exception
+    {
+        synced();
+        readsSteppedByHand();
+        kernel.fake.plan(KernelPlan.of(List.of(GUEST))); // someone deleted the uplink address
+        reconciler.reconcile();
+        readerQueue.poll().run();
+        own.add(UP4B);
+        reconciler.sync(true); // a change while the result is on its way
+        runLoopTasks();
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
+        assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
+        assertThat(reconciler.health().lastRepair()).contains("1 changes", "203.0.113.10");
+    }
+
+    @Test
+    void oneReadAtATimeAndItsFailureCountsAsBefore() throws Exception
+    {
+        synced();
+        readsSteppedByHand();
+        reconciler.reconcile();
+        clock.addAndGet(5 * SECOND);
+        reconciler.reconcile();
+        assertThat(readerQueue).as("a second reconcile while the read is out starts none").hasSize(1);
+        kernel.fake.failing = "nft: busy";
+        readerQueue.poll().run();
+        runLoopTasks();
+        assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.UNAVAILABLE);
+        assertThat(reconciler.failures()).isEqualTo(1);
+        kernel.fake.failing = null;
+        clock.addAndGet(SECOND);
+        reconciler.reconcile();
+        readerQueue.poll().run();
+        runLoopTasks();
+        assertThat(reconciler.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+    }
+
+    @Test
+    void aChangeDoesNotWaitForAReadThatIsStuckOnTheReaderThread() throws Exception
+    {
+        final java.util.concurrent.CountDownLatch reading = new java.util.concurrent.CountDownLatch(1);
+        final java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        final dev.egressd.agent.kernel.MemoryKernel slow = new dev.egressd.agent.kernel.MemoryKernel()
+        {
+            @Override
+            public KernelPlan read() throws KernelException
+            {
+                if (!Thread.currentThread().getName().equals("test-reader"))
+                {
+                    return super.read();
+                }
+                reading.countDown();
+                try
+                {
+                    release.await();
+                }
+                catch (final InterruptedException e)
+                {
+                    Thread.currentThread().interrupt();
+                }
+                return super.read();
+            }
+        };
+        final KernelReads offWriter = new KernelReads(slow, System::nanoTime);
+        final Reconciler r = new Reconciler(slow, offWriter, this::desired, draining, System::nanoTime);
+        offWriter.onThread(java.util.concurrent.Executors.newSingleThreadExecutor(t -> new Thread(t, "test-reader")),
+            loopQueue::add);
+        r.initialSync();
+        r.markInSync();
+        r.reconcile();
+        assertThat(reading.await(5, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+        own.add(UP4B);
+        final long t0 = System.nanoTime();
+        assertThat(r.sync(true)).hasSize(1);
+        assertThat(System.nanoTime() - t0).as("the change went to the kernel while the read is stuck")
+            .isLessThan(2 * SECOND);
+        assertThat(slow.plan().contains(UP4B)).isTrue();
+        release.countDown();
+        final long until = System.nanoTime() + 5 * SECOND;
+        while (loopQueue.isEmpty() && System.nanoTime() < until)
+        {
+            Thread.sleep(5);
+        }
+        runLoopTasks();
+        assertThat(r.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+        assertThat(slow.plan()).isEqualTo(desired());
+        offWriter.close();
     }
 }

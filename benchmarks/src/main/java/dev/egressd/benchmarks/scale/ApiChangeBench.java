@@ -1,6 +1,7 @@
 package dev.egressd.benchmarks.scale;
 
 import ch.qos.logback.classic.Level;
+import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.kernel.MemoryKernel;
 import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.MutationResult;
@@ -14,6 +15,7 @@ import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
+import dev.egressd.core.plan.KernelPlan;
 import org.slf4j.LoggerFactory;
 
 import java.nio.file.Files;
@@ -35,11 +37,19 @@ import java.util.concurrent.atomic.AtomicLong;
  * process passed to write(), the state directory's files being nearly all of it).
  *
  * <p>Uses only the API the loop and the store had before the journal, so {@code scripts/bench-api} runs the same
- * class against the build before it and after it, in one run.
+ * class against the build before it and after it, in one run; what came later (the snapshot on its own thread,
+ * the reconcile's reads on a reader thread) is switched on through reflection where the build has it, as the
+ * daemon does.
+ *
+ * <p>The reconcile runs on the loop thread once a second, as in the daemon. With {@code -Dbench.slowReadMs=N} the
+ * kernel's read sleeps N ms (a stand-in for the deep read of a large nft table, 0.55 s at 4,000 machines): where
+ * the read runs on the loop thread, the changes queued behind it wait for it. {@code -Dbench.sequential=N} sets how
+ * many sequential changes are timed (default 400).
  */
 public final class ApiChangeBench
 {
-    private static final int SEQUENTIAL = 400;
+    private static final int SEQUENTIAL = Integer.getInteger("bench.sequential", 400);
+    private static final long SLOW_READ_MS = Long.getLong("bench.slowReadMs", 0L);
     private static final int CLIENTS = 8;
     private static final long CONCURRENT_NANOS = 4_000_000_000L;
     private static final int PER_PAIR = 63;
@@ -75,11 +85,31 @@ public final class ApiChangeBench
         wipe(dir);
         final HostSettings settings = new HostSettings("ord", new BlockLayout(64, 1024), 1024);
         final StateStore store = new StateStore(dir);
+        final boolean background = call(store, "snapshotsInBackground", null, null);
         store.lock();
         store.load();
-        final ExecutorService thread = Executors.newSingleThreadExecutor(r -> new Thread(r, "control-loop"));
+        final java.util.concurrent.ScheduledExecutorService thread = Executors.newSingleThreadScheduledExecutor(
+            r -> new Thread(r, "control-loop"));
+        final MemoryKernel kernel = SLOW_READ_MS == 0 ? new MemoryKernel() : new MemoryKernel()
+        {
+            @Override
+            public KernelPlan read() throws KernelException
+            {
+                try
+                {
+                    Thread.sleep(SLOW_READ_MS);
+                }
+                catch (final InterruptedException e)
+                {
+                    Thread.currentThread().interrupt();
+                }
+                return super.read();
+            }
+        };
         final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)),
-            new MemoryKernel(), store, thread, System::nanoTime, 0);
+            kernel, store, thread, System::nanoTime, 0);
+        final ExecutorService reader = Executors.newSingleThreadExecutor(r -> new Thread(r, "reader"));
+        final boolean offWriter = call(loop, "readsOn", ExecutorService.class, reader);
         thread.submit(() ->
         {
             loop.initialSync();
@@ -100,6 +130,8 @@ public final class ApiChangeBench
             ok(loop.mutate(Operation.PUT_MACHINE, "put", l -> l.putMachine(m)));
         }
         final double registerSeconds = (System.nanoTime() - r0) / 1e9;
+        thread.scheduleWithFixedDelay(loop::reconcile, 0, 1, java.util.concurrent.TimeUnit.SECONDS);
+        final long reconciles0 = loop.reconcileRuns();
 
         // sequential: one client, each change waited for
         final long[] lat = new long[SEQUENTIAL];
@@ -165,13 +197,17 @@ public final class ApiChangeBench
         }
         final double perSecond = done.get() / ((System.nanoTime() - c0) / 1e9);
         final String pieces = loop.query(ApiChangeBench::pieces).get();
+        final long reconciles = loop.reconcileRuns() - reconciles0;
         thread.shutdownNow();
+        reader.shutdownNow();
         store.unlock();
-        return String.format("machines=%d register=%.1fs (%.0f/s) sequential p50=%.2fms p99=%.2fms "
-            + "bytes/change=%.0f concurrent(%d clients)=%.0f changes/s state.json=%d B; per change on the loop "
-            + "thread, median of 21: %s", machines, registerSeconds,
-            machines / registerSeconds, lat[lat.length / 2] / 1e6, lat[lat.length * 99 / 100] / 1e6, bytesPerChange,
-            CLIENTS, perSecond, Files.size(dir.resolve("state.json")), pieces);
+        return String.format("machines=%d register=%.1fs (%.0f/s) sequential(%d) p50=%.2fms p99=%.2fms max=%.1fms "
+            + "bytes/change=%.0f concurrent(%d clients)=%.0f changes/s state.json=%d B; snapshot %s, reads %s, "
+            + "read sleeps %d ms, %d reconciles; per change on the loop thread, median of 21: %s", machines,
+            registerSeconds, machines / registerSeconds, SEQUENTIAL, lat[lat.length / 2] / 1e6,
+            lat[lat.length * 99 / 100] / 1e6, lat[lat.length - 1] / 1e6, bytesPerChange, CLIENTS, perSecond,
+            Files.size(dir.resolve("state.json")), background ? "in the background" : "on the loop thread",
+            offWriter ? "off the loop thread" : "on the loop thread", SLOW_READ_MS, reconciles, pieces);
     }
 
     /**
@@ -206,6 +242,30 @@ public final class ApiChangeBench
         }
         return String.format("export %.2f ms, equals %.2f ms, desired plan %.2f ms, allocator snapshot %.2f ms",
             median(export), median(equals), median(plan), median(snapshot));
+    }
+
+    /** Calls a method that later builds have, if this one has it; true if it did. */
+    private static boolean call(final Object target, final String method, final Class<?> type, final Object arg)
+        throws Exception
+    {
+        final java.lang.reflect.Method m;
+        try
+        {
+            m = type == null ? target.getClass().getMethod(method) : target.getClass().getMethod(method, type);
+        }
+        catch (final NoSuchMethodException e)
+        {
+            return false;
+        }
+        if (type == null)
+        {
+            m.invoke(target);
+        }
+        else
+        {
+            m.invoke(target, arg);
+        }
+        return true;
     }
 
     private static double median(final long[] nanos)
