@@ -12,10 +12,8 @@ import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_JSET;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_K;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_LD;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_LDX;
-import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_MEM;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_MISC;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_RET;
-import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_ST;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_TAX;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.BPF_W;
 import static dev.egressd.agent.conntrack.ctnetlink.ClassicBpf.SKF_AD_NLATTR;
@@ -103,13 +101,14 @@ public final class EventFilter
         // the original source
         a.label("tuple").stmt(LD_IMM, ATTRIBUTES).stmt(LDX_IMM, NetlinkConstants.CTA_TUPLE_ORIG).stmt(LD_ABS_W, NLATTR)
             .jump(JEQ, 0, "accept", null);
-        a.stmt(LDX_IMM, NetlinkConstants.CTA_TUPLE_IP).stmt(LD_ABS_W, NLATTR_NEST).jump(JEQ, 0, "accept", null)
-            .stmt(BPF_ST, 0);
+        a.stmt(LDX_IMM, NetlinkConstants.CTA_TUPLE_IP).stmt(LD_ABS_W, NLATTR_NEST).jump(JEQ, 0, "accept", null);
         a.stmt(LD_ABS_B, FAMILY).jump(JEQ, LibC.AF_INET, "v4", null).jump(JEQ, LibC.AF_INET6, null, "accept").ja("v6");
         a.label("accept").stmt(RET, ClassicBpf.ACCEPT);
         a.label("drop").stmt(RET, ClassicBpf.DROP);
 
-        a.label("v4").stmt(BPF_LD | BPF_MEM, 0).stmt(LDX_IMM, NetlinkConstants.CTA_IP_V4_SRC).stmt(LD_ABS_W, NLATTR_NEST)
+        a.label("v4");
+        tupleIp(a);
+        a.stmt(LDX_IMM, NetlinkConstants.CTA_IP_V4_SRC).stmt(LD_ABS_W, NLATTR_NEST)
             .jump(JEQ, 0, null, "v4found").stmt(RET, ClassicBpf.ACCEPT);
         a.label("v4found").stmt(TAX, 0);
         final int[] nets4 = guests.networks4();
@@ -125,7 +124,9 @@ public final class EventFilter
         }
         a.stmt(RET, ClassicBpf.DROP);
 
-        a.label("v6").stmt(BPF_LD | BPF_MEM, 0).stmt(LDX_IMM, NetlinkConstants.CTA_IP_V6_SRC).stmt(LD_ABS_W, NLATTR_NEST)
+        a.label("v6");
+        tupleIp(a);
+        a.stmt(LDX_IMM, NetlinkConstants.CTA_IP_V6_SRC).stmt(LD_ABS_W, NLATTR_NEST)
             .jump(JEQ, 0, null, "v6found").stmt(RET, ClassicBpf.ACCEPT);
         a.label("v6found").stmt(TAX, 0);
         final int len6 = guests.length6();
@@ -148,5 +149,16 @@ public final class EventFilter
         }
         a.stmt(RET, ClassicBpf.DROP);
         return a.build();
+    }
+
+    /**
+     * A = the offset of CTA_TUPLE_ORIG / CTA_TUPLE_IP, found again rather than kept in scratch memory: the kernel's
+     * checker follows the code in a line and counts a word stored before a {@code ret} as unset after it, so a
+     * label placed behind a {@code ret} could not load it (EINVAL). Both were found before this point.
+     */
+    private static void tupleIp(final ClassicBpf.Assembler a)
+    {
+        a.stmt(LD_IMM, ATTRIBUTES).stmt(LDX_IMM, NetlinkConstants.CTA_TUPLE_ORIG).stmt(LD_ABS_W, NLATTR)
+            .stmt(LDX_IMM, NetlinkConstants.CTA_TUPLE_IP).stmt(LD_ABS_W, NLATTR_NEST);
     }
 }
