@@ -115,6 +115,7 @@ public final class ConntrackMonitor implements AutoCloseable
     private long errors;
     private GuestPrefixes filtered;          // the cover the attached filter keeps; null: no filter yet
     private boolean resyncAfterWidening;
+    private boolean resyncForFilter;         // the next resync follows a wider filter, not lost events
     private long widenedResyncAt;
     private long filtersAttached;
 
@@ -359,6 +360,7 @@ public final class ConntrackMonitor implements AutoCloseable
                 resyncAfterWidening = false;
                 widenedResyncAt = nanoTime.getAsLong();
                 resyncNeeded = true;
+                resyncForFilter = true;
             }
             if (resyncNeeded)
             {
@@ -405,9 +407,19 @@ public final class ConntrackMonitor implements AutoCloseable
         publishNeeded = true;
         if (resyncs > 1)
         {
-            LOG.warn("conntrack: resynchronised the ledger from a full dump after lost events ({} live, {} stale "
-                + "dropped, {} ms)", ledger.liveConnections(), swept, (System.nanoTime() - t0) / 1_000_000);
+            if (resyncForFilter)
+            {
+                LOG.info("conntrack: resynchronised the ledger from a full dump after the event filter took in new "
+                    + "guests ({} live, {} stale dropped, {} ms)", ledger.liveConnections(), swept,
+                    (System.nanoTime() - t0) / 1_000_000);
+            }
+            else
+            {
+                LOG.warn("conntrack: resynchronised the ledger from a full dump after lost events ({} live, {} stale "
+                    + "dropped, {} ms)", ledger.liveConnections(), swept, (System.nanoTime() - t0) / 1_000_000);
+            }
         }
+        resyncForFilter = false;
     }
 
     private void apply(final MachineRegistry.Update update)
