@@ -325,10 +325,12 @@ class ConntrackMonitorPrivilegedTest
         awaitTrue(() -> monitor.stats().resyncs() == 1, "the start dump");
         hold(2, DST4, 2);
         awaitTrue(() -> ledger("m2").getOrDefault(DST4, 0) == 2, "m2 counted");
+        // the stats are published once a second: wait for the ones that include m2's events
+        awaitTrue(() -> monitor.stats().newEvents() == 2, "m2's two NEW events published");
         final long guestEventsBefore = monitor.stats().guestEvents();
         final long newBefore = monitor.stats().newEvents();
         hold(1, DST4, 4);
-        sleep(500);
+        sleep(1500);
         assertThat(monitor.stats().newEvents()).as("m1's NEW events dropped in the kernel").isEqualTo(newBefore);
         assertThat(monitor.stats().guestEvents()).isEqualTo(guestEventsBefore);
         monitor.machinesChanged(List.of(view(1), view(2)), 0);
