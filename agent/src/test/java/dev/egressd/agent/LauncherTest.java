@@ -67,6 +67,9 @@ class LauncherTest
         assertThat(launch("-XX:MaxRAMPercentage=10 -XX:+UseG1GC"))
             .startsWith("-XX:+ExitOnOutOfMemoryError -XX:MaxRAMPercentage=10 -XX:+UseG1GC -jar ");
         assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+        // the package's own options: nothing added twice
+        assertThat(launch("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
+            .startsWith("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
     }
 
     @Test
