@@ -2,6 +2,8 @@ package dev.egressd.agent.conntrack;
 
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
+import dev.egressd.agent.conntrack.ctnetlink.GuestPrefixes;
+import dev.egressd.agent.natives.NativeException;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.ledger.ConnectionLedger;
@@ -47,6 +49,14 @@ import java.util.function.LongSupplier;
  * after the dump, open a connection that no longer exists and that nothing would ever close. So the thread first
  * keeps reading (in order, as usual) until the socket is empty (a poll times out) or for at most 0.5 s, which
  * consumes everything queued before the drop, and only then dumps (measured in the privileged overrun test).
+ *
+ * <h2>The kernel-side filter</h2>
+ * Events the ledger would ignore never reach Java: the subscription carries a socket filter
+ * ({@code ctnetlink.EventFilter}) that keeps only source-translated flows from inside a cover of the guest addresses
+ * ({@link GuestPrefixes}), and of UPDATE only TCP's TIME_WAIT and CLOSE. The thread replaces it when a machine
+ * update brings a guest address outside the cover, or removes machines. Events the old filter dropped before the
+ * new one was attached cannot be read again, so a cover that grew is followed by a resync from a full dump (at
+ * most one a second: a burst of registrations costs one dump, not one per machine).
  *
  * <p>Reading an event allocates nothing (the listener hands the reused event straight to the feed).
  */
@@ -103,6 +113,11 @@ public final class ConntrackMonitor implements AutoCloseable
     private long overruns;
     private long resyncs;
     private long errors;
+    private GuestPrefixes filtered;          // the cover the attached filter keeps; null: no filter yet
+    private boolean resyncAfterWidening;
+    private boolean resyncForFilter;         // the next resync follows a wider filter, not lost events
+    private long widenedResyncAt;
+    private long filtersAttached;
 
     /**
      * A monitor over a conntrack subscription (opened in the namespace to watch; the monitor closes it).
@@ -340,6 +355,13 @@ public final class ConntrackMonitor implements AutoCloseable
         }
         else
         {
+            if (resyncAfterWidening && nanoTime.getAsLong() - widenedResyncAt >= SECOND)
+            {
+                resyncAfterWidening = false;
+                widenedResyncAt = nanoTime.getAsLong();
+                resyncNeeded = true;
+                resyncForFilter = true;
+            }
             if (resyncNeeded)
             {
                 resync();
@@ -385,9 +407,19 @@ public final class ConntrackMonitor implements AutoCloseable
         publishNeeded = true;
         if (resyncs > 1)
         {
-            LOG.warn("conntrack: resynchronised the ledger from a full dump after lost events ({} live, {} stale "
-                + "dropped, {} ms)", ledger.liveConnections(), swept, (System.nanoTime() - t0) / 1_000_000);
+            if (resyncForFilter)
+            {
+                LOG.info("conntrack: resynchronised the ledger from a full dump after the event filter took in new "
+                    + "guests ({} live, {} stale dropped, {} ms)", ledger.liveConnections(), swept,
+                    (System.nanoTime() - t0) / 1_000_000);
+            }
+            else
+            {
+                LOG.warn("conntrack: resynchronised the ledger from a full dump after lost events ({} live, {} stale "
+                    + "dropped, {} ms)", ledger.liveConnections(), swept, (System.nanoTime() - t0) / 1_000_000);
+            }
         }
+        resyncForFilter = false;
     }
 
     private void apply(final MachineRegistry.Update update)
@@ -395,6 +427,71 @@ public final class ConntrackMonitor implements AutoCloseable
         feed.apply(update);
         hygiene.schedule(update.deletions(), update.held());
         publishNeeded = true;
+        refilter(update);
+    }
+
+    /** Replaces the kernel-side filter if the guests may have left its cover (see the class comment). */
+    private void refilter(final MachineRegistry.Update update)
+    {
+        if (events == null)
+        {
+            return;
+        }
+        boolean stale = filtered == null || !update.unregisters().isEmpty();
+        for (int i = 0; !stale && i < update.registers().size(); i++)
+        {
+            final TrackedMachine t = update.registers().get(i);
+            stale = t.guest4() != null && !filtered.contains4(t.guest4().bits())
+                || t.guest6() != null && !filtered.contains6(t.guest6().high(), t.guest6().low());
+        }
+        if (!stale)
+        {
+            return;
+        }
+        final GuestPrefixes next = update.index().cover(GuestPrefixes.DEFAULT_MAX);
+        if (next.equals(filtered))
+        {
+            return;
+        }
+        final boolean widened = filtered != null && !filtered.holdsAll(next);
+        try
+        {
+            events.filter(next);
+            filtered = next;
+            filtersAttached++;
+        }
+        catch (final NativeException e)
+        {
+            // The old filter stays; it may drop a new guest's events, which only a dump brings back.
+            errors++;
+            LOG.error("conntrack: cannot replace the event filter ({}): resynchronising from dumps", e.getMessage());
+            resyncNeeded = true;
+            return;
+        }
+        if (widened)
+        {
+            resyncAfterWidening = true;
+        }
+    }
+
+    /**
+     * The cover the kernel-side filter keeps now; for tests on the monitor thread.
+     *
+     * @return the cover, or null before the first filter.
+     */
+    GuestPrefixes filtered()
+    {
+        return filtered;
+    }
+
+    /**
+     * How many filters were attached; for tests on the monitor thread.
+     *
+     * @return the count.
+     */
+    long filtersAttached()
+    {
+        return filtersAttached;
     }
 
     /**

@@ -1,5 +1,7 @@
 package dev.egressd.agent.conntrack;
 
+import dev.egressd.agent.conntrack.ctnetlink.GuestPrefixes;
+
 /**
  * Guest address to ledger machine handle, IPv4 as an {@code int}, IPv6 as two longs: open addressing, linear
  * probing, power-of-two tables at most half full, so a lookup of the conntrack event path is a few array reads and
@@ -79,6 +81,37 @@ final class GuestIndex
             i = (i + 1) & mask;
         }
         return MISSING;
+    }
+
+    /**
+     * The cover of every address in the index, for the kernel-side event filter.
+     *
+     * @param max the most prefixes per family.
+     * @return the cover.
+     */
+    GuestPrefixes cover(final int max)
+    {
+        final int[] v4 = new int[values4.length];
+        int n4 = 0;
+        for (int i = 0; i < values4.length; i++)
+        {
+            if (values4[i] != 0)
+            {
+                v4[n4++] = keys4[i];
+            }
+        }
+        final long[] v6 = new long[keys6.length];
+        int n6 = 0;
+        for (int i = 0; i < values6.length; i++)
+        {
+            if (values6[i] != 0)
+            {
+                v6[2 * n6] = keys6[2 * i];
+                v6[2 * n6 + 1] = keys6[2 * i + 1];
+                n6++;
+            }
+        }
+        return GuestPrefixes.cover(v4, n4, v6, n6, max);
     }
 
     private static int hash(final long key)

@@ -170,4 +170,23 @@ public interface LibC
      */
     @IgnoreError
     int getgrouplist(String user, int group, @Out Pointer groups, @In @Out IntByReference ngroups);
+
+    // ---- appended for the conntrack event socket (dev.egressd.agent.conntrack.ctnetlink) -----------
+
+    /** {@code <asm-generic/socket.h>} SO_ATTACH_FILTER: a classic BPF program (struct sock_fprog) on a socket. */
+    int SO_ATTACH_FILTER = 26;
+    /** {@code <bits/socket.h>} MSG_WAITFORONE (recvmmsg): wait for the first datagram only, then take what is queued. */
+    int MSG_WAITFORONE = 0x10000;
+
+    /**
+     * recvmmsg(2): several datagrams in one call, each into its own struct msghdr of a struct mmsghdr array.
+     *
+     * @param sockfd  the socket.
+     * @param msgvec  struct mmsghdr[vlen] in native memory.
+     * @param vlen    how many.
+     * @param flags   MSG_* flags, e.g. {@link #MSG_WAITFORONE}.
+     * @param timeout a struct timespec, or null (SO_RCVTIMEO still bounds the wait for the first datagram).
+     * @return datagrams received, or -1 with errno.
+     */
+    int recvmmsg(int sockfd, @In @Out Pointer msgvec, int vlen, int flags, @In Pointer timeout);
 }

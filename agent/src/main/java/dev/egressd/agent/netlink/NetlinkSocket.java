@@ -460,6 +460,152 @@ public final class NetlinkSocket implements AutoCloseable
         }
     }
 
+    // ---- socket filter and batched reads (the conntrack event socket) ------------------------------
+
+    /** struct mmsghdr on LP64: a struct msghdr (56 bytes), then unsigned int msg_len, padded to 64. */
+    private static final int MMSG_SIZE = 64;
+    private static final int MMSG_LEN = 56;
+    /** Per datagram of a batch: its sockaddr_nl and its iovec, after the mmsghdr array. */
+    private static final int BATCH_SLOT_META = 32;
+
+    private ByteBuffer batchBuffer;
+    private ByteBuffer batchMeta;
+    private Pointer batchMetaPointer;
+    private int batchSlots;
+    private int batchSlotSize;
+
+    /**
+     * Attaches a classic BPF socket filter (SO_ATTACH_FILTER), replacing any attached before; datagrams it drops are
+     * never queued on the socket. The kernel copies the program: the buffer may be dropped afterwards.
+     *
+     * @param program      {@code struct sock_filter[instructions]} in native memory (a direct buffer).
+     * @param instructions how many.
+     * @throws NativeException if the kernel refuses the program (EINVAL: a malformed program).
+     */
+    public void attachFilter(final ByteBuffer program, final int instructions) throws NativeException
+    {
+        ensureOpen();
+        final Runtime runtime = Runtime.getRuntime(libc);
+        // struct sock_fprog: unsigned short len; (padding) struct sock_filter *filter;
+        final ByteBuffer fprog = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
+        fprog.putShort(0, (short)instructions);
+        fprog.putLong(8, Pointer.wrap(runtime, program).address());
+        if (libc.setsockopt(fd, LibC.SOL_SOCKET, LibC.SO_ATTACH_FILTER, Pointer.wrap(runtime, fprog), 16) != 0)
+        {
+            throw new NativeException("setsockopt(SO_ATTACH_FILTER, " + instructions + " instructions)", Natives.errno());
+        }
+    }
+
+    /**
+     * Reads up to {@code slots} datagrams in one recvmmsg call (waiting up to the receive timeout for the first,
+     * then taking what is queued) and hands each message to the handler; for sockets that receive many small
+     * datagrams, such as multicast events, where one recvmsg returns one datagram. The buffers are allocated on
+     * the first call and reused.
+     *
+     * @param handler  receives each message.
+     * @param slots    the most datagrams per call.
+     * @param slotSize the largest datagram expected; a longer one is an error (as in {@link #receive}).
+     * @return messages handled; 0 on timeout; {@link #OVERRUN} on ENOBUFS (the kernel dropped datagrams).
+     * @throws IOException if the socket fails, or a datagram was longer than {@code slotSize}.
+     */
+    public int receiveBatch(final MessageHandler handler, final int slots, final int slotSize) throws IOException
+    {
+        ensureOpen();
+        if (batchBuffer == null || batchSlots != slots || batchSlotSize != slotSize)
+        {
+            allocateBatch(slots, slotSize);
+        }
+        final ByteBuffer m = batchMeta;
+        final int metaStart = slots * MMSG_SIZE;
+        for (int i = 0; i < slots; i++)
+        {
+            m.putInt(i * MMSG_SIZE + MSG_NAMELEN, NetlinkConstants.SOCKADDR_NL_SIZE);
+            m.putInt(i * MMSG_SIZE + MSG_FLAGS, 0);
+            m.putInt(i * MMSG_SIZE + MMSG_LEN, 0);
+        }
+        int got;
+        while (true)
+        {
+            got = libc.recvmmsg(fd, batchMetaPointer, slots, LibC.MSG_WAITFORONE, null);
+            if (got >= 0)
+            {
+                break;
+            }
+            final int errno = Natives.errno();
+            if (errno == LibC.EINTR)
+            {
+                continue;
+            }
+            if (errno == LibC.EAGAIN)
+            {
+                return 0;
+            }
+            if (errno == LibC.ENOBUFS)
+            {
+                return OVERRUN;
+            }
+            throw new NativeException("recvmmsg(AF_NETLINK)", errno);
+        }
+        final ByteBuffer b = batchBuffer;
+        int count = 0;
+        for (int i = 0; i < got; i++)
+        {
+            if ((m.getInt(i * MMSG_SIZE + MSG_FLAGS) & LibC.MSG_TRUNC) != 0)
+            {
+                throw new NativeException("recvmmsg(AF_NETLINK): datagram larger than " + slotSize + " bytes",
+                    LibC.ENOBUFS);
+            }
+            if (m.getInt(metaStart + i * BATCH_SLOT_META + 4) != 0)
+            {
+                continue; // not from the kernel (see receiveDatagram)
+            }
+            final int start = i * slotSize;
+            final int n = start + m.getInt(i * MMSG_SIZE + MMSG_LEN);
+            for (int off = start; off + NLMSG_HDRLEN <= n; )
+            {
+                final int len = NetlinkMessages.length(b, off);
+                if (len < NLMSG_HDRLEN || off + len > n)
+                {
+                    break;
+                }
+                final int type = NetlinkMessages.type(b, off);
+                if (type != NLMSG_NOOP && type != NLMSG_DONE)
+                {
+                    handler.onMessage(b, off, len);
+                    count++;
+                }
+                off += align(len);
+            }
+        }
+        return count;
+    }
+
+    private void allocateBatch(final int slots, final int slotSize)
+    {
+        if (slots < 1 || slotSize < NLMSG_HDRLEN || slotSize % 8 != 0)
+        {
+            throw new IllegalArgumentException("batch of " + slots + " x " + slotSize + " bytes");
+        }
+        final Runtime runtime = Runtime.getRuntime(libc);
+        batchBuffer = ByteBuffer.allocateDirect(slots * slotSize).order(ByteOrder.nativeOrder());
+        batchMeta = ByteBuffer.allocateDirect(slots * (MMSG_SIZE + BATCH_SLOT_META)).order(ByteOrder.nativeOrder());
+        batchMetaPointer = Pointer.wrap(runtime, batchMeta);
+        final long buffer = Pointer.wrap(runtime, batchBuffer).address();
+        final long base = batchMetaPointer.address();
+        final int metaStart = slots * MMSG_SIZE;
+        for (int i = 0; i < slots; i++)
+        {
+            final long slotMeta = base + metaStart + (long)i * BATCH_SLOT_META; // sockaddr_nl (12, padded 16), iovec (16)
+            batchMeta.putLong(i * MMSG_SIZE + MSG_NAME, slotMeta);
+            batchMeta.putLong(i * MMSG_SIZE + MSG_IOV, slotMeta + 16);
+            batchMeta.putLong(i * MMSG_SIZE + MSG_IOVLEN, 1);
+            batchMeta.putLong(metaStart + i * BATCH_SLOT_META + 16, buffer + (long)i * slotSize);
+            batchMeta.putLong(metaStart + i * BATCH_SLOT_META + 24, slotSize);
+        }
+        batchSlots = slots;
+        batchSlotSize = slotSize;
+    }
+
     /** The NLMSGERR_ATTR_MSG text of an error message, or null; error path only, so it may allocate. */
     static String extackMessage(final ByteBuffer b, final int off, final int len)
     {

@@ -308,6 +308,40 @@ class ConntrackMonitorPrivilegedTest
             + "; new v4 " + fresh4 + " v6 " + fresh6 + "; deleted " + monitor.stats().flowsDeleted());
     }
 
+    /**
+     * The kernel-side filter keeps only guests it knows: m1's connections, opened while the monitor knew only m2,
+     * never reach Java; when m1 is added its address is outside the filter's cover, and the resync that follows the
+     * wider filter counts them from the dump.
+     */
+    @Test
+    void aGuestAddedOutsideTheFiltersCoverIsCountedFromTheDumpThatFollows() throws Exception
+    {
+        lab = Lab.create(2);
+        final DataplaneConfig config = new DataplaneConfig("egressd", "uplink", "tap-*", 1024);
+        kernel = lab.host().call(() -> NftKernel.open(config));
+        lab.host().call(kernel::ensureTable);
+        program(List.of(new PlannedMachine(machine(1), egress(1)), planned(2)));
+        startMonitor(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER, List.of(view(2)));
+        awaitTrue(() -> monitor.stats().resyncs() == 1, "the start dump");
+        hold(2, DST4, 2);
+        awaitTrue(() -> ledger("m2").getOrDefault(DST4, 0) == 2, "m2 counted");
+        // the stats are published once a second: wait for the ones that include m2's events
+        awaitTrue(() -> monitor.stats().newEvents() == 2, "m2's two NEW events published");
+        final long guestEventsBefore = monitor.stats().guestEvents();
+        final long newBefore = monitor.stats().newEvents();
+        hold(1, DST4, 4);
+        sleep(1500);
+        assertThat(monitor.stats().newEvents()).as("m1's NEW events dropped in the kernel").isEqualTo(newBefore);
+        assertThat(monitor.stats().guestEvents()).isEqualTo(guestEventsBefore);
+        monitor.machinesChanged(List.of(view(1), view(2)), 0);
+        awaitTrue(() -> ledger("m1").getOrDefault(DST4, 0) == 4, "m1's 4 connections counted from the dump");
+        assertThat(ledger("m1")).isEqualTo(listed(guest4(1)));
+        assertThat(monitor.stats().resyncs()).isEqualTo(2);
+        hold(1, DST4, 1);
+        awaitTrue(() -> ledger("m1").getOrDefault(DST4, 0) == 5, "and m1's new connections through the new filter");
+        report("filter: m1 added outside the cover; stats " + brief(monitor.stats()));
+    }
+
     @Test
     void anOverrunTriggersAResyncThatLeavesTheCountsRight() throws Exception
     {

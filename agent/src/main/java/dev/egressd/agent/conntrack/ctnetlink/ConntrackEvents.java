@@ -41,9 +41,12 @@ import java.util.List;
  *     namespace: one subscribed to NFNLGRP_CONNTRACK_NEW and _DESTROY with a large receive buffer
  *     (bursts of connection churn must not overrun it), one for requests, so dump replies and
  *     events never interleave on one socket.</li>
- * <li>{@link #poll} parses each message in place into one reused {@link ConntrackEvent}: no
- *     allocation per event. ENOBUFS means the kernel dropped events: it goes to
+ * <li>{@link #poll} reads up to {@value #BATCH} datagrams per system call (recvmmsg: the kernel sends each event
+ *     in its own datagram, so one recvmsg would return one event) and parses each message in place into one
+ *     reused {@link ConntrackEvent}: no allocation per event. ENOBUFS means the kernel dropped events: it goes to
  *     {@link Listener#onOverrun()}, and the caller should resync with {@link #dump}.</li>
+ * <li>{@link #filter} attaches a socket filter ({@link EventFilter}) so the kernel queues only the events the ledger
+ *     acts on; without one every event is read.</li>
  * <li>Deleting by source is dump-then-delete-each (by exact original tuple and CTA_ID), as
  *     {@code conntrack -D -s} does: ctnetlink's DELETE takes one tuple, and without a tuple it
  *     flushes everything. An entry already gone (ENOENT) is not an error.</li>
@@ -56,6 +59,11 @@ public final class ConntrackEvents implements AutoCloseable
 {
     /** Default kernel receive buffer for the event socket. */
     public static final int DEFAULT_RECEIVE_BUFFER = 8 << 20;
+
+    /** Datagrams per read. */
+    static final int BATCH = 32;
+    /** Room per datagram: an event is a few hundred bytes. */
+    static final int SLOT_SIZE = 8192;
 
     private static final int TCP = 6;
     private static final int UDP = 17;
@@ -155,13 +163,39 @@ public final class ConntrackEvents implements AutoCloseable
     public int poll(final Listener listener) throws IOException
     {
         this.listener = listener;
-        final int n = events.receive(eventHandler);
+        final int n = events.receiveBatch(eventHandler, BATCH, SLOT_SIZE);
         if (n == NetlinkSocket.OVERRUN)
         {
             listener.onOverrun();
             return 0;
         }
         return n;
+    }
+
+    /**
+     * Lets through only the events the ledger acts on, for guests inside the cover (see {@link EventFilter});
+     * replaces the filter attached before. Events already queued stay queued.
+     *
+     * @param guests the cover of the guest addresses.
+     * @throws NativeException if the kernel refuses the program.
+     */
+    public void filter(final GuestPrefixes guests) throws NativeException
+    {
+        final ClassicBpf.Program program = EventFilter.program(guests);
+        events.attachFilter(program.toNative(), program.length());
+    }
+
+    /**
+     * Reads a batch as {@link #poll} does, handing the raw messages over; for tests that compare the kernel's filter
+     * with {@link ClassicBpf.Program#run}.
+     *
+     * @param handler receives each message.
+     * @return messages read, 0 on timeout, {@link NetlinkSocket#OVERRUN} on ENOBUFS.
+     * @throws IOException if the socket fails.
+     */
+    int pollRaw(final NetlinkSocket.MessageHandler handler) throws IOException
+    {
+        return events.receiveBatch(handler, BATCH, SLOT_SIZE);
     }
 
     /**

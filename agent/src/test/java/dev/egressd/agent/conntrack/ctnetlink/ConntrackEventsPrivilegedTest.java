@@ -285,6 +285,97 @@ class ConntrackEventsPrivilegedTest
         }
     }
 
+    /** Opens one connection from argv[1] to argv[2]:8080, prints its local port, holds it. */
+    private static final String CLIENT_FROM = String.join("\n",
+        "import socket, sys, time",
+        "c = socket.create_connection((sys.argv[2], 8080), timeout=5, source_address=(sys.argv[1], 0))",
+        "print('connected', c.getsockname()[1], flush=True)",
+        "time.sleep(60)");
+
+    /**
+     * The kernel-side filter: with a cover of the host's first address, a flow from its second address (translated
+     * too) never reaches Java, nor do the guest flow's state changes short of TIME_WAIT; the guest flow's NEW and
+     * DESTROY do. A second, unfiltered subscription sees every event, and the Java interpreter of the program, run
+     * over those captured bytes, keeps exactly what the kernel let through.
+     */
+    @Test
+    void theKernelFilterLetsOnlyTheGuestsLedgerEventsThrough() throws IOException
+    {
+        host.ip("addr", "add", "198.51.100.3/24", "dev", "eth-h");
+        final GuestPrefixes guests = GuestPrefixes.cover(new int[] {HOST.bits()}, 1, new long[0], 0,
+            GuestPrefixes.DEFAULT_MAX);
+        final ClassicBpf.Program program = EventFilter.program(guests);
+        try (ConntrackEvents filtered = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200, true));
+             ConntrackEvents all = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200, true)))
+        {
+            filtered.filter(guests);
+            for (final String source : new String[] {"198.51.100.3", "198.51.100.1"})
+            {
+                final Process client = host.spawn("python3", "-c", CLIENT_FROM, source, "198.51.100.2");
+                processes.add(client);
+                assertThat(firstLine(client)).startsWith("connected ");
+            }
+            assertThat(filtered.deleteByOrigSource(Ipv4Address.parse("198.51.100.3"))).isEqualTo(1);
+            assertThat(filtered.deleteByOrigSource(HOST)).isEqualTo(1);
+
+            final List<byte[]> raw = new ArrayList<>();
+            final List<String> everything = drain(all, raw);
+            final List<String> passed = drain(filtered, null);
+
+            // the unfiltered socket saw both flows, and the guest's state changes
+            assertThat(everything).anyMatch(s -> s.startsWith("NEW 198.51.100.3"))
+                .anyMatch(s -> s.startsWith("DESTROY 198.51.100.3"))
+                .anyMatch(s -> s.startsWith("NEW 198.51.100.1"))
+                .anyMatch(s -> s.startsWith("UPDATE 198.51.100.1"))
+                .anyMatch(s -> s.startsWith("DESTROY 198.51.100.1"));
+            // the filtered one: the guest's NEW and DESTROY only
+            assertThat(passed).hasSize(2);
+            assertThat(passed.get(0)).startsWith("NEW 198.51.100.1 ");
+            assertThat(passed.get(1)).startsWith("DESTROY 198.51.100.1 ");
+            // the interpreter agrees with the kernel, message by message
+            final List<String> kept = new ArrayList<>();
+            for (int i = 0; i < raw.size(); i++)
+            {
+                if (program.run(raw.get(i), raw.get(i).length) != ClassicBpf.DROP)
+                {
+                    kept.add(everything.get(i));
+                }
+            }
+            assertThat(kept).isEqualTo(passed);
+        }
+    }
+
+    /** Reads until the socket stays quiet for 1 s: "TYPE source id state" per event, and the raw bytes. */
+    private static List<String> drain(final ConntrackEvents events, final List<byte[]> raw) throws IOException
+    {
+        final List<String> out = new ArrayList<>();
+        final ConntrackEvent e = new ConntrackEvent();
+        long quietSince = System.nanoTime();
+        while (System.nanoTime() - quietSince < 1_000_000_000L)
+        {
+            final int n = events.pollRaw((b, off, len) ->
+            {
+                final byte[] m = new byte[len];
+                b.get(off, m);
+                if (ConntrackEvents.parse(b, off, len, e))
+                {
+                    out.add(e.type() + " " + new Ipv4Address(e.origSrcV4()) + " " + Integer.toUnsignedString(e.id())
+                        + " " + e.tcpState());
+                    if (raw != null)
+                    {
+                        raw.add(m);
+                    }
+                }
+            });
+            assertThat(n).isNotEqualTo(dev.egressd.agent.netlink.NetlinkSocket.OVERRUN);
+            if (n > 0)
+            {
+                quietSince = System.nanoTime();
+            }
+        }
+        return out;
+    }
+
     private static ConntrackEvent await(final ConntrackEvents events, final ConntrackEvent.Type type) throws IOException
     {
         final List<ConntrackEvent> seen = new ArrayList<>();
