@@ -3,12 +3,15 @@ package dev.egressd.agent.kernel;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.nft.NftDataplane;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -42,12 +45,12 @@ import org.slf4j.LoggerFactory;
 public final class NftKernel implements Kernel, AutoCloseable
 {
     /**
-     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: the per-guest IPv6
-     * chains' rules, the fixed chains' fingerprints) take at most a fifth of the loop's time; the sets and maps
+     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: every set's elements
+     * come with them; the fixed chains' fingerprints) take at most a fifth of the loop's time; the sets and maps
      * are read every reconcile (see {@code NftDataplane}, "Deep and shallow checks"). Measured by
-     * {@code scripts/bench-drift}: at 4,000 machines a deep cycle costs about 1 s, so one comes every 5-6 s, and
-     * that is how long a per-guest chain changed by hand takes to be repaired there; on small hosts every
-     * reconcile is deep.
+     * {@code scripts/bench-drift} (with the per-guest IPv6 chains of an older egressd): at 4,000 machines a deep
+     * cycle cost about 1 s, so one came every 5-6 s, and that is how long a fixed chain changed by hand takes to
+     * be repaired there; on small hosts every reconcile is deep.
      */
     static final int DEEP_CHECK_FACTOR = 4;
 
@@ -65,6 +68,7 @@ public final class NftKernel implements Kernel, AutoCloseable
     /** The thread that opened the parts; null until then. */
     private Thread owner;
     private LibNftablesClient client;
+    private NftNetlink netlink;
     private NftDataplane nft;
     private UplinkAddresses addresses;
     private boolean closed;
@@ -432,7 +436,14 @@ public final class NftKernel implements Kernel, AutoCloseable
         }
         finally
         {
-            client.close();
+            try
+            {
+                client.close();
+            }
+            finally
+            {
+                netlink.close();
+            }
         }
     }
 
@@ -453,6 +464,16 @@ public final class NftKernel implements Kernel, AutoCloseable
         {
             throw nftFailure(e);
         }
+        final NftNetlink nfnl;
+        try
+        {
+            nfnl = NftNetlink.open(NfTables.NFPROTO_INET, config.table());
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            opened.close();
+            throw new KernelException(KernelException.Source.NFT, "cannot open an nf_tables netlink socket: " + e.getMessage(), e);
+        }
         try
         {
             addresses = UplinkAddresses.open(config.uplink());
@@ -460,6 +481,7 @@ public final class NftKernel implements Kernel, AutoCloseable
         catch (final KernelException | RuntimeException e)
         {
             opened.close();
+            nfnl.close();
             throw e;
         }
         if (pairDevice == AddressDevice.LO)
@@ -477,7 +499,8 @@ public final class NftKernel implements Kernel, AutoCloseable
             checkArp();
         }
         client = opened;
-        nft = new NftDataplane(opened, config);
+        netlink = nfnl;
+        nft = new NftDataplane(opened, nfnl, config);
         nft.paceDeepChecks(deepCheckFactor, System::nanoTime);
         owner = Thread.currentThread();
         return nft;

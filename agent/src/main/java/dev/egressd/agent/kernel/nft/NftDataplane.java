@@ -1,6 +1,7 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.kernel.nft.netlink.NftCommitter;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
@@ -30,12 +31,9 @@ import org.slf4j.LoggerFactory;
  * ({@code list sets table inet T}, terse) are cheaper still. So, once {@link #paceDeepChecks} is set (the
  * daemon sets it), the two checks that need rules are done only as often as their cost allows:
  * <ul>
- *   <li>{@link #read()} lists the seven sets and maps by name every time, and takes what each per-guest IPv6
- *       chain holds from what this object last wrote there or last read there; the chains' rules themselves
- *       are listed ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once; a
- *       per-guest chain whose rules were changed by hand, at the next deep read. (A per-guest chain cannot be
- *       deleted while its vmap element jumps to it: the kernel refuses, so deleting it means deleting that
- *       element first, which shows at once.)</li>
+ *   <li>{@link #read()} lists the six sets and maps by name every time (every plan element is a set or map
+ *       element), and the whole table ({@link #readFull()}) when a deep read is due. A hand-deleted element
+ *       shows at once.</li>
  *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
  *       hooks and rule fingerprints when a deep check is due.</li>
  * </ul>
@@ -43,21 +41,25 @@ import org.slf4j.LoggerFactory;
  * transaction and when a set cannot be listed; a deep check, after a refused transaction and when a set is
  * missing. Unpaced (the default), every read and every check is deep, as before.
  *
- * <p>Uses its client from one thread, like the client itself (see {@link LibNftablesClient}).
+ * <p>The rules libnftables cannot write (the IPv6 SNAT through the {@code snat6} map, docs/design.md, pitfall 1)
+ * go over nf_tables netlink ({@link NftCommitter}) right after the transaction that created the table or
+ * repaired its fixed part; until they are in, a static guest's IPv6 packets meet the backstop drop.
+ *
+ * <p>Uses its clients from one thread, like the clients themselves (see {@link LibNftablesClient}).
  */
 public final class NftDataplane
 {
     private static final Logger LOG = LoggerFactory.getLogger(NftDataplane.class);
 
     private final NftablesClient nft;
+    private final NftCommitter netlink;
     private final DataplaneConfig config;
     private final Ruleset ruleset;
     private final PlanRenderer renderer;
     private final TableReader reader = new TableReader();
     private String lastRepair;
-    /** What each per-guest IPv6 chain holds, by chain name, as last written or read; valid if chainsKnown. */
-    private final Map<String, TableReader.Snat6Target> chains = new HashMap<>();
-    private boolean chainsKnown;
+    /** Nothing read yet, or a transaction was refused: the next read is deep. */
+    private boolean deepReadForced = true;
     private boolean deepCheckForced = true;
     private int deepFactor;
     private LongSupplier clock = System::nanoTime;
@@ -75,12 +77,14 @@ public final class NftDataplane
     /**
      * A dataplane over a client.
      *
-     * @param nft    the nft client.
-     * @param config the table name, interfaces and cap.
+     * @param nft     the nft client.
+     * @param netlink the nf_tables netlink client of the same namespace, for the rules nft cannot write.
+     * @param config  the table name, interfaces and cap.
      */
-    public NftDataplane(final NftablesClient nft, final DataplaneConfig config)
+    public NftDataplane(final NftablesClient nft, final NftCommitter netlink, final DataplaneConfig config)
     {
         this.nft = nft;
+        this.netlink = netlink;
         this.config = config;
         this.ruleset = new Ruleset(config);
         this.renderer = new PlanRenderer(config);
@@ -206,9 +210,8 @@ public final class NftDataplane
         if (!exists)
         {
             nft.run(ruleset.render());
+            addNetlinkRules();
             lastRepair = "created the table inet " + config.table();
-            chains.clear();
-            chainsKnown = true; // a new table has no per-guest chains
             deepCheckForced = false;
             return true;
         }
@@ -265,6 +268,12 @@ public final class NftDataplane
                     + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
             }
         }
+        final Set<String> mistyped = TableReader.mistypedMaps(root);
+        if (!mistyped.isEmpty())
+        {
+            drift.add("re-created " + String.join(", ", mistyped) + " with the data type "
+                + mistyped.stream().map(Ruleset.MAP_DATA::get).collect(java.util.stream.Collectors.joining(", ")));
+        }
         final Set<String> fixed = new HashSet<>();
         ruleset.staticChains().forEach(c -> fixed.add(c.name()));
         final List<TableReader.Foreign> foreign = TableReader.foreignObjects(root, fixed);
@@ -279,9 +288,28 @@ public final class NftDataplane
             pendingListing = deepFactor > 0 ? listing : null;
             return false;
         }
-        nft.run(ruleset.renderRepair(recreate, foreign));
+        nft.run(ruleset.renderRepair(recreate, foreign, mistyped));
+        addNetlinkRules();
         lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
         return true;
+    }
+
+    /**
+     * Appends the rules built over netlink to their (new or just flushed) chain. If the kernel refuses them,
+     * the chain stays empty (fail-closed) and the next check goes deep and repairs again.
+     */
+    private void addNetlinkRules() throws NftException
+    {
+        try
+        {
+            netlink.commit(ruleset.netlinkRules());
+        }
+        catch (final java.io.IOException e)
+        {
+            deepCheckForced = true;
+            throw new NftException("cannot add the IPv6 SNAT rules of inet " + config.table() + " over netlink: "
+                + e.getMessage(), "NFT_MSG_NEWRULE", "");
+        }
     }
 
     /** How many of the expected fingerprints are at their place. */
@@ -308,15 +336,14 @@ public final class NftDataplane
 
     /**
      * What the table holds now, as plan elements (without uplink addresses): a deep read ({@link #readFull()})
-     * when one is due, else the seven sets and maps listed one by one, with the per-guest IPv6 chains taken as
-     * last written or read (see the class comment).
+     * when one is due, else the six sets and maps listed one by one (see the class comment).
      *
      * @return the plan read from the kernel.
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
      */
     public KernelPlan read() throws NftException
     {
-        if (!chainsKnown || deepReadPending || due())
+        if (deepReadForced || deepReadPending || due())
         {
             if (!deepReadPending)
             {
@@ -347,7 +374,7 @@ public final class NftDataplane
         }
         try
         {
-            return reader.readSets(listings, chains);
+            return reader.readSets(listings);
         }
         catch (final IllegalArgumentException e)
         {
@@ -358,7 +385,7 @@ public final class NftDataplane
 
     /**
      * What the table holds now, from one listing of the whole table, rules included (a deep read): O(table)
-     * in libnftables 1.0.6. Also renews what this object knows the per-guest IPv6 chains hold.
+     * in libnftables 1.0.6.
      *
      * @return the plan read from the kernel.
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
@@ -368,17 +395,24 @@ public final class NftDataplane
         final long start = clock.getAsLong();
         final String listing = pendingListing != null ? pendingListing : nft.runJson("list table inet " + config.table());
         pendingListing = null;
-        final TableReader.TableRead read = reader.readTable(listing);
-        chains.clear();
-        chains.putAll(read.chains());
-        chainsKnown = true;
+        final KernelPlan read;
+        try
+        {
+            read = reader.read(listing);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new NftException("cannot read nft's listing of inet " + config.table() + ": " + e.getMessage(),
+                "list table", "");
+        }
+        deepReadForced = false;
         deepReads++;
         deepEnd = clock.getAsLong();
         LOG.debug("deep read of inet {}: {} ms", config.table(), (deepEnd - start) / 1_000_000);
         deepCost = deepEnd - start + pendingCheckCost;
         deepReadPending = false;
         pendingCheckCost = 0;
-        return read.plan();
+        return read;
     }
 
     /**
@@ -404,33 +438,11 @@ public final class NftDataplane
         catch (final NftException e)
         {
             // Refused: the kernel is not what egressd thought (or the change is bad); look deep next time.
-            chainsKnown = false;
+            deepReadForced = true;
             deepCheckForced = true;
             final Blame blame = blame(rendered, e);
             throw new NftException("nft transaction failed, nothing changed: " + blame.what() + ": "
                 + blame.cause().reason(), e.command(), e.error());
-        }
-        for (final PlanRenderer.Rendered r : rendered)
-        {
-            remember(r.change());
-        }
-    }
-
-    /** What a committed change left in the per-guest IPv6 chains. */
-    private void remember(final PlanChange change)
-    {
-        if (change.op() != PlanChange.Op.ADD && change.previous() instanceof PlanElement.Snat6 old)
-        {
-            chains.remove(Ruleset.snat6Chain(old.guest()));
-        }
-        if (change.op() == PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 gone)
-        {
-            chains.remove(Ruleset.snat6Chain(gone.guest()));
-        }
-        else if (change.op() != PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 snat)
-        {
-            chains.put(Ruleset.snat6Chain(snat.guest()),
-                new TableReader.Snat6Target(snat.egress(), snat.firstPort(), snat.lastPort()));
         }
     }
 
@@ -515,10 +527,9 @@ public final class NftDataplane
      */
     public void deleteTable() throws NftException
     {
-        chainsKnown = false;
+        deepReadForced = true;
         pendingListing = null;
         nft.run("delete table inet " + config.table());
-        chains.clear();
     }
 
     private static JsonNode parse(final String json) throws NftException

@@ -1,6 +1,11 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftCommitter;
+import dev.egressd.agent.kernel.nft.netlink.NftExpr;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.core.model.Ipv6Address;
@@ -21,7 +26,7 @@ import java.util.regex.Pattern;
  * deleting what is missing fails "No such file or directory", deleting a chain a verdict map still
  * jumps to fails "Device or resource busy". Listings come back as JSON shaped like nft 1.0.6's.
  */
-public final class FakeNftablesClient implements NftablesClient
+public final class FakeNftablesClient implements NftablesClient, NftCommitter
 {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern ELEMENT =
@@ -142,6 +147,105 @@ public final class FakeNftablesClient implements NftablesClient
     {
         scripts.add(script);
         tables = apply(script);
+    }
+
+    /** Every batch given to {@link #commit} (over netlink), successful or not. */
+    private final List<List<? extends NftOp>> batches = new ArrayList<>();
+    private String table = "egressd";
+    private int refuseNetlink;
+
+    /**
+     * The netlink batches committed so far.
+     *
+     * @return the batches.
+     */
+    public List<List<? extends NftOp>> batches()
+    {
+        return batches;
+    }
+
+    /**
+     * Makes the next netlink batches be refused (EINVAL), as a kernel without nft_nat would.
+     *
+     * @param times how many.
+     */
+    public void refuseNetlink(final int times)
+    {
+        refuseNetlink = times;
+    }
+
+    /**
+     * The table netlink batches apply to (one client per table, like NftNetlink).
+     *
+     * @param name the table.
+     */
+    public void netlinkTable(final String name)
+    {
+        table = name;
+    }
+
+    /**
+     * Rules over netlink: appended to their chain as nft would list them (only the IPv6 map SNAT egressd builds),
+     * with their comment; all or nothing, like the kernel.
+     */
+    @Override
+    public void commit(final List<? extends NftOp> ops) throws NftRefusedException
+    {
+        batches.add(List.copyOf(ops));
+        if (refuseNetlink > 0)
+        {
+            refuseNetlink--;
+            throw new NftRefusedException("inet " + table, 0, ops.get(0).describe(), 22, null, 1);
+        }
+        final Map<String, FakeTable> work = new LinkedHashMap<>();
+        tables.forEach((k, v) -> work.put(k, v.copy()));
+        for (int i = 0; i < ops.size(); i++)
+        {
+            final NftOp op = ops.get(i);
+            final FakeTable t = work.get(table);
+            if (!(op instanceof NftOp.AddRule rule))
+            {
+                throw new UnsupportedOperationException("the fake takes only rules over netlink: " + op);
+            }
+            if (t == null || !t.chains.containsKey(rule.chain()))
+            {
+                throw new NftRefusedException("inet " + table, i, op.describe(), 2, null, 1);
+            }
+            t.chains.get(rule.chain()).add(text(rule));
+        }
+        tables = work;
+    }
+
+    /** What nft lists for the IPv6 map SNAT rule. */
+    private static String text(final NftOp.AddRule rule)
+    {
+        String proto = null;
+        String map = null;
+        for (int i = 0; i < rule.exprs().size(); i++)
+        {
+            final NftExpr e = rule.exprs().get(i);
+            if (e instanceof NftExpr.Meta m && m.key() == NfTables.NFT_META_L4PROTO
+                && rule.exprs().get(i + 1) instanceof NftExpr.CmpEq c)
+            {
+                proto = switch (c.data()[0])
+                {
+                    case 6 -> "tcp";
+                    case 17 -> "udp";
+                    case 58 -> "ipv6-icmp";
+                    default -> Integer.toString(c.data()[0]);
+                };
+            }
+            if (e instanceof NftExpr.Lookup l)
+            {
+                map = l.set();
+            }
+        }
+        if (proto == null || map == null)
+        {
+            throw new UnsupportedOperationException("the fake lists only the IPv6 map SNAT rule: " + rule.exprs());
+        }
+        return "meta l4proto " + proto + " snat ip6 to ip6 saddr map @" + map
+            + (rule.comment() == null ? "" : " comment \"" + rule.comment() + "\"");
     }
 
     @Override

@@ -20,7 +20,7 @@ import static org.assertj.core.api.Assertions.catchThrowableOfType;
 class NftDataplaneTest
 {
     private final FakeNftablesClient nft = new FakeNftablesClient();
-    private final NftDataplane dataplane = new NftDataplane(nft, DataplaneConfig.defaults("uplink"));
+    private final NftDataplane dataplane = new NftDataplane(nft, nft, DataplaneConfig.defaults("uplink"));
 
     @Test
     void ensureTableCreatesTheTableOnce() throws Exception
@@ -137,14 +137,14 @@ class NftDataplaneTest
     @Test
     void aNewCapOrUplinkInTheConfigurationRewritesTheRules() throws Exception
     {
-        final NftDataplane cap8 = new NftDataplane(nft, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
+        final NftDataplane cap8 = new NftDataplane(nft, nft, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
         assertThat(cap8.ensureTable()).isTrue();
         cap8.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
         final KernelPlan before = cap8.read();
         assertThat(cap8.ensureTable()).isFalse();
 
         final DataplaneConfig cap16 = new DataplaneConfig("egressd", "uplink", "tap-*", 16);
-        final NftDataplane next = new NftDataplane(nft, cap16);
+        final NftDataplane next = new NftDataplane(nft, nft, cap16);
         assertThat(next.ensureTable()).isTrue();
         assertThat(next.lastRepair()).contains("chain guest_new holds 4 rules, 2 of the 4 it should");
         assertThat(nft.rules("egressd", "guest_new")).anyMatch(r -> r.contains("ct count over 16"))
@@ -154,7 +154,7 @@ class NftDataplaneTest
         assertThat(next.ensureTable()).isFalse();
 
         final DataplaneConfig wan = new DataplaneConfig("egressd", "wan0", "tap-*", 16);
-        final NftDataplane moved = new NftDataplane(nft, wan);
+        final NftDataplane moved = new NftDataplane(nft, nft, wan);
         assertThat(moved.ensureTable()).isTrue();
         assertThat(moved.lastRepair()).contains("chain forward").contains("chain postrouting")
             .doesNotContain("chain guest_new").doesNotContain("chain deny");
@@ -225,10 +225,7 @@ class NftDataplaneTest
         dataplane.apply(PlanDiff.between(dataplane.read(), desired));
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(desired));
         assertThat(nft.scripts()).as("one transaction per apply").hasSize(3);
-        assertThat(nft.rules("egressd", Ruleset.snat6Chain(PlanFixtures.guest6(1))))
-            .containsExactly("meta l4proto tcp snat ip6 to [2001:db8:10::10]:9216-10239",
-                "meta l4proto udp snat ip6 to [2001:db8:10::10]:9216-10239",
-                "meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:9216-10239");
+        assertThat(nft.elements("egressd", "snat6")).contains(PlanFixtures.guest6(1) + " : 2001:db8:10::10 . 9216-10239");
 
         dataplane.apply(PlanDiff.between(dataplane.read(), KernelPlan.empty()));
         assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());
@@ -316,14 +313,16 @@ class NftDataplaneTest
     }
 
     @Test
-    void fakeRefusesDeletingAChainTheVmapJumpsTo() throws Exception
+    void theIpv6SnatRulesGoOverNetlinkAfterTheTableAndARefusalIsRepairedByTheNextCheck() throws Exception
     {
-        dataplane.ensureTable();
-        dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1)));
-        final NftException e = catchThrowableOfType(NftException.class, () -> nft.run(
-            "add element inet egressd static4 { 10.9.9.9 }\ndelete chain inet egressd "
-                + Ruleset.snat6Chain(PlanFixtures.guest6(1)) + "\n"));
-        assertThat(e.isBusy()).isTrue();
-        assertThat(nft.elements("egressd", "static4")).doesNotContain("10.9.9.9");
+        nft.refuseNetlink(1);
+        final NftException e = catchThrowableOfType(NftException.class, dataplane::ensureTable);
+        assertThat(e).hasMessageContaining("IPv6 SNAT rules").hasMessageContaining("over netlink");
+        assertThat(nft.rules("egressd", Ruleset.NAT6_CHAIN)).as("empty: fail-closed").isEmpty();
+        assertThat(dataplane.ensureTable()).as("the next check goes deep and repairs").isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain nat6 holds 0 rules, 0 of the 3");
+        assertThat(nft.rules("egressd", Ruleset.NAT6_CHAIN)).hasSize(3);
+        assertThat(nft.batches()).hasSize(2).allSatisfy(b -> assertThat(b).hasSize(3));
+        assertThat(dataplane.ensureTable()).isFalse();
     }
 }

@@ -42,7 +42,7 @@ import java.util.Map;
  * <p>Not thread-safe; open it on a thread in the intended network namespace (the socket belongs to the
  * namespace of the thread that opens it), like {@link NetlinkSocket}.
  */
-public final class NftNetlink implements AutoCloseable
+public final class NftNetlink implements NftCommitter, AutoCloseable
 {
     /** Receive buffer asked for: dumps of a big set come in 32 KiB skbs, and errors of a big refused batch. */
     private static final int RECEIVE_BUFFER = 4 * 1024 * 1024;
@@ -126,6 +126,7 @@ public final class NftNetlink implements AutoCloseable
      * @throws NftRefusedException if the kernel refused any change (nothing changed); it names the first.
      * @throws IOException         if the socket fails.
      */
+    @Override
     public void commit(final List<? extends NftOp> ops) throws IOException
     {
         if (ops.isEmpty())
