@@ -1,11 +1,14 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.egressd.agent.kernel.nft.netlink.NftCommitter;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.netlink.NetlinkException;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 
+import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -37,12 +40,21 @@ import org.slf4j.LoggerFactory;
  *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
  *       hooks and rule fingerprints when a deep check is due.</li>
  * </ul>
- * A deep read is also forced when nothing is known yet, after the table was created, after a refused
+ * <p><strong>Nothing changed, nothing read.</strong> Paced, every check and read first asks the kernel for the
+ * ruleset's generation id ({@code NFT_MSG_GETGEN} over netlink: one small request, whatever the table's size);
+ * the kernel changes it with every committed nf_tables transaction in the namespace, egressd's or anyone's. When
+ * it is the one at which a deep check last found the fixed part right, {@link #ensureTable()} does nothing more;
+ * when it is the one at which the sets were last read, {@link #read()} returns that plan again. So an idle
+ * daemon's reconcile costs two generation requests, and any change (a hand edit included) makes the next ones
+ * look as before. A deep check that is due is skipped only while the generation has not moved since a deep
+ * check found everything right: it could find nothing new.
+ *
+ * <p>A deep read is also forced when nothing is known yet, after the table was created, after a refused
  * transaction and when a set cannot be listed; a deep check, after a refused transaction and when a set is
  * missing. Unpaced (the default), every read and every check is deep, as before.
  *
  * <p>The rules libnftables cannot write (the IPv6 SNAT through the {@code snat6} map, docs/design.md, pitfall 1)
- * go over nf_tables netlink ({@link NftCommitter}) right after the transaction that created the table or
+ * go over nf_tables netlink ({@link NfTablesClient}) right after the transaction that created the table or
  * repaired its fixed part; until they are in, a static guest's IPv6 packets meet the backstop drop.
  *
  * <p>Uses its clients from one thread, like the clients themselves (see {@link LibNftablesClient}).
@@ -52,7 +64,7 @@ public final class NftDataplane
     private static final Logger LOG = LoggerFactory.getLogger(NftDataplane.class);
 
     private final NftablesClient nft;
-    private final NftCommitter netlink;
+    private final NfTablesClient netlink;
     private final DataplaneConfig config;
     private final Ruleset ruleset;
     private final PlanRenderer renderer;
@@ -73,6 +85,14 @@ public final class NftDataplane
     private String pendingListing;
     private int deepReads;
     private int deepChecks;
+    /** Paced: the ruleset generation at which a deep check last found the fixed part right; -1 if none. */
+    private long checkedGeneration = -1;
+    /** The generation seen as ensureTable began, for the deep check it may run; -1 if unknown. */
+    private long checkGeneration = -1;
+    /** Paced: the generation at which {@link #lastPlan} was read; -1 if none. */
+    private long readGeneration = -1;
+    private KernelPlan lastPlan;
+    private int unchangedSkips;
 
     /**
      * A dataplane over a client.
@@ -81,7 +101,7 @@ public final class NftDataplane
      * @param netlink the nf_tables netlink client of the same namespace, for the rules nft cannot write.
      * @param config  the table name, interfaces and cap.
      */
-    public NftDataplane(final NftablesClient nft, final NftCommitter netlink, final DataplaneConfig config)
+    public NftDataplane(final NftablesClient nft, final NfTablesClient netlink, final DataplaneConfig config)
     {
         this.nft = nft;
         this.netlink = netlink;
@@ -177,6 +197,12 @@ public final class NftDataplane
      */
     public boolean ensureTable() throws NftException
     {
+        checkGeneration = deepFactor > 0 ? generation() : -1;
+        if (checkGeneration >= 0 && checkGeneration == checkedGeneration && !deepCheckForced)
+        {
+            unchangedSkips++;
+            return false;
+        }
         final Set<String> sets;
         try
         {
@@ -209,6 +235,8 @@ public final class NftDataplane
         pendingListing = null;
         if (!exists)
         {
+            checkedGeneration = -1;
+            lastPlan = null;
             nft.run(ruleset.render());
             addNetlinkRules();
             lastRepair = "created the table inet " + config.table();
@@ -216,7 +244,16 @@ public final class NftDataplane
             return true;
         }
         final long start = clock.getAsLong();
+        checkedGeneration = -1;
         final boolean repaired = checkFixedChains();
+        if (repaired)
+        {
+            lastPlan = null;
+        }
+        else
+        {
+            checkedGeneration = checkGeneration;
+        }
         final long end = clock.getAsLong();
         deepChecks++;
         LOG.debug("deep check of inet {}: {} ms", config.table(), (end - start) / 1_000_000);
@@ -304,7 +341,7 @@ public final class NftDataplane
         {
             netlink.commit(ruleset.netlinkRules());
         }
-        catch (final java.io.IOException e)
+        catch (final IOException e)
         {
             deepCheckForced = true;
             throw new NftException("cannot add the IPv6 SNAT rules of inet " + config.table() + " over netlink: "
@@ -342,6 +379,30 @@ public final class NftDataplane
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
      */
     public KernelPlan read() throws NftException
+    {
+        final long generation = deepFactor > 0 ? generation() : -1;
+        if (generation >= 0 && generation == readGeneration && lastPlan != null && !deepReadForced)
+        {
+            unchangedSkips++;
+            if (deepReadPending)
+            {
+                // The deep check found nothing and nothing changed since the last read: the cycle ends here.
+                deepEnd = clock.getAsLong();
+                deepCost = pendingCheckCost;
+                deepReadPending = false;
+                pendingCheckCost = 0;
+                pendingListing = null;
+            }
+            return lastPlan;
+        }
+        final KernelPlan plan = readChanged();
+        readGeneration = generation;
+        lastPlan = plan;
+        return plan;
+    }
+
+    /** {@link #read()} when the generation moved (or is not used): deep when due, else set by set. */
+    private KernelPlan readChanged() throws NftException
     {
         if (deepReadForced || deepReadPending || due())
         {
@@ -424,6 +485,7 @@ public final class NftDataplane
      */
     public void apply(final List<PlanChange> changes) throws NftException
     {
+        lastPlan = null;
         final List<PlanRenderer.Rendered> rendered = renderer.renderEach(changes);
         if (rendered.isEmpty())
         {
@@ -507,17 +569,46 @@ public final class NftDataplane
      */
     public Map<String, Long> counters() throws NftException
     {
-        final JsonNode items = parse(nft.runJson("list counters table inet " + config.table())).path("nftables");
-        final Map<String, Long> counters = new LinkedHashMap<>();
-        for (final JsonNode item : items)
+        final Map<String, NftNetlink.Counter> read;
+        try
         {
-            final JsonNode counter = item.path("counter");
-            if (counter.isObject() && config.table().equals(counter.path("table").asText()))
-            {
-                counters.put(counter.path("name").asText(), counter.path("packets").asLong());
-            }
+            read = netlink.counters();
         }
+        catch (final IOException e)
+        {
+            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+            throw new NftException("cannot read the counters of inet " + config.table() + ": " + e.getMessage(),
+                "NFT_MSG_GETOBJ", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+        }
+        final Map<String, Long> counters = new LinkedHashMap<>();
+        read.forEach((name, counter) -> counters.put(name, counter.packets()));
         return counters;
+    }
+
+    /**
+     * The ruleset's generation id, or -1 when it cannot be read (then everything is read as if it had changed).
+     */
+    private long generation()
+    {
+        try
+        {
+            return netlink.generation() & 0xFFFFFFFFL;
+        }
+        catch (final IOException e)
+        {
+            LOG.debug("cannot read the nf_tables generation id: {}", e.getMessage());
+            return -1;
+        }
+    }
+
+    /**
+     * How many checks and reads were answered from the unchanged generation id, for tests.
+     *
+     * @return the count.
+     */
+    int unchangedSkips()
+    {
+        return unchangedSkips;
     }
 
     /**
@@ -527,6 +618,8 @@ public final class NftDataplane
      */
     public void deleteTable() throws NftException
     {
+        lastPlan = null;
+        checkedGeneration = -1;
         deepReadForced = true;
         pendingListing = null;
         nft.run("delete table inet " + config.table());

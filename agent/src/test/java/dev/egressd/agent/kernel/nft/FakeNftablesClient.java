@@ -2,7 +2,7 @@ package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.egressd.agent.kernel.nft.netlink.NfTables;
-import dev.egressd.agent.kernel.nft.netlink.NftCommitter;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
 import dev.egressd.agent.kernel.nft.netlink.NftExpr;
 import dev.egressd.agent.kernel.nft.netlink.NftOp;
 import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
@@ -26,7 +26,7 @@ import java.util.regex.Pattern;
  * deleting what is missing fails "No such file or directory", deleting a chain a verdict map still
  * jumps to fails "Device or resource busy". Listings come back as JSON shaped like nft 1.0.6's.
  */
-public final class FakeNftablesClient implements NftablesClient, NftCommitter
+public final class FakeNftablesClient implements NftablesClient, NfTablesClient
 {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern ELEMENT =
@@ -147,6 +147,42 @@ public final class FakeNftablesClient implements NftablesClient, NftCommitter
     {
         scripts.add(script);
         tables = apply(script);
+        generation++;
+    }
+
+    /** The ruleset's generation: one more for every committed transaction, text or netlink, as in the kernel. */
+    private int generation = 1;
+    private int generationReads;
+
+    @Override
+    public int generation()
+    {
+        generationReads++;
+        return generation;
+    }
+
+    /**
+     * How many times the generation was asked for.
+     *
+     * @return the count.
+     */
+    public int generationReads()
+    {
+        return generationReads;
+    }
+
+    @Override
+    public Map<String, dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter> counters() throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        if (t == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETOBJ", 2, (String)null);
+        }
+        final Map<String, dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter> out = new LinkedHashMap<>();
+        t.counters.forEach((name, packets) ->
+            out.put(name, new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter(packets, packets * 100)));
+        return out;
     }
 
     /** Every batch given to {@link #commit} (over netlink), successful or not. */
@@ -214,6 +250,7 @@ public final class FakeNftablesClient implements NftablesClient, NftCommitter
             t.chains.get(rule.chain()).add(text(rule));
         }
         tables = work;
+        generation++;
     }
 
     /** What nft lists for the IPv6 map SNAT rule. */
@@ -510,6 +547,7 @@ public final class FakeNftablesClient implements NftablesClient, NftCommitter
     public void replaceRule(final String table, final String chain, final int index, final String rule)
     {
         tables.get(table).chains.get(chain).set(index, rule);
+        generation++;
     }
 
     private static FakeTable table(final Map<String, FakeTable> work, final String name, final String line,

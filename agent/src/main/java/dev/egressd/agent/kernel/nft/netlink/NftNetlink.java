@@ -42,7 +42,7 @@ import java.util.Map;
  * <p>Not thread-safe; open it on a thread in the intended network namespace (the socket belongs to the
  * namespace of the thread that opens it), like {@link NetlinkSocket}.
  */
-public final class NftNetlink implements NftCommitter, AutoCloseable
+public final class NftNetlink implements NfTablesClient, AutoCloseable
 {
     /** Receive buffer asked for: dumps of a big set come in 32 KiB skbs, and errors of a big refused batch. */
     private static final int RECEIVE_BUFFER = 4 * 1024 * 1024;
@@ -106,6 +106,7 @@ public final class NftNetlink implements NftCommitter, AutoCloseable
      * @return the id.
      * @throws IOException if the request fails.
      */
+    @Override
     public int generation() throws IOException
     {
         socket.request(NfTables.type(NFT_MSG_GETGEN), 0).u8(NFPROTO_UNSPEC).u8(NFNETLINK_V0).u16BE(0);
@@ -435,6 +436,7 @@ public final class NftNetlink implements NftCommitter, AutoCloseable
      * @throws NetlinkException with ENOENT if the table is missing.
      * @throws IOException      if the socket fails.
      */
+    @Override
     public Map<String, Counter> counters() throws IOException
     {
         final Map<String, Counter> out = new LinkedHashMap<>();
