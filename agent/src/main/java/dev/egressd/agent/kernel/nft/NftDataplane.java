@@ -2,8 +2,14 @@ package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftElements;
 import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
+import dev.egressd.agent.natives.Natives;
 import dev.egressd.agent.netlink.NetlinkException;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
@@ -34,9 +40,9 @@ import org.slf4j.LoggerFactory;
  * ({@code list sets table inet T}, terse) are cheaper still. So, once {@link #paceDeepChecks} is set (the
  * daemon sets it), the two checks that need rules are done only as often as their cost allows:
  * <ul>
- *   <li>{@link #read()} lists the six sets and maps by name every time (every plan element is a set or map
- *       element), and the whole table ({@link #readFull()}) when a deep read is due. A hand-deleted element
- *       shows at once.</li>
+ *   <li>{@link #read()} dumps the six sets and maps over netlink ({@code NFT_MSG_GETSETELEM}, one set each, no
+ *       libnftables cache: every plan element is a set or map element), and lists the whole table through
+ *       libnftables ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once.</li>
  *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
  *       hooks and rule fingerprints when a deep check is due.</li>
  * </ul>
@@ -414,34 +420,76 @@ public final class NftDataplane
             }
             return readFull();
         }
-        final List<String> listings = new ArrayList<>(Ruleset.ELEMENT_SETS.size());
-        for (final Map.Entry<String, String> set : Ruleset.ELEMENT_SETS.entrySet())
+        // Each set and map dumped over netlink (NFT_MSG_GETSETELEM): one set's elements, no libnftables cache.
+        final List<PlanElement> elements = new ArrayList<>();
+        for (final String set : Ruleset.ELEMENT_SETS.keySet())
         {
+            final List<NftNetlink.Element> dumped;
             try
             {
-                listings.add(nft.runJson("list " + set.getValue() + " inet " + config.table() + " " + set.getKey()));
+                dumped = netlink.elements(set);
             }
-            catch (final NftException e)
+            catch (final IOException e)
             {
-                if (!e.isNotFound())
+                if (!(e instanceof NetlinkException n && n.isNotFound()))
                 {
-                    throw e;
+                    throw new NftException("cannot dump " + set + " of inet " + config.table() + ": " + e.getMessage(),
+                        "NFT_MSG_GETSETELEM", String.valueOf(e.getMessage()));
                 }
                 // The table or one of its sets is gone: the whole listing says which, and the next
                 // ensureTable looks deep.
                 deepCheckForced = true;
                 return readFull();
             }
+            for (final NftNetlink.Element e : dumped)
+            {
+                elements.add(decode(set, e));
+            }
         }
-        try
+        return KernelPlan.of(elements);
+    }
+
+    /** A dumped element back as a plan element, by the layouts of {@link NftElements}. */
+    static PlanElement decode(final String set, final NftNetlink.Element e) throws NftException
+    {
+        final byte[] k = e.key();
+        final byte[] d = e.data();
+        final boolean ok = switch (set)
         {
-            return reader.readSets(listings);
-        }
-        catch (final IllegalArgumentException e)
+            case Ruleset.STATIC4 -> k.length == 4;
+            case Ruleset.STATIC6 -> k.length == 16;
+            case Ruleset.GUESTS4 -> k.length == NftElements.IFNAME_BYTES + 4;
+            case Ruleset.GUESTS6 -> k.length == NftElements.IFNAME_BYTES + 16;
+            case Ruleset.SNAT4 -> k.length == 4 && d != null && d.length == NftElements.SNAT4_DATA_BYTES;
+            case Ruleset.SNAT6 -> k.length == 16 && d != null && d.length == NftElements.SNAT6_DATA_BYTES;
+            default -> false;
+        };
+        if (!ok)
         {
-            throw new NftException("cannot read nft's listing of the sets of inet " + config.table() + ": "
-                + e.getMessage(), "list set/map", "");
+            throw new NftException("cannot read an element of " + set + " of " + k.length + " key bytes and "
+                + (d == null ? 0 : d.length) + " data bytes", "NFT_MSG_GETSETELEM", "");
         }
+        return switch (set)
+        {
+            case Ruleset.STATIC4 -> new PlanElement.Static4(ip4(k, 0));
+            case Ruleset.STATIC6 -> new PlanElement.Static6(ip6(k, 0));
+            case Ruleset.GUESTS4 -> new PlanElement.Guest4(NftElements.getIfname(k), ip4(k, NftElements.IFNAME_BYTES));
+            case Ruleset.GUESTS6 -> new PlanElement.Guest6(NftElements.getIfname(k), ip6(k, NftElements.IFNAME_BYTES));
+            case Ruleset.SNAT4 -> new PlanElement.Snat4(ip4(k, 0), ip4(d, 0), NftElements.getPort(d, 4),
+                NftElements.getPort(d, 12));
+            default -> new PlanElement.Snat6(ip6(k, 0), ip6(d, 0), NftElements.getPort(d, 16),
+                NftElements.getPort(d, 36));
+        };
+    }
+
+    private static Ipv4Address ip4(final byte[] b, final int off)
+    {
+        return new Ipv4Address(NftElements.getInt(b, off));
+    }
+
+    private static Ipv6Address ip6(final byte[] b, final int off)
+    {
+        return new Ipv6Address(NftElements.getLong(b, off), NftElements.getLong(b, off + 8));
     }
 
     /**
@@ -477,88 +525,142 @@ public final class NftDataplane
     }
 
     /**
-     * Applies plan changes as ONE nft transaction; uplink changes are skipped (rtnetlink's business).
+     * Applies plan changes as ONE nf_tables transaction, sent over netlink as one batch of element messages
+     * ({@code NFT_MSG_NEWSETELEM} / {@code NFT_MSG_DELSETELEM}, one per element, so the kernel's error names the
+     * change): no libnftables cache to load, so the cost does not grow with the table. Uplink changes are skipped
+     * (rtnetlink's business). A REPLACE is a delete and an add of the key in the same batch: no packet sees the
+     * key missing (pitfall 5).
      *
      * @param changes the changes, e.g. from {@code PlanDiff.between(read(), desired)}.
-     * @throws NftException if nft refuses any part; the message names the plan change nft blamed and its
-     *                      reason, and the kernel is unchanged.
+     * @throws NftException             if the kernel refuses any part; the message names the plan change it
+     *                                  refused (with the nft text it amounts to) and the reason, and the kernel
+     *                                  is unchanged.
+     * @throws IllegalArgumentException if an element cannot be encoded (a bad port range or interface name),
+     *                                  naming it; nothing is sent.
      */
     public void apply(final List<PlanChange> changes) throws NftException
     {
         lastPlan = null;
-        final List<PlanRenderer.Rendered> rendered = renderer.renderEach(changes);
-        if (rendered.isEmpty())
+        final List<NftOp> ops = new ArrayList<>(changes.size() * 2);
+        final List<PlanChange> owners = new ArrayList<>(changes.size() * 2);
+        for (final PlanChange change : changes)
+        {
+            final int before = ops.size();
+            switch (change.op())
+            {
+                case ADD -> add(change.element(), ops);
+                case REMOVE -> delete(change.element(), ops);
+                case REPLACE ->
+                {
+                    if (change.previous() != null)
+                    {
+                        delete(change.previous(), ops);
+                    }
+                    add(change.element(), ops);
+                }
+                default -> throw new IllegalArgumentException("unknown op " + change.op());
+            }
+            for (int k = before; k < ops.size(); k++)
+            {
+                owners.add(change);
+            }
+        }
+        if (ops.isEmpty())
         {
             return;
         }
-        final String script = script(rendered);
         pendingListing = null;
         try
         {
-            nft.run(script);
+            netlink.commit(ops);
         }
-        catch (final NftException e)
+        catch (final NftRefusedException e)
         {
             // Refused: the kernel is not what egressd thought (or the change is bad); look deep next time.
             deepReadForced = true;
             deepCheckForced = true;
-            final Blame blame = blame(rendered, e);
-            throw new NftException("nft transaction failed, nothing changed: " + blame.what() + ": "
-                + blame.cause().reason(), e.command(), e.error());
+            final PlanChange blamed = e.index() >= 0 && e.index() < owners.size() ? owners.get(e.index()) : null;
+            final String reason = Natives.strerror(e.errno())
+                + (e.kernelMessage() == null || e.kernelMessage().isEmpty() ? "" : ": " + e.kernelMessage());
+            throw new NftException("nft transaction failed, nothing changed: "
+                + (blamed == null ? "one of " + changes.size() + " changes" : blamed.toString()) + ": " + reason,
+                blamed == null ? e.change() : renderer.render(List.of(blamed)).strip(), "Error: " + reason);
         }
-    }
-
-    private record Blame(String what, NftException cause)
-    {
-    }
-
-    /**
-     * Which change nft refused. nft 1.0.6 does not say which line of a buffer failed, so on failure the
-     * prefixes of the transaction are dry-run, bisecting for the shortest one that fails: its last change
-     * is the culprit (a longer prefix fails whenever a shorter one does). log2(n) dry runs, on failure
-     * only.
-     */
-    private Blame blame(final List<PlanRenderer.Rendered> rendered, final NftException failure)
-    {
-        if (rendered.size() == 1)
+        catch (final IOException e)
         {
-            return new Blame(rendered.get(0).change().toString(), failure);
+            deepReadForced = true;
+            deepCheckForced = true;
+            throw new NftException("nf_tables batch of " + ops.size() + " element changes failed: " + e.getMessage(),
+                "NFT_MSG_NEWSETELEM", String.valueOf(e.getMessage()));
         }
-        int lo = 1;
-        int hi = rendered.size();
-        NftException cause = failure;
+    }
+
+    /** The element message that adds an element (none for the uplink kinds). */
+    private static void add(final PlanElement element, final List<NftOp> ops)
+    {
+        final byte[] key = key(element);
+        if (key == null)
+        {
+            return;
+        }
+        byte[] data = null;
         try
         {
-            while (lo < hi)
+            if (element instanceof PlanElement.Snat4 e)
             {
-                final int mid = (lo + hi) >>> 1;
-                try
-                {
-                    nft.check(script(rendered.subList(0, mid)));
-                    lo = mid + 1;
-                }
-                catch (final NftException e)
-                {
-                    hi = mid;
-                    cause = e;
-                }
+                data = NftElements.snat4(e.egress().bits(), e.firstPort(), e.lastPort());
+            }
+            else if (element instanceof PlanElement.Snat6 e)
+            {
+                data = NftElements.snat6(e.egress().high(), e.egress().low(), e.firstPort(), e.lastPort());
             }
         }
-        catch (final UnsupportedOperationException | IllegalStateException e)
+        catch (final IllegalArgumentException e)
         {
-            return new Blame("one of " + rendered.size() + " changes", failure);
+            throw new IllegalArgumentException(e.getMessage() + " in " + element, e);
         }
-        return new Blame(rendered.get(lo - 1).change().toString(), cause);
+        ops.add(new NftOp.AddElement(element.kind(), key, data));
     }
 
-    private static String script(final List<PlanRenderer.Rendered> rendered)
+    private static void delete(final PlanElement element, final List<NftOp> ops)
     {
-        final StringBuilder script = new StringBuilder();
-        for (final PlanRenderer.Rendered r : rendered)
+        final byte[] key = key(element);
+        if (key != null)
         {
-            r.lines().forEach(line -> script.append(line).append('\n'));
+            ops.add(new NftOp.DeleteElement(element.kind(), key));
         }
-        return script.toString();
+    }
+
+    /** The element's key as the kernel stores it (NftElements), or null for the uplink kinds. */
+    private static byte[] key(final PlanElement element)
+    {
+        if (element instanceof PlanElement.Static4 e)
+        {
+            return NftElements.ipv4(e.guest().bits());
+        }
+        if (element instanceof PlanElement.Static6 e)
+        {
+            return NftElements.ipv6(e.guest().high(), e.guest().low());
+        }
+        if (element instanceof PlanElement.Guest4 e)
+        {
+            DataplaneConfig.checkIfname("iface", e.iface());
+            return NftElements.ifnameIpv4(e.iface(), e.address().bits());
+        }
+        if (element instanceof PlanElement.Guest6 e)
+        {
+            DataplaneConfig.checkIfname("iface", e.iface());
+            return NftElements.ifnameIpv6(e.iface(), e.address().high(), e.address().low());
+        }
+        if (element instanceof PlanElement.Snat4 e)
+        {
+            return NftElements.ipv4(e.guest().bits());
+        }
+        if (element instanceof PlanElement.Snat6 e)
+        {
+            return NftElements.ipv6(e.guest().high(), e.guest().low());
+        }
+        return null; // Uplink4 / Uplink6: addresses on the uplink are rtnetlink's business
     }
 
     /**

@@ -7,8 +7,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Turns plan changes into one nft transaction of element operations. The table's chains are never touched
- * here: see {@link Ruleset}.
+ * Turns plan changes into the nft text of their element operations: what {@link NftDataplane#apply} sends over
+ * netlink, in nft's language, for the operator (the command an error names) and the docs. The table's chains are
+ * never touched here: see {@link Ruleset}.
  *
  * <p>One command per line and one element per command, so the line nft blames on failure identifies
  * the plan change ({@link #renderEach}). Uplink address changes are skipped: they go through rtnetlink,

@@ -239,9 +239,14 @@ public final class FakeNftablesClient implements NftablesClient, NfTablesClient
         {
             final NftOp op = ops.get(i);
             final FakeTable t = work.get(table);
+            if (op instanceof NftOp.AddElement || op instanceof NftOp.DeleteElement)
+            {
+                element(t, i, op);
+                continue;
+            }
             if (!(op instanceof NftOp.AddRule rule))
             {
-                throw new UnsupportedOperationException("the fake takes only rules over netlink: " + op);
+                throw new UnsupportedOperationException("the fake does not take " + op);
             }
             if (t == null || !t.chains.containsKey(rule.chain()))
             {
@@ -251,6 +256,122 @@ public final class FakeNftablesClient implements NftablesClient, NfTablesClient
         }
         tables = work;
         generation++;
+    }
+
+    /** A set's elements as the kernel's dump gives them (bytes); counted with the set listings. */
+    @Override
+    public List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element> elements(final String setName)
+        throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        final FakeSet set = t == null ? null : t.sets.get(setName);
+        if (set == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETSETELEM", 2, (String)null);
+        }
+        setListings++;
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element> out = new ArrayList<>();
+        set.elements.forEach((key, data) -> out.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(
+            encodeKey(setName, key), data.isEmpty() ? null : encodeData(data))));
+        return out;
+    }
+
+    private static byte[] encodeKey(final String set, final String key)
+    {
+        final String[] parts = key.split(" \\. ");
+        return switch (set)
+        {
+            case "static4", "snat4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ipv4(
+                dev.egressd.core.model.Ipv4Address.parse(key).bits());
+            case "static6", "snat6" -> ip6bytes(key);
+            case "guests4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ifnameIpv4(parts[0],
+                dev.egressd.core.model.Ipv4Address.parse(parts[1]).bits());
+            case "guests6" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ifnameIpv6(parts[0],
+                Ipv6Address.parse(parts[1]).high(), Ipv6Address.parse(parts[1]).low());
+            default -> key.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        };
+    }
+
+    private static byte[] ip6bytes(final String text)
+    {
+        final Ipv6Address a = Ipv6Address.parse(text);
+        return dev.egressd.agent.kernel.nft.netlink.NftElements.ipv6(a.high(), a.low());
+    }
+
+    /** "egress . lo-hi" (or ". port") as the 16 or 40 data bytes. */
+    private static byte[] encodeData(final String data)
+    {
+        final String[] parts = data.split(" \\. ");
+        final String[] ports = parts[1].split("-");
+        final int lo = Integer.parseInt(ports[0]);
+        final int hi = ports.length == 2 ? Integer.parseInt(ports[1]) : lo;
+        if (parts[0].indexOf(':') >= 0)
+        {
+            final Ipv6Address a = Ipv6Address.parse(parts[0]);
+            return dev.egressd.agent.kernel.nft.netlink.NftElements.snat6(a.high(), a.low(), lo, hi);
+        }
+        return dev.egressd.agent.kernel.nft.netlink.NftElements.snat4(
+            dev.egressd.core.model.Ipv4Address.parse(parts[0]).bits(), lo, hi);
+    }
+
+    /** An element message, with the kernel's semantics (EEXIST for other data under a key, ENOENT for a missing one). */
+    private void element(final FakeTable t, final int index, final NftOp op) throws NftRefusedException
+    {
+        final boolean add = op instanceof NftOp.AddElement;
+        final String setName = add ? ((NftOp.AddElement)op).set() : ((NftOp.DeleteElement)op).set();
+        final byte[] key = add ? ((NftOp.AddElement)op).key() : ((NftOp.DeleteElement)op).key();
+        final FakeSet set = t == null ? null : t.sets.get(setName);
+        if (set == null)
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 2, null, 1);
+        }
+        final String keyText = switch (setName)
+        {
+            case "static4", "snat4" -> ip4(key, 0);
+            case "static6", "snat6" -> ip6(key, 0);
+            case "guests4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.getIfname(key) + " . " + ip4(key, 16);
+            case "guests6" -> dev.egressd.agent.kernel.nft.netlink.NftElements.getIfname(key) + " . " + ip6(key, 16);
+            default -> throw new UnsupportedOperationException("the fake does not decode elements of " + setName);
+        };
+        if (!add)
+        {
+            if (set.elements.remove(keyText) == null)
+            {
+                throw new NftRefusedException("inet " + table, index, op.describe(), 2, null, 1);
+            }
+            return;
+        }
+        final byte[] d = ((NftOp.AddElement)op).data();
+        String data = "";
+        if (d != null)
+        {
+            final boolean v4 = d.length == 16;
+            final int lo = dev.egressd.agent.kernel.nft.netlink.NftElements.getPort(d, v4 ? 4 : 16);
+            final int hi = dev.egressd.agent.kernel.nft.netlink.NftElements.getPort(d, v4 ? 12 : 36);
+            data = (v4 ? ip4(d, 0) : ip6(d, 0)) + " . " + (lo == hi ? Integer.toString(lo) : lo + "-" + hi);
+        }
+        if (set.map == data.isEmpty())
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 22, null, 1);
+        }
+        final String held = set.elements.get(keyText);
+        if (held != null && !held.equals(data))
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 17, null, 1);
+        }
+        set.elements.put(keyText, data);
+    }
+
+    private static String ip4(final byte[] b, final int off)
+    {
+        return new dev.egressd.core.model.Ipv4Address(dev.egressd.agent.kernel.nft.netlink.NftElements.getInt(b, off))
+            .toString();
+    }
+
+    private static String ip6(final byte[] b, final int off)
+    {
+        return new Ipv6Address(dev.egressd.agent.kernel.nft.netlink.NftElements.getLong(b, off),
+            dev.egressd.agent.kernel.nft.netlink.NftElements.getLong(b, off + 8)).toString();
     }
 
     /** What nft lists for the IPv6 map SNAT rule. */

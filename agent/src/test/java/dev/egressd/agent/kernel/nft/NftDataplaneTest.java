@@ -217,14 +217,16 @@ class NftDataplaneTest
         final KernelPlan plan = machines(1, 2, 3);
         dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(plan));
-        assertThat(nft.scripts()).hasSize(2);
+        assertThat(nft.scripts()).as("libnftables only created the table").hasSize(1);
+        assertThat(nft.batches()).as("the nat6 rules, then the elements: one netlink batch each").hasSize(2);
 
         final List<PlanElement> next = new ArrayList<>(machines(3, 4).elements());
         next.addAll(machine(1, 9).elements());
         final KernelPlan desired = KernelPlan.of(next);
         dataplane.apply(PlanDiff.between(dataplane.read(), desired));
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(desired));
-        assertThat(nft.scripts()).as("one transaction per apply").hasSize(3);
+        assertThat(nft.batches()).as("one transaction per apply").hasSize(3);
+        assertThat(nft.scripts()).hasSize(1);
         assertThat(nft.elements("egressd", "snat6")).contains(PlanFixtures.guest6(1) + " : 2001:db8:10::10 . 9216-10239");
 
         dataplane.apply(PlanDiff.between(dataplane.read(), KernelPlan.empty()));
@@ -269,7 +271,9 @@ class NftDataplaneTest
         final NftException e = catchThrowableOfType(NftException.class, () -> dataplane.apply(changes));
         assertThat(e.isAlreadyExists()).isTrue();
         assertThat(e.getMessage()).isEqualTo("nft transaction failed, nothing changed: add " + clash
-            + ": Could not process rule: File exists");
+            + ": File exists");
+        assertThat(e.command()).as("the change as nft text").isEqualTo("add element inet egressd snat4 { 10.77.0.2 : "
+            + "203.0.113.99 . 5120-6143 }");
         assertThat(dataplane.read()).isEqualTo(before);
     }
 
@@ -324,5 +328,29 @@ class NftDataplaneTest
         assertThat(nft.rules("egressd", Ruleset.NAT6_CHAIN)).hasSize(3);
         assertThat(nft.batches()).hasSize(2).allSatisfy(b -> assertThat(b).hasSize(3));
         assertThat(dataplane.ensureTable()).isFalse();
+    }
+
+    @Test
+    void aDumpedElementOfTheWrongSizeIsRefusedNamingItsSet()
+    {
+        final NftException e = catchThrowableOfType(NftException.class, () -> NftDataplane.decode("snat4",
+            new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(new byte[] {10, 0, 0, 2}, new byte[8])));
+        assertThat(e).hasMessageContaining("snat4").hasMessageContaining("8 data bytes");
+        assertThat(catchThrowableOfType(NftException.class, () -> NftDataplane.decode("static6",
+            new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(new byte[4], null)))).hasMessageContaining("static6");
+    }
+
+    @Test
+    void shallowReadsDumpEachSetOverNetlinkAndDecodeWhatApplyEncoded() throws Exception
+    {
+        dataplane.paceDeepChecks(9, new java.util.concurrent.atomic.AtomicLong()::incrementAndGet);
+        dataplane.ensureTable();
+        final KernelPlan plan = withoutUplinks(machines(1, 2, 3));
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+        assertThat(dataplane.read()).as("deep: the first").isEqualTo(plan);
+        nft.run("add table inet other");
+        final int tables = nft.listings()[1];
+        assertThat(dataplane.read()).as("shallow: six dumps").isEqualTo(plan);
+        assertThat(nft.listings()[1]).isEqualTo(tables);
     }
 }

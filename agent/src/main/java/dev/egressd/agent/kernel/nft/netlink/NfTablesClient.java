@@ -25,6 +25,15 @@ public interface NfTablesClient
     int generation() throws IOException;
 
     /**
+     * One set's or map's elements (NFT_MSG_GETSETELEM dump), started again if a change interrupted the dump.
+     *
+     * @param set the set or map.
+     * @return the elements' keys and data as the kernel stores them.
+     * @throws IOException if the request fails ({@code NetlinkException.isNotFound()} when the table or set is missing).
+     */
+    List<NftNetlink.Element> elements(String set) throws IOException;
+
+    /**
      * The table's named counters.
      *
      * @return counter name to values.

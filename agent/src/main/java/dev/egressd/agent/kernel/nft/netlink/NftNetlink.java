@@ -328,6 +328,7 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
      * @throws NetlinkException with ENOENT if the table or set is missing.
      * @throws IOException      if the socket fails or the set kept changing.
      */
+    @Override
     public List<Element> elements(final String set) throws IOException
     {
         final List<Element> out = new ArrayList<>();
