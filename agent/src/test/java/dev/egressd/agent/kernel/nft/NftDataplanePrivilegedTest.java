@@ -514,4 +514,34 @@ class NftDataplanePrivilegedTest
             .filter(l -> l.contains("snat ip6 to ip6 saddr map @snat6 comment")).count()).isEqualTo(3);
         assertThat(ns.call(fresh::ensureTable)).as("nothing left to repair").isFalse();
     }
+
+    /** Paced as the daemon runs it, with the generation id: every hand deletion of an element is seen by the next read. */
+    @Test
+    void pacedReadsSeeEveryHandDeletedElement() throws Exception
+    {
+        dataplane.paceDeepChecks(4, System::nanoTime);
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        for (final String hand : List.of("snat4 { 10.77.0.2 }", "static4 { 10.77.0.2 }", "static6 { fd77::2 }",
+            "guests4 { \"tap-m1\" . 10.77.0.2 }", "guests6 { \"tap-m1\" . fd77::2 }", "snat6 { fd77::2 }"))
+        {
+            ns.call(dataplane::ensureTable);
+            assertThat(ns.call(dataplane::read)).isEqualTo(plan);
+            lab.exec("nft", "delete element inet egressd " + hand);
+            ns.call(dataplane::ensureTable);
+            final List<PlanChange> repair = PlanDiff.between(ns.call(dataplane::read), plan);
+            assertThat(repair).as(hand).hasSize(1);
+            ns.call(() ->
+            {
+                dataplane.apply(repair);
+                return null;
+            });
+        }
+        assertThat(ns.call(dataplane::read)).isEqualTo(plan);
+    }
 }
