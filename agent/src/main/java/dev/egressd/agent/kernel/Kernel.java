@@ -90,14 +90,4 @@ public interface Kernel
     {
         return this;
     }
-
-    /**
-     * Told, on a reading handle and from the writer's thread, the changes the writing handle just applied: a reader
-     * that infers part of what it reads from what it last saw (nft's per-guest IPv6 chains) must look again.
-     *
-     * @param changes the changes applied.
-     */
-    default void written(final List<PlanChange> changes)
-    {
-    }
 }

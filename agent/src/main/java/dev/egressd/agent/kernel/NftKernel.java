@@ -3,6 +3,8 @@ package dev.egressd.agent.kernel;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.nft.NftDataplane;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.agent.kernel.rtnetlink.RtnetlinkHost;
 import dev.egressd.core.model.AddressDevice;
@@ -46,12 +48,12 @@ import org.slf4j.LoggerFactory;
 public final class NftKernel implements Kernel, AutoCloseable
 {
     /**
-     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: the per-guest IPv6
-     * chains' rules, the fixed chains' fingerprints) take at most a fifth of the loop's time; the sets and maps
+     * The listings of the nft table that load every rule (O(table) in libnftables 1.0.6: every set's elements
+     * come with them; the fixed chains' fingerprints) take at most a fifth of the loop's time; the sets and maps
      * are read every reconcile (see {@code NftDataplane}, "Deep and shallow checks"). Measured by
-     * {@code scripts/bench-drift}: at 4,000 machines a deep cycle costs about 1 s, so one comes every 5-6 s, and
-     * that is how long a per-guest chain changed by hand takes to be repaired there; on small hosts every
-     * reconcile is deep.
+     * {@code scripts/bench-drift} (with the per-guest IPv6 chains of an older egressd): at 4,000 machines a deep
+     * cycle cost about 1 s, so one came every 5-6 s, and that is how long a fixed chain changed by hand takes to
+     * be repaired there; on small hosts every reconcile is deep.
      */
     static final int DEEP_CHECK_FACTOR = 4;
 
@@ -68,14 +70,10 @@ public final class NftKernel implements Kernel, AutoCloseable
     private final int deepCheckFactor;
     /** A reading handle ({@link #reader()}): applies nothing, raises no sysctl. */
     private final boolean readOnly;
-    /**
-     * A reading handle's shallow read takes what each per-guest IPv6 chain holds from what it last read there; set
-     * when the writing handle changed such a chain, so the next read is deep ({@link #written}).
-     */
-    private volatile boolean chainsWritten;
     /** The thread that opened the parts; null until then. */
     private Thread owner;
     private LibNftablesClient client;
+    private NftNetlink netlink;
     private NftDataplane nft;
     private UplinkAddresses addresses;
     /** The reader of the host's own addresses and routes; opened by the first read. */
@@ -152,19 +150,6 @@ public final class NftKernel implements Kernel, AutoCloseable
             hostAddresses);
         reader.parts();
         return reader;
-    }
-
-    @Override
-    public void written(final List<PlanChange> changes)
-    {
-        for (final PlanChange change : changes)
-        {
-            if (change.element() instanceof PlanElement.Snat6)
-            {
-                chainsWritten = true;
-                return;
-            }
-        }
     }
 
     /**
@@ -252,17 +237,9 @@ public final class NftKernel implements Kernel, AutoCloseable
         final KernelPlan table;
         try
         {
-            final NftDataplane parts = parts();
-            if (chainsWritten)
-            {
-                // the writing kernel changed per-guest chains this one would take from its last read
-                chainsWritten = false;
-                table = parts.readFull();
-            }
-            else
-            {
-                table = parts.read();
-            }
+            // a reading handle infers nothing from its own last read: the sets are dumped again whenever the
+            // ruleset's generation moved, whichever handle moved it
+            table = parts().read();
         }
         catch (final NftException e)
         {
@@ -589,7 +566,14 @@ public final class NftKernel implements Kernel, AutoCloseable
         }
         finally
         {
-            client.close();
+            try
+            {
+                client.close();
+            }
+            finally
+            {
+                netlink.close();
+            }
         }
     }
 
@@ -610,6 +594,16 @@ public final class NftKernel implements Kernel, AutoCloseable
         {
             throw nftFailure(e);
         }
+        final NftNetlink nfnl;
+        try
+        {
+            nfnl = NftNetlink.open(NfTables.NFPROTO_INET, config.table());
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            opened.close();
+            throw new KernelException(KernelException.Source.NFT, "cannot open an nf_tables netlink socket: " + e.getMessage(), e);
+        }
         try
         {
             addresses = UplinkAddresses.open(config.uplink());
@@ -617,6 +611,7 @@ public final class NftKernel implements Kernel, AutoCloseable
         catch (final KernelException | RuntimeException e)
         {
             opened.close();
+            nfnl.close();
             throw e;
         }
         if (pairDevice == AddressDevice.LO && !readOnly)
@@ -634,7 +629,8 @@ public final class NftKernel implements Kernel, AutoCloseable
             checkArp();
         }
         client = opened;
-        nft = new NftDataplane(opened, config);
+        netlink = nfnl;
+        nft = new NftDataplane(opened, nfnl, config);
         nft.paceDeepChecks(deepCheckFactor, System::nanoTime);
         owner = Thread.currentThread();
         return nft;

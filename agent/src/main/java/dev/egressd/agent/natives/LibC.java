@@ -25,6 +25,10 @@ public interface LibC
     int SOCK_CLOEXEC = 02000000;
     /** {@code <sys/socket.h>} SOL_SOCKET. */
     int SOL_SOCKET = 1;
+    /** {@code <asm-generic/socket.h>} SO_SNDBUF. */
+    int SO_SNDBUF = 7;
+    /** {@code <asm-generic/socket.h>} SO_SNDBUFFORCE: beyond wmem_max, needs CAP_NET_ADMIN. */
+    int SO_SNDBUFFORCE = 32;
     /** {@code <asm-generic/socket.h>} SO_RCVBUF. */
     int SO_RCVBUF = 8;
     /** {@code <asm-generic/socket.h>} SO_RCVBUFFORCE: beyond rmem_max, needs CAP_NET_ADMIN. */
@@ -102,6 +106,8 @@ public interface LibC
     int ESRCH = 3;
     /** {@code <errno.h>} ENODEV. */
     int ENODEV = 19;
+    /** {@code <errno.h>} EINVAL. */
+    int EINVAL = 22;
     /** {@code <errno.h>} ETIMEDOUT. */
     int ETIMEDOUT = 110;
     /** {@code <errno.h>} EBADF. */

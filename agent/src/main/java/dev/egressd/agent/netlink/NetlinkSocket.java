@@ -77,9 +77,9 @@ public final class NetlinkSocket implements AutoCloseable
 
     private final LibC libc;
     private final int protocol;
-    private final ByteBuffer sendBuffer;
-    private final Pointer sendPointer;
-    private final NetlinkWriter writer;
+    private ByteBuffer sendBuffer;
+    private Pointer sendPointer;
+    private NetlinkWriter writer;
     private final ByteBuffer receiveBuffer;
     private final ByteBuffer meta;
     private final Pointer metaPointer;
@@ -314,6 +314,146 @@ public final class NetlinkSocket implements AutoCloseable
                     if (type != NLMSG_NOOP && handler != null)
                     {
                         handler.onMessage(b, off, len);
+                    }
+                }
+                off += align(len);
+            }
+        }
+    }
+
+    /** Handles the replies to a batch ({@link #executeBatch}). */
+    @FunctionalInterface
+    public interface BatchReplyHandler
+    {
+        /**
+         * One message of the batch was refused.
+         *
+         * @param seq           the refused message's nlmsg_seq.
+         * @param errno         the positive errno.
+         * @param kernelMessage the extended-ack text, or null.
+         */
+        void onError(int seq, int errno, String kernelMessage);
+    }
+
+    /**
+     * Starts a batch of messages sent as one datagram (an nfnetlink batch: the kernel applies it as one
+     * transaction). Add each message with {@link #appendMessage} and end it with
+     * {@link NetlinkWriter#finish()}; then {@link #executeBatch}.
+     *
+     * @return the writer, empty.
+     */
+    public NetlinkWriter beginBatch()
+    {
+        return writer.clear();
+    }
+
+    /**
+     * Appends a message to the batch with NLM_F_REQUEST, the given flags and the next sequence number.
+     *
+     * @param type  nlmsg_type.
+     * @param flags further nlmsg_flags (NLM_F_ACK where a reply is wanted even on success).
+     * @return the message's sequence number.
+     */
+    public int appendMessage(final int type, final int flags)
+    {
+        if (++seq == 0)
+        {
+            seq = 1;
+        }
+        writer.append(type, NLM_F_REQUEST | flags, seq);
+        return seq;
+    }
+
+    /**
+     * Makes room for a batch of at least {@code bytes}: a bigger send buffer here, and the socket's
+     * SO_SNDBUF raised to match (SO_SNDBUFFORCE beyond wmem_max), because the kernel refuses a datagram
+     * larger than the socket's send buffer (EMSGSIZE) and an nfnetlink batch must be one datagram.
+     * Whatever the batch writer held is lost: encode again.
+     *
+     * @param bytes the size needed.
+     * @return the (new) writer, empty.
+     * @throws NativeException if neither send buffer option can be set.
+     */
+    public NetlinkWriter ensureSendCapacity(final int bytes) throws NativeException
+    {
+        ensureOpen();
+        if (sendBuffer.capacity() < bytes)
+        {
+            final int size = Integer.highestOneBit(bytes - 1) << 1;
+            sendBuffer = ByteBuffer.allocateDirect(size).order(ByteOrder.nativeOrder());
+            sendPointer = Pointer.wrap(Runtime.getRuntime(libc), sendBuffer);
+            writer = new NetlinkWriter(sendBuffer);
+            if (!setIntOption(LibC.SOL_SOCKET, LibC.SO_SNDBUFFORCE, size)
+                && !setIntOption(LibC.SOL_SOCKET, LibC.SO_SNDBUF, size))
+            {
+                throw new NativeException("setsockopt(SO_SNDBUF, " + size + ")", Natives.errno());
+            }
+        }
+        return writer.clear();
+    }
+
+    /**
+     * The capacity of the send buffer, for a caller sizing its batches.
+     *
+     * @return bytes.
+     */
+    public int sendCapacity()
+    {
+        return sendBuffer.capacity();
+    }
+
+    /**
+     * Sends the batch built since {@link #beginBatch} and reads the replies up to the one for
+     * {@code lastSeq}, which must be the last message that carries NLM_F_ACK (the kernel sends an error
+     * for every refused message whether or not it asked for an ack, and sends the replies in message
+     * order, so the reply to that message comes last). An error for {@code firstSeq} (the batch's
+     * first message) also ends it: the kernel refused the batch as a whole.
+     *
+     * @param operation names the batch in errors.
+     * @param firstSeq  the first message's sequence number.
+     * @param lastSeq   the sequence number of the last message with NLM_F_ACK.
+     * @param handler   told of each refused message.
+     * @throws NetlinkException with ENOBUFS if replies were lost (the receive buffer overflowed: the
+     *                          kernel sent more than the one ack, so some message was refused), or
+     *                          ETIMEDOUT if the kernel did not answer.
+     * @throws IOException      if the socket fails.
+     */
+    public void executeBatch(final String operation, final int firstSeq, final int lastSeq,
+                             final BatchReplyHandler handler) throws IOException
+    {
+        final int length = writer.buffer().limit();
+        send(operation, length);
+        final int span = lastSeq - firstSeq;
+        while (true)
+        {
+            final int n = receiveDatagram();
+            if (n == 0)
+            {
+                throw new NetlinkException(operation + ": no reply from the kernel", LibC.ETIMEDOUT, (Throwable)null);
+            }
+            if (n == OVERRUN)
+            {
+                throw new NetlinkException(operation + ": replies lost", LibC.ENOBUFS, (Throwable)null);
+            }
+            final ByteBuffer b = receiveBuffer;
+            for (int off = 0; off + NLMSG_HDRLEN <= n; )
+            {
+                final int len = NetlinkMessages.length(b, off);
+                if (len < NLMSG_HDRLEN || off + len > n)
+                {
+                    break;
+                }
+                final int s = NetlinkMessages.seq(b, off);
+                if (Integer.compareUnsigned(s - firstSeq, span) <= 0 && NetlinkMessages.type(b, off) == NLMSG_ERROR)
+                {
+                    final int error = b.getInt(off + NLMSG_HDRLEN);
+                    if (error != 0)
+                    {
+                        handler.onError(s, -error, extackMessage(b, off, len));
+                    }
+                    if (s == lastSeq || s == firstSeq && error != 0)
+                    {
+                        return;
                     }
                 }
                 off += align(len);

@@ -56,6 +56,44 @@ public final class NetlinkWriter
     }
 
     /**
+     * Starts another message of a batch right after the one before it (or at offset 0 after
+     * {@link #clear()}): several messages in one buffer go to the kernel in one datagram, as
+     * nfnetlink batches must. End each with {@link #finish()}.
+     *
+     * @param type  nlmsg_type.
+     * @param flags nlmsg_flags.
+     * @param seq   nlmsg_seq.
+     * @return this.
+     */
+    public NetlinkWriter append(final int type, final int flags, final int seq)
+    {
+        buffer.limit(buffer.capacity());
+        start = buffer.position();
+        if (buffer.remaining() < NetlinkConstants.NLMSG_HDRLEN)
+        {
+            throw new BufferOverflowException();
+        }
+        buffer.putInt(0);
+        buffer.putShort((short)type);
+        buffer.putShort((short)flags);
+        buffer.putInt(seq);
+        buffer.putInt(0);
+        return this;
+    }
+
+    /**
+     * Empties the buffer for a new batch ({@link #append}).
+     *
+     * @return this.
+     */
+    public NetlinkWriter clear()
+    {
+        buffer.clear();
+        start = 0;
+        return this;
+    }
+
+    /**
      * Writes a u8 struct field.
      *
      * @param value the value.
@@ -177,6 +215,23 @@ public final class NetlinkWriter
     }
 
     /**
+     * Writes an attribute holding bytes as they are (nf_tables keys and data: already in the order the
+     * kernel compares them), padded to 4 bytes.
+     *
+     * @param type   the attribute type.
+     * @param bytes  the bytes.
+     * @param offset where they start.
+     * @param length how many.
+     * @return this.
+     */
+    public NetlinkWriter attrBytes(final int type, final byte[] bytes, final int offset, final int length)
+    {
+        header(type, length);
+        buffer.put(bytes, offset, length);
+        return pad();
+    }
+
+    /**
      * Writes an attribute holding a NUL-terminated string (ASCII, as interface names are).
      *
      * @param type  the attribute type.
@@ -243,6 +298,10 @@ public final class NetlinkWriter
     public int finish()
     {
         final int length = buffer.position() - start;
+        if (length < NetlinkConstants.NLMSG_HDRLEN)
+        {
+            throw new IllegalStateException("finish() without a message begun");
+        }
         buffer.putInt(start, length);
         buffer.limit(buffer.position());
         return length;

@@ -3,11 +3,9 @@ package dev.egressd.agent.reconcile;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.core.plan.KernelPlan;
-import dev.egressd.core.plan.PlanChange;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
@@ -168,20 +166,6 @@ final class KernelReads
         {
             LOG.error("reconcile read failed", e);
             return new Result(revision, recreated, null, 0, null, new KernelException(e.toString(), e));
-        }
-    }
-
-    /**
-     * The writer applied changes: the reading handle is told (from the loop thread; see {@link Kernel#written}).
-     *
-     * @param changes the changes.
-     */
-    void written(final List<PlanChange> changes)
-    {
-        final Kernel h = handle;
-        if (h != null && h != kernel)
-        {
-            h.written(changes);
         }
     }
 

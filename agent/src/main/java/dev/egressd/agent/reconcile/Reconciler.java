@@ -141,7 +141,6 @@ final class Reconciler
             }
         }
         kernel.apply(changes);
-        reads.written(changes);
     }
 
     private static String key(final PlanChange change)

@@ -79,4 +79,28 @@ class NetlinkCodecTest
     {
         return ByteBuffer.wrap(HEX.parseHex(hex)).order(ByteOrder.nativeOrder());
     }
+
+    @Test
+    void appendedMessagesOfABatchFollowEachOtherWithTheirOwnLengths()
+    {
+        final ByteBuffer b = ByteBuffer.allocate(64).order(ByteOrder.nativeOrder());
+        final NetlinkWriter w = new NetlinkWriter(b).clear();
+        w.append(0x10, 0x01, 7).u8(0).u8(0).u16BE(10);
+        assertThat(w.finish()).isEqualTo(20);
+        w.append(0x0a0c, 0x401, 8).attrU8(1, 5);
+        assertThat(w.finish()).isEqualTo(24);
+        assertThat(HEX.formatHex(b.array(), 0, b.limit())).isEqualTo(""
+            + "14000000" + "1000" + "0100" + "07000000" + "00000000" + "0000000a"
+            + "18000000" + "0c0a" + "0104" + "08000000" + "00000000" + "05000100" + "05000000");
+    }
+
+    @Test
+    void bytesAttributesArePaddedToFour()
+    {
+        final ByteBuffer b = ByteBuffer.allocate(32).order(ByteOrder.nativeOrder());
+        final NetlinkWriter w = new NetlinkWriter(b).clear();
+        w.append(1, 0, 1).attrBytes(7, new byte[] {0, 3, 'a', 'b', 0}, 0, 5);
+        w.finish();
+        assertThat(HEX.formatHex(b.array(), 16, b.limit())).isEqualTo("0900" + "0700" + "0003616200" + "000000");
+    }
 }

@@ -16,7 +16,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
-class NetlinkConstantsTest
+public class NetlinkConstantsTest
 {
     /** Values typed in from the headers by hand; a change here must be a deliberate one. */
     @Test
@@ -245,12 +245,12 @@ class NetlinkConstantsTest
     }
 
     /** A deliberately small C header reader: #define NAME value, (1 << n), A|B, and enum counting. */
-    static final class HeaderValues
+    public static final class HeaderValues
     {
         private static final Pattern DEFINE = Pattern.compile("^\\s*#\\s*define\\s+(\\w+)\\s+(.+?)\\s*(/\\*.*)?$");
         private static final Pattern ENUM_MEMBER = Pattern.compile("^\\s*(\\w+)\\s*(=\\s*([^,/]+?))?\\s*,?\\s*(/\\*.*)?$");
 
-        static Map<String, Long> read(final Path header) throws IOException
+        public static Map<String, Long> read(final Path header) throws IOException
         {
             final Map<String, Long> values = new HashMap<>();
             boolean inEnum = false;

@@ -124,13 +124,13 @@ class ReadsOffTheWriterPrivilegedTest
     }
 
     @Test
-    void perGuestChainsTheLoopWritesBetweenTwoReadsAreNotTakenForDrift() throws Exception
+    void ipv6MappingsTheLoopWritesBetweenTwoReadsAreNotTakenForDrift() throws Exception
     {
         reconcileAndWait();
         final long repairs = loop.health().repairs();
         for (int round = 0; round < 5; round++)
         {
-            // each new machine has IPv6: the loop writes its per-guest chain, which the reader never wrote itself
+            // each new machine has IPv6: the loop writes its snat6 element, which the reader never wrote itself
             putMachine("n" + round, 10 + round);
             reconcileAndWait();
             assertThat(loop.health().kernel()).as("round %d: %s", round, loop.health()).isEqualTo(KernelStatus.IN_SYNC);

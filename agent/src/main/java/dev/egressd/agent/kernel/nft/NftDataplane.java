@@ -1,10 +1,20 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftElements;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
+import dev.egressd.agent.natives.Natives;
+import dev.egressd.agent.netlink.NetlinkException;
+import dev.egressd.core.model.Ipv4Address;
+import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 
+import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -30,34 +40,44 @@ import org.slf4j.LoggerFactory;
  * ({@code list sets table inet T}, terse) are cheaper still. So, once {@link #paceDeepChecks} is set (the
  * daemon sets it), the two checks that need rules are done only as often as their cost allows:
  * <ul>
- *   <li>{@link #read()} lists the seven sets and maps by name every time, and takes what each per-guest IPv6
- *       chain holds from what this object last wrote there or last read there; the chains' rules themselves
- *       are listed ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once; a
- *       per-guest chain whose rules were changed by hand, at the next deep read. (A per-guest chain cannot be
- *       deleted while its vmap element jumps to it: the kernel refuses, so deleting it means deleting that
- *       element first, which shows at once.)</li>
+ *   <li>{@link #read()} dumps the six sets and maps over netlink ({@code NFT_MSG_GETSETELEM}, one set each, no
+ *       libnftables cache: every plan element is a set or map element), and lists the whole table through
+ *       libnftables ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once.</li>
  *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
  *       hooks and rule fingerprints when a deep check is due.</li>
  * </ul>
- * A deep read is also forced when nothing is known yet, after the table was created, after a refused
+ * <p><strong>Nothing changed, nothing read.</strong> Paced, every check and read first asks the kernel for the
+ * ruleset's generation id ({@code NFT_MSG_GETGEN} over netlink: one small request, whatever the table's size);
+ * the kernel changes it with every committed nf_tables transaction in the namespace, egressd's or anyone's. When
+ * it is the one at which a deep check last found the fixed part right, {@link #ensureTable()} does nothing more;
+ * when it is the one at which the sets were last read, {@link #read()} returns that plan again. So an idle
+ * daemon's reconcile costs two generation requests, and any change (a hand edit included) makes the next ones
+ * look as before. A deep check that is due is skipped only while the generation has not moved since a deep
+ * check found everything right: it could find nothing new.
+ *
+ * <p>A deep read is also forced when nothing is known yet, after the table was created, after a refused
  * transaction and when a set cannot be listed; a deep check, after a refused transaction and when a set is
  * missing. Unpaced (the default), every read and every check is deep, as before.
  *
- * <p>Uses its client from one thread, like the client itself (see {@link LibNftablesClient}).
+ * <p>The rules libnftables cannot write (the IPv6 SNAT through the {@code snat6} map, docs/design.md, pitfall 1)
+ * go over nf_tables netlink ({@link NfTablesClient}) right after the transaction that created the table or
+ * repaired its fixed part; until they are in, a static guest's IPv6 packets meet the backstop drop.
+ *
+ * <p>Uses its clients from one thread, like the clients themselves (see {@link LibNftablesClient}).
  */
 public final class NftDataplane
 {
     private static final Logger LOG = LoggerFactory.getLogger(NftDataplane.class);
 
     private final NftablesClient nft;
+    private final NfTablesClient netlink;
     private final DataplaneConfig config;
     private final Ruleset ruleset;
     private final PlanRenderer renderer;
     private final TableReader reader = new TableReader();
     private String lastRepair;
-    /** What each per-guest IPv6 chain holds, by chain name, as last written or read; valid if chainsKnown. */
-    private final Map<String, TableReader.Snat6Target> chains = new HashMap<>();
-    private boolean chainsKnown;
+    /** Nothing read yet, or a transaction was refused: the next read is deep. */
+    private boolean deepReadForced = true;
     private boolean deepCheckForced = true;
     private int deepFactor;
     private LongSupplier clock = System::nanoTime;
@@ -71,16 +91,26 @@ public final class NftDataplane
     private String pendingListing;
     private int deepReads;
     private int deepChecks;
+    /** Paced: the ruleset generation at which a deep check last found the fixed part right; -1 if none. */
+    private long checkedGeneration = -1;
+    /** The generation seen as ensureTable began, for the deep check it may run; -1 if unknown. */
+    private long checkGeneration = -1;
+    /** Paced: the generation at which {@link #lastPlan} was read; -1 if none. */
+    private long readGeneration = -1;
+    private KernelPlan lastPlan;
+    private int unchangedSkips;
 
     /**
      * A dataplane over a client.
      *
-     * @param nft    the nft client.
-     * @param config the table name, interfaces and cap.
+     * @param nft     the nft client.
+     * @param netlink the nf_tables netlink client of the same namespace, for the rules nft cannot write.
+     * @param config  the table name, interfaces and cap.
      */
-    public NftDataplane(final NftablesClient nft, final DataplaneConfig config)
+    public NftDataplane(final NftablesClient nft, final NfTablesClient netlink, final DataplaneConfig config)
     {
         this.nft = nft;
+        this.netlink = netlink;
         this.config = config;
         this.ruleset = new Ruleset(config);
         this.renderer = new PlanRenderer(config);
@@ -173,6 +203,12 @@ public final class NftDataplane
      */
     public boolean ensureTable() throws NftException
     {
+        checkGeneration = deepFactor > 0 ? generation() : -1;
+        if (checkGeneration >= 0 && checkGeneration == checkedGeneration && !deepCheckForced)
+        {
+            unchangedSkips++;
+            return false;
+        }
         final Set<String> sets;
         try
         {
@@ -205,15 +241,25 @@ public final class NftDataplane
         pendingListing = null;
         if (!exists)
         {
+            checkedGeneration = -1;
+            lastPlan = null;
             nft.run(ruleset.render());
+            addNetlinkRules();
             lastRepair = "created the table inet " + config.table();
-            chains.clear();
-            chainsKnown = true; // a new table has no per-guest chains
             deepCheckForced = false;
             return true;
         }
         final long start = clock.getAsLong();
+        checkedGeneration = -1;
         final boolean repaired = checkFixedChains();
+        if (repaired)
+        {
+            lastPlan = null;
+        }
+        else
+        {
+            checkedGeneration = checkGeneration;
+        }
         final long end = clock.getAsLong();
         deepChecks++;
         LOG.debug("deep check of inet {}: {} ms", config.table(), (end - start) / 1_000_000);
@@ -265,6 +311,12 @@ public final class NftDataplane
                     + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
             }
         }
+        final Set<String> mistyped = TableReader.mistypedMaps(root);
+        if (!mistyped.isEmpty())
+        {
+            drift.add("re-created " + String.join(", ", mistyped) + " with the data type "
+                + mistyped.stream().map(Ruleset.MAP_DATA::get).collect(java.util.stream.Collectors.joining(", ")));
+        }
         final Set<String> fixed = new HashSet<>();
         ruleset.staticChains().forEach(c -> fixed.add(c.name()));
         final List<TableReader.Foreign> foreign = TableReader.foreignObjects(root, fixed);
@@ -279,9 +331,28 @@ public final class NftDataplane
             pendingListing = deepFactor > 0 ? listing : null;
             return false;
         }
-        nft.run(ruleset.renderRepair(recreate, foreign));
+        nft.run(ruleset.renderRepair(recreate, foreign, mistyped));
+        addNetlinkRules();
         lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
         return true;
+    }
+
+    /**
+     * Appends the rules built over netlink to their (new or just flushed) chain. If the kernel refuses them,
+     * the chain stays empty (fail-closed) and the next check goes deep and repairs again.
+     */
+    private void addNetlinkRules() throws NftException
+    {
+        try
+        {
+            netlink.commit(ruleset.netlinkRules());
+        }
+        catch (final IOException e)
+        {
+            deepCheckForced = true;
+            throw new NftException("cannot add the IPv6 SNAT rules of inet " + config.table() + " over netlink: "
+                + e.getMessage(), "NFT_MSG_NEWRULE", "");
+        }
     }
 
     /** How many of the expected fingerprints are at their place. */
@@ -308,15 +379,38 @@ public final class NftDataplane
 
     /**
      * What the table holds now, as plan elements (without uplink addresses): a deep read ({@link #readFull()})
-     * when one is due, else the seven sets and maps listed one by one, with the per-guest IPv6 chains taken as
-     * last written or read (see the class comment).
+     * when one is due, else the six sets and maps listed one by one (see the class comment).
      *
      * @return the plan read from the kernel.
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
      */
     public KernelPlan read() throws NftException
     {
-        if (!chainsKnown || deepReadPending || due())
+        final long generation = deepFactor > 0 ? generation() : -1;
+        if (generation >= 0 && generation == readGeneration && lastPlan != null && !deepReadForced)
+        {
+            unchangedSkips++;
+            if (deepReadPending)
+            {
+                // The deep check found nothing and nothing changed since the last read: the cycle ends here.
+                deepEnd = clock.getAsLong();
+                deepCost = pendingCheckCost;
+                deepReadPending = false;
+                pendingCheckCost = 0;
+                pendingListing = null;
+            }
+            return lastPlan;
+        }
+        final KernelPlan plan = readChanged();
+        readGeneration = generation;
+        lastPlan = plan;
+        return plan;
+    }
+
+    /** {@link #read()} when the generation moved (or is not used): deep when due, else set by set. */
+    private KernelPlan readChanged() throws NftException
+    {
+        if (deepReadForced || deepReadPending || due())
         {
             if (!deepReadPending)
             {
@@ -326,39 +420,81 @@ public final class NftDataplane
             }
             return readFull();
         }
-        final List<String> listings = new ArrayList<>(Ruleset.ELEMENT_SETS.size());
-        for (final Map.Entry<String, String> set : Ruleset.ELEMENT_SETS.entrySet())
+        // Each set and map dumped over netlink (NFT_MSG_GETSETELEM): one set's elements, no libnftables cache.
+        final List<PlanElement> elements = new ArrayList<>();
+        for (final String set : Ruleset.ELEMENT_SETS.keySet())
         {
+            final List<NftNetlink.Element> dumped;
             try
             {
-                listings.add(nft.runJson("list " + set.getValue() + " inet " + config.table() + " " + set.getKey()));
+                dumped = netlink.elements(set);
             }
-            catch (final NftException e)
+            catch (final IOException e)
             {
-                if (!e.isNotFound())
+                if (!(e instanceof NetlinkException n && n.isNotFound()))
                 {
-                    throw e;
+                    throw new NftException("cannot dump " + set + " of inet " + config.table() + ": " + e.getMessage(),
+                        "NFT_MSG_GETSETELEM", String.valueOf(e.getMessage()));
                 }
                 // The table or one of its sets is gone: the whole listing says which, and the next
                 // ensureTable looks deep.
                 deepCheckForced = true;
                 return readFull();
             }
+            for (final NftNetlink.Element e : dumped)
+            {
+                elements.add(decode(set, e));
+            }
         }
-        try
+        return KernelPlan.of(elements);
+    }
+
+    /** A dumped element back as a plan element, by the layouts of {@link NftElements}. */
+    static PlanElement decode(final String set, final NftNetlink.Element e) throws NftException
+    {
+        final byte[] k = e.key();
+        final byte[] d = e.data();
+        final boolean ok = switch (set)
         {
-            return reader.readSets(listings, chains);
-        }
-        catch (final IllegalArgumentException e)
+            case Ruleset.STATIC4 -> k.length == 4;
+            case Ruleset.STATIC6 -> k.length == 16;
+            case Ruleset.GUESTS4 -> k.length == NftElements.IFNAME_BYTES + 4;
+            case Ruleset.GUESTS6 -> k.length == NftElements.IFNAME_BYTES + 16;
+            case Ruleset.SNAT4 -> k.length == 4 && d != null && d.length == NftElements.SNAT4_DATA_BYTES;
+            case Ruleset.SNAT6 -> k.length == 16 && d != null && d.length == NftElements.SNAT6_DATA_BYTES;
+            default -> false;
+        };
+        if (!ok)
         {
-            throw new NftException("cannot read nft's listing of the sets of inet " + config.table() + ": "
-                + e.getMessage(), "list set/map", "");
+            throw new NftException("cannot read an element of " + set + " of " + k.length + " key bytes and "
+                + (d == null ? 0 : d.length) + " data bytes", "NFT_MSG_GETSETELEM", "");
         }
+        return switch (set)
+        {
+            case Ruleset.STATIC4 -> new PlanElement.Static4(ip4(k, 0));
+            case Ruleset.STATIC6 -> new PlanElement.Static6(ip6(k, 0));
+            case Ruleset.GUESTS4 -> new PlanElement.Guest4(NftElements.getIfname(k), ip4(k, NftElements.IFNAME_BYTES));
+            case Ruleset.GUESTS6 -> new PlanElement.Guest6(NftElements.getIfname(k), ip6(k, NftElements.IFNAME_BYTES));
+            case Ruleset.SNAT4 -> new PlanElement.Snat4(ip4(k, 0), ip4(d, 0), NftElements.getPort(d, 4),
+                NftElements.getPort(d, 12));
+            default -> new PlanElement.Snat6(ip6(k, 0), ip6(d, 0), NftElements.getPort(d, 16),
+                NftElements.getPort(d, 36));
+        };
+    }
+
+    private static Ipv4Address ip4(final byte[] b, final int off)
+    {
+        return new Ipv4Address(NftElements.getInt(b, off));
+    }
+
+    private static Ipv6Address ip6(final byte[] b, final int off)
+    {
+        return new Ipv6Address(NftElements.getLong(b, off), NftElements.getLong(b, off + 8));
     }
 
     /**
      * What the table holds now, from one listing of the whole table, rules included (a deep read): O(table)
-     * in libnftables 1.0.6. Also renews what this object knows the per-guest IPv6 chains hold.
+     * in libnftables 1.0.6.
      *
      * @return the plan read from the kernel.
      * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
@@ -368,123 +504,163 @@ public final class NftDataplane
         final long start = clock.getAsLong();
         final String listing = pendingListing != null ? pendingListing : nft.runJson("list table inet " + config.table());
         pendingListing = null;
-        final TableReader.TableRead read = reader.readTable(listing);
-        chains.clear();
-        chains.putAll(read.chains());
-        chainsKnown = true;
+        final KernelPlan read;
+        try
+        {
+            read = reader.read(listing);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw new NftException("cannot read nft's listing of inet " + config.table() + ": " + e.getMessage(),
+                "list table", "");
+        }
+        deepReadForced = false;
         deepReads++;
         deepEnd = clock.getAsLong();
         LOG.debug("deep read of inet {}: {} ms", config.table(), (deepEnd - start) / 1_000_000);
         deepCost = deepEnd - start + pendingCheckCost;
         deepReadPending = false;
         pendingCheckCost = 0;
-        return read.plan();
+        return read;
     }
 
     /**
-     * Applies plan changes as ONE nft transaction; uplink changes are skipped (rtnetlink's business).
+     * Applies plan changes as ONE nf_tables transaction, sent over netlink as one batch of element messages
+     * ({@code NFT_MSG_NEWSETELEM} / {@code NFT_MSG_DELSETELEM}, one per element, so the kernel's error names the
+     * change): no libnftables cache to load, so the cost does not grow with the table. Uplink changes are skipped
+     * (rtnetlink's business). A REPLACE is a delete and an add of the key in the same batch: no packet sees the
+     * key missing (pitfall 5).
      *
      * @param changes the changes, e.g. from {@code PlanDiff.between(read(), desired)}.
-     * @throws NftException if nft refuses any part; the message names the plan change nft blamed and its
-     *                      reason, and the kernel is unchanged.
+     * @throws NftException             if the kernel refuses any part; the message names the plan change it
+     *                                  refused (with the nft text it amounts to) and the reason, and the kernel
+     *                                  is unchanged.
+     * @throws IllegalArgumentException if an element cannot be encoded (a bad port range or interface name),
+     *                                  naming it; nothing is sent.
      */
     public void apply(final List<PlanChange> changes) throws NftException
     {
-        final List<PlanRenderer.Rendered> rendered = renderer.renderEach(changes);
-        if (rendered.isEmpty())
+        lastPlan = null;
+        final List<NftOp> ops = new ArrayList<>(changes.size() * 2);
+        final List<PlanChange> owners = new ArrayList<>(changes.size() * 2);
+        for (final PlanChange change : changes)
+        {
+            final int before = ops.size();
+            switch (change.op())
+            {
+                case ADD -> add(change.element(), ops);
+                case REMOVE -> delete(change.element(), ops);
+                case REPLACE ->
+                {
+                    if (change.previous() != null)
+                    {
+                        delete(change.previous(), ops);
+                    }
+                    add(change.element(), ops);
+                }
+                default -> throw new IllegalArgumentException("unknown op " + change.op());
+            }
+            for (int k = before; k < ops.size(); k++)
+            {
+                owners.add(change);
+            }
+        }
+        if (ops.isEmpty())
         {
             return;
         }
-        final String script = script(rendered);
         pendingListing = null;
         try
         {
-            nft.run(script);
+            netlink.commit(ops);
         }
-        catch (final NftException e)
+        catch (final NftRefusedException e)
         {
             // Refused: the kernel is not what egressd thought (or the change is bad); look deep next time.
-            chainsKnown = false;
+            deepReadForced = true;
             deepCheckForced = true;
-            final Blame blame = blame(rendered, e);
-            throw new NftException("nft transaction failed, nothing changed: " + blame.what() + ": "
-                + blame.cause().reason(), e.command(), e.error());
+            final PlanChange blamed = e.index() >= 0 && e.index() < owners.size() ? owners.get(e.index()) : null;
+            final String reason = Natives.strerror(e.errno())
+                + (e.kernelMessage() == null || e.kernelMessage().isEmpty() ? "" : ": " + e.kernelMessage());
+            throw new NftException("nft transaction failed, nothing changed: "
+                + (blamed == null ? "one of " + changes.size() + " changes" : blamed.toString()) + ": " + reason,
+                blamed == null ? e.change() : renderer.render(List.of(blamed)).strip(), "Error: " + reason);
         }
-        for (final PlanRenderer.Rendered r : rendered)
+        catch (final IOException e)
         {
-            remember(r.change());
+            deepReadForced = true;
+            deepCheckForced = true;
+            throw new NftException("nf_tables batch of " + ops.size() + " element changes failed: " + e.getMessage(),
+                "NFT_MSG_NEWSETELEM", String.valueOf(e.getMessage()));
         }
     }
 
-    /** What a committed change left in the per-guest IPv6 chains. */
-    private void remember(final PlanChange change)
+    /** The element message that adds an element (none for the uplink kinds). */
+    private static void add(final PlanElement element, final List<NftOp> ops)
     {
-        if (change.op() != PlanChange.Op.ADD && change.previous() instanceof PlanElement.Snat6 old)
+        final byte[] key = key(element);
+        if (key == null)
         {
-            chains.remove(Ruleset.snat6Chain(old.guest()));
+            return;
         }
-        if (change.op() == PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 gone)
-        {
-            chains.remove(Ruleset.snat6Chain(gone.guest()));
-        }
-        else if (change.op() != PlanChange.Op.REMOVE && change.element() instanceof PlanElement.Snat6 snat)
-        {
-            chains.put(Ruleset.snat6Chain(snat.guest()),
-                new TableReader.Snat6Target(snat.egress(), snat.firstPort(), snat.lastPort()));
-        }
-    }
-
-    private record Blame(String what, NftException cause)
-    {
-    }
-
-    /**
-     * Which change nft refused. nft 1.0.6 does not say which line of a buffer failed, so on failure the
-     * prefixes of the transaction are dry-run, bisecting for the shortest one that fails: its last change
-     * is the culprit (a longer prefix fails whenever a shorter one does). log2(n) dry runs, on failure
-     * only.
-     */
-    private Blame blame(final List<PlanRenderer.Rendered> rendered, final NftException failure)
-    {
-        if (rendered.size() == 1)
-        {
-            return new Blame(rendered.get(0).change().toString(), failure);
-        }
-        int lo = 1;
-        int hi = rendered.size();
-        NftException cause = failure;
+        byte[] data = null;
         try
         {
-            while (lo < hi)
+            if (element instanceof PlanElement.Snat4 e)
             {
-                final int mid = (lo + hi) >>> 1;
-                try
-                {
-                    nft.check(script(rendered.subList(0, mid)));
-                    lo = mid + 1;
-                }
-                catch (final NftException e)
-                {
-                    hi = mid;
-                    cause = e;
-                }
+                data = NftElements.snat4(e.egress().bits(), e.firstPort(), e.lastPort());
+            }
+            else if (element instanceof PlanElement.Snat6 e)
+            {
+                data = NftElements.snat6(e.egress().high(), e.egress().low(), e.firstPort(), e.lastPort());
             }
         }
-        catch (final UnsupportedOperationException | IllegalStateException e)
+        catch (final IllegalArgumentException e)
         {
-            return new Blame("one of " + rendered.size() + " changes", failure);
+            throw new IllegalArgumentException(e.getMessage() + " in " + element, e);
         }
-        return new Blame(rendered.get(lo - 1).change().toString(), cause);
+        ops.add(new NftOp.AddElement(element.kind(), key, data));
     }
 
-    private static String script(final List<PlanRenderer.Rendered> rendered)
+    private static void delete(final PlanElement element, final List<NftOp> ops)
     {
-        final StringBuilder script = new StringBuilder();
-        for (final PlanRenderer.Rendered r : rendered)
+        final byte[] key = key(element);
+        if (key != null)
         {
-            r.lines().forEach(line -> script.append(line).append('\n'));
+            ops.add(new NftOp.DeleteElement(element.kind(), key));
         }
-        return script.toString();
+    }
+
+    /** The element's key as the kernel stores it (NftElements), or null for the uplink kinds. */
+    private static byte[] key(final PlanElement element)
+    {
+        if (element instanceof PlanElement.Static4 e)
+        {
+            return NftElements.ipv4(e.guest().bits());
+        }
+        if (element instanceof PlanElement.Static6 e)
+        {
+            return NftElements.ipv6(e.guest().high(), e.guest().low());
+        }
+        if (element instanceof PlanElement.Guest4 e)
+        {
+            DataplaneConfig.checkIfname("iface", e.iface());
+            return NftElements.ifnameIpv4(e.iface(), e.address().bits());
+        }
+        if (element instanceof PlanElement.Guest6 e)
+        {
+            DataplaneConfig.checkIfname("iface", e.iface());
+            return NftElements.ifnameIpv6(e.iface(), e.address().high(), e.address().low());
+        }
+        if (element instanceof PlanElement.Snat4 e)
+        {
+            return NftElements.ipv4(e.guest().bits());
+        }
+        if (element instanceof PlanElement.Snat6 e)
+        {
+            return NftElements.ipv6(e.guest().high(), e.guest().low());
+        }
+        return null; // Uplink4 / Uplink6: addresses on the uplink are rtnetlink's business
     }
 
     /**
@@ -495,17 +671,46 @@ public final class NftDataplane
      */
     public Map<String, Long> counters() throws NftException
     {
-        final JsonNode items = parse(nft.runJson("list counters table inet " + config.table())).path("nftables");
-        final Map<String, Long> counters = new LinkedHashMap<>();
-        for (final JsonNode item : items)
+        final Map<String, NftNetlink.Counter> read;
+        try
         {
-            final JsonNode counter = item.path("counter");
-            if (counter.isObject() && config.table().equals(counter.path("table").asText()))
-            {
-                counters.put(counter.path("name").asText(), counter.path("packets").asLong());
-            }
+            read = netlink.counters();
         }
+        catch (final IOException e)
+        {
+            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+            throw new NftException("cannot read the counters of inet " + config.table() + ": " + e.getMessage(),
+                "NFT_MSG_GETOBJ", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+        }
+        final Map<String, Long> counters = new LinkedHashMap<>();
+        read.forEach((name, counter) -> counters.put(name, counter.packets()));
         return counters;
+    }
+
+    /**
+     * The ruleset's generation id, or -1 when it cannot be read (then everything is read as if it had changed).
+     */
+    private long generation()
+    {
+        try
+        {
+            return netlink.generation() & 0xFFFFFFFFL;
+        }
+        catch (final IOException e)
+        {
+            LOG.debug("cannot read the nf_tables generation id: {}", e.getMessage());
+            return -1;
+        }
+    }
+
+    /**
+     * How many checks and reads were answered from the unchanged generation id, for tests.
+     *
+     * @return the count.
+     */
+    int unchangedSkips()
+    {
+        return unchangedSkips;
     }
 
     /**
@@ -515,10 +720,11 @@ public final class NftDataplane
      */
     public void deleteTable() throws NftException
     {
-        chainsKnown = false;
+        lastPlan = null;
+        checkedGeneration = -1;
+        deepReadForced = true;
         pendingListing = null;
         nft.run("delete table inet " + config.table());
-        chains.clear();
     }
 
     private static JsonNode parse(final String json) throws NftException

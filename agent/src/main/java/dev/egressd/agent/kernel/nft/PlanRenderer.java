@@ -7,8 +7,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Turns plan changes into one nft transaction of element operations (plus the per-guest IPv6 chains,
- * which the vmap design needs). The table's chains are never touched here: see {@link Ruleset}.
+ * Turns plan changes into the nft text of their element operations: what {@link NftDataplane#apply} sends over
+ * netlink, in nft's language, for the operator (the command an error names) and the docs. The table's chains are
+ * never touched here: see {@link Ruleset}.
  *
  * <p>One command per line and one element per command, so the line nft blames on failure identifies
  * the plan change ({@link #renderEach}). Uplink address changes are skipped: they go through rtnetlink,
@@ -94,16 +95,6 @@ public final class PlanRenderer
         if (element instanceof PlanElement.Snat6 snat)
         {
             checkPorts(element, snat.firstPort(), snat.lastPort());
-            final String chain = Ruleset.snat6Chain(snat.guest());
-            // The flush makes an ADD idempotent: if a stray chain of that name survived (drift, or the one-rule
-            // chain of an older egressd), it ends with exactly the rules of snat6Rules, not twice as many.
-            // Flushing a chain added in the same transaction is fine.
-            lines.add("add chain inet " + table + " " + chain);
-            lines.add("flush chain inet " + table + " " + chain);
-            addSnat6Rules(chain, snat, lines);
-            lines.add(element("add", Ruleset.SNAT6, snat.guest() + " : jump " + chain));
-            lines.add(element("add", Ruleset.MAPPED6, snat.guest().toString()));
-            return;
         }
         final String text = keyAndData(element);
         if (text != null)
@@ -114,14 +105,6 @@ public final class PlanRenderer
 
     private void remove(final PlanElement element, final List<String> lines)
     {
-        if (element instanceof PlanElement.Snat6 snat)
-        {
-            // Elements first: a chain the vmap still jumps to is busy and cannot be deleted.
-            lines.add(element("delete", Ruleset.SNAT6, snat.guest().toString()));
-            lines.add(element("delete", Ruleset.MAPPED6, snat.guest().toString()));
-            lines.add("delete chain inet " + table + " " + Ruleset.snat6Chain(snat.guest()));
-            return;
-        }
         final String key = keyOnly(element);
         if (key != null)
         {
@@ -131,16 +114,6 @@ public final class PlanRenderer
 
     private void replace(final PlanElement previous, final PlanElement element, final List<String> lines)
     {
-        if (element instanceof PlanElement.Snat6 snat && previous instanceof PlanElement.Snat6 old
-            && old.guest().equals(snat.guest()))
-        {
-            // Same guest, same chain (and vmap element): only the chain's rules change.
-            final String chain = Ruleset.snat6Chain(snat.guest());
-            checkPorts(element, snat.firstPort(), snat.lastPort());
-            lines.add("flush chain inet " + table + " " + chain);
-            addSnat6Rules(chain, snat, lines);
-            return;
-        }
         // 'add element' of an existing key with other data fails (File exists): delete, then add, in
         // the one transaction, so no packet sees the key missing.
         if (previous != null)
@@ -148,14 +121,6 @@ public final class PlanRenderer
             remove(previous, lines);
         }
         add(element, lines);
-    }
-
-    private void addSnat6Rules(final String chain, final PlanElement.Snat6 snat, final List<String> lines)
-    {
-        for (final String rule : Ruleset.snat6Rules(snat.egress(), snat.firstPort(), snat.lastPort()))
-        {
-            lines.add("add rule inet " + table + " " + chain + " " + rule);
-        }
     }
 
     /** nft would take a reversed or out-of-range block as a syntax error for the whole transaction. */
@@ -176,6 +141,10 @@ public final class PlanRenderer
     private static String keyAndData(final PlanElement element)
     {
         if (element instanceof PlanElement.Snat4 snat)
+        {
+            return snat.guest() + " : " + snat.egress() + " . " + Ruleset.ports(snat.firstPort(), snat.lastPort());
+        }
+        if (element instanceof PlanElement.Snat6 snat)
         {
             return snat.guest() + " : " + snat.egress() + " . " + Ruleset.ports(snat.firstPort(), snat.lastPort());
         }

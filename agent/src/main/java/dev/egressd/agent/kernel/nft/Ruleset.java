@@ -1,6 +1,7 @@
 package dev.egressd.agent.kernel.nft;
 
-import dev.egressd.core.model.Ipv6Address;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRules;
 
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -33,9 +34,11 @@ import java.util.Set;
  * <ul>
  *   <li>No {@code flags interval} on key sets and maps: keys are single addresses, and with the flag
  *       nft 1.0.6 re-reads every element before each change (12.8 ms at 4,000 machines vs 0.13 ms).</li>
- *   <li>IPv6 NAT goes through a verdict map to one chain per guest, because nft 1.0.6 loads wrong
- *       registers for an {@code ipv6_addr . inet_service} map (docs/design.md, pitfall 1); {@code mapped6} repeats the
- *       vmap's keys because a verdict map cannot be used as a set (pitfall 4 there).</li>
+ *   <li>IPv6 NAT goes through a data map like IPv4's, {@code snat6}; its SNAT rules, in the regular chain
+ *       {@code nat6}, are built over netlink ({@link #netlinkRules()}), because nft 1.0.6 gives that map's nat
+ *       expression the wrong registers (docs/design.md, pitfall 1). They carry their fingerprint as a comment
+ *       like every other fixed rule, so the deep check sees them in nft's listing, but their text is never
+ *       loaded back (nft 1.0.6 cannot parse what it lists for them).</li>
  *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3 there).</li>
  *   <li>Postrouting accepts anything not from a guest first: the host's own traffic is not ours.</li>
  *   <li>Every drop and reject has a named counter object, so {@link NftDataplane#counters()} reads
@@ -74,12 +77,10 @@ public final class Ruleset
     public static final String GUESTS6 = "guests6";
     /** Map guest IPv4 : egress IPv4 . port range. */
     public static final String SNAT4 = "snat4";
-    /** Verdict map guest IPv6 : jump to its per-guest chain. */
+    /** Map guest IPv6 : egress IPv6 . port range. */
     public static final String SNAT6 = "snat6";
-    /** The keys of {@link #SNAT6}, as a set. */
-    public static final String MAPPED6 = "mapped6";
-    /** Prefix of the per-guest IPv6 SNAT chains. */
-    public static final String SNAT6_CHAIN_PREFIX = "snat6_";
+    /** The regular chain of the IPv6 SNAT rules, which are built over netlink. */
+    public static final String NAT6_CHAIN = "nat6";
 
     private final DataplaneConfig config;
 
@@ -104,50 +105,14 @@ public final class Ruleset
     }
 
     /**
-     * The per-guest IPv6 SNAT chain's name: {@code snat6_} and the guest address as 32 hex digits, so the
-     * name is fixed-length, unique per guest, and a valid nft identifier.
-     *
-     * @param guest the guest address.
-     * @return e.g. {@code snat6_fd770000000000000000000000000002}.
+     * The IPv6 SNAT rules of {@link #NAT6_CHAIN}, one per transport protocol ({@link NftRules#SNAT6_PROTOCOLS}),
+     * each as nft lists it: {@code meta l4proto tcp snat ip6 to ip6 saddr map @snat6}. The text only names the
+     * rule for its fingerprint and the operator; the rule itself is {@link NftRules#snat6Map}, sent over netlink.
      */
-    public static String snat6Chain(final Ipv6Address guest)
-    {
-        return SNAT6_CHAIN_PREFIX + String.format("%016x%016x", guest.high(), guest.low());
-    }
-
-    /**
-     * The protocols a per-guest IPv6 SNAT chain translates, one rule each ({@link #snat6Rules}), in that order.
-     */
-    public static final List<String> SNAT6_PROTOCOLS = List.of("tcp", "udp", "ipv6-icmp");
-
-    /**
-     * The rules of a per-guest IPv6 SNAT chain: TCP, UDP and ICMPv6 (echo ids) into the block, one rule per
-     * protocol ({@code meta l4proto tcp snat ip6 to [addr]:lo-hi}, and so on).
-     *
-     * <p>Why not one rule with {@code meta l4proto { tcp, udp, ipv6-icmp }}, which the kernel enforces the same
-     * way: that set is an anonymous set, one per chain, so 4,000 machines make 4,000 anonymous sets, and
-     * libnftables 1.0.6 dumps every set of the table (anonymous ones included) before each transaction and the
-     * elements of every one of them (one netlink dump each) before each listing. Measured at 4,000 machines
-     * ({@code nft --debug=mnl}; benchmarks/README.md, "Kernel cost as the host grows"): 4,010 element dumps for
-     * any {@code list chain}, {@code list counters} or {@code list tables}, about 0.5 s each, and a set dump of
-     * 4,009 sets in every transaction. A named set is no way out: nft refuses {@code meta l4proto @set} before
-     * a port mapping ("transport protocol mapping is only valid after transport protocol match").
-     *
-     * @param egress    the egress address.
-     * @param firstPort the first port.
-     * @param lastPort  the last port.
-     * @return the rules' text, without {@code add rule ...}, one per protocol of {@link #SNAT6_PROTOCOLS}.
-     */
-    public static List<String> snat6Rules(final Ipv6Address egress, final int firstPort, final int lastPort)
-    {
-        final String snat = " snat ip6 to [" + egress + "]:" + ports(firstPort, lastPort);
-        final List<String> rules = new ArrayList<>(SNAT6_PROTOCOLS.size());
-        for (final String protocol : SNAT6_PROTOCOLS)
-        {
-            rules.add("meta l4proto " + protocol + snat);
-        }
-        return rules;
-    }
+    private static final List<String> NAT6_RULES = List.of(
+        "meta l4proto tcp snat ip6 to ip6 saddr map @" + SNAT6,
+        "meta l4proto udp snat ip6 to ip6 saddr map @" + SNAT6,
+        "meta l4proto ipv6-icmp snat ip6 to ip6 saddr map @" + SNAT6);
 
     static String ports(final int firstPort, final int lastPort)
     {
@@ -165,10 +130,17 @@ public final class Ruleset
         new SetSpec("set", GUESTS4, List.of("type ifname . ipv4_addr")),
         new SetSpec("set", GUESTS6, List.of("type ifname . ipv6_addr")),
         new SetSpec("map", SNAT4, List.of("type ipv4_addr : interval ipv4_addr . inet_service")),
-        new SetSpec("map", SNAT6, List.of("type ipv6_addr : verdict")),
-        new SetSpec("set", MAPPED6, List.of("type ipv6_addr")),
+        new SetSpec("map", SNAT6, List.of("type ipv6_addr : interval ipv6_addr . inet_service")),
         new SetSpec("set", "cc4", List.of("type ipv4_addr . ipv4_addr", "flags dynamic", "size 65535")),
         new SetSpec("set", "cc6", List.of("type ipv6_addr . ipv6_addr", "flags dynamic", "size 65535")));
+
+    /**
+     * The data type of each map as nft's JSON listing names it ({@code "map": ...}): a map of that name with
+     * another data type (the {@code snat6} verdict map of an older egressd) is re-created by the repair.
+     */
+    public static final Map<String, String> MAP_DATA = Map.of(
+        SNAT4, "ipv4_addr . inet_service",
+        SNAT6, "ipv6_addr . inet_service");
 
     /** The name of every set and map of the table, meters included. */
     public static final Set<String> SET_NAMES;
@@ -206,11 +178,30 @@ public final class Ruleset
      * @param hook         the hook of a base chain; null for a regular chain.
      * @param priorityName the priority as written ({@code filter}, {@code srcnat}); null for a regular chain.
      * @param priority     the priority as nft lists it in JSON (filter 0, srcnat 100).
-     * @param rules        the rules, as written, without their fingerprint comment.
+     * @param rules        the rules, as written, without their fingerprint comment; for a chain whose rules are
+     *                     built over netlink, as nft lists them (never loaded: they name the rules).
+     * @param netlink      whether the rules are built over netlink ({@link Ruleset#netlinkRules()}) rather than
+     *                     written in nft's language.
      */
     public record StaticChain(String name, String type, String hook, String priorityName, int priority,
-                              List<String> rules)
+                              List<String> rules, boolean netlink)
     {
+        /**
+         * A chain whose rules are written in nft's language.
+         *
+         * @param name         the chain name.
+         * @param type         the type of a base chain, else null.
+         * @param hook         the hook of a base chain, else null.
+         * @param priorityName the priority as written, else null.
+         * @param priority     the priority as listed.
+         * @param rules        the rules.
+         */
+        public StaticChain(final String name, final String type, final String hook, final String priorityName,
+                           final int priority, final List<String> rules)
+        {
+            this(name, type, hook, priorityName, priority, rules, false);
+        }
+
         /**
          * Whether it is a base chain (hooked into netfilter).
          *
@@ -280,8 +271,8 @@ public final class Ruleset
 
     /**
      * The fixed chains, in the order they are declared: {@code forward}, {@code guest_new}, {@code deny},
-     * {@code postrouting}. Their rules are what the configuration (uplink, guest pattern, cap) makes them;
-     * the per-guest {@code snat6_*} chains are elements of the plan, not part of this.
+     * {@code nat6}, {@code postrouting}. Their rules are what the configuration (uplink, guest pattern, cap) makes
+     * them; {@code nat6}'s are built over netlink ({@link #netlinkRules()}).
      *
      * @return the chains.
      */
@@ -297,7 +288,7 @@ public final class Ruleset
                 "iifname " + guests + " oifname " + uplink + " ct state new jump guest_new")),
             new StaticChain("guest_new", null, null, null, 0, List.of(
                 "ip saddr @static4 ip saddr != @snat4 counter name \"" + COUNTER_UNMAPPED4 + "\" jump deny",
-                "ip6 saddr @static6 ip6 saddr != @mapped6 counter name \"" + COUNTER_UNMAPPED6 + "\" jump deny",
+                "ip6 saddr @static6 ip6 saddr != @" + SNAT6 + " counter name \"" + COUNTER_UNMAPPED6 + "\" jump deny",
                 "add @cc4 { ip saddr . ip daddr ct count over " + cap + " } counter name \"" + COUNTER_CAP4
                     + "\" jump deny",
                 "add @cc6 { ip6 saddr . ip6 daddr ct count over " + cap + " } counter name \"" + COUNTER_CAP6
@@ -305,14 +296,42 @@ public final class Ruleset
             new StaticChain("deny", null, null, null, 0, List.of(
                 "meta l4proto tcp reject with tcp reset",
                 "reject with icmpx admin-prohibited")),
+            // Between the creation of the table (or a repair) and the netlink rules, nat6 is empty: a static
+            // guest's IPv6 packets then fall through to the backstop drop, fail-closed.
+            new StaticChain(NAT6_CHAIN, null, null, null, 0, NAT6_RULES, true),
             new StaticChain("postrouting", "nat", "postrouting", "srcnat", 100, List.of(
                 "oifname != " + uplink + " accept",
                 "iifname != " + guests + " accept",
                 "meta l4proto { tcp, udp, icmp } snat ip to ip saddr map @snat4",
-                "ip6 saddr vmap @snat6",
+                "meta nfproto ipv6 jump " + NAT6_CHAIN,
                 "ip saddr @static4 counter name \"" + COUNTER_BACKSTOP4 + "\" drop",
                 "ip6 saddr @static6 counter name \"" + COUNTER_BACKSTOP6 + "\" drop",
                 "masquerade")));
+    }
+
+    /**
+     * The rules built over netlink ({@link #NAT6_CHAIN}'s IPv6 SNAT), each with its fingerprint as its comment,
+     * to append once the chain was created or flushed (by {@link #render()} or {@link #renderRepair}).
+     *
+     * @return the rules, in the chain's order.
+     */
+    public List<NftOp.AddRule> netlinkRules()
+    {
+        final List<NftOp.AddRule> out = new ArrayList<>();
+        for (final StaticChain chain : staticChains())
+        {
+            if (!chain.netlink())
+            {
+                continue;
+            }
+            final List<String> fingerprints = chain.fingerprints();
+            for (int i = 0; i < NftRules.SNAT6_PROTOCOLS.size(); i++)
+            {
+                out.add(new NftOp.AddRule(chain.name(), NftRules.snat6Map(SNAT6, NftRules.SNAT6_PROTOCOLS.get(i)),
+                    fingerprints.get(i)));
+            }
+        }
+        return out;
     }
 
     /**
@@ -343,7 +362,10 @@ public final class Ruleset
             {
                 sb.append("        ").append(chain.declaration()).append('\n');
             }
-            chain.commentedRules().forEach(rule -> sb.append("        ").append(rule).append('\n'));
+            if (!chain.netlink())
+            {
+                chain.commentedRules().forEach(rule -> sb.append("        ").append(rule).append('\n'));
+            }
             sb.append("    }\n");
         }
         sb.append("}\n");
@@ -353,7 +375,8 @@ public final class Ruleset
     /**
      * Puts the fixed part of an existing table right, as ONE transaction that leaves every set's and map's
      * elements alone, the {@code ct count} meters {@code cc4}/{@code cc6} included (a whole-table reload
-     * would reset them, docs/design.md, pitfall 9), and the per-guest {@code snat6_*} chains too:
+     * would reset them, docs/design.md, pitfall 9). The rules of {@link #NAT6_CHAIN} are not in it: they are
+     * added over netlink after it ({@link #netlinkRules()}).
      * <ol>
      * <li>{@code add} every named counter, set and map: a no-op for one that exists as declared, a
      *     re-creation of one deleted by hand;</li>
@@ -363,7 +386,7 @@ public final class Ruleset
      *     priority is wrong (the kernel cannot change those in place);</li>
      * <li>{@code flush} then {@code delete} every foreign chain, then {@code delete} every other foreign
      *     object (after the flushes nothing refers to them any more);</li>
-     * <li>{@code add rule} every rule with its fingerprint comment.</li>
+     * <li>{@code add rule} every rule with its fingerprint comment (but those of {@link #NAT6_CHAIN}).</li>
      * </ol>
      * Between the flush and the new rules no packet sees the chains: the transaction is atomic.
      *
@@ -384,6 +407,23 @@ public final class Ruleset
      */
     String renderRepair(final Set<String> recreate, final List<TableReader.Foreign> foreign)
     {
+        return renderRepair(recreate, foreign, Set.of());
+    }
+
+    /**
+     * {@link #renderRepair(Set, List)}, also re-creating sets and maps declared with another type (their
+     * elements are lost: the reconcile adds them back; meanwhile the guests they map are fail-closed). They
+     * are deleted after the fixed chains are flushed (nothing refers to them any more) and before the foreign
+     * chains are (an old verdict map's elements jump to those).
+     *
+     * @param recreate     the fixed chains that exist with the wrong type, hook or priority.
+     * @param foreign      the foreign objects ({@link TableReader#foreignObjects}).
+     * @param recreateSets the sets and maps that exist with the wrong type.
+     * @return the nft text, one command per line.
+     */
+    String renderRepair(final Set<String> recreate, final List<TableReader.Foreign> foreign,
+                        final Set<String> recreateSets)
+    {
         final String t = "inet " + config.table();
         final StringBuilder sb = new StringBuilder(4096);
         for (final String counter : COUNTERS)
@@ -392,9 +432,10 @@ public final class Ruleset
         }
         for (final SetSpec set : SETS)
         {
-            sb.append("add ").append(set.kind()).append(' ').append(t).append(' ').append(set.name()).append(" { ");
-            set.lines().forEach(line -> sb.append(line).append("; "));
-            sb.append("}\n");
+            if (!recreateSets.contains(set.name()))
+            {
+                addSet(sb, t, set);
+            }
         }
         final List<StaticChain> chains = staticChains();
         for (final StaticChain chain : chains)
@@ -414,6 +455,15 @@ public final class Ruleset
             {
                 sb.append("delete chain ").append(t).append(' ').append(chain.name()).append('\n');
                 addChain(sb, t, chain);
+            }
+        }
+        for (final SetSpec set : SETS)
+        {
+            if (recreateSets.contains(set.name()))
+            {
+                // nft 1.0.6 deletes a map as a set
+                sb.append("delete set ").append(t).append(' ').append(set.name()).append('\n');
+                addSet(sb, t, set);
             }
         }
         // Flushed first so no foreign chain still jumps to another when it is deleted; deleted by handle, which
@@ -441,6 +491,10 @@ public final class Ruleset
         }
         for (final StaticChain chain : chains)
         {
+            if (chain.netlink())
+            {
+                continue; // netlinkRules(), sent after this transaction
+            }
             for (final String rule : chain.commentedRules())
             {
                 sb.append("add rule ").append(t).append(' ').append(chain.name()).append(' ').append(rule).append('\n');
@@ -457,6 +511,13 @@ public final class Ruleset
         }
         // nft 1.0.6 takes no 'delete map ... handle': a map is a set to the kernel, deleted as one
         return "delete " + ("map".equals(f.kind()) ? "set" : f.kind()) + ' ' + t + " handle " + f.handle() + '\n';
+    }
+
+    private static void addSet(final StringBuilder sb, final String t, final SetSpec set)
+    {
+        sb.append("add ").append(set.kind()).append(' ').append(t).append(' ').append(set.name()).append(" { ");
+        set.lines().forEach(line -> sb.append(line).append("; "));
+        sb.append("}\n");
     }
 
     private static void addChain(final StringBuilder sb, final String t, final StaticChain chain)

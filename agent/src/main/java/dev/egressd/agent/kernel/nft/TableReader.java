@@ -18,53 +18,15 @@ import java.util.Set;
 
 /**
  * Reads what the kernel holds back into a {@link KernelPlan}, so the reconciler can diff the kernel against the
- * desired plan: either from one listing of the whole table ({@code nft -j list table inet NAME}, {@link #read}),
- * or from the listings of the named sets and maps ({@code list set} / {@code list map}, one each) plus what the
- * per-guest IPv6 chains are known to hold ({@link #readSets}). Uplink addresses are not in the table and never
- * appear in the result.
- *
- * <p>An IPv6 SNAT element is reported only when all of its parts agree: the {@code snat6} vmap element, the
- * {@code mapped6} element, and a per-guest chain holding exactly the rules {@link Ruleset#snat6Rules} writes
- * (one snat rule per protocol of {@link Ruleset#SNAT6_PROTOCOLS}, all to the same address and ports). Anything
- * less is drift the reconciler should repair, so it is left out and the diff re-adds it (the renderer's ADD is
- * idempotent for that reason). The one-rule chains of an older egressd ({@code meta l4proto { tcp, udp,
- * ipv6-icmp }}) are left out the same way, so the first reconcile rewrites them.
+ * desired plan: from one listing of the whole table ({@code nft -j list table inet NAME}, {@link #read}) or from
+ * the listings of the named sets and maps ({@code list set} / {@code list map}, one each, {@link #readSets}).
+ * Every plan element is an element of a set or map; rules are never read back (the IPv6 SNAT rules, built over
+ * netlink, are listed as text nft 1.0.6 cannot load: docs/design.md, pitfall 1). Uplink addresses are not in
+ * the table and never appear in the result.
  */
 public final class TableReader
 {
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    /**
-     * What one per-guest IPv6 SNAT chain translates to.
-     *
-     * @param egress    the egress address.
-     * @param firstPort the first port.
-     * @param lastPort  the last port.
-     */
-    public record Snat6Target(Ipv6Address egress, int firstPort, int lastPort)
-    {
-        /**
-         * The plan element of a guest whose vmap element jumps to this chain.
-         *
-         * @param guest the guest address.
-         * @return the element.
-         */
-        public PlanElement.Snat6 element(final Ipv6Address guest)
-        {
-            return new PlanElement.Snat6(guest, egress, firstPort, lastPort);
-        }
-    }
-
-    /**
-     * A listing of the whole table read: the plan, and the per-guest chains that hold what
-     * {@link Ruleset#snat6Rules} writes (chain name to target), whether a vmap element jumps to them or not.
-     *
-     * @param plan   the plan elements.
-     * @param chains the complete per-guest chains.
-     */
-    public record TableRead(KernelPlan plan, Map<String, Snat6Target> chains)
-    {
-    }
 
     /** A reader. Stateless; one may be shared. */
     public TableReader()
@@ -80,172 +42,90 @@ public final class TableReader
      */
     public KernelPlan read(final String json)
     {
-        return readTable(json).plan();
-    }
-
-    /**
-     * Parses a table listing, keeping what the per-guest chains hold.
-     *
-     * @param json the JSON output of {@code list table inet NAME}.
-     * @return the plan elements and the complete per-guest chains.
-     * @throws IllegalArgumentException if the JSON is malformed or holds an element that cannot be parsed.
-     */
-    public TableRead readTable(final String json)
-    {
-        final Listing listing = new Listing();
-        listing.add(json);
-        final Map<String, Snat6Target> chains = listing.chains();
-        return new TableRead(listing.plan(chains), chains);
+        final List<PlanElement> elements = new ArrayList<>();
+        add(json, elements);
+        return KernelPlan.of(elements);
     }
 
     /**
      * Parses listings of the named sets and maps ({@code list set inet NAME static4} and so on; which ones is the
-     * caller's business: a set not listed contributes nothing), taking what the per-guest chains hold from
-     * {@code chains} instead of from a listing of their rules.
+     * caller's business: a set not listed contributes nothing).
      *
-     * @param jsons  the JSON output of each listing.
-     * @param chains what each per-guest chain is known to hold, by chain name.
+     * @param jsons the JSON output of each listing.
      * @return the plan elements.
      * @throws IllegalArgumentException if a listing is malformed or holds an element that cannot be parsed.
      */
-    public KernelPlan readSets(final List<String> jsons, final Map<String, Snat6Target> chains)
+    public KernelPlan readSets(final List<String> jsons)
     {
-        final Listing listing = new Listing();
-        jsons.forEach(listing::add);
-        return listing.plan(chains);
+        final List<PlanElement> elements = new ArrayList<>();
+        jsons.forEach(json -> add(json, elements));
+        return KernelPlan.of(elements);
     }
 
-    /** What the listings hold, gathered item by item. */
-    private static final class Listing
+    private static void add(final String json, final List<PlanElement> elements)
     {
-        private final List<PlanElement> elements = new ArrayList<>();
-        private final Map<Ipv6Address, String> snat6Targets = new HashMap<>();
-        private final Set<Ipv6Address> mapped6 = new HashSet<>();
-        private final Map<String, List<JsonNode>> rulesByChain = new HashMap<>();
-
-        void add(final String json)
+        final JsonNode root;
+        try
         {
-            final JsonNode root;
-            try
-            {
-                root = JSON.readTree(json);
-            }
-            catch (final IOException e)
-            {
-                throw new IllegalArgumentException("nft listing is not JSON: " + e.getMessage(), e);
-            }
-            final JsonNode items = root.path("nftables");
-            if (!items.isArray())
-            {
-                throw new IllegalArgumentException("nft listing has no \"nftables\" array");
-            }
-            for (final JsonNode item : items)
-            {
-                if (item.has("set") || item.has("map"))
-                {
-                    final JsonNode set = item.has("set") ? item.get("set") : item.get("map");
-                    final String name = set.path("name").asText();
-                    for (final JsonNode elem : set.path("elem"))
-                    {
-                        readElement(name, elem, elements, snat6Targets, mapped6);
-                    }
-                }
-                else if (item.has("rule"))
-                {
-                    final JsonNode rule = item.get("rule");
-                    final String chain = rule.path("chain").asText();
-                    if (chain.startsWith(Ruleset.SNAT6_CHAIN_PREFIX))
-                    {
-                        rulesByChain.computeIfAbsent(chain, c -> new ArrayList<>()).add(rule);
-                    }
-                }
-            }
+            root = JSON.readTree(json);
         }
-
-        Map<String, Snat6Target> chains()
+        catch (final IOException e)
         {
-            final Map<String, Snat6Target> chains = new HashMap<>();
-            rulesByChain.forEach((chain, rules) ->
-            {
-                final Snat6Target target = snat6Target(rules);
-                if (target != null)
-                {
-                    chains.put(chain, target);
-                }
-            });
-            return chains;
+            throw new IllegalArgumentException("nft listing is not JSON: " + e.getMessage(), e);
         }
-
-        KernelPlan plan(final Map<String, Snat6Target> chains)
+        final JsonNode items = root.path("nftables");
+        if (!items.isArray())
         {
-            final List<PlanElement> out = new ArrayList<>(elements);
-            snat6Targets.forEach((guest, chain) ->
+            throw new IllegalArgumentException("nft listing has no \"nftables\" array");
+        }
+        for (final JsonNode item : items)
+        {
+            if (item.has("set") || item.has("map"))
             {
-                final Snat6Target target = chains.get(chain);
-                if (target != null && mapped6.contains(guest) && chain.equals(Ruleset.snat6Chain(guest)))
+                final JsonNode set = item.has("set") ? item.get("set") : item.get("map");
+                final String name = set.path("name").asText();
+                if (mistyped(name, set))
                 {
-                    out.add(target.element(guest));
+                    continue; // an older egressd's map of that name (the snat6 verdict map): the repair re-creates it
                 }
-            });
-            return KernelPlan.of(out);
+                for (final JsonNode elem : set.path("elem"))
+                {
+                    readElement(name, elem, elements);
+                }
+            }
         }
     }
 
     /**
-     * What a per-guest chain's rules translate to, if they are exactly what {@link Ruleset#snat6Rules} writes:
-     * one rule per protocol of {@link Ruleset#SNAT6_PROTOCOLS}, each a {@code meta l4proto} match and one snat
-     * to the same address and ports, and nothing else.
+     * The maps of a table listing whose data type is not what {@link Ruleset#MAP_DATA} declares (or that are
+     * listed as a set), e.g. the {@code snat6} verdict map of an older egressd.
      *
-     * @param rules the chain's rules, as listed.
-     * @return the target, or null for anything else (drift: the diff rewrites the chain).
+     * @param root the parsed listing.
+     * @return their names.
      */
-    static Snat6Target snat6Target(final List<JsonNode> rules)
+    static Set<String> mistypedMaps(final JsonNode root)
     {
-        if (rules.size() != Ruleset.SNAT6_PROTOCOLS.size())
+        final Set<String> out = new java.util.LinkedHashSet<>();
+        for (final JsonNode item : root.path("nftables"))
         {
-            return null;
+            final JsonNode set = item.has("set") ? item.get("set") : item.path("map");
+            final String name = set.path("name").asText("");
+            if (mistyped(name, set))
+            {
+                out.add(name);
+            }
         }
-        final Set<String> protocols = new HashSet<>();
-        Snat6Target target = null;
-        for (final JsonNode rule : rules)
-        {
-            final JsonNode expr = rule.path("expr");
-            if (expr.size() != 2)
-            {
-                return null;
-            }
-            final JsonNode match = expr.get(0).path("match");
-            final JsonNode snat = expr.get(1).path("snat");
-            if (!"==".equals(match.path("op").asText()) || !"l4proto".equals(match.path("left").path("meta")
-                .path("key").asText()) || !match.path("right").isTextual() || !snat.path("addr").isTextual())
-            {
-                return null;
-            }
-            final int[] ports = ports(snat.path("port"));
-            if (ports == null || !protocols.add(match.get("right").asText()))
-            {
-                return null;
-            }
-            final Snat6Target t;
-            try
-            {
-                t = new Snat6Target(Ipv6Address.parse(snat.get("addr").asText()), ports[0], ports[1]);
-            }
-            catch (final IllegalArgumentException e)
-            {
-                return null;
-            }
-            if (target != null && !target.equals(t))
-            {
-                return null;
-            }
-            target = t;
-        }
-        return protocols.equals(Set.copyOf(Ruleset.SNAT6_PROTOCOLS)) ? target : null;
+        return out;
     }
 
-    private static void readElement(final String set, final JsonNode raw, final List<PlanElement> elements,
-        final Map<Ipv6Address, String> snat6Targets, final Set<Ipv6Address> mapped6)
+    /** A map of ours whose listed data type (when the listing names one) is not the declared one. */
+    private static boolean mistyped(final String name, final JsonNode set)
+    {
+        final String data = Ruleset.MAP_DATA.get(name);
+        return data != null && set.path("map").isTextual() && !data.equals(set.get("map").asText());
+    }
+
+    private static void readElement(final String set, final JsonNode raw, final List<PlanElement> elements)
     {
         // Elements with timeouts, comments or counters come wrapped: {"elem": {"val": ..., ...}}.
         final JsonNode elem = raw.has("elem") ? raw.get("elem").path("val") : raw;
@@ -281,13 +161,16 @@ public final class TableReader
                 }
                 case Ruleset.SNAT6 ->
                 {
-                    final JsonNode target = elem.path(1).path("jump").path("target");
-                    if (target.isTextual())
+                    final JsonNode key = unwrap(elem.path(0));
+                    final JsonNode concat = elem.path(1).path("concat");
+                    final int[] ports = ports(concat.path(1));
+                    if (ports == null)
                     {
-                        snat6Targets.put(Ipv6Address.parse(unwrap(elem.path(0)).asText()), target.asText());
+                        throw new IllegalArgumentException("no port range");
                     }
+                    elements.add(new PlanElement.Snat6(Ipv6Address.parse(key.asText()),
+                        Ipv6Address.parse(concat.path(0).asText()), ports[0], ports[1]));
                 }
-                case Ruleset.MAPPED6 -> mapped6.add(Ipv6Address.parse(elem.asText()));
                 default ->
                 {
                     // cc4/cc6 meters and anything else: not plan elements.
@@ -374,7 +257,8 @@ public final class TableReader
 
     /**
      * The objects in a listing of egressd's table that egressd did not create: every chain other than the
-     * fixed ones and the per-guest {@code snat6_*} chains, every set or map other than {@link Ruleset#SET_NAMES},
+     * fixed ones (the per-guest {@code snat6_*} chains of an older egressd included), every set or map other
+     * than {@link Ruleset#SET_NAMES} ({@code mapped6} of an older egressd included),
      * every counter other than {@link Ruleset#COUNTERS}, and every other named object.
      *
      * @param root        the parsed listing of the table.
@@ -390,7 +274,7 @@ public final class TableReader
             if (chain.path("name").isTextual())
             {
                 final String name = chain.get("name").asText();
-                if (!fixedChains.contains(name) && !name.startsWith(Ruleset.SNAT6_CHAIN_PREFIX))
+                if (!fixedChains.contains(name))
                 {
                     foreign.add(new Foreign("chain", name, chain.path("handle").asLong(-1)));
                 }

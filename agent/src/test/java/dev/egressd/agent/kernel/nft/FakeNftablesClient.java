@@ -1,6 +1,11 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftExpr;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.core.model.Ipv6Address;
@@ -21,7 +26,7 @@ import java.util.regex.Pattern;
  * deleting what is missing fails "No such file or directory", deleting a chain a verdict map still
  * jumps to fails "Device or resource busy". Listings come back as JSON shaped like nft 1.0.6's.
  */
-public final class FakeNftablesClient implements NftablesClient
+public final class FakeNftablesClient implements NftablesClient, NfTablesClient
 {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern ELEMENT =
@@ -142,6 +147,263 @@ public final class FakeNftablesClient implements NftablesClient
     {
         scripts.add(script);
         tables = apply(script);
+        generation++;
+    }
+
+    /** The ruleset's generation: one more for every committed transaction, text or netlink, as in the kernel. */
+    private int generation = 1;
+    private int generationReads;
+
+    @Override
+    public int generation()
+    {
+        generationReads++;
+        return generation;
+    }
+
+    /**
+     * How many times the generation was asked for.
+     *
+     * @return the count.
+     */
+    public int generationReads()
+    {
+        return generationReads;
+    }
+
+    @Override
+    public Map<String, dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter> counters() throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        if (t == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETOBJ", 2, (String)null);
+        }
+        final Map<String, dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter> out = new LinkedHashMap<>();
+        t.counters.forEach((name, packets) ->
+            out.put(name, new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Counter(packets, packets * 100)));
+        return out;
+    }
+
+    /** Every batch given to {@link #commit} (over netlink), successful or not. */
+    private final List<List<? extends NftOp>> batches = new ArrayList<>();
+    private String table = "egressd";
+    private int refuseNetlink;
+
+    /**
+     * The netlink batches committed so far.
+     *
+     * @return the batches.
+     */
+    public List<List<? extends NftOp>> batches()
+    {
+        return batches;
+    }
+
+    /**
+     * Makes the next netlink batches be refused (EINVAL), as a kernel without nft_nat would.
+     *
+     * @param times how many.
+     */
+    public void refuseNetlink(final int times)
+    {
+        refuseNetlink = times;
+    }
+
+    /**
+     * The table netlink batches apply to (one client per table, like NftNetlink).
+     *
+     * @param name the table.
+     */
+    public void netlinkTable(final String name)
+    {
+        table = name;
+    }
+
+    /**
+     * Rules over netlink: appended to their chain as nft would list them (only the IPv6 map SNAT egressd builds),
+     * with their comment; all or nothing, like the kernel.
+     */
+    @Override
+    public void commit(final List<? extends NftOp> ops) throws NftRefusedException
+    {
+        batches.add(List.copyOf(ops));
+        if (refuseNetlink > 0)
+        {
+            refuseNetlink--;
+            throw new NftRefusedException("inet " + table, 0, ops.get(0).describe(), 22, null, 1);
+        }
+        final Map<String, FakeTable> work = new LinkedHashMap<>();
+        tables.forEach((k, v) -> work.put(k, v.copy()));
+        for (int i = 0; i < ops.size(); i++)
+        {
+            final NftOp op = ops.get(i);
+            final FakeTable t = work.get(table);
+            if (op instanceof NftOp.AddElement || op instanceof NftOp.DeleteElement)
+            {
+                element(t, i, op);
+                continue;
+            }
+            if (!(op instanceof NftOp.AddRule rule))
+            {
+                throw new UnsupportedOperationException("the fake does not take " + op);
+            }
+            if (t == null || !t.chains.containsKey(rule.chain()))
+            {
+                throw new NftRefusedException("inet " + table, i, op.describe(), 2, null, 1);
+            }
+            t.chains.get(rule.chain()).add(text(rule));
+        }
+        tables = work;
+        generation++;
+    }
+
+    /** A set's elements as the kernel's dump gives them (bytes); counted with the set listings. */
+    @Override
+    public List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element> elements(final String setName)
+        throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        final FakeSet set = t == null ? null : t.sets.get(setName);
+        if (set == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETSETELEM", 2, (String)null);
+        }
+        setListings++;
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element> out = new ArrayList<>();
+        set.elements.forEach((key, data) -> out.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(
+            encodeKey(setName, key), data.isEmpty() ? null : encodeData(data))));
+        return out;
+    }
+
+    private static byte[] encodeKey(final String set, final String key)
+    {
+        final String[] parts = key.split(" \\. ");
+        return switch (set)
+        {
+            case "static4", "snat4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ipv4(
+                dev.egressd.core.model.Ipv4Address.parse(key).bits());
+            case "static6", "snat6" -> ip6bytes(key);
+            case "guests4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ifnameIpv4(parts[0],
+                dev.egressd.core.model.Ipv4Address.parse(parts[1]).bits());
+            case "guests6" -> dev.egressd.agent.kernel.nft.netlink.NftElements.ifnameIpv6(parts[0],
+                Ipv6Address.parse(parts[1]).high(), Ipv6Address.parse(parts[1]).low());
+            default -> key.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        };
+    }
+
+    private static byte[] ip6bytes(final String text)
+    {
+        final Ipv6Address a = Ipv6Address.parse(text);
+        return dev.egressd.agent.kernel.nft.netlink.NftElements.ipv6(a.high(), a.low());
+    }
+
+    /** "egress . lo-hi" (or ". port") as the 16 or 40 data bytes. */
+    private static byte[] encodeData(final String data)
+    {
+        final String[] parts = data.split(" \\. ");
+        final String[] ports = parts[1].split("-");
+        final int lo = Integer.parseInt(ports[0]);
+        final int hi = ports.length == 2 ? Integer.parseInt(ports[1]) : lo;
+        if (parts[0].indexOf(':') >= 0)
+        {
+            final Ipv6Address a = Ipv6Address.parse(parts[0]);
+            return dev.egressd.agent.kernel.nft.netlink.NftElements.snat6(a.high(), a.low(), lo, hi);
+        }
+        return dev.egressd.agent.kernel.nft.netlink.NftElements.snat4(
+            dev.egressd.core.model.Ipv4Address.parse(parts[0]).bits(), lo, hi);
+    }
+
+    /** An element message, with the kernel's semantics (EEXIST for other data under a key, ENOENT for a missing one). */
+    private void element(final FakeTable t, final int index, final NftOp op) throws NftRefusedException
+    {
+        final boolean add = op instanceof NftOp.AddElement;
+        final String setName = add ? ((NftOp.AddElement)op).set() : ((NftOp.DeleteElement)op).set();
+        final byte[] key = add ? ((NftOp.AddElement)op).key() : ((NftOp.DeleteElement)op).key();
+        final FakeSet set = t == null ? null : t.sets.get(setName);
+        if (set == null)
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 2, null, 1);
+        }
+        final String keyText = switch (setName)
+        {
+            case "static4", "snat4" -> ip4(key, 0);
+            case "static6", "snat6" -> ip6(key, 0);
+            case "guests4" -> dev.egressd.agent.kernel.nft.netlink.NftElements.getIfname(key) + " . " + ip4(key, 16);
+            case "guests6" -> dev.egressd.agent.kernel.nft.netlink.NftElements.getIfname(key) + " . " + ip6(key, 16);
+            default -> throw new UnsupportedOperationException("the fake does not decode elements of " + setName);
+        };
+        if (!add)
+        {
+            if (set.elements.remove(keyText) == null)
+            {
+                throw new NftRefusedException("inet " + table, index, op.describe(), 2, null, 1);
+            }
+            return;
+        }
+        final byte[] d = ((NftOp.AddElement)op).data();
+        String data = "";
+        if (d != null)
+        {
+            final boolean v4 = d.length == 16;
+            final int lo = dev.egressd.agent.kernel.nft.netlink.NftElements.getPort(d, v4 ? 4 : 16);
+            final int hi = dev.egressd.agent.kernel.nft.netlink.NftElements.getPort(d, v4 ? 12 : 36);
+            data = (v4 ? ip4(d, 0) : ip6(d, 0)) + " . " + (lo == hi ? Integer.toString(lo) : lo + "-" + hi);
+        }
+        if (set.map == data.isEmpty())
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 22, null, 1);
+        }
+        final String held = set.elements.get(keyText);
+        if (held != null && !held.equals(data))
+        {
+            throw new NftRefusedException("inet " + table, index, op.describe(), 17, null, 1);
+        }
+        set.elements.put(keyText, data);
+    }
+
+    private static String ip4(final byte[] b, final int off)
+    {
+        return new dev.egressd.core.model.Ipv4Address(dev.egressd.agent.kernel.nft.netlink.NftElements.getInt(b, off))
+            .toString();
+    }
+
+    private static String ip6(final byte[] b, final int off)
+    {
+        return new Ipv6Address(dev.egressd.agent.kernel.nft.netlink.NftElements.getLong(b, off),
+            dev.egressd.agent.kernel.nft.netlink.NftElements.getLong(b, off + 8)).toString();
+    }
+
+    /** What nft lists for the IPv6 map SNAT rule. */
+    private static String text(final NftOp.AddRule rule)
+    {
+        String proto = null;
+        String map = null;
+        for (int i = 0; i < rule.exprs().size(); i++)
+        {
+            final NftExpr e = rule.exprs().get(i);
+            if (e instanceof NftExpr.Meta m && m.key() == NfTables.NFT_META_L4PROTO
+                && rule.exprs().get(i + 1) instanceof NftExpr.CmpEq c)
+            {
+                proto = switch (c.data()[0])
+                {
+                    case 6 -> "tcp";
+                    case 17 -> "udp";
+                    case 58 -> "ipv6-icmp";
+                    default -> Integer.toString(c.data()[0]);
+                };
+            }
+            if (e instanceof NftExpr.Lookup l)
+            {
+                map = l.set();
+            }
+        }
+        if (proto == null || map == null)
+        {
+            throw new UnsupportedOperationException("the fake lists only the IPv6 map SNAT rule: " + rule.exprs());
+        }
+        return "meta l4proto " + proto + " snat ip6 to ip6 saddr map @" + map
+            + (rule.comment() == null ? "" : " comment \"" + rule.comment() + "\"");
     }
 
     @Override
@@ -406,6 +668,7 @@ public final class FakeNftablesClient implements NftablesClient
     public void replaceRule(final String table, final String chain, final int index, final String rule)
     {
         tables.get(table).chains.get(chain).set(index, rule);
+        generation++;
     }
 
     private static FakeTable table(final Map<String, FakeTable> work, final String name, final String line,

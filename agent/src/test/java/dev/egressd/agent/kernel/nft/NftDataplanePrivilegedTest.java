@@ -2,6 +2,8 @@ package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
@@ -32,6 +34,7 @@ class NftDataplanePrivilegedTest
     private LabNamespace lab;
     private NetNamespace ns;
     private LibNftablesClient client;
+    private NftNetlink netlink;
     private NftDataplane dataplane;
 
     @BeforeEach
@@ -42,13 +45,27 @@ class NftDataplanePrivilegedTest
         ns = NetNamespace.enter(lab.name());
         // The context's netlink socket belongs to the namespace of the thread that opens it.
         client = ns.call(LibNftablesClient::open);
-        dataplane = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        netlink = ns.call(() -> NftNetlink.open(NfTables.NFPROTO_INET, "egressd"));
+        dataplane = new NftDataplane(client, netlink, DataplaneConfig.defaults("uplink"));
     }
 
     @AfterEach
     void tearDown() throws Exception
     {
-        LabNamespace.tearDown(lab, ns, client);
+        LabNamespace.tearDown(lab, ns, () ->
+        {
+            try
+            {
+                client.close();
+            }
+            finally
+            {
+                if (netlink != null)
+                {
+                    netlink.close();
+                }
+            }
+        });
     }
 
     @Test
@@ -76,11 +93,11 @@ class NftDataplanePrivilegedTest
             }
             rules += item.has("rule") ? 1 : 0;
         }
-        assertThat(chains).containsExactly("forward", "guest_new", "deny", "postrouting");
-        assertThat(sets).containsExactly("static4", "static6", "guests4", "guests6", "snat4", "snat6", "mapped6",
+        assertThat(chains).containsExactly("forward", "guest_new", "deny", "nat6", "postrouting");
+        assertThat(sets).containsExactly("static4", "static6", "guests4", "guests6", "snat4", "snat6",
             "cc4", "cc6");
         assertThat(counters).containsExactlyElementsOf(Ruleset.COUNTERS);
-        assertThat(rules).isEqualTo(3 + 4 + 2 + 7);
+        assertThat(rules).as("nat6's three built over netlink").isEqualTo(3 + 4 + 2 + 3 + 7);
         assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
         assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 1024");
     }
@@ -89,7 +106,7 @@ class NftDataplanePrivilegedTest
     void theKernelListsTheGoldenTableAndTheFakesDumpMatchesIt() throws Exception
     {
         final FakeNftablesClient fake = new FakeNftablesClient();
-        final NftDataplane onFake = new NftDataplane(fake, DataplaneConfig.defaults("uplink"));
+        final NftDataplane onFake = new NftDataplane(fake, fake, DataplaneConfig.defaults("uplink"));
         ns.call(dataplane::ensureTable);
         onFake.ensureTable();
         final List<PlanChange> golden = PlanDiff.between(KernelPlan.empty(), PlanFixtures.goldenPlan());
@@ -172,7 +189,7 @@ class NftDataplanePrivilegedTest
     @Test
     void aTableCreatedWithCap8GetsCap16WhenTheConfigurationSaysSo() throws Exception
     {
-        final NftDataplane cap8 = new NftDataplane(client, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
+        final NftDataplane cap8 = new NftDataplane(client, netlink, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
         assertThat(ns.call(cap8::ensureTable)).isTrue();
         ns.call(() ->
         {
@@ -183,7 +200,7 @@ class NftDataplanePrivilegedTest
         assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 8 ");
         final KernelPlan before = ns.call(cap8::read);
 
-        final NftDataplane cap16 = new NftDataplane(client, new DataplaneConfig("egressd", "uplink", "tap-*", 16));
+        final NftDataplane cap16 = new NftDataplane(client, netlink, new DataplaneConfig("egressd", "uplink", "tap-*", 16));
         assertThat(ns.call(cap16::ensureTable)).isTrue();
         assertThat(cap16.lastRepair()).contains("chain guest_new").doesNotContain("chain forward");
         final String guestNew = lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new");
@@ -289,9 +306,9 @@ class NftDataplanePrivilegedTest
             return null;
         });
         assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(desired));
-        assertThat(lab.exec("nft", "list", "table", "inet", "egressd"))
-            .doesNotContain(Ruleset.snat6Chain(PlanFixtures.guest6(2)))
-            .contains(Ruleset.snat6Chain(PlanFixtures.guest6(4)));
+        assertThat(lab.exec("nft", "list", "map", "inet", "egressd", "snat6"))
+            .doesNotContain(PlanFixtures.guest6(2) + " : ")
+            .contains(PlanFixtures.guest6(4) + " : ");
     }
 
     /** Random walks between plans in the kernel: what is applied reads back equal, every step. */
@@ -347,16 +364,6 @@ class NftDataplanePrivilegedTest
         assertThat(e.getMessage()).contains("nothing changed").contains("203.0.113.99").contains("File exists");
         assertThat(ns.call(dataplane::read)).isEqualTo(before);
 
-        // Deleting a per-guest chain that the vmap still jumps to is refused as a whole transaction too.
-        final NftException busy = catchThrowableOfType(NftException.class, () -> ns.call(() ->
-        {
-            client.run("add element inet egressd static4 { 10.77.9.9 }\n"
-                + "delete chain inet egressd " + Ruleset.snat6Chain(PlanFixtures.guest6(1)) + "\n");
-            return null;
-        }));
-        assertThat(busy).isNotNull();
-        assertThat(busy.isBusy()).as(busy.error()).isTrue();
-        assertThat(ns.call(dataplane::read)).isEqualTo(before);
     }
 
     @Test
@@ -370,12 +377,11 @@ class NftDataplanePrivilegedTest
             return null;
         });
         lab.exec("nft", "delete element inet egressd snat4 { " + PlanFixtures.guest4(1) + " }");
-        lab.exec("nft", "delete element inet egressd mapped6 { " + PlanFixtures.guest6(2) + " }");
+        lab.exec("nft", "delete element inet egressd snat6 { " + PlanFixtures.guest6(2) + " }");
 
         final KernelPlan drifted = ns.call(dataplane::read);
         assertThat(drifted.elements("snat4")).doesNotContainKey(PlanFixtures.guest4(1));
-        assertThat(drifted.elements("snat6")).as("snat6 without its mapped6 element is drift")
-            .doesNotContainKey(PlanFixtures.guest6(2));
+        assertThat(drifted.elements("snat6")).doesNotContainKey(PlanFixtures.guest6(2));
 
         final List<PlanChange> repair = PlanDiff.between(drifted, withoutUplinks(plan));
         assertThat(repair).hasSize(2).allMatch(c -> c.op() == PlanChange.Op.ADD);
@@ -385,9 +391,7 @@ class NftDataplanePrivilegedTest
             return null;
         });
         assertThat(ns.call(dataplane::read)).isEqualTo(withoutUplinks(plan));
-        assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(PlanFixtures.guest6(2)))
-            .lines().filter(l -> l.contains("snat ip6 to")).count()).as("re-add keeps one rule per protocol")
-            .isEqualTo(Ruleset.SNAT6_PROTOCOLS.size());
+        assertThat(lab.exec("nft", "list", "map", "inet", "egressd", "snat6")).contains(PlanFixtures.guest6(2) + " : ");
     }
 
     /**
@@ -466,52 +470,78 @@ class NftDataplanePrivilegedTest
     }
 
     /**
-     * A table written by an older egressd (per-guest chains of one rule with an anonymous protocol set) is read by
-     * a fresh, paced dataplane (a restart onto this version): the chains read as drift, and the diff's ADDs are
-     * accepted by the kernel although the snat6 and mapped6 elements are already there.
+     * A table left by an older egressd (snat6 a verdict map jumping to one chain per guest, mapped6 its keys; the
+     * golden listing of that version, loaded with nft) is migrated on start by the repair path: the deep check
+     * re-creates snat6 as a data map, deletes the per-guest chains and mapped6, adds nat6 and its rules over
+     * netlink, and keeps every other element and the meters; the diff then re-adds the IPv6 SNAT elements.
      */
     @Test
-    void oneRuleChainsOfAnOlderEgressdAreRewrittenOnStart() throws Exception
+    void aTableOfAnOlderEgressdIsMigratedOnStart() throws Exception
     {
-        final KernelPlan plan = withoutUplinks(machines(1, 2));
-        final NftDataplane old = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
-        ns.call(old::ensureTable);
-        ns.call(() ->
+        final Path old = Files.createTempFile("nfnl-old-table", ".nft");
+        try (java.io.InputStream in = getClass().getResourceAsStream("old-table-vmap-snat6-nft-1.0.6.txt"))
         {
-            old.apply(PlanDiff.between(KernelPlan.empty(), plan));
-            return null;
-        });
-        // Rewrite every per-guest chain into the old one-rule form.
-        for (final PlanElement e : plan.elements())
-        {
-            if (e instanceof PlanElement.Snat6 s)
-            {
-                final String chain = Ruleset.snat6Chain(s.guest());
-                lab.exec("nft", "flush chain inet egressd " + chain);
-                lab.exec("nft", "add rule inet egressd " + chain + " meta l4proto { tcp, udp, ipv6-icmp } snat ip6 to ["
-                    + s.egress() + "]:" + Ruleset.ports(s.firstPort(), s.lastPort()));
-            }
+            Files.write(old, in.readAllBytes());
+            lab.exec("nft", "-f", old.toString());
         }
+        finally
+        {
+            Files.delete(old);
+        }
+        assertThat(lab.exec("nft", "list", "table", "inet", "egressd")).contains("vmap @snat6").contains("mapped6");
 
-        final NftDataplane fresh = new NftDataplane(client, DataplaneConfig.defaults("uplink"));
+        final NftDataplane fresh = new NftDataplane(client, netlink, DataplaneConfig.defaults("uplink"));
         fresh.paceDeepChecks(4, System::nanoTime);
-        ns.call(fresh::ensureTable);
+        assertThat(ns.call(fresh::ensureTable)).as("migrated by the repair").isTrue();
+        assertThat(fresh.lastRepair()).contains("re-created snat6").contains("chain snat6_fd77")
+            .contains("set mapped6").contains("chain nat6 is missing");
+        final KernelPlan golden = PlanFixtures.goldenPlan();
         final KernelPlan read = ns.call(fresh::read);
-        final List<PlanChange> changes = PlanDiff.between(read, plan);
-        assertThat(changes).isNotEmpty().allMatch(c -> c.op() == PlanChange.Op.ADD);
+        assertThat(read.elements("snat6")).as("the old verdict map's elements are gone with it").isEmpty();
+        final List<PlanChange> changes = PlanDiff.between(read, golden);
+        assertThat(changes).hasSize(3).allMatch(c -> c.op() == PlanChange.Op.ADD
+            && c.element() instanceof PlanElement.Snat6);
         ns.call(() ->
         {
             fresh.apply(changes);
             return null;
         });
-        assertThat(ns.call(fresh::readFull)).isEqualTo(plan);
-        for (final PlanElement e : plan.elements())
+        assertThat(ns.call(fresh::readFull)).isEqualTo(golden);
+        final String listed = lab.exec("nft", "list", "table", "inet", "egressd");
+        assertThat(listed).doesNotContain("snat6_").doesNotContain("set mapped6").doesNotContain("vmap")
+            .contains("10.77.0.2 . 198.51.100.10");
+        assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "nat6").lines()
+            .filter(l -> l.contains("snat ip6 to ip6 saddr map @snat6 comment")).count()).isEqualTo(3);
+        assertThat(ns.call(fresh::ensureTable)).as("nothing left to repair").isFalse();
+    }
+
+    /** Paced as the daemon runs it, with the generation id: every hand deletion of an element is seen by the next read. */
+    @Test
+    void pacedReadsSeeEveryHandDeletedElement() throws Exception
+    {
+        dataplane.paceDeepChecks(4, System::nanoTime);
+        final KernelPlan plan = withoutUplinks(machines(1, 2));
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
         {
-            if (e instanceof PlanElement.Snat6 s)
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+            return null;
+        });
+        for (final String hand : List.of("snat4 { 10.77.0.2 }", "static4 { 10.77.0.2 }", "static6 { fd77::2 }",
+            "guests4 { \"tap-m1\" . 10.77.0.2 }", "guests6 { \"tap-m1\" . fd77::2 }", "snat6 { fd77::2 }"))
+        {
+            ns.call(dataplane::ensureTable);
+            assertThat(ns.call(dataplane::read)).isEqualTo(plan);
+            lab.exec("nft", "delete element inet egressd " + hand);
+            ns.call(dataplane::ensureTable);
+            final List<PlanChange> repair = PlanDiff.between(ns.call(dataplane::read), plan);
+            assertThat(repair).as(hand).hasSize(1);
+            ns.call(() ->
             {
-                final String listed = lab.exec("nft", "list", "chain", "inet", "egressd", Ruleset.snat6Chain(s.guest()));
-                assertThat(listed).doesNotContain("l4proto {").contains("meta l4proto tcp").contains("meta l4proto udp");
-            }
+                dataplane.apply(repair);
+                return null;
+            });
         }
+        assertThat(ns.call(dataplane::read)).isEqualTo(plan);
     }
 }

@@ -20,7 +20,7 @@ import static org.assertj.core.api.Assertions.catchThrowableOfType;
 class NftDataplaneTest
 {
     private final FakeNftablesClient nft = new FakeNftablesClient();
-    private final NftDataplane dataplane = new NftDataplane(nft, DataplaneConfig.defaults("uplink"));
+    private final NftDataplane dataplane = new NftDataplane(nft, nft, DataplaneConfig.defaults("uplink"));
 
     @Test
     void ensureTableCreatesTheTableOnce() throws Exception
@@ -137,14 +137,14 @@ class NftDataplaneTest
     @Test
     void aNewCapOrUplinkInTheConfigurationRewritesTheRules() throws Exception
     {
-        final NftDataplane cap8 = new NftDataplane(nft, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
+        final NftDataplane cap8 = new NftDataplane(nft, nft, new DataplaneConfig("egressd", "uplink", "tap-*", 8));
         assertThat(cap8.ensureTable()).isTrue();
         cap8.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
         final KernelPlan before = cap8.read();
         assertThat(cap8.ensureTable()).isFalse();
 
         final DataplaneConfig cap16 = new DataplaneConfig("egressd", "uplink", "tap-*", 16);
-        final NftDataplane next = new NftDataplane(nft, cap16);
+        final NftDataplane next = new NftDataplane(nft, nft, cap16);
         assertThat(next.ensureTable()).isTrue();
         assertThat(next.lastRepair()).contains("chain guest_new holds 4 rules, 2 of the 4 it should");
         assertThat(nft.rules("egressd", "guest_new")).anyMatch(r -> r.contains("ct count over 16"))
@@ -154,7 +154,7 @@ class NftDataplaneTest
         assertThat(next.ensureTable()).isFalse();
 
         final DataplaneConfig wan = new DataplaneConfig("egressd", "wan0", "tap-*", 16);
-        final NftDataplane moved = new NftDataplane(nft, wan);
+        final NftDataplane moved = new NftDataplane(nft, nft, wan);
         assertThat(moved.ensureTable()).isTrue();
         assertThat(moved.lastRepair()).contains("chain forward").contains("chain postrouting")
             .doesNotContain("chain guest_new").doesNotContain("chain deny");
@@ -217,18 +217,17 @@ class NftDataplaneTest
         final KernelPlan plan = machines(1, 2, 3);
         dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(plan));
-        assertThat(nft.scripts()).hasSize(2);
+        assertThat(nft.scripts()).as("libnftables only created the table").hasSize(1);
+        assertThat(nft.batches()).as("the nat6 rules, then the elements: one netlink batch each").hasSize(2);
 
         final List<PlanElement> next = new ArrayList<>(machines(3, 4).elements());
         next.addAll(machine(1, 9).elements());
         final KernelPlan desired = KernelPlan.of(next);
         dataplane.apply(PlanDiff.between(dataplane.read(), desired));
         assertThat(dataplane.read()).isEqualTo(withoutUplinks(desired));
-        assertThat(nft.scripts()).as("one transaction per apply").hasSize(3);
-        assertThat(nft.rules("egressd", Ruleset.snat6Chain(PlanFixtures.guest6(1))))
-            .containsExactly("meta l4proto tcp snat ip6 to [2001:db8:10::10]:9216-10239",
-                "meta l4proto udp snat ip6 to [2001:db8:10::10]:9216-10239",
-                "meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:9216-10239");
+        assertThat(nft.batches()).as("one transaction per apply").hasSize(3);
+        assertThat(nft.scripts()).hasSize(1);
+        assertThat(nft.elements("egressd", "snat6")).contains(PlanFixtures.guest6(1) + " : 2001:db8:10::10 . 9216-10239");
 
         dataplane.apply(PlanDiff.between(dataplane.read(), KernelPlan.empty()));
         assertThat(dataplane.read()).isEqualTo(KernelPlan.empty());
@@ -272,7 +271,9 @@ class NftDataplaneTest
         final NftException e = catchThrowableOfType(NftException.class, () -> dataplane.apply(changes));
         assertThat(e.isAlreadyExists()).isTrue();
         assertThat(e.getMessage()).isEqualTo("nft transaction failed, nothing changed: add " + clash
-            + ": Could not process rule: File exists");
+            + ": File exists");
+        assertThat(e.command()).as("the change as nft text").isEqualTo("add element inet egressd snat4 { 10.77.0.2 : "
+            + "203.0.113.99 . 5120-6143 }");
         assertThat(dataplane.read()).isEqualTo(before);
     }
 
@@ -316,14 +317,40 @@ class NftDataplaneTest
     }
 
     @Test
-    void fakeRefusesDeletingAChainTheVmapJumpsTo() throws Exception
+    void theIpv6SnatRulesGoOverNetlinkAfterTheTableAndARefusalIsRepairedByTheNextCheck() throws Exception
     {
+        nft.refuseNetlink(1);
+        final NftException e = catchThrowableOfType(NftException.class, dataplane::ensureTable);
+        assertThat(e).hasMessageContaining("IPv6 SNAT rules").hasMessageContaining("over netlink");
+        assertThat(nft.rules("egressd", Ruleset.NAT6_CHAIN)).as("empty: fail-closed").isEmpty();
+        assertThat(dataplane.ensureTable()).as("the next check goes deep and repairs").isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain nat6 holds 0 rules, 0 of the 3");
+        assertThat(nft.rules("egressd", Ruleset.NAT6_CHAIN)).hasSize(3);
+        assertThat(nft.batches()).hasSize(2).allSatisfy(b -> assertThat(b).hasSize(3));
+        assertThat(dataplane.ensureTable()).isFalse();
+    }
+
+    @Test
+    void aDumpedElementOfTheWrongSizeIsRefusedNamingItsSet()
+    {
+        final NftException e = catchThrowableOfType(NftException.class, () -> NftDataplane.decode("snat4",
+            new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(new byte[] {10, 0, 0, 2}, new byte[8])));
+        assertThat(e).hasMessageContaining("snat4").hasMessageContaining("8 data bytes");
+        assertThat(catchThrowableOfType(NftException.class, () -> NftDataplane.decode("static6",
+            new dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element(new byte[4], null)))).hasMessageContaining("static6");
+    }
+
+    @Test
+    void shallowReadsDumpEachSetOverNetlinkAndDecodeWhatApplyEncoded() throws Exception
+    {
+        dataplane.paceDeepChecks(9, new java.util.concurrent.atomic.AtomicLong()::incrementAndGet);
         dataplane.ensureTable();
-        dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1)));
-        final NftException e = catchThrowableOfType(NftException.class, () -> nft.run(
-            "add element inet egressd static4 { 10.9.9.9 }\ndelete chain inet egressd "
-                + Ruleset.snat6Chain(PlanFixtures.guest6(1)) + "\n"));
-        assertThat(e.isBusy()).isTrue();
-        assertThat(nft.elements("egressd", "static4")).doesNotContain("10.9.9.9");
+        final KernelPlan plan = withoutUplinks(machines(1, 2, 3));
+        dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
+        assertThat(dataplane.read()).as("deep: the first").isEqualTo(plan);
+        nft.run("add table inet other");
+        final int tables = nft.listings()[1];
+        assertThat(dataplane.read()).as("shallow: six dumps").isEqualTo(plan);
+        assertThat(nft.listings()[1]).isEqualTo(tables);
     }
 }

@@ -18,16 +18,8 @@ class PlanRendererTest
     private static final Ipv6Address G6 = Ipv6Address.parse("fd77::2");
     private static final Ipv4Address E4 = Ipv4Address.parse("203.0.113.10");
     private static final Ipv6Address E6 = Ipv6Address.parse("2001:db8:10::10");
-    private static final String CHAIN = "snat6_fd770000000000000000000000000002";
 
     private final PlanRenderer renderer = new PlanRenderer(DataplaneConfig.defaults("uplink"));
-
-    @Test
-    void chainNameIsSnat6AndThirtyTwoHexDigits()
-    {
-        assertThat(Ruleset.snat6Chain(G6)).isEqualTo(CHAIN);
-        assertThat(Ruleset.snat6Chain(Ipv6Address.parse("2001:db8::ffff:1"))).isEqualTo("snat6_20010db80000000000000000ffff0001");
-    }
 
     @Test
     void setsAndSnat4Adds()
@@ -76,38 +68,16 @@ class PlanRendererTest
     }
 
     @Test
-    void snat6AddCreatesTheChainThenPointsAtIt()
+    void snat6IsAnElementOfItsDataMapLikeSnat4()
     {
         assertThat(renderer.render(List.of(PlanChange.add(new PlanElement.Snat6(G6, E6, 1024, 2047)))))
-            .isEqualTo("add chain inet egressd " + CHAIN + "\n"
-                + "flush chain inet egressd " + CHAIN + "\n"
-                + "add rule inet egressd " + CHAIN + " meta l4proto tcp snat ip6 to [2001:db8:10::10]:1024-2047\n"
-                + "add rule inet egressd " + CHAIN + " meta l4proto udp snat ip6 to [2001:db8:10::10]:1024-2047\n"
-                + "add rule inet egressd " + CHAIN
-                + " meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:1024-2047\n"
-                + "add element inet egressd snat6 { fd77::2 : jump " + CHAIN + " }\n"
-                + "add element inet egressd mapped6 { fd77::2 }\n");
-    }
-
-    @Test
-    void snat6ReplaceRewritesTheChainsRules()
-    {
+            .isEqualTo("add element inet egressd snat6 { fd77::2 : 2001:db8:10::10 . 1024-2047 }\n");
         assertThat(renderer.render(List.of(PlanChange.replace(new PlanElement.Snat6(G6, E6, 1024, 2047),
             new PlanElement.Snat6(G6, E6, 4096, 5119)))))
-            .isEqualTo("flush chain inet egressd " + CHAIN + "\n"
-                + "add rule inet egressd " + CHAIN + " meta l4proto tcp snat ip6 to [2001:db8:10::10]:4096-5119\n"
-                + "add rule inet egressd " + CHAIN + " meta l4proto udp snat ip6 to [2001:db8:10::10]:4096-5119\n"
-                + "add rule inet egressd " + CHAIN
-                + " meta l4proto ipv6-icmp snat ip6 to [2001:db8:10::10]:4096-5119\n");
-    }
-
-    @Test
-    void snat6RemoveDeletesElementsBeforeTheBusyChain()
-    {
-        assertThat(renderer.render(List.of(PlanChange.remove(new PlanElement.Snat6(G6, E6, 1024, 2047)))))
             .isEqualTo("delete element inet egressd snat6 { fd77::2 }\n"
-                + "delete element inet egressd mapped6 { fd77::2 }\n"
-                + "delete chain inet egressd " + CHAIN + "\n");
+                + "add element inet egressd snat6 { fd77::2 : 2001:db8:10::10 . 4096-5119 }\n");
+        assertThat(renderer.render(List.of(PlanChange.remove(new PlanElement.Snat6(G6, E6, 1024, 2047)))))
+            .isEqualTo("delete element inet egressd snat6 { fd77::2 }\n");
     }
 
     @Test

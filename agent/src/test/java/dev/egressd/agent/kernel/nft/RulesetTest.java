@@ -24,7 +24,7 @@ class RulesetTest
     {
         assertThat(text).doesNotContain("flags interval")
             .contains("map snat4 {\n        type ipv4_addr : interval ipv4_addr . inet_service\n    }")
-            .contains("map snat6 {\n        type ipv6_addr : verdict\n    }")
+            .contains("map snat6 {\n        type ipv6_addr : interval ipv6_addr . inet_service\n    }")
             .contains("set guests4 {\n        type ifname . ipv4_addr\n    }")
             .contains("set cc6 {\n        type ipv6_addr . ipv6_addr\n        flags dynamic\n        size 65535\n    }");
     }
@@ -37,7 +37,7 @@ class RulesetTest
             .contains("iifname \"tap-*\" iifname . ip6 saddr != @guests6 counter name \"spoof6\" drop comment")
             .contains("iifname \"tap-*\" oifname \"eth0\" ct state new jump guest_new comment")
             .contains("ip saddr @static4 ip saddr != @snat4 counter name \"unmapped4\" jump deny comment")
-            .contains("ip6 saddr @static6 ip6 saddr != @mapped6 counter name \"unmapped6\" jump deny comment")
+            .contains("ip6 saddr @static6 ip6 saddr != @snat6 counter name \"unmapped6\" jump deny comment")
             .contains("add @cc4 { ip saddr . ip daddr ct count over 1024 } counter name \"cap4\" jump deny comment")
             .contains("add @cc6 { ip6 saddr . ip6 daddr ct count over 1024 } counter name \"cap6\" jump deny comment")
             .contains("ip saddr @static4 counter name \"backstop4\" drop comment")
@@ -53,7 +53,7 @@ class RulesetTest
             "oifname != \"eth0\" accept",
             "iifname != \"tap-*\" accept",
             "meta l4proto { tcp, udp, icmp } snat ip to ip saddr map @snat4",
-            "ip6 saddr vmap @snat6",
+            "meta nfproto ipv6 jump nat6",
             "backstop4",
             "backstop6",
             "masquerade");
@@ -69,13 +69,13 @@ class RulesetTest
         final Ruleset base = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
         final java.util.List<String> all = base.staticChains().stream()
             .flatMap(c -> c.fingerprints().stream()).toList();
-        assertThat(all).hasSize(3 + 4 + 2 + 7).doesNotHaveDuplicates()
+        assertThat(all).hasSize(3 + 4 + 2 + 3 + 7).doesNotHaveDuplicates()
             .allMatch(f -> f.matches("egressd [0-9a-f]{16}"));
         // golden: the fingerprint of the first forward rule is stable across builds
         assertThat(base.staticChains().get(0).commentedRules().get(0)).isEqualTo(
             "iifname \"tap-*\" iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment \""
                 + base.staticChains().get(0).fingerprints().get(0) + "\"");
-        assertThat(text).contains(base.staticChains().get(3).commentedRules().get(6) + "\n");
+        assertThat(text).contains(base.staticChains().get(4).commentedRules().get(6) + "\n");
         // the cap changes exactly the two meter rules; the uplink changes forward's third and postrouting's first
         final Ruleset cap = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 16));
         final Ruleset wan = new Ruleset(new DataplaneConfig("egressd", "wan0", "tap-*", 1024));
@@ -108,7 +108,9 @@ class RulesetTest
             .renderRepair(java.util.Set.of("postrouting"));
         assertThat(repair).contains("add counter inet egressd spoof4\n")
             .contains("add set inet egressd cc4 { type ipv4_addr . ipv4_addr; flags dynamic; size 65535; }\n")
-            .contains("add map inet egressd snat6 { type ipv6_addr : verdict; }\n")
+            .contains("add map inet egressd snat6 { type ipv6_addr : interval ipv6_addr . inet_service; }\n")
+            .contains("add chain inet egressd nat6\n").contains("flush chain inet egressd nat6\n")
+            .doesNotContain("add rule inet egressd nat6")
             .contains("add chain inet egressd forward { type filter hook forward priority filter; policy accept; }\n")
             .containsSubsequence("flush chain inet egressd postrouting\n", "delete chain inet egressd postrouting\n",
                 "add chain inet egressd postrouting { type nat hook postrouting priority srcnat; policy accept; }\n",
@@ -117,6 +119,37 @@ class RulesetTest
             .doesNotContain("delete set").doesNotContain("element");
         assertThat(repair.indexOf("add chain inet egressd postrouting")).as("re-added only after its delete")
             .isGreaterThan(repair.indexOf("delete chain inet egressd postrouting"));
+    }
+
+    @Test
+    void theIpv6SnatRulesAreBuiltOverNetlinkWithTheirFingerprintsAndNeverWrittenAsText()
+    {
+        final Ruleset ruleset = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
+        final Ruleset.StaticChain nat6 = ruleset.staticChains().get(3);
+        assertThat(nat6.name()).isEqualTo(Ruleset.NAT6_CHAIN);
+        assertThat(nat6.netlink()).isTrue();
+        assertThat(text).contains("    chain nat6 {\n    }\n").doesNotContain("saddr map @snat6");
+        final java.util.List<dev.egressd.agent.kernel.nft.netlink.NftOp.AddRule> rules = ruleset.netlinkRules();
+        assertThat(rules).hasSize(3).allMatch(r -> r.chain().equals("nat6"));
+        assertThat(rules).extracting(dev.egressd.agent.kernel.nft.netlink.NftOp.AddRule::comment)
+            .containsExactlyElementsOf(nat6.fingerprints());
+        assertThat(rules.get(0).exprs()).isEqualTo(dev.egressd.agent.kernel.nft.netlink.NftRules.snat6Map("snat6", 6));
+        assertThat(rules.get(2).exprs()).isEqualTo(dev.egressd.agent.kernel.nft.netlink.NftRules.snat6Map("snat6", 58));
+    }
+
+    @Test
+    void aMistypedMapIsDeletedAfterTheFlushesAndBeforeTheForeignChains()
+    {
+        final String repair = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024)).renderRepair(
+            java.util.Set.of(), java.util.List.of(new TableReader.Foreign("chain", "snat6_fd77", 9),
+                new TableReader.Foreign("set", "mapped6", 10)), java.util.Set.of("snat6"));
+        assertThat(repair).containsSubsequence("flush chain inet egressd postrouting\n",
+            "delete set inet egressd snat6\n",
+            "add map inet egressd snat6 { type ipv6_addr : interval ipv6_addr . inet_service; }\n",
+            "flush chain inet egressd snat6_fd77\n", "delete chain inet egressd handle 9\n",
+            "delete set inet egressd handle 10\n", "add rule inet egressd forward ");
+        assertThat(repair.indexOf("add map inet egressd snat6")).as("declared once, after its delete")
+            .isEqualTo(repair.lastIndexOf("add map inet egressd snat6"));
     }
 
     @Test

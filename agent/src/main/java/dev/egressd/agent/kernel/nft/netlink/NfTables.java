@@ -1,0 +1,190 @@
+package dev.egressd.agent.kernel.nft.netlink;
+
+/**
+ * Constants of the nf_tables netlink protocol, from {@code <linux/netfilter/nf_tables.h>},
+ * {@code <linux/netfilter/nfnetlink.h>}, {@code <linux/netfilter.h>} and
+ * {@code <linux/netfilter/nf_nat.h>}; pinned and checked against the installed headers by the tests.
+ * Attribute payloads of nf_tables are network order (u32 registers, keys, flags and lengths alike).
+ */
+public final class NfTables
+{
+    /** {@code <linux/netfilter/nfnetlink.h>} NFNL_SUBSYS_NFTABLES. */
+    public static final int NFNL_SUBSYS_NFTABLES = 10;
+    /** {@code <linux/netfilter/nfnetlink.h>} NFNL_MSG_BATCH_BEGIN (NLMSG_MIN_TYPE). */
+    public static final int NFNL_MSG_BATCH_BEGIN = 0x10;
+    /** {@code <linux/netfilter/nfnetlink.h>} NFNL_MSG_BATCH_END. */
+    public static final int NFNL_MSG_BATCH_END = 0x11;
+
+    /** {@code <linux/netfilter.h>} NFPROTO_UNSPEC. */
+    public static final int NFPROTO_UNSPEC = 0;
+    /** {@code <linux/netfilter.h>} NFPROTO_INET: the family of an {@code inet} table. */
+    public static final int NFPROTO_INET = 1;
+    /** {@code <linux/netfilter.h>} NFPROTO_IPV4. */
+    public static final int NFPROTO_IPV4 = 2;
+    /** {@code <linux/netfilter.h>} NFPROTO_IPV6. */
+    public static final int NFPROTO_IPV6 = 10;
+
+    /** nf_tables_msg_types NFT_MSG_NEWRULE. */
+    public static final int NFT_MSG_NEWRULE = 6;
+    /** nf_tables_msg_types NFT_MSG_GETRULE. */
+    public static final int NFT_MSG_GETRULE = 7;
+    /** nf_tables_msg_types NFT_MSG_DELRULE. */
+    public static final int NFT_MSG_DELRULE = 8;
+    /** nf_tables_msg_types NFT_MSG_NEWSETELEM. */
+    public static final int NFT_MSG_NEWSETELEM = 12;
+    /** nf_tables_msg_types NFT_MSG_GETSETELEM. */
+    public static final int NFT_MSG_GETSETELEM = 13;
+    /** nf_tables_msg_types NFT_MSG_DELSETELEM. */
+    public static final int NFT_MSG_DELSETELEM = 14;
+    /** nf_tables_msg_types NFT_MSG_NEWGEN. */
+    public static final int NFT_MSG_NEWGEN = 15;
+    /** nf_tables_msg_types NFT_MSG_GETGEN. */
+    public static final int NFT_MSG_GETGEN = 16;
+    /** nf_tables_msg_types NFT_MSG_NEWOBJ. */
+    public static final int NFT_MSG_NEWOBJ = 18;
+    /** nf_tables_msg_types NFT_MSG_GETOBJ. */
+    public static final int NFT_MSG_GETOBJ = 19;
+
+    /** {@code <linux/netlink.h>} NLM_F_APPEND: a new rule goes at the chain's end. */
+    public static final int NLM_F_APPEND = 0x800;
+
+    /** nft_list_attributes NFTA_LIST_ELEM. */
+    public static final int NFTA_LIST_ELEM = 1;
+
+    /** nft_data_attributes NFTA_DATA_VALUE. */
+    public static final int NFTA_DATA_VALUE = 1;
+
+    /** nft_set_elem_list_attributes NFTA_SET_ELEM_LIST_TABLE. */
+    public static final int NFTA_SET_ELEM_LIST_TABLE = 1;
+    /** nft_set_elem_list_attributes NFTA_SET_ELEM_LIST_SET. */
+    public static final int NFTA_SET_ELEM_LIST_SET = 2;
+    /** nft_set_elem_list_attributes NFTA_SET_ELEM_LIST_ELEMENTS. */
+    public static final int NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+
+    /** nft_set_elem_attributes NFTA_SET_ELEM_KEY. */
+    public static final int NFTA_SET_ELEM_KEY = 1;
+    /** nft_set_elem_attributes NFTA_SET_ELEM_DATA. */
+    public static final int NFTA_SET_ELEM_DATA = 2;
+    /** nft_set_elem_attributes NFTA_SET_ELEM_FLAGS. */
+    public static final int NFTA_SET_ELEM_FLAGS = 3;
+
+    /** nft_gen_attributes NFTA_GEN_ID. */
+    public static final int NFTA_GEN_ID = 1;
+
+    /** nft_object_attributes NFTA_OBJ_TABLE. */
+    public static final int NFTA_OBJ_TABLE = 1;
+    /** nft_object_attributes NFTA_OBJ_NAME. */
+    public static final int NFTA_OBJ_NAME = 2;
+    /** nft_object_attributes NFTA_OBJ_TYPE. */
+    public static final int NFTA_OBJ_TYPE = 3;
+    /** nft_object_attributes NFTA_OBJ_DATA. */
+    public static final int NFTA_OBJ_DATA = 4;
+    /** NFT_OBJECT_COUNTER. */
+    public static final int NFT_OBJECT_COUNTER = 1;
+    /** nft_counter_attributes NFTA_COUNTER_BYTES. */
+    public static final int NFTA_COUNTER_BYTES = 1;
+    /** nft_counter_attributes NFTA_COUNTER_PACKETS. */
+    public static final int NFTA_COUNTER_PACKETS = 2;
+
+    /** nft_rule_attributes NFTA_RULE_TABLE. */
+    public static final int NFTA_RULE_TABLE = 1;
+    /** nft_rule_attributes NFTA_RULE_CHAIN. */
+    public static final int NFTA_RULE_CHAIN = 2;
+    /** nft_rule_attributes NFTA_RULE_HANDLE. */
+    public static final int NFTA_RULE_HANDLE = 3;
+    /** nft_rule_attributes NFTA_RULE_EXPRESSIONS. */
+    public static final int NFTA_RULE_EXPRESSIONS = 4;
+    /** nft_rule_attributes NFTA_RULE_USERDATA. */
+    public static final int NFTA_RULE_USERDATA = 7;
+
+    /** nft_expr_attributes NFTA_EXPR_NAME. */
+    public static final int NFTA_EXPR_NAME = 1;
+    /** nft_expr_attributes NFTA_EXPR_DATA. */
+    public static final int NFTA_EXPR_DATA = 2;
+
+    /** nft_registers NFT_REG_1: 16 bytes, the first four 32-bit registers. */
+    public static final int NFT_REG_1 = 1;
+    /** nft_registers NFT_REG_2. */
+    public static final int NFT_REG_2 = 2;
+    /** nft_registers NFT_REG32_00. */
+    public static final int NFT_REG32_00 = 8;
+    /** nft_registers NFT_REG32_05: byte 20 after NFT_REG_1. */
+    public static final int NFT_REG32_05 = 13;
+    /** nft_registers NFT_REG32_09: byte 36 after NFT_REG_1. */
+    public static final int NFT_REG32_09 = 17;
+
+    /** nft_meta_attributes NFTA_META_DREG. */
+    public static final int NFTA_META_DREG = 1;
+    /** nft_meta_attributes NFTA_META_KEY. */
+    public static final int NFTA_META_KEY = 2;
+    /** nft_meta_keys NFT_META_NFPROTO. */
+    public static final int NFT_META_NFPROTO = 15;
+    /** nft_meta_keys NFT_META_L4PROTO. */
+    public static final int NFT_META_L4PROTO = 16;
+
+    /** nft_cmp_attributes NFTA_CMP_SREG. */
+    public static final int NFTA_CMP_SREG = 1;
+    /** nft_cmp_attributes NFTA_CMP_OP. */
+    public static final int NFTA_CMP_OP = 2;
+    /** nft_cmp_attributes NFTA_CMP_DATA. */
+    public static final int NFTA_CMP_DATA = 3;
+    /** nft_cmp_ops NFT_CMP_EQ. */
+    public static final int NFT_CMP_EQ = 0;
+
+    /** nft_payload_attributes NFTA_PAYLOAD_DREG. */
+    public static final int NFTA_PAYLOAD_DREG = 1;
+    /** nft_payload_attributes NFTA_PAYLOAD_BASE. */
+    public static final int NFTA_PAYLOAD_BASE = 2;
+    /** nft_payload_attributes NFTA_PAYLOAD_OFFSET. */
+    public static final int NFTA_PAYLOAD_OFFSET = 3;
+    /** nft_payload_attributes NFTA_PAYLOAD_LEN. */
+    public static final int NFTA_PAYLOAD_LEN = 4;
+    /** nft_payload_bases NFT_PAYLOAD_NETWORK_HEADER. */
+    public static final int NFT_PAYLOAD_NETWORK_HEADER = 1;
+
+    /** nft_lookup_attributes NFTA_LOOKUP_SET. */
+    public static final int NFTA_LOOKUP_SET = 1;
+    /** nft_lookup_attributes NFTA_LOOKUP_SREG. */
+    public static final int NFTA_LOOKUP_SREG = 2;
+    /** nft_lookup_attributes NFTA_LOOKUP_DREG. */
+    public static final int NFTA_LOOKUP_DREG = 3;
+
+    /** nft_nat_attributes NFTA_NAT_TYPE. */
+    public static final int NFTA_NAT_TYPE = 1;
+    /** nft_nat_attributes NFTA_NAT_FAMILY. */
+    public static final int NFTA_NAT_FAMILY = 2;
+    /** nft_nat_attributes NFTA_NAT_REG_ADDR_MIN. */
+    public static final int NFTA_NAT_REG_ADDR_MIN = 3;
+    /** nft_nat_attributes NFTA_NAT_REG_ADDR_MAX. */
+    public static final int NFTA_NAT_REG_ADDR_MAX = 4;
+    /** nft_nat_attributes NFTA_NAT_REG_PROTO_MIN. */
+    public static final int NFTA_NAT_REG_PROTO_MIN = 5;
+    /** nft_nat_attributes NFTA_NAT_REG_PROTO_MAX. */
+    public static final int NFTA_NAT_REG_PROTO_MAX = 6;
+    /** nft_nat_attributes NFTA_NAT_FLAGS. */
+    public static final int NFTA_NAT_FLAGS = 7;
+    /** nft_nat_types NFT_NAT_SNAT. */
+    public static final int NFT_NAT_SNAT = 0;
+    /** {@code <linux/netfilter/nf_nat.h>} NF_NAT_RANGE_MAP_IPS. */
+    public static final int NF_NAT_RANGE_MAP_IPS = 1;
+    /** {@code <linux/netfilter/nf_nat.h>} NF_NAT_RANGE_PROTO_SPECIFIED. */
+    public static final int NF_NAT_RANGE_PROTO_SPECIFIED = 2;
+
+    /** libnftnl's udata TLV type of a rule comment (NFTNL_UDATA_RULE_COMMENT), what nft lists as {@code comment}. */
+    public static final int NFTNL_UDATA_RULE_COMMENT = 0;
+
+    private NfTables()
+    {
+    }
+
+    /**
+     * The nlmsg_type of an nf_tables message.
+     *
+     * @param msg e.g. {@link #NFT_MSG_NEWSETELEM}.
+     * @return {@code NFNL_SUBSYS_NFTABLES << 8 | msg}.
+     */
+    public static int type(final int msg)
+    {
+        return (NFNL_SUBSYS_NFTABLES << 8) | msg;
+    }
+}

@@ -1,0 +1,43 @@
+package dev.egressd.agent.kernel.nft.netlink;
+
+import java.io.IOException;
+import java.util.List;
+import java.util.Map;
+
+/** What the dataplane asks of nf_tables over netlink, for one table: {@link NftNetlink}, or a fake in tests. */
+public interface NfTablesClient
+{
+    /**
+     * Applies changes as ONE batch: all or none.
+     *
+     * @param ops the changes, in order; nothing is sent for none.
+     * @throws NftRefusedException if the kernel refused a change (nothing changed).
+     * @throws IOException         if the socket fails.
+     */
+    void commit(List<? extends NftOp> ops) throws IOException;
+
+    /**
+     * The ruleset's generation id: it changes with every committed nf_tables transaction in the namespace.
+     *
+     * @return the id.
+     * @throws IOException if the request fails.
+     */
+    int generation() throws IOException;
+
+    /**
+     * One set's or map's elements (NFT_MSG_GETSETELEM dump), started again if a change interrupted the dump.
+     *
+     * @param set the set or map.
+     * @return the elements' keys and data as the kernel stores them.
+     * @throws IOException if the request fails ({@code NetlinkException.isNotFound()} when the table or set is missing).
+     */
+    List<NftNetlink.Element> elements(String set) throws IOException;
+
+    /**
+     * The table's named counters.
+     *
+     * @return counter name to values.
+     * @throws IOException if the request fails (ENOENT when the table is missing).
+     */
+    Map<String, NftNetlink.Counter> counters() throws IOException;
+}

@@ -1,0 +1,570 @@
+package dev.egressd.agent.kernel.nft.netlink;
+
+import static dev.egressd.agent.kernel.nft.netlink.NfTables.*;
+import static dev.egressd.agent.netlink.NetlinkConstants.NFGENMSG_SIZE;
+import static dev.egressd.agent.netlink.NetlinkConstants.NFNETLINK_V0;
+import static dev.egressd.agent.netlink.NetlinkConstants.NLMSG_HDRLEN;
+import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_ACK;
+import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_CREATE;
+import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_DUMP;
+
+import dev.egressd.agent.natives.LibC;
+import dev.egressd.agent.natives.NativeException;
+import dev.egressd.agent.netlink.NetlinkException;
+import dev.egressd.agent.netlink.NetlinkMessages;
+import dev.egressd.agent.netlink.NetlinkSocket;
+import dev.egressd.agent.netlink.NetlinkWriter;
+import java.io.IOException;
+import java.nio.BufferOverflowException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A client of nf_tables over netlink (NETLINK_NETFILTER, subsystem NFNL_SUBSYS_NFTABLES), bound to one
+ * table, encoding with the project's netlink codec: element changes and rules as one batch (one kernel
+ * transaction), dumps of one set's elements and of the table's counters, and the ruleset's generation id.
+ *
+ * <p>Why netlink rather than libnftables for these: libnftables 1.0.6 loads its cache of the table before
+ * each command, O(table); a batch of element messages costs the kernel only the elements it names, and a
+ * dump reads one set. And nft 1.0.6 cannot build the IPv6 address-and-port-range map's nat rule (wrong
+ * registers, docs/design.md, pitfall 1), which is built here as the kernel wants it ({@link NftRules}).
+ *
+ * <p>Batches: NFNL_MSG_BATCH_BEGIN, one message per change, NFNL_MSG_BATCH_END, in one datagram. The
+ * kernel reports an error for every refused message (with its sequence number, so the error names the
+ * change) and aborts the whole batch; only the last change asks for an ack on success (NLM_F_ACK), because
+ * each ack is a socket buffer of its own (about 1 KiB of receive buffer) and a batch of thousands of acks
+ * would overflow the socket. The send buffer grows to the largest batch (the socket's SO_SNDBUF with it).
+ *
+ * <p>Not thread-safe; open it on a thread in the intended network namespace (the socket belongs to the
+ * namespace of the thread that opens it), like {@link NetlinkSocket}.
+ */
+public final class NftNetlink implements NfTablesClient, AutoCloseable
+{
+    /** Receive buffer asked for: dumps of a big set come in 32 KiB skbs, and errors of a big refused batch. */
+    private static final int RECEIVE_BUFFER = 4 * 1024 * 1024;
+    private static final long REPLY_TIMEOUT_MILLIS = 10_000;
+    private static final int DUMP_RETRIES = 5;
+
+    private final NetlinkSocket socket;
+    private final int family;
+    private final String table;
+    private final String tableName;
+    private final GenerationReader generationReader = new GenerationReader();
+
+    private NftNetlink(final NetlinkSocket socket, final int family, final String table)
+    {
+        this.socket = socket;
+        this.family = family;
+        this.table = table;
+        this.tableName = familyName(family) + " " + table;
+    }
+
+    /**
+     * Opens a NETLINK_NETFILTER socket in the calling thread's network namespace.
+     *
+     * @param family the table's family, e.g. {@link NfTables#NFPROTO_INET}.
+     * @param table  the table's name.
+     * @return the client.
+     * @throws NativeException if the socket cannot be opened or bound.
+     */
+    public static NftNetlink open(final int family, final String table) throws NativeException
+    {
+        checkName("table", table);
+        final NetlinkSocket socket = NetlinkSocket.open(LibC.NETLINK_NETFILTER);
+        try
+        {
+            socket.bind(0);
+            socket.receiveTimeout(REPLY_TIMEOUT_MILLIS);
+            socket.receiveBufferSize(RECEIVE_BUFFER);
+        }
+        catch (final NativeException | RuntimeException e)
+        {
+            socket.close();
+            throw e;
+        }
+        return new NftNetlink(socket, family, table);
+    }
+
+    /**
+     * The table, as nft names it.
+     *
+     * @return e.g. {@code inet egressd}.
+     */
+    public String table()
+    {
+        return tableName;
+    }
+
+    /**
+     * The ruleset's generation id (NFT_MSG_GETGEN): the kernel adds one for every committed nf_tables
+     * transaction in this namespace, by anyone, so an unchanged id means an unchanged ruleset.
+     *
+     * @return the id.
+     * @throws IOException if the request fails.
+     */
+    @Override
+    public int generation() throws IOException
+    {
+        socket.request(NfTables.type(NFT_MSG_GETGEN), 0).u8(NFPROTO_UNSPEC).u8(NFNETLINK_V0).u16BE(0);
+        generationReader.id = -1;
+        generationReader.seen = false;
+        socket.execute("NFT_MSG_GETGEN", generationReader);
+        if (!generationReader.seen)
+        {
+            throw new NetlinkException("NFT_MSG_GETGEN: no NFTA_GEN_ID in the reply", LibC.EINVAL, (Throwable)null);
+        }
+        return generationReader.id;
+    }
+
+    /**
+     * Applies changes as ONE batch: the kernel commits all or none. Nothing is sent for an empty list.
+     *
+     * @param ops the changes, in order.
+     * @throws NftRefusedException if the kernel refused any change (nothing changed); it names the first.
+     * @throws IOException         if the socket fails.
+     */
+    @Override
+    public void commit(final List<? extends NftOp> ops) throws IOException
+    {
+        if (ops.isEmpty())
+        {
+            return;
+        }
+        int[] seqs;
+        while (true)
+        {
+            try
+            {
+                seqs = encodeBatch(ops);
+                break;
+            }
+            catch (final BufferOverflowException e)
+            {
+                socket.ensureSendCapacity(socket.sendCapacity() * 2);
+            }
+        }
+        final int first = seqs[0];
+        final int last = seqs[ops.size()];
+        final BatchErrors errors = new BatchErrors();
+        try
+        {
+            socket.executeBatch("nf_tables batch on " + tableName, first, last, errors);
+        }
+        catch (final NetlinkException e)
+        {
+            if (e.errno() == LibC.ENOBUFS)
+            {
+                // Only errors overflow the socket (success sends the one ack): the batch was refused.
+                throw new NftRefusedException(tableName, errors.firstIndex(first), errors.firstIndex(first) >= 0
+                    ? ops.get(errors.firstIndex(first)).describe() : "a batch of " + ops.size() + " changes",
+                    errors.count > 0 ? errors.errno : LibC.ENOBUFS, errors.message, Math.max(errors.count, 2));
+            }
+            throw e;
+        }
+        if (errors.count > 0)
+        {
+            final int index = errors.firstIndex(first);
+            throw new NftRefusedException(tableName, index,
+                index >= 0 ? ops.get(index).describe() : "a batch of " + ops.size() + " changes", errors.errno,
+                errors.message, errors.count);
+        }
+    }
+
+    /** Encodes the batch into the socket's send buffer; returns the sequence numbers, begin first. */
+    private int[] encodeBatch(final List<? extends NftOp> ops)
+    {
+        final int[] seqs = new int[ops.size() + 1];
+        final NetlinkWriter w = socket.beginBatch();
+        seqs[0] = socket.appendMessage(NFNL_MSG_BATCH_BEGIN, 0);
+        w.u8(NFPROTO_UNSPEC).u8(NFNETLINK_V0).u16BE(NFNL_SUBSYS_NFTABLES);
+        w.finish();
+        for (int i = 0; i < ops.size(); i++)
+        {
+            final NftOp op = ops.get(i);
+            final int ack = i == ops.size() - 1 ? NLM_F_ACK : 0;
+            seqs[i + 1] = socket.appendMessage(NfTables.type(messageType(op)), flags(op) | ack);
+            encodeOp(w, family, table, op);
+            w.finish();
+        }
+        socket.appendMessage(NFNL_MSG_BATCH_END, 0);
+        w.u8(NFPROTO_UNSPEC).u8(NFNETLINK_V0).u16BE(NFNL_SUBSYS_NFTABLES);
+        w.finish();
+        return seqs;
+    }
+
+    static int messageType(final NftOp op)
+    {
+        if (op instanceof NftOp.AddElement)
+        {
+            return NFT_MSG_NEWSETELEM;
+        }
+        return op instanceof NftOp.DeleteElement ? NFT_MSG_DELSETELEM : NFT_MSG_NEWRULE;
+    }
+
+    static int flags(final NftOp op)
+    {
+        if (op instanceof NftOp.AddElement)
+        {
+            return NLM_F_CREATE;
+        }
+        return op instanceof NftOp.DeleteElement ? 0 : NLM_F_CREATE | NLM_F_APPEND;
+    }
+
+    /**
+     * The body of one change's message (after its nlmsghdr): nfgenmsg and attributes, as nf_tables.h
+     * lays them out.
+     */
+    static void encodeOp(final NetlinkWriter w, final int family, final String table, final NftOp op)
+    {
+        w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+        if (op instanceof NftOp.AddElement a)
+        {
+            encodeElement(w, table, a.set(), a.key(), a.data());
+        }
+        else if (op instanceof NftOp.DeleteElement d)
+        {
+            encodeElement(w, table, d.set(), d.key(), null);
+        }
+        else if (op instanceof NftOp.AddRule r)
+        {
+            w.attrString(NFTA_RULE_TABLE, table);
+            w.attrString(NFTA_RULE_CHAIN, r.chain());
+            final int exprs = w.beginNested(NFTA_RULE_EXPRESSIONS);
+            for (final NftExpr e : r.exprs())
+            {
+                e.encode(w);
+            }
+            w.endNested(exprs);
+            if (r.comment() != null)
+            {
+                final byte[] udata = commentUserdata(r.comment());
+                w.attrBytes(NFTA_RULE_USERDATA, udata, 0, udata.length);
+            }
+        }
+    }
+
+    private static void encodeElement(final NetlinkWriter w, final String table, final String set, final byte[] key,
+                                      final byte[] data)
+    {
+        w.attrString(NFTA_SET_ELEM_LIST_TABLE, table);
+        w.attrString(NFTA_SET_ELEM_LIST_SET, set);
+        final int elements = w.beginNested(NFTA_SET_ELEM_LIST_ELEMENTS);
+        final int elem = w.beginNested(NFTA_LIST_ELEM);
+        final int k = w.beginNested(NFTA_SET_ELEM_KEY);
+        w.attrBytes(NFTA_DATA_VALUE, key, 0, key.length);
+        w.endNested(k);
+        if (data != null)
+        {
+            final int d = w.beginNested(NFTA_SET_ELEM_DATA);
+            w.attrBytes(NFTA_DATA_VALUE, data, 0, data.length);
+            w.endNested(d);
+        }
+        w.endNested(elem);
+        w.endNested(elements);
+    }
+
+    /** A comment as libnftnl stores it in a rule's user data: one TLV, type, length, the text and its NUL. */
+    static byte[] commentUserdata(final String comment)
+    {
+        final byte[] text = comment.getBytes(StandardCharsets.US_ASCII);
+        final byte[] udata = new byte[2 + text.length + 1];
+        udata[0] = (byte)NFTNL_UDATA_RULE_COMMENT;
+        udata[1] = (byte)(text.length + 1);
+        System.arraycopy(text, 0, udata, 2, text.length);
+        return udata;
+    }
+
+    /** Receives the elements of a dump, in place; the bytes are valid only during the call. */
+    @FunctionalInterface
+    public interface ElementSink
+    {
+        /**
+         * One element.
+         *
+         * @param b       the receive buffer.
+         * @param keyOff  where the key starts.
+         * @param keyLen  its length.
+         * @param dataOff where the data starts, or -1 for a set's element.
+         * @param dataLen its length, 0 for a set's.
+         * @throws IOException to stop the dump.
+         */
+        void element(ByteBuffer b, int keyOff, int keyLen, int dataOff, int dataLen) throws IOException;
+    }
+
+    /**
+     * Dumps one set's or map's elements (NFT_MSG_GETSETELEM), streaming them to a sink.
+     *
+     * @param set  the set or map.
+     * @param sink receives each element.
+     * @throws NetlinkException with ENOENT if the table or set is missing, EINTR if the set changed during
+     *                          the dump (the sink saw a partial dump: start again).
+     * @throws IOException      if the socket fails.
+     */
+    public void elements(final String set, final ElementSink sink) throws IOException
+    {
+        checkName("set", set);
+        final NetlinkWriter w = socket.request(NfTables.type(NFT_MSG_GETSETELEM), NLM_F_DUMP);
+        w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+        w.attrString(NFTA_SET_ELEM_LIST_TABLE, table);
+        w.attrString(NFTA_SET_ELEM_LIST_SET, set);
+        socket.execute("NFT_MSG_GETSETELEM " + tableName + " " + set, (b, off, len) -> parseElements(b, off, len, sink));
+    }
+
+    /** One element of a dump, as bytes. */
+    public record Element(byte[] key, byte[] data)
+    {
+    }
+
+    /**
+     * Dumps one set's or map's elements into a list, starting again when a concurrent change interrupted
+     * the dump.
+     *
+     * @param set the set or map.
+     * @return the elements, in the kernel's order.
+     * @throws NetlinkException with ENOENT if the table or set is missing.
+     * @throws IOException      if the socket fails or the set kept changing.
+     */
+    @Override
+    public List<Element> elements(final String set) throws IOException
+    {
+        final List<Element> out = new ArrayList<>();
+        for (int attempt = 1; ; attempt++)
+        {
+            out.clear();
+            try
+            {
+                elements(set, (b, keyOff, keyLen, dataOff, dataLen) ->
+                {
+                    final byte[] key = new byte[keyLen];
+                    b.get(keyOff, key);
+                    byte[] data = null;
+                    if (dataOff >= 0)
+                    {
+                        data = new byte[dataLen];
+                        b.get(dataOff, data);
+                    }
+                    out.add(new Element(key, data));
+                });
+                return out;
+            }
+            catch (final NetlinkException e)
+            {
+                if (e.errno() != LibC.EINTR || attempt == DUMP_RETRIES)
+                {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    static void parseElements(final ByteBuffer b, final int off, final int len, final ElementSink sink) throws IOException
+    {
+        final int end = off + len;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            if (NetlinkMessages.attrType(b, a) != NFTA_SET_ELEM_LIST_ELEMENTS)
+            {
+                continue;
+            }
+            final int listEnd = NetlinkMessages.attrEnd(b, a);
+            for (int e = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(a), listEnd); e >= 0;
+                 e = NetlinkMessages.nextAttr(b, e, listEnd))
+            {
+                int keyOff = -1;
+                int keyLen = 0;
+                int dataOff = -1;
+                int dataLen = 0;
+                final int elemEnd = NetlinkMessages.attrEnd(b, e);
+                for (int f = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(e), elemEnd); f >= 0;
+                     f = NetlinkMessages.nextAttr(b, f, elemEnd))
+                {
+                    final int type = NetlinkMessages.attrType(b, f);
+                    if (type == NFTA_SET_ELEM_KEY || type == NFTA_SET_ELEM_DATA)
+                    {
+                        final int v = valueAttr(b, f);
+                        if (v >= 0)
+                        {
+                            if (type == NFTA_SET_ELEM_KEY)
+                            {
+                                keyOff = NetlinkMessages.payload(v);
+                                keyLen = NetlinkMessages.attrLength(b, v) - 4;
+                            }
+                            else
+                            {
+                                dataOff = NetlinkMessages.payload(v);
+                                dataLen = NetlinkMessages.attrLength(b, v) - 4;
+                            }
+                        }
+                    }
+                }
+                if (keyOff >= 0)
+                {
+                    sink.element(b, keyOff, keyLen, dataOff, dataLen);
+                }
+            }
+        }
+    }
+
+    /** The NFTA_DATA_VALUE inside a nested data attribute, or -1. */
+    private static int valueAttr(final ByteBuffer b, final int nest)
+    {
+        final int end = NetlinkMessages.attrEnd(b, nest);
+        for (int v = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(nest), end); v >= 0;
+             v = NetlinkMessages.nextAttr(b, v, end))
+        {
+            if (NetlinkMessages.attrType(b, v) == NFTA_DATA_VALUE)
+            {
+                return v;
+            }
+        }
+        return -1;
+    }
+
+    /** A named counter's values. */
+    public record Counter(long packets, long bytes)
+    {
+    }
+
+    /**
+     * The table's named counters (NFT_MSG_GETOBJ dump of type counter).
+     *
+     * @return counter name to values, in the kernel's order.
+     * @throws NetlinkException with ENOENT if the table is missing.
+     * @throws IOException      if the socket fails.
+     */
+    @Override
+    public Map<String, Counter> counters() throws IOException
+    {
+        final Map<String, Counter> out = new LinkedHashMap<>();
+        final NetlinkWriter w = socket.request(NfTables.type(NFT_MSG_GETOBJ), NLM_F_DUMP);
+        w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+        w.attrString(NFTA_OBJ_TABLE, table);
+        w.attrU32BE(NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
+        socket.execute("NFT_MSG_GETOBJ counters of " + tableName, (b, off, len) -> parseCounter(b, off, len, out));
+        return out;
+    }
+
+    static void parseCounter(final ByteBuffer b, final int off, final int len, final Map<String, Counter> out)
+    {
+        final int end = off + len;
+        String name = null;
+        int type = -1;
+        long packets = 0;
+        long bytes = 0;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_OBJ_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NFTA_OBJ_TYPE -> type = NetlinkMessages.u32BE(b, NetlinkMessages.payload(a));
+                case NFTA_OBJ_DATA ->
+                {
+                    final int dataEnd = NetlinkMessages.attrEnd(b, a);
+                    for (int d = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(a), dataEnd); d >= 0;
+                         d = NetlinkMessages.nextAttr(b, d, dataEnd))
+                    {
+                        final int t = NetlinkMessages.attrType(b, d);
+                        if (t == NFTA_COUNTER_PACKETS)
+                        {
+                            packets = NetlinkMessages.u64BE(b, NetlinkMessages.payload(d));
+                        }
+                        else if (t == NFTA_COUNTER_BYTES)
+                        {
+                            bytes = NetlinkMessages.u64BE(b, NetlinkMessages.payload(d));
+                        }
+                    }
+                }
+                default ->
+                {
+                }
+            }
+        }
+        if (name != null && type == NFT_OBJECT_COUNTER)
+        {
+            out.put(name, new Counter(packets, bytes));
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        socket.close();
+    }
+
+    /** NFT_MSG_NEWGEN's NFTA_GEN_ID; one instance per client, so a generation read allocates nothing. */
+    private static final class GenerationReader implements NetlinkSocket.MessageHandler
+    {
+        private int id;
+        private boolean seen;
+
+        @Override
+        public void onMessage(final ByteBuffer b, final int off, final int len)
+        {
+            if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWGEN))
+            {
+                return;
+            }
+            final int end = off + len;
+            for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+                 a = NetlinkMessages.nextAttr(b, a, end))
+            {
+                if (NetlinkMessages.attrType(b, a) == NFTA_GEN_ID)
+                {
+                    id = NetlinkMessages.u32BE(b, NetlinkMessages.payload(a));
+                    seen = true;
+                }
+            }
+        }
+    }
+
+    /** The errors of a batch: the first one, and how many. */
+    private static final class BatchErrors implements NetlinkSocket.BatchReplyHandler
+    {
+        private int count;
+        private int seq;
+        private int errno;
+        private String message;
+
+        @Override
+        public void onError(final int s, final int e, final String kernelMessage)
+        {
+            if (count++ == 0)
+            {
+                seq = s;
+                errno = e;
+                message = kernelMessage;
+            }
+        }
+
+        /** The first refused change's index, or -1 for none or the batch itself. */
+        int firstIndex(final int firstSeq)
+        {
+            return count == 0 ? -1 : seq - firstSeq - 1;
+        }
+    }
+
+    static String familyName(final int family)
+    {
+        return switch (family)
+        {
+            case NFPROTO_INET -> "inet";
+            case NFPROTO_IPV4 -> "ip";
+            case NFPROTO_IPV6 -> "ip6";
+            default -> "family " + family;
+        };
+    }
+
+    static void checkName(final String field, final String name)
+    {
+        if (name == null || name.isEmpty() || name.length() > 255 || !name.matches("[!-~]+"))
+        {
+            throw new IllegalArgumentException(field + ": '" + name + "' is not 1..255 printable ASCII characters");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+package dev.egressd.agent.kernel.nft.netlink;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.egressd.agent.netlink.NetlinkWriter;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * nf_tables message bodies against bytes laid out by hand from nf_tables.h: attribute headers host order
+ * (little-endian here), nf_tables values network order. Element data as {@code nft --debug=netlink add element}
+ * prints it (nft prints 32-bit words little-endian: {@code 017100cb 00000004 017100cb 0000ff07} is the bytes
+ * {@code cb007101 04000000 cb007101 07ff0000}).
+ */
+class NftNetlinkCodecTest
+{
+    private static final HexFormat HEX = HexFormat.of();
+
+    @BeforeAll
+    static void littleEndianHost()
+    {
+        assumeTrue(ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN, "expected bytes are written for a little-endian host");
+    }
+
+    private static String body(final NftOp op)
+    {
+        final ByteBuffer b = ByteBuffer.allocate(512).order(ByteOrder.nativeOrder());
+        final NetlinkWriter w = new NetlinkWriter(b).clear();
+        w.append(NfTables.type(NftNetlink.messageType(op)), 1 | NftNetlink.flags(op), 1);
+        NftNetlink.encodeOp(w, NfTables.NFPROTO_INET, "t", op);
+        w.finish();
+        return HEX.formatHex(b.array(), 16, b.limit());
+    }
+
+    @Test
+    void elementLayoutsAreWhatNftStores()
+    {
+        assertThat(HEX.formatHex(NftElements.snat4(0xcb007101, 1024, 2047))).isEqualTo("cb007101" + "04000000" + "cb007101" + "07ff0000");
+        // nft --debug=netlink: 000000fd ... : b80d0120 00000000 00000000 01000000 00000004 b80d0120 ... 0000ff07
+        assertThat(HEX.formatHex(NftElements.snat6(0x20010db800000000L, 1, 1024, 2047))).isEqualTo(""
+            + "20010db8000000000000000000000001" + "04000000" + "20010db8000000000000000000000001" + "07ff0000");
+        // "tap0" . 10.0.0.2: 30706174 00000000 00000000 00000000 0200000a
+        assertThat(HEX.formatHex(NftElements.ifnameIpv4("tap0", 0x0a000002))).isEqualTo("74617030" + "00".repeat(12) + "0a000002");
+        assertThat(NftElements.ifnameIpv6("vm1", 0xfd00000000000000L, 2)).hasSize(32);
+        assertThat(NftElements.getIfname(NftElements.ifnameIpv4("tap0", 1))).isEqualTo("tap0");
+        final byte[] d = NftElements.snat6(0x20010db800000000L, 1, 1024, 2047);
+        assertThat(NftElements.getPort(d, 16)).isEqualTo(1024);
+        assertThat(NftElements.getPort(d, 36)).isEqualTo(2047);
+        assertThat(NftElements.getLong(d, 20)).isEqualTo(0x20010db800000000L);
+    }
+
+    @Test
+    void badElementsAreRefusedNamingTheField()
+    {
+        assertThatThrownBy(() -> NftElements.snat4(1, 2000, 1000)).hasMessageContaining("ports: 2000-1000");
+        assertThatThrownBy(() -> NftElements.ifnameIpv4("a-name-too-long-x", 1)).hasMessageContaining("ifname");
+        assertThatThrownBy(() -> NftElements.ifnameIpv4("", 1)).hasMessageContaining("ifname");
+        assertThatThrownBy(() -> new NftOp.AddElement("snat4", new byte[0], null)).hasMessageContaining("key");
+        assertThatThrownBy(() -> new NftOp.AddElement("bad name", new byte[4], null)).hasMessageContaining("set");
+        assertThatThrownBy(() -> new NftOp.AddRule("postrouting", List.of(), null)).hasMessageContaining("exprs");
+        assertThatThrownBy(() -> new NftOp.AddRule("postrouting", NftRules.snat6Map("snat6", 6), "\"quoted\"\n"))
+            .hasMessageContaining("comment");
+    }
+
+    @Test
+    void addElementOfAMap()
+    {
+        final NftOp op = new NftOp.AddElement("snat4", new byte[] {10, 0, 0, 2}, NftElements.snat4(0xcb007101, 1024, 2047));
+        assertThat(NftNetlink.messageType(op)).isEqualTo(12);
+        assertThat(NftNetlink.flags(op)).as("NLM_F_CREATE, no NLM_F_EXCL").isEqualTo(0x400);
+        assertThat(body(op)).isEqualTo(""
+            + "01000000"                                  // nfgenmsg: NFPROTO_INET, v0, res_id 0
+            + "0600" + "0100" + "74000000"                // NFTA_SET_ELEM_LIST_TABLE "t"
+            + "0a00" + "0200" + "736e61743400" + "0000"   // NFTA_SET_ELEM_LIST_SET "snat4"
+            + "2c00" + "0380"                             // NFTA_SET_ELEM_LIST_ELEMENTS (nested), 44 bytes
+            + "2800" + "0180"                             //  NFTA_LIST_ELEM, 40
+            + "0c00" + "0180"                             //   NFTA_SET_ELEM_KEY, 12
+            + "0800" + "0100" + "0a000002"                //    NFTA_DATA_VALUE 10.0.0.2
+            + "1800" + "0280"                             //   NFTA_SET_ELEM_DATA, 24
+            + "1400" + "0100" + "cb007101" + "04000000" + "cb007101" + "07ff0000");
+    }
+
+    @Test
+    void deleteElementOfASetCarriesOnlyTheKey()
+    {
+        final NftOp op = new NftOp.DeleteElement("s", new byte[] {10, 0, 0, 2});
+        assertThat(NftNetlink.messageType(op)).isEqualTo(14);
+        assertThat(NftNetlink.flags(op)).isZero();
+        assertThat(body(op)).isEqualTo("01000000" + "0600010074000000" + "0600020073000000"
+            + "1400" + "0380" + "1000" + "0180" + "0c00" + "0180" + "0800" + "0100" + "0a000002");
+    }
+
+    @Test
+    void theIpv6MapNatExpressionUsesTheRegistersOfTheMapsDataLayout()
+    {
+        final ByteBuffer b = ByteBuffer.allocate(128).order(ByteOrder.nativeOrder());
+        final NetlinkWriter w = new NetlinkWriter(b).clear();
+        w.append(1, 0, 1);
+        final List<NftExpr> exprs = NftRules.snat6Map("snat6", NftRules.UDP);
+        exprs.get(exprs.size() - 1).encode(w);
+        w.finish();
+        assertThat(HEX.formatHex(b.array(), 16, b.limit())).isEqualTo(""
+            + "4800" + "0180"                             // NFTA_LIST_ELEM, 72 bytes
+            + "0800" + "0100" + "6e617400"                // NFTA_EXPR_NAME "nat"
+            + "3c00" + "0280"                             // NFTA_EXPR_DATA, 60
+            + "0800" + "0100" + "00000000"                // NFTA_NAT_TYPE snat
+            + "0800" + "0200" + "0000000a"                // NFTA_NAT_FAMILY NFPROTO_IPV6
+            + "0800" + "0300" + "00000001"                // NFTA_NAT_REG_ADDR_MIN NFT_REG_1 (byte 0)
+            + "0800" + "0400" + "0000000d"                // NFTA_NAT_REG_ADDR_MAX NFT_REG32_05 (byte 20)
+            + "0800" + "0500" + "00000002"                // NFTA_NAT_REG_PROTO_MIN NFT_REG_2 (byte 16)
+            + "0800" + "0600" + "00000011"                // NFTA_NAT_REG_PROTO_MAX NFT_REG32_09 (byte 36)
+            + "0800" + "0700" + "00000003");              // NFTA_NAT_FLAGS MAP_IPS | PROTO_SPECIFIED
+        assertThat(exprs).extracting(NftExpr::name)
+            .containsExactly("meta", "cmp", "meta", "cmp", "payload", "lookup", "nat");
+        assertThat(exprs.get(3)).isEqualTo(new NftExpr.CmpEq(NfTables.NFT_REG_1, new byte[] {17}));
+        assertThat(exprs.get(4)).isEqualTo(new NftExpr.Payload(NfTables.NFT_PAYLOAD_NETWORK_HEADER, 8, 16, 1));
+        assertThat(exprs.get(5)).isEqualTo(new NftExpr.Lookup("snat6", 1, 1));
+    }
+
+    @Test
+    void aRuleCarriesItsExpressionsAndItsCommentAsLibnftnlUserData()
+    {
+        final NftOp op = new NftOp.AddRule("c", List.of(new NftExpr.Meta(NfTables.NFT_META_L4PROTO, 1)), "x y");
+        assertThat(NftNetlink.messageType(op)).isEqualTo(6);
+        assertThat(NftNetlink.flags(op)).as("NLM_F_CREATE | NLM_F_APPEND").isEqualTo(0xc00);
+        assertThat(body(op)).isEqualTo("01000000" + "0600010074000000" + "0600020063000000"
+            + "2800" + "0480"                             // NFTA_RULE_EXPRESSIONS, 40
+            + "2400" + "0180"                             //  NFTA_LIST_ELEM, 36
+            + "0900" + "0100" + "6d65746100" + "000000"   //   NFTA_EXPR_NAME "meta"
+            + "1400" + "0280"                             //   NFTA_EXPR_DATA, 20
+            + "0800" + "0200" + "00000010"                //    NFTA_META_KEY l4proto
+            + "0800" + "0100" + "00000001"                //    NFTA_META_DREG NFT_REG_1
+            + "0a00" + "0700" + "0004" + "78207900" + "0000"); // NFTA_RULE_USERDATA: comment TLV (type 0, len 4)
+    }
+
+    @Test
+    void aDumpMessageIsParsedIntoKeysAndData() throws IOException
+    {
+        // An NFT_MSG_NEWSETELEM as the kernel dumps it: two elements of a map, one with a flags attribute.
+        final String elem1 = "2800" + "0180" + "0c00" + "0180" + "0800" + "0100" + "0a000002"
+            + "1800" + "0280" + "1400" + "0100" + "cb007101" + "04000000" + "cb007101" + "07ff0000";
+        final String elem2 = "3000" + "0180" + "0800" + "0300" + "00000000" + "0c00" + "0180" + "0800" + "0100" + "0a000003"
+            + "1800" + "0280" + "1400" + "0100" + "cb007102" + "08000000" + "cb007102" + "0bff0000";
+        final String attrs = "0600010074000000" + "0a000200736e617434000000" + "5c00" + "0380" + elem1 + elem2;
+        final int len = 16 + 4 + attrs.length() / 2;
+        final String msg = String.format("%02x%02x0000", len & 0xFF, len >> 8) + "0c0a" + "0200" + "01000000"
+            + "00000000" + "01000000" + attrs;
+        final ByteBuffer b = ByteBuffer.wrap(HEX.parseHex(msg)).order(ByteOrder.nativeOrder());
+        final List<String> seen = new ArrayList<>();
+        NftNetlink.parseElements(b, 0, len, (buf, keyOff, keyLen, dataOff, dataLen) ->
+        {
+            final byte[] key = new byte[keyLen];
+            buf.get(keyOff, key);
+            final byte[] data = new byte[dataLen];
+            buf.get(dataOff, data);
+            seen.add(HEX.formatHex(key) + ":" + HEX.formatHex(data));
+        });
+        assertThat(seen).containsExactly("0a000002:cb00710104000000cb00710107ff0000",
+            "0a000003:cb00710208000000cb0071020bff0000");
+    }
+
+    @Test
+    void aCounterObjectIsParsed()
+    {
+        final String attrs = "0600010074000000" + "0900020068697473" + "00000000" + "0800" + "0300" + "00000001"
+            + "2400" + "0480" + "0c00" + "0100" + "00000000000002bc" + "0c00" + "0200" + "0000000000000007"
+            + "0800" + "0500" + "00000000";
+        final int len = 16 + 4 + attrs.length() / 2;
+        final String msg = String.format("%02x%02x0000", len & 0xFF, len >> 8) + "120a" + "0200" + "01000000"
+            + "00000000" + "01000000" + attrs;
+        final ByteBuffer b = ByteBuffer.wrap(HEX.parseHex(msg)).order(ByteOrder.nativeOrder());
+        final Map<String, NftNetlink.Counter> out = new LinkedHashMap<>();
+        NftNetlink.parseCounter(b, 0, len, out);
+        assertThat(out).containsExactly(Map.entry("hits", new NftNetlink.Counter(7, 700)));
+    }
+}
