@@ -476,12 +476,23 @@ public final class NetlinkSocket implements AutoCloseable
         {
             return n;
         }
-        final ByteBuffer b = receiveBuffer;
+        return dispatch(receiveBuffer, 0, n, handler);
+    }
+
+    /**
+     * Hands each whole message of one datagram (bytes {@code start} to {@code end} of the buffer) to the handler,
+     * skipping NOOP and DONE; a truncated message ends the walk.
+     *
+     * @return how many messages the handler got.
+     */
+    private static int dispatch(final ByteBuffer b, final int start, final int end, final MessageHandler handler)
+        throws IOException
+    {
         int count = 0;
-        for (int off = 0; off + NLMSG_HDRLEN <= n; )
+        for (int off = start; off + NLMSG_HDRLEN <= end; )
         {
             final int len = NetlinkMessages.length(b, off);
-            if (len < NLMSG_HDRLEN || off + len > n)
+            if (len < NLMSG_HDRLEN || off + len > end)
             {
                 break;
             }
@@ -700,22 +711,7 @@ public final class NetlinkSocket implements AutoCloseable
                 continue; // not from the kernel (see receiveDatagram)
             }
             final int start = i * slotSize;
-            final int n = start + m.getInt(i * MMSG_SIZE + MMSG_LEN);
-            for (int off = start; off + NLMSG_HDRLEN <= n; )
-            {
-                final int len = NetlinkMessages.length(b, off);
-                if (len < NLMSG_HDRLEN || off + len > n)
-                {
-                    break;
-                }
-                final int type = NetlinkMessages.type(b, off);
-                if (type != NLMSG_NOOP && type != NLMSG_DONE)
-                {
-                    handler.onMessage(b, off, len);
-                    count++;
-                }
-                off += align(len);
-            }
+            count += dispatch(b, start, start + m.getInt(i * MMSG_SIZE + MMSG_LEN), handler);
         }
         return count;
     }
