@@ -226,8 +226,19 @@ public class NetlinkConstantsTest
 
     private static Map<String, Integer> constants()
     {
+        return intConstants(NetlinkConstants.class);
+    }
+
+    /**
+     * A constants class's public static int fields by name, for comparing with the C headers.
+     *
+     * @param constants the class.
+     * @return name to value.
+     */
+    public static Map<String, Integer> intConstants(final Class<?> constants)
+    {
         final Map<String, Integer> out = new HashMap<>();
-        for (final Field f : NetlinkConstants.class.getFields())
+        for (final Field f : constants.getFields())
         {
             if (Modifier.isStatic(f.getModifiers()) && f.getType() == int.class)
             {

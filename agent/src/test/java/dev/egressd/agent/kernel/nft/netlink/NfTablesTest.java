@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressd.agent.netlink.NetlinkConstantsTest;
 import java.io.IOException;
-import java.lang.reflect.Field;
-import java.lang.reflect.Modifier;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
@@ -137,21 +135,6 @@ class NfTablesTest
 
     private static Map<String, Integer> constants()
     {
-        final Map<String, Integer> out = new HashMap<>();
-        for (final Field f : NfTables.class.getFields())
-        {
-            if (Modifier.isStatic(f.getModifiers()) && f.getType() == int.class)
-            {
-                try
-                {
-                    out.put(f.getName(), f.getInt(null));
-                }
-                catch (final IllegalAccessException e)
-                {
-                    throw new AssertionError(e);
-                }
-            }
-        }
-        return out;
+        return NetlinkConstantsTest.intConstants(NfTables.class);
     }
 }
