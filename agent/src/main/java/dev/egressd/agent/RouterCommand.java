@@ -5,6 +5,8 @@ import dev.egressd.agent.config.BadSettingException;
 import dev.egressd.agent.config.RouterConfig;
 import dev.egressd.agent.kernel.Sysctl;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting;
 import dev.egressd.agent.kernel.rtnetlink.RtnetlinkPolicyRouting;
 import dev.egressd.agent.metrics.EgressMetrics;
@@ -128,6 +130,7 @@ public final class RouterCommand implements Callable<Integer>
     {
         LibNftablesClient nft;
         PolicyRouting routing;
+        NftNetlink nfnl;
         EtcdRegionStore store;
         Router router;
         HttpServer metrics;
@@ -155,6 +158,11 @@ public final class RouterCommand implements Callable<Integer>
                 routing.close();
                 routing = null;
             }
+            if (nfnl != null)
+            {
+                nfnl.close();
+                nfnl = null;
+            }
             if (nft != null)
             {
                 nft.close();
@@ -175,12 +183,13 @@ public final class RouterCommand implements Callable<Integer>
         Sysctl.write("net.ipv4.fwmark_reflect", "1");
         Sysctl.write("net.ipv6.fwmark_reflect", "1");
         parts.nft = LibNftablesClient.open();
+        parts.nfnl = NftNetlink.open(NfTables.NFPROTO_INET, settings.table());
         parts.routing = RtnetlinkPolicyRouting.open();
         final EtcdRegionStore.Tls tls = settings.caFile() == null && settings.certFile() == null ? null
             : new EtcdRegionStore.Tls(settings.caFile(), settings.certFile(), settings.keyFile());
         parts.store = new EtcdRegionStore(settings.endpoints(), settings.prefix(), settings.region(),
             Duration.ofMillis(settings.deadlineMillis()), tls, EtcdRegionStore.DEFAULT_LEASE_TTL);
-        parts.router = new Router(parts.store, new SteeringTable(parts.nft, settings.table()),
+        parts.router = new Router(parts.store, new SteeringTable(parts.nft, parts.nfnl, settings.table()),
             new PolicyTables(parts.routing, settings.tableBase()),
             new Router.Settings(settings.routerId(), settings.blockSize(), settings.tableBase()), System::nanoTime);
         if (settings.metricsListen() != null)

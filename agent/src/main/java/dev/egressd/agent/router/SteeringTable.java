@@ -1,16 +1,22 @@
 package dev.egressd.agent.router;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.agent.kernel.nft.NftablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
 import dev.egressd.agent.kernel.rtnetlink.PolicyRouting;
+import dev.egressd.agent.netlink.NetlinkException;
 import dev.egressd.agent.router.SteeringPlan.Key;
 
 import java.io.IOException;
 import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -18,6 +24,8 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.regex.Pattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The router's nftables table (family {@code inet}, docs/region.md "The router"): four interval maps from a shared
@@ -27,13 +35,27 @@ import java.util.regex.Pattern;
  * mark does not lead back to the interface it came in on (fencing: a host sending from a block that is not its
  * own, or from a block nobody holds).
  *
- * <p>The table is created (or replaced) whole in one transaction; every later change of elements is one
- * transaction over all maps and sets ({@link #apply}). What the kernel holds is read back by one JSON listing
- * ({@link #repair}): elements deleted or changed by hand are put back, and a chain or map changed by hand makes
- * the table be replaced in one transaction. Not thread-safe: one thread owns it (and the nft context).
+ * <p>The table is created (or replaced) whole in one libnftables transaction ({@link #create}). Every later change
+ * of elements is ONE nf_tables netlink batch over all maps and sets ({@link #apply}): the kernel commits all of it
+ * or none, and a refused batch names the refused change and the errno. libnftables is not used for elements
+ * because it loads its cache of the whole table (every element of every map) before each command: O(table) for a
+ * change of four elements.
+ *
+ * <p>What the kernel holds is read back over netlink ({@link #repair}): the chain's hook, policy and rules
+ * (NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, compared with what they were right after this object created the table) and
+ * each map and set dumped (NFT_MSG_GETSETELEM). Elements deleted or changed by hand are put back; a chain changed
+ * by hand, or a map or set missing or of another shape, makes the table be replaced in one transaction. The read
+ * is skipped when the ruleset's generation id (NFT_MSG_GETGEN, one small request) is the one at which the kernel
+ * was last known to hold {@code held}: the kernel moves it with every committed nf_tables transaction in the
+ * namespace, by anyone. After this object's own batch the id it knows moves on only when exactly that batch
+ * happened in between (the id went up by one), so an idle router reads nothing but the generation.
+ *
+ * <p>Not thread-safe: one thread owns it (and both clients).
  */
 public final class SteeringTable
 {
+    private static final Logger LOG = LoggerFactory.getLogger(SteeringTable.class);
+
     /** The maps and sets, by family. */
     static final String PORTS4 = "blk4";
     static final String PORTS6 = "blk6";
@@ -43,11 +65,13 @@ public final class SteeringTable
     static final String SHARED6 = "shared6";
     static final String CHAIN = "prerouting";
     private static final List<String> MAPS = List.of(PORTS4, ICMP4, PORTS6, ICMP6);
+    /** The order of a batch's changes and of a read: the sets, then the maps (deletes before adds). */
+    private static final List<String> ALL = List.of(SHARED4, SHARED6, PORTS4, ICMP4, PORTS6, ICMP6);
 
-    /** Elements per {@code add element} command: keeps each command line of a big table moderate. */
+    /** Elements per {@code add element} command of {@link #create}: keeps each command line moderate. */
     private static final int ELEMENTS_PER_COMMAND = 2048;
     private static final Pattern NAME = Pattern.compile("[A-Za-z][A-Za-z0-9_]{0,31}");
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long UNKNOWN = -1;
 
     /**
      * The prerouting chain's rules, in order (docs/region.md). Marking by destination first (replies), then ICMP
@@ -89,22 +113,30 @@ public final class SteeringTable
     }
 
     private final NftablesClient nft;
+    private final NfTablesClient netlink;
     private final String table;
     /** What the kernel holds, or null when unknown (a failed transaction): the next call reads it back. */
     private Held held;
-    /** The chain as listed right after this object created it (rules' expressions, counters zeroed). */
-    private JsonNode chainFingerprint;
+    /** The chain as read right after this object created it (counters' figures left out). */
+    private byte[] chainFingerprint;
+    /** The generation id at which the kernel held {@link #held} for certain, or UNKNOWN. */
+    private long knownGeneration = UNKNOWN;
+    private long readsSkipped;
+    private long reads;
 
     /**
      * A table handle; nothing is done until {@link #create}.
      *
-     * @param nft   the nft client (one long-lived libnftables context in production).
-     * @param table the table's name (family inet).
+     * @param nft     the nft client, for creating the table (one long-lived libnftables context in production).
+     * @param netlink the nf_tables netlink client of the same namespace, bound to this table, for its elements and
+     *                reads.
+     * @param table   the table's name (family inet).
      * @throws IllegalArgumentException if the name is not a valid table name.
      */
-    public SteeringTable(final NftablesClient nft, final String table)
+    public SteeringTable(final NftablesClient nft, final NfTablesClient netlink, final String table)
     {
         this.nft = Objects.requireNonNull(nft, "nft");
+        this.netlink = Objects.requireNonNull(netlink, "netlink");
         if (table == null || !NAME.matcher(table).matches())
         {
             throw new IllegalArgumentException("router-table must be 1..32 letters, digits or '_', got " + table);
@@ -124,14 +156,26 @@ public final class SteeringTable
         return held == null ? -1 : held.elements();
     }
 
+    /** @return read-backs done over netlink (chain and every map and set). */
+    public long reads()
+    {
+        return reads;
+    }
+
+    /** @return read-backs skipped because the ruleset's generation id had not moved. */
+    public long readsSkipped()
+    {
+        return readsSkipped;
+    }
+
     /**
      * Creates the table with a plan's elements, replacing any table of the same name, in one transaction: packets
      * see the old table or the new one, never none.
      *
      * @param plan the plan.
-     * @throws NftException if nft refuses (then nothing changed).
+     * @throws IOException if nft refuses (then nothing changed), or the new chain cannot be read back.
      */
-    public void create(final SteeringPlan plan) throws NftException
+    public void create(final SteeringPlan plan) throws IOException
     {
         final StringBuilder script = new StringBuilder();
         // "add table" first so the delete never fails on a missing table; both are in the same transaction.
@@ -157,21 +201,28 @@ public final class SteeringTable
         final Map<String, List<String>> adds = new HashMap<>();
         plan.elements().forEach((k, mark) -> addElement(fresh, adds, k, mark));
         plan.shared().forEach(a -> addShared(fresh, adds, a));
-        appendElements(script, "add", adds);
+        appendElements(script, adds);
         held = null;
+        knownGeneration = UNKNOWN;
+        chainFingerprint = null;
+        final long before = generation();
         nft.run(script.toString());
+        chainFingerprint = netlink.chainFingerprint(CHAIN);
         held = fresh;
-        chainFingerprint = fingerprint(readChain(tree(nft.runJson("list chain inet " + table + " " + CHAIN))));
+        // Exactly one transaction since `before` (ours): the table and the fingerprint are ours for certain.
+        knownGeneration = followedOnlyByOurs(before);
     }
 
     /**
-     * Changes the table's elements to a plan's, in one transaction over all maps and sets.
+     * Changes the table's elements to a plan's, in one netlink batch over all maps and sets.
      *
      * @param plan the plan.
      * @return how many elements and addresses were deleted or added.
-     * @throws NftException if nft refuses (nothing changed; the next call reads the table back first).
+     * @throws NftRefusedException if the kernel refused the batch (nothing changed; it names the change and the
+     *                             errno; the next call reads the table back first).
+     * @throws IOException         if the socket fails, or nft refuses a read-back's repair.
      */
-    public int apply(final SteeringPlan plan) throws NftException
+    public int apply(final SteeringPlan plan) throws IOException
     {
         if (held == null)
         {
@@ -181,105 +232,166 @@ public final class SteeringTable
         final Held wanted = new Held();
         plan.elements().forEach((k, mark) -> addElement(wanted, null, k, mark));
         plan.shared().forEach(a -> addShared(wanted, null, a));
-        final Map<String, List<String>> deletes = new HashMap<>();
-        final Map<String, List<String>> adds = new HashMap<>();
-        int changes = 0;
-        for (final String map : MAPS)
+        final List<NftOp> ops = new ArrayList<>();
+        final List<String> described = new ArrayList<>();
+        for (final String set : ALL)
         {
-            final Map<Key, Integer> now = held.maps.get(map);
-            final Map<Key, Integer> want = wanted.maps.get(map);
-            for (final Map.Entry<Key, Integer> e : now.entrySet())
+            if (MAPS.contains(set))
             {
-                if (!e.getValue().equals(want.get(e.getKey())))
+                final Map<Key, Integer> now = held.maps.get(set);
+                final Map<Key, Integer> want = wanted.maps.get(set);
+                for (final Map.Entry<Key, Integer> e : now.entrySet())
                 {
-                    deletes.computeIfAbsent(map, m -> new ArrayList<>()).add(key(e.getKey()));
-                    changes++;
+                    if (!e.getValue().equals(want.get(e.getKey())))
+                    {
+                        ops.add(new NftOp.DeleteElement(set, first(e.getKey()), last(e.getKey())));
+                        described.add("delete element " + set + " { " + e.getKey() + " }");
+                    }
                 }
             }
-            for (final Map.Entry<Key, Integer> e : want.entrySet())
+            else
             {
-                if (!e.getValue().equals(now.get(e.getKey())))
+                for (final InetAddress a : held.shared)
                 {
-                    adds.computeIfAbsent(map, m -> new ArrayList<>())
-                        .add(key(e.getKey()) + " : " + mark(e.getValue()));
-                    changes++;
+                    if (set.equals(sharedSet(a)) && !wanted.shared.contains(a))
+                    {
+                        ops.add(new NftOp.DeleteElement(set, a.getAddress()));
+                        described.add("delete element " + set + " { " + a.getHostAddress() + " }");
+                    }
                 }
             }
         }
-        for (final InetAddress a : held.shared)
+        for (final String set : ALL)
         {
-            if (!wanted.shared.contains(a))
+            if (MAPS.contains(set))
             {
-                deletes.computeIfAbsent(sharedSet(a), m -> new ArrayList<>()).add(a.getHostAddress());
-                changes++;
+                final Map<Key, Integer> now = held.maps.get(set);
+                final Map<Key, Integer> want = wanted.maps.get(set);
+                for (final Map.Entry<Key, Integer> e : want.entrySet())
+                {
+                    if (!e.getValue().equals(now.get(e.getKey())))
+                    {
+                        ops.add(new NftOp.AddElement(set, first(e.getKey()), mark(e.getValue()), last(e.getKey())));
+                        described.add("add element " + set + " { " + e.getKey() + " : " + markText(e.getValue())
+                            + " }");
+                    }
+                }
+            }
+            else
+            {
+                for (final InetAddress a : wanted.shared)
+                {
+                    if (set.equals(sharedSet(a)) && !held.shared.contains(a))
+                    {
+                        ops.add(new NftOp.AddElement(set, a.getAddress(), null));
+                        described.add("add element " + set + " { " + a.getHostAddress() + " }");
+                    }
+                }
             }
         }
-        for (final InetAddress a : wanted.shared)
-        {
-            if (!held.shared.contains(a))
-            {
-                adds.computeIfAbsent(sharedSet(a), m -> new ArrayList<>()).add(a.getHostAddress());
-                changes++;
-            }
-        }
-        if (changes == 0)
+        if (ops.isEmpty())
         {
             return 0;
         }
-        final StringBuilder script = new StringBuilder();
-        appendElements(script, "delete", deletes);
-        appendElements(script, "add", adds);
+        final long known = knownGeneration;
+        final long before = known == UNKNOWN ? UNKNOWN : generation();
         held = null;
-        nft.run(script.toString());
+        knownGeneration = UNKNOWN;
+        try
+        {
+            netlink.commit(ops);
+        }
+        catch (final NftRefusedException e)
+        {
+            final int i = e.index();
+            throw new NftRefusedException("inet " + table, i,
+                i >= 0 && i < described.size() ? described.get(i) : "a batch of " + ops.size() + " steering changes",
+                e.errno(), e.kernelMessage(), e.refused());
+        }
         held = wanted;
-        return changes;
+        if (before != UNKNOWN && before == known)
+        {
+            knownGeneration = followedOnlyByOurs(before);
+        }
+        return ops.size();
     }
 
     /**
      * Reads the table back and makes it hold a plan: elements missing, extra or changed by hand are put right in
-     * one transaction; a missing table, or a chain, map or set changed by hand, makes the table be created again
-     * whole ({@link #create}).
+     * one batch; a missing table, a chain changed by hand, or a map or set missing or of another shape, makes the
+     * table be created again whole ({@link #create}). Nothing is read when the ruleset's generation id is the one
+     * at which the kernel held what this object knows (see the class comment).
      *
      * @param plan the plan.
      * @return how many elements, or 1 for the whole table, were repaired (0: the kernel held what was known).
-     * @throws NftException if nft refuses to list or to repair.
+     * @throws IOException if a read fails (other than for a missing table, chain, map or set), or the kernel or nft
+     *                     refuses the repair.
      */
-    public int repair(final SteeringPlan plan) throws NftException
+    public int repair(final SteeringPlan plan) throws IOException
     {
         final Held known = held;
-        final JsonNode listing;
+        final long generation = generation();
+        if (known != null && generation != UNKNOWN && generation == knownGeneration)
+        {
+            readsSkipped++;
+            apply(plan);
+            return 0;
+        }
+        reads++;
+        final Held read;
         try
         {
-            listing = tree(nft.runJson("list table inet " + table));
+            final byte[] chain = netlink.chainFingerprint(CHAIN);
+            if (chainFingerprint == null || !Arrays.equals(chain, chainFingerprint))
+            {
+                create(plan);
+                return 1;
+            }
+            read = read();
         }
-        catch (final NftException e)
+        catch (final NetlinkException e)
         {
             if (!e.isNotFound())
             {
                 throw e;
             }
-            create(plan);
+            create(plan); // the table, its chain or one of its maps or sets is gone
             return 1;
-        }
-        final Held read;
-        try
-        {
-            read = read(listing);
         }
         catch (final IllegalArgumentException e)
         {
-            create(plan); // a set or map of another shape: replace the table
-            return 1;
-        }
-        if (read == null || chainFingerprint == null || !chainFingerprint.equals(fingerprint(readChain(listing))))
-        {
-            create(plan);
+            LOG.warn("router table inet {}: {}; replacing the table", table, e.getMessage());
+            create(plan); // a set or map of another shape
             return 1;
         }
         held = read;
+        // Read at `generation` or later: if anything changed meanwhile, the id moved and the next repair reads.
+        knownGeneration = generation;
         final int drift = known == null ? 0 : differences(known, read);
         apply(plan);
         return drift;
+    }
+
+    /** Every map and set dumped over netlink. */
+    private Held read() throws IOException
+    {
+        final Held into = new Held();
+        for (final String set : ALL)
+        {
+            final boolean ipv6 = set.equals(SHARED6) || set.equals(PORTS6) || set.equals(ICMP6);
+            for (final NftNetlink.Element e : netlink.elements(set))
+            {
+                if (MAPS.contains(set))
+                {
+                    into.maps.get(set).put(decodeKey(set, ipv6, e), decodeMark(set, e));
+                }
+                else
+                {
+                    into.shared.add(decodeAddress(set, e.key(), ipv6 ? 16 : 4));
+                }
+            }
+        }
+        return into;
     }
 
     /** Elements and addresses in one but not the other (or with another mark). */
@@ -321,6 +433,110 @@ public final class SteeringTable
     {
         nft.run("add table inet " + table + "\ndelete table inet " + table + "\n");
         held = null;
+        knownGeneration = UNKNOWN;
+    }
+
+    /** The ruleset's generation id, or UNKNOWN when it cannot be read (then everything is read as changed). */
+    private long generation()
+    {
+        try
+        {
+            return netlink.generation() & 0xFFFFFFFFL;
+        }
+        catch (final IOException e)
+        {
+            LOG.debug("router table inet {}: cannot read the nf_tables generation id: {}", table, e.getMessage());
+            return UNKNOWN;
+        }
+    }
+
+    /** The generation now if it is the one right after {@code before} (only our transaction since), else UNKNOWN. */
+    private long followedOnlyByOurs(final long before)
+    {
+        if (before == UNKNOWN)
+        {
+            return UNKNOWN;
+        }
+        final long after = generation();
+        return after == (before + 1 & 0xFFFFFFFFL) ? after : UNKNOWN;
+    }
+
+    // ------------------------------------------------------------------------------------------------------------
+    // The bytes the kernel stores (docs/region.md): a map's key is the address then the port (or echo id) in
+    // network order, padded to 4 bytes; an interval's first and last keys differ in the port only. The mark is a
+    // meta mark: 4 bytes in the host's order.
+
+    /** @return the first key of an element's interval. */
+    static byte[] first(final Key k)
+    {
+        return concat(k.address(), k.firstPort());
+    }
+
+    /** @return the last key of an element's interval. */
+    static byte[] last(final Key k)
+    {
+        return concat(k.address(), k.lastPort());
+    }
+
+    private static byte[] concat(final InetAddress address, final int port)
+    {
+        final byte[] a = address.getAddress();
+        final byte[] key = new byte[a.length + 4];
+        System.arraycopy(a, 0, key, 0, a.length);
+        key[a.length] = (byte) (port >>> 8);
+        key[a.length + 1] = (byte) port;
+        return key;
+    }
+
+    /** @return a mark as a map's data. */
+    static byte[] mark(final int mark)
+    {
+        return ByteBuffer.allocate(4).order(ByteOrder.nativeOrder()).putInt(mark).array();
+    }
+
+    private static Key decodeKey(final String map, final boolean ipv6, final NftNetlink.Element e)
+    {
+        final int length = (ipv6 ? 16 : 4) + 4;
+        final byte[] k = e.key();
+        final byte[] end = e.keyEnd() == null ? k : e.keyEnd();
+        if (k.length != length || end.length != length || !Arrays.equals(k, 0, length - 4, end, 0, length - 4))
+        {
+            throw new IllegalArgumentException(map + ": an element's key is not address . ports ("
+                + k.length + " bytes)");
+        }
+        final InetAddress address = decodeAddress(map, Arrays.copyOf(k, length - 4), length - 4);
+        return new Key(address, port(k, length - 4), port(end, length - 4));
+    }
+
+    private static int port(final byte[] key, final int off)
+    {
+        return (key[off] & 0xFF) << 8 | key[off + 1] & 0xFF;
+    }
+
+    private static int decodeMark(final String map, final NftNetlink.Element e)
+    {
+        if (e.data() == null || e.data().length != 4)
+        {
+            throw new IllegalArgumentException(map + ": an element's data is not a mark");
+        }
+        return ByteBuffer.wrap(e.data()).order(ByteOrder.nativeOrder()).getInt();
+    }
+
+    private static InetAddress decodeAddress(final String set, final byte[] bytes, final int length)
+    {
+        if (bytes.length != length)
+        {
+            throw new IllegalArgumentException(set + ": an element is " + bytes.length + " bytes, not an address of "
+                + length);
+        }
+        try
+        {
+            return InetAddress.getByAddress(bytes);
+        }
+        catch (final UnknownHostException e)
+        {
+            throw new IllegalArgumentException(set + ": not an address", e);
+        }
     }
 
     // ------------------------------------------------------------------------------------------------------------
@@ -336,7 +552,7 @@ public final class SteeringTable
         {
             return;
         }
-        final String text = key(k) + " : " + mark(mark);
+        final String text = key(k) + " : " + markText(mark);
         adds.computeIfAbsent(ports, m -> new ArrayList<>()).add(text);
         adds.computeIfAbsent(icmp, m -> new ArrayList<>()).add(text);
     }
@@ -360,14 +576,14 @@ public final class SteeringTable
         return k.address().getHostAddress() + " . " + k.firstPort() + "-" + k.lastPort();
     }
 
-    private static String mark(final int mark)
+    private static String markText(final int mark)
     {
         return "0x" + Integer.toHexString(mark);
     }
 
-    private void appendElements(final StringBuilder script, final String verb, final Map<String, List<String>> bySet)
+    private void appendElements(final StringBuilder script, final Map<String, List<String>> bySet)
     {
-        for (final String set : List.of(SHARED4, SHARED6, PORTS4, ICMP4, PORTS6, ICMP6))
+        for (final String set : ALL)
         {
             final List<String> items = bySet.get(set);
             if (items == null)
@@ -376,145 +592,10 @@ public final class SteeringTable
             }
             for (int i = 0; i < items.size(); i += ELEMENTS_PER_COMMAND)
             {
-                script.append(verb).append(" element inet ").append(table).append(' ').append(set).append(" { ")
+                script.append("add element inet ").append(table).append(' ').append(set).append(" { ")
                     .append(String.join(", ", items.subList(i, Math.min(items.size(), i + ELEMENTS_PER_COMMAND))))
                     .append(" }\n");
             }
-        }
-    }
-
-    // ------------------------------------------------------------------------------------------------------------
-
-    private static JsonNode tree(final String json) throws NftException
-    {
-        try
-        {
-            return JSON.readTree(json);
-        }
-        catch (final IOException e)
-        {
-            throw new NftException("nft listing is not JSON: " + e.getMessage(), "", json);
-        }
-    }
-
-    /**
-     * Reads the maps and sets of a table listing.
-     *
-     * @return what they hold, or null when one of them is missing.
-     * @throws IllegalArgumentException if an element cannot be parsed.
-     */
-    private static Held read(final JsonNode listing)
-    {
-        final Held held = new Held();
-        final Set<String> seen = new HashSet<>();
-        for (final JsonNode item : listing.path("nftables"))
-        {
-            final JsonNode set = item.has("map") ? item.get("map") : item.get("set");
-            if (set == null)
-            {
-                continue;
-            }
-            final String name = set.path("name").asText();
-            seen.add(name);
-            if (MAPS.contains(name))
-            {
-                final Map<Key, Integer> into = held.maps.get(name);
-                for (final JsonNode elem : set.path("elem"))
-                {
-                    into.put(parseKey(name, elem.path(0)), parseMark(name, elem.path(1)));
-                }
-            }
-            else if (SHARED4.equals(name) || SHARED6.equals(name))
-            {
-                for (final JsonNode elem : set.path("elem"))
-                {
-                    held.shared.add(SteeringPlan.address(elem.asText()));
-                }
-            }
-        }
-        return seen.containsAll(MAPS) && seen.contains(SHARED4) && seen.contains(SHARED6) ? held : null;
-    }
-
-    private static Key parseKey(final String map, final JsonNode key)
-    {
-        final JsonNode concat = key.path("concat");
-        if (concat.size() != 2)
-        {
-            throw new IllegalArgumentException(map + ": element key is not address . ports: " + key);
-        }
-        final InetAddress address = SteeringPlan.address(concat.get(0).asText());
-        final JsonNode ports = concat.get(1);
-        if (ports.has("range"))
-        {
-            return new Key(address, ports.get("range").get(0).asInt(), ports.get("range").get(1).asInt());
-        }
-        if (ports.isInt())
-        {
-            return new Key(address, ports.asInt(), ports.asInt());
-        }
-        throw new IllegalArgumentException(map + ": element ports are not an interval: " + key);
-    }
-
-    private static int parseMark(final String map, final JsonNode mark)
-    {
-        if (!mark.isIntegralNumber())
-        {
-            throw new IllegalArgumentException(map + ": element data is not a mark: " + mark);
-        }
-        return mark.asInt();
-    }
-
-    /** The chain's rules from a listing (table or chain), or null when the chain is missing. */
-    private static List<JsonNode> readChain(final JsonNode listing)
-    {
-        boolean found = false;
-        final List<JsonNode> rules = new ArrayList<>();
-        for (final JsonNode item : listing.path("nftables"))
-        {
-            if (item.has("chain") && CHAIN.equals(item.get("chain").path("name").asText()))
-            {
-                found = true;
-                rules.add(((ObjectNode) item.get("chain").deepCopy()).without(List.of("handle")));
-            }
-            else if (item.has("rule") && CHAIN.equals(item.get("rule").path("chain").asText()))
-            {
-                rules.add(item.get("rule").path("expr"));
-            }
-        }
-        return found ? rules : null;
-    }
-
-    /** The chain as a value: the counters' figures zeroed, so traffic does not count as a change. */
-    private static JsonNode fingerprint(final List<JsonNode> chain)
-    {
-        if (chain == null)
-        {
-            return null;
-        }
-        final com.fasterxml.jackson.databind.node.ArrayNode out = JSON.createArrayNode();
-        for (final JsonNode node : chain)
-        {
-            final JsonNode copy = node.deepCopy();
-            zeroCounters(copy);
-            out.add(copy);
-        }
-        return out;
-    }
-
-    private static void zeroCounters(final JsonNode node)
-    {
-        if (node.isObject())
-        {
-            final ObjectNode object = (ObjectNode) node;
-            if (object.has("counter") && object.get("counter").isObject())
-            {
-                object.putNull("counter");
-            }
-            object.forEach(SteeringTable::zeroCounters);
-        }
-        else if (node.isArray())
-        {
-            node.forEach(SteeringTable::zeroCounters);
         }
     }
 }

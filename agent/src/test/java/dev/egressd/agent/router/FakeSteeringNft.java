@@ -5,6 +5,18 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.egressd.agent.kernel.nft.NftException;
 import dev.egressd.agent.kernel.nft.NftablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.kernel.nft.netlink.NftOp;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
+import dev.egressd.agent.natives.LibC;
+import dev.egressd.agent.netlink.NetlinkException;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -15,14 +27,16 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * An in-memory {@link NftablesClient} that understands the text {@link SteeringTable} emits and nothing more: the
- * table block, {@code add rule}, {@code add|delete element}, {@code add|delete table}, and {@code list table} /
- * {@code list chain} as JSON shaped like nft 1.0.6's. As the kernel: a transaction is applied to a copy and
- * committed only if every command succeeded; deleting a missing element fails "No such file or directory", adding an
- * existing key with other data fails "File exists". Every committed transaction is logged to a shared event list
- * (for the order of changes against the policy routing).
+ * An in-memory kernel table for {@link SteeringTable}, both as the {@link NftablesClient} (the text it emits and
+ * nothing more: the table block, {@code add rule}, {@code add|delete element}, {@code add|delete table}, and
+ * {@code list table} / {@code list chain} as JSON shaped like nft 1.0.6's) and as the {@link NfTablesClient} (element
+ * batches, dumps, the chain's fingerprint and the generation id), over one model whose element keys are nft's text.
+ * As the kernel: a transaction or batch is applied to a copy and committed only if every change succeeded; deleting
+ * a missing element fails ENOENT, adding an existing key with other data fails EEXIST; every committed transaction
+ * and every hand edit moves the generation id. Every committed transaction is logged to a shared event list (for
+ * the order of changes against the policy routing).
  */
-final class FakeSteeringNft implements NftablesClient
+final class FakeSteeringNft implements NftablesClient, NfTablesClient
 {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern ELEMENT = Pattern.compile("(add|delete) element inet (\\w+) (\\w+) \\{ (.+) \\}");
@@ -49,6 +63,8 @@ final class FakeSteeringNft implements NftablesClient
     private final Consumer<String> events;
     private int transactions;
     private boolean failNext;
+    private int generation = 1;
+    private int dumps;
 
     FakeSteeringNft(final Consumer<String> events)
     {
@@ -58,6 +74,12 @@ final class FakeSteeringNft implements NftablesClient
     synchronized int transactions()
     {
         return transactions;
+    }
+
+    /** @return the element dumps answered so far (one per map or set). */
+    synchronized int dumps()
+    {
+        return dumps;
     }
 
     /** @return the elements of a map (key text to mark), or null if the table or map is missing. */
@@ -71,6 +93,7 @@ final class FakeSteeringNft implements NftablesClient
     synchronized void handDelete(final String table, final String set, final String key)
     {
         tables.get(table).sets.get(set).remove(key);
+        generation++;
     }
 
     /** @return whether the table has its chain. */
@@ -84,6 +107,7 @@ final class FakeSteeringNft implements NftablesClient
     synchronized void handDeleteChain(final String table)
     {
         tables.get(table).rules = null;
+        generation++;
     }
 
     /** The next transaction fails, as one the kernel refused (nothing changes). */
@@ -192,7 +216,165 @@ final class FakeSteeringNft implements NftablesClient
         }
         tables = work;
         transactions++;
+        generation++;
         log.forEach(events);
+    }
+
+    // ---- nf_tables netlink: the table is the one SteeringTable names; keys and data as the kernel stores them.
+
+    @Override
+    public synchronized void commit(final List<? extends NftOp> ops) throws IOException
+    {
+        if (ops.isEmpty())
+        {
+            return;
+        }
+        if (failNext)
+        {
+            failNext = false;
+            throw new NftRefusedException("inet fake", 0, ops.get(0).describe(), LibC.EINVAL, "simulated", 1);
+        }
+        final Map<String, Table> work = new LinkedHashMap<>();
+        tables.forEach((k, v) -> work.put(k, v.copy()));
+        final Table t = work.get(onlyTable());
+        final List<String> log = new ArrayList<>();
+        for (int i = 0; i < ops.size(); i++)
+        {
+            final NftOp op = ops.get(i);
+            if (op instanceof NftOp.AddElement a)
+            {
+                final Map<String, String> set = t == null ? null : t.sets.get(a.set());
+                if (set == null)
+                {
+                    throw new NftRefusedException("inet fake", i, op.describe(), LibC.ENOENT, null, 1);
+                }
+                final String key = keyText(a.set(), a.key(), a.keyEnd());
+                final String data = a.data() == null ? "" : markText(a.data());
+                final String old = set.putIfAbsent(key, data);
+                if (old != null && !old.equals(data))
+                {
+                    throw new NftRefusedException("inet fake", i, op.describe(), LibC.EEXIST, null, 1);
+                }
+                log.add("nft add " + a.set() + " " + key + " : " + data);
+            }
+            else if (op instanceof NftOp.DeleteElement d)
+            {
+                final Map<String, String> set = t == null ? null : t.sets.get(d.set());
+                final String key = keyText(d.set(), d.key(), d.keyEnd());
+                if (set == null || set.remove(key) == null)
+                {
+                    throw new NftRefusedException("inet fake", i, op.describe(), LibC.ENOENT, null, 1);
+                }
+                log.add("nft delete " + d.set() + " " + key);
+            }
+            else
+            {
+                throw new IllegalArgumentException("the fake does not understand " + op.describe());
+            }
+        }
+        tables = work;
+        transactions++;
+        generation++;
+        log.forEach(events);
+    }
+
+    @Override
+    public synchronized int generation()
+    {
+        return generation;
+    }
+
+    @Override
+    public synchronized List<NftNetlink.Element> elements(final String set) throws IOException
+    {
+        final Table t = tables.get(onlyTable());
+        if (t == null || !t.sets.containsKey(set))
+        {
+            throw new NetlinkException("NFT_MSG_GETSETELEM " + set, LibC.ENOENT, (String) null);
+        }
+        dumps++;
+        final List<NftNetlink.Element> out = new ArrayList<>();
+        for (final Map.Entry<String, String> e : t.sets.get(set).entrySet())
+        {
+            final String[] parts = e.getKey().split(" \\. ");
+            if (parts.length == 1)
+            {
+                out.add(new NftNetlink.Element(address(parts[0]), null));
+                continue;
+            }
+            final String[] ports = parts[1].split("-");
+            final byte[] mark = ByteBuffer.allocate(4).order(ByteOrder.nativeOrder()).putInt(Integer.decode(e.getValue()))
+                .array();
+            out.add(new NftNetlink.Element(key(parts[0], Integer.parseInt(ports[0])), mark,
+                key(parts[0], Integer.parseInt(ports[1]))));
+        }
+        return out;
+    }
+
+    @Override
+    public synchronized byte[] chainFingerprint(final String chain) throws IOException
+    {
+        final Table t = tables.get(onlyTable());
+        if (t == null || t.rules == null)
+        {
+            throw new NetlinkException("NFT_MSG_GETCHAIN " + chain, LibC.ENOENT, (String) null);
+        }
+        return String.join("\n", t.rules).getBytes(StandardCharsets.UTF_8);
+    }
+
+    @Override
+    public Map<String, NftNetlink.Counter> counters()
+    {
+        throw new UnsupportedOperationException("the router reads no counters");
+    }
+
+    /** The one table the router's client is bound to (the fake holds at most one). */
+    private String onlyTable()
+    {
+        return tables.isEmpty() ? "" : tables.keySet().iterator().next();
+    }
+
+    private static String keyText(final String set, final byte[] key, final byte[] keyEnd) throws IOException
+    {
+        if (keyEnd == null)
+        {
+            return addressText(key, key.length);
+        }
+        final int a = key.length - 4;
+        return addressText(key, a) + " . " + ((key[a] & 0xFF) << 8 | key[a + 1] & 0xFF) + "-"
+            + ((keyEnd[a] & 0xFF) << 8 | keyEnd[a + 1] & 0xFF);
+    }
+
+    private static String addressText(final byte[] b, final int length) throws IOException
+    {
+        try
+        {
+            return InetAddress.getByAddress(java.util.Arrays.copyOf(b, length)).getHostAddress();
+        }
+        catch (final UnknownHostException e)
+        {
+            throw new IOException(e);
+        }
+    }
+
+    private static String markText(final byte[] data)
+    {
+        return "0x" + Integer.toHexString(ByteBuffer.wrap(data).order(ByteOrder.nativeOrder()).getInt());
+    }
+
+    private static byte[] address(final String text)
+    {
+        return SteeringPlan.address(text).getAddress();
+    }
+
+    private static byte[] key(final String address, final int port)
+    {
+        final byte[] a = address(address);
+        final byte[] k = new byte[a.length + 4];
+        System.arraycopy(a, 0, k, 0, a.length);
+        k[a.length] = (byte) (port >>> 8);
+        k[a.length + 1] = (byte) port;
+        return k;
     }
 
     private static NftException error(final String script, final String text)

@@ -3,6 +3,8 @@ package dev.egressd.agent.router;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.agent.region.MemoryRegionStore;
 import dev.egressd.agent.region.RegionStore.HostRecord;
@@ -20,7 +22,10 @@ import java.time.Duration;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The router's loop driving the real kernel's table through libnftables, in a namespace this test creates. */
+/**
+ * The router's loop driving the real kernel's table (libnftables for its creation, nf_tables netlink for its
+ * elements and read-backs), in a namespace this test creates.
+ */
 @Privileged
 class RouterPrivilegedTest
 {
@@ -33,6 +38,7 @@ class RouterPrivilegedTest
         final LabNamespace lab = LabNamespace.create();
         NetNamespace ns = null;
         LibNftablesClient client = null;
+        NftNetlink netlink = null;
         try (MemoryRegionStore.Backend backend = new MemoryRegionStore.Backend();
              MemoryRegionStore admin = new MemoryRegionStore(backend, "ord", Duration.ofSeconds(10));
              MemoryRegionStore h1 = new MemoryRegionStore(backend, "ord", Duration.ofSeconds(10));
@@ -42,6 +48,7 @@ class RouterPrivilegedTest
         {
             ns = NetNamespace.enter(lab.name());
             client = ns.call(LibNftablesClient::open);
+            netlink = ns.call(() -> NftNetlink.open(NfTables.NFPROTO_INET, "egressd_router"));
             admin.putApp(new RegionApp("app", false));
             admin.createPair(new RegionPair("app", new EgressPair(P1, Ipv6Address.parse("2001:db8:5::5"), "ord"),
                 false));
@@ -50,7 +57,7 @@ class RouterPrivilegedTest
             h1.claim(new SlotId(P1, 1), "h1", "m1");
             final FakePolicyRouting routing = new FakePolicyRouting(e -> { });
             // the client was opened in the namespace; the router's thread uses it from there on
-            try (Router router = new Router(store, new SteeringTable(client, "egressd_router"),
+            try (Router router = new Router(store, new SteeringTable(client, netlink, "egressd_router"),
                 new PolicyTables(routing, 7000), new Router.Settings("r1", 1024, 7000), System::nanoTime))
             {
                 router.start();
@@ -78,7 +85,25 @@ class RouterPrivilegedTest
         }
         finally
         {
-            LabNamespace.tearDown(lab, ns, client);
+            final NftNetlink n = netlink;
+            final LibNftablesClient c = client;
+            LabNamespace.tearDown(lab, ns, () ->
+            {
+                try
+                {
+                    if (n != null)
+                    {
+                        n.close();
+                    }
+                }
+                finally
+                {
+                    if (c != null)
+                    {
+                        c.close();
+                    }
+                }
+            });
         }
     }
 

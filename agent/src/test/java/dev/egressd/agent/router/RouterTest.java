@@ -50,7 +50,7 @@ class RouterTest
         admin.putApp(new RegionApp("app", false));
         admin.createPair(new RegionPair("app", new EgressPair(P1, Ipv6Address.parse("2001:db8:5::5"), "ord"), false));
         routerStore = new RecordingRegionStore(store(), backend::revision);
-        router = new Router(routerStore, new SteeringTable(nft, TABLE), new PolicyTables(routing, 7000),
+        router = new Router(routerStore, new SteeringTable(nft, nft, TABLE), new PolicyTables(routing, 7000),
             new Router.Settings("r1", 1024, 7000), System::nanoTime);
     }
 

@@ -4,6 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.kernel.Sysctl;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
+import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
+import dev.egressd.agent.kernel.nft.netlink.NftRefusedException;
 import dev.egressd.agent.natives.NetNamespace;
 import dev.egressd.agent.router.SteeringPlan.Key;
 import dev.egressd.agent.testing.LabNamespace;
@@ -27,8 +30,9 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * The router's table against the real kernel through libnftables, in namespaces this test creates: created,
- * changed by diffs, read back, repaired after hand edits; and the fencing rule proved with packets (a host sending
+ * The router's table against the real kernel (created through libnftables, changed and read back over nf_tables
+ * netlink), in namespaces this test creates: created, changed by diffs in one batch, read back, repaired after hand
+ * edits, a refused batch changing nothing; and the fencing rule proved with packets (a host sending
  * from another host's block, or from a block nobody holds, is dropped; from its own block it passes).
  */
 @Privileged
@@ -41,6 +45,7 @@ class SteeringTablePrivilegedTest
     private LabNamespace router;
     private NetNamespace ns;
     private LibNftablesClient client;
+    private NftNetlink netlink;
     private SteeringTable table;
 
     @BeforeEach
@@ -50,13 +55,32 @@ class SteeringTablePrivilegedTest
         router = LabNamespace.create();
         ns = NetNamespace.enter(router.name());
         client = ns.call(LibNftablesClient::open);
-        table = new SteeringTable(client, TABLE);
+        netlink = ns.call(() -> NftNetlink.open(NfTables.NFPROTO_INET, TABLE));
+        table = new SteeringTable(client, netlink, TABLE);
     }
 
     @AfterEach
     void tearDown() throws Exception
     {
-        LabNamespace.tearDown(router, ns, client);
+        final NftNetlink n = netlink;
+        final LibNftablesClient c = client;
+        LabNamespace.tearDown(router, ns, () ->
+        {
+            try
+            {
+                if (n != null)
+                {
+                    n.close();
+                }
+            }
+            finally
+            {
+                if (c != null)
+                {
+                    c.close();
+                }
+            }
+        });
     }
 
     private static SteeringPlan plan(final Map<Key, Integer> elements)
@@ -133,6 +157,67 @@ class SteeringTablePrivilegedTest
     }
 
     @Test
+    void aBatchOfSteeringChangesIsAppliedAndReadBackOverNetlink() throws Exception
+    {
+        final SteeringPlan first = plan(blocks(4, 1));
+        ns.call(() ->
+        {
+            table.create(first);
+            return null;
+        });
+        final Map<Key, Integer> next = new HashMap<>(first.elements());
+        next.put(new Key(SHARED4, 0, 1023), 9);             // a handover
+        next.put(new Key(SHARED6, 3072, 4095), 9);
+        next.remove(new Key(SHARED4, 2048, 3071));          // a release
+        next.put(new Key(SHARED6, 8192, 9215), 4);          // a claim
+        final SteeringPlan second = new SteeringPlan(next, Set.of(), Set.of(), Set.of(SHARED6));
+        // 2 handovers and a release in both maps of a family (delete + add, delete), a claim in both, shared4 gone
+        assertThat(ns.call(() -> table.apply(second))).isEqualTo(2 * 2 * 2 + 2 + 2 + 1);
+
+        // what the kernel holds, dumped over netlink, is the plan, map by map
+        for (final String map : List.of("blk4", "icmpid4", "blk6", "icmpid6"))
+        {
+            final boolean v6 = map.endsWith("6");
+            final Map<Key, Integer> expected = new HashMap<>();
+            second.elements().forEach((k, m) ->
+            {
+                if (k.ipv6() == v6)
+                {
+                    expected.put(k, m);
+                }
+            });
+            final Map<Key, Integer> dumped = new HashMap<>();
+            for (final NftNetlink.Element e : ns.call(() -> netlink.elements(map)))
+            {
+                final int a = v6 ? 16 : 4;
+                final InetAddress address = InetAddress.getByAddress(java.util.Arrays.copyOf(e.key(), a));
+                dumped.put(new Key(address, (e.key()[a] & 0xFF) << 8 | e.key()[a + 1] & 0xFF,
+                    (e.keyEnd()[a] & 0xFF) << 8 | e.keyEnd()[a + 1] & 0xFF),
+                    java.nio.ByteBuffer.wrap(e.data()).order(java.nio.ByteOrder.nativeOrder()).getInt());
+            }
+            assertThat(dumped).as(map).isEqualTo(expected);
+        }
+        assertThat(ns.call(() -> netlink.elements("shared4"))).isEmpty();
+        // and nft reads the same bytes as the same elements
+        assertThat(router.exec("nft", "list", "map", "inet", TABLE, "blk4"))
+            .contains("203.0.113.5 . 0-1023 : 0x00000009").doesNotContain("2048-3071");
+        assertThat(router.exec("nft", "list", "map", "inet", TABLE, "icmpid6"))
+            .contains("2001:db8:5::5 . 8192-9215 : 0x00000004").contains("2001:db8:5::5 . 3072-4095 : 0x00000009");
+
+        // idle: the generation id has not moved since our own batch, so the read-back reads nothing
+        final long reads = table.reads();
+        final long skipped = table.readsSkipped();
+        assertThat(ns.call(() -> table.repair(second))).isZero();
+        assertThat(table.readsSkipped()).isEqualTo(skipped + 1);
+        assertThat(table.reads()).isEqualTo(reads);
+        // a hand edit moves it: the next read-back reads, and puts the element back
+        router.exec("nft", "delete element inet " + TABLE + " icmpid4 { 203.0.113.5 . 0-1023 }");
+        assertThat(ns.call(() -> table.repair(second))).isEqualTo(1);
+        assertThat(table.reads()).isEqualTo(reads + 1);
+        assertThat(router.exec("nft", "list", "map", "inet", TABLE, "icmpid4")).contains("203.0.113.5 . 0-1023 : 0x00000009");
+    }
+
+    @Test
     void aFailedTransactionChangesNothingAndTheNextApplyReadsBack() throws Exception
     {
         final SteeringPlan first = plan(blocks(2, 1));
@@ -159,7 +244,9 @@ class SteeringTablePrivilegedTest
                 return e;
             }
         });
-        assertThat(failed).as("nft refused the delete of a missing element").isNotNull();
+        assertThat(failed).as("the kernel refused the delete of a missing element").isInstanceOf(NftRefusedException.class)
+            .hasMessageContaining("nothing changed").hasMessageContaining("delete element blk4 { 203.0.113.5 . 0-1023 }")
+            .hasMessageContaining("errno 2");
         assertThat(router.exec("nft", "list", "map", "inet", TABLE, "blk4")).doesNotContain("5120-6143");
         assertThat(table.elements()).as("unknown after a failure").isEqualTo(-1);
         ns.call(() -> table.apply(second));

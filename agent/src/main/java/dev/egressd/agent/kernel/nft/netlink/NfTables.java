@@ -24,6 +24,10 @@ public final class NfTables
     /** {@code <linux/netfilter.h>} NFPROTO_IPV6. */
     public static final int NFPROTO_IPV6 = 10;
 
+    /** nf_tables_msg_types NFT_MSG_NEWCHAIN (also the type of a chain in a GETCHAIN reply). */
+    public static final int NFT_MSG_NEWCHAIN = 3;
+    /** nf_tables_msg_types NFT_MSG_GETCHAIN. */
+    public static final int NFT_MSG_GETCHAIN = 4;
     /** nf_tables_msg_types NFT_MSG_NEWRULE. */
     public static final int NFT_MSG_NEWRULE = 6;
     /** nf_tables_msg_types NFT_MSG_GETRULE. */
@@ -67,6 +71,19 @@ public final class NfTables
     public static final int NFTA_SET_ELEM_DATA = 2;
     /** nft_set_elem_attributes NFTA_SET_ELEM_FLAGS. */
     public static final int NFTA_SET_ELEM_FLAGS = 3;
+    /** nft_set_elem_attributes NFTA_SET_ELEM_KEY_END: the last key of an interval of a concatenated set. */
+    public static final int NFTA_SET_ELEM_KEY_END = 10;
+
+    /** nft_chain_attributes NFTA_CHAIN_TABLE. */
+    public static final int NFTA_CHAIN_TABLE = 1;
+    /** nft_chain_attributes NFTA_CHAIN_NAME. */
+    public static final int NFTA_CHAIN_NAME = 3;
+    /** nft_chain_attributes NFTA_CHAIN_HOOK (nested: hook number and priority). */
+    public static final int NFTA_CHAIN_HOOK = 4;
+    /** nft_chain_attributes NFTA_CHAIN_POLICY. */
+    public static final int NFTA_CHAIN_POLICY = 5;
+    /** nft_chain_attributes NFTA_CHAIN_TYPE. */
+    public static final int NFTA_CHAIN_TYPE = 7;
 
     /** nft_gen_attributes NFTA_GEN_ID. */
     public static final int NFTA_GEN_ID = 1;

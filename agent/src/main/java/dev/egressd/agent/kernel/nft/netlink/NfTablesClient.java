@@ -40,4 +40,19 @@ public interface NfTablesClient
      * @throws IOException if the request fails (ENOENT when the table is missing).
      */
     Map<String, NftNetlink.Counter> counters() throws IOException;
+
+    /**
+     * A chain's hook, policy and rules as a value that changes only when the chain is changed (counters'
+     * figures left out), for noticing a hand change without listing the table's sets.
+     *
+     * @param chain the chain.
+     * @return the fingerprint's bytes.
+     * @throws IOException if the request fails ({@code NetlinkException.isNotFound()} when the table or chain is
+     *                     missing).
+     * @throws UnsupportedOperationException from a client that does not read chains (the host side's fakes).
+     */
+    default byte[] chainFingerprint(final String chain) throws IOException
+    {
+        throw new UnsupportedOperationException("this nf_tables client does not read chains");
+    }
 }

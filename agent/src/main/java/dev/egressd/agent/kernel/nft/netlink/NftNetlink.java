@@ -14,6 +14,7 @@ import dev.egressd.agent.netlink.NetlinkException;
 import dev.egressd.agent.netlink.NetlinkMessages;
 import dev.egressd.agent.netlink.NetlinkSocket;
 import dev.egressd.agent.netlink.NetlinkWriter;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.BufferOverflowException;
 import java.nio.ByteBuffer;
@@ -223,11 +224,11 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
         w.u8(family).u8(NFNETLINK_V0).u16BE(0);
         if (op instanceof NftOp.AddElement a)
         {
-            encodeElement(w, table, a.set(), a.key(), a.data());
+            encodeElement(w, table, a.set(), a.key(), a.keyEnd(), a.data());
         }
         else if (op instanceof NftOp.DeleteElement d)
         {
-            encodeElement(w, table, d.set(), d.key(), null);
+            encodeElement(w, table, d.set(), d.key(), d.keyEnd(), null);
         }
         else if (op instanceof NftOp.AddRule r)
         {
@@ -248,7 +249,7 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
     }
 
     private static void encodeElement(final NetlinkWriter w, final String table, final String set, final byte[] key,
-                                      final byte[] data)
+                                      final byte[] keyEnd, final byte[] data)
     {
         w.attrString(NFTA_SET_ELEM_LIST_TABLE, table);
         w.attrString(NFTA_SET_ELEM_LIST_SET, set);
@@ -257,6 +258,12 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
         final int k = w.beginNested(NFTA_SET_ELEM_KEY);
         w.attrBytes(NFTA_DATA_VALUE, key, 0, key.length);
         w.endNested(k);
+        if (keyEnd != null)
+        {
+            final int ke = w.beginNested(NFTA_SET_ELEM_KEY_END);
+            w.attrBytes(NFTA_DATA_VALUE, keyEnd, 0, keyEnd.length);
+            w.endNested(ke);
+        }
         if (data != null)
         {
             final int d = w.beginNested(NFTA_SET_ELEM_DATA);
@@ -288,11 +295,14 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
          * @param b       the receive buffer.
          * @param keyOff  where the key starts.
          * @param keyLen  its length.
+         * @param endOff  where an interval's last key (NFTA_SET_ELEM_KEY_END) starts, or -1 for none.
+         * @param endLen  its length, 0 for none.
          * @param dataOff where the data starts, or -1 for a set's element.
          * @param dataLen its length, 0 for a set's.
          * @throws IOException to stop the dump.
          */
-        void element(ByteBuffer b, int keyOff, int keyLen, int dataOff, int dataLen) throws IOException;
+        void element(ByteBuffer b, int keyOff, int keyLen, int endOff, int endLen, int dataOff, int dataLen)
+            throws IOException;
     }
 
     /**
@@ -314,9 +324,25 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
         socket.execute("NFT_MSG_GETSETELEM " + tableName + " " + set, (b, off, len) -> parseElements(b, off, len, sink));
     }
 
-    /** One element of a dump, as bytes. */
-    public record Element(byte[] key, byte[] data)
+    /**
+     * One element of a dump, as bytes.
+     *
+     * @param key    the key (an interval's first key).
+     * @param data   the data of a map's element, or null.
+     * @param keyEnd an interval's last key (concatenated interval sets), or null.
+     */
+    public record Element(byte[] key, byte[] data, byte[] keyEnd)
     {
+        /**
+         * An element that is not an interval.
+         *
+         * @param key  the key.
+         * @param data the data, or null.
+         */
+        public Element(final byte[] key, final byte[] data)
+        {
+            this(key, data, null);
+        }
     }
 
     /**
@@ -337,17 +363,23 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
             out.clear();
             try
             {
-                elements(set, (b, keyOff, keyLen, dataOff, dataLen) ->
+                elements(set, (b, keyOff, keyLen, endOff, endLen, dataOff, dataLen) ->
                 {
                     final byte[] key = new byte[keyLen];
                     b.get(keyOff, key);
+                    byte[] keyEnd = null;
+                    if (endOff >= 0)
+                    {
+                        keyEnd = new byte[endLen];
+                        b.get(endOff, keyEnd);
+                    }
                     byte[] data = null;
                     if (dataOff >= 0)
                     {
                         data = new byte[dataLen];
                         b.get(dataOff, data);
                     }
-                    out.add(new Element(key, data));
+                    out.add(new Element(key, data, keyEnd));
                 });
                 return out;
             }
@@ -377,6 +409,8 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
             {
                 int keyOff = -1;
                 int keyLen = 0;
+                int endOff = -1;
+                int endLen = 0;
                 int dataOff = -1;
                 int dataLen = 0;
                 final int elemEnd = NetlinkMessages.attrEnd(b, e);
@@ -384,7 +418,7 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
                      f = NetlinkMessages.nextAttr(b, f, elemEnd))
                 {
                     final int type = NetlinkMessages.attrType(b, f);
-                    if (type == NFTA_SET_ELEM_KEY || type == NFTA_SET_ELEM_DATA)
+                    if (type == NFTA_SET_ELEM_KEY || type == NFTA_SET_ELEM_KEY_END || type == NFTA_SET_ELEM_DATA)
                     {
                         final int v = valueAttr(b, f);
                         if (v >= 0)
@@ -393,6 +427,11 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
                             {
                                 keyOff = NetlinkMessages.payload(v);
                                 keyLen = NetlinkMessages.attrLength(b, v) - 4;
+                            }
+                            else if (type == NFTA_SET_ELEM_KEY_END)
+                            {
+                                endOff = NetlinkMessages.payload(v);
+                                endLen = NetlinkMessages.attrLength(b, v) - 4;
                             }
                             else
                             {
@@ -404,7 +443,7 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
                 }
                 if (keyOff >= 0)
                 {
-                    sink.element(b, keyOff, keyLen, dataOff, dataLen);
+                    sink.element(b, keyOff, keyLen, endOff, endLen, dataOff, dataLen);
                 }
             }
         }
@@ -423,6 +462,120 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
             }
         }
         return -1;
+    }
+
+    /**
+     * A chain as a value, for noticing a hand change: its type, hook, priority and policy (NFT_MSG_GETCHAIN) and
+     * each rule's expressions in order (NFT_MSG_GETRULE dump of that chain), with every {@code counter}
+     * expression's figures left out so traffic is not a change. Rule handles and user data are left out too.
+     * Costs the chain's rules only, whatever the size of the table's sets.
+     *
+     * @param chain the chain.
+     * @return the bytes to compare with an earlier fingerprint of the same chain.
+     * @throws NetlinkException with ENOENT if the table or chain is missing.
+     * @throws IOException      if the socket fails or the chain kept changing.
+     */
+    @Override
+    public byte[] chainFingerprint(final String chain) throws IOException
+    {
+        checkName("chain", chain);
+        for (int attempt = 1; ; attempt++)
+        {
+            final ByteArrayOutputStream out = new ByteArrayOutputStream(1024);
+            NetlinkWriter w = socket.request(NfTables.type(NFT_MSG_GETCHAIN), 0);
+            w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+            w.attrString(NFTA_CHAIN_TABLE, table);
+            w.attrString(NFTA_CHAIN_NAME, chain);
+            socket.execute("NFT_MSG_GETCHAIN " + tableName + " " + chain, (b, off, len) ->
+                appendChain(b, off, len, out));
+            w = socket.request(NfTables.type(NFT_MSG_GETRULE), NLM_F_DUMP);
+            w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+            w.attrString(NFTA_RULE_TABLE, table);
+            w.attrString(NFTA_RULE_CHAIN, chain);
+            try
+            {
+                socket.execute("NFT_MSG_GETRULE " + tableName + " " + chain, (b, off, len) ->
+                    appendRule(b, off, len, out));
+                return out.toByteArray();
+            }
+            catch (final NetlinkException e)
+            {
+                if (e.errno() != LibC.EINTR || attempt == DUMP_RETRIES)
+                {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** A GETCHAIN reply's type, hook (number and priority) and policy attributes, as they are. */
+    static void appendChain(final ByteBuffer b, final int off, final int len, final ByteArrayOutputStream out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWCHAIN))
+        {
+            return;
+        }
+        final int end = off + len;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            final int type = NetlinkMessages.attrType(b, a);
+            if (type == NFTA_CHAIN_HOOK || type == NFTA_CHAIN_POLICY || type == NFTA_CHAIN_TYPE)
+            {
+                appendBytes(b, a, NetlinkMessages.attrEnd(b, a), out);
+            }
+        }
+    }
+
+    /** A GETRULE reply's expressions, each as it is but a counter's, which is its name only. */
+    static void appendRule(final ByteBuffer b, final int off, final int len, final ByteArrayOutputStream out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWRULE))
+        {
+            return;
+        }
+        final int end = off + len;
+        out.write('R'); // a rule's start: the same expressions split differently over rules are another chain
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            if (NetlinkMessages.attrType(b, a) != NFTA_RULE_EXPRESSIONS)
+            {
+                continue;
+            }
+            final int listEnd = NetlinkMessages.attrEnd(b, a);
+            for (int e = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(a), listEnd); e >= 0;
+                 e = NetlinkMessages.nextAttr(b, e, listEnd))
+            {
+                final int exprEnd = NetlinkMessages.attrEnd(b, e);
+                boolean counter = false;
+                for (int f = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(e), exprEnd); f >= 0;
+                     f = NetlinkMessages.nextAttr(b, f, exprEnd))
+                {
+                    if (NetlinkMessages.attrType(b, f) == NFTA_EXPR_NAME
+                        && "counter".equals(NetlinkMessages.attrString(b, f)))
+                    {
+                        counter = true;
+                    }
+                }
+                if (counter)
+                {
+                    out.writeBytes("counter".getBytes(StandardCharsets.US_ASCII));
+                }
+                else
+                {
+                    appendBytes(b, e, exprEnd, out);
+                }
+            }
+        }
+    }
+
+    private static void appendBytes(final ByteBuffer b, final int from, final int to, final ByteArrayOutputStream out)
+    {
+        for (int i = from; i < to; i++)
+        {
+            out.write(b.get(i));
+        }
     }
 
     /** A named counter's values. */

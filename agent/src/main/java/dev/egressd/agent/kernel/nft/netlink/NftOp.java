@@ -21,18 +21,20 @@ public sealed interface NftOp
      * NFT_MSG_NEWSETELEM of one element, without NLM_F_EXCL: adding an element that is there with the same
      * data changes nothing, with other data is refused (EEXIST).
      *
-     * @param set  the set or map.
-     * @param key  the key bytes.
-     * @param data the data bytes of a map element, or null for a set.
+     * @param set    the set or map.
+     * @param key    the key bytes (the first key of an interval).
+     * @param data   the data bytes of a map element, or null for a set.
+     * @param keyEnd the last key of an interval of a concatenated interval set (NFTA_SET_ELEM_KEY_END), or null.
      */
-    record AddElement(String set, byte[] key, byte[] data) implements NftOp
+    record AddElement(String set, byte[] key, byte[] data, byte[] keyEnd) implements NftOp
     {
         /**
          * An element; copies the bytes.
          *
-         * @param set  the set or map.
-         * @param key  the key bytes.
-         * @param data the data bytes, or null.
+         * @param set    the set or map.
+         * @param key    the key bytes.
+         * @param data   the data bytes, or null.
+         * @param keyEnd the interval's last key (as long as the key), or null.
          */
         public AddElement
         {
@@ -44,19 +46,34 @@ public sealed interface NftOp
                 NftElements.checkBytes("data", data);
                 data = data.clone();
             }
+            keyEnd = checkKeyEnd(key, keyEnd);
+        }
+
+        /**
+         * An element that is not an interval; copies the bytes.
+         *
+         * @param set  the set or map.
+         * @param key  the key bytes.
+         * @param data the data bytes, or null.
+         */
+        public AddElement(final String set, final byte[] key, final byte[] data)
+        {
+            this(set, key, data, null);
         }
 
         @Override
         public String describe()
         {
             return "add element " + set + " key " + HexFormat.of().formatHex(key)
+                + (keyEnd == null ? "" : "-" + HexFormat.of().formatHex(keyEnd))
                 + (data == null ? "" : " data " + HexFormat.of().formatHex(data));
         }
 
         @Override
         public boolean equals(final Object o)
         {
-            return o instanceof AddElement a && a.set.equals(set) && Arrays.equals(a.key, key) && Arrays.equals(a.data, data);
+            return o instanceof AddElement a && a.set.equals(set) && Arrays.equals(a.key, key)
+                && Arrays.equals(a.data, data) && Arrays.equals(a.keyEnd, keyEnd);
         }
 
         @Override
@@ -73,36 +90,52 @@ public sealed interface NftOp
     }
 
     /**
-     * NFT_MSG_DELSETELEM of one element: refused (ENOENT) if the key is absent.
+     * NFT_MSG_DELSETELEM of one element: refused (ENOENT) if the key (and, for an interval, its last key) is absent.
      *
-     * @param set the set or map.
-     * @param key the key bytes.
+     * @param set    the set or map.
+     * @param key    the key bytes.
+     * @param keyEnd the last key of an interval of a concatenated interval set, or null.
      */
-    record DeleteElement(String set, byte[] key) implements NftOp
+    record DeleteElement(String set, byte[] key, byte[] keyEnd) implements NftOp
     {
         /**
-         * An element to delete; copies the key.
+         * An element to delete; copies the keys.
          *
-         * @param set the set or map.
-         * @param key the key bytes.
+         * @param set    the set or map.
+         * @param key    the key bytes.
+         * @param keyEnd the interval's last key (as long as the key), or null.
          */
         public DeleteElement
         {
             NftNetlink.checkName("set", set);
             NftElements.checkBytes("key", key);
             key = key.clone();
+            keyEnd = checkKeyEnd(key, keyEnd);
+        }
+
+        /**
+         * An element that is not an interval; copies the key.
+         *
+         * @param set the set or map.
+         * @param key the key bytes.
+         */
+        public DeleteElement(final String set, final byte[] key)
+        {
+            this(set, key, null);
         }
 
         @Override
         public String describe()
         {
-            return "delete element " + set + " key " + HexFormat.of().formatHex(key);
+            return "delete element " + set + " key " + HexFormat.of().formatHex(key)
+                + (keyEnd == null ? "" : "-" + HexFormat.of().formatHex(keyEnd));
         }
 
         @Override
         public boolean equals(final Object o)
         {
-            return o instanceof DeleteElement d && d.set.equals(set) && Arrays.equals(d.key, key);
+            return o instanceof DeleteElement d && d.set.equals(set) && Arrays.equals(d.key, key)
+                && Arrays.equals(d.keyEnd, keyEnd);
         }
 
         @Override
@@ -116,6 +149,21 @@ public sealed interface NftOp
         {
             return describe();
         }
+    }
+
+    /** A copy of an interval's last key, or null; it must be as long as the first. */
+    private static byte[] checkKeyEnd(final byte[] key, final byte[] keyEnd)
+    {
+        if (keyEnd == null)
+        {
+            return null;
+        }
+        if (keyEnd.length != key.length)
+        {
+            throw new IllegalArgumentException("keyEnd: " + keyEnd.length + " bytes, not as long as the key ("
+                + key.length + ")");
+        }
+        return keyEnd.clone();
     }
 
     /**

@@ -15,6 +15,7 @@ public final class NftRefusedException extends NativeException
     private final int index;
     private final String change;
     private final String kernelMessage;
+    private final int refused;
 
     /**
      * A refused batch.
@@ -36,6 +37,17 @@ public final class NftRefusedException extends NativeException
         this.index = index;
         this.change = change;
         this.kernelMessage = kernelMessage;
+        this.refused = refused;
+    }
+
+    /**
+     * How many changes of the batch the kernel refused.
+     *
+     * @return at least 1.
+     */
+    public int refused()
+    {
+        return Math.max(1, refused);
     }
 
     /**

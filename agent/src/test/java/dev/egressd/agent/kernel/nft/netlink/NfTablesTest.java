@@ -27,6 +27,8 @@ class NfTablesTest
         expected.put("NFPROTO_INET", 1);
         expected.put("NFPROTO_IPV4", 2);
         expected.put("NFPROTO_IPV6", 10);
+        expected.put("NFT_MSG_NEWCHAIN", 3);
+        expected.put("NFT_MSG_GETCHAIN", 4);
         expected.put("NFT_MSG_NEWRULE", 6);
         expected.put("NFT_MSG_GETRULE", 7);
         expected.put("NFT_MSG_DELRULE", 8);
@@ -46,6 +48,12 @@ class NfTablesTest
         expected.put("NFTA_SET_ELEM_KEY", 1);
         expected.put("NFTA_SET_ELEM_DATA", 2);
         expected.put("NFTA_SET_ELEM_FLAGS", 3);
+        expected.put("NFTA_SET_ELEM_KEY_END", 10);
+        expected.put("NFTA_CHAIN_TABLE", 1);
+        expected.put("NFTA_CHAIN_NAME", 3);
+        expected.put("NFTA_CHAIN_HOOK", 4);
+        expected.put("NFTA_CHAIN_POLICY", 5);
+        expected.put("NFTA_CHAIN_TYPE", 7);
         expected.put("NFTA_GEN_ID", 1);
         expected.put("NFTA_OBJ_TABLE", 1);
         expected.put("NFTA_OBJ_NAME", 2);

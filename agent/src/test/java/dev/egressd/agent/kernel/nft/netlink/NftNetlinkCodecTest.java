@@ -157,8 +157,9 @@ class NftNetlinkCodecTest
             + "00000000" + "01000000" + attrs;
         final ByteBuffer b = ByteBuffer.wrap(HEX.parseHex(msg)).order(ByteOrder.nativeOrder());
         final List<String> seen = new ArrayList<>();
-        NftNetlink.parseElements(b, 0, len, (buf, keyOff, keyLen, dataOff, dataLen) ->
+        NftNetlink.parseElements(b, 0, len, (buf, keyOff, keyLen, endOff, endLen, dataOff, dataLen) ->
         {
+            assertThat(endOff).as("no interval end").isEqualTo(-1);
             final byte[] key = new byte[keyLen];
             buf.get(keyOff, key);
             final byte[] data = new byte[dataLen];
@@ -167,6 +168,84 @@ class NftNetlinkCodecTest
         });
         assertThat(seen).containsExactly("0a000002:cb00710104000000cb00710107ff0000",
             "0a000003:cb00710208000000cb0071020bff0000");
+    }
+
+    @Test
+    void anIntervalElementOfAConcatenatedMapCarriesItsLastKey() throws IOException
+    {
+        // blk4 of the router: 203.0.113.5 . 1024-2047 : mark 1 (host order)
+        final NftOp op = new NftOp.AddElement("blk4", HEX.parseHex("cb007105" + "04000000"), HEX.parseHex("01000000"),
+            HEX.parseHex("cb007105" + "07ff0000"));
+        assertThat(body(op)).isEqualTo("01000000" + "0600010074000000"
+            + "0900" + "0200" + "626c6b3400" + "000000"    // NFTA_SET_ELEM_LIST_SET "blk4"
+            + "3400" + "0380"                             // NFTA_SET_ELEM_LIST_ELEMENTS, 52
+            + "3000" + "0180"                             //  NFTA_LIST_ELEM, 48
+            + "1000" + "0180" + "0c00" + "0100" + "cb00710504000000"   // KEY
+            + "1000" + "0a80" + "0c00" + "0100" + "cb00710507ff0000"   // KEY_END (10, nested)
+            + "0c00" + "0280" + "0800" + "0100" + "01000000");         // DATA
+        final NftOp delete = new NftOp.DeleteElement("blk4", HEX.parseHex("cb00710504000000"),
+            HEX.parseHex("cb00710507ff0000"));
+        assertThat(body(delete)).isEqualTo("01000000" + "0600010074000000" + "0900" + "0200" + "626c6b3400" + "000000"
+            + "2800" + "0380" + "2400" + "0180"           // no data: 36 bytes of element
+            + "1000" + "0180" + "0c00" + "0100" + "cb00710504000000"
+            + "1000" + "0a80" + "0c00" + "0100" + "cb00710507ff0000");
+        assertThat(delete.describe()).isEqualTo("delete element blk4 key cb00710504000000-cb00710507ff0000");
+        assertThatThrownBy(() -> new NftOp.DeleteElement("blk4", new byte[8], new byte[4]))
+            .hasMessageContaining("keyEnd");
+
+        // and the same element as a dump carries it: the sink sees the last key
+        final String elem = "3000" + "0180" + "1000" + "0180" + "0c00" + "0100" + "cb00710504000000"
+            + "1000" + "0a80" + "0c00" + "0100" + "cb00710507ff0000" + "0c00" + "0280" + "0800" + "0100" + "01000000";
+        final String attrs = "0600010074000000" + "0900" + "0200" + "626c6b3400" + "000000" + "3400" + "0380" + elem;
+        final int len = 16 + 4 + attrs.length() / 2;
+        final String msg = String.format("%02x%02x0000", len & 0xFF, len >> 8) + "0c0a" + "0200" + "01000000"
+            + "00000000" + "01000000" + attrs;
+        final ByteBuffer b = ByteBuffer.wrap(HEX.parseHex(msg)).order(ByteOrder.nativeOrder());
+        final List<String> seen = new ArrayList<>();
+        NftNetlink.parseElements(b, 0, len, (buf, keyOff, keyLen, endOff, endLen, dataOff, dataLen) ->
+        {
+            final byte[] key = new byte[keyLen];
+            buf.get(keyOff, key);
+            final byte[] end = new byte[endLen];
+            buf.get(endOff, end);
+            final byte[] data = new byte[dataLen];
+            buf.get(dataOff, data);
+            seen.add(HEX.formatHex(key) + "-" + HEX.formatHex(end) + ":" + HEX.formatHex(data));
+        });
+        assertThat(seen).containsExactly("cb00710504000000-cb00710507ff0000:01000000");
+    }
+
+    /** A NEWRULE message as the kernel dumps it: handle, then a counter with figures, then a meta expression. */
+    private static ByteBuffer ruleDump(final long handle, final long packets, final int metaKey)
+    {
+        final String counter = "3000" + "0180" + "0c00" + "0100" + "636f756e74657200"   // NFTA_EXPR_NAME "counter"
+            + "2000" + "0280" + "0c00" + "0100" + String.format("%016x", packets * 100)
+            + "0c00" + "0200" + String.format("%016x", packets);
+        final String meta = "2400" + "0180" + "0900" + "0100" + "6d65746100" + "000000"
+            + "1400" + "0280" + "0800" + "0200" + String.format("%08x", metaKey) + "0800" + "0100" + "00000001";
+        final String attrs = "0600010074000000" + "0600020063000000" + "0c00" + "0300" + String.format("%016x", handle)
+            + String.format("%02x%02x", (4 + (counter.length() + meta.length()) / 2) & 0xFF,
+                (4 + (counter.length() + meta.length()) / 2) >> 8) + "0480" + counter + meta;
+        final int len = 16 + 4 + attrs.length() / 2;
+        final String msg = String.format("%02x%02x0000", len & 0xFF, len >> 8) + "060a" + "0200" + "01000000"
+            + "00000000" + "01000000" + attrs;
+        return ByteBuffer.wrap(HEX.parseHex(msg)).order(ByteOrder.nativeOrder());
+    }
+
+    @Test
+    void aChainFingerprintLeavesOutCountersFiguresAndHandlesButNotExpressions()
+    {
+        final java.io.ByteArrayOutputStream a = new java.io.ByteArrayOutputStream();
+        final java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+        final java.io.ByteArrayOutputStream c = new java.io.ByteArrayOutputStream();
+        final ByteBuffer first = ruleDump(4, 7, 16);
+        NftNetlink.appendRule(first, 0, first.limit(), a);
+        final ByteBuffer traffic = ruleDump(9, 123_456, 16);
+        NftNetlink.appendRule(traffic, 0, traffic.limit(), b);
+        final ByteBuffer changed = ruleDump(4, 7, 15);
+        NftNetlink.appendRule(changed, 0, changed.limit(), c);
+        assertThat(a.toByteArray()).isNotEmpty().isEqualTo(b.toByteArray());
+        assertThat(a.toByteArray()).isNotEqualTo(c.toByteArray());
     }
 
     @Test
