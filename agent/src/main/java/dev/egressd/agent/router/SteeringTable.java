@@ -119,6 +119,8 @@ public final class SteeringTable
     private Held held;
     /** The chain as read right after this object created it (counters' figures left out). */
     private byte[] chainFingerprint;
+    /** The plan {@link #held} mirrors exactly (the last one applied or created), or null (after a read-back). */
+    private SteeringPlan appliedPlan;
     /** The generation id at which the kernel held {@link #held} for certain, or UNKNOWN. */
     private long knownGeneration = UNKNOWN;
     private long readsSkipped;
@@ -203,12 +205,14 @@ public final class SteeringTable
         plan.shared().forEach(a -> addShared(fresh, adds, a));
         appendElements(script, adds);
         held = null;
+        appliedPlan = null;
         knownGeneration = UNKNOWN;
         chainFingerprint = null;
         final long before = generation();
         nft.run(script.toString());
         chainFingerprint = netlink.chainFingerprint(CHAIN);
         held = fresh;
+        appliedPlan = plan;
         // Exactly one transaction since `before` (ours): the table and the fingerprint are ours for certain.
         knownGeneration = followedOnlyByOurs(before);
     }
@@ -228,6 +232,14 @@ public final class SteeringTable
         {
             repair(plan);
             return 0;
+        }
+        if (plan == appliedPlan)
+        {
+            return 0;
+        }
+        if (appliedPlan != null)
+        {
+            return applyDiff(plan);
         }
         final Held wanted = new Held();
         plan.elements().forEach((k, mark) -> addElement(wanted, null, k, mark));
@@ -291,11 +303,81 @@ public final class SteeringTable
         }
         if (ops.isEmpty())
         {
+            appliedPlan = plan;
             return 0;
         }
+        commit(ops, described);
+        held = wanted;
+        appliedPlan = plan;
+        return ops.size();
+    }
+
+    /**
+     * {@link #apply} from the plan {@link #held} mirrors: the batch from the plans' diff, and {@code held} changed by
+     * it alone (no map of the whole table is built for a change of a few elements).
+     */
+    private int applyDiff(final SteeringPlan plan) throws IOException
+    {
+        final SteeringPlan.Diff diff = appliedPlan.diffTo(plan);
+        final List<NftOp> ops = new ArrayList<>();
+        final List<String> described = new ArrayList<>();
+        for (final InetAddress a : diff.deleteShared())
+        {
+            ops.add(new NftOp.DeleteElement(sharedSet(a), a.getAddress()));
+            described.add("delete element " + sharedSet(a) + " { " + a.getHostAddress() + " }");
+        }
+        for (final Key k : diff.deleteElements())
+        {
+            for (final String map : k.ipv6() ? List.of(PORTS6, ICMP6) : List.of(PORTS4, ICMP4))
+            {
+                ops.add(new NftOp.DeleteElement(map, first(k), last(k)));
+                described.add("delete element " + map + " { " + k + " }");
+            }
+        }
+        for (final InetAddress a : diff.addShared())
+        {
+            ops.add(new NftOp.AddElement(sharedSet(a), a.getAddress(), null));
+            described.add("add element " + sharedSet(a) + " { " + a.getHostAddress() + " }");
+        }
+        for (final Map.Entry<Key, Integer> e : diff.addElements().entrySet())
+        {
+            final Key k = e.getKey();
+            for (final String map : k.ipv6() ? List.of(PORTS6, ICMP6) : List.of(PORTS4, ICMP4))
+            {
+                ops.add(new NftOp.AddElement(map, first(k), mark(e.getValue()), last(k)));
+                described.add("add element " + map + " { " + k + " : " + markText(e.getValue()) + " }");
+            }
+        }
+        if (ops.isEmpty())
+        {
+            appliedPlan = plan;
+            return 0;
+        }
+        final Held h = held;
+        commit(ops, described);
+        for (final Key k : diff.deleteElements())
+        {
+            h.maps.get(k.ipv6() ? PORTS6 : PORTS4).remove(k);
+            h.maps.get(k.ipv6() ? ICMP6 : ICMP4).remove(k);
+        }
+        diff.addElements().forEach((k, mark) -> addElement(h, null, k, mark));
+        h.shared.removeAll(diff.deleteShared());
+        h.shared.addAll(diff.addShared());
+        held = h;
+        appliedPlan = plan;
+        return ops.size();
+    }
+
+    /**
+     * Commits one batch: {@code held} is unknown until the caller sets it after success; the generation known moves
+     * on only if this batch was the one transaction since it (see the class comment).
+     */
+    private void commit(final List<NftOp> ops, final List<String> described) throws IOException
+    {
         final long known = knownGeneration;
         final long before = known == UNKNOWN ? UNKNOWN : generation();
         held = null;
+        appliedPlan = null;
         knownGeneration = UNKNOWN;
         try
         {
@@ -308,12 +390,10 @@ public final class SteeringTable
                 i >= 0 && i < described.size() ? described.get(i) : "a batch of " + ops.size() + " steering changes",
                 e.errno(), e.kernelMessage(), e.refused());
         }
-        held = wanted;
         if (before != UNKNOWN && before == known)
         {
             knownGeneration = followedOnlyByOurs(before);
         }
-        return ops.size();
     }
 
     /**
@@ -365,6 +445,7 @@ public final class SteeringTable
             return 1;
         }
         held = read;
+        appliedPlan = null; // what was read, not a plan: the next apply diffs against it whole
         // Read at `generation` or later: if anything changed meanwhile, the id moved and the next repair reads.
         knownGeneration = generation;
         final int drift = known == null ? 0 : differences(known, read);
@@ -433,6 +514,7 @@ public final class SteeringTable
     {
         nft.run("add table inet " + table + "\ndelete table inet " + table + "\n");
         held = null;
+        appliedPlan = null;
         knownGeneration = UNKNOWN;
     }
 
