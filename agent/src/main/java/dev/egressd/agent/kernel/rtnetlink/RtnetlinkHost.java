@@ -20,16 +20,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import static dev.egressd.agent.netlink.NetlinkConstants.IFLA_IFNAME;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLMSG_HDRLEN;
 import static dev.egressd.agent.netlink.NetlinkConstants.NLM_F_DUMP;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTA_DST;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTA_GATEWAY;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTA_OIF;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTA_TABLE;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTMSG_SIZE;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_GETADDR;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_GETLINK;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_GETROUTE;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTM_NEWLINK;
-import static dev.egressd.agent.netlink.NetlinkConstants.RTM_NEWROUTE;
 import static dev.egressd.agent.netlink.NetlinkConstants.RTN_UNICAST;
 import static dev.egressd.agent.netlink.NetlinkConstants.RT_TABLE_LOCAL;
 
@@ -73,7 +67,7 @@ public final class RtnetlinkHost implements AutoCloseable
         // only the arrival matters
     };
     /** {@code <linux/rtnetlink.h>} RTA_PREFSRC: the route's preferred source address. */
-    static final int RTA_PREFSRC = 7;
+    static final int RTA_PREFSRC = RouteMessage.RTA_PREFSRC;
     /** {@code <linux/rtnetlink.h>} RTPROT_KERNEL: a route the kernel made (an address's prefix route). */
     public static final int RTPROT_KERNEL = 2;
     private static final int DUMP_ATTEMPTS = 5;
@@ -281,58 +275,17 @@ public final class RtnetlinkHost implements AutoCloseable
     static HostRoute parseRoute(final ByteBuffer b, final int off, final int len, final int family,
                                 final Map<Integer, String> names)
     {
-        if (NetlinkMessages.type(b, off) != RTM_NEWROUTE || len < NLMSG_HDRLEN + RTMSG_SIZE)
+        final RouteMessage m = RouteMessage.read(b, off, len);
+        if (m == null || m.family() != family || m.type() != RTN_UNICAST || m.table() == RT_TABLE_LOCAL)
         {
             return null;
         }
-        final int h = off + NLMSG_HDRLEN;
-        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags.
-        if ((b.get(h) & 0xFF) != family || (b.get(h + 7) & 0xFF) != RTN_UNICAST)
-        {
-            return null;
-        }
-        final int size = family == LibC.AF_INET ? 4 : 16;
-        final int prefixLength = b.get(h + 1) & 0xFF;
-        int table = b.get(h + 4) & 0xFF;
-        final int protocol = b.get(h + 5) & 0xFF;
-        String destination = null;
-        String gateway = null;
-        String prefsrc = null;
-        String iface = null;
-        final int end = off + len;
-        for (int a = NetlinkMessages.firstAttr(b, h + RTMSG_SIZE, end); a >= 0; a = NetlinkMessages.nextAttr(b, a, end))
-        {
-            final int payloadLength = NetlinkMessages.attrLength(b, a) - NetlinkConstants.NLA_HDRLEN;
-            final int p = NetlinkMessages.payload(a);
-            switch (NetlinkMessages.attrType(b, a))
-            {
-                case RTA_TABLE -> table = payloadLength >= 4 ? b.getInt(p) : table;
-                case RTA_DST -> destination = payloadLength >= size ? text(b, p, size) : destination;
-                case RTA_GATEWAY -> gateway = payloadLength >= size ? text(b, p, size) : gateway;
-                case RTA_PREFSRC -> prefsrc = payloadLength >= size ? text(b, p, size) : prefsrc;
-                case RTA_OIF ->
-                {
-                    if (payloadLength >= 4)
-                    {
-                        final int index = b.getInt(p);
-                        iface = names.getOrDefault(index, "if" + index);
-                    }
-                }
-                default ->
-                {
-                    // priority, cacheinfo, pref, multipath, ...: not needed
-                }
-            }
-        }
-        if (table == RT_TABLE_LOCAL)
-        {
-            return null;
-        }
-        if (destination == null)
-        {
-            destination = size == 4 ? "0.0.0.0" : "::";
-        }
-        return new HostRoute(iface, table, protocol, destination, prefixLength, gateway, prefsrc);
+        final int size = m.addressSize();
+        final String destination = m.destination() >= 0 ? text(b, m.destination(), size)
+            : size == 4 ? "0.0.0.0" : "::";
+        final String iface = m.oif() >= 0 ? names.getOrDefault(m.oif(), "if" + m.oif()) : null;
+        return new HostRoute(iface, m.table(), m.protocol(), destination, m.prefixLength(),
+            m.gateway() >= 0 ? text(b, m.gateway(), size) : null, m.prefsrc() >= 0 ? text(b, m.prefsrc(), size) : null);
     }
 
     /** An address in network order at {@code p}, as the model's text. */

@@ -381,41 +381,16 @@ public final class RtnetlinkPolicyRouting implements PolicyRouting
      */
     static Route parseRoute(final ByteBuffer b, final int off, final int len, final int family)
     {
-        if (NetlinkMessages.type(b, off) != RTM_NEWROUTE || len < NLMSG_HDRLEN + RTMSG_SIZE)
+        final RouteMessage m = RouteMessage.read(b, off, len);
+        if (m == null || m.family() != family)
         {
             return null;
         }
-        final int h = off + NLMSG_HDRLEN;
-        if ((b.get(h) & 0xFF) != family)
-        {
-            return null;
-        }
-        final int size = family == AF_INET ? 4 : 16;
-        final int prefixLength = b.get(h + 1) & 0xFF;
-        int table = b.get(h + 4) & 0xFF;
-        InetAddress destination = null;
-        InetAddress gateway = null;
-        final int end = off + len;
-        for (int a = NetlinkMessages.firstAttr(b, h + RTMSG_SIZE, end); a >= 0; a = NetlinkMessages.nextAttr(b, a, end))
-        {
-            final int payloadLength = NetlinkMessages.attrLength(b, a) - NetlinkConstants.NLA_HDRLEN;
-            final int p = NetlinkMessages.payload(a);
-            switch (NetlinkMessages.attrType(b, a))
-            {
-                case RTA_TABLE -> table = payloadLength >= 4 ? b.getInt(p) : table;
-                case RTA_DST -> destination = payloadLength >= size ? address(b, p, size) : destination;
-                case RTA_GATEWAY -> gateway = payloadLength >= size ? address(b, p, size) : gateway;
-                default ->
-                {
-                    // oif, priority, cacheinfo, pref, ...: not needed
-                }
-            }
-        }
-        if (destination == null)
-        {
-            destination = address(ByteBuffer.allocate(size), 0, size);
-        }
-        return new Route(family, table, destination, prefixLength, gateway);
+        final int size = m.addressSize();
+        final InetAddress destination = m.destination() >= 0 ? address(b, m.destination(), size)
+            : address(ByteBuffer.allocate(size), 0, size);
+        return new Route(family, m.table(), destination, m.prefixLength(),
+            m.gateway() >= 0 ? address(b, m.gateway(), size) : null);
     }
 
     private static void ruleBody(final NetlinkWriter w, final Rule rule)
