@@ -241,6 +241,10 @@ public final class EgressMetrics implements MeterBinder
         FunctionCounter.builder("egressd.reconcile.failures", this, m -> m.loop.reconcileFailures())
             .description("Reconcile passes that failed because the kernel could not be read or programmed")
             .register(r);
+        FunctionCounter.builder("egressd.reconcile.reads.stuck", this, m -> m.loop.stuckReads())
+            .description("Kernel reads of the reconcile abandoned as stuck (out past their deadline): each made the "
+                + "kernel unavailable and the next read use a fresh reader handle")
+            .register(r);
         FunctionCounter.builder("egressd.reconcile.repairs", this, m -> m.loop.health().repairs())
             .description("Reconcile passes that found the kernel drifted from the desired plan and repaired it")
             .register(r);

@@ -986,6 +986,12 @@ public final class ControlLoop implements LoopStats
     }
 
     @Override
+    public long stuckReads()
+    {
+        return reconciler.stuckReads();
+    }
+
+    @Override
     public long lastReconcileSuccessMillis()
     {
         return reconciler.lastSuccessMillis();

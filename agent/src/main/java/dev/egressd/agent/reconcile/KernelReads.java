@@ -9,10 +9,13 @@ import org.slf4j.LoggerFactory;
 import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.function.LongSupplier;
+import java.util.function.Supplier;
 
 /**
  * The reconcile's reads of the kernel, off the writer: the check of the table's fixed part, the read of its elements
@@ -23,7 +26,15 @@ import java.util.function.LongSupplier;
  * <p>Until {@link #onThread} is called the read runs on the caller's thread and the result is delivered at once (tests
  * with direct executors, and the first sync at start-up, which always reads on the writer).
  *
- * <p>{@link #start} and {@link #written} on the loop thread only; the rest on the reader thread.
+ * <p><strong>Watchdog.</strong> A read that does not come back within {@link #deadlineNanos} (30 s, or ten times the
+ * last read's whole cost if that is longer) is abandoned by {@link #abandonIfStuck} (the loop asks at each
+ * reconcile): its result, if it ever comes, is dropped; its reader thread is shut down and its kernel handle closed
+ * on that thread when the read returns (never from another thread, where the descriptor could already be reused);
+ * the next read goes to a fresh reader thread that opens a fresh handle. The loop reports the kernel unavailable,
+ * naming the stuck step (docs/reliability.md, "A read that never returns").
+ *
+ * <p>{@link #start}, {@link #abandonIfStuck} and {@link #inFlight} on the loop thread only; the rest on the reader
+ * thread.
  */
 final class KernelReads
 {
@@ -44,17 +55,54 @@ final class KernelReads
     {
     }
 
+    /** A read out longer than this (or ten times the last read's cost, if longer) is stuck. */
+    static final long DEADLINE_NANOS = TimeUnit.SECONDS.toNanos(30);
+    private static final int DEADLINE_FACTOR = 10;
+
+    /** One reader thread and the kernel handle it opened; a stuck one is abandoned whole. */
+    private static final class Reader
+    {
+        final ExecutorService executor;
+        /** Opened on the reader thread at its first read; the writer's own when reads are inline. */
+        volatile Kernel handle;
+        /** Whether the last counter reading failed (logged once until one succeeds). Reader thread only. */
+        boolean countersFailing;
+
+        Reader(final ExecutorService executor)
+        {
+            this.executor = executor;
+        }
+    }
+
+    /** One read out: what it is doing (for the error that names a stuck one), and whether it was abandoned. */
+    private static final class Attempt
+    {
+        final long started;
+        volatile String step = "queued for the reader thread";
+        /** Loop thread only. */
+        boolean abandoned;
+
+        Attempt(final long started)
+        {
+            this.started = started;
+        }
+    }
+
     private final Kernel kernel;
     private final LongSupplier nanoTime;
     private Executor reader = Runnable::run;
     private Executor deliver = Runnable::run;
-    private ExecutorService owned;
-    /** The reading handle: opened on the reader thread at its first read; the writer's own when reads are inline. */
-    private volatile Kernel handle;
-    /** Whether the last counter reading failed (logged once until one succeeds). Reader thread only. */
-    private boolean countersFailing;
-    /** Whether a read is out; loop thread only. */
-    private boolean inFlight;
+    /** The reader thread of the reads (null when inline); replaced when one is stuck. */
+    private volatile Reader current;
+    /** Inline reads' state (no thread, no watchdog). */
+    private final Reader inline = new Reader(null);
+    private Supplier<ExecutorService> freshReaders = KernelReads::newReaderThread;
+    private long deadlineNanos = DEADLINE_NANOS;
+    /** The last completed read's whole cost (check, read, counters); loop thread only. */
+    private long lastCost;
+    /** The read out, or null; loop thread only. */
+    private Attempt out;
+    private final AtomicLong stuck = new AtomicLong();
 
     KernelReads(final Kernel kernel, final LongSupplier nanoTime)
     {
@@ -70,9 +118,33 @@ final class KernelReads
      */
     void onThread(final ExecutorService readerThread, final Executor loop)
     {
+        current = new Reader(readerThread);
         reader = readerThread;
-        owned = readerThread;
         deliver = loop;
+    }
+
+    /**
+     * Sets the watchdog: the deadline and where a fresh reader thread comes from (the loop thread calls it, so a new
+     * thread starts in the loop's network namespace).
+     *
+     * @param deadline     a read out longer than this is stuck (or ten times the last read's cost, if longer).
+     * @param readers      makes a fresh single reader thread.
+     */
+    void watchdog(final long deadline, final Supplier<ExecutorService> readers)
+    {
+        deadlineNanos = deadline;
+        freshReaders = readers;
+    }
+
+    /** A reader thread as the daemon's first one: named egressd-reader, a daemon thread. */
+    private static ExecutorService newReaderThread()
+    {
+        return Executors.newSingleThreadExecutor(r ->
+        {
+            final Thread t = new Thread(r, "egressd-reader");
+            t.setDaemon(true);
+            return t;
+        });
     }
 
     /**
@@ -82,7 +154,48 @@ final class KernelReads
      */
     boolean inFlight()
     {
-        return inFlight;
+        return out != null;
+    }
+
+    /**
+     * Abandons the read out if it has been out longer than the deadline: its result will be dropped, its reader
+     * thread stops after it (closing its handle there), and the next read starts on a fresh reader thread with a
+     * fresh handle. Loop thread only.
+     *
+     * @param now the loop's clock.
+     * @return what was stuck, for the health's last error; null if no read is out or it is not late.
+     */
+    String abandonIfStuck(final long now)
+    {
+        final Attempt a = out;
+        final Reader r = current;
+        final long deadline = Math.max(deadlineNanos, DEADLINE_FACTOR * lastCost);
+        if (a == null || r == null || now - a.started < deadline)
+        {
+            return null;
+        }
+        a.abandoned = true;
+        out = null;
+        stuck.incrementAndGet();
+        r.executor.shutdown(); // its thread ends once the stuck read returns, if it ever does
+        final ExecutorService fresh = freshReaders.get();
+        current = new Reader(fresh);
+        reader = fresh;
+        final String what = "the kernel read on egressd-reader (" + a.step + ") has not returned after "
+            + TimeUnit.NANOSECONDS.toSeconds(now - a.started) + " s: abandoned, the next read uses a fresh reader"
+            + " handle";
+        LOG.error("{}", what);
+        return what;
+    }
+
+    /**
+     * Reads abandoned by the watchdog so far.
+     *
+     * @return the count.
+     */
+    long stuckReads()
+    {
+        return stuck.get();
     }
 
     /**
@@ -95,17 +208,26 @@ final class KernelReads
      */
     boolean start(final long revision, final Consumer<Result> done)
     {
-        inFlight = true;
+        final Attempt attempt = new Attempt(nanoTime.getAsLong());
+        final Reader r = current == null ? inline : current;
+        out = attempt;
         try
         {
             reader.execute(() ->
             {
-                final Result result = read(revision);
+                final Result result = read(r, attempt, revision);
                 try
                 {
                     deliver.execute(() ->
                     {
-                        inFlight = false;
+                        if (attempt.abandoned)
+                        {
+                            LOG.warn("a kernel read abandoned as stuck came back after {} ms; its result is dropped",
+                                TimeUnit.NANOSECONDS.toMillis(nanoTime.getAsLong() - attempt.started));
+                            return;
+                        }
+                        out = null;
+                        lastCost = nanoTime.getAsLong() - attempt.started;
                         done.accept(result);
                     });
                 }
@@ -113,31 +235,44 @@ final class KernelReads
                 {
                     LOG.debug("the loop stopped before a read's result came back");
                 }
+                finally
+                {
+                    if (r != inline && r.executor.isShutdown())
+                    {
+                        closeHandle(r); // abandoned (or closing): this thread's handle goes with it
+                    }
+                }
             });
             return true;
         }
         catch (final RejectedExecutionException e)
         {
-            inFlight = false;
+            out = null;
             return false;
         }
     }
 
     /** On the reader thread. */
-    private Result read(final long revision)
+    private Result read(final Reader r, final Attempt attempt, final long revision)
     {
         boolean recreated = false;
         try
         {
+            Kernel handle = r.handle;
             if (handle == null)
             {
+                attempt.step = "opening the reader's kernel handle";
                 // inline, the reads run on the writer's thread: its own handle serves them
-                handle = owned == null ? kernel : kernel.reader();
+                handle = r == inline ? kernel : kernel.reader();
+                r.handle = handle;
             }
+            attempt.step = "checking the table (ensureTable)";
             recreated = handle.ensureTable();
+            attempt.step = "reading the table's elements and addresses (read)";
             final long start = nanoTime.getAsLong();
             final KernelPlan actual = handle.read();
             final long nanos = nanoTime.getAsLong() - start;
+            attempt.step = "reading the table's counters (counters)";
             Map<String, Long> counters;
             try
             {
@@ -146,16 +281,17 @@ final class KernelReads
             catch (final KernelException | RuntimeException e)
             {
                 counters = null; // the totals keep their last values
-                if (!countersFailing)
+                if (!r.countersFailing)
                 {
                     LOG.warn("cannot read the table's counters, metrics keep the last values: {}", e.getMessage());
-                    countersFailing = true;
+                    r.countersFailing = true;
                 }
             }
             if (counters != null)
             {
-                countersFailing = false;
+                r.countersFailing = false;
             }
+            attempt.step = "done";
             return new Result(revision, recreated, actual, nanos, counters, null);
         }
         catch (final KernelException e)
@@ -176,43 +312,49 @@ final class KernelReads
      */
     String arpSysctls()
     {
-        final Kernel h = handle;
+        final Reader r = current == null ? inline : current;
+        final Kernel h = r.handle;
         return h != null ? h.arpSysctls() : kernel.arpSysctls();
+    }
+
+    /** Closes a reader's handle; on that reader's thread. */
+    private void closeHandle(final Reader r)
+    {
+        final Kernel h = r.handle;
+        r.handle = null;
+        if (h != kernel && h instanceof AutoCloseable c)
+        {
+            try
+            {
+                c.close();
+            }
+            catch (final Exception e)
+            {
+                LOG.warn("closing the reading kernel: {}", e.toString());
+            }
+        }
     }
 
     /** Closes the reading handle on its thread and stops the reader (waits up to 5 s for a read out). */
     void close()
     {
-        if (owned == null)
+        final Reader r = current;
+        if (r == null)
         {
             return;
         }
         try
         {
-            owned.execute(() ->
-            {
-                if (handle != kernel && handle instanceof AutoCloseable c)
-                {
-                    try
-                    {
-                        c.close();
-                    }
-                    catch (final Exception e)
-                    {
-                        LOG.warn("closing the reading kernel: {}", e.toString());
-                    }
-                }
-                handle = null;
-            });
+            r.executor.execute(() -> closeHandle(r));
         }
         catch (final RejectedExecutionException e)
         {
             // already stopped
         }
-        owned.shutdown();
+        r.executor.shutdown();
         try
         {
-            owned.awaitTermination(5, TimeUnit.SECONDS);
+            r.executor.awaitTermination(5, TimeUnit.SECONDS);
         }
         catch (final InterruptedException e)
         {

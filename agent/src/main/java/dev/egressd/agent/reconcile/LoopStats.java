@@ -42,6 +42,14 @@ public interface LoopStats
     long reconcileFailures();
 
     /**
+     * Kernel reads abandoned by the read watchdog: out past their deadline, the kernel reported unavailable, the
+     * next read on a fresh reader handle (docs/reliability.md, "A read that never returns").
+     *
+     * @return the cumulative count.
+     */
+    long stuckReads();
+
+    /**
      * When the last successful reconcile pass ended (as kube-proxy's last sync timestamp).
      *
      * @return milliseconds since the epoch; 0 before the first.

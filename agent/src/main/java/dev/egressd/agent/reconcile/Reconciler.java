@@ -188,7 +188,20 @@ final class Reconciler
     void reconcile()
     {
         final long now = nanoTime.getAsLong();
-        if (reads.inFlight() || health.consecutiveFailures() > 0 && now - nextAttempt < 0 || now - nextRead < 0)
+        if (reads.inFlight())
+        {
+            // the read watchdog: a read out past its deadline is abandoned, and the kernel is unavailable until a
+            // read on a fresh reader comes back (docs/reliability.md, "A read that never returns")
+            final String stuck = reads.abandonIfStuck(now);
+            if (stuck != null)
+            {
+                touchedSinceRead = null;
+                failures++;
+                failed(new KernelException(stuck));
+            }
+            return;
+        }
+        if (health.consecutiveFailures() > 0 && now - nextAttempt < 0 || now - nextRead < 0)
         {
             return;
         }
@@ -348,6 +361,16 @@ final class Reconciler
         }
         health = new Health(KernelStatus.UNAVAILABLE, h.reconciles() + 1, h.repairs(), failed, e.getMessage(),
             h.lastRepair());
+    }
+
+    /**
+     * Reads abandoned by the read watchdog so far.
+     *
+     * @return the count.
+     */
+    long stuckReads()
+    {
+        return reads.stuckReads();
     }
 
     /**

@@ -50,6 +50,7 @@ class PrometheusScrapeTest
         Map.entry("egressd_reconcile_runs_total", "counter"),
         Map.entry("egressd_reconcile_failures_total", "counter"),
         Map.entry("egressd_reconcile_repairs_total", "counter"),
+        Map.entry("egressd_reconcile_reads_stuck_total", "counter"),
         Map.entry("egressd_state_write_failures_total", "counter"),
         Map.entry("egressd_kernel_up", "gauge"),
         Map.entry("egressd_build_info", "gauge"),
