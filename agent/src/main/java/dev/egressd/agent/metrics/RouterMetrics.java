@@ -37,6 +37,12 @@ public final class RouterMetrics implements MeterBinder
             TimeUnit.NANOSECONDS)
             .description("Changes applied to the router's kernel (full reads and watched batches) and their time")
             .register(registry);
+        FunctionCounter.builder("egressd.router.table.reads", router, Router::tableReads)
+            .description("Drift checks that read the router's nft table back over netlink (its generation id moved)")
+            .register(registry);
+        FunctionCounter.builder("egressd.router.table.reads.skipped", router, Router::tableReadsSkipped)
+            .description("Drift checks that did not read the table: the ruleset's generation id had not moved")
+            .register(registry);
         FunctionCounter.builder("egressd.router.repairs", router, Router::repairs)
             .description("Drift repaired: elements, rules and routes put right, tables replaced").register(registry);
         Gauge.builder("egressd.router.region.available", router, r -> r.regionAvailable() ? 1 : 0)

@@ -83,6 +83,8 @@ public final class Router implements RegionStore.Listener, AutoCloseable
     private volatile long published = -1;
     private volatile boolean available;
     private volatile int elements;
+    private volatile long tableReads;
+    private volatile long tableReadsSkipped;
     private final AtomicLong applies = new AtomicLong();
     private final AtomicLong applyNanos = new AtomicLong();
     private final AtomicLong repairs = new AtomicLong();
@@ -148,6 +150,18 @@ public final class Router implements RegionStore.Listener, AutoCloseable
     public long applyNanos()
     {
         return applyNanos.get();
+    }
+
+    /** @return read-backs of the nft table that read it (the ruleset's generation id had moved). */
+    public long tableReads()
+    {
+        return tableReads;
+    }
+
+    /** @return read-backs of the nft table skipped because the ruleset's generation id had not moved. */
+    public long tableReadsSkipped()
+    {
+        return tableReadsSkipped;
     }
 
     /** @return drift repaired so far: elements, rules and routes put right, tables replaced. */
@@ -424,6 +438,8 @@ public final class Router implements RegionStore.Listener, AutoCloseable
         {
             LOG.error("router {}: reading back the kernel failed: {}", settings.id(), e.getMessage());
         }
+        tableReads = table.reads();
+        tableReadsSkipped = table.readsSkipped();
         final long took = nanoTime.getAsLong() - start;
         nextRepair = nanoTime.getAsLong() + Math.max(SECOND, REPAIR_PACE * took);
     }

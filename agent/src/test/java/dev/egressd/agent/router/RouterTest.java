@@ -224,6 +224,26 @@ class RouterTest
     }
 
     @Test
+    void anIdleRouterChecksTheGenerationIdAndDoesNotReadItsTable() throws Exception
+    {
+        final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
+        h1.claim(new SlotId(P1, 1), "h1", "m1");
+        h1.claim(new SlotId(P1, 2), "h1", "m2");
+        router.start();
+        settle();
+        final int dumps = nft.dumps();
+        final long skipped = router.tableReadsSkipped();
+        await("two idle drift checks", () -> router.tableReadsSkipped() >= skipped + 2);
+        assertThat(nft.dumps()).as("no map or set was dumped while nothing changed").isEqualTo(dumps);
+        // a hand edit moves the generation id: the next check reads the table, and puts the element back
+        final long reads = router.tableReads();
+        nft.handDelete(TABLE, "icmpid4", key(2));
+        await("element put back", () -> "0x1".equals(mark("icmpid4", key(2))));
+        assertThat(router.tableReads()).isGreaterThan(reads);
+        assertThat(nft.dumps()).isGreaterThan(dumps);
+    }
+
+    @Test
     void driftIsRepairedWithinAboutASecond() throws Exception
     {
         final MemoryRegionStore h1 = host("h1", "192.0.2.1", "2001:db8:a::1");
@@ -302,6 +322,7 @@ class RouterTest
         assertThat(scrape).contains("egressd_router_applied_revision " + (double) router.appliedRevision())
             .contains("egressd_router_elements 4.0").contains("egressd_router_region_available 1.0")
             .contains("egressd_router_repairs_total 0.0").containsPattern("egressd_router_apply_seconds_count [1-9]")
+            .contains("egressd_router_table_reads_total").contains("egressd_router_table_reads_skipped_total")
             .contains("egressd_router_apply_seconds_sum");
     }
 
