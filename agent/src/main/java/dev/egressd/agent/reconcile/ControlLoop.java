@@ -71,6 +71,12 @@ public final class ControlLoop implements LoopStats
         Outcome apply(ControlLoop loop);
     }
 
+    /**
+     * Every how many reconciles (one a second) the incremental desired plan is checked against a whole build: a
+     * whole build costs what every change cost before it was incremental, so once a minute.
+     */
+    static final int PLAN_CHECK_EVERY = 60;
+
     /** The most mutations one commit carries: bounds the wait of the first behind the last. */
     public static final int MAX_BATCH = 256;
 
@@ -93,6 +99,10 @@ public final class ControlLoop implements LoopStats
     private final DrainingAddresses draining;
     private final KernelReads reads;
     private final Reconciler reconciler;
+    private final DesiredPlanCache plans;
+    /** Reconciles until the next check of the incremental desired plan against a whole build. */
+    private int untilPlanCheck = PLAN_CHECK_EVERY;
+    private volatile long planMismatches;
     private final MonitorFeed monitor = new MonitorFeed();
     private final Ledger ledger;
 
@@ -132,7 +142,9 @@ public final class ControlLoop implements LoopStats
         this.nanoTime = nanoTime;
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
         this.reads = new KernelReads(kernel, nanoTime);
-        this.reconciler = new Reconciler(kernel, reads, this::desiredPlan, draining, nanoTime);
+        this.plans = new DesiredPlanCache(settings.pairAddressDevice(), () -> this.allocator, this::extraElements,
+            () -> this.recovered.holding(this.allocator));
+        this.reconciler = new Reconciler(kernel, reads, plans, draining, nanoTime);
         this.published = allocator.snapshot();
         this.loaded = loaded;
     }
@@ -757,23 +769,36 @@ public final class ControlLoop implements LoopStats
 
     /**
      * The plan the kernel should hold: the allocator's, plus unclaimed recovered elements, plus released addresses
-     * still draining.
+     * still draining; kept up to date by what changed ({@link DesiredPlanCache}).
      *
      * @return the plan.
      */
     public KernelPlan desiredPlan()
     {
-        final KernelPlan plan;
+        return plans.plan();
+    }
+
+    /** The elements kept besides the allocator's where it plans nothing: recovered ones, then draining addresses. */
+    private java.util.Collection<PlanElement> extraElements()
+    {
         if (draining.addresses().isEmpty())
         {
-            plan = StateMapper.plan(allocator, recovered.elements(), settings.pairAddressDevice());
+            return recovered.elements();
         }
-        else
-        {
-            final List<PlanElement> extra = new ArrayList<>(recovered.elements());
-            extra.addAll(draining.addresses());
-            plan = StateMapper.plan(allocator, extra, settings.pairAddressDevice());
-        }
+        final List<PlanElement> extra = new ArrayList<>(recovered.elements());
+        extra.addAll(draining.addresses());
+        return extra;
+    }
+
+    /**
+     * {@link #desiredPlan()} built whole, from the allocator, the recovered elements and the draining addresses:
+     * what the incremental one is checked against.
+     *
+     * @return the plan.
+     */
+    public KernelPlan fullDesiredPlan()
+    {
+        final KernelPlan plan = StateMapper.plan(allocator, extraElements(), settings.pairAddressDevice());
         final List<PlanElement> holding = recovered.holding(allocator);
         if (holding.isEmpty())
         {
@@ -802,6 +827,10 @@ public final class ControlLoop implements LoopStats
      */
     public void reconcile()
     {
+        if (--untilPlanCheck <= 0)
+        {
+            checkDesiredPlan();
+        }
         if (publishStale)
         {
             published = allocator.snapshot();
@@ -822,6 +851,41 @@ public final class ControlLoop implements LoopStats
                 stateFailed(e);
             }
         }
+    }
+
+    /**
+     * Checks the incremental desired plan against a whole build; a difference (a change it missed: a bug) is
+     * logged, counted ({@link #desiredPlanMismatches()}) and repaired by taking the whole build's plan, which the
+     * next sync or reconcile then puts in the kernel.
+     *
+     * @return true if they were equal.
+     */
+    boolean checkDesiredPlan()
+    {
+        untilPlanCheck = PLAN_CHECK_EVERY;
+        final boolean same = plans.verify(fullDesiredPlan());
+        if (!same)
+        {
+            planMismatches++;
+        }
+        return same;
+    }
+
+    @Override
+    public long desiredPlanMismatches()
+    {
+        return planMismatches;
+    }
+
+    /**
+     * Reconciles that found nothing changed (the kernel read as before, no change applied, the desired plan as
+     * before) and skipped the plan build and the diff.
+     *
+     * @return the cumulative count.
+     */
+    public long idleReconciles()
+    {
+        return reconciler.idleSkips();
     }
 
     /**
