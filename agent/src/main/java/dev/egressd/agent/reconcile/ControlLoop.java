@@ -798,27 +798,8 @@ public final class ControlLoop implements LoopStats
      */
     public KernelPlan fullDesiredPlan()
     {
-        final KernelPlan plan = StateMapper.plan(allocator, extraElements(), settings.pairAddressDevice());
-        final List<PlanElement> holding = recovered.holding(allocator);
-        if (holding.isEmpty())
-        {
-            return plan;
-        }
-        // a re-sent machine whose recovered pair is not back keeps its recovered egress (RecoveredElements)
-        final Set<String> keys = new java.util.HashSet<>();
-        final List<PlanElement> all = new ArrayList<>(holding);
-        for (final PlanElement e : holding)
-        {
-            keys.add(e.kind() + "|" + e.key());
-        }
-        for (final PlanElement e : plan.elements())
-        {
-            if (!keys.contains(e.kind() + "|" + e.key()))
-            {
-                all.add(e);
-            }
-        }
-        return KernelPlan.of(all);
+        return DesiredPlanCache.build(allocator, extraElements(), recovered.holding(allocator),
+            settings.pairAddressDevice());
     }
 
     /**

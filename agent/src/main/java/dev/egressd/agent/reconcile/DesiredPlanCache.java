@@ -1,5 +1,6 @@
 package dev.egressd.agent.reconcile;
 
+import dev.egressd.agent.state.StateMapper;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.EgressPair;
@@ -115,6 +116,41 @@ final class DesiredPlanCache implements DesiredPlan
         this.allocator = allocator;
         this.extra = extra;
         this.holding = holding;
+    }
+
+    /**
+     * The desired plan built whole: the allocator's, the extra elements where it plans nothing, and the holding
+     * elements over both. What the cache must always equal.
+     *
+     * @param allocator the allocator.
+     * @param extra     recovered elements, then draining addresses (the first of a key wins).
+     * @param holding   the recovered elements that win over the allocator's.
+     * @param appDevice where the app-scoped pairs' addresses go.
+     * @return the plan.
+     */
+    static KernelPlan build(final EgressAllocator allocator, final Collection<PlanElement> extra,
+        final List<PlanElement> holding, final AddressDevice appDevice)
+    {
+        final KernelPlan plan = StateMapper.plan(allocator, extra, appDevice);
+        if (holding.isEmpty())
+        {
+            return plan;
+        }
+        // a re-sent machine whose recovered pair is not back keeps its recovered egress (RecoveredElements)
+        final Set<String> keys = new HashSet<>();
+        final List<PlanElement> all = new ArrayList<>(holding);
+        for (final PlanElement e : holding)
+        {
+            keys.add(e.kind() + "|" + e.key());
+        }
+        for (final PlanElement e : plan.elements())
+        {
+            if (!keys.contains(e.kind() + "|" + e.key()))
+            {
+                all.add(e);
+            }
+        }
+        return KernelPlan.of(all);
     }
 
     private static <V> Map<String, HashMap<Object, V>> byKind()
