@@ -5,6 +5,8 @@ import dev.egressd.agent.kernel.HostAddresses;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateChange;
+import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -100,6 +102,8 @@ public final class ControlLoop implements LoopStats
     private final KernelReads reads;
     private final Reconciler reconciler;
     private final DesiredPlanCache plans;
+    /** The state to persist, kept up to date by what changed. */
+    private final StateExport export = new StateExport();
     /** Reconciles until the next check of the incremental desired plan against a whole build. */
     private int untilPlanCheck = PLAN_CHECK_EVERY;
     private volatile long planMismatches;
@@ -652,7 +656,7 @@ public final class ControlLoop implements LoopStats
             return;
         }
         final DesiredState next = exportState();
-        if (!next.equals(committed))
+        if (!StateChange.same(next, committed))
         {
             try
             {
@@ -758,7 +762,7 @@ public final class ControlLoop implements LoopStats
      */
     private DesiredState exportState()
     {
-        final DesiredState state = StateMapper.export(allocator, recovered.elements());
+        final DesiredState state = export.export(allocator, recovered.elements());
         return draining.addresses().isEmpty() ? state : state.withDraining(draining.export());
     }
 

@@ -1230,6 +1230,48 @@ public final class EgressAllocator
     }
 
     /**
+     * One app as the state file keeps it: no slots, so it costs O(its pairs and waiting machines).
+     *
+     * @param id         the app id.
+     * @param failClosed whether it is fail-closed.
+     * @param pairsLost  whether a restore lost its pairs ({@link #holdClosed}).
+     * @param pairs      its pairs, by address.
+     * @param drained    whether each of {@code pairs} is drained.
+     * @param waiting    ids of its waiting machines, first come first.
+     */
+    public record AppState(String id, boolean failClosed, boolean pairsLost, List<EgressPair> pairs,
+        boolean[] drained, List<String> waiting)
+    {
+    }
+
+    /**
+     * Every app as the state file keeps it, by id (cheap: O(apps + pairs + waiting machines), no slot views).
+     *
+     * @return a new list.
+     */
+    public List<AppState> appStates()
+    {
+        final List<AppState> states = new ArrayList<>(apps.size());
+        for (final App app : apps.values())
+        {
+            final List<EgressPair> pairs = new ArrayList<>(app.pairs.size());
+            final boolean[] drained = new boolean[app.pairs.size()];
+            for (final Pair pair : app.pairs.values())
+            {
+                drained[pairs.size()] = slots.isDrained(pair.index);
+                pairs.add(pair.pair);
+            }
+            final List<String> waiting = new ArrayList<>(app.waiting.size());
+            for (final Node node : app.waiting)
+            {
+                waiting.add(node.id());
+            }
+            states.add(new AppState(app.id, app.failClosed, app.pairsLost, pairs, drained, waiting));
+        }
+        return states;
+    }
+
+    /**
      * The app-scoped pairs' addresses, by app then address, without their slots (cheap: O(pairs)).
      *
      * @return a new list.

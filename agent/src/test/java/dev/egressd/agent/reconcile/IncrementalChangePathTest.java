@@ -3,6 +3,8 @@ package dev.egressd.agent.reconcile;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateChange;
+import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
@@ -31,9 +33,11 @@ import java.util.Random;
  * pairs added, released and drained, apps opened and closed, machine-scoped pairs, promotions, other hosts' blocks,
  * holds after a lost restore, rollbacks that rebuild the allocator) and of recovered, draining and holding elements,
  * with the plan and the changes since the last mark checked after every step: the plan equals the whole build, and
- * the changes applied to the plan of the mark give it, and are the whole-plan diff's.
+ * the changes applied to the plan of the mark give it, and are the whole-plan diff's. The state export
+ * ({@link StateExport}) equals the whole one, and the journal record against the last state written
+ * ({@link StateChange#between}) equals the one taken by id lookups over unshared entries, and replays to it.
  */
-class DesiredPlanCacheTest
+class IncrementalChangePathTest
 {
     private static final HostSettings HOST = new HostSettings("ord", new BlockLayout(4, 16), 1024, AddressDevice.LO);
     private static final String[] APPS = {"a", "b", "c"};
@@ -84,6 +88,8 @@ class DesiredPlanCacheTest
         cache.mark();
         KernelPlan held = cache.plan();
         DesiredState committed = StateMapper.export(allocator, List.of());
+        final StateExport export = new StateExport();
+        DesiredState written = export.export(allocator, extra);
         for (int step = 0; step < steps; step++)
         {
             final String what = operate(random);
@@ -96,6 +102,16 @@ class DesiredPlanCacheTest
                 allocator = StateMapper.rebuild(HOST, committed, seed).allocator();
             }
             final String at = "seed " + seed + " step " + step + " (" + what + ")";
+            final DesiredState exported = export.export(allocator, extra);
+            assertThat(exported).as(at + ": the export").isEqualTo(StateMapper.export(allocator, extra));
+            final StateChange record = StateChange.between(written, exported);
+            assertThat(record).as(at + ": the journal record").isEqualTo(StateChange.betweenById(written, exported));
+            assertThat(record.applyTo(written)).as(at + ": the record replays to the export").isEqualTo(exported);
+            assertThat(StateChange.same(written, exported)).as(at).isEqualTo(written.equals(exported));
+            if (random.nextInt(3) > 0)
+            {
+                written = exported;
+            }
             final KernelPlan full = whole();
             final List<PlanChange> changes = cache.changesSinceMark();
             assertThat(cache.plan()).as(at).isEqualTo(full);
