@@ -773,13 +773,14 @@ public final class ControlLoop implements LoopStats
 
     /**
      * The plan the kernel should hold: the allocator's, plus unclaimed recovered elements, plus released addresses
-     * still draining; kept up to date by what changed ({@link DesiredPlanCache}).
+     * still draining. Built whole ({@link #fullDesiredPlan()}), for tests and benchmarks: the loop's own syncs use the
+     * one kept up to date by what changed ({@link DesiredPlanCache}), which is the loop thread's alone.
      *
      * @return the plan.
      */
     public KernelPlan desiredPlan()
     {
-        return plans.plan();
+        return fullDesiredPlan();
     }
 
     /** The elements kept besides the allocator's where it plans nothing: recovered ones, then draining addresses. */
