@@ -224,6 +224,27 @@ public record StateChange(
      */
     public static boolean sortedById(final DesiredState state)
     {
+        // A state is immutable, so one found in order stays so: the store checks the state it writes, and the
+        // record's diff checks it again, and once more as the next write's "before". Two remembered by identity
+        // make that one O(machines) walk per write instead of three.
+        final DesiredState[] known = inOrder;
+        if (known[0] == state || known[1] == state)
+        {
+            return true;
+        }
+        if (!walkSorted(state))
+        {
+            return false;
+        }
+        inOrder = new DesiredState[] {state, known[0]};
+        return true;
+    }
+
+    /** The last two states found in id order (replaced whole, so readers on any thread see a consistent pair). */
+    private static volatile DesiredState[] inOrder = new DesiredState[2];
+
+    private static boolean walkSorted(final DesiredState state)
+    {
         for (int i = 1; i < state.apps().size(); i++)
         {
             if (state.apps().get(i - 1).id().compareTo(state.apps().get(i).id()) >= 0)
