@@ -540,38 +540,6 @@ final class DesiredPlanCache implements DesiredPlan
         }
     }
 
-    /**
-     * How many machines are planned (for tests).
-     *
-     * @return the count.
-     */
-    int machines()
-    {
-        int n = 0;
-        for (int h = 0; h < handles; h++)
-        {
-            if (machine[h] != null)
-            {
-                n++;
-            }
-        }
-        return n;
-    }
-
-    /** For tests: the kinds' keys moved since the mark. */
-    Set<String> movedKinds()
-    {
-        final Set<String> kinds = new HashSet<>();
-        atMark.forEach((kind, map) ->
-        {
-            if (!map.isEmpty())
-            {
-                kinds.add(kind);
-            }
-        });
-        return kinds;
-    }
-
     @Override
     public String toString()
     {
