@@ -56,6 +56,8 @@ final class UplinkAddresses implements AutoCloseable
     private final List<AddressDevice> devices;
     /** Addresses the plan wanted that were on the uplink without egressd's mark: used, never touched. */
     private final Set<PlanElement> foreign = new LinkedHashSet<>();
+    /** The last plan read (handles on two threads may share this object: each value is immutable). */
+    private volatile Last last;
 
     private UplinkAddresses(final RtnetlinkAddresses rtnl, final String uplink)
     {
@@ -121,7 +123,7 @@ final class UplinkAddresses implements AutoCloseable
      */
     KernelPlan withUplink(final KernelPlan table) throws KernelException
     {
-        final List<PlanElement> elements = new ArrayList<>(table.elements());
+        final List<PlanElement> elements = new ArrayList<>();
         final Map<AddressDevice, List<InterfaceAddress>> held = new EnumMap<>(AddressDevice.class);
         for (final AddressDevice device : devices)
         {
@@ -154,7 +156,23 @@ final class UplinkAddresses implements AutoCloseable
                 elements.add(e);
             }
         }
-        return KernelPlan.of(elements);
+        // An unchanged read (the same table object: the generation did not move) with the same addresses gives
+        // the same plan object back, so the reconcile can tell at a glance that nothing changed.
+        final Last last = this.last;
+        if (last != null && last.table() == table && last.addresses().equals(elements))
+        {
+            return last.plan();
+        }
+        final List<PlanElement> all = new ArrayList<>(table.elements());
+        all.addAll(elements);
+        final KernelPlan plan = KernelPlan.of(all);
+        this.last = new Last(table, elements, plan);
+        return plan;
+    }
+
+    /** The last {@link #withUplink} result: the table read, the address elements added, the plan. */
+    private record Last(KernelPlan table, List<PlanElement> addresses, KernelPlan plan)
+    {
     }
 
     /**

@@ -269,6 +269,10 @@ public final class EgressMetrics implements MeterBinder
             .description("Writes of the state file that failed (a full, read-only or unwritable state directory); "
                 + "each refused a change")
             .register(r);
+        FunctionCounter.builder("egressd.desired.plan.mismatches", this, m -> m.loop.desiredPlanMismatches())
+            .description("Checks (once a minute) of the incrementally kept desired plan against a whole build that "
+                + "found them different; each was repaired by taking the whole build")
+            .register(r);
         Gauge.builder("egressd.kernel.consecutive.failures", this, m -> m.loop.health().consecutiveFailures())
             .description("Kernel errors in a row (0 when the last kernel operation succeeded)")
             .baseUnit("failures").strongReference(true).register(r);

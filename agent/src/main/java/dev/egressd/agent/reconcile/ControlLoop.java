@@ -5,6 +5,8 @@ import dev.egressd.agent.kernel.HostAddresses;
 import dev.egressd.agent.kernel.Kernel;
 import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
+import dev.egressd.agent.state.StateChange;
+import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
@@ -71,6 +73,12 @@ public final class ControlLoop implements LoopStats
         Outcome apply(ControlLoop loop);
     }
 
+    /**
+     * Every how many reconciles (one a second) the incremental desired plan is checked against a whole build: a
+     * whole build costs what every change cost before it was incremental, so once a minute.
+     */
+    static final int PLAN_CHECK_EVERY = 60;
+
     /** The most mutations one commit carries: bounds the wait of the first behind the last. */
     public static final int MAX_BATCH = 256;
 
@@ -93,6 +101,12 @@ public final class ControlLoop implements LoopStats
     private final DrainingAddresses draining;
     private final KernelReads reads;
     private final Reconciler reconciler;
+    private final DesiredPlanCache plans;
+    /** The state to persist, kept up to date by what changed. */
+    private final StateExport export = new StateExport();
+    /** Reconciles until the next check of the incremental desired plan against a whole build. */
+    private int untilPlanCheck = PLAN_CHECK_EVERY;
+    private volatile long planMismatches;
     private final MonitorFeed monitor = new MonitorFeed();
     private final Ledger ledger;
 
@@ -132,7 +146,9 @@ public final class ControlLoop implements LoopStats
         this.nanoTime = nanoTime;
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
         this.reads = new KernelReads(kernel, nanoTime);
-        this.reconciler = new Reconciler(kernel, reads, this::desiredPlan, draining, nanoTime);
+        this.plans = new DesiredPlanCache(settings.pairAddressDevice(), () -> this.allocator, this::extraElements,
+            () -> this.recovered.holding(this.allocator));
+        this.reconciler = new Reconciler(kernel, reads, plans, draining, nanoTime);
         this.published = allocator.snapshot();
         this.loaded = loaded;
     }
@@ -640,7 +656,7 @@ public final class ControlLoop implements LoopStats
             return;
         }
         final DesiredState next = exportState();
-        if (!next.equals(committed))
+        if (!StateChange.same(next, committed))
         {
             try
             {
@@ -746,7 +762,7 @@ public final class ControlLoop implements LoopStats
      */
     private DesiredState exportState()
     {
-        final DesiredState state = StateMapper.export(allocator, recovered.elements());
+        final DesiredState state = export.export(allocator, recovered.elements());
         return draining.addresses().isEmpty() ? state : state.withDraining(draining.export());
     }
 
@@ -757,43 +773,38 @@ public final class ControlLoop implements LoopStats
 
     /**
      * The plan the kernel should hold: the allocator's, plus unclaimed recovered elements, plus released addresses
-     * still draining.
+     * still draining. Built whole ({@link #fullDesiredPlan()}), for tests and benchmarks: the loop's own syncs use the
+     * one kept up to date by what changed ({@link DesiredPlanCache}), which is the loop thread's alone.
      *
      * @return the plan.
      */
     public KernelPlan desiredPlan()
     {
-        final KernelPlan plan;
+        return fullDesiredPlan();
+    }
+
+    /** The elements kept besides the allocator's where it plans nothing: recovered ones, then draining addresses. */
+    private java.util.Collection<PlanElement> extraElements()
+    {
         if (draining.addresses().isEmpty())
         {
-            plan = StateMapper.plan(allocator, recovered.elements(), settings.pairAddressDevice());
+            return recovered.elements();
         }
-        else
-        {
-            final List<PlanElement> extra = new ArrayList<>(recovered.elements());
-            extra.addAll(draining.addresses());
-            plan = StateMapper.plan(allocator, extra, settings.pairAddressDevice());
-        }
-        final List<PlanElement> holding = recovered.holding(allocator);
-        if (holding.isEmpty())
-        {
-            return plan;
-        }
-        // a re-sent machine whose recovered pair is not back keeps its recovered egress (RecoveredElements)
-        final Set<String> keys = new java.util.HashSet<>();
-        final List<PlanElement> all = new ArrayList<>(holding);
-        for (final PlanElement e : holding)
-        {
-            keys.add(e.kind() + "|" + e.key());
-        }
-        for (final PlanElement e : plan.elements())
-        {
-            if (!keys.contains(e.kind() + "|" + e.key()))
-            {
-                all.add(e);
-            }
-        }
-        return KernelPlan.of(all);
+        final List<PlanElement> extra = new ArrayList<>(recovered.elements());
+        extra.addAll(draining.addresses());
+        return extra;
+    }
+
+    /**
+     * {@link #desiredPlan()} built whole, from the allocator, the recovered elements and the draining addresses:
+     * what the incremental one is checked against.
+     *
+     * @return the plan.
+     */
+    public KernelPlan fullDesiredPlan()
+    {
+        return DesiredPlanCache.build(allocator, extraElements(), recovered.holding(allocator),
+            settings.pairAddressDevice());
     }
 
     /**
@@ -802,6 +813,10 @@ public final class ControlLoop implements LoopStats
      */
     public void reconcile()
     {
+        if (--untilPlanCheck <= 0)
+        {
+            checkDesiredPlan();
+        }
         if (publishStale)
         {
             published = allocator.snapshot();
@@ -822,6 +837,41 @@ public final class ControlLoop implements LoopStats
                 stateFailed(e);
             }
         }
+    }
+
+    /**
+     * Checks the incremental desired plan against a whole build; a difference (a change it missed: a bug) is
+     * logged, counted ({@link #desiredPlanMismatches()}) and repaired by taking the whole build's plan, which the
+     * next sync or reconcile then puts in the kernel.
+     *
+     * @return true if they were equal.
+     */
+    boolean checkDesiredPlan()
+    {
+        untilPlanCheck = PLAN_CHECK_EVERY;
+        final boolean same = plans.verify(fullDesiredPlan());
+        if (!same)
+        {
+            planMismatches++;
+        }
+        return same;
+    }
+
+    @Override
+    public long desiredPlanMismatches()
+    {
+        return planMismatches;
+    }
+
+    /**
+     * Reconciles that found nothing changed (the kernel read as before, no change applied, the desired plan as
+     * before) and skipped the plan build and the diff.
+     *
+     * @return the cumulative count.
+     */
+    public long idleReconciles()
+    {
+        return reconciler.idleSkips();
     }
 
     /**

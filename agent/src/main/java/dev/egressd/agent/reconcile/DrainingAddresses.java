@@ -3,6 +3,7 @@ package dev.egressd.agent.reconcile;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.core.plan.KernelPlan;
+import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanElement;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -191,6 +192,38 @@ final class DrainingAddresses
                     draining.put(address, until);
                     added = true;
                 }
+            }
+        }
+        return added;
+    }
+
+    /**
+     * {@link #startDraining(KernelPlan, KernelPlan)} when the kernel holds the desired plan of the last mark: the
+     * uplink addresses it holds that the plan no longer has are exactly the removals among the changes since.
+     *
+     * @param changes the desired plan's changes since the plan the kernel holds.
+     * @return true if any address started draining (the changes then have to be taken again).
+     */
+    boolean startDraining(final List<PlanChange> changes)
+    {
+        final long drain = drainNanos;
+        if (drain <= 0)
+        {
+            return false;
+        }
+        Deadline until = null;
+        boolean added = false;
+        for (final PlanChange change : changes)
+        {
+            final PlanElement address = change.element();
+            if (change.op() == PlanChange.Op.REMOVE && isUplink(address) && !draining.containsKey(address))
+            {
+                if (until == null)
+                {
+                    until = new Deadline(nanoTime.getAsLong() + drain, wallMillis.getAsLong() + drain / MILLI);
+                }
+                draining.put(address, until);
+                added = true;
             }
         }
         return added;

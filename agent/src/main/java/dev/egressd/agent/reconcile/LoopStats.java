@@ -104,4 +104,15 @@ public interface LoopStats
     {
         return 0;
     }
+
+    /**
+     * Checks of the incrementally kept desired plan against a whole build that found them different (each a change
+     * the incremental plan missed, repaired by taking the whole build).
+     *
+     * @return the cumulative count.
+     */
+    default long desiredPlanMismatches()
+    {
+        return 0;
+    }
 }

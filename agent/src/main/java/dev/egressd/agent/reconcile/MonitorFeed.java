@@ -3,6 +3,7 @@ package dev.egressd.agent.reconcile;
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
+import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.plan.PlanElement;
@@ -61,10 +62,10 @@ final class MonitorFeed
         final List<EgressAllocator.MachineView> machines = allocator.machines();
         final List<Ipv4Address> held4 = new ArrayList<>();
         final List<Ipv6Address> held6 = new ArrayList<>();
-        for (final EgressAllocator.PairView view : allocator.pairs())
+        for (final EgressPair pair : allocator.appPairs()) // not pairs(): its slot views cost O(machines)
         {
-            held4.add(view.pair().ipv4());
-            held6.add(view.pair().ipv6());
+            held4.add(pair.ipv4());
+            held6.add(pair.ipv6());
         }
         for (final EgressAllocator.MachineView view : machines)
         {

@@ -35,7 +35,7 @@ final class Reconciler
 
     private final Kernel kernel;
     private final KernelReads reads;
-    private final Supplier<KernelPlan> desired;
+    private final DesiredPlan desired;
     private final DrainingAddresses draining;
     private final LongSupplier nanoTime;
     private final CounterTotals counters = new CounterTotals();
@@ -45,8 +45,22 @@ final class Reconciler
     private long nextRead;
     /** What the reconcile loop's last read cost. */
     private long lastReadNanos = Long.MAX_VALUE;
-    /** What the kernel held after the last successful read or apply; null when unknown. */
-    private KernelPlan lastKnown;
+    /**
+     * Whether the kernel holds the desired plan as of its last {@link DesiredPlan#mark()} (what it held after the
+     * last successful read or apply); false when unknown.
+     */
+    private boolean known;
+    /**
+     * The last read that found the kernel holding the desired plan with nothing to repair, by identity: a kernel
+     * whose read saw nothing changed (the ruleset generation and the uplink addresses as before) returns the same
+     * plan object again. Null when none.
+     */
+    private KernelPlan quietRead;
+    /** The plan revision and the desired plan's version at {@link #quietRead}. */
+    private long quietRevision;
+    private long quietVersion;
+    /** Reconciles that found nothing changed and skipped the plan build and the diff. */
+    private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
     private long revision;
     /** The elements (kind|key) the writer changed since the read that is out was started; null when none is. */
@@ -70,6 +84,21 @@ final class Reconciler
     Reconciler(final Kernel kernel, final KernelReads reads, final Supplier<KernelPlan> desired,
         final DrainingAddresses draining, final LongSupplier nanoTime)
     {
+        this(kernel, reads, DesiredPlan.rebuiltBy(desired), draining, nanoTime);
+    }
+
+    /**
+     * Creates the reconciler over a desired plan that can say what changed ({@link DesiredPlanCache}).
+     *
+     * @param kernel   the kernel (the writer's handle).
+     * @param reads    the reconcile's reads.
+     * @param desired  the plan the kernel should hold, draining addresses included.
+     * @param draining the draining addresses.
+     * @param nanoTime the loop's clock.
+     */
+    Reconciler(final Kernel kernel, final KernelReads reads, final DesiredPlan desired,
+        final DrainingAddresses draining, final LongSupplier nanoTime)
+    {
         this.kernel = kernel;
         this.reads = reads;
         this.desired = desired;
@@ -81,7 +110,8 @@ final class Reconciler
     /**
      * Puts the kernel in line with the desired plan.
      *
-     * <p>A mutation diffs against what the kernel held after the last read or apply ({@link #lastKnown}) rather
+     * <p>A mutation diffs against what the kernel held after the last read or apply (the desired plan at its last
+     * mark, so the diff is the desired plan's changes since: {@link DesiredPlan#changesSinceMark()}) rather
      * than reading it back: a read costs O(table) (measured by {@code scripts/bench-kernel}: a read of the sets
      * 14 ms at 100 machines and 0.15 s at 4,000, a deep read of the whole table 34 ms and 0.54 s, where applying
      * one change costs 3 and 10 ms). If the kernel was changed behind
@@ -96,12 +126,11 @@ final class Reconciler
      */
     List<PlanChange> sync(final boolean fromMutation) throws KernelException
     {
-        final KernelPlan known = lastKnown;
-        if (fromMutation && known != null)
+        if (fromMutation && known)
         {
             try
             {
-                return syncFrom(known, true);
+                return syncFromMark();
             }
             catch (final KernelException e)
             {
@@ -112,20 +141,39 @@ final class Reconciler
         return syncFrom(kernel.read(), fromMutation);
     }
 
+    /** A mutation's sync when the kernel holds the plan of the last mark: only what changed since. */
+    private List<PlanChange> syncFromMark() throws KernelException
+    {
+        known = false; // unknown until the apply below succeeds
+        List<PlanChange> changes = desired.changesSinceMark();
+        if (draining.startDraining(changes))
+        {
+            changes = desired.changesSinceMark();
+        }
+        if (!changes.isEmpty())
+        {
+            apply(changes);
+        }
+        desired.mark();
+        known = true;
+        return changes;
+    }
+
     private List<PlanChange> syncFrom(final KernelPlan actual, final boolean fromMutation) throws KernelException
     {
-        lastKnown = null; // unknown until the apply below succeeds
-        KernelPlan plan = desired.get();
+        known = false; // unknown until the apply below succeeds
+        KernelPlan plan = desired.plan();
         if (fromMutation && draining.startDraining(actual, plan))
         {
-            plan = desired.get();
+            plan = desired.plan();
         }
         final List<PlanChange> changes = PlanDiff.between(actual, plan);
         if (!changes.isEmpty())
         {
             apply(changes);
         }
-        lastKnown = plan;
+        desired.mark();
+        known = true;
         return changes;
     }
 
@@ -242,7 +290,20 @@ final class Reconciler
             final long readNanos = read.readNanos();
             nextRead = started + 4 * Math.min(readNanos, lastReadNanos);
             lastReadNanos = readNanos;
-            final KernelPlan plan = desired.get();
+            final long version = desired.version();
+            if (known && read.actual() == quietRead && !read.recreated() && read.revision() == revision
+                && revision == quietRevision && version == quietVersion)
+            {
+                // The kernel read as the last quiet one (same generation, same addresses), the writer applied
+                // nothing since, and the desired plan did not move (a drain that ended would have moved it): the
+                // diff is empty without taking it.
+                idleSkips++;
+                inSync();
+                done(read, started);
+                return;
+            }
+            quietRead = null;
+            final KernelPlan plan = desired.plan();
             final boolean moved = read.revision() != revision;
             List<PlanChange> changes = PlanDiff.between(read.actual(), plan);
             if (moved && touched != null && !touched.isEmpty())
@@ -257,14 +318,24 @@ final class Reconciler
                 }
                 changes = untouched;
             }
-            final KernelPlan known = lastKnown;
+            final boolean wasKnown = known;
             if (!changes.isEmpty())
             {
-                lastKnown = null; // unknown until the apply below succeeds
+                known = false; // unknown until the apply below succeeds
                 apply(changes);
             }
             // the kernel now holds the plan if the read saw it whole, or if every change since held it too
-            lastKnown = !moved || known != null ? plan : null;
+            known = !moved || wasKnown;
+            if (known)
+            {
+                desired.mark();
+            }
+            if (!moved && changes.isEmpty() && !read.recreated())
+            {
+                quietRead = read.actual();
+                quietRevision = revision;
+                quietVersion = version;
+            }
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
             if (changes.size() != drift.size())
@@ -283,11 +354,7 @@ final class Reconciler
             }
             else
             {
-                if (h.kernel() == KernelStatus.UNAVAILABLE)
-                {
-                    LOG.info("the kernel is back after {} failures", h.consecutiveFailures());
-                }
-                health = new Health(KernelStatus.IN_SYNC, h.reconciles() + 1, h.repairs(), 0, null, h.lastRepair());
+                inSync();
             }
         }
         catch (final KernelException e)
@@ -306,11 +373,37 @@ final class Reconciler
             finished(started, false);
             return;
         }
+        done(read, started);
+    }
+
+    private void done(final KernelReads.Result read, final long started)
+    {
         if (read.counters() != null)
         {
             counters.add(read.counters());
         }
         finished(started, true);
+    }
+
+    private void inSync()
+    {
+        final Health h = health;
+        if (h.kernel() == KernelStatus.UNAVAILABLE)
+        {
+            LOG.info("the kernel is back after {} failures", h.consecutiveFailures());
+        }
+        health = new Health(KernelStatus.IN_SYNC, h.reconciles() + 1, h.repairs(), 0, null, h.lastRepair());
+    }
+
+    /**
+     * Reconciles that found the kernel and the desired plan as the last quiet one and skipped the plan build and
+     * the diff.
+     *
+     * @return the cumulative count.
+     */
+    long idleSkips()
+    {
+        return idleSkips;
     }
 
     private void finished(final long started, final boolean ok)

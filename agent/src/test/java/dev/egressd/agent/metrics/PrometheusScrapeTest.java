@@ -52,6 +52,7 @@ class PrometheusScrapeTest
         Map.entry("egressd_reconcile_repairs_total", "counter"),
         Map.entry("egressd_reconcile_reads_stuck_total", "counter"),
         Map.entry("egressd_state_write_failures_total", "counter"),
+        Map.entry("egressd_desired_plan_mismatches_total", "counter"),
         Map.entry("egressd_kernel_up", "gauge"),
         Map.entry("egressd_build_info", "gauge"),
         Map.entry("egressd_reconcile_duration_seconds", "histogram"),

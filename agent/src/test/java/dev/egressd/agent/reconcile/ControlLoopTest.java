@@ -275,6 +275,29 @@ class ControlLoopTest
     }
 
     @Test
+    void theIncrementalPlanIsCheckedAgainstAWholeBuildOnceAMinuteAndStaysEqualThroughChangesAndARollback()
+        throws Exception
+    {
+        final ControlLoop loop = populated();
+        loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(machine("m31", "a1", 61))).get();
+        loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m31")).get();
+        // a mutation that throws rebuilds the allocator from the committed state (a rollback)
+        loop.mutate(Operation.PUT_MACHINE, "boom", l ->
+        {
+            l.allocator().upsertMachine(machine("m32", "a1", 62));
+            throw new IllegalStateException("boom");
+        }).get();
+        assertThat(loop.desiredPlan()).isEqualTo(loop.fullDesiredPlan());
+        assertThat(kernel.plan()).isEqualTo(loop.fullDesiredPlan());
+        for (int i = 0; i < ControlLoop.PLAN_CHECK_EVERY; i++)
+        {
+            loop.reconcile();
+        }
+        assertThat(loop.checkDesiredPlan()).isTrue();
+        assertThat(loop.desiredPlanMismatches()).isZero();
+    }
+
+    @Test
     void aReleasedAddressKeepsDrainingAcrossARestartUntilItsDeadlineThenGoes() throws Exception
     {
         final java.util.concurrent.atomic.AtomicLong nanos = new java.util.concurrent.atomic.AtomicLong(5_000);

@@ -279,6 +279,117 @@ class ReconcilerTest
         assertThat(reconciler.health().repairs()).isZero();
     }
 
+    /** A desired plan over {@link #desired()} that counts its builds and moves its version only on a change. */
+    private final class CountingPlan implements DesiredPlan
+    {
+        int builds;
+        long ownVersion;
+        private KernelPlan marked = KernelPlan.empty();
+
+        private KernelPlan build()
+        {
+            builds++;
+            return desired();
+        }
+
+        @Override
+        public KernelPlan plan()
+        {
+            return build();
+        }
+
+        @Override
+        public long version()
+        {
+            // what the plan is made of, without building it: the test's own elements and the draining ones
+            return ownVersion * 31 + draining.addresses().hashCode();
+        }
+
+        @Override
+        public List<PlanChange> changesSinceMark()
+        {
+            return dev.egressd.core.plan.PlanDiff.between(marked, build());
+        }
+
+        @Override
+        public void mark()
+        {
+            marked = build();
+        }
+    }
+
+    @Test
+    void anIdleReconcileBuildsNoPlanButDriftAndDrainsStillGetTheirs() throws Exception
+    {
+        final CountingPlan plans = new CountingPlan();
+        final Reconciler r = new Reconciler(kernel, reads, plans, draining, clock::get);
+        r.initialSync();
+        r.markInSync();
+        r.reconcile(); // the first read diffs: nothing to repair, the read is remembered as quiet
+        assertThat(r.idleSkips()).isZero();
+        final int builds = plans.builds;
+        for (int i = 0; i < 5; i++)
+        {
+            clock.addAndGet(SECOND);
+            r.reconcile();
+        }
+        assertThat(plans.builds).as("the same read, nothing applied, the same plan: no build").isEqualTo(builds);
+        assertThat(r.idleSkips()).isEqualTo(5);
+        assertThat(r.runs()).as("still counted as passes").isEqualTo(6);
+        assertThat(r.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+        assertThat(r.health().reconciles()).isEqualTo(7);
+
+        // a hand edit makes the read another object: the diff is taken and the element put back
+        kernel.fake.plan(KernelPlan.of(List.of(UP4)));
+        clock.addAndGet(SECOND);
+        r.reconcile();
+        assertThat(kernel.fake.plan()).isEqualTo(desired());
+        assertThat(r.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
+        clock.addAndGet(SECOND);
+        r.reconcile(); // reads what the repair left: the diff is taken once more, and is empty
+        final int afterRepair = plans.builds;
+        clock.addAndGet(SECOND);
+        r.reconcile();
+        assertThat(plans.builds).as("idle again").isEqualTo(afterRepair);
+
+        // a mutation stops using UP4: it drains, and its deadline ends it although no read sees a change
+        own.remove(UP4);
+        own.add(UP4B);
+        plans.ownVersion++;
+        r.sync(true);
+        assertThat(draining.addresses()).containsExactly(UP4);
+        for (int i = 0; i < 3; i++)
+        {
+            clock.addAndGet(SECOND);
+            r.reconcile();
+        }
+        assertThat(kernel.fake.plan().contains(UP4)).as("draining").isTrue();
+        final long skips = r.idleSkips();
+        assertThat(skips).as("idle while it drains").isGreaterThan(5);
+        clock.addAndGet(100 * SECOND);
+        r.reconcile();
+        assertThat(kernel.fake.plan().contains(UP4)).as("gone at its deadline").isFalse();
+        assertThat(draining.addresses()).isEmpty();
+        assertThat(r.idleSkips()).as("the expiry took the diff").isEqualTo(skips);
+        assertThat(r.health().kernel()).isEqualTo(KernelStatus.IN_SYNC);
+    }
+
+    @Test
+    void theIdleReconcileStillAddsTheCounters() throws Exception
+    {
+        final CountingPlan plans = new CountingPlan();
+        final Reconciler r = new Reconciler(kernel, reads, plans, draining, clock::get);
+        r.initialSync();
+        r.markInSync();
+        kernel.counters.put("spoof", 5L);
+        r.reconcile();
+        kernel.counters.put("spoof", 9L);
+        clock.addAndGet(SECOND);
+        r.reconcile();
+        assertThat(r.idleSkips()).isEqualTo(1);
+        assertThat(r.counters()).containsEntry("spoof", 9L);
+    }
+
     @Test
     void theReconcilesOwnSyncDrainsNothing() throws Exception
     {

@@ -1180,6 +1180,116 @@ public final class EgressAllocator
     }
 
     /**
+     * Receives one machine's placement as the kernel plan and the state file need it, without a view being built:
+     * what a consumer that keeps a copy of the machines compares against (by reference: {@link Machine} and
+     * {@link EgressPair} are immutable, and a changed record or placement is a new reference or number).
+     */
+    @FunctionalInterface
+    public interface MachineScan
+    {
+        /**
+         * One machine.
+         *
+         * @param handle    its handle (stable while it exists, reused after removal).
+         * @param machine   its record.
+         * @param scope     its scope.
+         * @param pair      the pair it leaves from (app or machine-scoped), or null.
+         * @param block     its block when app-scoped, else -1.
+         * @param firstPort its first port, or -1 when it has no pair.
+         * @param lastPort  its last port, or -1 when it has no pair.
+         * @param scoped    its machine-scoped pair, or null.
+         * @param pairLost  whether it is held closed after a restore lost its machine-scoped pair.
+         */
+        void machine(int handle, Machine machine, Scope scope, EgressPair pair, int block, int firstPort, int lastPort,
+            EgressPair scoped, boolean pairLost);
+    }
+
+    /**
+     * Walks every machine in id order without allocating (the incremental consumers' O(n) scan).
+     *
+     * @param scan receives each machine.
+     */
+    public void scanMachines(final MachineScan scan)
+    {
+        for (final Node node : machines.values())
+        {
+            switch (node.scope)
+            {
+                case APP ->
+                {
+                    final int block = SlotAllocator.blockOf(node.slot);
+                    scan.machine(node.handle, node.machine, Scope.APP, node.pair.pair, block, layout.firstPort(block),
+                        layout.lastPort(block), node.scoped, node.pairLost);
+                }
+                case MACHINE -> scan.machine(node.handle, node.machine, Scope.MACHINE, node.scoped, -1,
+                    BlockLayout.ANY_FIRST_PORT, BlockLayout.ANY_LAST_PORT, node.scoped, node.pairLost);
+                default -> scan.machine(node.handle, node.machine, node.scope, null, -1, -1, -1, node.scoped,
+                    node.pairLost);
+            }
+        }
+    }
+
+    /**
+     * One app as the state file keeps it: no slots, so it costs O(its pairs and waiting machines).
+     *
+     * @param id         the app id.
+     * @param failClosed whether it is fail-closed.
+     * @param pairsLost  whether a restore lost its pairs ({@link #holdClosed}).
+     * @param pairs      its pairs, by address.
+     * @param drained    whether each of {@code pairs} is drained.
+     * @param waiting    ids of its waiting machines, first come first.
+     */
+    public record AppState(String id, boolean failClosed, boolean pairsLost, List<EgressPair> pairs,
+        boolean[] drained, List<String> waiting)
+    {
+    }
+
+    /**
+     * Every app as the state file keeps it, by id (cheap: O(apps + pairs + waiting machines), no slot views).
+     *
+     * @return a new list.
+     */
+    public List<AppState> appStates()
+    {
+        final List<AppState> states = new ArrayList<>(apps.size());
+        for (final App app : apps.values())
+        {
+            final List<EgressPair> pairs = new ArrayList<>(app.pairs.size());
+            final boolean[] drained = new boolean[app.pairs.size()];
+            for (final Pair pair : app.pairs.values())
+            {
+                drained[pairs.size()] = slots.isDrained(pair.index);
+                pairs.add(pair.pair);
+            }
+            final List<String> waiting = new ArrayList<>(app.waiting.size());
+            for (final Node node : app.waiting)
+            {
+                waiting.add(node.id());
+            }
+            states.add(new AppState(app.id, app.failClosed, app.pairsLost, pairs, drained, waiting));
+        }
+        return states;
+    }
+
+    /**
+     * The app-scoped pairs' addresses, by app then address, without their slots (cheap: O(pairs)).
+     *
+     * @return a new list.
+     */
+    public List<EgressPair> appPairs()
+    {
+        final List<EgressPair> pairs = new ArrayList<>(pairsByIpv4.size());
+        for (final App app : apps.values())
+        {
+            for (final Pair pair : app.pairs.values())
+            {
+                pairs.add(pair.pair);
+            }
+        }
+        return pairs;
+    }
+
+    /**
      * All app-scoped pairs.
      *
      * @return pair views by app, then address.

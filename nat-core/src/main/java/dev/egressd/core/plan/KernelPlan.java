@@ -29,6 +29,16 @@ public final class KernelPlan
     }
 
     /**
+     * The element kinds, in the order their additions are applied (their removals go in the reverse order).
+     *
+     * @return the kinds.
+     */
+    public static List<String> kinds()
+    {
+        return KINDS;
+    }
+
+    /**
      * The plan holding nothing.
      *
      * @return an empty plan.

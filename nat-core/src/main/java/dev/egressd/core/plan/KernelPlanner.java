@@ -3,6 +3,7 @@ package dev.egressd.core.plan;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.HashSet;
@@ -55,65 +56,93 @@ public final class KernelPlanner
         final Collection<EgressPair> machinePairs, final AddressDevice appDevice)
     {
         final List<PlanElement> elements = new ArrayList<>();
-        final Set<EgressPair> onUplink = new HashSet<>(machinePairs);
+        pairElements(appPairs, machinePairs, appDevice, elements);
+        for (final PlannedMachine planned : machines)
+        {
+            final dev.egressd.core.model.Egress egress = planned.egress();
+            machineElements(planned.machine(), egress.scope(), egress.pair(), egress.firstPort(), egress.lastPort(),
+                elements);
+        }
+        return KernelPlan.of(elements);
+    }
+
+    /**
+     * The uplink addresses of the held pairs (see {@link #plan(Collection, Collection, Collection, AddressDevice)}).
+     *
+     * @param appPairs     every app-scoped pair held on this host.
+     * @param machinePairs every machine-scoped pair held on this host.
+     * @param appDevice    where the app-scoped pairs' addresses go.
+     * @param out          receives the elements.
+     */
+    public static void pairElements(final Collection<EgressPair> appPairs, final Collection<EgressPair> machinePairs,
+        final AddressDevice appDevice, final List<PlanElement> out)
+    {
+        final Set<EgressPair> onUplink = machinePairs.isEmpty() ? Set.of() : new HashSet<>(machinePairs);
         for (final EgressPair pair : appPairs)
         {
             final AddressDevice device = onUplink.contains(pair) ? AddressDevice.UPLINK : appDevice;
-            elements.add(new PlanElement.Uplink4(pair.ipv4(), device));
-            elements.add(new PlanElement.Uplink6(pair.ipv6(), device));
+            out.add(new PlanElement.Uplink4(pair.ipv4(), device));
+            out.add(new PlanElement.Uplink6(pair.ipv6(), device));
         }
         for (final EgressPair pair : machinePairs)
         {
-            elements.add(new PlanElement.Uplink4(pair.ipv4(), AddressDevice.UPLINK));
-            elements.add(new PlanElement.Uplink6(pair.ipv6(), AddressDevice.UPLINK));
+            out.add(new PlanElement.Uplink4(pair.ipv4(), AddressDevice.UPLINK));
+            out.add(new PlanElement.Uplink6(pair.ipv6(), AddressDevice.UPLINK));
         }
-        for (final PlannedMachine planned : machines)
+    }
+
+    /**
+     * One machine's elements: its anti-spoofing elements, and by its scope its static class and mapping.
+     *
+     * @param m         the machine.
+     * @param scope     its scope.
+     * @param pair      the pair it leaves from (MACHINE and APP scope), else null.
+     * @param first     its first port (MACHINE and APP scope).
+     * @param last      its last port (MACHINE and APP scope).
+     * @param out       receives the elements.
+     */
+    public static void machineElements(final Machine m, final Scope scope, final EgressPair pair, final int first,
+        final int last, final List<PlanElement> out)
+    {
+        if (m.ipv4() != null)
         {
-            final Machine m = planned.machine();
-            if (m.ipv4() != null)
-            {
-                elements.add(new PlanElement.Guest4(m.iface(), m.ipv4()));
-            }
-            if (m.ipv6() != null)
-            {
-                elements.add(new PlanElement.Guest6(m.iface(), m.ipv6()));
-            }
-            switch (planned.egress().scope())
-            {
-                case MACHINE, APP ->
-                {
-                    final EgressPair pair = planned.egress().pair();
-                    final int first = planned.egress().firstPort();
-                    final int last = planned.egress().lastPort();
-                    if (m.ipv4() != null)
-                    {
-                        elements.add(new PlanElement.Static4(m.ipv4()));
-                        elements.add(new PlanElement.Snat4(m.ipv4(), pair.ipv4(), first, last));
-                    }
-                    if (m.ipv6() != null)
-                    {
-                        elements.add(new PlanElement.Static6(m.ipv6()));
-                        elements.add(new PlanElement.Snat6(m.ipv6(), pair.ipv6(), first, last));
-                    }
-                }
-                case PENDING ->
-                {
-                    if (m.ipv4() != null)
-                    {
-                        elements.add(new PlanElement.Static4(m.ipv4()));
-                    }
-                    if (m.ipv6() != null)
-                    {
-                        elements.add(new PlanElement.Static6(m.ipv6()));
-                    }
-                }
-                case HOST ->
-                {
-                    // masqueraded: only the anti-spoofing elements above
-                }
-                default -> throw new IllegalStateException("unknown scope " + planned.egress().scope());
-            }
+            out.add(new PlanElement.Guest4(m.iface(), m.ipv4()));
         }
-        return KernelPlan.of(elements);
+        if (m.ipv6() != null)
+        {
+            out.add(new PlanElement.Guest6(m.iface(), m.ipv6()));
+        }
+        switch (scope)
+        {
+            case MACHINE, APP ->
+            {
+                if (m.ipv4() != null)
+                {
+                    out.add(new PlanElement.Static4(m.ipv4()));
+                    out.add(new PlanElement.Snat4(m.ipv4(), pair.ipv4(), first, last));
+                }
+                if (m.ipv6() != null)
+                {
+                    out.add(new PlanElement.Static6(m.ipv6()));
+                    out.add(new PlanElement.Snat6(m.ipv6(), pair.ipv6(), first, last));
+                }
+            }
+            case PENDING ->
+            {
+                if (m.ipv4() != null)
+                {
+                    out.add(new PlanElement.Static4(m.ipv4()));
+                }
+                if (m.ipv6() != null)
+                {
+                    out.add(new PlanElement.Static6(m.ipv6()));
+                }
+            }
+            case HOST ->
+            {
+                // masqueraded: only the anti-spoofing elements
+            }
+            default -> throw new IllegalStateException("unknown scope " + scope);
+        }
     }
 }
