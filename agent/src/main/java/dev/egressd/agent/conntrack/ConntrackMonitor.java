@@ -62,7 +62,7 @@ import java.util.function.LongSupplier;
  * <h2>Wake-ups</h2>
  * A blocking read returns as soon as one event is queued, so under churn the thread would wake, and make a system
  * call, for every few events; the wake-up and the call cost far more than the event itself (benchmarks/README.md,
- * "Where the daemon's CPU per event goes"). So after a read that emptied the socket the thread waits
+ * "Where the daemon's CPU per conntrack event goes"). So after a read that emptied the socket the thread waits
  * {@link #COALESCE_NANOS} (a queued command still runs at once), and the next read takes what gathered, up to
  * {@link ConntrackEvents#BATCH} datagrams per call. The ledger is then at most that much behind the kernel, which
  * enforces the cap itself; the socket's buffer holds far more than the events of that wait. Not while draining
