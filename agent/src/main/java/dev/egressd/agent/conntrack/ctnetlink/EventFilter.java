@@ -81,7 +81,7 @@ public final class EventFilter
      * The program for a cover of the guest addresses.
      *
      * @param guests the cover.
-     * @return the program (at most 4 instructions per IPv4 and 13 per IPv6 prefix, plus about 45).
+     * @return the program (at most 4 instructions per IPv4 and 13 per IPv6 prefix, plus about 60).
      */
     public static ClassicBpf.Program program(final GuestPrefixes guests)
     {
