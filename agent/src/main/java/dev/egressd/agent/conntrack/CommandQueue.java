@@ -114,7 +114,19 @@ final class CommandQueue
      */
     void runNext(final long millis) throws InterruptedException
     {
-        final Runnable c = commands.poll(millis, TimeUnit.MILLISECONDS);
+        runNext(millis, TimeUnit.MILLISECONDS);
+    }
+
+    /**
+     * Waits up to the time for one command and runs it.
+     *
+     * @param time how long to wait.
+     * @param unit its unit.
+     * @throws InterruptedException if interrupted while waiting.
+     */
+    void runNext(final long time, final TimeUnit unit) throws InterruptedException
+    {
+        final Runnable c = commands.poll(time, unit);
         if (c != null)
         {
             c.run();

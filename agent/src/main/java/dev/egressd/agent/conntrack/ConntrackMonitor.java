@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import java.util.function.LongSupplier;
 
@@ -58,6 +59,15 @@ import java.util.function.LongSupplier;
  * new one was attached cannot be read again, so a cover that grew is followed by a resync from a full dump (at
  * most one a second: a burst of registrations costs one dump, not one per machine).
  *
+ * <h2>Wake-ups</h2>
+ * A blocking read returns as soon as one event is queued, so under churn the thread would wake, and make a system
+ * call, for every few events; the wake-up and the call cost far more than the event itself (benchmarks/README.md,
+ * "Where the daemon's CPU per conntrack event goes"). So after a read that emptied the socket the thread waits
+ * {@link #COALESCE_NANOS} (a queued command still runs at once), and the next read takes what gathered, up to
+ * {@link ConntrackEvents#BATCH} datagrams per call. The ledger is then at most that much behind the kernel, which
+ * enforces the cap itself; the socket's buffer holds far more than the events of that wait. Not while draining
+ * before a resync, which wants the socket empty as soon as possible.
+ *
  * <p>Reading an event allocates nothing (the listener hands the reused event straight to the feed).
  */
 public final class ConntrackMonitor implements AutoCloseable
@@ -67,6 +77,12 @@ public final class ConntrackMonitor implements AutoCloseable
 
     private static final Logger LOG = LoggerFactory.getLogger(ConntrackMonitor.class);
     private static final long SECOND = 1_000_000_000L;
+    /**
+     * After a read that emptied the socket, how long the thread waits before the next one (queued work still runs at
+     * once): the events of that time are then read together, up to {@link ConntrackEvents#BATCH} per system call,
+     * instead of one wake-up and one read for every few events (see the class comment, "Wake-ups").
+     */
+    static final long COALESCE_NANOS = 2_000_000L;
     /** After an overrun, how long queued events are still read before the resync dump (see the class comment). */
     private static final long DRAIN_BEFORE_RESYNC_NANOS = 500_000_000L;
 
@@ -373,6 +389,10 @@ public final class ConntrackMonitor implements AutoCloseable
                 draining = false;
                 resync();
             }
+            else if (n > 0 && n < ConntrackEvents.BATCH && !draining)
+            {
+                coalesce();
+            }
         }
         final long now = nanoTime.getAsLong();
         if (publishNeeded || now - publishedAt >= SECOND)
@@ -386,6 +406,20 @@ public final class ConntrackMonitor implements AutoCloseable
             publishedAt = now;
             publishNeeded = false;
             refusals.flush();
+        }
+    }
+
+    /** Waits {@link #COALESCE_NANOS} for events to gather in the socket, running a command that arrives meanwhile. */
+    private void coalesce()
+    {
+        try
+        {
+            commands.runNext(COALESCE_NANOS, TimeUnit.NANOSECONDS);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+            running = false;
         }
     }
 

@@ -25,8 +25,9 @@ import java.util.Map;
  * are opened in the ledger under the destination IP with the reply tuple's destination port (the translated source
  * port). DESTROY closes. A TCP UPDATE to TIME_WAIT or CLOSE closes too, because {@code ct count} stops counting such
  * entries (docs/design.md, pitfall 8): without it a guest that churns short connections would look saturated for the
- * 120 s of TIME_WAIT; the later DESTROY is then a harmless unknown close. UPDATE costs about three more events per TCP
- * connection (SYN_RECV, ESTABLISHED, FIN_WAIT... TIME_WAIT); see benchmarks/README.md "Conntrack ingestion".
+ * 120 s of TIME_WAIT. The later DESTROY, which reports that closing state, is dropped by the kernel-side filter
+ * ({@code ctnetlink.EventFilter}); were it read, it would be a harmless unknown close. Of the UPDATEs only that one
+ * reaches Java; see benchmarks/README.md "Conntrack ingestion" and "Where the daemon's CPU per conntrack event goes".
  *
  * <p>The event path (parse, index lookup, ledger) allocates nothing; only crossing a limit (a log line) does.
  */

@@ -14,14 +14,17 @@ import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Scope;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
  * The kernel-side filter changes nothing the ledger knows: two feeds over the same machines, one fed every event of
  * a random churn of flows (guests, addresses inside the cover that are no guest's, other sources; translated or not;
- * TCP state changes; closes), the other only the events the filter program keeps, end with the same connections
+ * TCP state changes; closes, whose DESTROY carries the flow's last TCP state as the kernel's does), the other only
+ * the events the filter program keeps, end with the same connections
  * per machine at every step, while the second reads far fewer events.
  */
 class FilteredFeedTest
@@ -76,6 +79,7 @@ class FilteredFeedTest
         final List<Flow> live = new ArrayList<>();
         final ConntrackEvent e = new ConntrackEvent();
         final ConntrackEvent parsed = new ConntrackEvent();
+        final Map<Integer, Integer> lastState = new HashMap<>();
         int nextId = 1;
         int kept = 0;
         int events = 0;
@@ -108,7 +112,12 @@ class FilteredFeedTest
                 {
                     type = Type.DESTROY;
                     live.remove(i);
+                    state = lastState.getOrDefault(f.id(), 0);      // the kernel reports a TCP flow's state in DESTROY
                 }
+            }
+            if (f.proto() == 6 && type != Type.DESTROY)
+            {
+                lastState.put(f.id(), state);
             }
             fill(e, f, type, state);
             final byte[] message = EventEncoder.encode(e);

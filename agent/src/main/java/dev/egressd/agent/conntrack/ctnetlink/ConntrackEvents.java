@@ -60,8 +60,12 @@ public final class ConntrackEvents implements AutoCloseable
     /** Default kernel receive buffer for the event socket. */
     public static final int DEFAULT_RECEIVE_BUFFER = 8 << 20;
 
-    /** Datagrams per read. */
-    static final int BATCH = 32;
+    /**
+     * Datagrams per read: a poll that returns fewer events than this emptied the socket. 64 slots of
+     * {@value #SLOT_SIZE} bytes are a 512 KiB buffer, read once per wake-up of the monitor thread, which waits a
+     * little between reads so that events arrive in batches (see ConntrackMonitor).
+     */
+    public static final int BATCH = 64;
     /** Room per datagram: an event is a few hundred bytes. */
     static final int SLOT_SIZE = 8192;
 

@@ -345,6 +345,62 @@ class ConntrackEventsPrivilegedTest
         }
     }
 
+    /** Connects from argv[1] to argv[2]:8080 and resets the connection at once (SO_LINGER 0). */
+    private static final String RESET_FROM = String.join("\n",
+        "import socket, struct, sys",
+        "c = socket.create_connection((sys.argv[2], 8080), timeout=5, source_address=(sys.argv[1], 0))",
+        "c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()",
+        "print('reset', flush=True)");
+
+    /**
+     * A guest's TCP connection reset at once reaches Java as its NEW and its UPDATE to CLOSE, not its DESTROY: the
+     * kernel reports the CLOSE state in the DESTROY too, and the filter drops it (the UPDATE closed the flow).
+     */
+    @Test
+    void theDestroyOfAResetGuestConnectionStaysInTheKernel() throws IOException
+    {
+        host.exec("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1");
+        final GuestPrefixes guests = GuestPrefixes.cover(new int[] {HOST.bits()}, 1, new long[0], 0,
+            GuestPrefixes.DEFAULT_MAX);
+        final ClassicBpf.Program program = EventFilter.program(guests);
+        try (ConntrackEvents filtered = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200, true));
+             ConntrackEvents all = hostNs.call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER, 200, true)))
+        {
+            filtered.filter(guests);
+            final Process client = host.spawn("python3", "-c", RESET_FROM, "198.51.100.1", "198.51.100.2");
+            processes.add(client);
+            assertThat(firstLine(client)).isEqualTo("reset");
+
+            final List<byte[]> raw = new ArrayList<>();
+            final List<String> everything = new ArrayList<>();
+            // Conntrack reaps an expired entry lazily (its garbage collector may wait many seconds), but a dump evicts
+            // the expired entries it walks over, which sends their DESTROY: so dump after each quiet second.
+            final List<ConntrackEvent> ignored = new ArrayList<>();
+            final long deadline = System.nanoTime() + 30_000_000_000L;
+            while (everything.stream().noneMatch(e -> e.startsWith("DESTROY 198.51.100.1")) && System.nanoTime() < deadline)
+            {
+                everything.addAll(drain(all, raw));
+                all.dump(collect(ignored));
+            }
+            final List<String> passed = drain(filtered, null);
+
+            final String close = " " + NetlinkConstants.TCP_CONNTRACK_CLOSE;
+            assertThat(everything).anyMatch(e -> e.startsWith("DESTROY 198.51.100.1") && e.endsWith(close));
+            assertThat(passed).hasSize(2);
+            assertThat(passed.get(0)).startsWith("NEW 198.51.100.1 ");
+            assertThat(passed.get(1)).startsWith("UPDATE 198.51.100.1 ").endsWith(close);
+            final List<String> kept = new ArrayList<>();
+            for (int i = 0; i < raw.size(); i++)
+            {
+                if (program.run(raw.get(i), raw.get(i).length) != ClassicBpf.DROP)
+                {
+                    kept.add(everything.get(i));
+                }
+            }
+            assertThat(kept).isEqualTo(passed);
+        }
+    }
+
     /** Reads until the socket stays quiet for 1 s: "TYPE source id state" per event, and the raw bytes. */
     private static List<String> drain(final ConntrackEvents events, final List<byte[]> raw) throws IOException
     {

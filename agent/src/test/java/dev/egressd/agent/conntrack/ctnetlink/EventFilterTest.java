@@ -99,6 +99,20 @@ class EventFilterTest
     }
 
     @Test
+    void dropsTheDestroyOfATcpFlowAlreadyClosedByItsUpdate()
+    {
+        assertThat(keeps(v4(Type.DESTROY, NAT, NetlinkConstants.TCP_CONNTRACK_CLOSE, G1))).isFalse();
+        assertThat(keeps(v4(Type.DESTROY, NAT, NetlinkConstants.TCP_CONNTRACK_TIME_WAIT, G1))).isFalse();
+        assertThat(keeps(v6(Type.DESTROY, NAT, NetlinkConstants.TCP_CONNTRACK_CLOSE, G6))).isFalse();
+        for (final int state : new int[] {1, 2, 3, 4, 5, 6, 9})    // never closed by an UPDATE: the DESTROY closes it
+        {
+            assertThat(keeps(v4(Type.DESTROY, NAT, state, G1))).as("state %d", state).isTrue();
+            assertThat(keeps(v6(Type.DESTROY, NAT, state, G6))).as("v6 state %d", state).isTrue();
+        }
+        assertThat(keeps(e.fillIpv4(Type.DESTROY, 8, UDP, NAT, 0, G1, 5353, DST, 53, EGRESS, 1031))).isTrue();
+    }
+
+    @Test
     void keepsWhatItCannotJudge()
     {
         // no tuple at all: nlmsghdr + nfgenmsg + CTA_STATUS with SRC_NAT (a NEW from nowhere)
