@@ -838,7 +838,7 @@ public final class ControlLoop implements LoopStats
         }
         try
         {
-            store.snapshot(committed);
+            store.snapshotIfChanged(committed);
         }
         catch (final IOException e)
         {
