@@ -50,6 +50,7 @@ class LauncherTest
         final ProcessBuilder pb = new ProcessBuilder(cmd);
         final Map<String, String> env = pb.environment();
         env.remove("EGRESSD_CDS");
+        env.remove("MALLOC_ARENA_MAX");
         env.putAll(more);
         env.put("JAVA_HOME", dir.resolve("jdk").toString());
         env.put("EGRESSD_JAR", jar.toString());
@@ -72,10 +73,10 @@ class LauncherTest
     @Test
     void withoutOptionsTheHeapIsCappedWithTheSerialCollector() throws Exception
     {
-        assertThat(launch(null)).isEqualTo("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -jar "
+        assertThat(launch(null)).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -jar "
             + dir.resolve("egressd.jar") + " --version");
         assertThat(launch("-Dlogback.configurationFile=/x.xml")).startsWith(
-            "-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Dlogback.configurationFile=/x.xml -jar ");
+            "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Dlogback.configurationFile=/x.xml -jar ");
     }
 
     @Test
@@ -84,10 +85,12 @@ class LauncherTest
         assertThat(launch("-Xmx512m")).startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xmx512m -jar ");
         assertThat(launch("-XX:MaxRAMPercentage=10 -XX:+UseG1GC"))
             .startsWith("-XX:+ExitOnOutOfMemoryError -XX:MaxRAMPercentage=10 -XX:+UseG1GC -jar ");
-        assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+        assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+        // an initial size of the operator's own stays, and none is added to the operator's cap (it could exceed it)
+        assertThat(launch("-Xms64m")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xms64m -jar ");
         // the package's own options: nothing added twice
-        assertThat(launch("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
-            .startsWith("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
+        assertThat(launch("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
+            .startsWith("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
     }
 
     @Test
@@ -95,7 +98,7 @@ class LauncherTest
     {
         final Path jsa = dir.resolve("egressd-daemon.jsa");
         final String cds = " -Xlog:cds=off -Xlog:cds+dynamic=off -jar ";
-        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -XX:+ExitOnOutOfMemoryError "
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
             + "-XX:+UseSerialGC -XX:ArchiveClassesAtExit=" + jsa + ".new -Degressd.cds.served=" + jsa + ".served"
             + cds + dir.resolve("egressd.jar") + " --config x");
         // the run wrote the archive at its exit, but never served: not taken up
@@ -106,7 +109,7 @@ class LauncherTest
         Thread.sleep(1100); // newer than the jar: change times have a resolution of a second here
         Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "archive");
         Files.writeString(dir.resolve("egressd-daemon.jsa.served"), "");
-        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -XX:+ExitOnOutOfMemoryError "
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
             + "-XX:+UseSerialGC -XX:SharedArchiveFile=" + jsa + cds + dir.resolve("egressd.jar") + " --config x");
         assertThat(jsa).hasContent("archive");
         assertThat(dir.resolve("egressd-daemon.jsa.new")).doesNotExist();
@@ -126,6 +129,16 @@ class LauncherTest
         // --version, --help and the teardown never write one
         assertThat(launch(null)).doesNotContain("Archive");
         assertThat(launch(null, Map.of(), "--teardown", "--yes")).doesNotContain("Archive");
+    }
+
+    @Test
+    void glibcGetsTwoMallocArenasUnlessTheEnvironmentSaysOtherwise() throws Exception
+    {
+        Files.createDirectories(dir.resolve("jdk/bin"));
+        Files.writeString(dir.resolve("jdk/bin/java"), "#!/bin/sh\necho \"arenas=$MALLOC_ARENA_MAX\"\n",
+            StandardCharsets.UTF_8);
+        assertThat(launch(null)).isEqualTo("arenas=2");
+        assertThat(launch(null, Map.of("MALLOC_ARENA_MAX", "8"), "--version")).isEqualTo("arenas=8");
     }
 
     @Test
@@ -149,6 +162,7 @@ class LauncherTest
     {
         final String defaults = Files.readString(PROJECT.resolve("scripts/debian/default"), StandardCharsets.UTF_8);
         assertThat(defaults).containsPattern(
-            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError\"$");
+            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -Xms32m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError\"$")
+            .containsPattern("(?m)^MALLOC_ARENA_MAX=2$");
     }
 }
