@@ -284,20 +284,7 @@ public final class Daemon
             config.pairAddressDevice() == AddressDevice.LO ? "lo" : config.uplink(), config.table(), ms);
         notify.notify("READY=1\nSTATUS=serving; kernel in sync; started in " + ms + " ms");
         LOG.info("start-up phases: {}", phases.line());
-        final String archived = System.getProperty("egressd.cds.served");
-        if (archived != null)
-        {
-            // scripts/egressd asked this JVM for a class-data archive at its exit: it takes it up at the next start
-            // only if this run got this far, so the archive holds the classes a running daemon loads
-            try
-            {
-                java.nio.file.Files.write(Path.of(archived), new byte[0]);
-            }
-            catch (final java.io.IOException | RuntimeException e)
-            {
-                LOG.debug("class-data archive marker {}: {}", archived, e.toString());
-            }
-        }
+        StartupPhases.served();
     }
 
     private void reconcile()

@@ -40,6 +40,30 @@ final class StartupPhases
     }
 
     /**
+     * The start got as far as serving: if scripts/egressd asked this JVM for a class-data archive at its exit
+     * ({@code -Degressd.cds.served=FILE}), leaves the marker it looks for at the next start, which takes the
+     * archive up only then: the archive then holds the classes a running daemon loads, not those of a start that
+     * failed early (docs/operations.md, "Start-up").
+     */
+    static void served()
+    {
+        final String marker = System.getProperty("egressd.cds.served");
+        if (marker == null)
+        {
+            return;
+        }
+        try
+        {
+            java.nio.file.Files.write(java.nio.file.Path.of(marker), new byte[0]);
+        }
+        catch (final java.io.IOException | RuntimeException e)
+        {
+            org.slf4j.LoggerFactory.getLogger(StartupPhases.class).debug("class-data archive marker {}: {}", marker,
+                e.toString());
+        }
+    }
+
+    /**
      * The line: each phase with its milliseconds, then the daemon's total (the JVM's start excluded).
      *
      * @return the line.
