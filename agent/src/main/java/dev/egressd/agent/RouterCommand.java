@@ -226,6 +226,7 @@ public final class RouterCommand implements Callable<Integer>
             settings.metricsListen() == null ? "off" : settings.metricsListen());
         parts.notify = new SdNotify(System.getenv("NOTIFY_SOCKET"));
         parts.notify.notify("READY=1");
+        StartupPhases.served();
     }
 
 }

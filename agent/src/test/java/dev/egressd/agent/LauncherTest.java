@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
@@ -26,13 +27,31 @@ class LauncherTest
 
     private String launch(final String javaOpts) throws IOException, InterruptedException
     {
+        return launch(javaOpts, Map.of(), "--version");
+    }
+
+    private String launch(final String javaOpts, final Map<String, String> more, final String... args)
+        throws IOException, InterruptedException
+    {
         final Path bin = Files.createDirectories(dir.resolve("jdk/bin"));
         final Path java = bin.resolve("java");
-        Files.writeString(java, "#!/bin/sh\necho \"$@\"\n", StandardCharsets.UTF_8);
+        if (!Files.exists(java))
+        {
+            Files.writeString(java, "#!/bin/sh\necho \"$@\"\n", StandardCharsets.UTF_8);
+        }
         Files.setPosixFilePermissions(java, PosixFilePermissions.fromString("rwxr-xr-x"));
-        final Path jar = Files.writeString(dir.resolve("egressd.jar"), "not a jar");
-        final ProcessBuilder pb = new ProcessBuilder(PROJECT.resolve("scripts/egressd").toString(), "--version");
+        final Path jar = dir.resolve("egressd.jar");
+        if (!Files.exists(jar))
+        {
+            Files.writeString(jar, "not a jar");
+        }
+        final java.util.List<String> cmd = new java.util.ArrayList<>(List.of(PROJECT.resolve("scripts/egressd").toString()));
+        cmd.addAll(List.of(args));
+        final ProcessBuilder pb = new ProcessBuilder(cmd);
         final Map<String, String> env = pb.environment();
+        env.remove("EGRESSD_CDS");
+        env.remove("MALLOC_ARENA_MAX");
+        env.putAll(more);
         env.put("JAVA_HOME", dir.resolve("jdk").toString());
         env.put("EGRESSD_JAR", jar.toString());
         if (javaOpts == null)
@@ -54,10 +73,10 @@ class LauncherTest
     @Test
     void withoutOptionsTheHeapIsCappedWithTheSerialCollector() throws Exception
     {
-        assertThat(launch(null)).isEqualTo("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -jar "
+        assertThat(launch(null)).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -jar "
             + dir.resolve("egressd.jar") + " --version");
         assertThat(launch("-Dlogback.configurationFile=/x.xml")).startsWith(
-            "-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Dlogback.configurationFile=/x.xml -jar ");
+            "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Dlogback.configurationFile=/x.xml -jar ");
     }
 
     @Test
@@ -66,10 +85,76 @@ class LauncherTest
         assertThat(launch("-Xmx512m")).startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xmx512m -jar ");
         assertThat(launch("-XX:MaxRAMPercentage=10 -XX:+UseG1GC"))
             .startsWith("-XX:+ExitOnOutOfMemoryError -XX:MaxRAMPercentage=10 -XX:+UseG1GC -jar ");
-        assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+        assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+        // an initial size of the operator's own stays, and none is added to the operator's cap (it could exceed it)
+        assertThat(launch("-Xms64m")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xms64m -jar ");
         // the package's own options: nothing added twice
-        assertThat(launch("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
-            .startsWith("-Xmx128m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
+        assertThat(launch("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
+            .startsWith("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
+    }
+
+    @Test
+    void theFirstRunWritesAClassDataArchiveAtItsExitAndTheNextRunMapsIt() throws Exception
+    {
+        final Path jsa = dir.resolve("egressd-daemon.jsa");
+        final String cds = " -Xlog:cds=off -Xlog:cds+dynamic=off -jar ";
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
+            + "-XX:+UseSerialGC -XX:ArchiveClassesAtExit=" + jsa + ".new -Degressd.cds.served=" + jsa + ".served"
+            + cds + dir.resolve("egressd.jar") + " --config x");
+        // the run wrote the archive at its exit, but never served: not taken up
+        Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "archive");
+        assertThat(launch(null, Map.of(), "--config", "x")).contains("-XX:ArchiveClassesAtExit=" + jsa + ".new ");
+        assertThat(jsa).doesNotExist();
+        // it served: taken up (the stand-in java maps anything), and mapped from then on
+        Thread.sleep(1100); // newer than the jar: change times have a resolution of a second here
+        Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "archive");
+        Files.writeString(dir.resolve("egressd-daemon.jsa.served"), "");
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
+            + "-XX:+UseSerialGC -XX:SharedArchiveFile=" + jsa + cds + dir.resolve("egressd.jar") + " --config x");
+        assertThat(jsa).hasContent("archive");
+        assertThat(dir.resolve("egressd-daemon.jsa.new")).doesNotExist();
+        assertThat(dir.resolve("egressd-daemon.jsa.served")).doesNotExist();
+        assertThat(launch(null)).as("--version maps it too").contains("-XX:SharedArchiveFile=" + jsa + " ");
+        // off when asked, or when the operator's options name their own sharing
+        assertThat(launch(null, Map.of("EGRESSD_CDS", "0"), "--config", "x")).doesNotContain("SharedArchive")
+            .doesNotContain("ArchiveClassesAtExit");
+        assertThat(launch("-Xshare:off", Map.of(), "--config", "x")).doesNotContain("SharedArchive")
+            .doesNotContain("ArchiveClassesAtExit");
+        // a new jar (its change time after the archive's) makes it stale: dropped and written again
+        Thread.sleep(1100);
+        Files.writeString(dir.resolve("egressd.jar"), "another jar");
+        assertThat(launch(null, Map.of(), "--config", "x")).contains("-XX:ArchiveClassesAtExit=" + jsa + ".new ")
+            .doesNotContain("SharedArchiveFile");
+        assertThat(jsa).doesNotExist();
+        // --version, --help and the teardown never write one
+        assertThat(launch(null)).doesNotContain("Archive");
+        assertThat(launch(null, Map.of(), "--teardown", "--yes")).doesNotContain("Archive");
+    }
+
+    @Test
+    void glibcGetsTwoMallocArenasUnlessTheEnvironmentSaysOtherwise() throws Exception
+    {
+        Files.createDirectories(dir.resolve("jdk/bin"));
+        Files.writeString(dir.resolve("jdk/bin/java"), "#!/bin/sh\necho \"arenas=$MALLOC_ARENA_MAX\"\n",
+            StandardCharsets.UTF_8);
+        assertThat(launch(null)).isEqualTo("arenas=2");
+        assertThat(launch(null, Map.of("MALLOC_ARENA_MAX", "8"), "--version")).isEqualTo("arenas=8");
+    }
+
+    @Test
+    void anArchiveTheJvmCannotMapIsNotTakenUp() throws Exception
+    {
+        final Path bin = Files.createDirectories(dir.resolve("jdk/bin"));
+        launch(null);
+        // a java that refuses -Xshare:on (an archive cut short) and prints its arguments otherwise
+        Files.writeString(bin.resolve("java"), "#!/bin/sh\ncase \"$*\" in *-Xshare:on*) exit 1;; esac\necho \"$@\"\n",
+            StandardCharsets.UTF_8);
+        Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "cut short");
+        Files.writeString(dir.resolve("egressd-daemon.jsa.served"), "");
+        assertThat(launch(null, Map.of(), "--config", "x").replace("\n", " "))
+            .contains("-XX:ArchiveClassesAtExit=").doesNotContain("SharedArchiveFile");
+        assertThat(dir.resolve("egressd-daemon.jsa")).doesNotExist();
+        assertThat(dir.resolve("egressd-daemon.jsa.new")).doesNotExist();
     }
 
     @Test
@@ -77,6 +162,7 @@ class LauncherTest
     {
         final String defaults = Files.readString(PROJECT.resolve("scripts/debian/default"), StandardCharsets.UTF_8);
         assertThat(defaults).containsPattern(
-            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError\"$");
+            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -Xms32m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError\"$")
+            .containsPattern("(?m)^MALLOC_ARENA_MAX=2$");
     }
 }

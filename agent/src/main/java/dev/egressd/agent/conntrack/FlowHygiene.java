@@ -167,12 +167,25 @@ final class FlowHygiene
             }
             return true;
         }
+        int none = 0;
         for (int i = 0; i < due.size(); i++)
         {
             final FlowDeletion d = due.get(i);
             flowsDeleted += perDeletion[i];
+            if (perDeletion[i] == 0)
+            {
+                // at start every static machine is "first seen": thousands of lines saying nothing was deleted
+                // would cost the start-up its CPU and the journal megabytes (docs/operations.md, "Start-up")
+                none++;
+                LOG.debug("conntrack: deleted 0 flows of machine {} ({})", d.machine(), d.why());
+                continue;
+            }
             LOG.info("conntrack: deleted {} flows of machine {} ({}; guest {} {}{})", perDeletion[i], d.machine(),
                 d.why(), d.guest4(), d.guest6(), d.scopeText(held));
+        }
+        if (none > 0)
+        {
+            LOG.info("conntrack: checked the flows of {} machines: none to delete", none);
         }
         return true;
     }

@@ -888,7 +888,7 @@ public final class ControlLoop implements LoopStats
         }
         try
         {
-            store.snapshot(committed);
+            store.snapshotIfChanged(committed);
         }
         catch (final IOException e)
         {

@@ -982,6 +982,29 @@ public final class StateStore
         }
     }
 
+    /**
+     * Writes the whole state as a new snapshot, unless the snapshot on disk already holds exactly it with nothing
+     * journaled after it (a stop after a start that changed nothing: the rewrite would cost the stop a serialisation
+     * and two fsyncs for the same bytes).
+     *
+     * @param state the state.
+     * @return whether a snapshot was written.
+     * @throws IOException if the snapshot could not be written; the previous files are then intact.
+     */
+    public boolean snapshotIfChanged(final DesiredState state) throws IOException
+    {
+        awaitSnapshot();
+        synchronized (this)
+        {
+            if (!needSnapshot && journalRecords == 0 && state.equals(last))
+            {
+                return false;
+            }
+            snapshotLocked(state);
+            return true;
+        }
+    }
+
     private void snapshotLocked(final DesiredState state) throws IOException
     {
         final byte[] bytes = mapper.writeValueAsBytes(state);

@@ -112,6 +112,34 @@ class StateStoreTest
     }
 
     @Test
+    void aStopSnapshotOfWhatTheSnapshotAlreadyHoldsWritesNothingAndOneAfterAChangeWritesIt() throws Exception
+    {
+        final StateStore first = new StateStore(dir, clock);
+        first.load();
+        first.write(sample());
+        first.write(withMachine(sample(), "m5", 5));
+        assertThat(first.snapshotIfChanged(withMachine(sample(), "m5", 5)))
+            .as("a journal record follows the snapshot: folded into a new one").isTrue();
+        final long snapshots = first.snapshots();
+        final byte[] onDisk = Files.readAllBytes(first.file());
+        final byte[] journal = Files.readAllBytes(first.journal());
+
+        final StateStore restarted = new StateStore(dir, clock);
+        assertThat(restarted.load().state()).isEqualTo(withMachine(sample(), "m5", 5));
+        assertThat(restarted.snapshotIfChanged(withMachine(sample(), "m5", 5))).isFalse();
+        assertThat(restarted.snapshots()).isZero();
+        assertThat(Files.readAllBytes(restarted.file())).isEqualTo(onDisk);
+        assertThat(Files.readAllBytes(restarted.journal())).isEqualTo(journal);
+        assertThat(first.snapshots()).isEqualTo(snapshots);
+
+        assertThat(restarted.snapshotIfChanged(sample())).as("another state is written").isTrue();
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(sample());
+        restarted.write(withMachine(sample(), "m6", 6));
+        assertThat(restarted.snapshotIfChanged(withMachine(sample(), "m6", 6))).as("after a change").isTrue();
+        assertThat(new StateStore(dir, clock).load().state()).isEqualTo(withMachine(sample(), "m6", 6));
+    }
+
+    @Test
     void theDirectoryLockKeepsASecondOwnerOut() throws Exception
     {
         final StateStore store = new StateStore(dir, clock);

@@ -1,0 +1,54 @@
+package dev.egressd.agent;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The start-up's log line, and the marker scripts/egressd takes a class-data archive up by. */
+class StartupPhasesTest
+{
+    @TempDir
+    Path dir;
+
+    @Test
+    void theLineNamesEachPhaseInOrderThenTheDaemonsTotal()
+    {
+        final StartupPhases phases = new StartupPhases(System.nanoTime());
+        phases.done("state");
+        phases.done("kernel");
+        assertThat(phases.line()).matches("(jvm\\+config \\d+ ms, )?state \\d+ ms, kernel \\d+ ms, daemon \\d+ ms");
+    }
+
+    @Test
+    void aServingStartLeavesTheMarkerTheLauncherAskedForAndNothingWhenItAskedForNone()
+    {
+        final Path marker = dir.resolve("daemon.jsa.served");
+        final String was = System.getProperty("egressd.cds.served");
+        try
+        {
+            System.clearProperty("egressd.cds.served");
+            StartupPhases.served();
+            assertThat(dir).isEmptyDirectory();
+            System.setProperty("egressd.cds.served", marker.toString());
+            StartupPhases.served();
+            assertThat(marker).exists();
+            // a marker that cannot be written (no such directory) is no reason to fail a start
+            System.setProperty("egressd.cds.served", dir.resolve("gone/daemon.jsa.served").toString());
+            StartupPhases.served();
+            assertThat(dir.resolve("gone")).doesNotExist();
+        }
+        finally
+        {
+            if (was == null)
+            {
+                System.clearProperty("egressd.cds.served");
+            }
+            else
+            {
+                System.setProperty("egressd.cds.served", was);
+            }
+        }
+    }
+}
