@@ -285,6 +285,28 @@ public final class ConntrackMonitor implements AutoCloseable
         }
     }
 
+    /**
+     * As {@link #machinesChanged(List, Collection, Collection, long)}, told only what may have changed since the
+     * last call (by whoever keeps a copy of the machines to compare with): the same update for O(what changed) work.
+     * Every call, of either kind, must describe the same allocator's machines as the calls before it did.
+     *
+     * @param changed    the machines that may have changed or be new, in id order (any other is as last told).
+     * @param gone       ids of machines that may be gone (an id also in {@code changed} is not), in id order.
+     * @param held4      every IPv4 egress address egressd holds: app pairs, machine-scoped pairs, still draining.
+     * @param held6      the same for IPv6.
+     * @param drainNanos the drain time for flows of a changed egress address.
+     */
+    public synchronized void machinesChangedOnly(final List<EgressAllocator.MachineView> changed,
+        final Collection<String> gone, final Collection<Ipv4Address> held4, final Collection<Ipv6Address> held6,
+        final long drainNanos)
+    {
+        final MachineRegistry.Update update = registry.changed(changed, gone, held4, held6, drainNanos);
+        if (update != null)
+        {
+            commands.add(() -> apply(update));
+        }
+    }
+
     // ------------------------------------------------------------------------------ other threads' reads
 
     /**

@@ -11,11 +11,11 @@ import dev.egressd.core.model.Scope;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collection;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
+import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
 import java.util.function.LongSupplier;
 
 /**
@@ -64,9 +64,12 @@ final class MachineRegistry
 
     private final RefusalLog refusals;
     private final LongSupplier nanoTime;
-    private final Map<String, TrackedMachine> known = new HashMap<>();
+    /** By id, in id order (the allocator's): a whole diff unregisters in that order. */
+    private final TreeMap<String, TrackedMachine> known = new TreeMap<>();
     private final BitSet handles = new BitSet();
     private HeldAddresses knownHeld = HeldAddresses.EMPTY;
+    private GuestIndex knownIndex = GuestIndex.EMPTY;
+    private boolean indexStale;
 
     /**
      * An empty registry.
@@ -116,24 +119,58 @@ final class MachineRegistry
     synchronized Update diff(final List<EgressAllocator.MachineView> machines, final Collection<Ipv4Address> held4,
         final Collection<Ipv6Address> held6, final long drainNanos)
     {
+        final Set<String> ids = new HashSet<>(machines.size() * 2);
+        for (final EgressAllocator.MachineView view : machines)
+        {
+            ids.add(view.machine().id());
+        }
+        final List<String> gone = new ArrayList<>();
+        for (final String id : known.keySet())
+        {
+            if (!ids.contains(id))
+            {
+                gone.add(id);
+            }
+        }
+        return changed(machines, gone, held4, held6, drainNanos);
+    }
+
+    /**
+     * As {@link #diff}, told only what may have changed since the last call: the machines that may differ (any
+     * other is as the registry last heard of it) and the ids of machines that may be gone. The same update as
+     * {@link #diff} with every machine, for O(what changed) work (the guest index aside, rebuilt from primitive
+     * arrays).
+     *
+     * @param changed    machines that may have changed or be new, in id order.
+     * @param gone       ids of machines that may be gone (an id also in {@code changed} is not), in id order.
+     * @param held4      every IPv4 egress address egressd holds: app pairs, machine-scoped pairs, still draining.
+     * @param held6      the same for IPv6.
+     * @param drainNanos the drain time for flows of a changed egress address.
+     * @return the update, or null when nothing changed.
+     */
+    synchronized Update changed(final List<EgressAllocator.MachineView> changed, final Collection<String> gone,
+        final Collection<Ipv4Address> held4, final Collection<Ipv6Address> held6, final long drainNanos)
+    {
         final HeldAddresses heldNow = HeldAddresses.of(held4, held6);
         final boolean heldChanged = !heldNow.equals(knownHeld);
         knownHeld = heldNow;
-        final Map<String, TrackedMachine> next = new LinkedHashMap<>();
         final List<TrackedMachine> registers = new ArrayList<>();
         final List<TrackedMachine> unregisters = new ArrayList<>();
         final List<FlowDeletion> deletes = new ArrayList<>();
+        final Set<String> seen = new HashSet<>(changed.size() * 2);
         final long now = nanoTime.getAsLong();
-        for (final EgressAllocator.MachineView view : machines)
+        for (final EgressAllocator.MachineView view : changed)
         {
             final TrackedMachine was = known.get(view.machine().id());
             final TrackedMachine is = tracked(view, was != null ? was.handle() : handles.nextClearBit(0));
             handles.set(is.handle());
-            next.put(is.id(), is);
+            seen.add(is.id());
             if (was == null || !sameRegistration(was, is))
             {
                 registers.add(is);
+                indexStale = true;
             }
+            known.put(is.id(), is);
             if (is.scope() == Scope.PENDING && (was == null || was.scope() != Scope.PENDING))
             {
                 refusals.refusal("pending", is.id(), is.app(), null, 1, view.egress().reason());
@@ -147,24 +184,38 @@ final class MachineRegistry
                 changed(was, is, now, drainNanos, deletes);
             }
         }
-        for (final TrackedMachine was : known.values())
+        // handles of machines gone are free only after the new ones got theirs, as the whole diff always did
+        final List<TrackedMachine> removed = new ArrayList<>();
+        for (final String id : gone)
         {
-            if (!next.containsKey(was.id()))
+            if (!seen.contains(id))
             {
-                unregisters.add(was);
-                handles.clear(was.handle());
-                deletes.add(new FlowDeletion(now, was.id(), was.guest4(), was.guest6(), null, null,
-                    FlowDeletion.Kind.ALL_OR_VIA, "machine deleted"));
+                final TrackedMachine was = known.remove(id);
+                if (was != null)
+                {
+                    removed.add(was);
+                }
             }
         }
-        known.clear();
-        known.putAll(next);
-        final GuestIndex index = index(next.values());
+        for (final TrackedMachine was : removed)
+        {
+            unregisters.add(was);
+            handles.clear(was.handle());
+            indexStale = true;
+            deletes.add(new FlowDeletion(now, was.id(), was.guest4(), was.guest6(), null, null,
+                FlowDeletion.Kind.ALL_OR_VIA, "machine deleted"));
+        }
+        if (indexStale)
+        {
+            // only a registration (the guest addresses or the handle) or a removal changes the index
+            knownIndex = index(known.values());
+            indexStale = false;
+        }
         if (registers.isEmpty() && unregisters.isEmpty() && deletes.isEmpty() && !heldChanged)
         {
             return null;
         }
-        return new Update(index, heldNow, registers, unregisters, deletes);
+        return new Update(knownIndex, heldNow, registers, unregisters, deletes);
     }
 
     private static TrackedMachine tracked(final EgressAllocator.MachineView view, final int handle)

@@ -14,6 +14,9 @@ import dev.egressd.core.model.Scope;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Test;
@@ -208,5 +211,87 @@ class MachineRegistryTest
             view("m3", G3, null, new Egress(Scope.APP, A, 2, 2048, 3071, "slot"), B)), held4, held6);
         assertThat(held4).containsExactly(A.ipv4(), A.ipv4(), B.ipv4());
         assertThat(held6).containsExactly(A.ipv6(), A.ipv6(), B.ipv6());
+    }
+
+    @Test
+    void toldOnlyWhatChangedItGivesTheWholeDiffsUpdatesThroughRandomChanges()
+    {
+        final List<String> incrementalLines = new ArrayList<>();
+        final MachineRegistry incremental = new MachineRegistry(
+            new RefusalLog(RefusalLog.Format.TEXT, incrementalLines::add, clock::get), clock::get);
+        final Random random = new Random(20261205L);
+        final TreeMap<String, EgressAllocator.MachineView> now = new TreeMap<>();
+        final List<EgressPair> pairs = List.of(A, B);
+        int compared = 0;
+        for (int step = 0; step < 3000; step++)
+        {
+            clock.addAndGet(1_000_000_000L);
+            final TreeMap<String, EgressAllocator.MachineView> changed = new TreeMap<>();
+            final TreeSet<String> gone = new TreeSet<>();
+            for (int k = random.nextInt(4); k >= 0; k--)
+            {
+                final String id = "m" + random.nextInt(12);
+                final int n = Integer.parseInt(id.substring(1));
+                if (now.containsKey(id) && random.nextInt(4) == 0)
+                {
+                    now.remove(id);
+                    changed.remove(id);
+                    gone.add(id);
+                    continue;
+                }
+                final Ipv4Address g4 = new Ipv4Address(0x0A4D0000 | n << 8 | 1 + random.nextInt(2));
+                final Ipv6Address g6 = random.nextBoolean() ? null : new Ipv6Address(0xFD77000000000000L, n << 8 | 1);
+                final EgressPair p = pairs.get(random.nextInt(2));
+                final int first = 1024 * (1 + random.nextInt(2));
+                final Egress e = switch (random.nextInt(4))
+                {
+                    case 0 -> new Egress(Scope.APP, p, first / 1024, first, first + 1023, "slot");
+                    case 1 -> new Egress(Scope.HOST, null, -1, -1, -1, "masquerade");
+                    case 2 -> new Egress(Scope.PENDING, null, -1, -1, -1, "every pair is full");
+                    default -> new Egress(Scope.MACHINE, p, -1, 1, 65535, "machine-scoped");
+                };
+                final EgressAllocator.MachineView v = view(id, g4, g6, e, e.scope() == Scope.MACHINE ? p : null);
+                now.put(id, v);
+                changed.put(id, v);
+                gone.remove(id);
+            }
+            // told more than changed: an unchanged machine told again, an id both gone and told (a renumbered one)
+            if (!now.isEmpty() && random.nextBoolean())
+            {
+                final String id = now.keySet().stream().skip(random.nextInt(now.size())).findFirst().orElseThrow();
+                changed.put(id, now.get(id));
+                if (random.nextBoolean())
+                {
+                    gone.add(id);
+                }
+            }
+            final List<EgressPair> held = random.nextInt(5) == 0 ? List.of(A) : pairs;
+            final MachineRegistry.Update whole = registry.diff(new ArrayList<>(now.values()),
+                held.stream().map(EgressPair::ipv4).toList(), held.stream().map(EgressPair::ipv6).toList(), DRAIN);
+            final MachineRegistry.Update only = incremental.changed(new ArrayList<>(changed.values()), gone,
+                held.stream().map(EgressPair::ipv4).toList(), held.stream().map(EgressPair::ipv6).toList(), DRAIN);
+            assertThat(only == null).as("step %d: an update or none", step).isEqualTo(whole == null);
+            if (whole != null)
+            {
+                compared++;
+                assertThat(only.registers()).as("step %d", step).isEqualTo(whole.registers());
+                assertThat(only.unregisters()).as("step %d", step).isEqualTo(whole.unregisters());
+                assertThat(only.deletions()).as("step %d", step).isEqualTo(whole.deletions());
+                assertThat(only.held()).as("step %d", step).isEqualTo(whole.held());
+                for (int n = 0; n < 12; n++)
+                {
+                    for (int last = 1; last <= 2; last++)
+                    {
+                        final int g4 = 0x0A4D0000 | n << 8 | last;
+                        assertThat(only.index().handle4(g4)).as("step %d, guest %d.%d", step, n, last)
+                            .isEqualTo(whole.index().handle4(g4));
+                    }
+                    assertThat(only.index().handle6(0xFD77000000000000L, n << 8 | 1)).as("step %d", step)
+                        .isEqualTo(whole.index().handle6(0xFD77000000000000L, n << 8 | 1));
+                }
+            }
+        }
+        assertThat(incrementalLines).isEqualTo(lines);
+        assertThat(compared).as("most steps change something").isGreaterThan(1000);
     }
 }

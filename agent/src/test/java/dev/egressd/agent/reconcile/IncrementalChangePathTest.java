@@ -10,11 +10,13 @@ import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.BlockLayout;
+import dev.egressd.core.model.Egress;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
+import dev.egressd.core.model.Scope;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanDiff;
@@ -22,11 +24,14 @@ import dev.egressd.core.plan.PlanElement;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
+import java.util.TreeMap;
 
 /**
  * The incrementally kept desired plan against the whole build: random sequences of allocator operations (refusals,
@@ -90,6 +95,8 @@ class IncrementalChangePathTest
         DesiredState committed = StateMapper.export(allocator, List.of());
         final StateExport export = new StateExport();
         DesiredState written = export.export(allocator, extra);
+        final MonitorFeed feed = new MonitorFeed();
+        final Map<String, List<Object>> told = new TreeMap<>();
         for (int step = 0; step < steps; step++)
         {
             final String what = operate(random);
@@ -112,6 +119,7 @@ class IncrementalChangePathTest
             {
                 written = exported;
             }
+            tellMonitor(feed, told, at);
             final KernelPlan full = whole();
             final List<PlanChange> changes = cache.changesSinceMark();
             assertThat(cache.plan()).as(at).isEqualTo(full);
@@ -240,6 +248,60 @@ class IncrementalChangePathTest
             outcome = null;
         }
         return outcome instanceof Outcome.Refusal ? what + " refused" : what;
+    }
+
+    /** What the conntrack monitor is told, applied to a copy: the allocator's machines, after a plain step no more. */
+    private void tellMonitor(final MonitorFeed feed, final Map<String, List<Object>> told, final String at)
+    {
+        final MonitorFeed.Told t = feed.tell(allocator, Set.of());
+        final Set<String> changedIds = new HashSet<>();
+        final Map<String, List<Object>> before = new TreeMap<>(told);
+        for (final EgressAllocator.MachineView v : t.changed())
+        {
+            changedIds.add(v.machine().id());
+            told.put(v.machine().id(), registration(v));
+        }
+        for (final String id : t.gone())
+        {
+            if (!changedIds.contains(id))
+            {
+                told.remove(id);
+            }
+        }
+        final Map<String, List<Object>> now = new TreeMap<>();
+        final List<Ipv4Address> held4 = new ArrayList<>();
+        for (final EgressPair p : allocator.appPairs())
+        {
+            held4.add(p.ipv4());
+        }
+        for (final EgressAllocator.MachineView v : allocator.machines())
+        {
+            now.put(v.machine().id(), registration(v));
+            if (v.machineScopedPair() != null)
+            {
+                held4.add(v.machineScopedPair().ipv4());
+            }
+        }
+        assertThat(told).as(at + ": the machines as told").isEqualTo(now);
+        assertThat(t.changed()).extracting(v -> v.machine().id()).as(at + ": told in id order").isSorted();
+        assertThat(t.gone()).as(at + ": gone in id order").isSorted();
+        if (!at.contains("(rollback)"))
+        {
+            // a rebuilt allocator has new records (all told again); otherwise only what changed is looked up
+            for (final String id : changedIds)
+            {
+                assertThat(now.get(id)).as(at + ": %s told again though unchanged", id).isNotEqualTo(before.get(id));
+            }
+        }
+        assertThat(t.held4()).as(at + ": the held addresses").containsExactlyInAnyOrderElementsOf(held4);
+    }
+
+    private static List<Object> registration(final EgressAllocator.MachineView v)
+    {
+        final Egress e = v.egress();
+        return Arrays.asList(v.machine(), e.scope(), e.pair(), e.scope() == Scope.APP || e.scope() == Scope.MACHINE
+            ? e.firstPort() : -1, e.scope() == Scope.APP || e.scope() == Scope.MACHINE ? e.lastPort() : -1,
+            v.machineScopedPair());
     }
 
     /** Recovered elements and draining addresses: some the allocator also plans, some only here. */
