@@ -55,7 +55,8 @@ import java.util.function.LongSupplier;
  * Events the ledger would ignore never reach Java: the subscription carries a socket filter
  * ({@code ctnetlink.EventFilter}) that keeps only source-translated flows from inside a cover of the guest addresses
  * ({@link GuestPrefixes}), and of UPDATE only TCP's TIME_WAIT and CLOSE. The thread replaces it when a machine
- * update brings a guest address outside the cover, or removes machines. Events the old filter dropped before the
+ * update brings a guest address outside the cover, and narrows it after machines were removed (at most once a second:
+ * the wider cover meanwhile only lets through events the ledger ignores). Events the old filter dropped before the
  * new one was attached cannot be read again, so a cover that grew is followed by a resync from a full dump (at
  * most one a second: a burst of registrations costs one dump, not one per machine).
  *
@@ -134,6 +135,8 @@ public final class ConntrackMonitor implements AutoCloseable
     private boolean resyncForFilter;         // the next resync follows a wider filter, not lost events
     private long widenedResyncAt;
     private long filtersAttached;
+    private GuestIndex narrowFrom;           // machines were removed: the index to narrow the cover to, or null
+    private long narrowedAt;
 
     /**
      * A monitor over a conntrack subscription (opened in the namespace to watch; the monitor closes it).
@@ -417,6 +420,7 @@ public final class ConntrackMonitor implements AutoCloseable
             }
         }
         final long now = nanoTime.getAsLong();
+        narrowCover(now);
         if (publishNeeded || now - publishedAt >= SECOND)
         {
             published.publish(snapshot());
@@ -493,7 +497,7 @@ public final class ConntrackMonitor implements AutoCloseable
         {
             return;
         }
-        boolean stale = filtered == null || !update.unregisters().isEmpty();
+        boolean stale = filtered == null;
         for (int i = 0; !stale && i < update.registers().size(); i++)
         {
             final TrackedMachine t = update.registers().get(i);
@@ -502,9 +506,36 @@ public final class ConntrackMonitor implements AutoCloseable
         }
         if (!stale)
         {
+            // Machines removed only: the cover still holds every guest, and lets through at most events the ledger
+            // ignores. A narrower one waits for the next turn a second after the last (building a cover sorts
+            // every guest address: not once per deleted machine). Always to the newest index: a guest added
+            // meanwhile inside the old cover must stay in the narrower one.
+            if (!update.unregisters().isEmpty() || narrowFrom != null)
+            {
+                narrowFrom = update.index();
+            }
             return;
         }
-        final GuestPrefixes next = update.index().cover(GuestPrefixes.DEFAULT_MAX);
+        narrowFrom = null;
+        attachCover(update.index());
+    }
+
+    /** Narrows the filter's cover after machines were removed, at most once a second (see {@link #refilter}). */
+    private void narrowCover(final long now)
+    {
+        if (narrowFrom != null && events != null && now - narrowedAt >= SECOND)
+        {
+            final GuestIndex index = narrowFrom;
+            narrowFrom = null;
+            narrowedAt = now;
+            attachCover(index);
+        }
+    }
+
+    /** Attaches the cover of the index unless the filter keeps it already; a wider one is followed by a resync. */
+    private void attachCover(final GuestIndex index)
+    {
+        final GuestPrefixes next = index.cover(GuestPrefixes.DEFAULT_MAX);
         if (next.equals(filtered))
         {
             return;
