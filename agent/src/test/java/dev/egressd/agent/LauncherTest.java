@@ -21,6 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
 class LauncherTest
 {
     private static final Path PROJECT = Path.of(System.getenv().getOrDefault("EGRESSD_PROJECT_DIR", ".."));
+    /** What the launcher adds when the operator's options name none of it. */
+    private static final String DEFAULTS =
+        "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000";
 
     @TempDir
     Path dir;
@@ -73,24 +76,34 @@ class LauncherTest
     @Test
     void withoutOptionsTheHeapIsCappedWithTheSerialCollector() throws Exception
     {
-        assertThat(launch(null)).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -jar "
+        assertThat(launch(null)).isEqualTo(DEFAULTS + " -jar "
             + dir.resolve("egressd.jar") + " --version");
         assertThat(launch("-Dlogback.configurationFile=/x.xml")).startsWith(
-            "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Dlogback.configurationFile=/x.xml -jar ");
+            DEFAULTS + " -Dlogback.configurationFile=/x.xml -jar ");
     }
 
     @Test
     void theOperatorsCapAndCollectorWin() throws Exception
     {
-        assertThat(launch("-Xmx512m")).startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xmx512m -jar ");
+        assertThat(launch("-Xmx512m"))
+            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -Xmx512m -jar ");
         assertThat(launch("-XX:MaxRAMPercentage=10 -XX:+UseG1GC"))
-            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:MaxRAMPercentage=10 -XX:+UseG1GC -jar ");
-        assertThat(launch("-XX:+UseZGC")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseZGC -jar ");
+            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -XX:MaxRAMPercentage=10 "
+                + "-XX:+UseG1GC -jar ");
+        assertThat(launch("-XX:+UseZGC"))
+            .startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -XX:+UseZGC "
+                + "-jar ");
         // an initial size of the operator's own stays, and none is added to the operator's cap (it could exceed it)
-        assertThat(launch("-Xms64m")).startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -Xms64m -jar ");
+        assertThat(launch("-Xms64m"))
+            .startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -Xms64m "
+                + "-jar ");
         // the package's own options: nothing added twice
-        assertThat(launch("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"))
-            .startsWith("-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -jar ");
+        final String packaged = "-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError "
+            + "-XX:TrimNativeHeapInterval=5000";
+        assertThat(launch(packaged)).startsWith(packaged + " -jar ");
+        // the operator's own trim interval (0: never) wins
+        assertThat(launch("-XX:TrimNativeHeapInterval=0")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
+            + "-XX:+UseSerialGC -XX:TrimNativeHeapInterval=0 -jar ");
     }
 
     @Test
@@ -98,8 +111,8 @@ class LauncherTest
     {
         final Path jsa = dir.resolve("egressd-daemon.jsa");
         final String cds = " -Xlog:cds=off -Xlog:cds+dynamic=off -jar ";
-        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
-            + "-XX:+UseSerialGC -XX:ArchiveClassesAtExit=" + jsa + ".new -Degressd.cds.served=" + jsa + ".served"
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo(DEFAULTS
+            + " -XX:ArchiveClassesAtExit=" + jsa + ".new -Degressd.cds.served=" + jsa + ".served"
             + cds + dir.resolve("egressd.jar") + " --config x");
         // the run wrote the archive at its exit, but never served: not taken up
         Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "archive");
@@ -109,8 +122,8 @@ class LauncherTest
         Thread.sleep(1100); // newer than the jar: change times have a resolution of a second here
         Files.writeString(dir.resolve("egressd-daemon.jsa.new"), "archive");
         Files.writeString(dir.resolve("egressd-daemon.jsa.served"), "");
-        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
-            + "-XX:+UseSerialGC -XX:SharedArchiveFile=" + jsa + cds + dir.resolve("egressd.jar") + " --config x");
+        assertThat(launch(null, Map.of(), "--config", "x")).isEqualTo(DEFAULTS
+            + " -XX:SharedArchiveFile=" + jsa + cds + dir.resolve("egressd.jar") + " --config x");
         assertThat(jsa).hasContent("archive");
         assertThat(dir.resolve("egressd-daemon.jsa.new")).doesNotExist();
         assertThat(dir.resolve("egressd-daemon.jsa.served")).doesNotExist();
@@ -162,7 +175,8 @@ class LauncherTest
     {
         final String defaults = Files.readString(PROJECT.resolve("scripts/debian/default"), StandardCharsets.UTF_8);
         assertThat(defaults).containsPattern(
-            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -Xms32m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError\"$")
+            "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -Xms32m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError "
+                + "-XX:TrimNativeHeapInterval=5000\"$")
             .containsPattern("(?m)^MALLOC_ARENA_MAX=2$");
     }
 }
