@@ -45,6 +45,8 @@ public final class NetlinkSocket implements AutoCloseable
 {
     /** {@link #receive} result when the kernel dropped messages for this socket (ENOBUFS). */
     public static final int OVERRUN = -1;
+    /** {@link #receiveFailed}'s answer for a receive interrupted by a signal: try it again. */
+    private static final int INTERRUPTED = -2;
 
     /** Default receive buffer: big enough for the largest dump skb the kernel builds (32 KiB). */
     private static final int RECEIVE_BUFFER = 64 * 1024;
@@ -553,6 +555,28 @@ public final class NetlinkSocket implements AutoCloseable
         }
     }
 
+    /**
+     * What a failed receive's errno means to both receives: {@link #INTERRUPTED} (EINTR), 0 (EAGAIN: the timeout,
+     * nothing queued), {@link #OVERRUN} (ENOBUFS: the kernel dropped messages); anything else is thrown.
+     */
+    private static int receiveFailed(final String call) throws NativeException
+    {
+        final int errno = Natives.errno();
+        if (errno == LibC.EINTR)
+        {
+            return INTERRUPTED;
+        }
+        if (errno == LibC.EAGAIN)
+        {
+            return 0;
+        }
+        if (errno == LibC.ENOBUFS)
+        {
+            return OVERRUN;
+        }
+        throw new NativeException(call, errno);
+    }
+
     /** One datagram from the kernel into receiveBuffer: its length, 0 on timeout, OVERRUN on ENOBUFS. */
     private int receiveDatagram() throws IOException
     {
@@ -565,20 +589,12 @@ public final class NetlinkSocket implements AutoCloseable
             final long rc = libc.recvmsg(fd, metaPointer, 0);
             if (rc < 0)
             {
-                final int errno = Natives.errno();
-                if (errno == LibC.EINTR)
+                final int failed = receiveFailed("recvmsg(AF_NETLINK)");
+                if (failed == INTERRUPTED)
                 {
                     continue;
                 }
-                if (errno == LibC.EAGAIN)
-                {
-                    return 0;
-                }
-                if (errno == LibC.ENOBUFS)
-                {
-                    return OVERRUN;
-                }
-                throw new NativeException("recvmsg(AF_NETLINK)", errno);
+                return failed;
             }
             if ((m.getInt(MSG_FLAGS) & LibC.MSG_TRUNC) != 0)
             {
@@ -682,20 +698,11 @@ public final class NetlinkSocket implements AutoCloseable
             {
                 break;
             }
-            final int errno = Natives.errno();
-            if (errno == LibC.EINTR)
+            final int failed = receiveFailed("recvmmsg(AF_NETLINK)");
+            if (failed != INTERRUPTED)
             {
-                continue;
+                return failed;
             }
-            if (errno == LibC.EAGAIN)
-            {
-                return 0;
-            }
-            if (errno == LibC.ENOBUFS)
-            {
-                return OVERRUN;
-            }
-            throw new NativeException("recvmmsg(AF_NETLINK)", errno);
         }
         final ByteBuffer b = batchBuffer;
         int count = 0;

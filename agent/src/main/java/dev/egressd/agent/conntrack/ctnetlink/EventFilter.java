@@ -78,6 +78,20 @@ public final class EventFilter
     }
 
     /**
+     * Loads the message's TCP state (CTA_PROTOINFO, then CTA_PROTOINFO_TCP, then CTA_PROTOINFO_TCP_STATE) into A, or
+     * jumps to {@code missing} when the message carries none: what both the DESTROY and the UPDATE paths judge.
+     */
+    private static ClassicBpf.Assembler loadTcpState(final ClassicBpf.Assembler a, final String missing)
+    {
+        a.stmt(LD_IMM, ATTRIBUTES).stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO).stmt(LD_ABS_W, NLATTR)
+            .jump(JEQ, 0, missing, null);
+        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP).stmt(LD_ABS_W, NLATTR_NEST).jump(JEQ, 0, missing, null);
+        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP_STATE).stmt(LD_ABS_W, NLATTR_NEST)
+            .jump(JEQ, 0, missing, null);
+        return a.stmt(TAX, 0).stmt(LD_IND_B, NetlinkConstants.NLA_HDRLEN);
+    }
+
+    /**
      * The program for a cover of the guest addresses.
      *
      * @param guests the cover.
@@ -91,22 +105,12 @@ public final class EventFilter
             .jump(JEQ, NetlinkConstants.IPCTNL_MSG_CT_DELETE, "destroy", "accept");
         // a DESTROY of a TCP flow already in TIME_WAIT or CLOSE: its UPDATE to that state closed it (or it was never
         // opened), so the DESTROY would be a no-op; a DESTROY without a TCP state (UDP, ICMP, older kernels) is kept
-        a.label("destroy").stmt(LD_IMM, ATTRIBUTES).stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO).stmt(LD_ABS_W, NLATTR)
-            .jump(JEQ, 0, "status", null);
-        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP).stmt(LD_ABS_W, NLATTR_NEST).jump(JEQ, 0, "status", null);
-        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP_STATE).stmt(LD_ABS_W, NLATTR_NEST)
-            .jump(JEQ, 0, "status", null);
-        a.stmt(TAX, 0).stmt(LD_IND_B, NetlinkConstants.NLA_HDRLEN)
+        loadTcpState(a.label("destroy"), "status")
             .jump(JEQ, NetlinkConstants.TCP_CONNTRACK_TIME_WAIT, "drop", null)
             .jump(JEQ, NetlinkConstants.TCP_CONNTRACK_CLOSE, "drop", "status");
         a.label("new").stmt(LD_ABS_B, FLAGS_HIGH_BYTE).jump(JSET, NetlinkConstants.NLM_F_CREATE >>> 8, "status", null);
         // an UPDATE: only TCP's TIME_WAIT and CLOSE mean anything to the ledger
-        a.stmt(LD_IMM, ATTRIBUTES).stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO).stmt(LD_ABS_W, NLATTR)
-            .jump(JEQ, 0, "drop", null);
-        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP).stmt(LD_ABS_W, NLATTR_NEST).jump(JEQ, 0, "drop", null);
-        a.stmt(LDX_IMM, NetlinkConstants.CTA_PROTOINFO_TCP_STATE).stmt(LD_ABS_W, NLATTR_NEST)
-            .jump(JEQ, 0, "drop", null);
-        a.stmt(TAX, 0).stmt(LD_IND_B, NetlinkConstants.NLA_HDRLEN)
+        loadTcpState(a, "drop")
             .jump(JEQ, NetlinkConstants.TCP_CONNTRACK_TIME_WAIT, "status", null)
             .jump(JEQ, NetlinkConstants.TCP_CONNTRACK_CLOSE, "status", "drop");
         // source-translated, or no status to tell
