@@ -58,6 +58,8 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
+import java.util.function.UnaryOperator;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -115,15 +117,8 @@ public final class EtcdRegionStore implements RegionStore
     private final AtomicLong conflicts = new AtomicLong();
     private final AtomicLong nanos = new AtomicLong();
     private final List<RegionWatch> watches = new ArrayList<>();
-    private final Object hostLock = new Object();
-    private final Object routerLock = new Object();
-    private String routerId;
-    private long routerLease;
-    private long routerApplied;
-    private boolean routerWritten;
-    private String registeredHost;
-    private long leaseId;
-    private boolean aliveWritten;
+    private final LeasedKey hostAlive;
+    private final LeasedKey routerAlive;
     private volatile boolean closed;
 
     /**
@@ -186,6 +181,8 @@ public final class EtcdRegionStore implements RegionStore
         });
         this.events = Executors.newSingleThreadScheduledExecutor(daemon("egressd-region-" + region));
         this.liveness = Executors.newSingleThreadScheduledExecutor(daemon("egressd-region-liveness"));
+        this.hostAlive = new LeasedKey("host", keys::alive, "mark host %s alive");
+        this.routerAlive = new LeasedKey("router", keys::router, "publish router %s");
     }
 
     private static URI[] endpoints(final List<String> endpoints, final boolean tls)
@@ -741,26 +738,11 @@ public final class EtcdRegionStore implements RegionStore
     public HostRecord registerHost(final HostRecord host) throws RegionUnavailableException
     {
         RegionKeys.id("host", host.id());
+        hostAlive.checkId(host.id());
         final Budget budget = budget();
         final List<String> addresses = List.copyOf(host.addresses());
         final int mark = writeHost(host.id(), addresses, budget);
-        synchronized (hostLock)
-        {
-            if (registeredHost != null && !registeredHost.equals(host.id()))
-            {
-                throw new IllegalStateException("host: this store registered " + registeredHost + " already, not "
-                    + host.id());
-            }
-            final boolean first = registeredHost == null;
-            registeredHost = host.id();
-            keepAlive(budget);
-            if (first)
-            {
-                // A third of the TTL: two keep-alives may be lost before the key expires.
-                final long period = leaseTtl.toMillis() / 3;
-                liveness.scheduleWithFixedDelay(this::keepAliveQuietly, period, period, TimeUnit.MILLISECONDS);
-            }
-        }
+        hostAlive.hold(host.id(), () -> new AliveValue(System.currentTimeMillis()), budget);
         return new HostRecord(host.id(), addresses, true, mark);
     }
 
@@ -878,148 +860,136 @@ public final class EtcdRegionStore implements RegionStore
         {
             throw new IllegalArgumentException("applied: " + applied + " is not a revision (0 or more)");
         }
-        final Budget budget = budget();
-        synchronized (routerLock)
-        {
-            if (routerId != null && !routerId.equals(router))
-            {
-                throw new IllegalStateException("router: this store publishes router " + routerId + " already, not "
-                    + router);
-            }
-            final boolean first = routerId == null;
-            routerId = router;
-            routerApplied = applied;
-            routerWritten = false;
-            publishRouter(budget);
-            if (first)
-            {
-                final long period = leaseTtl.toMillis() / 3;
-                liveness.scheduleWithFixedDelay(this::routerAliveQuietly, period, period, TimeUnit.MILLISECONDS);
-            }
-        }
-    }
-
-    private void routerAliveQuietly()
-    {
-        try
-        {
-            synchronized (routerLock)
-            {
-                if (!closed)
-                {
-                    publishRouter(budget());
-                }
-            }
-        }
-        catch (final RegionUnavailableException e)
-        {
-            LOG.debug("region router liveness: {}", e.getMessage());
-        }
-        catch (final RuntimeException e)
-        {
-            LOG.warn("region router liveness failed", e);
-        }
+        routerAlive.hold(router, () -> new RouterValue(applied), budget());
     }
 
     /**
-     * The router's key on its own lease: renews the lease when the key is written, else (first, a new applied
-     * revision, or the lease expired in an outage) grants one if needed and writes the key. Router lock held.
+     * A key kept on a lease of its own and renewed on the liveness thread: the host's {@code alive/<id>} and a
+     * router's {@code routers/<id>}. One id per store. The lease is granted on first use and again when etcd says
+     * it expired (an outage longer than the TTL), and the key is written again then, so it never stays on a dead
+     * lease; between those, a renewal is one keep-alive.
      */
-    private void publishRouter(final Budget budget) throws RegionUnavailableException
+    private final class LeasedKey
     {
-        if (routerLease != 0 && routerWritten)
+        private final String kind;
+        private final UnaryOperator<String> keyOf;
+        private final String putWhat;
+        private final Object lock = new Object();
+        private String id;
+        private Supplier<Object> value;
+        private long lease;
+        private boolean written;
+
+        LeasedKey(final String kind, final UnaryOperator<String> keyOf, final String putWhat)
+        {
+            this.kind = kind;
+            this.keyOf = keyOf;
+            this.putWhat = putWhat;
+        }
+
+        /** Refuses a second id before anything is written for it. */
+        void checkId(final String candidate)
+        {
+            synchronized (lock)
+            {
+                if (id != null && !id.equals(candidate))
+                {
+                    throw new IllegalStateException(kind + ": this store holds " + kind + " " + id + " already, not "
+                        + candidate);
+                }
+            }
+        }
+
+        /** Writes the key with value's current value now, and keeps it alive from then on. */
+        void hold(final String newId, final Supplier<Object> newValue, final Budget budget)
+            throws RegionUnavailableException
+        {
+            synchronized (lock)
+            {
+                checkId(newId);
+                final boolean first = id == null;
+                id = newId;
+                value = newValue;
+                written = false;
+                publish(budget);
+                if (first)
+                {
+                    // A third of the TTL: two keep-alives may be lost before the key expires.
+                    final long period = leaseTtl.toMillis() / 3;
+                    liveness.scheduleWithFixedDelay(this::renewQuietly, period, period, TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+
+        private void renewQuietly()
         {
             try
             {
-                await(client.getLeaseClient().keepAliveOnce(routerLease), budget, "keep router " + routerId
-                    + " alive", false);
-                return;
+                synchronized (lock)
+                {
+                    if (!closed)
+                    {
+                        publish(budget());
+                    }
+                }
             }
             catch (final RegionUnavailableException e)
             {
-                if (!(e.getCause() instanceof EtcdException ee) || ee.getErrorCode() != ErrorCode.NOT_FOUND)
-                {
-                    throw e;
-                }
-                LOG.warn("region: router {}'s lease {} expired; granting a new one", routerId,
-                    Long.toHexString(routerLease));
-                routerLease = 0;
+                LOG.debug("region {} liveness: {}", kind, e.getMessage());
             }
-        }
-        if (routerLease == 0)
-        {
-            routerLease = await(client.getLeaseClient().grant(leaseTtl.getSeconds()), budget, "grant router "
-                + routerId + " a lease", true).getID();
-        }
-        try
-        {
-            await(kv.put(bytes(keys.router(routerId)), value(new RouterValue(routerApplied)),
-                PutOption.builder().withLeaseId(routerLease).build()), budget, "publish router " + routerId, true);
-        }
-        catch (final RegionUnavailableException e)
-        {
-            if (e.getCause() instanceof EtcdException ee && ee.getErrorCode() == ErrorCode.NOT_FOUND)
+            catch (final RuntimeException e)
             {
-                routerLease = 0; // the lease expired between the keep-alive and the put: granted again next time
+                LOG.warn("region {} liveness failed", kind, e);
             }
-            throw e;
         }
-        routerWritten = true;
-    }
 
-    private void keepAliveQuietly()
-    {
-        try
+        /** Renews the lease when the key is written, else grants one if needed and writes the key. Lock held. */
+        private void publish(final Budget budget) throws RegionUnavailableException
         {
-            synchronized (hostLock)
+            if (lease != 0 && written)
             {
-                if (!closed)
+                try
                 {
-                    keepAlive(budget());
+                    await(client.getLeaseClient().keepAliveOnce(lease), budget, "keep " + kind + " " + id + " alive",
+                        false);
+                    return;
+                }
+                catch (final RegionUnavailableException e)
+                {
+                    if (!expired(e))
+                    {
+                        throw e;
+                    }
+                    LOG.warn("region: {} {}'s lease {} expired; granting a new one", kind, id, Long.toHexString(lease));
+                    lease = 0;
                 }
             }
-        }
-        catch (final RegionUnavailableException e)
-        {
-            LOG.debug("region liveness: {}", e.getMessage());
-        }
-        catch (final RuntimeException e)
-        {
-            LOG.warn("region liveness failed", e);
-        }
-    }
-
-    /** Grants the lease if there is none (first, or the old one expired in an outage), writes alive, renews. */
-    private void keepAlive(final Budget budget) throws RegionUnavailableException
-    {
-        if (leaseId != 0 && aliveWritten)
-        {
+            if (lease == 0)
+            {
+                lease = await(client.getLeaseClient().grant(leaseTtl.getSeconds()), budget, "grant " + kind + " " + id
+                    + " a lease", true).getID();
+                written = false;
+            }
             try
             {
-                await(client.getLeaseClient().keepAliveOnce(leaseId), budget, "keep host " + registeredHost
-                    + " alive", false);
-                return;
+                await(kv.put(bytes(keyOf.apply(id)), value(value.get()), PutOption.builder().withLeaseId(lease)
+                    .build()), budget, String.format(putWhat, id), true);
             }
             catch (final RegionUnavailableException e)
             {
-                if (!(e.getCause() instanceof EtcdException ee) || ee.getErrorCode() != ErrorCode.NOT_FOUND)
+                if (expired(e))
                 {
-                    throw e;
+                    lease = 0; // the lease expired between the keep-alive or the grant and the put: granted again
                 }
-                LOG.warn("region: host {}'s liveness lease {} expired; granting a new one", registeredHost,
-                    Long.toHexString(leaseId));
-                leaseId = 0;
+                throw e;
             }
+            written = true;
         }
-        if (leaseId == 0)
+
+        private static boolean expired(final RegionUnavailableException e)
         {
-            leaseId = await(client.getLeaseClient().grant(leaseTtl.getSeconds()), budget, "grant host "
-                + registeredHost + " a lease", true).getID();
-            aliveWritten = false;
+            return e.getCause() instanceof EtcdException ee && ee.getErrorCode() == ErrorCode.NOT_FOUND;
         }
-        await(kv.put(bytes(keys.alive(registeredHost)), value(new AliveValue(System.currentTimeMillis())),
-            PutOption.builder().withLeaseId(leaseId).build()), budget, "mark host " + registeredHost + " alive", true);
-        aliveWritten = true;
     }
 
     // ---------------------------------------------------------------------------------------------------------
