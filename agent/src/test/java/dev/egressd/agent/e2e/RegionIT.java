@@ -14,7 +14,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Predicate;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -37,24 +36,6 @@ class RegionIT
             + (fromHost == null ? "" : ", \"from_host\": \"" + fromHost + "\"") + "}";
     }
 
-    private static JsonNode await(final ApiClient api, final String path, final Predicate<JsonNode> condition,
-        final String what) throws Exception
-    {
-        final long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
-        JsonNode last = null;
-        while (System.nanoTime() < end)
-        {
-            final ApiClient.Response r = api.get(path);
-            last = r.json();
-            if (r.status() == 200 && condition.test(last))
-            {
-                return last;
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError(what + ": last answer " + last);
-    }
-
     @Test
     @Timeout(value = 240, unit = TimeUnit.SECONDS)
     void twoDaemonsShareOnePairThroughEtcdAndSurviveEtcdAndDaemonRestarts() throws Exception
@@ -74,12 +55,12 @@ class RegionIT
             final ApiClient h2 = daemons.get(1).api();
             for (final ApiClient api : List.of(h1, h2))
             {
-                await(api, "/v1/region", r -> r.path("available").asBoolean(), "the region ledger is available");
+                api.await("/v1/region", r -> r.path("available").asBoolean(), "the region ledger is available");
             }
 
             // a pair added on h1 is a region object: h2 sees it
             h1.post("/v1/apps/shop/pairs", PAIR).ok();
-            await(h2, "/v1/apps/shop", a -> a.path("pairs").size() == 1, "h2 sees the pair");
+            h2.await("/v1/apps/shop", a -> a.path("pairs").size() == 1, "h2 sees the pair");
             final JsonNode m1 = h1.put("/v1/machines/m1", machine("tap-m1", "10.77.0.2", null)).ok().json();
             final JsonNode m2 = h2.put("/v1/machines/m2", machine("tap-m2", "10.77.0.2", null)).ok().json();
             assertThat(m1.at("/egress/ipv4").asText()).isEqualTo("203.0.113.10");
@@ -92,7 +73,7 @@ class RegionIT
                 .startsWith("slot " + m1.at("/egress/block").asInt() + " of app pair 203.0.113.10, region ord");
 
             // the region as each host sees it
-            final JsonNode region = await(h1, "/v1/region", r -> r.path("slots_by_host").path("h2").asInt() == 1,
+            final JsonNode region = h1.await("/v1/region", r -> r.path("slots_by_host").path("h2").asInt() == 1,
                 "h1 sees h2's slot");
             assertThat(region.path("ledger").asText()).isEqualTo("etcd");
             assertThat(region.path("host").asText()).isEqualTo("h1");
@@ -103,7 +84,7 @@ class RegionIT
             assertThat(region.path("routers").size()).isZero();
             assertThat(region.path("hosts").findValues("addresses").toString()).contains("192.0.2.11", "192.0.2.12");
             assertThat(region.path("mismatches").size()).isZero();
-            final JsonNode state = await(h2, "/v1/state",
+            final JsonNode state = h2.await("/v1/state",
                 s -> s.at("/apps/0/pairs/0/holders").size() == 2, "h2's state shows both holders");
             assertThat(state.at("/apps/0/pairs/0/holders").findValuesAsText("host")).containsExactlyInAnyOrder("h1", "h2");
             final Shell.Output shown = daemons.get(0).egressctl("region");
@@ -136,9 +117,9 @@ class RegionIT
             assertThat(h1.get("/v1/machines/m1").ok().json().at("/egress/scope").asText()).as("placed: unchanged")
                 .isEqualTo("app");
             etcd.start();
-            await(h1, "/v1/machines/m3", m -> "app".equals(m.at("/egress/scope").asText()),
+            h1.await("/v1/machines/m3", m -> "app".equals(m.at("/egress/scope").asText()),
                 "m3 placed once etcd is back");
-            await(h2, "/v1/region", r -> r.path("available").asBoolean(), "h2 read the region again");
+            h2.await("/v1/region", r -> r.path("available").asBoolean(), "h2 read the region again");
 
             // a handover: m1 moves from h1 to h2 with its block
             final ApiClient.Response early = h2.put("/v1/machines/m1", machine("tap-m1", "10.77.0.5", "h1"));

@@ -24,7 +24,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Predicate;
 
 /**
  * Region mode end to end with real packets (docs/region.md): a {@link RegionLab} with etcd, the real router role
@@ -68,24 +67,6 @@ class RouterIT
     private ApiClient api(final int host)
     {
         return hosts.get(host - 1).api();
-    }
-
-    private static JsonNode await(final ApiClient api, final String path, final Predicate<JsonNode> condition,
-        final String what) throws Exception
-    {
-        final long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        JsonNode last = null;
-        while (System.nanoTime() < end)
-        {
-            final ApiClient.Response r = api.get(path);
-            last = r.json();
-            if (r.status() == 200 && condition.test(last))
-            {
-                return last;
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError(what + ": last answer " + last);
     }
 
     /** PUTs a machine on a host; it must be placed on the pair and confirmed by the router. */
@@ -177,7 +158,7 @@ class RouterIT
             }
             for (int h = 1; h <= 3; h++)
             {
-                await(api(h), "/v1/region", r -> r.path("available").asBoolean(), "h" + h + "'s ledger is available");
+                api(h).await("/v1/region", r -> r.path("available").asBoolean(), "h" + h + "'s ledger is available");
                 // region mode: the pair goes on lo, and the host answers ARP only for its own addresses
                 assertThat(arpSysctl(h, "arp_ignore")).as("h%d arp_ignore", h).isGreaterThanOrEqualTo(1);
                 assertThat(arpSysctl(h, "arp_announce")).as("h%d arp_announce", h).isEqualTo(2);
@@ -187,7 +168,7 @@ class RouterIT
             api(1).post("/v1/apps/shop/pairs", "{\"ipv4\": \"" + PAIR4 + "\", \"ipv6\": \"" + PAIR6 + "\"}").ok();
             for (int h = 2; h <= 3; h++)
             {
-                await(api(h), "/v1/apps/shop", a -> a.path("pairs").size() == 1, "h" + h + " sees the pair");
+                api(h).await("/v1/apps/shop", a -> a.path("pairs").size() == 1, "h" + h + " sees the pair");
             }
 
             // web-1 on h1 (g1), web-2 on h2 (g3): one block of the three is still free
@@ -305,7 +286,7 @@ class RouterIT
             }
             for (int h = 1; h <= 3; h++)
             {
-                await(api(h), "/v1/region", r -> r.path("available").asBoolean(), "h" + h + " reads etcd again");
+                api(h).await("/v1/region", r -> r.path("available").asBoolean(), "h" + h + " reads etcd again");
             }
 
             // router restarts: replies lost meanwhile, and never one to the wrong guest

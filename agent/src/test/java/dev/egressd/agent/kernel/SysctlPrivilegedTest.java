@@ -34,7 +34,7 @@ class SysctlPrivilegedTest
     @AfterEach
     void deleteNamespace() throws IOException
     {
-        LabNamespace.tearDown(lab, ns, null);
+        LabNamespace.tearDown(lab, ns);
     }
 
     @Test

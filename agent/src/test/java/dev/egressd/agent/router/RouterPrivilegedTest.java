@@ -85,25 +85,7 @@ class RouterPrivilegedTest
         }
         finally
         {
-            final NftNetlink n = netlink;
-            final LibNftablesClient c = client;
-            LabNamespace.tearDown(lab, ns, () ->
-            {
-                try
-                {
-                    if (n != null)
-                    {
-                        n.close();
-                    }
-                }
-                finally
-                {
-                    if (c != null)
-                    {
-                        c.close();
-                    }
-                }
-            });
+            LabNamespace.tearDown(lab, ns, netlink, client);
         }
     }
 

@@ -62,25 +62,7 @@ class SteeringTablePrivilegedTest
     @AfterEach
     void tearDown() throws Exception
     {
-        final NftNetlink n = netlink;
-        final LibNftablesClient c = client;
-        LabNamespace.tearDown(router, ns, () ->
-        {
-            try
-            {
-                if (n != null)
-                {
-                    n.close();
-                }
-            }
-            finally
-            {
-                if (c != null)
-                {
-                    c.close();
-                }
-            }
-        });
+        LabNamespace.tearDown(router, ns, netlink, client);
     }
 
     private static SteeringPlan plan(final Map<Key, Integer> elements)

@@ -11,6 +11,8 @@ import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.function.Predicate;
 
 /**
  * A minimal HTTP/1.1 client for egressd's API on its unix socket: one request per connection
@@ -20,6 +22,8 @@ import java.nio.file.Path;
 public final class ApiClient
 {
     public static final ObjectMapper JSON = new ObjectMapper();
+    /** How long {@link #await} waits: generous, for a loaded CI machine and etcd's first election. */
+    public static final Duration AWAIT = Duration.ofSeconds(30);
 
     private final Path socket;
 
@@ -50,6 +54,36 @@ public final class ApiClient
         {
             return status + " " + text.strip();
         }
+    }
+
+    /**
+     * GETs a path every 50 ms until its answer is 200 and meets a condition: what a test waits for when the daemon
+     * gets there on its own (a region read, a router's confirmation).
+     *
+     * @param path      the path, e.g. {@code /v1/region}.
+     * @param condition what the answer's JSON must meet.
+     * @param what      what is awaited, for the failure.
+     * @return the answer's JSON that met it.
+     * @throws IOException          if the socket cannot be reached.
+     * @throws InterruptedException if interrupted.
+     * @throws AssertionError       if no answer met it within {@link #AWAIT}; it holds the last answer.
+     */
+    public JsonNode await(final String path, final Predicate<JsonNode> condition, final String what)
+        throws IOException, InterruptedException
+    {
+        final long end = System.nanoTime() + AWAIT.toNanos();
+        JsonNode last = null;
+        while (System.nanoTime() < end)
+        {
+            final Response r = get(path);
+            last = r.json();
+            if (r.status() == 200 && condition.test(last))
+            {
+                return last;
+            }
+            Thread.sleep(50);
+        }
+        throw new AssertionError(what + ": last answer " + last);
     }
 
     public Response get(final String path) throws IOException

@@ -1,16 +1,10 @@
 package dev.egressd.agent.testing;
 
-import static org.junit.jupiter.api.Assertions.fail;
-
 import dev.egressd.agent.natives.NetNamespace;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
 
@@ -27,22 +21,17 @@ import java.util.concurrent.ThreadLocalRandom;
  */
 public final class Lab implements LabNetwork, AutoCloseable
 {
-    /** The default timeout of a command run in the lab. */
-    public static final Duration EXEC_TIMEOUT = Duration.ofSeconds(20);
-
     private final String prefix;
     private final int guests;
-    private final Path projectDir;
     private final Destination destination;
     private final Thread shutdownHook;
     private NetNamespace host;
     private boolean closed;
 
-    private Lab(final String prefix, final int guests, final Path projectDir, final Path workDir)
+    private Lab(final String prefix, final int guests, final Path workDir)
     {
         this.prefix = prefix;
         this.guests = guests;
-        this.projectDir = projectDir;
         this.destination = new Destination(this, workDir);
         this.shutdownHook = new Thread(this::destroyQuietly, "lab-" + prefix + "-cleanup");
     }
@@ -81,8 +70,7 @@ public final class Lab implements LabNetwork, AutoCloseable
             prefix = tag + Integer.toString(ThreadLocalRandom.current().nextInt((int)Math.pow(36, random)), 36);
         }
         while (Files.exists(Path.of("/run/netns", prefix + "-host")));
-        final Lab lab = new Lab(prefix, guests, Requirements.projectDir(),
-            Files.createTempDirectory("egressd-lab-" + prefix));
+        final Lab lab = new Lab(prefix, guests, Files.createTempDirectory("egressd-lab-" + prefix));
         Runtime.getRuntime().addShutdownHook(lab.shutdownHook);
         try
         {
@@ -107,35 +95,7 @@ public final class Lab implements LabNetwork, AutoCloseable
         destination.start();
     }
 
-    /**
-     * One of the lab's scripts.
-     *
-     * @param name e.g. {@code lab-client.py}.
-     * @return its path under {@code scripts/}.
-     */
     @Override
-    public Path script(final String name)
-    {
-        return projectDir.resolve("scripts").resolve(name);
-    }
-
-    /**
-     * The full name of a lab namespace.
-     *
-     * @param shortName {@code host}, {@code dst} or {@code g1}..{@code gN}.
-     * @return e.g. {@code e1k2-host}.
-     */
-    @Override
-    public String ns(final String shortName)
-    {
-        return prefix + "-" + shortName;
-    }
-
-    /**
-     * The lab's prefix.
-     *
-     * @return the prefix of every namespace name.
-     */
     public String prefix()
     {
         return prefix;
@@ -213,92 +173,6 @@ public final class Lab implements LabNetwork, AutoCloseable
         {
             lab.close();
         }
-    }
-
-    /**
-     * Runs a command inside a lab namespace.
-     *
-     * @param nsShortName {@code host}, {@code dst}, {@code g1}...
-     * @param cmd         the command.
-     * @return its exit code and output.
-     */
-    public Shell.Exec exec(final String nsShortName, final String... cmd)
-    {
-        return execWithin(EXEC_TIMEOUT, nsShortName, cmd);
-    }
-
-    /**
-     * Runs a command inside a lab namespace with a timeout.
-     *
-     * @param timeout     the longest it may run; then it is killed and the exit code is -1.
-     * @param nsShortName {@code host}, {@code dst}, {@code g1}...
-     * @param cmd         the command.
-     * @return its exit code and output.
-     */
-    @Override
-    public Shell.Exec execWithin(final Duration timeout, final String nsShortName, final String... cmd)
-    {
-        try
-        {
-            return Shell.run(timeout, inside(nsShortName, cmd));
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    /**
-     * Runs a command inside a lab namespace, its stdout and stderr read apart.
-     *
-     * @param timeout     the longest it may run; then it is killed and the exit code is -1.
-     * @param nsShortName {@code host}, {@code dst}, {@code g1}...
-     * @param cmd         the command.
-     * @return its exit code, stdout and stderr.
-     */
-    @Override
-    public Shell.Output execApart(final Duration timeout, final String nsShortName, final String... cmd)
-    {
-        try
-        {
-            return Shell.runApart(timeout, inside(nsShortName, cmd));
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    /**
-     * Runs a command in a lab namespace and fails the test unless it exits with 0.
-     *
-     * @param nsShortName the namespace.
-     * @param cmd         the command.
-     * @return its output.
-     */
-    public String must(final String nsShortName, final String... cmd)
-    {
-        final Shell.Exec exec = exec(nsShortName, cmd);
-        if (!exec.ok())
-        {
-            fail("in " + nsShortName + ": " + String.join(" ", cmd) + " -> " + exec.exitCode() + ": " + exec.output());
-        }
-        return exec.output();
-    }
-
-    /**
-     * The command line that runs a command inside a lab namespace.
-     *
-     * @param nsShortName the namespace.
-     * @param cmd         the command.
-     * @return {@code ip netns exec NS cmd...}.
-     */
-    @Override
-    public List<String> inside(final String nsShortName, final String... cmd)
-    {
-        final List<String> full = new ArrayList<>(List.of("ip", "netns", "exec", ns(nsShortName)));
-        full.addAll(Arrays.asList(cmd));
-        return full;
     }
 
     @Override

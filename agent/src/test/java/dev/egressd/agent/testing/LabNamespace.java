@@ -115,16 +115,8 @@ public final class LabNamespace implements AutoCloseable
         }
     }
 
-    /**
-     * The usual teardown: closes what the test opened in the namespace, then the handle, then deletes the
-     * namespace, each step even if the one before failed.
-     *
-     * @param lab    the namespace, or null.
-     * @param ns     the handle entered into it, or null.
-     * @param opened what was opened in it, or null.
-     * @throws IOException if a step fails (the first failure).
-     */
-    public static void tearDown(final LabNamespace lab, final NetNamespace ns, final AutoCloseable opened)
+    /** Closes opened in ns, then the handle, then deletes the namespace, each step even if one before failed. */
+    private static void tearDownClosing(final LabNamespace lab, final NetNamespace ns, final AutoCloseable opened)
         throws IOException
     {
         try
@@ -148,6 +140,50 @@ public final class LabNamespace implements AutoCloseable
                 }
             }
         }
+    }
+
+    /**
+     * The usual teardown: closes what the test opened in the namespace (a libnftables context, a netlink socket:
+     * each in the order given, even if one before failed; nulls skipped), then the handle, then deletes the
+     * namespace, each step even if the one before failed.
+     *
+     * @param lab    the namespace, or null.
+     * @param ns     the handle entered into it, or null.
+     * @param opened what was opened in it, each or null.
+     * @throws IOException if a step fails (the first failure; the later ones suppressed in it).
+     */
+    public static void tearDown(final LabNamespace lab, final NetNamespace ns, final AutoCloseable... opened)
+        throws IOException
+    {
+        tearDownClosing(lab, ns, () ->
+        {
+            Exception first = null;
+            for (final AutoCloseable each : opened)
+            {
+                try
+                {
+                    if (each != null)
+                    {
+                        each.close();
+                    }
+                }
+                catch (final Exception e)
+                {
+                    if (first == null)
+                    {
+                        first = e;
+                    }
+                    else
+                    {
+                        first.addSuppressed(e);
+                    }
+                }
+            }
+            if (first != null)
+            {
+                throw first;
+            }
+        });
     }
 
     /**

@@ -1,23 +1,43 @@
 package dev.egressd.agent.testing;
 
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
  * What the parts of a namespace lab ({@link Destination}, {@link Guest}, {@link DaemonProcess}) need of it: its
  * namespaces by short name, running commands inside them, and the project's scripts. Implemented by the
- * single-host {@link Lab} and the {@link RegionLab}.
+ * single-host {@link Lab} and the {@link RegionLab}; both name their namespaces {@code <prefix>-<short name>} (as
+ * {@code scripts/lab} makes them), so all but the prefix is said once, here.
  */
 public interface LabNetwork
 {
+    /** How long one command in a lab namespace may run before it is killed. */
+    Duration EXEC_TIMEOUT = Duration.ofSeconds(20);
+
+    /**
+     * The lab's prefix.
+     *
+     * @return the prefix of every namespace name.
+     */
+    String prefix();
+
     /**
      * The full name of a lab namespace.
      *
-     * @param shortName e.g. {@code dst}, {@code g1}.
-     * @return the namespace name.
+     * @param shortName e.g. {@code host}, {@code dst}, {@code g1}.
+     * @return e.g. {@code e1k2-host}.
      */
-    String ns(String shortName);
+    default String ns(final String shortName)
+    {
+        return prefix() + "-" + shortName;
+    }
 
     /**
      * The command line that runs a command inside a lab namespace.
@@ -26,15 +46,23 @@ public interface LabNetwork
      * @param cmd         the command.
      * @return {@code ip netns exec NS cmd...}.
      */
-    List<String> inside(String nsShortName, String... cmd);
+    default List<String> inside(final String nsShortName, final String... cmd)
+    {
+        final List<String> full = new ArrayList<>(List.of("ip", "netns", "exec", ns(nsShortName)));
+        full.addAll(Arrays.asList(cmd));
+        return full;
+    }
 
     /**
-     * One of the lab's scripts.
+     * One of the project's scripts.
      *
      * @param name e.g. {@code lab-client.py}.
      * @return its path under {@code scripts/}.
      */
-    Path script(String name);
+    default Path script(final String name)
+    {
+        return Requirements.projectDir().resolve("scripts").resolve(name);
+    }
 
     /**
      * Runs a command inside a lab namespace with a timeout.
@@ -44,7 +72,17 @@ public interface LabNetwork
      * @param cmd         the command.
      * @return its exit code and output.
      */
-    Shell.Exec execWithin(Duration timeout, String nsShortName, String... cmd);
+    default Shell.Exec execWithin(final Duration timeout, final String nsShortName, final String... cmd)
+    {
+        try
+        {
+            return Shell.run(timeout, inside(nsShortName, cmd));
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
+    }
 
     /**
      * Runs a command inside a lab namespace, its stdout and stderr read apart.
@@ -54,5 +92,44 @@ public interface LabNetwork
      * @param cmd         the command.
      * @return its exit code, stdout and stderr.
      */
-    Shell.Output execApart(Duration timeout, String nsShortName, String... cmd);
+    default Shell.Output execApart(final Duration timeout, final String nsShortName, final String... cmd)
+    {
+        try
+        {
+            return Shell.runApart(timeout, inside(nsShortName, cmd));
+        }
+        catch (final IOException e)
+        {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * Runs a command inside a lab namespace within {@link #EXEC_TIMEOUT}.
+     *
+     * @param nsShortName the namespace.
+     * @param cmd         the command.
+     * @return its exit code and output.
+     */
+    default Shell.Exec exec(final String nsShortName, final String... cmd)
+    {
+        return execWithin(EXEC_TIMEOUT, nsShortName, cmd);
+    }
+
+    /**
+     * Runs a command in a lab namespace and fails the test unless it exits with 0.
+     *
+     * @param nsShortName the namespace.
+     * @param cmd         the command.
+     * @return its output.
+     */
+    default String must(final String nsShortName, final String... cmd)
+    {
+        final Shell.Exec exec = exec(nsShortName, cmd);
+        if (!exec.ok())
+        {
+            fail("in " + nsShortName + ": " + String.join(" ", cmd) + " -> " + exec.exitCode() + ": " + exec.output());
+        }
+        return exec.output();
+    }
 }

@@ -3,7 +3,6 @@ package dev.egressd.agent.testing;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -41,7 +40,6 @@ public final class RegionLab implements LabNetwork, AutoCloseable
     private final String prefix;
     private final int hosts;
     private final int guestsPerHost;
-    private final Path projectDir;
     private final Path workDir;
     private final Destination destination;
     private final Thread shutdownHook;
@@ -49,13 +47,11 @@ public final class RegionLab implements LabNetwork, AutoCloseable
     private EtcdServer etcd;
     private boolean closed;
 
-    private RegionLab(final String prefix, final int hosts, final int guestsPerHost, final Path projectDir,
-        final Path workDir)
+    private RegionLab(final String prefix, final int hosts, final int guestsPerHost, final Path workDir)
     {
         this.prefix = prefix;
         this.hosts = hosts;
         this.guestsPerHost = guestsPerHost;
-        this.projectDir = projectDir;
         this.workDir = workDir;
         this.destination = new Destination(this, workDir);
         this.shutdownHook = new Thread(this::destroyQuietly, "region-lab-" + prefix + "-cleanup");
@@ -82,7 +78,7 @@ public final class RegionLab implements LabNetwork, AutoCloseable
             prefix = "r" + Integer.toString(ThreadLocalRandom.current().nextInt(36 * 36 * 36), 36);
         }
         while (Files.exists(Path.of("/run/netns", prefix + "-rtr")));
-        final RegionLab lab = new RegionLab(prefix, hosts, guestsPerHost, Requirements.projectDir(),
+        final RegionLab lab = new RegionLab(prefix, hosts, guestsPerHost,
             Files.createTempDirectory("egressd-region-lab-" + prefix));
         Runtime.getRuntime().addShutdownHook(lab.shutdownHook);
         try
@@ -130,7 +126,7 @@ public final class RegionLab implements LabNetwork, AutoCloseable
         return workDir;
     }
 
-    /** @return the prefix of every namespace name. */
+    @Override
     public String prefix()
     {
         return prefix;
@@ -354,81 +350,6 @@ public final class RegionLab implements LabNetwork, AutoCloseable
     public String sysctl(final String nsShortName, final String key)
     {
         return must(nsShortName, "sysctl", "-n", key).strip();
-    }
-
-    @Override
-    public String ns(final String shortName)
-    {
-        return prefix + "-" + shortName;
-    }
-
-    @Override
-    public List<String> inside(final String nsShortName, final String... cmd)
-    {
-        final List<String> full = new ArrayList<>(List.of("ip", "netns", "exec", ns(nsShortName)));
-        full.addAll(Arrays.asList(cmd));
-        return full;
-    }
-
-    @Override
-    public Path script(final String name)
-    {
-        return projectDir.resolve("scripts").resolve(name);
-    }
-
-    @Override
-    public Shell.Exec execWithin(final Duration timeout, final String nsShortName, final String... cmd)
-    {
-        try
-        {
-            return Shell.run(timeout, inside(nsShortName, cmd));
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    @Override
-    public Shell.Output execApart(final Duration timeout, final String nsShortName, final String... cmd)
-    {
-        try
-        {
-            return Shell.runApart(timeout, inside(nsShortName, cmd));
-        }
-        catch (final IOException e)
-        {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    /**
-     * Runs a command in a lab namespace.
-     *
-     * @param nsShortName the namespace.
-     * @param cmd         the command.
-     * @return its exit code and output.
-     */
-    public Shell.Exec exec(final String nsShortName, final String... cmd)
-    {
-        return execWithin(Lab.EXEC_TIMEOUT, nsShortName, cmd);
-    }
-
-    /**
-     * Runs a command in a lab namespace and fails the test unless it exits with 0.
-     *
-     * @param nsShortName the namespace.
-     * @param cmd         the command.
-     * @return its output.
-     */
-    public String must(final String nsShortName, final String... cmd)
-    {
-        final Shell.Exec exec = exec(nsShortName, cmd);
-        if (!exec.ok())
-        {
-            fail("in " + nsShortName + ": " + String.join(" ", cmd) + " -> " + exec.exitCode() + ": " + exec.output());
-        }
-        return exec.output();
     }
 
     @Override

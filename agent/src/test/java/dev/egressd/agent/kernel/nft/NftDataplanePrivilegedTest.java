@@ -52,20 +52,7 @@ class NftDataplanePrivilegedTest
     @AfterEach
     void tearDown() throws Exception
     {
-        LabNamespace.tearDown(lab, ns, () ->
-        {
-            try
-            {
-                client.close();
-            }
-            finally
-            {
-                if (netlink != null)
-                {
-                    netlink.close();
-                }
-            }
-        });
+        LabNamespace.tearDown(lab, ns, client, netlink);
     }
 
     @Test

@@ -50,7 +50,7 @@ class RtnetlinkAddressesPrivilegedTest
     @AfterEach
     void deleteNamespace() throws IOException
     {
-        LabNamespace.tearDown(lab, ns, null);
+        LabNamespace.tearDown(lab, ns);
     }
 
     @Test

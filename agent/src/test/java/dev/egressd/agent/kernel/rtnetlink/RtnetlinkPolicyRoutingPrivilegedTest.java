@@ -52,7 +52,7 @@ class RtnetlinkPolicyRoutingPrivilegedTest
     @AfterEach
     void deleteNamespace() throws IOException
     {
-        LabNamespace.tearDown(lab, ns, null);
+        LabNamespace.tearDown(lab, ns);
     }
 
     @Test
