@@ -282,10 +282,16 @@ public final class Ruleset
         final String guests = '"' + config.guestInterfacePattern() + '"';
         final int cap = config.destinationCap();
         return List.of(
+            // Every forwarded packet of every flow crosses this chain, so its common paths test least: a packet
+            // that did not come from a guest (a reply, the host's own forwarding) leaves after one compare; a guest
+            // packet meets its family's anti-spoofing lookup (on every packet: checked on the first packet only,
+            // a guest could inject into another guest's established flow with that guest's tuple), and only a
+            // new flow goes on to the uplink compare and guest_new.
             new StaticChain("forward", "filter", "forward", "filter", 0, List.of(
-                "iifname " + guests + " iifname . ip saddr != @guests4 counter name \"" + COUNTER_SPOOF4 + "\" drop",
-                "iifname " + guests + " iifname . ip6 saddr != @guests6 counter name \"" + COUNTER_SPOOF6 + "\" drop",
-                "iifname " + guests + " oifname " + uplink + " ct state new jump guest_new")),
+                "iifname != " + guests + " accept",
+                "iifname . ip saddr != @guests4 counter name \"" + COUNTER_SPOOF4 + "\" drop",
+                "iifname . ip6 saddr != @guests6 counter name \"" + COUNTER_SPOOF6 + "\" drop",
+                "ct state new oifname " + uplink + " jump guest_new")),
             new StaticChain("guest_new", null, null, null, 0, List.of(
                 "ip saddr @static4 ip saddr != @snat4 counter name \"" + COUNTER_UNMAPPED4 + "\" jump deny",
                 "ip6 saddr @static6 ip6 saddr != @" + SNAT6 + " counter name \"" + COUNTER_UNMAPPED6 + "\" jump deny",
