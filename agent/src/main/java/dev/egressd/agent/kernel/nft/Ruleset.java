@@ -40,6 +40,9 @@ import java.util.Set;
  *       like every other fixed rule, so the deep check sees them in nft's listing, but their text is never
  *       loaded back (nft 1.0.6 cannot parse what it lists for them).</li>
  *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3 there).</li>
+ *   <li>Forward, which every forwarded packet crosses, accepts what did not come from a guest with its first
+ *       compare, checks anti-spoofing on every guest packet, and sends only a flow's first packet on to
+ *       {@code guest_new} (benchmarks/README.md, "The table's per-packet cost, piece by piece").</li>
  *   <li>Postrouting accepts anything not from a guest first: the host's own traffic is not ours.</li>
  *   <li>Every drop and reject has a named counter object, so {@link NftDataplane#counters()} reads
  *       them by name.</li>
