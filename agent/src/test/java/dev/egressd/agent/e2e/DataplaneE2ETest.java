@@ -231,6 +231,64 @@ class DataplaneE2ETest
             before.get(Ruleset.COUNTER_SPOOF6), after.get(Ruleset.COUNTER_SPOOF6)));
     }
 
+    /**
+     * Anti-spoofing holds for every packet of a flow, not only its first: a guest that sends with another guest's
+     * address and exactly that guest's tuple, which conntrack classifies as the other guest's established flow
+     * (the forward chain only sends a flow's first packet on to guest_new), is still dropped and counted.
+     */
+    @Test
+    void aGuestInjectingIntoAnotherGuestsEstablishedFlowIsDroppedAsSpoof() throws Exception
+    {
+        start(2, 1024);
+        apply(List.of(app(1, A, 1), app(2, A, 2)), List.of(A));
+        final String sport = "40000";
+        // g1's own UDP flows to the destination, answered: conntrack holds them as established
+        final String own4 = udpFrom("g1", guest4(1), DST4, 2.0);
+        final String own6 = udpFrom("g1", guest6(1), DST6, 2.0);
+        assertThat(own4).startsWith("ok " + A.ipv4() + " ");
+        assertThat(own6).startsWith("ok " + A.ipv6() + " ");
+        final String flows = lab.must("host", "conntrack", "-L", "-f", "ipv4", "-p", "udp", "--sport", sport)
+            + lab.must("host", "conntrack", "-L", "-f", "ipv6", "-p", "udp", "--sport", sport);
+        assertThat(flows).as("g1's flows are in conntrack, answered").contains("src=" + guest4(1))
+            .contains("src=" + guest6(1)).doesNotContain("UNREPLIED");
+
+        // g2 takes g1's addresses and sends on g1's tuples
+        lab.must("g2", "ip", "addr", "add", guest4(1) + "/32", "dev", "eth0");
+        lab.must("g2", "ip", "-6", "addr", "add", guest6(1) + "/128", "dev", "eth0", "nodad");
+        final Map<String, Long> before = counters();
+        final Map<String, Long> arrivedBefore = lab.destination().arrivals();
+        assertThat(udpFrom("g2", guest4(1), DST4, 0.5)).isEqualTo("fail ETIMEDOUT");
+        assertThat(udpFrom("g2", guest6(1), DST6, 0.5)).isEqualTo("fail ETIMEDOUT");
+        final Map<String, Long> after = counters();
+        assertThat(lab.destination().arrivalsSince(arrivedBefore)).as("nothing of g2's reached the destination")
+            .isEmpty();
+        assertThat(after.get(Ruleset.COUNTER_SPOOF4)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF4) + 1);
+        assertThat(after.get(Ruleset.COUNTER_SPOOF6)).isGreaterThanOrEqualTo(before.get(Ruleset.COUNTER_SPOOF6) + 1);
+
+        // g1's flows are untouched and still carry its datagrams
+        lab.must("g2", "ip", "addr", "del", guest4(1) + "/32", "dev", "eth0");
+        lab.must("g2", "ip", "-6", "addr", "del", guest6(1) + "/128", "dev", "eth0");
+        assertThat(udpFrom("g1", guest4(1), DST4, 2.0)).isEqualTo(own4);
+        assertThat(udpFrom("g1", guest6(1), DST6, 2.0)).isEqualTo(own6);
+        report(String.format("spoof on an established tuple: g1 %s / %s; g2 on g1's tuples dropped, spoof4 %d->%d "
+                + "spoof6 %d->%d", own4, own6, before.get(Ruleset.COUNTER_SPOOF4), after.get(Ruleset.COUNTER_SPOOF4),
+            before.get(Ruleset.COUNTER_SPOOF6), after.get(Ruleset.COUNTER_SPOOF6)));
+    }
+
+    /** One datagram from SRC port 40000 to the destination's UDP service: "ok SEEN_IP SEEN_PORT" or "fail ETIMEDOUT". */
+    private String udpFrom(final String guest, final String src, final String dst, final double timeout)
+        throws IOException
+    {
+        final String py = "import socket, sys\n"
+            + "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)\n"
+            + "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            + "s.bind((sys.argv[1], 40000)); s.settimeout(float(sys.argv[3]))\n"
+            + "s.sendto(b'hello\\n', (sys.argv[2], 5000))\n"
+            + "try:\n    d = s.recv(512).decode().split()\n    print('ok', d[-2], d[-1])\n"
+            + "except socket.timeout:\n    print('fail ETIMEDOUT')\n";
+        return lab.must(guest, "python3", "-c", py, src, dst, Double.toString(timeout)).strip();
+    }
+
     @Test
     void theConnectionOverTheDestinationCapIsResetAtOnce() throws Exception
     {

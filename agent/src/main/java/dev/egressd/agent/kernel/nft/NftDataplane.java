@@ -369,7 +369,7 @@ public final class NftDataplane
     /**
      * What the last {@link #ensureTable()} that returned true did, for the operator's log.
      *
-     * @return e.g. {@code repaired the fixed part of inet egressd: chain forward holds 0 rules, 0 of the 3 it
+     * @return e.g. {@code repaired the fixed part of inet egressd: chain forward holds 0 rules, 0 of the 4 it
      *         should}; null before the first change.
      */
     public String lastRepair()

@@ -40,6 +40,9 @@ import java.util.Set;
  *       like every other fixed rule, so the deep check sees them in nft's listing, but their text is never
  *       loaded back (nft 1.0.6 cannot parse what it lists for them).</li>
  *   <li>Rejects live in the forward filter chain: {@code reject} in a NAT chain fails (pitfall 3 there).</li>
+ *   <li>Forward, which every forwarded packet crosses, accepts what did not come from a guest with its first
+ *       compare, checks anti-spoofing on every guest packet, and sends only a flow's first packet on to
+ *       {@code guest_new} (benchmarks/README.md, "The table's per-packet cost, piece by piece").</li>
  *   <li>Postrouting accepts anything not from a guest first: the host's own traffic is not ours.</li>
  *   <li>Every drop and reject has a named counter object, so {@link NftDataplane#counters()} reads
  *       them by name.</li>
@@ -282,10 +285,16 @@ public final class Ruleset
         final String guests = '"' + config.guestInterfacePattern() + '"';
         final int cap = config.destinationCap();
         return List.of(
+            // Every forwarded packet of every flow crosses this chain, so its common paths test least: a packet
+            // that did not come from a guest (a reply, the host's own forwarding) leaves after one compare; a guest
+            // packet meets its family's anti-spoofing lookup (on every packet: checked on the first packet only,
+            // a guest could inject into another guest's established flow with that guest's tuple), and only a
+            // new flow goes on to the uplink compare and guest_new.
             new StaticChain("forward", "filter", "forward", "filter", 0, List.of(
-                "iifname " + guests + " iifname . ip saddr != @guests4 counter name \"" + COUNTER_SPOOF4 + "\" drop",
-                "iifname " + guests + " iifname . ip6 saddr != @guests6 counter name \"" + COUNTER_SPOOF6 + "\" drop",
-                "iifname " + guests + " oifname " + uplink + " ct state new jump guest_new")),
+                "iifname != " + guests + " accept",
+                "iifname . ip saddr != @guests4 counter name \"" + COUNTER_SPOOF4 + "\" drop",
+                "iifname . ip6 saddr != @guests6 counter name \"" + COUNTER_SPOOF6 + "\" drop",
+                "ct state new oifname " + uplink + " jump guest_new")),
             new StaticChain("guest_new", null, null, null, 0, List.of(
                 "ip saddr @static4 ip saddr != @snat4 counter name \"" + COUNTER_UNMAPPED4 + "\" jump deny",
                 "ip6 saddr @static6 ip6 saddr != @" + SNAT6 + " counter name \"" + COUNTER_UNMAPPED6 + "\" jump deny",

@@ -84,7 +84,7 @@ class NftDataplanePrivilegedTest
         assertThat(sets).containsExactly("static4", "static6", "guests4", "guests6", "snat4", "snat6",
             "cc4", "cc6");
         assertThat(counters).containsExactlyElementsOf(Ruleset.COUNTERS);
-        assertThat(rules).as("nat6's three built over netlink").isEqualTo(3 + 4 + 2 + 3 + 7);
+        assertThat(rules).as("nat6's three built over netlink").isEqualTo(4 + 4 + 2 + 3 + 7);
         assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
         assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 1024");
     }
@@ -156,9 +156,9 @@ class NftDataplanePrivilegedTest
         final long t0 = System.nanoTime();
         assertThat(ns.call(dataplane::ensureTable)).isTrue();
         final long micros = (System.nanoTime() - t0) / 1000;
-        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 3 it should")
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 4 it should")
             .doesNotContain("guest_new").doesNotContain("postrouting");
-        assertThat(listedRules("forward")).isEqualTo(forward).hasSize(3);
+        assertThat(listedRules("forward")).isEqualTo(forward).hasSize(4);
         assertThat(ns.call(dataplane::read)).isEqualTo(before);
         assertThat(lab.exec("nft", "list", "set", "inet", "egressd", "cc4")).isEqualTo(meterBefore);
         final long c0 = System.nanoTime();

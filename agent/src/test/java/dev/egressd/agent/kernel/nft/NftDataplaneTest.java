@@ -122,7 +122,7 @@ class NftDataplaneTest
         final int scripts = nft.scripts().size();
 
         assertThat(dataplane.ensureTable()).isTrue();
-        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 3 it should");
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 4 it should");
         assertThat(nft.scripts()).as("one transaction").hasSize(scripts + 1);
         final String repair = nft.scripts().get(scripts);
         assertThat(repair).doesNotContain("delete table", "flush set", "flush map", "delete set", "delete element",

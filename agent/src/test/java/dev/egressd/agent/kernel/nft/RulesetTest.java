@@ -33,9 +33,9 @@ class RulesetTest
     void everyDropAndRejectPathIsCountedByName()
     {
         assertThat(text)
-            .contains("iifname \"tap-*\" iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment")
-            .contains("iifname \"tap-*\" iifname . ip6 saddr != @guests6 counter name \"spoof6\" drop comment")
-            .contains("iifname \"tap-*\" oifname \"eth0\" ct state new jump guest_new comment")
+            .contains("iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment")
+            .contains("iifname . ip6 saddr != @guests6 counter name \"spoof6\" drop comment")
+            .contains("ct state new oifname \"eth0\" jump guest_new comment")
             .contains("ip saddr @static4 ip saddr != @snat4 counter name \"unmapped4\" jump deny comment")
             .contains("ip6 saddr @static6 ip6 saddr != @snat6 counter name \"unmapped6\" jump deny comment")
             .contains("add @cc4 { ip saddr . ip daddr ct count over 1024 } counter name \"cap4\" jump deny comment")
@@ -69,18 +69,18 @@ class RulesetTest
         final Ruleset base = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
         final java.util.List<String> all = base.staticChains().stream()
             .flatMap(c -> c.fingerprints().stream()).toList();
-        assertThat(all).hasSize(3 + 4 + 2 + 3 + 7).doesNotHaveDuplicates()
+        assertThat(all).hasSize(4 + 4 + 2 + 3 + 7).doesNotHaveDuplicates()
             .allMatch(f -> f.matches("egressd [0-9a-f]{16}"));
         // golden: the fingerprint of the first forward rule is stable across builds
         assertThat(base.staticChains().get(0).commentedRules().get(0)).isEqualTo(
-            "iifname \"tap-*\" iifname . ip saddr != @guests4 counter name \"spoof4\" drop comment \""
+            "iifname != \"tap-*\" accept comment \""
                 + base.staticChains().get(0).fingerprints().get(0) + "\"");
         assertThat(text).contains(base.staticChains().get(4).commentedRules().get(6) + "\n");
-        // the cap changes exactly the two meter rules; the uplink changes forward's third and postrouting's first
+        // the cap changes exactly the two meter rules; the uplink changes forward's fourth and postrouting's first
         final Ruleset cap = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 16));
         final Ruleset wan = new Ruleset(new DataplaneConfig("egressd", "wan0", "tap-*", 1024));
         assertThat(changed(base, cap)).containsExactly("guest_new#2", "guest_new#3");
-        assertThat(changed(base, wan)).containsExactly("forward#2", "postrouting#0");
+        assertThat(changed(base, wan)).containsExactly("forward#3", "postrouting#0");
     }
 
     private static java.util.List<String> changed(final Ruleset a, final Ruleset b)
