@@ -10,6 +10,7 @@ import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Machine;
@@ -102,12 +103,17 @@ public final class ControlLoop implements LoopStats
     private final KernelReads reads;
     private final Reconciler reconciler;
     private final DesiredPlanCache plans;
+    /**
+     * The machines as last scanned, shared by the incremental consumers below (the plan, the export, the conntrack
+     * feed): one scan of the allocator per change serves them all.
+     */
+    private final MachineMirror mirror = new MachineMirror();
     /** The state to persist, kept up to date by what changed. */
-    private final StateExport export = new StateExport();
+    private final StateExport export = new StateExport(mirror);
     /** Reconciles until the next check of the incremental desired plan against a whole build. */
     private int untilPlanCheck = PLAN_CHECK_EVERY;
     private volatile long planMismatches;
-    private final MonitorFeed monitor = new MonitorFeed();
+    private final MonitorFeed monitor = new MonitorFeed(mirror);
     private final Ledger ledger;
 
     private EgressAllocator allocator;
@@ -147,7 +153,7 @@ public final class ControlLoop implements LoopStats
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
         this.reads = new KernelReads(kernel, nanoTime);
         this.plans = new DesiredPlanCache(settings.pairAddressDevice(), () -> this.allocator, this::extraElements,
-            () -> this.recovered.holding(this.allocator));
+            () -> this.recovered.holding(this.allocator), mirror);
         this.reconciler = new Reconciler(kernel, reads, plans, draining, nanoTime);
         this.published = allocator.snapshot();
         this.loaded = loaded;

@@ -240,6 +240,21 @@ public record StateChange(
         return true;
     }
 
+    /**
+     * Takes a state as in id order without walking it: for a state built in that order by construction
+     * ({@link StateExport}: the allocator walks its machines and apps by id).
+     *
+     * @param state the state.
+     */
+    static void inOrder(final DesiredState state)
+    {
+        final DesiredState[] known = inOrder;
+        if (known[0] != state && known[1] != state)
+        {
+            inOrder = new DesiredState[] {state, known[0]};
+        }
+    }
+
     /** The last two states found in id order (replaced whole, so readers on any thread see a consistent pair). */
     private static volatile DesiredState[] inOrder = new DesiredState[2];
 
