@@ -516,6 +516,37 @@ public final class ConntrackMonitor implements AutoCloseable
             }
             return;
         }
+        // New guests outside the cover: their networks added to it at its prefix lengths (O(prefixes) each; every
+        // registration of a new machine comes here), the whole cover built again (sorting every guest address) only
+        // when that would need too many prefixes. A narrowing that waits keeps waiting, for the newest index.
+        final int n = update.registers().size();
+        final int[] v4 = new int[n];
+        final long[] v6 = new long[2 * n];
+        int n4 = 0;
+        int n6 = 0;
+        for (final TrackedMachine t : update.registers())
+        {
+            if (t.guest4() != null)
+            {
+                v4[n4++] = t.guest4().bits();
+            }
+            if (t.guest6() != null)
+            {
+                v6[2 * n6] = t.guest6().high();
+                v6[2 * n6++ + 1] = t.guest6().low();
+            }
+        }
+        final GuestPrefixes wider = filtered == null ? null
+            : filtered.widen(v4, n4, v6, n6, GuestPrefixes.DEFAULT_MAX);
+        if (wider != null)
+        {
+            if (narrowFrom != null)
+            {
+                narrowFrom = update.index();
+            }
+            attach(wider);
+            return;
+        }
         narrowFrom = null;
         attachCover(update.index());
     }
@@ -535,7 +566,12 @@ public final class ConntrackMonitor implements AutoCloseable
     /** Attaches the cover of the index unless the filter keeps it already; a wider one is followed by a resync. */
     private void attachCover(final GuestIndex index)
     {
-        final GuestPrefixes next = index.cover(GuestPrefixes.DEFAULT_MAX);
+        attach(index.cover(GuestPrefixes.DEFAULT_MAX));
+    }
+
+    /** Attaches a cover unless the filter keeps it already; a wider one is followed by a resync. */
+    private void attach(final GuestPrefixes next)
+    {
         if (next.equals(filtered))
         {
             return;

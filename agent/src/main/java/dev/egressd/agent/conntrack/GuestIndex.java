@@ -5,8 +5,10 @@ import dev.egressd.agent.conntrack.ctnetlink.GuestPrefixes;
 /**
  * Guest address to ledger machine handle, IPv4 as an {@code int}, IPv6 as two longs: open addressing, linear
  * probing, power-of-two tables at most half full, so a lookup of the conntrack event path is a few array reads and
- * allocates nothing. Built once per change of the machines (on the control loop thread) and then only read (on the
- * conntrack monitor thread, after a safe hand-over through a queue), so it is immutable after {@link #build}.
+ * allocates nothing. Made on the control loop thread, whole ({@link Builder}) or as a copy of the last one with the
+ * addresses that changed put or removed ({@link Editor}: a copy of four primitive arrays and O(what changed), where a
+ * build hashes every machine again), and then only read (on the conntrack monitor thread, after a safe hand-over
+ * through a queue), so it is immutable once made.
  */
 final class GuestIndex
 {
@@ -23,8 +25,11 @@ final class GuestIndex
     private final int[] values6;   // handle + 1; 0 = empty slot
     private final int mask4;
     private final int mask6;
+    private final int size4;
+    private final int size6;
 
-    private GuestIndex(final int[] keys4, final int[] values4, final long[] keys6, final int[] values6)
+    private GuestIndex(final int[] keys4, final int[] values4, final long[] keys6, final int[] values6,
+        final int size4, final int size6)
     {
         this.keys4 = keys4;
         this.values4 = values4;
@@ -32,6 +37,18 @@ final class GuestIndex
         this.values6 = values6;
         this.mask4 = values4.length - 1;
         this.mask6 = values6.length - 1;
+        this.size4 = size4;
+        this.size6 = size6;
+    }
+
+    /**
+     * A copy of this index to change (this one stays as it is: the monitor thread may be reading it).
+     *
+     * @return the editor.
+     */
+    Editor edit()
+    {
+        return new Editor(this);
     }
 
     /**
@@ -165,6 +182,7 @@ final class GuestIndex
             final int c4 = capacityFor(n4);
             final int[] keys4 = new int[c4];
             final int[] values4 = new int[c4];
+            int size4 = 0;
             for (int j = 0; j < n4; j++)
             {
                 int i = hash(a4[j] & 0xFFFF_FFFFL) & (c4 - 1);
@@ -172,12 +190,14 @@ final class GuestIndex
                 {
                     i = (i + 1) & (c4 - 1);
                 }
+                size4 += values4[i] == 0 ? 1 : 0;
                 keys4[i] = a4[j];
                 values4[i] = h4[j] + 1;
             }
             final int c6 = capacityFor(n6);
             final long[] keys6 = new long[2 * c6];
             final int[] values6 = new int[c6];
+            int size6 = 0;
             for (int j = 0; j < n6; j++)
             {
                 final long high = a6[2 * j];
@@ -187,11 +207,194 @@ final class GuestIndex
                 {
                     i = (i + 1) & (c6 - 1);
                 }
+                size6 += values6[i] == 0 ? 1 : 0;
                 keys6[2 * i] = high;
                 keys6[2 * i + 1] = low;
                 values6[i] = h6[j] + 1;
             }
-            return new GuestIndex(keys4, values4, keys6, values6);
+            return new GuestIndex(keys4, values4, keys6, values6, size4, size6);
+        }
+    }
+
+    /**
+     * A copy of an index changed address by address, then made into a new index ({@link #build}); the table doubles
+     * when it would be more than half full. A removal shifts the entries of its probe run back (no tombstones), so
+     * a lookup stays a few reads however many changes the index went through.
+     */
+    static final class Editor
+    {
+        private int[] keys4;
+        private int[] values4;
+        private long[] keys6;
+        private int[] values6;
+        private int size4;
+        private int size6;
+
+        private Editor(final GuestIndex from)
+        {
+            keys4 = from.keys4.clone();
+            values4 = from.values4.clone();
+            keys6 = from.keys6.clone();
+            values6 = from.values6.clone();
+            size4 = from.size4;
+            size6 = from.size6;
+        }
+
+        /**
+         * Maps an IPv4 guest address to a machine (replacing what it mapped to).
+         *
+         * @param address the address bits.
+         * @param handle  the machine's handle.
+         * @return this.
+         */
+        Editor put4(final int address, final int handle)
+        {
+            if (2 * (size4 + 1) > values4.length)
+            {
+                final int[] k = keys4;
+                final int[] v = values4;
+                keys4 = new int[2 * v.length];
+                values4 = new int[2 * v.length];
+                size4 = 0;
+                for (int i = 0; i < v.length; i++)
+                {
+                    if (v[i] != 0)
+                    {
+                        put4(k[i], v[i] - 1);
+                    }
+                }
+            }
+            final int mask = values4.length - 1;
+            int i = hash(address & 0xFFFF_FFFFL) & mask;
+            while (values4[i] != 0 && keys4[i] != address)
+            {
+                i = (i + 1) & mask;
+            }
+            size4 += values4[i] == 0 ? 1 : 0;
+            keys4[i] = address;
+            values4[i] = handle + 1;
+            return this;
+        }
+
+        /**
+         * Unmaps an IPv4 guest address if it maps to that machine.
+         *
+         * @param address the address bits.
+         * @param handle  the machine's handle.
+         * @return this.
+         */
+        Editor remove4(final int address, final int handle)
+        {
+            final int mask = values4.length - 1;
+            int i = hash(address & 0xFFFF_FFFFL) & mask;
+            while (values4[i] != 0 && keys4[i] != address)
+            {
+                i = (i + 1) & mask;
+            }
+            if (values4[i] != handle + 1)
+            {
+                return this;
+            }
+            values4[i] = 0;
+            size4--;
+            // shift back every later entry of the run that may not stay behind the hole
+            for (int j = (i + 1) & mask; values4[j] != 0; j = (j + 1) & mask)
+            {
+                final int home = hash(keys4[j] & 0xFFFF_FFFFL) & mask;
+                if (((j - home) & mask) >= ((j - i) & mask))
+                {
+                    keys4[i] = keys4[j];
+                    values4[i] = values4[j];
+                    values4[j] = 0;
+                    i = j;
+                }
+            }
+            return this;
+        }
+
+        /**
+         * Maps an IPv6 guest address to a machine (replacing what it mapped to).
+         *
+         * @param high    the first 64 bits.
+         * @param low     the last 64 bits.
+         * @param handle  the machine's handle.
+         * @return this.
+         */
+        Editor put6(final long high, final long low, final int handle)
+        {
+            if (2 * (size6 + 1) > values6.length)
+            {
+                final long[] k = keys6;
+                final int[] v = values6;
+                keys6 = new long[4 * v.length];
+                values6 = new int[2 * v.length];
+                size6 = 0;
+                for (int i = 0; i < v.length; i++)
+                {
+                    if (v[i] != 0)
+                    {
+                        put6(k[2 * i], k[2 * i + 1], v[i] - 1);
+                    }
+                }
+            }
+            final int mask = values6.length - 1;
+            int i = hash(high * 31 + low) & mask;
+            while (values6[i] != 0 && !(keys6[2 * i] == high && keys6[2 * i + 1] == low))
+            {
+                i = (i + 1) & mask;
+            }
+            size6 += values6[i] == 0 ? 1 : 0;
+            keys6[2 * i] = high;
+            keys6[2 * i + 1] = low;
+            values6[i] = handle + 1;
+            return this;
+        }
+
+        /**
+         * Unmaps an IPv6 guest address if it maps to that machine.
+         *
+         * @param high    the first 64 bits.
+         * @param low     the last 64 bits.
+         * @param handle  the machine's handle.
+         * @return this.
+         */
+        Editor remove6(final long high, final long low, final int handle)
+        {
+            final int mask = values6.length - 1;
+            int i = hash(high * 31 + low) & mask;
+            while (values6[i] != 0 && !(keys6[2 * i] == high && keys6[2 * i + 1] == low))
+            {
+                i = (i + 1) & mask;
+            }
+            if (values6[i] != handle + 1)
+            {
+                return this;
+            }
+            values6[i] = 0;
+            size6--;
+            for (int j = (i + 1) & mask; values6[j] != 0; j = (j + 1) & mask)
+            {
+                final int home = hash(keys6[2 * j] * 31 + keys6[2 * j + 1]) & mask;
+                if (((j - home) & mask) >= ((j - i) & mask))
+                {
+                    keys6[2 * i] = keys6[2 * j];
+                    keys6[2 * i + 1] = keys6[2 * j + 1];
+                    values6[i] = values6[j];
+                    values6[j] = 0;
+                    i = j;
+                }
+            }
+            return this;
+        }
+
+        /**
+         * The index (the editor is not to be used after).
+         *
+         * @return the index.
+         */
+        GuestIndex build()
+        {
+            return new GuestIndex(keys4, values4, keys6, values6, size4, size6);
         }
     }
 }

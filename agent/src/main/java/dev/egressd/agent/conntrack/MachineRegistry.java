@@ -69,7 +69,9 @@ final class MachineRegistry
     private final BitSet handles = new BitSet();
     private HeldAddresses knownHeld = HeldAddresses.EMPTY;
     private GuestIndex knownIndex = GuestIndex.EMPTY;
-    private boolean indexStale;
+    /** The guest addresses the index is to lose (of machines gone or changed) and then gain, in this update. */
+    private final List<TrackedMachine> unindex = new ArrayList<>();
+    private final List<TrackedMachine> reindex = new ArrayList<>();
 
     /**
      * An empty registry.
@@ -138,8 +140,8 @@ final class MachineRegistry
     /**
      * As {@link #diff}, told only what may have changed since the last call: the machines that may differ (any
      * other is as the registry last heard of it) and the ids of machines that may be gone. The same update as
-     * {@link #diff} with every machine, for O(what changed) work (the guest index aside, rebuilt from primitive
-     * arrays).
+     * {@link #diff} with every machine, for O(what changed) work (the guest index aside: the last one's primitive
+     * arrays copied, then the changed addresses put or removed).
      *
      * @param changed    machines that may have changed or be new, in id order.
      * @param gone       ids of machines that may be gone (an id also in {@code changed} is not), in id order.
@@ -168,7 +170,14 @@ final class MachineRegistry
             if (was == null || !sameRegistration(was, is))
             {
                 registers.add(is);
-                indexStale = true;
+            }
+            if (was == null || !Objects.equals(was.guest4(), is.guest4()) || !Objects.equals(was.guest6(), is.guest6()))
+            {
+                if (was != null)
+                {
+                    unindex.add(was);
+                }
+                reindex.add(is);
             }
             known.put(is.id(), is);
             if (is.scope() == Scope.PENDING && (was == null || was.scope() != Scope.PENDING))
@@ -201,15 +210,41 @@ final class MachineRegistry
         {
             unregisters.add(was);
             handles.clear(was.handle());
-            indexStale = true;
+            unindex.add(was);
             deletes.add(new FlowDeletion(now, was.id(), was.guest4(), was.guest6(), null, null,
                 FlowDeletion.Kind.ALL_OR_VIA, "machine deleted"));
         }
-        if (indexStale)
+        if (!unindex.isEmpty() || !reindex.isEmpty())
         {
-            // only a registration (the guest addresses or the handle) or a removal changes the index
-            knownIndex = index(known.values());
-            indexStale = false;
+            // only a new machine, a removed one or a guest address changed changes the index (a known machine
+            // keeps its handle): the last index copied with those, every removal first (an address may pass from
+            // one machine to another in one update)
+            final GuestIndex.Editor e = knownIndex.edit();
+            for (final TrackedMachine t : unindex)
+            {
+                if (t.guest4() != null)
+                {
+                    e.remove4(t.guest4().bits(), t.handle());
+                }
+                if (t.guest6() != null)
+                {
+                    e.remove6(t.guest6().high(), t.guest6().low(), t.handle());
+                }
+            }
+            for (final TrackedMachine t : reindex)
+            {
+                if (t.guest4() != null)
+                {
+                    e.put4(t.guest4().bits(), t.handle());
+                }
+                if (t.guest6() != null)
+                {
+                    e.put6(t.guest6().high(), t.guest6().low(), t.handle());
+                }
+            }
+            knownIndex = e.build();
+            unindex.clear();
+            reindex.clear();
         }
         if (registers.isEmpty() && unregisters.isEmpty() && deletes.isEmpty() && !heldChanged)
         {
@@ -278,22 +313,5 @@ final class MachineRegistry
                 FlowDeletion.Kind.UNHELD, "became static (" + was.scope().wireName() + " to "
                 + is.scope().wireName() + " via " + is.egress4() + "): flows translated to no held egress address"));
         }
-    }
-
-    private static GuestIndex index(final Collection<TrackedMachine> machines)
-    {
-        final GuestIndex.Builder b = new GuestIndex.Builder();
-        for (final TrackedMachine t : machines)
-        {
-            if (t.guest4() != null)
-            {
-                b.add4(t.guest4().bits(), t.handle());
-            }
-            if (t.guest6() != null)
-            {
-                b.add6(t.guest6().high(), t.guest6().low(), t.handle());
-            }
-        }
-        return b.build();
     }
 }

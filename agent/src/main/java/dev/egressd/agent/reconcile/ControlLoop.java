@@ -10,6 +10,7 @@ import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.HostSettings;
 import dev.egressd.core.model.Machine;
@@ -102,12 +103,17 @@ public final class ControlLoop implements LoopStats
     private final KernelReads reads;
     private final Reconciler reconciler;
     private final DesiredPlanCache plans;
+    /**
+     * The machines as last scanned, shared by the incremental consumers below (the plan, the export, the conntrack
+     * feed): one scan of the allocator per change serves them all.
+     */
+    private final MachineMirror mirror = new MachineMirror();
     /** The state to persist, kept up to date by what changed. */
-    private final StateExport export = new StateExport();
+    private final StateExport export = new StateExport(mirror);
     /** Reconciles until the next check of the incremental desired plan against a whole build. */
     private int untilPlanCheck = PLAN_CHECK_EVERY;
     private volatile long planMismatches;
-    private final MonitorFeed monitor = new MonitorFeed();
+    private final MonitorFeed monitor = new MonitorFeed(mirror);
     private final Ledger ledger;
 
     private EgressAllocator allocator;
@@ -116,8 +122,14 @@ public final class ControlLoop implements LoopStats
     private volatile String guestInterfaces = DEFAULT_GUEST_INTERFACES;
     /** Whether {@link #initialSync} finished. Loop thread only. */
     private boolean synced;
-    /** Whether {@link #published} lags the allocator (region changes); loop thread only. */
-    private boolean publishStale;
+    /**
+     * Whether {@link #published} lags the allocator: set by every batch that changed something, cleared when the
+     * snapshot is built again, which a reader on another thread asks of the loop ({@link #published()}) and the
+     * reconcile does once a second; written on the loop thread only.
+     */
+    private volatile boolean publishStale;
+    /** The thread that last ran a batch or a reconcile: the loop's. */
+    private volatile Thread loopThread;
     /** When the kernel held the running mutation's change; -1 until it does. Loop thread only. */
     private long kernelHeldAt;
 
@@ -147,7 +159,7 @@ public final class ControlLoop implements LoopStats
         this.draining = new DrainingAddresses(nanoTime, wallMillis, drainSeconds);
         this.reads = new KernelReads(kernel, nanoTime);
         this.plans = new DesiredPlanCache(settings.pairAddressDevice(), () -> this.allocator, this::extraElements,
-            () -> this.recovered.holding(this.allocator));
+            () -> this.recovered.holding(this.allocator), mirror);
         this.reconciler = new Reconciler(kernel, reads, plans, draining, nanoTime);
         this.published = allocator.snapshot();
         this.loaded = loaded;
@@ -432,6 +444,7 @@ public final class ControlLoop implements LoopStats
     /** Runs a batch, answers each of it, and keeps the metrics. */
     private void runBatch(final List<Pending> batch)
     {
+        loopThread = Thread.currentThread();
         kernelHeldAt = -1;
         final MutationResult[] results = new MutationResult[batch.size()];
         run(batch, results);
@@ -443,17 +456,9 @@ public final class ControlLoop implements LoopStats
         }
         if (changed)
         {
-            if (batch.stream().allMatch(q -> q.operation() == Operation.REGION_SYNC))
-            {
-                // other hosts' changes arrive one watch event at a time and the snapshot walks every pair of the
-                // region: the metrics get it with the next reconcile (once a second) instead
-                publishStale = true;
-            }
-            else
-            {
-                published = allocator.snapshot();
-                publishStale = false;
-            }
+            // the snapshot walks every machine and pair: not once per change, but when a reader asks for it (a
+            // metrics scrape) or the next reconcile comes (once a second), whichever is first
+            publishStale = true;
         }
         for (int i = 0; i < batch.size(); i++)
         {
@@ -813,15 +818,12 @@ public final class ControlLoop implements LoopStats
      */
     public void reconcile()
     {
+        loopThread = Thread.currentThread();
         if (--untilPlanCheck <= 0)
         {
             checkDesiredPlan();
         }
-        if (publishStale)
-        {
-            published = allocator.snapshot();
-            publishStale = false;
-        }
+        publish();
         reconciler.reconcile();
         if (stateProblem != null)
         {
@@ -1014,6 +1016,39 @@ public final class ControlLoop implements LoopStats
     @Override
     public EgressAllocator.Snapshot published()
     {
+        if (!publishStale)
+        {
+            return published;
+        }
+        if (Thread.currentThread() == loopThread)
+        {
+            return publish();
+        }
+        try
+        {
+            // built on the loop thread, which alone reads the allocator; the last one if the loop does not answer
+            return query(ControlLoop::publish).get(1, java.util.concurrent.TimeUnit.SECONDS);
+        }
+        catch (final java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException
+            | java.util.concurrent.RejectedExecutionException e)
+        {
+            return published;
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+            return published;
+        }
+    }
+
+    /** Builds the snapshot again if it lags the allocator; loop thread. */
+    private EgressAllocator.Snapshot publish()
+    {
+        if (publishStale)
+        {
+            published = allocator.snapshot();
+            publishStale = false; // after: a reader that finds it clear finds the new snapshot
+        }
         return published;
     }
 

@@ -2,10 +2,9 @@ package dev.egressd.agent.reconcile;
 
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.EgressPair;
-import dev.egressd.core.model.Machine;
-import dev.egressd.core.model.Scope;
 import dev.egressd.core.plan.KernelPlan;
 import dev.egressd.core.plan.KernelPlanner;
 import dev.egressd.core.plan.PlanChange;
@@ -29,9 +28,9 @@ import java.util.function.Supplier;
  * The desired plan kept up to date by what changed, so a change costs O(what it changed) plus one non-allocating
  * scan of the machines, not a plan built and diffed whole (docs/design.md, "The control plane").
  *
- * <p>It keeps a copy of each machine as the plan sees it (its record, scope, pair and ports, by handle) and compares
- * it by reference with the allocator's ({@link EgressAllocator#scanMachines}); a machine that differs has its
- * elements planned again. The pairs' uplink addresses, the extra elements (recovered, draining) and the recovered
+ * <p>It reads which machines changed (their record, scope, pair, ports or machine-scoped pair) from a
+ * {@link MachineMirror} it shares with the loop's other incremental consumers (one scan of the allocator per change
+ * for all of them); a machine that changed has its elements planned again. The pairs' uplink addresses, the extra elements (recovered, draining) and the recovered
  * elements {@code holding} re-sent machines are small, and compared whole. Each element key that moved gets its
  * winner chosen again, with the precedence of the whole build ({@link ControlLoop#fullDesiredPlan()}): a holding
  * element, else the allocator's, else the first extra one. The winner a key had at the last {@link #mark()} is kept
@@ -66,16 +65,11 @@ final class DesiredPlanCache implements DesiredPlan
     /** Keys whose winner may have changed in this refresh. */
     private final Map<String, HashSet<Object>> dirty = new HashMap<>();
 
-    // The machines as last planned, by handle.
-    private Machine[] machine = new Machine[64];
-    private Scope[] scope = new Scope[64];
-    private EgressPair[] pair = new EgressPair[64];
-    private int[] first = new int[64];
-    private int[] last = new int[64];
-    private EgressPair[] scoped = new EgressPair[64];
+    // The machines as last seen (shared with the loop's other incremental consumers) and what changed since.
+    private final MachineMirror mirror;
+    private final MachineMirror.Reader changed;
+    /** Each handle's elements as last planned, null for none. */
     private PlanElement[][] elements = new PlanElement[64][];
-    private long[] seen = new long[64];
-    private int handles;
 
     private EgressAllocator planned;
     private List<EgressPair> appPairs = List.of();
@@ -84,10 +78,10 @@ final class DesiredPlanCache implements DesiredPlan
     private List<PlanElement> extraList = List.of();
     private List<PlanElement> holdingList = List.of();
     private boolean scopedMoved;
-    private long scans;
+    /** The allocator's {@link EgressAllocator#edits()} at the last refresh (-1: its pairs to be looked at again). */
+    private long refreshedEdits = -1;
     private long version;
     private final List<PlanElement> scratch = new ArrayList<>();
-    private final EgressAllocator.MachineScan visit = this::visit;
 
     private static final class Counted
     {
@@ -112,10 +106,30 @@ final class DesiredPlanCache implements DesiredPlan
         final Supplier<? extends Collection<PlanElement>> extra,
         final Supplier<? extends Collection<PlanElement>> holding)
     {
+        this(appDevice, allocator, extra, holding, new MachineMirror());
+    }
+
+    /**
+     * Creates the cache over a mirror of the machines it shares with other consumers; it plans nothing until asked.
+     *
+     * @param appDevice where the app-scoped pairs' addresses go.
+     * @param allocator the allocator now (a rollback replaces it).
+     * @param extra     the extra elements (recovered, then draining), kept where the allocator plans nothing.
+     * @param holding   the recovered elements that win over the allocator's ({@link RecoveredElements#holding}).
+     * @param mirror    the machines as last scanned.
+     */
+    DesiredPlanCache(final AddressDevice appDevice, final Supplier<EgressAllocator> allocator,
+        final Supplier<? extends Collection<PlanElement>> extra,
+        final Supplier<? extends Collection<PlanElement>> holding, final MachineMirror mirror)
+    {
         this.appDevice = appDevice;
         this.allocator = allocator;
         this.extra = extra;
         this.holding = holding;
+        this.mirror = mirror;
+        // what the plan takes from a machine: not its block (its ports say it) nor its pair-lost flag
+        this.changed = mirror.reader(MachineMirror.MACHINE | MachineMirror.SCOPE | MachineMirror.PAIR
+            | MachineMirror.PORTS | MachineMirror.SCOPED);
     }
 
     /**
@@ -285,13 +299,16 @@ final class DesiredPlanCache implements DesiredPlan
     /** Forgets every machine as planned: the next refresh plans each again. */
     private void replan()
     {
-        for (int h = 0; h < handles; h++)
+        for (int h = 0; h < elements.length; h++)
         {
-            if (machine[h] != null)
+            if (elements[h] != null)
             {
                 forget(h);
             }
         }
+        changed.clear();
+        changed.all();
+        refreshedEdits = -1;
         setUplinks(List.of());
         appPairs = null;
         extraList = List.of();
@@ -310,31 +327,38 @@ final class DesiredPlanCache implements DesiredPlan
             replan();
             planned = a;
         }
-        scans++;
+        mirror.update(a);
         scopedMoved = false;
-        a.scanMachines(visit);
-        for (int h = 0; h < handles; h++)
+        final int n = changed.size();
+        // what the changed machines planned goes first, then what they plan now: a key that moved from one machine
+        // to another is counted right whatever the order of the two
+        for (int i = 0; i < n; i++)
         {
-            if (machine[h] != null && seen[h] != scans)
+            final int h = changed.handle(i);
+            scopedMoved |= (changed.fields(h) & MachineMirror.SCOPED) != 0;
+            if (h < elements.length && elements[h] != null)
             {
-                if (scoped[h] != null)
-                {
-                    scopedMoved = true;
-                }
                 forget(h);
             }
         }
-        final List<EgressPair> nowPairs = a.appPairs();
+        for (int i = 0; i < n; i++)
+        {
+            final int h = changed.handle(i);
+            if (mirror.present(h))
+            {
+                plan(h);
+            }
+        }
+        changed.clear();
+        final List<EgressPair> nowPairs = scopedMoved || a.edits() != refreshedEdits ? a.appPairs() : appPairs;
+        refreshedEdits = a.edits();
         if (scopedMoved || !nowPairs.equals(appPairs))
         {
             appPairs = nowPairs;
             final List<EgressPair> scopedPairs = new ArrayList<>();
-            for (int h = 0; h < handles; h++)
+            for (int h = mirror.nextScoped(0); h >= 0; h = mirror.nextScoped(h + 1))
             {
-                if (machine[h] != null && scoped[h] != null)
-                {
-                    scopedPairs.add(scoped[h]);
-                }
+                scopedPairs.add(mirror.scoped(h));
             }
             machinePairs = scopedPairs;
             final List<PlanElement> now = new ArrayList<>();
@@ -408,39 +432,18 @@ final class DesiredPlanCache implements DesiredPlan
         }
     }
 
-    /** One machine of the scan: planned again if anything the plan takes from it is another reference. */
-    private void visit(final int handle, final Machine m, final Scope s, final EgressPair p, final int block,
-        final int firstPort, final int lastPort, final EgressPair sp, final boolean pairLost)
+    /** Plans one machine as the mirror holds it. */
+    private void plan(final int h)
     {
-        if (handle >= machine.length)
+        if (h >= elements.length)
         {
-            grow(handle + 1);
+            elements = Arrays.copyOf(elements, Math.max(h + 1, elements.length * 2));
         }
-        handles = Math.max(handles, handle + 1);
-        seen[handle] = scans;
-        if (machine[handle] == m && scope[handle] == s && pair[handle] == p && first[handle] == firstPort
-            && last[handle] == lastPort && scoped[handle] == sp)
-        {
-            return;
-        }
-        if (scoped[handle] != sp)
-        {
-            scopedMoved = true;
-        }
-        if (machine[handle] != null)
-        {
-            forget(handle);
-        }
-        machine[handle] = m;
-        scope[handle] = s;
-        pair[handle] = p;
-        first[handle] = firstPort;
-        last[handle] = lastPort;
-        scoped[handle] = sp;
         scratch.clear();
-        KernelPlanner.machineElements(m, s, p, firstPort, lastPort, scratch);
+        KernelPlanner.machineElements(mirror.machine(h), mirror.scope(h), mirror.pair(h), mirror.firstPort(h),
+            mirror.lastPort(h), scratch);
         final PlanElement[] planned = scratch.toArray(new PlanElement[0]);
-        elements[handle] = planned;
+        elements[h] = planned;
         for (final PlanElement e : planned)
         {
             add(e);
@@ -453,24 +456,7 @@ final class DesiredPlanCache implements DesiredPlan
         {
             drop(e);
         }
-        machine[handle] = null;
-        scope[handle] = null;
-        pair[handle] = null;
-        scoped[handle] = null;
         elements[handle] = null;
-    }
-
-    private void grow(final int size)
-    {
-        final int n = Math.max(size, machine.length * 2);
-        machine = Arrays.copyOf(machine, n);
-        scope = Arrays.copyOf(scope, n);
-        pair = Arrays.copyOf(pair, n);
-        first = Arrays.copyOf(first, n);
-        last = Arrays.copyOf(last, n);
-        scoped = Arrays.copyOf(scoped, n);
-        elements = Arrays.copyOf(elements, n);
-        seen = Arrays.copyOf(seen, n);
     }
 
     private void add(final PlanElement e)

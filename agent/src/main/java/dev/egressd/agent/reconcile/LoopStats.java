@@ -12,8 +12,9 @@ import java.util.Map;
 public interface LoopStats
 {
     /**
-     * The allocator's state as of the last mutation: an immutable value replaced (never changed) after every
-     * mutation that may have changed the allocator.
+     * The allocator's state as of the last mutation: an immutable value replaced (never changed) after a mutation
+     * changed the allocator, built on the loop thread when first asked for (or by the next reconcile), not per
+     * mutation: it walks every machine and pair.
      *
      * @return the snapshot.
      */

@@ -2,16 +2,17 @@ package dev.egressd.agent.reconcile;
 
 import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Ipv4Address;
 import dev.egressd.core.model.Ipv6Address;
 import dev.egressd.core.model.Machine;
-import dev.egressd.core.model.Scope;
 import dev.egressd.core.plan.PlanElement;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
@@ -25,24 +26,32 @@ final class MonitorFeed
 {
     private volatile ConntrackMonitor monitor;
 
-    // What the monitor was last told of each machine, by allocator handle (loop thread only), compared by reference
-    // with the allocator's scan so a change tells it of O(what changed) machines (as DesiredPlanCache does).
-    private final EgressAllocator.MachineScan visit = this::visit;
+    // What the monitor was last told of each machine, by allocator handle (loop thread only): the mirror of the
+    // machines it shares with the loop's other incremental consumers says which changed, so a change tells the
+    // monitor of O(what changed) machines. Not their pair-lost flag: the monitor has no use for it.
+    private final MachineMirror mirror;
+    private final MachineMirror.Reader changes;
     private ConntrackMonitor told;
+    private EgressAllocator toldOf;
     private Machine[] machine = new Machine[64];
-    private Scope[] scope = new Scope[64];
-    private EgressPair[] pair = new EgressPair[64];
-    private EgressPair[] scoped = new EgressPair[64];
-    private int[] first = new int[64];
-    private int[] last = new int[64];
-    private long[] seen = new long[64];
-    private int[] changedHandles = new int[64];
-    private int nChanged;
-    private int handles;
-    private long scans;
-    private final List<String> goneIds = new ArrayList<>();
-    private final List<Ipv4Address> heldScoped4 = new ArrayList<>();
-    private final List<Ipv6Address> heldScoped6 = new ArrayList<>();
+
+    /** A feed with a mirror of the machines of its own. */
+    MonitorFeed()
+    {
+        this(new MachineMirror());
+    }
+
+    /**
+     * A feed over a mirror of the machines it shares with other consumers.
+     *
+     * @param mirror the machines as last scanned.
+     */
+    MonitorFeed(final MachineMirror mirror)
+    {
+        this.mirror = mirror;
+        this.changes = mirror.reader(MachineMirror.MACHINE | MachineMirror.SCOPE | MachineMirror.PAIR
+            | MachineMirror.PORTS | MachineMirror.SCOPED);
+    }
 
     /**
      * Attaches the monitor.
@@ -110,7 +119,8 @@ final class MonitorFeed
     void forget()
     {
         Arrays.fill(machine, null);
-        handles = 0;
+        changes.clear();
+        changes.all();
     }
 
     /**
@@ -122,27 +132,39 @@ final class MonitorFeed
      */
     Told tell(final EgressAllocator allocator, final Set<PlanElement> draining)
     {
-        heldScoped4.clear();
-        heldScoped6.clear();
-        nChanged = 0;
-        scans++;
-        allocator.scanMachines(visit);
-        final List<String> gone = new ArrayList<>(goneIds);
-        goneIds.clear();
-        for (int h = 0; h < handles; h++)
+        if (allocator != toldOf)
         {
-            if (machine[h] != null && seen[h] != scans)
+            // another allocator (a rollback) may number the machines anew: every machine is looked at again
+            toldOf = allocator;
+            changes.all();
+        }
+        mirror.update(allocator);
+        final List<String> gone = new ArrayList<>();
+        final List<EgressAllocator.MachineView> changed = new ArrayList<>();
+        final int n = changes.size();
+        for (int i = 0; i < n; i++)
+        {
+            final int h = changes.handle(i);
+            if (h >= machine.length)
             {
-                gone.add(machine[h].id());
-                machine[h] = null;
+                machine = Arrays.copyOf(machine, Math.max(h + 1, machine.length * 2));
+            }
+            final Machine was = machine[h];
+            final Machine now = mirror.machine(h);
+            if (was != null && (now == null || !was.id().equals(now.id())))
+            {
+                // gone, or the handle went to another machine (a rebuilt allocator may number them anew)
+                gone.add(was.id());
+            }
+            machine[h] = now;
+            if (now != null)
+            {
+                changed.add(allocator.machine(now.id()).orElseThrow());
             }
         }
+        changes.clear();
+        changed.sort(Comparator.comparing(v -> v.machine().id()));
         gone.sort(null);
-        final List<EgressAllocator.MachineView> changed = new ArrayList<>(nChanged);
-        for (int i = 0; i < nChanged; i++)
-        {
-            changed.add(allocator.machine(machine[changedHandles[i]].id()).orElseThrow());
-        }
         final List<Ipv4Address> held4 = new ArrayList<>();
         final List<Ipv6Address> held6 = new ArrayList<>();
         for (final EgressPair pair : allocator.appPairs()) // not pairs(): its slot views cost O(machines)
@@ -150,8 +172,11 @@ final class MonitorFeed
             held4.add(pair.ipv4());
             held6.add(pair.ipv6());
         }
-        held4.addAll(heldScoped4);
-        held6.addAll(heldScoped6);
+        for (int h = mirror.nextScoped(0); h >= 0; h = mirror.nextScoped(h + 1))
+        {
+            held4.add(mirror.scoped(h).ipv4());
+            held6.add(mirror.scoped(h).ipv6());
+        }
         for (final PlanElement element : draining)
         {
             if (element instanceof PlanElement.Uplink4 u)
@@ -164,52 +189,6 @@ final class MonitorFeed
             }
         }
         return new Told(changed, gone, held4, held6);
-    }
-
-    /**
-     * One machine of the scan: told again if anything the monitor takes from it is another reference or number
-     * (a {@link Machine} and an {@link EgressPair} are immutable: a changed one is a new reference).
-     */
-    private void visit(final int handle, final Machine m, final Scope s, final EgressPair p, final int block,
-        final int firstPort, final int lastPort, final EgressPair sp, final boolean pairLost)
-    {
-        if (handle >= machine.length)
-        {
-            final int n = Math.max(handle + 1, machine.length * 2);
-            machine = Arrays.copyOf(machine, n);
-            scope = Arrays.copyOf(scope, n);
-            pair = Arrays.copyOf(pair, n);
-            scoped = Arrays.copyOf(scoped, n);
-            first = Arrays.copyOf(first, n);
-            last = Arrays.copyOf(last, n);
-            seen = Arrays.copyOf(seen, n);
-            changedHandles = Arrays.copyOf(changedHandles, n);
-        }
-        handles = Math.max(handles, handle + 1);
-        seen[handle] = scans;
-        if (sp != null)
-        {
-            heldScoped4.add(sp.ipv4());
-            heldScoped6.add(sp.ipv6());
-        }
-        final Machine was = machine[handle];
-        if (was == m && scope[handle] == s && pair[handle] == p && first[handle] == firstPort
-            && last[handle] == lastPort && scoped[handle] == sp)
-        {
-            return;
-        }
-        if (was != null && !was.id().equals(m.id()))
-        {
-            // the handle went to another machine (a rebuilt allocator may number them anew): the old one may be gone
-            goneIds.add(was.id());
-        }
-        machine[handle] = m;
-        scope[handle] = s;
-        pair[handle] = p;
-        first[handle] = firstPort;
-        last[handle] = lastPort;
-        scoped[handle] = sp;
-        changedHandles[nChanged++] = handle;
     }
 
     /**

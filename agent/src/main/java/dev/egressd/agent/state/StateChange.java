@@ -66,6 +66,10 @@ public record StateChange(
     private static <T> void walk(final List<T> before, final List<T> after,
         final java.util.function.Function<T, String> id, final List<T> put, final List<String> removed)
     {
+        if (before == after)
+        {
+            return; // an incremental export keeps its list when no entry moved
+        }
         int i = 0;
         int j = 0;
         while (i < before.size() && j < after.size())
@@ -199,6 +203,10 @@ public record StateChange(
 
     private static <T> boolean same(final List<T> a, final List<T> b)
     {
+        if (a == b)
+        {
+            return true; // an incremental export keeps its list when no entry moved
+        }
         if (a.size() != b.size())
         {
             return false;
@@ -238,6 +246,21 @@ public record StateChange(
         }
         inOrder = new DesiredState[] {state, known[0]};
         return true;
+    }
+
+    /**
+     * Takes a state as in id order without walking it: for a state built in that order by construction
+     * ({@link StateExport}: the allocator walks its machines and apps by id).
+     *
+     * @param state the state.
+     */
+    static void inOrder(final DesiredState state)
+    {
+        final DesiredState[] known = inOrder;
+        if (known[0] != state && known[1] != state)
+        {
+            inOrder = new DesiredState[] {state, known[0]};
+        }
     }
 
     /** The last two states found in id order (replaced whole, so readers on any thread see a consistent pair). */

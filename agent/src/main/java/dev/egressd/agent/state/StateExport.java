@@ -1,6 +1,7 @@
 package dev.egressd.agent.state;
 
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.model.EgressPair;
 import dev.egressd.core.model.Machine;
 import dev.egressd.core.model.Scope;
@@ -15,26 +16,38 @@ import java.util.Map;
 
 /**
  * {@link StateMapper#export} kept up to date by what changed: a machine's entry is built again only when what it is
- * made of (its record, scope, pair, block, machine-scoped pair, pair-lost flag) is another reference or number than
- * at the last export, found by one non-allocating scan of the allocator ({@link EgressAllocator#scanMachines}); an
- * app's entry (apps are few) is built again and its old object kept when equal. So two exports share the entry
+ * made of (its record, scope, pair, block, machine-scoped pair, pair-lost flag) changed since the last export, as a
+ * {@link MachineMirror} shared with the loop's other incremental consumers tells (one scan of the allocator per
+ * change for all of them), and the list of entries is built again only when one changed; an app's entry (apps are few) is built again and its old object kept when equal. So two exports share the entry
  * objects of everything that did not change, and {@link StateChange#between} tells them apart by reference.
  *
  * <p>Equal to {@link StateMapper#export} at every call (tests check it through random operations). Loop thread only.
  */
 public final class StateExport
 {
+    private final MachineMirror mirror;
+    private final MachineMirror.Reader changed;
     private EgressAllocator exported;
-    private Machine[] machine = new Machine[64];
-    private Scope[] scope = new Scope[64];
-    private EgressPair[] pair = new EgressPair[64];
-    private int[] block = new int[64];
-    private EgressPair[] scoped = new EgressPair[64];
-    private boolean[] pairLost = new boolean[64];
     private DesiredState.MachineEntry[] entry = new DesiredState.MachineEntry[64];
     private Map<String, DesiredState.App> apps = new HashMap<>();
-    private List<DesiredState.MachineEntry> machines;
-    private final EgressAllocator.MachineScan visit = this::visit;
+    private List<DesiredState.MachineEntry> machines = List.of();
+
+    /** An export with a mirror of the machines of its own. */
+    public StateExport()
+    {
+        this(new MachineMirror());
+    }
+
+    /**
+     * An export over a mirror of the machines it shares with other consumers.
+     *
+     * @param mirror the machines as last scanned.
+     */
+    public StateExport(final MachineMirror mirror)
+    {
+        this.mirror = mirror;
+        this.changed = mirror.reader(MachineMirror.ALL);
+    }
 
     /**
      * The allocator's state, as {@link StateMapper#export} gives it.
@@ -47,11 +60,13 @@ public final class StateExport
     {
         if (allocator != exported)
         {
-            Arrays.fill(machine, null);
             Arrays.fill(entry, null);
             apps = new HashMap<>();
             exported = allocator;
+            changed.clear();
+            changed.all();
         }
+        mirror.update(allocator);
         final Map<String, DesiredState.App> nextApps = new HashMap<>();
         final List<DesiredState.App> appList = new ArrayList<>();
         for (final EgressAllocator.AppState app : allocator.appStates())
@@ -73,8 +88,27 @@ public final class StateExport
             appList.add(next);
         }
         apps = nextApps;
-        machines = new ArrayList<>();
-        allocator.scanMachines(visit);
+        final int n = changed.size();
+        for (int i = 0; i < n; i++)
+        {
+            final int h = changed.handle(i);
+            if (h >= entry.length)
+            {
+                entry = Arrays.copyOf(entry, Math.max(h + 1, entry.length * 2));
+            }
+            entry[h] = mirror.present(h) ? entryOf(h) : null;
+        }
+        if (n > 0 || machines.size() != mirror.size())
+        {
+            // the mirror's order is the allocator's, by id: the state's
+            final DesiredState.MachineEntry[] list = new DesiredState.MachineEntry[mirror.size()];
+            for (int i = 0; i < list.length; i++)
+            {
+                list[i] = entry[mirror.inOrder(i)];
+            }
+            machines = List.of(list); // immutable already: the state takes it without a copy
+        }
+        changed.clear();
         final List<DesiredState.Element> elements = new ArrayList<>(recovered.size());
         for (final PlanElement element : recovered)
         {
@@ -82,40 +116,19 @@ public final class StateExport
         }
         final DesiredState state = new DesiredState(DesiredState.VERSION, StateMapper.host(allocator.settings()),
             appList, machines, elements);
-        machines = null;
+        StateChange.inOrder(state);
         return state;
     }
 
-    private void visit(final int handle, final Machine m, final Scope s, final EgressPair p, final int b,
-        final int firstPort, final int lastPort, final EgressPair sp, final boolean lost)
+    private DesiredState.MachineEntry entryOf(final int h)
     {
-        if (handle >= machine.length)
-        {
-            final int n = Math.max(handle + 1, machine.length * 2);
-            machine = Arrays.copyOf(machine, n);
-            scope = Arrays.copyOf(scope, n);
-            pair = Arrays.copyOf(pair, n);
-            block = Arrays.copyOf(block, n);
-            scoped = Arrays.copyOf(scoped, n);
-            pairLost = Arrays.copyOf(pairLost, n);
-            entry = Arrays.copyOf(entry, n);
-        }
-        if (machine[handle] != m || scope[handle] != s || pair[handle] != p || block[handle] != b
-            || scoped[handle] != sp || pairLost[handle] != lost || entry[handle] == null)
-        {
-            machine[handle] = m;
-            scope[handle] = s;
-            pair[handle] = p;
-            block[handle] = b;
-            scoped[handle] = sp;
-            pairLost[handle] = lost;
-            final DesiredState.Slot slot = s == Scope.APP ? new DesiredState.Slot(p.ipv4().toString(), b) : null;
-            entry[handle] = new DesiredState.MachineEntry(m.id(), m.app(), m.iface(), text(m.ipv4()), text(m.ipv6()),
-                text(m.pin()), slot,
-                sp == null ? null : new DesiredState.ScopedPair(sp.ipv4().toString(), sp.ipv6().toString()),
-                lost ? Boolean.TRUE : null);
-        }
-        machines.add(entry[handle]);
+        final Machine m = mirror.machine(h);
+        final EgressPair sp = mirror.scoped(h);
+        final DesiredState.Slot slot = mirror.scope(h) == Scope.APP
+            ? new DesiredState.Slot(mirror.pair(h).ipv4().toString(), mirror.block(h)) : null;
+        return new DesiredState.MachineEntry(m.id(), m.app(), m.iface(), text(m.ipv4()), text(m.ipv6()),
+            text(m.pin()), slot, sp == null ? null : new DesiredState.ScopedPair(sp.ipv4().toString(),
+                sp.ipv6().toString()), mirror.pairLost(h) ? Boolean.TRUE : null);
     }
 
     private static String text(final Object address)

@@ -151,6 +151,8 @@ public final class StateStore
     private boolean snapshotDue;
     private long journalBytes;
     private int journalRecords;
+    /** Bumped whenever the journal is replaced (compacted or started again): offsets taken before it are stale. */
+    private long compactions;
     private long snapshotBytes;
     private int compactRecords = COMPACT_RECORDS;
     private volatile long syncs;
@@ -710,6 +712,7 @@ public final class StateStore
         final boolean due;
         final long atBytes;
         final int atRecords;
+        final long atCompaction;
         synchronized (this)
         {
             final StateChange change = StateChange.between(last, state);
@@ -723,10 +726,11 @@ public final class StateStore
                 || journalBytes >= Math.max(MIN_JOURNAL_BYTES, snapshotBytes);
             atBytes = journalBytes;
             atRecords = journalRecords;
+            atCompaction = compactions;
         }
         if (due)
         {
-            startSnapshot(state, atBytes, atRecords);
+            startSnapshot(state, atBytes, atRecords, atCompaction);
         }
     }
 
@@ -760,7 +764,8 @@ public final class StateStore
      * Starts a snapshot of a state the journal already holds, unless one is in flight or one failed less than a
      * second ago. Writer thread only.
      */
-    private void startSnapshot(final DesiredState state, final long atBytes, final int atRecords)
+    private void startSnapshot(final DesiredState state, final long atBytes, final int atRecords,
+        final long atCompaction)
     {
         if (inFlight != null && !inFlight.isDone())
         {
@@ -779,7 +784,7 @@ public final class StateStore
             {
                 try
                 {
-                    backgroundSnapshot(state, atBytes, atRecords);
+                    backgroundSnapshot(state, atBytes, atRecords, atCompaction);
                     f.complete(null);
                 }
                 catch (final RuntimeException | Error e)
@@ -808,7 +813,8 @@ public final class StateStore
      * Steps 1-4 of the class comment, on the snapshot executor, for a state the journal holds up to byte
      * {@code atBytes}, record {@code atRecords} (the writer goes on appending after them meanwhile).
      */
-    private void backgroundSnapshot(final DesiredState state, final long atBytes, final int atRecords)
+    private void backgroundSnapshot(final DesiredState state, final long atBytes, final int atRecords,
+        final long atCompaction)
     {
         final byte[] bytes;
         final Path temp = dir.resolve(TEMP);
@@ -834,6 +840,12 @@ public final class StateStore
             if (needSnapshot || last == null)
             {
                 return; // the writer lost its journal meanwhile: its next write is a whole snapshot anyway
+            }
+            if (compactions != atCompaction)
+            {
+                // the journal was compacted after the writer took its offsets (a snapshot in flight finished
+                // between the write and this start): they no longer point into it; the next due write starts one
+                return;
             }
             try
             {
@@ -922,6 +934,7 @@ public final class StateStore
         }
         bytesWritten += next.length;
         journalBytes = next.length;
+        compactions++;
         journalRecords -= recordsHeld + 1; // and the marker
         snapshotBytes = snapshotLength;
         snapshotDue = false;
@@ -1046,6 +1059,7 @@ public final class StateStore
         }
         bytesWritten += head.length;
         journalBytes = head.length;
+        compactions++;
         journalRecords = 0;
         snapshotDue = false;
         needSnapshot = !forceDirectoryOrLog();

@@ -210,6 +210,42 @@ class ControlLoopTest
     }
 
     @Test
+    void theSnapshotForTheMetricsIsBuiltWhenAskedForNotPerChange() throws Exception
+    {
+        final java.util.concurrent.ExecutorService thread = java.util.concurrent.Executors.newSingleThreadExecutor();
+        try
+        {
+            final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel,
+                new StateStore(dir), thread, () -> 0L, 0);
+            thread.submit(() ->
+            {
+                loop.initialSync();
+                return null;
+            }).get();
+            loop.mutate(Operation.PUT_APP, "app", l -> l.allocator().upsertApp("a1", true)).get();
+            loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1",
+                pair("203.0.113.1", "2001:db8::1"))).get();
+            final var before = loop.published();
+            for (int i = 1; i <= 3; i++)
+            {
+                final Machine m = machine("m" + i, "a1", i);
+                loop.mutate(Operation.PUT_MACHINE, "machine", l -> l.putMachine(m)).get();
+            }
+            // asked from another thread after three changes: built once, on the loop, with all three
+            final var now = loop.published();
+            assertThat(now).isNotSameAs(before);
+            assertThat(now.machines()).extracting(v -> v.machine().id()).containsExactly("m1", "m2", "m3");
+            assertThat(loop.published()).as("nothing changed since: the same snapshot").isSameAs(now);
+            loop.mutate(Operation.DELETE_MACHINE, "delete", l -> l.allocator().removeMachine("m2")).get();
+            assertThat(loop.published().machines()).extracting(v -> v.machine().id()).containsExactly("m1", "m3");
+        }
+        finally
+        {
+            thread.shutdownNow();
+        }
+    }
+
+    @Test
     void aStartWithoutAnIntactStateStillNeedsToWriteIt() throws Exception
     {
         Files.createDirectory(dir.resolve(StateStore.TEMP));

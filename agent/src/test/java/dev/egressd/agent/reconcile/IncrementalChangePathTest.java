@@ -7,6 +7,7 @@ import dev.egressd.agent.state.StateChange;
 import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.core.alloc.EgressAllocator;
+import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.AddressDevice;
 import dev.egressd.core.model.BlockLayout;
@@ -52,8 +53,13 @@ class IncrementalChangePathTest
     private EgressAllocator allocator;
     private final List<PlanElement> extra = new ArrayList<>();
     private final List<PlanElement> holding = new ArrayList<>();
+    // one mirror of the machines shared by the three incremental consumers, as in the loop, and kept across the
+    // seeds: each seed's new allocator is what a rollback does to them
+    private final MachineMirror mirror = new MachineMirror();
     private final DesiredPlanCache cache = new DesiredPlanCache(HOST.pairAddressDevice(), () -> allocator,
-        () -> extra, () -> holding);
+        () -> extra, () -> holding, mirror);
+    private final StateExport export = new StateExport(mirror);
+    private final MonitorFeed feed = new MonitorFeed(mirror);
 
     private static EgressPair pair(final int i)
     {
@@ -93,9 +99,7 @@ class IncrementalChangePathTest
         cache.mark();
         KernelPlan held = cache.plan();
         DesiredState committed = StateMapper.export(allocator, List.of());
-        final StateExport export = new StateExport();
         DesiredState written = export.export(allocator, extra);
-        final MonitorFeed feed = new MonitorFeed();
         final Map<String, List<Object>> told = new TreeMap<>();
         for (int step = 0; step < steps; step++)
         {

@@ -222,6 +222,11 @@ public final class EgressAllocator
     private final HashMap<Ipv4Address, Owner> ipv4Owners = new HashMap<>();
     private final HashMap<Ipv6Address, Owner> ipv6Owners = new HashMap<>();
     private final BitSet handles = new BitSet();
+    /**
+     * Bumped by every operation and every write of what {@link #scanMachines} reports, so a consumer that keeps a
+     * copy ({@link MachineMirror}) knows when it need not scan.
+     */
+    private long edits;
 
     // Per-operation change tracking: the placement of each machine before the operation first touched it.
     private final LinkedHashMap<Node, Placement> touched = new LinkedHashMap<>();
@@ -350,6 +355,7 @@ public final class EgressAllocator
             for (final Node node : app.waiting)
             {
                 node.pairLost = false;
+                edits++;
             }
         }
         settle(app);
@@ -406,6 +412,7 @@ public final class EgressAllocator
         }
         begin();
         node.pairLost = true;
+        edits++;
         settle(app);
         return finish();
     }
@@ -578,6 +585,7 @@ public final class EgressAllocator
         final App oldApp = apps.get(old.app());
         unclaimGuest(existing);
         existing.machine = machine;
+        edits++;
         claimGuest(existing);
         if (existing.scoped != null)
         {
@@ -587,6 +595,7 @@ public final class EgressAllocator
         if (!sameApp)
         {
             existing.pairLost = false;
+            edits++;
         }
         if (existing.slot != SlotAllocator.NONE)
         {
@@ -1202,6 +1211,16 @@ public final class EgressAllocator
          */
         void machine(int handle, Machine machine, Scope scope, EgressPair pair, int block, int firstPort, int lastPort,
             EgressPair scoped, boolean pairLost);
+    }
+
+    /**
+     * A count that moves whenever anything {@link #scanMachines} reports may have changed (every operation moves it).
+     *
+     * @return the count.
+     */
+    public long edits()
+    {
+        return edits;
     }
 
     /**
@@ -1880,6 +1899,7 @@ public final class EgressAllocator
 
     private void touch(final Node node)
     {
+        edits++;
         if (!touched.containsKey(node))
         {
             touched.put(node, new Placement(node.scope, node.pair, node.slot, node.scoped));
@@ -1889,6 +1909,7 @@ public final class EgressAllocator
 
     private void begin()
     {
+        edits++;
         touched.clear();
         order.clear();
         forced.clear();

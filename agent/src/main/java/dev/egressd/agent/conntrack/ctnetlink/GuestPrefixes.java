@@ -108,6 +108,79 @@ public final class GuestPrefixes
     }
 
     /**
+     * This cover taking in more addresses at the same prefix lengths: a network added for each address outside it,
+     * O(prefixes) per address where {@link #cover} sorts every address. Not the longest lengths {@link #cover} would
+     * choose for all the addresses, but a cover of them all within {@code max}.
+     *
+     * @param v4  IPv4 addresses, the first {@code n4} used.
+     * @param n4  how many.
+     * @param v6  IPv6 addresses as high, low pairs, the first {@code 2 * n6} used.
+     * @param n6  how many.
+     * @param max the most prefixes per family.
+     * @return the wider cover (this one if it holds them all), or null when it would need more than {@code max}
+     *     prefixes in a family (a cover of all the addresses is to be built then).
+     */
+    public GuestPrefixes widen(final int[] v4, final int n4, final long[] v6, final int n6, final int max)
+    {
+        int[] nets = nets4;
+        for (int i = 0; i < n4; i++)
+        {
+            final int net = v4[i] & mask32(len4);
+            // ascending as unsigned, as cover() leaves them
+            int at = 0;
+            while (at < nets.length && Integer.compareUnsigned(nets[at], net) < 0)
+            {
+                at++;
+            }
+            if (at < nets.length && nets[at] == net)
+            {
+                continue;
+            }
+            if (nets.length == max)
+            {
+                return null;
+            }
+            final int[] grown = new int[nets.length + 1];
+            System.arraycopy(nets, 0, grown, 0, at);
+            grown[at] = net;
+            System.arraycopy(nets, at, grown, at + 1, nets.length - at);
+            nets = grown;
+        }
+        long[] highs = high6;
+        long[] lows = low6;
+        for (int i = 0; i < n6; i++)
+        {
+            final long h = v6[2 * i] & maskHigh(len6);
+            final long l = v6[2 * i + 1] & maskLow(len6);
+            int at = 0;
+            while (at < highs.length && (Long.compareUnsigned(highs[at], h) < 0
+                || highs[at] == h && Long.compareUnsigned(lows[at], l) < 0))
+            {
+                at++;
+            }
+            if (at < highs.length && highs[at] == h && lows[at] == l)
+            {
+                continue;
+            }
+            if (highs.length == max)
+            {
+                return null;
+            }
+            final long[] gh = new long[highs.length + 1];
+            final long[] gl = new long[lows.length + 1];
+            System.arraycopy(highs, 0, gh, 0, at);
+            System.arraycopy(lows, 0, gl, 0, at);
+            gh[at] = h;
+            gl[at] = l;
+            System.arraycopy(highs, at, gh, at + 1, highs.length - at);
+            System.arraycopy(lows, at, gl, at + 1, lows.length - at);
+            highs = gh;
+            lows = gl;
+        }
+        return nets == nets4 && highs == high6 ? this : new GuestPrefixes(nets, len4, highs, lows, len6);
+    }
+
+    /**
      * The longest prefix length at which the sorted addresses need at most {@code max} prefixes: with
      * {@code common[i]} the bits two neighbours share, a length L needs {@code 1 + #(common < L)} prefixes.
      */

@@ -94,4 +94,59 @@ class GuestPrefixesTest
         assertThat(GuestPrefixes.EMPTY.holdsAll(small)).isFalse();
         assertThat(benchGuests(10, 128)).isEqualTo(small).hasSameHashCodeAs(small);
     }
+
+    @Test
+    void aWidenedCoverHoldsTheOldOneAndTheNewAddressesWithinItsMax()
+    {
+        final java.util.Random random = new java.util.Random(11);
+        for (int round = 0; round < 200; round++)
+        {
+            final int n = 1 + random.nextInt(300);
+            final int[] v4 = new int[n];
+            final long[] v6 = new long[2 * n];
+            for (int i = 0; i < n; i++)
+            {
+                v4[i] = 0x0A4D0000 | random.nextInt(1 << 14);
+                v6[2 * i] = 0xFD77000000000000L;
+                v6[2 * i + 1] = random.nextInt(1 << 14);
+            }
+            final int max = 1 + random.nextInt(64);
+            final int split = random.nextInt(n);
+            final GuestPrefixes old = GuestPrefixes.cover(v4, split, v6, split, max);
+            final int[] more4 = java.util.Arrays.copyOfRange(v4, split, n);
+            final long[] more6 = java.util.Arrays.copyOfRange(v6, 2 * split, 2 * n);
+            final GuestPrefixes wider = old.widen(more4, n - split, more6, n - split, max);
+            if (wider == null)
+            {
+                // refused only when the new networks do not fit
+                final java.util.Set<Integer> nets = new java.util.HashSet<>();
+                for (int i = 0; i < n; i++)
+                {
+                    nets.add(v4[i] & GuestPrefixes.mask32(old.length4()));
+                }
+                final java.util.Set<Long> nets6 = new java.util.HashSet<>();
+                for (int i = 0; i < n; i++)
+                {
+                    nets6.add(v6[2 * i + 1] & GuestPrefixes.maskLow(old.length6()));
+                }
+                assertThat(nets.size() > max || nets6.size() > max).as("round %d", round).isTrue();
+                continue;
+            }
+            assertThat(wider.holdsAll(old)).isTrue();
+            assertThat(wider.length4()).isEqualTo(old.length4());
+            assertThat(wider.networks4().length).isLessThanOrEqualTo(max);
+            assertThat(wider.count6()).isLessThanOrEqualTo(max);
+            for (int i = 0; i < n; i++)
+            {
+                assertThat(wider.contains4(v4[i])).as("round %d, %d", round, i).isTrue();
+                assertThat(wider.contains6(v6[2 * i], v6[2 * i + 1])).as("round %d, %d", round, i).isTrue();
+            }
+            final int[] nets = wider.networks4();
+            for (int i = 1; i < nets.length; i++)
+            {
+                assertThat(Integer.compareUnsigned(nets[i - 1], nets[i])).as("ascending").isNegative();
+            }
+            assertThat(old.widen(v4, split, v6, split, max)).as("nothing new: the same cover").isSameAs(old);
+        }
+    }
 }
