@@ -125,6 +125,8 @@ public final class ControlLoop implements LoopStats
     private long kernelAt;
     private long exportedAt;
     private long journaledAt;
+    private long monitorNanos;
+    private long publishNanos;
 
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
@@ -443,6 +445,8 @@ public final class ControlLoop implements LoopStats
         kernelAt = 0;
         exportedAt = 0;
         journaledAt = 0;
+        monitorNanos = 0;
+        publishNanos = 0;
         final MutationResult[] results = new MutationResult[batch.size()];
         run(batch, results);
         batches++;
@@ -461,8 +465,10 @@ public final class ControlLoop implements LoopStats
             }
             else
             {
+                final long publishing = System.nanoTime();
                 published = allocator.snapshot();
                 publishStale = false;
+                publishNanos = System.nanoTime() - publishing;
             }
         }
         for (int i = 0; i < batch.size(); i++)
@@ -521,6 +527,8 @@ public final class ControlLoop implements LoopStats
             at = journaledAt;
         }
         event.after = answering - at;
+        event.monitor = monitorNanos;
+        event.publish = publishNanos;
         event.answers = System.nanoTime() - answering;
         event.commit();
     }
@@ -735,7 +743,9 @@ public final class ControlLoop implements LoopStats
             commit(next);
         }
         ledger.committed();
+        final long telling = System.nanoTime();
         machinesChanged();
+        monitorNanos = System.nanoTime() - telling;
         final List<String> changed = new ArrayList<>();
         for (final int i : accepted)
         {
