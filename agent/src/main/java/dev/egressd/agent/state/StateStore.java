@@ -822,7 +822,8 @@ public final class StateStore
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
         {
             final long end = writeAt(channel, ByteBuffer.wrap(record), journalBytes);
-            if (end > journalAllocated || preallocate > 0 && end + Math.min(HEADROOM, preallocate / 4) > journalAllocated)
+            if (end > journalAllocated
+                || preallocate > 0 && end + Math.min(HEADROOM, preallocate / 4) > journalAllocated)
             {
                 // the file grows: by a run of zeros as well when preallocating, so the next appends do not
                 final long from = Math.max(end, journalAllocated);
