@@ -161,7 +161,7 @@ public final class Daemon
         throws Exception
     {
         // compaction snapshots on their own thread: a change never waits for the whole state to be written
-        store = new StateStore(config.stateDir()).snapshotsInBackground();
+        store = new StateStore(config.stateDir()).snapshotsInBackground().preallocated();
         store.lock();
         final StateStore.Loaded loaded = store.load();
         phases.done("state");

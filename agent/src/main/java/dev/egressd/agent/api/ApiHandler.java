@@ -184,6 +184,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             return;
         }
         final Request request = waiting.poll();
+        final long taken = System.nanoTime();
         queuedBytes -= request.body().length;
         busy = true;
         final boolean keepAlive = request.keepAlive() && request.failure() == null && !request.overflow();
@@ -205,8 +206,10 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             LOG.error("{} {} failed", request.method(), request.uri(), e);
             reply = CompletableFuture.completedFuture(internal(e));
         }
+        final long dispatched = System.nanoTime();
         reply.whenComplete((r, failure) ->
         {
+            final long done = System.nanoTime();
             final Reply answer;
             if (failure != null)
             {
@@ -217,22 +220,41 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             {
                 answer = r;
             }
+            final long[] stamps = {request.arrived(), taken, dispatched, done};
             if (ctx.executor().inEventLoop())
             {
-                written(ctx, answer, keepAlive);
+                written(ctx, answer, keepAlive, request, stamps);
             }
             else
             {
-                ctx.executor().execute(() -> written(ctx, answer, keepAlive));
+                ctx.executor().execute(() -> written(ctx, answer, keepAlive, request, stamps));
             }
         });
     }
 
-    /** Writes one answer; the next request is taken once it is written (or the connection is closed after it). */
-    private void written(final ChannelHandlerContext ctx, final Reply answer, final boolean keepAlive)
+    /**
+     * Writes one answer; the next request is taken once it is written (or the connection is closed after it).
+     * {@code stamps}: when the request arrived, was taken, dispatched, answered (System.nanoTime).
+     */
+    private void written(final ChannelHandlerContext ctx, final Reply answer, final boolean keepAlive,
+        final Request request, final long[] stamps)
     {
+        final long writing = System.nanoTime();
         answer.writeTo(ctx, keepAlive).addListener((ChannelFutureListener)f ->
         {
+            final RequestEvent event = new RequestEvent();
+            if (event.isEnabled())
+            {
+                event.method = request.method();
+                event.uri = request.uri();
+                event.status = answer.status();
+                event.queued = stamps[1] - stamps[0];
+                event.dispatch = stamps[2] - stamps[1];
+                event.waited = stamps[3] - stamps[2];
+                event.hop = writing - stamps[3];
+                event.write = System.nanoTime() - writing;
+                event.commit();
+            }
             busy = false;
             if (!keepAlive || !f.isSuccess())
             {
@@ -378,7 +400,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
 
     /** One request as it waits for its turn: copied out of Netty's buffers, so a waiting request holds none. */
     private record Request(String method, String uri, byte[] body, boolean keepAlive, Throwable failure,
-        boolean overflow)
+        boolean overflow, long arrived)
     {
         static Request of(final FullHttpRequest request)
         {
@@ -392,12 +414,12 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
             }
             return new Request(request.method().name(), request.uri(),
                 failure == null ? ByteBufUtil.getBytes(request.content()) : new byte[0],
-                HttpUtil.isKeepAlive(request), failure, false);
+                HttpUtil.isKeepAlive(request), failure, false, System.nanoTime());
         }
 
         static Request tooMany()
         {
-            return new Request("", "", new byte[0], false, null, true);
+            return new Request("", "", new byte[0], false, null, true, System.nanoTime());
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.egressd.agent.api;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectWriter;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
@@ -21,6 +22,9 @@ import java.nio.charset.StandardCharsets;
  */
 record Reply(int status, Object body)
 {
+    /** The answers' writer, made once: a writer per answer cost each one its construction. */
+    private static final ObjectWriter PRETTY = Body.MAPPER.writerWithDefaultPrettyPrinter();
+
     /**
      * Writes the answer: a text body as the Prometheus text format, anything else as pretty-printed JSON, each
      * followed by a newline. The caller closes the connection after it when it is not kept alive.
@@ -42,7 +46,7 @@ record Reply(int status, Object body)
         {
             try
             {
-                bytes = Body.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(body);
+                bytes = PRETTY.writeValueAsBytes(body);
             }
             catch (final JsonProcessingException e)
             {

@@ -457,7 +457,15 @@ public final class NftKernel implements Kernel, AutoCloseable
         // 2. One atomic transaction for everything else (NftDataplane skips the uplink kinds).
         try
         {
+            final long started = System.nanoTime();
             table.apply(changes);
+            final KernelBatchEvent event = new KernelBatchEvent();
+            if (event.isEnabled())
+            {
+                event.changes = changes.size();
+                event.batch = System.nanoTime() - started;
+                event.commit();
+            }
         }
         catch (final NftException e)
         {

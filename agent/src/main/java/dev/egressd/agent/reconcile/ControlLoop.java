@@ -132,6 +132,13 @@ public final class ControlLoop implements LoopStats
     private volatile Thread loopThread;
     /** When the kernel held the running mutation's change; -1 until it does. Loop thread only. */
     private long kernelHeldAt;
+    /** When the running commit's pieces ended (System.nanoTime, 0: not reached), for {@link CommitEvent}. */
+    private long allocatedAt;
+    private long kernelAt;
+    private long exportedAt;
+    private long journaledAt;
+    private long monitorNanos;
+    private long publishNanos;
 
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
@@ -445,7 +452,14 @@ public final class ControlLoop implements LoopStats
     private void runBatch(final List<Pending> batch)
     {
         loopThread = Thread.currentThread();
+        final long started = System.nanoTime();
         kernelHeldAt = -1;
+        allocatedAt = 0;
+        kernelAt = 0;
+        exportedAt = 0;
+        journaledAt = 0;
+        monitorNanos = 0;
+        publishNanos = 0;
         final MutationResult[] results = new MutationResult[batch.size()];
         run(batch, results);
         batches++;
@@ -477,10 +491,49 @@ public final class ControlLoop implements LoopStats
                 LOG.warn("change observer failed", e);
             }
         }
+        final long answering = System.nanoTime();
         for (int i = 0; i < batch.size(); i++)
         {
             batch.get(i).answer().complete(results[i]);
         }
+        final CommitEvent event = new CommitEvent();
+        if (event.isEnabled())
+        {
+            timed(event, batch, started, answering);
+        }
+    }
+
+    /** Fills and commits a {@link CommitEvent} from the commit's stamps; a piece not reached counts 0. */
+    private void timed(final CommitEvent event, final List<Pending> batch, final long started, final long answering)
+    {
+        event.mutations = batch.size();
+        event.handoff = Math.max(0, started - batch.get(0).queued());
+        long at = started;
+        if (allocatedAt != 0)
+        {
+            event.allocator = allocatedAt - at;
+            at = allocatedAt;
+        }
+        if (kernelAt != 0)
+        {
+            event.kernel = kernelAt - at;
+            at = kernelAt;
+        }
+        if (exportedAt != 0)
+        {
+            event.export = exportedAt - at;
+            at = exportedAt;
+        }
+        if (journaledAt != 0)
+        {
+            event.journal = journaledAt - at;
+            at = journaledAt;
+        }
+        event.after = answering - at;
+        event.monitor = monitorNanos;
+        event.publish = publishNanos;
+        event.answers = System.nanoTime() - answering;
+        event.commit();
     }
 
     /**
@@ -631,6 +684,7 @@ public final class ControlLoop implements LoopStats
                 }
             }
         }
+        allocatedAt = System.nanoTime();
         if (accepted.isEmpty())
         {
             return;
@@ -650,6 +704,7 @@ public final class ControlLoop implements LoopStats
         {
             applied = reconciler.sync(true);
             kernelHeldAt = nanoTime.getAsLong();
+            kernelAt = System.nanoTime();
         }
         catch (final KernelException e)
         {
@@ -661,11 +716,14 @@ public final class ControlLoop implements LoopStats
             return;
         }
         final DesiredState next = exportState();
-        if (!StateChange.same(next, committed))
+        final boolean same = StateChange.same(next, committed);
+        exportedAt = System.nanoTime();
+        if (!same)
         {
             try
             {
                 store.write(next);
+                journaledAt = System.nanoTime();
                 stateWritten();
             }
             catch (final IOException e)
@@ -688,7 +746,9 @@ public final class ControlLoop implements LoopStats
             commit(next);
         }
         ledger.committed();
+        final long telling = System.nanoTime();
         machinesChanged();
+        monitorNanos = System.nanoTime() - telling;
         final List<String> changed = new ArrayList<>();
         for (final int i : accepted)
         {

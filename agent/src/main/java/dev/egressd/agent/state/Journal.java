@@ -12,6 +12,12 @@ import java.util.zip.CRC32;
  * <p>A crash can leave the last record torn (a prefix of it, or zeros where the file grew but the data never got
  * to disk): that record was never answered, so it is dropped. A bad record followed by a valid one cannot be a torn
  * write: records after it were answered, so the journal is corrupt.
+ *
+ * <p>Zeros from a record's start to the file's end are the journal's end, not a torn record: a preallocated journal
+ * ({@link StateStore#preallocated()}) keeps zeros written ahead of its records, and no record starts with a zero
+ * length. A record whose append a crash cut leaves bytes other than zeros there (its header, or a part of its
+ * payload past zeros) and is dropped as torn; one whose bytes never reached the disk at all left only zeros, and
+ * reads as the end, as it would have read without the preallocation.
  */
 final class Journal
 {
@@ -67,6 +73,10 @@ final class Journal
             final int length = validAt(bytes, pos);
             if (length < 0)
             {
+                if (zerosFrom(bytes, pos))
+                {
+                    return new Read(payloads, pos, false, null);
+                }
                 for (int later = pos + 1; later + HEADER <= bytes.length; later++)
                 {
                     if (validAt(bytes, later) >= 0)
@@ -83,6 +93,19 @@ final class Journal
             pos += HEADER + length;
         }
         return new Read(payloads, pos, false, null);
+    }
+
+    /** Whether every byte from {@code pos} on is zero: the preallocated rest of the journal. */
+    private static boolean zerosFrom(final byte[] bytes, final int pos)
+    {
+        for (int i = pos; i < bytes.length; i++)
+        {
+            if (bytes[i] != 0)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** The payload length of a valid record at {@code pos}, or -1. */

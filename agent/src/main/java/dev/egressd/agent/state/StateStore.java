@@ -95,6 +95,13 @@ public final class StateStore
     /** A snapshot is written after this many journal records. */
     public static final int COMPACT_RECORDS = 1000;
 
+    /**
+     * What {@link #preallocated()} grows the journal by, in zeros, ahead of its records: an append then overwrites
+     * zeros already on disk, so its fdatasync forces the record alone and not the file's new size too (a metadata
+     * change, a commit of the filesystem's own journal on ext4).
+     */
+    public static final int PREALLOCATE = 128 << 10;
+
     /** The journal may grow to the snapshot's size, and to at least this, before a snapshot replaces it. */
     private static final long MIN_JOURNAL_BYTES = 64 << 10;
 
@@ -155,6 +162,14 @@ public final class StateStore
     private long compactions;
     private long snapshotBytes;
     private int compactRecords = COMPACT_RECORDS;
+    /** How long the record being appended took to diff and serialise, for {@link JournalEvent}. */
+    private long recordNanos;
+    /** Zeros written ahead of the journal's records ({@link #preallocated()}), 0 for none. Under the lock. */
+    private int preallocate;
+    /** Whether {@link #preallocated()} asked for it: it is decided at {@link #load()}, by the filesystem. */
+    private boolean preallocateWanted;
+    /** The journal file's length: its records, then zeros. Under the lock. */
+    private long journalAllocated;
     private volatile long syncs;
     private volatile long bytesWritten;
     private volatile long snapshots;
@@ -169,6 +184,15 @@ public final class StateStore
     private boolean retryAtSet;
     /** Seen at each step of a background snapshot; tests copy the directory there to simulate a crash. */
     private java.util.function.Consumer<String> steps = step -> { };
+
+    /** A read-only run of zeros the preallocation is written from. */
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 << 10).asReadOnlyBuffer();
+
+    /**
+     * An append that leaves fewer zeros than this after its record grows the preallocation (a record longer than
+     * what is left would otherwise grow the file's size in the fdatasync it waits for).
+     */
+    private static final long HEADROOM = 16 << 10;
 
     /** The start of a marker record's payload: {@code {"snapshot":"<sha-256>"}}. */
     private static final byte[] MARKER_PREFIX = "{\"snapshot\":".getBytes(java.nio.charset.StandardCharsets.UTF_8);
@@ -219,6 +243,54 @@ public final class StateStore
     public StateStore(final Path dir)
     {
         this(dir, Clock.systemUTC());
+    }
+
+    /**
+     * Keeps {@value #PREALLOCATE} bytes of zeros written ahead of the journal's last record (docs/design.md, "The
+     * state on disk"): an append overwrites them in place, so the file's size does not change and its fdatasync
+     * has no metadata to commit. Zeros after the last record read as the journal's end ({@link Journal#read}), and a
+     * record torn by a crash is still told by its CRC. Not on a filesystem in memory (tmpfs, ramfs: decided at
+     * {@link #load()}), where an fdatasync costs nothing and the zeros would only take memory.
+     *
+     * @return this store.
+     */
+    public StateStore preallocated()
+    {
+        synchronized (this)
+        {
+            preallocateWanted = true;
+        }
+        return this;
+    }
+
+    /**
+     * Preallocates this many bytes of zeros whatever the filesystem (tests), 0 for none.
+     *
+     * @param bytes the bytes.
+     * @return this store.
+     */
+    StateStore preallocate(final int bytes)
+    {
+        synchronized (this)
+        {
+            preallocateWanted = false;
+            preallocate = bytes;
+        }
+        return this;
+    }
+
+    /** Whether the state directory is on a filesystem in memory, where preallocating gains nothing. */
+    private boolean inMemory()
+    {
+        try
+        {
+            final String type = Files.getFileStore(dir).type();
+            return "tmpfs".equals(type) || "ramfs".equals(type);
+        }
+        catch (final IOException e)
+        {
+            return false;
+        }
     }
 
     /**
@@ -447,6 +519,10 @@ public final class StateStore
 
     private Loaded loadLocked() throws IOException
     {
+        if (preallocateWanted)
+        {
+            preallocate = inMemory() ? 0 : PREALLOCATE;
+        }
         snapshotDue = false;
         last = null;
         needSnapshot = true;
@@ -590,6 +666,7 @@ public final class StateStore
             state = change.applyTo(state);
         }
         journalBytes = read.valid();
+        journalAllocated = bytes.length;
         journalRecords = read.payloads().size() - 1;
         last = state;
         needSnapshot = false;
@@ -603,6 +680,7 @@ public final class StateStore
             {
                 channel.truncate(read.valid());
                 channel.force(true);
+                journalAllocated = read.valid();
             }
             catch (final IOException e)
             {
@@ -715,12 +793,15 @@ public final class StateStore
         final long atCompaction;
         synchronized (this)
         {
+            final long started = System.nanoTime();
             final StateChange change = StateChange.between(last, state);
             if (change.isEmpty())
             {
                 return;
             }
-            append(records.writeValueAsBytes(change));
+            final byte[] payload = records.writeValueAsBytes(change);
+            recordNanos = System.nanoTime() - started;
+            append(payload);
             last = state;
             due = snapshotDue || journalRecords >= compactRecords
                 || journalBytes >= Math.max(MIN_JOURNAL_BYTES, snapshotBytes);
@@ -737,17 +818,34 @@ public final class StateStore
     /** Appends one record and forces it to disk; on failure the journal is cut back. Under the lock. */
     private void append(final byte[] payload) throws IOException
     {
+        final long started = System.nanoTime();
         final byte[] record = Journal.frame(payload);
         final Path path = journal();
+        // opened for each append, not kept open: a journal made unwritable since (an immutable file, a file moved
+        // aside) must refuse the next change
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE))
         {
-            final ByteBuffer buffer = ByteBuffer.wrap(record);
-            long at = journalBytes;
-            while (buffer.hasRemaining())
+            final long end = writeAt(channel, ByteBuffer.wrap(record), journalBytes);
+            if (end > journalAllocated
+                || preallocate > 0 && end + Math.min(HEADROOM, preallocate / 4) > journalAllocated)
             {
-                at += channel.write(buffer, at);
+                // the file grows: by a run of zeros as well when preallocating, so the next appends do not
+                final long from = Math.max(end, journalAllocated);
+                journalAllocated = preallocate > 0 ? zeros(channel, from, end + preallocate) : end;
+                bytesWritten += journalAllocated - from;
             }
+            final long written = System.nanoTime();
             channel.force(false);
+            final JournalEvent event = new JournalEvent();
+            if (event.isEnabled())
+            {
+                event.bytes = record.length;
+                event.record = recordNanos;
+                event.write = written - started;
+                event.force = System.nanoTime() - written;
+                event.commit();
+            }
+            recordNanos = 0;
         }
         catch (final IOException e)
         {
@@ -921,7 +1019,7 @@ public final class StateStore
                 readFully(channel, ByteBuffer.wrap(next, head.length, before), heldBytes);
                 readFully(channel, ByteBuffer.wrap(next, head.length + before, after), markerEnd);
             }
-            writeSynced(journalTemp, next);
+            writeSynced(journalTemp, next, preallocate);
             steps.accept("journal-written");
             Files.move(journalTemp, journal(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
@@ -932,9 +1030,10 @@ public final class StateStore
             failedSnapshot();
             return false;
         }
-        bytesWritten += next.length;
+        bytesWritten += next.length + (long)preallocate;
         journalBytes = next.length;
         compactions++;
+        journalAllocated = next.length + (long)preallocate;
         journalRecords -= recordsHeld + 1; // and the marker
         snapshotBytes = snapshotLength;
         snapshotDue = false;
@@ -970,6 +1069,7 @@ public final class StateStore
                 channel.truncate(journalBytes);
                 channel.force(true);
             }
+            journalAllocated = journalBytes;
         }
         catch (final IOException e)
         {
@@ -1048,7 +1148,7 @@ public final class StateStore
         final Path journalTemp = dir.resolve(JOURNAL_TEMP);
         try
         {
-            writeSynced(journalTemp, head);
+            writeSynced(journalTemp, head, preallocate);
             Files.move(journalTemp, journal(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
         catch (final IOException e)
@@ -1057,9 +1157,10 @@ public final class StateStore
                 + "the next change writes the whole state again", journal(), describe(e, journalTemp), file());
             return;
         }
-        bytesWritten += head.length;
+        bytesWritten += head.length + (long)preallocate;
         journalBytes = head.length;
         compactions++;
+        journalAllocated = head.length + (long)preallocate;
         journalRecords = 0;
         snapshotDue = false;
         needSnapshot = !forceDirectoryOrLog();
@@ -1067,17 +1168,50 @@ public final class StateStore
 
     private static void writeSynced(final Path path, final byte[] bytes) throws IOException
     {
+        writeSynced(path, bytes, 0);
+    }
+
+    /** Writes a file whole, then {@code zeros} bytes of zeros after it, and forces it to disk. */
+    private static void writeSynced(final Path path, final byte[] bytes, final int zeros) throws IOException
+    {
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
             StandardOpenOption.TRUNCATE_EXISTING))
         {
-            final ByteBuffer buffer = ByteBuffer.wrap(bytes);
-            while (buffer.hasRemaining())
+            final long end = writeAt(channel, ByteBuffer.wrap(bytes), 0);
+            if (zeros > 0)
             {
-                channel.write(buffer);
+                zeros(channel, end, end + zeros);
             }
             channel.force(true);
         }
     }
+
+    /** Writes a buffer whole at a position; returns the position after it. */
+    private static long writeAt(final FileChannel channel, final ByteBuffer buffer, final long from)
+        throws IOException
+    {
+        long at = from;
+        while (buffer.hasRemaining())
+        {
+            at += channel.write(buffer, at);
+        }
+        return at;
+    }
+
+    /** Writes zeros from {@code from} to {@code to} (not forced); returns {@code to}. */
+    private static long zeros(final FileChannel channel, final long from, final long to) throws IOException
+    {
+        long at = from;
+        while (at < to)
+        {
+            final ByteBuffer chunk = ZEROS.duplicate();
+            chunk.limit((int)Math.min(chunk.capacity(), to - at));
+            at = writeAt(channel, chunk, at);
+        }
+        return to;
+    }
+
+
 
     private boolean forceDirectoryOrLog()
     {
