@@ -437,15 +437,35 @@ public final class Daemon
         return regionLedger;
     }
 
-    /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
+    /** Stops serving and closes everything; the kernel keeps its state so machines keep their egress. */
     public void stop()
     {
+        stop(false);
+    }
+
+    /**
+     * SIGTERM: stops serving; the kernel keeps its state so machines keep their egress.
+     *
+     * <p>In order: the API closes (nothing more is taken, a request in flight gets no answer); the loop runs what was
+     * queued before (each change answered only once in the kernel and on disk) and the stop's snapshot; the region's
+     * clients close; the state directory's lock goes. With {@code processEnds} (the daemon's own SIGTERM, which ends
+     * the process right after: {@link Egressd}) the threads that only read the kernel (the reconcile's reader, the
+     * conntrack monitor, the host-address watchers) are not stopped and waited for: they hold nothing that is not
+     * in the kernel already, and waiting for them (each leaves a blocking receive only at its timeout: 0.1-0.5 s)
+     * was most of the stop's time (docs/operations.md, "Start-up").
+     *
+     * @param processEnds whether the process ends right after (then the reading threads are left to it).
+     */
+    public void stop(final boolean processEnds)
+    {
+        final StartupPhases phases = new StartupPhases(System.nanoTime(), false);
         notify.notify("STOPPING=1\nSTATUS=stopping; kernel state left in place");
         if (api != null)
         {
             api.close(); // the API socket and metrics-listen
         }
         metricsExecutor.shutdownNow();
+        phases.done("api");
         if (loop != null && !executor.isShutdown())
         {
             executor.execute(loop::snapshotOnStop); // after every change queued before it
@@ -459,13 +479,18 @@ public final class Daemon
         {
             Thread.currentThread().interrupt();
         }
-        if (loop != null)
+        phases.done("loop");
+        if (!processEnds)
         {
-            loop.closeReads();
-        }
-        if (conntrack != null)
-        {
-            conntrack.close();
+            if (loop != null)
+            {
+                loop.closeReads();
+            }
+            if (conntrack != null)
+            {
+                conntrack.close();
+            }
+            phases.done("readers");
         }
         if (regionFeed != null)
         {
@@ -484,7 +509,9 @@ public final class Daemon
             store.unlock();
         }
         notify.close();
-        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place");
+        phases.done("rest");
+        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place (stop phases: {})",
+            phases.line("stop"));
         stopped.countDown();
     }
 

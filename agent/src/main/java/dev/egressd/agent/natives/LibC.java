@@ -94,6 +94,15 @@ public interface LibC
     @IgnoreError
     int geteuid();
 
+    /**
+     * {@code <unistd.h>} _exit: ends the process at once, without the JVM's exit sequence (the daemon's stop, once
+     * everything it holds is on disk: see {@code Daemon.stop}).
+     *
+     * @param status the exit status.
+     */
+    @IgnoreError
+    void _exit(int status);
+
     /** {@code <sys/syscall.h>} gettid is not in glibc 2.36's headers for every arch: use syscall(SYS_gettid). */
     @IgnoreError
     long syscall(long number);
