@@ -25,6 +25,7 @@ import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
+import dev.egressd.agent.state.KernelSeen;
 import dev.egressd.agent.metrics.EgressMetrics;
 import dev.egressd.agent.conntrack.ConntrackStats;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
@@ -32,6 +33,7 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -164,6 +166,8 @@ public final class Daemon
         store = new StateStore(config.stateDir()).snapshotsInBackground();
         store.lock();
         final StateStore.Loaded loaded = store.load();
+        // what the last clean stop saw of the kernel: good for this start only (taken: read and deleted)
+        final KernelSeen seen = KernelSeen.take(config.stateDir());
         phases.done("state");
         final DesiredState state = loaded.state() != null ? loaded.state()
             : DesiredState.empty(StateMapper.host(config.hostSettings()));
@@ -206,7 +210,7 @@ public final class Daemon
         ledgerStats(conntrack.published());
         phases.done("wiring");
         notify.notify("STATUS=reading the kernel table");
-        executor.submit(() ->
+        final boolean trusted = executor.submit(() ->
         {
             if (loaded.status() != StateStore.Status.LOADED)
             {
@@ -218,8 +222,8 @@ public final class Daemon
                         recovered);
                 }
             }
-            loop.initialSync(loaded.status() == StateStore.Status.LOADED);
-            return null;
+            final boolean intact = loaded.status() == StateStore.Status.LOADED;
+            return loop.initialSync(intact, intact ? seen : null);
         }).get();
         phases.done("kernel");
         conntrack.start();
@@ -269,7 +273,8 @@ public final class Daemon
                 new RegionStore.HostRecord(config.ledger().hostId(), config.ledger().hostAddresses(), true), System::nanoTime);
             regionFeed.start();
         }
-        executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
+        // a table trusted at start without a read is read whole by the first reconcile, at once (off the writer)
+        executor.scheduleWithFixedDelay(this::reconcile, trusted ? 0 : 1000, 1000, TimeUnit.MILLISECONDS);
         executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
         final String watchdog = System.getenv("WATCHDOG_USEC");
         if (watchdog != null && notify.enabled())
@@ -468,7 +473,11 @@ public final class Daemon
         phases.done("api");
         if (loop != null && !executor.isShutdown())
         {
-            executor.execute(loop::snapshotOnStop); // after every change queued before it
+            executor.execute(() ->
+            {
+                loop.snapshotOnStop(); // after every change queued before it
+                recordKernel();
+            });
         }
         executor.shutdown();
         try
@@ -513,6 +522,30 @@ public final class Daemon
         LOG.info("egressd stopped; the kernel table and uplink addresses stay in place (stop phases: {})",
             phases.line("stop"));
         stopped.countDown();
+    }
+
+    /**
+     * On the loop thread, after the last change and the stop's snapshot: what the kernel holds, for the next start
+     * ({@link KernelSeen}); nothing when no read proved the table since the last change.
+     */
+    private void recordKernel()
+    {
+        try
+        {
+            final KernelSeen seen = loop.kernelSeen();
+            if (seen != null)
+            {
+                seen.writeTo(config.stateDir());
+            }
+            else
+            {
+                LOG.info("stop: no read proved the kernel's table since the last change; the next start reads it");
+            }
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            LOG.warn("stop: {} not written ({}); the next start reads the kernel", KernelSeen.FILE, e.toString());
+        }
     }
 
     /**

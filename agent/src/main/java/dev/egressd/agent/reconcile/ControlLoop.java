@@ -9,6 +9,8 @@ import dev.egressd.agent.state.StateChange;
 import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
+import dev.egressd.agent.state.KernelSeen;
+import dev.egressd.agent.natives.Boot;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.Outcome;
 import dev.egressd.core.model.HostSettings;
@@ -943,7 +945,100 @@ public final class ControlLoop implements LoopStats
      */
     public void initialSync(final boolean intact) throws IOException
     {
-        reconciler.initialSync();
+        initialSync(intact, null);
+    }
+
+    /**
+     * The first sync at start-up, as {@link #initialSync(boolean)}; when the record the last clean stop left
+     * ({@link #kernelSeen()}) matches the kernel, the boot, the namespace, the table's configuration and the state
+     * as they are now, the table is trusted without being read (only the uplink addresses are), and the first
+     * reconcile, which the caller then runs at once, reads it whole off the writer (docs/operations.md, "Start-up").
+     *
+     * @param intact whether the loop was built from an intact state file (see {@link #initialSync(boolean)}).
+     * @param record what the last stop saw of the kernel, or null.
+     * @return whether the table was trusted (not read).
+     * @throws IOException if the kernel failed, or the disk failed and the state file was not intact.
+     */
+    public boolean initialSync(final boolean intact, final KernelSeen record) throws IOException
+    {
+        boolean trusted = false;
+        if (record != null)
+        {
+            final KernelSeen now = kernelNow(kernel.generation());
+            final String mismatch = record.mismatch(now);
+            if (mismatch == null)
+            {
+                LOG.info("kernel: the table is as the last stop left it (ruleset generation {}): not read at start; "
+                    + "the first reconcile reads it whole, now", record.generation());
+                reconciler.initialSyncTrusting(record.generation());
+                trusted = true;
+            }
+            else
+            {
+                LOG.info("kernel: read at start: {}", mismatch);
+            }
+        }
+        if (!trusted)
+        {
+            reconciler.initialSync();
+        }
+        finishInitialSync(intact);
+        return trusted;
+    }
+
+    /**
+     * What the stop leaves for the next start: the ruleset generation at which the kernel was last found holding
+     * the desired plan, if nothing was applied since and the kernel's generation is still that one; with the boot,
+     * the namespace and the fingerprints. Loop thread, after the last change.
+     *
+     * @return the record, or null when nothing vouches for the table now (the next start reads it).
+     */
+    public KernelSeen kernelSeen()
+    {
+        final long proven = synced ? reconciler.provenGeneration() : -1;
+        if (proven < 0 || kernel.generation() != proven)
+        {
+            return null;
+        }
+        final KernelSeen seen = kernelNow(proven);
+        return seen.table() == null ? null : seen;
+    }
+
+    /** The facts a record holds, as they are now, at a given generation. */
+    private KernelSeen kernelNow(final long generation)
+    {
+        return new KernelSeen(Boot.bootId(), Boot.bootMillis(), Boot.netns(), generation, kernel.tableFingerprint(),
+            planFingerprint(desiredPlan()));
+    }
+
+    /** The SHA-256 of a plan's elements, in a fixed order. */
+    static String planFingerprint(final KernelPlan plan)
+    {
+        final List<PlanElement> elements = plan.elements();
+        final String[] lines = new String[elements.size()];
+        for (int i = 0; i < lines.length; i++)
+        {
+            lines[i] = elements.get(i).toString();
+        }
+        java.util.Arrays.sort(lines);
+        try
+        {
+            final java.security.MessageDigest sha = java.security.MessageDigest.getInstance("SHA-256");
+            for (final String line : lines)
+            {
+                sha.update(line.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                sha.update((byte)'\n');
+            }
+            return java.util.HexFormat.of().formatHex(sha.digest());
+        }
+        catch (final java.security.NoSuchAlgorithmException e)
+        {
+            throw new IllegalStateException("every JVM has SHA-256", e);
+        }
+    }
+
+    private void finishInitialSync(final boolean intact) throws IOException
+    {
         final DesiredState next = exportState();
         if (!intact || !next.equals(loaded))
         {

@@ -59,6 +59,14 @@ final class Reconciler
     /** The plan revision and the desired plan's version at {@link #quietRead}. */
     private long quietRevision;
     private long quietVersion;
+    /**
+     * The ruleset generation at which a read last found the kernel holding the desired plan (or a start trusted it
+     * there), with the plan revision and desired version then; -1 when none. A stop records it when nothing moved
+     * since (docs/operations.md, "Start-up").
+     */
+    private long provenGeneration = -1;
+    private long provenRevision;
+    private long provenVersion;
     /** Reconciles that found nothing changed and skipped the plan build and the diff. */
     private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
@@ -222,6 +230,49 @@ final class Reconciler
         sync(false);
     }
 
+    /**
+     * The first sync at start-up when the stop's record vouches that the kernel's table holds the desired plan at
+     * {@code generation} (docs/operations.md, "Start-up"): the table is neither checked nor read, only the uplink
+     * addresses ({@link Kernel#readTrusting}); the reconcile's first read checks and reads it all.
+     *
+     * @param generation the ruleset generation the record and the kernel agree on.
+     * @throws KernelException if the kernel failed.
+     */
+    void initialSyncTrusting(final long generation) throws KernelException
+    {
+        final KernelPlan held = kernel.readTrusting(desired.plan());
+        if (draining.awaitingKernelCheck())
+        {
+            draining.keepOnlyHeld(held);
+        }
+        final long before = revision;
+        syncFrom(held, false);
+        if (revision == before)
+        {
+            // nothing applied (an address change would not move the generation either, but it is a change)
+            proven(generation);
+        }
+    }
+
+    private void proven(final long generation)
+    {
+        provenGeneration = generation;
+        provenRevision = revision;
+        provenVersion = desired.version();
+    }
+
+    /**
+     * The ruleset generation at which the kernel was last found holding the desired plan, if the writer applied
+     * nothing and the desired plan did not move since. Loop thread only.
+     *
+     * @return the generation, or -1.
+     */
+    long provenGeneration()
+    {
+        return provenGeneration >= 0 && known && revision == provenRevision && desired.version() == provenVersion
+            ? provenGeneration : -1;
+    }
+
     /** The first sync and the state it committed are done: the kernel is in sync. */
     void markInSync()
     {
@@ -298,6 +349,7 @@ final class Reconciler
                 // nothing since, and the desired plan did not move (a drain that ended would have moved it): the
                 // diff is empty without taking it.
                 idleSkips++;
+                proven(read.generation());
                 inSync();
                 done(read, started);
                 return;
@@ -335,6 +387,7 @@ final class Reconciler
                 quietRead = read.actual();
                 quietRevision = revision;
                 quietVersion = version;
+                proven(read.generation());
             }
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
