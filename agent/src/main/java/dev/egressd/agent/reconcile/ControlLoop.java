@@ -1011,30 +1011,83 @@ public final class ControlLoop implements LoopStats
             planFingerprint(desiredPlan()));
     }
 
-    /** The SHA-256 of a plan's elements, in a fixed order. */
+    /**
+     * A fingerprint of the table elements of a plan (its uplink addresses are read at every start anyway): a 64-bit
+     * hash of each element's fields, summed and xor-ed in two differently mixed lanes (so the order does not
+     * matter and nothing is sorted: the stop computes it over every element, interpreted code), and the count.
+     * Stable across processes and versions as long as the elements are.
+     */
     static String planFingerprint(final KernelPlan plan)
     {
-        final List<PlanElement> elements = plan.elements();
-        final String[] lines = new String[elements.size()];
-        for (int i = 0; i < lines.length; i++)
+        long sum = 0;
+        long xor = 0;
+        int n = 0;
+        for (final PlanElement e : plan.elements())
         {
-            lines[i] = elements.get(i).toString();
-        }
-        java.util.Arrays.sort(lines);
-        try
-        {
-            final java.security.MessageDigest sha = java.security.MessageDigest.getInstance("SHA-256");
-            for (final String line : lines)
+            final long h;
+            if (e instanceof PlanElement.Snat4 s)
             {
-                sha.update(line.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-                sha.update((byte)'\n');
+                h = fold(fold(fold(fold(1, s.guest().bits()), s.egress().bits()), s.firstPort()), s.lastPort());
             }
-            return java.util.HexFormat.of().formatHex(sha.digest());
+            else if (e instanceof PlanElement.Snat6 s)
+            {
+                h = fold(fold(fold(fold(fold(fold(2, s.guest().high()), s.guest().low()), s.egress().high()),
+                    s.egress().low()), s.firstPort()), s.lastPort());
+            }
+            else if (e instanceof PlanElement.Static4 s)
+            {
+                h = fold(3, s.guest().bits());
+            }
+            else if (e instanceof PlanElement.Static6 s)
+            {
+                h = fold(fold(4, s.guest().high()), s.guest().low());
+            }
+            else if (e instanceof PlanElement.Guest4 g)
+            {
+                h = fold(fold(5, text(g.iface())), g.address().bits());
+            }
+            else if (e instanceof PlanElement.Guest6 g)
+            {
+                h = fold(fold(fold(6, text(g.iface())), g.address().high()), g.address().low());
+            }
+            else if (e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6)
+            {
+                continue;
+            }
+            else
+            {
+                h = fold(7, text(e.toString()));
+            }
+            sum += mix(h);
+            xor ^= mix(h ^ 0x9E3779B97F4A7C15L);
+            n++;
         }
-        catch (final java.security.NoSuchAlgorithmException e)
+        return Long.toHexString(sum) + "-" + Long.toHexString(xor) + "-" + n;
+    }
+
+    private static long fold(final long h, final long v)
+    {
+        return mix(h * 0x100000001B3L + v);
+    }
+
+    /** A text's 64-bit FNV-1a hash (String.hashCode is 32 bits). */
+    private static long text(final String s)
+    {
+        long h = 0xCBF29CE484222325L;
+        for (int i = 0; i < s.length(); i++)
         {
-            throw new IllegalStateException("every JVM has SHA-256", e);
+            h = (h ^ s.charAt(i)) * 0x100000001B3L;
         }
+        return h;
+    }
+
+    /** SplitMix64's finaliser. */
+    private static long mix(final long x)
+    {
+        long z = x;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
     }
 
     private void finishInitialSync(final boolean intact) throws IOException

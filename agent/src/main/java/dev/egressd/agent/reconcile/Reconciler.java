@@ -222,12 +222,20 @@ final class Reconciler
      */
     void initialSync() throws KernelException
     {
+        // a read that finds nothing to change proves the table at the generation before it (anyone's change since,
+        // a repair of the fixed part included, moves the id past it)
+        final long generation = kernel.generation();
+        final long before = revision;
         if (draining.awaitingKernelCheck())
         {
             kernel.ensureTable();
             draining.keepOnlyHeld(kernel.read());
         }
         sync(false);
+        if (revision == before)
+        {
+            proven(generation);
+        }
     }
 
     /**
