@@ -277,6 +277,8 @@ final class Reconciler
      */
     long provenGeneration()
     {
+        LOG.debug("proven generation {}: known {}, revision {} (then {}), desired version {} (then {})",
+            provenGeneration, known, revision, provenRevision, desired.version(), provenVersion);
         return provenGeneration >= 0 && known && revision == provenRevision && desired.version() == provenVersion
             ? provenGeneration : -1;
     }

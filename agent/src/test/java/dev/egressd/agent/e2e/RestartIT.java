@@ -61,7 +61,15 @@ class RestartIT extends DaemonLabTest
         return lastRun().stream().anyMatch(l -> l.contains(text));
     }
 
-    /** Waits until the reconcile's first read came back (its first pass counted in the health). */
+    /**
+     * Waits for two more reconcile passes (counted in the health): the second one's read began after everything
+     * before this call, so it proves the table as it is now.
+     */
+    private void awaitTwoReads() throws Exception
+    {
+        awaitReconciles(api.get("/v1/health").ok().json().path("reconciles").asInt() + 2);
+    }
+
     private void awaitReconciles(final int atLeast) throws Exception
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
@@ -89,7 +97,7 @@ class RestartIT extends DaemonLabTest
         machine();
         final String held = snat4();
         assertThat(held).contains(GUEST4);
-        awaitReconciles(2); // a read after the last change: it proves the table at its generation
+        awaitTwoReads(); // a read after the last change: it proves the table at its generation
         assertThat(daemon.stop()).isEqualTo(143);
         assertThat(record()).as("the stop's record").exists();
 
@@ -110,7 +118,7 @@ class RestartIT extends DaemonLabTest
             Thread.sleep(50);
         }
         assertThat(snat4()).as("drift after a trusted start repaired").isEqualTo(held);
-        awaitReconciles(api.get("/v1/health").ok().json().path("reconciles").asInt() + 1);
+        awaitTwoReads();
 
         // 2. the table changed by hand while egressd was down: the start reads it whole and repairs it
         assertThat(daemon.stop()).isEqualTo(143);
