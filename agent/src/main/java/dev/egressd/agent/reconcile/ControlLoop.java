@@ -961,6 +961,7 @@ public final class ControlLoop implements LoopStats
      */
     public boolean initialSync(final boolean intact, final KernelSeen record) throws IOException
     {
+        final long t0 = System.nanoTime();
         boolean trusted = false;
         if (record != null)
         {
@@ -978,11 +979,15 @@ public final class ControlLoop implements LoopStats
                 LOG.info("kernel: read at start: {}", mismatch);
             }
         }
+        final long t1 = System.nanoTime();
         if (!trusted)
         {
             reconciler.initialSync();
         }
+        final long t2 = System.nanoTime();
         finishInitialSync(intact);
+        LOG.debug("initial sync: record checked {} ms, kernel synced {} ms, state and feeds {} ms",
+            (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000);
         return trusted;
     }
 
@@ -1008,7 +1013,7 @@ public final class ControlLoop implements LoopStats
     private KernelSeen kernelNow(final long generation)
     {
         return new KernelSeen(Boot.bootId(), Boot.bootMillis(), Boot.netns(), generation, kernel.tableFingerprint(),
-            planFingerprint(desiredPlan()));
+            planFingerprint(plans.plan()));
     }
 
     /**
