@@ -248,14 +248,28 @@ final class Reconciler
      */
     void initialSyncTrusting(final long generation) throws KernelException
     {
-        final KernelPlan held = kernel.readTrusting(desired.plan());
+        // the table holds the plan's table elements by the record: only the uplink addresses are read and diffed
+        KernelPlan want = desired.plan();
+        final KernelPlan uplinks = kernel.readTrusting(KernelPlan.empty());
         if (draining.awaitingKernelCheck())
         {
-            draining.keepOnlyHeld(held);
+            final List<PlanElement> held = new ArrayList<>(want.elements());
+            held.removeIf(e -> e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6);
+            held.addAll(uplinks.elements());
+            draining.keepOnlyHeld(KernelPlan.of(held));
+            want = desired.plan();
         }
-        final long before = revision;
-        syncFrom(held, false);
-        if (revision == before)
+        final List<PlanElement> wanted = new ArrayList<>(want.elements("uplink4").values());
+        wanted.addAll(want.elements("uplink6").values());
+        known = false; // unknown until the apply below succeeds
+        final List<PlanChange> changes = PlanDiff.between(uplinks, KernelPlan.of(wanted));
+        if (!changes.isEmpty())
+        {
+            apply(changes);
+        }
+        desired.mark();
+        known = true;
+        if (changes.isEmpty())
         {
             // nothing applied (an address change would not move the generation either, but it is a change)
             proven(generation);
