@@ -25,6 +25,7 @@ import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
+import dev.egressd.agent.state.KernelSeen;
 import dev.egressd.agent.metrics.EgressMetrics;
 import dev.egressd.agent.conntrack.ConntrackStats;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
@@ -32,6 +33,7 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -164,6 +166,8 @@ public final class Daemon
         store = new StateStore(config.stateDir()).snapshotsInBackground().preallocated();
         store.lock();
         final StateStore.Loaded loaded = store.load();
+        // what the last clean stop saw of the kernel: good for this start only (taken: read and deleted)
+        final KernelSeen seen = KernelSeen.take(config.stateDir());
         phases.done("state");
         final DesiredState state = loaded.state() != null ? loaded.state()
             : DesiredState.empty(StateMapper.host(config.hostSettings()));
@@ -206,7 +210,7 @@ public final class Daemon
         ledgerStats(conntrack.published());
         phases.done("wiring");
         notify.notify("STATUS=reading the kernel table");
-        executor.submit(() ->
+        final boolean trusted = executor.submit(() ->
         {
             if (loaded.status() != StateStore.Status.LOADED)
             {
@@ -218,8 +222,8 @@ public final class Daemon
                         recovered);
                 }
             }
-            loop.initialSync(loaded.status() == StateStore.Status.LOADED);
-            return null;
+            final boolean intact = loaded.status() == StateStore.Status.LOADED;
+            return loop.initialSync(intact, intact ? seen : null);
         }).get();
         phases.done("kernel");
         conntrack.start();
@@ -269,7 +273,8 @@ public final class Daemon
                 new RegionStore.HostRecord(config.ledger().hostId(), config.ledger().hostAddresses(), true), System::nanoTime);
             regionFeed.start();
         }
-        executor.scheduleWithFixedDelay(this::reconcile, 1, 1, TimeUnit.SECONDS);
+        // a table trusted at start without a read is read whole by the first reconcile, at once (off the writer)
+        executor.scheduleWithFixedDelay(this::reconcile, trusted ? 0 : 1000, 1000, TimeUnit.MILLISECONDS);
         executor.scheduleWithFixedDelay(this::kernelCounters, 0, 5, TimeUnit.SECONDS);
         final String watchdog = System.getenv("WATCHDOG_USEC");
         if (watchdog != null && notify.enabled())
@@ -437,18 +442,42 @@ public final class Daemon
         return regionLedger;
     }
 
-    /** SIGTERM: stops serving; the kernel keeps its state so machines keep their egress. */
+    /** Stops serving and closes everything; the kernel keeps its state so machines keep their egress. */
     public void stop()
     {
+        stop(false);
+    }
+
+    /**
+     * SIGTERM: stops serving; the kernel keeps its state so machines keep their egress.
+     *
+     * <p>In order: the API closes (nothing more is taken, a request in flight gets no answer); the loop runs what was
+     * queued before (each change answered only once in the kernel and on disk) and the stop's snapshot; the region's
+     * clients close; the state directory's lock goes. With {@code processEnds} (the daemon's own SIGTERM, which ends
+     * the process right after: {@link Egressd}) the threads that only read the kernel (the reconcile's reader, the
+     * conntrack monitor, the host-address watchers) are not stopped and waited for: they hold nothing that is not
+     * in the kernel already, and waiting for them (each leaves a blocking receive only at its timeout: 0.1-0.5 s)
+     * was most of the stop's time (docs/operations.md, "Start-up").
+     *
+     * @param processEnds whether the process ends right after (then the reading threads are left to it).
+     */
+    public void stop(final boolean processEnds)
+    {
+        final StartupPhases phases = new StartupPhases(System.nanoTime(), false);
         notify.notify("STOPPING=1\nSTATUS=stopping; kernel state left in place");
         if (api != null)
         {
             api.close(); // the API socket and metrics-listen
         }
         metricsExecutor.shutdownNow();
+        phases.done("api");
         if (loop != null && !executor.isShutdown())
         {
-            executor.execute(loop::snapshotOnStop); // after every change queued before it
+            executor.execute(() ->
+            {
+                loop.snapshotOnStop(); // after every change queued before it
+                recordKernel();
+            });
         }
         executor.shutdown();
         try
@@ -459,13 +488,18 @@ public final class Daemon
         {
             Thread.currentThread().interrupt();
         }
-        if (loop != null)
+        phases.done("loop");
+        if (!processEnds)
         {
-            loop.closeReads();
-        }
-        if (conntrack != null)
-        {
-            conntrack.close();
+            if (loop != null)
+            {
+                loop.closeReads();
+            }
+            if (conntrack != null)
+            {
+                conntrack.close();
+            }
+            phases.done("readers");
         }
         if (regionFeed != null)
         {
@@ -484,8 +518,34 @@ public final class Daemon
             store.unlock();
         }
         notify.close();
-        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place");
+        phases.done("rest");
+        LOG.info("egressd stopped; the kernel table and uplink addresses stay in place (stop phases: {})",
+            phases.line("stop"));
         stopped.countDown();
+    }
+
+    /**
+     * On the loop thread, after the last change and the stop's snapshot: what the kernel holds, for the next start
+     * ({@link KernelSeen}); nothing when no read proved the table since the last change.
+     */
+    private void recordKernel()
+    {
+        try
+        {
+            final KernelSeen seen = loop.kernelSeen();
+            if (seen != null)
+            {
+                seen.writeTo(config.stateDir());
+            }
+            else
+            {
+                LOG.info("stop: no read proved the kernel's table since the last change; the next start reads it");
+            }
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            LOG.warn("stop: {} not written ({}); the next start reads the kernel", KernelSeen.FILE, e.toString());
+        }
     }
 
     /**

@@ -185,11 +185,38 @@ public final class Egressd implements Callable<Integer>
             daemon.stop();
             return 1;
         }
-        Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "egressd-stop"));
+        Runtime.getRuntime().addShutdownHook(new Thread(() ->
+        {
+            daemon.stop(true);
+            exitAfterStop();
+        }, "egressd-stop"));
         Signals.onHangUp(daemon::reload);
         daemon.awaitStop();
         return 0;
     }
+
+    /**
+     * Ends the process after a SIGTERM's stop, once everything the daemon holds is on disk and its lock released.
+     * The JVM's own exit would wait up to 0.3 s more for every thread still blocked in a native call (HotSpot lets
+     * threads in native code quiesce before it exits: the conntrack monitor's poll, the host-address watchers'
+     * receives), for nothing: those threads only read the kernel, whose sockets close with the process. So the
+     * process ends here with the status the JVM gives a SIGTERM (128 + 15, the unit's {@code SuccessExitStatus=}).
+     * Not when the launcher asked this JVM for a class-data archive at its exit ({@code egressd.cds.served}): that
+     * one exits as the JVM does, and writes the archive.
+     */
+    static void exitAfterStop()
+    {
+        if (System.getProperty("egressd.cds.served") != null || !dev.egressd.agent.natives.Natives.isAvailable())
+        {
+            return;
+        }
+        System.out.flush();
+        System.err.flush();
+        dev.egressd.agent.natives.Natives.libc()._exit(SIGTERM_STATUS);
+    }
+
+    /** The exit status of a JVM that a SIGTERM ended: 128 + 15. */
+    static final int SIGTERM_STATUS = 143;
 
     /**
      * The explicit teardown: stopping the daemon leaves the kernel state in place on purpose (machines keep their

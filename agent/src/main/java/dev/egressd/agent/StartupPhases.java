@@ -20,8 +20,23 @@ final class StartupPhases
      */
     StartupPhases(final long t0)
     {
+        this(t0, true);
+    }
+
+    /**
+     * Starts counting.
+     *
+     * @param t0  {@link System#nanoTime()} when the first phase began.
+     * @param jvm whether the first phase is the JVM's own start (a start-up); false for the stop's phases.
+     */
+    StartupPhases(final long t0, final boolean jvm)
+    {
         this.t0 = t0;
         this.last = t0;
+        if (!jvm)
+        {
+            return;
+        }
         // the process's start time has the kernel's clock-tick resolution (10 ms): enough for a phase of the start
         ProcessHandle.current().info().startInstant().ifPresent(started ->
             line.append("jvm+config ").append(Math.max(0, Duration.between(started, Instant.now()).toMillis())).append(" ms"));
@@ -70,6 +85,17 @@ final class StartupPhases
      */
     String line()
     {
-        return line + (line.isEmpty() ? "" : ", ") + "daemon " + (last - t0) / 1_000_000 + " ms";
+        return line("daemon");
+    }
+
+    /**
+     * The line: each phase with its milliseconds, then the total under a name.
+     *
+     * @param total the total's name.
+     * @return the line.
+     */
+    String line(final String total)
+    {
+        return line + (line.isEmpty() ? "" : ", ") + total + " " + (last - t0) / 1_000_000 + " ms";
     }
 }

@@ -90,4 +90,40 @@ public interface Kernel
     {
         return this;
     }
+
+    /**
+     * The ruleset's generation id: the kernel moves it with every committed nf_tables transaction in the
+     * namespace, egressd's or anyone's (one small netlink request).
+     *
+     * @return the id, or -1 when it is not known (then nothing is inferred from it).
+     */
+    default long generation()
+    {
+        return -1;
+    }
+
+    /**
+     * A fingerprint of the table's fixed part as this configuration renders it (chains, rules, sets' types), so a
+     * start can tell whether the table a stop left is still the one it wants.
+     *
+     * @return the fingerprint, or null when there is none (then a start always reads the table).
+     */
+    default String tableFingerprint()
+    {
+        return null;
+    }
+
+    /**
+     * What the kernel holds when its table is known, without reading it, to hold the table elements of
+     * {@code table} (a start that trusts the stop's record: docs/operations.md, "Start-up"): those, with the
+     * uplink addresses as they are read now (the ruleset's generation does not cover them).
+     *
+     * @param table a plan whose table elements the table holds (its uplink elements are ignored).
+     * @return the plan.
+     * @throws KernelException if the addresses cannot be read.
+     */
+    default KernelPlan readTrusting(final KernelPlan table) throws KernelException
+    {
+        return read();
+    }
 }

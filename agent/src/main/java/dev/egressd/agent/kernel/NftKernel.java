@@ -3,6 +3,7 @@ package dev.egressd.agent.kernel;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.agent.kernel.nft.LibNftablesClient;
 import dev.egressd.agent.kernel.nft.NftDataplane;
+import dev.egressd.agent.kernel.nft.Ruleset;
 import dev.egressd.agent.kernel.nft.netlink.NfTables;
 import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
 import dev.egressd.agent.kernel.nft.NftException;
@@ -253,6 +254,65 @@ public final class NftKernel implements Kernel, AutoCloseable
         }
         checkArp();
         final KernelPlan plan = addresses.withUplink(table);
+        refreshHost(false);
+        return plan;
+    }
+
+    @Override
+    public long generation()
+    {
+        try
+        {
+            parts();
+            return netlink.generation() & 0xFFFFFFFFL;
+        }
+        catch (final IOException e)
+        {
+            LOG.debug("cannot read the nf_tables generation id: {}", e.getMessage());
+            return -1;
+        }
+    }
+
+    @Override
+    public String tableFingerprint()
+    {
+        final Ruleset ruleset = new Ruleset(config);
+        final StringBuilder text = new StringBuilder(ruleset.render()).append('\n').append(pairDevice);
+        for (final Ruleset.StaticChain chain : ruleset.staticChains())
+        {
+            text.append('\n').append(chain.name()).append(' ').append(chain.fingerprints());
+        }
+        return sha256(text.toString());
+    }
+
+    /** The hex SHA-256 of a text. */
+    static String sha256(final String text)
+    {
+        try
+        {
+            return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                .digest(text.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+        }
+        catch (final java.security.NoSuchAlgorithmException e)
+        {
+            throw new IllegalStateException("every JVM has SHA-256", e);
+        }
+    }
+
+    @Override
+    public KernelPlan readTrusting(final KernelPlan table) throws KernelException
+    {
+        parts();
+        final List<PlanElement> held = new ArrayList<>(table.size());
+        for (final PlanElement e : table.elements())
+        {
+            if (!(e instanceof PlanElement.Uplink4) && !(e instanceof PlanElement.Uplink6))
+            {
+                held.add(e);
+            }
+        }
+        checkArp();
+        final KernelPlan plan = addresses.withUplink(KernelPlan.of(held));
         refreshHost(false);
         return plan;
     }

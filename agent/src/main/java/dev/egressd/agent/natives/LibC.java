@@ -94,6 +94,27 @@ public interface LibC
     @IgnoreError
     int geteuid();
 
+    /**
+     * {@code <unistd.h>} _exit: ends the process at once, without the JVM's exit sequence (the daemon's stop, once
+     * everything it holds is on disk: see {@code Daemon.stop}).
+     *
+     * @param status the exit status.
+     */
+    @IgnoreError
+    void _exit(int status);
+
+    /** {@code <time.h>} CLOCK_BOOTTIME: the time since boot, suspend included. */
+    int CLOCK_BOOTTIME = 7;
+
+    /**
+     * {@code <time.h>} clock_gettime.
+     *
+     * @param clockId the clock, e.g. {@link #CLOCK_BOOTTIME}.
+     * @param timespec out: {@code struct timespec} as two longs (seconds, nanoseconds; x86-64 and arm64).
+     * @return 0, or -1 with errno set.
+     */
+    int clock_gettime(int clockId, @Out long[] timespec);
+
     /** {@code <sys/syscall.h>} gettid is not in glibc 2.36's headers for every arch: use syscall(SYS_gettid). */
     @IgnoreError
     long syscall(long number);

@@ -9,6 +9,8 @@ import dev.egressd.agent.state.StateChange;
 import dev.egressd.agent.state.StateExport;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
+import dev.egressd.agent.state.KernelSeen;
+import dev.egressd.agent.natives.Boot;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.alloc.MachineMirror;
 import dev.egressd.core.alloc.Outcome;
@@ -1005,7 +1007,158 @@ public final class ControlLoop implements LoopStats
      */
     public void initialSync(final boolean intact) throws IOException
     {
-        reconciler.initialSync();
+        initialSync(intact, null);
+    }
+
+    /**
+     * The first sync at start-up, as {@link #initialSync(boolean)}; when the record the last clean stop left
+     * ({@link #kernelSeen()}) matches the kernel, the boot, the namespace, the table's configuration and the state
+     * as they are now, the table is trusted without being read (only the uplink addresses are), and the first
+     * reconcile, which the caller then runs at once, reads it whole off the writer (docs/operations.md, "Start-up").
+     *
+     * @param intact whether the loop was built from an intact state file (see {@link #initialSync(boolean)}).
+     * @param record what the last stop saw of the kernel, or null.
+     * @return whether the table was trusted (not read).
+     * @throws IOException if the kernel failed, or the disk failed and the state file was not intact.
+     */
+    public boolean initialSync(final boolean intact, final KernelSeen record) throws IOException
+    {
+        final long t0 = System.nanoTime();
+        boolean trusted = false;
+        if (record != null)
+        {
+            final KernelSeen now = kernelNow(kernel.generation());
+            final String mismatch = record.mismatch(now);
+            if (mismatch == null)
+            {
+                LOG.info("kernel: the table is as the last stop left it (ruleset generation {}): not read at start; "
+                    + "the first reconcile reads it whole, now", record.generation());
+                reconciler.initialSyncTrusting(record.generation());
+                trusted = true;
+            }
+            else
+            {
+                LOG.info("kernel: read at start: {}", mismatch);
+            }
+        }
+        final long t1 = System.nanoTime();
+        if (!trusted)
+        {
+            reconciler.initialSync();
+        }
+        final long t2 = System.nanoTime();
+        finishInitialSync(intact);
+        LOG.debug("initial sync: record checked {} ms, kernel synced {} ms, state and feeds {} ms",
+            (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000);
+        return trusted;
+    }
+
+    /**
+     * What the stop leaves for the next start: the ruleset generation at which the kernel was last found holding
+     * the desired plan, if nothing was applied since and the kernel's generation is still that one; with the boot,
+     * the namespace and the fingerprints. Loop thread, after the last change.
+     *
+     * @return the record, or null when nothing vouches for the table now (the next start reads it).
+     */
+    public KernelSeen kernelSeen()
+    {
+        final long proven = synced ? reconciler.provenGeneration() : -1;
+        if (proven < 0 || kernel.generation() != proven)
+        {
+            return null;
+        }
+        final KernelSeen seen = kernelNow(proven);
+        return seen.table() == null ? null : seen;
+    }
+
+    /** The facts a record holds, as they are now, at a given generation. */
+    private KernelSeen kernelNow(final long generation)
+    {
+        return new KernelSeen(Boot.bootId(), Boot.bootMillis(), Boot.netns(), generation, kernel.tableFingerprint(),
+            planFingerprint(plans.plan()));
+    }
+
+    /**
+     * A fingerprint of the table elements of a plan (its uplink addresses are read at every start anyway): a 64-bit
+     * hash of each element's fields, summed and xor-ed in two differently mixed lanes (so the order does not
+     * matter and nothing is sorted: the stop computes it over every element, interpreted code), and the count.
+     * Stable across processes and versions as long as the elements are.
+     */
+    static String planFingerprint(final KernelPlan plan)
+    {
+        long sum = 0;
+        long xor = 0;
+        int n = 0;
+        for (final PlanElement e : plan.elements())
+        {
+            final long h;
+            if (e instanceof PlanElement.Snat4 s)
+            {
+                h = fold(fold(fold(fold(1, s.guest().bits()), s.egress().bits()), s.firstPort()), s.lastPort());
+            }
+            else if (e instanceof PlanElement.Snat6 s)
+            {
+                h = fold(fold(fold(fold(fold(fold(2, s.guest().high()), s.guest().low()), s.egress().high()),
+                    s.egress().low()), s.firstPort()), s.lastPort());
+            }
+            else if (e instanceof PlanElement.Static4 s)
+            {
+                h = fold(3, s.guest().bits());
+            }
+            else if (e instanceof PlanElement.Static6 s)
+            {
+                h = fold(fold(4, s.guest().high()), s.guest().low());
+            }
+            else if (e instanceof PlanElement.Guest4 g)
+            {
+                h = fold(fold(5, text(g.iface())), g.address().bits());
+            }
+            else if (e instanceof PlanElement.Guest6 g)
+            {
+                h = fold(fold(fold(6, text(g.iface())), g.address().high()), g.address().low());
+            }
+            else if (e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6)
+            {
+                continue;
+            }
+            else
+            {
+                h = fold(7, text(e.toString()));
+            }
+            sum += mix(h);
+            xor ^= mix(h ^ 0x9E3779B97F4A7C15L);
+            n++;
+        }
+        return Long.toHexString(sum) + "-" + Long.toHexString(xor) + "-" + n;
+    }
+
+    private static long fold(final long h, final long v)
+    {
+        return mix(h * 0x100000001B3L + v);
+    }
+
+    /** A text's 64-bit FNV-1a hash (String.hashCode is 32 bits). */
+    private static long text(final String s)
+    {
+        long h = 0xCBF29CE484222325L;
+        for (int i = 0; i < s.length(); i++)
+        {
+            h = (h ^ s.charAt(i)) * 0x100000001B3L;
+        }
+        return h;
+    }
+
+    /** SplitMix64's finaliser. */
+    private static long mix(final long x)
+    {
+        long z = x;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    private void finishInitialSync(final boolean intact) throws IOException
+    {
         final DesiredState next = exportState();
         if (!intact || !next.equals(loaded))
         {

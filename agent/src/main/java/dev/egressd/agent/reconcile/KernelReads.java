@@ -49,10 +49,16 @@ final class KernelReads
      * @param readNanos what the read (without the check) cost.
      * @param counters  the table's named counters, or null if they could not be read.
      * @param failure   why the check or the read failed, or null.
+     * @param generation the ruleset's generation id as the check began ({@link Kernel#generation()}), or -1.
      */
     record Result(long revision, boolean recreated, KernelPlan actual, long readNanos, Map<String, Long> counters,
-        KernelException failure)
+        KernelException failure, long generation)
     {
+        Result(final long revision, final boolean recreated, final KernelPlan actual, final long readNanos,
+            final Map<String, Long> counters, final KernelException failure)
+        {
+            this(revision, recreated, actual, readNanos, counters, failure, -1);
+        }
     }
 
     /** A read out longer than this (or ten times the last read's cost, if longer) is stuck. */
@@ -266,6 +272,9 @@ final class KernelReads
                 handle = r == inline ? kernel : kernel.reader();
                 r.handle = handle;
             }
+            // before the check: a read that finds the table as the plan wants proves it at this generation (a change
+            // by anyone in between moves the id past it)
+            final long generation = handle.generation();
             attempt.step = "checking the table (ensureTable)";
             recreated = handle.ensureTable();
             attempt.step = "reading the table's elements and addresses (read)";
@@ -292,7 +301,7 @@ final class KernelReads
                 r.countersFailing = false;
             }
             attempt.step = "done";
-            return new Result(revision, recreated, actual, nanos, counters, null);
+            return new Result(revision, recreated, actual, nanos, counters, null, generation);
         }
         catch (final KernelException e)
         {

@@ -59,6 +59,14 @@ final class Reconciler
     /** The plan revision and the desired plan's version at {@link #quietRead}. */
     private long quietRevision;
     private long quietVersion;
+    /**
+     * The ruleset generation at which a read last found the kernel holding the desired plan (or a start trusted it
+     * there), with the plan revision and desired version then; -1 when none. A stop records it when nothing moved
+     * since (docs/operations.md, "Start-up").
+     */
+    private long provenGeneration = -1;
+    private long provenRevision;
+    private long provenVersion;
     /** Reconciles that found nothing changed and skipped the plan build and the diff. */
     private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
@@ -214,12 +222,79 @@ final class Reconciler
      */
     void initialSync() throws KernelException
     {
+        // a read that finds nothing to change proves the table at the generation before it (anyone's change since,
+        // a repair of the fixed part included, moves the id past it)
+        final long generation = kernel.generation();
+        final long before = revision;
         if (draining.awaitingKernelCheck())
         {
             kernel.ensureTable();
             draining.keepOnlyHeld(kernel.read());
         }
         sync(false);
+        if (revision == before)
+        {
+            proven(generation);
+        }
+    }
+
+    /**
+     * The first sync at start-up when the stop's record vouches that the kernel's table holds the desired plan at
+     * {@code generation} (docs/operations.md, "Start-up"): the table is neither checked nor read, only the uplink
+     * addresses ({@link Kernel#readTrusting}); the reconcile's first read checks and reads it all.
+     *
+     * @param generation the ruleset generation the record and the kernel agree on.
+     * @throws KernelException if the kernel failed.
+     */
+    void initialSyncTrusting(final long generation) throws KernelException
+    {
+        // the table holds the plan's table elements by the record: only the uplink addresses are read and diffed
+        KernelPlan want = desired.plan();
+        final KernelPlan uplinks = kernel.readTrusting(KernelPlan.empty());
+        if (draining.awaitingKernelCheck())
+        {
+            final List<PlanElement> held = new ArrayList<>(want.elements());
+            held.removeIf(e -> e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6);
+            held.addAll(uplinks.elements());
+            draining.keepOnlyHeld(KernelPlan.of(held));
+            want = desired.plan();
+        }
+        final List<PlanElement> wanted = new ArrayList<>(want.elements("uplink4").values());
+        wanted.addAll(want.elements("uplink6").values());
+        known = false; // unknown until the apply below succeeds
+        final List<PlanChange> changes = PlanDiff.between(uplinks, KernelPlan.of(wanted));
+        if (!changes.isEmpty())
+        {
+            apply(changes);
+        }
+        desired.mark();
+        known = true;
+        if (changes.isEmpty())
+        {
+            // nothing applied (an address change would not move the generation either, but it is a change)
+            proven(generation);
+        }
+    }
+
+    private void proven(final long generation)
+    {
+        provenGeneration = generation;
+        provenRevision = revision;
+        provenVersion = desired.version();
+    }
+
+    /**
+     * The ruleset generation at which the kernel was last found holding the desired plan, if the writer applied
+     * nothing and the desired plan did not move since. Loop thread only.
+     *
+     * @return the generation, or -1.
+     */
+    long provenGeneration()
+    {
+        LOG.debug("proven generation {}: known {}, revision {} (then {}), desired version {} (then {})",
+            provenGeneration, known, revision, provenRevision, desired.version(), provenVersion);
+        return provenGeneration >= 0 && known && revision == provenRevision && desired.version() == provenVersion
+            ? provenGeneration : -1;
     }
 
     /** The first sync and the state it committed are done: the kernel is in sync. */
@@ -298,6 +373,7 @@ final class Reconciler
                 // nothing since, and the desired plan did not move (a drain that ended would have moved it): the
                 // diff is empty without taking it.
                 idleSkips++;
+                proven(read.generation());
                 inSync();
                 done(read, started);
                 return;
@@ -335,6 +411,7 @@ final class Reconciler
                 quietRead = read.actual();
                 quietRevision = revision;
                 quietVersion = version;
+                proven(read.generation());
             }
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));

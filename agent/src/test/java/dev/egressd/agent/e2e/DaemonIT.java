@@ -303,6 +303,10 @@ class DaemonIT extends DaemonLabTest
         assertThat(whileRunning.output()).contains("stop egressd first");
 
         final int exit = daemon.stop();
+        // the stop ends the process itself once all is on disk, with the status the unit counts as a clean stop,
+        // and its last line (with the stop's phases) is out before it
+        assertThat(exit).as("SuccessExitStatus=143").isEqualTo(143);
+        assertThat(daemon.tail()).contains("egressd stopped", "stop phases: api ");
         assertThat(snat4()).as("SIGTERM leaves the table").isEqualTo(mapped);
         assertThat(uplink()).contains(A[0], A[1]);
         assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0).seenIp())
