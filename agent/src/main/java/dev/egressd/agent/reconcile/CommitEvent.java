@@ -60,11 +60,6 @@ final class CommitEvent extends jdk.jfr.Event
     @Timespan(Timespan.NANOSECONDS)
     long monitor;
 
-    @Label("Publish")
-    @Description("Of After: the allocator's snapshot published for the metrics")
-    @Timespan(Timespan.NANOSECONDS)
-    long publish;
-
     @Label("Answers")
     @Description("The answers completed (their continuations run on the loop thread, up to the hand-off back)")
     @Timespan(Timespan.NANOSECONDS)

@@ -140,7 +140,6 @@ public final class ControlLoop implements LoopStats
     private long exportedAt;
     private long journaledAt;
     private long monitorNanos;
-    private long publishNanos;
 
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
@@ -461,7 +460,6 @@ public final class ControlLoop implements LoopStats
         exportedAt = 0;
         journaledAt = 0;
         monitorNanos = 0;
-        publishNanos = 0;
         final MutationResult[] results = new MutationResult[batch.size()];
         run(batch, results);
         batches++;
@@ -533,7 +531,6 @@ public final class ControlLoop implements LoopStats
         }
         event.after = answering - at;
         event.monitor = monitorNanos;
-        event.publish = publishNanos;
         event.answers = System.nanoTime() - answering;
         event.commit();
     }

@@ -12,10 +12,7 @@ import java.time.Clock;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -31,17 +28,6 @@ class BackgroundSnapshotTest
     Path crashes;
 
     private final Clock clock = Clock.fixed(Instant.parse("2026-01-02T03:04:05.678Z"), ZoneOffset.UTC);
-
-    private static DesiredState with(final DesiredState state, final String id, final int block)
-    {
-        final List<DesiredState.MachineEntry> machines = new ArrayList<>(state.machines());
-        machines.removeIf(m -> m.id().equals(id));
-        machines.add(new DesiredState.MachineEntry(id, "a1", "tap-" + id, "10.77.1." + block, null, null,
-            new DesiredState.Slot("203.0.113.10", block), null));
-        machines.sort(Comparator.comparing(DesiredState.MachineEntry::id));
-        return new DesiredState(state.version(), state.host(), state.apps(), machines, state.recovered(),
-            state.draining());
-    }
 
     private DesiredState loadFrom(final Path where) throws IOException
     {
@@ -61,7 +47,7 @@ class BackgroundSnapshotTest
         final String first = Files.readString(store.file());
         for (int i = 0; i < 3; i++)
         {
-            state = with(state, "n" + i, 10 + i);
+            state = StateFiles.withMachine(state, "n" + i, 10 + i);
             store.write(state);
         }
         assertThat(queued).as("the third record made a snapshot due: handed off, not written").hasSize(1);
@@ -69,7 +55,7 @@ class BackgroundSnapshotTest
         assertThat(loadFrom(dir)).as("the change is on disk when write returns").isEqualTo(state);
         final DesiredState atHandOff = state;
         // the writer goes on while the snapshot is pending: appended to the journal as usual, no second snapshot
-        state = with(state, "n3", 13);
+        state = StateFiles.withMachine(state, "n3", 13);
         store.write(state);
         assertThat(queued).hasSize(1);
         queued.poll().run();
@@ -80,7 +66,7 @@ class BackgroundSnapshotTest
         final String journal = new String(Files.readAllBytes(store.journal()), java.nio.charset.StandardCharsets.UTF_8);
         assertThat(journal).as("compacted: the new journal holds only what followed the snapshot")
             .contains("\"n3\"").doesNotContain("\"n0\"", "\"snapshot\"");
-        state = with(state, "n4", 14);
+        state = StateFiles.withMachine(state, "n4", 14);
         store.write(state);
         assertThat(loadFrom(dir)).isEqualTo(state);
     }
@@ -107,7 +93,7 @@ class BackgroundSnapshotTest
                 if (!step.equals("journal-written"))
                 {
                     // the writer keeps answering changes while the snapshot is written (it holds no lock here)
-                    answered[0] = with(answered[0], "w" + extra[0], extra[0] % 200);
+                    answered[0] = StateFiles.withMachine(answered[0], "w" + extra[0], extra[0] % 200);
                     extra[0]++;
                     store.write(answered[0]);
                 }
@@ -120,7 +106,7 @@ class BackgroundSnapshotTest
         store.write(answered[0]);
         for (int i = 0; i < 3; i++)
         {
-            answered[0] = with(answered[0], "n" + i, 10 + i);
+            answered[0] = StateFiles.withMachine(answered[0], "n" + i, 10 + i);
             store.write(answered[0]);
         }
         assertThat(expected.keySet()).containsExactly("temp-written", "marked", "renamed", "journal-written",
@@ -135,7 +121,7 @@ class BackgroundSnapshotTest
             DesiredState after = again.load().state();
             for (int i = 0; i < 4; i++)
             {
-                after = with(after, "r" + i, 50 + i);
+                after = StateFiles.withMachine(after, "r" + i, 50 + i);
                 again.write(after);
                 assertThat(loadFrom(image)).as("after a crash at %s, change %d", crash.getKey(), i).isEqualTo(after);
             }
@@ -154,7 +140,7 @@ class BackgroundSnapshotTest
         Files.createDirectory(dir.resolve(StateStore.TEMP)); // the snapshot's temp file cannot be created
         for (int i = 0; i < 5; i++)
         {
-            state = with(state, "n" + i, 10 + i);
+            state = StateFiles.withMachine(state, "n" + i, 10 + i);
             store.write(state);
             assertThat(loadFrom(dir)).isEqualTo(state);
         }
@@ -176,7 +162,7 @@ class BackgroundSnapshotTest
         store.write(state);
         for (int i = 0; i < 300; i++)
         {
-            state = with(state, "n" + (i % 40), 10 + i % 200);
+            state = StateFiles.withMachine(state, "n" + (i % 40), 10 + i % 200);
             store.write(state);
         }
         store.awaitSnapshot();

@@ -10,7 +10,6 @@ import java.time.Instant;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.List;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -25,17 +24,6 @@ class PreallocatedJournalTest
     Path dir;
 
     private final Clock clock = Clock.fixed(Instant.parse("2026-01-02T03:04:05.678Z"), ZoneOffset.UTC);
-
-    private static DesiredState with(final DesiredState state, final String id, final int block)
-    {
-        final List<DesiredState.MachineEntry> machines = new ArrayList<>(state.machines());
-        machines.removeIf(m -> m.id().equals(id));
-        machines.add(new DesiredState.MachineEntry(id, "a1", "tap-" + id, "10.77.1." + block, null, null,
-            new DesiredState.Slot("203.0.113.10", block), null));
-        machines.sort(Comparator.comparing(DesiredState.MachineEntry::id));
-        return new DesiredState(state.version(), state.host(), state.apps(), machines, state.recovered(),
-            state.draining());
-    }
 
     private StateStore.Loaded load() throws Exception
     {
@@ -59,7 +47,7 @@ class PreallocatedJournalTest
         assertThat(size).isEqualTo(head + StateStore.PREALLOCATE);
         for (int i = 0; i < 20; i++)
         {
-            state = with(state, "n" + i, 10 + i);
+            state = StateFiles.withMachine(state, "n" + i, 10 + i);
             store.write(state);
             assertThat(Files.size(store.journal())).as("change %d: no size change to commit", i).isEqualTo(size);
         }
@@ -85,7 +73,7 @@ class PreallocatedJournalTest
         final List<Long> sizes = new ArrayList<>();
         for (int i = 0; i < 40; i++)
         {
-            state = with(state, "n" + i, 10 + i);
+            state = StateFiles.withMachine(state, "n" + i, 10 + i);
             store.write(state);
             final long size = Files.size(store.journal());
             assertThat(size - recordsEnd()).as("zeros after change %d", i).isPositive().isLessThanOrEqualTo(run);
@@ -104,10 +92,10 @@ class PreallocatedJournalTest
         final StateStore store = new StateStore(dir, clock).preallocate(StateStore.PREALLOCATE);
         final DesiredState s1 = StateStoreTest.sample();
         store.write(s1);
-        final DesiredState s2 = with(s1, "m5", 5);
+        final DesiredState s2 = StateFiles.withMachine(s1, "m5", 5);
         store.write(s2);
         final int good = (int)recordsEnd();
-        final DesiredState s3 = with(s2, "m6", 6);
+        final DesiredState s3 = StateFiles.withMachine(s2, "m6", 6);
         store.write(s3);
         final int end = (int)recordsEnd();
         final byte[] all = Files.readAllBytes(store.journal());
@@ -125,7 +113,7 @@ class PreallocatedJournalTest
             assertThat(loaded.state()).as("cut at %d: the torn change was never answered", keep).isEqualTo(s2);
             assertThat(recordsEnd()).as("cut at %d", keep).isEqualTo(good);
             // the restarted daemon's next change goes where the torn one was, and reads back
-            final DesiredState s4 = with(s2, "m7", 7);
+            final DesiredState s4 = StateFiles.withMachine(s2, "m7", 7);
             again.write(s4);
             assertThat(load().state()).as("cut at %d, then a change", keep).isEqualTo(s4);
         }
@@ -147,8 +135,8 @@ class PreallocatedJournalTest
         final StateStore store = new StateStore(dir, clock).preallocate(StateStore.PREALLOCATE);
         store.write(StateStoreTest.sample());
         final int head = (int)recordsEnd();
-        store.write(with(StateStoreTest.sample(), "m5", 5));
-        store.write(with(StateStoreTest.sample(), "m6", 6));
+        store.write(StateFiles.withMachine(StateStoreTest.sample(), "m5", 5));
+        store.write(StateFiles.withMachine(StateStoreTest.sample(), "m6", 6));
         final byte[] bytes = Files.readAllBytes(store.journal());
         bytes[head + 20] ^= 0x20;
         Files.write(store.journal(), bytes);
@@ -163,20 +151,20 @@ class PreallocatedJournalTest
         final StateStore plain = new StateStore(dir, clock);
         DesiredState state = StateStoreTest.sample();
         plain.write(state);
-        state = with(state, "m5", 5);
+        state = StateFiles.withMachine(state, "m5", 5);
         plain.write(state);
         final byte[] bytes = Files.readAllBytes(plain.journal());
         // an upgrade: the journal an egressd without preallocation wrote, continued by one with it
         final StateStore upgraded = new StateStore(dir, clock).preallocate(StateStore.PREALLOCATE);
         assertThat(upgraded.load().state()).isEqualTo(state);
-        state = with(state, "m6", 6);
+        state = StateFiles.withMachine(state, "m6", 6);
         upgraded.write(state);
         assertThat(Files.size(plain.journal())).as("it grew by a run of zeros")
             .isGreaterThan(bytes.length + StateStore.PREALLOCATE / 2);
         // and a downgrade: read by an egressd without preallocation, the zeros are the end
         final StateStore downgraded = new StateStore(dir, clock);
         assertThat(downgraded.load().state()).isEqualTo(state);
-        state = with(state, "m7", 7);
+        state = StateFiles.withMachine(state, "m7", 7);
         downgraded.write(state);
         assertThat(load().state()).isEqualTo(state);
     }

@@ -3,6 +3,9 @@ package dev.egressd.agent.state;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
 
 /** Test helpers for the state directory: what the next start would read, and a directory where writes fail. */
 public final class StateFiles
@@ -11,6 +14,25 @@ public final class StateFiles
 
     private StateFiles()
     {
+    }
+
+    /**
+     * A state with one machine of app a1 put (or replaced) on a slot of pair 203.0.113.10, in id order.
+     *
+     * @param state the state.
+     * @param id    the machine.
+     * @param block its block on the pair (its guest address is 10.77.1.block).
+     * @return the new state.
+     */
+    public static DesiredState withMachine(final DesiredState state, final String id, final int block)
+    {
+        final List<DesiredState.MachineEntry> machines = new ArrayList<>(state.machines());
+        machines.removeIf(m -> m.id().equals(id));
+        machines.add(new DesiredState.MachineEntry(id, "a1", "tap-" + id, "10.77.1." + block, null, null,
+            new DesiredState.Slot("203.0.113.10", block), null));
+        machines.sort(Comparator.comparing(DesiredState.MachineEntry::id));
+        return new DesiredState(state.version(), state.host(), state.apps(), machines, state.recovered(),
+            state.draining());
     }
 
     /**
