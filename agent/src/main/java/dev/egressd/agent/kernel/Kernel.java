@@ -103,6 +103,17 @@ public interface Kernel
     }
 
     /**
+     * The ruleset generation the last successful {@link #apply} committed its transaction at, read on this handle
+     * right after the transaction's ack: the generation before it plus one when nobody else committed in between.
+     *
+     * @return the generation, or -1 when unknown (no generation, the last apply failed or sent no transaction).
+     */
+    default long appliedGeneration()
+    {
+        return -1;
+    }
+
+    /**
      * A fingerprint of the table's fixed part as this configuration renders it (chains, rules, sets' types), so a
      * start can tell whether the table a stop left is still the one it wants.
      *

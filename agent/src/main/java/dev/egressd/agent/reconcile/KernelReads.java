@@ -50,10 +50,19 @@ final class KernelReads
      * @param counters  the table's named counters, or null if they could not be read.
      * @param failure   why the check or the read failed, or null.
      * @param generation the ruleset's generation id as the check began ({@link Kernel#generation()}), or -1.
+     * @param trusted   whether the generation was the proven one the read was started with: then the table was
+     *                  neither checked nor read, and {@code actual} holds only the uplink addresses
+     *                  ({@link Kernel#readTrusting}).
      */
     record Result(long revision, boolean recreated, KernelPlan actual, long readNanos, Map<String, Long> counters,
-        KernelException failure, long generation)
+        KernelException failure, long generation, boolean trusted)
     {
+        Result(final long revision, final boolean recreated, final KernelPlan actual, final long readNanos,
+            final Map<String, Long> counters, final KernelException failure, final long generation)
+        {
+            this(revision, recreated, actual, readNanos, counters, failure, generation, false);
+        }
+
         Result(final long revision, final boolean recreated, final KernelPlan actual, final long readNanos,
             final Map<String, Long> counters, final KernelException failure)
         {
@@ -214,6 +223,21 @@ final class KernelReads
      */
     boolean start(final long revision, final Consumer<Result> done)
     {
+        return start(revision, -1, done);
+    }
+
+    /**
+     * Starts a read as {@link #start(long, Consumer)}; when the ruleset's generation is still {@code proven}, the
+     * generation at which the kernel is known to hold the plan, the table is neither checked nor read: only the
+     * uplink addresses and the counters are (docs/design.md, "The control plane").
+     *
+     * @param revision the plan revision now.
+     * @param proven   the proven generation, or -1 for none (a whole read).
+     * @param done     takes the result.
+     * @return false if the reader is gone (shut down): nothing was started.
+     */
+    boolean start(final long revision, final long proven, final Consumer<Result> done)
+    {
         final Attempt attempt = new Attempt(nanoTime.getAsLong());
         final Reader r = current == null ? inline : current;
         out = attempt;
@@ -221,7 +245,7 @@ final class KernelReads
         {
             reader.execute(() ->
             {
-                final Result result = read(r, attempt, revision);
+                final Result result = read(r, attempt, revision, proven);
                 try
                 {
                     deliver.execute(() ->
@@ -259,7 +283,7 @@ final class KernelReads
     }
 
     /** On the reader thread. */
-    private Result read(final Reader r, final Attempt attempt, final long revision)
+    private Result read(final Reader r, final Attempt attempt, final long revision, final long proven)
     {
         boolean recreated = false;
         try
@@ -275,11 +299,25 @@ final class KernelReads
             // before the check: a read that finds the table as the plan wants proves it at this generation (a change
             // by anyone in between moves the id past it)
             final long generation = handle.generation();
-            attempt.step = "checking the table (ensureTable)";
-            recreated = handle.ensureTable();
-            attempt.step = "reading the table's elements and addresses (read)";
-            final long start = nanoTime.getAsLong();
-            final KernelPlan actual = handle.read();
+            // nobody committed since the kernel was proven to hold the plan: the table is as proven, only the
+            // addresses (which the generation does not cover) are read
+            final boolean trusted = proven >= 0 && generation == proven;
+            final KernelPlan actual;
+            final long start;
+            if (trusted)
+            {
+                attempt.step = "reading the uplink addresses (readTrusting)";
+                start = nanoTime.getAsLong();
+                actual = handle.readTrusting(KernelPlan.empty());
+            }
+            else
+            {
+                attempt.step = "checking the table (ensureTable)";
+                recreated = handle.ensureTable();
+                attempt.step = "reading the table's elements and addresses (read)";
+                start = nanoTime.getAsLong();
+                actual = handle.read();
+            }
             final long nanos = nanoTime.getAsLong() - start;
             attempt.step = "reading the table's counters (counters)";
             Map<String, Long> counters;
@@ -301,7 +339,7 @@ final class KernelReads
                 r.countersFailing = false;
             }
             attempt.step = "done";
-            return new Result(revision, recreated, actual, nanos, counters, null, generation);
+            return new Result(revision, recreated, actual, nanos, counters, null, generation, trusted);
         }
         catch (final KernelException e)
         {

@@ -67,6 +67,12 @@ final class Reconciler
     private long provenGeneration = -1;
     private long provenRevision;
     private long provenVersion;
+    /**
+     * Whether a read of the kernel stands behind {@link #provenGeneration} (or a chain of the writer's own
+     * transactions from one): only then may a reconcile's read skip the table. A trusted start's proof is the stop's
+     * record, which the first read checks whole (docs/operations.md, "Start-up").
+     */
+    private boolean provenByRead;
     /** Reconciles that found nothing changed and skipped the plan build and the diff. */
     private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
@@ -152,19 +158,39 @@ final class Reconciler
     /** A mutation's sync when the kernel holds the plan of the last mark: only what changed since. */
     private List<PlanChange> syncFromMark() throws KernelException
     {
+        // the generation at which the kernel held the plan of the last mark, if one is proven
+        final long before = provenGeneration >= 0 && revision == provenRevision ? provenGeneration : -1;
         known = false; // unknown until the apply below succeeds
         List<PlanChange> changes = desired.changesSinceMark();
         if (draining.startDraining(changes))
         {
             changes = desired.changesSinceMark();
         }
+        long after = before;
         if (!changes.isEmpty())
         {
             apply(changes);
+            after = kernel.appliedGeneration();
         }
         desired.mark();
         known = true;
+        if (before >= 0 && (after == before || after == nextGeneration(before)))
+        {
+            // The kernel held the last mark's plan at `before`, and this batch was the only transaction since (the
+            // kernel adds one per committed transaction; nothing applied leaves it as it was): it holds this mark's
+            // plan at `after`. Anything else (someone's commit before or after ours, a refused batch, a generation
+            // that could not be read) proves nothing, and the next read is whole.
+            final boolean byRead = provenByRead;
+            proven(after);
+            provenByRead = byRead;
+        }
         return changes;
+    }
+
+    /** The generation after {@code generation}: the kernel's id is 32 bits and wraps. */
+    static long nextGeneration(final long generation)
+    {
+        return (generation + 1) & 0xFFFFFFFFL;
     }
 
     private List<PlanChange> syncFrom(final KernelPlan actual, final boolean fromMutation) throws KernelException
@@ -273,11 +299,13 @@ final class Reconciler
         {
             // nothing applied (an address change would not move the generation either, but it is a change)
             proven(generation);
+            provenByRead = false; // the record's word: the first read checks it whole
         }
     }
 
     private void proven(final long generation)
     {
+        provenByRead = true;
         provenGeneration = generation;
         provenRevision = revision;
         provenVersion = desired.version();
@@ -329,7 +357,8 @@ final class Reconciler
             return;
         }
         touchedSinceRead = new java.util.HashSet<>();
-        if (!reads.start(revision, result -> readDone(result, now)))
+        final long proven = provenByRead ? provenGeneration() : -1;
+        if (!reads.start(revision, proven, result -> readDone(result, now)))
         {
             touchedSinceRead = null; // the reader is stopped: the daemon is stopping
         }
@@ -366,6 +395,12 @@ final class Reconciler
             nextRead = started + 4 * Math.min(readNanos, lastReadNanos);
             lastReadNanos = readNanos;
             final long version = desired.version();
+            if (read.trusted())
+            {
+                trustedReadDone(read, touched, expiredDrains);
+                done(read, started);
+                return;
+            }
             if (known && read.actual() == quietRead && !read.recreated() && read.revision() == revision
                 && revision == quietRevision && version == quietVersion)
             {
@@ -451,6 +486,55 @@ final class Reconciler
             return;
         }
         done(read, started);
+    }
+
+    /**
+     * A read that found the ruleset at the proven generation it was started with: the table held the plan then
+     * and was not read; only the uplink addresses were, which the generation does not cover. They are diffed as a
+     * whole read's would be (but for the addresses the writer touched since the read started). A drain that ended
+     * needs the table's diff: the proof is dropped and the next read is whole.
+     */
+    private void trustedReadDone(final KernelReads.Result read, final Set<String> touched,
+        final Map<PlanElement, DrainingAddresses.Deadline> expiredDrains) throws KernelException
+    {
+        if (!expiredDrains.isEmpty() || !known)
+        {
+            draining.putBack(expiredDrains); // already due: the next (whole) read removes them
+            provenGeneration = -1;
+            nextRead = nanoTime.getAsLong();
+            return;
+        }
+        final List<PlanElement> held = new ArrayList<>();
+        for (final PlanElement e : read.actual().elements())
+        {
+            if (e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6)
+            {
+                held.add(e);
+            }
+        }
+        final KernelPlan want = desired.plan();
+        final List<PlanElement> wanted = new ArrayList<>(want.elements("uplink4").values());
+        wanted.addAll(want.elements("uplink6").values());
+        List<PlanChange> changes = PlanDiff.between(KernelPlan.of(held), KernelPlan.of(wanted));
+        if (read.revision() != revision && touched != null && !touched.isEmpty())
+        {
+            changes = new ArrayList<>(changes);
+            changes.removeIf(c -> touched.contains(key(c)));
+        }
+        idleSkips++;
+        if (changes.isEmpty())
+        {
+            inSync();
+            return;
+        }
+        known = false; // unknown until the apply below succeeds
+        apply(changes);
+        known = true;
+        desired.mark();
+        final Health h = health;
+        final String repair = changes.size() + " changes: " + changes;
+        LOG.warn("reconcile repaired drift: {}", repair);
+        health = new Health(KernelStatus.REPAIRED_DRIFT, h.reconciles() + 1, h.repairs() + 1, 0, null, repair);
     }
 
     private void done(final KernelReads.Result read, final long started)

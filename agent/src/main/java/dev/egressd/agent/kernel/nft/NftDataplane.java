@@ -99,6 +99,8 @@ public final class NftDataplane
     private long readGeneration = -1;
     private KernelPlan lastPlan;
     private int unchangedSkips;
+    /** The generation the last {@link #apply}'s transaction produced, read right after its ack; -1 if none. */
+    private long committedGeneration = -1;
 
     /**
      * A dataplane over a client.
@@ -541,6 +543,7 @@ public final class NftDataplane
     public void apply(final List<PlanChange> changes) throws NftException
     {
         lastPlan = null;
+        committedGeneration = -1;
         final List<NftOp> ops = new ArrayList<>(changes.size() * 2);
         final List<PlanChange> owners = new ArrayList<>(changes.size() * 2);
         for (final PlanChange change : changes)
@@ -573,6 +576,9 @@ public final class NftDataplane
         try
         {
             netlink.commit(ops);
+            // One small request on the same socket right after the ack: the reconciler tells from it whether this
+            // transaction was the only one since the last proven generation (docs/design.md, "The control plane").
+            committedGeneration = generation();
         }
         catch (final NftRefusedException e)
         {
@@ -593,6 +599,17 @@ public final class NftDataplane
             throw new NftException("nf_tables batch of " + ops.size() + " element changes failed: " + e.getMessage(),
                 "NFT_MSG_NEWSETELEM", String.valueOf(e.getMessage()));
         }
+    }
+
+    /**
+     * The ruleset generation the last {@link #apply}'s transaction produced, as read on the same socket right after
+     * its ack: the transaction's own if nobody else committed in between (the kernel adds one per transaction).
+     *
+     * @return the generation; -1 when the last apply sent no transaction, failed, or the generation could not be read.
+     */
+    public long committedGeneration()
+    {
+        return committedGeneration;
     }
 
     /** The element message that adds an element (none for the uplink kinds). */
