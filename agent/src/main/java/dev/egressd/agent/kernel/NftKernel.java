@@ -69,6 +69,7 @@ public final class NftKernel implements Kernel, AutoCloseable
     private volatile String arpSysctls;
     /** The generation the last apply's transaction produced ({@link #appliedGeneration()}); writer thread. */
     private long appliedGeneration = -1;
+    private boolean appliedTransaction;
     /** The pace of deep checks set when the parts are opened. */
     private final int deepCheckFactor;
     /** A reading handle ({@link #reader()}): applies nothing, raises no sysctl. */
@@ -264,6 +265,12 @@ public final class NftKernel implements Kernel, AutoCloseable
     public long appliedGeneration()
     {
         return appliedGeneration;
+    }
+
+    @Override
+    public boolean appliedTransaction()
+    {
+        return appliedTransaction;
     }
 
     @Override
@@ -529,6 +536,7 @@ public final class NftKernel implements Kernel, AutoCloseable
             final long started = System.nanoTime();
             table.apply(changes);
             appliedGeneration = table.committedGeneration();
+            appliedTransaction = table.committedTransaction();
             final KernelBatchEvent event = new KernelBatchEvent();
             if (event.isEnabled())
             {

@@ -167,17 +167,19 @@ final class Reconciler
             changes = desired.changesSinceMark();
         }
         long after = before;
+        long expected = before;
         if (!changes.isEmpty())
         {
             apply(changes);
             after = kernel.appliedGeneration();
+            expected = kernel.appliedTransaction() ? nextGeneration(before) : before;
         }
         desired.mark();
         known = true;
-        if (before >= 0 && (after == before || after == nextGeneration(before)))
+        if (before >= 0 && after == expected)
         {
             // The kernel held the last mark's plan at `before`, and this batch was the only transaction since (the
-            // kernel adds one per committed transaction; nothing applied leaves it as it was): it holds this mark's
+            // kernel adds one per committed transaction; none, for only addresses, leaves it): it holds this mark's
             // plan at `after`. Anything else (someone's commit before or after ours, a refused batch, a generation
             // that could not be read) proves nothing, and the next read is whole.
             final boolean byRead = provenByRead;

@@ -50,6 +50,7 @@ class OwnBatchProofTest
         final FakeKernel fake = new FakeKernel();
         long generation = 41;
         long applied = -1;
+        boolean transaction;
         int trustedReads;
         /** Someone commits right after the next batch, before the writer reads the generation back. */
         KernelPlan foreignAfterNextBatch;
@@ -78,7 +79,11 @@ class OwnBatchProofTest
                 throw new KernelException("refused");
             }
             fake.apply(changes); // a refused batch throws before the generation moves
-            generation++;
+            transaction = changes.stream().anyMatch(c -> !isUplink(c.element()));
+            if (transaction)
+            {
+                generation++; // uplink addresses are rtnetlink's: no nf_tables transaction
+            }
             if (foreignAfterNextBatch != null)
             {
                 edit(foreignAfterNextBatch);
@@ -91,6 +96,12 @@ class OwnBatchProofTest
         public long appliedGeneration()
         {
             return applied;
+        }
+
+        @Override
+        public boolean appliedTransaction()
+        {
+            return transaction;
         }
 
         @Override
@@ -111,7 +122,7 @@ class OwnBatchProofTest
             trustedReads++;
             final List<PlanElement> held = new ArrayList<>(table.elements());
             fake.plan().elements().stream()
-                .filter(e -> e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6).forEach(held::add);
+                .filter(OwnBatchProofTest::isUplink).forEach(held::add);
             return KernelPlan.of(held);
         }
 
@@ -121,6 +132,11 @@ class OwnBatchProofTest
             fake.plan(drifted);
             generation++;
         }
+    }
+
+    static boolean isUplink(final PlanElement e)
+    {
+        return e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6;
     }
 
     @BeforeEach
@@ -222,6 +238,26 @@ class OwnBatchProofTest
         final int after = kernel.fake.reads;
         loop.reconcile();
         assertThat(kernel.fake.reads).isEqualTo(after);
+    }
+
+    @Test
+    void aChangeOfOnlyAddressesKeepsTheProofUnlessSomeoneCommittedMeanwhile() throws Exception
+    {
+        final long before = kernel.generation;
+        loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a2", new EgressPair(
+            Ipv4Address.parse("203.0.113.11"), Ipv6Address.parse("2001:db8::11"), "ord"))).get();
+        assertThat(kernel.fake.applied.get(kernel.fake.applied.size() - 1)).allMatch(c -> isUplink(c.element()));
+        assertThat(kernel.generation).as("no transaction").isEqualTo(before);
+        assertThat(loop.kernelSeen()).isNotNull();
+
+        kernel.foreignAfterNextBatch = withoutOneSnat(); // here: during the address change
+        loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a3", new EgressPair(
+            Ipv4Address.parse("203.0.113.12"), Ipv6Address.parse("2001:db8::12"), "ord"))).get();
+        assertThat(loop.kernelSeen()).as("the generation moved without a transaction of ours").isNull();
+        final int reads = kernel.fake.reads;
+        loop.reconcile();
+        assertThat(kernel.fake.reads).as("read whole").isEqualTo(reads + 1);
+        assertThat(loop.health().kernel()).isEqualTo(KernelStatus.REPAIRED_DRIFT);
     }
 
     @Test
