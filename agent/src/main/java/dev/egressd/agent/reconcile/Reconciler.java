@@ -158,35 +158,54 @@ final class Reconciler
     /** A mutation's sync when the kernel holds the plan of the last mark: only what changed since. */
     private List<PlanChange> syncFromMark() throws KernelException
     {
-        // the generation at which the kernel held the plan of the last mark, if one is proven
-        final long before = provenGeneration >= 0 && revision == provenRevision ? provenGeneration : -1;
+        final long before = markProven();
         known = false; // unknown until the apply below succeeds
         List<PlanChange> changes = desired.changesSinceMark();
         if (draining.startDraining(changes))
         {
             changes = desired.changesSinceMark();
         }
-        long after = before;
-        long expected = before;
-        if (!changes.isEmpty())
-        {
-            apply(changes);
-            after = kernel.appliedGeneration();
-            expected = kernel.appliedTransaction() ? nextGeneration(before) : before;
-        }
+        final long after = changes.isEmpty() ? before : applyFrom(before, changes);
         desired.mark();
         known = true;
-        if (before >= 0 && after == expected)
+        keepProof(after);
+        return changes;
+    }
+
+    /** The generation at which the kernel is proven to hold the plan of the last mark, or -1. */
+    private long markProven()
+    {
+        return provenGeneration >= 0 && revision == provenRevision ? provenGeneration : -1;
+    }
+
+    /**
+     * Applies changes to a kernel that held the last mark's plan at {@code before} (-1: not proven), and says at
+     * which generation it holds the plan with them, if it can tell: when this batch was the only transaction since
+     * {@code before} (the kernel adds one per committed transaction; none, for only addresses, leaves it as it
+     * was). Anything else (someone's commit before ours or between ours and the generation request, a generation
+     * that could not be read) proves nothing, and the next read is whole; a refused batch throws.
+     */
+    private long applyFrom(final long before, final List<PlanChange> changes) throws KernelException
+    {
+        apply(changes);
+        if (before < 0)
         {
-            // The kernel held the last mark's plan at `before`, and this batch was the only transaction since (the
-            // kernel adds one per committed transaction; none, for only addresses, leaves it): it holds this mark's
-            // plan at `after`. Anything else (someone's commit before or after ours, a refused batch, a generation
-            // that could not be read) proves nothing, and the next read is whole.
+            return -1;
+        }
+        final long after = kernel.appliedGeneration();
+        final long expected = kernel.appliedTransaction() ? nextGeneration(before) : before;
+        return after == expected ? after : -1;
+    }
+
+    /** After a mark: the kernel holds its plan at {@code generation} (-1: not known), by the proof it came from. */
+    private void keepProof(final long generation)
+    {
+        if (generation >= 0)
+        {
             final boolean byRead = provenByRead;
-            proven(after);
+            proven(generation);
             provenByRead = byRead;
         }
-        return changes;
     }
 
     /** The generation after {@code generation}: the kernel's id is 32 bits and wraps. */
@@ -251,7 +270,9 @@ final class Reconciler
     void initialSync() throws KernelException
     {
         // a read that finds nothing to change proves the table at the generation before it (anyone's change since,
-        // a repair of the fixed part included, moves the id past it)
+        // a repair of the fixed part included, moves the id past it); taken after the table is there, so that a
+        // start that creates it proves it too (the sync's own check then finds nothing to do)
+        kernel.ensureTable();
         final long generation = kernel.generation();
         final long before = revision;
         if (draining.awaitingKernelCheck())
@@ -493,15 +514,16 @@ final class Reconciler
     /**
      * A read that found the ruleset at the proven generation it was started with: the table held the plan then
      * and was not read; only the uplink addresses were, which the generation does not cover. They are diffed as a
-     * whole read's would be (but for the addresses the writer touched since the read started). A drain that ended
-     * needs the table's diff: the proof is dropped and the next read is whole.
+     * whole read's would be (but for the addresses the writer touched since the read started). The table's own
+     * changes are the desired plan's since the mark, which the kernel holds (a drain that ended).
      */
     private void trustedReadDone(final KernelReads.Result read, final Set<String> touched,
         final Map<PlanElement, DrainingAddresses.Deadline> expiredDrains) throws KernelException
     {
-        if (!expiredDrains.isEmpty() || !known)
+        if (!known)
         {
-            draining.putBack(expiredDrains); // already due: the next (whole) read removes them
+            // a change failed since the read started: what the kernel holds is not known, the next read is whole
+            draining.putBack(expiredDrains); // already due: the next read removes them
             provenGeneration = -1;
             nextRead = nanoTime.getAsLong();
             return;
@@ -517,11 +539,20 @@ final class Reconciler
         final KernelPlan want = desired.plan();
         final List<PlanElement> wanted = new ArrayList<>(want.elements("uplink4").values());
         wanted.addAll(want.elements("uplink6").values());
-        List<PlanChange> changes = PlanDiff.between(KernelPlan.of(held), KernelPlan.of(wanted));
-        if (read.revision() != revision && touched != null && !touched.isEmpty())
+        final List<PlanChange> changes = new ArrayList<>();
+        for (final PlanChange c : desired.changesSinceMark())
         {
-            changes = new ArrayList<>(changes);
-            changes.removeIf(c -> touched.contains(key(c)));
+            if (!(c.element() instanceof PlanElement.Uplink4) && !(c.element() instanceof PlanElement.Uplink6))
+            {
+                changes.add(c);
+            }
+        }
+        for (final PlanChange c : PlanDiff.between(KernelPlan.of(held), KernelPlan.of(wanted)))
+        {
+            if (read.revision() == revision || touched == null || !touched.contains(key(c)))
+            {
+                changes.add(c);
+            }
         }
         idleSkips++;
         if (changes.isEmpty())
@@ -529,12 +560,25 @@ final class Reconciler
             inSync();
             return;
         }
+        final long before = markProven();
         known = false; // unknown until the apply below succeeds
-        apply(changes);
-        known = true;
+        final long after = applyFrom(before, changes);
         desired.mark();
+        known = true;
+        keepProof(after);
+        final Set<PlanChange> drift = new LinkedHashSet<>(changes);
+        drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expiredDrains.containsKey(c.element()));
+        if (changes.size() != drift.size())
+        {
+            LOG.info("released drained egress addresses: {}", expiredDrains.keySet());
+        }
         final Health h = health;
-        final String repair = changes.size() + " changes: " + changes;
+        if (drift.isEmpty())
+        {
+            inSync();
+            return;
+        }
+        final String repair = drift.size() + " changes: " + drift;
         LOG.warn("reconcile repaired drift: {}", repair);
         health = new Health(KernelStatus.REPAIRED_DRIFT, h.reconciles() + 1, h.repairs() + 1, 0, null, repair);
     }
