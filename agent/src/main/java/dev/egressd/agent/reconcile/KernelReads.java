@@ -50,7 +50,7 @@ final class KernelReads
      * @param counters  the table's named counters, or null if they could not be read.
      * @param failure   why the check or the read failed, or null.
      * @param generation the ruleset's generation id as the check began ({@link Kernel#generation()}), or -1.
-     * @param trusted   whether the generation was the proven one the read was started with: then the table was
+     * @param trusted   whether the generation was the latest proven one ({@link #proven(long)}): then the table was
      *                  neither checked nor read, and {@code actual} holds only the uplink addresses
      *                  ({@link Kernel#readTrusting}).
      */
@@ -118,6 +118,8 @@ final class KernelReads
     /** The read out, or null; loop thread only. */
     private Attempt out;
     private final AtomicLong stuck = new AtomicLong();
+    /** The latest proven generation ({@link #proven(long)}), or -1. */
+    private volatile long proven = -1;
 
     KernelReads(final Kernel kernel, final LongSupplier nanoTime)
     {
@@ -223,21 +225,6 @@ final class KernelReads
      */
     boolean start(final long revision, final Consumer<Result> done)
     {
-        return start(revision, -1, done);
-    }
-
-    /**
-     * Starts a read as {@link #start(long, Consumer)}; when the ruleset's generation is still {@code proven}, the
-     * generation at which the kernel is known to hold the plan, the table is neither checked nor read: only the
-     * uplink addresses and the counters are (docs/design.md, "The control plane").
-     *
-     * @param revision the plan revision now.
-     * @param proven   the proven generation, or -1 for none (a whole read).
-     * @param done     takes the result.
-     * @return false if the reader is gone (shut down): nothing was started.
-     */
-    boolean start(final long revision, final long proven, final Consumer<Result> done)
-    {
         final Attempt attempt = new Attempt(nanoTime.getAsLong());
         final Reader r = current == null ? inline : current;
         out = attempt;
@@ -245,7 +232,7 @@ final class KernelReads
         {
             reader.execute(() ->
             {
-                final Result result = read(r, attempt, revision, proven);
+                final Result result = read(r, attempt, revision);
                 try
                 {
                     deliver.execute(() ->
@@ -283,7 +270,20 @@ final class KernelReads
     }
 
     /** On the reader thread. */
-    private Result read(final Reader r, final Attempt attempt, final long revision, final long proven)
+    /**
+     * Publishes the latest ruleset generation at which the kernel was proven to hold the plan: a read that finds
+     * the ruleset at it neither checks nor reads the table, only the uplink addresses and the counters
+     * (docs/design.md, "The control plane"). Read by the reader when it has the generation, so the writer's
+     * batches committed between a read's start and its generation request do not make it whole. Any thread.
+     *
+     * @param generation the generation, or -1 for none (every read whole).
+     */
+    void proven(final long generation)
+    {
+        proven = generation;
+    }
+
+    private Result read(final Reader r, final Attempt attempt, final long revision)
     {
         boolean recreated = false;
         try
@@ -301,7 +301,8 @@ final class KernelReads
             final long generation = handle.generation();
             // nobody committed since the kernel was proven to hold the plan: the table is as proven, only the
             // addresses (which the generation does not cover) are read
-            final boolean trusted = proven >= 0 && generation == proven;
+            final long p = proven;
+            final boolean trusted = p >= 0 && generation == p;
             final KernelPlan actual;
             final long start;
             if (trusted)

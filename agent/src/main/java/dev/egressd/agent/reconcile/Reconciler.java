@@ -205,6 +205,10 @@ final class Reconciler
             final boolean byRead = provenByRead;
             proven(generation);
             provenByRead = byRead;
+            if (!byRead)
+            {
+                reads.proven(-1);
+            }
         }
     }
 
@@ -323,12 +327,14 @@ final class Reconciler
             // nothing applied (an address change would not move the generation either, but it is a change)
             proven(generation);
             provenByRead = false; // the record's word: the first read checks it whole
+            reads.proven(-1);
         }
     }
 
     private void proven(final long generation)
     {
         provenByRead = true;
+        reads.proven(generation);
         provenGeneration = generation;
         provenRevision = revision;
         provenVersion = desired.version();
@@ -380,8 +386,7 @@ final class Reconciler
             return;
         }
         touchedSinceRead = new java.util.HashSet<>();
-        final long proven = provenByRead ? provenGeneration() : -1;
-        if (!reads.start(revision, proven, result -> readDone(result, now)))
+        if (!reads.start(revision, result -> readDone(result, now)))
         {
             touchedSinceRead = null; // the reader is stopped: the daemon is stopping
         }
@@ -512,7 +517,7 @@ final class Reconciler
     }
 
     /**
-     * A read that found the ruleset at the proven generation it was started with: the table held the plan then
+     * A read that found the ruleset at the latest proven generation: the table held the plan then
      * and was not read; only the uplink addresses were, which the generation does not cover. They are diffed as a
      * whole read's would be (but for the addresses the writer touched since the read started). The table's own
      * changes are the desired plan's since the mark, which the kernel holds (a drain that ended).
@@ -525,6 +530,7 @@ final class Reconciler
             // a change failed since the read started: what the kernel holds is not known, the next read is whole
             draining.putBack(expiredDrains); // already due: the next read removes them
             provenGeneration = -1;
+            reads.proven(-1);
             nextRead = nanoTime.getAsLong();
             return;
         }
