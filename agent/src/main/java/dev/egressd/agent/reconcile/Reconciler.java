@@ -73,7 +73,10 @@ final class Reconciler
      * record, which the first read checks whole (docs/operations.md, "Start-up").
      */
     private boolean provenByRead;
-    /** Reconciles that found nothing changed and skipped the plan build and the diff. */
+    /**
+     * Reconciles that found nothing changed and skipped the plan build and the diff, and those whose read found the
+     * latest proven generation and skipped the table.
+     */
     private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
     private long revision;
