@@ -103,6 +103,29 @@ public interface Kernel
     }
 
     /**
+     * The ruleset generation the last successful {@link #apply} committed its transaction at, read on this handle
+     * right after the transaction's ack: the generation before it plus one when nobody else committed in between.
+     *
+     * @return the generation, or -1 when unknown (no generation, or the last apply failed).
+     */
+    default long appliedGeneration()
+    {
+        return -1;
+    }
+
+    /**
+     * Whether the last successful {@link #apply} committed an nf_tables transaction; when it did not (it changed
+     * only uplink addresses, which are not nf_tables), {@link #appliedGeneration()} is the generation as the apply
+     * left it, the one before it if nobody else committed.
+     *
+     * @return true if it committed one.
+     */
+    default boolean appliedTransaction()
+    {
+        return true;
+    }
+
+    /**
      * A fingerprint of the table's fixed part as this configuration renders it (chains, rules, sets' types), so a
      * start can tell whether the table a stop left is still the one it wants.
      *

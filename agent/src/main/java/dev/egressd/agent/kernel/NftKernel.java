@@ -67,6 +67,9 @@ public final class NftKernel implements Kernel, AutoCloseable
     private final LoopbackArp.Sysctls sysctls;
     /** The ARP sysctls as the last read found them: null when not checked, "ok", or the problem. */
     private volatile String arpSysctls;
+    /** The generation the last apply's transaction produced ({@link #appliedGeneration()}); writer thread. */
+    private long appliedGeneration = -1;
+    private boolean appliedTransaction;
     /** The pace of deep checks set when the parts are opened. */
     private final int deepCheckFactor;
     /** A reading handle ({@link #reader()}): applies nothing, raises no sysctl. */
@@ -256,6 +259,18 @@ public final class NftKernel implements Kernel, AutoCloseable
         final KernelPlan plan = addresses.withUplink(table);
         refreshHost(false);
         return plan;
+    }
+
+    @Override
+    public long appliedGeneration()
+    {
+        return appliedGeneration;
+    }
+
+    @Override
+    public boolean appliedTransaction()
+    {
+        return appliedTransaction;
     }
 
     @Override
@@ -474,6 +489,7 @@ public final class NftKernel implements Kernel, AutoCloseable
         {
             throw new IllegalStateException("a reading NftKernel applies nothing");
         }
+        appliedGeneration = -1;
         final NftDataplane table = parts();
         final List<PlanElement> toAdd = new ArrayList<>();
         final List<PlanElement> toRemove = new ArrayList<>();
@@ -519,6 +535,8 @@ public final class NftKernel implements Kernel, AutoCloseable
         {
             final long started = System.nanoTime();
             table.apply(changes);
+            appliedGeneration = table.committedGeneration();
+            appliedTransaction = table.committedTransaction();
             final KernelBatchEvent event = new KernelBatchEvent();
             if (event.isEnabled())
             {

@@ -50,10 +50,19 @@ final class KernelReads
      * @param counters  the table's named counters, or null if they could not be read.
      * @param failure   why the check or the read failed, or null.
      * @param generation the ruleset's generation id as the check began ({@link Kernel#generation()}), or -1.
+     * @param trusted   whether the generation was the latest proven one ({@link #proven(long)}): then the table was
+     *                  neither checked nor read, and {@code actual} holds only the uplink addresses
+     *                  ({@link Kernel#readTrusting}).
      */
     record Result(long revision, boolean recreated, KernelPlan actual, long readNanos, Map<String, Long> counters,
-        KernelException failure, long generation)
+        KernelException failure, long generation, boolean trusted)
     {
+        Result(final long revision, final boolean recreated, final KernelPlan actual, final long readNanos,
+            final Map<String, Long> counters, final KernelException failure, final long generation)
+        {
+            this(revision, recreated, actual, readNanos, counters, failure, generation, false);
+        }
+
         Result(final long revision, final boolean recreated, final KernelPlan actual, final long readNanos,
             final Map<String, Long> counters, final KernelException failure)
         {
@@ -109,6 +118,8 @@ final class KernelReads
     /** The read out, or null; loop thread only. */
     private Attempt out;
     private final AtomicLong stuck = new AtomicLong();
+    /** The latest proven generation ({@link #proven(long)}), or -1. */
+    private volatile long proven = -1;
 
     KernelReads(final Kernel kernel, final LongSupplier nanoTime)
     {
@@ -259,6 +270,19 @@ final class KernelReads
     }
 
     /** On the reader thread. */
+    /**
+     * Publishes the latest ruleset generation at which the kernel was proven to hold the plan: a read that finds
+     * the ruleset at it neither checks nor reads the table, only the uplink addresses and the counters
+     * (docs/design.md, "The control plane"). Read by the reader when it has the generation, so the writer's
+     * batches committed between a read's start and its generation request do not make it whole. Any thread.
+     *
+     * @param generation the generation, or -1 for none (every read whole).
+     */
+    void proven(final long generation)
+    {
+        proven = generation;
+    }
+
     private Result read(final Reader r, final Attempt attempt, final long revision)
     {
         boolean recreated = false;
@@ -275,11 +299,26 @@ final class KernelReads
             // before the check: a read that finds the table as the plan wants proves it at this generation (a change
             // by anyone in between moves the id past it)
             final long generation = handle.generation();
-            attempt.step = "checking the table (ensureTable)";
-            recreated = handle.ensureTable();
-            attempt.step = "reading the table's elements and addresses (read)";
-            final long start = nanoTime.getAsLong();
-            final KernelPlan actual = handle.read();
+            // nobody committed since the kernel was proven to hold the plan: the table is as proven, only the
+            // addresses (which the generation does not cover) are read
+            final long p = proven;
+            final boolean trusted = p >= 0 && generation == p;
+            final KernelPlan actual;
+            final long start;
+            if (trusted)
+            {
+                attempt.step = "reading the uplink addresses (readTrusting)";
+                start = nanoTime.getAsLong();
+                actual = handle.readTrusting(KernelPlan.empty());
+            }
+            else
+            {
+                attempt.step = "checking the table (ensureTable)";
+                recreated = handle.ensureTable();
+                attempt.step = "reading the table's elements and addresses (read)";
+                start = nanoTime.getAsLong();
+                actual = handle.read();
+            }
             final long nanos = nanoTime.getAsLong() - start;
             attempt.step = "reading the table's counters (counters)";
             Map<String, Long> counters;
@@ -301,7 +340,7 @@ final class KernelReads
                 r.countersFailing = false;
             }
             attempt.step = "done";
-            return new Result(revision, recreated, actual, nanos, counters, null, generation);
+            return new Result(revision, recreated, actual, nanos, counters, null, generation, trusted);
         }
         catch (final KernelException e)
         {

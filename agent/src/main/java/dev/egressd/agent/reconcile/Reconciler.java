@@ -67,7 +67,16 @@ final class Reconciler
     private long provenGeneration = -1;
     private long provenRevision;
     private long provenVersion;
-    /** Reconciles that found nothing changed and skipped the plan build and the diff. */
+    /**
+     * Whether a read of the kernel stands behind {@link #provenGeneration} (or a chain of the writer's own
+     * transactions from one): only then may a reconcile's read skip the table. A trusted start's proof is the stop's
+     * record, which the first read checks whole (docs/operations.md, "Start-up").
+     */
+    private boolean provenByRead;
+    /**
+     * Reconciles that found nothing changed and skipped the plan build and the diff, and those whose read found the
+     * latest proven generation and skipped the table.
+     */
     private volatile long idleSkips;
     /** The plan's revision: bumped by every list of changes the writer applies (or tries to). */
     private long revision;
@@ -152,19 +161,64 @@ final class Reconciler
     /** A mutation's sync when the kernel holds the plan of the last mark: only what changed since. */
     private List<PlanChange> syncFromMark() throws KernelException
     {
+        final long before = markProven();
         known = false; // unknown until the apply below succeeds
         List<PlanChange> changes = desired.changesSinceMark();
         if (draining.startDraining(changes))
         {
             changes = desired.changesSinceMark();
         }
-        if (!changes.isEmpty())
-        {
-            apply(changes);
-        }
+        final long after = changes.isEmpty() ? before : applyFrom(before, changes);
         desired.mark();
         known = true;
+        keepProof(after);
         return changes;
+    }
+
+    /** The generation at which the kernel is proven to hold the plan of the last mark, or -1. */
+    private long markProven()
+    {
+        return provenGeneration >= 0 && revision == provenRevision ? provenGeneration : -1;
+    }
+
+    /**
+     * Applies changes to a kernel that held the last mark's plan at {@code before} (-1: not proven), and says at
+     * which generation it holds the plan with them, if it can tell: when this batch was the only transaction since
+     * {@code before} (the kernel adds one per committed transaction; none, for only addresses, leaves it as it
+     * was). Anything else (someone's commit before ours or between ours and the generation request, a generation
+     * that could not be read) proves nothing, and the next read is whole; a refused batch throws.
+     */
+    private long applyFrom(final long before, final List<PlanChange> changes) throws KernelException
+    {
+        apply(changes);
+        if (before < 0)
+        {
+            return -1;
+        }
+        final long after = kernel.appliedGeneration();
+        final long expected = kernel.appliedTransaction() ? nextGeneration(before) : before;
+        return after == expected ? after : -1;
+    }
+
+    /** After a mark: the kernel holds its plan at {@code generation} (-1: not known), by the proof it came from. */
+    private void keepProof(final long generation)
+    {
+        if (generation >= 0)
+        {
+            final boolean byRead = provenByRead;
+            proven(generation);
+            provenByRead = byRead;
+            if (!byRead)
+            {
+                reads.proven(-1);
+            }
+        }
+    }
+
+    /** The generation after {@code generation}: the kernel's id is 32 bits and wraps. */
+    static long nextGeneration(final long generation)
+    {
+        return (generation + 1) & 0xFFFFFFFFL;
     }
 
     private List<PlanChange> syncFrom(final KernelPlan actual, final boolean fromMutation) throws KernelException
@@ -223,7 +277,9 @@ final class Reconciler
     void initialSync() throws KernelException
     {
         // a read that finds nothing to change proves the table at the generation before it (anyone's change since,
-        // a repair of the fixed part included, moves the id past it)
+        // a repair of the fixed part included, moves the id past it); taken after the table is there, so that a
+        // start that creates it proves it too (the sync's own check then finds nothing to do)
+        kernel.ensureTable();
         final long generation = kernel.generation();
         final long before = revision;
         if (draining.awaitingKernelCheck())
@@ -273,11 +329,15 @@ final class Reconciler
         {
             // nothing applied (an address change would not move the generation either, but it is a change)
             proven(generation);
+            provenByRead = false; // the record's word: the first read checks it whole
+            reads.proven(-1);
         }
     }
 
     private void proven(final long generation)
     {
+        provenByRead = true;
+        reads.proven(generation);
         provenGeneration = generation;
         provenRevision = revision;
         provenVersion = desired.version();
@@ -366,6 +426,12 @@ final class Reconciler
             nextRead = started + 4 * Math.min(readNanos, lastReadNanos);
             lastReadNanos = readNanos;
             final long version = desired.version();
+            if (read.trusted())
+            {
+                trustedReadDone(read, touched, expiredDrains);
+                done(read, started);
+                return;
+            }
             if (known && read.actual() == quietRead && !read.recreated() && read.revision() == revision
                 && revision == quietRevision && version == quietVersion)
             {
@@ -451,6 +517,79 @@ final class Reconciler
             return;
         }
         done(read, started);
+    }
+
+    /**
+     * A read that found the ruleset at the latest proven generation: the table held the plan then
+     * and was not read; only the uplink addresses were, which the generation does not cover. They are diffed as a
+     * whole read's would be (but for the addresses the writer touched since the read started). The table's own
+     * changes are the desired plan's since the mark, which the kernel holds (a drain that ended).
+     */
+    private void trustedReadDone(final KernelReads.Result read, final Set<String> touched,
+        final Map<PlanElement, DrainingAddresses.Deadline> expiredDrains) throws KernelException
+    {
+        if (!known)
+        {
+            // a change failed since the read started: what the kernel holds is not known, the next read is whole
+            draining.putBack(expiredDrains); // already due: the next read removes them
+            provenGeneration = -1;
+            reads.proven(-1);
+            nextRead = nanoTime.getAsLong();
+            return;
+        }
+        final List<PlanElement> held = new ArrayList<>();
+        for (final PlanElement e : read.actual().elements())
+        {
+            if (e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6)
+            {
+                held.add(e);
+            }
+        }
+        final KernelPlan want = desired.plan();
+        final List<PlanElement> wanted = new ArrayList<>(want.elements("uplink4").values());
+        wanted.addAll(want.elements("uplink6").values());
+        final List<PlanChange> changes = new ArrayList<>();
+        for (final PlanChange c : desired.changesSinceMark())
+        {
+            if (!(c.element() instanceof PlanElement.Uplink4) && !(c.element() instanceof PlanElement.Uplink6))
+            {
+                changes.add(c);
+            }
+        }
+        for (final PlanChange c : PlanDiff.between(KernelPlan.of(held), KernelPlan.of(wanted)))
+        {
+            if (read.revision() == revision || touched == null || !touched.contains(key(c)))
+            {
+                changes.add(c);
+            }
+        }
+        idleSkips++;
+        if (changes.isEmpty())
+        {
+            inSync();
+            return;
+        }
+        final long before = markProven();
+        known = false; // unknown until the apply below succeeds
+        final long after = applyFrom(before, changes);
+        desired.mark();
+        known = true;
+        keepProof(after);
+        final Set<PlanChange> drift = new LinkedHashSet<>(changes);
+        drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expiredDrains.containsKey(c.element()));
+        if (changes.size() != drift.size())
+        {
+            LOG.info("released drained egress addresses: {}", expiredDrains.keySet());
+        }
+        final Health h = health;
+        if (drift.isEmpty())
+        {
+            inSync();
+            return;
+        }
+        final String repair = drift.size() + " changes: " + drift;
+        LOG.warn("reconcile repaired drift: {}", repair);
+        health = new Health(KernelStatus.REPAIRED_DRIFT, h.reconciles() + 1, h.repairs() + 1, 0, null, repair);
     }
 
     private void done(final KernelReads.Result read, final long started)

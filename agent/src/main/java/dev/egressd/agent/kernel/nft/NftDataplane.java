@@ -99,6 +99,10 @@ public final class NftDataplane
     private long readGeneration = -1;
     private KernelPlan lastPlan;
     private int unchangedSkips;
+    /** The generation the last {@link #apply}'s transaction produced, read right after its ack; -1 if none. */
+    private long committedGeneration = -1;
+    /** Whether the last {@link #apply} sent a transaction (it sends none for only uplink addresses). */
+    private boolean committedTransaction;
 
     /**
      * A dataplane over a client.
@@ -541,6 +545,8 @@ public final class NftDataplane
     public void apply(final List<PlanChange> changes) throws NftException
     {
         lastPlan = null;
+        committedGeneration = -1;
+        committedTransaction = false;
         final List<NftOp> ops = new ArrayList<>(changes.size() * 2);
         final List<PlanChange> owners = new ArrayList<>(changes.size() * 2);
         for (final PlanChange change : changes)
@@ -567,12 +573,18 @@ public final class NftDataplane
         }
         if (ops.isEmpty())
         {
+            // nothing committed: the generation as it is, which is the one before if nobody else committed
+            committedGeneration = generation();
             return;
         }
         pendingListing = null;
         try
         {
             netlink.commit(ops);
+            committedTransaction = true;
+            // One small request on the same socket right after the ack: the reconciler tells from it whether this
+            // transaction was the only one since the last proven generation (docs/design.md, "The control plane").
+            committedGeneration = generation();
         }
         catch (final NftRefusedException e)
         {
@@ -593,6 +605,28 @@ public final class NftDataplane
             throw new NftException("nf_tables batch of " + ops.size() + " element changes failed: " + e.getMessage(),
                 "NFT_MSG_NEWSETELEM", String.valueOf(e.getMessage()));
         }
+    }
+
+    /**
+     * The ruleset generation the last {@link #apply}'s transaction produced, as read on the same socket right after
+     * its ack: the transaction's own if nobody else committed in between (the kernel adds one per transaction).
+     *
+     * @return the generation; -1 when the last apply failed or the generation could not be read.
+     */
+    public long committedGeneration()
+    {
+        return committedGeneration;
+    }
+
+    /**
+     * Whether the last {@link #apply} committed a transaction; when it did not (only uplink addresses changed),
+     * {@link #committedGeneration()} is the generation as it was after the apply.
+     *
+     * @return true if it did.
+     */
+    public boolean committedTransaction()
+    {
+        return committedTransaction;
     }
 
     /** The element message that adds an element (none for the uplink kinds). */
