@@ -611,8 +611,8 @@ abstract class RegionStoreContract
             final List<RegionChange> gone = new ArrayList<>();
             awaitTrue(() ->
             {
-                gone.addAll(recorder.queue.stream().toList());
-                recorder.queue.clear();
+                // drainTo, not a copy then clear: an event delivered between the two would be lost.
+                recorder.queue.drainTo(gone);
                 return gone.stream().anyMatch(c -> c instanceof RouterChange r && r.value() == null);
             }, Duration.ofSeconds(10));
             assertThat(gone).filteredOn(c -> c instanceof RouterChange).last()
