@@ -6,7 +6,9 @@ import dev.egressd.core.plan.PlanElement;
 
 import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /** The in-memory kernel with a test's handles: it can be told to fail, counts reads, records applies, drifts. */
@@ -23,6 +25,8 @@ public final class FakeKernel extends MemoryKernel
     public final List<List<PlanChange>> applied = new ArrayList<>();
     /** Times the kernel was read back. */
     public int reads;
+    /** The table's named counters, as {@link #counters()} reads them. */
+    public final Map<String, Long> counters = new LinkedHashMap<>();
 
     @Override
     public boolean ensureTable() throws KernelException
@@ -45,6 +49,13 @@ public final class FakeKernel extends MemoryKernel
         check();
         super.apply(changes);
         applied.add(List.copyOf(changes));
+    }
+
+    @Override
+    public Map<String, Long> counters() throws KernelException
+    {
+        check();
+        return Map.copyOf(counters);
     }
 
     /**

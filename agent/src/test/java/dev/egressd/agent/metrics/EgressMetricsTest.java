@@ -240,7 +240,7 @@ class EgressMetricsTest
         f.loop.reconcile();
         assertThat(counter("egressd.cap.refused", "family", "ipv4")).isEqualTo(11);
         // A kernel failure keeps the last values.
-        f.kernel.fake.failing = "gone";
+        f.kernel.failing = "gone";
         f.loop.reconcile();
         assertThat(counter("egressd.cap.refused", "family", "ipv4")).isEqualTo(11);
     }
@@ -288,14 +288,14 @@ class EgressMetricsTest
     void reconcileRunsFailuresRepairsAndKernelUp()
     {
         f.loop.reconcile();
-        f.kernel.fake.deleteTable(); // drift
+        f.kernel.deleteTable(); // drift
         f.loop.reconcile();
         assertThat(counter("egressd.reconcile.runs")).isEqualTo(2);
         assertThat(counter("egressd.reconcile.repairs")).isEqualTo(1);
         assertThat(counter("egressd.reconcile.failures")).isEqualTo(0);
         assertThat(gauge("egressd.kernel.up")).isEqualTo(1);
 
-        f.kernel.fake.failing = "nft: no such table";
+        f.kernel.failing = "nft: no such table";
         f.loop.reconcile();
         assertThat(counter("egressd.reconcile.failures")).isEqualTo(1);
         assertThat(gauge("egressd.kernel.up")).isEqualTo(0);
@@ -303,7 +303,7 @@ class EgressMetricsTest
         f.loop.reconcile(); // backing off: not a run
         assertThat(counter("egressd.reconcile.runs")).isEqualTo(3);
 
-        f.kernel.fake.failing = null;
+        f.kernel.failing = null;
         f.clock.addAndGet(TimeUnit.SECONDS.toNanos(2));
         f.loop.reconcile();
         assertThat(counter("egressd.reconcile.runs")).isEqualTo(4);
@@ -322,7 +322,7 @@ class EgressMetricsTest
         final double stamped = gauge("egressd.reconcile.last.success.timestamp");
         assertThat(stamped).isBetween(before / 1000.0, System.currentTimeMillis() / 1000.0);
 
-        f.kernel.fake.failing = "nft: no such table";
+        f.kernel.failing = "nft: no such table";
         f.clock.addAndGet(TimeUnit.SECONDS.toNanos(2));
         f.loop.reconcile();
         assertThat(duration.count()).as("a failed pass is timed too").isEqualTo(2);
@@ -341,9 +341,9 @@ class EgressMetricsTest
         }).get();
         assertThat(ok).isInstanceOf(MutationResult.Ok.class);
         assertThat(f.releasePair("a1", 99)).isInstanceOf(MutationResult.Refused.class); // not a pair of a1
-        f.kernel.fake.failing = "nft: busy";
+        f.kernel.failing = "nft: busy";
         assertThat(f.put(machine("m1", "a1", 2))).isInstanceOf(MutationResult.Unavailable.class);
-        f.kernel.fake.failing = null;
+        f.kernel.failing = null;
         assertThat(f.put(machine("m1", "a1", 2))).isInstanceOf(MutationResult.Ok.class);
         f.loop.mutate(Operation.OTHER, "something new", l -> l.forgetRecovered()).get();
 

@@ -4,8 +4,6 @@ import dev.egressd.agent.reconcile.ControlLoop;
 import dev.egressd.agent.reconcile.MutationResult;
 import dev.egressd.agent.reconcile.Operation;
 import dev.egressd.agent.kernel.FakeKernel;
-import dev.egressd.agent.kernel.Kernel;
-import dev.egressd.agent.kernel.KernelException;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateStore;
 import dev.egressd.core.model.BlockLayout;
@@ -29,42 +27,8 @@ final class MetricsFixture
     /** Eight blocks per pair, a cap of 10 connections per destination. */
     static final HostSettings SETTINGS = new HostSettings("ord", new BlockLayout(8, 1024), 10);
 
-    /** The fake kernel plus the table's named counters. */
-    static final class CountingKernel implements Kernel
-    {
-        final FakeKernel fake = new FakeKernel();
-        final Map<String, Long> counters = new LinkedHashMap<>();
 
-        @Override
-        public boolean ensureTable() throws KernelException
-        {
-            return fake.ensureTable();
-        }
-
-        @Override
-        public KernelPlan read() throws KernelException
-        {
-            return fake.read();
-        }
-
-        @Override
-        public void apply(final List<PlanChange> changes) throws KernelException
-        {
-            fake.apply(changes);
-        }
-
-        @Override
-        public Map<String, Long> counters() throws KernelException
-        {
-            if (fake.failing != null)
-            {
-                throw new KernelException(fake.failing);
-            }
-            return Map.copyOf(counters);
-        }
-    }
-
-    final CountingKernel kernel = new CountingKernel();
+    final FakeKernel kernel = new FakeKernel();
     final AtomicLong clock = new AtomicLong(1_000_000_000L);
     final ControlLoop loop;
 
@@ -101,9 +65,9 @@ final class MetricsFixture
             return l.allocator().setMachineScopedPair("s1", pair("203.0.113.20", "2001:db8::20"));
         }).get();
         releasePair("a1", 99); // refused
-        kernel.fake.failing = "nft: busy";
+        kernel.failing = "nft: busy";
         delete("m2"); // unavailable
-        kernel.fake.failing = null;
+        kernel.failing = null;
         for (final var m : loop.published().machines())
         {
             ledger.busiest.put(m.machine().id(), m.handle() % 11);

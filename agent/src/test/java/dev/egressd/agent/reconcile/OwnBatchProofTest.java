@@ -1,8 +1,6 @@
 package dev.egressd.agent.reconcile;
 
-import dev.egressd.agent.kernel.FakeKernel;
-import dev.egressd.agent.kernel.Kernel;
-import dev.egressd.agent.kernel.KernelException;
+import dev.egressd.agent.kernel.GenerationKernel;
 import dev.egressd.agent.state.DesiredState;
 import dev.egressd.agent.state.StateMapper;
 import dev.egressd.agent.state.StateStore;
@@ -38,106 +36,12 @@ class OwnBatchProofTest
     Path dir;
 
     private final HostSettings settings = new HostSettings("ord", new BlockLayout(8, 1024), 1024);
-    private final CountingKernel kernel = new CountingKernel();
+    private final GenerationKernel kernel = new GenerationKernel(41);
     private ControlLoop loop;
     private int machines;
     /** Trusted reads before the test. */
     private int trusted;
 
-    /** A kernel whose generation moves by one per committed transaction (ours or anyone's), as nf_tables's does. */
-    static final class CountingKernel implements Kernel
-    {
-        final FakeKernel fake = new FakeKernel();
-        long generation = 41;
-        long applied = -1;
-        boolean transaction;
-        int trustedReads;
-        /** Someone commits right after the next batch, before the writer reads the generation back. */
-        KernelPlan foreignAfterNextBatch;
-        /** The next batch is refused, as nft refuses one: nothing changes. */
-        boolean refuseNext;
-
-        @Override
-        public boolean ensureTable() throws KernelException
-        {
-            return fake.ensureTable();
-        }
-
-        @Override
-        public KernelPlan read() throws KernelException
-        {
-            return fake.read();
-        }
-
-        @Override
-        public void apply(final List<PlanChange> changes) throws KernelException
-        {
-            applied = -1;
-            if (refuseNext)
-            {
-                refuseNext = false;
-                throw new KernelException("refused");
-            }
-            fake.apply(changes); // a refused batch throws before the generation moves
-            transaction = changes.stream().anyMatch(c -> !isUplink(c.element()));
-            if (transaction)
-            {
-                generation++; // uplink addresses are rtnetlink's: no nf_tables transaction
-            }
-            if (foreignAfterNextBatch != null)
-            {
-                edit(foreignAfterNextBatch);
-                foreignAfterNextBatch = null;
-            }
-            applied = generation;
-        }
-
-        @Override
-        public long appliedGeneration()
-        {
-            return applied;
-        }
-
-        @Override
-        public boolean appliedTransaction()
-        {
-            return transaction;
-        }
-
-        @Override
-        public long generation()
-        {
-            return generation;
-        }
-
-        @Override
-        public String tableFingerprint()
-        {
-            return "fixed part"; // so that the stop's record (the proof's witness here) is made
-        }
-
-        @Override
-        public KernelPlan readTrusting(final KernelPlan table)
-        {
-            trustedReads++;
-            final List<PlanElement> held = new ArrayList<>(table.elements());
-            fake.plan().elements().stream()
-                .filter(OwnBatchProofTest::isUplink).forEach(held::add);
-            return KernelPlan.of(held);
-        }
-
-        /** A hand edit: one transaction of someone else's. */
-        void edit(final KernelPlan drifted)
-        {
-            fake.plan(drifted);
-            generation++;
-        }
-    }
-
-    static boolean isUplink(final PlanElement e)
-    {
-        return e instanceof PlanElement.Uplink4 || e instanceof PlanElement.Uplink6;
-    }
 
     @BeforeEach
     void start() throws Exception
@@ -246,7 +150,7 @@ class OwnBatchProofTest
         final long before = kernel.generation;
         loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a2", new EgressPair(
             Ipv4Address.parse("203.0.113.11"), Ipv6Address.parse("2001:db8::11"), "ord"))).get();
-        assertThat(kernel.fake.applied.get(kernel.fake.applied.size() - 1)).allMatch(c -> isUplink(c.element()));
+        assertThat(kernel.fake.applied.get(kernel.fake.applied.size() - 1)).allMatch(c -> GenerationKernel.isUplink(c.element()));
         assertThat(kernel.generation).as("no transaction").isEqualTo(before);
         assertThat(loop.kernelSeen()).isNotNull();
 
