@@ -20,6 +20,7 @@ import io.etcd.jetcd.Watch;
 import io.etcd.jetcd.common.exception.CompactedException;
 import io.etcd.jetcd.common.exception.ErrorCode;
 import io.etcd.jetcd.common.exception.EtcdException;
+import io.etcd.jetcd.common.exception.EtcdExceptionFactory;
 import io.etcd.jetcd.kv.GetResponse;
 import io.etcd.jetcd.kv.TxnResponse;
 import io.etcd.jetcd.op.Cmp;
@@ -36,6 +37,8 @@ import io.grpc.Channel;
 import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.MethodDescriptor;
+import io.grpc.StatusException;
+import io.grpc.StatusRuntimeException;
 import io.grpc.netty.GrpcSslContexts;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
@@ -988,7 +991,7 @@ public final class EtcdRegionStore implements RegionStore
 
         private static boolean expired(final RegionUnavailableException e)
         {
-            return e.getCause() instanceof EtcdException ee && ee.getErrorCode() == ErrorCode.NOT_FOUND;
+            return errorCode(e.getCause()) == ErrorCode.NOT_FOUND;
         }
     }
 
@@ -1400,16 +1403,32 @@ public final class EtcdRegionStore implements RegionStore
     /** Whether etcd answered a request with a refusal, which it applied none of. */
     private static boolean refused(final Throwable cause)
     {
+        final ErrorCode code = errorCode(cause);
+        return code != null && switch (code)
+        {
+            case INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, PERMISSION_DENIED, UNAUTHENTICATED,
+                RESOURCE_EXHAUSTED, ALREADY_EXISTS, NOT_FOUND -> true;
+            default -> false;
+        };
+    }
+
+    /**
+     * etcd's answer code, however jetcd delivered it: the lease calls fail with its {@code EtcdException}, but puts
+     * and transactions with gRPC's own {@code StatusRuntimeException} (a put on an expired lease: NOT_FOUND).
+     *
+     * @return the code, or null when the failure is not an answer of etcd's (a timeout, a closed client).
+     */
+    static ErrorCode errorCode(final Throwable cause)
+    {
         if (cause instanceof EtcdException ee)
         {
-            return switch (ee.getErrorCode())
-            {
-                case INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, PERMISSION_DENIED, UNAUTHENTICATED,
-                    RESOURCE_EXHAUSTED, ALREADY_EXISTS, NOT_FOUND -> true;
-                default -> false;
-            };
+            return ee.getErrorCode();
         }
-        return false;
+        if (cause instanceof StatusRuntimeException || cause instanceof StatusException)
+        {
+            return EtcdExceptionFactory.toEtcdException(cause).getErrorCode();
+        }
+        return null;
     }
 
     /** Whether etcd refused a revision that compaction removed (whatever wraps its answer). */

@@ -5,6 +5,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.egressd.agent.region.EtcdRegionStore.Tls;
 
+import io.etcd.jetcd.common.exception.ErrorCode;
+import io.etcd.jetcd.common.exception.EtcdExceptionFactory;
+import io.grpc.Status;
+import io.grpc.StatusException;
+import io.grpc.StatusRuntimeException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -109,5 +114,19 @@ class EtcdRegionStoreSettingsTest
         assertThat(keys.slot(RegionStoreContract.slot("203.0.113.5", 10)))
             .isGreaterThan(keys.slot(RegionStoreContract.slot("203.0.113.5", 9)));
         assertThat(RegionKeys.parseSlot("203.0.113.5/03")).isEqualTo(RegionStoreContract.slot("203.0.113.5", 3));
+    }
+
+    @Test
+    void etcdsAnswerCodeIsReadFromJetcdsExceptionAndFromGrpcsOwn()
+    {
+        // the lease calls fail with jetcd's exception, puts and transactions with gRPC's: both are etcd's answer
+        assertThat(EtcdRegionStore.errorCode(EtcdExceptionFactory.newEtcdException(ErrorCode.NOT_FOUND, "lease")))
+            .isEqualTo(ErrorCode.NOT_FOUND);
+        assertThat(EtcdRegionStore.errorCode(new StatusRuntimeException(Status.NOT_FOUND
+            .withDescription("etcdserver: requested lease not found")))).isEqualTo(ErrorCode.NOT_FOUND);
+        assertThat(EtcdRegionStore.errorCode(new StatusException(Status.FAILED_PRECONDITION)))
+            .isEqualTo(ErrorCode.FAILED_PRECONDITION);
+        assertThat(EtcdRegionStore.errorCode(new java.util.concurrent.TimeoutException())).isNull();
+        assertThat(EtcdRegionStore.errorCode(null)).isNull();
     }
 }

@@ -126,6 +126,35 @@ class EtcdRegionStoreTest extends RegionStoreContract
     }
 
     @Test
+    void aRegistrationAfterTheLeaseWasLostGrantsANewOneAtTheLatestOnTheNextTry() throws Exception
+    {
+        // a long TTL: the renewal on the liveness thread does not come first (it would mend the lease itself)
+        final RegionStore host = track(open(region(), Duration.ofSeconds(60), EtcdRegionStore.DEFAULT_DEADLINE));
+        final HostRecord h1 = new HostRecord("h1", List.of("192.0.2.11"), true);
+        host.registerHost(h1);
+        final ByteSequence alive = ByteSequence.from("/egressd/" + region() + "/alive/h1", StandardCharsets.UTF_8);
+        try (Client client = Client.builder().endpoints(etcd.endpoint()).build())
+        {
+            final long first = client.getKVClient().get(alive).get(5, TimeUnit.SECONDS).getKvs().get(0).getLease();
+            client.getLeaseClient().revoke(first).get(5, TimeUnit.SECONDS);
+
+            // what a full read after an outage does: register again, while the store still holds the dead lease
+            try
+            {
+                host.registerHost(h1);
+            }
+            catch (final RegionUnavailableException e)
+            {
+                assertThat(e).as("refused for the dead lease only").hasMessageContaining("lease not found");
+            }
+            host.registerHost(h1);
+            final KeyValue again = client.getKVClient().get(alive).get(5, TimeUnit.SECONDS).getKvs().get(0);
+            assertThat(again.getLease()).isNotZero().isNotEqualTo(first);
+        }
+        assertThat(open().read().hosts().get("h1").alive()).isTrue();
+    }
+
+    @Test
     void aHostKeyWhoseMarkIsAnotherHostsGetsANewOneAndAnOldHostKeyGetsItsFirst() throws Exception
     {
         final String base = "/egressd/" + region() + "/";
