@@ -73,14 +73,14 @@ class RulesetTest
             .allMatch(f -> f.matches("egressd [0-9a-f]{16}"));
         // golden: the fingerprint of the first forward rule is stable across builds
         assertThat(base.staticChains().get(0).commentedRules().get(0)).isEqualTo(
-            "tcp flags fin,rst jump ct_closing comment \""
+            "tcp flags fin,rst ct state != related jump ct_closing comment \""
                 + base.staticChains().get(0).fingerprints().get(0) + "\"");
         assertThat(text).contains(base.staticChains().get(5).commentedRules().get(6) + "\n");
         // the cap changes exactly the two meter rules; the uplink changes forward's fifth, both of ct_closing's and
         // postrouting's first
         final Ruleset cap = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 16));
         final Ruleset wan = new Ruleset(new DataplaneConfig("egressd", "wan0", "tap-*", 1024));
-        assertThat(changed(base, cap)).containsExactly("guest_new#3", "guest_new#4");
+        assertThat(changed(base, cap)).containsExactly("guest_new#2", "guest_new#3");
         assertThat(changed(base, wan)).containsExactly("forward#4", "ct_closing#0", "ct_closing#1", "postrouting#0");
     }
 
