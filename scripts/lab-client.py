@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A guest's client in the egressd lab (run inside a guest namespace). Standard library only.
 
-    lab-client.py tcp|udp ADDR PORT N HOLD_SECONDS [--bind SRC] [--timeout S]
+    lab-client.py tcp|udp ADDR PORT N HOLD_SECONDS [--bind SRC] [--timeout S] [--reset]
         Opens N connections (TCP) or connected sockets (UDP, one datagram each), one after another,
-        and keeps all of them open together for HOLD_SECONDS. Prints one line per connection as soon
+        and keeps all of them open together for HOLD_SECONDS, then closes them (TCP: with a FIN, or with
+        --reset a RST: SO_LINGER 0). Prints one line per connection as soon
         as it is known:  "ok <seen ip> <seen port>"  or  "fail <errno name>"  (ETIMEDOUT on timeout),
         where seen ip/port are what the destination saw. Opening them one after another makes the
         N+1-th connection under a cap of N the one that is refused.
@@ -23,6 +24,7 @@ import errno
 import signal
 import threading
 import socket
+import struct
 import sys
 import time
 
@@ -73,7 +75,7 @@ def open_one(proto, addr, port, bind, timeout):
 
 def main():
     argv = sys.argv[1:]
-    bind, timeout = None, 2.0
+    bind, timeout, reset = None, 2.0, False
     rest = []
     i = 0
     while i < len(argv):
@@ -83,6 +85,9 @@ def main():
         elif argv[i] == "--timeout":
             timeout = float(argv[i + 1])
             i += 2
+        elif argv[i] == "--reset":
+            reset = True
+            i += 1
         else:
             rest.append(argv[i])
             i += 1
@@ -91,6 +96,8 @@ def main():
         socks = [open_one(proto, addr, port, bind, timeout) for _ in range(n)]
         time.sleep(hold)
         for s in socks:
+            if reset and proto == "tcp":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
     elif len(rest) >= 4 and rest[0] == "hold":
         addr, port, seconds = rest[1], int(rest[2]), float(rest[3])

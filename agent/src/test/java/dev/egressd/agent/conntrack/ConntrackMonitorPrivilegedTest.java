@@ -7,7 +7,9 @@ import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
+import dev.egressd.agent.netlink.NetlinkConstants;
 import dev.egressd.agent.kernel.nft.DataplaneConfig;
 import dev.egressd.core.alloc.EgressAllocator;
 import dev.egressd.core.ledger.DestinationUsage;
@@ -358,6 +360,103 @@ class ConntrackMonitorPrivilegedTest
         final Map<String, Integer> listed = listed(guest4(1));
         awaitTrue(() -> ledger("m1").equals(listed), "after the resync: ledger " + ledger("m1") + " = " + listed);
         report("overrun: stats " + brief(monitor.stats()) + "; ledger " + ledger("m1") + " = conntrack -L " + listed);
+    }
+
+    /**
+     * egressd's table narrows a guest flow's conntrack events to NEW and DESTROY when it starts and widens them to
+     * its TCP state changes from its first FIN or RST (docs/design.md, "Conntrack events: only what the ledger
+     * uses"). The ledger still closes every connection at its close, IPv4 and IPv6, those closed with a FIN at
+     * TIME_WAIT and the reset ones at CLOSE, while conntrack still holds them (so on their UPDATE, not a DESTROY);
+     * and an unfiltered listener on the host receives, for these flows, no UPDATE of an open connection (SYN_RECV,
+     * ESTABLISHED: one or two per connection were built before), but every NEW and every close.
+     */
+    @Test
+    void closedConnectionsLeaveTheLedgerAtTheirCloseAndNoUpdateOfAnOpenOneIsBuilt() throws Exception
+    {
+        start(1024, ConntrackEvents.DEFAULT_RECEIVE_BUFFER);
+        // CLOSE entries stay 120 s, as TIME_WAIT ones do by default: the ledger must drop them while they are listed
+        lab.must("host", "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=120");
+        try (ConntrackEvents all = lab.host().call(() -> ConntrackEvents.open(ConntrackEvents.DEFAULT_RECEIVE_BUFFER,
+            200, true)))
+        {
+            final List<ConntrackEvent> seen = new ArrayList<>();
+            final List<RunningClient> closing = List.of(
+                lab.guest(1).startClient("tcp", DST4, "80", "4", "3"),
+                lab.guest(1).startClient("tcp", DST6, "80", "3", "3", "--reset"),
+                lab.guest(2).startClient("tcp", DST4, "80", "3", "3", "--reset"),
+                lab.guest(2).startClient("tcp", DST6, "80", "2", "3"));
+            clients.addAll(closing);
+            final int[] counts = {4, 3, 3, 2};
+            for (int i = 0; i < closing.size(); i++)
+            {
+                for (int k = 0; k < counts[i]; k++)
+                {
+                    assertThat(closing.get(i).next(Duration.ofSeconds(10)).ok()).isTrue();
+                }
+            }
+            awaitTrue(() -> total("m1") == 7 && total("m2") == 5, "the ledger holds the 7 + 5 open connections: "
+                + total("m1") + " + " + total("m2"));
+            for (final RunningClient c : closing)
+            {
+                assertThat(c.awaitEnd(Duration.ofSeconds(10))).isEmpty();
+            }
+            awaitTrue(() -> total("m1") == 0 && total("m2") == 0, "the ledger lets the closed connections go: "
+                + total("m1") + " + " + total("m2"));
+            final List<ConntrackEntry> held = new ArrayList<>(lab.hostConntrack().entries("ipv4"));
+            held.addAll(lab.hostConntrack().entries("ipv6"));
+            held.removeIf(e -> !"tcp".equals(e.proto()) || !(e.origDst().equals(DST4) || e.origDst().equals(DST6)));
+            assertThat(held).as("conntrack still holds all 12, closing").hasSize(12)
+                .allSatisfy(e -> assertThat(e.tcpState()).isIn("TIME_WAIT", "CLOSE"));
+
+            final long quietUntil = System.nanoTime() + 1_500_000_000L;
+            while (System.nanoTime() < quietUntil)
+            {
+                all.poll(collect(seen));
+            }
+            seen.removeIf(e -> e.l4proto() != 6 || e.origDstPort() != 80);
+            final long news = seen.stream().filter(e -> e.type() == ConntrackEvent.Type.NEW).count();
+            final List<Integer> updateStates = seen.stream().filter(e -> e.type() == ConntrackEvent.Type.UPDATE)
+                .map(ConntrackEvent::tcpState).toList();
+            final long closes = updateStates.stream().filter(st -> st == NetlinkConstants.TCP_CONNTRACK_TIME_WAIT
+                || st == NetlinkConstants.TCP_CONNTRACK_CLOSE).count();
+            assertThat(news).as("every NEW").isEqualTo(12);
+            assertThat(closes).as("every close: 6 TIME_WAIT, 6 CLOSE").isEqualTo(12);
+            // SYN_SENT 1, SYN_RECV 2, ESTABLISHED 3: a connection's opening, which the ledger never reads
+            assertThat(updateStates).as("no UPDATE of an open connection").noneMatch(st -> st >= 1 && st <= 3);
+            report("events: " + seen.size() + " messages for 12 connections (NEW " + news + ", UPDATE states "
+                + updateStates + "); stats " + brief(monitor.stats()));
+        }
+    }
+
+    private int total(final String machine)
+    {
+        try
+        {
+            final ConnectionQueries.Connections c = monitor.queries().connections(machine, 10).get(5, TimeUnit.SECONDS);
+            return c == null ? 0 : c.total();
+        }
+        catch (final Exception e)
+        {
+            throw new AssertionError(e);
+        }
+    }
+
+    private static ConntrackEvents.Listener collect(final List<ConntrackEvent> into)
+    {
+        return new ConntrackEvents.Listener()
+        {
+            @Override
+            public void onEvent(final ConntrackEvent event)
+            {
+                into.add(event.copy());
+            }
+
+            @Override
+            public void onOverrun()
+            {
+                throw new AssertionError("events lost: the buffer overran");
+            }
+        };
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class NftDataplanePacedTest
         final int listings = tableListings();
         assertThat(dataplane.ensureTable()).as("deep, once due: repaired").isTrue();
         assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules");
-        assertThat(nft.rules("egressd", "forward")).hasSize(4);
+        assertThat(nft.rules("egressd", "forward")).hasSize(5);
         dataplane.read();
         assertThat(dataplane.deepCounts()[0]).as("the read after a deep check is deep: one cycle")
             .isEqualTo(deepReads + 1);

@@ -80,11 +80,11 @@ class NftDataplanePrivilegedTest
             }
             rules += item.has("rule") ? 1 : 0;
         }
-        assertThat(chains).containsExactly("forward", "guest_new", "deny", "nat6", "postrouting");
+        assertThat(chains).containsExactly("forward", "ct_closing", "guest_new", "deny", "nat6", "postrouting");
         assertThat(sets).containsExactly("static4", "static6", "guests4", "guests6", "snat4", "snat6",
             "cc4", "cc6");
         assertThat(counters).containsExactlyElementsOf(Ruleset.COUNTERS);
-        assertThat(rules).as("nat6's three built over netlink").isEqualTo(4 + 4 + 2 + 3 + 7);
+        assertThat(rules).as("nat6's three built over netlink").isEqualTo(5 + 2 + 5 + 2 + 3 + 7);
         assertThat(ns.call(dataplane::read)).isEqualTo(KernelPlan.empty());
         assertThat(lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new")).contains("ct count over 1024");
     }
@@ -156,9 +156,9 @@ class NftDataplanePrivilegedTest
         final long t0 = System.nanoTime();
         assertThat(ns.call(dataplane::ensureTable)).isTrue();
         final long micros = (System.nanoTime() - t0) / 1000;
-        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 4 it should")
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 5 it should")
             .doesNotContain("guest_new").doesNotContain("postrouting");
-        assertThat(listedRules("forward")).isEqualTo(forward).hasSize(4);
+        assertThat(listedRules("forward")).isEqualTo(forward).hasSize(5);
         assertThat(ns.call(dataplane::read)).isEqualTo(before);
         assertThat(lab.exec("nft", "list", "set", "inet", "egressd", "cc4")).isEqualTo(meterBefore);
         final long c0 = System.nanoTime();
@@ -193,7 +193,7 @@ class NftDataplanePrivilegedTest
         final String guestNew = lab.exec("nft", "list", "chain", "inet", "egressd", "guest_new");
         assertThat(guestNew).contains("add @cc4 { ip saddr . ip daddr ct count over 16 }")
             .contains("add @cc6 { ip6 saddr . ip6 daddr ct count over 16 }").doesNotContain("over 8 ");
-        assertThat(listedRules("guest_new")).hasSize(4);
+        assertThat(listedRules("guest_new")).hasSize(5);
         assertThat(ns.call(cap16::read)).isEqualTo(before);
         assertThat(lab.exec("nft", "list", "set", "inet", "egressd", "cc6")).contains("fd77::2 . 2001:db8:100::10");
         assertThat(ns.call(cap16::ensureTable)).isFalse();

@@ -122,7 +122,7 @@ class NftDataplaneTest
         final int scripts = nft.scripts().size();
 
         assertThat(dataplane.ensureTable()).isTrue();
-        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 4 it should");
+        assertThat(dataplane.lastRepair()).contains("chain forward holds 0 rules, 0 of the 5 it should");
         assertThat(nft.scripts()).as("one transaction").hasSize(scripts + 1);
         final String repair = nft.scripts().get(scripts);
         assertThat(repair).doesNotContain("delete table", "flush set", "flush map", "delete set", "delete element",
@@ -146,7 +146,7 @@ class NftDataplaneTest
         final DataplaneConfig cap16 = new DataplaneConfig("egressd", "uplink", "tap-*", 16);
         final NftDataplane next = new NftDataplane(nft, nft, cap16);
         assertThat(next.ensureTable()).isTrue();
-        assertThat(next.lastRepair()).contains("chain guest_new holds 4 rules, 2 of the 4 it should");
+        assertThat(next.lastRepair()).contains("chain guest_new holds 5 rules, 3 of the 5 it should");
         assertThat(nft.rules("egressd", "guest_new")).anyMatch(r -> r.contains("ct count over 16"))
             .noneMatch(r -> r.contains("ct count over 8 "));
         assertFixedPartIs(cap16);

@@ -69,18 +69,19 @@ class RulesetTest
         final Ruleset base = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
         final java.util.List<String> all = base.staticChains().stream()
             .flatMap(c -> c.fingerprints().stream()).toList();
-        assertThat(all).hasSize(4 + 4 + 2 + 3 + 7).doesNotHaveDuplicates()
+        assertThat(all).hasSize(5 + 2 + 5 + 2 + 3 + 7).doesNotHaveDuplicates()
             .allMatch(f -> f.matches("egressd [0-9a-f]{16}"));
         // golden: the fingerprint of the first forward rule is stable across builds
         assertThat(base.staticChains().get(0).commentedRules().get(0)).isEqualTo(
-            "iifname != \"tap-*\" accept comment \""
+            "tcp flags fin,rst ct state != related jump ct_closing comment \""
                 + base.staticChains().get(0).fingerprints().get(0) + "\"");
-        assertThat(text).contains(base.staticChains().get(4).commentedRules().get(6) + "\n");
-        // the cap changes exactly the two meter rules; the uplink changes forward's fourth and postrouting's first
+        assertThat(text).contains(base.staticChains().get(5).commentedRules().get(6) + "\n");
+        // the cap changes exactly the two meter rules; the uplink changes forward's fifth, both of ct_closing's and
+        // postrouting's first
         final Ruleset cap = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 16));
         final Ruleset wan = new Ruleset(new DataplaneConfig("egressd", "wan0", "tap-*", 1024));
         assertThat(changed(base, cap)).containsExactly("guest_new#2", "guest_new#3");
-        assertThat(changed(base, wan)).containsExactly("forward#3", "postrouting#0");
+        assertThat(changed(base, wan)).containsExactly("forward#4", "ct_closing#0", "ct_closing#1", "postrouting#0");
     }
 
     private static java.util.List<String> changed(final Ruleset a, final Ruleset b)
@@ -125,7 +126,7 @@ class RulesetTest
     void theIpv6SnatRulesAreBuiltOverNetlinkWithTheirFingerprintsAndNeverWrittenAsText()
     {
         final Ruleset ruleset = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024));
-        final Ruleset.StaticChain nat6 = ruleset.staticChains().get(3);
+        final Ruleset.StaticChain nat6 = ruleset.staticChains().get(4);
         assertThat(nat6.name()).isEqualTo(Ruleset.NAT6_CHAIN);
         assertThat(nat6.netlink()).isTrue();
         assertThat(text).contains("    chain nat6 {\n    }\n").doesNotContain("saddr map @snat6");
