@@ -150,6 +150,8 @@ public final class Egressd implements Callable<Integer>
         {
             return teardown(settings);
         }
+        // the state directory is locked and read meanwhile (docs/operations.md, "Start-up")
+        final Daemon.StateLoad state = Daemon.loadState(settings.stateDir());
         final Kernel kernel;
         if (dryRun)
         {
@@ -162,6 +164,7 @@ public final class Egressd implements Callable<Integer>
             final Optional<String> problem = KernelChecks.check(dataplane);
             if (problem.isPresent())
             {
+                state.abandon();
                 System.err.println(Logging.errorPrefix() + "egressd: " + problem.get());
                 return 1;
             }
@@ -171,7 +174,7 @@ public final class Egressd implements Callable<Integer>
             kernel = new NftKernel(dataplane, settings.pairAddressDevice());
         }
         StartupPhases.mark("checks");
-        final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version());
+        final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version()).stateLoad(state);
         try
         {
             daemon.start();
