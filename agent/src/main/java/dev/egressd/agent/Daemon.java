@@ -272,6 +272,29 @@ public final class Daemon
         return this;
     }
 
+    /**
+     * Once the state directory's lock is held (no other egressd runs here): the loop thread opens its kernel handle
+     * (the libnftables context, the nf_tables and rtnetlink sockets; the handle belongs to the thread that opens it),
+     * asks the ruleset's generation and renders the table's fingerprint, while this thread waits for the state and
+     * builds the loop. The first sync then finds them done instead of doing them first (docs/operations.md,
+     * "Start-up"). Reads only; a failure here is met again, and reported, by the sync itself.
+     */
+    private void warmKernel()
+    {
+        executor.execute(() ->
+        {
+            try
+            {
+                kernel.generation();
+                kernel.tableFingerprint();
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.debug("kernel: opening the handle ahead of the first sync: {}", e.toString());
+            }
+        });
+    }
+
     private void start(final long t0, final StartupPhases phases, final CompletableFuture<Prepared> prepared)
         throws Exception
     {
@@ -281,6 +304,7 @@ public final class Daemon
             final StateLoad load = stateLoad;
             stateLoad = null;
             store = load.store();
+            warmKernel();
             loaded = load.loaded();
         }
         else
@@ -288,6 +312,7 @@ public final class Daemon
             // compaction snapshots on their own thread: a change never waits for the whole state to be written
             store = new StateStore(config.stateDir()).snapshotsInBackground().preallocated();
             store.lock();
+            warmKernel();
             loaded = store.load();
         }
         // what the last clean stop saw of the kernel: good for this start only (taken: read and deleted)

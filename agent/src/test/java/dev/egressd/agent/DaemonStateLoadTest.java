@@ -117,6 +117,55 @@ class DaemonStateLoadTest
         }
     }
 
+    /** Records the threads that asked for the ruleset's generation. */
+    private static final class WatchedKernel extends MemoryKernel
+    {
+        final List<String> askedBy = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+        @Override
+        public long generation()
+        {
+            askedBy.add(Thread.currentThread().getName());
+            return super.generation();
+        }
+    }
+
+    @Test
+    void theLoopThreadOpensTheKernelOnlyOnceTheLockIsHeld() throws Exception
+    {
+        writeState();
+        final EgressdConfig config = config(0);
+        final StateStore other = new StateStore(config.stateDir());
+        other.lock();
+        final WatchedKernel refused = new WatchedKernel();
+        final Daemon blocked = new Daemon(config, null, Map.of(), refused, "test")
+            .stateLoad(Daemon.loadState(config.stateDir()));
+        try
+        {
+            assertThatThrownBy(blocked::start).hasMessageContaining("locked");
+        }
+        finally
+        {
+            blocked.stop();
+            other.unlock();
+        }
+        assertThat(refused.askedBy).as("another egressd holds the directory: the kernel is not touched").isEmpty();
+
+        final WatchedKernel kernel = new WatchedKernel();
+        final Daemon daemon = new Daemon(config, null, Map.of(), kernel, "test")
+            .stateLoad(Daemon.loadState(config.stateDir()));
+        try
+        {
+            daemon.start();
+        }
+        finally
+        {
+            daemon.stop();
+        }
+        assertThat(kernel.askedBy).isNotEmpty();
+        assertThat(kernel.askedBy.get(0)).as("the handle belongs to the loop's thread").isEqualTo("egressd-control");
+    }
+
     @Test
     void aStartThatEndsBeforeTheDaemonTakesTheLoadReleasesTheLock() throws Exception
     {
