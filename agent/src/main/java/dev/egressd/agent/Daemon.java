@@ -335,6 +335,11 @@ public final class Daemon
         loop = ControlLoop.of(config.hostSettings(), state, kernel, store, executor, System::nanoTime,
             System::currentTimeMillis, config.conntrackDrainSeconds(), ledger);
         loop.guestInterfaces(config.guestInterfaces());
+        if (loaded.status() == StateStore.Status.LOADED)
+        {
+            // the plan of the loaded state is built on the loop thread while the rest is wired here
+            executor.execute(loop::preparePlan);
+        }
         // the reconcile's reads of the kernel on a thread (and kernel handle) of their own: no change waits behind
         // one; this thread is in the daemon's network namespace, as the loop's is
         loop.readsOn(java.util.concurrent.Executors.newSingleThreadExecutor(r ->
