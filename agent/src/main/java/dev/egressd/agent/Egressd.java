@@ -402,7 +402,7 @@ public final class Egressd implements Callable<Integer>
      */
     public static void main(final String[] args)
     {
-        StartupPhases.mark("main");
+        StartupPhases.mark(StartupPhases.MAIN);
         if (args.length > 0 && "version".equals(args[0]))
         {
             System.out.println(Version.line("egressd"));

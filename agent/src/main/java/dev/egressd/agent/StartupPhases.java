@@ -16,6 +16,9 @@ final class StartupPhases
      */
     private static final java.util.List<Object[]> MARKS = new java.util.ArrayList<>();
 
+    /** The first mark's name: {@link Egressd#main} began. */
+    static final String MAIN = "main";
+
     private final StringBuilder line = new StringBuilder();
     private final long t0;
     private long last;
@@ -52,8 +55,9 @@ final class StartupPhases
             marks = new java.util.ArrayList<>(MARKS);
             MARKS.clear();
         }
-        if (marks.isEmpty())
+        if (marks.isEmpty() || !MAIN.equals(marks.get(0)[0]))
         {
+            // no marks, or not from main(): a daemon started another way (a test)
             started.ifPresent(s -> line.append("jvm+config ")
                 .append(Math.max(0, Duration.between(s, Instant.now()).toMillis())).append(" ms"));
             return;
@@ -93,6 +97,10 @@ final class StartupPhases
     {
         synchronized (MARKS)
         {
+            if (MAIN.equals(name))
+            {
+                MARKS.clear(); // a new start: what an earlier one left (a start that failed early) is not this one's
+            }
             if (MARKS.size() < 16)
             {
                 MARKS.add(new Object[] {name, System.nanoTime(), System.currentTimeMillis()});
