@@ -222,6 +222,14 @@ public final class Daemon
         {
             try
             {
+                loaded(); // a load may move a corrupt file aside: done under the lock
+            }
+            catch (final IOException | RuntimeException e)
+            {
+                LOG.debug("state load abandoned: {}", e.toString());
+            }
+            try
+            {
                 store().unlock();
             }
             catch (final IOException | RuntimeException e)
