@@ -132,6 +132,7 @@ public final class Egressd implements Callable<Integer>
     @Override
     public Integer call() throws Exception
     {
+        StartupPhases.mark("cli");
         final EgressdConfig settings;
         try
         {
@@ -142,11 +143,15 @@ public final class Egressd implements Callable<Integer>
             System.err.println(Logging.errorPrefix() + "egressd: " + e.getMessage());
             return 2;
         }
+        StartupPhases.mark("config");
         Logging.apply(Logging.layout(settings.logFormat()));
+        StartupPhases.mark("logging");
         if (teardown)
         {
             return teardown(settings);
         }
+        // the state directory is locked and read meanwhile (docs/operations.md, "Start-up")
+        final Daemon.StateLoad state = Daemon.loadState(settings.stateDir());
         final Kernel kernel;
         if (dryRun)
         {
@@ -159,6 +164,7 @@ public final class Egressd implements Callable<Integer>
             final Optional<String> problem = KernelChecks.check(dataplane);
             if (problem.isPresent())
             {
+                state.abandon();
                 System.err.println(Logging.errorPrefix() + "egressd: " + problem.get());
                 return 1;
             }
@@ -167,7 +173,8 @@ public final class Egressd implements Callable<Integer>
             settings.addressWarnings().forEach(w -> org.slf4j.LoggerFactory.getLogger(Egressd.class).warn(w));
             kernel = new NftKernel(dataplane, settings.pairAddressDevice());
         }
-        final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version());
+        StartupPhases.mark("checks");
+        final Daemon daemon = new Daemon(settings, config, flags(), kernel, Version.version()).stateLoad(state);
         try
         {
             daemon.start();
@@ -266,16 +273,145 @@ public final class Egressd implements Callable<Integer>
     }
 
     /**
+     * The daemon's own command line, read without picocli: only flags that take one value ({@code --name value} or
+     * {@code --name=value}, each at most once) and {@code --dry-run}, which is all a service's start uses. Picocli
+     * costs a start about 0.2 s of CPU (its 170 classes are compiled for Java 5, which the class-data archive cannot
+     * hold, so they are loaded and verified at every start, and it reflects over this class's annotations:
+     * docs/operations.md, "Start-up"); the result here is the one picocli gives for the same arguments
+     * ({@code EgressdTest}). Anything else (help, version, the router role, {@code --teardown}, an unknown,
+     * repeated or valueless flag, an {@code @file}) is left to picocli, with its messages and exit codes.
+     *
+     * @param args the command line.
+     * @return the command with its fields set, or null when picocli is to read the command line.
+     */
+    static Egressd parseDaemonFlags(final String[] args)
+    {
+        final Egressd command = new Egressd();
+        final java.util.Set<String> seen = new java.util.HashSet<>();
+        for (int i = 0; i < args.length; i++)
+        {
+            final String arg = args[i];
+            if (!arg.startsWith("--"))
+            {
+                return null;
+            }
+            if ("--dry-run".equals(arg))
+            {
+                if (!seen.add(arg))
+                {
+                    return null;
+                }
+                command.dryRun = true;
+                continue;
+            }
+            final int eq = arg.indexOf('=');
+            final String name = eq < 0 ? arg : arg.substring(0, eq);
+            final String value;
+            if (eq >= 0)
+            {
+                value = arg.substring(eq + 1);
+            }
+            else if (i + 1 < args.length && !args[i + 1].startsWith("-") && !args[i + 1].startsWith("@"))
+            {
+                value = args[++i];
+            }
+            else
+            {
+                return null;
+            }
+            if (value.isEmpty() || !seen.add(name) || !command.set(name, value))
+            {
+                return null;
+            }
+        }
+        return command;
+    }
+
+    /** Sets the field of a flag that takes one value; false for any other flag (picocli reads those). */
+    private boolean set(final String name, final String value)
+    {
+        switch (name)
+        {
+            case "--config" ->
+            {
+                try
+                {
+                    config = Path.of(value);
+                }
+                catch (final java.nio.file.InvalidPathException e)
+                {
+                    return false;
+                }
+            }
+            case "--region" -> region = value;
+            case "--uplink" -> uplink = value;
+            case "--guest-interfaces" -> guests = value;
+            case "--api-socket" -> socket = value;
+            case "--api-group" -> group = value;
+            case "--metrics-listen" -> metrics = value;
+            case "--state-dir" -> stateDir = value;
+            case "--table" -> table = value;
+            case "--destination-cap" -> cap = value;
+            case "--block-count" -> blockCount = value;
+            case "--block-size" -> blockSize = value;
+            case "--conntrack-drain-seconds" -> drain = value;
+            case "--log-format" -> logFormat = value;
+            case "--ledger" -> ledger = value;
+            case "--etcd-endpoints" -> endpoints = value;
+            case "--etcd-prefix" -> prefix = value;
+            case "--etcd-ca-file" -> caFile = value;
+            case "--etcd-cert-file" -> certFile = value;
+            case "--etcd-key-file" -> keyFile = value;
+            case "--host-id" -> hostId = value;
+            case "--etcd-deadline-ms" -> deadline = value;
+            case "--region-quarantine-seconds" -> quarantine = value;
+            case "--region-host-addresses" -> hostAddresses = value;
+            case "--pair-address-device" -> pairDevice = value;
+            case "--router-confirm-ms" -> routerConfirm = value;
+            default ->
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Runs the command read by {@link #parseDaemonFlags} as picocli's {@code execute} would: an exception out of
+     * {@link #call()} is printed with its stack trace and exits with 1.
+     *
+     * @return the exit code.
+     */
+    int run()
+    {
+        try
+        {
+            return call();
+        }
+        catch (final Exception e)
+        {
+            e.printStackTrace();
+            return 1;
+        }
+    }
+
+    /**
      * Starts the daemon.
      *
      * @param args command-line arguments.
      */
     public static void main(final String[] args)
     {
+        StartupPhases.mark(StartupPhases.MAIN);
         if (args.length > 0 && "version".equals(args[0]))
         {
             System.out.println(Version.line("egressd"));
             return;
+        }
+        final Egressd daemon = parseDaemonFlags(args);
+        if (daemon != null)
+        {
+            System.exit(daemon.run());
         }
         final CommandLine cli = new CommandLine(new Egressd());
         cli.setParameterExceptionHandler((ex, a) ->

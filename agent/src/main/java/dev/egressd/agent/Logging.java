@@ -27,7 +27,7 @@ import java.util.Map;
  */
 public final class Logging
 {
-    /** The text layout, as logback.xml has it. */
+    /** The text layout (and the one before {@link #apply}: {@link LoggingDefaults}). */
     static final String TEXT_PATTERN = "%d{HH:mm:ss.SSS} %-5level %logger{24} - %msg%n";
 
     /** Under journald the journal stamps each entry itself: no time of day in the line. */

@@ -50,6 +50,60 @@ class EgressdTest
     }
 
     @Test
+    void theDaemonsOwnFlagsAreReadWithoutPicocliExactlyAsPicocliReadsThem()
+    {
+        // every option of the command that takes one value, in both spellings, each alone and all together
+        final java.util.List<String> all = new java.util.ArrayList<>();
+        int n = 0;
+        for (final CommandLine.Model.OptionSpec option : new CommandLine(new Egressd()).getCommandSpec().options())
+        {
+            final String name = option.longestName();
+            if (option.arity().max() != 1 || option.type() == boolean.class)
+            {
+                continue;
+            }
+            final String value = "--config".equals(name) ? "/etc/egressd/x.conf" : "v" + n++;
+            assertSameAsPicocli(name, value);
+            assertSameAsPicocli(name + "=" + value);
+            all.add(name);
+            all.add(value);
+        }
+        assertThat(all).as("the value flags this reads").hasSize(2 * 26);
+        all.add("--dry-run");
+        assertSameAsPicocli(all.toArray(String[]::new));
+        assertSameAsPicocli("--region", "ord", "--uplink=eth0", "--dry-run", "--state-dir", "/var/lib/x");
+        assertSameAsPicocli("--router-confirm-ms", "0", "--region=a=b");
+        assertSameAsPicocli();
+    }
+
+    @Test
+    void anythingButTheDaemonsOwnFlagsIsLeftToPicocli()
+    {
+        for (final String[] args : new String[][] {
+            {"--help"}, {"-h"}, {"--version"}, {"-V"}, {"router", "--region", "ord"}, {"--teardown", "--yes"},
+            {"--region", "ord", "--region", "ams"}, {"--dry-run", "--dry-run"}, {"--region"},
+            {"--region", "--uplink", "eth0"}, {"--region="}, {"--regoin", "ord"}, {"--region", "@args"},
+            {"ord"}, {"--", "--region", "ord"}, {"--dry-run=true"}, {"--region", "-x"}})
+        {
+            assertThat(Egressd.parseDaemonFlags(args)).as(String.join(" ", args)).isNull();
+        }
+    }
+
+    /** The fields parseDaemonFlags sets equal those picocli sets for the same arguments. */
+    private static void assertSameAsPicocli(final String... args)
+    {
+        final Egressd fast = Egressd.parseDaemonFlags(args);
+        assertThat(fast).as(String.join(" ", args)).isNotNull();
+        final Egressd picocli = new Egressd();
+        new CommandLine(picocli).parseArgs(args);
+        assertThat(fast.flags()).as(String.join(" ", args)).isEqualTo(picocli.flags());
+        assertThat(fast.config).isEqualTo(picocli.config);
+        assertThat(fast.dryRun).isEqualTo(picocli.dryRun);
+        assertThat(fast.teardown).isFalse();
+        assertThat(fast.yes).isFalse();
+    }
+
+    @Test
     void aLayoutThatWouldMovePlacedMachinesIsRefusedAtStartAndChangesNothing() throws Exception
     {
         final Path state = Files.createDirectories(dir.resolve("state"));

@@ -18,7 +18,41 @@ class StartupPhasesTest
         final StartupPhases phases = new StartupPhases(System.nanoTime());
         phases.done("state");
         phases.done("kernel");
-        assertThat(phases.line()).matches("(jvm\\+config \\d+ ms, )?state \\d+ ms, kernel \\d+ ms, daemon \\d+ ms");
+        assertThat(phases.line()).matches(
+            "(jvm\\+config \\d+ ms, )?state \\d+ ms, kernel \\d+ ms, daemon \\d+ ms; process CPU \\d+ ms");
+    }
+
+    @Test
+    void theStepsMarkedBeforeTheDaemonsStartSplitTheJvmsStartFromTheConfigsAndAreTakenOnce()
+    {
+        StartupPhases.mark("cli"); // left by a start that did not begin in main() (a test's): not this start's
+        StartupPhases.mark("logging");
+        assertThat(new StartupPhases(System.nanoTime()).line()).doesNotContain("cli").doesNotContain("logging");
+        StartupPhases.mark("config"); // and one that failed before its daemon started
+        StartupPhases.mark(StartupPhases.MAIN);
+        StartupPhases.mark("cli");
+        StartupPhases.mark("checks");
+        final StartupPhases phases = new StartupPhases(System.nanoTime());
+        phases.done("state");
+        assertThat(phases.line()).matches(
+            "jvm \\d+ ms, cli \\d+ ms, checks \\d+ ms, state \\d+ ms, daemon \\d+ ms; process CPU \\d+ ms");
+        // the marks belong to the process's start: a later start-up line (a test's daemon) has none of them
+        assertThat(new StartupPhases(System.nanoTime()).line()).doesNotContain("cli");
+    }
+
+    @Test
+    void theProcessCpuIsReadFromProc()
+    {
+        final long before = StartupPhases.processCpuMillis();
+        long spin = 0;
+        final long until = System.nanoTime() + 200_000_000L;
+        while (System.nanoTime() < until)
+        {
+            spin += System.nanoTime() % 7;
+        }
+        assertThat(spin).isPositive();
+        assertThat(before).isNotNegative();
+        assertThat(StartupPhases.processCpuMillis()).as("200 ms spent on the CPU").isGreaterThan(before);
     }
 
     @Test

@@ -63,6 +63,8 @@ public final class NftKernel implements Kernel, AutoCloseable
     private final DataplaneConfig config;
     /** Where the app-scoped pairs' addresses go: on lo, the ARP sysctls are raised at the open and checked after. */
     private final AddressDevice pairDevice;
+    /** {@link #tableFingerprint()}, once computed (any thread: the same text each time). */
+    private volatile String tableFingerprint;
     /** Where the ARP sysctls are read and written (the calling thread's namespace; a fake in tests). */
     private final LoopbackArp.Sysctls sysctls;
     /** The ARP sysctls as the last read found them: null when not checked, "ok", or the problem. */
@@ -290,6 +292,19 @@ public final class NftKernel implements Kernel, AutoCloseable
 
     @Override
     public String tableFingerprint()
+    {
+        // the configuration and the device never change for this kernel: computed once (a start-up's decision to
+        // trust the table, and every clean stop, ask for it)
+        String fingerprint = tableFingerprint;
+        if (fingerprint == null)
+        {
+            fingerprint = renderTableFingerprint();
+            tableFingerprint = fingerprint;
+        }
+        return fingerprint;
+    }
+
+    private String renderTableFingerprint()
     {
         final Ruleset ruleset = new Ruleset(config);
         final StringBuilder text = new StringBuilder(ruleset.render()).append('\n').append(pairDevice);

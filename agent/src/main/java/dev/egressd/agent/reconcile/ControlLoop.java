@@ -984,6 +984,16 @@ public final class ControlLoop implements LoopStats
     }
 
     /**
+     * Brings the desired plan up to date with the allocator built from the state, ahead of the first sync: called on
+     * the loop thread while the daemon wires the rest (its conntrack subscription), so that the first sync's
+     * decision finds the plan built. Changes nothing: the plan follows the allocator, as at every sync.
+     */
+    public void preparePlan()
+    {
+        plans.version();
+    }
+
+    /**
      * The first sync at start-up (before the API serves): apply the desired plan, persist the state.
      *
      * @throws IOException if the kernel or the disk failed.
