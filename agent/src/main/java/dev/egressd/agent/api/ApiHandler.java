@@ -240,7 +240,9 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         final Request request, final long[] stamps)
     {
         final long writing = System.nanoTime();
-        answer.writeTo(ctx, keepAlive).addListener((ChannelFutureListener)f ->
+        final Reply.Encoded encoded = answer.encode();
+        final long serialised = System.nanoTime();
+        answer.writeTo(ctx, keepAlive, encoded).addListener((ChannelFutureListener)f ->
         {
             final RequestEvent event = new RequestEvent();
             if (event.isEnabled())
@@ -252,7 +254,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 event.dispatch = stamps[2] - stamps[1];
                 event.waited = stamps[3] - stamps[2];
                 event.hop = writing - stamps[3];
-                event.write = System.nanoTime() - writing;
+                event.serialise = serialised - writing;
+                event.write = System.nanoTime() - serialised;
                 event.commit();
             }
             busy = false;
@@ -360,7 +363,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         final java.util.Map<String, List<String>> params;
         try
         {
-            params = new QueryStringDecoder(uri).parameters();
+            params = decoded.parameters();
         }
         catch (final IllegalArgumentException e)
         {
