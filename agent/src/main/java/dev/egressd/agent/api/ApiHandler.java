@@ -52,6 +52,9 @@ import java.util.function.Supplier;
 public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpRequest>
 {
     private static final Logger LOG = LoggerFactory.getLogger(ApiHandler.class);
+    /** For {@link RequestEvent#writeCpu}, read only while a recording asks for the event. */
+    private static final java.lang.management.ThreadMXBean THREADS =
+        java.lang.management.ManagementFactory.getThreadMXBean();
     private static final Set<String> PAIR_FIELDS = Set.of("ipv4", "ipv6", "region");
     private static final Set<String> APP_FIELDS = Set.of("fail_closed");
     private static final Set<String> MACHINE_FIELDS = Set.of("app", "interface", "ipv4", "ipv6", "pin", "from_host");
@@ -240,11 +243,16 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         final Request request, final long[] stamps)
     {
         final long writing = System.nanoTime();
-        answer.writeTo(ctx, keepAlive).addListener((ChannelFutureListener)f ->
+        final RequestEvent event = new RequestEvent();
+        // the write's own CPU against its wall time: a write that wakes the client can lose its core to it
+        final long cpu = event.isEnabled() ? THREADS.getCurrentThreadCpuTime() : 0;
+        final Reply.Encoded encoded = answer.encode();
+        final long serialised = System.nanoTime();
+        answer.writeTo(ctx, keepAlive, encoded).addListener((ChannelFutureListener)f ->
         {
-            final RequestEvent event = new RequestEvent();
             if (event.isEnabled())
             {
+                event.writeCpu = THREADS.getCurrentThreadCpuTime() - cpu;
                 event.method = request.method();
                 event.uri = request.uri();
                 event.status = answer.status();
@@ -252,7 +260,8 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
                 event.dispatch = stamps[2] - stamps[1];
                 event.waited = stamps[3] - stamps[2];
                 event.hop = writing - stamps[3];
-                event.write = System.nanoTime() - writing;
+                event.serialise = serialised - writing;
+                event.write = System.nanoTime() - serialised;
                 event.commit();
             }
             busy = false;
@@ -360,7 +369,7 @@ public final class ApiHandler extends SimpleChannelInboundHandler<FullHttpReques
         final java.util.Map<String, List<String>> params;
         try
         {
-            params = new QueryStringDecoder(uri).parameters();
+            params = decoded.parameters();
         }
         catch (final IllegalArgumentException e)
         {

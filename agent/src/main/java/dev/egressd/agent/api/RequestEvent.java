@@ -50,8 +50,19 @@ final class RequestEvent extends jdk.jfr.Event
     @Timespan(Timespan.NANOSECONDS)
     long hop;
 
+    @Label("Serialise")
+    @Description("The answer's body serialised (JSON)")
+    @Timespan(Timespan.NANOSECONDS)
+    long serialise;
+
     @Label("Write")
-    @Description("The answer serialised and written to the socket")
+    @Description("The serialised answer encoded as HTTP and written to the socket, to the write's completion")
     @Timespan(Timespan.NANOSECONDS)
     long write;
+
+    @Label("Write CPU")
+    @Description("The event loop thread's CPU time from the serialisation to the write's completion: less than "
+        + "serialise + write when the thread waited for a core meanwhile")
+    @Timespan(Timespan.NANOSECONDS)
+    long writeCpu;
 }

@@ -31,9 +31,12 @@ import java.util.function.LongSupplier;
  * writer). Everyone else talks to the thread through one {@link CommandQueue} that it drains between two polls (at
  * most the poll timeout, {@value #POLL_MILLIS} ms, apart):
  * <ul>
- *     <li>the control loop calls {@link #machinesChanged} after each committed mutation: {@link MachineRegistry}
- *     computes the difference on the caller's thread, and it is queued as one update (guest index, registrations,
- *     flows to delete now or after the drain time);</li>
+ *     <li>the control loop calls {@link #machinesChanged} after each committed mutation: what it was told is queued,
+ *     and the monitor thread has {@link MachineRegistry} compute the difference there (guest index, registrations,
+ *     flows to delete now or after the drain time) and applies it, in the order of the calls. Not on the caller's
+ *     thread: the guest index is a copy of O(machines) arrays, and the loop answers its change only after telling
+ *     the monitor (a query the API queues after the answer must see the machine), so that copy would be on every
+ *     change's wall time;</li>
  *     <li>the API asks through {@link #queries()}: a detailed read runs on the monitor thread, and a
  *     {@link CompletableFuture} carries the answer back (or an error, once the monitor has stopped: a query is
  *     never left unanswered);</li>
@@ -270,28 +273,25 @@ public final class ConntrackMonitor implements AutoCloseable
     /**
      * As {@link #machinesChanged(List, long)}, with the egress addresses egressd holds: a machine that becomes
      * static, and a machine of static scope that the monitor learns of for the first time, has its source-translated
-     * flows to any other address deleted at once. The difference is computed here, on the caller's thread, and queued
-     * for the monitor thread in the order of the calls.
+     * flows to any other address deleted at once. The difference is computed and applied on the monitor thread, in the
+     * order of the calls (and of the queries queued after them); the lists given must not change afterwards.
      *
      * @param machines   every machine.
      * @param held4      every IPv4 egress address egressd holds: app pairs, machine-scoped pairs, still draining.
      * @param held6      the same for IPv6.
      * @param drainNanos the drain time for flows of a changed egress address.
      */
-    public synchronized void machinesChanged(final List<EgressAllocator.MachineView> machines,
+    public void machinesChanged(final List<EgressAllocator.MachineView> machines,
         final Collection<Ipv4Address> held4, final Collection<Ipv6Address> held6, final long drainNanos)
     {
-        final MachineRegistry.Update update = registry.diff(machines, held4, held6, drainNanos);
-        if (update != null)
-        {
-            commands.add(() -> apply(update));
-        }
+        commands.add(() -> apply(registry.diff(machines, held4, held6, drainNanos)));
     }
 
     /**
      * As {@link #machinesChanged(List, Collection, Collection, long)}, told only what may have changed since the
      * last call (by whoever keeps a copy of the machines to compare with): the same update for O(what changed) work.
-     * Every call, of either kind, must describe the same allocator's machines as the calls before it did.
+     * Every call, of either kind, must describe the same allocator's machines as the calls before it did. Computed
+     * and applied on the monitor thread, as the other; the collections given must not change afterwards.
      *
      * @param changed    the machines that may have changed or be new, in id order (any other is as last told).
      * @param gone       ids of machines that may be gone (an id also in {@code changed} is not), in id order.
@@ -299,15 +299,11 @@ public final class ConntrackMonitor implements AutoCloseable
      * @param held6      the same for IPv6.
      * @param drainNanos the drain time for flows of a changed egress address.
      */
-    public synchronized void machinesChangedOnly(final List<EgressAllocator.MachineView> changed,
+    public void machinesChangedOnly(final List<EgressAllocator.MachineView> changed,
         final Collection<String> gone, final Collection<Ipv4Address> held4, final Collection<Ipv6Address> held6,
         final long drainNanos)
     {
-        final MachineRegistry.Update update = registry.changed(changed, gone, held4, held6, drainNanos);
-        if (update != null)
-        {
-            commands.add(() -> apply(update));
-        }
+        commands.add(() -> apply(registry.changed(changed, gone, held4, held6, drainNanos)));
     }
 
     // ------------------------------------------------------------------------------ other threads' reads
@@ -484,6 +480,10 @@ public final class ConntrackMonitor implements AutoCloseable
 
     private void apply(final MachineRegistry.Update update)
     {
+        if (update == null)
+        {
+            return; // nothing the monitor keeps changed
+        }
         feed.apply(update);
         hygiene.schedule(update.deletions(), update.held());
         publishNeeded = true;

@@ -51,7 +51,7 @@ final class CommitEvent extends jdk.jfr.Event
     long journal;
 
     @Label("After")
-    @Description("The conntrack monitor told, the allocator's snapshot published, the observers called")
+    @Description("The conntrack monitor told, the observers called")
     @Timespan(Timespan.NANOSECONDS)
     long after;
 
@@ -64,4 +64,9 @@ final class CommitEvent extends jdk.jfr.Event
     @Description("The answers completed (their continuations run on the loop thread, up to the hand-off back)")
     @Timespan(Timespan.NANOSECONDS)
     long answers;
+
+    @Label("Logged")
+    @Description("After the answers: the commit's log line written (not on the answers' wall time)")
+    @Timespan(Timespan.NANOSECONDS)
+    long logged;
 }

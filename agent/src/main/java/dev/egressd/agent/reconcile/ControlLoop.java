@@ -140,6 +140,8 @@ public final class ControlLoop implements LoopStats
     private long exportedAt;
     private long journaledAt;
     private long monitorNanos;
+    /** The running batch's log line, written after its answers; null: none. Loop thread only. */
+    private CommittedLine committedLine;
 
     // Published for readers on other threads (metrics): written on the loop thread only, each an immutable value.
     private volatile EgressAllocator.Snapshot published;
@@ -460,6 +462,7 @@ public final class ControlLoop implements LoopStats
         exportedAt = 0;
         journaledAt = 0;
         monitorNanos = 0;
+        committedLine = null;
         final MutationResult[] results = new MutationResult[batch.size()];
         run(batch, results);
         batches++;
@@ -496,15 +499,26 @@ public final class ControlLoop implements LoopStats
         {
             batch.get(i).answer().complete(results[i]);
         }
+        final long answered = System.nanoTime();
+        final CommittedLine line = committedLine;
+        if (line != null)
+        {
+            // After the answers: the line is a synchronous write to stderr (the journal under systemd, which can
+            // be slow to take it), and the kernel and the disk hold the change already. A reader of the log still
+            // finds it in the order of the changes: the loop writes it before it takes the next batch.
+            committedLine = null;
+            LOG.info("{}: {} kernel changes, machines changed {}", line.what(), line.kernelChanges(), line.changed());
+        }
         final CommitEvent event = new CommitEvent();
         if (event.isEnabled())
         {
-            timed(event, batch, started, answering);
+            timed(event, batch, started, answering, answered);
         }
     }
 
     /** Fills and commits a {@link CommitEvent} from the commit's stamps; a piece not reached counts 0. */
-    private void timed(final CommitEvent event, final List<Pending> batch, final long started, final long answering)
+    private void timed(final CommitEvent event, final List<Pending> batch, final long started, final long answering,
+        final long answered)
     {
         event.mutations = batch.size();
         event.handoff = Math.max(0, started - batch.get(0).queued());
@@ -531,7 +545,8 @@ public final class ControlLoop implements LoopStats
         }
         event.after = answering - at;
         event.monitor = monitorNanos;
-        event.answers = System.nanoTime() - answering;
+        event.answers = answered - answering;
+        event.logged = System.nanoTime() - answered;
         event.commit();
     }
 
@@ -756,8 +771,13 @@ public final class ControlLoop implements LoopStats
         }
         if (!applied.isEmpty() || !changed.isEmpty())
         {
-            LOG.info("{}: {} kernel changes, machines changed {}", what, applied.size(), changed);
+            committedLine = new CommittedLine(what, applied.size(), changed);
         }
+    }
+
+    /** The log line of a committed batch, written after its answers left ({@link #runBatch}). */
+    private record CommittedLine(String what, int kernelChanges, List<String> changed)
+    {
     }
 
     private static void answerAll(final List<Integer> indexes, final MutationResult[] results,

@@ -196,6 +196,28 @@ class ConntrackMonitorTest
     }
 
     @Test
+    void aMachineUpdateIsComputedInTheMonitorsTurnInTheOrderOfTheCallsAndQueries()
+    {
+        final ConntrackMonitor m = monitor(1024, app("m1", G1, A, 1024, 2047));
+        // the control loop's call only queues what it was told: the difference (here a pending machine's refusal
+        // line) is not computed on the caller's thread, which answers the change right after it
+        m.machinesChangedOnly(List.of(pending("m2", G2)), List.of(), List.of(A.ipv4()), List.of(A.ipv6()), DRAIN);
+        assertThat(lines).as("nothing computed by the caller").isEmpty();
+        // a query the API queues after the call (a GET after the PUT's answer) runs after the update: it sees m2
+        final var f = m.queries().connections("m2", 10);
+        assertThat(f).isNotDone();
+        m.drainCommands();
+        assertThat(lines).containsExactly("refusal reason=pending machine=m2 app=a1 detail=\"every pair is full\"");
+        assertThat(f.join()).as("m2 is known to the query queued after it").isNotNull();
+        // and a removal told after it is applied after it, in order: m1 unregistered
+        m.machinesChangedOnly(List.of(), List.of("m1"), List.of(A.ipv4()), List.of(A.ipv6()), DRAIN);
+        final var gone = m.queries().connections("m1", 10);
+        m.drainCommands();
+        assertThat(gone.join()).as("m1 is gone for the query queued after its removal").isNull();
+        assertThat(m.ledger().isRegistered(0)).isFalse();
+    }
+
+    @Test
     void theEventPathAllocatesNothing()
     {
         final java.lang.management.ThreadMXBean bean = java.lang.management.ManagementFactory.getThreadMXBean();

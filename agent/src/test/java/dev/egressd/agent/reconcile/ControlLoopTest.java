@@ -96,6 +96,59 @@ class ControlLoopTest
     }
 
     @Test
+    void aChangesLogLineIsWrittenAfterItsAnswerAndBeforeTheNextChangeRuns() throws Exception
+    {
+        final StateStore store = new StateStore(dir);
+        final java.util.ArrayDeque<Runnable> tasks = new java.util.ArrayDeque<>();
+        final ControlLoop loop = ControlLoop.of(settings, DesiredState.empty(StateMapper.host(settings)), kernel, store,
+            tasks::add, () -> 0L, 0);
+        loop.initialSync();
+        final List<java.util.concurrent.CompletableFuture<MutationResult>> answers = new java.util.ArrayList<>();
+        // per "kernel changes" line: which answers were complete when it was written
+        final List<String> seen = new java.util.ArrayList<>();
+        final ch.qos.logback.classic.Logger logger =
+            (ch.qos.logback.classic.Logger)org.slf4j.LoggerFactory.getLogger(ControlLoop.class);
+        final ch.qos.logback.core.AppenderBase<ch.qos.logback.classic.spi.ILoggingEvent> appender =
+            new ch.qos.logback.core.AppenderBase<>()
+            {
+                @Override
+                protected void append(final ch.qos.logback.classic.spi.ILoggingEvent event)
+                {
+                    if (event.getFormattedMessage().contains("kernel changes"))
+                    {
+                        seen.add(event.getFormattedMessage().substring(0, event.getFormattedMessage().indexOf(':'))
+                            + " " + answers.stream().map(f -> f.isDone() ? "done" : "waiting").toList());
+                    }
+                }
+            };
+        appender.start();
+        logger.addAppender(appender);
+        try
+        {
+            answers.add(loop.mutate(Operation.ADD_PAIR, "pair", l -> l.allocator().addPair("a1",
+                pair("203.0.113.10", "2001:db8::10"))));
+            final Machine m = machine("m1", "a1", 2);
+            answers.add(loop.mutate(Operation.PUT_MACHINE, "put m1", l -> l.putMachine(m)));
+            // one task per mutation: the first takes both (a group), the second finds nothing left
+            tasks.poll().run();
+            assertThat(answers).allMatch(f -> f.isDone() && f.join() instanceof MutationResult.Ok);
+            final Machine m2 = machine("m2", "a1", 3);
+            answers.add(loop.mutate(Operation.PUT_MACHINE, "put m2", l -> l.putMachine(m2)));
+            while (!tasks.isEmpty())
+            {
+                tasks.poll().run();
+            }
+        }
+        finally
+        {
+            logger.detachAppender(appender);
+        }
+        // each commit's line comes after its answers (the write to stderr is not on their wall time), and before
+        // the next commit's (the log keeps the order of the changes)
+        assertThat(seen).containsExactly("pair and 1 more [done, done]", "put m2 [done, done, done]");
+    }
+
+    @Test
     void aRestartFromTheStateFileMovesNoMachineAndChangesNoKernelElement() throws Exception
     {
         final ControlLoop before = populated();

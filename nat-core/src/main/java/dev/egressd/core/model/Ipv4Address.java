@@ -16,9 +16,35 @@ public record Ipv4Address(int bits) implements Comparable<Ipv4Address>
      */
     public static Ipv4Address parse(final String text)
     {
+        final long bits = bitsOf(text);
+        if (bits == LEADING_ZERO)
+        {
+            throw new IllegalArgumentException("not an IPv4 address (leading zero): " + text);
+        }
+        if (bits < 0)
+        {
+            throw new IllegalArgumentException("not an IPv4 address: " + text);
+        }
+        return new Ipv4Address((int)bits);
+    }
+
+    /** {@link #bitsOf}: not an address. */
+    private static final long INVALID = -1;
+    /** {@link #bitsOf}: an octet with a leading zero. */
+    private static final long LEADING_ZERO = -2;
+
+    /**
+     * The strict parse of {@link #parse}, without an exception: every API request that carries an IPv6 address asks
+     * {@link #isIpv4} first, and an exception's stack trace per request was a measurable part of its handling.
+     *
+     * @param text the text, or null.
+     * @return the 32 bits (0..2^32-1), or {@link #INVALID} or {@link #LEADING_ZERO}.
+     */
+    private static long bitsOf(final String text)
+    {
         if (text == null)
         {
-            throw new IllegalArgumentException("not an IPv4 address: null");
+            return INVALID;
         }
         int bits = 0;
         int octets = 0;
@@ -31,12 +57,12 @@ public record Ipv4Address(int bits) implements Comparable<Ipv4Address>
             {
                 if (digits > 0 && value == 0)
                 {
-                    throw new IllegalArgumentException("not an IPv4 address (leading zero): " + text);
+                    return LEADING_ZERO;
                 }
                 value = (value < 0 ? 0 : value * 10) + (c - '0');
                 if (++digits > 3 || value > 255)
                 {
-                    throw new IllegalArgumentException("not an IPv4 address: " + text);
+                    return INVALID;
                 }
             }
             else if (c == '.' && digits > 0 && octets < 4)
@@ -48,14 +74,10 @@ public record Ipv4Address(int bits) implements Comparable<Ipv4Address>
             }
             else
             {
-                throw new IllegalArgumentException("not an IPv4 address: " + text);
+                return INVALID;
             }
         }
-        if (octets != 4)
-        {
-            throw new IllegalArgumentException("not an IPv4 address: " + text);
-        }
-        return new Ipv4Address(bits);
+        return octets == 4 ? bits & 0xFFFFFFFFL : INVALID;
     }
 
     /**
@@ -66,15 +88,7 @@ public record Ipv4Address(int bits) implements Comparable<Ipv4Address>
      */
     public static boolean isIpv4(final String text)
     {
-        try
-        {
-            parse(text);
-            return true;
-        }
-        catch (final IllegalArgumentException e)
-        {
-            return false;
-        }
+        return bitsOf(text) >= 0;
     }
 
     /**

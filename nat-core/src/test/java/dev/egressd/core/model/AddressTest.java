@@ -28,6 +28,34 @@ class AddressTest
         assertThatThrownBy(() -> Ipv4Address.parse(text)).isInstanceOf(IllegalArgumentException.class);
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.4 ", "a.b.c.d", "1..2.3", "::1",
+        "fd77::2", "2001:db8::10", "0.0.0.0", "255.255.255.255", "203.0.113.10", "1.2.3.04", "1.2.3.1000"})
+    void isIpv4SaysExactlyWhetherParseTakesTheText(final String text)
+    {
+        boolean parses;
+        try
+        {
+            Ipv4Address.parse(text);
+            parses = true;
+        }
+        catch (final IllegalArgumentException e)
+        {
+            parses = false;
+        }
+        assertThat(Ipv4Address.isIpv4(text)).isEqualTo(parses);
+        assertThat(Ipv4Address.isIpv4(null)).isFalse();
+    }
+
+    @Test
+    void ipv4SaysWhyItRefused()
+    {
+        assertThatThrownBy(() -> Ipv4Address.parse("01.2.3.4")).hasMessage("not an IPv4 address (leading zero): 01.2.3.4");
+        assertThatThrownBy(() -> Ipv4Address.parse("256.1.1.1")).hasMessage("not an IPv4 address: 256.1.1.1");
+        assertThatThrownBy(() -> Ipv4Address.parse(null)).hasMessage("not an IPv4 address: null");
+        assertThat(Ipv4Address.parse("255.255.255.255").bits()).isEqualTo(-1);
+    }
+
     @Test
     void ipv6ParsesAndPrintsCanonicalForm()
     {
