@@ -1287,6 +1287,18 @@ public final class ControlLoop implements LoopStats
     }
 
     @Override
+    public long reconcileTableReads()
+    {
+        return reconciler.tableReads();
+    }
+
+    @Override
+    public long changeBatches()
+    {
+        return batches;
+    }
+
+    @Override
     public long lastReconcileSuccessMillis()
     {
         return reconciler.lastSuccessMillis();
