@@ -245,6 +245,14 @@ public final class EgressMetrics implements MeterBinder
             .description("Kernel reads of the reconcile abandoned as stuck (out past their deadline): each made the "
                 + "kernel unavailable and the next read use a fresh reader handle")
             .register(r);
+        FunctionCounter.builder("egressd.reconcile.table.reads", this, m -> m.loop.reconcileTableReads())
+            .description("Reconcile reads that read egressd's table whole: the ruleset's generation was not the one "
+                + "the kernel was last proven to hold the plan at (the others read only the uplink addresses)")
+            .register(r);
+        FunctionCounter.builder("egressd.change.batches", this, m -> m.loop.changeBatches())
+            .description("Batches of changes the control loop ran: the changes that queued together, each batch one "
+                + "kernel transaction and one journal write (group commit)")
+            .register(r);
         FunctionCounter.builder("egressd.reconcile.repairs", this, m -> m.loop.health().repairs())
             .description("Reconcile passes that found the kernel drifted from the desired plan and repaired it")
             .register(r);

@@ -1317,6 +1317,18 @@ public final class ControlLoop implements LoopStats
     }
 
     @Override
+    public long reconcileTableReads()
+    {
+        return reconciler.tableReads();
+    }
+
+    @Override
+    public long changeBatches()
+    {
+        return batches;
+    }
+
+    @Override
     public long lastReconcileSuccessMillis()
     {
         return reconciler.lastSuccessMillis();

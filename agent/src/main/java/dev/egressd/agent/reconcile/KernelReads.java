@@ -13,6 +13,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
@@ -69,6 +70,10 @@ final class KernelReads
             this(revision, recreated, actual, readNanos, counters, failure, -1);
         }
     }
+
+    /** How often, and how long apart, a read that finds the generation one past the proof looks again. */
+    static final int CATCH_UP_TRIES = 3;
+    private static final long CATCH_UP_NANOS = TimeUnit.MICROSECONDS.toNanos(200);
 
     /** A read out longer than this (or ten times the last read's cost, if longer) is stuck. */
     static final long DEADLINE_NANOS = TimeUnit.SECONDS.toNanos(30);
@@ -298,10 +303,22 @@ final class KernelReads
             }
             // before the check: a read that finds the table as the plan wants proves it at this generation (a change
             // by anyone in between moves the id past it)
-            final long generation = handle.generation();
+            long generation = handle.generation();
+            long p = proven;
+            for (int i = 0; r != inline && i < CATCH_UP_TRIES && p >= 0 && generation == Reconciler.nextGeneration(p);
+                 i++)
+            {
+                // one past the proof: most likely the writer's own batch, committed but its proof not published yet
+                // (inline, on the writer's own thread, it cannot be: nothing to wait for)
+                // (it reads the generation back first, a netlink round trip). Under a steady stream of changes that
+                // window is hit often enough to read the whole table several times a minute; it closes within
+                // microseconds unless the writer lost its core, so look again shortly, generation first.
+                LockSupport.parkNanos(CATCH_UP_NANOS);
+                generation = handle.generation();
+                p = proven;
+            }
             // nobody committed since the kernel was proven to hold the plan: the table is as proven, only the
             // addresses (which the generation does not cover) are read
-            final long p = proven;
             final boolean trusted = p >= 0 && generation == p;
             final KernelPlan actual;
             final long start;

@@ -116,4 +116,26 @@ public interface LoopStats
     {
         return 0;
     }
+
+    /**
+     * Reconcile reads that read egressd's table whole (its elements and fixed part): the ruleset's generation was
+     * not the one the kernel was last proven to hold the plan at. The others read only the uplink addresses.
+     *
+     * @return the cumulative count.
+     */
+    default long reconcileTableReads()
+    {
+        return 0;
+    }
+
+    /**
+     * Batches the control loop ran: the changes that queued together, each batch one kernel transaction and one
+     * journal write with its fdatasync (group commit).
+     *
+     * @return the cumulative count.
+     */
+    default long changeBatches()
+    {
+        return 0;
+    }
 }

@@ -74,6 +74,17 @@ final class Reconciler
      */
     private boolean provenByRead;
     /**
+     * The writer's own run of transactions: since the ruleset generation {@code chainFrom}, every nf_tables commit
+     * in the namespace was one of this writer's applies, the last of them at {@code chainAt} (each apply's
+     * generation was the one before plus one). Both -1 when not known (a failed apply, a generation not read).
+     * Kept whether or not the kernel is proven, so that a whole read that overlapped the writer's own commits can
+     * prove it again ({@link #readDone}).
+     */
+    private long chainFrom = -1;
+    private long chainAt = -1;
+    /** Reads that read the table whole (the generation was not the proven one). */
+    private volatile long tableReads;
+    /**
      * Reconciles that found nothing changed and skipped the plan build and the diff, and those whose read found the
      * latest proven generation and skipped the table.
      */
@@ -250,7 +261,69 @@ final class Reconciler
                 touchedSinceRead.add(key(c));
             }
         }
-        kernel.apply(changes);
+        try
+        {
+            kernel.apply(changes);
+        }
+        catch (final KernelException | RuntimeException e)
+        {
+            chainFrom = -1; // what a failed apply committed, if anything, is not known
+            chainAt = -1;
+            throw e;
+        }
+        follow(kernel.appliedGeneration(), kernel.appliedTransaction());
+    }
+
+    /**
+     * Extends the writer's run of its own transactions by an apply that left the ruleset at {@code after}, or
+     * starts a new run there when someone else committed since the last one (from {@code after} on, only this
+     * writer's commits are counted in it).
+     */
+    private void follow(final long after, final boolean transaction)
+    {
+        if (after < 0)
+        {
+            chainFrom = -1;
+            chainAt = -1;
+        }
+        else if (chainAt >= 0 && after == (transaction ? nextGeneration(chainAt) : chainAt))
+        {
+            chainAt = after;
+        }
+        else
+        {
+            chainFrom = after;
+            chainAt = after;
+        }
+    }
+
+    /**
+     * Whether every nf_tables commit since {@code generation} was one of this writer's own (a run of them goes back
+     * to it, and the kernel is still at the run's last: nobody committed after it either).
+     */
+    private boolean ownCommitsSince(final long generation)
+    {
+        if (chainFrom < 0 || generation < 0)
+        {
+            return false;
+        }
+        // the id is 32 bits and wraps: distances from the run's first generation
+        final long into = (generation - chainFrom) & 0xFFFFFFFFL;
+        final long length = (chainAt - chainFrom) & 0xFFFFFFFFL;
+        return into <= length && kernel.generation() == chainAt;
+    }
+
+    /** Whether every change adds an element (none removes or replaces one). */
+    private static boolean onlyAdds(final List<PlanChange> changes)
+    {
+        for (final PlanChange c : changes)
+        {
+            if (c.op() != PlanChange.Op.ADD)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static String key(final PlanChange change)
@@ -445,6 +518,7 @@ final class Reconciler
                 return;
             }
             quietRead = null;
+            tableReads++;
             final KernelPlan plan = desired.plan();
             final boolean moved = read.revision() != revision;
             List<PlanChange> changes = PlanDiff.between(read.actual(), plan);
@@ -478,6 +552,16 @@ final class Reconciler
                 quietRevision = revision;
                 quietVersion = version;
                 proven(read.generation());
+            }
+            else if (known && !read.recreated() && onlyAdds(changes) && ownCommitsSince(read.generation()))
+            {
+                // Every commit since the read began was the writer's own (the repair's included), so an element no
+                // change touched since then held still while the set was dumped: the read saw it as it is, unless
+                // the dump skipped it (a dump runs over several messages, and a delete in between shifts where the
+                // next one resumes), and those the diff adds back (an add of an element that is there with the same
+                // data changes nothing). The touched ones hold what the writer's accepted batches put there. So the
+                // kernel holds the plan at the run's last generation: proven again, although changes never stopped.
+                proven(chainAt);
             }
             final Set<PlanChange> drift = new LinkedHashSet<>(changes);
             drift.removeIf(c -> c.op() == PlanChange.Op.REMOVE && expired.contains(c.element()));
@@ -620,6 +704,17 @@ final class Reconciler
     long idleSkips()
     {
         return idleSkips;
+    }
+
+    /**
+     * Reconcile reads that read the table whole: the ruleset's generation was not the one the kernel was last
+     * proven to hold the plan at.
+     *
+     * @return the cumulative count.
+     */
+    long tableReads()
+    {
+        return tableReads;
     }
 
     private void finished(final long started, final boolean ok)

@@ -232,11 +232,11 @@ public record StateChange(
      */
     public static boolean sortedById(final DesiredState state)
     {
-        // A state is immutable, so one found in order stays so: the store checks the state it writes, and the
-        // record's diff checks it again, and once more as the next write's "before". Two remembered by identity
-        // make that one O(machines) walk per write instead of three.
-        final DesiredState[] known = inOrder;
-        if (known[0] == state || known[1] == state)
+        // A state's lists are immutable, so lists found in order stay so: the store checks the state it writes, and
+        // the record's diff checks it again, and once more as the next write's "before". Remembered by the lists'
+        // identity (a state with other draining addresses shares them), the last few, so that is one O(machines)
+        // walk per state at most, and none for one an incremental export built in order.
+        if (known(state))
         {
             return true;
         }
@@ -244,7 +244,7 @@ public record StateChange(
         {
             return false;
         }
-        inOrder = new DesiredState[] {state, known[0]};
+        remember(state);
         return true;
     }
 
@@ -256,18 +256,62 @@ public record StateChange(
      */
     static void inOrder(final DesiredState state)
     {
-        final DesiredState[] known = inOrder;
-        if (known[0] != state && known[1] != state)
+        if (!known(state))
         {
-            inOrder = new DesiredState[] {state, known[0]};
+            remember(state);
         }
     }
 
-    /** The last two states found in id order (replaced whole, so readers on any thread see a consistent pair). */
-    private static volatile DesiredState[] inOrder = new DesiredState[2];
+    /**
+     * How many lists in order are remembered (apps and machines of a state each). Four: the state being written,
+     * the one before it (the record's "before"), and room for a state walked between them (the one a start loaded,
+     * one with other draining addresses) without pushing either out. With two, one walked state put the previous
+     * export out, whose walk then put the next one's previous out: every write walked the whole state again.
+     */
+    private static final int REMEMBERED = 4;
+
+    /** Apps and machines lists found in id order, newest first, in pairs (replaced whole: any thread reads it). */
+    private static volatile List<?>[] inOrder = new List<?>[2 * REMEMBERED];
+
+    /** How many states were walked to check their order (tests). */
+    private static final java.util.concurrent.atomic.AtomicLong WALKS = new java.util.concurrent.atomic.AtomicLong();
+
+    private static boolean known(final DesiredState state)
+    {
+        final List<?>[] known = inOrder;
+        for (int i = 0; i < known.length; i += 2)
+        {
+            if (known[i] == state.apps() && known[i + 1] == state.machines())
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static void remember(final DesiredState state)
+    {
+        final List<?>[] known = inOrder;
+        final List<?>[] next = new List<?>[known.length];
+        next[0] = state.apps();
+        next[1] = state.machines();
+        System.arraycopy(known, 0, next, 2, known.length - 2);
+        inOrder = next;
+    }
+
+    /**
+     * States walked so far to check their order.
+     *
+     * @return the count.
+     */
+    static long walks()
+    {
+        return WALKS.get();
+    }
 
     private static boolean walkSorted(final DesiredState state)
     {
+        WALKS.incrementAndGet();
         for (int i = 1; i < state.apps().size(); i++)
         {
             if (state.apps().get(i - 1).id().compareTo(state.apps().get(i).id()) >= 0)

@@ -51,6 +51,8 @@ class PrometheusScrapeTest
         Map.entry("egressd_reconcile_failures_total", "counter"),
         Map.entry("egressd_reconcile_repairs_total", "counter"),
         Map.entry("egressd_reconcile_reads_stuck_total", "counter"),
+        Map.entry("egressd_reconcile_table_reads_total", "counter"),
+        Map.entry("egressd_change_batches_total", "counter"),
         Map.entry("egressd_state_write_failures_total", "counter"),
         Map.entry("egressd_desired_plan_mismatches_total", "counter"),
         Map.entry("egressd_kernel_up", "gauge"),

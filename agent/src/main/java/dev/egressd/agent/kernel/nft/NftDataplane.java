@@ -213,12 +213,16 @@ public final class NftDataplane
             unchangedSkips++;
             return false;
         }
-        final Set<String> sets;
+        Set<String> sets;
         try
         {
-            sets = TableReader.setNames(parse(nft.runJsonTerse("list sets table inet " + config.table())),
-                config.table());
-            sets.addAll(TableReader.setNames(parse(nft.runJsonTerse("list maps inet")), config.table()));
+            sets = setNamesOverNetlink();
+            if (sets == null)
+            {
+                sets = TableReader.setNames(parse(nft.runJsonTerse("list sets table inet " + config.table())),
+                    config.table());
+                sets.addAll(TableReader.setNames(parse(nft.runJsonTerse("list maps inet")), config.table()));
+            }
         }
         catch (final NftException e)
         {
@@ -237,6 +241,28 @@ public final class NftDataplane
             return false;
         }
         return createOrCheck(true);
+    }
+
+    /**
+     * The table's set and map names from one netlink dump, or null when the client cannot list them. Not through
+     * libnftables: its {@code list sets} fills a cache of the whole ruleset first and starts again whenever the
+     * generation moved meanwhile, so under a steady stream of egressd's own batches (hundreds a second) the
+     * reconcile's check went on for seconds of the reader's CPU, and past the read watchdog's 30 s on a loaded
+     * machine (benchmarks/README.md, "8 concurrent clients").
+     */
+    private Set<String> setNamesOverNetlink() throws NftException
+    {
+        try
+        {
+            final Set<String> names = netlink.setNames();
+            return names == null ? null : new java.util.HashSet<>(names);
+        }
+        catch (final IOException e)
+        {
+            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+            throw new NftException("cannot list the sets of inet " + config.table() + ": " + e.getMessage(),
+                "NFT_MSG_GETSET", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+        }
     }
 
     /** The table is created if absent, else its fixed chains are checked (a deep check). */

@@ -234,6 +234,30 @@ class NftDataplanePrivilegedTest
     }
 
     @Test
+    void aPacedCheckFindsADeletedMapByTheSetNamesItReadsOverNetlinkAndRecreatesIt() throws Exception
+    {
+        dataplane.paceDeepChecks(100_000, System::nanoTime); // the next deep check: hours away
+        ns.call(dataplane::ensureTable);
+        ns.call(() ->
+        {
+            dataplane.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+            return null;
+        });
+        assertThat(ns.call(dataplane::ensureTable)).isFalse(); // the first deep cycle: a check, then a read
+        ns.call(dataplane::read); // over: the next is paced
+        // not the deep check's turn: only the set names are looked at
+        lab.exec("nft", "add", "chain", "inet", "egressd", "unrelated"); // the generation moves
+        final java.util.Set<String> names = ns.call(netlink::setNames);
+        assertThat(ns.call(dataplane::ensureTable)).as("nothing missing: no repair (%s; %s)", names,
+            dataplane.lastRepair()).isFalse();
+        // a map in use cannot go: every rule first (the elements go with the flush)
+        lab.exec("nft", "flush table inet egressd; delete map inet egressd snat4");
+        assertThat(ns.call(dataplane::ensureTable)).as("repaired").isTrue();
+        assertThat(ns.call(netlink::setNames)).as("the map is back").contains("snat4")
+            .containsExactlyInAnyOrderElementsOf(Ruleset.SET_NAMES);
+    }
+
+    @Test
     void foreignChainsSetsAndObjectsInTheTableAreRemovedInOneRepair() throws Exception
     {
         ns.call(dataplane::ensureTable);

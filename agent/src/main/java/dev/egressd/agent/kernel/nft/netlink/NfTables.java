@@ -34,6 +34,10 @@ public final class NfTables
     public static final int NFT_MSG_GETRULE = 7;
     /** nf_tables_msg_types NFT_MSG_DELRULE. */
     public static final int NFT_MSG_DELRULE = 8;
+    /** nf_tables_msg_types NFT_MSG_NEWSET (also the type of a set in a GETSET reply). */
+    public static final int NFT_MSG_NEWSET = 9;
+    /** nf_tables_msg_types NFT_MSG_GETSET. */
+    public static final int NFT_MSG_GETSET = 10;
     /** nf_tables_msg_types NFT_MSG_NEWSETELEM. */
     public static final int NFT_MSG_NEWSETELEM = 12;
     /** nf_tables_msg_types NFT_MSG_GETSETELEM. */
@@ -51,6 +55,15 @@ public final class NfTables
 
     /** {@code <linux/netlink.h>} NLM_F_APPEND: a new rule goes at the chain's end. */
     public static final int NLM_F_APPEND = 0x800;
+
+    /** nft_set_attributes NFTA_SET_TABLE. */
+    public static final int NFTA_SET_TABLE = 1;
+    /** nft_set_attributes NFTA_SET_NAME. */
+    public static final int NFTA_SET_NAME = 2;
+    /** nft_set_attributes NFTA_SET_FLAGS. */
+    public static final int NFTA_SET_FLAGS = 3;
+    /** nft_set_flags NFT_SET_ANONYMOUS: a rule's own set, not one of the table's named ones. */
+    public static final int NFT_SET_ANONYMOUS = 0x1;
 
     /** nft_list_attributes NFTA_LIST_ELEM. */
     public static final int NFTA_LIST_ELEM = 1;

@@ -55,4 +55,15 @@ public interface NfTablesClient
     {
         throw new UnsupportedOperationException("this nf_tables client does not read chains");
     }
+
+    /**
+     * The names of the table's named sets and maps (anonymous ones left out), from one dump.
+     *
+     * @return the names; null when this client cannot list them (the caller asks libnftables then).
+     * @throws IOException with ENOENT ({@code NetlinkException}) if the table is missing, or if the socket fails.
+     */
+    default java.util.Set<String> setNames() throws IOException
+    {
+        return null;
+    }
 }

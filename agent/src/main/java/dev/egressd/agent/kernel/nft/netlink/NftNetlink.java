@@ -578,6 +578,79 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
         }
     }
 
+    /**
+     * The names of the table's named sets and maps (NFT_MSG_GETSET dump of the table; anonymous sets left out).
+     * One small dump, whatever the sets hold: unlike libnftables' {@code list sets}, which fills its cache of the
+     * ruleset first and starts that again whenever the generation moved meanwhile, so under a steady stream of
+     * commits it can go on for seconds.
+     *
+     * @return the names.
+     * @throws NetlinkException with ENOENT if the table is missing.
+     * @throws IOException      if the socket fails or the sets kept changing.
+     */
+    @Override
+    public java.util.Set<String> setNames() throws IOException
+    {
+        final java.util.Set<String> out = new java.util.TreeSet<>();
+        for (int attempt = 1; ; attempt++)
+        {
+            out.clear();
+            final NetlinkWriter w = socket.request(NfTables.type(NfTables.NFT_MSG_GETSET), NLM_F_DUMP);
+            w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+            w.attrString(NfTables.NFTA_SET_TABLE, table);
+            try
+            {
+                socket.execute("NFT_MSG_GETSET " + tableName, (b, off, len) -> setName(b, off, len, table, out));
+                return out;
+            }
+            catch (final NetlinkException e)
+            {
+                if (e.errno() != LibC.EINTR || attempt == DUMP_RETRIES)
+                {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** A GETSET reply's name, if it is a named set of {@code table}. */
+    static void setName(final ByteBuffer b, final int off, final int len, final String table,
+        final java.util.Set<String> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NfTables.NFT_MSG_NEWSET))
+        {
+            return;
+        }
+        final int end = off + len;
+        String name = null;
+        String of = null;
+        int flags = 0;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NfTables.NFTA_SET_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NfTables.NFTA_SET_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NfTables.NFTA_SET_FLAGS -> flags = u32BE(b, NetlinkMessages.payload(a));
+                default ->
+                {
+                }
+            }
+        }
+        if (name != null && table.equals(of) && (flags & NfTables.NFT_SET_ANONYMOUS) == 0)
+        {
+            out.add(name);
+        }
+    }
+
+    /** A big-endian u32 attribute's value (nf_tables' byte order), whatever the buffer's order. */
+    private static int u32BE(final ByteBuffer b, final int at)
+    {
+        return (b.get(at) & 0xff) << 24 | (b.get(at + 1) & 0xff) << 16 | (b.get(at + 2) & 0xff) << 8
+            | b.get(at + 3) & 0xff;
+    }
+
     /** A named counter's values. */
     public record Counter(long packets, long bytes)
     {

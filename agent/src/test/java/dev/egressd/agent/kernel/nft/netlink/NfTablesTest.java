@@ -32,6 +32,12 @@ class NfTablesTest
         expected.put("NFT_MSG_NEWRULE", 6);
         expected.put("NFT_MSG_GETRULE", 7);
         expected.put("NFT_MSG_DELRULE", 8);
+        expected.put("NFT_MSG_NEWSET", 9);
+        expected.put("NFT_MSG_GETSET", 10);
+        expected.put("NFTA_SET_TABLE", 1);
+        expected.put("NFTA_SET_NAME", 2);
+        expected.put("NFTA_SET_FLAGS", 3);
+        expected.put("NFT_SET_ANONYMOUS", 1);
         expected.put("NFT_MSG_NEWSETELEM", 12);
         expected.put("NFT_MSG_GETSETELEM", 13);
         expected.put("NFT_MSG_DELSETELEM", 14);

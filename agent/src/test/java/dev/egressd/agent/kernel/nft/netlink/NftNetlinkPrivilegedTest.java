@@ -309,6 +309,56 @@ class NftNetlinkPrivilegedTest
     }
 
     @Test
+    void setNamesAreTheTablesNamedSetsAndMapsAsNftListsThem() throws Exception
+    {
+        lab.exec("nft", "add", "chain", "inet", "t", "anon");
+        lab.exec("nft", "add", "rule", "inet", "t", "anon", "ip", "daddr", "{", "10.1.1.1,", "10.1.1.2", "}", "accept");
+        lab.exec("nft", "add", "table", "inet", "other");
+        lab.exec("nft", "add", "set", "inet", "other", "elsewhere", "{", "type", "ipv4_addr", ";", "}");
+        final java.util.Set<String> names = ns.call(nft::setNames);
+        final TreeSet<String> listed = new TreeSet<>();
+        for (final String[] list : new String[][] {{"list", "sets", "table", "inet", "t"}, {"list", "maps", "inet"}})
+        {
+            final String[] cmd = new String[list.length + 2];
+            cmd[0] = "nft";
+            cmd[1] = "-j";
+            System.arraycopy(list, 0, cmd, 2, list.length);
+            JSON.readTree(lab.exec(cmd)).path("nftables").forEach(i ->
+            {
+                final JsonNode set = i.has("set") ? i.path("set") : i.path("map");
+                if ("t".equals(set.path("table").asText()))
+                {
+                    set.path("name").asText("").transform(listed::add);
+                }
+            });
+        }
+        listed.remove("");
+        assertThat(listed).as("the fixture has sets and maps").contains("snat4", "static4");
+        assertThat(names).as("no anonymous set, nothing of another table").containsExactlyInAnyOrderElementsOf(listed);
+        final long before = ns.call(nft::generation);
+        assertThat(ns.call(nft::generation)).as("a listing is no commit").isEqualTo(before);
+    }
+
+    @Test
+    void setNamesOfAMissingTableIsNotFound() throws Exception
+    {
+        final NftNetlink other = ns.call(() -> NftNetlink.open(NfTables.NFPROTO_INET, "nope"));
+        try
+        {
+            final NetlinkException e = thrown(() -> ns.call(other::setNames), NetlinkException.class);
+            assertThat(e.isNotFound()).isTrue();
+        }
+        finally
+        {
+            ns.call(() ->
+            {
+                other.close();
+                return null;
+            });
+        }
+    }
+
+    @Test
     void countersAreReadByName() throws Exception
     {
         lab.exec("nft", "add", "counter", "inet", "t", "other", "packets", "7", "bytes", "700");
