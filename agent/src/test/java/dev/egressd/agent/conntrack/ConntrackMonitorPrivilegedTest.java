@@ -7,6 +7,7 @@ import dev.egressd.agent.conntrack.ConntrackMonitor;
 import dev.egressd.agent.conntrack.ConntrackSnapshot;
 import dev.egressd.agent.refusals.RefusalLog;
 import dev.egressd.agent.kernel.NftKernel;
+import dev.egressd.agent.conntrack.ctnetlink.CollectingListener;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvent;
 import dev.egressd.agent.conntrack.ctnetlink.ConntrackEvents;
 import dev.egressd.agent.netlink.NetlinkConstants;
@@ -411,7 +412,7 @@ class ConntrackMonitorPrivilegedTest
             final long quietUntil = System.nanoTime() + 1_500_000_000L;
             while (System.nanoTime() < quietUntil)
             {
-                all.poll(collect(seen));
+                all.poll(new CollectingListener(seen));
             }
             seen.removeIf(e -> e.l4proto() != 6 || e.origDstPort() != 80);
             final long news = seen.stream().filter(e -> e.type() == ConntrackEvent.Type.NEW).count();
@@ -439,24 +440,6 @@ class ConntrackMonitorPrivilegedTest
         {
             throw new AssertionError(e);
         }
-    }
-
-    private static ConntrackEvents.Listener collect(final List<ConntrackEvent> into)
-    {
-        return new ConntrackEvents.Listener()
-        {
-            @Override
-            public void onEvent(final ConntrackEvent event)
-            {
-                into.add(event.copy());
-            }
-
-            @Override
-            public void onOverrun()
-            {
-                throw new AssertionError("events lost: the buffer overran");
-            }
-        };
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -89,26 +89,8 @@ final class LoopInNamespace implements AutoCloseable
     /** A reconcile on the loop thread; waits until its read came back and was taken there, without a failure. */
     void reconcileAndWait() throws Exception
     {
-        final long runs = loop.reconcileRuns();
         final long failures = loop.reconcileFailures();
-        // the reads are paced: a reconcile is due again at most four times a read's cost after the last
-        final long until = System.nanoTime() + 10 * SECOND;
-        while (loop.reconcileRuns() == runs)
-        {
-            on(() ->
-            {
-                // checked on the loop thread, where the result is taken: once it was, no second read is started
-                // (one still out when this returns could land between the caller's next steps)
-                if (loop.reconcileRuns() == runs)
-                {
-                    loop.reconcile();
-                }
-                return null;
-            });
-            assertThat(System.nanoTime()).as("a reconcile came back").isLessThan(until);
-            Thread.sleep(5);
-        }
-        on(() -> null); // the task that took the result has finished
+        ReconcileOnce.andWait(loop, this::on);
         assertThat(loop.reconcileFailures()).as("%s", loop.health()).isEqualTo(failures);
     }
 

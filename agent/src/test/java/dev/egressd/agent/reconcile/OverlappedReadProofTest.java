@@ -264,23 +264,7 @@ class OverlappedReadProofTest
     /** A reconcile on the loop thread; waits until its read came back and was taken there. */
     private void reconcileAndWait() throws Exception
     {
-        final long runs = loop.reconcileRuns();
-        final long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (loop.reconcileRuns() == runs)
-        {
-            on(() ->
-            {
-                // checked on the loop thread: a read whose result was taken since must not be followed by another
-                if (loop.reconcileRuns() == runs)
-                {
-                    loop.reconcile();
-                }
-                return null;
-            });
-            assertThat(System.nanoTime()).as("a reconcile came back").isLessThan(until);
-            Thread.sleep(2);
-        }
-        on(() -> null); // the task that took the result has finished
+        ReconcileOnce.andWait(loop, this::on);
     }
 
     private void addMachine() throws Exception

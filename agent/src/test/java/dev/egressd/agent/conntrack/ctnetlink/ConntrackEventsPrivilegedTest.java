@@ -154,7 +154,7 @@ class ConntrackEventsPrivilegedTest
             assertThat(created.status() & NetlinkConstants.IPS_SRC_NAT).isNotZero();
 
             final List<ConntrackEvent> dumped = new ArrayList<>();
-            events.dump(collect(dumped));
+            events.dump(new CollectingListener(dumped));
             assertThat(dumped).anySatisfy(e ->
             {
                 assertThat(e.type()).isEqualTo(ConntrackEvent.Type.EXISTING);
@@ -380,7 +380,7 @@ class ConntrackEventsPrivilegedTest
             while (everything.stream().noneMatch(e -> e.startsWith("DESTROY 198.51.100.1")) && System.nanoTime() < deadline)
             {
                 everything.addAll(drain(all, raw));
-                all.dump(collect(ignored));
+                all.dump(new CollectingListener(ignored));
             }
             final List<String> passed = drain(filtered, null);
 
@@ -435,7 +435,7 @@ class ConntrackEventsPrivilegedTest
     private static ConntrackEvent await(final ConntrackEvents events, final ConntrackEvent.Type type) throws IOException
     {
         final List<ConntrackEvent> seen = new ArrayList<>();
-        final ConntrackEvents.Listener listener = collect(seen);
+        final ConntrackEvents.Listener listener = new CollectingListener(seen);
         final long deadline = System.nanoTime() + 10_000_000_000L;
         while (System.nanoTime() < deadline)
         {
@@ -449,24 +449,6 @@ class ConntrackEventsPrivilegedTest
             }
         }
         throw new AssertionError("no " + type + " event for :8080 within 10 s; saw " + seen);
-    }
-
-    private static ConntrackEvents.Listener collect(final List<ConntrackEvent> into)
-    {
-        return new ConntrackEvents.Listener()
-        {
-            @Override
-            public void onEvent(final ConntrackEvent event)
-            {
-                into.add(event.copy());
-            }
-
-            @Override
-            public void onOverrun()
-            {
-                throw new AssertionError("events lost: the 8 MiB buffer overran");
-            }
-        };
     }
 
     private static BufferedReader reader(final Process p)
