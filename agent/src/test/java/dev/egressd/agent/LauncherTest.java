@@ -23,7 +23,8 @@ class LauncherTest
     private static final Path PROJECT = Path.of(System.getenv().getOrDefault("EGRESSD_PROJECT_DIR", ".."));
     /** What the launcher adds when the operator's options name none of it. */
     private static final String DEFAULTS =
-        "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000";
+        "-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 "
+            + "-XX:TieredStopAtLevel=1";
 
     @TempDir
     Path dir;
@@ -86,24 +87,30 @@ class LauncherTest
     void theOperatorsCapAndCollectorWin() throws Exception
     {
         assertThat(launch("-Xmx512m"))
-            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -Xmx512m -jar ");
+            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 "
+                + "-XX:TieredStopAtLevel=1 -Xmx512m -jar ");
         assertThat(launch("-XX:MaxRAMPercentage=10 -XX:+UseG1GC"))
-            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -XX:MaxRAMPercentage=10 "
-                + "-XX:+UseG1GC -jar ");
+            .startsWith("-XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -XX:TieredStopAtLevel=1 "
+                + "-XX:MaxRAMPercentage=10 -XX:+UseG1GC -jar ");
         assertThat(launch("-XX:+UseZGC"))
-            .startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -XX:+UseZGC "
-                + "-jar ");
+            .startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 "
+                + "-XX:TieredStopAtLevel=1 -XX:+UseZGC -jar ");
         // an initial size of the operator's own stays, and none is added to the operator's cap (it could exceed it)
         assertThat(launch("-Xms64m"))
-            .startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -Xms64m "
-                + "-jar ");
+            .startsWith("-Xmx128m -XX:+ExitOnOutOfMemoryError -XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 "
+                + "-XX:TieredStopAtLevel=1 -Xms64m -jar ");
         // the package's own options: nothing added twice
         final String packaged = "-Xmx128m -Xms32m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError "
-            + "-XX:TrimNativeHeapInterval=5000";
+            + "-XX:TrimNativeHeapInterval=5000 -XX:TieredStopAtLevel=1";
         assertThat(launch(packaged)).startsWith(packaged + " -jar ");
         // the operator's own trim interval (0: never) wins
         assertThat(launch("-XX:TrimNativeHeapInterval=0")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
-            + "-XX:+UseSerialGC -XX:TrimNativeHeapInterval=0 -jar ");
+            + "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:TrimNativeHeapInterval=0 -jar ");
+        // the operator's compiler tiers win: all of them, or C2 back
+        assertThat(launch("-XX:TieredStopAtLevel=4")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
+            + "-XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -XX:TieredStopAtLevel=4 -jar ");
+        assertThat(launch("-XX:-TieredCompilation")).startsWith("-Xmx128m -Xms32m -XX:+ExitOnOutOfMemoryError "
+            + "-XX:+UseSerialGC -XX:TrimNativeHeapInterval=5000 -XX:-TieredCompilation -jar ");
     }
 
     @Test
@@ -176,7 +183,7 @@ class LauncherTest
         final String defaults = Files.readString(PROJECT.resolve("scripts/debian/default"), StandardCharsets.UTF_8);
         assertThat(defaults).containsPattern(
             "(?m)^EGRESSD_JAVA_OPTS=\"-Xmx128m -Xms32m -XX:\\+UseSerialGC -XX:\\+ExitOnOutOfMemoryError "
-                + "-XX:TrimNativeHeapInterval=5000\"$")
+                + "-XX:TrimNativeHeapInterval=5000 -XX:TieredStopAtLevel=1\"$")
             .containsPattern("(?m)^MALLOC_ARENA_MAX=2$");
     }
 }
