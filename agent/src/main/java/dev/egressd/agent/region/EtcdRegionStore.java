@@ -867,6 +867,17 @@ public final class EtcdRegionStore implements RegionStore
     }
 
     /**
+     * When the next renewal of a liveness lease is due: a third of the TTL after one that worked, a ninth after one
+     * that failed. With a fixed third, two renewals that each ran into the deadline (a slow etcd, a loaded host) took
+     * 2 x (TTL / 3 + deadline) > TTL, and the host looked dead to the region although it only waited; retried at a
+     * ninth, it gets about four tries within one TTL.
+     */
+    static long renewalDelayMillis(final Duration leaseTtl, final boolean lastRenewed)
+    {
+        return leaseTtl.toMillis() / (lastRenewed ? 3 : 9);
+    }
+
+    /**
      * A key kept on a lease of its own and renewed on the liveness thread: the host's {@code alive/<id>} and a
      * router's {@code routers/<id>}. One id per store. The lease is granted on first use and again when etcd says
      * it expired (an outage longer than the TTL), and the key is written again then, so it never stays on a dead
@@ -917,23 +928,36 @@ public final class EtcdRegionStore implements RegionStore
                 publish(budget);
                 if (first)
                 {
-                    // A third of the TTL: two keep-alives may be lost before the key expires.
-                    final long period = leaseTtl.toMillis() / 3;
-                    liveness.scheduleWithFixedDelay(this::renewQuietly, period, period, TimeUnit.MILLISECONDS);
+                    renewIn(renewalDelayMillis(leaseTtl, true));
                 }
+            }
+        }
+
+        private void renewIn(final long millis)
+        {
+            try
+            {
+                liveness.schedule(this::renewQuietly, millis, TimeUnit.MILLISECONDS);
+            }
+            catch (final java.util.concurrent.RejectedExecutionException e)
+            {
+                // Closed: the lease is left to expire.
             }
         }
 
         private void renewQuietly()
         {
+            boolean renewed = false;
             try
             {
                 synchronized (lock)
                 {
-                    if (!closed)
+                    if (closed)
                     {
-                        publish(budget());
+                        return;
                     }
+                    publish(budget());
+                    renewed = true;
                 }
             }
             catch (final RegionUnavailableException e)
@@ -944,6 +968,7 @@ public final class EtcdRegionStore implements RegionStore
             {
                 LOG.warn("region {} liveness failed", kind, e);
             }
+            renewIn(renewalDelayMillis(leaseTtl, renewed));
         }
 
         /** Renews the lease when the key is written, else grants one if needed and writes the key. Lock held. */

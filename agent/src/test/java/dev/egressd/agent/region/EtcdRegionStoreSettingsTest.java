@@ -31,6 +31,24 @@ class EtcdRegionStoreSettingsTest
     }
 
     @Test
+    void renewalsThatRunIntoTheDeadlineAreTriedAgainSoonEnoughToKeepTheLease()
+    {
+        final Duration ttl = EtcdRegionStore.DEFAULT_LEASE_TTL;
+        final long deadline = EtcdRegionStore.DEFAULT_DEADLINE.toMillis();
+        assertThat(EtcdRegionStore.renewalDelayMillis(ttl, true)).isEqualTo(ttl.toMillis() / 3);
+        // the last renewal that worked was at 0; every later one waits the whole deadline and fails
+        long at = EtcdRegionStore.renewalDelayMillis(ttl, true);
+        int tries = 0;
+        while (at < ttl.toMillis())
+        {
+            tries++;
+            at += deadline + EtcdRegionStore.renewalDelayMillis(ttl, false);
+        }
+        assertThat(tries).as("renewals started within one TTL of the last good one, each taking the %d ms deadline",
+            deadline).isGreaterThanOrEqualTo(3);
+    }
+
+    @Test
     void aMissingCaFileIsNamed()
     {
         final Path missing = dir.resolve("ca.pem");
