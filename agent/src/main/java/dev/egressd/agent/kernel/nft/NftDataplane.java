@@ -245,7 +245,12 @@ public final class NftDataplane
         {
             deepCheckForced = true;
         }
-        if (!deepCheckForced && !due())
+        // The generation moved since the fixed part was last found right (checkGeneration >= 0 here: an unchanged one
+        // returned above): check it now. Over netlink the deep check costs the table's few rules, not its elements,
+        // so it is not paced: paced, a reconcile whose read found every element right would vouch for a generation
+        // at which a hand edit of a fixed chain was never looked at (the reconciler then trusts that generation and
+        // reads nothing more until the next change, docs/design.md, "The control plane").
+        if (!deepCheckForced && checkGeneration < 0 && !due())
         {
             return false;
         }
