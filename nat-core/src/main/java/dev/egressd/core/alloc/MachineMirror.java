@@ -15,10 +15,11 @@ import java.util.List;
  * feed) keep up to date from, so a change costs them O(what changed) instead of each keeping its own copy and
  * scanning every machine.
  *
- * <p>{@link #update} compares what {@link EgressAllocator#scanMachines} reports with the copy, by reference
- * ({@link Machine} and {@link EgressPair} are immutable: a changed one is another reference) and by number; it
- * scans only when the allocator changed since the last scan ({@link EgressAllocator#edits()}), so every consumer
- * of a change shares one scan. A handle that changed is queued on each reader that asked for one of the fields that
+ * <p>{@link #update} compares what the allocator reports with the copy, by reference ({@link Machine} and
+ * {@link EgressPair} are immutable: a changed one is another reference) and by number; it looks only when the
+ * allocator changed since the last look ({@link EgressAllocator#edits()}), so every consumer of a change shares one
+ * look, and then only at the machines the allocator says it changed ({@link EgressAllocator#scanChanged}): O(what
+ * moved), the id order kept by insertion. A new allocator gets one full scan ({@link EgressAllocator#scanMachines}). A handle that changed is queued on each reader that asked for one of the fields that
  * changed, with those fields ({@link Reader#fields(int)}); one that appeared or went away is queued on every reader,
  * with {@link #PRESENCE} and the fields it had or has. A machine gone and its handle reused by another between two
  * looks is a change of {@link #MACHINE} (another reference) on the same handle.
