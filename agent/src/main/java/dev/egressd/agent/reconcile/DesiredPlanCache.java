@@ -25,11 +25,11 @@ import java.util.Set;
 import java.util.function.Supplier;
 
 /**
- * The desired plan kept up to date by what changed, so a change costs O(what it changed) plus one non-allocating
- * scan of the machines, not a plan built and diffed whole (docs/design.md, "The control plane").
+ * The desired plan kept up to date by what changed, so a change costs O(what it changed) (the machines it moved, as
+ * the allocator tells them), not a plan built and diffed whole (docs/design.md, "The control plane").
  *
  * <p>It reads which machines changed (their record, scope, pair, ports or machine-scoped pair) from a
- * {@link MachineMirror} it shares with the loop's other incremental consumers (one scan of the allocator per change
+ * {@link MachineMirror} it shares with the loop's other incremental consumers (one look at what the allocator moved, per change
  * for all of them); a machine that changed has its elements planned again. The pairs' uplink addresses, the extra elements (recovered, draining) and the recovered
  * elements {@code holding} re-sent machines are small, and compared whole. Each element key that moved gets its
  * winner chosen again, with the precedence of the whole build ({@link ControlLoop#fullDesiredPlan()}): a holding

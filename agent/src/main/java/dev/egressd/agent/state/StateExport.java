@@ -17,7 +17,7 @@ import java.util.Map;
 /**
  * {@link StateMapper#export} kept up to date by what changed: a machine's entry is built again only when what it is
  * made of (its record, scope, pair, block, machine-scoped pair, pair-lost flag) changed since the last export, as a
- * {@link MachineMirror} shared with the loop's other incremental consumers tells (one scan of the allocator per
+ * {@link MachineMirror} shared with the loop's other incremental consumers tells (one look at what the allocator moved, per
  * change for all of them), and the list of entries is built again only when one changed; an app's entry (apps are few) is built again and its old object kept when equal. So two exports share the entry
  * objects of everything that did not change, and {@link StateChange#between} tells them apart by reference.
  *

@@ -39,7 +39,7 @@ import org.slf4j.LoggerFactory;
  * reconcile ended, as the daemon schedules it. Each round waits a random 0-1 s, then changes the kernel by hand
  * ({@code nft}, as an operator would) and times until the loop has repaired it (its health counts the repair):
  * an element deleted ({@code snat4}), seen by every read; and the IPv6 SNAT chain {@code nat6} flushed, seen by the
- * deep checks of the fixed chains only. Run by {@code scripts/bench-drift}, inside a namespace it creates; prints one line per N
+ * deep checks of the fixed chains only; and the whole table deleted, seen by every check. Run by {@code scripts/bench-drift}, inside a namespace it creates; prints one line per N
  * ({@code -Dtrace=true} also prints each reconcile that read the kernel with its duration, and each deep read and
  * deep check with its cost: {@link NftDataplane} logs them at DEBUG).
  */
@@ -148,6 +148,7 @@ public final class DriftRepairBench
         final Random random = new Random(7);
         final List<Long> elementMs = new ArrayList<>();
         final List<Long> chainMs = new ArrayList<>();
+        final List<Long> tableMs = new ArrayList<>();
         try
         {
             // Two phases, so the element deletions do not follow the chain repairs (which come with deep reads).
@@ -161,6 +162,11 @@ public final class DriftRepairBench
             {
                 Thread.sleep(random.nextInt(1000));
                 chainMs.add(repairMs(loop, ns, "flush chain inet egressd " + Ruleset.NAT6_CHAIN));
+            }
+            for (int round = 0; round < ROUNDS / 2; round++)
+            {
+                Thread.sleep(random.nextInt(1000));
+                tableMs.add(repairMs(loop, ns, "delete table inet egressd"));
             }
         }
         finally
@@ -178,8 +184,8 @@ public final class DriftRepairBench
         }
         return String.format("machines %5d: populated in %d ms (one transaction); drift repaired (reconcile every 1 s"
             + " after the last, deletion at a random point): an element deleted by hand %s; the IPv6 SNAT chain"
-            + " (nat6) flushed by hand %s; %d reconciles", n, populateMs, stats(elementMs), stats(chainMs),
-            loop.reconcileRuns());
+            + " (nat6) flushed by hand %s; the whole table deleted by hand %s; %d reconciles", n, populateMs,
+            stats(elementMs), stats(chainMs), stats(tableMs), loop.reconcileRuns());
     }
 
     /** Changes the kernel by hand and times until the loop's health counts one more repair. */

@@ -16,6 +16,8 @@ import dev.egressd.core.plan.PlanChange;
 import dev.egressd.core.plan.PlanDiff;
 import dev.egressd.core.plan.PlannedMachine;
 
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -37,6 +39,7 @@ public final class KernelScaleBench
     private static final int REPEATS = 10;
     /** A pacing factor that makes every deep check of the run not due: only the shallow ones are measured. */
     private static final int SHALLOW = 1_000_000;
+    private static final ThreadMXBean THREADS = ManagementFactory.getThreadMXBean();
 
     private KernelScaleBench()
     {
@@ -94,18 +97,22 @@ public final class KernelScaleBench
             final double[] reads = new double[REPEATS];
             final double[] remaps = new double[REPEATS];
             final double[] deepChecks = new double[REPEATS];
+            final double[] deepCpu = new double[REPEATS];
             final double[] checks = new double[REPEATS];
             final double[] counters = new double[REPEATS];
             for (int r = 0; r < REPEATS; r++)
             {
                 // Deep: a read of the whole table and the check of the fixed chains' rules, as when they are due.
                 kernel.paceDeepChecks(0);
+                final long cpu = THREADS.getCurrentThreadCpuTime();
                 start = System.nanoTime();
                 kernel.ensureTable();
                 deepChecks[r] = (System.nanoTime() - start) / 1e6;
                 start = System.nanoTime();
                 final KernelPlan full = kernel.readFull();
                 fullReads[r] = (System.nanoTime() - start) / 1e6;
+                // This thread's CPU (user + system: libnftables runs on it, and the kernel's dumps in its syscalls).
+                deepCpu[r] = (THREADS.getCurrentThreadCpuTime() - cpu) / 1e6;
                 // Shallow: what the daemon's reconcile does between deep ones (its NftKernel paces them).
                 kernel.paceDeepChecks(SHALLOW);
                 start = System.nanoTime();
@@ -137,9 +144,9 @@ public final class KernelScaleBench
             }
             kernel.teardown();
             return String.format("machines %5d (%6d elements): first apply %8.1f ms; one machine remapped (v4 + v6, one"
-                + " transaction) %s; deep: read of the whole table %s, ensureTable %s; shallow: read of the sets %s,"
+                + " transaction) %s; deep: read of the whole table %s, ensureTable %s, CPU of both %s; shallow: read of the sets %s,"
                 + " ensureTable %s; counters %s",
-                n, plan.size(), firstApply, stats(remaps), stats(fullReads), stats(deepChecks), stats(reads),
+                n, plan.size(), firstApply, stats(remaps), stats(fullReads), stats(deepChecks), stats(deepCpu), stats(reads),
                 stats(checks), stats(counters));
         }
     }

@@ -25,6 +25,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.function.IntConsumer;
 
 /**
  * The allocator the daemon calls: apps, their egress pairs, machines and which address each machine leaves from
@@ -227,6 +228,18 @@ public final class EgressAllocator
      * copy ({@link MachineMirror}) knows when it need not scan.
      */
     private long edits;
+    /**
+     * The handles whose machine {@link #scanMachines} would report differently (or absent) since {@link #changedReader}
+     * last took them ({@link #scanChanged}), each once: every write of a machine's reported fields goes through
+     * {@link #touch} or {@link #changed}. So the loop's copy of the machines costs O(what an operation moved), not a
+     * walk of every machine.
+     */
+    private int[] changedHandles = new int[64];
+    private int changedCount;
+    private final BitSet changedSet = new BitSet();
+    private Object changedReader;
+    /** Each handle's node, null for a free handle. */
+    private Node[] byHandle = new Node[64];
 
     // Per-operation change tracking: the placement of each machine before the operation first touched it.
     private final LinkedHashMap<Node, Placement> touched = new LinkedHashMap<>();
@@ -355,6 +368,7 @@ public final class EgressAllocator
             for (final Node node : app.waiting)
             {
                 node.pairLost = false;
+                changed(node);
                 edits++;
             }
         }
@@ -412,6 +426,7 @@ public final class EgressAllocator
         }
         begin();
         node.pairLost = true;
+        changed(node);
         edits++;
         settle(app);
         return finish();
@@ -653,6 +668,7 @@ public final class EgressAllocator
         }
         unclaimGuest(node);
         handles.clear(node.handle);
+        byHandle[node.handle] = null;
         machines.remove(machineId);
         settle(app);
         return finish();
@@ -1232,20 +1248,96 @@ public final class EgressAllocator
     {
         for (final Node node : machines.values())
         {
-            switch (node.scope)
+            report(node, scan);
+        }
+    }
+
+    private void report(final Node node, final MachineScan scan)
+    {
+        switch (node.scope)
+        {
+            case APP ->
             {
-                case APP ->
-                {
-                    final int block = SlotAllocator.blockOf(node.slot);
-                    scan.machine(node.handle, node.machine, Scope.APP, node.pair.pair, block, layout.firstPort(block),
-                        layout.lastPort(block), node.scoped, node.pairLost);
-                }
-                case MACHINE -> scan.machine(node.handle, node.machine, Scope.MACHINE, node.scoped, -1,
-                    BlockLayout.ANY_FIRST_PORT, BlockLayout.ANY_LAST_PORT, node.scoped, node.pairLost);
-                default -> scan.machine(node.handle, node.machine, node.scope, null, -1, -1, -1, node.scoped,
-                    node.pairLost);
+                final int block = SlotAllocator.blockOf(node.slot);
+                scan.machine(node.handle, node.machine, Scope.APP, node.pair.pair, block, layout.firstPort(block),
+                    layout.lastPort(block), node.scoped, node.pairLost);
+            }
+            case MACHINE -> scan.machine(node.handle, node.machine, Scope.MACHINE, node.scoped, -1,
+                BlockLayout.ANY_FIRST_PORT, BlockLayout.ANY_LAST_PORT, node.scoped, node.pairLost);
+            default -> scan.machine(node.handle, node.machine, node.scope, null, -1, -1, -1, node.scoped,
+                node.pairLost);
+        }
+    }
+
+    /**
+     * Forgets the handles changed so far and makes {@code reader} the one {@link #scanChanged} serves: call it
+     * right before a {@link #scanMachines} that brings the reader's copy up to date.
+     *
+     * @param reader the consumer (one {@code MachineMirror}).
+     */
+    public void resetChanged(final Object reader)
+    {
+        changedReader = reader;
+        clearChanged();
+    }
+
+    /**
+     * Walks only the handles whose machine changed since {@code reader} last walked them (by this or, after
+     * {@link #resetChanged}, by {@link #scanMachines}), each once, without allocating: a machine still held is
+     * reported as {@link #scanMachines} reports it, a handle that holds none now to {@code gone}. Refuses (and walks
+     * nothing) when another reader took the changes since: the caller then scans every machine.
+     *
+     * @param reader the consumer, as given to {@link #resetChanged}.
+     * @param scan   receives each changed machine, in no particular order.
+     * @param gone   receives each changed handle that holds no machine.
+     * @return false when {@code reader} must scan every machine instead.
+     */
+    public boolean scanChanged(final Object reader, final MachineScan scan, final IntConsumer gone)
+    {
+        if (reader != changedReader)
+        {
+            return false;
+        }
+        for (int i = 0; i < changedCount; i++)
+        {
+            final int h = changedHandles[i];
+            final Node node = h < byHandle.length ? byHandle[h] : null;
+            if (node == null)
+            {
+                gone.accept(h);
+            }
+            else
+            {
+                report(node, scan);
             }
         }
+        clearChanged();
+        return true;
+    }
+
+    private void clearChanged()
+    {
+        for (int i = 0; i < changedCount; i++)
+        {
+            changedSet.clear(changedHandles[i]);
+        }
+        changedCount = 0;
+    }
+
+    /** A machine's reported fields are about to change (or its handle to be freed). */
+    private void changed(final Node node)
+    {
+        final int h = node.handle;
+        if (changedSet.get(h))
+        {
+            return;
+        }
+        changedSet.set(h);
+        if (changedCount == changedHandles.length)
+        {
+            changedHandles = Arrays.copyOf(changedHandles, changedCount * 2);
+        }
+        changedHandles[changedCount++] = h;
     }
 
     /**
@@ -1640,6 +1732,11 @@ public final class EgressAllocator
         final int handle = handles.nextClearBit(0);
         handles.set(handle);
         final Node node = new Node(machine, handle);
+        if (handle >= byHandle.length)
+        {
+            byHandle = Arrays.copyOf(byHandle, Math.max(handle + 1, byHandle.length * 2));
+        }
+        byHandle[handle] = node;
         machines.put(machine.id(), node);
         touch(node);
         forced.add(machine.id());
@@ -1900,6 +1997,7 @@ public final class EgressAllocator
     private void touch(final Node node)
     {
         edits++;
+        changed(node);
         if (!touched.containsKey(node))
         {
             touched.put(node, new Placement(node.scope, node.pair, node.slot, node.scoped));

@@ -15,10 +15,11 @@ import java.util.List;
  * feed) keep up to date from, so a change costs them O(what changed) instead of each keeping its own copy and
  * scanning every machine.
  *
- * <p>{@link #update} compares what {@link EgressAllocator#scanMachines} reports with the copy, by reference
- * ({@link Machine} and {@link EgressPair} are immutable: a changed one is another reference) and by number; it
- * scans only when the allocator changed since the last scan ({@link EgressAllocator#edits()}), so every consumer
- * of a change shares one scan. A handle that changed is queued on each reader that asked for one of the fields that
+ * <p>{@link #update} compares what the allocator reports with the copy, by reference ({@link Machine} and
+ * {@link EgressPair} are immutable: a changed one is another reference) and by number; it looks only when the
+ * allocator changed since the last look ({@link EgressAllocator#edits()}), so every consumer of a change shares one
+ * look, and then only at the machines the allocator says it changed ({@link EgressAllocator#scanChanged}): O(what
+ * moved), the id order kept by insertion. A new allocator gets one full scan ({@link EgressAllocator#scanMachines}). A handle that changed is queued on each reader that asked for one of the fields that
  * changed, with those fields ({@link Reader#fields(int)}); one that appeared or went away is queued on every reader,
  * with {@link #PRESENCE} and the fields it had or has. A machine gone and its handle reused by another between two
  * looks is a change of {@link #MACHINE} (another reference) on the same handle.
@@ -65,6 +66,9 @@ public final class MachineMirror
     private final BitSet withScoped = new BitSet();
     private final List<Reader> readers = new ArrayList<>();
     private final EgressAllocator.MachineScan visit = this::visit;
+    private final EgressAllocator.MachineScan visitChanged = this::visitChanged;
+    private final java.util.function.IntConsumer gone = this::gone;
+    private long incremental;
 
     /** An empty copy: the first {@link #update} finds every machine new. */
     public MachineMirror()
@@ -86,9 +90,18 @@ public final class MachineMirror
         {
             return;
         }
+        final boolean same = allocator == mirrored;
         mirrored = allocator;
         mirroredEdits = allocator.edits();
         scans++;
+        // The same allocator: only the machines it says it changed since the last look (O(what moved)); its first
+        // look, or another reader took its changes: every machine.
+        if (same && allocator.scanChanged(this, visitChanged, gone))
+        {
+            incremental++;
+            return;
+        }
+        allocator.resetChanged(this);
         count = 0;
         allocator.scanMachines(visit);
         for (int h = 0; h < handles; h++)
@@ -100,6 +113,16 @@ public final class MachineMirror
                 changed(h, was | PRESENCE);
             }
         }
+    }
+
+    /**
+     * How many of the {@link #scans()} looked only at the machines the allocator said it changed.
+     *
+     * @return the count.
+     */
+    public long incrementalScans()
+    {
+        return incremental;
     }
 
     /**
@@ -136,6 +159,90 @@ public final class MachineMirror
         handles = Math.max(handles, h + 1);
         seen[h] = scans;
         order[count++] = h;
+        record(h, m, s, p, b, firstPort, lastPort, sp, lost);
+    }
+
+    /** One changed machine: as {@link #visit}, keeping the id order by insertion instead of a walk. */
+    private void visitChanged(final int h, final Machine m, final Scope s, final EgressPair p, final int b,
+        final int firstPort, final int lastPort, final EgressPair sp, final boolean lost)
+    {
+        if (h >= machine.length)
+        {
+            grow(h + 1);
+        }
+        handles = Math.max(handles, h + 1);
+        seen[h] = scans;
+        final Machine was = machine[h];
+        final boolean moved = was == null || !was.id().equals(m.id());
+        if (was != null && moved)
+        {
+            removeFromOrder(h);
+        }
+        record(h, m, s, p, b, firstPort, lastPort, sp, lost);
+        if (moved)
+        {
+            insertInOrder(h);
+        }
+    }
+
+    /** A changed handle that holds no machine now. */
+    private void gone(final int h)
+    {
+        if (h < machine.length && machine[h] != null)
+        {
+            removeFromOrder(h);
+            final int was = fieldsOf(h);
+            clear(h);
+            changed(h, was | PRESENCE);
+        }
+    }
+
+    /** Where {@code id} is, or would go, in {@link #order} (the first of equal ids). */
+    private int search(final String id)
+    {
+        int lo = 0;
+        int hi = count;
+        while (lo < hi)
+        {
+            final int mid = (lo + hi) >>> 1;
+            if (machine[order[mid]].id().compareTo(id) < 0)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    private void insertInOrder(final int h)
+    {
+        final int at = search(machine[h].id());
+        System.arraycopy(order, at, order, at + 1, count - at);
+        order[at] = h;
+        count++;
+    }
+
+    /** Removes handle h, whose machine is still recorded, from the order (an id may be held twice in a batch). */
+    private void removeFromOrder(final int h)
+    {
+        final String id = machine[h].id();
+        for (int at = search(id); at < count && machine[order[at]].id().equals(id); at++)
+        {
+            if (order[at] == h)
+            {
+                System.arraycopy(order, at + 1, order, at, count - at - 1);
+                count--;
+                return;
+            }
+        }
+    }
+
+    private void record(final int h, final Machine m, final Scope s, final EgressPair p, final int b,
+        final int firstPort, final int lastPort, final EgressPair sp, final boolean lost)
+    {
         int fields = 0;
         if (machine[h] != m)
         {

@@ -125,9 +125,11 @@ class MachineMirrorTest
         {
             final String app = "a" + random.nextInt(2);
             final int m = random.nextInt(12);
-            switch (random.nextInt(6))
+            switch (random.nextInt(8))
             {
                 case 0 -> a.upsertApp(app, random.nextBoolean());
+                case 6 -> a.holdClosed(app);
+                case 7 -> a.holdMachineClosed("m" + m);
                 case 1 -> a.addPair(app, pair(random.nextInt(4)));
                 case 2 -> a.releasePair(app, pair(random.nextInt(4)).ipv4());
                 case 3 -> a.removeMachine("m" + m);
@@ -146,7 +148,7 @@ class MachineMirrorTest
                 if (mirror.present(h))
                 {
                     known.put(h, List.of(mirror.machine(h), mirror.scope(h), String.valueOf(mirror.pair(h)),
-                        mirror.firstPort(h), String.valueOf(mirror.scoped(h))));
+                        mirror.firstPort(h), String.valueOf(mirror.scoped(h)), mirror.pairLost(h)));
                 }
                 else
                 {
@@ -155,9 +157,81 @@ class MachineMirrorTest
             }
             r.clear();
             final Map<Integer, List<Object>> now = new HashMap<>();
-            a.scanMachines((h, mc, s, p, b, first, last, sp, lost) -> now.put(h, List.of(mc, s, String.valueOf(p),
-                first, String.valueOf(sp))));
+            final List<String> ids = new ArrayList<>();
+            a.scanMachines((h, mc, s, p, b, first, last, sp, lost) ->
+            {
+                now.put(h, List.of(mc, s, String.valueOf(p), first, String.valueOf(sp), lost));
+                ids.add(mc.id());
+            });
             assertThat(known).as("step %d", step).isEqualTo(now);
+            final List<String> inOrder = new ArrayList<>();
+            for (int i = 0; i < mirror.size(); i++)
+            {
+                inOrder.add(mirror.machine(mirror.inOrder(i)).id());
+            }
+            assertThat(inOrder).as("id order, step %d", step).isEqualTo(ids);
         }
+        assertThat(mirror.incrementalScans()).as("all but the first look took only the changed machines")
+            .isEqualTo(mirror.scans() - 1);
+    }
+
+    @Test
+    void aLookAfterAnOperationTakesOnlyTheMachinesItMovedAndEveryOneOfThem()
+    {
+        final EgressAllocator a = new EgressAllocator(new HostSettings("ord", new BlockLayout(4, 16), 1024), 1);
+        a.upsertApp("a", true);
+        a.addPair("a", pair(0));
+        a.addPair("a", pair(1));
+        for (int i = 0; i < 40; i++)
+        {
+            a.upsertMachine(machine(i, "a"));
+        }
+        final MachineMirror mirror = new MachineMirror();
+        final MachineMirror.Reader r = mirror.reader(MachineMirror.ALL);
+        mirror.update(a);
+        r.clear();
+        final int pending = a.handle("m39");
+        assertThat(mirror.scope(pending)).as("two pairs of 16 blocks: the last machines wait").isEqualTo(Scope.PENDING);
+
+        // a pair released moves its machines (to pending: the other pair is full) and nothing else
+        final List<Integer> onPair0 = new ArrayList<>();
+        for (int i = 0; i < 40; i++)
+        {
+            if (pair(0).equals(mirror.pair(a.handle("m" + i))))
+            {
+                onPair0.add(a.handle("m" + i));
+            }
+        }
+        a.releasePair("a", pair(0).ipv4());
+        mirror.update(a);
+        assertThat(mirror.incrementalScans()).isEqualTo(1);
+        assertThat(handles(r)).containsExactlyInAnyOrderElementsOf(onPair0);
+        onPair0.forEach(h -> assertThat(mirror.scope(h)).isEqualTo(Scope.PENDING));
+        r.clear();
+
+        // a slot freed: the first waiting machine is placed there, and is told with the removed one
+        final String onPair1 = idOnPair(a, mirror, pair(1));
+        final int freed = a.handle(onPair1);
+        a.removeMachine(onPair1);
+        mirror.update(a);
+        assertThat(mirror.incrementalScans()).isEqualTo(2);
+        final List<Integer> told = handles(r);
+        assertThat(told).contains(freed).hasSize(2);
+        final int placed = told.get(0) == freed ? told.get(1) : told.get(0);
+        assertThat(mirror.pair(placed)).isEqualTo(pair(1));
+        assertThat(mirror.present(freed)).isFalse();
+    }
+
+    private static String idOnPair(final EgressAllocator a, final MachineMirror mirror, final EgressPair pair)
+    {
+        for (int i = 0; i < mirror.size(); i++)
+        {
+            final int h = mirror.inOrder(i);
+            if (pair.equals(mirror.pair(h)))
+            {
+                return mirror.machine(h).id();
+            }
+        }
+        throw new AssertionError("no machine on " + pair);
     }
 }

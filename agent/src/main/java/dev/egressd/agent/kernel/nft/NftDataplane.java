@@ -1,6 +1,7 @@
 package dev.egressd.agent.kernel.nft;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.egressd.agent.kernel.nft.netlink.NfTables;
 import dev.egressd.agent.kernel.nft.netlink.NfTablesClient;
 import dev.egressd.agent.kernel.nft.netlink.NftElements;
 import dev.egressd.agent.kernel.nft.netlink.NftNetlink;
@@ -33,18 +34,24 @@ import org.slf4j.LoggerFactory;
  * egressd's table in the kernel, as the reconciler sees it: create it once, read it as a plan, apply
  * plan changes as one atomic transaction, read the named counters.
  *
- * <p><strong>Deep and shallow checks.</strong> libnftables 1.0.6 loads a cache before each command, and for
- * any listing of rules (a whole table, one chain, the counters) that cache holds every rule of the table and
- * every element of every set: O(table), 0.1-0.5 s at 4,000 machines. Listing one set or map by name
- * ({@code list set inet T NAME}) loads only that set's elements, and the table's sets without elements
- * ({@code list sets table inet T}, terse) are cheaper still. So, once {@link #paceDeepChecks} is set (the
- * daemon sets it), the two checks that need rules are done only as often as their cost allows:
+ * <p><strong>Deep and shallow checks, all over netlink.</strong> Nothing is read through libnftables: 1.0.6 loads
+ * a cache before each command, and for any listing of rules that cache holds every rule of the table and every
+ * element of every set (0.4-0.6 s at 4,000 machines for {@code list table}). Every read is a netlink dump of just
+ * what it needs ({@link NftNetlink}), decoded by the project's codec, never nft's text (which for {@code nat6}'s
+ * rules nft 1.0.6 cannot load back, docs/design.md, pitfall 1). libnftables only creates the table and writes
+ * repairs. Once {@link #paceDeepChecks} is set (the daemon sets it), the checks of the rules are done only as often
+ * as their cost allows:
  * <ul>
- *   <li>{@link #read()} dumps the six sets and maps over netlink ({@code NFT_MSG_GETSETELEM}, one set each, no
- *       libnftables cache: every plan element is a set or map element), and lists the whole table through
- *       libnftables ({@link #readFull()}) when a deep read is due. A hand-deleted element shows at once.</li>
- *   <li>{@link #ensureTable()} checks every time that the table and its sets exist, and the fixed chains'
- *       hooks and rule fingerprints when a deep check is due.</li>
+ *   <li>{@link #read()} dumps the six sets and maps ({@code NFT_MSG_GETSETELEM}, one set each: every plan element
+ *       is a set or map element); a deep read ({@link #readFull()}) first dumps the table's set declarations
+ *       ({@code NFT_MSG_GETSET}) and leaves out a map of another type. A hand-deleted element shows at once.</li>
+ *   <li>{@link #ensureTable()} checks every time that the table and its sets exist ({@code NFT_MSG_GETSET}), and,
+ *       when a deep check is due, the fixed chains' hooks, policies and rules and the table's foreign objects
+ *       ({@code NFT_MSG_GETCHAIN}, {@code GETRULE}, {@code GETSET}, {@code GETOBJ}, {@code GETFLOWTABLE} dumps of the
+ *       table, {@link NftNetlink#dumpTable()}). A rule is checked by its fingerprint comment (what this
+ *       configuration wants) and by its expressions as the kernel dumps them against those egressd wrote (or,
+ *       after a restart, first found under the right comments): so a rule replaced by hand with its comment
+ *       copied over is found too.</li>
  * </ul>
  * <p><strong>Nothing changed, nothing read.</strong> Paced, every check and read first asks the kernel for the
  * ruleset's generation id ({@code NFT_MSG_GETGEN} over netlink: one small request, whatever the table's size);
@@ -74,7 +81,6 @@ public final class NftDataplane
     private final DataplaneConfig config;
     private final Ruleset ruleset;
     private final PlanRenderer renderer;
-    private final TableReader reader = new TableReader();
     private String lastRepair;
     /** Nothing read yet, or a transaction was refused: the next read is deep. */
     private boolean deepReadForced = true;
@@ -87,8 +93,11 @@ public final class NftDataplane
     /** A deep check was done; the next read is deep too and closes the cycle. */
     private boolean deepReadPending;
     private long pendingCheckCost;
-    /** Paced: the whole-table listing of the deep check, for the deep read that follows; null once anything ran. */
-    private String pendingListing;
+    /**
+     * Each fixed chain's rules (their expressions, as dumped) as egressd last wrote or, with the right fingerprint
+     * comments, found them: a rule edited by hand with its comment kept differs from these.
+     */
+    private final Map<String, List<byte[]>> written = new HashMap<>();
     private int deepReads;
     private int deepChecks;
     /** Paced: the ruleset generation at which a deep check last found the fixed part right; -1 if none. */
@@ -184,9 +193,10 @@ public final class NftDataplane
     /**
      * Makes sure egressd's table exists and its fixed part is what this configuration wants, repairing it
      * without a reload: creates the whole table when it is absent; otherwise, when a deep check is due (see
-     * the class comment; always, unpaced), lists the table and compares each fixed chain's ({@code forward},
-     * {@code guest_new}, {@code deny}, {@code postrouting}) type, hook, priority, policy and the
-     * fingerprint comments of its rules with {@link Ruleset#staticChains()}. On any difference (a new uplink or
+     * the class comment; always, unpaced), dumps the table without its elements over netlink and compares each
+     * fixed chain's ({@code forward}, {@code guest_new}, {@code deny}, {@code postrouting}...) type, hook, priority,
+     * policy and the fingerprint comments of its rules with {@link Ruleset#staticChains()}, and each rule's
+     * expressions with those egressd wrote. On any difference (a new uplink or
      * cap in the configuration, a chain flushed or a rule added, deleted or changed by hand, a policy changed,
      * a chain, counter or set deleted, or a chain, set, map, counter or other object that egressd did not put in
      * its table) it runs {@link Ruleset#renderRepair} as ONE transaction: the fixed
@@ -194,9 +204,8 @@ public final class NftDataplane
      * keeps its elements (the foreign objects are deleted), so the {@code ct count} meters keep counting the connections they hold (a
      * whole-table reload would reset them, docs/design.md, pitfall 9).
      *
-     * <p>Every call first lists the table's sets and maps without their elements ({@code list sets table} and
-     * {@code list maps}, terse: no rules and no elements are loaded); a missing table, set or map is seen at
-     * once.
+     * <p>Every call first dumps the names of the table's sets and maps over netlink (no rules and no elements);
+     * a missing table, set or map is seen at once.
      *
      * <p>A meter entry already in {@code cc4}/{@code cc6} keeps the cap it was created with until its
      * connections are gone and the kernel's garbage collection removes it; new (guest, destination) keys
@@ -236,7 +245,12 @@ public final class NftDataplane
         {
             deepCheckForced = true;
         }
-        if (!deepCheckForced && !due())
+        // The generation moved since the fixed part was last found right (checkGeneration >= 0 here: an unchanged one
+        // returned above): check it now. Over netlink the deep check costs the table's few rules, not its elements,
+        // so it is not paced: paced, a reconcile whose read found every element right would vouch for a generation
+        // at which a hand edit of a fixed chain was never looked at (the reconciler then trusts that generation and
+        // reads nothing more until the next change, docs/design.md, "The control plane").
+        if (!deepCheckForced && checkGeneration < 0 && !due())
         {
             return false;
         }
@@ -268,13 +282,13 @@ public final class NftDataplane
     /** The table is created if absent, else its fixed chains are checked (a deep check). */
     private boolean createOrCheck(final boolean exists) throws NftException
     {
-        pendingListing = null;
         if (!exists)
         {
             checkedGeneration = -1;
             lastPlan = null;
             nft.run(ruleset.render());
             addNetlinkRules();
+            rememberWritten();
             lastRepair = "created the table inet " + config.table();
             deepCheckForced = false;
             return true;
@@ -309,47 +323,72 @@ public final class NftDataplane
     {
         final List<String> drift = new ArrayList<>();
         final Set<String> recreate = new LinkedHashSet<>();
-        // One listing of the whole table rather than one per fixed chain: in nft 1.0.6 each 'list chain' loads
-        // every set's elements anyway (0.1 s at 4,000 machines), and paced, the read that follows reuses it.
-        final String listing = nft.runJson("list table inet " + config.table());
-        final JsonNode root = parse(listing);
+        // One set of netlink dumps of the table without its elements (chains, rules, sets, objects): no libnftables
+        // cache, so it costs the table's rules and declarations, whatever the sets hold. Rules are compared by their
+        // fingerprint comments and by their expressions as the kernel dumps them, never by nft's text for them (nft
+        // 1.0.6 lists nat6's rules as text it cannot load back: docs/design.md, pitfall 1).
+        final NftNetlink.TableDump dump = tableDump();
+        final Map<String, List<byte[]>> seen = new HashMap<>();
         for (final Ruleset.StaticChain want : ruleset.staticChains())
         {
-            final TableReader.ChainState have = TableReader.chainState(root, want.name());
+            final NftNetlink.ChainInfo have = dump.chain(want.name());
             if (have == null)
             {
                 drift.add("chain " + want.name() + " is missing");
                 continue;
             }
             final boolean hookOk = want.base()
-                ? want.type().equals(have.type()) && want.hook().equals(have.hook()) && have.priority() != null
+                ? have.base() && want.type().equals(have.type()) && hookNumber(want.hook()) == have.hook()
                     && want.priority() == have.priority()
-                : have.hook() == null;
+                : !have.base();
             if (!hookOk)
             {
                 recreate.add(want.name());
-                drift.add("chain " + want.name() + " is hooked as " + have.describeHook());
+                drift.add("chain " + want.name() + " is hooked as " + describeHook(have));
             }
-            else if (want.base() && !"accept".equals(have.policy()))
+            else if (want.base() && have.policy() != NfTables.NF_ACCEPT)
             {
-                drift.add("chain " + want.name() + " has policy " + have.policy());
+                drift.add("chain " + want.name() + " has policy " + (have.policy() == NfTables.NF_DROP ? "drop"
+                    : Integer.toString(have.policy())));
+            }
+            final List<NftNetlink.RuleInfo> rules = dump.rules(want.name());
+            final List<String> comments = new ArrayList<>(rules.size());
+            final List<byte[]> expressions = new ArrayList<>(rules.size());
+            for (final NftNetlink.RuleInfo r : rules)
+            {
+                comments.add(r.comment());
+                expressions.add(r.expressions());
             }
             final List<String> expected = want.fingerprints();
-            if (!expected.equals(have.comments()))
+            if (!expected.equals(comments))
             {
-                drift.add("chain " + want.name() + " holds " + have.comments().size() + " rules, "
-                    + matching(expected, have.comments()) + " of the " + expected.size() + " it should");
+                drift.add("chain " + want.name() + " holds " + comments.size() + " rules, "
+                    + matching(expected, comments) + " of the " + expected.size() + " it should");
+                continue;
+            }
+            seen.put(want.name(), expressions);
+            final List<byte[]> known = written.get(want.name());
+            final int changed = known == null ? -1 : firstDifference(known, expressions);
+            if (changed >= 0)
+            {
+                drift.add("chain " + want.name() + ": rule " + changed + " is not the rule egressd wrote (its comment"
+                    + " was kept)");
             }
         }
-        final Set<String> mistyped = TableReader.mistypedMaps(root);
+        final Set<String> mistyped = new LinkedHashSet<>();
+        for (final NftNetlink.SetInfo set : dump.sets())
+        {
+            if (!Ruleset.declaredType(set))
+            {
+                mistyped.add(set.name());
+            }
+        }
         if (!mistyped.isEmpty())
         {
             drift.add("re-created " + String.join(", ", mistyped) + " with the data type "
                 + mistyped.stream().map(Ruleset.MAP_DATA::get).collect(java.util.stream.Collectors.joining(", ")));
         }
-        final Set<String> fixed = new HashSet<>();
-        ruleset.staticChains().forEach(c -> fixed.add(c.name()));
-        final List<TableReader.Foreign> foreign = TableReader.foreignObjects(root, fixed);
+        final List<TableReader.Foreign> foreign = foreignObjects(dump);
         if (!foreign.isEmpty())
         {
             drift.add("removed what egressd did not put there: " + foreign.stream().map(Object::toString)
@@ -357,14 +396,134 @@ public final class NftDataplane
         }
         if (drift.isEmpty())
         {
-            // Paced, the deep read that closes this cycle comes next in the same reconcile: it reuses this listing.
-            pendingListing = deepFactor > 0 ? listing : null;
+            // The rules as found are egressd's from now on: a later edit that keeps a rule's comment is seen.
+            written.putAll(seen);
             return false;
         }
         nft.run(ruleset.renderRepair(recreate, foreign, mistyped));
         addNetlinkRules();
+        rememberWritten();
         lastRepair = "repaired the fixed part of inet " + config.table() + ": " + String.join("; ", drift);
         return true;
+    }
+
+    /** The table without its elements, over netlink; a missing table as nft's "not found". */
+    private NftNetlink.TableDump tableDump() throws NftException
+    {
+        try
+        {
+            return netlink.dumpTable();
+        }
+        catch (final IOException e)
+        {
+            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+            throw new NftException("cannot dump inet " + config.table() + ": " + e.getMessage(), "NFT_MSG_GETRULE",
+                missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+        }
+    }
+
+    /**
+     * Remembers the fixed chains' rules as egressd just wrote them (after the table was created or repaired), so a
+     * rule changed by hand with its fingerprint comment copied over is still seen. When they cannot be read, the
+     * next deep check adopts what it finds under the right comments.
+     */
+    private void rememberWritten()
+    {
+        written.clear();
+        try
+        {
+            final NftNetlink.TableDump dump = netlink.dumpTable();
+            for (final Ruleset.StaticChain chain : ruleset.staticChains())
+            {
+                final List<byte[]> expressions = new ArrayList<>();
+                dump.rules(chain.name()).forEach(r -> expressions.add(r.expressions()));
+                written.put(chain.name(), expressions);
+            }
+        }
+        catch (final IOException e)
+        {
+            written.clear();
+            LOG.debug("cannot dump inet {} after writing its fixed part: {}", config.table(), e.getMessage());
+        }
+    }
+
+    /** The index of the first rule whose expressions differ, the shorter list's length if one is longer; -1 if equal. */
+    private static int firstDifference(final List<byte[]> a, final List<byte[]> b)
+    {
+        for (int i = 0; i < Math.min(a.size(), b.size()); i++)
+        {
+            if (!java.util.Arrays.equals(a.get(i), b.get(i)))
+            {
+                return i;
+            }
+        }
+        return a.size() == b.size() ? -1 : Math.min(a.size(), b.size());
+    }
+
+    /**
+     * What egressd did not put in its table: every chain other than the fixed ones (but a rule's own anonymous
+     * chain, which goes with its rule), every named set or map other than {@link Ruleset#SET_NAMES}, every counter
+     * other than {@link Ruleset#COUNTERS}, and every other named object and flowtable.
+     */
+    private List<TableReader.Foreign> foreignObjects(final NftNetlink.TableDump dump)
+    {
+        final Set<String> fixed = new HashSet<>();
+        ruleset.staticChains().forEach(c -> fixed.add(c.name()));
+        final List<TableReader.Foreign> foreign = new ArrayList<>();
+        for (final NftNetlink.ChainInfo c : dump.chains())
+        {
+            if (!fixed.contains(c.name()) && (c.flags() & NfTables.NFT_CHAIN_BINDING) == 0)
+            {
+                foreign.add(new TableReader.Foreign("chain", c.name(), c.handle()));
+            }
+        }
+        for (final NftNetlink.SetInfo set : dump.sets())
+        {
+            if (!Ruleset.SET_NAMES.contains(set.name()))
+            {
+                foreign.add(new TableReader.Foreign(set.map() ? "map" : "set", set.name(), set.handle()));
+            }
+        }
+        for (final NftNetlink.ObjectInfo o : dump.objects())
+        {
+            if (!("counter".equals(o.kind()) && Ruleset.COUNTERS.contains(o.name())))
+            {
+                foreign.add(new TableReader.Foreign(o.kind(), o.name(), o.handle()));
+            }
+        }
+        return foreign;
+    }
+
+    /** A netlink hook number by nft's name of the hook, -1 for a name egressd does not use. */
+    static int hookNumber(final String hook)
+    {
+        return switch (hook)
+        {
+            case "prerouting" -> NfTables.NF_INET_PRE_ROUTING;
+            case "input" -> NfTables.NF_INET_LOCAL_IN;
+            case "forward" -> NfTables.NF_INET_FORWARD;
+            case "output" -> NfTables.NF_INET_LOCAL_OUT;
+            case "postrouting" -> NfTables.NF_INET_POST_ROUTING;
+            default -> -1;
+        };
+    }
+
+    /** How a dumped chain is hooked, for a message: e.g. {@code filter hook forward priority 10}. */
+    static String describeHook(final NftNetlink.ChainInfo chain)
+    {
+        if (!chain.base())
+        {
+            return "a regular chain";
+        }
+        String name = "hook " + chain.hook();
+        for (final String hook : List.of("prerouting", "input", "forward", "output", "postrouting"))
+        {
+            if (hookNumber(hook) == chain.hook())
+            {
+                name = hook;
+            }
+        }
+        return chain.type() + " hook " + name + " priority " + chain.priority();
     }
 
     /**
@@ -427,8 +586,7 @@ public final class NftDataplane
                 deepCost = pendingCheckCost;
                 deepReadPending = false;
                 pendingCheckCost = 0;
-                pendingListing = null;
-            }
+                    }
             return lastPlan;
         }
         final KernelPlan plan = readChanged();
@@ -523,27 +681,63 @@ public final class NftDataplane
     }
 
     /**
-     * What the table holds now, from one listing of the whole table, rules included (a deep read): O(table)
-     * in libnftables 1.0.6.
+     * What the table holds now, read whole (a deep read): the table's sets and maps (one NFT_MSG_GETSET dump, which
+     * also says which maps are of another type: their elements are not egressd's and are left out, the repair
+     * re-creates them), then each plan set's elements (one NFT_MSG_GETSETELEM dump each). No libnftables cache: it
+     * costs the elements, whatever else the table holds.
      *
      * @return the plan read from the kernel.
-     * @throws NftException if the table cannot be listed ({@link NftException#isNotFound()} when absent).
+     * @throws NftException if the table cannot be read ({@link NftException#isNotFound()} when absent).
      */
     public KernelPlan readFull() throws NftException
     {
         final long start = clock.getAsLong();
-        final String listing = pendingListing != null ? pendingListing : nft.runJson("list table inet " + config.table());
-        pendingListing = null;
-        final KernelPlan read;
+        final List<NftNetlink.SetInfo> sets;
         try
         {
-            read = reader.read(listing);
+            sets = netlink.sets();
         }
-        catch (final IllegalArgumentException e)
+        catch (final IOException e)
         {
-            throw new NftException("cannot read nft's listing of inet " + config.table() + ": " + e.getMessage(),
-                "list table", "");
+            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+            throw new NftException("cannot dump the sets of inet " + config.table() + ": " + e.getMessage(),
+                "NFT_MSG_GETSET", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
         }
+        final Map<String, NftNetlink.SetInfo> byName = new HashMap<>();
+        sets.forEach(i -> byName.put(i.name(), i));
+        final List<PlanElement> elements = new ArrayList<>();
+        for (final String set : Ruleset.ELEMENT_SETS.keySet())
+        {
+            final NftNetlink.SetInfo info = byName.get(set);
+            if (info == null || !Ruleset.declaredType(info))
+            {
+                // Missing, or an older egressd's map of that name (its elements are not plan elements): the next
+                // check re-creates it.
+                deepCheckForced = true;
+                continue;
+            }
+            final List<NftNetlink.Element> dumped;
+            try
+            {
+                dumped = netlink.elements(set);
+            }
+            catch (final IOException e)
+            {
+                final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+                if (missing)
+                {
+                    deepCheckForced = true; // deleted since the set dump: the next check re-creates it
+                    continue;
+                }
+                throw new NftException("cannot dump " + set + " of inet " + config.table() + ": " + e.getMessage(),
+                    "NFT_MSG_GETSETELEM", String.valueOf(e.getMessage()));
+            }
+            for (final NftNetlink.Element e : dumped)
+            {
+                elements.add(decode(set, e));
+            }
+        }
+        final KernelPlan read = KernelPlan.of(elements);
         deepReadForced = false;
         deepReads++;
         deepEnd = clock.getAsLong();
@@ -603,7 +797,6 @@ public final class NftDataplane
             committedGeneration = generation();
             return;
         }
-        pendingListing = null;
         try
         {
             netlink.commit(ops);
@@ -783,7 +976,7 @@ public final class NftDataplane
         lastPlan = null;
         checkedGeneration = -1;
         deepReadForced = true;
-        pendingListing = null;
+        written.clear();
         nft.run("delete table inet " + config.table());
     }
 

@@ -23,12 +23,13 @@ import java.util.Set;
  *
  * <p>Every rule of the fixed chains carries a fingerprint comment ({@link StaticChain#fingerprints()}):
  * a hash of the rule as this configuration renders it. {@link NftDataplane#ensureTable()}, when a deep check
- * is due, lists the table and compares the fixed chains' hooks, policies and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
+ * is due, dumps the table over netlink and compares the fixed chains' hooks, policies and fingerprints with these; a new uplink or cap, or a hand edit (a flushed chain, an added or deleted
  * rule, a changed policy), is put right by {@link #renderRepair} in one transaction that keeps every
  * element and meter. Comparing fingerprints rather than nft's listing of the rules is deliberate: nft
  * normalises what it lists (it printed {@code { tcp, udp, icmp }} back as {@code { icmp, tcp, udp }}),
- * so a text or JSON comparison would depend on one nft version's printer. What a fingerprint cannot see
- * is a rule replaced by hand with its comment copied over.
+ * so a text or JSON comparison would depend on one nft version's printer. What a fingerprint cannot see, a
+ * rule replaced by hand with its comment copied over, the check finds by the rule's expressions as the kernel
+ * dumps them, compared with those egressd wrote.
  *
  * <p>Why each piece is shaped as it is:
  * <ul>
@@ -161,6 +162,28 @@ public final class Ruleset
     public static final Map<String, String> MAP_DATA = Map.of(
         SNAT4, "ipv4_addr . inet_service",
         SNAT6, "ipv6_addr . inet_service");
+
+    /**
+     * The data type of each map as the kernel keeps it for nft ({@code NFTA_SET_DATA_TYPE}: nft's own type id, a
+     * concatenation being each part's id in 6 bits, first part highest: {@code ipv4_addr} 7, {@code ipv6_addr} 8,
+     * {@code inet_service} 13). The netlink twin of {@link #MAP_DATA}.
+     */
+    public static final Map<String, Integer> MAP_DATA_TYPES = Map.of(
+        SNAT4, 7 << 6 | 13,
+        SNAT6, 8 << 6 | 13);
+
+    /**
+     * Whether a dumped set or map has the type egressd declares for its name: a map of {@link #MAP_DATA_TYPES} is
+     * a map with that data type (an older egressd's {@code snat6} was a verdict map); any other name is as declared.
+     *
+     * @param set the dumped set.
+     * @return false for a map egressd must re-create.
+     */
+    public static boolean declaredType(final dev.egressd.agent.kernel.nft.netlink.NftNetlink.SetInfo set)
+    {
+        final Integer dataType = MAP_DATA_TYPES.get(set.name());
+        return dataType == null || set.map() && set.dataType() == dataType;
+    }
 
     /** The name of every set and map of the table, meters included. */
     public static final Set<String> SET_NAMES;

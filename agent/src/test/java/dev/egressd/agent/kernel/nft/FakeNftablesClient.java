@@ -258,6 +258,86 @@ public final class FakeNftablesClient implements NftablesClient, NfTablesClient
         generation++;
     }
 
+    /**
+     * The table without elements, as the kernel's dumps give it: a rule's expressions are its text without the
+     * comment (what nft wrote), a base chain's hook and policy as netlink numbers, sets with nft's data type ids.
+     * Counted with the table listings (it is the deep check's read).
+     */
+    @Override
+    public dev.egressd.agent.kernel.nft.netlink.NftNetlink.TableDump dumpTable() throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        if (t == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETCHAIN", 2, (String)null);
+        }
+        tableListings++;
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.ChainInfo> chains = new ArrayList<>();
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.RuleInfo> rules = new ArrayList<>();
+        t.chains.forEach((chain, list) ->
+        {
+            final String hook = t.hooks.get(chain);
+            final Matcher m = hook == null ? null : HOOK.matcher(hook);
+            if (m != null && m.matches())
+            {
+                chains.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.ChainInfo(chain, -1, m.group(1),
+                    List.of("prerouting", "input", "forward", "output", "postrouting").indexOf(m.group(2)), priority(m.group(3)),
+                    "accept".equals(m.group(4)) ? NfTables.NF_ACCEPT : NfTables.NF_DROP, 0));
+            }
+            else
+            {
+                chains.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.ChainInfo(chain, -1, null, -1, 0, -1, 0));
+            }
+            for (final String rule : list)
+            {
+                final Matcher comment = COMMENT.matcher(rule);
+                final boolean commented = comment.find();
+                final String body = commented ? rule.substring(0, comment.start()) : rule;
+                rules.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.RuleInfo(chain,
+                    commented ? comment.group(1) : null, body.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+            }
+        });
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.ObjectInfo> objects = new ArrayList<>();
+        t.counters.keySet().forEach(name ->
+            objects.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.ObjectInfo("counter", name, -1)));
+        return new dev.egressd.agent.kernel.nft.netlink.NftNetlink.TableDump(chains, rules, setInfos(t), objects);
+    }
+
+    @Override
+    public List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.SetInfo> sets() throws java.io.IOException
+    {
+        final FakeTable t = tables.get(table);
+        if (t == null)
+        {
+            throw new dev.egressd.agent.netlink.NetlinkException("NFT_MSG_GETSET", 2, (String)null);
+        }
+        return setInfos(t);
+    }
+
+    /** The sets' declarations as GETSET gives them: a map's data type as nft's type id (a verdict as the kernel's). */
+    private static List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.SetInfo> setInfos(final FakeTable t)
+    {
+        final List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.SetInfo> out = new ArrayList<>();
+        t.sets.forEach((name, set) ->
+        {
+            int dataType = 0;
+            if (set.map)
+            {
+                final String data = set.type.substring(set.type.indexOf(':') + 1).strip().replace("interval ", "");
+                dataType = switch (data)
+                {
+                    case "ipv4_addr . inet_service" -> 7 << 6 | 13;
+                    case "ipv6_addr . inet_service" -> 8 << 6 | 13;
+                    case "verdict" -> 0xffffff00;
+                    default -> -1;
+                };
+            }
+            out.add(new dev.egressd.agent.kernel.nft.netlink.NftNetlink.SetInfo(name, -1,
+                set.map ? NfTables.NFT_SET_MAP : 0, 0, dataType, 0));
+        });
+        return out;
+    }
+
     /** A set's elements as the kernel's dump gives them (bytes); counted with the set listings. */
     @Override
     public List<dev.egressd.agent.kernel.nft.netlink.NftNetlink.Element> elements(final String setName)

@@ -168,6 +168,74 @@ class NftDataplanePrivilegedTest
             + " us; " + lastScriptLines() + " lines");
     }
 
+    @Test
+    void aFixedRuleReplacedByHandWithItsCommentKeptIsFoundAndRepaired() throws Exception
+    {
+        ns.call(dataplane::ensureTable);
+        final List<String> forward = listedRules("forward");
+        final String fingerprint = new Ruleset(DataplaneConfig.defaults("uplink")).staticChains().get(0)
+            .fingerprints().get(1);
+        // rule 1 lets every non-guest packet through; replaced by a rule letting everything through, comment kept
+        final String listing = lab.exec("nft", "-a", "list", "chain", "inet", "egressd", "forward");
+        final String handle = listing.lines().filter(l -> l.contains(fingerprint)).findFirst().orElseThrow()
+            .replaceAll(".*# handle (\\d+).*", "$1");
+        lab.exec("nft", "replace rule inet egressd forward handle " + handle + " accept comment \"" + fingerprint
+            + "\"");
+        assertThat(listedRules("forward")).isNotEqualTo(forward);
+
+        assertThat(ns.call(dataplane::ensureTable)).as("found though every comment is right").isTrue();
+        assertThat(dataplane.lastRepair()).contains("chain forward: rule 1 is not the rule egressd wrote");
+        assertThat(listedRules("forward")).isEqualTo(forward);
+        assertThat(ns.call(dataplane::ensureTable)).as("then in sync").isFalse();
+
+        // A dataplane that starts on a table it did not write (a restart) takes the rules under the right comments as
+        // written, and sees an edit from then on.
+        final NftDataplane restarted = new NftDataplane(client, netlink, DataplaneConfig.defaults("uplink"));
+        assertThat(ns.call(restarted::ensureTable)).isFalse();
+        final String again = lab.exec("nft", "-a", "list", "chain", "inet", "egressd", "forward").lines()
+            .filter(l -> l.contains(fingerprint)).findFirst().orElseThrow().replaceAll(".*# handle (\\d+).*", "$1");
+        lab.exec("nft", "replace rule inet egressd forward handle " + again + " accept comment \"" + fingerprint
+            + "\"");
+        assertThat(ns.call(restarted::ensureTable)).isTrue();
+        assertThat(restarted.lastRepair()).contains("chain forward: rule 1");
+    }
+
+    @Test
+    void theWholeReadAndCheckAskNothingOfLibnftables() throws Exception
+    {
+        final int[] calls = new int[1];
+        final NftablesClient counting = new NftablesClient()
+        {
+            @Override
+            public void run(final String script) throws NftException
+            {
+                calls[0]++;
+                client.run(script);
+            }
+
+            @Override
+            public String runJson(final String command) throws NftException
+            {
+                calls[0]++;
+                return client.runJson(command);
+            }
+        };
+        final NftDataplane whole = new NftDataplane(counting, netlink, DataplaneConfig.defaults("uplink"));
+        whole.paceDeepChecks(0, System::nanoTime);
+        assertThat(ns.call(whole::ensureTable)).as("created through libnftables").isTrue();
+        ns.call(() ->
+        {
+            whole.apply(PlanDiff.between(KernelPlan.empty(), machines(1, 2)));
+            return null;
+        });
+        calls[0] = 0;
+        assertThat(ns.call(whole::ensureTable)).isFalse();
+        assertThat(ns.call(whole::readFull)).isEqualTo(withoutUplinks(machines(1, 2)));
+        assertThat(ns.call(whole::read)).isEqualTo(withoutUplinks(machines(1, 2)));
+        assertThat(whole.deepCounts()).as("a deep check and two deep reads").containsExactly(2, 1);
+        assertThat(calls[0]).as("libnftables calls of the deep check and reads").isZero();
+    }
+
     private long lastScriptLines()
     {
         return new Ruleset(DataplaneConfig.defaults("uplink")).renderRepair(java.util.Set.of()).lines().count();
@@ -245,8 +313,8 @@ class NftDataplanePrivilegedTest
         });
         assertThat(ns.call(dataplane::ensureTable)).isFalse(); // the first deep cycle: a check, then a read
         ns.call(dataplane::read); // over: the next is paced
-        // not the deep check's turn: only the set names are looked at
-        lab.exec("nft", "add", "chain", "inet", "egressd", "unrelated"); // the generation moves
+        // a change elsewhere: the generation moves, the check finds egressd's table right
+        lab.exec("nft", "add", "table", "inet", "unrelated");
         final java.util.Set<String> names = ns.call(netlink::setNames);
         assertThat(ns.call(dataplane::ensureTable)).as("nothing missing: no repair (%s; %s)", names,
             dataplane.lastRepair()).isFalse();
@@ -419,10 +487,10 @@ class NftDataplanePrivilegedTest
             dataplane.apply(PlanDiff.between(KernelPlan.empty(), plan));
             return null;
         });
+        dataplane.paceDeepChecks(1_000_000, System::nanoTime); // no deep read or check falls due in this test
         ns.call(dataplane::ensureTable);
         assertThat(ns.call(dataplane::readFull)).isEqualTo(plan); // a deep cycle: check, then read
         final int[] deep = dataplane.deepCounts();
-        dataplane.paceDeepChecks(1_000_000, System::nanoTime); // no deep read or check is due in this test
 
         assertThat(ns.call(dataplane::read)).isEqualTo(plan);
         assertThat(ns.call(dataplane::ensureTable)).isFalse();

@@ -200,6 +200,75 @@ public final class NfTables
     /** {@code <linux/netfilter/nf_nat.h>} NF_NAT_RANGE_PROTO_SPECIFIED. */
     public static final int NF_NAT_RANGE_PROTO_SPECIFIED = 2;
 
+    /** nf_tables_msg_types NFT_MSG_NEWFLOWTABLE (also the type of a flowtable in a GETFLOWTABLE reply). */
+    public static final int NFT_MSG_NEWFLOWTABLE = 22;
+    /** nf_tables_msg_types NFT_MSG_GETFLOWTABLE. */
+    public static final int NFT_MSG_GETFLOWTABLE = 23;
+    /** nft_chain_attributes NFTA_CHAIN_HANDLE (u64). */
+    public static final int NFTA_CHAIN_HANDLE = 2;
+    /** nft_chain_attributes NFTA_CHAIN_FLAGS. */
+    public static final int NFTA_CHAIN_FLAGS = 10;
+    /** nft_chain_flags NFT_CHAIN_BINDING: a rule's own anonymous chain ({@code jump { ... }}), gone with its rule. */
+    public static final int NFT_CHAIN_BINDING = 0x4;
+    /** nft_hook_attributes NFTA_HOOK_HOOKNUM. */
+    public static final int NFTA_HOOK_HOOKNUM = 1;
+    /** nft_hook_attributes NFTA_HOOK_PRIORITY (a signed 32-bit priority). */
+    public static final int NFTA_HOOK_PRIORITY = 2;
+    /** nft_set_attributes NFTA_SET_KEY_LEN. */
+    public static final int NFTA_SET_KEY_LEN = 5;
+    /** nft_set_attributes NFTA_SET_DATA_TYPE: nft's own type id of a map's data, stored for it by the kernel. */
+    public static final int NFTA_SET_DATA_TYPE = 6;
+    /** nft_set_attributes NFTA_SET_DATA_LEN. */
+    public static final int NFTA_SET_DATA_LEN = 7;
+    /** nft_set_attributes NFTA_SET_HANDLE (u64). */
+    public static final int NFTA_SET_HANDLE = 16;
+    /** nft_set_flags NFT_SET_MAP: a map, not a set. */
+    public static final int NFT_SET_MAP = 0x8;
+    /** nft_set_flags NFT_SET_OBJECT: a map to stateful objects. */
+    public static final int NFT_SET_OBJECT = 0x40;
+    /** nft_object_attributes NFTA_OBJ_HANDLE (u64). */
+    public static final int NFTA_OBJ_HANDLE = 6;
+    /** NFT_OBJECT_UNSPEC: every object type, in a GETOBJ dump. */
+    public static final int NFT_OBJECT_UNSPEC = 0;
+    /** NFT_OBJECT_QUOTA. */
+    public static final int NFT_OBJECT_QUOTA = 2;
+    /** NFT_OBJECT_CT_HELPER. */
+    public static final int NFT_OBJECT_CT_HELPER = 3;
+    /** NFT_OBJECT_LIMIT. */
+    public static final int NFT_OBJECT_LIMIT = 4;
+    /** NFT_OBJECT_CONNLIMIT. */
+    public static final int NFT_OBJECT_CONNLIMIT = 5;
+    /** NFT_OBJECT_TUNNEL. */
+    public static final int NFT_OBJECT_TUNNEL = 6;
+    /** NFT_OBJECT_CT_TIMEOUT. */
+    public static final int NFT_OBJECT_CT_TIMEOUT = 7;
+    /** NFT_OBJECT_SECMARK. */
+    public static final int NFT_OBJECT_SECMARK = 8;
+    /** NFT_OBJECT_CT_EXPECT. */
+    public static final int NFT_OBJECT_CT_EXPECT = 9;
+    /** NFT_OBJECT_SYNPROXY. */
+    public static final int NFT_OBJECT_SYNPROXY = 10;
+    /** nft_flowtable_attributes NFTA_FLOWTABLE_TABLE. */
+    public static final int NFTA_FLOWTABLE_TABLE = 1;
+    /** nft_flowtable_attributes NFTA_FLOWTABLE_NAME. */
+    public static final int NFTA_FLOWTABLE_NAME = 2;
+    /** nft_flowtable_attributes NFTA_FLOWTABLE_HANDLE (u64). */
+    public static final int NFTA_FLOWTABLE_HANDLE = 5;
+    /** {@code <linux/netfilter.h>} NF_DROP: a base chain's policy. */
+    public static final int NF_DROP = 0;
+    /** {@code <linux/netfilter.h>} NF_ACCEPT: a base chain's policy. */
+    public static final int NF_ACCEPT = 1;
+    /** {@code <linux/netfilter.h>} nf_inet_hooks NF_INET_PRE_ROUTING. */
+    public static final int NF_INET_PRE_ROUTING = 0;
+    /** {@code <linux/netfilter.h>} NF_INET_LOCAL_IN. */
+    public static final int NF_INET_LOCAL_IN = 1;
+    /** {@code <linux/netfilter.h>} NF_INET_FORWARD. */
+    public static final int NF_INET_FORWARD = 2;
+    /** {@code <linux/netfilter.h>} NF_INET_LOCAL_OUT. */
+    public static final int NF_INET_LOCAL_OUT = 3;
+    /** {@code <linux/netfilter.h>} NF_INET_POST_ROUTING. */
+    public static final int NF_INET_POST_ROUTING = 4;
+
     /** libnftnl's udata TLV type of a rule comment (NFTNL_UDATA_RULE_COMMENT), what nft lists as {@code comment}. */
     public static final int NFTNL_UDATA_RULE_COMMENT = 0;
 

@@ -66,4 +66,28 @@ public interface NfTablesClient
     {
         return null;
     }
+
+    /**
+     * The table without its elements: chains, rules, named sets and maps, named objects (one dump of each).
+     *
+     * @return the dump.
+     * @throws IOException with ENOENT ({@code NetlinkException}) if the table is missing, or if the socket fails.
+     * @throws UnsupportedOperationException from a client that does not read tables (the host side's fakes).
+     */
+    default NftNetlink.TableDump dumpTable() throws IOException
+    {
+        throw new UnsupportedOperationException("this nf_tables client does not dump tables");
+    }
+
+    /**
+     * The table's named sets and maps without their elements (one dump).
+     *
+     * @return them.
+     * @throws IOException with ENOENT ({@code NetlinkException}) if the table is missing, or if the socket fails.
+     * @throws UnsupportedOperationException from a client that does not read tables.
+     */
+    default List<NftNetlink.SetInfo> sets() throws IOException
+    {
+        throw new UnsupportedOperationException("this nf_tables client does not dump sets");
+    }
 }

@@ -651,6 +651,474 @@ public final class NftNetlink implements NfTablesClient, AutoCloseable
             | b.get(at + 3) & 0xff;
     }
 
+    /**
+     * One chain of a {@link TableDump}.
+     *
+     * @param name     its name.
+     * @param handle   its handle, -1 if not dumped.
+     * @param type     {@code filter}, {@code nat}, {@code route} for a base chain, else null.
+     * @param hook     the netfilter hook number ({@link NfTables#NF_INET_FORWARD}...) of a base chain, else -1.
+     * @param priority the hook priority of a base chain, else 0.
+     * @param policy   a base chain's policy ({@link NfTables#NF_ACCEPT} or {@link NfTables#NF_DROP}), else -1.
+     * @param flags    its flags ({@link NfTables#NFT_CHAIN_BINDING}...).
+     */
+    public record ChainInfo(String name, long handle, String type, int hook, int priority, int policy, int flags)
+    {
+        /**
+         * Whether it is a base chain (hooked).
+         *
+         * @return true if it has a hook.
+         */
+        public boolean base()
+        {
+            return hook >= 0;
+        }
+    }
+
+    /**
+     * One rule of a {@link TableDump}.
+     *
+     * @param chain       its chain.
+     * @param comment     its comment (libnftnl's user data), or null.
+     * @param expressions its expressions as the kernel dumps them, every {@code counter}'s figures left out (so
+     *                    traffic is not a change): equal bytes for the same rule, whoever lists it.
+     */
+    public record RuleInfo(String chain, String comment, byte[] expressions)
+    {
+    }
+
+    /**
+     * One named set or map of a {@link TableDump}, without its elements.
+     *
+     * @param name     its name.
+     * @param handle   its handle, -1 if not dumped.
+     * @param flags    its flags ({@link NfTables#NFT_SET_MAP}...).
+     * @param keyLen   its key's length in bytes.
+     * @param dataType a map's data type as nft declared it (nft's type id), 0 for a set.
+     * @param dataLen  a map's data length in bytes, 0 for a set.
+     */
+    public record SetInfo(String name, long handle, int flags, int keyLen, int dataType, int dataLen)
+    {
+        /**
+         * Whether it is a map (a data or verdict map, or an object map).
+         *
+         * @return true if so.
+         */
+        public boolean map()
+        {
+            return (flags & (NfTables.NFT_SET_MAP | NfTables.NFT_SET_OBJECT)) != 0;
+        }
+    }
+
+    /**
+     * One named stateful object or flowtable of a {@link TableDump}.
+     *
+     * @param kind   as nft names the kind: {@code counter}, {@code quota}, {@code ct helper}, {@code limit},
+     *               {@code ct timeout}, {@code secmark}, {@code ct expectation}, {@code synproxy}, {@code flowtable}.
+     * @param name   its name.
+     * @param handle its handle, -1 if not dumped.
+     */
+    public record ObjectInfo(String kind, String name, long handle)
+    {
+    }
+
+    /**
+     * A table without its elements: its chains, rules, named sets and maps, named objects and flowtables, each in
+     * the kernel's order. Costs the rules and declarations only, whatever the sets hold.
+     *
+     * @param chains  the chains, anonymous (binding) ones included.
+     * @param rules   the rules of every chain, chain by chain.
+     * @param sets    the named sets and maps (anonymous ones left out).
+     * @param objects the named objects nft can name and delete, then the flowtables.
+     */
+    public record TableDump(List<ChainInfo> chains, List<RuleInfo> rules, List<SetInfo> sets, List<ObjectInfo> objects)
+    {
+        /**
+         * A chain by name.
+         *
+         * @param name the name.
+         * @return the chain, or null.
+         */
+        public ChainInfo chain(final String name)
+        {
+            for (final ChainInfo c : chains)
+            {
+                if (c.name().equals(name))
+                {
+                    return c;
+                }
+            }
+            return null;
+        }
+
+        /**
+         * The rules of one chain, in order.
+         *
+         * @param chain the chain.
+         * @return its rules.
+         */
+        public List<RuleInfo> rules(final String chain)
+        {
+            final List<RuleInfo> out = new ArrayList<>();
+            for (final RuleInfo r : rules)
+            {
+                if (r.chain().equals(chain))
+                {
+                    out.add(r);
+                }
+            }
+            return out;
+        }
+
+        /**
+         * A set or map by name.
+         *
+         * @param name the name.
+         * @return it, or null.
+         */
+        public SetInfo set(final String name)
+        {
+            for (final SetInfo s : sets)
+            {
+                if (s.name().equals(name))
+                {
+                    return s;
+                }
+            }
+            return null;
+        }
+    }
+
+    /**
+     * The table without its elements (see {@link TableDump}): one NFT_MSG_GETCHAIN, GETRULE, GETSET, GETOBJ and
+     * GETFLOWTABLE dump each, of this table only. Each dump is started again when a concurrent change interrupted it;
+     * the dumps are not one snapshot (a change between two is seen by the next read).
+     *
+     * @return the dump.
+     * @throws NetlinkException with ENOENT if the table is missing.
+     * @throws IOException      if the socket fails or the table kept changing.
+     */
+    @Override
+    public TableDump dumpTable() throws IOException
+    {
+        final List<ChainInfo> chains = new ArrayList<>();
+        dump("NFT_MSG_GETCHAIN " + tableName, chains, NFT_MSG_GETCHAIN, NFTA_CHAIN_TABLE, -1,
+            (b, off, len) -> parseChain(b, off, len, table, chains));
+        final List<RuleInfo> rules = new ArrayList<>();
+        dump("NFT_MSG_GETRULE " + tableName, rules, NFT_MSG_GETRULE, NFTA_RULE_TABLE, -1,
+            (b, off, len) -> parseRule(b, off, len, table, rules));
+        final List<SetInfo> sets = new ArrayList<>();
+        dump("NFT_MSG_GETSET " + tableName, sets, NFT_MSG_GETSET, NFTA_SET_TABLE, -1,
+            (b, off, len) -> parseSet(b, off, len, table, sets));
+        final List<ObjectInfo> objects = new ArrayList<>();
+        dump("NFT_MSG_GETOBJ " + tableName, objects, NFT_MSG_GETOBJ, NFTA_OBJ_TABLE, NFT_OBJECT_UNSPEC,
+            (b, off, len) -> parseObject(b, off, len, table, objects));
+        final List<ObjectInfo> flowtables = new ArrayList<>();
+        dump("NFT_MSG_GETFLOWTABLE " + tableName, flowtables, NFT_MSG_GETFLOWTABLE, NFTA_FLOWTABLE_TABLE, -1,
+            (b, off, len) -> parseFlowtable(b, off, len, table, flowtables));
+        objects.addAll(flowtables);
+        return new TableDump(chains, rules, sets, objects);
+    }
+
+    /**
+     * The sets and maps of the table, without their elements (one NFT_MSG_GETSET dump).
+     *
+     * @return them, in the kernel's order; anonymous ones left out.
+     * @throws NetlinkException with ENOENT if the table is missing.
+     * @throws IOException      if the socket fails or the sets kept changing.
+     */
+    @Override
+    public List<SetInfo> sets() throws IOException
+    {
+        final List<SetInfo> sets = new ArrayList<>();
+        dump("NFT_MSG_GETSET " + tableName, sets, NFT_MSG_GETSET, NFTA_SET_TABLE, -1,
+            (b, off, len) -> parseSet(b, off, len, table, sets));
+        return sets;
+    }
+
+    /** One dump of a table's objects of one kind, started again (the list cleared) when it was interrupted. */
+    private void dump(final String what, final List<?> out, final int msg, final int tableAttr, final int objType,
+        final NetlinkSocket.MessageHandler handler) throws IOException
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            out.clear();
+            final NetlinkWriter w = socket.request(NfTables.type(msg), NLM_F_DUMP);
+            w.u8(family).u8(NFNETLINK_V0).u16BE(0);
+            w.attrString(tableAttr, table);
+            if (objType >= 0)
+            {
+                w.attrU32BE(NFTA_OBJ_TYPE, objType);
+            }
+            try
+            {
+                socket.execute(what, handler);
+                return;
+            }
+            catch (final NetlinkException e)
+            {
+                if (e.errno() != LibC.EINTR || attempt == DUMP_RETRIES)
+                {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private static long u64(final ByteBuffer b, final int a)
+    {
+        return NetlinkMessages.u64BE(b, NetlinkMessages.payload(a));
+    }
+
+    private static int u32(final ByteBuffer b, final int a)
+    {
+        return NetlinkMessages.u32BE(b, NetlinkMessages.payload(a));
+    }
+
+    /** A GETCHAIN reply's chain, if it is of {@code table}. */
+    static void parseChain(final ByteBuffer b, final int off, final int len, final String table,
+        final List<ChainInfo> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWCHAIN))
+        {
+            return;
+        }
+        final int end = off + len;
+        String of = null;
+        String name = null;
+        String type = null;
+        long handle = -1;
+        int hook = -1;
+        int priority = 0;
+        int policy = -1;
+        int flags = 0;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_CHAIN_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NFTA_CHAIN_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NFTA_CHAIN_HANDLE -> handle = u64(b, a);
+                case NFTA_CHAIN_TYPE -> type = NetlinkMessages.attrString(b, a);
+                case NFTA_CHAIN_POLICY -> policy = u32(b, a);
+                case NFTA_CHAIN_FLAGS -> flags = u32(b, a);
+                case NFTA_CHAIN_HOOK ->
+                {
+                    final int hookEnd = NetlinkMessages.attrEnd(b, a);
+                    for (int h = NetlinkMessages.firstAttr(b, NetlinkMessages.payload(a), hookEnd); h >= 0;
+                         h = NetlinkMessages.nextAttr(b, h, hookEnd))
+                    {
+                        if (NetlinkMessages.attrType(b, h) == NFTA_HOOK_HOOKNUM)
+                        {
+                            hook = u32(b, h);
+                        }
+                        else if (NetlinkMessages.attrType(b, h) == NFTA_HOOK_PRIORITY)
+                        {
+                            priority = u32(b, h);
+                        }
+                    }
+                }
+                default ->
+                {
+                }
+            }
+        }
+        if (name != null && table.equals(of))
+        {
+            out.add(new ChainInfo(name, handle, hook >= 0 ? type : null, hook, priority, hook >= 0 ? policy : -1,
+                flags));
+        }
+    }
+
+    /** A GETRULE reply's rule, if it is of {@code table}: its chain, comment and expressions (counters' figures out). */
+    static void parseRule(final ByteBuffer b, final int off, final int len, final String table,
+        final List<RuleInfo> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWRULE))
+        {
+            return;
+        }
+        final int end = off + len;
+        String of = null;
+        String chain = null;
+        String comment = null;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_RULE_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NFTA_RULE_CHAIN -> chain = NetlinkMessages.attrString(b, a);
+                case NFTA_RULE_USERDATA -> comment = comment(b, NetlinkMessages.payload(a), NetlinkMessages.attrEnd(b, a));
+                default ->
+                {
+                }
+            }
+        }
+        if (chain == null || !table.equals(of))
+        {
+            return;
+        }
+        final ByteArrayOutputStream expressions = new ByteArrayOutputStream(256);
+        appendRule(b, off, len, expressions);
+        out.add(new RuleInfo(chain, comment, expressions.toByteArray()));
+    }
+
+    /**
+     * The comment in a rule's user data (libnftnl's TLVs: a type byte, a length byte, the value), without its NUL;
+     * null if there is none. Only the bytes up to {@code end}, the attribute's, are read.
+     */
+    static String comment(final ByteBuffer b, final int from, final int end)
+    {
+        int p = from;
+        while (p + 2 <= end)
+        {
+            final int type = b.get(p) & 0xff;
+            final int length = b.get(p + 1) & 0xff;
+            if (p + 2 + length > end)
+            {
+                return null;
+            }
+            if (type == NFTNL_UDATA_RULE_COMMENT)
+            {
+                int n = length;
+                while (n > 0 && b.get(p + 2 + n - 1) == 0)
+                {
+                    n--;
+                }
+                final byte[] text = new byte[n];
+                b.get(p + 2, text);
+                return new String(text, StandardCharsets.UTF_8);
+            }
+            p += 2 + length;
+        }
+        return null;
+    }
+
+    /** A GETSET reply's named set or map of {@code table}, without elements. */
+    static void parseSet(final ByteBuffer b, final int off, final int len, final String table, final List<SetInfo> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWSET))
+        {
+            return;
+        }
+        final int end = off + len;
+        String of = null;
+        String name = null;
+        long handle = -1;
+        int flags = 0;
+        int keyLen = 0;
+        int dataType = 0;
+        int dataLen = 0;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_SET_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NFTA_SET_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NFTA_SET_HANDLE -> handle = u64(b, a);
+                case NFTA_SET_FLAGS -> flags = u32(b, a);
+                case NFTA_SET_KEY_LEN -> keyLen = u32(b, a);
+                case NFTA_SET_DATA_TYPE -> dataType = u32(b, a);
+                case NFTA_SET_DATA_LEN -> dataLen = u32(b, a);
+                default ->
+                {
+                }
+            }
+        }
+        if (name != null && table.equals(of) && (flags & NFT_SET_ANONYMOUS) == 0)
+        {
+            out.add(new SetInfo(name, handle, flags, keyLen, dataType, dataLen));
+        }
+    }
+
+    /** A GETOBJ reply's object of {@code table}, if nft can name its kind. */
+    static void parseObject(final ByteBuffer b, final int off, final int len, final String table,
+        final List<ObjectInfo> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWOBJ))
+        {
+            return;
+        }
+        final int end = off + len;
+        String of = null;
+        String name = null;
+        long handle = -1;
+        int type = -1;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_OBJ_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NFTA_OBJ_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NFTA_OBJ_HANDLE -> handle = u64(b, a);
+                case NFTA_OBJ_TYPE -> type = u32(b, a);
+                default ->
+                {
+                }
+            }
+        }
+        final String kind = objectKind(type);
+        if (name != null && table.equals(of) && kind != null)
+        {
+            out.add(new ObjectInfo(kind, name, handle));
+        }
+    }
+
+    /**
+     * An object type as nft names it in {@code delete KIND}; null for the kinds nft 1.0.6 has no statement for
+     * (connlimit and tunnel objects, made only over netlink), which its listing leaves out too.
+     */
+    static String objectKind(final int type)
+    {
+        return switch (type)
+        {
+            case NFT_OBJECT_COUNTER -> "counter";
+            case NFT_OBJECT_QUOTA -> "quota";
+            case NFT_OBJECT_CT_HELPER -> "ct helper";
+            case NFT_OBJECT_LIMIT -> "limit";
+            case NFT_OBJECT_CT_TIMEOUT -> "ct timeout";
+            case NFT_OBJECT_SECMARK -> "secmark";
+            case NFT_OBJECT_CT_EXPECT -> "ct expectation";
+            case NFT_OBJECT_SYNPROXY -> "synproxy";
+            default -> null;
+        };
+    }
+
+    /** A GETFLOWTABLE reply's flowtable of {@code table}. */
+    static void parseFlowtable(final ByteBuffer b, final int off, final int len, final String table,
+        final List<ObjectInfo> out)
+    {
+        if (NetlinkMessages.type(b, off) != NfTables.type(NFT_MSG_NEWFLOWTABLE))
+        {
+            return;
+        }
+        final int end = off + len;
+        String of = null;
+        String name = null;
+        long handle = -1;
+        for (int a = NetlinkMessages.firstAttr(b, off + NLMSG_HDRLEN + NFGENMSG_SIZE, end); a >= 0;
+             a = NetlinkMessages.nextAttr(b, a, end))
+        {
+            switch (NetlinkMessages.attrType(b, a))
+            {
+                case NFTA_FLOWTABLE_TABLE -> of = NetlinkMessages.attrString(b, a);
+                case NFTA_FLOWTABLE_NAME -> name = NetlinkMessages.attrString(b, a);
+                case NFTA_FLOWTABLE_HANDLE -> handle = u64(b, a);
+                default ->
+                {
+                }
+            }
+        }
+        if (name != null && table.equals(of))
+        {
+            out.add(new ObjectInfo("flowtable", name, handle));
+        }
+    }
+
     /** A named counter's values. */
     public record Counter(long packets, long bytes)
     {

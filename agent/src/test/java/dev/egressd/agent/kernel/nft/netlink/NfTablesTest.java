@@ -107,6 +107,40 @@ class NfTablesTest
         expected.put("NF_NAT_RANGE_MAP_IPS", 1);
         expected.put("NF_NAT_RANGE_PROTO_SPECIFIED", 2);
         expected.put("NFTNL_UDATA_RULE_COMMENT", 0);
+        expected.put("NFT_MSG_NEWFLOWTABLE", 22);
+        expected.put("NFT_MSG_GETFLOWTABLE", 23);
+        expected.put("NFTA_CHAIN_HANDLE", 2);
+        expected.put("NFTA_CHAIN_FLAGS", 10);
+        expected.put("NFT_CHAIN_BINDING", 4);
+        expected.put("NFTA_HOOK_HOOKNUM", 1);
+        expected.put("NFTA_HOOK_PRIORITY", 2);
+        expected.put("NFTA_SET_KEY_LEN", 5);
+        expected.put("NFTA_SET_DATA_TYPE", 6);
+        expected.put("NFTA_SET_DATA_LEN", 7);
+        expected.put("NFTA_SET_HANDLE", 16);
+        expected.put("NFT_SET_MAP", 8);
+        expected.put("NFT_SET_OBJECT", 64);
+        expected.put("NFTA_OBJ_HANDLE", 6);
+        expected.put("NFT_OBJECT_UNSPEC", 0);
+        expected.put("NFT_OBJECT_QUOTA", 2);
+        expected.put("NFT_OBJECT_CT_HELPER", 3);
+        expected.put("NFT_OBJECT_LIMIT", 4);
+        expected.put("NFT_OBJECT_CONNLIMIT", 5);
+        expected.put("NFT_OBJECT_TUNNEL", 6);
+        expected.put("NFT_OBJECT_CT_TIMEOUT", 7);
+        expected.put("NFT_OBJECT_SECMARK", 8);
+        expected.put("NFT_OBJECT_CT_EXPECT", 9);
+        expected.put("NFT_OBJECT_SYNPROXY", 10);
+        expected.put("NFTA_FLOWTABLE_TABLE", 1);
+        expected.put("NFTA_FLOWTABLE_NAME", 2);
+        expected.put("NFTA_FLOWTABLE_HANDLE", 5);
+        expected.put("NF_DROP", 0);
+        expected.put("NF_ACCEPT", 1);
+        expected.put("NF_INET_PRE_ROUTING", 0);
+        expected.put("NF_INET_LOCAL_IN", 1);
+        expected.put("NF_INET_FORWARD", 2);
+        expected.put("NF_INET_LOCAL_OUT", 3);
+        expected.put("NF_INET_POST_ROUTING", 4);
         assertThat(constants()).containsExactlyInAnyOrderEntriesOf(expected);
     }
 
@@ -122,7 +156,9 @@ class NfTablesTest
         assumeTrue(Files.isRegularFile(include.resolve("netfilter/nf_tables.h")), "no nf_tables.h in /usr/include/linux");
         final Map<String, List<String>> byHeader = new LinkedHashMap<>();
         byHeader.put("netfilter/nfnetlink.h", List.of("NFNL_SUBSYS_NFTABLES"));
-        byHeader.put("netfilter.h", List.of("NFPROTO_UNSPEC", "NFPROTO_INET", "NFPROTO_IPV4", "NFPROTO_IPV6"));
+        byHeader.put("netfilter.h", List.of("NFPROTO_UNSPEC", "NFPROTO_INET", "NFPROTO_IPV4", "NFPROTO_IPV6",
+            "NF_DROP", "NF_ACCEPT", "NF_INET_PRE_ROUTING", "NF_INET_LOCAL_IN", "NF_INET_FORWARD", "NF_INET_LOCAL_OUT",
+            "NF_INET_POST_ROUTING"));
         byHeader.put("netlink.h", List.of("NLM_F_APPEND"));
         byHeader.put("netfilter/nf_nat.h", List.of("NF_NAT_RANGE_MAP_IPS", "NF_NAT_RANGE_PROTO_SPECIFIED"));
         final List<String> nfTables = constants().keySet().stream()

@@ -262,4 +262,135 @@ class NftNetlinkCodecTest
         NftNetlink.parseCounter(b, 0, len, out);
         assertThat(out).containsExactly(Map.entry("hits", new NftNetlink.Counter(7, 700)));
     }
+
+    /** One nf_tables message by hand: nlmsghdr (host order), nfgenmsg, then attributes, each padded to 4. */
+    private static ByteBuffer message(final int msg, final byte[]... attrs)
+    {
+        int len = 16 + 4;
+        for (final byte[] a : attrs)
+        {
+            len += (a.length + 3) & ~3;
+        }
+        final ByteBuffer b = ByteBuffer.allocate(len).order(ByteOrder.nativeOrder());
+        b.putInt(len).putShort((short)NfTables.type(msg)).putShort((short)0x2).putInt(1).putInt(0);
+        b.put((byte)NfTables.NFPROTO_INET).put((byte)0).putShort((short)0);
+        for (final byte[] a : attrs)
+        {
+            b.put(a);
+            b.position((b.position() + 3) & ~3);
+        }
+        return b.flip();
+    }
+
+    private static byte[] attr(final int type, final byte[] payload)
+    {
+        final ByteBuffer a = ByteBuffer.allocate((4 + payload.length + 3) & ~3).order(ByteOrder.nativeOrder());
+        a.putShort((short)(4 + payload.length)).putShort((short)type).put(payload);
+        return a.array();
+    }
+
+    private static byte[] string(final String s)
+    {
+        return (s + "\0").getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    }
+
+    private static byte[] u32(final int v)
+    {
+        return ByteBuffer.allocate(4).putInt(v).array(); // nf_tables' network order
+    }
+
+    private static byte[] u64(final long v)
+    {
+        return ByteBuffer.allocate(8).putLong(v).array();
+    }
+
+    private static byte[] nested(final int type, final byte[]... inner)
+    {
+        final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        for (final byte[] i : inner)
+        {
+            out.writeBytes(i);
+        }
+        return attr(type | 0x8000, out.toByteArray());
+    }
+
+    @Test
+    void aDumpedBaseChainSaysItsTypeHookPriorityPolicyAndHandle()
+    {
+        final ByteBuffer b = message(NfTables.NFT_MSG_NEWCHAIN, attr(NfTables.NFTA_CHAIN_TABLE, string("egressd")),
+            attr(NfTables.NFTA_CHAIN_HANDLE, u64(7)), attr(NfTables.NFTA_CHAIN_NAME, string("postrouting")),
+            nested(NfTables.NFTA_CHAIN_HOOK, attr(NfTables.NFTA_HOOK_HOOKNUM, u32(NfTables.NF_INET_POST_ROUTING)),
+                attr(NfTables.NFTA_HOOK_PRIORITY, u32(-100))),
+            attr(NfTables.NFTA_CHAIN_POLICY, u32(NfTables.NF_ACCEPT)), attr(NfTables.NFTA_CHAIN_TYPE, string("nat")));
+        final List<NftNetlink.ChainInfo> out = new java.util.ArrayList<>();
+        NftNetlink.parseChain(b, 0, b.limit(), "other", out);
+        assertThat(out).as("another table's chain").isEmpty();
+        NftNetlink.parseChain(b, 0, b.limit(), "egressd", out);
+        assertThat(out).containsExactly(new NftNetlink.ChainInfo("postrouting", 7, "nat", NfTables.NF_INET_POST_ROUTING,
+            -100, NfTables.NF_ACCEPT, 0));
+        final ByteBuffer regular = message(NfTables.NFT_MSG_NEWCHAIN,
+            attr(NfTables.NFTA_CHAIN_TABLE, string("egressd")), attr(NfTables.NFTA_CHAIN_NAME, string("deny")));
+        NftNetlink.parseChain(regular, 0, regular.limit(), "egressd", out);
+        assertThat(out.get(1).base()).isFalse();
+        assertThat(out.get(1).policy()).isEqualTo(-1);
+    }
+
+    @Test
+    void aDumpedRuleSaysItsChainItsCommentAndItsExpressions()
+    {
+        final byte[] udata = NftNetlink.commentUserdata("egressd 0123456789abcdef");
+        final byte[] expr = nested(NfTables.NFTA_LIST_ELEM, attr(NfTables.NFTA_EXPR_NAME, string("meta")));
+        final ByteBuffer b = message(NfTables.NFT_MSG_NEWRULE, attr(NfTables.NFTA_RULE_TABLE, string("egressd")),
+            attr(NfTables.NFTA_RULE_CHAIN, string("forward")), attr(NfTables.NFTA_RULE_HANDLE, u64(3)),
+            nested(NfTables.NFTA_RULE_EXPRESSIONS, expr), attr(NfTables.NFTA_RULE_USERDATA, udata));
+        final List<NftNetlink.RuleInfo> out = new java.util.ArrayList<>();
+        NftNetlink.parseRule(b, 0, b.limit(), "egressd", out);
+        assertThat(out).hasSize(1);
+        assertThat(out.get(0).chain()).isEqualTo("forward");
+        assertThat(out.get(0).comment()).isEqualTo("egressd 0123456789abcdef");
+        assertThat(new String(out.get(0).expressions(), java.nio.charset.StandardCharsets.ISO_8859_1)).contains("meta");
+
+        // user data with another TLV first, and one cut short: only a whole comment is read
+        final byte[] two = {5, 2, 'x', 'y', 0, 3, 'a', 'b', 0};
+        final ByteBuffer t = ByteBuffer.wrap(two);
+        assertThat(NftNetlink.comment(t, 0, two.length)).isEqualTo("ab");
+        assertThat(NftNetlink.comment(t, 0, two.length - 1)).isNull();
+    }
+
+    @Test
+    void aDumpedMapSaysItIsAMapWithItsDataTypeAndAnonymousSetsAreLeftOut()
+    {
+        final ByteBuffer map = message(NfTables.NFT_MSG_NEWSET, attr(NfTables.NFTA_SET_TABLE, string("egressd")),
+            attr(NfTables.NFTA_SET_NAME, string("snat6")), attr(NfTables.NFTA_SET_FLAGS, u32(NfTables.NFT_SET_MAP)),
+            attr(NfTables.NFTA_SET_KEY_LEN, u32(16)), attr(NfTables.NFTA_SET_DATA_TYPE, u32(8 << 6 | 13)),
+            attr(NfTables.NFTA_SET_DATA_LEN, u32(40)), attr(NfTables.NFTA_SET_HANDLE, u64(12)));
+        final ByteBuffer anonymous = message(NfTables.NFT_MSG_NEWSET,
+            attr(NfTables.NFTA_SET_TABLE, string("egressd")), attr(NfTables.NFTA_SET_NAME, string("__set0")),
+            attr(NfTables.NFTA_SET_FLAGS, u32(NfTables.NFT_SET_ANONYMOUS)));
+        final List<NftNetlink.SetInfo> out = new java.util.ArrayList<>();
+        NftNetlink.parseSet(map, 0, map.limit(), "egressd", out);
+        NftNetlink.parseSet(anonymous, 0, anonymous.limit(), "egressd", out);
+        assertThat(out).containsExactly(new NftNetlink.SetInfo("snat6", 12, NfTables.NFT_SET_MAP, 16, 8 << 6 | 13, 40));
+        assertThat(out.get(0).map()).isTrue();
+    }
+
+    @Test
+    void objectsAreNamedAsNftDeletesThemAndKindsNftCannotNameAreLeftOut()
+    {
+        final ByteBuffer quota = message(NfTables.NFT_MSG_NEWOBJ, attr(NfTables.NFTA_OBJ_TABLE, string("egressd")),
+            attr(NfTables.NFTA_OBJ_NAME, string("q")), attr(NfTables.NFTA_OBJ_TYPE, u32(NfTables.NFT_OBJECT_QUOTA)),
+            attr(NfTables.NFTA_OBJ_HANDLE, u64(4)));
+        final ByteBuffer tunnel = message(NfTables.NFT_MSG_NEWOBJ, attr(NfTables.NFTA_OBJ_TABLE, string("egressd")),
+            attr(NfTables.NFTA_OBJ_NAME, string("t")), attr(NfTables.NFTA_OBJ_TYPE, u32(NfTables.NFT_OBJECT_TUNNEL)));
+        final ByteBuffer flowtable = message(NfTables.NFT_MSG_NEWFLOWTABLE,
+            attr(NfTables.NFTA_FLOWTABLE_TABLE, string("egressd")), attr(NfTables.NFTA_FLOWTABLE_NAME, string("f")),
+            attr(NfTables.NFTA_FLOWTABLE_HANDLE, u64(9)));
+        final List<NftNetlink.ObjectInfo> out = new java.util.ArrayList<>();
+        NftNetlink.parseObject(quota, 0, quota.limit(), "egressd", out);
+        NftNetlink.parseObject(tunnel, 0, tunnel.limit(), "egressd", out);
+        NftNetlink.parseFlowtable(flowtable, 0, flowtable.limit(), "egressd", out);
+        assertThat(out).containsExactly(new NftNetlink.ObjectInfo("quota", "q", 4),
+            new NftNetlink.ObjectInfo("flowtable", "f", 9));
+        assertThat(NftNetlink.objectKind(NfTables.NFT_OBJECT_CT_EXPECT)).isEqualTo("ct expectation");
+    }
 }
