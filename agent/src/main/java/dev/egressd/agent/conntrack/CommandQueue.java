@@ -96,25 +96,33 @@ final class CommandQueue
         return q.future;
     }
 
-    /** Runs every queued command; monitor thread. */
-    void drain()
+    /**
+     * Runs every queued command; monitor thread.
+     *
+     * @return how many ran.
+     */
+    int drain()
     {
+        int n = 0;
         Runnable c;
         while ((c = commands.poll()) != null)
         {
             c.run();
+            n++;
         }
+        return n;
     }
 
     /**
      * Waits for one command and runs it (a monitor without a kernel has nothing else to wait on).
      *
      * @param millis how long to wait.
+     * @return whether one ran.
      * @throws InterruptedException if interrupted while waiting.
      */
-    void runNext(final long millis) throws InterruptedException
+    boolean runNext(final long millis) throws InterruptedException
     {
-        runNext(millis, TimeUnit.MILLISECONDS);
+        return runNext(millis, TimeUnit.MILLISECONDS);
     }
 
     /**
@@ -122,15 +130,17 @@ final class CommandQueue
      *
      * @param time how long to wait.
      * @param unit its unit.
+     * @return whether one ran.
      * @throws InterruptedException if interrupted while waiting.
      */
-    void runNext(final long time, final TimeUnit unit) throws InterruptedException
+    boolean runNext(final long time, final TimeUnit unit) throws InterruptedException
     {
         final Runnable c = commands.poll(time, unit);
         if (c != null)
         {
             c.run();
         }
+        return c != null;
     }
 
     /** Refuses reads from now on (the monitor is closing, or its thread has ended). */

@@ -303,6 +303,33 @@ class ConntrackMonitorTest
     }
 
     @Test
+    void aSecondInWhichNothingMovedKeepsTheStatsPublishedBeforeAndAnEventBuildsThemAgain()
+    {
+        final ConntrackMonitor m = monitor(new FakeFlowTable(), app("m1", G1, A, 1024, 2047));
+        turn(m);
+        final ConntrackSnapshot first = m.stats();
+        assertThat(first.machines()).containsOnlyKeys("m1");
+
+        clock.addAndGet(1_100_000_000L);
+        turn(m);
+        assertThat(m.stats()).as("nothing moved: the stats published before, not built again").isSameAs(first);
+
+        m.onEvent(e.fillIpv4(Type.NEW, 7, 6, NAT, 1, G1, 40007, DST, 80, A.ipv4().bits(), 1030));
+        turn(m);
+        assertThat(m.stats()).as("within the second: not yet").isSameAs(first);
+        clock.addAndGet(1_100_000_000L);
+        turn(m);
+        assertThat(m.stats().newEvents()).as("an event moved them: built again at the next second").isEqualTo(1);
+        assertThat(m.stats().liveConnections()).isEqualTo(1);
+        final ConntrackSnapshot second = m.stats();
+
+        m.machinesChanged(List.of(app("m1", G1, A, 1024, 2047), app("m2", G2, A, 2048, 3071)), DRAIN);
+        turn(m);
+        assertThat(m.stats()).as("a machine's change is published at once").isNotSameAs(second);
+        assertThat(m.stats().machines()).containsOnlyKeys("m1", "m2");
+    }
+
+    @Test
     void deletionsThatFailAreTriedAgainASecondLater()
     {
         final FakeFlowTable table = new FakeFlowTable();

@@ -163,15 +163,19 @@ class DataplaneE2ETest
         final Map<String, Long> before = counters();
         final Map<String, Long> arrivedBefore = lab.destination().arrivals();
 
+        final long synsAgain = synRetransmissions("g1");
         final long t0 = System.nanoTime();
         final List<ClientResult> tcp4 = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2");
         final long tcp4Millis = (System.nanoTime() - t0) / 1_000_000;
         final List<ClientResult> tcp6 = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "2");
+        final long synsSentAgain = synRetransmissions("g1") - synsAgain;
         final List<ClientResult> udp4 = lab.guest(1).client("udp", DST4, 5000, 1, 0, "--timeout", "0.5");
         final List<ClientResult> udp6 = lab.guest(1).client("udp", DST6, 5000, 1, 0, "--timeout", "0.5");
         assertThat(tcp4).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
         assertThat(tcp6).extracting(ClientResult::error).containsExactly("ECONNREFUSED");
-        assertThat(tcp4Millis).as("refused at once, not timed out").isLessThan(1500);
+        // refused at once: the reset answered the first SYN of each, none was sent again (a wall-clock bound here
+        // timed the client process's start too, which a loaded machine stretches past any fixed limit)
+        assertThat(synsSentAgain).as("SYNs the guest had to send again").isZero();
         assertThat(udp4).allSatisfy(r -> assertThat(r.ok()).isFalse());
         assertThat(udp6).allSatisfy(r -> assertThat(r.ok()).isFalse());
         assertThat(lab.guest(1).ping(DST4)).isFalse();
@@ -190,10 +194,24 @@ class DataplaneE2ETest
         expectOk(lab.guest(2).client("tcp", DST4, 80, 1, 0), A.ipv4().toString(), L.firstPort(1), L.lastPort(1));
         assertThat(lab.destination().arrivalsSince(arrivedBefore)).as("the capture does see traffic").containsOnlyKeys(
             A.ipv4().toString());
-        report(String.format("pending: tcp4 %s in %d ms, tcp6 %s, udp4 %s, udp6 %s, ping refused; dst log empty; "
+        report(String.format("pending: tcp4 %s in %d ms (the client process included), tcp6 %s, udp4 %s, udp6 %s, ping refused; dst log empty; "
             + "dst capture %s; unmapped4 %d->%d unmapped6 %d->%d", tcp4, tcp4Millis, tcp6, udp4, udp6, arrived,
             before.get(Ruleset.COUNTER_UNMAPPED4), after.get(Ruleset.COUNTER_UNMAPPED4),
             before.get(Ruleset.COUNTER_UNMAPPED6), after.get(Ruleset.COUNTER_UNMAPPED6)));
+    }
+
+    /** The guest namespace's TCP SYN retransmissions so far (nstat's TcpExtTCPSynRetrans, both families). */
+    private long synRetransmissions(final String ns) throws IOException
+    {
+        for (final String line : lab.must(ns, "nstat", "-asz", "TcpExtTCPSynRetrans").split("\n"))
+        {
+            final String[] f = line.trim().split("\\s+");
+            if (f.length >= 2 && f[0].equals("TcpExtTCPSynRetrans"))
+            {
+                return Long.parseLong(f[1]);
+            }
+        }
+        throw new AssertionError("nstat printed no TcpExtTCPSynRetrans in " + ns);
     }
 
     @Test
@@ -305,17 +323,21 @@ class DataplaneE2ETest
                 first.add(held.next(Duration.ofSeconds(5)));
             }
             // the 9th, while the 8 are held: a reset arrives at once (a dropped SYN would be retried after
-            // 1 s and time out after 2 s); the time includes starting the client, ~0.1-0.3 s
+            // 1 s and time out after 2 s): the guest sends no SYN again
+            final long synsBefore = synRetransmissions("g1");
             final long t0 = System.nanoTime();
             final ClientResult over = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            final long synsSentAgain = synRetransmissions("g1") - synsBefore;
             assertThat(first).allSatisfy(r ->
             {
                 assertThat(r.ok()).as(r.toString()).isTrue();
                 assertThat(r.seenIp()).isEqualTo(A.ipv4().toString());
             });
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
-            assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
+            // the reset answered the first SYN (the client's time, its process's start included, only reported)
+            assertThat(synsSentAgain).as("reset at once, not a retried SYN (client took " + overMillis + " ms)")
+                .isZero();
             // another destination IP is a different key: still fine while the 8 are held
             final List<ClientResult> other = lab.guest(1).client("tcp", DST4B, 80, 1, 0);
             assertThat(other).extracting(ClientResult::seenIp).containsExactly(A.ipv4().toString());
@@ -346,9 +368,11 @@ class DataplaneE2ETest
             {
                 first.add(held.next(Duration.ofSeconds(5)));
             }
+            final long synsBefore = synRetransmissions("g1");
             final long t0 = System.nanoTime();
             final ClientResult over = lab.guest(1).client("tcp", DST6, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            final long synsSentAgain = synRetransmissions("g1") - synsBefore;
             assertThat(first).allSatisfy(r ->
             {
                 assertThat(r.ok()).as(r.toString()).isTrue();
@@ -356,7 +380,9 @@ class DataplaneE2ETest
                 assertThat(r.seenPort()).isBetween(L.firstPort(1), L.lastPort(1));
             });
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
-            assertThat(overMillis).as("reset at once, not a retried SYN").isLessThan(1500);
+            // the reset answered the first SYN (the client's time, its process's start included, only reported)
+            assertThat(synsSentAgain).as("reset at once, not a retried SYN (client took " + overMillis + " ms)")
+                .isZero();
             // IPv4 to the same destination host is another key: still fine while the 8 are held
             assertThat(lab.guest(1).client("tcp", DST4, 80, 1, 0)).extracting(ClientResult::seenIp)
                 .containsExactly(A.ipv4().toString());
@@ -439,11 +465,13 @@ class DataplaneE2ETest
             assertThat(lab.host().call(kernel::ensureTable)).isFalse();
             // the meter still counts the 4 held connections: the 5th is refused at once (a reset meter would let
             // it through, and 4 more after it)
+            final long synsBefore = synRetransmissions("g1");
             final long t0 = System.nanoTime();
             final ClientResult over = lab.guest(1).client("tcp", DST4, 80, 1, 0, "--timeout", "2").get(0);
             final long overMillis = (System.nanoTime() - t0) / 1_000_000;
+            final long synsSentAgain = synRetransmissions("g1") - synsBefore;
             assertThat(over.error()).isEqualTo("ECONNREFUSED");
-            assertThat(overMillis).isLessThan(1500);
+            assertThat(synsSentAgain).as("refused at the first SYN (client took " + overMillis + " ms)").isZero();
             assertThat(lab.must("host", "nft", "list", "set", "inet", TABLE, "cc4"))
                 .contains(guest4(1) + " . " + DST4);
             report(String.format("repair keeps the meter: cap %d held, after flushing forward+guest_new and "

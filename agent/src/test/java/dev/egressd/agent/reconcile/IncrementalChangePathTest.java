@@ -90,6 +90,32 @@ class IncrementalChangePathTest
         }
     }
 
+    @Test
+    void aPlanThatDidNotMoveIsTheOneBuiltLastAndAMoveBuildsItAgain()
+    {
+        final Random random = new Random(7);
+        allocator = new EgressAllocator(HOST, 7);
+        int moves = 0;
+        for (int step = 0; step < 300; step++)
+        {
+            final KernelPlan before = cache.plan();
+            final long version = cache.version();
+            operate(random);
+            final KernelPlan now = cache.plan();
+            assertThat(now).as("step " + step).isEqualTo(whole());
+            if (cache.version() == version)
+            {
+                // an idle reconcile asks for the plan every second: nothing moved, nothing is built
+                assertThat(now).as("step " + step + ": unmoved").isSameAs(before);
+            }
+            else if (!now.equals(before))
+            {
+                moves++;
+            }
+        }
+        assertThat(moves).as("the operations moved the plan").isGreaterThan(20);
+    }
+
     private void run(final long seed, final int steps)
     {
         final Random random = new Random(seed);
