@@ -396,6 +396,28 @@ public final class Egressd implements Callable<Integer>
     }
 
     /**
+     * Binds libc and libnftables through JNR on a thread of its own, begun first thing in {@link #main}: the binding
+     * (jnr-ffi's runtime, its classes and the stubs it generates for each interface, about 0.3 s of CPU) then
+     * overlaps the config's read, logback's start and the state's load instead of opening the kernel checks
+     * (docs/operations.md, "Start-up"). Nothing waits for this thread by name: each library is bound in its
+     * holder class's initialiser, which the JVM runs once, so a check that reaches it meanwhile waits for this
+     * thread's binding and sees its outcome, a failure included, exactly as if it had bound the library itself.
+     *
+     * @return the thread, started.
+     */
+    static Thread bindNativesAhead()
+    {
+        final Thread thread = new Thread(() ->
+        {
+            dev.egressd.agent.natives.Natives.isAvailable();
+            dev.egressd.agent.kernel.nft.NftNatives.isAvailable();
+        }, "egressd-natives");
+        thread.setDaemon(true);
+        thread.start();
+        return thread;
+    }
+
+    /**
      * Starts the daemon.
      *
      * @param args command-line arguments.
@@ -411,6 +433,10 @@ public final class Egressd implements Callable<Integer>
         final Egressd daemon = parseDaemonFlags(args);
         if (daemon != null)
         {
+            if (!daemon.dryRun)
+            {
+                bindNativesAhead();
+            }
             System.exit(daemon.run());
         }
         final CommandLine cli = new CommandLine(new Egressd());

@@ -40,6 +40,21 @@ class EgressdTest
     }
 
     @Test
+    void theNativesAreBoundOnADaemonThreadOfTheirOwnAndTheChecksSeeItsOutcome() throws Exception
+    {
+        final Thread binding = Egressd.bindNativesAhead();
+        assertThat(binding.getName()).isEqualTo("egressd-natives");
+        assertThat(binding.isDaemon()).as("never holds the JVM's exit").isTrue();
+        // a check that comes meanwhile waits in the holder's initialiser and gets the same outcome
+        final boolean seenMeanwhile = dev.egressd.agent.kernel.nft.NftNatives.isAvailable();
+        binding.join(60_000);
+        assertThat(binding.isAlive()).isFalse();
+        assertThat(dev.egressd.agent.natives.Natives.isAvailable()).isTrue();
+        assertThat(dev.egressd.agent.kernel.nft.NftNatives.isAvailable()).isEqualTo(seenMeanwhile)
+            .isEqualTo(dev.egressd.agent.kernel.nft.NftNatives.unavailabilityCause() == null);
+    }
+
+    @Test
     void flagsAreCollectedByConfigKey()
     {
         final Egressd egressd = new Egressd();
