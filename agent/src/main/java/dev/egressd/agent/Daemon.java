@@ -61,12 +61,12 @@ public final class Daemon
     private final Map<String, String> flags;
     private final Kernel kernel;
     private final String version;
-    private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r ->
-    {
-        final Thread thread = new Thread(r, "egressd-control");
-        thread.setDaemon(true);
-        return thread;
-    });
+    /**
+     * The control loop's thread, which is also the API's event loop: a change's request is read, committed and
+     * answered on it with no hand-off between threads (docs/design.md, "The control plane").
+     */
+    private final io.netty.channel.EventLoopGroup loopGroup = ApiServer.eventLoop("egressd-control");
+    private final ScheduledExecutorService executor = loopGroup.next();
     /** Where metrics scrapes run (API socket and metrics-listen alike): never the API's Netty event loop. */
     private final java.util.concurrent.ExecutorService metricsExecutor = Executors.newSingleThreadExecutor(r ->
     {
@@ -123,7 +123,7 @@ public final class Daemon
         // own meanwhile: most of their cost is loading and initialising classes, which then overlaps the state's
         // load and the kernel's sync. Neither touches the loop, and nothing is bound or answered before the kernel
         // is in sync (docs/design.md).
-        final CompletableFuture<Prepared> prepared = CompletableFuture.supplyAsync(Daemon::prepare, r ->
+        final CompletableFuture<Prepared> prepared = CompletableFuture.supplyAsync(this::prepare, r ->
         {
             final Thread thread = new Thread(r, "egressd-prepare");
             thread.setDaemon(true);
@@ -135,8 +135,9 @@ public final class Daemon
         }
         catch (final Exception | Error e)
         {
-            // a start that failed before taking the prepared server closes its event loop (its threads are not
-            // daemons); one it took is closed by stop()
+            // a start that failed before taking the prepared server closes it; one it took is closed by stop(); the
+            // loop's thread (the server's event loop too) is stopped here only if nothing took the loop, which
+            // stop() then still has to snapshot
             prepared.thenAccept(ready ->
             {
                 if (ready.api() != api)
@@ -144,6 +145,10 @@ public final class Daemon
                     ready.api().close();
                 }
             });
+            if (loop == null)
+            {
+                loopGroup.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            }
             throw e;
         }
     }
@@ -153,12 +158,12 @@ public final class Daemon
     {
     }
 
-    private static Prepared prepare()
+    private Prepared prepare()
     {
         final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
         // root only until start() sets the api-group's policy, before the socket is bound
-        return new Prepared(r, new ApiServer(PeerPolicy.ROOT_ONLY));
+        return new Prepared(r, new ApiServer(PeerPolicy.ROOT_ONLY, loopGroup));
     }
 
     /**
@@ -641,10 +646,11 @@ public final class Daemon
                 recordKernel();
             });
         }
-        executor.shutdown();
+        // the tasks queued before run (the snapshot above among them), the timers are cancelled
+        loopGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS);
         try
         {
-            executor.awaitTermination(5, TimeUnit.SECONDS);
+            loopGroup.awaitTermination(5, TimeUnit.SECONDS);
         }
         catch (final InterruptedException e)
         {
