@@ -62,11 +62,22 @@ public final class Daemon
     private final Kernel kernel;
     private final String version;
     /**
-     * The control loop's thread, which is also the API's event loop: a change's request is read, committed and
-     * answered on it with no hand-off between threads (docs/design.md, "The control plane").
+     * Whether the control loop runs on the API's event loop ({@code -Degressd.loop-thread=event-loop}): a change's
+     * request is then read, committed and answered on one thread, with no hand-off between threads either way. Not
+     * the default: on a loaded 2-core machine it answered sequential changes 2-3x slower, though 8 clients 2.5x
+     * faster (benchmarks/README.md, "The loop on the event loop").
      */
-    private final io.netty.channel.EventLoopGroup loopGroup = ApiServer.eventLoop("egressd-control");
-    private final ScheduledExecutorService executor = loopGroup.next();
+    static final boolean LOOP_ON_EVENT_LOOP = "event-loop".equals(System.getProperty("egressd.loop-thread"));
+    /** The event loop the control loop shares with the API, or null: the loop has a thread of its own. */
+    private final io.netty.channel.EventLoopGroup loopGroup = LOOP_ON_EVENT_LOOP
+        ? ApiServer.eventLoop("egressd-control") : null;
+    private final ScheduledExecutorService executor = loopGroup != null ? loopGroup.next()
+        : Executors.newSingleThreadScheduledExecutor(r ->
+        {
+            final Thread thread = new Thread(r, "egressd-control");
+            thread.setDaemon(true);
+            return thread;
+        });
     /** Where metrics scrapes run (API socket and metrics-listen alike): never the API's Netty event loop. */
     private final java.util.concurrent.ExecutorService metricsExecutor = Executors.newSingleThreadExecutor(r ->
     {
@@ -145,7 +156,7 @@ public final class Daemon
                     ready.api().close();
                 }
             });
-            if (loop == null)
+            if (loop == null && loopGroup != null)
             {
                 loopGroup.shutdownGracefully(0, 1, TimeUnit.SECONDS);
             }
@@ -163,7 +174,8 @@ public final class Daemon
         final PrometheusMeterRegistry r = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         EgressMetrics.bindProcessMeters(r); // first: it adds a meter filter
         // root only until start() sets the api-group's policy, before the socket is bound
-        return new Prepared(r, new ApiServer(PeerPolicy.ROOT_ONLY, loopGroup));
+        return new Prepared(r, loopGroup != null ? new ApiServer(PeerPolicy.ROOT_ONLY, loopGroup)
+            : new ApiServer(PeerPolicy.ROOT_ONLY));
     }
 
     /**
@@ -647,10 +659,17 @@ public final class Daemon
             });
         }
         // the tasks queued before run (the snapshot above among them), the timers are cancelled
-        loopGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS);
+        if (loopGroup != null)
+        {
+            loopGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS);
+        }
+        else
+        {
+            executor.shutdown();
+        }
         try
         {
-            loopGroup.awaitTermination(5, TimeUnit.SECONDS);
+            executor.awaitTermination(5, TimeUnit.SECONDS);
         }
         catch (final InterruptedException e)
         {

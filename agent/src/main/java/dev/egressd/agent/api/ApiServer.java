@@ -55,13 +55,13 @@ public final class ApiServer implements AutoCloseable
      */
     public ApiServer(final PeerPolicy policy)
     {
-        this(policy, eventLoop("egressd-api"), true);
+        this(policy, new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory()), true);
     }
 
     /**
-     * Creates the server on an event loop it shares with its owner, who shuts it down: the daemon's, whose one
+     * Creates the server on an event loop it shares with its owner, who shuts it down: the daemon's when its one
      * thread also runs the control loop, so a change's answer is written by the thread that committed it, with no
-     * hand-off between threads either way (docs/design.md, "The control plane").
+     * hand-off between threads either way (benchmarks/README.md, "The loop on the event loop").
      *
      * @param policy     who may connect.
      * @param eventLoops the event loop ({@link #eventLoop}); not shut down by {@link #close}.

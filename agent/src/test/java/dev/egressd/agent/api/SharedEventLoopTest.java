@@ -35,10 +35,10 @@ import java.util.concurrent.atomic.AtomicReference;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * The daemon's wiring: the control loop's executor is the API server's one event loop, so a change is read,
- * committed and answered on one thread (docs/design.md, "The control plane"). What that must keep: an answer only
- * after the kernel holds its change, answers in the order of a connection's requests, and changes that queue while
- * one commits still going to the kernel and the disk together.
+ * The control loop on the API server's one event loop (the daemon with {@code -Degressd.loop-thread=event-loop}):
+ * a change is read, committed and answered on one thread. What that must keep: an answer only after the kernel
+ * holds its change, answers in the order of a connection's requests, and changes that queue while one commits still
+ * going to the kernel and the disk together.
  */
 @Timeout(60)
 class SharedEventLoopTest
