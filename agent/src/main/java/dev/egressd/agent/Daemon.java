@@ -67,9 +67,12 @@ public final class Daemon
      * the default: on a loaded 2-core machine it answered sequential changes 2-3x slower, though 8 clients 2.5x
      * faster (benchmarks/README.md, "The loop on the event loop").
      */
-    static final boolean LOOP_ON_EVENT_LOOP = "event-loop".equals(System.getProperty("egressd.loop-thread"));
-    /** The event loop the control loop shares with the API, or null: the loop has a thread of its own. */
-    private final io.netty.channel.EventLoopGroup loopGroup = LOOP_ON_EVENT_LOOP
+    static final String LOOP_THREAD = "egressd.loop-thread";
+    /**
+     * The event loop the control loop shares with the API, or null: the loop has a thread of its own. Read when
+     * the daemon is built ({@link #LOOP_THREAD}).
+     */
+    private final io.netty.channel.EventLoopGroup loopGroup = "event-loop".equals(System.getProperty(LOOP_THREAD))
         ? ApiServer.eventLoop("egressd-control") : null;
     private final ScheduledExecutorService executor = loopGroup != null ? loopGroup.next()
         : Executors.newSingleThreadScheduledExecutor(r ->

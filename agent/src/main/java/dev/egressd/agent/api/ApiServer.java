@@ -41,7 +41,7 @@ public final class ApiServer implements AutoCloseable
     private final EventLoopGroup eventLoops;
     /** Whether {@link #eventLoops} is this server's own (shut down by {@link #close}) or its owner's. */
     private final boolean ownsEventLoops;
-    /** The open connections: closed by {@link #close}, which a shared event loop does not do by stopping. */
+    /** The open connections, closed by {@link #close} when the event loop is shared (an own one closes them). */
     private final java.util.Set<Channel> connections = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final ConnectionLimit apiConnections = new ConnectionLimit(ConnectionLimit.MAX_CONNECTIONS);
     private Channel channel;
