@@ -38,7 +38,11 @@ public final class ApiServer implements AutoCloseable
     /** The largest request body accepted. */
     public static final int MAX_BODY = 64 * 1024;
 
-    private final EventLoopGroup eventLoops = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
+    private final EventLoopGroup eventLoops;
+    /** Whether {@link #eventLoops} is this server's own (shut down by {@link #close}) or its owner's. */
+    private final boolean ownsEventLoops;
+    /** The open connections, closed by {@link #close} when the event loop is shared (an own one closes them). */
+    private final java.util.Set<Channel> connections = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final ConnectionLimit apiConnections = new ConnectionLimit(ConnectionLimit.MAX_CONNECTIONS);
     private Channel channel;
     private Channel metricsChannel;
@@ -51,7 +55,44 @@ public final class ApiServer implements AutoCloseable
      */
     public ApiServer(final PeerPolicy policy)
     {
+        this(policy, new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory()), true);
+    }
+
+    /**
+     * Creates the server on an event loop it shares with its owner, who shuts it down: the daemon's when its one
+     * thread also runs the control loop, so a change's answer is written by the thread that committed it, with no
+     * hand-off between threads either way (benchmarks/README.md, "The loop on the event loop").
+     *
+     * @param policy     who may connect.
+     * @param eventLoops the event loop ({@link #eventLoop}); not shut down by {@link #close}.
+     */
+    public ApiServer(final PeerPolicy policy, final EventLoopGroup eventLoops)
+    {
+        this(policy, eventLoops, false);
+    }
+
+    private ApiServer(final PeerPolicy policy, final EventLoopGroup eventLoops, final boolean owns)
+    {
         this.policy = policy;
+        this.eventLoops = eventLoops;
+        this.ownsEventLoops = owns;
+    }
+
+    /**
+     * An event loop group of one thread on Netty's epoll transport, the thread a daemon thread of the given name
+     * (its first task starts it).
+     *
+     * @param threadName the thread's name.
+     * @return the group; {@code next()} is its one event loop, a {@link java.util.concurrent.ScheduledExecutorService}.
+     */
+    public static EventLoopGroup eventLoop(final String threadName)
+    {
+        return new MultiThreadIoEventLoopGroup(1, r ->
+        {
+            final Thread thread = new Thread(r, threadName);
+            thread.setDaemon(true);
+            return thread;
+        }, EpollIoHandler.newFactory());
     }
 
     /**
@@ -80,6 +121,8 @@ public final class ApiServer implements AutoCloseable
             @Override
             protected void initChannel(final Channel ch)
             {
+                connections.add(ch);
+                ch.closeFuture().addListener(f -> connections.remove(ch));
                 ch.pipeline().addLast(limit).addLast(new ReadTimeoutHandler(300));
                 http(ch.pipeline());
                 if (peerCheck)
@@ -219,6 +262,15 @@ public final class ApiServer implements AutoCloseable
         {
             channel.close().syncUninterruptibly();
         }
-        eventLoops.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+        if (ownsEventLoops)
+        {
+            eventLoops.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+            return;
+        }
+        // the loop goes on (the control loop's last tasks run on it): no request is taken after the close
+        for (final Channel connection : connections)
+        {
+            connection.close().awaitUninterruptibly(1, java.util.concurrent.TimeUnit.SECONDS);
+        }
     }
 }
