@@ -12,19 +12,16 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicLong;
 
+import static dev.egressd.agent.api.RawSocket.readAll;
+import static dev.egressd.agent.api.RawSocket.write;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** A real {@link ApiServer} on a unix socket, spoken to with raw bytes: what a connection's life looks like. */
@@ -61,31 +58,7 @@ class ApiServerSocketTest
 
     private SocketChannel connect() throws IOException
     {
-        final SocketChannel channel = SocketChannel.open(StandardProtocolFamily.UNIX);
-        channel.connect(UnixDomainSocketAddress.of(socket));
-        return channel;
-    }
-
-    private static void write(final SocketChannel channel, final String text) throws IOException
-    {
-        final ByteBuffer bytes = ByteBuffer.wrap(text.getBytes(StandardCharsets.ISO_8859_1));
-        while (bytes.hasRemaining())
-        {
-            channel.write(bytes);
-        }
-    }
-
-    /** Everything the server sends until it closes the connection. */
-    private static String readAll(final SocketChannel channel) throws IOException
-    {
-        final ByteArrayOutputStream out = new ByteArrayOutputStream();
-        final ByteBuffer buffer = ByteBuffer.allocate(8192);
-        while (channel.read(buffer) >= 0)
-        {
-            out.write(buffer.array(), 0, buffer.position());
-            buffer.clear();
-        }
-        return out.toString(StandardCharsets.UTF_8);
+        return RawSocket.connect(socket);
     }
 
     @Test

@@ -17,8 +17,6 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
@@ -32,6 +30,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
+import static dev.egressd.agent.api.RawSocket.readAll;
+import static dev.egressd.agent.api.RawSocket.write;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -260,31 +260,7 @@ class SharedEventLoopTest
 
     private SocketChannel connect() throws IOException
     {
-        final SocketChannel channel = SocketChannel.open(StandardProtocolFamily.UNIX);
-        channel.connect(UnixDomainSocketAddress.of(socket));
-        return channel;
-    }
-
-    private static void write(final SocketChannel channel, final String text) throws IOException
-    {
-        final ByteBuffer bytes = ByteBuffer.wrap(text.getBytes(StandardCharsets.ISO_8859_1));
-        while (bytes.hasRemaining())
-        {
-            channel.write(bytes);
-        }
-    }
-
-    /** Everything the server sends until it closes the connection (a blocking channel). */
-    private static String readAll(final SocketChannel channel) throws IOException
-    {
-        final ByteArrayOutputStream out = new ByteArrayOutputStream();
-        final ByteBuffer buffer = ByteBuffer.allocate(8192);
-        while (channel.read(buffer) >= 0)
-        {
-            out.write(buffer.array(), 0, buffer.position());
-            buffer.clear();
-        }
-        return out.toString(StandardCharsets.UTF_8);
+        return RawSocket.connect(socket);
     }
 
     /** What a non-blocking channel holds now, added to {@code into}; all of it so far. */

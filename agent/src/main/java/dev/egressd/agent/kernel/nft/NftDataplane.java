@@ -228,9 +228,9 @@ public final class NftDataplane
             sets = setNamesOverNetlink();
             if (sets == null)
             {
-                sets = TableReader.setNames(parse(nft.runJsonTerse("list sets table inet " + config.table())),
+                sets = SetListing.setNames(parse(nft.runJsonTerse("list sets table inet " + config.table())),
                     config.table());
-                sets.addAll(TableReader.setNames(parse(nft.runJsonTerse("list maps inet")), config.table()));
+                sets.addAll(SetListing.setNames(parse(nft.runJsonTerse("list maps inet")), config.table()));
             }
         }
         catch (final NftException e)
@@ -388,7 +388,7 @@ public final class NftDataplane
             drift.add("re-created " + String.join(", ", mistyped) + " with the data type "
                 + mistyped.stream().map(Ruleset.MAP_DATA::get).collect(java.util.stream.Collectors.joining(", ")));
         }
-        final List<TableReader.Foreign> foreign = foreignObjects(dump);
+        final List<Ruleset.Foreign> foreign = foreignObjects(dump);
         if (!foreign.isEmpty())
         {
             drift.add("removed what egressd did not put there: " + foreign.stream().map(Object::toString)
@@ -465,30 +465,30 @@ public final class NftDataplane
      * chain, which goes with its rule), every named set or map other than {@link Ruleset#SET_NAMES}, every counter
      * other than {@link Ruleset#COUNTERS}, and every other named object and flowtable.
      */
-    private List<TableReader.Foreign> foreignObjects(final NftNetlink.TableDump dump)
+    private List<Ruleset.Foreign> foreignObjects(final NftNetlink.TableDump dump)
     {
         final Set<String> fixed = new HashSet<>();
         ruleset.staticChains().forEach(c -> fixed.add(c.name()));
-        final List<TableReader.Foreign> foreign = new ArrayList<>();
+        final List<Ruleset.Foreign> foreign = new ArrayList<>();
         for (final NftNetlink.ChainInfo c : dump.chains())
         {
             if (!fixed.contains(c.name()) && (c.flags() & NfTables.NFT_CHAIN_BINDING) == 0)
             {
-                foreign.add(new TableReader.Foreign("chain", c.name(), c.handle()));
+                foreign.add(new Ruleset.Foreign("chain", c.name(), c.handle()));
             }
         }
         for (final NftNetlink.SetInfo set : dump.sets())
         {
             if (!Ruleset.SET_NAMES.contains(set.name()))
             {
-                foreign.add(new TableReader.Foreign(set.map() ? "map" : "set", set.name(), set.handle()));
+                foreign.add(new Ruleset.Foreign(set.map() ? "map" : "set", set.name(), set.handle()));
             }
         }
         for (final NftNetlink.ObjectInfo o : dump.objects())
         {
             if (!("counter".equals(o.kind()) && Ruleset.COUNTERS.contains(o.name())))
             {
-                foreign.add(new TableReader.Foreign(o.kind(), o.name(), o.handle()));
+                foreign.add(new Ruleset.Foreign(o.kind(), o.name(), o.handle()));
             }
         }
         return foreign;
@@ -984,7 +984,7 @@ public final class NftDataplane
     {
         try
         {
-            return TableReader.tree(json);
+            return SetListing.tree(json);
         }
         catch (final UncheckedIOException e)
         {

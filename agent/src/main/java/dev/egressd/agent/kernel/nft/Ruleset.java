@@ -469,10 +469,10 @@ public final class Ruleset
      * {@link #renderRepair(Set)}, also removing what egressd did not put in its table.
      *
      * @param recreate the fixed chains that exist with the wrong type, hook or priority.
-     * @param foreign  the foreign objects ({@link TableReader#foreignObjects}).
+     * @param foreign  the foreign objects ({@code NftDataplane}'s dump of the table).
      * @return the nft text, one command per line.
      */
-    String renderRepair(final Set<String> recreate, final List<TableReader.Foreign> foreign)
+    String renderRepair(final Set<String> recreate, final List<Foreign> foreign)
     {
         return renderRepair(recreate, foreign, Set.of());
     }
@@ -484,11 +484,11 @@ public final class Ruleset
      * chains are (an old verdict map's elements jump to those).
      *
      * @param recreate     the fixed chains that exist with the wrong type, hook or priority.
-     * @param foreign      the foreign objects ({@link TableReader#foreignObjects}).
+     * @param foreign      the foreign objects ({@code NftDataplane}'s dump of the table).
      * @param recreateSets the sets and maps that exist with the wrong type.
      * @return the nft text, one command per line.
      */
-    String renderRepair(final Set<String> recreate, final List<TableReader.Foreign> foreign,
+    String renderRepair(final Set<String> recreate, final List<Foreign> foreign,
                         final Set<String> recreateSets)
     {
         final String t = "inet " + config.table();
@@ -535,21 +535,21 @@ public final class Ruleset
         }
         // Flushed first so no foreign chain still jumps to another when it is deleted; deleted by handle, which
         // works whatever the name (nft 1.0.6 takes no quoted names there).
-        for (final TableReader.Foreign f : foreign)
+        for (final Foreign f : foreign)
         {
             if ("chain".equals(f.kind()) && f.name().matches("[A-Za-z_][A-Za-z0-9_./-]*"))
             {
                 sb.append("flush chain ").append(t).append(' ').append(f.name()).append('\n');
             }
         }
-        for (final TableReader.Foreign f : foreign)
+        for (final Foreign f : foreign)
         {
             if ("chain".equals(f.kind()))
             {
                 sb.append(delete(t, f));
             }
         }
-        for (final TableReader.Foreign f : foreign)
+        for (final Foreign f : foreign)
         {
             if (!"chain".equals(f.kind()))
             {
@@ -570,7 +570,7 @@ public final class Ruleset
         return sb.toString();
     }
 
-    private static String delete(final String t, final TableReader.Foreign f)
+    private static String delete(final String t, final Foreign f)
     {
         if (f.handle() < 0)
         {
@@ -595,5 +595,24 @@ public final class Ruleset
             sb.append(" { ").append(chain.declaration()).append(" }");
         }
         sb.append('\n');
+    }
+
+    /**
+     * Something in egressd's table that egressd did not put there: a chain, set, map, counter or other named
+     * object. The table must hold exactly egressd's ruleset: a foreign base chain there (say one hooked at
+     * forward with policy drop) would drop every guest's packets behind egressd's back.
+     *
+     * @param kind the nft object kind as {@code delete} takes it: {@code chain}, {@code set}, {@code map},
+     *             {@code counter}, {@code quota}, {@code ct helper}, ...
+     * @param name   its name.
+     * @param handle its handle, by which it is deleted (any name works that way), or -1 if not listed.
+     */
+    record Foreign(String kind, String name, long handle)
+    {
+        @Override
+        public String toString()
+        {
+            return kind + " " + name;
+        }
     }
 }

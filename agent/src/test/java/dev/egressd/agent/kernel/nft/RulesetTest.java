@@ -142,8 +142,8 @@ class RulesetTest
     void aMistypedMapIsDeletedAfterTheFlushesAndBeforeTheForeignChains()
     {
         final String repair = new Ruleset(new DataplaneConfig("egressd", "eth0", "tap-*", 1024)).renderRepair(
-            java.util.Set.of(), java.util.List.of(new TableReader.Foreign("chain", "snat6_fd77", 9),
-                new TableReader.Foreign("set", "mapped6", 10)), java.util.Set.of("snat6"));
+            java.util.Set.of(), java.util.List.of(new Ruleset.Foreign("chain", "snat6_fd77", 9),
+                new Ruleset.Foreign("set", "mapped6", 10)), java.util.Set.of("snat6"));
         assertThat(repair).containsSubsequence("flush chain inet egressd postrouting\n",
             "delete set inet egressd snat6\n",
             "add map inet egressd snat6 { type ipv6_addr : interval ipv6_addr . inet_service; }\n",
