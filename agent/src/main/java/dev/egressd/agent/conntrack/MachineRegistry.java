@@ -68,7 +68,8 @@ final class MachineRegistry
     private final TreeMap<String, TrackedMachine> known = new TreeMap<>();
     private final BitSet handles = new BitSet();
     private HeldAddresses knownHeld = HeldAddresses.EMPTY;
-    private GuestIndex knownIndex = GuestIndex.EMPTY;
+    /** This registry's own, edited in place ({@link GuestIndex#editInPlace}): never the shared empty one. */
+    private GuestIndex knownIndex = new GuestIndex.Builder().build();
     /** The guest addresses the index is to lose (of machines gone or changed) and then gain, in this update. */
     private final List<TrackedMachine> unindex = new ArrayList<>();
     private final List<TrackedMachine> reindex = new ArrayList<>();
@@ -140,8 +141,7 @@ final class MachineRegistry
     /**
      * As {@link #diff}, told only what may have changed since the last call: the machines that may differ (any
      * other is as the registry last heard of it) and the ids of machines that may be gone. The same update as
-     * {@link #diff} with every machine, for O(what changed) work (the guest index aside: the last one's primitive
-     * arrays copied, then the changed addresses put or removed).
+     * {@link #diff} with every machine, for O(what changed) work (the guest index too: edited in place).
      *
      * @param changed    machines that may have changed or be new, in id order.
      * @param gone       ids of machines that may be gone (an id also in {@code changed} is not), in id order.
@@ -217,9 +217,10 @@ final class MachineRegistry
         if (!unindex.isEmpty() || !reindex.isEmpty())
         {
             // only a new machine, a removed one or a guest address changed changes the index (a known machine
-            // keeps its handle): the last index copied with those, every removal first (an address may pass from
-            // one machine to another in one update)
-            final GuestIndex.Editor e = knownIndex.edit();
+            // keeps its handle): the last index edited in place with those, every removal first (an address may
+            // pass from one machine to another in one update). In place, not a copy: the registry runs on the
+            // monitor thread, the index's only reader, which takes this update's index in the same turn.
+            final GuestIndex.Editor e = knownIndex.editInPlace();
             for (final TrackedMachine t : unindex)
             {
                 if (t.guest4() != null)
