@@ -65,7 +65,8 @@ public final class Daemon
      * Whether the control loop runs on the API's event loop ({@code -Degressd.loop-thread=event-loop}): a change's
      * request is then read, committed and answered on one thread, with no hand-off between threads either way. Not
      * the default: on a loaded 2-core machine it answered sequential changes 2-3x slower, though 8 clients 2.5x
-     * faster (benchmarks/README.md, "The loop on the event loop").
+     * faster; on a quiet one it saved no time (p50 0.67 vs 0.70 ms) and lost some under 8 clients (2,970 vs 3,424
+     * changes/s) (benchmarks/README.md, "The loop on the event loop").
      */
     static final String LOOP_THREAD = "egressd.loop-thread";
     /**

@@ -29,9 +29,10 @@ import java.util.function.Supplier;
  * the allocator tells them), not a plan built and diffed whole (docs/design.md, "The control plane").
  *
  * <p>It reads which machines changed (their record, scope, pair, ports or machine-scoped pair) from a
- * {@link MachineMirror} it shares with the loop's other incremental consumers (one look at what the allocator moved, per change
- * for all of them); a machine that changed has its elements planned again. The pairs' uplink addresses, the extra elements (recovered, draining) and the recovered
- * elements {@code holding} re-sent machines are small, and compared whole. Each element key that moved gets its
+ * {@link MachineMirror} it shares with the loop's other incremental consumers (one look at what the allocator
+ * moved, per change for all of them); a machine that changed has its elements planned again. The pairs' uplink
+ * addresses, the extra elements (recovered, draining) and the recovered elements {@code holding} re-sent machines
+ * are small, and compared whole. Each element key that moved gets its
  * winner chosen again, with the precedence of the whole build ({@link ControlLoop#fullDesiredPlan()}): a holding
  * element, else the allocator's, else the first extra one. The winner a key had at the last {@link #mark()} is kept
  * the first time it moves, so {@link #changesSinceMark()} is O(keys moved). A new allocator (a rollback rebuilds it)

@@ -273,9 +273,7 @@ public final class NftDataplane
         }
         catch (final IOException e)
         {
-            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
-            throw new NftException("cannot list the sets of inet " + config.table() + ": " + e.getMessage(),
-                "NFT_MSG_GETSET", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+            throw netlinkFailed("cannot list the sets of", "NFT_MSG_GETSET", e);
         }
     }
 
@@ -416,9 +414,7 @@ public final class NftDataplane
         }
         catch (final IOException e)
         {
-            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
-            throw new NftException("cannot dump inet " + config.table() + ": " + e.getMessage(), "NFT_MSG_GETRULE",
-                missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+            throw netlinkFailed("cannot dump", "NFT_MSG_GETRULE", e);
         }
     }
 
@@ -586,7 +582,7 @@ public final class NftDataplane
                 deepCost = pendingCheckCost;
                 deepReadPending = false;
                 pendingCheckCost = 0;
-                    }
+            }
             return lastPlan;
         }
         final KernelPlan plan = readChanged();
@@ -699,9 +695,7 @@ public final class NftDataplane
         }
         catch (final IOException e)
         {
-            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
-            throw new NftException("cannot dump the sets of inet " + config.table() + ": " + e.getMessage(),
-                "NFT_MSG_GETSET", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+            throw netlinkFailed("cannot dump the sets of", "NFT_MSG_GETSET", e);
         }
         final Map<String, NftNetlink.SetInfo> byName = new HashMap<>();
         sets.forEach(i -> byName.put(i.name(), i));
@@ -931,9 +925,7 @@ public final class NftDataplane
         }
         catch (final IOException e)
         {
-            final boolean missing = e instanceof NetlinkException n && n.isNotFound();
-            throw new NftException("cannot read the counters of inet " + config.table() + ": " + e.getMessage(),
-                "NFT_MSG_GETOBJ", missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
+            throw netlinkFailed("cannot read the counters of", "NFT_MSG_GETOBJ", e);
         }
         final Map<String, Long> counters = new LinkedHashMap<>();
         read.forEach((name, counter) -> counters.put(name, counter.packets()));
@@ -978,6 +970,17 @@ public final class NftDataplane
         deepReadForced = true;
         written.clear();
         nft.run("delete table inet " + config.table());
+    }
+
+    /**
+     * A netlink request about the table that failed, as the callers of libnftables see a failure: a missing table
+     * reads as nft's "No such file or directory" ({@link NftException#isNotFound()}).
+     */
+    private NftException netlinkFailed(final String what, final String request, final IOException e)
+    {
+        final boolean missing = e instanceof NetlinkException n && n.isNotFound();
+        return new NftException(what + " inet " + config.table() + ": " + e.getMessage(), request,
+            missing ? "Error: No such file or directory" : String.valueOf(e.getMessage()));
     }
 
     private static JsonNode parse(final String json) throws NftException
